@@ -1,0 +1,49 @@
+/*
+** clock.c: monotonic deadlines. Every timed wait of the core is on
+** CLOCK_MONOTONIC, so a wall-clock change never shortens or stretches it.
+*/
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+#include "internal.h"
+
+double conc_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double conc_deadline(double timeout) {
+  if (timeout < 0 || isnan(timeout) || isinf(timeout))
+    return CONC_FOREVER;
+  return conc_now() + timeout;
+}
+
+int conc__cond_init(pthread_cond_t *cv) {
+  pthread_condattr_t attr;
+  int r;
+  if (pthread_condattr_init(&attr) != 0)
+    return CONC_ESYS;
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  r = pthread_cond_init(cv, &attr);
+  pthread_condattr_destroy(&attr);
+  return r == 0 ? 0 : CONC_ESYS;
+}
+
+int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
+                    double deadline) {
+  struct timespec ts;
+  double secs;
+  if (deadline == CONC_FOREVER) {
+    pthread_cond_wait(cv, mu);
+    return 0;
+  }
+  if (conc_now() >= deadline)
+    return CONC_ETIMEDOUT;
+  secs = floor(deadline);
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((deadline - secs) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? CONC_ETIMEDOUT : 0;
+}

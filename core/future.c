@@ -1,0 +1,259 @@
+/*
+** future.c: the refcounted future. PENDING -> RUNNING -> FINISHED, or
+** PENDING -> CANCELLED; a mutex and condition variable per future.
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+typedef struct callback {
+  struct callback *next;
+  conc_callback_fn fn;
+  void *arg;
+} callback;
+
+struct conc_future {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs;               /* atomic */
+  conc_state_t state;
+  int settled;            /* done and every C callback returned */
+  int failed;             /* payload is an exception */
+  void *data;
+  size_t len;
+  conc_free_fn freefn;
+  callback *cbs, **cbtail;  /* C callbacks, in registration order */
+  conc__queue watchers;     /* conc__watcher nodes, fired when settled */
+};
+
+
+const char *conc_strerror(int code) {
+  switch (code) {
+    case 0: return "success";
+    case CONC_EINVAL: return "invalid argument";
+    case CONC_ESTATE: return "invalid state";
+    case CONC_ETIMEDOUT: return "timed out";
+    case CONC_ENOMEM: return "not enough memory";
+    case CONC_ESHUTDOWN: return "cannot schedule new futures after shutdown";
+    case CONC_EBROKEN: return "the pool is broken";
+    case CONC_ESYS: return "system call failed";
+    case CONC_ECLOSED: return "mailbox closed";
+    default: return "unknown error";
+  }
+}
+
+
+conc_future_t *conc_future_new(void) {
+  conc_future_t *f = (conc_future_t *)calloc(1, sizeof(*f));
+  if (f == NULL)
+    return NULL;
+  if (pthread_mutex_init(&f->mu, NULL) != 0) {
+    free(f);
+    return NULL;
+  }
+  if (conc__cond_init(&f->cv) != 0) {
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return NULL;
+  }
+  f->refs = 1;
+  f->state = CONC_PENDING;
+  f->cbtail = &f->cbs;
+  conc__queue_init(&f->watchers);
+  return f;
+}
+
+void conc_future_ref(conc_future_t *f) {
+  __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* The last reference: a future that never completed may still hold
+** callbacks (never to run) and mailbox posts (dropped). */
+void conc_future_unref(conc_future_t *f) {
+  callback *cb;
+  if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  while ((cb = f->cbs) != NULL) {
+    f->cbs = cb->next;
+    free(cb);
+  }
+  while (!conc__queue_empty(&f->watchers)) {
+    conc__queue *q = conc__queue_head(&f->watchers);
+    conc__queue_remove(q);
+    conc__watcher_drop(q);
+  }
+  if (f->freefn != NULL)
+    f->freefn(f->data);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
+  free(f);
+}
+
+conc_state_t conc_future_state(conc_future_t *f) {
+  conc_state_t s;
+  pthread_mutex_lock(&f->mu);
+  s = f->state;
+  pthread_mutex_unlock(&f->mu);
+  return s;
+}
+
+int conc_future_done(conc_future_t *f) {
+  conc_state_t s = conc_future_state(f);
+  return s == CONC_FINISHED || s == CONC_CANCELLED;
+}
+
+int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
+  int r;
+  pthread_mutex_lock(&f->mu);
+  switch (f->state) {
+    case CONC_PENDING: f->state = CONC_RUNNING; r = 1; break;
+    case CONC_CANCELLED: r = 0; break;
+    default: r = CONC_ESTATE; break;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return r;
+}
+
+
+/*
+** Completion, in three steps so that waiters never see a half-done
+** future: (1) under the lock, the state and payload change and the
+** callback list is taken; (2) the C callbacks run outside the lock, so
+** they may call back into this future; (3) under the lock again, the
+** future is 'settled', its watchers fire and waiters wake. Lock order:
+** future, then mailbox (inside conc__watcher_fire).
+*/
+static void settle(conc_future_t *f) {
+  callback *cb = f->cbs;
+  f->cbs = NULL;
+  f->cbtail = &f->cbs;
+  pthread_mutex_unlock(&f->mu);
+  while (cb != NULL) {
+    callback *next = cb->next;
+    cb->fn(f, cb->arg);
+    free(cb);
+    cb = next;
+  }
+  pthread_mutex_lock(&f->mu);
+  f->settled = 1;
+  while (!conc__queue_empty(&f->watchers)) {
+    conc__queue *q = conc__queue_head(&f->watchers);
+    conc__queue_remove(q);
+    conc__watcher_fire(q);
+  }
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static int finish(conc_future_t *f, void *data, size_t len,
+                  conc_free_fn freefn, int failed) {
+  pthread_mutex_lock(&f->mu);
+  if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
+    pthread_mutex_unlock(&f->mu);
+    return CONC_ESTATE;
+  }
+  f->state = CONC_FINISHED;
+  f->failed = failed;
+  f->data = data;
+  f->len = len;
+  f->freefn = freefn;
+  settle(f);  /* unlocks */
+  return 0;
+}
+
+int conc_future_set_result(conc_future_t *f, void *data, size_t len,
+                           conc_free_fn freefn) {
+  return finish(f, data, len, freefn, 0);
+}
+
+int conc_future_set_exception(conc_future_t *f, void *data, size_t len,
+                              conc_free_fn freefn) {
+  return finish(f, data, len, freefn, 1);
+}
+
+int conc_future_cancel(conc_future_t *f) {
+  pthread_mutex_lock(&f->mu);
+  switch (f->state) {
+    case CONC_PENDING:
+      f->state = CONC_CANCELLED;
+      settle(f);  /* unlocks */
+      return 1;
+    case CONC_CANCELLED:
+      pthread_mutex_unlock(&f->mu);
+      return 1;
+    default:
+      pthread_mutex_unlock(&f->mu);
+      return 0;
+  }
+}
+
+int conc_future_wait(conc_future_t *f, double deadline) {
+  int r = 0;
+  pthread_mutex_lock(&f->mu);
+  while (!f->settled && r == 0)
+    r = conc__cond_wait(&f->cv, &f->mu, deadline);
+  if (f->settled) r = 0;
+  pthread_mutex_unlock(&f->mu);
+  return r;
+}
+
+int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
+                        int *failed) {
+  int r = CONC_ESTATE;
+  pthread_mutex_lock(&f->mu);
+  if (f->state == CONC_FINISHED) {
+    *data = f->data;
+    *len = f->len;
+    *failed = f->failed;
+    r = 0;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return r;
+}
+
+int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
+                             void *arg) {
+  callback *cb;
+  pthread_mutex_lock(&f->mu);
+  if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
+    pthread_mutex_unlock(&f->mu);
+    fn(f, arg);
+    return 0;
+  }
+  cb = (callback *)malloc(sizeof(*cb));
+  if (cb == NULL) {
+    pthread_mutex_unlock(&f->mu);
+    return CONC_ENOMEM;
+  }
+  cb->next = NULL;
+  cb->fn = fn;
+  cb->arg = arg;
+  *f->cbtail = cb;
+  f->cbtail = &cb->next;
+  pthread_mutex_unlock(&f->mu);
+  return 0;
+}
+
+
+/* {======================================================================
+** Watchers (mailbox.c): nodes that fire under the future's lock once it
+** is settled, and can be unlinked until then.
+** ======================================================================= */
+
+int conc__future_watch(conc_future_t *f, conc__queue *node) {
+  int linked;
+  pthread_mutex_lock(&f->mu);
+  linked = !f->settled;
+  if (linked)
+    conc__queue_insert_tail(&f->watchers, node);
+  pthread_mutex_unlock(&f->mu);
+  return linked;
+}
+
+void conc__future_unwatch(conc_future_t *f, conc__queue *node) {
+  pthread_mutex_lock(&f->mu);
+  conc__queue_remove(node);  /* harmless when already unlinked */
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* }====================================================================== */

@@ -1,0 +1,264 @@
+/*
+** concurrent.h: the public C API of the Lua-agnostic core of `concurrent`.
+** Futures, owner mailboxes, watch sets and the thread pool, over pthreads.
+*/
+#ifndef CONCURRENT_H
+#define CONCURRENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CONC_VERSION "0.1.0"
+
+/*
+** Error codes: every core function that can fail returns 0 (or a count)
+** on success and one of these negative codes on failure. Nothing in the
+** core prints or aborts on a recoverable error.
+*/
+#define CONC_EINVAL     (-1)  /* bad argument */
+#define CONC_ESTATE     (-2)  /* future not in a state that allows it */
+#define CONC_ETIMEDOUT  (-3)  /* deadline passed */
+#define CONC_ENOMEM     (-4)  /* allocation failed */
+#define CONC_ESHUTDOWN  (-5)  /* pool no longer accepts work */
+#define CONC_EBROKEN    (-6)  /* pool is broken */
+#define CONC_ESYS       (-7)  /* a system call failed; see errno */
+#define CONC_ECLOSED    (-8)  /* mailbox closed */
+
+/* A readable, static description of an error code. */
+const char *conc_strerror(int code);
+
+/*
+** Deadlines are absolute CLOCK_MONOTONIC times in seconds.
+** 'conc_deadline(timeout)' turns a relative timeout into one; a negative
+** timeout means "forever" and yields CONC_FOREVER.
+*/
+#define CONC_FOREVER (-1.0)
+double conc_now(void);
+double conc_deadline(double timeout);
+
+
+/* {======================================================================
+** Futures
+** ======================================================================= */
+
+typedef struct conc_future conc_future_t;
+
+typedef enum conc_state {
+  CONC_PENDING = 0,
+  CONC_RUNNING,
+  CONC_FINISHED,
+  CONC_CANCELLED
+} conc_state_t;
+
+/*
+** A future's payload is opaque bytes owned by the future once set:
+** 'freefn' (may be NULL) is called on 'data' when the last reference goes.
+** 'failed' tells a result from an exception.
+*/
+typedef void (*conc_free_fn)(void *data);
+
+/* A C callback: runs exactly once, after the future is done, on the
+** thread that completed it (or at once, on the registering thread, if the
+** future is already done). It must not block for long. */
+typedef void (*conc_callback_fn)(conc_future_t *f, void *arg);
+
+/* A new PENDING future with one reference, or NULL when out of memory. */
+conc_future_t *conc_future_new(void);
+void conc_future_ref(conc_future_t *f);
+void conc_future_unref(conc_future_t *f);
+
+conc_state_t conc_future_state(conc_future_t *f);
+int conc_future_done(conc_future_t *f);  /* FINISHED or CANCELLED */
+
+/* PENDING -> RUNNING: returns 1; already CANCELLED: returns 0 (the caller
+** must not run the work); anything else: CONC_ESTATE. */
+int conc_future_set_running_or_notify_cancel(conc_future_t *f);
+
+/* PENDING or RUNNING -> FINISHED with a payload. CONC_ESTATE if already
+** done; the payload is then NOT taken (the caller still owns 'data'). */
+int conc_future_set_result(conc_future_t *f, void *data, size_t len,
+                           conc_free_fn freefn);
+int conc_future_set_exception(conc_future_t *f, void *data, size_t len,
+                              conc_free_fn freefn);
+
+/* PENDING -> CANCELLED: returns 1 (also when already cancelled);
+** RUNNING or FINISHED: returns 0. */
+int conc_future_cancel(conc_future_t *f);
+
+/* Block until the future is done or 'deadline' (absolute, conc_deadline)
+** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
+** future has returned. */
+int conc_future_wait(conc_future_t *f, double deadline);
+
+/* The payload of a FINISHED future: 0 and the fields, or CONC_ESTATE if
+** it is not finished (pending, running or cancelled). The data stays
+** owned by the future: keep a reference while using it. */
+int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
+                        int *failed);
+
+/* Register a C callback. Returns 0, or CONC_ENOMEM. If the future is done
+** already, 'fn' runs before this returns. */
+int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
+                             void *arg);
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Mailboxes: one per owner thread (a Lua state, a host's event loop).
+** Futures post to it; the owner drains it on its own thread. Its fd (an
+** eventfd) is readable while posts are queued, for event loops.
+** ======================================================================= */
+
+typedef struct conc_mailbox conc_mailbox_t;
+
+conc_mailbox_t *conc_mailbox_new(void);   /* one reference, or NULL */
+void conc_mailbox_ref(conc_mailbox_t *mb);
+void conc_mailbox_unref(conc_mailbox_t *mb);
+
+/* After close, posts are dropped (their future references released) and
+** queued ones are discarded. The owner calls it when it goes away. */
+void conc_mailbox_close(conc_mailbox_t *mb);
+
+int conc_mailbox_fd(conc_mailbox_t *mb);
+
+/* Ask 'f' to post itself to 'mb' once when done (at once if it is done).
+** 'tag' is returned with the post. 0 or CONC_ENOMEM. */
+int conc_mailbox_subscribe(conc_mailbox_t *mb, conc_future_t *f,
+                           uintptr_t tag);
+
+/* Take one post without blocking: 1 and the future (a reference the
+** caller must release) and its tag, or 0 when none is queued. */
+int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
+                      uintptr_t *tag);
+
+/* Block until a post is queued or 'deadline' passes: 0 or
+** CONC_ETIMEDOUT. */
+int conc_mailbox_wait(conc_mailbox_t *mb, double deadline);
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Watch sets: wait for any of many futures, as each completes, while
+** also waking for the owner's mailbox posts (so an owner can run its
+** callbacks while it blocks). A set belongs to one mailbox and one thread.
+** ======================================================================= */
+
+typedef struct conc_watch conc_watch_t;
+
+conc_watch_t *conc_watch_new(conc_mailbox_t *mb);  /* or NULL */
+void conc_watch_free(conc_watch_t *w);  /* unregisters what is left */
+
+/* Add a future (a reference is kept). 'tag' comes back when it is done. */
+int conc_watch_add(conc_watch_t *w, conc_future_t *f, uintptr_t tag);
+
+/* Take the tag of one completed future without blocking: 1, or 0. */
+int conc_watch_take(conc_watch_t *w, uintptr_t *tag);
+
+/* Block until a watched future completes, 'deadline' passes, or (if
+** 'posts' is nonzero) a mailbox post is queued: 0 or CONC_ETIMEDOUT.
+** Spurious returns are allowed. */
+int conc_watch_wait(conc_watch_t *w, double deadline, int posts);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Thread pool: one per executor. Tasks are intrusive (embed conc_task_t
+** in your own struct, as uv_work_t): the pool never allocates per task.
+** ======================================================================= */
+
+typedef struct conc_pool conc_pool_t;
+typedef struct conc_task conc_task_t;
+
+struct conc_task {
+  /* set by the submitter */
+  /* the pool takes over one reference at submit and releases it after
+  ** 'run' or 'drop' returned; it counts completed/failed stats from the
+  ** future's payload once 'run' returned */
+  conc_future_t *future;
+  /* Runs on a worker after the future went RUNNING; must complete the
+  ** future (set_result or set_exception) and may free the task. 'ctx' is
+  ** the worker's context from 'worker_start'. */
+  void (*run)(conc_task_t *t, void *ctx);
+  /* The task will never run: 'why' is 0 when its future was cancelled,
+  ** CONC_EBROKEN when the pool broke. In the broken case the future is
+  ** still pending and 'drop' must complete it (set_exception). Frees t. */
+  void (*drop)(conc_task_t *t, int why);
+  /* private to the pool */
+  void *q_[2];
+};
+
+typedef struct conc_pool_opts {
+  int max_workers;            /* > 0 */
+  const char *name_prefix;    /* OS thread names "<prefix>_<n>"; or NULL */
+  size_t stack_size;          /* 0: the pool's default */
+  /* Optional: make a worker's context on its own thread before its first
+  ** task. Nonzero return breaks the pool: queued tasks are dropped with
+  ** CONC_EBROKEN and later submits fail with CONC_EBROKEN. */
+  int (*worker_start)(void *ud, void **ctx);
+  void (*worker_stop)(void *ud, void *ctx);   /* on the worker, at exit */
+  void *ud;
+} conc_pool_opts_t;
+
+typedef struct conc_pool_stats {
+  int workers, idle;
+  long pending, running, completed, failed, cancelled;
+} conc_pool_stats_t;
+
+/* A pool with no workers yet (they start lazily), or NULL. */
+conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
+
+/* Queue a task; starts a worker if none is idle and the maximum is not
+** reached. 0, CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM or CONC_ESYS. */
+int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
+
+/* No new tasks. cancel: cancel every queued task. wait: return once
+** every task ended and every worker exited. Idempotent. */
+int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel);
+
+/* shutdown(wait, no cancel), then free. */
+void conc_pool_free(conc_pool_t *p);
+
+void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** The Lua side, for hosts that embed Lua. After require "concurrent.core"
+** (or luaopen_concurrent_core) in a state, the registry field
+** CONC_LUA_API_KEY holds a light userdata pointing to this table. The
+** core itself never includes lua.h.
+** ======================================================================= */
+
+struct lua_State;
+
+#define CONC_LUA_API_KEY "concurrent.capi"
+#define CONC_LUA_API_VERSION 1
+
+typedef struct conc_lua_api {
+  int version;  /* CONC_LUA_API_VERSION */
+  /* push the state's handle of 'f' (one handle per future per state) */
+  void (*pushfuture)(struct lua_State *L, conc_future_t *f);
+  /* the future of the handle at 'idx', or NULL if it is not a future */
+  conc_future_t *(*tofuture)(struct lua_State *L, int idx);
+  /* encode n values from stack index 'first' as one transfer (raises a
+  ** Lua error naming the value's path on refusal); free with 'freepayload'
+  ** or hand it to conc_future_set_result/exception with that free fn */
+  void *(*encode)(struct lua_State *L, int first, int n, size_t *len);
+  /* push the values of an encoded payload; returns their number */
+  int (*decode)(struct lua_State *L, const void *payload);
+  conc_free_fn freepayload;
+} conc_lua_api_t;
+
+/* }====================================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,286 @@
+/*
+** mailbox.c: an owner's inbox of completed futures (posts), with an
+** eventfd for event loops, and watch sets that wait on many futures.
+*/
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct conc_mailbox {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs;            /* atomic */
+  int closed;
+  int waiters;         /* threads blocked on 'cv' */
+  int efd;             /* readable while 'posts' is not empty */
+  conc__queue posts;   /* fired post watchers, oldest first */
+};
+
+struct conc_watch {
+  conc_mailbox_t *mb;  /* a reference; its lock guards 'ready' */
+  conc__queue ready;   /* fired watch nodes */
+  conc__queue all;     /* every node of the set, for conc_watch_free */
+};
+
+/*
+** One node per (future, interest). A post holds a reference to its
+** mailbox, and to its future only once fired (so a forgotten pending
+** future is still freed); a watch node's set holds the future.
+*/
+typedef struct watcher {
+  conc__queue fnode;    /* in the future's watcher list until fired */
+  conc__queue mnode;    /* in 'posts' or the set's 'ready' once fired */
+  conc__queue snode;    /* a watch node in its set's 'all' */
+  conc_future_t *f;
+  conc_mailbox_t *mb;
+  conc_watch_t *set;    /* NULL for a post */
+  uintptr_t tag;
+} watcher;
+
+
+conc_mailbox_t *conc_mailbox_new(void) {
+  conc_mailbox_t *mb = (conc_mailbox_t *)calloc(1, sizeof(*mb));
+  if (mb == NULL)
+    return NULL;
+  mb->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (mb->efd < 0) {
+    free(mb);
+    return NULL;
+  }
+  if (pthread_mutex_init(&mb->mu, NULL) != 0) {
+    close(mb->efd);
+    free(mb);
+    return NULL;
+  }
+  if (conc__cond_init(&mb->cv) != 0) {
+    pthread_mutex_destroy(&mb->mu);
+    close(mb->efd);
+    free(mb);
+    return NULL;
+  }
+  mb->refs = 1;
+  conc__queue_init(&mb->posts);
+  return mb;
+}
+
+void conc_mailbox_ref(conc_mailbox_t *mb) {
+  __atomic_add_fetch(&mb->refs, 1, __ATOMIC_RELAXED);
+}
+
+void conc_mailbox_unref(conc_mailbox_t *mb) {
+  if (__atomic_sub_fetch(&mb->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  conc_assert(conc__queue_empty(&mb->posts));
+  close(mb->efd);
+  pthread_cond_destroy(&mb->cv);
+  pthread_mutex_destroy(&mb->mu);
+  free(mb);
+}
+
+int conc_mailbox_fd(conc_mailbox_t *mb) {
+  return mb->efd;
+}
+
+/* With 'mb->mu' held: the fd follows whether posts are queued. */
+static void signal_fd(conc_mailbox_t *mb, int readable) {
+  uint64_t v = 1;
+  ssize_t r;
+  if (readable)
+    r = write(mb->efd, &v, sizeof(v));
+  else
+    r = read(mb->efd, &v, sizeof(v));
+  (void)r;  /* EAGAIN: already in the wanted state */
+}
+
+static void wake(conc_mailbox_t *mb) {
+  if (mb->waiters > 0)
+    pthread_cond_broadcast(&mb->cv);
+}
+
+/* A post that will never be taken: release what it holds. */
+static void post_free(watcher *w, int fired) {
+  if (fired)
+    conc_future_unref(w->f);
+  conc_mailbox_unref(w->mb);
+  free(w);
+}
+
+
+void conc__watcher_fire(conc__queue *node) {
+  watcher *w = conc__container_of(node, watcher, fnode);
+  conc_mailbox_t *mb = w->mb;
+  int dropped = 0;
+  pthread_mutex_lock(&mb->mu);
+  if (w->set != NULL)
+    conc__queue_insert_tail(&w->set->ready, &w->mnode);
+  else if (mb->closed)
+    dropped = 1;
+  else {
+    conc_future_ref(w->f);
+    if (conc__queue_empty(&mb->posts))
+      signal_fd(mb, 1);
+    conc__queue_insert_tail(&mb->posts, &w->mnode);
+  }
+  wake(mb);
+  pthread_mutex_unlock(&mb->mu);
+  if (dropped)
+    post_free(w, 0);
+}
+
+void conc__watcher_drop(conc__queue *node) {
+  watcher *w = conc__container_of(node, watcher, fnode);
+  conc_assert(w->set == NULL);  /* a set keeps its futures alive */
+  post_free(w, 0);
+}
+
+
+int conc_mailbox_subscribe(conc_mailbox_t *mb, conc_future_t *f,
+                           uintptr_t tag) {
+  watcher *w = (watcher *)calloc(1, sizeof(*w));
+  if (w == NULL)
+    return CONC_ENOMEM;
+  conc_mailbox_ref(mb);
+  w->f = f;
+  w->mb = mb;
+  w->tag = tag;
+  conc__queue_init(&w->fnode);
+  conc__queue_init(&w->mnode);
+  if (!conc__future_watch(f, &w->fnode))
+    conc__watcher_fire(&w->fnode);  /* settled already: post at once */
+  return 0;
+}
+
+int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
+                      uintptr_t *tag) {
+  watcher *w;
+  pthread_mutex_lock(&mb->mu);
+  if (conc__queue_empty(&mb->posts)) {
+    pthread_mutex_unlock(&mb->mu);
+    return 0;
+  }
+  w = conc__container_of(conc__queue_head(&mb->posts), watcher, mnode);
+  conc__queue_remove(&w->mnode);
+  if (conc__queue_empty(&mb->posts))
+    signal_fd(mb, 0);
+  pthread_mutex_unlock(&mb->mu);
+  *f = w->f;  /* the post's reference passes to the caller */
+  *tag = w->tag;
+  conc_mailbox_unref(w->mb);
+  free(w);
+  return 1;
+}
+
+int conc_mailbox_wait(conc_mailbox_t *mb, double deadline) {
+  int r = 0;
+  pthread_mutex_lock(&mb->mu);
+  mb->waiters++;
+  while (conc__queue_empty(&mb->posts) && r == 0)
+    r = conc__cond_wait(&mb->cv, &mb->mu, deadline);
+  mb->waiters--;
+  if (!conc__queue_empty(&mb->posts)) r = 0;
+  pthread_mutex_unlock(&mb->mu);
+  return r;
+}
+
+void conc_mailbox_close(conc_mailbox_t *mb) {
+  conc__queue posts;
+  pthread_mutex_lock(&mb->mu);
+  mb->closed = 1;
+  if (!conc__queue_empty(&mb->posts))
+    signal_fd(mb, 0);
+  conc__queue_move(&mb->posts, &posts);
+  pthread_mutex_unlock(&mb->mu);
+  while (!conc__queue_empty(&posts)) {
+    watcher *w = conc__container_of(conc__queue_head(&posts), watcher, mnode);
+    conc__queue_remove(&w->mnode);
+    post_free(w, 1);
+  }
+}
+
+
+/* {======================================================================
+** Watch sets
+** ======================================================================= */
+
+conc_watch_t *conc_watch_new(conc_mailbox_t *mb) {
+  conc_watch_t *set = (conc_watch_t *)malloc(sizeof(*set));
+  if (set == NULL)
+    return NULL;
+  conc_mailbox_ref(mb);
+  set->mb = mb;
+  conc__queue_init(&set->ready);
+  conc__queue_init(&set->all);
+  return set;
+}
+
+int conc_watch_add(conc_watch_t *set, conc_future_t *f, uintptr_t tag) {
+  watcher *w = (watcher *)calloc(1, sizeof(*w));
+  if (w == NULL)
+    return CONC_ENOMEM;
+  conc_future_ref(f);
+  w->f = f;
+  w->mb = set->mb;
+  w->set = set;
+  w->tag = tag;
+  conc__queue_init(&w->fnode);
+  conc__queue_init(&w->mnode);
+  conc__queue_insert_tail(&set->all, &w->snode);
+  if (!conc__future_watch(f, &w->fnode)) {
+    pthread_mutex_lock(&set->mb->mu);
+    conc__queue_insert_tail(&set->ready, &w->mnode);
+    pthread_mutex_unlock(&set->mb->mu);
+  }
+  return 0;
+}
+
+int conc_watch_take(conc_watch_t *set, uintptr_t *tag) {
+  watcher *w = NULL;
+  pthread_mutex_lock(&set->mb->mu);
+  if (!conc__queue_empty(&set->ready)) {
+    w = conc__container_of(conc__queue_head(&set->ready), watcher, mnode);
+    conc__queue_remove(&w->mnode);
+  }
+  pthread_mutex_unlock(&set->mb->mu);
+  if (w == NULL)
+    return 0;
+  *tag = w->tag;
+  return 1;
+}
+
+int conc_watch_wait(conc_watch_t *set, double deadline, int posts) {
+  conc_mailbox_t *mb = set->mb;
+  int r = 0;
+  pthread_mutex_lock(&mb->mu);
+  if (conc__queue_empty(&set->ready)
+      && (!posts || conc__queue_empty(&mb->posts))) {
+    mb->waiters++;
+    r = conc__cond_wait(&mb->cv, &mb->mu, deadline);
+    mb->waiters--;
+  }
+  pthread_mutex_unlock(&mb->mu);
+  return r;
+}
+
+/* Unlink each node from its future first (after that it cannot fire),
+** then from the ready list. */
+void conc_watch_free(conc_watch_t *set) {
+  while (!conc__queue_empty(&set->all)) {
+    watcher *w = conc__container_of(conc__queue_head(&set->all), watcher,
+                                    snode);
+    conc__queue_remove(&w->snode);
+    conc__future_unwatch(w->f, &w->fnode);
+    pthread_mutex_lock(&set->mb->mu);
+    conc__queue_remove(&w->mnode);
+    pthread_mutex_unlock(&set->mb->mu);
+    conc_future_unref(w->f);
+    free(w);
+  }
+  conc_mailbox_unref(set->mb);
+  free(set);
+}
+
+/* }====================================================================== */

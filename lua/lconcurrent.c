@@ -1,0 +1,71 @@
+/*
+** lconcurrent.c: luaopen_concurrent_core, the module's only export. It
+** opens each part of the binding into one table and publishes the C API
+** for hosts (conc_lua_api_t) in the registry.
+*/
+#include <unistd.h>
+
+#include "lconcurrent.h"
+
+static int cf_cpu_count(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+/* Monotonic seconds, for deadlines computed in Lua (map's timeout). */
+static int cf_now(lua_State *L) {
+  lua_pushnumber(L, conc_now());
+  return 1;
+}
+
+
+/* {======================================================================
+** The C API for hosts
+** ======================================================================= */
+
+static conc_future_t *capi_tofuture(lua_State *L, int idx) {
+  return lconc_testfuture(L, idx);
+}
+
+static void *capi_encode(lua_State *L, int first, int n, size_t *len) {
+  lconc_payload *p = lconc_encode(L, first, n, "value", 1);
+  *len = lconc_payload_sizeof(p);
+  return p;
+}
+
+static int capi_decode(lua_State *L, const void *payload) {
+  return lconc_decode(L, (const lconc_payload *)payload);
+}
+
+static const conc_lua_api_t capi = {
+  CONC_LUA_API_VERSION,
+  lconc_pushfuture,
+  capi_tofuture,
+  capi_encode,
+  capi_decode,
+  lconc_payload_free
+};
+
+/* }====================================================================== */
+
+
+__attribute__((visibility("default")))
+LUAMOD_API int luaopen_concurrent_core(lua_State *L);
+
+LUAMOD_API int luaopen_concurrent_core(lua_State *L) {
+  lua_newtable(L);
+  lconc_open_mailbox(L);
+  lconc_open_errors(L);
+  lconc_open_future(L);
+  lconc_open_wait(L);
+  lua_pushcfunction(L, cf_cpu_count);
+  lua_setfield(L, -2, "cpu_count");
+  lua_pushcfunction(L, cf_now);
+  lua_setfield(L, -2, "now");
+  lua_pushliteral(L, CONC_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushlightuserdata(L, (void *)&capi);
+  lua_setfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
+  return 1;
+}

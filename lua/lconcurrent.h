@@ -1,0 +1,103 @@
+/*
+** lconcurrent.h: declarations shared by the Lua binding files of lua/.
+** Nothing here is exported from the module: only luaopen_concurrent_core.
+*/
+#ifndef LCONCURRENT_H
+#define LCONCURRENT_H
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "concurrent.h"
+
+#if defined(__GNUC__)
+#define LCONC_FUNC __attribute__((visibility("hidden"))) extern
+#else
+#define LCONC_FUNC extern
+#endif
+
+#define LCONC_FUTURE_MT "concurrent.Future"
+
+/* Stack-balance checks for binding code (debug builds only). */
+#if defined(LCONC_DEBUG)
+#include <assert.h>
+#define lconc_stackcheck_begin(L) int lconc_top_ = lua_gettop(L)
+#define lconc_stackcheck_end(L, n) assert(lua_gettop(L) == lconc_top_ + (n))
+#else
+#define lconc_stackcheck_begin(L) ((void)0)
+#define lconc_stackcheck_end(L, n) ((void)0)
+#endif
+
+/* lmailbox.c: the per-state owner. Lua callbacks of a state run only on
+** its own thread, at safe points (see API.md, "Callbacks"). */
+typedef struct lconc_owner {
+  conc_mailbox_t *mb;
+  int in_callback;   /* > 0 while a callback runs: no safe points */
+} lconc_owner;
+LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
+/* push the state's weak table: light userdata(future) -> handle */
+LCONC_FUNC void lconc_pushhandles(lua_State *L);
+LCONC_FUNC void lconc_open_owner(lua_State *L);
+/* adds dispatch and notify_fd to the module table at the top */
+LCONC_FUNC void lconc_open_mailbox(lua_State *L);
+/* run the queued callbacks of the state, unless inside a callback;
+** returns how many ran */
+LCONC_FUNC int lconc_safepoint(lua_State *L);
+/* run the state's callbacks of the done future whose handle is at 'idx';
+** 'always' = 0 skips it inside a callback (a safe point does that) */
+LCONC_FUNC int lconc_firecallbacks(lua_State *L, int idx, int always);
+/* register fn and its bound arguments (stack idx..top) for handle 'h' */
+LCONC_FUNC void lconc_addcallback(lua_State *L, int h, int fn);
+/* push a new watch set anchored in a userdata (closed by __gc/__close) */
+LCONC_FUNC conc_watch_t *lconc_newwatch(lua_State *L);
+LCONC_FUNC void lconc_closewatch(lua_State *L, int idx);
+/* wait for the next completed future of 'set', running callbacks at safe
+** points meanwhile: 1 and its tag, or 0 when 'deadline' passed */
+LCONC_FUNC int lconc_watchnext(lua_State *L, conc_watch_t *set,
+                               double deadline, uintptr_t *tag);
+/* a timeout argument: nil = forever; a number >= 0; else an arg error */
+LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
+
+/* lwait.c: adds as_completed, wait and the return_when constants */
+LCONC_FUNC void lconc_open_wait(lua_State *L);
+
+/* lfuture.c: future handles. A state holds at most one handle per core
+** future, so a future that crosses twice is the same value. */
+LCONC_FUNC conc_future_t *lconc_testfuture(lua_State *L, int idx);
+LCONC_FUNC conc_future_t *lconc_checkfuture(lua_State *L, int idx);
+LCONC_FUNC void lconc_pushfuture(lua_State *L, conc_future_t *f);
+LCONC_FUNC void lconc_open_future(lua_State *L);
+
+/* lerror.c: raise an error of one of the module's classes
+** ("TimeoutError", "CancelledError", ...) with a message. */
+LCONC_FUNC int lconc_raise(lua_State *L, const char *cls, const char *fmt,
+                           ...);
+/* push an error object of a class (does not raise) */
+LCONC_FUNC void lconc_pusherror(lua_State *L, const char *cls,
+                                const char *msg);
+/* add the error classes to the module table at the top */
+LCONC_FUNC void lconc_open_errors(lua_State *L);
+/* map a negative core code to a Lua error; 'what' names the operation */
+LCONC_FUNC int lconc_coreerror(lua_State *L, int code, const char *what);
+
+/* lcodec.c: the transfer codec (rules: API.md, "Transfer").
+** A payload is one malloc'd block holding the encoded bytes and the
+** references to futures it carries; free it with lconc_payload_free. */
+typedef struct lconc_payload lconc_payload;
+/* Encode the 'n' values at stack indices first..first+n-1 as ONE transfer.
+** Paths in errors read "<label> #<i + labelbase>...", e.g.
+** label "argument", labelbase 1: the value at 'first' is "argument #1".
+** On refusal raises a Lua error "cannot transfer argument #2.x (userdata)".
+** Never leaks on error. */
+LCONC_FUNC lconc_payload *lconc_encode(lua_State *L, int first, int n,
+                                       const char *label, int labelbase);
+/* Decode a payload's values onto the stack (of a possibly different state
+** of the same process); returns how many were pushed. Corrupt input
+** raises a Lua error, never crashes. */
+LCONC_FUNC int lconc_decode(lua_State *L, const lconc_payload *p);
+LCONC_FUNC void lconc_payload_free(void *p);
+LCONC_FUNC size_t lconc_payload_size(const lconc_payload *p);
+/* the payload's whole size in bytes (0 for NULL), for conc_future_set_* */
+LCONC_FUNC size_t lconc_payload_sizeof(const lconc_payload *p);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+** lerror.c: the module's error classes and the mapping of core codes.
+** A class is a metatable registered as "concurrent.<Name>", so its
+** instances cross states by name and Class:is(e) still holds there.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "lconcurrent.h"
+
+#define PREFIX "concurrent."
+
+/* name, parent (NULL for a root class) */
+static const char *const classes[][2] = {
+  {"CancelledError", NULL},
+  {"TimeoutError", NULL},
+  {"InvalidStateError", NULL},
+  {"BrokenExecutor", NULL},
+  {"BrokenThreadPool", "BrokenExecutor"},
+  {"BrokenProcessPool", "BrokenExecutor"},
+};
+
+#define NCLASSES (sizeof(classes) / sizeof(classes[0]))
+
+static void getclass(lua_State *L, const char *name) {
+  lua_pushfstring(L, PREFIX "%s", name);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/* An instance: { message = msg } with the class as metatable. */
+static void newerror(lua_State *L, int cls, const char *msg) {
+  cls = lua_absindex(L, cls);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, cls);
+  lua_setmetatable(L, -2);
+}
+
+void lconc_pusherror(lua_State *L, const char *cls, const char *msg) {
+  getclass(L, cls);
+  newerror(L, -1, msg);
+  lua_remove(L, -2);
+}
+
+int lconc_raise(lua_State *L, const char *cls, const char *fmt, ...) {
+  va_list ap;
+  const char *msg;
+  va_start(ap, fmt);
+  msg = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lconc_pusherror(L, cls, msg);
+  return lua_error(L);
+}
+
+int lconc_coreerror(lua_State *L, int code, const char *what) {
+  switch (code) {
+    case CONC_ETIMEDOUT: return lconc_raise(L, "TimeoutError", "%s timed out", what);
+    case CONC_ESTATE: return lconc_raise(L, "InvalidStateError", "%s: invalid state", what);
+    case CONC_ESYS: return luaL_error(L, "%s: %s", what, strerror(errno));
+    default: return luaL_error(L, "%s: %s", what, conc_strerror(code));
+  }
+}
+
+
+/* Class(msg): a new instance. */
+static int cls_call(lua_State *L) {
+  const char *msg = luaL_optstring(L, 2, "");
+  newerror(L, 1, msg);
+  return 1;
+}
+
+/* Class:is(e): e's class is Class or one of its subclasses. */
+static int cls_is(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 2) || !lua_getmetatable(L, 2))
+    return lua_pushboolean(L, 0), 1;
+  while (!lua_rawequal(L, -1, 1)) {
+    if (lua_getfield(L, -1, "parent") != LUA_TTABLE)
+      return lua_pushboolean(L, 0), 1;
+    lua_remove(L, -2);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int err_tostring(lua_State *L) {
+  luaL_getmetafield(L, 1, "name");
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1) && lua_rawlen(L, -1) > 0)
+    lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+  else
+    lua_pushvalue(L, -2);
+  return 1;
+}
+
+/* Each class table: __name, name, parent, __index (itself), __tostring,
+** is; callable through the shared metatable at 'mt'. Reopening the
+** module reuses the registered classes, so errors stay comparable. */
+static void makeclass(lua_State *L, int module, int mt, const char *name,
+                      const char *parent) {
+  lua_pushfstring(L, PREFIX "%s", name);
+  if (luaL_newmetatable(L, lua_tostring(L, -1))) {
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, err_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, cls_is);
+    lua_setfield(L, -2, "is");
+    if (parent != NULL) {
+      getclass(L, parent);
+      lua_setfield(L, -2, "parent");
+    }
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+  }
+  lua_setfield(L, module, name);
+  lua_pop(L, 1);  /* the name */
+}
+
+/* Adds the classes to the module table at the top. */
+void lconc_open_errors(lua_State *L) {
+  int module = lua_gettop(L);
+  size_t i;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, cls_call);
+  lua_setfield(L, -2, "__call");
+  for (i = 0; i < NCLASSES; i++)
+    makeclass(L, module, module + 1, classes[i][0], classes[i][1]);
+  lua_pop(L, 1);
+}

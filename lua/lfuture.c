@@ -1,0 +1,324 @@
+/*
+** lfuture.c: the Future userdata over a core conc_future_t. One handle
+** per future per state; its outcome is decoded once per state.
+*/
+#include "lconcurrent.h"
+
+/* Handle uservalue: the decoded outcome, { n = k, failed = b, ... }:
+** the results 1..k, or the error value at 1 and its traceback at 2. */
+#define UV_OUTCOME 1
+
+typedef struct handle {
+  conc_future_t *f;
+} handle;
+
+static const char *const statenames[] = {
+  "pending", "running", "finished", "cancelled"
+};
+
+conc_future_t *lconc_testfuture(lua_State *L, int idx) {
+  handle *h = (handle *)luaL_testudata(L, idx, LCONC_FUTURE_MT);
+  return h != NULL ? h->f : NULL;
+}
+
+conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
+  return ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+}
+
+/* Push the state's handle of 'f', making it (and taking a reference)
+** on first sight. */
+void lconc_pushfuture(lua_State *L, conc_future_t *f) {
+  handle *h;
+  lconc_pushhandles(L);
+  if (lua_rawgetp(L, -1, f) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  h = (handle *)lua_newuserdatauv(L, sizeof(*h), 1);
+  h->f = NULL;
+  luaL_setmetatable(L, LCONC_FUTURE_MT);
+  conc_future_ref(f);
+  h->f = f;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, f);
+  lua_remove(L, -2);
+}
+
+static int fut_gc(lua_State *L) {
+  handle *h = (handle *)luaL_checkudata(L, 1, LCONC_FUTURE_MT);
+  if (h->f != NULL) {
+    conc_future_unref(h->f);
+    h->f = NULL;
+  }
+  return 0;
+}
+
+static int fut_tostring(lua_State *L) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  lua_pushfstring(L, "Future<%s>", statenames[conc_future_state(f)]);
+  return 1;
+}
+
+static int fut_new(lua_State *L) {
+  conc_future_t *f = conc_future_new();
+  if (f == NULL)
+    return luaL_error(L, "not enough memory");
+  lconc_pushfuture(L, f);
+  conc_future_unref(f);  /* the handle holds it now */
+  return 1;
+}
+
+
+/* {======================================================================
+** Waiting and outcomes
+** ======================================================================= */
+
+/* Block until the future at 1 is done or 'deadline' passes (0), running
+** callbacks at safe points; when done, this state's callbacks of it have
+** run (unless called inside a callback). */
+static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
+  lconc_safepoint(L);
+  if (!conc_future_done(f)) {
+    conc_watch_t *set = lconc_newwatch(L);
+    uintptr_t tag;
+    int got;
+    if (conc_watch_add(set, f, 0) != 0)
+      return luaL_error(L, "not enough memory");
+    got = lconc_watchnext(L, set, deadline, &tag);
+    lconc_closewatch(L, -1);
+    lua_pop(L, 1);
+    if (!got)
+      return 0;
+  }
+  lconc_firecallbacks(L, 1, 0);
+  return 1;
+}
+
+/* Push the outcome table of a FINISHED future, decoding it on first use. */
+static void pushoutcome(lua_State *L, int idx, conc_future_t *f) {
+  const void *data;
+  size_t len;
+  int failed, n, i;
+  if (lua_getiuservalue(L, idx, UV_OUTCOME) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  if (conc_future_payload(f, &data, &len, &failed) != 0)
+    luaL_error(L, "future has no outcome");
+  if (data == NULL)
+    luaL_error(L, "the future's values could not be transferred to this state");
+  n = lconc_decode(L, (const lconc_payload *)data);
+  lua_createtable(L, n, 2);
+  lua_insert(L, -n - 1);
+  for (i = n; i >= 1; i--)
+    lua_rawseti(L, -(i + 1), i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_pushboolean(L, failed);
+  lua_setfield(L, -2, "failed");
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, UV_OUTCOME);
+}
+
+/* Wait (argument 2 is the timeout) and push the outcome table; raises
+** TimeoutError or CancelledError. */
+static void outcome(lua_State *L, const char *what) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  double deadline = lconc_optdeadline(L, 2);
+  if (!waitdone(L, f, deadline))
+    lconc_raise(L, "TimeoutError", "%s timed out", what);
+  if (conc_future_state(f) == CONC_CANCELLED)
+    lconc_raise(L, "CancelledError", "the future was cancelled");
+  lua_settop(L, 1);
+  pushoutcome(L, 1, f);
+}
+
+static int fut_result(lua_State *L) {
+  int n, i;
+  outcome(L, "result");
+  if (lua_getfield(L, 2, "failed"), lua_toboolean(L, -1)) {
+    lua_rawgeti(L, 2, 1);
+    return lua_error(L);
+  }
+  lua_getfield(L, 2, "n");
+  n = (int)lua_tointeger(L, -1);
+  luaL_checkstack(L, n, "too many results");
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, 2, i);
+  return n;
+}
+
+static int fut_exception(lua_State *L) {
+  outcome(L, "exception");
+  lua_getfield(L, 2, "failed");
+  if (!lua_toboolean(L, -1))
+    return 0;
+  lua_rawgeti(L, 2, 1);
+  return 1;
+}
+
+static int fut_traceback(lua_State *L) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  const void *data;
+  size_t len;
+  int failed;
+  if (conc_future_payload(f, &data, &len, &failed) != 0 || !failed)
+    return 0;
+  lua_settop(L, 1);
+  pushoutcome(L, 1, f);
+  lua_rawgeti(L, 2, 2);
+  return 1;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** State
+** ======================================================================= */
+
+static int fut_cancel(lua_State *L) {
+  int r = conc_future_cancel(lconc_checkfuture(L, 1));
+  if (r)
+    lconc_firecallbacks(L, 1, 1);
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+static int fut_cancelled(lua_State *L) {
+  lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
+                     == CONC_CANCELLED);
+  return 1;
+}
+
+static int fut_running(lua_State *L) {
+  lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
+                     == CONC_RUNNING);
+  return 1;
+}
+
+static int fut_done(lua_State *L) {
+  lua_pushboolean(L, conc_future_done(lconc_checkfuture(L, 1)));
+  return 1;
+}
+
+static int fut_add_done_callback(lua_State *L) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
+    return luaL_typeerror(L, 2, "function");
+  if (!lua_isfunction(L, 2))
+    lua_pop(L, 1);  /* the __call field */
+  lconc_addcallback(L, 1, 2);
+  if (conc_future_done(f))
+    lconc_firecallbacks(L, 1, 1);
+  return 0;
+}
+
+static int fut_set_running_or_notify_cancel(lua_State *L) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  int r = conc_future_set_running_or_notify_cancel(f);
+  if (r < 0)
+    return lconc_raise(L, "InvalidStateError", "future is %s",
+                       statenames[conc_future_state(f)]);
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+/* Encode the values of the outcome table at 1 (a light userdata result). */
+static int encode_protected(lua_State *L) {
+  lconc_payload *p;
+  int i, n = (int)(lua_getfield(L, 1, "n"), lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many values");
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, 1, i);
+  p = lconc_encode(L, 2, n, "result", 1);
+  lua_pushlightuserdata(L, p);
+  return 1;
+}
+
+/* Finish the future at 1 with the values 2..top: kept as they are for
+** this state (so result() returns the very values), encoded for the
+** others (NULL when they cannot cross: those states get an error). */
+static int finish(lua_State *L, int failed) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  int i, n = lua_gettop(L) - 1, r;
+  lconc_payload *p = NULL;
+  lua_createtable(L, n, 2);
+  lua_insert(L, 2);
+  for (i = n; i >= 1; i--)
+    lua_rawseti(L, 2, i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, 2, "n");
+  lua_pushboolean(L, failed);
+  lua_setfield(L, 2, "failed");
+  lua_pushcfunction(L, encode_protected);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    p = (lconc_payload *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  r = failed ? conc_future_set_exception(f, p, lconc_payload_sizeof(p),
+                                         lconc_payload_free)
+             : conc_future_set_result(f, p, lconc_payload_sizeof(p),
+                                      lconc_payload_free);
+  if (r != 0) {
+    lconc_payload_free(p);
+    return lconc_raise(L, "InvalidStateError", "future is %s",
+                       statenames[conc_future_state(f)]);
+  }
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, UV_OUTCOME);
+  lconc_firecallbacks(L, 1, 1);
+  return 0;
+}
+
+static int fut_set_result(lua_State *L) {
+  lconc_checkfuture(L, 1);
+  return finish(L, 0);
+}
+
+/* As lua.c reports it, a nil error becomes a string. */
+static int fut_set_exception(lua_State *L) {
+  lconc_checkfuture(L, 1);
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2))
+    lua_pushliteral(L, "(error object is a nil value)"), lua_replace(L, 2);
+  return finish(L, 1);
+}
+
+/* }====================================================================== */
+
+static const luaL_Reg methods[] = {
+  {"result", fut_result},
+  {"exception", fut_exception},
+  {"traceback", fut_traceback},
+  {"cancel", fut_cancel},
+  {"cancelled", fut_cancelled},
+  {"running", fut_running},
+  {"done", fut_done},
+  {"add_done_callback", fut_add_done_callback},
+  {"set_running_or_notify_cancel", fut_set_running_or_notify_cancel},
+  {"set_result", fut_set_result},
+  {"set_exception", fut_set_exception},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+  {"__gc", fut_gc},
+  {"__tostring", fut_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+/* Adds Future() to the module table at the top. */
+void lconc_open_future(lua_State *L) {
+  if (luaL_newmetatable(L, LCONC_FUTURE_MT)) {
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlibtable(L, methods);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, fut_new);
+  lua_setfield(L, -2, "Future");
+}

@@ -1,0 +1,292 @@
+/*
+** lmailbox.c: the per-state owner: its mailbox, Lua callbacks at safe
+** points, cf.dispatch and cf.notify_fd, and waiting on watch sets.
+*/
+#include <math.h>
+#include <stdio.h>
+
+#include "lconcurrent.h"
+
+#define WATCH_MT "concurrent.watch"
+
+static const char owner_key = 'o';  /* registry: the owner userdata */
+
+/* Owner userdata uservalues: */
+#define UV_HANDLES 1    /* weak: light userdata(future) -> handle */
+#define UV_CALLBACKS 2  /* handle -> { {fn, n, args...}, ... } */
+
+static int owner_gc(lua_State *L) {
+  lconc_owner *o = (lconc_owner *)lua_touserdata(L, 1);
+  if (o->mb != NULL) {
+    conc_mailbox_close(o->mb);
+    conc_mailbox_unref(o->mb);
+    o->mb = NULL;
+  }
+  return 0;
+}
+
+static void pushowner(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &owner_key);
+}
+
+lconc_owner *lconc_getowner(lua_State *L) {
+  lconc_owner *o;
+  pushowner(L);
+  o = (lconc_owner *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return o;
+}
+
+/* Reopening the module keeps the state's owner: its handles and pending
+** callbacks stay valid. */
+void lconc_open_owner(lua_State *L) {
+  lconc_owner *o;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &owner_key) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  o = (lconc_owner *)lua_newuserdatauv(L, sizeof(*o), 2);
+  o->mb = NULL;
+  o->in_callback = 0;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, owner_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  o->mb = conc_mailbox_new();
+  if (o->mb == NULL)
+    luaL_error(L, "cannot create the state's mailbox");
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setiuservalue(L, -2, UV_HANDLES);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, UV_CALLBACKS);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &owner_key);
+}
+
+/* Push the state's handle table (UV_HANDLES) or callback table. */
+static void pushownertable(lua_State *L, int which) {
+  pushowner(L);
+  lua_getiuservalue(L, -1, which);
+  lua_remove(L, -2);
+}
+
+void lconc_pushhandles(lua_State *L) {
+  pushownertable(L, UV_HANDLES);
+}
+
+
+/* {======================================================================
+** Callbacks
+** ======================================================================= */
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL && !luaL_callmeta(L, 1, "__tostring"))
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  else if (msg == NULL)
+    msg = lua_tostring(L, -1);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Call fn(handle, args...) from the entry table at 'e'; an error goes to
+** stderr and does not stop the caller. */
+static void callone(lua_State *L, int h, int e) {
+  int n, i, base;
+  lua_getfield(L, e, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n + 4, "too many callback arguments");
+  lua_pushcfunction(L, msgh);
+  base = lua_gettop(L);
+  lua_rawgeti(L, e, 1);
+  lua_pushvalue(L, h);
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, e, i + 1);
+  if (lua_pcall(L, n + 1, 0, base) != LUA_OK) {
+    fprintf(stderr, "concurrent: error in done callback: %s\n",
+            lua_tostring(L, -1));
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* msgh */
+}
+
+static int runlist(lua_State *L, int h, int list) {
+  lconc_owner *o = lconc_getowner(L);
+  lua_Integer i, n = luaL_len(L, list);
+  o->in_callback++;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    callone(L, h, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  o->in_callback--;
+  return (int)n;
+}
+
+int lconc_firecallbacks(lua_State *L, int h, int always) {
+  int n = 0;
+  h = lua_absindex(L, h);
+  if (!always && lconc_getowner(L)->in_callback)
+    return 0;
+  pushownertable(L, UV_CALLBACKS);
+  lua_pushvalue(L, h);
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_pushvalue(L, h);
+    lua_pushnil(L);
+    lua_rawset(L, -4);  /* each callback runs once */
+    n = runlist(L, h, lua_gettop(L));
+  }
+  lua_pop(L, 2);
+  return n;
+}
+
+/* The first callback of a handle subscribes the state's mailbox to its
+** future; the handle stays anchored (as a key) until they have run. */
+void lconc_addcallback(lua_State *L, int h, int fn) {
+  int i, n = lua_gettop(L) - fn;
+  h = lua_absindex(L, h);
+  pushownertable(L, UV_CALLBACKS);
+  lua_pushvalue(L, h);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    int r = conc_mailbox_subscribe(lconc_getowner(L)->mb,
+                                   lconc_checkfuture(L, h), 0);
+    if (r != 0)
+      lconc_coreerror(L, r, "add_done_callback");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, h);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_createtable(L, n + 1, 1);
+  for (i = 0; i <= n; i++) {
+    lua_pushvalue(L, fn + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+  lua_pop(L, 2);
+}
+
+int lconc_safepoint(lua_State *L) {
+  lconc_owner *o = lconc_getowner(L);
+  conc_future_t *f;
+  uintptr_t tag;
+  int ran = 0;
+  if (o->in_callback)
+    return 0;
+  while (conc_mailbox_take(o->mb, &f, &tag)) {
+    pushownertable(L, UV_HANDLES);
+    if (lua_rawgetp(L, -1, f) != LUA_TNIL)
+      ran += lconc_firecallbacks(L, -1, 0);
+    lua_pop(L, 2);
+    conc_future_unref(f);
+  }
+  return ran;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Watch sets and waiting
+** ======================================================================= */
+
+static int watch_close(lua_State *L) {
+  conc_watch_t **p = (conc_watch_t **)luaL_checkudata(L, 1, WATCH_MT);
+  if (*p != NULL) {
+    conc_watch_free(*p);
+    *p = NULL;
+  }
+  return 0;
+}
+
+conc_watch_t *lconc_newwatch(lua_State *L) {
+  conc_watch_t **p = (conc_watch_t **)lua_newuserdatauv(L, sizeof(*p), 0);
+  *p = NULL;
+  if (luaL_newmetatable(L, WATCH_MT)) {
+    lua_pushcfunction(L, watch_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, watch_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  *p = conc_watch_new(lconc_getowner(L)->mb);
+  if (*p == NULL)
+    luaL_error(L, "not enough memory");
+  return *p;
+}
+
+void lconc_closewatch(lua_State *L, int idx) {
+  lua_pushcfunction(L, watch_close);
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 0);
+}
+
+int lconc_watchnext(lua_State *L, conc_watch_t *set, double deadline,
+                    uintptr_t *tag) {
+  for (;;) {
+    int posts = lconc_getowner(L)->in_callback == 0;
+    lconc_safepoint(L);
+    if (conc_watch_take(set, tag))
+      return 1;
+    if (conc_watch_wait(set, deadline, posts) == CONC_ETIMEDOUT) {
+      lconc_safepoint(L);
+      return conc_watch_take(set, tag);
+    }
+  }
+}
+
+double lconc_optdeadline(lua_State *L, int arg) {
+  lua_Number t;
+  if (lua_isnoneornil(L, arg))
+    return CONC_FOREVER;
+  t = luaL_checknumber(L, arg);
+  luaL_argcheck(L, t >= 0, arg, "timeout must be non-negative");
+  luaL_argcheck(L, !isnan(t), arg, "timeout is not a number");
+  return conc_deadline(t);  /* inf: forever */
+}
+
+/* }====================================================================== */
+
+
+/* cf.dispatch([timeout]): run the ready callbacks, waiting up to
+** 'timeout' for one; returns how many ran. */
+static int cf_dispatch(lua_State *L) {
+  double deadline;
+  int ran;
+  if (lua_isnoneornil(L, 1))
+    deadline = conc_now();  /* no timeout: do not wait */
+  else
+    deadline = lconc_optdeadline(L, 1);
+  ran = lconc_safepoint(L);
+  while (ran == 0 && lconc_getowner(L)->in_callback == 0
+         && conc_mailbox_wait(lconc_getowner(L)->mb, deadline) == 0)
+    ran = lconc_safepoint(L);
+  lua_pushinteger(L, ran);
+  return 1;
+}
+
+static int cf_notify_fd(lua_State *L) {
+  lua_pushinteger(L, conc_mailbox_fd(lconc_getowner(L)->mb));
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"dispatch", cf_dispatch},
+  {"notify_fd", cf_notify_fd},
+  {NULL, NULL}
+};
+
+void lconc_open_mailbox(lua_State *L) {
+  lconc_open_owner(L);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,181 @@
+/*
+** lwait.c: waiting on many futures: cf.as_completed and cf.wait, over
+** one watch set each (registered once, not once per step).
+*/
+#include <string.h>
+
+#include "lconcurrent.h"
+
+#define WAITER_MT "concurrent.waiter"
+
+typedef struct waiter {
+  conc_watch_t *set;
+  int total;        /* distinct futures */
+  int yielded;      /* reported done so far */
+  double deadline;
+} waiter;
+
+static int waiter_close(lua_State *L) {
+  waiter *w = (waiter *)luaL_checkudata(L, 1, WAITER_MT);
+  if (w->set != NULL) {
+    conc_watch_free(w->set);
+    w->set = NULL;
+  }
+  return 0;
+}
+
+/* Check the array of futures at 1 and push a waiter
+** over its distinct futures (its uservalue: them, in input order). */
+static waiter *newwaiter(lua_State *L) {
+  lua_Integer i, n;
+  waiter *w;
+  if (!lua_istable(L, 1))
+    return luaL_typeerror(L, 1, "table of futures"), (waiter *)NULL;
+  n = luaL_len(L, 1);
+  w = (waiter *)lua_newuserdatauv(L, sizeof(*w), 1);
+  memset(w, 0, sizeof(*w));
+  luaL_setmetatable(L, WAITER_MT);
+  lua_createtable(L, (int)n, 0);  /* distinct futures */
+  lua_createtable(L, 0, (int)n);  /* seen */
+  w->set = conc_watch_new(lconc_getowner(L)->mb);
+  if (w->set == NULL)
+    luaL_error(L, "not enough memory");
+  for (i = 1; i <= n; i++) {
+    conc_future_t *f;
+    lua_rawgeti(L, 1, i);
+    f = lconc_testfuture(L, -1);
+    if (f == NULL)
+      return luaL_argerror(L, 1, lua_pushfstring(L,
+               "future expected at index %d, got %s", (int)i,
+               luaL_typename(L, -1))), (waiter *)NULL;
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TNIL) {
+      lua_pushvalue(L, -2);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -5);
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -5, ++w->total);
+      if (conc_watch_add(w->set, f, (uintptr_t)w->total) != 0)
+        return luaL_error(L, "not enough memory"), (waiter *)NULL;
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);  /* seen */
+  lua_setiuservalue(L, -2, 1);
+  return w;
+}
+
+/* The next completed future of the waiter at 'idx', pushed; or nothing
+** and 0 once its deadline passed. */
+static int nextdone(lua_State *L, int idx, waiter *w) {
+  uintptr_t tag;
+  if (!lconc_watchnext(L, w->set, w->deadline, &tag))
+    return 0;
+  w->yielded++;
+  lua_getiuservalue(L, idx, 1);
+  lua_rawgeti(L, -1, (lua_Integer)tag);
+  lua_remove(L, -2);
+  lconc_firecallbacks(L, -1, 0);
+  return 1;
+}
+
+
+static int ac_step(lua_State *L) {
+  waiter *w = (waiter *)luaL_checkudata(L, lua_upvalueindex(1), WAITER_MT);
+  if (w->set == NULL || w->yielded == w->total)
+    return 0;
+  if (!nextdone(L, lua_upvalueindex(1), w))
+    return lconc_raise(L, "TimeoutError", "%d (of %d) futures unfinished",
+                       w->total - w->yielded, w->total);
+  return 1;
+}
+
+/* for f in cf.as_completed(fs, [timeout]): the waiter is also the loop's
+** to-be-closed value, so leaving the loop unregisters at once. */
+static int cf_as_completed(lua_State *L) {
+  waiter *w;
+  double deadline = lconc_optdeadline(L, 2);
+  lua_settop(L, 1);
+  w = newwaiter(L);
+  w->deadline = deadline;
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, ac_step, 1);
+  lua_insert(L, -2);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 4;
+}
+
+
+static const char *const modes[] = {
+  "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", NULL
+};
+
+enum { ALL, FIRST, FIRSTEXC };
+
+static int failed(conc_future_t *f) {
+  const void *data;
+  size_t len;
+  int fail = 0;
+  return conc_future_payload(f, &data, &len, &fail) == 0 && fail;
+}
+
+/* Push the arrays done, not_done (input order) of the waiter at 'idx'. */
+static void partition(lua_State *L, int idx, waiter *w) {
+  int i, nd = 0, nn = 0;
+  lua_getiuservalue(L, idx, 1);
+  lua_createtable(L, w->total, 0);
+  lua_createtable(L, 0, 0);
+  for (i = 1; i <= w->total; i++) {
+    lua_rawgeti(L, -3, i);
+    if (conc_future_done(lconc_testfuture(L, -1))) {
+      lconc_firecallbacks(L, -1, 0);
+      lua_rawseti(L, -3, ++nd);
+    } else
+      lua_rawseti(L, -2, ++nn);
+  }
+  lua_remove(L, -3);
+}
+
+/* done, not_done = cf.wait(fs, [timeout], [return_when]) */
+static int cf_wait(lua_State *L) {
+  double deadline = lconc_optdeadline(L, 2);
+  int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", modes);
+  waiter *w;
+  lua_settop(L, 1);
+  w = newwaiter(L);
+  w->deadline = deadline;
+  while (w->yielded < w->total && !(mode == FIRST && w->yielded > 0)) {
+    if (!nextdone(L, 2, w))
+      break;
+    if (mode == FIRSTEXC && failed(lconc_testfuture(L, -1)))
+      break;
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  partition(L, 2, w);
+  conc_watch_free(w->set);  /* at once, not at the next collection */
+  w->set = NULL;
+  return 2;
+}
+
+void lconc_open_wait(lua_State *L) {
+  int i;
+  if (luaL_newmetatable(L, WAITER_MT)) {
+    lua_pushcfunction(L, waiter_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, waiter_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, cf_as_completed);
+  lua_setfield(L, -2, "as_completed");
+  lua_pushcfunction(L, cf_wait);
+  lua_setfield(L, -2, "wait");
+  for (i = 0; modes[i] != NULL; i++) {
+    lua_pushstring(L, modes[i]);
+    lua_setfield(L, -2, modes[i]);
+  }
+}
