@@ -36,11 +36,13 @@ LDFLAGS = -shared -pthread $(SANFLAGS) $(MYLDFLAGS)
 
 CORE_SRC = $(sort $(wildcard core/*.c))
 BIND_SRC = $(sort $(wildcard lua/*.c))
-LUA_SRC = lua/concurrent/futures.lua lua/concurrent/errors.lua
+LUA_SRC = $(sort $(wildcard lua/concurrent/*.lua))
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/%.o)
 BIND_OBJ = $(BIND_SRC:%.c=$(BUILD)/%.o)
 MODULE = $(BUILD)/concurrent/core.so
 # Spec-only C module: completes futures from host threads, codec round trips.
+# It links the core only and reaches the binding through conc_lua_api_t;
+# the general rule for spec/support/*.c below builds it.
 TESTHELPER = $(BUILD)/testhelper.so
 
 all: $(MODULE)
@@ -53,9 +55,94 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 
-# It links the core only and reaches the binding through conc_lua_api_t.
-$(TESTHELPER): $(BUILD)/spec/support/testhelper.o $(CORE_OBJ)
+# == SPECS, DEMO, SANITIZERS, INSTALL =========================================
+
+# Spec-only C modules: every spec/support/<name>.c except the sanitizer host
+# becomes $(BUILD)/<name>.so, linked with the core objects only.
+HELPER_SRC = $(filter-out spec/support/host.c,$(sort $(wildcard spec/support/*.c)))
+HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
+HOST = $(BUILD)/host
+SPECS = $(sort $(wildcard spec/*_spec.lua))
+BENCHES = $(sort $(wildcard spec/bench/*.lua))
+ROCKSPEC = rockspec/concurrent-scm-1.rockspec
+
+# Every entry point checks its Debian packages first (mk/deps.sh installs
+# them as root, otherwise prints the apt-get command), then builds in a
+# sub-make so that nothing is compiled before the headers are there.
+DEPS = LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(CC)' sh mk/deps.sh
+SUBMAKE = $(MAKE) --no-print-directory
+LUAENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
+BUSTED_ARGS = --lpath='lua/?.lua;lua/?/init.lua' --cpath='$(BUILD)/?.so' \
+              --output=spec/support/summary.lua $(SPECS)
+
+# Sanitizers.  The stock lua5.4 is not instrumented, and a sanitizer runtime
+# cannot arrive late with a dlopen'ed module (ASan must be first in the
+# library list, TSan must see every thread from the start).  So 'make asan'
+# and 'make tsan' rebuild everything with SAN= into their own directory, plus
+# spec/support/host.c: a minimal 'lua script args' interpreter linked with
+# liblua5.4 and the runtime, which runs busted's runner.  The host closes its
+# lua_State before exiting, so LeakSanitizer sees only real leaks.
+# mk/specrun.sh turns a sanitizer abort into a counted failure.
+ASAN_ENV = ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TSAN_SUPP = spec/support/tsan.supp
+TSAN_ENV = TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1$(if $(wildcard $(TSAN_SUPP)),:suppressions=$(CURDIR)/$(TSAN_SUPP))'
+SAN_ENV = $(if $(findstring thread,$(SAN)),$(TSAN_ENV),$(ASAN_ENV))
+
+test:
+	@$(DEPS) cc lua headers busted luv
+	@$(SUBMAKE) specs
+
+asan:
+	@$(DEPS) cc lua headers busted luv
+	@$(SUBMAKE) SAN=address,undefined BUILD=build-asan specs
+
+tsan:
+	@$(DEPS) cc lua headers busted luv
+	@$(SUBMAKE) SAN=thread BUILD=build-tsan specs
+
+demo:
+	@$(DEPS) cc lua headers
+	@$(SUBMAKE) all
+	$(LUAENV) $(LUA) examples/hello.lua
+
+# Each spec/bench/*.lua is one section of the report, run in name order.
+bench:
+	@$(DEPS) cc lua headers luv
+	@$(SUBMAKE) $(MODULE) $(HELPERS)
+	@$(if $(BENCHES),,echo "no benchmarks in spec/bench/")
+	@for f in $(BENCHES); do \
+	  echo "== $$f"; $(LUAENV) $(LUA) $$f || exit 1; \
+	done
+
+# Internal: build the module and helpers, run every spec with busted under
+# $(LUA), or under $(HOST) when SAN is set.
+specs: $(MODULE) $(HELPERS) $(if $(SAN),$(HOST))
+	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' sh mk/specrun.sh \
+	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
+
+$(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+$(HOST): $(BUILD)/spec/support/host.o
+	$(CC) $(SANFLAGS) -pthread -o $@ $< -llua5.4 -lm -ldl $(MYLDFLAGS)
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(INSTALL_CMOD)/concurrent \
+	  $(DESTDIR)$(INSTALL_LMOD)/concurrent $(DESTDIR)$(INSTALL_INC)
+	install -m 0755 $(MODULE) $(DESTDIR)$(INSTALL_CMOD)/concurrent/core.so
+	install -m 0644 $(LUA_SRC) $(DESTDIR)$(INSTALL_LMOD)/concurrent/
+	install -m 0644 core/include/concurrent.h $(DESTDIR)$(INSTALL_INC)/
+
+# The rockspec must build the same sources and install the same Lua files.
+lint:
+	@$(DEPS) lua
+	@$(LUA) mk/rockcheck.lua $(ROCKSPEC) $(CORE_SRC) $(BIND_SRC) -- $(LUA_SRC)
+	@if command -v luarocks >/dev/null; then \
+	  luarocks --lua-version $(LUA_VERSION) lint $(ROCKSPEC); \
+	else echo "luarocks not installed: 'luarocks lint' skipped"; fi
+	@if command -v luacheck >/dev/null; then luacheck -q .; \
+	else echo "luacheck not installed (apt-get install lua-check): skipped"; fi
 
 clean:
 	rm -rf build build-asan build-tsan
@@ -64,5 +151,8 @@ print:
 	@echo CC=$(CC) CFLAGS=$(CFLAGS)
 	@echo CORE_SRC=$(CORE_SRC)
 	@echo BIND_SRC=$(BIND_SRC)
+	@echo LUA_SRC=$(LUA_SRC)
+	@echo HELPERS=$(HELPERS)
+	@echo SPECS=$(SPECS)
 
-.PHONY: all clean print
+.PHONY: all clean print test asan tsan demo bench specs install lint

@@ -1,0 +1,95 @@
+#!/bin/sh
+# Check the Debian packages a make target needs; install the missing ones
+# with apt-get when run as root, otherwise print the command to run.
+#
+# Usage: mk/deps.sh NEED...   where NEED is one of
+#   cc       the C compiler $CC (gcc, or clang when $CC names it)
+#   lua      the interpreter $LUA (lua5.4)
+#   headers  lua.h, lauxlib.h and lualib.h in $LUA_INC (liblua5.4-dev)
+#   busted   busted in PATH, its runner loadable by $LUA (lua-busted)
+#   luv      the luv module loadable by $LUA (lua-luv)
+# Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
+# CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
+# even as root (the specs use it).
+
+LUA=${LUA:-lua5.4}
+LUA_INC=${LUA_INC:-/usr/include/lua5.4}
+CC=${CC:-gcc}
+
+have_cmd() {
+  command -v "$1" >/dev/null 2>&1
+}
+
+have_lua() {
+  have_cmd "$LUA"
+}
+
+# Can $LUA require module $1?  Without an interpreter the answer comes from
+# dpkg (package $2), so a missing lua5.4 does not also flag every module.
+have_module() {
+  if have_lua; then
+    "$LUA" -e "require '$1'" >/dev/null 2>&1
+  else
+    dpkg-query -W -f '${Status}' "$2" 2>/dev/null | grep -q 'ok installed'
+  fi
+}
+
+# Print the Debian package providing NEED $1 if it is missing.
+check() {
+  case $1 in
+    cc)
+      if ! have_cmd "$CC"; then
+        case $CC in *clang*) echo clang ;; *) echo gcc ;; esac
+      fi ;;
+    lua) have_lua || echo lua5.4 ;;
+    headers)
+      for h in lua.h lauxlib.h lualib.h; do
+        if [ ! -r "$LUA_INC/$h" ]; then echo liblua5.4-dev; break; fi
+      done ;;
+    busted)
+      if ! have_cmd busted || ! have_module busted.runner lua-busted; then
+        echo lua-busted
+      fi ;;
+    luv) have_module luv lua-luv || echo lua-luv ;;
+  esac
+}
+
+missing() {
+  list=
+  for need in "$@"; do
+    pkg=$(check "$need")
+    [ -n "$pkg" ] || continue
+    case " $list " in
+      *" $pkg "*) ;;
+      *) list=${list:+$list }$pkg ;;
+    esac
+  done
+  echo "$list"
+}
+
+for need in "$@"; do
+  case $need in
+    cc|lua|headers|busted|luv) ;;
+    *) echo "mk/deps.sh: unknown need '$need'" >&2; exit 2 ;;
+  esac
+done
+
+pkgs=$(missing "$@")
+[ -z "$pkgs" ] && exit 0
+
+uid=$(id -u)
+if [ "$uid" = 0 ] && [ "${CONCURRENT_NO_INSTALL:-0}" = 0 ]; then
+  echo "installing missing Debian packages: $pkgs"
+  # word splitting of $pkgs is wanted: one argument per package
+  apt-get update &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $pkgs || exit 1
+  pkgs=$(missing "$@")
+  [ -z "$pkgs" ] && exit 0
+  echo "still missing after apt-get: $pkgs" >&2
+  exit 1
+fi
+
+if [ "$uid" = 0 ]; then sudo=; else sudo='sudo '; fi
+echo "missing Debian packages: $pkgs" >&2
+echo "run: ${sudo}apt-get update && ${sudo}apt-get install -y $pkgs" >&2
+exit 1

@@ -1,0 +1,268 @@
+-- mk/deps.sh: the Debian package check in front of 'make test', 'make demo',
+-- 'make asan' and 'make tsan'.  Fake 'id' and 'apt-get' commands on a
+-- private PATH stand in for root, non-root and the package manager.
+
+local LUA = os.getenv("LUA") or "lua5.4"
+local LUA_INC = os.getenv("LUA_INC") or "/usr/include/lua5.4"
+
+local function shell(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return code, out
+end
+
+local function writefile(path, text, mode)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  if mode then assert(shell("chmod " .. mode .. " " .. path) == 0) end
+end
+
+local function which(name)
+  local code, out = shell("command -v " .. name)
+  assert(code == 0, name .. " not found")
+  return (out:gsub("\n$", ""))
+end
+
+-- Run mk/deps.sh with the environment 'env' (a table) and the needs given.
+local function deps(env, ...)
+  local vars = { "CONCURRENT_NO_INSTALL=" .. (env.NO_INSTALL or "1") }
+  for _, k in ipairs({ "PATH", "LUA", "LUA_INC", "LUA_CPATH_5_4" }) do
+    if env[k] then vars[#vars + 1] = k .. "='" .. env[k] .. "'" end
+  end
+  -- env -u: the caller's DEBIAN_FRONTEND must not hide the script's own
+  return shell("env -u DEBIAN_FRONTEND " .. table.concat(vars, " ") ..
+               " /bin/sh mk/deps.sh " ..
+               table.concat({ ... }, " "))
+end
+
+local function message(pkgs, sudo)
+  sudo = sudo and "sudo " or ""
+  return ("missing Debian packages: %s\nrun: %sapt-get update && " ..
+          "%sapt-get install -y %s\n"):format(pkgs, sudo, sudo, pkgs)
+end
+
+describe("mk/deps.sh", function()
+  local tmp, bin, empty
+
+  -- A bin directory holding only what a test puts there, 'id' answering
+  -- uid 'uid', and the interpreter unless 'nolua'.
+  local function fakebin(uid, nolua)
+    assert(shell("rm -rf " .. bin .. " && mkdir " .. bin) == 0)
+    writefile(bin .. "/id", "#!/bin/sh\necho " .. uid .. "\n", "755")
+    if not nolua then
+      assert(shell("ln -s " .. which(LUA) .. " " .. bin .. "/" .. LUA) == 0)
+    end
+    return bin
+  end
+
+  before_each(function()
+    local code, out = shell("mktemp -d")
+    assert(code == 0, out)
+    tmp = out:gsub("\n$", "")
+    bin, empty = tmp .. "/bin", tmp .. "/include"
+    assert(shell("mkdir " .. empty) == 0)
+  end)
+
+  after_each(function()
+    shell("rm -rf " .. tmp)
+  end)
+
+  it("is silent and succeeds when everything is there", function()
+    local code, out = deps({ LUA = LUA, LUA_INC = LUA_INC },
+                           "cc", "lua", "headers", "busted", "luv")
+    assert.are.equal("", out)
+    assert.are.equal(0, code)
+  end)
+
+  it("names liblua5.4-dev for an empty include directory", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = empty },
+                           "lua", "headers", "luv")
+    assert.are.equal(message("liblua5.4-dev"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("names lua-busted for a PATH without busted", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC },
+                           "lua", "headers", "busted")
+    assert.are.equal(message("lua-busted"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("names each missing package once, in the order asked", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = empty },
+                           "headers", "busted", "headers", "lua", "busted")
+    assert.are.equal(message("liblua5.4-dev lua-busted"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("names lua5.4 when the interpreter is missing", function()
+    local code, out = deps({ PATH = fakebin(0, true), LUA = LUA,
+                             LUA_INC = empty }, "lua", "headers")
+    assert.are.equal(message("lua5.4 liblua5.4-dev"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("names lua-luv when the interpreter cannot load luv", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC,
+                             LUA_CPATH_5_4 = ";" }, "lua", "headers", "luv")
+    assert.are.equal(message("lua-luv"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("tells a non-root user the sudo command", function()
+    local code, out = deps({ PATH = fakebin(1000), LUA = LUA,
+                             LUA_INC = empty, NO_INSTALL = "0" }, "headers")
+    assert.are.equal(message("liblua5.4-dev", true), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("rejects an unknown need", function()
+    local code, out = deps({}, "lua", "pony")
+    assert.are.equal("mk/deps.sh: unknown need 'pony'\n", out)
+    assert.are.equal(2, code)
+  end)
+
+  describe("as root", function()
+    -- An apt-get that logs its calls; 'install' runs 'action' as well.
+    local function fake_apt(action, status)
+      writefile(bin .. "/apt-get", ([[
+#!/bin/sh
+echo "$DEBIAN_FRONTEND $*" >>%s/apt.log
+if [ "$1" = install ]; then %s; fi
+exit %d
+]]):format(tmp, action or ":", status or 0), "755")
+    end
+
+    local function apt_log()
+      local f = io.open(tmp .. "/apt.log")
+      if not f then return "" end
+      local text = f:read("a")
+      f:close()
+      return text
+    end
+
+    it("installs the missing packages noninteractively", function()
+      fakebin(0)
+      fake_apt(which("touch") .. " " .. empty .. "/lua.h " .. empty .. "/lauxlib.h " ..
+               empty .. "/lualib.h")
+      local code, out = deps({ PATH = bin, LUA = LUA, LUA_INC = empty,
+                               NO_INSTALL = "0" }, "lua", "headers")
+      assert.are.equal(" update\nnoninteractive install -y liblua5.4-dev\n",
+                       apt_log())
+      assert.are.equal("installing missing Debian packages: liblua5.4-dev\n",
+                       out)
+      assert.are.equal(0, code)
+    end)
+
+    it("fails when apt-get did not provide the package", function()
+      fakebin(0)
+      fake_apt()
+      local code, out = deps({ PATH = bin, LUA = LUA, LUA_INC = empty,
+                               NO_INSTALL = "0" }, "headers")
+      assert.are.equal(" update\nnoninteractive install -y liblua5.4-dev\n",
+                       apt_log())
+      assert.matches("still missing after apt%-get: liblua5%.4%-dev\n$", out)
+      assert.are.equal(1, code)
+    end)
+
+    it("stops when apt-get fails", function()
+      fakebin(0)
+      fake_apt(nil, 100)
+      local code = deps({ PATH = bin, LUA = LUA, LUA_INC = empty,
+                          NO_INSTALL = "0" }, "headers")
+      assert.are.equal(" update\n", apt_log())
+      assert.are.equal(1, code)
+    end)
+
+    it("only reports when CONCURRENT_NO_INSTALL=1", function()
+      fakebin(0)
+      fake_apt()
+      local code, out = deps({ PATH = bin, LUA = LUA, LUA_INC = empty,
+                               NO_INSTALL = "1" }, "headers")
+      assert.are.equal("", apt_log())
+      assert.are.equal(message("liblua5.4-dev"), out)
+      assert.are.equal(1, code)
+    end)
+  end)
+end)
+
+-- mk/specrun.sh with spec/support/summary.lua: the output of every spec run
+-- ends with "N passed, M failed", whatever happened to the process.
+describe("mk/specrun.sh", function()
+  local tmp, busted
+
+  setup(function()
+    busted = which("busted")
+  end)
+
+  before_each(function()
+    local code, out = shell("mktemp -d")
+    assert(code == 0, out)
+    tmp = out:gsub("\n$", "")
+  end)
+
+  after_each(function()
+    shell("rm -rf " .. tmp)
+  end)
+
+  -- Run the spec file made of 'body' through the wrapper; 'wrap' is an
+  -- optional shell prefix standing between the wrapper and busted.
+  local function run(body, wrap)
+    writefile(tmp .. "/fixture_spec.lua", body)
+    local code, out = shell("sh mk/specrun.sh " .. (wrap or "") .. LUA ..
+                            " " .. busted .. " -o spec/support/summary.lua " ..
+                            tmp .. "/fixture_spec.lua")
+    return code, out, out:match("([^\n]*)\n$")
+  end
+
+  it("ends with the counts and succeeds when all pass", function()
+    local code, _, last = run([[
+      it("one", function() end)
+      it("two", function() end)
+      pending("later")
+    ]])
+    assert.are.equal("2 passed, 0 failed", last)
+    assert.are.equal(0, code)
+  end)
+
+  it("counts failures and errors as failed", function()
+    local code, _, last = run([[
+      it("passes", function() end)
+      it("fails", function() assert.are.equal(1, 2) end)
+      it("errors", function() error("boom") end)
+      describe("broken", function() error("while describing") end)
+    ]])
+    assert.are.equal("1 passed, 3 failed", last)
+    assert.are.equal(1, code)
+  end)
+
+  it("counts a spec file that does not load as failed", function()
+    local code, _, last = run("it('x', function() end) +")
+    assert.are.equal("0 passed, 1 failed", last)
+    assert.are.equal(1, code)
+  end)
+
+  it("counts a process killed mid-suite as one more failure", function()
+    local code, out, last = run([[
+      it("passes", function() end)
+      it("dies", function() os.execute("kill -SEGV $PPID") end)
+      it("never runs", function() end)
+    ]])
+    assert.matches("the spec run was killed by signal 11 before the end " ..
+                   "of the suite\n", out)
+    assert.are.equal("1 passed, 1 failed", last)
+    assert.are.equal(128 + 11, code)
+  end)
+
+  it("counts a failure after the summary, as a leak report", function()
+    local code, out, last = run([[
+      it("passes", function() end)
+    ]], [[sh -c '"$@"; exit 23' sh ]])
+    assert.matches("1 passed, 0 failed\n\nthe spec run exited with status " ..
+                   "23 after its summary", out)
+    assert.are.equal("1 passed, 1 failed", last)
+    assert.are.equal(23, code)
+  end)
+end)
