@@ -72,6 +72,8 @@ ROCKSPEC = rockspec/concurrent-scm-1.rockspec
 DEPS = LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(CC)' sh mk/deps.sh
 SUBMAKE = $(MAKE) --no-print-directory
 LUAENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
+# A spec run that takes longer than this many seconds has hung: it fails.
+SPEC_TIMEOUT = 1200
 BUSTED_ARGS = --lpath='lua/?.lua;lua/?/init.lua' --cpath='$(BUILD)/?.so' \
               --output=spec/support/summary.lua $(SPECS)
 
@@ -118,7 +120,8 @@ bench:
 # Internal: build the module and helpers, run every spec with busted under
 # $(LUA), or under $(HOST) when SAN is set.
 specs: $(MODULE) $(HELPERS) $(if $(SAN),$(HOST))
-	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' sh mk/specrun.sh \
+	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
+	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
 
 $(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)

@@ -10,6 +10,11 @@ SPEC_PROGRESS=$(mktemp "${TMPDIR:-/tmp}/concurrent-spec.XXXXXX") || exit 1
 export SPEC_PROGRESS
 trap 'rm -f "$SPEC_PROGRESS"' EXIT
 
+# SPEC_TIMEOUT (seconds) bounds the run, so a hung spec fails the build
+# instead of stalling it; --foreground keeps ^C working.
+if [ -n "${SPEC_TIMEOUT:-}" ]; then
+  set -- timeout --foreground -k 10 "$SPEC_TIMEOUT" "$@"
+fi
 "$@"
 status=$?
 
@@ -23,7 +28,9 @@ if [ "$done" = end ]; then
   if [ "$status" = 1 ] && [ "$failed" != 0 ]; then exit 1; fi
 fi
 
-if [ "$status" -gt 128 ]; then
+if [ "$status" = 124 ] && [ -n "${SPEC_TIMEOUT:-}" ]; then
+  how="timed out after ${SPEC_TIMEOUT}s"
+elif [ "$status" -gt 128 ]; then
   how="was killed by signal $((status - 128))"
 else
   how="exited with status $status"

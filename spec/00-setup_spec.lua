@@ -209,9 +209,11 @@ describe("mk/specrun.sh", function()
 
   -- Run the spec file made of 'body' through the wrapper; 'wrap' is an
   -- optional shell prefix standing between the wrapper and busted.
-  local function run(body, wrap)
+  -- 'timeout' sets SPEC_TIMEOUT.
+  local function run(body, wrap, timeout)
     writefile(tmp .. "/fixture_spec.lua", body)
-    local code, out = shell("sh mk/specrun.sh " .. (wrap or "") .. LUA ..
+    local code, out = shell((timeout and "SPEC_TIMEOUT=" .. timeout .. " " or "") ..
+                            "sh mk/specrun.sh " .. (wrap or "") .. LUA ..
                             " " .. busted .. " -o spec/support/summary.lua " ..
                             tmp .. "/fixture_spec.lua")
     return code, out, out:match("([^\n]*)\n$")
@@ -264,5 +266,15 @@ describe("mk/specrun.sh", function()
                    "23 after its summary", out)
     assert.are.equal("1 passed, 1 failed", last)
     assert.are.equal(23, code)
+  end)
+
+  it("fails a run that exceeds SPEC_TIMEOUT", function()
+    local code, out, last = run([[
+      it("passes", function() end)
+      it("hangs", function() while true do end end)
+    ]], nil, 1)
+    assert.matches("the spec run timed out after 1s before the end", out)
+    assert.are.equal("1 passed, 1 failed", last)
+    assert.are.equal(124, code)
   end)
 end)
