@@ -75,7 +75,8 @@ LUAENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
 # A spec run that takes longer than this many seconds has hung: it fails.
 SPEC_TIMEOUT = 1200
 BUSTED_ARGS = --lpath='lua/?.lua;lua/?/init.lua' --cpath='$(BUILD)/?.so' \
-              --output=spec/support/summary.lua $(SPECS)
+              --output=spec/support/summary.lua \
+              $(if $(wildcard spec/helpers.lua),--helper=spec/helpers.lua) $(SPECS)
 
 # Sanitizers.  The stock lua5.4 is not instrumented, and a sanitizer runtime
 # cannot arrive late with a dlopen'ed module (ASan must be first in the
@@ -118,9 +119,12 @@ bench:
 	done
 
 # Internal: build the module and helpers, run every spec with busted under
-# $(LUA), or under $(HOST) when SAN is set.
+# $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
+# interpreter for specs that start a fresh Lua process (spec/helpers.lua).
+# The specs find the Debian package check's settings in LUA and LUA_INC.
 specs: $(MODULE) $(HELPERS) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
+	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
 

@@ -191,10 +191,13 @@ end)
 -- mk/specrun.sh with spec/support/summary.lua: the output of every spec run
 -- ends with "N passed, M failed", whatever happened to the process.
 describe("mk/specrun.sh", function()
-  local tmp, busted
+  local tmp, busted, summary
 
   setup(function()
     busted = which("busted")
+    local code, pwd = shell("pwd")
+    assert(code == 0, pwd)
+    summary = pwd:gsub("\n$", "") .. "/spec/support/summary.lua"
   end)
 
   before_each(function()
@@ -209,13 +212,14 @@ describe("mk/specrun.sh", function()
 
   -- Run the spec file made of 'body' through the wrapper; 'wrap' is an
   -- optional shell prefix standing between the wrapper and busted.
-  -- 'timeout' sets SPEC_TIMEOUT.
+  -- 'timeout' sets SPEC_TIMEOUT.  The fixture runs in its own directory, away
+  -- from this project's .busted.
   local function run(body, wrap, timeout)
     writefile(tmp .. "/fixture_spec.lua", body)
     local code, out = shell((timeout and "SPEC_TIMEOUT=" .. timeout .. " " or "") ..
                             "sh mk/specrun.sh " .. (wrap or "") .. LUA ..
-                            " " .. busted .. " -o spec/support/summary.lua " ..
-                            tmp .. "/fixture_spec.lua")
+                            " " .. busted .. " -C " .. tmp .. " -o " .. summary ..
+                            " fixture_spec.lua")
     return code, out, out:match("([^\n]*)\n$")
   end
 
