@@ -58,6 +58,9 @@ LCONC_FUNC int lconc_watchnext(lua_State *L, conc_watch_t *set,
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
 
+/* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
+LCONC_FUNC void lconc_open_executor(lua_State *L);
+
 /* lwait.c: adds as_completed, wait and the return_when constants */
 LCONC_FUNC void lconc_open_wait(lua_State *L);
 
@@ -99,5 +102,33 @@ LCONC_FUNC void lconc_payload_free(void *p);
 LCONC_FUNC size_t lconc_payload_size(const lconc_payload *p);
 /* the payload's whole size in bytes (0 for NULL), for conc_future_set_* */
 LCONC_FUNC size_t lconc_payload_sizeof(const lconc_payload *p);
+/* a copy of a payload that carries no futures (NULL if out of memory) */
+LCONC_FUNC lconc_payload *lconc_payload_dup(const lconc_payload *p);
+/* The block is this header, the 'size' bytes of the encoding, then (at
+** the next pointer-aligned offset) 'nfutures' conc_future_t pointers.
+** It is spelled out for spec/support/codechelper.c, which wraps raw
+** bytes (nfutures = 0) to feed the decoder through conc_lua_api_t. */
+struct lconc_payload {
+  size_t size;      /* bytes of the encoding, right after the header */
+  size_t nfutures;  /* futures carried, each holding one reference */
+};
+#define lconc_payload_data(p) ((const char *)((p) + 1))
+/* The encoded bytes (what crosses a pipe) and the futures carried. */
+LCONC_FUNC const char *lconc_payload_bytes(const lconc_payload *p,
+                                           size_t *len);
+LCONC_FUNC size_t lconc_payload_nfutures(const lconc_payload *p);
+LCONC_FUNC conc_future_t *lconc_payload_future(const lconc_payload *p,
+                                               size_t i);
+/* A payload owning a copy of raw bytes (from a pipe), carrying no
+** futures, so that decoding it refuses future handles; NULL when out of
+** memory. Needs no lua_State (a supervisor thread may call it). */
+LCONC_FUNC lconc_payload *lconc_payload_frombytes(const void *b, size_t len);
+/* Decode raw bytes (from a pipe, a socket, the fuzzer): as lconc_decode
+** of a payload without futures. 'flags' LCONC_DEC_NOCODE also refuses
+** Lua functions (bytecode) and module loading, for untrusted peers:
+** see the trust model in lcodec.c. */
+#define LCONC_DEC_NOCODE 1
+LCONC_FUNC int lconc_decode_bytes(lua_State *L, const void *b, size_t len,
+                                  int flags);
 
 #endif

@@ -1,0 +1,1011 @@
+/*
+** lcodec.c: the transfer codec. Lua values to one flat byte string and
+** back, across states and processes (rules: API.md, "Transfer").
+*/
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lconcurrent.h"
+#include "lfuncs.h"
+
+/*
+** {======================================================================
+** The format (version 1)
+**
+** A transfer is bytes only: no pointers, no process-local values, ready
+** to cross a pipe or a socket. The one exception is a future: in the
+** bytes it is an index into the payload's side list of conc_future_t
+** pointers, which only the in-process (thread) transport carries; raw
+** bytes from a pipe carry no list, so a future in them is refused.
+**
+**   transfer := VERSION count value{count}    VERSION is the byte 1
+**   value    := NIL | FALSE | TRUE
+**             | INT  zigzag                   integer subtype
+**             | FLT  f64                      float subtype (also -0.0,
+**                                             inf, nan: bits kept)
+**             | STR  string
+**             | TABLE   narr nhash value{narr} (key value){nhash}
+**             | TABLEMT narr nhash value{narr} (key value){nhash} value
+**                                             the last value is its
+**                                             metatable (a table)
+**             | REF  id                       an earlier table or Lua
+**                                             function of this transfer
+**             | NAMED string                  registry[name]: a table
+**                                             that is the registry entry
+**                                             of its own __name
+**                                             (luaL_newmetatable), such
+**                                             as an error class
+**             | LFUNC string nups upvalue{nups}
+**                                             a lua_dump with debug info
+**             | CFUNC string string           package.loaded[mod][key]
+**             | FUTURE index                  the payload's futures[index]
+**   upvalue  := UV_VAL value                  copied by value
+**             | UV_ENV                        the receiver's globals
+**             | UV_JOIN id n                  shares upvalue 'n' of the
+**                                             Lua function 'id'
+**   string   := length byte{length}
+**
+** Tag bytes are the T_ and UV_ values below. count, narr, nhash, nups,
+** id, index, n and length are varints: unsigned LEB128, 7 bits a byte,
+** low bits first, at most 10 bytes; padded (non-minimal) forms are valid
+** (the encoder pads 'nhash' to 5 bytes to patch it in place). zigzag is
+** a varint of (i << 1) ^ (i >> 63). f64 is IEEE 754 binary64, 8 bytes,
+** little-endian. Ids number tables (TABLE, TABLEMT) and Lua functions
+** (LFUNC) 1, 2, ... in the order their encoding starts, before their
+** contents, so that cycles and shared references point back. The array
+** part holds t[1..narr] (nil holes included); the other pairs follow.
+**
+** Limits: nesting (tables, functions, metatables) is at most
+** CONC_MAXDEPTH deep, on encode and on decode. The decoder checks every
+** count against the bytes left before it allocates anything, every tag,
+** every id, index and upvalue number, and that nothing trails.
+**
+** Trust model. Structure is never trusted: truncated, corrupted or
+** hostile bytes give a Lua error, never a crash, an overread or an
+** allocation out of proportion to the input. Bytecode is trusted: an
+** LFUNC is handed to lua_load (binary mode), and Lua does not verify
+** bytecode, so only a peer trusted to run code in this process may send
+** LFUNC. The decoder also may require() the module of a CFUNC, and a
+** metatable it sets may carry __gc, which runs later. The thread pool
+** and the process pool (whose children are forks of the same program)
+** are such peers. For anything else, decode with LCONC_DEC_NOCODE: it
+** refuses LFUNC and loads no module (the fuzzer does that).
+** =======================================================================
+*/
+
+/* Deepest nesting of tables, functions and metatables in a transfer. It
+** bounds the C recursion of both encoder and decoder (each level uses a
+** few hundred bytes of C stack and a few Lua stack slots). */
+#if !defined(CONC_MAXDEPTH)
+#define CONC_MAXDEPTH 200
+#endif
+
+/* A payload at least this big takes over the state's buffer instead of
+** being copied out of it (then the buffer is remade next time). */
+#if !defined(CONC_HANDOVER)
+#define CONC_HANDOVER (64 * 1024)
+#endif
+
+#define VERSION 1
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_TABLEMT,
+  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE
+};
+
+enum { UV_VAL, UV_ENV, UV_JOIN };
+
+#define HEAD sizeof(lconc_payload)
+#define PTRALIGN(n) \
+  (((n) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Payloads
+** ======================================================================= */
+
+static conc_future_t **futures(const lconc_payload *p) {
+  return (conc_future_t **)((char *)p + PTRALIGN(HEAD + p->size));
+}
+
+size_t lconc_payload_sizeof(const lconc_payload *p) {
+  if (p == NULL)
+    return 0;
+  return PTRALIGN(HEAD + p->size) + p->nfutures * sizeof(conc_future_t *);
+}
+
+size_t lconc_payload_size(const lconc_payload *p) {
+  return p != NULL ? p->size : 0;
+}
+
+const char *lconc_payload_bytes(const lconc_payload *p, size_t *len) {
+  *len = p->size;
+  return lconc_payload_data(p);
+}
+
+size_t lconc_payload_nfutures(const lconc_payload *p) {
+  return p->nfutures;
+}
+
+conc_future_t *lconc_payload_future(const lconc_payload *p, size_t i) {
+  return i < p->nfutures ? futures(p)[i] : NULL;
+}
+
+void lconc_payload_free(void *data) {
+  lconc_payload *p = (lconc_payload *)data;
+  size_t i;
+  if (p == NULL)
+    return;
+  for (i = 0; i < p->nfutures; i++)
+    conc_future_unref(futures(p)[i]);
+  free(p);
+}
+
+/* A copy of the block; each future it carries gains a reference. */
+lconc_payload *lconc_payload_dup(const lconc_payload *p) {
+  size_t total = lconc_payload_sizeof(p), i;
+  lconc_payload *q;
+  if (p == NULL || (q = (lconc_payload *)malloc(total)) == NULL)
+    return NULL;
+  memcpy(q, p, total);
+  for (i = 0; i < q->nfutures; i++)
+    conc_future_ref(futures(q)[i]);
+  return q;
+}
+
+lconc_payload *lconc_payload_frombytes(const void *b, size_t len) {
+  lconc_payload *p;
+  if (len > SIZE_MAX - 2 * HEAD)
+    return NULL;
+  p = (lconc_payload *)malloc(PTRALIGN(HEAD + len));
+  if (p == NULL)
+    return NULL;
+  p->size = len;
+  p->nfutures = 0;
+  memcpy(p + 1, b, len);
+  return p;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** The encoder
+** ======================================================================= */
+
+/* The output buffer of a state, reused by every encode (a userdata in
+** the registry, so an error in the middle of an encode leaks nothing).
+** 'b' starts with room for the payload header. */
+typedef struct Buffer {
+  char *b;
+  size_t n, size;
+  conc_future_t **fut;  /* futures met so far (no references taken yet) */
+  size_t nfut, sizefut;
+  int busy;             /* an encode is using it */
+} Buffer;
+
+static const char BUFFER = 'b';    /* registry key of the state's buffer */
+static const char BUFFERMT = 'm';  /* registry key of its metatable */
+
+/* One step of the path from an argument to the value being encoded. */
+enum { SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
+
+typedef struct Seg {
+  int kind;
+  int key;            /* SEG_KEY: stack index of the key */
+  lua_Integer i;      /* SEG_TOP, SEG_INDEX */
+  const char *name;   /* SEG_UPVAL */
+} Seg;
+
+typedef struct Enc {
+  lua_State *L;
+  Buffer *B;
+  int seen;           /* stack index: object -> id, handle -> index */
+  int hasseen;        /* the 'seen' slot holds the table (not nil) */
+  int namekey;        /* stack index of the string "__name" */
+  lua_Integer nrefs;  /* ids given so far */
+  int depth;
+  const char *label;
+  int labelbase;
+  Seg path[CONC_MAXDEPTH + 1];
+} Enc;
+
+static int buffer_gc(lua_State *L) {
+  Buffer *B = (Buffer *)lua_touserdata(L, 1);
+  free(B->b);
+  free(B->fut);
+  B->b = NULL;
+  B->fut = NULL;
+  B->size = B->sizefut = 0;
+  return 0;
+}
+
+/* Push a new, empty buffer userdata. */
+static Buffer *newbuffer(lua_State *L) {
+  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 0);
+  memset(B, 0, sizeof(*B));
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, buffer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFERMT);
+  }
+  lua_setmetatable(L, -2);
+  return B;
+}
+
+/* Push the state's buffer; a temporary one if it is busy (an encode
+** re-entered from a finalizer that ran during an allocation). */
+static Buffer *getbuffer(lua_State *L) {
+  Buffer *B;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFER) == LUA_TUSERDATA) {
+    B = (Buffer *)lua_touserdata(L, -1);
+    if (!B->busy)
+      return B;
+    lua_pop(L, 1);
+    return newbuffer(L);
+  }
+  lua_pop(L, 1);
+  B = newbuffer(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFER);
+  return B;
+}
+
+/* Push the path of the value being encoded: argument #2.config.handle */
+static void pushpath(Enc *E) {
+  lua_State *L = E->L;
+  luaL_Buffer b;
+  int d;
+  luaL_buffinit(L, &b);
+  for (d = 0; d <= E->depth; d++) {
+    const Seg *s = &E->path[d];
+    switch (s->kind) {
+      case SEG_TOP:
+        lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
+        break;
+      case SEG_INDEX: lua_pushfstring(L, "[%I]", s->i); break;
+      case SEG_UPVAL: lua_pushfstring(L, "(upvalue '%s')", s->name); break;
+      case SEG_META: lua_pushliteral(L, "(metatable)"); break;
+      default:  /* SEG_KEY */
+        switch (lua_type(L, s->key)) {
+          case LUA_TSTRING: lua_pushfstring(L, ".%s", lua_tostring(L, s->key)); break;
+          case LUA_TNUMBER:
+            if (lua_isinteger(L, s->key))
+              lua_pushfstring(L, "[%I]", lua_tointeger(L, s->key));
+            else
+              lua_pushfstring(L, "[%f]", lua_tonumber(L, s->key));
+            break;
+          case LUA_TBOOLEAN:
+            lua_pushstring(L, lua_toboolean(L, s->key) ? "[true]" : "[false]");
+            break;
+          default: lua_pushfstring(L, "[%s]", luaL_typename(L, s->key));
+        }
+    }
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
+/* Every encode error goes through here: it frees the buffer for the
+** next encode, then raises "cannot transfer <path> (<why>)". */
+static void refuse(Enc *E, const char *why) {
+  lua_State *L = E->L;
+  E->B->busy = 0;
+  lua_checkstack(L, 8);
+  pushpath(E);
+  luaL_error(L, "cannot transfer %s (%s)", lua_tostring(L, -1), why);
+}
+
+static void grow(Enc *E, size_t k) {
+  Buffer *B = E->B;
+  size_t want = B->size < 256 ? 256 : B->size * 2;
+  char *nb;
+  if (k > SIZE_MAX / 2 - B->n)
+    refuse(E, "too large");
+  if (want < B->n + k)
+    want = B->n + k;
+  nb = (char *)realloc(B->b, want);
+  if (nb == NULL)
+    refuse(E, "not enough memory");
+  B->b = nb;
+  B->size = want;
+}
+
+/* Make room for 'k' more bytes; the put* below then write unchecked. */
+#define ensure(E, k) \
+  ((E)->B->n + (size_t)(k) <= (E)->B->size ? (void)0 : grow(E, k))
+
+#define putbyte(E, c) ((E)->B->b[(E)->B->n++] = (char)(c))
+
+static void putvarint(Enc *E, lua_Unsigned x) {
+  Buffer *B = E->B;
+  while (x >= 0x80) {
+    B->b[B->n++] = (char)(x | 0x80);
+    x >>= 7;
+  }
+  B->b[B->n++] = (char)x;
+}
+
+/* A varint in exactly 5 bytes at 'p' (x < 2^35): patched in place. */
+static void patchvarint5(char *p, lua_Unsigned x) {
+  int i;
+  for (i = 0; i < 4; i++, x >>= 7)
+    p[i] = (char)((x & 0x7f) | 0x80);
+  p[4] = (char)(x & 0x7f);
+}
+
+static void putblock(Enc *E, const void *s, size_t n) {
+  memcpy(E->B->b + E->B->n, s, n);
+  E->B->n += n;
+}
+
+static void putstring(Enc *E, const char *s, size_t n) {
+  ensure(E, 10 + n);
+  putvarint(E, n);
+  putblock(E, s, n);
+}
+
+static void putfloat(Enc *E, lua_Number x) {
+  double d = (double)x;
+  uint64_t u;
+  memcpy(&u, &d, 8);
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+  {
+    unsigned char le[8];
+    int i;
+    for (i = 0; i < 8; i++)
+      le[i] = (unsigned char)(u >> (8 * i));
+    memcpy(&u, le, 8);
+  }
+#endif
+  putblock(E, &u, 8);
+}
+
+static void encode(Enc *E, int idx);
+
+/* One level deeper, within CONC_MAXDEPTH, with Lua stack to spare. */
+static void enter(Enc *E) {
+  if (E->depth >= CONC_MAXDEPTH)
+    refuse(E, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
+  if (!lua_checkstack(E->L, 8))
+    refuse(E, "stack overflow");
+  E->depth++;
+}
+
+static void setseg(Enc *E, int kind, int key, lua_Integer i,
+                   const char *name) {
+  Seg *s = &E->path[E->depth];
+  s->kind = kind;
+  s->key = key;
+  s->i = i;
+  s->name = name;
+}
+
+/* The 'seen' table, made on first need in its reserved slot. */
+static int getseen(Enc *E) {
+  if (!E->hasseen) {
+    lua_newtable(E->L);
+    lua_replace(E->L, E->seen);
+    E->hasseen = 1;
+  }
+  return E->seen;
+}
+
+/* If the object at 'idx' was met before in this transfer, write a REF
+** to it and return 1; else give it the next id and return 0. */
+static int encseen(Enc *E, int idx) {
+  lua_State *L = E->L;
+  int seen = getseen(E);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, seen) == LUA_TNUMBER) {
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    ensure(E, 11);
+    putbyte(E, T_REF);
+    putvarint(E, (lua_Unsigned)id);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, ++E->nrefs);
+  lua_rawset(L, seen);
+  return 0;
+}
+
+/* A table that is the registry entry of its own __name crosses by that
+** name (error classes: Class:is(e) must hold on the other side). */
+static int encnamed(Enc *E, int t) {
+  lua_State *L = E->L;
+  int named = 0;
+  lua_pushvalue(L, E->namekey);
+  if (lua_rawget(L, t) == LUA_TSTRING) {
+    lua_pushvalue(L, -1);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    named = lua_rawequal(L, -1, t);
+    lua_pop(L, 1);
+    if (named) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      ensure(E, 1);
+      putbyte(E, T_NAMED);
+      putstring(E, s, len);
+    }
+  }
+  lua_pop(L, 1);
+  return named;
+}
+
+static int isarraykey(lua_State *L, int k, lua_Integer narr) {
+  lua_Integer i;
+  if (!lua_isinteger(L, k))
+    return 0;
+  i = lua_tointeger(L, k);
+  return i >= 1 && i <= narr;
+}
+
+/* t[1..#t] as the array part, then every other pair, then the
+** metatable; the pair count is patched in once known. */
+static void enctable(Enc *E, int t) {
+  lua_State *L = E->L;
+  lua_Integer narr, i, nhash = 0;
+  size_t patch;
+  int mt;
+  if (encnamed(E, t) || encseen(E, t))
+    return;
+  enter(E);
+  mt = lua_getmetatable(L, t) ? lua_gettop(L) : 0;
+  narr = (lua_Integer)lua_rawlen(L, t);
+  ensure(E, 16);
+  putbyte(E, mt ? T_TABLEMT : T_TABLE);
+  putvarint(E, (lua_Unsigned)narr);
+  patch = E->B->n;
+  E->B->n += 5;
+  for (i = 1; i <= narr; i++) {
+    setseg(E, SEG_INDEX, 0, i, NULL);
+    lua_rawgeti(L, t, i);
+    encode(E, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    int k = lua_gettop(L) - 1;
+    if (!isarraykey(L, k, narr)) {
+      setseg(E, SEG_KEY, k, 0, NULL);
+      encode(E, k);
+      encode(E, k + 1);
+      nhash++;
+    }
+    lua_pop(L, 1);
+  }
+  patchvarint5(E->B->b + patch, (lua_Unsigned)nhash);
+  if (mt) {
+    setseg(E, SEG_META, 0, 0, NULL);
+    encode(E, mt);
+    lua_pop(L, 1);
+  }
+  E->depth--;
+}
+
+/* Upvalue 'i' of the Lua function 'f' (whose id is 'id'). A cell met
+** before in this transfer is joined to its first holder; '_ENV' is
+** always the receiver's globals; the rest is copied by value. */
+static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
+  lua_State *L = E->L;
+  const char *name = lua_getupvalue(L, f, i);
+  void *cell = lua_upvalueid(L, f, i);
+  int isenv = strcmp(name, "_ENV") == 0;
+  ensure(E, 21);
+  if (lua_rawgetp(L, E->seen, cell) == LUA_TNUMBER && !isenv) {
+    lua_Integer where = lua_tointeger(L, -1);
+    putbyte(E, UV_JOIN);
+    putvarint(E, (lua_Unsigned)(where >> 8));
+    putvarint(E, (lua_Unsigned)(where & 0xff));
+    lua_pop(L, 2);
+    return;
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pushinteger(L, (id << 8) | i);  /* i <= 255 (MAXUPVAL) */
+    lua_rawsetp(L, E->seen, cell);
+  }
+  lua_pop(L, 1);
+  if (isenv)
+    putbyte(E, UV_ENV);
+  else {
+    putbyte(E, UV_VAL);
+    setseg(E, SEG_UPVAL, 0, 0, name);
+    encode(E, lua_gettop(L));
+  }
+  lua_pop(L, 1);
+}
+
+static void enclfunc(Enc *E, int f) {
+  lua_State *L = E->L;
+  const char *dump;
+  size_t len;
+  lua_Integer id;
+  int nups, i;
+  if (encseen(E, f))
+    return;
+  id = E->nrefs;
+  enter(E);
+  dump = lconc_dumpfunc(L, f, &len);
+  ensure(E, 1 + 10 + len + 10);
+  putbyte(E, T_LFUNC);
+  putvarint(E, len);
+  putblock(E, dump, len);
+  lua_pop(L, 1);
+  for (nups = 0; lua_getupvalue(L, f, nups + 1) != NULL; nups++)
+    lua_pop(L, 1);
+  putvarint(E, (lua_Unsigned)nups);
+  for (i = 1; i <= nups; i++)
+    encupvalue(E, f, id, i);
+  E->depth--;
+}
+
+/* A C function crosses as the name under which package.loaded holds it;
+** its upvalues could hold anything, so one with upvalues is refused. */
+static void enccfunc(Enc *E, int f) {
+  lua_State *L = E->L;
+  size_t ml, kl;
+  const char *m, *k;
+  if (lua_getupvalue(L, f, 1) != NULL)
+    refuse(E, "C function with upvalues");
+  if (!lconc_cfuncname(L, f))
+    refuse(E, "C function not found in package.loaded");
+  m = lua_tolstring(L, -2, &ml);
+  k = lua_tolstring(L, -1, &kl);
+  ensure(E, 1);
+  putbyte(E, T_CFUNC);
+  putstring(E, m, ml);
+  putstring(E, k, kl);
+  lua_pop(L, 2);
+}
+
+/* A future crosses as an index into the payload's list; a handle met
+** twice is one entry. */
+static void encfuture(Enc *E, int idx) {
+  lua_State *L = E->L;
+  Buffer *B = E->B;
+  conc_future_t *f = lconc_testfuture(L, idx);
+  lua_Integer i;
+  int seen = getseen(E);
+  if (f == NULL)
+    refuse(E, "userdata");
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, seen) == LUA_TNUMBER)
+    i = lua_tointeger(L, -1);
+  else {
+    if (B->nfut == B->sizefut) {
+      size_t want = B->sizefut ? 2 * B->sizefut : 8;
+      conc_future_t **nf = (conc_future_t **)realloc(B->fut,
+                                                     want * sizeof(*nf));
+      if (nf == NULL)
+        refuse(E, "not enough memory");
+      B->fut = nf;
+      B->sizefut = want;
+    }
+    i = (lua_Integer)B->nfut;
+    B->fut[B->nfut++] = f;
+    lua_pushvalue(L, idx);
+    lua_pushinteger(L, i);
+    lua_rawset(L, seen);
+  }
+  lua_pop(L, 1);
+  ensure(E, 11);
+  putbyte(E, T_FUTURE);
+  putvarint(E, (lua_Unsigned)i);
+}
+
+static void encode(Enc *E, int idx) {
+  lua_State *L = E->L;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: ensure(E, 1); putbyte(E, T_NIL); break;
+    case LUA_TBOOLEAN:
+      ensure(E, 1);
+      putbyte(E, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+      break;
+    case LUA_TNUMBER:
+      ensure(E, 11);
+      if (lua_isinteger(L, idx)) {
+        lua_Unsigned u = (lua_Unsigned)lua_tointeger(L, idx);
+        putbyte(E, T_INT);
+        putvarint(E, (u << 1) ^ (0 - (u >> 63)));
+      } else {
+        putbyte(E, T_FLT);
+        putfloat(E, lua_tonumber(L, idx));
+      }
+      break;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      ensure(E, 1);
+      putbyte(E, T_STR);
+      putstring(E, s, len);
+      break;
+    }
+    case LUA_TTABLE: enctable(E, idx); break;
+    case LUA_TFUNCTION:
+      if (lua_iscfunction(L, idx))
+        enccfunc(E, idx);
+      else
+        enclfunc(E, idx);
+      break;
+    case LUA_TUSERDATA: encfuture(E, idx); break;
+    case LUA_TLIGHTUSERDATA: refuse(E, "light userdata"); break;
+    default: refuse(E, luaL_typename(L, idx));  /* thread */
+  }
+}
+
+/* Move the encoding out of the buffer into a payload block, taking a
+** reference on each future. A big one takes the buffer itself. */
+static lconc_payload *finish(Enc *E) {
+  Buffer *B = E->B;
+  size_t size = B->n - HEAD;
+  size_t futoff = PTRALIGN(B->n);
+  size_t total = futoff + B->nfut * sizeof(conc_future_t *);
+  lconc_payload *p;
+  size_t i;
+  if (size >= CONC_HANDOVER) {
+    p = (lconc_payload *)realloc(B->b, total);
+    if (p == NULL)
+      refuse(E, "not enough memory");
+    B->b = NULL;
+    B->n = B->size = 0;
+  } else {
+    p = (lconc_payload *)malloc(total);
+    if (p == NULL)
+      refuse(E, "not enough memory");
+    memcpy(p + 1, B->b + HEAD, size);
+  }
+  p->size = size;
+  p->nfutures = B->nfut;
+  for (i = 0; i < B->nfut; i++) {
+    futures(p)[i] = B->fut[i];
+    conc_future_ref(B->fut[i]);
+  }
+  return p;
+}
+
+lconc_payload *lconc_encode(lua_State *L, int first, int n,
+                            const char *label, int labelbase) {
+  Enc E;
+  lconc_payload *p;
+  int i;
+  first = lua_absindex(L, first);
+  luaL_checkstack(L, 8, "cannot transfer");
+  lua_pushnil(L);  /* slot of the 'seen' table */
+  lua_pushliteral(L, "__name");
+  E.L = L;
+  E.seen = lua_gettop(L) - 1;
+  E.namekey = E.seen + 1;
+  E.hasseen = 0;
+  E.nrefs = 0;
+  E.depth = 0;
+  E.label = label;
+  E.labelbase = labelbase;
+  E.B = getbuffer(L);
+  E.B->busy = 1;
+  E.B->n = HEAD;
+  E.B->nfut = 0;
+  ensure(&E, 11);
+  putbyte(&E, VERSION);
+  putvarint(&E, (lua_Unsigned)n);
+  for (i = 0; i < n; i++) {
+    setseg(&E, SEG_TOP, 0, i, NULL);
+    encode(&E, first + i);
+  }
+  p = finish(&E);
+  E.B->busy = 0;
+  lua_pop(L, 3);
+  return p;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** The decoder
+** ======================================================================= */
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *b, *p, *end;
+  conc_future_t *const *fut;
+  size_t nfut;
+  int refs;           /* stack index: id -> table or Lua function */
+  int hasrefs;
+  lua_Integer nrefs;
+  int depth;
+  int flags;
+} Dec;
+
+/* Every decode error goes through here. */
+static void error(Dec *D, const char *why) {
+  luaL_error(D->L, "cannot decode transfer (%s at byte %I)", why,
+             (lua_Integer)(D->p - D->b));
+}
+
+/* Every read goes through here: the next 'n' bytes, if there are. */
+static const unsigned char *need(Dec *D, size_t n) {
+  const unsigned char *r = D->p;
+  if ((size_t)(D->end - D->p) < n)
+    error(D, "truncated");
+  D->p += n;
+  return r;
+}
+
+static int loadbyte(Dec *D) {
+  return *need(D, 1);
+}
+
+static lua_Unsigned loadvarint(Dec *D) {
+  lua_Unsigned x = 0;
+  int shift = 0, c;
+  do {
+    c = loadbyte(D);
+    if (shift > 63 || (shift == 63 && (c & 0x7e) != 0))
+      error(D, "varint overflow");
+    x |= (lua_Unsigned)(c & 0x7f) << shift;
+    shift += 7;
+  } while (c & 0x80);
+  return x;
+}
+
+/* A count of items taking at least 'unit' bytes each: more than the
+** bytes left can hold is corrupt, so nothing is allocated for it. */
+static int loadcount(Dec *D, size_t unit) {
+  lua_Unsigned x = loadvarint(D);
+  if (x > (lua_Unsigned)(D->end - D->p) / unit || x > INT_MAX)
+    error(D, "count larger than the input");
+  return (int)x;
+}
+
+static void loadstring(Dec *D) {
+  size_t n = (size_t)loadcount(D, 1);
+  lua_pushlstring(D->L, (const char *)need(D, n), n);
+}
+
+static lua_Number loadfloat(Dec *D) {
+  const unsigned char *s = need(D, 8);
+  uint64_t u = 0;
+  double d;
+  int i;
+  for (i = 7; i >= 0; i--)
+    u = (u << 8) | s[i];
+  memcpy(&d, &u, 8);
+  return (lua_Number)d;
+}
+
+static void enterd(Dec *D) {
+  if (D->depth >= CONC_MAXDEPTH)
+    error(D, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
+  if (!lua_checkstack(D->L, 8))
+    error(D, "stack overflow");
+  D->depth++;
+}
+
+/* Give the object at the top the next id. */
+static void addref(Dec *D) {
+  lua_State *L = D->L;
+  if (!D->hasrefs) {
+    lua_newtable(L);
+    lua_replace(L, D->refs);
+    D->hasrefs = 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, D->refs, ++D->nrefs);
+}
+
+/* Push the object of an id read from the input. */
+static void loadref(Dec *D) {
+  lua_Unsigned id = loadvarint(D);
+  if (id < 1 || id > (lua_Unsigned)D->nrefs)
+    error(D, "bad reference");
+  lua_rawgeti(D->L, D->refs, (lua_Integer)id);
+}
+
+static void decode(Dec *D);
+
+static void dectable(Dec *D, int hasmt) {
+  lua_State *L = D->L;
+  int narr, nhash, i, t;
+  enterd(D);
+  narr = loadcount(D, 1);
+  nhash = loadcount(D, 2);
+  lua_createtable(L, narr, nhash);
+  t = lua_gettop(L);
+  addref(D);
+  for (i = 1; i <= narr; i++) {
+    decode(D);
+    lua_rawseti(L, t, i);
+  }
+  for (i = 0; i < nhash; i++) {
+    decode(D);
+    if (lua_isnil(L, -1))
+      error(D, "nil key");
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) !=
+        lua_tonumber(L, -1))
+      error(D, "NaN key");
+    decode(D);
+    lua_rawset(L, t);
+  }
+  if (hasmt) {
+    decode(D);
+    if (!lua_istable(L, -1))
+      error(D, "metatable is not a table");
+    lua_setmetatable(L, t);
+  }
+  D->depth--;
+}
+
+/* Upvalue 'i' of the new closure 'f' joins upvalue 'n' of a Lua
+** function decoded before (both checked: lua_upvaluejoin trusts them). */
+static void joinupvalue(Dec *D, int f, int i) {
+  lua_State *L = D->L;
+  lua_Unsigned n;
+  loadref(D);
+  n = loadvarint(D);
+  if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1))
+    error(D, "upvalue joined to a non-function");
+  if (n < 1 || n > 255 || lua_getupvalue(L, -1, (int)n) == NULL)
+    error(D, "bad upvalue number");
+  lua_pop(L, 1);
+  lua_upvaluejoin(L, f, i, -1, (int)n);
+  lua_pop(L, 1);
+}
+
+/* A closure shared by every transfer ('shared', see lconc_loadfunc) only
+** takes UV_ENV: its cells must not carry one transfer's values. */
+static void decupvalue(Dec *D, int f, int i, int shared) {
+  lua_State *L = D->L;
+  int kind = loadbyte(D);
+  if (kind != UV_ENV && shared)
+    error(D, "upvalue of a shared function");
+  switch (kind) {
+    case UV_ENV:
+      lua_pushglobaltable(L);
+      lua_setupvalue(L, f, i);
+      break;
+    case UV_VAL:
+      decode(D);
+      lua_setupvalue(L, f, i);
+      break;
+    case UV_JOIN: joinupvalue(D, f, i); break;
+    default: error(D, "bad upvalue tag");
+  }
+}
+
+static void declfunc(Dec *D) {
+  lua_State *L = D->L;
+  const char *b;
+  size_t n;
+  int shared, nups, i, f;
+  if (D->flags & LCONC_DEC_NOCODE)
+    error(D, "function refused");
+  enterd(D);
+  n = (size_t)loadcount(D, 1);
+  b = (const char *)need(D, n);
+  shared = lconc_loadfunc(L, b, n);
+  if (shared < 0)
+    error(D, lua_pushfstring(L, "bad bytecode: %s", lua_tostring(L, -1)));
+  f = lua_gettop(L);
+  addref(D);
+  for (nups = 0; lua_getupvalue(L, f, nups + 1) != NULL; nups++)
+    lua_pop(L, 1);
+  if (loadvarint(D) != (lua_Unsigned)nups)
+    error(D, "wrong upvalue count");
+  for (i = 1; i <= nups; i++)
+    decupvalue(D, f, i, shared);
+  D->depth--;
+}
+
+static void deccfunc(Dec *D) {
+  lua_State *L = D->L;
+  loadstring(D);
+  loadstring(D);
+  if (!lconc_cfunclookup(L, -2, -1, !(D->flags & LCONC_DEC_NOCODE)))
+    error(D, lua_pushfstring(L, "C function '%s.%s': %s",
+                             lua_tostring(L, -3), lua_tostring(L, -2),
+                             lua_tostring(L, -1)));
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+static void decnamed(Dec *D) {
+  lua_State *L = D->L;
+  loadstring(D);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TTABLE)
+    error(D, lua_pushfstring(L, "no registry table '%s' here",
+                             lua_tostring(L, -2)));
+  lua_remove(L, -2);
+}
+
+static void decfuture(Dec *D) {
+  lua_Unsigned i = loadvarint(D);
+  if (D->nfut == 0)
+    error(D, "future handle in raw bytes");
+  if (i >= D->nfut)
+    error(D, "bad future index");
+  lconc_pushfuture(D->L, D->fut[i]);
+}
+
+/* Push the next value. */
+static void decode(Dec *D) {
+  lua_State *L = D->L;
+  int tag = loadbyte(D);
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT: {
+      lua_Unsigned z = loadvarint(D);
+      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (0 - (z & 1))));
+      break;
+    }
+    case T_FLT: lua_pushnumber(L, loadfloat(D)); break;
+    case T_STR: loadstring(D); break;
+    case T_TABLE: case T_TABLEMT: dectable(D, tag == T_TABLEMT); break;
+    case T_REF: loadref(D); break;
+    case T_NAMED: decnamed(D); break;
+    case T_LFUNC: declfunc(D); break;
+    case T_CFUNC: deccfunc(D); break;
+    case T_FUTURE: decfuture(D); break;
+    default: error(D, "bad tag");
+  }
+}
+
+/* Decode a whole transfer; nothing of it stays on the stack but its
+** values (objects of a failed decode are garbage, nothing leaks). */
+static int decodeall(lua_State *L, const void *b, size_t size,
+                     conc_future_t *const *fut, size_t nfut, int flags) {
+  Dec D;
+  int n, i;
+  D.L = L;
+  D.b = D.p = (const unsigned char *)b;
+  D.end = D.b + size;
+  D.fut = fut;
+  D.nfut = nfut;
+  D.hasrefs = 0;
+  D.nrefs = 0;
+  D.depth = 0;
+  D.flags = flags;
+  luaL_checkstack(L, 8, "cannot decode transfer");
+  lua_pushnil(L);  /* slot of the 'refs' table */
+  D.refs = lua_gettop(L);
+  if (loadbyte(&D) != VERSION)
+    error(&D, "unknown format version");
+  n = loadcount(&D, 1);
+  if (n > INT_MAX - LUA_MINSTACK || !lua_checkstack(L, n + LUA_MINSTACK))
+    error(&D, "too many values");
+  for (i = 0; i < n; i++)
+    decode(&D);
+  if (D.p != D.end)
+    error(&D, "trailing bytes");
+  lua_remove(L, D.refs);
+  return n;
+}
+
+int lconc_decode(lua_State *L, const lconc_payload *p) {
+  if (p == NULL)
+    return luaL_error(L, "cannot decode transfer (no payload)");
+  return decodeall(L, lconc_payload_data(p), p->size, futures(p),
+                   p->nfutures, 0);
+}
+
+int lconc_decode_bytes(lua_State *L, const void *b, size_t len,
+                       int flags) {
+  return decodeall(L, b, len, NULL, 0, flags);
+}
+
+/* }====================================================================== */
