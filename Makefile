@@ -61,6 +61,8 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 # becomes $(BUILD)/<name>.so, linked with the core objects only.
 HELPER_SRC = $(filter-out spec/support/host.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
+# Their objects are intermediate to make: keep them, so a rerun relinks nothing.
+.SECONDARY: $(HELPER_SRC:%.c=$(BUILD)/%.o)
 HOST = $(BUILD)/host
 SPECS = $(sort $(wildcard spec/*_spec.lua))
 BENCHES = $(sort $(wildcard spec/bench/*.lua))
