@@ -59,11 +59,13 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 
 # Spec-only C modules: every spec/support/<name>.c except the sanitizer host
 # becomes $(BUILD)/<name>.so, linked with the core objects only.
-HELPER_SRC = $(filter-out spec/support/host.c,$(sort $(wildcard spec/support/*.c)))
+HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 # Their objects are intermediate to make: keep them, so a rerun relinks nothing.
 .SECONDARY: $(HELPER_SRC:%.c=$(BUILD)/%.o)
 HOST = $(BUILD)/host
+# The core thread pool driven from C alone (spec/07-corepool_spec.lua).
+POOLTEST = $(BUILD)/pooltest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
 BENCHES = $(sort $(wildcard spec/bench/*.lua))
 ROCKSPEC = rockspec/concurrent-scm-1.rockspec
@@ -124,14 +126,18 @@ bench:
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
 # interpreter for specs that start a fresh Lua process (spec/helpers.lua).
 # The specs find the Debian package check's settings in LUA and LUA_INC.
-specs: $(MODULE) $(HELPERS) $(if $(SAN),$(HOST))
+specs: $(MODULE) $(HELPERS) $(POOLTEST) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
+	  POOLTEST='$(CURDIR)/$(POOLTEST)' \
 	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
 
 $(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+$(POOLTEST): $(BUILD)/spec/support/pooltest.o $(CORE_OBJ)
+	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
 
 $(HOST): $(BUILD)/spec/support/host.o
 	$(CC) $(SANFLAGS) -pthread -o $@ $< -llua5.4 -lm -ldl $(MYLDFLAGS)

@@ -185,12 +185,17 @@ struct conc_task {
   ** future (set_result or set_exception) and may free the task. 'ctx' is
   ** the worker's context from 'worker_start'. */
   void (*run)(conc_task_t *t, void *ctx);
-  /* The task will never run: 'why' is 0 when its future was cancelled,
-  ** CONC_EBROKEN when the pool broke. In the broken case the future is
-  ** still pending and 'drop' must complete it (set_exception). Frees t. */
+  /* The task will never run: 'why' is 0 when its future was cancelled
+  ** (or completed by someone else), CONC_EBROKEN when the pool broke. In
+  ** the broken case the future is not done yet (the pool made it RUNNING,
+  ** so no cancel races with 'drop') and 'drop' must complete it
+  ** (set_exception). Frees t. May run on any thread, including a thread
+  ** that called conc_future_cancel on the future. */
   void (*drop)(conc_task_t *t, int why);
   /* private to the pool */
   void *q_[2];
+  conc_pool_t *p_;
+  int s_;
 };
 
 typedef struct conc_pool_opts {
@@ -214,14 +219,22 @@ typedef struct conc_pool_stats {
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 
 /* Queue a task; starts a worker if none is idle and the maximum is not
-** reached. 0, CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM or CONC_ESYS. */
+** reached. 0, CONC_EINVAL, CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM or
+** CONC_ESYS (no worker could start). On failure the task never runs and
+** stays the caller's, with the future reference; after CONC_ESHUTDOWN,
+** CONC_EBROKEN and CONC_ESYS its future is cancelled (unless it was
+** started or completed by someone else). A task whose future is already
+** cancelled is accepted and dropped at once. */
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
 
 /* No new tasks. cancel: cancel every queued task. wait: return once
-** every task ended and every worker exited. Idempotent. */
+** every task ended and every worker exited; must not be called with
+** 'wait' from one of the pool's own tasks. Workers leave only once the
+** queue is empty. Idempotent. Returns 0. */
 int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel);
 
-/* shutdown(wait, no cancel), then free. */
+/* shutdown(wait, no cancel), then free: it waits for running and queued
+** tasks to end, even after shutdown(0, ...). */
 void conc_pool_free(conc_pool_t *p);
 
 void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);

@@ -1,0 +1,618 @@
+/*
+** pool.c: the thread pool of one executor. Lazily started workers take
+** intrusive tasks from one queue (a mutex and a condition variable).
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+** Default worker stack. A Lua worker runs Lua code that may recurse
+** through C calls (a C function calling back into Lua, pattern matching,
+** the codec): Lua allows LUAI_MAXCCALLS (200) C levels, a few KiB each.
+** 1 MiB holds that with room to spare; glibc's default (8 MiB, from the
+** stack rlimit) would reserve much address space in large pools.
+** Sanitizers grow stack frames severalfold, so their builds get 4x.
+*/
+#if !defined(CONC_POOL_STACK)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CONC_POOL_STACK (4 * 1024 * 1024)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CONC_POOL_STACK (4 * 1024 * 1024)
+#endif
+#endif
+#endif
+#if !defined(CONC_POOL_STACK)
+#define CONC_POOL_STACK (1024 * 1024)
+#endif
+
+/* Linux limits a thread name to 15 bytes and its NUL. */
+#define NAMELEN 15
+
+/* Prefix of the thread names when the options give none. */
+#define DEFPREFIX "conc"
+
+/*
+** How long (seconds) one idle worker polls the queue before it sleeps.
+** A task submitted meanwhile starts without a wake-up system call: this
+** halves a sequential submit/result round trip (a Lua 'submit' right
+** after a 'result' comes within microseconds). Only one worker polls at
+** a time, so that a pool never keeps every core busy waiting.
+*/
+#if !defined(CONC_POOL_SPIN)
+#define CONC_POOL_SPIN 50e-6
+#endif
+
+/* Room for so many worker thread ids at first (grown on demand). */
+#define INITTIDS 16
+
+/* The task links are the pool's 'void *q_[2]'. */
+typedef char qsize_check[sizeof(((conc_task_t *)0)->q_) == sizeof(conc__queue)
+                         ? 1 : -1];
+
+#define taskq(t) ((conc__queue *)(void *)(t)->q_)
+#define qtask(q) conc__container_of((void *)(q), conc_task_t, q_)
+
+/*
+** A task's life in the pool: its 's_', read and written under the pool
+** lock. At submit the pool registers 'on_done' on the task's future, so
+** a user's cancel drops a queued task at once. Both 'on_done' and a
+** thread that took the task off the queue (a worker, shutdown, a broken
+** pool's drain) may learn that the future was cancelled; the second of
+** the two to look drops the task, so the first never touches it again
+** and neither sees it freed.
+*/
+enum {
+  T_SUBMITTING,   /* 'on_done' registered, not queued yet */
+  T_QUEUED,       /* linked in 'p->queue' */
+  T_TAKEN,        /* off the queue: the taker asks the future what to do */
+  T_SEEN,         /* 'on_done' saw it cancelled first: the taker drops it */
+  T_LEFT,         /* the taker saw it cancelled first: 'on_done' drops it */
+  T_REFUSED       /* submit failed: the task is the caller's again */
+};
+
+struct conc_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;       /* idle workers: work queued, or closing */
+  pthread_cond_t donecv;   /* shutdown waiters: a worker or task ended */
+  conc__queue queue;       /* T_QUEUED tasks, through their 'q_' */
+  int shutdown, broken;
+  int workers;             /* started and not yet exited */
+  int nidle;               /* workers waiting on 'cv' */
+  int nwake;               /* signals sent to idle workers, not yet taken */
+  int nspin;               /* workers polling 'pending' (0 or 1) */
+  int nstarted;            /* names the next worker "<prefix>_<n>" */
+  int nthreads, njoined, ntids;  /* 'tids' made, joined and allocated */
+  pthread_t *tids;
+  long tasks;              /* accepted and not yet run or dropped */
+  long pending;            /* queued tasks; written atomically for 'spin' */
+  long running, completed, failed, cancelled;
+  size_t stack;
+  char prefix[NAMELEN + 1];
+  conc_pool_opts_t opts;
+};
+
+
+/* Lock held. 'spin' reads 'pending' without the lock. */
+#define addpending(p, d) __atomic_add_fetch(&(p)->pending, (d), __ATOMIC_RELAXED)
+
+/* {======================================================================
+** Task endings
+** ======================================================================= */
+
+/* A task ran or was dropped (lock held): wake shutdown waiters when the
+** last one ends. */
+static void task_end(conc_pool_t *p) {
+  p->tasks--;
+  if (p->tasks == 0 && (p->shutdown || p->broken))
+    pthread_cond_broadcast(&p->donecv);
+}
+
+/* Hand 't' to its 'drop' (without the lock), then release the pool's
+** future reference. 'why' is 0 (cancelled) or CONC_EBROKEN. */
+static void drop_task(conc_pool_t *p, conc_task_t *t, int why) {
+  conc_future_t *f = t->future;
+  t->drop(t, why);  /* frees 't' */
+  conc_future_unref(f);
+  pthread_mutex_lock(&p->mu);
+  if (why == 0)
+    p->cancelled++;
+  else
+    p->failed++;
+  task_end(p);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/*
+** The taker of 't' asked its future to start (or to cancel) and got 'r':
+** 0 means it is cancelled, and whichever of the taker and 'on_done'
+** looks second drops it; CONC_ESTATE means someone else completed it, so
+** the task will never run and is dropped at once.
+*/
+static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
+  int mine = 1;
+  if (r == 0) {
+    pthread_mutex_lock(&p->mu);
+    mine = (t->s_ == T_SEEN);
+    if (!mine)
+      t->s_ = T_LEFT;
+    pthread_mutex_unlock(&p->mu);
+  }
+  if (mine)
+    drop_task(p, t, 0);
+}
+
+/*
+** The C callback of every accepted task's future. When the future was
+** cancelled the task never ran, so 't' is alive until this callback and
+** its taker agree who drops it. Any other ending means the task ran or
+** was dropped by the pool, and 't' may be gone: it is not touched.
+** It may run on any thread, inside conc_future_cancel, with no future
+** lock held: the lock order is never future -> pool.
+*/
+static void on_done(conc_future_t *f, void *arg) {
+  conc_task_t *t = (conc_task_t *)arg;
+  conc_pool_t *p;
+  int mine = 0;
+  if (conc_future_state(f) != CONC_CANCELLED)
+    return;
+  p = t->p_;
+  pthread_mutex_lock(&p->mu);
+  switch (t->s_) {
+    case T_QUEUED:
+      conc__queue_remove(taskq(t));
+      addpending(p, -1);
+      mine = 1;
+      break;
+    case T_LEFT:
+      mine = 1;
+      break;
+    case T_SUBMITTING: case T_TAKEN:
+      t->s_ = T_SEEN;
+      break;
+    default:  /* T_REFUSED: the caller's task */
+      break;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (mine)
+    drop_task(p, t, 0);
+}
+
+/* Move every queued task to 'to' as T_TAKEN (lock held). */
+static void take_all(conc_pool_t *p, conc__queue *to) {
+  conc__queue *q;
+  conc__queue_move(&p->queue, to);
+  for (q = conc__queue_head(to); q != to; q = q->next) {
+    qtask(q)->s_ = T_TAKEN;
+    addpending(p, -1);
+  }
+}
+
+/*
+** End the tasks taken by 'take_all' (without the lock). shutdown cancels
+** their futures; a broken pool makes them RUNNING, which no cancel can
+** undo, so that 'drop' completes them with an exception undisturbed.
+*/
+static void end_taken(conc_pool_t *p, conc__queue *taken, int broken) {
+  while (!conc__queue_empty(taken)) {
+    conc__queue *q = conc__queue_head(taken);
+    conc_task_t *t = qtask(q);
+    int r;
+    conc__queue_remove(q);
+    if (!broken)
+      unrun(p, t, conc_future_cancel(t->future) == 1 ? 0 : CONC_ESTATE);
+    else if ((r = conc_future_set_running_or_notify_cancel(t->future)) == 1)
+      drop_task(p, t, CONC_EBROKEN);
+    else
+      unrun(p, t, r);
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Workers
+** ======================================================================= */
+
+/* Name the calling worker "<prefix>_<n>", shortening the prefix so that
+** the number always fits in the name. */
+static void set_name(conc_pool_t *p, int n) {
+  char num[16], name[NAMELEN + 1];
+  size_t len = (size_t)snprintf(num, sizeof(num), "_%d", n);
+  size_t plen = strlen(p->prefix);
+  if (plen > NAMELEN - len)
+    plen = NAMELEN - len;
+  memcpy(name, p->prefix, plen);
+  memcpy(name + plen, num, len + 1);
+  pthread_setname_np(pthread_self(), name);
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Poll for queued work for up to CONC_POOL_SPIN seconds (no lock held). */
+static void spin(conc_pool_t *p) {
+  double end = conc_now() + CONC_POOL_SPIN;
+  unsigned i;
+  for (i = 1; __atomic_load_n(&p->pending, __ATOMIC_RELAXED) == 0; i++) {
+    cpu_relax();
+    if (i % 64 == 0 && conc_now() >= end)
+      return;
+  }
+}
+
+/*
+** The next task for a worker (lock held), or NULL once the pool is
+** closing and the queue is empty: queued tasks run before workers exit.
+** A worker finds its next task without sleeping while the queue has
+** one; on an empty queue it polls a while (if no other worker does),
+** then sleeps.
+*/
+static conc_task_t *next_task(conc_pool_t *p) {
+  conc_task_t *t;
+  int spun = 0;
+  while (conc__queue_empty(&p->queue)) {
+    if (p->shutdown || p->broken)
+      return NULL;
+    if (p->nspin == 0 && !spun) {
+      p->nspin++;
+      pthread_mutex_unlock(&p->mu);
+      spin(p);
+      pthread_mutex_lock(&p->mu);
+      p->nspin--;
+      spun = 1;
+      continue;
+    }
+    p->nidle++;
+    pthread_cond_wait(&p->cv, &p->mu);
+    p->nidle--;
+    if (p->nwake > 0)
+      p->nwake--;
+    spun = 0;
+  }
+  t = qtask(conc__queue_head(&p->queue));
+  conc__queue_remove(taskq(t));
+  t->s_ = T_TAKEN;
+  addpending(p, -1);
+  p->running++;
+  return t;
+}
+
+/* Run 't' unless its future was cancelled: 1 if it ran and its future
+** holds a result, 0 if it ran and failed, -1 if it was dropped. */
+static int perform(conc_pool_t *p, conc_task_t *t, void *ctx) {
+  conc_future_t *f = t->future;  /* 'run' may free 't' */
+  const void *data;
+  size_t len;
+  int failed;
+  int r = conc_future_set_running_or_notify_cancel(f);
+  if (r != 1) {
+    unrun(p, t, r);
+    return -1;
+  }
+  t->run(t, ctx);
+  /* a 'run' that left its future unfinished broke its contract: the
+  ** task counts as failed, as nothing it returned can be read */
+  r = conc_future_payload(f, &data, &len, &failed) == 0 && !failed;
+  conc_future_unref(f);
+  return r;
+}
+
+/* Take and run tasks until the pool closes and its queue is empty. */
+static void work(conc_pool_t *p, void *ctx) {
+  conc_task_t *t;
+  pthread_mutex_lock(&p->mu);
+  while ((t = next_task(p)) != NULL) {
+    int r;
+    pthread_mutex_unlock(&p->mu);
+    r = perform(p, t, ctx);
+    pthread_mutex_lock(&p->mu);
+    p->running--;
+    if (r >= 0) {
+      if (r)
+        p->completed++;
+      else
+        p->failed++;
+      task_end(p);
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* A worker could not start: the pool is broken. Every queued task is
+** dropped with CONC_EBROKEN and the other workers leave once idle. */
+static void pool_break(conc_pool_t *p) {
+  conc__queue taken;
+  pthread_mutex_lock(&p->mu);
+  p->broken = 1;
+  take_all(p, &taken);
+  p->workers--;
+  pthread_cond_broadcast(&p->cv);
+  pthread_cond_broadcast(&p->donecv);
+  pthread_mutex_unlock(&p->mu);
+  end_taken(p, &taken, 1);
+}
+
+static void *worker_main(void *arg) {
+  conc_pool_t *p = (conc_pool_t *)arg;
+  void *ctx = NULL;
+  int n;
+  pthread_mutex_lock(&p->mu);
+  n = p->nstarted++;
+  pthread_mutex_unlock(&p->mu);
+  set_name(p, n);
+  if (p->opts.worker_start != NULL &&
+      p->opts.worker_start(p->opts.ud, &ctx) != 0) {
+    pool_break(p);  /* a worker that never started does not stop */
+    return NULL;
+  }
+  work(p, ctx);
+  if (p->opts.worker_stop != NULL)
+    p->opts.worker_stop(p->opts.ud, ctx);
+  pthread_mutex_lock(&p->mu);
+  p->workers--;
+  pthread_cond_broadcast(&p->donecv);
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Create a worker thread with the pool's stack size and every
+** asynchronous signal blocked, so that a host's handlers (lua.c's
+** SIGINT) run on the host's threads, never on a worker. */
+static int create_thread(conc_pool_t *p, pthread_t *tid) {
+  pthread_attr_t attr;
+  sigset_t all, old;
+  int r;
+  if (pthread_attr_init(&attr) != 0)
+    return CONC_ESYS;
+  r = pthread_attr_setstacksize(&attr, p->stack);
+  if (r == 0) {
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);  /* faults stay deliverable */
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(tid, &attr, worker_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
+  pthread_attr_destroy(&attr);
+  if (r != 0) {
+    errno = r;
+    return CONC_ESYS;
+  }
+  return 0;
+}
+
+/* Start one more worker (lock held: it waits for the lock to begin). */
+static int spawn(conc_pool_t *p) {
+  pthread_t tid;
+  int r;
+  if (p->nthreads == p->ntids) {
+    int n = p->ntids * 2;
+    pthread_t *tids = (pthread_t *)realloc(p->tids, (size_t)n * sizeof(*tids));
+    if (tids == NULL)
+      return CONC_ENOMEM;
+    p->tids = tids;
+    p->ntids = n;
+  }
+  r = create_thread(p, &tid);
+  if (r != 0)
+    return r;
+  p->tids[p->nthreads++] = tid;
+  p->workers++;
+  return 0;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Pool
+** ======================================================================= */
+
+static size_t stack_size(size_t want) {
+  long page = sysconf(_SC_PAGESIZE);
+  size_t min = (size_t)PTHREAD_STACK_MIN;
+  if (want == 0)
+    want = CONC_POOL_STACK;
+  if (want < min)
+    want = min;
+  if (page > 0 && want % (size_t)page != 0)
+    want += (size_t)page - want % (size_t)page;
+  return want;
+}
+
+/* Initialize the pool's locks: 0, or nonzero with nothing left held. */
+static int init_sync(conc_pool_t *p) {
+  if (pthread_mutex_init(&p->mu, NULL) != 0)
+    return -1;
+  if (pthread_cond_init(&p->cv, NULL) != 0) {
+    pthread_mutex_destroy(&p->mu);
+    return -1;
+  }
+  if (pthread_cond_init(&p->donecv, NULL) != 0) {
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    return -1;
+  }
+  return 0;
+}
+
+conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts) {
+  conc_pool_t *p;
+  const char *prefix;
+  if (opts == NULL || opts->max_workers <= 0)
+    return NULL;
+  p = (conc_pool_t *)calloc(1, sizeof(*p));
+  if (p == NULL)
+    return NULL;
+  p->ntids = opts->max_workers < INITTIDS ? opts->max_workers : INITTIDS;
+  p->tids = (pthread_t *)malloc((size_t)p->ntids * sizeof(*p->tids));
+  if (p->tids == NULL || init_sync(p) != 0) {
+    free(p->tids);
+    free(p);
+    return NULL;
+  }
+  conc__queue_init(&p->queue);
+  p->opts = *opts;
+  prefix = opts->name_prefix != NULL ? opts->name_prefix : DEFPREFIX;
+  snprintf(p->prefix, sizeof(p->prefix), "%s", prefix);
+  p->opts.name_prefix = p->prefix;  /* the caller's string may go */
+  p->stack = stack_size(opts->stack_size);
+  return p;
+}
+
+/* Why 'p' takes no task, or 0 (lock held). */
+static int closed(conc_pool_t *p) {
+  return p->broken ? CONC_EBROKEN : p->shutdown ? CONC_ESHUTDOWN : 0;
+}
+
+/* Make sure a worker will take the next task (lock held): a new one
+** starts when none is idle, up to the maximum. Only a pool without any
+** worker must refuse the task when one cannot start. */
+static int ensure_worker(conc_pool_t *p) {
+  int r;
+  if (p->nidle > p->nwake || p->nspin > p->pending ||
+      p->workers >= p->opts.max_workers)
+    return 0;
+  r = spawn(p);
+  return p->workers > 0 ? 0 : r;
+}
+
+/* Queue an admitted task and wake one sleeping worker if any, unless a
+** polling worker will take it (lock held). */
+static void enqueue(conc_pool_t *p, conc_task_t *t) {
+  conc__queue_insert_tail(&p->queue, taskq(t));
+  t->s_ = T_QUEUED;
+  addpending(p, 1);
+  p->tasks++;
+  if (p->nidle > p->nwake && p->pending > p->nspin) {
+    p->nwake++;
+    pthread_cond_signal(&p->cv);
+  }
+}
+
+/*
+** A refused task goes back to its caller, but 'on_done' stays registered
+** on its future. Cancel the future and wait until its callbacks returned,
+** so that 'on_done' has seen T_REFUSED and can never look at the task
+** again. A future someone else already started or completed never
+** reaches 'on_done' as cancelled.
+*/
+static void refuse(conc_task_t *t) {
+  if (conc_future_cancel(t->future) == 1)
+    conc_future_wait(t->future, CONC_FOREVER);
+}
+
+/*
+** Lock order: the pool lock is never held while a future function is
+** called here, and 'on_done' (which takes it) runs outside any future
+** lock, so a future's lock and the pool's are never nested.
+*/
+int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
+  int r;
+  if (p == NULL || t == NULL || t->future == NULL || t->run == NULL ||
+      t->drop == NULL)
+    return CONC_EINVAL;
+  t->p_ = p;
+  t->s_ = T_SUBMITTING;
+  r = conc_future_add_callback(t->future, on_done, t);
+  if (r != 0)
+    return r;  /* nothing registered: the task is untouched */
+  pthread_mutex_lock(&p->mu);
+  r = closed(p);
+  if (r == 0 && t->s_ == T_SEEN) {  /* cancelled before it was queued */
+    p->tasks++;
+    pthread_mutex_unlock(&p->mu);
+    drop_task(p, t, 0);
+    return 0;
+  }
+  if (r == 0)
+    r = ensure_worker(p);
+  if (r == 0) {
+    enqueue(p, t);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+  }
+  t->s_ = T_REFUSED;
+  pthread_mutex_unlock(&p->mu);
+  refuse(t);
+  return r;
+}
+
+/* Join the workers no other caller is joining, then wait until every
+** worker has exited and every task ended (cancelled tasks may still be
+** in their 'drop' on the threads that cancelled them). */
+static void join_all(conc_pool_t *p) {
+  int i, from, to;
+  pthread_mutex_lock(&p->mu);
+  from = p->njoined;
+  to = p->njoined = p->nthreads;
+  pthread_mutex_unlock(&p->mu);
+  for (i = from; i < to; i++)
+    pthread_join(p->tids[i], NULL);
+  pthread_mutex_lock(&p->mu);
+  while (p->workers > 0 || p->tasks > 0)
+    pthread_cond_wait(&p->donecv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Must not be called with 'wait' from one of the pool's own tasks (a
+** worker would wait for itself). No worker starts after shutdown, so
+** 'tids' no longer moves once 'shutdown' is set. */
+int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel) {
+  conc__queue taken;
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = 1;
+  conc__queue_init(&taken);
+  if (cancel)
+    take_all(p, &taken);
+  if (p->nidle > 0)
+    pthread_cond_broadcast(&p->cv);  /* idle workers leave */
+  pthread_mutex_unlock(&p->mu);
+  end_taken(p, &taken, 0);
+  if (wait)
+    join_all(p);
+  return 0;
+}
+
+/* Freeing waits for running and queued tasks to end (shutdown(1, 0)):
+** after shutdown(0, ...), free still joins every worker. */
+void conc_pool_free(conc_pool_t *p) {
+  if (p == NULL)
+    return;
+  conc_pool_shutdown(p, 1, 0);
+  pthread_cond_destroy(&p->donecv);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->tids);
+  free(p);
+}
+
+void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
+  pthread_mutex_lock(&p->mu);
+  s->workers = p->workers;
+  s->idle = p->nidle - p->nwake + p->nspin;
+  s->pending = p->pending;
+  s->running = p->running;
+  s->completed = p->completed;
+  s->failed = p->failed;
+  s->cancelled = p->cancelled;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* }====================================================================== */

@@ -1,0 +1,927 @@
+/*
+** pooltest.c: the core thread pool driven from C alone, as a C host would.
+** "pooltest <case>" runs one case and prints "ok <case>"; "pooltest list"
+** names them; "pooltest bench [n]" measures trivial tasks per second.
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "concurrent.h"
+
+/* A case that takes longer than this has hung. */
+#define CASE_TIMEOUT 120
+
+#define CHECK(c) \
+  ((c) ? (void)0 : fail(__FILE__, __LINE__, #c))
+
+static void fail(const char *file, int line, const char *what) {
+  fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
+  exit(1);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (ms % 1000) * 1000000L;
+  nanosleep(&ts, NULL);
+}
+
+
+/* {======================================================================
+** Gates: tasks that block until the test opens them
+** ======================================================================= */
+
+typedef struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int open;
+  int waiting;  /* threads blocked in gate_pass */
+} gate;
+
+static void gate_init(gate *g) {
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  g->open = 0;
+  g->waiting = 0;
+}
+
+static void gate_pass(gate *g) {
+  pthread_mutex_lock(&g->mu);
+  g->waiting++;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->open)
+    pthread_cond_wait(&g->cv, &g->mu);
+  g->waiting--;
+  pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_open(gate *g) {
+  pthread_mutex_lock(&g->mu);
+  g->open = 1;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
+/* Wait until 'n' threads are blocked at the gate. */
+static void gate_await(gate *g, int n) {
+  pthread_mutex_lock(&g->mu);
+  while (g->waiting < n)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_free(gate *g) {
+  pthread_cond_destroy(&g->cv);
+  pthread_mutex_destroy(&g->mu);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Tasks: x -> x + 1, each task malloc'd by the "host" and freed by run
+** or drop; counters record what the pool did with them.
+** ======================================================================= */
+
+typedef struct counters {
+  long runs, drops, broken;  /* atomic */
+} counters;
+
+typedef struct ttask {
+  conc_task_t base;
+  long x;
+  gate *g;             /* pass it before computing, if set */
+  counters *c;
+  char **name_out;     /* gets the worker's thread name, if set */
+} ttask;
+
+static void t_run(conc_task_t *t, void *ctx) {
+  ttask *tt = (ttask *)t;
+  conc_future_t *f = t->future;
+  long *res = (long *)malloc(sizeof(*res));
+  (void)ctx;
+  CHECK(res != NULL);
+  if (tt->g != NULL)
+    gate_pass(tt->g);
+  if (tt->name_out != NULL) {
+    *tt->name_out = (char *)malloc(16);
+    CHECK(*tt->name_out != NULL);
+    pthread_getname_np(pthread_self(), *tt->name_out, 16);
+  }
+  *res = tt->x + 1;
+  __atomic_add_fetch(&tt->c->runs, 1, __ATOMIC_RELAXED);
+  free(tt);  /* before completing: the pool must not need the task */
+  if (conc_future_set_result(f, res, sizeof(*res), free) != 0)
+    free(res);
+}
+
+/* A task that raises: its future ends with an exception. */
+static void t_run_fail(conc_task_t *t, void *ctx) {
+  ttask *tt = (ttask *)t;
+  conc_future_t *f = t->future;
+  (void)ctx;
+  __atomic_add_fetch(&tt->c->runs, 1, __ATOMIC_RELAXED);
+  free(tt);
+  CHECK(conc_future_set_exception(f, NULL, 0, NULL) == 0);
+}
+
+static void t_drop(conc_task_t *t, int why) {
+  ttask *tt = (ttask *)t;
+  if (why == CONC_EBROKEN) {
+    CHECK(conc_future_state(t->future) == CONC_RUNNING);
+    __atomic_add_fetch(&tt->c->broken, 1, __ATOMIC_RELAXED);
+    CHECK(conc_future_set_exception(t->future, NULL, 0, NULL) == 0);
+  }
+  else {
+    CHECK(why == 0);
+    CHECK(conc_future_done(t->future));
+    __atomic_add_fetch(&tt->c->drops, 1, __ATOMIC_RELAXED);
+  }
+  free(tt);
+}
+
+/* A new task and future: '*fp' gets the caller's own reference; the
+** task holds the one the pool takes over at submit. */
+static ttask *new_task(long x, counters *c, gate *g, conc_future_t **fp) {
+  ttask *tt = (ttask *)calloc(1, sizeof(*tt));
+  CHECK(tt != NULL);
+  tt->base.future = conc_future_new();
+  CHECK(tt->base.future != NULL);
+  tt->base.run = t_run;
+  tt->base.drop = t_drop;
+  tt->x = x;
+  tt->g = g;
+  tt->c = c;
+  conc_future_ref(tt->base.future);
+  *fp = tt->base.future;
+  return tt;
+}
+
+/* Submit x -> x + 1; returns the caller's future reference. */
+static conc_future_t *submit(conc_pool_t *p, long x, counters *c, gate *g) {
+  conc_future_t *f;
+  ttask *tt = new_task(x, c, g, &f);
+  CHECK(conc_pool_submit(p, &tt->base) == 0);
+  return f;
+}
+
+static long result_of(conc_future_t *f) {
+  const void *data;
+  size_t len;
+  int failed;
+  CHECK(conc_future_wait(f, conc_deadline(60)) == 0);
+  CHECK(conc_future_payload(f, &data, &len, &failed) == 0);
+  CHECK(!failed && len == sizeof(long));
+  return *(const long *)data;
+}
+
+static long load(long *v) {
+  return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+static conc_pool_t *new_pool(int max_workers) {
+  conc_pool_opts_t o;
+  conc_pool_t *p;
+  memset(&o, 0, sizeof(o));
+  o.max_workers = max_workers;
+  o.name_prefix = "pooltest";
+  p = conc_pool_new(&o);
+  CHECK(p != NULL);
+  return p;
+}
+
+static void stats(conc_pool_t *p, conc_pool_stats_t *s) {
+  conc_pool_stats(p, s);
+  CHECK(s->workers >= 0 && s->idle >= 0 && s->idle <= s->workers);
+  CHECK(s->pending >= 0 && s->running >= 0);
+}
+
+/* Poll the stats until 'field' reaches 'want' (a worker going idle
+** happens just after its task's future completed). */
+#define AWAIT_STAT(p, field, want) do { \
+    conc_pool_stats_t s_; int i_; \
+    for (i_ = 0; i_ < 10000; i_++) { \
+      stats(p, &s_); \
+      if (s_.field == (want)) break; \
+      sleep_ms(1); \
+    } \
+    CHECK(s_.field == (want)); \
+  } while (0)
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Cases
+** ======================================================================= */
+
+/* 'n' tasks on 'w' workers: every result right, every worker used at
+** most as allowed, stats add up. */
+static void many(int w, long n) {
+  conc_pool_t *p = new_pool(w);
+  conc_future_t **fs = (conc_future_t **)malloc((size_t)n * sizeof(*fs));
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  long i;
+  CHECK(fs != NULL);
+  for (i = 0; i < n; i++)
+    fs[i] = submit(p, i, &c, NULL);
+  stats(p, &s);
+  CHECK(s.workers >= 1 && s.workers <= w);
+  for (i = 0; i < n; i++) {
+    CHECK(result_of(fs[i]) == i + 1);
+    conc_future_unref(fs[i]);
+  }
+  CHECK(load(&c.runs) == n && load(&c.drops) == 0);
+  conc_pool_shutdown(p, 1, 0);
+  stats(p, &s);
+  CHECK(s.workers == 0 && s.completed == n && s.pending == 0);
+  CHECK(s.running == 0 && s.failed == 0 && s.cancelled == 0);
+  conc_pool_free(p);
+  free(fs);
+}
+
+static void case_many1(void) { many(1, 20000); }
+static void case_many2(void) { many(2, 20000); }
+static void case_many8(void) { many(8, 20000); }
+
+/* Workers start one per submit while none is idle, never before. */
+static void case_lazy(void) {
+  conc_pool_t *p = new_pool(4);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f[4];
+  gate g;
+  gate_init(&g);
+  stats(p, &s);
+  CHECK(s.workers == 0);
+  f[0] = submit(p, 0, &c, &g);
+  gate_await(&g, 1);
+  stats(p, &s);
+  CHECK(s.workers == 1 && s.running == 1 && s.idle == 0);
+  f[1] = submit(p, 1, &c, &g);  /* none idle: a second worker */
+  gate_await(&g, 2);
+  stats(p, &s);
+  CHECK(s.workers == 2 && s.running == 2);
+  gate_open(&g);
+  CHECK(result_of(f[0]) == 1 && result_of(f[1]) == 2);
+  AWAIT_STAT(p, idle, 2);
+  f[2] = submit(p, 2, &c, NULL);  /* idle workers: no new one */
+  CHECK(result_of(f[2]) == 3);
+  AWAIT_STAT(p, idle, 2);
+  f[3] = submit(p, 3, &c, NULL);
+  CHECK(result_of(f[3]) == 4);
+  AWAIT_STAT(p, completed, 4);
+  stats(p, &s);
+  CHECK(s.workers == 2);
+  conc_pool_free(p);
+  conc_future_unref(f[0]);
+  conc_future_unref(f[1]);
+  conc_future_unref(f[2]);
+  conc_future_unref(f[3]);
+  gate_free(&g);
+}
+
+/* Never more than max_workers threads, however many tasks wait. */
+static void case_maxworkers(void) {
+  conc_pool_t *p = new_pool(2);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f[10];
+  gate g;
+  int i;
+  gate_init(&g);
+  for (i = 0; i < 10; i++)
+    f[i] = submit(p, i, &c, &g);
+  gate_await(&g, 2);
+  stats(p, &s);
+  CHECK(s.workers == 2 && s.running == 2 && s.pending == 8);
+  gate_open(&g);
+  for (i = 0; i < 10; i++) {
+    CHECK(result_of(f[i]) == i + 1);
+    conc_future_unref(f[i]);
+  }
+  AWAIT_STAT(p, completed, 10);  /* counted once 'run' returned */
+  stats(p, &s);
+  CHECK(s.workers == 2);
+  conc_pool_free(p);
+  gate_free(&g);
+}
+
+/* Cancelling a queued task drops it at once, on the cancelling thread,
+** without a worker: it leaves 'pending' and its memory is freed. */
+static void case_cancelqueued(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *busy, *f[100];
+  gate g;
+  int i;
+  gate_init(&g);
+  busy = submit(p, -1, &c, &g);
+  gate_await(&g, 1);
+  for (i = 0; i < 100; i++)
+    f[i] = submit(p, i, &c, NULL);
+  for (i = 0; i < 100; i += 2) {
+    CHECK(conc_future_cancel(f[i]) == 1);
+    CHECK(load(&c.drops) == i / 2 + 1);  /* dropped inside cancel */
+  }
+  stats(p, &s);
+  CHECK(s.pending == 50 && s.cancelled == 50 && s.running == 1);
+  CHECK(conc_future_cancel(busy) == 0);  /* running: not cancellable */
+  gate_open(&g);
+  CHECK(result_of(busy) == 0);
+  for (i = 0; i < 100; i++) {
+    if (i % 2 == 0)
+      CHECK(conc_future_state(f[i]) == CONC_CANCELLED);
+    else
+      CHECK(result_of(f[i]) == i + 1);
+    conc_future_unref(f[i]);
+  }
+  conc_future_unref(busy);
+  conc_pool_shutdown(p, 1, 0);
+  stats(p, &s);
+  CHECK(s.completed == 51 && s.cancelled == 50 && s.pending == 0);
+  CHECK(load(&c.runs) == 51 && load(&c.drops) == 50);
+  conc_pool_free(p);
+  gate_free(&g);
+}
+
+/* A task whose future is already cancelled is accepted and dropped. */
+static void case_precancelled(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f;
+  ttask *tt = new_task(1, &c, NULL, &f);
+  CHECK(conc_future_cancel(f) == 1);
+  CHECK(conc_pool_submit(p, &tt->base) == 0);
+  CHECK(load(&c.drops) == 1 && load(&c.runs) == 0);
+  stats(p, &s);
+  CHECK(s.cancelled == 1 && s.pending == 0 && s.workers == 0);
+  conc_future_unref(f);
+  conc_pool_free(p);
+}
+
+/* A task that raises counts as failed; the worker keeps going. */
+static void case_failed(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f, *g;
+  const void *data;
+  size_t len;
+  int failed;
+  ttask *tt = new_task(1, &c, NULL, &f);
+  tt->base.run = t_run_fail;
+  CHECK(conc_pool_submit(p, &tt->base) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(60)) == 0);
+  CHECK(conc_future_payload(f, &data, &len, &failed) == 0 && failed);
+  g = submit(p, 5, &c, NULL);
+  CHECK(result_of(g) == 6);
+  conc_pool_shutdown(p, 1, 0);
+  stats(p, &s);
+  CHECK(s.failed == 1 && s.completed == 1 && s.workers == 0);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  conc_pool_free(p);
+}
+
+/* shutdown(wait) runs every queued task first, then joins. */
+static void case_shutdownwait(void) {
+  conc_pool_t *p = new_pool(2);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f[200];
+  gate g;
+  int i;
+  gate_init(&g);
+  for (i = 0; i < 200; i++)
+    f[i] = submit(p, i, &c, i < 2 ? &g : NULL);
+  gate_await(&g, 2);
+  gate_open(&g);
+  conc_pool_shutdown(p, 1, 0);
+  stats(p, &s);
+  CHECK(s.workers == 0 && s.idle == 0 && s.completed == 200);
+  CHECK(s.pending == 0 && s.running == 0);
+  for (i = 0; i < 200; i++) {
+    CHECK(conc_future_state(f[i]) == CONC_FINISHED);
+    CHECK(result_of(f[i]) == i + 1);
+    conc_future_unref(f[i]);
+  }
+  CHECK(conc_pool_shutdown(p, 1, 0) == 0);  /* idempotent */
+  conc_pool_free(p);
+  gate_free(&g);
+}
+
+/* shutdown(cancel) cancels what is queued; the running task finishes. */
+static void case_shutdowncancel(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *busy, *f[100];
+  gate g;
+  int i;
+  gate_init(&g);
+  busy = submit(p, -1, &c, &g);
+  gate_await(&g, 1);
+  for (i = 0; i < 100; i++)
+    f[i] = submit(p, i, &c, NULL);
+  CHECK(conc_future_cancel(f[7]) == 1);  /* one already cancelled */
+  conc_pool_shutdown(p, 0, 1);
+  for (i = 0; i < 100; i++)
+    CHECK(conc_future_state(f[i]) == CONC_CANCELLED);
+  CHECK(load(&c.drops) == 100);
+  stats(p, &s);
+  CHECK(s.pending == 0 && s.cancelled == 100 && s.running == 1);
+  gate_open(&g);
+  conc_pool_shutdown(p, 1, 0);
+  CHECK(result_of(busy) == 0);
+  stats(p, &s);
+  CHECK(s.workers == 0 && s.completed == 1);
+  for (i = 0; i < 100; i++)
+    conc_future_unref(f[i]);
+  conc_future_unref(busy);
+  conc_pool_free(p);
+  gate_free(&g);
+}
+
+/* After shutdown, submit refuses: the task stays the caller's and its
+** future is cancelled. */
+static void case_aftershutdown(void) {
+  conc_pool_t *p = new_pool(2);
+  counters c = {0, 0, 0};
+  conc_future_t *f, *g;
+  ttask *tt;
+  g = submit(p, 1, &c, NULL);
+  conc_pool_shutdown(p, 0, 0);
+  tt = new_task(1, &c, NULL, &f);
+  CHECK(conc_pool_submit(p, &tt->base) == CONC_ESHUTDOWN);
+  CHECK(conc_future_state(f) == CONC_CANCELLED);
+  CHECK(load(&c.drops) == 0);
+  conc_future_unref(f);  /* the task's reference, still ours */
+  free(tt);
+  CHECK(result_of(g) == 2);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  conc_pool_free(p);
+}
+
+/* worker_start failures, gated so that tasks queue up first. */
+typedef struct startctl {
+  gate g;
+  int fail_from;  /* workers numbered from 0 fail from this one on */
+  int started, stopped;  /* atomic */
+} startctl;
+
+static int ws_start(void *ud, void **ctx) {
+  startctl *sc = (startctl *)ud;
+  int n = __atomic_fetch_add(&sc->started, 1, __ATOMIC_RELAXED);
+  if (n >= sc->fail_from) {
+    gate_pass(&sc->g);
+    return -1;
+  }
+  *ctx = sc;
+  return 0;
+}
+
+static void ws_stop(void *ud, void *ctx) {
+  startctl *sc = (startctl *)ud;
+  CHECK(ctx == ud);
+  __atomic_add_fetch(&sc->stopped, 1, __ATOMIC_RELAXED);
+}
+
+static conc_pool_t *new_startpool(startctl *sc, int max, int fail_from) {
+  conc_pool_opts_t o;
+  conc_pool_t *p;
+  memset(&o, 0, sizeof(o));
+  memset(sc, 0, sizeof(*sc));
+  gate_init(&sc->g);
+  sc->fail_from = fail_from;
+  o.max_workers = max;
+  o.worker_start = ws_start;
+  o.worker_stop = ws_stop;
+  o.ud = sc;
+  p = conc_pool_new(&o);
+  CHECK(p != NULL);
+  return p;
+}
+
+/* The first worker fails to start: queued tasks fail with EBROKEN, so
+** does every later submit. */
+static void case_broken(void) {
+  startctl sc;
+  conc_pool_t *p = new_startpool(&sc, 1, 0);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f[10], *g;
+  ttask *tt;
+  const void *data;
+  size_t len;
+  int i, failed;
+  for (i = 0; i < 10; i++)
+    f[i] = submit(p, i, &c, NULL);
+  CHECK(conc_future_cancel(f[3]) == 1);
+  gate_await(&sc.g, 1);
+  gate_open(&sc.g);
+  for (i = 0; i < 10; i++) {
+    CHECK(conc_future_wait(f[i], conc_deadline(60)) == 0);
+    if (i == 3)
+      CHECK(conc_future_state(f[i]) == CONC_CANCELLED);
+    else
+      CHECK(conc_future_payload(f[i], &data, &len, &failed) == 0 && failed);
+    conc_future_unref(f[i]);
+  }
+  AWAIT_STAT(p, workers, 0);
+  CHECK(load(&c.broken) == 9 && load(&c.drops) == 1 && load(&c.runs) == 0);
+  tt = new_task(1, &c, NULL, &g);
+  CHECK(conc_pool_submit(p, &tt->base) == CONC_EBROKEN);
+  conc_future_unref(g);
+  free(tt);
+  conc_future_unref(g);
+  conc_pool_shutdown(p, 1, 0);
+  stats(p, &s);
+  CHECK(s.failed == 9 && s.cancelled == 1 && s.pending == 0);
+  CHECK(sc.stopped == 0);  /* a worker that never started does not stop */
+  conc_pool_free(p);
+  gate_free(&sc.g);
+}
+
+/* The second worker fails: the first one's running task completes, the
+** queued ones fail, the healthy worker exits and stops. */
+static void case_brokenlater(void) {
+  startctl sc;
+  conc_pool_t *p = new_startpool(&sc, 2, 1);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *busy, *f[5];
+  gate g;
+  int i;
+  gate_init(&g);
+  busy = submit(p, -1, &c, &g);
+  gate_await(&g, 1);
+  for (i = 0; i < 5; i++)  /* the first starts worker 2, which fails */
+    f[i] = submit(p, i, &c, NULL);
+  gate_await(&sc.g, 1);
+  gate_open(&sc.g);
+  for (i = 0; i < 5; i++) {
+    CHECK(conc_future_wait(f[i], conc_deadline(60)) == 0);
+    conc_future_unref(f[i]);
+  }
+  CHECK(load(&c.broken) == 5);
+  gate_open(&g);
+  CHECK(result_of(busy) == 0);
+  conc_future_unref(busy);
+  AWAIT_STAT(p, workers, 0);
+  CHECK(__atomic_load_n(&sc.stopped, __ATOMIC_RELAXED) == 1);
+  AWAIT_STAT(p, failed, 5);  /* the drain counts after each 'drop' */
+  stats(p, &s);
+  CHECK(s.completed == 1);
+  conc_pool_free(p);
+  gate_free(&g);
+  gate_free(&sc.g);
+}
+
+/* shutdown(0) returns at once while a task runs on; free then waits. */
+static void case_nowait(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_future_t *f;
+  double t0;
+  gate g;
+  gate_init(&g);
+  f = submit(p, 41, &c, &g);
+  gate_await(&g, 1);
+  t0 = conc_now();
+  conc_pool_shutdown(p, 0, 0);
+  conc_pool_shutdown(p, 0, 1);
+  CHECK(conc_now() - t0 < 0.5);
+  CHECK(conc_future_state(f) == CONC_RUNNING);
+  gate_open(&g);
+  conc_pool_free(p);  /* joins the worker */
+  CHECK(result_of(f) == 42);
+  conc_future_unref(f);
+  gate_free(&g);
+}
+
+/* A worker that cannot be created: the task is refused with ESYS when
+** no worker runs. */
+static void case_esys(void) {
+  conc_pool_opts_t o;
+  conc_pool_t *p;
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  conc_future_t *f;
+  ttask *tt;
+  memset(&o, 0, sizeof(o));
+  o.max_workers = 2;
+  o.stack_size = (size_t)1 << 46;  /* 64 TiB: no mmap will give it */
+  p = conc_pool_new(&o);
+  CHECK(p != NULL);
+  tt = new_task(1, &c, NULL, &f);
+  CHECK(conc_pool_submit(p, &tt->base) == CONC_ESYS);
+  stats(p, &s);
+  CHECK(s.workers == 0 && s.pending == 0);
+  conc_future_unref(f);
+  free(tt);
+  conc_future_unref(f);
+  conc_pool_free(p);
+}
+
+/* Threads are named "<prefix>_<n>", the prefix cut to fit 15 bytes. */
+static void case_names(void) {
+  static const char *const prefixes[2] = {"pooltest", "averyveryverylongprefix"};
+  static const char *const want[2] = {"pooltest_0", "averyveryvery_0"};
+  int k;
+  for (k = 0; k < 2; k++) {
+    conc_pool_opts_t o;
+    conc_pool_t *p;
+    counters c = {0, 0, 0};
+    conc_future_t *f;
+    char *name = NULL;
+    ttask *tt;
+    memset(&o, 0, sizeof(o));
+    o.max_workers = 1;
+    o.name_prefix = prefixes[k];
+    p = conc_pool_new(&o);
+    CHECK(p != NULL);
+    tt = new_task(1, &c, NULL, &f);
+    tt->name_out = &name;
+    CHECK(conc_pool_submit(p, &tt->base) == 0);
+    CHECK(result_of(f) == 2);
+    CHECK(name != NULL && strcmp(name, want[k]) == 0);
+    free(name);
+    conc_future_unref(f);
+    conc_pool_free(p);
+  }
+}
+
+/* Every started worker gets worker_stop with its context, on exit. */
+static void case_stopctx(void) {
+  startctl sc;
+  conc_pool_t *p = new_startpool(&sc, 3, 1000);
+  counters c = {0, 0, 0};
+  conc_future_t *f[3];
+  gate g;
+  int i;
+  gate_init(&g);
+  for (i = 0; i < 3; i++)
+    f[i] = submit(p, i, &c, &g);
+  gate_await(&g, 3);
+  gate_open(&g);
+  conc_pool_shutdown(p, 1, 0);
+  CHECK(sc.started == 3 && sc.stopped == 3);
+  for (i = 0; i < 3; i++) {
+    CHECK(result_of(f[i]) == i + 1);
+    conc_future_unref(f[i]);
+  }
+  conc_pool_free(p);
+  gate_free(&g);
+  gate_free(&sc.g);
+}
+
+/* Stress: submitters race with cancellers and with the workers. */
+#define STRESS_THREADS 4
+#define STRESS_TASKS 10000
+
+typedef struct stressor {
+  pthread_t tid;
+  conc_pool_t *p;
+  counters *c;
+  conc_future_t **fs;
+  char *cancelled;   /* the submitter's cancel returned 1 */
+  long base;
+} stressor;
+
+static void *stress_submit(void *arg) {
+  stressor *st = (stressor *)arg;
+  long i;
+  for (i = 0; i < STRESS_TASKS; i++) {
+    conc_future_t *f = submit(st->p, st->base + i, st->c, NULL);
+    __atomic_store_n(&st->fs[i], f, __ATOMIC_RELEASE);
+    if (i % 3 == 0)
+      st->cancelled[i] = (char)conc_future_cancel(f);
+  }
+  return NULL;
+}
+
+/* Cancel other submitters' futures as they appear. */
+static void *stress_cancel(void *arg) {
+  stressor *sts = (stressor *)arg;
+  long i;
+  int k;
+  for (i = 0; i < STRESS_TASKS; i++)
+    for (k = 0; k < STRESS_THREADS; k++) {
+      conc_future_t *f;
+      while ((f = __atomic_load_n(&sts[k].fs[i], __ATOMIC_ACQUIRE)) == NULL)
+        sched_yield();
+      if (i % 5 == 1)
+        conc_future_cancel(f);
+    }
+  return NULL;
+}
+
+static void case_stress(void) {
+  conc_pool_t *p = new_pool(4);
+  counters c = {0, 0, 0};
+  conc_pool_stats_t s;
+  stressor st[STRESS_THREADS];
+  pthread_t canceller;
+  long done = 0, cancelled = 0;
+  int k;
+  for (k = 0; k < STRESS_THREADS; k++) {
+    st[k].p = p;
+    st[k].c = &c;
+    st[k].base = (long)k * STRESS_TASKS;
+    st[k].fs = (conc_future_t **)calloc(STRESS_TASKS, sizeof(conc_future_t *));
+    st[k].cancelled = (char *)calloc(STRESS_TASKS, 1);
+    CHECK(st[k].fs != NULL && st[k].cancelled != NULL);
+  }
+  CHECK(pthread_create(&canceller, NULL, stress_cancel, st) == 0);
+  for (k = 0; k < STRESS_THREADS; k++)
+    CHECK(pthread_create(&st[k].tid, NULL, stress_submit, &st[k]) == 0);
+  for (k = 0; k < STRESS_THREADS; k++)
+    CHECK(pthread_join(st[k].tid, NULL) == 0);
+  CHECK(pthread_join(canceller, NULL) == 0);
+  conc_pool_shutdown(p, 1, 0);
+  for (k = 0; k < STRESS_THREADS; k++) {
+    long i;
+    for (i = 0; i < STRESS_TASKS; i++) {
+      conc_future_t *f = st[k].fs[i];
+      if (conc_future_state(f) == CONC_CANCELLED)
+        cancelled++;
+      else {
+        CHECK(result_of(f) == st[k].base + i + 1);
+        done++;
+      }
+      CHECK(!st[k].cancelled[i] || conc_future_state(f) == CONC_CANCELLED);
+      conc_future_unref(f);
+    }
+    free(st[k].fs);
+    free(st[k].cancelled);
+  }
+  stats(p, &s);
+  CHECK(done + cancelled == (long)STRESS_THREADS * STRESS_TASKS);
+  CHECK(load(&c.runs) == done && load(&c.drops) == cancelled);
+  CHECK(s.completed == done && s.cancelled == cancelled);
+  CHECK(s.pending == 0 && s.running == 0 && s.workers == 0);
+  conc_pool_free(p);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Benchmark: one submitter, two workers, x -> x + 1 tasks allocated by
+** the host in one array (the pool never allocates per task). Counts
+** submit to last result, futures made and released inside the loop.
+** ======================================================================= */
+
+typedef struct btask {
+  conc_task_t base;
+  long x, res;
+} btask;
+
+static void b_run(conc_task_t *t, void *ctx) {
+  btask *bt = (btask *)t;
+  (void)ctx;
+  bt->res = bt->x + 1;
+  conc_future_set_result(t->future, &bt->res, sizeof(bt->res), NULL);
+}
+
+static void b_drop(conc_task_t *t, int why) {
+  (void)t;
+  (void)why;
+  fail(__FILE__, __LINE__, "no benchmark task is dropped");
+}
+
+static double bench(long n, int workers) {
+  conc_pool_t *p = new_pool(workers);
+  btask *ts = (btask *)calloc((size_t)n, sizeof(*ts));
+  double t0, t;
+  long i, sum = 0;
+  CHECK(ts != NULL);
+  t0 = conc_now();
+  for (i = 0; i < n; i++) {
+    ts[i].x = i;
+    ts[i].base.future = conc_future_new();
+    CHECK(ts[i].base.future != NULL);
+    conc_future_ref(ts[i].base.future);
+    ts[i].base.run = b_run;
+    ts[i].base.drop = b_drop;
+    CHECK(conc_pool_submit(p, &ts[i].base) == 0);
+  }
+  for (i = 0; i < n; i++) {
+    conc_future_wait(ts[i].base.future, CONC_FOREVER);
+    sum += ts[i].res;
+    conc_future_unref(ts[i].base.future);
+  }
+  t = conc_now() - t0;
+  CHECK(sum == n * (n + 1) / 2);
+  conc_pool_free(p);
+  free(ts);
+  return (double)n / t;
+}
+
+/* Sequential round trips: submit then wait, one at a time. */
+static double roundtrip(long n) {
+  conc_pool_t *p = new_pool(2);
+  btask bt;
+  double t0;
+  long i;
+  t0 = conc_now();
+  for (i = 0; i < n; i++) {
+    memset(&bt, 0, sizeof(bt));
+    bt.x = i;
+    bt.base.future = conc_future_new();
+    CHECK(bt.base.future != NULL);
+    conc_future_ref(bt.base.future);
+    bt.base.run = b_run;
+    bt.base.drop = b_drop;
+    CHECK(conc_pool_submit(p, &bt.base) == 0);
+    conc_future_wait(bt.base.future, CONC_FOREVER);
+    CHECK(bt.res == i + 1);
+    conc_future_unref(bt.base.future);
+  }
+  t0 = (conc_now() - t0) / (double)n;
+  conc_pool_free(p);
+  return t0;
+}
+
+static void run_bench(long n) {
+  int rep;
+  for (rep = 0; rep < 3; rep++)
+    printf("bench: %ld trivial tasks, 1 submitter, 2 workers: %.0f tasks/s\n",
+           n, bench(n, 2));
+  printf("bench: sequential submit+wait round trip: %.2f us\n",
+         roundtrip(n / 10) * 1e6);
+}
+
+/* }====================================================================== */
+
+
+static const struct {
+  const char *name;
+  void (*fn)(void);
+} cases[] = {
+  {"many1", case_many1},
+  {"many2", case_many2},
+  {"many8", case_many8},
+  {"lazy", case_lazy},
+  {"maxworkers", case_maxworkers},
+  {"cancelqueued", case_cancelqueued},
+  {"precancelled", case_precancelled},
+  {"failed", case_failed},
+  {"shutdownwait", case_shutdownwait},
+  {"shutdowncancel", case_shutdowncancel},
+  {"aftershutdown", case_aftershutdown},
+  {"broken", case_broken},
+  {"brokenlater", case_brokenlater},
+  {"nowait", case_nowait},
+  {"esys", case_esys},
+  {"names", case_names},
+  {"stopctx", case_stopctx},
+  {"stress", case_stress},
+};
+
+#define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
+
+int main(int argc, char **argv) {
+  int i, ran = 0;
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s list | bench [n] | all | <case>...\n", argv[0]);
+    return 2;
+  }
+  if (strcmp(argv[1], "list") == 0) {
+    for (i = 0; i < NCASES; i++)
+      printf("%s\n", cases[i].name);
+    return 0;
+  }
+  if (strcmp(argv[1], "bench") == 0) {
+    run_bench(argc > 2 ? atol(argv[2]) : 1000000L);
+    return 0;
+  }
+  alarm(CASE_TIMEOUT);  /* a hung case dies of SIGALRM */
+  for (i = 0; i < NCASES; i++) {
+    int k, want = strcmp(argv[1], "all") == 0;
+    for (k = 1; k < argc && !want; k++)
+      want = strcmp(argv[k], cases[i].name) == 0;
+    if (want) {
+      cases[i].fn();
+      printf("ok %s\n", cases[i].name);
+      fflush(stdout);
+      ran++;
+    }
+  }
+  if (ran == 0) {
+    fprintf(stderr, "%s: no such case '%s'\n", argv[0], argv[1]);
+    return 2;
+  }
+  return 0;
+}
