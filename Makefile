@@ -110,13 +110,18 @@ tsan:
 
 demo:
 	@$(DEPS) cc lua headers
-	@$(SUBMAKE) all
-	$(LUAENV) $(LUA) examples/hello.lua
+	@$(SUBMAKE) run-demo
 
 # Each spec/bench/*.lua is one section of the report, run in name order.
 bench:
 	@$(DEPS) cc lua headers luv
-	@$(SUBMAKE) $(MODULE) $(HELPERS)
+	@$(SUBMAKE) run-bench
+
+# Internal: the demo and the benchmarks, once the packages are there.
+run-demo: $(MODULE)
+	$(LUAENV) $(LUA) examples/hello.lua
+
+run-bench: $(MODULE) $(HELPERS)
 	@$(if $(BENCHES),,echo "no benchmarks in spec/bench/")
 	@for f in $(BENCHES); do \
 	  echo "== $$f"; $(LUAENV) $(LUA) $$f || exit 1; \
@@ -170,4 +175,4 @@ print:
 	@echo HELPERS=$(HELPERS)
 	@echo SPECS=$(SPECS)
 
-.PHONY: all clean print test asan tsan demo bench specs install lint
+.PHONY: all clean print test asan tsan demo bench specs install lint run-demo run-bench
