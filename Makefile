@@ -12,6 +12,7 @@ PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 INSTALL_INC ?= $(PREFIX)/include
+INSTALL_LIB ?= $(PREFIX)/lib
 
 # Lua's own warning set (CWARNSC of its makefile) on top of -Wall -Wextra.
 CWARNS = -Wall -Wextra -Wshadow -Wsign-compare -Wundef -Wwrite-strings \
@@ -45,7 +46,15 @@ MODULE = $(BUILD)/concurrent/core.so
 # the general rule for spec/support/*.c below builds it.
 TESTHELPER = $(BUILD)/testhelper.so
 
-all: $(MODULE)
+# The core alone, for C hosts (examples/embed.c): it holds no global
+# state, so a host linking it and the loaded module can share futures.
+LIBCORE = $(BUILD)/libconcurrent.a
+EMBED = $(BUILD)/embed
+
+all: $(MODULE) $(LIBCORE)
+
+$(LIBCORE): $(CORE_OBJ)
+	$(AR) rcs $@ $^
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h core/include/*.h lua/*.h)
 	@mkdir -p $(dir $@)
@@ -131,9 +140,9 @@ run-bench: $(MODULE) $(HELPERS)
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
 # interpreter for specs that start a fresh Lua process (spec/helpers.lua).
 # The specs find the Debian package check's settings in LUA and LUA_INC.
-specs: $(MODULE) $(HELPERS) $(POOLTEST) $(if $(SAN),$(HOST))
+specs: $(MODULE) $(HELPERS) $(POOLTEST) $(EMBED) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
-	  POOLTEST='$(CURDIR)/$(POOLTEST)' \
+	  POOLTEST='$(CURDIR)/$(POOLTEST)' EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' \
 	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
@@ -144,15 +153,20 @@ $(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)
 $(POOLTEST): $(BUILD)/spec/support/pooltest.o $(CORE_OBJ)
 	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
 
+$(EMBED): $(BUILD)/examples/embed.o $(LIBCORE)
+	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
+
 $(HOST): $(BUILD)/spec/support/host.o
 	$(CC) $(SANFLAGS) -pthread -o $@ $< -llua5.4 -lm -ldl $(MYLDFLAGS)
 
-install: $(MODULE)
+install: $(MODULE) $(LIBCORE)
 	install -d $(DESTDIR)$(INSTALL_CMOD)/concurrent \
 	  $(DESTDIR)$(INSTALL_LMOD)/concurrent $(DESTDIR)$(INSTALL_INC)
 	install -m 0755 $(MODULE) $(DESTDIR)$(INSTALL_CMOD)/concurrent/core.so
 	install -m 0644 $(LUA_SRC) $(DESTDIR)$(INSTALL_LMOD)/concurrent/
 	install -m 0644 core/include/concurrent.h $(DESTDIR)$(INSTALL_INC)/
+	install -d $(DESTDIR)$(INSTALL_LIB)
+	install -m 0644 $(LIBCORE) $(DESTDIR)$(INSTALL_LIB)/
 
 # The rockspec must build the same sources and install the same Lua files.
 lint:

@@ -226,6 +226,7 @@ conc_watch_t *lconc_newwatch(lua_State *L) {
 }
 
 void lconc_closewatch(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
   lua_pushcfunction(L, watch_close);
   lua_pushvalue(L, idx);
   lua_call(L, 1, 0);

@@ -1,0 +1,77 @@
+/*
+** embed.c: a C host that embeds Lua. It opens the module in its own
+** state, hands Lua a future, and completes it from a thread of its own.
+*/
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "concurrent.h"
+
+struct job {
+  conc_future_t *f;
+  void *payload;
+  size_t len;
+  conc_free_fn freefn;
+};
+
+/* The host's own thread: some work, then the result for Lua. */
+static void *worker(void *arg) {
+  struct job *j = (struct job *)arg;
+  usleep(20000);
+  if (conc_future_set_result(j->f, j->payload, j->len, j->freefn) != 0)
+    j->freefn(j->payload);
+  return NULL;
+}
+
+static const char script[] =
+  "local cf = require 'concurrent.futures'\n"
+  "local f = ...\n"
+  "f:add_done_callback(function(fut) print('callback saw', fut:result()) end)\n"
+  "print('lua waits on', f)\n"
+  "print('result from the host thread:', f:result(10))\n";
+
+int main(void) {
+  lua_State *L = luaL_newstate();
+  const conc_lua_api_t *api;
+  struct job j;
+  pthread_t t;
+  int status;
+  luaL_openlibs(L);
+  /* find the module: first the build tree, then the installed paths */
+  luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path\n"
+                   "package.cpath = 'build/?.so;' .. package.cpath\n"
+                   "require 'concurrent.core'");
+  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
+  api = (const conc_lua_api_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (api == NULL || api->version != CONC_LUA_API_VERSION) {
+    fprintf(stderr, "embed: concurrent.core not found\n");
+    lua_close(L);
+    return 1;
+  }
+  /* the result is encoded here, in the state's thread: "hello", 42 */
+  lua_pushstring(L, "hello");
+  lua_pushinteger(L, 42);
+  j.payload = api->encode(L, lua_gettop(L) - 1, 2, &j.len);
+  j.freefn = api->freepayload;
+  lua_pop(L, 2);
+  j.f = conc_future_new();
+  pthread_create(&t, NULL, worker, &j);
+  if (luaL_loadstring(L, script) != LUA_OK) {
+    fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  api->pushfuture(L, j.f);
+  status = lua_pcall(L, 1, 0, 0);
+  if (status != LUA_OK)
+    fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
+  pthread_join(t, NULL);
+  conc_future_unref(j.f);
+  lua_close(L);
+  return status == LUA_OK ? 0 : 1;
+}

@@ -1,0 +1,206 @@
+-- cf.wait and cf.as_completed: return_when, duplicates, timeouts, bad
+-- input, and a stress run with host threads completing many futures.
+
+local cf = require "concurrent.futures"
+local th = require "testhelper"
+
+local function futures(n)
+  local fs = {}
+  for i = 1, n do fs[i] = cf.Future() end
+  return fs
+end
+
+describe("cf.as_completed", function()
+  it("yields already-done futures first, each once, duplicates included", function()
+    local fs = futures(3)
+    fs[2]:set_result("b")
+    local seen = {}
+    local job = th.complete({ fs[3], fs[1] }, 0.01, "result", 0)
+    for f in cf.as_completed({ fs[1], fs[2], fs[2], fs[3], fs[1] }, 10) do
+      seen[#seen + 1] = f
+    end
+    job:join()
+    assert.equal(3, #seen)
+    assert.equal(fs[2], seen[1])
+    assert.equal(fs[3], seen[2])
+    assert.equal(fs[1], seen[3])
+  end)
+
+  it("raises TimeoutError naming how many are unfinished", function()
+    local fs = futures(4)
+    fs[1]:set_result(1)
+    fs[3]:cancel()
+    local got = 0
+    local ok, err = pcall(function()
+      for _ in cf.as_completed(fs, 0.05) do got = got + 1 end
+    end)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    assert.equal("2 (of 4) futures unfinished", err.message)
+    assert.equal(2, got)
+  end)
+
+  it("yields nothing for an empty array", function()
+    for _ in cf.as_completed({}) do error("no futures to yield") end
+  end)
+
+  it("runs the callbacks of each future before yielding it", function()
+    local fs = futures(5)
+    local ran = {}
+    for i, f in ipairs(fs) do
+      f:add_done_callback(function() ran[i] = true end)
+    end
+    local job = th.complete(fs, 0.002, "result", 0)
+    for f in cf.as_completed(fs, 10) do
+      for i, g in ipairs(fs) do
+        if g == f then assert.is_true(ran[i]) end
+      end
+    end
+    job:join()
+  end)
+
+  it("stops watching when the loop is left early", function()
+    local fs = futures(3)
+    fs[1]:set_result(1)
+    for f in cf.as_completed(fs) do
+      assert.equal(fs[1], f)
+      break
+    end
+    collectgarbage()
+    fs[2]:set_result(2)
+    fs[3]:set_result(3)
+  end)
+
+  it("names a bad argument", function()
+    local ok, err = pcall(function() return cf.as_completed(5) end)
+    assert.matches("bad argument #1 to 'as_completed' %(table of futures expected, got number%)", err)
+    ok, err = pcall(function() return cf.as_completed({ cf.Future(), cf.Future(), "x" }) end)
+    assert.matches("bad argument #1 to 'as_completed' %(future expected at index 3, got string%)", err)
+    ok, err = pcall(function() return cf.as_completed({}, -1) end)
+    assert.matches("bad argument #2 to 'as_completed' %(timeout must be non%-negative%)", err)
+  end)
+end)
+
+describe("cf.wait", function()
+  it("waits for all by default and returns arrays in input order", function()
+    local fs = futures(3)
+    local job = th.complete({ fs[3], fs[2], fs[1] }, 0.005, "result", 0)
+    local done, not_done = cf.wait(fs, 10)
+    job:join()
+    assert.same({}, not_done)
+    assert.equal(3, #done)
+    for i = 1, 3 do assert.equal(fs[i], done[i]) end
+  end)
+
+  it("returns on the first completion with FIRST_COMPLETED", function()
+    local fs = futures(3)
+    local job = th.complete({ fs[2] }, 0.01, "result", 0)
+    local done, not_done = cf.wait(fs, 10, cf.FIRST_COMPLETED)
+    assert.same({ fs[2] }, done)
+    assert.same({ fs[1], fs[3] }, not_done)
+    job:join()
+  end)
+
+  it("returns at once with FIRST_COMPLETED when one is already done", function()
+    local fs = futures(2)
+    fs[2]:cancel()
+    local done, not_done = cf.wait(fs, nil, cf.FIRST_COMPLETED)
+    assert.same({ fs[2] }, done)
+    assert.same({ fs[1] }, not_done)
+  end)
+
+  it("returns on the first exception with FIRST_EXCEPTION", function()
+    local fs = futures(3)
+    fs[1]:set_result("fine")
+    fs[2]:cancel()   -- cancelled is not an exception
+    local job = th.complete({ fs[3] }, 0.01, "exception", "bad")
+    local done, not_done = cf.wait(fs, 10, cf.FIRST_EXCEPTION)
+    assert.same({ fs[1], fs[2], fs[3] }, done)
+    assert.same({}, not_done)
+    job:join()
+    local more = futures(2)
+    more[1]:set_exception("early")
+    done, not_done = cf.wait(more, 10, cf.FIRST_EXCEPTION)
+    assert.same({ more[1] }, done)
+    assert.same({ more[2] }, not_done)
+  end)
+
+  it("acts as ALL_COMPLETED under FIRST_EXCEPTION when nothing raises", function()
+    local fs = futures(2)
+    local job = th.complete(fs, 0.005, "result", 0)
+    local done = cf.wait(fs, 10, cf.FIRST_EXCEPTION)
+    assert.equal(2, #done)
+    job:join()
+  end)
+
+  it("returns what is done when the timeout passes, without raising", function()
+    local fs = futures(3)
+    fs[2]:set_result(1)
+    local done, not_done = cf.wait(fs, 0.02)
+    assert.same({ fs[2] }, done)
+    assert.same({ fs[1], fs[3] }, not_done)
+  end)
+
+  it("lists a duplicated future once", function()
+    local f = cf.Future()
+    f:set_result(1)
+    local done, not_done = cf.wait({ f, f, f })
+    assert.same({ f }, done)
+    assert.same({}, not_done)
+  end)
+
+  it("refuses an unknown return_when and bad arrays", function()
+    local ok, err = pcall(function() return cf.wait({}, nil, "SOMETIMES") end)
+    assert.is_false(ok)
+    assert.matches("bad argument #3 to 'wait' %(invalid option 'SOMETIMES'%)", err)
+    ok, err = pcall(function() return cf.wait("fs") end)
+    assert.matches("bad argument #1 to 'wait' %(table of futures expected, got string%)", err)
+    ok, err = pcall(cf.wait, { cf.Future(), 2 })
+    assert.matches("future expected at index 2, got number", err)
+    ok, err = pcall(function() return cf.wait({}, -0.5) end)
+    assert.matches("bad argument #2 to 'wait'", err)
+  end)
+end)
+
+describe("#stress host threads completing futures", function()
+  it("delivers every result while Lua waits on them", function()
+    local nthreads, per = 6, 150
+    local all, jobs = {}, {}
+    for t = 1, nthreads do
+      local fs = futures(per)
+      for _, f in ipairs(fs) do all[#all + 1] = f end
+      jobs[t] = th.complete(fs, 0, "result", (t - 1) * per)
+    end
+    local sum, count, ran = 0, 0, 0
+    for _, f in ipairs(all) do
+      f:add_done_callback(function() ran = ran + 1 end)
+    end
+    for f in cf.as_completed(all, 60) do
+      sum = sum + f:result()
+      count = count + 1
+    end
+    for _, j in ipairs(jobs) do assert.equal(0, j:join()) end
+    local n = nthreads * per
+    assert.equal(n, count)
+    assert.equal(n * (n + 1) // 2, sum)
+    assert.equal(n, ran)
+    local done, not_done = cf.wait(all, 0)
+    assert.equal(n, #done)
+    assert.equal(0, #not_done)
+  end)
+
+  it("survives host cancels racing Lua's set_result", function()
+    for _ = 1, 20 do
+      local fs = futures(50)
+      local job = th.complete(fs, 0, "cancel")
+      local mine = 0
+      for _, f in ipairs(fs) do
+        if pcall(f.set_result, f, 1) then mine = mine + 1 end
+      end
+      local refused = job:join()
+      assert.equal(mine, refused)
+      local done = cf.wait(fs, 10)
+      assert.equal(50, #done)
+    end
+  end)
+end)

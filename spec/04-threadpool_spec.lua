@@ -1,0 +1,421 @@
+-- ThreadPoolExecutor: submit, map, initializer, shutdown, broken pool,
+-- stats, callbacks through the owner's mailbox, close and gc.
+
+local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
+
+local function spin(seconds)
+  local t = os.clock() + seconds
+  while os.clock() < t do end
+end
+
+describe("ThreadPoolExecutor", function()
+  it("runs a task in a worker and returns all its results", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local f = ex:submit(function(a, b) return a + b, a * b, nil end, 6, 7)
+    assert.same({ 13, 42, nil, n = 3 }, table.pack(f:result(10)))
+    assert.is_true(f:done())
+    assert.equal("Future<finished>", tostring(f))
+  end)
+
+  it("runs tasks truly in parallel, each worker with its own state", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local gate = cf.Future()
+    -- both tasks block on the same future: only two parallel workers
+    -- can have both running at once
+    local a = ex:submit(function(g) g:result(10) return "a" end, gate)
+    local b = ex:submit(function(g) g:result(10) return "b" end, gate)
+    local t0 = os.time()
+    while not (a:running() and b:running()) and os.time() - t0 < 10 do end
+    assert.is_true(a:running() and b:running())
+    gate:set_result(true)
+    assert.equal("a", a:result(10))
+    assert.equal("b", b:result(10))
+  end)
+
+  it("copies upvalues by value and binds _ENV to the worker's globals", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local counter = 10
+    local function bump() counter = counter + 1 return counter end
+    assert.equal(11, ex:submit(bump):result(10))
+    assert.equal(10, counter)
+    caller_only_global = "caller"
+    assert.is_nil(ex:submit(function() return caller_only_global end):result(10))
+    caller_only_global = nil
+    local function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+    assert.equal(6765, ex:submit(fib, 20):result(10))
+  end)
+
+  it("keeps a task's globals in its worker (one reused state per worker)", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    ex:submit(function() worker_counter = (worker_counter or 0) + 1 end):result(10)
+    assert.equal(2, ex:submit(function()
+      worker_counter = worker_counter + 1
+      return worker_counter
+    end):result(10))
+  end)
+
+  it("submits C functions by name and package paths reach the worker", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    assert.equal(3.0, ex:submit(math.sqrt, 9):result(10))
+    assert.equal("xxx", ex:submit(string.rep, "x", 3):result(10))
+    assert.equal(package.path, ex:submit(function() return package.path end):result(10))
+    local v = ex:submit(function()
+      local m = require "concurrent.futures"
+      return m.cpu_count() >= 1
+    end):result(10)
+    assert.is_true(v)
+  end)
+
+  it("re-raises a task's error with its worker-side traceback; the worker lives on", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local f = ex:submit(function() error({ code = 7 }) end)
+    local ok, err = pcall(f.result, f, 10)
+    assert.is_false(ok)
+    assert.same({ code = 7 }, err)
+    assert.equal(err, f:exception())   -- decoded once per state
+    assert.matches("stack traceback", f:traceback())
+    local g = ex:submit(function() error("plain " .. "string") end)
+    assert.matches("plain string$", g:exception(10))
+    local h = ex:submit(function() error() end)
+    assert.equal("(error object is a nil value)", h:exception(10))
+    local k = ex:submit(function() error(false) end)
+    assert.equal(false, k:exception(10))
+    assert.equal(4, ex:submit(function() return 4 end):result(10))
+    assert.is_nil(ex:submit(function() return 4 end):traceback())
+  end)
+
+  it("keeps the class of module errors that cross from a worker", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local f = ex:submit(function()
+      local m = require "concurrent.futures"
+      local never = m.Future()
+      return never:result(0)
+    end)
+    local err = f:exception(10)
+    assert.is_true(cf.TimeoutError:is(err))
+    assert.is_string(err.message)
+  end)
+
+  it("lets a task wait on futures it was given", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local f = cf.Future()
+    local waiter = ex:submit(function(fut) return fut:result(10) * 2 end, f)
+    local g = ex:submit(function(fut)
+      local m = require "concurrent.futures"
+      local done = m.wait({ fut }, 10)
+      return #done
+    end, f)
+    f:set_result(21)
+    assert.equal(42, waiter:result(10))
+    assert.equal(1, g:result(10))
+  end)
+
+  it("reports a result that cannot cross back as the task's error", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local f = ex:submit(function() return coroutine.create(print) end)
+    assert.matches("cannot transfer result #1 %(thread%)", f:exception(10))
+  end)
+
+  describe("bad input", function()
+    it("names the argument", function()
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      local ok, err = pcall(function() return ex:submit(42) end)
+      assert.matches("bad argument #1 to 'submit' %(function expected, got number%)", err)
+      ok, err = pcall(ex.submit, ex, print, { config = { handle = io.stdout } })
+      assert.matches("cannot transfer argument #2.config.handle %(userdata%)", err)
+      ok, err = pcall(ex.submit, ex, print, coroutine.create(print))
+      assert.matches("cannot transfer argument #2 %(thread%)", err)
+      assert.equal(0, ex:stats().pending)
+    end)
+
+    it("refuses bad max_workers and options", function()
+      for _, bad in ipairs { 0, -3, 2.5 } do
+        local ok, err = pcall(function() return cf.ThreadPoolExecutor(bad) end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(max_workers must be a positive integer%)", err)
+      end
+      local ok, err = pcall(function() return cf.ThreadPoolExecutor("four") end)
+      assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(integer or table expected, got string%)", err)
+      ok, err = pcall(cf.ThreadPoolExecutor, { max_workers = 0 })
+      assert.matches("max_workers must be a positive integer", err)
+      ok, err = pcall(cf.ThreadPoolExecutor, { initializer = print, initargs = 5 })
+      assert.matches("initargs must be a table, got number", err)
+      ok, err = pcall(cf.ThreadPoolExecutor, { initializer = 5 })
+      assert.matches("function expected", err)
+      ok, err = pcall(cf.ThreadPoolExecutor, { initializer = print, initargs = { io.stdout } })
+      assert.matches("cannot transfer initializer #1 %(userdata%)", err)
+    end)
+
+    it("refuses submit after shutdown", function()
+      local ex = cf.ThreadPoolExecutor(1)
+      ex:shutdown()
+      ex:shutdown()  -- idempotent
+      local ok, err = pcall(ex.submit, ex, print)
+      assert.is_false(ok)
+      assert.matches("cannot schedule new futures after shutdown", err)
+    end)
+  end)
+
+  describe("workers", function()
+    it("start lazily, up to max_workers, and exit at shutdown", function()
+      local ex = cf.ThreadPoolExecutor(3)
+      assert.equal(0, ex:stats().workers)
+      ex:submit(function() return 1 end):result(10)
+      assert.equal(1, ex:stats().workers)
+      local gate = cf.Future()
+      local fs = {}
+      for i = 1, 6 do fs[i] = ex:submit(function(g) return g:result(10) end, gate) end
+      local st = ex:stats()
+      assert.is_true(st.workers <= 3)
+      gate:set_result("go")
+      for _, f in ipairs(fs) do assert.equal("go", f:result(10)) end
+      assert.equal(3, ex:stats().workers)
+      ex:shutdown(true)
+      local s = ex:stats()
+      assert.equal(0, s.workers)
+      assert.equal(7, s.completed)
+    end)
+
+    it("default to cpu_count() * 5 and take a thread name prefix", function()
+      local ex <close> = cf.ThreadPoolExecutor { thread_name_prefix = "myworkers" }
+      local name = ex:submit(function()
+        local f = io.open("/proc/thread-self/comm")
+        local n = f and f:read("l")
+        if f then f:close() end
+        return n
+      end):result(10)
+      assert.matches("^myworkers", name)
+    end)
+
+    it("run the initializer once per worker with its initargs", function()
+      local ex <close> = cf.ThreadPoolExecutor {
+        max_workers = 1,
+        initializer = function(a, b, c) init_value = a .. tostring(b) .. c end,
+        initargs = { "x", nil, "z", n = 3 },
+      }
+      assert.equal("xnilz", ex:submit(function() return init_value end):result(10))
+    end)
+
+    it("break the pool when the initializer fails", function()
+      local ex = cf.ThreadPoolExecutor {
+        max_workers = 2,
+        initializer = function() error("no database") end,
+      }
+      local fs = { ex:submit(function() return 1 end) }
+      for i = 2, 4 do  -- later submits may already see the pool broken
+        local ok, f = pcall(ex.submit, ex, function() return i end)
+        if ok then fs[#fs + 1] = f else assert.is_true(cf.BrokenThreadPool:is(f)) end
+      end
+      for _, f in ipairs(fs) do
+        local err = f:exception(10)
+        assert.is_true(cf.BrokenThreadPool:is(err))
+        assert.is_true(cf.BrokenExecutor:is(err))
+        assert.matches("no database", err.message)
+      end
+      local ok, err = pcall(ex.submit, ex, print)
+      assert.is_false(ok)
+      assert.is_true(cf.BrokenThreadPool:is(err))
+      ex:shutdown()  -- does not raise
+      assert.equal(0, ex:stats().workers)
+    end)
+  end)
+
+  describe("cancel and shutdown", function()
+    it("cancels a task that has not started", function()
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      local gate = cf.Future()
+      local busy = ex:submit(function(g) return g:result(10) end, gate)
+      local queued = ex:submit(function() return "ran" end)
+      while not busy:running() do end
+      assert.is_true(queued:cancel())
+      assert.is_true(queued:cancelled())
+      assert.is_false(busy:cancel())
+      gate:set_result(1)
+      assert.equal(1, busy:result(10))
+      local ok, err = pcall(queued.result, queued)
+      assert.is_true(cf.CancelledError:is(err))
+      local st = ex:stats()
+      assert.equal(1, st.cancelled)
+      assert.equal(0, st.pending)
+    end)
+
+    it("shutdown(true, true) cancels pending futures and waits for the running one", function()
+      local ex = cf.ThreadPoolExecutor(1)
+      local gate = cf.Future()
+      local running = ex:submit(function(g) g:result(10) return "done" end, gate)
+      local pend = {}
+      for i = 1, 5 do pend[i] = ex:submit(function() return i end) end
+      while not running:running() do end
+      local job = require("testhelper").complete({ gate }, 0.05, "result", 0)
+      ex:shutdown(true, true)
+      job:join()
+      assert.equal("done", running:result(0))
+      for _, f in ipairs(pend) do assert.is_true(f:cancelled()) end
+      assert.equal(0, ex:stats().workers)
+    end)
+
+    it("shutdown(false) returns while a task still runs", function()
+      local ex = cf.ThreadPoolExecutor(1)
+      local gate = cf.Future()
+      local f = ex:submit(function(g) return g:result(30) end, gate)
+      while not f:running() do end
+      ex:shutdown(false)
+      assert.is_false(f:done())
+      gate:set_result("late")
+      assert.equal("late", f:result(10))
+      ex:shutdown(true)
+      assert.equal(0, ex:stats().workers)
+    end)
+
+    it("finishes submitted work when the executor is collected", function()
+      local f
+      do
+        local ex = cf.ThreadPoolExecutor(1)
+        f = ex:submit(function() local s = 0 for i = 1, 1e5 do s = s + i end return s end)
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.equal(5000050000, f:result(10))
+    end)
+
+    it("finishes running tasks when the owner state closes", function()
+      local out, ok = helpers.run_lua [[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(2)
+        for i = 1, 4 do
+          ex:submit(function(k)
+            local t = os.clock() + 0.05 while os.clock() < t do end
+            io.write("task ", k, " done\n") io.flush()
+          end, i)
+        end
+        -- no shutdown: lua.c closes the state at exit
+      ]]
+      assert.is_true(ok)
+      for i = 1, 4 do assert.matches("task " .. i .. " done", out) end
+    end)
+  end)
+
+  describe("callbacks", function()
+    it("run in the owner state, never in a worker", function()
+      local ex <close> = cf.ThreadPoolExecutor(2)
+      local results = {}
+      local f = ex:submit(function() return 5 end)
+      f:add_done_callback(function(fut, tag) results[#results + 1] = { tag, fut:result() } end, "id1")
+      f:result(10)
+      assert.same({ { "id1", 5 } }, results)
+    end)
+
+    it("make the notify fd readable and run in cf.dispatch", function()
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      local got
+      local f = ex:submit(function() return "hi" end)
+      f:add_done_callback(function(fut) got = fut:result() end)
+      local n = 0
+      while n == 0 do n = cf.dispatch(10) end
+      assert.equal("hi", got)
+    end)
+  end)
+
+  describe("stats", function()
+    it("counts completed, failed and cancelled tasks", function()
+      local ex = cf.ThreadPoolExecutor(2)
+      local fs = {}
+      for i = 1, 10 do
+        fs[i] = ex:submit(function(k) if k % 2 == 0 then error("even") end return k end, i)
+      end
+      cf.wait(fs, 10)
+      local st = ex:stats()
+      assert.equal(5, st.completed)
+      assert.equal(5, st.failed)
+      assert.equal(0, st.cancelled)
+      assert.equal(0, st.pending)
+      assert.equal(0, st.running)
+      ex:shutdown()
+      for _, k in ipairs { "workers", "idle", "pending", "running", "completed", "failed", "cancelled" } do
+        assert.is_number(ex:stats()[k])
+      end
+    end)
+  end)
+end)
+
+describe("ThreadPoolExecutor:map", function()
+  it("yields index and results in input order, nil-safe", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local out = {}
+    for i, v in ex:map(function(x) if x == 2 then return nil end return x * 10 end, { 1, 2, 3 }) do
+      out[#out + 1] = { i, v }
+    end
+    assert.same({ { 1, 10 }, { 2, nil }, { 3, 30 } }, out)
+  end)
+
+  it("zips several iterables (arrays and iterator functions), stopping at the shortest", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local k = 0
+    local function gen() k = k + 1 if k <= 10 then return k * 100 end end
+    local out = {}
+    for i, s, p in ex:map(function(a, b) return a + b, a * b end, { 1, 2, 3 }, gen) do
+      out[i] = { s, p }
+    end
+    assert.same({ { 101, 100 }, { 202, 400 }, { 303, 900 } }, out)
+  end)
+
+  it("takes the table form with chunksize and timeout", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local xs = {}
+    for i = 1, 25 do xs[i] = i end
+    local sum, count = 0, 0
+    for i, v in ex:map { function(x) return x * x end, xs, chunksize = 4, timeout = 30 } do
+      assert.equal(i * i, v)
+      sum, count = sum + v, count + 1
+    end
+    assert.equal(25, count)
+    local ok, err = pcall(ex.map, ex, { print, xs, chunksize = 0 })
+    assert.matches("chunksize must be an integer >= 1", err)
+  end)
+
+  it("raises a task's error when iteration reaches it and cancels the rest", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local seen = {}
+    local ok, err = pcall(function()
+      for i in ex:map(function(x) if x == 2 then error("bad two", 0) end return x end, { 1, 2, 3, 4 }) do
+        seen[#seen + 1] = i
+      end
+    end)
+    assert.is_false(ok)
+    assert.equal("bad two", err)
+    assert.same({ 1 }, seen)
+  end)
+
+  it("raises TimeoutError when its timeout passes", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local ok, err = pcall(function()
+      for _ in ex:map { function(g) return g:result(10) end, { gate }, timeout = 0.05 } do end
+    end)
+    assert.is_true(cf.TimeoutError:is(err))
+    gate:set_result(1)
+  end)
+
+  it("cancels what has not started when the loop is left with break", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local xs = {}
+    for i = 1, 20 do xs[i] = i end
+    local task = cf.partial(function(g, x) if x == 1 then return x end return g:result(10) end, gate)
+    for _ in ex:map(task, xs) do
+      break
+    end
+    gate:set_result(0)
+    ex:shutdown(true)
+    assert.is_true(ex:stats().cancelled >= 18)
+  end)
+
+  it("refuses bad arguments", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local ok, err = pcall(function() return ex:map(5, { 1 }) end)
+    assert.matches("bad argument #1 to 'map' %(function expected, got number%)", err)
+    ok, err = pcall(function() return ex:map(print, 5) end)
+    assert.matches("bad argument #2 to 'map' %(array or iterator function expected, got number%)", err)
+  end)
+end)

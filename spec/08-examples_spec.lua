@@ -1,0 +1,59 @@
+-- The examples run as scripts (and the C host as a program), so they
+-- never rot.
+
+local helpers = require "spec.helpers"
+
+local function run_example(name)
+  local out, ok = helpers.run_lua(("dofile(%q)"):format("examples/" .. name))
+  assert(ok, name .. " failed:\n" .. out)
+  return out
+end
+
+describe("examples", function()
+  it("hello.lua computes in parallel and in order", function()
+    local out = run_example("hello.lua")
+    assert.matches("fib%(26%) = 121393", out)
+    assert.matches("fib%(20%) = 6765", out)
+    assert.matches("3\tfib%(20%) = 6765", out)
+  end)
+
+  it("submit_result.lua prints the task's result", function()
+    local out = run_example("submit_result.lua")
+    assert.matches("^%d+\n$", out)
+  end)
+
+  it("callbacks.lua appends in callbacks and binds arguments", function()
+    local out = run_example("callbacks.lua")
+    for id = 1, 3 do
+      assert.matches(("task %d finished with %d"):format(id, id * id), out)
+    end
+    assert.matches("results: 1, 4, 9", out)
+    assert.matches("partial in a worker: 15", out)
+  end)
+
+  it("cancel.lua cancels only the queued task", function()
+    local out = run_example("cancel.lua")
+    assert.matches("cancel queued:\ttrue\ttrue", out)
+    assert.matches("cancel running:\tfalse", out)
+    assert.matches("running task finished", out)
+    assert.matches("queued result raises CancelledError:\ttrue", out)
+    assert.not_matches("never printed", out)
+  end)
+
+  it("as_completed.lua reports each site once, errors included", function()
+    local out = run_example("as_completed.lua")
+    assert.matches("broken.example generated an error: connection refused", out)
+    assert.matches("b.example page is 10240 bytes", out)
+    assert.matches("4 of 4 sites done", out)
+  end)
+
+  it("embed.c completes a Lua-visible future from a host thread", function()
+    local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
+    local p = assert(io.popen(exe .. " 2>&1"))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    assert.matches("lua waits on\tFuture<pending>", out)
+    assert.matches("callback saw\thello\t42", out)
+    assert.matches("result from the host thread:\thello\t42", out)
+  end)
+end)
