@@ -1,0 +1,97 @@
+-- `make bench`, thread-pool section: each workload for concurrent, luv's
+-- work queue (UV_THREADPOOL_SIZE=2) and Python's ThreadPoolExecutor(2),
+-- all with 2 workers, interleaved, 3 repetitions, medians and ratios.
+-- Each run is its own process (spec/bench/threadpool/*), so one cannot
+-- warm or pollute another's heap.
+
+local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
+local dir = "spec/bench/threadpool/"
+
+local function have(cmd)
+  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+local has_luv = os.execute("lua5.4 -e 'require\"luv\"' >/dev/null 2>&1") == true
+local has_python = have("python3")
+
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok = p:close()
+  if not ok then error("benchmark failed: " .. cmd .. "\n" .. out) end
+  local r = {}
+  for k, v in out:gmatch("(%S+)%s+([%d.e+-]+)") do r[k] = tonumber(v) end
+  return r
+end
+
+local runners = {
+  ours = function(w) return run("lua5.4 " .. dir .. "ours.lua " .. w) end,
+  luv = has_luv and function(w)
+    return run("UV_THREADPOOL_SIZE=2 lua5.4 " .. dir .. "luv.lua " .. w)
+  end,
+  python = has_python and function(w)
+    return run("python3 " .. dir .. "python.py " .. w)
+  end,
+}
+
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+-- results[impl][workload][key] = { samples }
+local results = {}
+local function record(impl, w, r)
+  results[impl] = results[impl] or {}
+  results[impl][w] = results[impl][w] or {}
+  for k, v in pairs(r) do
+    local t = results[impl][w]
+    t[k] = t[k] or {}
+    table.insert(t[k], v)
+  end
+end
+
+local workloads = {
+  { "w1", { "ours", "luv", "python" } },
+  { "w2", { "ours", "luv", "python" } },
+  { "w3", { "ours" } },
+  { "w3seq", { "ours" } },
+  { "w4", { "ours", "luv", "python" } },
+}
+for rep = 1, REPS do
+  for _, wl in ipairs(workloads) do
+    for _, impl in ipairs(wl[2]) do
+      if runners[impl] then record(impl, wl[1], runners[impl](wl[1])) end
+    end
+  end
+  io.stderr:write(("thread pool bench: repetition %d of %d done\n"):format(rep, REPS))
+end
+record("ours", "mem", runners.ours("mem"))
+
+local function get(impl, w, k)
+  local t = results[impl] and results[impl][w] and results[impl][w][k]
+  return t and median(t)
+end
+
+local function ratio(a, b) if a and b then return ("%.2f"):format(a / b) end return "-" end
+local function fmt(v, f) return v and (f):format(v) or "-" end
+
+print(("%-34s %12s %12s %12s %10s %10s"):format("workload (2 workers, median of " .. REPS .. ")",
+  "concurrent", "luv", "python", "vs luv", "vs python"))
+local rows = {
+  { "w1 submit+collect 100k, tasks/s", "w1", "tasks_per_s", "%.0f", false },
+  { "w2 round trip median, us", "w2", "median_us", "%.1f", true },
+  { "w2 round trip p99, us", "w2", "p99_us", "%.1f", true },
+  { "w4 1000-float arrays, MB/s", "w4", "mb_per_s", "%.1f", false },
+}
+for _, row in ipairs(rows) do
+  local o, l, p = get("ours", row[2], row[3]), get("luv", row[2], row[3]), get("python", row[2], row[3])
+  local vl, vp
+  if row[5] then vl, vp = ratio(o, l), ratio(o, p) else vl, vp = ratio(o, l), ratio(o, p) end
+  print(("%-34s %12s %12s %12s %10s %10s"):format(row[1], fmt(o, row[4]), fmt(l, row[4]), fmt(p, row[4]), vl, vp))
+end
+local par, seq = get("ours", "w3", "seconds"), get("ours", "w3seq", "seconds")
+print(("%-34s %12s"):format("w3 8x fib(27) speedup vs 1 state", par and ("%.2fx"):format(seq / par) or "-"))
+print(("%-34s %12s"):format("bytes RSS per pending future", fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f")))
+print(("%-34s %12s"):format("RSS of an idle worker, KiB", fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
+print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")

@@ -1,0 +1,99 @@
+-- One workload of the thread-pool benchmark, for concurrent.futures.
+-- usage: lua5.4 ours.lua w1|w2|w3|w3seq|w4|mem ; prints "key value" lines.
+local cf = require "concurrent.futures"
+local now = require("concurrent.core").now
+local which = arg[1]
+
+local function inc(x) return x + 1 end
+
+local function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+
+local function rss_kb()
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^VmRSS:%s+(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
+if which == "w1" then
+  local N = 100000
+  local ex <close> = cf.ThreadPoolExecutor(2)
+  local t0 = now()
+  local fs = {}
+  for i = 1, N do fs[i] = ex:submit(inc, i) end
+  local sum = 0
+  for i = 1, N do sum = sum + fs[i]:result() end
+  local dt = now() - t0
+  assert(sum == N * (N + 1) // 2 + N)
+  print("tasks_per_s", N / dt)
+elseif which == "w2" then
+  local N = 10000
+  local ex <close> = cf.ThreadPoolExecutor(2)
+  for i = 1, 200 do ex:submit(inc, i):result() end  -- warm up both workers
+  local lat = {}
+  for i = 1, N do
+    local t0 = now()
+    local v = ex:submit(inc, i):result()
+    lat[i] = now() - t0
+    assert(v == i + 1)
+  end
+  table.sort(lat)
+  print("median_us", lat[N // 2] * 1e6)
+  print("p99_us", lat[math.floor(N * 0.99)] * 1e6)
+elseif which == "w3" then
+  local ex <close> = cf.ThreadPoolExecutor(2)
+  ex:submit(inc, 1):result()
+  ex:submit(inc, 1):result()
+  local t0 = now()
+  local fs = {}
+  for i = 1, 8 do fs[i] = ex:submit(fib, 27) end
+  for i = 1, 8 do assert(fs[i]:result() == 196418) end
+  print("seconds", now() - t0)
+elseif which == "w3seq" then
+  local t0 = now()
+  for _ = 1, 8 do assert(fib(27) == 196418) end
+  print("seconds", now() - t0)
+elseif which == "w4" then
+  local N, M = 2000, 1000
+  local xs = {}
+  for i = 1, M do xs[i] = i * 0.5 end
+  local function scale(a)
+    local out = {}
+    for i = 1, #a do out[i] = a[i] * 2.0 end
+    return out
+  end
+  local ex <close> = cf.ThreadPoolExecutor(2)
+  local t0 = now()
+  local fs = {}
+  for i = 1, N do fs[i] = ex:submit(scale, xs) end
+  for i = 1, N do assert(fs[i]:result()[M] == M * 1.0) end
+  local dt = now() - t0
+  print("mb_per_s", N * M * 8 * 2 / dt / 1e6)  -- floats in and out
+elseif which == "mem" then
+  local N = 1000000
+  local ex = cf.ThreadPoolExecutor(1)
+  local gate = cf.Future()
+  ex:submit(function(g) return g:result() end, gate)
+  collectgarbage() collectgarbage()
+  local before = rss_kb()
+  local fs = {}
+  for i = 1, N do fs[i] = ex:submit(inc, i) end
+  collectgarbage() collectgarbage()
+  local after = rss_kb()
+  -- the Lua array holding the handles is the caller's, not the future's
+  print("bytes_per_pending_future", (after - before) * 1024 / N)
+  gate:set_result(true)
+  ex:shutdown(true, true)
+  fs = nil
+  collectgarbage()
+  local ex2 = cf.ThreadPoolExecutor(8)
+  local g2 = cf.Future()
+  local before2 = rss_kb()
+  local hold = {}
+  for i = 1, 8 do hold[i] = ex2:submit(function(g) return g:result() end, g2) end
+  while ex2:stats().running < 8 do end
+  local after2 = rss_kb()
+  print("idle_worker_rss_kb", (after2 - before2) / 8)
+  g2:set_result(true)
+  ex2:shutdown(true)
+end

@@ -1,0 +1,45 @@
+# One workload of the thread-pool benchmark, for Python's
+# ThreadPoolExecutor(2). usage: python3 python.py w1|w2|w4
+import sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+which = sys.argv[1]
+now = time.perf_counter
+
+def inc(x):
+    return x + 1
+
+if which == "w1":
+    N = 100000
+    with ThreadPoolExecutor(2) as ex:
+        t0 = now()
+        fs = [ex.submit(inc, i) for i in range(1, N + 1)]
+        s = sum(f.result() for f in fs)
+        dt = now() - t0
+    assert s == N * (N + 1) // 2 + N
+    print("tasks_per_s", N / dt)
+elif which == "w2":
+    N = 10000
+    with ThreadPoolExecutor(2) as ex:
+        for i in range(200):
+            ex.submit(inc, i).result()
+        lat = []
+        for i in range(N):
+            t0 = now()
+            assert ex.submit(inc, i).result() == i + 1
+            lat.append(now() - t0)
+    lat.sort()
+    print("median_us", lat[N // 2] * 1e6)
+    print("p99_us", lat[int(N * 0.99)] * 1e6)
+elif which == "w4":
+    N, M = 2000, 1000
+    xs = [i * 0.5 for i in range(1, M + 1)]
+    def scale(a):
+        return [v * 2.0 for v in a]
+    with ThreadPoolExecutor(2) as ex:
+        t0 = now()
+        fs = [ex.submit(scale, xs) for _ in range(N)]
+        for f in fs:
+            assert f.result()[-1] == M * 1.0
+        dt = now() - t0
+    print("mb_per_s", N * M * 8 * 2 / dt / 1e6)
