@@ -419,3 +419,65 @@ describe("ThreadPoolExecutor:map", function()
     assert.matches("bad argument #2 to 'map' %(array or iterator function expected, got number%)", err)
   end)
 end)
+
+describe("#stress ThreadPoolExecutor", function()
+  it("runs thousands of tasks with concurrent cancels and nested callbacks", function()
+    local ex <close> = cf.ThreadPoolExecutor(4)
+    local N = 3000
+    local fs, outer, inner = {}, 0, 0
+    for i = 1, N do
+      local f = ex:submit(function(k) return k * 2 end, i)
+      fs[i] = f
+      f:add_done_callback(function(fut)
+        outer = outer + 1
+        -- registered from inside a callback on a done future: runs at once
+        fut:add_done_callback(function() inner = inner + 1 end)
+      end)
+      if i % 3 == 0 then f:cancel() end
+    end
+    local done = cf.wait(fs, 60)
+    assert.equal(N, #done)
+    local cancelled, sum = 0, 0
+    for i, f in ipairs(fs) do
+      if f:cancelled() then
+        cancelled = cancelled + 1
+      else
+        sum = sum + f:result()
+        assert.equal(i * 2, f:result())
+      end
+    end
+    assert.equal(N, outer)
+    assert.equal(N, inner)
+    local st = ex:stats()
+    assert.equal(cancelled, st.cancelled)
+    assert.equal(N - cancelled, st.completed)
+    assert.equal(0, st.pending)
+  end)
+
+  it("shuts down while busy, cancelling the queue, from many rounds", function()
+    for round = 1, 30 do
+      local ex = cf.ThreadPoolExecutor(3)
+      local fs = {}
+      for i = 1, 200 do fs[i] = ex:submit(function(k) local s = 0 for j = 1, 200 do s = s + j end return k + s end, i) end
+      ex:shutdown(true, round % 2 == 0)
+      for i, f in ipairs(fs) do
+        assert.is_true(f:done())
+        if not f:cancelled() then assert.equal(i + 20100, f:result()) end
+      end
+      assert.equal(0, ex:stats().workers)
+    end
+  end)
+
+  it("lets several executors and host waits interleave", function()
+    local a <close> = cf.ThreadPoolExecutor(2)
+    local b <close> = cf.ThreadPoolExecutor(2)
+    local fs = {}
+    for i = 1, 500 do
+      local src = a:submit(function(k) return k end, i)
+      fs[i] = b:submit(function(f) return f:result(30) + 1 end, src)
+    end
+    local sum = 0
+    for f in cf.as_completed(fs, 60) do sum = sum + f:result() end
+    assert.equal(500 * 501 // 2 + 500, sum)
+  end)
+end)
