@@ -93,6 +93,7 @@ struct conc_pool {
   pthread_t *tids;
   long tasks;              /* accepted and not yet run or dropped */
   long pending;            /* queued tasks; written atomically for 'spin' */
+  /* counted atomically, some by 'on_done' without the lock */
   long running, completed, failed, cancelled;
   size_t stack;
   char prefix[NAMELEN + 1];
@@ -102,6 +103,34 @@ struct conc_pool {
 
 /* Lock held. 'spin' reads 'pending' without the lock. */
 #define addpending(p, d) __atomic_add_fetch(&(p)->pending, (d), __ATOMIC_RELAXED)
+
+#define bump(p, field, d) __atomic_add_fetch(&(p)->field, (d), __ATOMIC_RELAXED)
+#define peek(p, field) __atomic_load_n(&(p)->field, __ATOMIC_RELAXED)
+
+/*
+** The task a worker thread is running, so that 'on_done' counts its
+** outcome while the future completes, before the future's waiters wake:
+** stats read after a wait include the task. It is found through the
+** thread (not the task, which 'run' may have freed already), and set
+** only on a pool's own workers: a future completed on any other thread
+** is counted by its worker once 'run' returned.
+*/
+typedef struct current {
+  conc_pool_t *p;
+  conc_future_t *f;   /* the future of the running task, or NULL */
+  int counted;        /* 'on_done' counted its outcome */
+} current;
+
+static __thread current *cur;
+
+/* A task ran: count its outcome ('failed' tells an exception). */
+static void count_ran(conc_pool_t *p, int failed) {
+  bump(p, running, -1);
+  if (failed)
+    bump(p, failed, 1);
+  else
+    bump(p, completed, 1);
+}
 
 /* {======================================================================
 ** Task endings
@@ -116,16 +145,17 @@ static void task_end(conc_pool_t *p) {
 }
 
 /* Hand 't' to its 'drop' (without the lock), then release the pool's
-** future reference. 'why' is 0 (cancelled) or CONC_EBROKEN. */
+** future reference. 'why' is 0 (cancelled) or CONC_EBROKEN: counted
+** first, so that a broken task is in the stats once its future fails. */
 static void drop_task(conc_pool_t *p, conc_task_t *t, int why) {
   conc_future_t *f = t->future;
+  if (why == 0)
+    bump(p, cancelled, 1);
+  else
+    bump(p, failed, 1);
   t->drop(t, why);  /* frees 't' */
   conc_future_unref(f);
   pthread_mutex_lock(&p->mu);
-  if (why == 0)
-    p->cancelled++;
-  else
-    p->failed++;
   task_end(p);
   pthread_mutex_unlock(&p->mu);
 }
@@ -152,7 +182,7 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
 /*
 ** The C callback of every accepted task's future. When the future was
 ** cancelled the task never ran, so 't' is alive until this callback and
-** its taker agree who drops it. Any other ending means the task ran or
+** its taker agree who drops it. A finished future means the task ran or
 ** was dropped by the pool, and 't' may be gone: it is not touched.
 ** It may run on any thread, inside conc_future_cancel, with no future
 ** lock held: the lock order is never future -> pool.
@@ -160,10 +190,17 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
 static void on_done(conc_future_t *f, void *arg) {
   conc_task_t *t = (conc_task_t *)arg;
   conc_pool_t *p;
-  int mine = 0;
-  if (conc_future_state(f) != CONC_CANCELLED)
+  const void *data;
+  size_t len;
+  int failed, mine = 0;
+  if (conc_future_payload(f, &data, &len, &failed) == 0) {  /* finished */
+    if (cur != NULL && cur->f == f) {
+      count_ran(cur->p, failed);
+      cur->counted = 1;
+    }
     return;
-  p = t->p_;
+  }
+  p = t->p_;  /* not finished but done: cancelled */
   pthread_mutex_lock(&p->mu);
   switch (t->s_) {
     case T_QUEUED:
@@ -287,12 +324,12 @@ static conc_task_t *next_task(conc_pool_t *p) {
   conc__queue_remove(taskq(t));
   t->s_ = T_TAKEN;
   addpending(p, -1);
-  p->running++;
+  bump(p, running, 1);
   return t;
 }
 
-/* Run 't' unless its future was cancelled: 1 if it ran and its future
-** holds a result, 0 if it ran and failed, -1 if it was dropped. */
+/* Run 't' unless its future was cancelled: 1 if it ran, 0 if it was
+** dropped (and counted as such). */
 static int perform(conc_pool_t *p, conc_task_t *t, void *ctx) {
   conc_future_t *f = t->future;  /* 'run' may free 't' */
   const void *data;
@@ -300,15 +337,20 @@ static int perform(conc_pool_t *p, conc_task_t *t, void *ctx) {
   int failed;
   int r = conc_future_set_running_or_notify_cancel(f);
   if (r != 1) {
+    bump(p, running, -1);
     unrun(p, t, r);
-    return -1;
+    return 0;
   }
+  cur->f = f;
+  cur->counted = 0;
   t->run(t, ctx);
-  /* a 'run' that left its future unfinished broke its contract: the
-  ** task counts as failed, as nothing it returned can be read */
-  r = conc_future_payload(f, &data, &len, &failed) == 0 && !failed;
+  cur->f = NULL;
+  /* completed elsewhere, or by a 'run' that broke its contract and left
+  ** its future unfinished: then the task counts as failed */
+  if (!cur->counted)
+    count_ran(p, conc_future_payload(f, &data, &len, &failed) != 0 || failed);
   conc_future_unref(f);
-  return r;
+  return 1;
 }
 
 /* Take and run tasks until the pool closes and its queue is empty. */
@@ -316,18 +358,12 @@ static void work(conc_pool_t *p, void *ctx) {
   conc_task_t *t;
   pthread_mutex_lock(&p->mu);
   while ((t = next_task(p)) != NULL) {
-    int r;
+    int ran;
     pthread_mutex_unlock(&p->mu);
-    r = perform(p, t, ctx);
+    ran = perform(p, t, ctx);
     pthread_mutex_lock(&p->mu);
-    p->running--;
-    if (r >= 0) {
-      if (r)
-        p->completed++;
-      else
-        p->failed++;
+    if (ran)
       task_end(p);
-    }
   }
   pthread_mutex_unlock(&p->mu);
 }
@@ -348,8 +384,13 @@ static void pool_break(conc_pool_t *p) {
 
 static void *worker_main(void *arg) {
   conc_pool_t *p = (conc_pool_t *)arg;
+  current me;
   void *ctx = NULL;
   int n;
+  me.p = p;
+  me.f = NULL;
+  me.counted = 0;
+  cur = &me;
   pthread_mutex_lock(&p->mu);
   n = p->nstarted++;
   pthread_mutex_unlock(&p->mu);
@@ -608,10 +649,10 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
   s->workers = p->workers;
   s->idle = p->nidle - p->nwake + p->nspin;
   s->pending = p->pending;
-  s->running = p->running;
-  s->completed = p->completed;
-  s->failed = p->failed;
-  s->cancelled = p->cancelled;
+  s->running = peek(p, running);
+  s->completed = peek(p, completed);
+  s->failed = peek(p, failed);
+  s->cancelled = peek(p, cancelled);
   pthread_mutex_unlock(&p->mu);
 }
 
