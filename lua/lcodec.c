@@ -20,14 +20,17 @@
 ** pointers, which only the in-process (thread) transport carries; raw
 ** bytes from a pipe carry no list, so a future in them is refused.
 **
-**   transfer := VERSION count value{count}    VERSION is the byte 1
+**   transfer := VERSION flags count value{count}
+**                                             VERSION is the byte 1;
+**                                             flags bit 0 (F_REFS): some
+**                                             REF or UV_JOIN follows
 **   value    := NIL | FALSE | TRUE
 **             | INT  zigzag                   integer subtype
 **             | FLT  f64                      float subtype (also -0.0,
 **                                             inf, nan: bits kept)
 **             | STR  string
-**             | TABLE   narr nhash value{narr} (key value){nhash}
-**             | TABLEMT narr nhash value{narr} (key value){nhash} value
+**             | TABLE   narr nhash item* (key value){nhash}
+**             | TABLEMT narr nhash item* (key value){nhash} value
 **                                             the last value is its
 **                                             metatable (a table)
 **             | REF  id                       an earlier table or Lua
@@ -41,6 +44,9 @@
 **                                             a lua_dump with debug info
 **             | CFUNC string string           package.loaded[mod][key]
 **             | FUTURE index                  the payload's futures[index]
+**   item     := value                         one element of t[1..narr]
+**             | FLTS run f64{run}             'run' float elements; the
+**                                             items cover narr exactly
 **   upvalue  := UV_VAL value                  copied by value
 **             | UV_ENV                        the receiver's globals
 **             | UV_JOIN id n                  shares upvalue 'n' of the
@@ -50,12 +56,15 @@
 ** Tag bytes are the T_ and UV_ values below. count, narr, nhash, nups,
 ** id, index, n and length are varints: unsigned LEB128, 7 bits a byte,
 ** low bits first, at most 10 bytes; padded (non-minimal) forms are valid
-** (the encoder pads 'nhash' to 5 bytes to patch it in place). zigzag is
+** (the encoder writes 'narr' and 'nhash' as 5 bytes, patches them in
+** place once known, and compacts small tables). zigzag is
 ** a varint of (i << 1) ^ (i >> 63). f64 is IEEE 754 binary64, 8 bytes,
 ** little-endian. Ids number tables (TABLE, TABLEMT) and Lua functions
 ** (LFUNC) 1, 2, ... in the order their encoding starts, before their
-** contents, so that cycles and shared references point back. The array
-** part holds t[1..narr] (nil holes included); the other pairs follow.
+** contents, so that cycles and shared references point back; without
+** F_REFS the decoder keeps no table of them. The array part holds
+** t[1..narr] (FLTS packs runs of floats, the common numeric array);
+** the other pairs follow.
 **
 ** Limits: nesting (tables, functions, metatables) is at most
 ** CONC_MAXDEPTH deep, on encode and on decode. The decoder checks every
@@ -89,13 +98,18 @@
 #endif
 
 #define VERSION 1
+#define F_REFS 1
+
+/* The 'seen' table of the state's buffer is kept for the next encode
+** (cleared) if it held at most this many entries, else remade. */
+#define KEEPSEEN 64
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_TABLEMT,
-  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE
+  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS
 };
 
 enum { UV_VAL, UV_ENV, UV_JOIN };
@@ -188,6 +202,7 @@ typedef struct Buffer {
   size_t n, size;
   conc_future_t **fut;  /* futures met so far (no references taken yet) */
   size_t nfut, sizefut;
+  size_t nseen;         /* entries left in its 'seen' table (uservalue) */
   int busy;             /* an encode is using it */
 } Buffer;
 
@@ -209,6 +224,9 @@ typedef struct Enc {
   Buffer *B;
   int seen;           /* stack index: object -> id, handle -> index */
   int hasseen;        /* the 'seen' slot holds the table (not nil) */
+  int buf;            /* stack index of the buffer userdata */
+  int usedrefs;       /* some REF or UV_JOIN was written */
+  size_t nseen;       /* entries added to 'seen' */
   int namekey;        /* stack index of the string "__name" */
   lua_Integer nrefs;  /* ids given so far */
   int depth;
@@ -229,7 +247,7 @@ static int buffer_gc(lua_State *L) {
 
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
-  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 0);
+  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -391,12 +409,37 @@ static void setseg(Enc *E, int kind, int key, lua_Integer i,
   s->name = name;
 }
 
-/* The 'seen' table, made on first need in its reserved slot. */
+/* Empty the table at the top (assigning nil during a traversal is
+** allowed). */
+static void cleartable(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, -4);
+  }
+}
+
+/* The 'seen' table, put in its reserved slot on first need: the
+** buffer's, emptied, unless the last encode left it big (or broke off:
+** then 'nseen' is SIZE_MAX). Reusing it saves a table per transfer. */
 static int getseen(Enc *E) {
+  lua_State *L = E->L;
   if (!E->hasseen) {
-    lua_newtable(E->L);
-    lua_replace(E->L, E->seen);
+    if (lua_getiuservalue(L, E->buf, 1) == LUA_TTABLE &&
+        E->B->nseen <= KEEPSEEN) {
+      if (E->B->nseen > 0)
+        cleartable(L);
+    } else {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 8);
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, E->buf, 1);
+    }
+    lua_replace(L, E->seen);
     E->hasseen = 1;
+    E->B->nseen = SIZE_MAX;  /* dirty until this encode ends well */
   }
   return E->seen;
 }
@@ -413,12 +456,14 @@ static int encseen(Enc *E, int idx) {
     ensure(E, 11);
     putbyte(E, T_REF);
     putvarint(E, (lua_Unsigned)id);
+    E->usedrefs = 1;
     return 1;
   }
   lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_pushinteger(L, ++E->nrefs);
   lua_rawset(L, seen);
+  E->nseen++;
   return 0;
 }
 
@@ -427,6 +472,10 @@ static int encseen(Enc *E, int idx) {
 static int encnamed(Enc *E, int t) {
   lua_State *L = E->L;
   int named = 0;
+  if (lua_isnil(L, E->namekey)) {
+    lua_pushliteral(L, "__name");
+    lua_replace(L, E->namekey);
+  }
   lua_pushvalue(L, E->namekey);
   if (lua_rawget(L, t) == LUA_TSTRING) {
     lua_pushvalue(L, -1);
@@ -445,41 +494,70 @@ static int encnamed(Enc *E, int t) {
   return named;
 }
 
-static int isarraykey(lua_State *L, int k, lua_Integer narr) {
-  lua_Integer i;
-  if (!lua_isinteger(L, k))
-    return 0;
-  i = lua_tointeger(L, k);
-  return i >= 1 && i <= narr;
+/* Is the key at 'k' the integer 'i'? */
+static int iskey(lua_State *L, int k, lua_Integer i) {
+  return lua_isinteger(L, k) && lua_tointeger(L, k) == i;
 }
 
-/* t[1..#t] as the array part, then every other pair, then the
-** metatable; the pair count is patched in once known. */
+/* Patch the table's counts (5-byte varints at 'at') and, for a small
+** table, close the gap they leave (no offsets point into the bytes, so
+** moving them is safe; the move is bounded by the small size). */
+static void patchcounts(Enc *E, size_t at, lua_Integer narr,
+                        lua_Integer nhash) {
+  Buffer *B = E->B;
+  size_t body = B->n - (at + 10);
+  if (narr < 0x80 && nhash < 0x80 && body <= 256) {
+    B->b[at] = (char)narr;
+    B->b[at + 1] = (char)nhash;
+    memmove(B->b + at + 2, B->b + at + 10, body);
+    B->n -= 8;
+  } else {
+    patchvarint5(B->b + at, (lua_Unsigned)narr);
+    patchvarint5(B->b + at + 5, (lua_Unsigned)nhash);
+  }
+}
+
+/* One pass of lua_next: the keys 1, 2, 3... that come first (the array
+** part, in order) are the array; every other pair follows; then the
+** metatable. The counts are patched in once known. */
 static void enctable(Enc *E, int t) {
   lua_State *L = E->L;
-  lua_Integer narr, i, nhash = 0;
-  size_t patch;
-  int mt;
+  lua_Integer narr = 0, nhash = 0, run = 0;
+  size_t at, runat = 0;
+  int mt, k, inarray = 1;
   if (encnamed(E, t) || encseen(E, t))
     return;
   enter(E);
   mt = lua_getmetatable(L, t) ? lua_gettop(L) : 0;
-  narr = (lua_Integer)lua_rawlen(L, t);
-  ensure(E, 16);
+  ensure(E, 11);
   putbyte(E, mt ? T_TABLEMT : T_TABLE);
-  putvarint(E, (lua_Unsigned)narr);
-  patch = E->B->n;
-  E->B->n += 5;
-  for (i = 1; i <= narr; i++) {
-    setseg(E, SEG_INDEX, 0, i, NULL);
-    lua_rawgeti(L, t, i);
-    encode(E, lua_gettop(L));
-    lua_pop(L, 1);
-  }
+  at = E->B->n;
+  E->B->n += 10;
   lua_pushnil(L);
+  k = lua_gettop(L);  /* lua_next keeps the key here, the value above */
   while (lua_next(L, t) != 0) {
-    int k = lua_gettop(L) - 1;
-    if (!isarraykey(L, k, narr)) {
+    if (inarray && iskey(L, k, narr + 1)) {
+      narr++;
+      if (lua_type(L, k + 1) == LUA_TNUMBER && !lua_isinteger(L, k + 1)) {
+        if (run == 0) {  /* open a run */
+          ensure(E, 6);
+          putbyte(E, T_FLTS);
+          runat = E->B->n;
+          E->B->n += 5;
+        }
+        run++;
+        ensure(E, 8);
+        putfloat(E, lua_tonumber(L, k + 1));
+      } else {
+        if (run > 0)
+          patchvarint5(E->B->b + runat, (lua_Unsigned)run), run = 0;
+        setseg(E, SEG_INDEX, 0, narr, NULL);
+        encode(E, k + 1);
+      }
+    } else {
+      if (run > 0)
+        patchvarint5(E->B->b + runat, (lua_Unsigned)run), run = 0;
+      inarray = 0;
       setseg(E, SEG_KEY, k, 0, NULL);
       encode(E, k);
       encode(E, k + 1);
@@ -487,7 +565,9 @@ static void enctable(Enc *E, int t) {
     }
     lua_pop(L, 1);
   }
-  patchvarint5(E->B->b + patch, (lua_Unsigned)nhash);
+  if (run > 0)
+    patchvarint5(E->B->b + runat, (lua_Unsigned)run);
+  patchcounts(E, at, narr, nhash);
   if (mt) {
     setseg(E, SEG_META, 0, 0, NULL);
     encode(E, mt);
@@ -508,6 +588,7 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
   if (lua_rawgetp(L, E->seen, cell) == LUA_TNUMBER && !isenv) {
     lua_Integer where = lua_tointeger(L, -1);
     putbyte(E, UV_JOIN);
+    E->usedrefs = 1;
     putvarint(E, (lua_Unsigned)(where >> 8));
     putvarint(E, (lua_Unsigned)(where & 0xff));
     lua_pop(L, 2);
@@ -516,6 +597,7 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
   if (lua_isnil(L, -1)) {
     lua_pushinteger(L, (id << 8) | i);  /* i <= 255 (MAXUPVAL) */
     lua_rawsetp(L, E->seen, cell);
+    E->nseen++;
   }
   lua_pop(L, 1);
   if (isenv)
@@ -544,8 +626,7 @@ static void enclfunc(Enc *E, int f) {
   putvarint(E, len);
   putblock(E, dump, len);
   lua_pop(L, 1);
-  for (nups = 0; lua_getupvalue(L, f, nups + 1) != NULL; nups++)
-    lua_pop(L, 1);
+  nups = lconc_nupvalues(L, f);
   putvarint(E, (lua_Unsigned)nups);
   for (i = 1; i <= nups; i++)
     encupvalue(E, f, id, i);
@@ -599,6 +680,7 @@ static void encfuture(Enc *E, int idx) {
     lua_pushvalue(L, idx);
     lua_pushinteger(L, i);
     lua_rawset(L, seen);
+    E->nseen++;
   }
   lua_pop(L, 1);
   ensure(E, 11);
@@ -684,11 +766,14 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, "cannot transfer");
   lua_pushnil(L);  /* slot of the 'seen' table */
-  lua_pushliteral(L, "__name");
+  lua_pushnil(L);  /* slot of the string "__name" */
   E.L = L;
   E.seen = lua_gettop(L) - 1;
   E.namekey = E.seen + 1;
+  E.buf = E.seen + 2;
   E.hasseen = 0;
+  E.usedrefs = 0;
+  E.nseen = 0;
   E.nrefs = 0;
   E.depth = 0;
   E.label = label;
@@ -697,14 +782,19 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
   E.B->busy = 1;
   E.B->n = HEAD;
   E.B->nfut = 0;
-  ensure(&E, 11);
+  ensure(&E, 12);
   putbyte(&E, VERSION);
+  putbyte(&E, 0);  /* flags, patched below */
   putvarint(&E, (lua_Unsigned)n);
   for (i = 0; i < n; i++) {
     setseg(&E, SEG_TOP, 0, i, NULL);
     encode(&E, first + i);
   }
+  if (E.usedrefs)
+    E.B->b[HEAD + 1] = F_REFS;
   p = finish(&E);
+  if (E.hasseen)  /* else the table is as the last encode left it */
+    E.B->nseen = E.nseen;
   E.B->busy = 0;
   lua_pop(L, 3);
   return p;
@@ -723,7 +813,8 @@ typedef struct Dec {
   conc_future_t *const *fut;
   size_t nfut;
   int refs;           /* stack index: id -> table or Lua function */
-  int hasrefs;
+  int hasrefs;        /* the 'refs' slot holds the table (not nil) */
+  int userefs;        /* F_REFS: objects must be numbered */
   lua_Integer nrefs;
   int depth;
   int flags;
@@ -777,12 +868,16 @@ static void loadstring(Dec *D) {
 
 static lua_Number loadfloat(Dec *D) {
   const unsigned char *s = need(D, 8);
-  uint64_t u = 0;
   double d;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(&d, s, 8);
+#else
+  uint64_t u = 0;
   int i;
   for (i = 7; i >= 0; i--)
     u = (u << 8) | s[i];
   memcpy(&d, &u, 8);
+#endif
   return (lua_Number)d;
 }
 
@@ -797,24 +892,42 @@ static void enterd(Dec *D) {
 /* Give the object at the top the next id. */
 static void addref(Dec *D) {
   lua_State *L = D->L;
+  D->nrefs++;
+  if (!D->userefs)
+    return;
   if (!D->hasrefs) {
     lua_newtable(L);
     lua_replace(L, D->refs);
     D->hasrefs = 1;
   }
   lua_pushvalue(L, -1);
-  lua_rawseti(L, D->refs, ++D->nrefs);
+  lua_rawseti(L, D->refs, D->nrefs);
 }
 
 /* Push the object of an id read from the input. */
 static void loadref(Dec *D) {
   lua_Unsigned id = loadvarint(D);
-  if (id < 1 || id > (lua_Unsigned)D->nrefs)
+  if (!D->userefs || id < 1 || id > (lua_Unsigned)D->nrefs)
     error(D, "bad reference");
   lua_rawgeti(D->L, D->refs, (lua_Integer)id);
 }
 
 static void decode(Dec *D);
+
+/* A FLTS run of t[i...] (at most up to 'narr'); returns the next i. */
+static int decfloats(Dec *D, int t, int i, int narr) {
+  lua_State *L = D->L;
+  int run, j;
+  need(D, 1);  /* the tag */
+  run = loadcount(D, 8);
+  if (run == 0 || run > narr - i + 1)
+    error(D, "bad float run");
+  for (j = 0; j < run; j++) {
+    lua_pushnumber(L, loadfloat(D));
+    lua_rawseti(L, t, i + j);
+  }
+  return i + run;
+}
 
 static void dectable(Dec *D, int hasmt) {
   lua_State *L = D->L;
@@ -825,9 +938,13 @@ static void dectable(Dec *D, int hasmt) {
   lua_createtable(L, narr, nhash);
   t = lua_gettop(L);
   addref(D);
-  for (i = 1; i <= narr; i++) {
-    decode(D);
-    lua_rawseti(L, t, i);
+  for (i = 1; i <= narr; ) {
+    if (D->p < D->end && *D->p == T_FLTS)
+      i = decfloats(D, t, i, narr);
+    else {
+      decode(D);
+      lua_rawseti(L, t, i++);
+    }
   }
   for (i = 0; i < nhash; i++) {
     decode(D);
@@ -857,7 +974,8 @@ static void joinupvalue(Dec *D, int f, int i) {
   n = loadvarint(D);
   if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1))
     error(D, "upvalue joined to a non-function");
-  if (n < 1 || n > 255 || lua_getupvalue(L, -1, (int)n) == NULL)
+  if (n < 1 || n > (lua_Unsigned)lconc_nupvalues(L, -1) ||
+      lua_getupvalue(L, -1, (int)n) == NULL)
     error(D, "bad upvalue number");
   lua_pop(L, 1);
   lua_upvaluejoin(L, f, i, -1, (int)n);
@@ -900,8 +1018,12 @@ static void declfunc(Dec *D) {
     error(D, lua_pushfstring(L, "bad bytecode: %s", lua_tostring(L, -1)));
   f = lua_gettop(L);
   addref(D);
-  for (nups = 0; lua_getupvalue(L, f, nups + 1) != NULL; nups++)
+  nups = lconc_nupvalues(L, f);
+  for (i = 1; i <= nups; i++) {  /* the prototype must agree */
+    if (lua_getupvalue(L, f, i) == NULL)
+      error(D, "bad bytecode: upvalue count");
     lua_pop(L, 1);
+  }
   if (loadvarint(D) != (lua_Unsigned)nups)
     error(D, "wrong upvalue count");
   for (i = 1; i <= nups; i++)
@@ -985,6 +1107,9 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   D.refs = lua_gettop(L);
   if (loadbyte(&D) != VERSION)
     error(&D, "unknown format version");
+  D.userefs = loadbyte(&D);
+  if (D.userefs & ~F_REFS)
+    error(&D, "unknown flags");
   n = loadcount(&D, 1);
   if (n > INT_MAX - LUA_MINSTACK || !lua_checkstack(L, n + LUA_MINSTACK))
     error(&D, "too many values");

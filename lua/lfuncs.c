@@ -125,11 +125,20 @@ static const char *reader(lua_State *L, void *ud, size_t *size) {
   return *size > 0 ? r->b : NULL;
 }
 
+int lconc_nupvalues(lua_State *L, int idx) {
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);
+  return ar.nups;
+}
+
 /* Are all upvalues of the Lua function at the top named '_ENV'? */
 static int onlyenv(lua_State *L) {
   const char *name;
-  int i;
-  for (i = 1; (name = lua_getupvalue(L, -1, i)) != NULL; i++) {
+  int i, n = lconc_nupvalues(L, -1);
+  for (i = 1; i <= n; i++) {
+    if ((name = lua_getupvalue(L, -1, i)) == NULL)
+      return 0;  /* bad bytecode: the codec refuses it */
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
       return 0;

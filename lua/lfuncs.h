@@ -18,6 +18,12 @@ LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len);
 ** message pushed instead. Loads binary chunks only. */
 LCONC_FUNC int lconc_loadfunc(lua_State *L, const char *b, size_t n);
 
+/* The number of upvalues of the function at 'idx', as its closure holds
+** them. Loaded bytecode is not verified: its prototype may claim more,
+** and lua_getupvalue/lua_setupvalue/lua_upvaluejoin past this count
+** would read outside the closure, so the codec never asks past it. */
+LCONC_FUNC int lconc_nupvalues(lua_State *L, int idx);
+
 /* Push the module name and the key under which the C function at 'idx'
 ** is found in package.loaded and return 1; or return 0, pushing
 ** nothing. */

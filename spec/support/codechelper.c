@@ -4,6 +4,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -82,6 +83,14 @@ static int back(lua_State *L) {
   Trip *t = (Trip *)lua_touserdata(L, 1);
   lua_settop(L, 0);
   return t->api->decode(L, t->out);
+}
+
+/* Decode a payload (1) with the api (2) and drop the values. */
+static int back_raw(lua_State *L) {
+  const void *p = lua_touserdata(L, 1);
+  const conc_lua_api_t *api = (const conc_lua_api_t *)lua_touserdata(L, 2);
+  api->decode(L, p);
+  return 0;
 }
 
 /* Send the values from 'first' to the top to the second state, run 'op'
@@ -207,6 +216,35 @@ static int ch_decode(lua_State *L) {
   return api->decode(L, p);
 }
 
+/* ch.bench(n, ...): encode the values and decode them back in this state
+** 'n' times; returns the seconds it took and the size of one encoding. */
+static int ch_bench(lua_State *L) {
+  const conc_lua_api_t *api = getapi(L);
+  lua_Integer i, n = luaL_checkinteger(L, 1);
+  int top = lua_gettop(L), nv = top - 1;
+  size_t len = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (i = 0; i < n; i++) {
+    const lconc_payload *p = (const lconc_payload *)api->encode(L, 2, nv,
+                                                                &len);
+    len = p->size;
+    lua_pushcfunction(L, back_raw);
+    lua_pushlightuserdata(L, (void *)p);
+    lua_pushlightuserdata(L, (void *)api);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      api->freepayload((void *)p);
+      return lua_error(L);
+    }
+    api->freepayload((void *)p);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  lua_pushnumber(L, (double)(t1.tv_sec - t0.tv_sec) +
+                    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+  lua_pushinteger(L, (lua_Integer)len);
+  return 2;
+}
+
 static const luaL_Reg st_methods[] = {
   {"roundtrip", st_roundtrip},
   {"call", st_call},
@@ -220,6 +258,7 @@ static const luaL_Reg funcs[] = {
   {"state", ch_state},
   {"encode", ch_encode},
   {"decode", ch_decode},
+  {"bench", ch_bench},
   {NULL, NULL}
 };
 

@@ -1,0 +1,486 @@
+-- The transfer codec (API.md, "Transfer"): values cross into a second,
+-- fresh lua_State and back through spec/support/codechelper.c.
+
+local ch = require "codechelper"
+local core = require "concurrent.core"
+
+-- Deep equality that keeps subtypes (-0.0, nan) and the sharing shape:
+-- an object of 'a' met twice must map to one object of 'b'.
+local function same(a, b, fwd, back)
+  fwd, back = fwd or {}, back or {}
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" then
+    if math.type(a) ~= math.type(b) then return false end
+    if a ~= a then return b ~= b end
+    if a == 0 and b == 0 then return 1 / a == 1 / b end
+    return a == b
+  end
+  if type(a) ~= "table" then return a == b end
+  if fwd[a] ~= nil or back[b] ~= nil then
+    return fwd[a] == b and back[b] == a
+  end
+  fwd[a], back[b] = b, a
+  for k, v in pairs(a) do
+    if type(k) == "table" then return false end  -- not generated
+    if not same(v, rawget(b, k), fwd, back) then return false end
+  end
+  for k in pairs(b) do
+    if rawget(a, k) == nil then return false end
+  end
+  return same(getmetatable(a), getmetatable(b), fwd, back)
+end
+
+local function nest(n)
+  local t = {}
+  for _ = 2, n do t = { t } end
+  return t
+end
+
+local function corpusfiles()
+  local files = {}
+  local p = io.popen("ls spec/fuzz/corpus 2>/dev/null")
+  for name in p:lines() do files[#files + 1] = "spec/fuzz/corpus/" .. name end
+  p:close()
+  return files
+end
+
+local function readfile(name)
+  local f = assert(io.open(name, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A transfer by hand: version 1, flags, count, then the value bytes.
+local function raw(flags, count, body)
+  return string.char(1, flags, count) .. body
+end
+
+describe("transfer", function()
+  local S
+
+  before_each(function() S = ch.state() end)
+  after_each(function() S:close() end)
+
+  describe("of plain values", function()
+    it("keeps nil, booleans and the count of values", function()
+      assert.equal(0, select("#", S:roundtrip()))
+      assert.equal(3, select("#", S:roundtrip(nil, false, nil)))
+      local a, b, c = S:roundtrip(true, false, nil)
+      assert.is_true(a)
+      assert.is_false(b)
+      assert.is_nil(c)
+    end)
+
+    it("keeps integers and floats with their subtype", function()
+      local values = { 0, 1, -1, 127, 128, -129, math.maxinteger,
+        math.mininteger, 0.0, -0.0, 1.5, -2.25, 1e308, 5e-324,
+        math.huge, -math.huge, 0 / 0, 2 ^ 53, 3.0, math.pi }
+      local back = { S:roundtrip(table.unpack(values)) }
+      for i, v in ipairs(values) do
+        assert.equal(math.type(v), math.type(back[i]))
+        assert.is_true(same(v, back[i]), "value " .. i)
+      end
+      assert.equal(-math.huge, 1 / select(1, S:roundtrip(-0.0)))
+    end)
+
+    it("keeps strings of any bytes", function()
+      local all = {}
+      for i = 0, 255 do all[#all + 1] = string.char(i) end
+      all = table.concat(all)
+      local big = ("\0\1xyz\255"):rep(200000)
+      local a, b, c = S:roundtrip("", all, big)
+      assert.equal("", a)
+      assert.equal(all, b)
+      assert.equal(big, c)
+    end)
+  end)
+
+  describe("of tables", function()
+    it("copies nested tables with every kind of key", function()
+      local t = { 1, 2, 3, x = { y = { z = "deep" } }, [2.5] = "f",
+        [true] = "t", [-7] = "neg", [100] = "far", n = 3 }
+      assert.is_true(same(t, (S:roundtrip(t))))
+    end)
+
+    it("keeps holes and mixed arrays", function()
+      local r = S:roundtrip({ 1, nil, 3, 4.5, "s", 6.25, 7.5, n = 7 })
+      assert.is_true(same({ 1, nil, 3, 4.5, "s", 6.25, 7.5, n = 7 }, r))
+      local fl = {}
+      for i = 1, 1000 do fl[i] = i / 3 end
+      fl[500] = 7
+      assert.is_true(same(fl, (S:roundtrip(fl))))
+    end)
+
+    it("keeps cycles and shared references as one object", function()
+      local t = { name = "t" }
+      t.self = t
+      local s = { "shared" }
+      local u = { a = s, b = s, t = t }
+      local r = S:roundtrip(u)
+      assert.equal(r.a, r.b)
+      assert.equal(r.t, r.t.self)
+      assert.is_true(same(u, r))
+    end)
+
+    it("makes one transfer of all the values", function()
+      local s = {}
+      local a, b = S:roundtrip(s, { s })
+      assert.equal(a, b[1])
+    end)
+
+    it("carries tables used as keys", function()
+      local k = { "key" }
+      local r = S:roundtrip({ [k] = "v", k = k })
+      assert.equal("v", r[r.k])
+    end)
+
+    it("copies a table of 10000 string keys", function()
+      local t = {}
+      for i = 1, 10000 do t["key" .. i] = i end
+      assert.is_true(same(t, (S:roundtrip(t))))
+    end)
+
+    it("copies metatables by value, shared ones once", function()
+      local mt = { __index = { x = 1 } }
+      local a, b = S:roundtrip(setmetatable({}, mt), setmetatable({}, mt))
+      assert.equal(1, a.x)
+      assert.not_equal(mt, getmetatable(a))
+      assert.equal(getmetatable(a), getmetatable(b))
+      local t = {}
+      setmetatable(t, t)
+      local r = S:roundtrip(t)
+      assert.equal(r, getmetatable(r))
+    end)
+
+    it("sends a registry-named metatable by name", function()
+      local e = core.TimeoutError("too slow")
+      local r = S:roundtrip(e)
+      assert.equal(core.TimeoutError, getmetatable(r))
+      assert.is_true(core.TimeoutError:is(r))
+      assert.equal("too slow", r.message)
+      assert.equal(core.TimeoutError, (S:roundtrip(core.TimeoutError)))
+      local ok, msg = S:call(function(err)
+        local c = require "concurrent.core"
+        return c.TimeoutError:is(err), err.message
+      end, e)
+      assert.is_true(ok)
+      assert.equal("too slow", msg)
+    end)
+
+    it("refuses a named metatable the other state lacks", function()
+      local reg = debug.getregistry()
+      local mt = { __name = "spec.OnlyHere" }
+      reg["spec.OnlyHere"] = mt
+      local ok, err = pcall(S.roundtrip, S, setmetatable({}, mt))
+      reg["spec.OnlyHere"] = nil
+      assert.is_false(ok)
+      assert.matches("no registry table 'spec.OnlyHere' here", err, 1, true)
+    end)
+  end)
+
+  describe("of functions", function()
+    it("copies upvalues by value at every transfer", function()
+      local n = 1
+      local function get() return n end
+      assert.equal(1, S:call(get))
+      n = 2
+      assert.equal(2, S:call(get))
+      local count = 0
+      local function inc() count = count + 1; return count end
+      assert.equal(1, S:call(inc))
+      assert.equal(1, S:call(inc))
+      assert.equal(0, count)
+    end)
+
+    it("runs a recursive local function", function()
+      local function fact(n) return n <= 1 and 1 or n * fact(n - 1) end
+      assert.equal(3628800, S:call(fact, 10))
+    end)
+
+    it("binds _ENV to the receiving state's globals", function()
+      S:dostring("MARK = 'there'")
+      local function mark() return MARK end  -- luacheck: globals MARK
+      assert.equal("there", S:call(mark))
+      local function mk()
+        local _ENV = { MARK = "custom" }
+        return function() return MARK end
+      end
+      assert.equal("there", S:call(mk()))
+      local back = S:roundtrip(function() return _ENV end)
+      assert.equal(debug.getregistry()[2], back())  -- LUA_RIDX_GLOBALS
+    end)
+
+    it("keeps upvalues shared between closures shared", function()
+      local n = 0
+      local function inc() n = n + 1 end
+      local function get() return n end
+      assert.equal(2, S:call(function(i, g) i(); i(); return g() end,
+                             inc, get))
+      local i2, g2 = S:roundtrip(inc, { get = get })
+      i2()
+      assert.equal(1, g2.get())
+      assert.equal(0, n)
+    end)
+
+    it("keeps closures of one prototype apart", function()
+      local function mk(x) return function() return x end end
+      local a, b = S:call(function(f, g) return f(), g() end, mk(1), mk(2))
+      assert.equal(1, a)
+      assert.equal(2, b)
+    end)
+
+    it("loads a function once per receiving state", function()
+      S:dostring("PREV = nil")
+      local function probe(g)
+        local seen = rawequal(PREV, g)  -- luacheck: globals PREV
+        PREV = g
+        return seen
+      end
+      local function pure() return 1 end
+      assert.is_false(S:call(probe, pure))
+      assert.is_true(S:call(probe, pure))
+      assert.is_true(S:call(function(a, b) return rawequal(a, b) end,
+                            pure, pure))
+    end)
+
+    it("sends C functions by their name", function()
+      assert.equal(4.0, S:call(math.sqrt, 16))
+      assert.equal("ababab", S:call(function(f) return f("ab", 3) end,
+                                    string.rep))
+      assert.is_true(S:call(function(f) return f == io.write end, io.write))
+      assert.is_true(S:call(function(f) return f == print end, print))
+      assert.is_true(S:call(function(f) return f() > 0 end, core.cpu_count))
+      assert.equal(math.sqrt, (S:roundtrip(math.sqrt)))
+    end)
+
+    it("requires the module of a C function the receiver lacks", function()
+      S:dostring("package.loaded.codechelper = nil")
+      assert.equal("function", S:call(function(f) return type(f) end,
+                                      ch.encode))
+    end)
+  end)
+
+  describe("of futures", function()
+    it("shares the handle instead of copying", function()
+      local f = core.Future()
+      assert.equal(f, (S:roundtrip(f)))
+      local _, nfut = ch.encode(f, f, { f })
+      assert.equal(1, nfut)
+      assert.is_false(S:call(function(x) return x:done() end, f))
+      f:set_result(42)
+      assert.equal(42, S:call(function(x) return x:result() end, f))
+    end)
+  end)
+
+  describe("of errors", function()
+    it("raises the error value copied", function()
+      local ok, err = pcall(S.call, S, function() error("boom", 0) end)
+      assert.is_false(ok)
+      assert.equal("boom", err)
+      ok, err = pcall(S.call, S, function() error({ code = 7 }) end)
+      assert.is_false(ok)
+      assert.same({ code = 7 }, err)
+      ok, err = pcall(S.call, S, function()
+        error(require("concurrent.core").InvalidStateError("bad"))
+      end)
+      assert.is_false(ok)
+      assert.is_true(core.InvalidStateError:is(err))
+    end)
+  end)
+
+  describe("refusal", function()
+    local function refused(pattern, ...)
+      local ok, err = pcall(S.roundtrip, S, ...)
+      assert.is_false(ok)
+      assert.equal("cannot transfer " .. pattern, err)
+    end
+
+    it("names the path and the type", function()
+      refused("value #1.config.handle (userdata)",
+              { config = { handle = io.stdout } })
+      refused("value #2.x (userdata)", 1, { x = io.stdout })
+      refused("value #1[3] (userdata)", { 1, 2, io.stdout })
+      refused("value #1[10] (userdata)", { [10] = io.stdout })
+      local co = coroutine.create(print)
+      refused("value #1[2.5] (thread)", { [2.5] = co })
+      refused("value #1[true] (thread)", { [true] = co })
+      refused("value #1[userdata] (userdata)", { [io.stdout] = 1 })
+      refused("value #1 (thread)", co)
+      local function f() return co end
+      refused("value #1.list[1](upvalue 'co') (thread)", { list = { f } })
+      refused("value #1(metatable).__index (userdata)",
+              setmetatable({}, { __index = io.stdout }))
+      refused("value #1 (light userdata)",
+              debug.getregistry()["concurrent.capi"])
+    end)
+
+    it("refuses C functions with upvalues or without a name", function()
+      refused("value #1 (C function with upvalues)",
+              coroutine.wrap(function() end))
+      refused("value #1 (C function not found in package.loaded)",
+              getmetatable(io.stdout).__index.write)
+    end)
+
+    it("limits the nesting on encode", function()
+      assert.is_true(same(nest(200), (S:roundtrip(nest(200)))))
+      local ok, err = pcall(S.roundtrip, S, nest(201))
+      assert.is_false(ok)
+      assert.matches("(nesting deeper than 200)", err, 1, true)
+    end)
+
+    it("leaves the codec usable after a refusal", function()
+      pcall(S.roundtrip, S, { io.stdout })
+      assert.is_true(same({ 1, { 2 } }, (S:roundtrip({ 1, { 2 } }))))
+    end)
+  end)
+
+  describe("decoding hostile bytes", function()
+    local function rejected(why, bytes)
+      local ok, err = pcall(ch.decode, bytes)
+      assert.is_false(ok)
+      assert.matches("cannot decode transfer (" .. why, err, 1, true)
+      ok, err = pcall(S.decode, S, bytes)
+      assert.is_false(ok)
+      assert.matches("cannot decode transfer (" .. why, err, 1, true)
+    end
+
+    it("checks the header", function()
+      rejected("truncated", "")
+      rejected("unknown format version", "\2\0\0")
+      rejected("unknown flags", "\1\2\0")
+      rejected("trailing bytes", raw(0, 1, "\0\0"))
+      rejected("count larger than the input", "\1\0\5\0")
+    end)
+
+    it("checks tags, counts and references", function()
+      rejected("bad tag", raw(0, 1, "\99"))
+      rejected("truncated", raw(0, 1, "\3"))
+      rejected("varint overflow", raw(0, 1, "\3" .. ("\255"):rep(11)))
+      rejected("count larger than the input",
+               raw(0, 1, "\5\255\255\255\255\15abc"))
+      rejected("count larger than the input", raw(0, 1, "\6\255\255\3\0"))
+      rejected("bad reference", raw(0, 1, "\8\1"))
+      rejected("bad reference", raw(1, 1, "\8\1"))
+      rejected("bad reference", raw(1, 1, "\6\0\1\5\1k\8\2"))
+      rejected("future handle in raw bytes", raw(0, 1, "\12\0"))
+      rejected("nil key", raw(0, 1, "\6\0\1\0\0"))
+      rejected("NaN key", raw(0, 1, "\6\0\1\4" ..
+                                  string.pack("<d", 0 / 0) .. "\0"))
+      rejected("metatable is not a table", raw(0, 1, "\7\0\0\2"))
+      rejected("bad float run", raw(0, 1, "\6\1\0\13\2" ..
+                                        ("\0"):rep(16)))
+      rejected("bad tag", raw(0, 1, "\13\1" .. ("\0"):rep(8)))
+      rejected("no registry table 'no.such' here", raw(0, 1, "\9\7no.such"))
+      rejected("C function 'nosuch.mod.x'", raw(0, 1, "\11\10nosuch.mod\1x"))
+      rejected("bad bytecode", raw(0, 1, "\10\4junk\0"))
+    end)
+
+    it("limits the nesting on decode", function()
+      rejected("nesting deeper than 200",
+               raw(0, 1, ("\6\1\0"):rep(201) .. "\0"))
+    end)
+
+    it("checks upvalue descriptors", function()
+      local x = 1
+      local bytes = ch.encode(function() return x end)
+      -- the last bytes are: nups = 1, UV_VAL, INT 1
+      local head = bytes:sub(1, -5)
+      assert.equal("\1\0\3\2", bytes:sub(-4))
+      rejected("wrong upvalue count", head .. "\2\0\3\2")
+      rejected("bad upvalue tag", head .. "\1\9")
+      rejected("bad reference", head .. "\1\2\9\1")
+      ch.decode(bytes)  -- the unmodified bytes decode
+    end)
+
+    it("fails cleanly on every truncation and corruption", function()
+      local x = { 1 }
+      local t = { 1, 2.5, "s", { x = x, y = x }, [true] = false,
+        f = function() return x end, m = math.max,
+        e = core.TimeoutError("e") }
+      t.self = t
+      local bytes = ch.encode(t, -1, 1e300)
+      for n = 0, #bytes - 1 do
+        local ok, err = pcall(ch.decode, bytes:sub(1, n))
+        assert.is_false(ok)
+        assert.matches("^cannot decode transfer %(", err)
+      end
+      for i = 1, #bytes do
+        for _, flip in ipairs({ 0x01, 0x80, 0xff }) do
+          local c = string.char(bytes:byte(i) ~ flip)
+          local ok, err = pcall(ch.decode,
+                                bytes:sub(1, i - 1) .. c .. bytes:sub(i + 1))
+          if not ok then
+            assert.matches("^cannot decode transfer %(", err)
+          end
+        end
+      end
+    end)
+
+    it("replays the fuzz corpus", function()
+      local files = corpusfiles()
+      assert.is_true(#files > 0)
+      for _, name in ipairs(files) do
+        local bytes = readfile(name)
+        local ok, err = pcall(S.decode, S, bytes)
+        if not ok then
+          assert.matches("cannot decode transfer %(", err)
+        end
+      end
+    end)
+  end)
+
+  describe("property", function()
+    -- Random nested values from a seeded generator: shared references,
+    -- cycles and metatables included.
+    local function generator(seed)
+      local rnd = math.random
+      math.randomseed(seed)
+      local pool = {}
+      local specials = { 0, -1, math.maxinteger, math.mininteger, -0.0,
+        math.huge, -math.huge, 0 / 0, 0.1, 2 ^ 63 }
+      local value
+      local function scalar()
+        local k = rnd(6)
+        if k == 1 then return rnd(2) == 1 end
+        if k == 2 then return rnd(-1000, 1000) end
+        if k == 3 then return specials[rnd(#specials)] end
+        if k == 4 then return (rnd() - 0.5) * 10 ^ rnd(-300, 300) end
+        local n = rnd(0, rnd(2) == 1 and 8 or 300)
+        local b = {}
+        for i = 1, n do b[i] = string.char(rnd(0, 255)) end
+        return table.concat(b)
+      end
+      local function key()
+        local v
+        repeat v = scalar() until v == v
+        return v
+      end
+      function value(depth)
+        if depth <= 0 or rnd(3) == 1 then return scalar() end
+        if #pool > 0 and rnd(8) == 1 then return pool[rnd(#pool)] end
+        local t = {}
+        pool[#pool + 1] = t
+        for i = 1, rnd(0, 6) do t[i] = value(depth - 1) end
+        if rnd(5) == 1 then
+          for i = 1, 40 do t[#t + 1] = rnd() * i end
+        end
+        for _ = 1, rnd(0, 5) do t[key()] = value(depth - 1) end
+        if rnd(10) == 1 then setmetatable(t, { tag = scalar() }) end
+        if rnd(12) == 1 then setmetatable(t, pool[rnd(#pool)]) end
+        return t
+      end
+      return function() return value(5) end
+    end
+
+    it("round-trips thousands of random values deep-equal", function()
+      local gen = generator(20261128)
+      for case = 1, 3000 do
+        local v = gen()
+        local w = gen()
+        local a, b = S:roundtrip(v, w)
+        assert(same(v, a) and same(w, b), "case " .. case)
+      end
+    end)
+  end)
+end)
