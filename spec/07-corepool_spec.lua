@@ -13,7 +13,7 @@ local CASES = {
   "many1", "many2", "many8", "lazy", "maxworkers", "cancelqueued",
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
-  "stopctx", "stress",
+  "stopctx", "threadattrs", "stress",
 }
 
 local DESCRIPTIONS = {
@@ -34,6 +34,7 @@ local DESCRIPTIONS = {
   esys = "refuses with CONC_ESYS when no worker can be created",
   names = "names threads <prefix>_<n> within 15 bytes",
   stopctx = "calls worker_stop with each worker's context",
+  threadattrs = "gives workers their stack size and blocks async signals",
   stress = "accounts for every future with 4 submitters and concurrent cancels",
 }
 

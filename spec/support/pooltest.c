@@ -4,6 +4,7 @@
 ** names them; "pooltest bench [n]" measures trivial tasks per second.
 */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -685,6 +686,63 @@ static void case_stopctx(void) {
   gate_free(&sc.g);
 }
 
+/* What a worker thread sees of itself, for 'threadattrs'. */
+typedef struct probe {
+  conc_task_t base;
+  size_t stack;     /* its stack size */
+  int sigint;       /* SIGINT is blocked */
+  int sigsegv;      /* SIGSEGV is blocked */
+} probe;
+
+static void probe_run(conc_task_t *t, void *ctx) {
+  probe *pr = (probe *)t;
+  pthread_attr_t attr;
+  sigset_t mask;
+  (void)ctx;
+  CHECK(pthread_getattr_np(pthread_self(), &attr) == 0);
+  CHECK(pthread_attr_getstacksize(&attr, &pr->stack) == 0);
+  pthread_attr_destroy(&attr);
+  CHECK(pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0);
+  pr->sigint = sigismember(&mask, SIGINT);
+  pr->sigsegv = sigismember(&mask, SIGSEGV);
+  CHECK(conc_future_set_result(t->future, NULL, 0, NULL) == 0);
+}
+
+/* Run a probe on a fresh pool with 'stack_size'. */
+static void run_probe(size_t stack_size, probe *pr) {
+  conc_pool_opts_t o;
+  conc_pool_t *p;
+  conc_future_t *f = conc_future_new();
+  CHECK(f != NULL);
+  memset(&o, 0, sizeof(o));
+  o.max_workers = 1;
+  o.stack_size = stack_size;
+  p = conc_pool_new(&o);
+  CHECK(p != NULL);
+  memset(pr, 0, sizeof(*pr));
+  pr->base.future = f;
+  pr->base.run = probe_run;
+  pr->base.drop = t_drop;
+  conc_future_ref(f);
+  CHECK(conc_pool_submit(p, &pr->base) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(60)) == 0);
+  conc_future_unref(f);
+  conc_pool_free(p);
+}
+
+/* Workers get the requested stack (at least 1 MiB by default) and run
+** with asynchronous signals blocked, synchronous ones deliverable. */
+static void case_threadattrs(void) {
+  probe pr;
+  run_probe(0, &pr);
+  CHECK(pr.stack >= (size_t)1024 * 1024);
+  CHECK(pr.sigint == 1 && pr.sigsegv == 0);
+  run_probe((size_t)8 * 1024 * 1024 + 1, &pr);  /* rounded up to pages */
+  CHECK(pr.stack > (size_t)8 * 1024 * 1024);
+  run_probe(1, &pr);  /* raised to the system's minimum */
+  CHECK(pr.stack >= (size_t)PTHREAD_STACK_MIN);
+}
+
 /* Stress: submitters race with cancellers and with the workers. */
 #define STRESS_THREADS 4
 #define STRESS_TASKS 10000
@@ -886,6 +944,7 @@ static const struct {
   {"esys", case_esys},
   {"names", case_names},
   {"stopctx", case_stopctx},
+  {"threadattrs", case_threadattrs},
   {"stress", case_stress},
 };
 
