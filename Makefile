@@ -85,8 +85,10 @@ ROCKSPEC = rockspec/concurrent-scm-1.rockspec
 DEPS = LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(CC)' sh mk/deps.sh
 SUBMAKE = $(MAKE) --no-print-directory
 LUAENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
-# A spec run that takes longer than this many seconds has hung: it fails.
-SPEC_TIMEOUT = 1200
+# Bounds on a spec run (mk/specrun.sh): past this many seconds it has hung,
+# past this much resident memory it runs away; either way it fails.
+SPEC_TIMEOUT = 600
+SPEC_RSS_MB = 8192
 BUSTED_ARGS = --lpath='lua/?.lua;lua/?/init.lua' --cpath='$(BUILD)/?.so' \
               --output=spec/support/summary.lua \
               $(if $(wildcard spec/helpers.lua),--helper=spec/helpers.lua) $(SPECS)
@@ -144,7 +146,7 @@ specs: $(MODULE) $(HELPERS) $(POOLTEST) $(EMBED) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
 	  POOLTEST='$(CURDIR)/$(POOLTEST)' EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' \
 	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
-	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) sh mk/specrun.sh \
+	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) SPEC_RSS_MB=$(SPEC_RSS_MB) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
 
 $(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)

@@ -8,6 +8,7 @@
 #   headers  lua.h, lauxlib.h and lualib.h in $LUA_INC (liblua5.4-dev)
 #   busted   busted in PATH, its runner loadable by $LUA (lua-busted)
 #   luv      the luv module loadable by $LUA (lua-luv)
+#   fuzzer   $CC (clang) links a libFuzzer target (libclang-rt-<major>-dev)
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
 # CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
 # even as root (the specs use it).
@@ -34,6 +35,27 @@ have_module() {
   fi
 }
 
+# Can $CC link an empty libFuzzer target?  Trying is the only sure test:
+# the runtime sits in a directory named for clang's full version.
+have_fuzzer() {
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/concurrent-deps.XXXXXX") || return 1
+  printf '%s\n' '#include <stddef.h>' \
+    'int LLVMFuzzerTestOneInput(const char *d, size_t n);' \
+    'int LLVMFuzzerTestOneInput(const char *d, size_t n) {' \
+    '  (void)d; (void)n; return 0;' '}' >"$dir/f.c"
+  "$CC" -fsanitize=fuzzer "$dir/f.c" -o "$dir/f" >/dev/null 2>&1
+  ok=$?
+  rm -rf "$dir"
+  return $ok
+}
+
+# The major version of $CC (clang), for the versioned runtime package;
+# Debian 12's clang is 14.
+clang_major() {
+  v=$("$CC" -dumpversion 2>/dev/null)
+  echo "${v%%.*}" | grep -x '[0-9][0-9]*' || echo 14
+}
+
 # Print the Debian package providing NEED $1 if it is missing.
 check() {
   case $1 in
@@ -51,6 +73,7 @@ check() {
         echo lua-busted
       fi ;;
     luv) have_module luv lua-luv || echo lua-luv ;;
+    fuzzer) have_fuzzer || echo "libclang-rt-$(clang_major)-dev" ;;
   esac
 }
 
@@ -70,6 +93,12 @@ missing() {
 for need in "$@"; do
   case $need in
     cc|lua|headers|busted|luv) ;;
+    fuzzer)
+      case $CC in
+        *clang*) ;;
+        *) echo "mk/deps.sh: the fuzzer need wants CC=clang, not '$CC'" >&2
+           exit 2 ;;
+      esac ;;
     *) echo "mk/deps.sh: unknown need '$need'" >&2; exit 2 ;;
   esac
 done

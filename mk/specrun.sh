@@ -5,18 +5,57 @@
 # keeps the counts in $SPEC_PROGRESS; if the process dies first (a crash, a
 # sanitizer report) or fails after the line (a leak found at exit), the
 # line is printed again with that death counted as one more failure.
+#
+# A watchdog bounds the run: SPEC_TIMEOUT seconds and SPEC_RSS_MB megabytes
+# of resident memory (unset or 0: no bound).  A hung or runaway spec then
+# fails the build instead of stalling it or waking the OOM killer, which
+# TSan's own limits do not prevent.
 
 SPEC_PROGRESS=$(mktemp "${TMPDIR:-/tmp}/concurrent-spec.XXXXXX") || exit 1
 export SPEC_PROGRESS
-trap 'rm -f "$SPEC_PROGRESS"' EXIT
+why=$SPEC_PROGRESS.why
+trap 'rm -f "$SPEC_PROGRESS" "$why"' EXIT
 
-# SPEC_TIMEOUT (seconds) bounds the run, so a hung spec fails the build
-# instead of stalling it; --foreground keeps ^C working.
-if [ -n "${SPEC_TIMEOUT:-}" ]; then
-  set -- timeout --foreground -k 10 "$SPEC_TIMEOUT" "$@"
-fi
-"$@"
-status=$?
+# Kill process $1 once it has run SPEC_TIMEOUT seconds or grown past
+# SPEC_RSS_MB, leaving the reason in $why.
+watchdog() {
+  limit=${SPEC_TIMEOUT:-0} rss_limit=$((${SPEC_RSS_MB:-0} * 1024)) t=0
+  while kill -0 "$1" 2>/dev/null; do
+    rss=$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status" \
+          2>/dev/null)
+    if [ "$rss_limit" -gt 0 ] && [ "${rss:-0}" -gt "$rss_limit" ]; then
+      echo "grew past ${SPEC_RSS_MB} MB (SPEC_RSS_MB)" >"$why"
+      kill -KILL "$1"; return
+    fi
+    if [ "$limit" -gt 0 ] && [ "$t" -ge "$limit" ]; then
+      echo "timed out after ${SPEC_TIMEOUT}s (SPEC_TIMEOUT)" >"$why"
+      kill -TERM "$1"
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 1; kill -0 "$1" 2>/dev/null || return
+      done
+      kill -KILL "$1" 2>/dev/null; return
+    fi
+    sleep 1
+    t=$((t + 1))
+  done
+}
+
+# An asynchronous command of a non-interactive shell ignores SIGINT:
+# pass ^C and kill on to it.
+"$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' INT TERM
+# (away from stdout: its sleeps must not hold the caller's pipe open)
+watchdog "$child" >/dev/null 2>&1 &
+dog=$!
+status=
+while [ -z "$status" ]; do
+  wait "$child"
+  status=$?
+  kill -0 "$child" 2>/dev/null && status=  # 'wait' cut short by a signal
+done
+kill "$dog" 2>/dev/null
+wait "$dog" 2>/dev/null
 
 passed=0 failed=0 done=
 read -r passed failed done <"$SPEC_PROGRESS"
@@ -28,8 +67,8 @@ if [ "$done" = end ]; then
   if [ "$status" = 1 ] && [ "$failed" != 0 ]; then exit 1; fi
 fi
 
-if [ "$status" = 124 ] && [ -n "${SPEC_TIMEOUT:-}" ]; then
-  how="timed out after ${SPEC_TIMEOUT}s"
+if [ -s "$why" ]; then
+  how=$(cat "$why")
 elif [ "$status" -gt 128 ]; then
   how="was killed by signal $((status - 128))"
 else

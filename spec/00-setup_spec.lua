@@ -28,7 +28,7 @@ end
 -- Run mk/deps.sh with the environment 'env' (a table) and the needs given.
 local function deps(env, ...)
   local vars = { "CONCURRENT_NO_INSTALL=" .. (env.NO_INSTALL or "1") }
-  for _, k in ipairs({ "PATH", "LUA", "LUA_INC", "LUA_CPATH_5_4" }) do
+  for _, k in ipairs({ "PATH", "LUA", "LUA_INC", "LUA_CPATH_5_4", "CC" }) do
     if env[k] then vars[#vars + 1] = k .. "='" .. env[k] .. "'" end
   end
   -- env -u: the caller's DEBIAN_FRONTEND must not hide the script's own
@@ -116,6 +116,39 @@ describe("mk/deps.sh", function()
                              LUA_INC = empty, NO_INSTALL = "0" }, "headers")
     assert.are.equal(message("liblua5.4-dev", true), out)
     assert.are.equal(1, code)
+  end)
+
+  -- A fake clang on a full PATH: -dumpversion answers 'version', and
+  -- linking succeeds only if 'links'.
+  local function fake_clang(version, links)
+    fakebin(0)
+    writefile(bin .. "/clang", ([[
+#!/bin/sh
+if [ "$1" = -dumpversion ]; then echo %s; exit 0; fi
+%s
+]]):format(version, links and "exit 0" or "exit 1"), "755")
+    return bin .. ":" .. os.getenv("PATH")
+  end
+
+  it("names the libclang-rt package of clang's version for the fuzzer", function()
+    local code, out = deps({ PATH = fake_clang("15.0.7", false), LUA = LUA,
+                             CC = "clang" }, "cc", "fuzzer")
+    assert.are.equal(message("libclang-rt-15-dev"), out)
+    assert.are.equal(1, code)
+  end)
+
+  it("is content when clang links a fuzzer target", function()
+    local code, out = deps({ PATH = fake_clang("14.0.6", true), LUA = LUA,
+                             CC = "clang" }, "cc", "fuzzer")
+    assert.are.equal("", out)
+    assert.are.equal(0, code)
+  end)
+
+  it("wants clang for the fuzzer", function()
+    local code, out = deps({ CC = "gcc" }, "fuzzer")
+    assert.are.equal("mk/deps.sh: the fuzzer need wants CC=clang, not 'gcc'\n",
+                     out)
+    assert.are.equal(2, code)
   end)
 
   it("rejects an unknown need", function()
@@ -212,11 +245,11 @@ describe("mk/specrun.sh", function()
 
   -- Run the spec file made of 'body' through the wrapper; 'wrap' is an
   -- optional shell prefix standing between the wrapper and busted.
-  -- 'timeout' sets SPEC_TIMEOUT.  The fixture runs in its own directory, away
+  -- 'env' holds variable assignments.  The fixture runs in its own directory, away
   -- from this project's .busted.
-  local function run(body, wrap, timeout)
+  local function run(body, wrap, env)
     writefile(tmp .. "/fixture_spec.lua", body)
-    local code, out = shell((timeout and "SPEC_TIMEOUT=" .. timeout .. " " or "") ..
+    local code, out = shell((env and env .. " " or "") ..
                             "sh mk/specrun.sh " .. (wrap or "") .. LUA ..
                             " " .. busted .. " -C " .. tmp .. " -o " .. summary ..
                             " fixture_spec.lua")
@@ -276,9 +309,25 @@ describe("mk/specrun.sh", function()
     local code, out, last = run([[
       it("passes", function() end)
       it("hangs", function() while true do end end)
-    ]], nil, 1)
-    assert.matches("the spec run timed out after 1s before the end", out)
+    ]], nil, "SPEC_TIMEOUT=1")
+    assert.matches("the spec run timed out after 1s %(SPEC_TIMEOUT%) " ..
+                   "before the end", out)
     assert.are.equal("1 passed, 1 failed", last)
-    assert.are.equal(124, code)
+    assert.are.equal(128 + 15, code)
+  end)
+
+  it("fails a run that grows past SPEC_RSS_MB", function()
+    local code, out, last = run([[
+      it("passes", function() end)
+      it("grows", function()
+        local t = {}
+        for i = 1, 400 do t[i] = string.rep("x", 1 << 20) .. i end
+        while true do end
+      end)
+    ]], nil, "SPEC_RSS_MB=100")
+    assert.matches("the spec run grew past 100 MB %(SPEC_RSS_MB%) " ..
+                   "before the end", out)
+    assert.are.equal("1 passed, 1 failed", last)
+    assert.are.equal(128 + 9, code)
   end)
 end)
