@@ -177,7 +177,7 @@ lint:
 	@if command -v luarocks >/dev/null; then \
 	  luarocks --lua-version $(LUA_VERSION) lint $(ROCKSPEC); \
 	else echo "luarocks not installed: 'luarocks lint' skipped"; fi
-	@if command -v luacheck >/dev/null; then luacheck -q .; \
+	@if command -v luacheck >/dev/null; then luacheck -q --no-color .; \
 	else echo "luacheck not installed (apt-get install lua-check): skipped"; fi
 
 clean:
