@@ -161,6 +161,31 @@ $(EMBED): $(BUILD)/examples/embed.o $(LIBCORE)
 $(HOST): $(BUILD)/spec/support/host.o
 	$(CC) $(SANFLAGS) -pthread -o $@ $< -llua5.4 -lm -ldl $(MYLDFLAGS)
 
+# The decoder's fuzz target (libFuzzer; clang with libclang-rt-14-dev):
+# every source linked into one binary, run for FUZZ_TIME seconds on the
+# seeds and crash inputs kept in spec/fuzz/corpus/ (the specs replay
+# them; add a crash input there when the fuzzer finds one).
+FUZZ_CC = clang
+FUZZ_TIME = 60
+FUZZ = build-fuzz/decode
+FUZZ_CFLAGS = -std=c99 -D_GNU_SOURCE $(CWARNS) -g -O1 \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              -pthread -Icore/include -Icore -Ilua -I$(LUA_INC)
+
+fuzz:
+	@LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(FUZZ_CC)' sh mk/deps.sh cc headers
+	@$(SUBMAKE) $(FUZZ)
+	@mkdir -p build-fuzz/corpus
+	$(FUZZ) -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus spec/fuzz/corpus
+
+$(FUZZ): spec/fuzz/decode.c $(CORE_SRC) $(BIND_SRC) $(wildcard core/*.h core/include/*.h lua/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ spec/fuzz/decode.c $(CORE_SRC) \
+	  $(BIND_SRC) -llua5.4 -lm -ldl
+
+.PHONY: fuzz
+
 install: $(MODULE) $(LIBCORE)
 	install -d $(DESTDIR)$(INSTALL_CMOD)/concurrent \
 	  $(DESTDIR)$(INSTALL_LMOD)/concurrent $(DESTDIR)$(INSTALL_INC)
@@ -181,7 +206,7 @@ lint:
 	else echo "luacheck not installed (apt-get install lua-check): skipped"; fi
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 print:
 	@echo CC=$(CC) CFLAGS=$(CFLAGS)

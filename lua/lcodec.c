@@ -1043,11 +1043,21 @@ static void deccfunc(Dec *D) {
   lua_pop(L, 1);
 }
 
+/* registry[name], if it is a table whose __name is that name (as the
+** encoder requires): other registry entries (package.loaded) stay out
+** of reach of hostile bytes. */
 static void decnamed(Dec *D) {
   lua_State *L = D->L;
+  int ok = 0;
   loadstring(D);
   lua_pushvalue(L, -1);
-  if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TTABLE)
+  if (lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TTABLE) {
+    lua_pushliteral(L, "__name");
+    lua_rawget(L, -2);
+    ok = lua_rawequal(L, -1, -3);
+    lua_pop(L, 1);
+  }
+  if (!ok)
     error(D, lua_pushfstring(L, "no registry table '%s' here",
                              lua_tostring(L, -2)));
   lua_remove(L, -2);
