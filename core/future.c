@@ -12,9 +12,10 @@ typedef struct callback {
   void *arg;
 } callback;
 
+/* No condition variable per future: the rare conc_future_wait brings
+** its own (a 'sleeper' watcher), which saves 48 bytes a future. */
 struct conc_future {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
   int refs;               /* atomic */
   conc_state_t state;
   int settled;            /* done and every C callback returned */
@@ -23,7 +24,7 @@ struct conc_future {
   size_t len;
   conc_free_fn freefn;
   callback *cbs, **cbtail;  /* C callbacks, in registration order */
-  conc__queue watchers;     /* conc__watcher nodes, fired when settled */
+  conc__queue watchers;     /* conc__wnode nodes, fired when settled */
 };
 
 
@@ -51,11 +52,6 @@ conc_future_t *conc_future_new(void) {
     free(f);
     return NULL;
   }
-  if (conc__cond_init(&f->cv) != 0) {
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-    return NULL;
-  }
   f->refs = 1;
   f->state = CONC_PENDING;
   f->cbtail = &f->cbs;
@@ -78,13 +74,13 @@ void conc_future_unref(conc_future_t *f) {
     free(cb);
   }
   while (!conc__queue_empty(&f->watchers)) {
-    conc__queue *q = conc__queue_head(&f->watchers);
-    conc__queue_remove(q);
-    conc__watcher_drop(q);
+    conc__wnode *n = (conc__wnode *)conc__queue_head(&f->watchers);
+    conc__queue_remove(&n->q);
+    conc_assert(n->drop != NULL);
+    n->drop(n);
   }
   if (f->freefn != NULL)
     f->freefn(f->data);
-  pthread_cond_destroy(&f->cv);
   pthread_mutex_destroy(&f->mu);
   free(f);
 }
@@ -120,8 +116,8 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 ** future: (1) under the lock, the state and payload change and the
 ** callback list is taken; (2) the C callbacks run outside the lock, so
 ** they may call back into this future; (3) under the lock again, the
-** future is 'settled', its watchers fire and waiters wake. Lock order:
-** future, then mailbox (inside conc__watcher_fire).
+** future is 'settled' and its watchers fire (waking its waiters). Lock
+** order: future, then whatever a watcher takes (a mailbox's lock).
 */
 static void settle(conc_future_t *f) {
   callback *cb = f->cbs;
@@ -137,11 +133,10 @@ static void settle(conc_future_t *f) {
   pthread_mutex_lock(&f->mu);
   f->settled = 1;
   while (!conc__queue_empty(&f->watchers)) {
-    conc__queue *q = conc__queue_head(&f->watchers);
-    conc__queue_remove(q);
-    conc__watcher_fire(q);
+    conc__wnode *n = (conc__wnode *)conc__queue_head(&f->watchers);
+    conc__queue_remove(&n->q);
+    n->fire(n);
   }
-  pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -187,14 +182,42 @@ int conc_future_cancel(conc_future_t *f) {
   }
 }
 
+/* A thread blocked in conc_future_wait: a watcher on its own stack. */
+typedef struct sleeper {
+  conc__wnode n;
+  pthread_cond_t cv;
+  int fired;
+} sleeper;
+
+static void sleeper_fire(conc__wnode *n) {
+  sleeper *s = conc__container_of(n, sleeper, n);
+  s->fired = 1;
+  pthread_cond_signal(&s->cv);
+}
+
 int conc_future_wait(conc_future_t *f, double deadline) {
+  sleeper s;
   int r = 0;
   pthread_mutex_lock(&f->mu);
-  while (!f->settled && r == 0)
-    r = conc__cond_wait(&f->cv, &f->mu, deadline);
-  if (f->settled) r = 0;
+  if (f->settled) {
+    pthread_mutex_unlock(&f->mu);
+    return 0;
+  }
+  if (conc__cond_init(&s.cv) != 0) {
+    pthread_mutex_unlock(&f->mu);
+    return CONC_ESYS;
+  }
+  s.fired = 0;
+  s.n.fire = sleeper_fire;
+  s.n.drop = NULL;  /* the caller holds a reference */
+  conc__queue_insert_tail(&f->watchers, &s.n.q);
+  while (!s.fired && r == 0)
+    r = conc__cond_wait(&s.cv, &f->mu, deadline);
+  if (!s.fired)
+    conc__queue_remove(&s.n.q);
   pthread_mutex_unlock(&f->mu);
-  return r;
+  pthread_cond_destroy(&s.cv);
+  return s.fired ? 0 : CONC_ETIMEDOUT;
 }
 
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
@@ -240,19 +263,19 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 ** is settled, and can be unlinked until then.
 ** ======================================================================= */
 
-int conc__future_watch(conc_future_t *f, conc__queue *node) {
+int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   int linked;
   pthread_mutex_lock(&f->mu);
   linked = !f->settled;
   if (linked)
-    conc__queue_insert_tail(&f->watchers, node);
+    conc__queue_insert_tail(&f->watchers, &n->q);
   pthread_mutex_unlock(&f->mu);
   return linked;
 }
 
-void conc__future_unwatch(conc_future_t *f, conc__queue *node) {
+void conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
   pthread_mutex_lock(&f->mu);
-  conc__queue_remove(node);  /* harmless when already unlinked */
+  conc__queue_remove(&n->q);  /* harmless when already unlinked */
   pthread_mutex_unlock(&f->mu);
 }
 

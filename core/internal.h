@@ -32,16 +32,20 @@ CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
 
-/* mailbox.c: a watcher node linked in a future's list. 'fire' runs when
-** the future is settled, with the future's lock held (lock order: future,
-** then mailbox); 'drop' when a future that never completed is freed. */
-CONC__FUNC void conc__watcher_fire(conc__queue *node);
-CONC__FUNC void conc__watcher_drop(conc__queue *node);
+/* A node in a future's watcher list. 'fire' runs once the future is
+** settled, with the future's lock held (lock order: future, then
+** anything 'fire' takes); 'drop' when a future that never completed is
+** freed (NULL for nodes whose owner keeps the future alive). */
+typedef struct conc__wnode {
+  conc__queue q;
+  void (*fire)(struct conc__wnode *n);
+  void (*drop)(struct conc__wnode *n);
+} conc__wnode;
 
-/* future.c: watcher lists of a future (used by mailbox.c). Returns 1 if
-** the watcher was linked, 0 if the future is already done (then it is
-** not linked and the caller handles it as completed). */
-CONC__FUNC int conc__future_watch(conc_future_t *f, conc__queue *node);
-CONC__FUNC void conc__future_unwatch(conc_future_t *f, conc__queue *node);
+/* future.c: link 'n' to the future's watchers: 1, or 0 if the future is
+** settled already (then it is not linked and the caller treats it as
+** fired). Unlinking an unlinked node is harmless. */
+CONC__FUNC int conc__future_watch(conc_future_t *f, conc__wnode *n);
+CONC__FUNC void conc__future_unwatch(conc_future_t *f, conc__wnode *n);
 
 #endif

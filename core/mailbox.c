@@ -32,7 +32,7 @@ struct conc_watch {
 ** future is still freed); a watch node's set holds the future.
 */
 typedef struct watcher {
-  conc__queue fnode;    /* in the future's watcher list until fired */
+  conc__wnode fnode;    /* in the future's watcher list until fired */
   conc__queue mnode;    /* in 'posts' or the set's 'ready' once fired */
   conc__queue snode;    /* a watch node in its set's 'all' */
   conc_future_t *f;
@@ -110,7 +110,7 @@ static void post_free(watcher *w, int fired) {
 }
 
 
-void conc__watcher_fire(conc__queue *node) {
+static void watcher_fire(conc__wnode *node) {
   watcher *w = conc__container_of(node, watcher, fnode);
   conc_mailbox_t *mb = w->mb;
   int dropped = 0;
@@ -131,9 +131,8 @@ void conc__watcher_fire(conc__queue *node) {
     post_free(w, 0);
 }
 
-void conc__watcher_drop(conc__queue *node) {
+static void watcher_drop(conc__wnode *node) {
   watcher *w = conc__container_of(node, watcher, fnode);
-  conc_assert(w->set == NULL);  /* a set keeps its futures alive */
   post_free(w, 0);
 }
 
@@ -147,10 +146,12 @@ int conc_mailbox_subscribe(conc_mailbox_t *mb, conc_future_t *f,
   w->f = f;
   w->mb = mb;
   w->tag = tag;
-  conc__queue_init(&w->fnode);
+  w->fnode.fire = watcher_fire;
+  w->fnode.drop = watcher_drop;
+  conc__queue_init(&w->fnode.q);
   conc__queue_init(&w->mnode);
   if (!conc__future_watch(f, &w->fnode))
-    conc__watcher_fire(&w->fnode);  /* settled already: post at once */
+    watcher_fire(&w->fnode);  /* settled already: post at once */
   return 0;
 }
 
@@ -226,7 +227,9 @@ int conc_watch_add(conc_watch_t *set, conc_future_t *f, uintptr_t tag) {
   w->mb = set->mb;
   w->set = set;
   w->tag = tag;
-  conc__queue_init(&w->fnode);
+  w->fnode.fire = watcher_fire;
+  w->fnode.drop = NULL;  /* the set keeps its futures alive */
+  conc__queue_init(&w->fnode.q);
   conc__queue_init(&w->mnode);
   conc__queue_insert_tail(&set->all, &w->snode);
   if (!conc__future_watch(f, &w->fnode)) {
