@@ -25,6 +25,15 @@
 #define conc_assert(c) ((void)0)
 #endif
 
+/* A hint to the CPU inside a polling loop. */
+static inline void conc__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* clock.c: condition variables wait on CLOCK_MONOTONIC. */
 CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 /* Wait on 'cv' until signalled or 'deadline' (CONC_FOREVER: no limit):

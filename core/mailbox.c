@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -18,11 +19,19 @@ struct conc_mailbox {
   int waiters;         /* threads blocked on 'cv' */
   int efd;             /* readable while 'posts' is not empty */
   conc__queue posts;   /* fired post watchers, oldest first */
+  int nposts;          /* their number, also read atomically by 'poll' */
 };
+
+/* How long (seconds) a waiting owner polls before it sleeps: a result
+** that arrives within it costs no sleep and wake-up on either side. */
+#if !defined(CONC_WAIT_SPIN)
+#define CONC_WAIT_SPIN 50e-6
+#endif
 
 struct conc_watch {
   conc_mailbox_t *mb;  /* a reference; its lock guards 'ready' */
   conc__queue ready;   /* fired watch nodes */
+  int nready;          /* their number, also read atomically by 'poll' */
   conc__queue all;     /* every node of the set, for conc_watch_free */
 };
 
@@ -110,13 +119,19 @@ static void post_free(watcher *w, int fired) {
 }
 
 
+/* With the mailbox's lock held: 'w' of 'set' has fired. */
+static void setready(conc_watch_t *set, watcher *w) {
+  conc__queue_insert_tail(&set->ready, &w->mnode);
+  __atomic_store_n(&set->nready, set->nready + 1, __ATOMIC_RELEASE);
+}
+
 static void watcher_fire(conc__wnode *node) {
   watcher *w = conc__container_of(node, watcher, fnode);
   conc_mailbox_t *mb = w->mb;
   int dropped = 0;
   pthread_mutex_lock(&mb->mu);
   if (w->set != NULL)
-    conc__queue_insert_tail(&w->set->ready, &w->mnode);
+    setready(w->set, w);
   else if (mb->closed)
     dropped = 1;
   else {
@@ -124,6 +139,7 @@ static void watcher_fire(conc__wnode *node) {
     if (conc__queue_empty(&mb->posts))
       signal_fd(mb, 1);
     conc__queue_insert_tail(&mb->posts, &w->mnode);
+    __atomic_store_n(&mb->nposts, mb->nposts + 1, __ATOMIC_RELEASE);
   }
   wake(mb);
   pthread_mutex_unlock(&mb->mu);
@@ -165,6 +181,7 @@ int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
   }
   w = conc__container_of(conc__queue_head(&mb->posts), watcher, mnode);
   conc__queue_remove(&w->mnode);
+  __atomic_store_n(&mb->nposts, mb->nposts - 1, __ATOMIC_RELAXED);
   if (conc__queue_empty(&mb->posts))
     signal_fd(mb, 0);
   pthread_mutex_unlock(&mb->mu);
@@ -194,6 +211,7 @@ void conc_mailbox_close(conc_mailbox_t *mb) {
   if (!conc__queue_empty(&mb->posts))
     signal_fd(mb, 0);
   conc__queue_move(&mb->posts, &posts);
+  __atomic_store_n(&mb->nposts, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&mb->mu);
   while (!conc__queue_empty(&posts)) {
     watcher *w = conc__container_of(conc__queue_head(&posts), watcher, mnode);
@@ -213,6 +231,7 @@ conc_watch_t *conc_watch_new(conc_mailbox_t *mb) {
     return NULL;
   conc_mailbox_ref(mb);
   set->mb = mb;
+  set->nready = 0;
   conc__queue_init(&set->ready);
   conc__queue_init(&set->all);
   return set;
@@ -234,7 +253,7 @@ int conc_watch_add(conc_watch_t *set, conc_future_t *f, uintptr_t tag) {
   conc__queue_insert_tail(&set->all, &w->snode);
   if (!conc__future_watch(f, &w->fnode)) {
     pthread_mutex_lock(&set->mb->mu);
-    conc__queue_insert_tail(&set->ready, &w->mnode);
+    setready(set, w);
     pthread_mutex_unlock(&set->mb->mu);
   }
   return 0;
@@ -246,6 +265,7 @@ int conc_watch_take(conc_watch_t *set, uintptr_t *tag) {
   if (!conc__queue_empty(&set->ready)) {
     w = conc__container_of(conc__queue_head(&set->ready), watcher, mnode);
     conc__queue_remove(&w->mnode);
+    __atomic_store_n(&set->nready, set->nready - 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&set->mb->mu);
   if (w == NULL)
@@ -254,9 +274,32 @@ int conc_watch_take(conc_watch_t *set, uintptr_t *tag) {
   return 1;
 }
 
+/* Poll (no lock) until something is ready or CONC_WAIT_SPIN passes;
+** yield the core now and then: on a busy machine the thread we wait for
+** may need it. */
+static int poll(conc_watch_t *set, double deadline, int posts) {
+  double end = conc_now() + CONC_WAIT_SPIN;
+  unsigned i;
+  if (deadline != CONC_FOREVER && deadline < end)
+    end = deadline;
+  for (i = 1; ; i++) {
+    if (__atomic_load_n(&set->nready, __ATOMIC_ACQUIRE) > 0
+        || (posts && __atomic_load_n(&set->mb->nposts, __ATOMIC_ACQUIRE) > 0))
+      return 1;
+    conc__cpu_relax();
+    if (i % 64 == 0) {
+      if (conc_now() >= end)
+        return 0;
+      sched_yield();
+    }
+  }
+}
+
 int conc_watch_wait(conc_watch_t *set, double deadline, int posts) {
   conc_mailbox_t *mb = set->mb;
   int r = 0;
+  if (poll(set, deadline, posts))
+    return 0;
   pthread_mutex_lock(&mb->mu);
   if (conc__queue_empty(&set->ready)
       && (!posts || conc__queue_empty(&mb->posts))) {
