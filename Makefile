@@ -123,9 +123,23 @@ demo:
 	@$(DEPS) cc lua headers
 	@$(SUBMAKE) run-demo
 
+# Every example (and the C host) under valgrind: any error or leak fails.
+EXAMPLES = $(sort $(wildcard examples/*.lua))
+VALGRIND = valgrind -q --leak-check=full --error-exitcode=9 \
+           --errors-for-leak-kinds=definite,indirect,possible
+valgrind:
+	@$(DEPS) cc lua headers valgrind
+	@$(SUBMAKE) $(MODULE) $(EMBED)
+	@pass=0; fail=0; \
+	for f in $(EXAMPLES) $(EMBED); do \
+	  case $$f in *.lua) cmd="$(LUA) $$f" ;; *) cmd=$$f ;; esac; \
+	  if $(LUAENV) $(VALGRIND) $$cmd >/dev/null; then pass=$$((pass+1)); \
+	  else echo "valgrind: $$f: errors or leaks"; fail=$$((fail+1)); fi; \
+	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
 # Each spec/bench/*.lua is one section of the report, run in name order.
 bench:
-	@$(DEPS) cc lua headers luv
+	@$(DEPS) cc lua headers luv python3
 	@$(SUBMAKE) run-bench
 
 # Internal: the demo and the benchmarks, once the packages are there.
@@ -216,4 +230,4 @@ print:
 	@echo HELPERS=$(HELPERS)
 	@echo SPECS=$(SPECS)
 
-.PHONY: all clean print test asan tsan demo bench specs install lint run-demo run-bench
+.PHONY: all clean print test asan tsan demo bench specs install lint valgrind run-demo run-bench

@@ -43,9 +43,13 @@ int main(void) {
   int status;
   luaL_openlibs(L);
   /* find the module: first the build tree, then the installed paths */
-  luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path\n"
-                   "package.cpath = 'build/?.so;' .. package.cpath\n"
-                   "require 'concurrent.core'");
+  if (luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path\n"
+                       "package.cpath = 'build/?.so;' .. package.cpath\n"
+                       "require 'concurrent.core'") != LUA_OK) {
+    fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 1;
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
   api = (const conc_lua_api_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -61,8 +65,11 @@ int main(void) {
   j.freefn = api->freepayload;
   lua_pop(L, 2);
   j.f = conc_future_new();
-  pthread_create(&t, NULL, worker, &j);
-  if (luaL_loadstring(L, script) != LUA_OK) {
+  if (j.f == NULL || pthread_create(&t, NULL, worker, &j) != 0) {
+    fprintf(stderr, "embed: cannot start the host thread\n");
+    return 1;
+  }
+  if (luaL_loadstring(L, script) != LUA_OK) {  /* a bug in 'script' */
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
     return 1;
   }

@@ -9,6 +9,8 @@
 #   busted   busted in PATH, its runner loadable by $LUA (lua-busted)
 #   luv      the luv module loadable by $LUA (lua-luv)
 #   fuzzer   $CC (clang) links a libFuzzer target (libclang-rt-<major>-dev)
+#   valgrind valgrind in PATH (valgrind)
+#   python3  python3 in PATH, the benchmark's Python baseline (python3)
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
 # CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
 # even as root (the specs use it).
@@ -74,6 +76,8 @@ check() {
       fi ;;
     luv) have_module luv lua-luv || echo lua-luv ;;
     fuzzer) have_fuzzer || echo "libclang-rt-$(clang_major)-dev" ;;
+    valgrind) have_cmd valgrind || echo valgrind ;;
+    python3) have_cmd python3 || echo python3 ;;
   esac
 }
 
@@ -92,7 +96,7 @@ missing() {
 
 for need in "$@"; do
   case $need in
-    cc|lua|headers|busted|luv) ;;
+    cc|lua|headers|busted|luv|valgrind|python3) ;;
     fuzzer)
       case $CC in
         *clang*) ;;
