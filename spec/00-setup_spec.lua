@@ -90,6 +90,13 @@ describe("mk/deps.sh", function()
     assert.are.equal(1, code)
   end)
 
+  it("names valgrind and python3 for a PATH without them", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC },
+                           "lua", "valgrind", "headers", "python3")
+    assert.are.equal(message("valgrind python3"), out)
+    assert.are.equal(1, code)
+  end)
+
   it("names each missing package once, in the order asked", function()
     local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = empty },
                            "headers", "busted", "headers", "lua", "busted")
