@@ -42,12 +42,12 @@ CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/%.o)
 BIND_OBJ = $(BIND_SRC:%.c=$(BUILD)/%.o)
 MODULE = $(BUILD)/concurrent/core.so
 # Spec-only C module: completes futures from host threads, codec round trips.
-# It links the core only and reaches the binding through conc_lua_api_t;
+# It links no core of its own: it reaches the module's through conc_lua_api_t;
 # the general rule for spec/support/*.c below builds it.
 TESTHELPER = $(BUILD)/testhelper.so
 
-# The core alone, for C hosts (examples/embed.c): it holds no global
-# state, so a host linking it and the loaded module can share futures.
+# The core alone, for C programs without Lua. A host that embeds Lua uses
+# the module's own core through conc_lua_api_t instead (examples/embed.c).
 LIBCORE = $(BUILD)/libconcurrent.a
 EMBED = $(BUILD)/embed
 
@@ -67,7 +67,7 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 # == SPECS, DEMO, SANITIZERS, INSTALL =========================================
 
 # Spec-only C modules: every spec/support/<name>.c except the sanitizer host
-# becomes $(BUILD)/<name>.so, linked with the core objects only.
+# becomes $(BUILD)/<name>.so; it reaches the module through conc_lua_api_t.
 HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 # Their objects are intermediate to make: keep them, so a rerun relinks nothing.
@@ -163,13 +163,13 @@ specs: $(MODULE) $(HELPERS) $(POOLTEST) $(EMBED) $(if $(SAN),$(HOST))
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) SPEC_RSS_MB=$(SPEC_RSS_MB) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
 
-$(BUILD)/%.so: $(BUILD)/spec/support/%.o $(CORE_OBJ)
+$(BUILD)/%.so: $(BUILD)/spec/support/%.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
 $(POOLTEST): $(BUILD)/spec/support/pooltest.o $(CORE_OBJ)
 	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
 
-$(EMBED): $(BUILD)/examples/embed.o $(LIBCORE)
+$(EMBED): $(BUILD)/examples/embed.o
 	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
 
 $(HOST): $(BUILD)/spec/support/host.o

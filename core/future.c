@@ -23,6 +23,8 @@ struct conc_future {
   void *data;
   size_t len;
   conc_free_fn freefn;
+  conc_callback_fn hook;    /* the owning pool's callback, before 'cbs' */
+  void *hookarg;
   callback *cbs, **cbtail;  /* C callbacks, in registration order */
   conc__queue watchers;     /* conc__wnode nodes, fired when settled */
 };
@@ -121,9 +123,13 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 */
 static void settle(conc_future_t *f) {
   callback *cb = f->cbs;
+  conc_callback_fn hook = f->hook;
+  f->hook = NULL;
   f->cbs = NULL;
   f->cbtail = &f->cbs;
   pthread_mutex_unlock(&f->mu);
+  if (hook != NULL)
+    hook(f, f->hookarg);
   while (cb != NULL) {
     callback *next = cb->next;
     cb->fn(f, cb->arg);
@@ -255,6 +261,22 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
   f->cbtail = &cb->next;
   pthread_mutex_unlock(&f->mu);
   return 0;
+}
+
+
+/* The pool's callback in the future's own slot: no allocation, cannot
+** fail. One per future; at once if it is done already. */
+void conc__future_hook(conc_future_t *f, conc_callback_fn fn, void *arg) {
+  pthread_mutex_lock(&f->mu);
+  if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
+    pthread_mutex_unlock(&f->mu);
+    fn(f, arg);
+    return;
+  }
+  conc_assert(f->hook == NULL);
+  f->hook = fn;
+  f->hookarg = arg;
+  pthread_mutex_unlock(&f->mu);
 }
 
 

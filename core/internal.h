@@ -41,6 +41,12 @@ CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
 
+/* future.c: the one callback of the pool that runs a future's task,
+** kept in the future itself (no allocation): as conc_future_add_callback,
+** but it runs before the others and cannot fail. */
+CONC__FUNC void conc__future_hook(conc_future_t *f, conc_callback_fn fn,
+                                  void *arg);
+
 /* A node in a future's watcher list. 'fire' runs once the future is
 ** settled, with the future's lock held (lock order: future, then
 ** anything 'fire' takes); 'drop' when a future that never completed is

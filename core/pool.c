@@ -576,9 +576,7 @@ int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
     return CONC_EINVAL;
   t->p_ = p;
   t->s_ = T_SUBMITTING;
-  r = conc_future_add_callback(t->future, on_done, t);
-  if (r != 0)
-    return r;  /* nothing registered: the task is untouched */
+  conc__future_hook(t->future, on_done, t);
   pthread_mutex_lock(&p->mu);
   r = closed(p);
   if (r == 0 && t->s_ == T_SEEN) {  /* cancelled before it was queued */

@@ -13,6 +13,7 @@
 #include "concurrent.h"
 
 struct job {
+  const conc_lua_api_t *api;  /* the module's core: futures Lua sees */
   conc_future_t *f;
   void *payload;
   size_t len;
@@ -23,7 +24,7 @@ struct job {
 static void *worker(void *arg) {
   struct job *j = (struct job *)arg;
   usleep(20000);
-  if (conc_future_set_result(j->f, j->payload, j->len, j->freefn) != 0)
+  if (j->api->future_set_result(j->f, j->payload, j->len, j->freefn) != 0)
     j->freefn(j->payload);
   return NULL;
 }
@@ -64,7 +65,8 @@ int main(void) {
   j.payload = api->encode(L, lua_gettop(L) - 1, 2, &j.len);
   j.freefn = api->freepayload;
   lua_pop(L, 2);
-  j.f = conc_future_new();
+  j.api = api;
+  j.f = api->future_new();
   if (j.f == NULL || pthread_create(&t, NULL, worker, &j) != 0) {
     fprintf(stderr, "embed: cannot start the host thread\n");
     return 1;
@@ -78,7 +80,7 @@ int main(void) {
   if (status != LUA_OK)
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
   pthread_join(t, NULL);
-  conc_future_unref(j.f);
+  api->future_unref(j.f);
   lua_close(L);
   return status == LUA_OK ? 0 : 1;
 }

@@ -44,7 +44,18 @@ static const conc_lua_api_t capi = {
   capi_tofuture,
   capi_encode,
   capi_decode,
-  lconc_payload_free
+  lconc_payload_free,
+  conc_future_new,
+  conc_future_ref,
+  conc_future_unref,
+  conc_future_state,
+  conc_future_set_running_or_notify_cancel,
+  conc_future_set_result,
+  conc_future_set_exception,
+  conc_future_cancel,
+  conc_future_wait,
+  conc_future_add_callback,
+  conc_deadline
 };
 
 /* }====================================================================== */

@@ -245,7 +245,9 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 ** The Lua side, for hosts that embed Lua. After require "concurrent.core"
 ** (or luaopen_concurrent_core) in a state, the registry field
 ** CONC_LUA_API_KEY holds a light userdata pointing to this table. The
-** core itself never includes lua.h.
+** core itself never includes lua.h. A host that embeds Lua uses only
+** this table for futures its states see (examples/embed.c); the plain
+** conc_ functions are for programs that use the core without the module.
 ** ======================================================================= */
 
 struct lua_State;
@@ -266,6 +268,23 @@ typedef struct conc_lua_api {
   /* push the values of an encoded payload; returns their number */
   int (*decode)(struct lua_State *L, const void *payload);
   conc_free_fn freepayload;
+  /* The module's own core, for every future a host shares with Lua
+  ** states: a separately linked copy of the core (libconcurrent.a) may
+  ** differ in layout, so it must never touch the module's futures. */
+  conc_future_t *(*future_new)(void);
+  void (*future_ref)(conc_future_t *f);
+  void (*future_unref)(conc_future_t *f);
+  conc_state_t (*future_state)(conc_future_t *f);
+  int (*future_set_running_or_notify_cancel)(conc_future_t *f);
+  int (*future_set_result)(conc_future_t *f, void *data, size_t len,
+                           conc_free_fn freefn);
+  int (*future_set_exception)(conc_future_t *f, void *data, size_t len,
+                              conc_free_fn freefn);
+  int (*future_cancel)(conc_future_t *f);
+  int (*future_wait)(conc_future_t *f, double deadline);
+  int (*future_add_callback)(conc_future_t *f, conc_callback_fn fn,
+                             void *arg);
+  double (*deadline)(double timeout);
 } conc_lua_api_t;
 
 /* }====================================================================== */

@@ -1,6 +1,6 @@
 /*
 ** testhelper.c: a spec-only module acting as a C host: it completes
-** futures from threads of its own, through the public C API only.
+** futures from threads of its own, through conc_lua_api_t only.
 */
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@ typedef enum { SET_RESULT, SET_EXCEPTION, CANCEL } action;
 
 /* One host thread completing 'n' futures, each after 'delay' seconds. */
 typedef struct job {
+  const conc_lua_api_t *api;
   pthread_t thread;
   int started, joined;
   action act;
@@ -54,13 +55,13 @@ static void *run(void *arg) {
   for (i = 0; i < j->n; i++) {
     sleepfor(j->delay);
     if (j->act == CANCEL)
-      r = conc_future_cancel(j->fs[i]) ? 0 : CONC_ESTATE;
+      r = j->api->future_cancel(j->fs[i]) ? 0 : CONC_ESTATE;
     else if (j->act == SET_RESULT)
-      r = conc_future_set_result(j->fs[i], j->payloads[i], j->lens[i],
-                                 j->freepayload);
-    else
-      r = conc_future_set_exception(j->fs[i], j->payloads[i], j->lens[i],
+      r = j->api->future_set_result(j->fs[i], j->payloads[i], j->lens[i],
                                     j->freepayload);
+    else
+      r = j->api->future_set_exception(j->fs[i], j->payloads[i], j->lens[i],
+                                       j->freepayload);
     if (r != 0) {
       j->rejected++;
       if (j->payloads != NULL) j->freepayload(j->payloads[i]);
@@ -77,7 +78,7 @@ static void joinjob(job *j) {
     j->joined = 1;
   }
   for (i = 0; i < j->n; i++) {
-    if (j->fs != NULL && j->fs[i] != NULL) conc_future_unref(j->fs[i]);
+    if (j->fs != NULL && j->fs[i] != NULL) j->api->future_unref(j->fs[i]);
     if (j->payloads != NULL && j->payloads[i] != NULL)
       j->freepayload(j->payloads[i]);
   }
@@ -115,6 +116,7 @@ static int th_complete(lua_State *L) {
   luaL_setmetatable(L, JOB_MT);
   j->delay = luaL_optnumber(L, 2, 0);
   j->act = (action)luaL_checkoption(L, 3, "result", acts);
+  j->api = api;
   j->freepayload = api->freepayload;
   j->fs = (conc_future_t **)calloc((size_t)n + 1, sizeof(*j->fs));
   j->n = n;
@@ -127,7 +129,7 @@ static int th_complete(lua_State *L) {
     j->fs[i] = api->tofuture(L, -1);
     if (j->fs[i] == NULL)
       return luaL_argerror(L, 1, "futures expected");
-    conc_future_ref(j->fs[i]);
+    api->future_ref(j->fs[i]);
     lua_pop(L, 1);
     if (j->act == SET_RESULT && lua_isinteger(L, 4))
       lua_pushinteger(L, lua_tointeger(L, 4) + i + 1);
@@ -172,16 +174,18 @@ static int th_c_callback(lua_State *L) {
   c = (int *)lua_newuserdatauv(L, sizeof(int), 0);
   *c = 0;
   luaL_setmetatable(L, "testhelper.counter");
-  if (conc_future_add_callback(f, count_cb, c) != 0)
+  if (api->future_add_callback(f, count_cb, c) != 0)
     return luaL_error(L, "not enough memory");
   return 1;
 }
 
 /* th.wait_c(f, timeout) -> true if done: the core's own wait. */
 static int th_wait_c(lua_State *L) {
-  conc_future_t *f = getapi(L)->tofuture(L, 1);
+  const conc_lua_api_t *api = getapi(L);
+  conc_future_t *f = api->tofuture(L, 1);
   luaL_argcheck(L, f != NULL, 1, "future expected");
-  lua_pushboolean(L, conc_future_wait(f, conc_deadline(luaL_checknumber(L, 2))) == 0);
+  lua_pushboolean(L, api->future_wait(f,
+                     api->deadline(luaL_checknumber(L, 2))) == 0);
   return 1;
 }
 
