@@ -45,7 +45,8 @@
 **             | CFUNC string string           package.loaded[mod][key]
 **             | FUTURE index                  the payload's futures[index]
 **   item     := value                         one element of t[1..narr]
-**             | FLTS run f64{run}             'run' float elements; the
+**             | FLTS run f64{run}             'run' float elements
+**             | INTS run zigzag{run}          'run' integer elements; the
 **                                             items cover narr exactly
 **   upvalue  := UV_VAL value                  copied by value
 **             | UV_ENV                        the receiver's globals
@@ -63,8 +64,8 @@
 ** (LFUNC) 1, 2, ... in the order their encoding starts, before their
 ** contents, so that cycles and shared references point back; without
 ** F_REFS the decoder keeps no table of them. The array part holds
-** t[1..narr] (FLTS packs runs of floats, the common numeric array);
-** the other pairs follow.
+** t[1..narr] (FLTS and INTS pack runs of numbers, the common numeric
+** arrays); the other pairs follow.
 **
 ** Limits: nesting (tables, functions, metatables) is at most
 ** CONC_MAXDEPTH deep, on encode and on decode. The decoder checks every
@@ -109,7 +110,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_TABLEMT,
-  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS
+  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS, T_INTS
 };
 
 enum { UV_VAL, UV_ENV, UV_JOIN };
@@ -517,14 +518,78 @@ static void patchcounts(Enc *E, size_t at, lua_Integer narr,
   }
 }
 
+static lua_Unsigned zigzag(lua_Integer i) {
+  lua_Unsigned u = (lua_Unsigned)i;
+  return (u << 1) ^ (0 - (u >> 63));
+}
+
+/* An open run of array numbers of one subtype (FLTS or INTS). */
+typedef struct Run {
+  int tag;          /* T_FLTS or T_INTS; 0 when none is open */
+  size_t at;        /* offset of its 5-byte count */
+  lua_Integer n;
+} Run;
+
+/* Close the run: a run of one becomes a plain FLT or INT, a short one
+** gets a 1-byte count (both moves are of at most 127 numbers, at the
+** end of the buffer). */
+static void closerun(Enc *E, Run *r) {
+  Buffer *B = E->B;
+  size_t body = B->n - (r->at + 5);
+  if (r->tag == 0)
+    return;
+  if (r->n == 1) {
+    B->b[r->at - 1] = (char)(r->tag == T_FLTS ? T_FLT : T_INT);
+    memmove(B->b + r->at, B->b + r->at + 5, body);
+    B->n -= 5;
+  } else if (r->n < 0x80) {
+    B->b[r->at] = (char)r->n;
+    memmove(B->b + r->at + 1, B->b + r->at + 5, body);
+    B->n -= 4;
+  } else {
+    patchvarint5(B->b + r->at, (lua_Unsigned)r->n);
+  }
+  r->tag = 0;
+}
+
+/* Element t[i], at 'v': a number joins a run of its subtype (the common
+** numeric arrays decode without a tag per element); the rest is a
+** value. */
+static void encelement(Enc *E, Run *r, int v, lua_Integer i) {
+  lua_State *L = E->L;
+  if (lua_type(L, v) == LUA_TNUMBER) {
+    int tag = lua_isinteger(L, v) ? T_INTS : T_FLTS;
+    if (r->tag != tag) {
+      closerun(E, r);
+      ensure(E, 6);
+      putbyte(E, tag);
+      r->tag = tag;
+      r->at = E->B->n;
+      r->n = 0;
+      E->B->n += 5;
+    }
+    r->n++;
+    ensure(E, 10);
+    if (tag == T_FLTS)
+      putfloat(E, lua_tonumber(L, v));
+    else
+      putvarint(E, zigzag(lua_tointeger(L, v)));
+  } else {
+    closerun(E, r);
+    setseg(E, SEG_INDEX, 0, i, NULL);
+    encode(E, v);
+  }
+}
+
 /* One pass of lua_next: the keys 1, 2, 3... that come first (the array
 ** part, in order) are the array; every other pair follows; then the
 ** metatable. The counts are patched in once known. */
 static void enctable(Enc *E, int t) {
   lua_State *L = E->L;
-  lua_Integer narr = 0, nhash = 0, run = 0;
-  size_t at, runat = 0;
+  lua_Integer narr = 0, nhash = 0;
+  size_t at;
   int mt, k, inarray = 1;
+  Run run;
   if (encnamed(E, t) || encseen(E, t))
     return;
   enter(E);
@@ -533,30 +598,14 @@ static void enctable(Enc *E, int t) {
   putbyte(E, mt ? T_TABLEMT : T_TABLE);
   at = E->B->n;
   E->B->n += 10;
+  run.tag = 0;
   lua_pushnil(L);
   k = lua_gettop(L);  /* lua_next keeps the key here, the value above */
   while (lua_next(L, t) != 0) {
-    if (inarray && iskey(L, k, narr + 1)) {
-      narr++;
-      if (lua_type(L, k + 1) == LUA_TNUMBER && !lua_isinteger(L, k + 1)) {
-        if (run == 0) {  /* open a run */
-          ensure(E, 6);
-          putbyte(E, T_FLTS);
-          runat = E->B->n;
-          E->B->n += 5;
-        }
-        run++;
-        ensure(E, 8);
-        putfloat(E, lua_tonumber(L, k + 1));
-      } else {
-        if (run > 0)
-          patchvarint5(E->B->b + runat, (lua_Unsigned)run), run = 0;
-        setseg(E, SEG_INDEX, 0, narr, NULL);
-        encode(E, k + 1);
-      }
-    } else {
-      if (run > 0)
-        patchvarint5(E->B->b + runat, (lua_Unsigned)run), run = 0;
+    if (inarray && iskey(L, k, narr + 1))
+      encelement(E, &run, k + 1, ++narr);
+    else {
+      closerun(E, &run);
       inarray = 0;
       setseg(E, SEG_KEY, k, 0, NULL);
       encode(E, k);
@@ -565,8 +614,7 @@ static void enctable(Enc *E, int t) {
     }
     lua_pop(L, 1);
   }
-  if (run > 0)
-    patchvarint5(E->B->b + runat, (lua_Unsigned)run);
+  closerun(E, &run);
   patchcounts(E, at, narr, nhash);
   if (mt) {
     setseg(E, SEG_META, 0, 0, NULL);
@@ -699,9 +747,8 @@ static void encode(Enc *E, int idx) {
     case LUA_TNUMBER:
       ensure(E, 11);
       if (lua_isinteger(L, idx)) {
-        lua_Unsigned u = (lua_Unsigned)lua_tointeger(L, idx);
         putbyte(E, T_INT);
-        putvarint(E, (u << 1) ^ (0 - (u >> 63)));
+        putvarint(E, zigzag(lua_tointeger(L, idx)));
       } else {
         putbyte(E, T_FLT);
         putfloat(E, lua_tonumber(L, idx));
@@ -914,16 +961,23 @@ static void loadref(Dec *D) {
 
 static void decode(Dec *D);
 
-/* A FLTS run of t[i...] (at most up to 'narr'); returns the next i. */
-static int decfloats(Dec *D, int t, int i, int narr) {
+static lua_Integer unzigzag(lua_Unsigned z) {
+  return (lua_Integer)((z >> 1) ^ (0 - (z & 1)));
+}
+
+/* A FLTS or INTS run of t[i...] (at most up to 'narr'); returns the
+** next i. */
+static int decrun(Dec *D, int t, int i, int narr) {
   lua_State *L = D->L;
-  int run, j;
-  need(D, 1);  /* the tag */
-  run = loadcount(D, 8);
+  int floats = loadbyte(D) == T_FLTS;
+  int run = loadcount(D, floats ? 8 : 1), j;
   if (run == 0 || run > narr - i + 1)
-    error(D, "bad float run");
+    error(D, "bad number run");
   for (j = 0; j < run; j++) {
-    lua_pushnumber(L, loadfloat(D));
+    if (floats)
+      lua_pushnumber(L, loadfloat(D));
+    else
+      lua_pushinteger(L, unzigzag(loadvarint(D)));
     lua_rawseti(L, t, i + j);
   }
   return i + run;
@@ -939,8 +993,8 @@ static void dectable(Dec *D, int hasmt) {
   t = lua_gettop(L);
   addref(D);
   for (i = 1; i <= narr; ) {
-    if (D->p < D->end && *D->p == T_FLTS)
-      i = decfloats(D, t, i, narr);
+    if (D->p < D->end && (*D->p == T_FLTS || *D->p == T_INTS))
+      i = decrun(D, t, i, narr);
     else {
       decode(D);
       lua_rawseti(L, t, i++);
@@ -1080,11 +1134,7 @@ static void decode(Dec *D) {
     case T_NIL: lua_pushnil(L); break;
     case T_FALSE: lua_pushboolean(L, 0); break;
     case T_TRUE: lua_pushboolean(L, 1); break;
-    case T_INT: {
-      lua_Unsigned z = loadvarint(D);
-      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (0 - (z & 1))));
-      break;
-    }
+    case T_INT: lua_pushinteger(L, unzigzag(loadvarint(D))); break;
     case T_FLT: lua_pushnumber(L, loadfloat(D)); break;
     case T_STR: loadstring(D); break;
     case T_TABLE: case T_TABLEMT: dectable(D, tag == T_TABLEMT); break;

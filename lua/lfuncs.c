@@ -16,6 +16,10 @@
 #define CONC_MAXFUNCCACHE 1024
 #endif
 
+/* Stack slots the functions below use at most (the codec calls them
+** deep in a nested value, where only a few are guaranteed). */
+#define STACKNEED 16
+
 /* Registry keys (static addresses, one per cache). */
 static const char DUMPS = 'd';   /* function -> dump, weak keys */
 static const char LOADS = 'l';   /* dump hash -> {dump, closure}, n = count */
@@ -68,6 +72,7 @@ static int writer(lua_State *L, const void *b, size_t n, void *ud) {
 const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len) {
   Writer w;
   idx = lua_absindex(L, idx);
+  luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TSTRING) {
@@ -194,6 +199,7 @@ int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
   lua_Integer h = dumphash(b, n);
   Reader r;
   int shared;
+  luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &LOADS, NULL);
   if (cached(L, h, b, n)) {
     lua_remove(L, -2);
@@ -295,6 +301,7 @@ static int stillnamed(lua_State *L, int f) {
 int lconc_cfuncname(lua_State *L, int idx) {
   int cache, pass;
   idx = lua_absindex(L, idx);
+  luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &CNAMES, NULL);
   cache = lua_gettop(L);
   for (pass = 0; pass < 2; pass++) {
@@ -328,6 +335,7 @@ static void requiremodule(lua_State *L, int mod) {
 }
 
 int lconc_cfunclookup(lua_State *L, int mod, int key, int userequire) {
+  luaL_checkstack(L, STACKNEED, NULL);
   mod = lua_absindex(L, mod);
   key = lua_absindex(L, key);
   if (userequire) {

@@ -329,6 +329,18 @@ describe("transfer", function()
       assert.matches("(nesting deeper than 200)", err, 1, true)
     end)
 
+    it("names functions and upvalues at the deepest level", function()
+      local x = { 1 }
+      local deep = { math.sqrt, function() return x end,
+                     setmetatable({}, { __index = x }) }
+      for _ = 1, 196 do deep = { deep } end
+      local r = S:roundtrip(deep)
+      for _ = 1, 196 do r = r[1] end
+      assert.equal(math.sqrt, r[1])
+      assert.equal(1, r[2]()[1])
+      assert.equal(r[2](), getmetatable(r[3]).__index)
+    end)
+
     it("leaves the codec usable after a refusal", function()
       pcall(S.roundtrip, S, { io.stdout })
       assert.is_true(same({ 1, { 2 } }, (S:roundtrip({ 1, { 2 } }))))
@@ -368,8 +380,11 @@ describe("transfer", function()
       rejected("NaN key", raw(0, 1, "\6\0\1\4" ..
                                   string.pack("<d", 0 / 0) .. "\0"))
       rejected("metatable is not a table", raw(0, 1, "\7\0\0\2"))
-      rejected("bad float run", raw(0, 1, "\6\1\0\13\2" ..
-                                        ("\0"):rep(16)))
+      rejected("bad number run", raw(0, 1, "\6\1\0\13\2" ..
+                                         ("\0"):rep(16)))
+      rejected("bad number run", raw(0, 1, "\6\1\0\14\2\0\0"))
+      rejected("bad number run", raw(0, 1, "\6\1\0\14\0\0"))
+      rejected("bad tag", raw(0, 1, "\14\1\0"))
       rejected("bad tag", raw(0, 1, "\13\1" .. ("\0"):rep(8)))
       rejected("no registry table 'no.such' here", raw(0, 1, "\9\7no.such"))
       rejected("C function 'nosuch.mod.x'", raw(0, 1, "\11\10nosuch.mod\1x"))
