@@ -17,7 +17,8 @@ typedef struct callback {
 struct conc_future {
   pthread_mutex_t mu;
   int refs;               /* atomic */
-  conc_state_t state;
+  conc_state_t state;     /* written under 'mu' with set_state; read
+                          ** without it by conc_future_state */
   int settled;            /* done and every C callback returned */
   int failed;             /* payload is an exception */
   void *data;
@@ -87,12 +88,15 @@ void conc_future_unref(conc_future_t *f) {
   free(f);
 }
 
+/* The payload is written before the state (release), so a reader that
+** sees FINISHED (acquire) sees the payload too, which never changes
+** again: reading either needs no lock. */
+static void set_state(conc_future_t *f, conc_state_t s) {
+  __atomic_store_n(&f->state, s, __ATOMIC_RELEASE);
+}
+
 conc_state_t conc_future_state(conc_future_t *f) {
-  conc_state_t s;
-  pthread_mutex_lock(&f->mu);
-  s = f->state;
-  pthread_mutex_unlock(&f->mu);
-  return s;
+  return __atomic_load_n(&f->state, __ATOMIC_ACQUIRE);
 }
 
 int conc_future_done(conc_future_t *f) {
@@ -104,7 +108,7 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
   int r;
   pthread_mutex_lock(&f->mu);
   switch (f->state) {
-    case CONC_PENDING: f->state = CONC_RUNNING; r = 1; break;
+    case CONC_PENDING: set_state(f, CONC_RUNNING); r = 1; break;
     case CONC_CANCELLED: r = 0; break;
     default: r = CONC_ESTATE; break;
   }
@@ -153,11 +157,11 @@ static int finish(conc_future_t *f, void *data, size_t len,
     pthread_mutex_unlock(&f->mu);
     return CONC_ESTATE;
   }
-  f->state = CONC_FINISHED;
   f->failed = failed;
   f->data = data;
   f->len = len;
   f->freefn = freefn;
+  set_state(f, CONC_FINISHED);
   settle(f);  /* unlocks */
   return 0;
 }
@@ -176,7 +180,7 @@ int conc_future_cancel(conc_future_t *f) {
   pthread_mutex_lock(&f->mu);
   switch (f->state) {
     case CONC_PENDING:
-      f->state = CONC_CANCELLED;
+      set_state(f, CONC_CANCELLED);
       settle(f);  /* unlocks */
       return 1;
     case CONC_CANCELLED:
@@ -228,16 +232,12 @@ int conc_future_wait(conc_future_t *f, double deadline) {
 
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed) {
-  int r = CONC_ESTATE;
-  pthread_mutex_lock(&f->mu);
-  if (f->state == CONC_FINISHED) {
-    *data = f->data;
-    *len = f->len;
-    *failed = f->failed;
-    r = 0;
-  }
-  pthread_mutex_unlock(&f->mu);
-  return r;
+  if (conc_future_state(f) != CONC_FINISHED)
+    return CONC_ESTATE;
+  *data = f->data;
+  *len = f->len;
+  *failed = f->failed;
+  return 0;
 }
 
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,

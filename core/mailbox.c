@@ -174,6 +174,8 @@ int conc_mailbox_subscribe(conc_mailbox_t *mb, conc_future_t *f,
 int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
                       uintptr_t *tag) {
   watcher *w;
+  if (__atomic_load_n(&mb->nposts, __ATOMIC_ACQUIRE) == 0)
+    return 0;  /* the common case at a safe point: no lock */
   pthread_mutex_lock(&mb->mu);
   if (conc__queue_empty(&mb->posts)) {
     pthread_mutex_unlock(&mb->mu);

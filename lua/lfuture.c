@@ -4,12 +4,17 @@
 */
 #include "lconcurrent.h"
 
-/* Handle uservalue: the decoded outcome, { n = k, failed = b, ... }:
-** the results 1..k, or the error value at 1 and its traceback at 2. */
+/* Handle uservalue: the decoded outcome. Most tasks return one value:
+** that value itself (OUT_ONE); otherwise a table { n = k, failed = b,
+** ... } with the results 1..k, or the error value at 1 and its traceback
+** at 2 (OUT_TABLE). */
 #define UV_OUTCOME 1
+
+enum { OUT_NONE, OUT_ONE, OUT_TABLE };
 
 typedef struct handle {
   conc_future_t *f;
+  int out;  /* what UV_OUTCOME holds */
 } handle;
 
 static const char *const statenames[] = {
@@ -37,6 +42,7 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
   lua_pop(L, 1);
   h = (handle *)lua_newuserdatauv(L, sizeof(*h), 1);
   h->f = NULL;
+  h->out = OUT_NONE;
   luaL_setmetatable(L, LCONC_FUTURE_MT);
   conc_future_ref(f);
   h->f = f;
@@ -95,34 +101,50 @@ static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
   return 1;
 }
 
-/* Push the outcome table of a FINISHED future, decoding it on first use. */
-static void pushoutcome(lua_State *L, int idx, conc_future_t *f) {
+/* Keep the 'n' values at the top as the outcome of the handle at 1,
+** and leave it on the stack. */
+static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
+  int i;
+  if (n == 1 && !failed) {
+    h->out = OUT_ONE;
+  } else {
+    lua_createtable(L, n, 2);
+    lua_insert(L, -n - 1);
+    for (i = n; i >= 1; i--)
+      lua_rawseti(L, -(i + 1), i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_pushboolean(L, failed);
+    lua_setfield(L, -2, "failed");
+    h->out = OUT_TABLE;
+  }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, UV_OUTCOME);
+  return h->out;
+}
+
+/* Push the outcome of the FINISHED future of the handle at 1, decoding
+** it on first use: the single result itself (OUT_ONE) or the table. */
+static int pushoutcome(lua_State *L) {
+  handle *h = (handle *)lua_touserdata(L, 1);
   const void *data;
   size_t len;
-  int failed, n, i;
-  if (lua_getiuservalue(L, idx, UV_OUTCOME) == LUA_TTABLE)
-    return;
-  lua_pop(L, 1);
-  if (conc_future_payload(f, &data, &len, &failed) != 0)
+  int failed;
+  if (h->out != OUT_NONE) {
+    lua_getiuservalue(L, 1, UV_OUTCOME);
+    return h->out;
+  }
+  if (conc_future_payload(h->f, &data, &len, &failed) != 0)
     luaL_error(L, "future has no outcome");
   if (data == NULL)
     luaL_error(L, "the future's values could not be transferred to this state");
-  n = lconc_decode(L, (const lconc_payload *)data);
-  lua_createtable(L, n, 2);
-  lua_insert(L, -n - 1);
-  for (i = n; i >= 1; i--)
-    lua_rawseti(L, -(i + 1), i);
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-  lua_pushboolean(L, failed);
-  lua_setfield(L, -2, "failed");
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, idx, UV_OUTCOME);
+  return keepoutcome(L, h, lconc_decode(L, (const lconc_payload *)data),
+                     failed);
 }
 
-/* Wait (argument 2 is the timeout) and push the outcome table; raises
+/* Wait (argument 2 is the timeout) and push the outcome; raises
 ** TimeoutError or CancelledError. */
-static void outcome(lua_State *L, const char *what) {
+static int outcome(lua_State *L, const char *what) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   double deadline = lconc_optdeadline(L, 2);
   if (!waitdone(L, f, deadline))
@@ -130,12 +152,13 @@ static void outcome(lua_State *L, const char *what) {
   if (conc_future_state(f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
   lua_settop(L, 1);
-  pushoutcome(L, 1, f);
+  return pushoutcome(L);
 }
 
 static int fut_result(lua_State *L) {
   int n, i;
-  outcome(L, "result");
+  if (outcome(L, "result") == OUT_ONE)
+    return 1;
   if (lua_getfield(L, 2, "failed"), lua_toboolean(L, -1)) {
     lua_rawgeti(L, 2, 1);
     return lua_error(L);
@@ -149,7 +172,8 @@ static int fut_result(lua_State *L) {
 }
 
 static int fut_exception(lua_State *L) {
-  outcome(L, "exception");
+  if (outcome(L, "exception") == OUT_ONE)
+    return 0;
   lua_getfield(L, 2, "failed");
   if (!lua_toboolean(L, -1))
     return 0;
@@ -165,7 +189,7 @@ static int fut_traceback(lua_State *L) {
   if (conc_future_payload(f, &data, &len, &failed) != 0 || !failed)
     return 0;
   lua_settop(L, 1);
-  pushoutcome(L, 1, f);
+  pushoutcome(L);
   lua_rawgeti(L, 2, 2);
   return 1;
 }
@@ -224,15 +248,10 @@ static int fut_set_running_or_notify_cancel(lua_State *L) {
   return 1;
 }
 
-/* Encode the values of the outcome table at 1 (a light userdata result). */
+/* Encode the 'n' (at 1) values above it; a light userdata result. */
 static int encode_protected(lua_State *L) {
-  lconc_payload *p;
-  int i, n = (int)(lua_getfield(L, 1, "n"), lua_tointeger(L, -1));
-  lua_pop(L, 1);
-  luaL_checkstack(L, n, "too many values");
-  for (i = 1; i <= n; i++)
-    lua_rawgeti(L, 1, i);
-  p = lconc_encode(L, 2, n, "result", 1);
+  int n = (int)lua_tointeger(L, 1);
+  lconc_payload *p = lconc_encode(L, 2, n, "result", 1);
   lua_pushlightuserdata(L, p);
   return 1;
 }
@@ -241,33 +260,32 @@ static int encode_protected(lua_State *L) {
 ** this state (so result() returns the very values), encoded for the
 ** others (NULL when they cannot cross: those states get an error). */
 static int finish(lua_State *L, int failed) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
-  int i, n = lua_gettop(L) - 1, r;
+  handle *h = (handle *)luaL_checkudata(L, 1, LCONC_FUTURE_MT);
+  int n = lua_gettop(L) - 1, r;
   lconc_payload *p = NULL;
-  lua_createtable(L, n, 2);
-  lua_insert(L, 2);
-  for (i = n; i >= 1; i--)
-    lua_rawseti(L, 2, i);
-  lua_pushinteger(L, n);
-  lua_setfield(L, 2, "n");
-  lua_pushboolean(L, failed);
-  lua_setfield(L, 2, "failed");
   lua_pushcfunction(L, encode_protected);
+  lua_insert(L, 2);
+  lua_pushinteger(L, n);
+  lua_insert(L, 3);
   lua_pushvalue(L, 2);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+  lua_pushvalue(L, 3);
+  for (r = 0; r < n; r++)
+    lua_pushvalue(L, 4 + r);
+  if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
     p = (lconc_payload *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  r = failed ? conc_future_set_exception(f, p, lconc_payload_sizeof(p),
+  r = failed ? conc_future_set_exception(h->f, p, lconc_payload_sizeof(p),
                                          lconc_payload_free)
-             : conc_future_set_result(f, p, lconc_payload_sizeof(p),
+             : conc_future_set_result(h->f, p, lconc_payload_sizeof(p),
                                       lconc_payload_free);
   if (r != 0) {
     lconc_payload_free(p);
     return lconc_raise(L, "InvalidStateError", "future is %s",
-                       statenames[conc_future_state(f)]);
+                       statenames[conc_future_state(h->f)]);
   }
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, UV_OUTCOME);
+  lua_remove(L, 2);
+  lua_remove(L, 2);
+  keepoutcome(L, h, n, failed);
   lconc_firecallbacks(L, 1, 1);
   return 0;
 }
