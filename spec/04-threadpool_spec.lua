@@ -111,6 +111,20 @@ describe("ThreadPoolExecutor", function()
     assert.equal(1, g:result(10))
   end)
 
+  it("lets a task create an executor of its own", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local f = ex:submit(function(n)
+      local m = require "concurrent.futures"
+      local inner <close> = m.ThreadPoolExecutor(2)
+      local fs = {}
+      for i = 1, n do fs[i] = inner:submit(function(k) return k * k end, i) end
+      local sum = 0
+      for g in m.as_completed(fs, 30) do sum = sum + g:result() end
+      return sum
+    end, 10)
+    assert.equal(385, f:result(30))
+  end)
+
   it("reports a result that cannot cross back as the task's error", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local f = ex:submit(function() return coroutine.create(print) end)
@@ -266,6 +280,21 @@ describe("ThreadPoolExecutor", function()
       assert.equal("late", f:result(10))
       ex:shutdown(true)
       assert.equal(0, ex:stats().workers)
+    end)
+
+    it("shutdown(false) returns even while a task loops forever", function()
+      -- the state is left open on purpose: no leak report for it
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(1)
+        local f = ex:submit(function() while true do end end)
+        while not f:running() do end
+        ex:shutdown(false)
+        print("shutdown returned", f:done())
+        os.exit(0, false)  -- leave without closing the state (no join)
+      ]], "ASAN_OPTIONS=detect_leaks=0")
+      assert.is_true(ok)
+      assert.matches("shutdown returned\tfalse", out)
     end)
 
     it("finishes submitted work when the executor is collected", function()
