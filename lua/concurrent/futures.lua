@@ -132,7 +132,8 @@ local function map(ex, ...)
     end
   else
     for c = 1, #calls, chunksize do
-      fs[#fs + 1] = ex:submit(run_chunk, fn, { unpack(calls, c, math.min(c + chunksize - 1, #calls)) })
+      local chunk = { unpack(calls, c, math.min(c + chunksize - 1, #calls)) }
+      fs[#fs + 1] = ex:submit(run_chunk, fn, chunk)
     end
   end
   local nextf, chunk, inchunk = 1, nil, 0

@@ -76,22 +76,27 @@ end
 local function ratio(a, b) if a and b then return ("%.2f"):format(a / b) end return "-" end
 local function fmt(v, f) return v and (f):format(v) or "-" end
 
-print(("%-34s %12s %12s %12s %10s %10s"):format("workload (2 workers, median of " .. REPS .. ")",
+local ROW = "%-34s %12s %12s %12s %10s %10s"
+print(ROW:format("workload (2 workers, median of " .. REPS .. ")",
   "concurrent", "luv", "python", "vs luv", "vs python"))
 local rows = {
-  { "w1 submit+collect 100k, tasks/s", "w1", "tasks_per_s", "%.0f", false },
-  { "w2 round trip median, us", "w2", "median_us", "%.1f", true },
-  { "w2 round trip p99, us", "w2", "p99_us", "%.1f", true },
-  { "w4 1000-float arrays, MB/s", "w4", "mb_per_s", "%.1f", false },
+  { "w1 submit+collect 100k, tasks/s", "w1", "tasks_per_s", "%.0f" },
+  { "w2 round trip median, us", "w2", "median_us", "%.1f" },
+  { "w2 round trip p99, us", "w2", "p99_us", "%.1f" },
+  { "w4 1000-float arrays, MB/s", "w4", "mb_per_s", "%.1f" },
 }
 for _, row in ipairs(rows) do
-  local o, l, p = get("ours", row[2], row[3]), get("luv", row[2], row[3]), get("python", row[2], row[3])
-  local vl, vp
-  if row[5] then vl, vp = ratio(o, l), ratio(o, p) else vl, vp = ratio(o, l), ratio(o, p) end
-  print(("%-34s %12s %12s %12s %10s %10s"):format(row[1], fmt(o, row[4]), fmt(l, row[4]), fmt(p, row[4]), vl, vp))
+  local o = get("ours", row[2], row[3])
+  local l, p = get("luv", row[2], row[3]), get("python", row[2], row[3])
+  print(ROW:format(row[1], fmt(o, row[4]), fmt(l, row[4]), fmt(p, row[4]),
+    ratio(o, l), ratio(o, p)))
 end
 local par, seq = get("ours", "w3", "seconds"), get("ours", "w3seq", "seconds")
-print(("%-34s %12s"):format("w3 8x fib(27) speedup vs 1 state", par and ("%.2fx"):format(seq / par) or "-"))
-print(("%-34s %12s"):format("bytes RSS per pending future", fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f")))
-print(("%-34s %12s"):format("RSS of an idle worker, KiB", fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
+local ONE = "%-34s %12s"
+print(ONE:format("w3 8x fib(27) speedup vs 1 state",
+  par and ("%.2fx"):format(seq / par) or "-"))
+print(ONE:format("bytes RSS per pending future",
+  fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f")))
+print(ONE:format("RSS of an idle worker, KiB",
+  fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
 print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")

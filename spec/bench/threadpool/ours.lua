@@ -82,16 +82,15 @@ elseif which == "mem" then
   local after = rss_kb()
   -- the Lua array holding the handles is the caller's, not the future's
   print("bytes_per_pending_future", (after - before) * 1024 / N)
+  assert(#fs == N)
   gate:set_result(true)
   ex:shutdown(true, true)
-  fs = nil
-  collectgarbage()
   local ex2 = cf.ThreadPoolExecutor(8)
   local g2 = cf.Future()
   local before2 = rss_kb()
   local hold = {}
   for i = 1, 8 do hold[i] = ex2:submit(function(g) return g:result() end, g2) end
-  while ex2:stats().running < 8 do end
+  while ex2:stats().running < #hold do end
   local after2 = rss_kb()
   print("idle_worker_rss_kb", (after2 - before2) / 8)
   g2:set_result(true)
