@@ -710,6 +710,7 @@ static void encfuture(Enc *E, int idx) {
   int seen = getseen(E);
   if (f == NULL)
     refuse(E, "userdata");
+  lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
   lua_pushvalue(L, idx);
   if (lua_rawget(L, seen) == LUA_TNUMBER)
     i = lua_tointeger(L, -1);

@@ -24,8 +24,12 @@ static int cf_now(lua_State *L) {
 ** The C API for hosts
 ** ======================================================================= */
 
+/* The host now holds the pointer and may push it back. */
 static conc_future_t *capi_tofuture(lua_State *L, int idx) {
-  return lconc_testfuture(L, idx);
+  conc_future_t *f = lconc_testfuture(L, idx);
+  if (f != NULL)
+    lconc_sharefuture(L, idx);
+  return f;
 }
 
 static void *capi_encode(lua_State *L, int first, int n, size_t *len) {

@@ -69,6 +69,16 @@ LCONC_FUNC void lconc_open_wait(lua_State *L);
 LCONC_FUNC conc_future_t *lconc_testfuture(lua_State *L, int idx);
 LCONC_FUNC conc_future_t *lconc_checkfuture(lua_State *L, int idx);
 LCONC_FUNC void lconc_pushfuture(lua_State *L, conc_future_t *f);
+/* push a handle for a future just made in this state: it is not in the
+** state's handle table until it is shared (lconc_sharefuture), since
+** until then it cannot come back by pointer */
+LCONC_FUNC void lconc_newfuture(lua_State *L, conc_future_t *f);
+/* enter the handle at 'idx' in the handle table: its future may come
+** back by pointer (it crosses to another state, a host saw it, or a
+** mailbox will post it) */
+LCONC_FUNC void lconc_sharefuture(lua_State *L, int idx);
+/* whether the handle at 'idx' may have callbacks registered */
+LCONC_FUNC int lconc_hascallbacks(lua_State *L, int idx);
 LCONC_FUNC void lconc_open_future(lua_State *L);
 
 /* lerror.c: raise an error of one of the module's classes

@@ -107,7 +107,7 @@ static int ex_submit(lua_State *L) {
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
-  lconc_pushfuture(L, f);  /* the handle owns 'f' from here */
+  lconc_newfuture(L, f);  /* the handle owns 'f' from here */
   conc_future_unref(f);
   lua_insert(L, 2);
   p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);

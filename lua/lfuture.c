@@ -2,6 +2,8 @@
 ** lfuture.c: the Future userdata over a core conc_future_t. One handle
 ** per future per state; its outcome is decoded once per state.
 */
+#include <string.h>
+
 #include "lconcurrent.h"
 
 /* Handle uservalue: the decoded outcome. Most tasks return one value:
@@ -14,7 +16,9 @@ enum { OUT_NONE, OUT_ONE, OUT_TABLE };
 
 typedef struct handle {
   conc_future_t *f;
-  int out;  /* what UV_OUTCOME holds */
+  int out;        /* what UV_OUTCOME holds */
+  int shared;     /* in the state's handle table */
+  int callbacks;  /* add_done_callback was called on it */
 } handle;
 
 static const char *const statenames[] = {
@@ -30,22 +34,45 @@ conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
   return ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
 }
 
-/* Push the state's handle of 'f', making it (and taking a reference)
-** on first sight. */
+static handle *newhandle(lua_State *L, conc_future_t *f) {
+  handle *h = (handle *)lua_newuserdatauv(L, sizeof(*h), 1);
+  memset(h, 0, sizeof(*h));
+  luaL_setmetatable(L, LCONC_FUTURE_MT);
+  conc_future_ref(f);
+  h->f = f;
+  return h;
+}
+
+void lconc_newfuture(lua_State *L, conc_future_t *f) {
+  newhandle(L, f);
+}
+
+void lconc_sharefuture(lua_State *L, int idx) {
+  handle *h = (handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT);
+  if (h->shared)
+    return;
+  idx = lua_absindex(L, idx);
+  lconc_pushhandles(L);
+  lua_pushvalue(L, idx);
+  lua_rawsetp(L, -2, h->f);
+  lua_pop(L, 1);
+  h->shared = 1;
+}
+
+int lconc_hascallbacks(lua_State *L, int idx) {
+  return ((handle *)lua_touserdata(L, idx))->callbacks;
+}
+
+/* Push the state's handle of a future that came from elsewhere (a
+** transfer, a host), making it (and taking a reference) on first sight. */
 void lconc_pushfuture(lua_State *L, conc_future_t *f) {
-  handle *h;
   lconc_pushhandles(L);
   if (lua_rawgetp(L, -1, f) != LUA_TNIL) {
     lua_remove(L, -2);
     return;
   }
   lua_pop(L, 1);
-  h = (handle *)lua_newuserdatauv(L, sizeof(*h), 1);
-  h->f = NULL;
-  h->out = OUT_NONE;
-  luaL_setmetatable(L, LCONC_FUTURE_MT);
-  conc_future_ref(f);
-  h->f = f;
+  newhandle(L, f)->shared = 1;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, f);
   lua_remove(L, -2);
@@ -70,7 +97,7 @@ static int fut_new(lua_State *L) {
   conc_future_t *f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
-  lconc_pushfuture(L, f);
+  lconc_newfuture(L, f);
   conc_future_unref(f);  /* the handle holds it now */
   return 1;
 }
@@ -232,6 +259,8 @@ static int fut_add_done_callback(lua_State *L) {
     return luaL_typeerror(L, 2, "function");
   if (!lua_isfunction(L, 2))
     lua_pop(L, 1);  /* the __call field */
+  ((handle *)lua_touserdata(L, 1))->callbacks = 1;
+  lconc_sharefuture(L, 1);  /* the mailbox posts it back by pointer */
   lconc_addcallback(L, 1, 2);
   if (conc_future_done(f))
     lconc_firecallbacks(L, 1, 1);

@@ -133,7 +133,8 @@ static int runlist(lua_State *L, int h, int list) {
 int lconc_firecallbacks(lua_State *L, int h, int always) {
   int n = 0;
   h = lua_absindex(L, h);
-  if (!always && lconc_getowner(L)->in_callback)
+  if (!lconc_hascallbacks(L, h)
+      || (!always && lconc_getowner(L)->in_callback))
     return 0;
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
