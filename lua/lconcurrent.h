@@ -48,8 +48,10 @@ LCONC_FUNC int lconc_safepoint(lua_State *L);
 LCONC_FUNC int lconc_firecallbacks(lua_State *L, int idx, int always);
 /* register fn and its bound arguments (stack idx..top) for handle 'h' */
 LCONC_FUNC void lconc_addcallback(lua_State *L, int h, int fn);
+/* a new watch set on the state's mailbox (the caller frees it) */
+LCONC_FUNC conc_watch_t *lconc_watchnew(lua_State *L);
 /* push a new watch set anchored in a userdata (closed by __gc/__close) */
-LCONC_FUNC conc_watch_t *lconc_newwatch(lua_State *L);
+LCONC_FUNC conc_watch_t *lconc_pushwatch(lua_State *L);
 LCONC_FUNC void lconc_closewatch(lua_State *L, int idx);
 /* wait for the next completed future of 'set', running callbacks at safe
 ** points meanwhile: 1 and its tag, or 0 when 'deadline' passed */

@@ -113,7 +113,7 @@ static int fut_new(lua_State *L) {
 static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
   lconc_safepoint(L);
   if (!conc_future_done(f)) {
-    conc_watch_t *set = lconc_newwatch(L);
+    conc_watch_t *set = lconc_pushwatch(L);
     uintptr_t tag;
     int got;
     if (conc_watch_add(set, f, 0) != 0)

@@ -37,6 +37,15 @@ lconc_owner *lconc_getowner(lua_State *L) {
   return o;
 }
 
+/* The state's mailbox; gone only while the state closes, after the
+** owner's finalizer ran (a finalizer of a later object may still call). */
+static conc_mailbox_t *getmailbox(lua_State *L) {
+  conc_mailbox_t *mb = lconc_getowner(L)->mb;
+  if (mb == NULL)
+    luaL_error(L, "the Lua state is closing");
+  return mb;
+}
+
 /* Reopening the module keeps the state's owner: its handles and pending
 ** callbacks stay valid. */
 void lconc_open_owner(lua_State *L) {
@@ -156,7 +165,7 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TNIL) {
-    int r = conc_mailbox_subscribe(lconc_getowner(L)->mb,
+    int r = conc_mailbox_subscribe(getmailbox(L),
                                    lconc_checkfuture(L, h), 0);
     if (r != 0)
       lconc_coreerror(L, r, "add_done_callback");
@@ -182,7 +191,7 @@ int lconc_safepoint(lua_State *L) {
   conc_future_t *f;
   uintptr_t tag;
   int ran = 0;
-  if (o->in_callback)
+  if (o->in_callback || o->mb == NULL)
     return 0;
   while (conc_mailbox_take(o->mb, &f, &tag)) {
     pushownertable(L, UV_HANDLES);
@@ -210,7 +219,14 @@ static int watch_close(lua_State *L) {
   return 0;
 }
 
-conc_watch_t *lconc_newwatch(lua_State *L) {
+conc_watch_t *lconc_watchnew(lua_State *L) {
+  conc_watch_t *set = conc_watch_new(getmailbox(L));
+  if (set == NULL)
+    luaL_error(L, "not enough memory");
+  return set;
+}
+
+conc_watch_t *lconc_pushwatch(lua_State *L) {
   conc_watch_t **p = (conc_watch_t **)lua_newuserdatauv(L, sizeof(*p), 0);
   *p = NULL;
   if (luaL_newmetatable(L, WATCH_MT)) {
@@ -220,9 +236,7 @@ conc_watch_t *lconc_newwatch(lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_setmetatable(L, -2);
-  *p = conc_watch_new(lconc_getowner(L)->mb);
-  if (*p == NULL)
-    luaL_error(L, "not enough memory");
+  *p = lconc_watchnew(L);
   return *p;
 }
 
@@ -271,14 +285,14 @@ static int cf_dispatch(lua_State *L) {
     deadline = lconc_optdeadline(L, 1);
   ran = lconc_safepoint(L);
   while (ran == 0 && lconc_getowner(L)->in_callback == 0
-         && conc_mailbox_wait(lconc_getowner(L)->mb, deadline) == 0)
+         && conc_mailbox_wait(getmailbox(L), deadline) == 0)
     ran = lconc_safepoint(L);
   lua_pushinteger(L, ran);
   return 1;
 }
 
 static int cf_notify_fd(lua_State *L) {
-  lua_pushinteger(L, conc_mailbox_fd(lconc_getowner(L)->mb));
+  lua_pushinteger(L, conc_mailbox_fd(getmailbox(L)));
   return 1;
 }
 

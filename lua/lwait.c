@@ -37,9 +37,7 @@ static waiter *newwaiter(lua_State *L) {
   luaL_setmetatable(L, WAITER_MT);
   lua_createtable(L, (int)n, 0);  /* distinct futures */
   lua_createtable(L, 0, (int)n);  /* seen */
-  w->set = conc_watch_new(lconc_getowner(L)->mb);
-  if (w->set == NULL)
-    luaL_error(L, "not enough memory");
+  w->set = lconc_watchnew(L);
   for (i = 1; i <= n; i++) {
     conc_future_t *f;
     lua_rawgeti(L, 1, i);
