@@ -13,6 +13,14 @@ static int cf_cpu_count(lua_State *L) {
   return 1;
 }
 
+void lconc_checkcallable(lua_State *L, int arg) {
+  if (lua_isfunction(L, arg))
+    return;
+  if (!luaL_getmetafield(L, arg, "__call"))
+    luaL_typeerror(L, arg, "function");
+  lua_pop(L, 1);
+}
+
 /* Monotonic seconds, for deadlines computed in Lua (map's timeout). */
 static int cf_now(lua_State *L) {
   lua_pushnumber(L, conc_now());

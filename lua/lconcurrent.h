@@ -28,6 +28,9 @@
 #define lconc_stackcheck_end(L, n) ((void)0)
 #endif
 
+/* lconcurrent.c: a function, or a value with __call, at 'arg' */
+LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
+
 /* lmailbox.c: the per-state owner. Lua callbacks of a state run only on
 ** its own thread, at safe points (see API.md, "Callbacks"). */
 typedef struct lconc_owner {

@@ -61,14 +61,6 @@ static void checkbroken(lua_State *L, executor *ex) {
 }
 
 
-static void checkcallable(lua_State *L, int arg) {
-  if (lua_isfunction(L, arg))
-    return;
-  if (!luaL_getmetafield(L, arg, "__call"))
-    luaL_typeerror(L, arg, "function");
-  lua_pop(L, 1);
-}
-
 /* Queue the encoded task 'p' for the future 'f'. On failure frees 'p' and
 ** raises; the pool holds its own reference to 'f' once queued. */
 static void submit(lua_State *L, executor *ex, conc_future_t *f,
@@ -100,7 +92,7 @@ static int ex_submit(lua_State *L) {
   executor *ex = checkexecutor(L);
   conc_future_t *f;
   lconc_payload *p;
-  checkcallable(L, 2);
+  lconc_checkcallable(L, 2);
   if (ex->shutdown)
     return luaL_error(L, "cannot schedule new futures after shutdown");
   checkbroken(L, ex);
@@ -200,7 +192,7 @@ static void readinit(lua_State *L, lconc_shared *sh) {
     return;
   }
   base = lua_gettop(L);
-  checkcallable(L, base);
+  lconc_checkcallable(L, base);
   if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
     if (!lua_istable(L, -1))
       luaL_argerror(L, 1, lua_pushfstring(L, "initargs must be a table, "

@@ -255,10 +255,7 @@ static int fut_done(lua_State *L) {
 
 static int fut_add_done_callback(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
-  if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
-    return luaL_typeerror(L, 2, "function");
-  if (!lua_isfunction(L, 2))
-    lua_pop(L, 1);  /* the __call field */
+  lconc_checkcallable(L, 2);
   ((handle *)lua_touserdata(L, 1))->callbacks = 1;
   lconc_sharefuture(L, 1);  /* the mailbox posts it back by pointer */
   lconc_addcallback(L, 1, 2);
