@@ -24,6 +24,7 @@
 static const char DUMPS = 'd';   /* function -> dump, weak keys */
 static const char LOADS = 'l';   /* dump hash -> {dump, closure}, n = count */
 static const char CNAMES = 'c';  /* C function -> {module, key} */
+static const char MAKERS = 'm';  /* n -> prefix of a maker template */
 
 /* Push the registry table at 'key', making it (with metatable mode
 ** 'mode', or none) on first use. */
@@ -151,11 +152,201 @@ static int onlyenv(lua_State *L) {
   return 1;
 }
 
-/* With the cache at the top, push its closure for the dump if it holds
-** one (returns 1), else nothing (returns 0). */
+/*
+** Makers. A closure whose upvalues are not all '_ENV' carries one
+** transfer's values, so every transfer needs a fresh closure, and the
+** only public way to make a closure is to load (or run) bytecode. So
+** the first load of such a dump also builds its maker: the compiled and
+** stripped chunk "local u1,...,un return function() return u1,...,un
+** end" with its one child prototype replaced by the received function,
+** whose upvalue descriptors are rewritten to capture the chunk's
+** registers 0..n-1. Each call of the maker then runs one CLOSURE: a
+** fresh closure of the received prototype, with fresh cells, for the
+** price of a call instead of a load. The dump format read here is
+** Lua 5.4's (ldump.c); anything unexpected only means no maker (the dump
+** is then loaded each time), since lua_load checks the result again.
+*/
+
+#define HEADERSIZE (15 + sizeof(lua_Integer) + sizeof(lua_Number))
+#define MAXMAKERUPS 200   /* locals of the template (Lua's MAXVARS) */
+
+typedef struct Scan {
+  const unsigned char *p, *end;
+  int ok;
+} Scan;
+
+static void scanskip(Scan *s, size_t n) {
+  if ((size_t)(s->end - s->p) < n) {
+    s->ok = 0;
+    s->p = s->end;
+  } else {
+    s->p += n;
+  }
+}
+
+/* A size as ldump.c writes it: 7 bits a byte, high first, last marked. */
+static size_t scansize(Scan *s) {
+  size_t x = 0;
+  int b;
+  do {
+    if (s->p >= s->end || x > (SIZE_MAX >> 8)) {
+      s->ok = 0;
+      return 0;
+    }
+    b = *s->p++;
+    x = (x << 7) | (size_t)(b & 0x7f);
+  } while (!(b & 0x80));
+  return x;
+}
+
+static void scanstring(Scan *s) {
+  size_t n = scansize(s);
+  if (n > 0)
+    scanskip(s, n - 1);
+}
+
+/* Skip a function's fields before its upvalue descriptors. */
+static void scanhead(Scan *s) {
+  size_t n, i;
+  scanstring(s);                       /* source */
+  scansize(s);                         /* linedefined */
+  scansize(s);                         /* lastlinedefined */
+  scanskip(s, 3);                      /* numparams, is_vararg, maxstack */
+  n = scansize(s);                     /* code */
+  if (n > SIZE_MAX / 4)
+    s->ok = 0;
+  scanskip(s, n * 4);
+  n = scansize(s);                     /* constants */
+  for (i = 0; i < n && s->ok; i++) {
+    int tt = s->p < s->end ? *s->p++ : -1;
+    switch (tt) {
+      case 0: case 1: case 17: break;  /* nil, false, true */
+      case 3: scanskip(s, sizeof(lua_Integer)); break;
+      case 19: scanskip(s, sizeof(lua_Number)); break;
+      case 4: case 20: scanstring(s); break;
+      default: s->ok = 0;
+    }
+  }
+}
+
+/* Push the template for 'n' upvalues: its stripped dump up to (and with)
+** its count of prototypes; its one child and 4 empty debug sizes follow
+** in the dump. Returns 0, pushing nothing, if it cannot be made. */
+static int pushtemplate(lua_State *L, int n) {
+  luaL_Buffer b;
+  Writer w;
+  Scan s;
+  const char *d;
+  size_t len;
+  int i;
+  getcache(L, &MAKERS, NULL);
+  if (lua_rawgeti(L, -1, n) == LUA_TSTRING) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= 2 * n; i++)
+    lua_pushfstring(L, i == 1 ? "local u1" : i == n + 1
+                    ? " return function() return u1" : ",u%d",
+                    (i - 1) % n + 1), luaL_addvalue(&b);
+  luaL_addstring(&b, " end");
+  luaL_pushresult(&b);
+  d = lua_tolstring(L, -1, &len);
+  if (luaL_loadbuffer(L, d, len, "=(maker)") != LUA_OK) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  w.init = 0;
+  lua_dump(L, writer, &w, 1);
+  luaL_pushresult(&w.B);
+  d = lua_tolstring(L, -1, &len);
+  s.p = (const unsigned char *)d + HEADERSIZE + 1;
+  s.end = (const unsigned char *)d + len;
+  s.ok = len > HEADERSIZE + 5 &&
+         memcmp(d + len - 4, "\x80\x80\x80\x80", 4) == 0;
+  scanhead(&s);
+  scanskip(&s, 3 * scansize(&s));      /* its upvalues */
+  if (!s.ok || scansize(&s) != 1 || !s.ok) {
+    lua_pop(L, 4);
+    return 0;
+  }
+  lua_pushlstring(L, d, (size_t)((const char *)s.p - d));
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -6, n);
+  lua_replace(L, -5);
+  lua_pop(L, 3);
+  return 1;
+}
+
+/* Is the function at the top a maker of closures with 'nups' upvalues?
+** (One call to see.) If not, pop it. */
+static int checkmaker(lua_State *L, int nups) {
+  int ok;
+  lua_pushvalue(L, -1);
+  ok = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TFUNCTION &&
+       !lua_iscfunction(L, -1) && lconc_nupvalues(L, -1) == nups;
+  lua_pop(L, ok ? 1 : 2);
+  return ok;
+}
+
+/* Push the maker of the dump 'b' (a function with 'nups' upvalues) and
+** return 1; or return 0, pushing nothing. */
+static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
+  luaL_Buffer buf;
+  Reader r;
+  Scan s;
+  const char *tpl;
+  const unsigned char *list;
+  size_t tlen;
+  int i;
+  if (nups < 1 || nups > MAXMAKERUPS || n < HEADERSIZE + 1 ||
+      !pushtemplate(L, nups))
+    return 0;
+  tpl = lua_tolstring(L, -1, &tlen);
+  s.p = (const unsigned char *)b + HEADERSIZE + 1;
+  s.end = (const unsigned char *)b + n;
+  s.ok = memcmp(tpl, b, HEADERSIZE) == 0;  /* the same Lua build */
+  scanhead(&s);
+  if (scansize(&s) != (size_t)nups || !s.ok) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  list = s.p;
+  scanskip(&s, 3 * (size_t)nups);
+  if (!s.ok) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  luaL_buffinit(L, &buf);
+  luaL_addlstring(&buf, tpl, tlen);
+  luaL_addlstring(&buf, b + HEADERSIZE + 1,
+                  (size_t)((const char *)list - (b + HEADERSIZE + 1)));
+  for (i = 0; i < nups; i++) {
+    luaL_addchar(&buf, 1);            /* instack: the maker's register */
+    luaL_addchar(&buf, (char)i);      /* idx */
+    luaL_addchar(&buf, (char)list[3 * i + 2]);  /* kind, as it was */
+  }
+  luaL_addlstring(&buf, (const char *)s.p, (size_t)(s.end - s.p));
+  luaL_addlstring(&buf, "\x80\x80\x80\x80", 4);
+  luaL_pushresult(&buf);
+  r.b = lua_tolstring(L, -1, &r.n);
+  if (lua_load(L, reader, &r, "=(maker)", "b") != LUA_OK) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return checkmaker(L, nups);
+}
+
+/* With the cache at the top, push its function for the dump if it holds
+** one and return 1 (a shared closure) or 2 (a maker); else push nothing
+** and return 0. */
 static int cached(lua_State *L, lua_Integer h, const char *b, size_t n) {
   const char *d;
   size_t dn;
+  int kind;
   if (lua_rawgeti(L, -1, h) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
@@ -168,12 +359,17 @@ static int cached(lua_State *L, lua_Integer h, const char *b, size_t n) {
   }
   lua_pop(L, 1);
   lua_rawgeti(L, -1, 2);
+  lua_rawgeti(L, -2, 3);
+  kind = lua_toboolean(L, -1) ? 2 : 1;
+  lua_pop(L, 1);
   lua_remove(L, -2);
-  return 1;
+  return kind;
 }
 
-/* With the cache at -2 and the closure at -1, remember the closure. */
-static void remember(lua_State *L, lua_Integer h, const char *b, size_t n) {
+/* With the cache at -2 and a function at -1, remember the function, a
+** shared closure or (if 'maker') a maker. */
+static void remember(lua_State *L, lua_Integer h, const char *b, size_t n,
+                     int maker) {
   lua_Integer count;
   lua_getfield(L, -2, "n");
   count = lua_tointeger(L, -1);
@@ -185,11 +381,13 @@ static void remember(lua_State *L, lua_Integer h, const char *b, size_t n) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADS);
     count = 0;
   }
-  lua_createtable(L, 2, 0);
+  lua_createtable(L, 3, 0);
   lua_pushlstring(L, b, n);
   lua_rawseti(L, -2, 1);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 2);
+  lua_pushboolean(L, maker);
+  lua_rawseti(L, -2, 3);
   lua_rawseti(L, -3, h);
   lua_pushinteger(L, count + 1);
   lua_setfield(L, -3, "n");
@@ -198,10 +396,16 @@ static void remember(lua_State *L, lua_Integer h, const char *b, size_t n) {
 int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
   lua_Integer h = dumphash(b, n);
   Reader r;
-  int shared;
+  int kind, shared;
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &LOADS, NULL);
-  if (cached(L, h, b, n)) {
+  kind = cached(L, h, b, n);
+  if (kind == 2) {  /* a maker: call it for a fresh closure */
+    lua_call(L, 0, 1);
+    lua_remove(L, -2);
+    return 0;
+  }
+  if (kind == 1) {
     lua_remove(L, -2);
     return 1;
   }
@@ -213,7 +417,13 @@ int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
   }
   shared = onlyenv(L);
   if (shared)
-    remember(L, h, b, n);
+    remember(L, h, b, n, 0);
+  else if (makemaker(L, b, n, lconc_nupvalues(L, -1))) {
+    lua_pushvalue(L, -3);  /* cache, closure, maker -> ..., cache, maker */
+    lua_insert(L, -2);
+    remember(L, h, b, n, 1);
+    lua_pop(L, 2);  /* the loaded closure serves this time */
+  }
   lua_remove(L, -2);
   return shared;
 }
