@@ -40,8 +40,13 @@
 **                                             of its own __name
 **                                             (luaL_newmetatable), such
 **                                             as an error class
-**             | LFUNC string nups upvalue{nups}
-**                                             a lua_dump with debug info
+**             | LFUNC string u32 nups upvalue{nups}
+**                                             a lua_dump with debug info;
+**                                             u32 is its FNV-1a hash
+**                                             (little-endian): a corrupt
+**                                             dump never reaches lua_load,
+**                                             where a bad size in it can
+**                                             allocate gigabytes
 **             | CFUNC string string           package.loaded[mod][key]
 **             | FUTURE index                  the payload's futures[index]
 **   item     := value                         one element of t[1..narr]
@@ -658,6 +663,15 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
   lua_pop(L, 1);
 }
 
+/* FNV-1a, 32 bits: cheap, and enough to catch a corrupted dump. */
+static uint32_t dumphash(const char *b, size_t n) {
+  uint32_t h = 2166136261u;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ (unsigned char)b[i]) * 16777619u;
+  return h;
+}
+
 static void enclfunc(Enc *E, int f) {
   lua_State *L = E->L;
   const char *dump;
@@ -669,10 +683,19 @@ static void enclfunc(Enc *E, int f) {
   id = E->nrefs;
   enter(E);
   dump = lconc_dumpfunc(L, f, &len);
-  ensure(E, 1 + 10 + len + 10);
+  ensure(E, 1 + 10 + len + 4 + 10);
   putbyte(E, T_LFUNC);
   putvarint(E, len);
   putblock(E, dump, len);
+  {
+    uint32_t h = dumphash(dump, len);
+    char hb[4];
+    hb[0] = (char)(h & 0xff);
+    hb[1] = (char)((h >> 8) & 0xff);
+    hb[2] = (char)((h >> 16) & 0xff);
+    hb[3] = (char)(h >> 24);
+    putblock(E, hb, 4);
+  }
   lua_pop(L, 1);
   nups = lconc_nupvalues(L, f);
   putvarint(E, (lua_Unsigned)nups);
@@ -1068,6 +1091,13 @@ static void declfunc(Dec *D) {
   enterd(D);
   n = (size_t)loadcount(D, 1);
   b = (const char *)need(D, n);
+  {
+    const unsigned char *hb = (const unsigned char *)need(D, 4);
+    uint32_t h = (uint32_t)hb[0] | (uint32_t)hb[1] << 8
+                 | (uint32_t)hb[2] << 16 | (uint32_t)hb[3] << 24;
+    if (h != dumphash(b, n))
+      error(D, "bad bytecode: hash mismatch");
+  }
   shared = lconc_loadfunc(L, b, n);
   if (shared < 0)
     error(D, lua_pushfstring(L, "bad bytecode: %s", lua_tostring(L, -1)));
