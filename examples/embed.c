@@ -51,10 +51,8 @@ int main(void) {
     lua_close(L);
     return 1;
   }
-  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
-  api = (const conc_lua_api_t *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (api == NULL || api->version != CONC_LUA_API_VERSION) {
+  api = conc_lua_api(L);
+  if (api == NULL) {
     fprintf(stderr, "embed: concurrent.core not found\n");
     lua_close(L);
     return 1;

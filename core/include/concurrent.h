@@ -287,6 +287,18 @@ typedef struct conc_lua_api {
   double (*deadline)(double timeout);
 } conc_lua_api_t;
 
+/* With lua.h included before this header: the table of a state that has
+** opened the module, or NULL (not opened, or another version). */
+#if defined(LUA_REGISTRYINDEX)
+static inline const conc_lua_api_t *conc_lua_api(struct lua_State *L) {
+  const conc_lua_api_t *api;
+  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
+  api = (const conc_lua_api_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return api != NULL && api->version == CONC_LUA_API_VERSION ? api : NULL;
+}
+#endif
+
 /* }====================================================================== */
 
 #ifdef __cplusplus

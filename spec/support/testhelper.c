@@ -32,11 +32,8 @@ typedef struct job {
 } job;
 
 static const conc_lua_api_t *getapi(lua_State *L) {
-  const conc_lua_api_t *api;
-  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
-  api = (const conc_lua_api_t *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (api == NULL || api->version != CONC_LUA_API_VERSION)
+  const conc_lua_api_t *api = conc_lua_api(L);
+  if (api == NULL)
     luaL_error(L, "require 'concurrent.core' first");
   return api;
 }
