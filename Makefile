@@ -187,7 +187,7 @@ FUZZ_CFLAGS = -std=c99 -D_GNU_SOURCE $(CWARNS) -g -O1 \
               -pthread -Icore/include -Icore -Ilua -I$(LUA_INC)
 
 fuzz:
-	@LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(FUZZ_CC)' sh mk/deps.sh cc headers
+	@LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(FUZZ_CC)' sh mk/deps.sh cc headers fuzzer
 	@$(SUBMAKE) $(FUZZ)
 	@mkdir -p build-fuzz/corpus
 	$(FUZZ) -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
