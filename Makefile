@@ -4,7 +4,11 @@
 
 # == CHANGE THE SETTINGS BELOW TO SUIT YOUR ENVIRONMENT =======================
 
-CC ?= gcc
+# make's own default CC is "cc": replace only that default, so that
+# 'make CC=clang' and CC in the environment still win.
+ifeq ($(origin CC),default)
+CC = gcc
+endif
 LUA ?= lua5.4
 LUA_INC ?= /usr/include/lua5.4
 LUA_VERSION = 5.4

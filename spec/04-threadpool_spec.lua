@@ -4,11 +4,6 @@
 local cf = require "concurrent.futures"
 local helpers = require "spec.helpers"
 
-local function spin(seconds)
-  local t = os.clock() + seconds
-  while os.clock() < t do end
-end
-
 describe("ThreadPoolExecutor", function()
   it("runs a task in a worker and returns all its results", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
