@@ -73,9 +73,6 @@ static const conc_lua_api_t capi = {
 /* }====================================================================== */
 
 
-__attribute__((visibility("default")))
-LUAMOD_API int luaopen_concurrent_core(lua_State *L);
-
 LUAMOD_API int luaopen_concurrent_core(lua_State *L) {
   lua_newtable(L);
   lconc_open_mailbox(L);

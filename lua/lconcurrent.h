@@ -18,6 +18,10 @@
 
 #define LCONC_FUTURE_MT "concurrent.Future"
 
+/* The module's one export; worker states open it too (lworker.c). */
+__attribute__((visibility("default")))
+LUAMOD_API int luaopen_concurrent_core(lua_State *L);
+
 /* Stack-balance checks for binding code (debug builds only). */
 #if defined(LCONC_DEBUG)
 #include <assert.h>

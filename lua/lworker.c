@@ -11,8 +11,6 @@
 #include "lconcurrent.h"
 #include "lworker.h"
 
-LUAMOD_API int luaopen_concurrent_core(lua_State *L);
-
 
 /* (Protected.) Encode the value at 1, or an error of class 'cls' (upvalue)
 ** with message at 1; returns the payload as a light userdata. */
@@ -67,9 +65,12 @@ void lconc_shared_free(lconc_shared *sh) {
   free(sh);
 }
 
-/* The message of a broken pool (a copy), or NULL while it is not. */
+/* The message of a broken pool (a copy), or NULL while it is not. Every
+** submit asks: the flag spares it the lock while the pool is sound. */
 char *lconc_shared_broken(lconc_shared *sh) {
   char *msg = NULL;
+  if (!__atomic_load_n(&sh->isbroken, __ATOMIC_ACQUIRE))
+    return NULL;
   pthread_mutex_lock(&sh->mu);
   if (sh->brokenmsg != NULL)
     msg = strdup(sh->brokenmsg);
@@ -92,6 +93,7 @@ static void setbroken(lconc_shared *sh, lua_State *W, const char *why) {
     sh->broken = p;
     msg = NULL;
     p = NULL;
+    __atomic_store_n(&sh->isbroken, 1, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&sh->mu);
   free(msg);

@@ -16,6 +16,7 @@ typedef struct lconc_shared {
   lconc_payload *init;       /* initializer and initargs, or NULL */
   pthread_mutex_t mu;
   char *brokenmsg;           /* why the pool broke, or NULL */
+  int isbroken;              /* brokenmsg is set (read without 'mu') */
   lconc_payload *broken;     /* that, as an encoded BrokenThreadPool */
 } lconc_shared;
 
