@@ -22,13 +22,13 @@ typedef struct executor {
 typedef struct ltask {
   conc_task_t base;
   lconc_shared *sh;
-  lconc_payload *payload;
+  conc_payload_t *payload;
 } ltask;
 
 static void task_run(conc_task_t *t, void *ctx) {
   ltask *lt = (ltask *)t;
   lconc_worker_run((lua_State *)ctx, lt->payload, t->future);
-  lconc_payload_free(lt->payload);
+  conc_payload_free(lt->payload);
   free(lt);
 }
 
@@ -37,12 +37,12 @@ static void task_run(conc_task_t *t, void *ctx) {
 static void task_drop(conc_task_t *t, int why) {
   ltask *lt = (ltask *)t;
   if (why == CONC_EBROKEN) {
-    lconc_payload *p = lconc_shared_brokenpayload(lt->sh);
-    if (conc_future_set_exception(t->future, p, lconc_payload_sizeof(p),
-                                  lconc_payload_free) != 0)
-      lconc_payload_free(p);
+    conc_payload_t *p = lconc_shared_brokenpayload(lt->sh);
+    if (conc_future_set_exception(t->future, p, conc_payload_sizeof(p),
+                                  conc_payload_free) != 0)
+      conc_payload_free(p);
   }
-  lconc_payload_free(lt->payload);
+  conc_payload_free(lt->payload);
   free(lt);
 }
 
@@ -64,11 +64,11 @@ static void checkbroken(lua_State *L, executor *ex) {
 /* Queue the encoded task 'p' for the future 'f'. On failure frees 'p' and
 ** raises; the pool holds its own reference to 'f' once queued. */
 static void submit(lua_State *L, executor *ex, conc_future_t *f,
-                   lconc_payload *p) {
+                   conc_payload_t *p) {
   ltask *t = (ltask *)calloc(1, sizeof(*t));
   int r;
   if (t == NULL) {
-    lconc_payload_free(p);
+    conc_payload_free(p);
     luaL_error(L, "not enough memory");
   }
   t->sh = ex->sh;
@@ -80,7 +80,7 @@ static void submit(lua_State *L, executor *ex, conc_future_t *f,
   r = conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
-    lconc_payload_free(p);
+    conc_payload_free(p);
     free(t);
     checkbroken(L, ex);
     lconc_coreerror(L, r, "submit");
@@ -91,7 +91,7 @@ static void submit(lua_State *L, executor *ex, conc_future_t *f,
 static int ex_submit(lua_State *L) {
   executor *ex = checkexecutor(L);
   conc_future_t *f;
-  lconc_payload *p;
+  conc_payload_t *p;
   lconc_checkcallable(L, 2);
   if (ex->shutdown)
     return luaL_error(L, "cannot schedule new futures after shutdown");

@@ -24,14 +24,14 @@ static int encode_one(lua_State *W) {
 
 /* A payload of one string, or of a new error object of class 'cls'
 ** (when not NULL); NULL if even that cannot be made (no memory). */
-static lconc_payload *encode_message(lua_State *W, const char *cls,
+static conc_payload_t *encode_message(lua_State *W, const char *cls,
                                      const char *msg) {
-  lconc_payload *p = NULL;
+  conc_payload_t *p = NULL;
   if (cls != NULL) lua_pushstring(W, cls);
   lua_pushcclosure(W, encode_one, cls != NULL);
   lua_pushstring(W, msg);
   if (lua_pcall(W, 1, 1, 0) == LUA_OK)
-    p = (lconc_payload *)lua_touserdata(W, -1);
+    p = (conc_payload_t *)lua_touserdata(W, -1);
   lua_pop(W, 1);
   return p;
 }
@@ -59,8 +59,8 @@ void lconc_shared_free(lconc_shared *sh) {
   free(sh->path);
   free(sh->cpath);
   free(sh->brokenmsg);
-  lconc_payload_free(sh->init);
-  lconc_payload_free(sh->broken);
+  conc_payload_free(sh->init);
+  conc_payload_free(sh->broken);
   pthread_mutex_destroy(&sh->mu);
   free(sh);
 }
@@ -82,7 +82,7 @@ char *lconc_shared_broken(lconc_shared *sh) {
 ** BrokenThreadPool error encoded for the futures that will never run. */
 static void setbroken(lconc_shared *sh, lua_State *W, const char *why) {
   char *msg = (char *)malloc(strlen(why) + 32);
-  lconc_payload *p = NULL;
+  conc_payload_t *p = NULL;
   if (msg != NULL)
     strcpy(msg, "initializer failed: "), strcat(msg, why);
   if (W != NULL && msg != NULL)
@@ -97,7 +97,7 @@ static void setbroken(lconc_shared *sh, lua_State *W, const char *why) {
   }
   pthread_mutex_unlock(&sh->mu);
   free(msg);
-  lconc_payload_free(p);
+  conc_payload_free(p);
 }
 
 /* }====================================================================== */
@@ -125,7 +125,7 @@ static int msgh(lua_State *W) {
 /* Decode the payload at 1 (fn, args...) and call it under 'msgh'. Leaves
 ** the call's status, then its results or (error, traceback). */
 static int call_payload(lua_State *W) {
-  const lconc_payload *p = (const lconc_payload *)lua_touserdata(W, 1);
+  const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(W, 1);
   int n, status;
   lua_settop(W, 0);
   lua_newtable(W);                      /* 1: traceback slot */
@@ -144,7 +144,7 @@ static int call_payload(lua_State *W) {
 ** the outcome encoded, results or error + traceback. */
 static int run_task(lua_State *W) {
   int failed, n;
-  lconc_payload *out;
+  conc_payload_t *out;
   call_payload(W);
   failed = lua_tointeger(W, 2) != LUA_OK;
   n = lua_gettop(W) - 2;
@@ -155,27 +155,27 @@ static int run_task(lua_State *W) {
   return 2;
 }
 
-void lconc_worker_run(lua_State *W, const lconc_payload *task,
+void lconc_worker_run(lua_State *W, const conc_payload_t *task,
                       conc_future_t *f) {
-  lconc_payload *out;
+  conc_payload_t *out;
   int failed;
   lua_settop(W, 0);
   lua_pushcfunction(W, run_task);
   lua_pushlightuserdata(W, (void *)task);
   if (lua_pcall(W, 1, 2, 0) == LUA_OK) {
     failed = lua_toboolean(W, 1);
-    out = (lconc_payload *)lua_touserdata(W, 2);
+    out = (conc_payload_t *)lua_touserdata(W, 2);
   } else {  /* the task could not be decoded or its outcome encoded */
     failed = 1;
     out = encode_message(W, NULL, lua_tostring(W, -1));
   }
   lua_settop(W, 0);
   if (failed)
-    conc_future_set_exception(f, out, lconc_payload_sizeof(out),
-                              lconc_payload_free);
+    conc_future_set_exception(f, out, conc_payload_sizeof(out),
+                              conc_payload_free);
   else
-    conc_future_set_result(f, out, lconc_payload_sizeof(out),
-                           lconc_payload_free);
+    conc_future_set_result(f, out, conc_payload_sizeof(out),
+                           conc_payload_free);
 }
 
 /* (Protected.) Make a worker state: libraries, the owner's package
@@ -225,11 +225,11 @@ void lconc_worker_stop(void *ud, void *ctx) {
 }
 
 /* A copy of the pool's BrokenThreadPool payload, for one future. */
-lconc_payload *lconc_shared_brokenpayload(lconc_shared *sh) {
-  lconc_payload *p = NULL;
+conc_payload_t *lconc_shared_brokenpayload(lconc_shared *sh) {
+  conc_payload_t *p = NULL;
   pthread_mutex_lock(&sh->mu);
   if (sh->broken != NULL)
-    p = lconc_payload_dup(sh->broken);
+    p = conc_payload_dup(sh->broken);
   pthread_mutex_unlock(&sh->mu);
   return p;
 }

@@ -13,23 +13,23 @@
 ** but for the broken state under 'mu'. Freed after the pool. */
 typedef struct lconc_shared {
   char *path, *cpath;        /* the owner's package.path / cpath */
-  lconc_payload *init;       /* initializer and initargs, or NULL */
+  conc_payload_t *init;       /* initializer and initargs, or NULL */
   pthread_mutex_t mu;
   char *brokenmsg;           /* why the pool broke, or NULL */
   int isbroken;              /* brokenmsg is set (read without 'mu') */
-  lconc_payload *broken;     /* that, as an encoded BrokenThreadPool */
+  conc_payload_t *broken;     /* that, as an encoded BrokenThreadPool */
 } lconc_shared;
 
 LCONC_FUNC lconc_shared *lconc_shared_new(void);
 LCONC_FUNC void lconc_shared_free(lconc_shared *sh);
 LCONC_FUNC char *lconc_shared_broken(lconc_shared *sh);
-LCONC_FUNC lconc_payload *lconc_shared_brokenpayload(lconc_shared *sh);
+LCONC_FUNC conc_payload_t *lconc_shared_brokenpayload(lconc_shared *sh);
 
 /* conc_pool_opts_t worker_start / worker_stop, with 'ud' the shared data */
 LCONC_FUNC int lconc_worker_start(void *ud, void **ctx);
 LCONC_FUNC void lconc_worker_stop(void *ud, void *ctx);
 /* run a task payload (fn, args...) in worker state W and complete 'f' */
-LCONC_FUNC void lconc_worker_run(lua_State *W, const lconc_payload *task,
+LCONC_FUNC void lconc_worker_run(lua_State *W, const conc_payload_t *task,
                                  conc_future_t *f);
 
 #endif

@@ -32,6 +32,7 @@ build = {
         "core/clock.c",
         "core/future.c",
         "core/mailbox.c",
+        "core/payload.c",
         "core/pool.c",
         "lua/lcodec.c",
         "lua/lconcurrent.c",

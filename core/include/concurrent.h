@@ -109,6 +109,51 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 
 /* {======================================================================
+** Payloads: what a task, a result or an error is made of, as one block:
+** bytes plus the futures the bytes refer to (by index into the block's
+** list, so the bytes hold no pointer and mean the same in a thread, over
+** a socket or over MPI). The block owns one reference per future.
+** ======================================================================= */
+
+typedef struct conc_payload conc_payload_t;
+
+/* What the bytes are: the Lua codec's encoding of values, or an error
+** made by the core (a broken pool): "<class>\0<message>". */
+enum { CONC_PAYLOAD_VALUES = 0, CONC_PAYLOAD_ERROR = 1 };
+
+/* The header is spelled out for hosts that build payloads of raw bytes;
+** the bytes follow it, then (pointer-aligned) the future list. */
+struct conc_payload {
+  size_t size;       /* bytes, right after this header */
+  size_t nfutures;   /* entries of the future list */
+  int kind;          /* CONC_PAYLOAD_* */
+};
+
+/* A block holding a copy of 'len' bytes (or room for them when 'bytes'
+** is NULL) and 'nfutures' empty list entries; NULL when out of memory. */
+conc_payload_t *conc_payload_new(const void *bytes, size_t len,
+                                 size_t nfutures);
+/* The same over a malloc'd 'block' that already holds the header's room
+** and then the 'len' bytes (it is realloc'd): NULL when out of memory,
+** and then 'block' is still the caller's. */
+conc_payload_t *conc_payload_adopt(void *block, size_t len,
+                                   size_t nfutures);
+/* A CONC_PAYLOAD_ERROR block, or NULL. */
+conc_payload_t *conc_payload_error(const char *cls, const char *msg);
+/* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
+void conc_payload_free(void *p);
+size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
+char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
+conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
+/* Fill the empty entry 'i' with 'f', taking a reference. */
+void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
+/* A copy; each future gains a reference. NULL when out of memory. */
+conc_payload_t *conc_payload_dup(const conc_payload_t *p);
+
+/* }====================================================================== */
+
+
+/* {======================================================================
 ** Mailboxes: one per owner thread (a Lua state, a host's event loop).
 ** Futures post to it; the owner drains it on its own thread. Its fd (an
 ** eventfd) is readable while posts are queued, for event loops.

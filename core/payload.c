@@ -1,0 +1,110 @@
+/*
+** payload.c: what crosses between owners and workers. Bytes (the Lua
+** codec's encoding, or an error made by the core) plus the futures the
+** bytes name by index; one malloc'd block, no Lua.
+*/
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define HEAD sizeof(conc_payload_t)
+#define PTRALIGN(n) \
+  (((n) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
+
+/* The future list starts at the first pointer-aligned offset after the
+** bytes. */
+static conc_future_t **futures(const conc_payload_t *p) {
+  return (conc_future_t **)((char *)p + PTRALIGN(HEAD + p->size));
+}
+
+static size_t total(size_t size, size_t nfutures) {
+  if (size > SIZE_MAX / 2 || nfutures > SIZE_MAX / (4 * sizeof(void *)))
+    return 0;
+  return PTRALIGN(HEAD + size) + nfutures * sizeof(conc_future_t *);
+}
+
+/* Fill the header of a block of the right size. */
+static conc_payload_t *init(void *block, size_t size, size_t nfutures,
+                            int kind) {
+  conc_payload_t *p = (conc_payload_t *)block;
+  p->size = size;
+  p->nfutures = nfutures;
+  p->kind = kind;
+  if (nfutures > 0)
+    memset(futures(p), 0, nfutures * sizeof(conc_future_t *));
+  return p;
+}
+
+conc_payload_t *conc_payload_new(const void *bytes, size_t len,
+                                 size_t nfutures) {
+  size_t n = total(len, nfutures);
+  void *b = n != 0 ? malloc(n) : NULL;
+  if (b == NULL)
+    return NULL;
+  if (bytes != NULL && len > 0)
+    memcpy((char *)b + HEAD, bytes, len);
+  return init(b, len, nfutures, CONC_PAYLOAD_VALUES);
+}
+
+conc_payload_t *conc_payload_adopt(void *block, size_t len,
+                                   size_t nfutures) {
+  size_t n = total(len, nfutures);
+  void *b = n != 0 ? realloc(block, n) : NULL;
+  if (b == NULL)
+    return NULL;
+  return init(b, len, nfutures, CONC_PAYLOAD_VALUES);
+}
+
+conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
+  size_t lc = strlen(cls), lm = strlen(msg);
+  conc_payload_t *p = conc_payload_new(NULL, lc + 1 + lm, 0);
+  if (p == NULL)
+    return NULL;
+  memcpy(conc_payload_data(p), cls, lc + 1);
+  memcpy(conc_payload_data(p) + lc + 1, msg, lm);
+  p->kind = CONC_PAYLOAD_ERROR;
+  return p;
+}
+
+void conc_payload_free(void *data) {
+  conc_payload_t *p = (conc_payload_t *)data;
+  size_t i;
+  if (p == NULL)
+    return;
+  for (i = 0; i < p->nfutures; i++)
+    if (futures(p)[i] != NULL)
+      conc_future_unref(futures(p)[i]);
+  free(p);
+}
+
+size_t conc_payload_sizeof(const conc_payload_t *p) {
+  return p != NULL ? total(p->size, p->nfutures) : 0;
+}
+
+char *conc_payload_data(const conc_payload_t *p) {
+  return (char *)p + HEAD;
+}
+
+conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i) {
+  return i < p->nfutures ? futures(p)[i] : NULL;
+}
+
+void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
+  conc_assert(i < p->nfutures && futures(p)[i] == NULL);
+  conc_future_ref(f);
+  futures(p)[i] = f;
+}
+
+conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
+  size_t n = conc_payload_sizeof(p), i;
+  conc_payload_t *q;
+  if (p == NULL || (q = (conc_payload_t *)malloc(n)) == NULL)
+    return NULL;
+  memcpy(q, p, n);
+  for (i = 0; i < q->nfutures; i++)
+    if (futures(q)[i] != NULL)
+      conc_future_ref(futures(q)[i]);
+  return q;
+}
