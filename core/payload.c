@@ -108,3 +108,15 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
       conc_future_ref(futures(q)[i]);
   return q;
 }
+
+/* Complete 'f' with 'p' (taken; NULL when even an error could not be
+** made: the future then fails without values). Freed if 'f' is done
+** already. */
+void conc__payload_complete(conc_future_t *f, conc_payload_t *p, int failed) {
+  int r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
+                                             conc_payload_free)
+                 : conc_future_set_result(f, p, conc_payload_sizeof(p),
+                                          conc_payload_free);
+  if (r != 0)
+    conc_payload_free(p);
+}

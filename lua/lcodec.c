@@ -1135,15 +1135,17 @@ static int decodeall(lua_State *L, const void *b, size_t size,
 }
 
 /* An error made by the core: "<class>\0<message>" becomes an error
-** object of that class. */
+** object of that class, or the message string when the class is "". */
 static int decodeerror(lua_State *L, const conc_payload_t *p) {
   const char *b = conc_payload_data(p);
   size_t lc = strnlen(b, p->size);
   if (lc == p->size)
     return luaL_error(L, "cannot decode transfer (bad error payload)");
   lua_pushlstring(L, b + lc + 1, p->size - lc - 1);
-  lconc_pusherror(L, b, lua_tostring(L, -1));
-  lua_remove(L, -2);
+  if (lc > 0) {  /* else the message itself is the error */
+    lconc_pusherror(L, b, lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
   return 1;
 }
 

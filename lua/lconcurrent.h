@@ -37,11 +37,24 @@ LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
 
 /* lmailbox.c: the per-state owner. Lua callbacks of a state run only on
 ** its own thread, at safe points (see API.md, "Callbacks"). */
+/* Something the owner must close before the module's code may go (an
+** executor whose workers run that code): linked while open. */
+typedef struct lconc_closer {
+  struct lconc_closer *next, **prev;
+  void (*close)(struct lconc_closer *c);
+} lconc_closer;
 typedef struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
+  lconc_closer *closers;
 } lconc_owner;
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
+/* Link 'c' to the state's owner, whose finalizer closes what is still
+** linked when the state closes (Lua runs no finalizer of an object made
+** while it closes). Raises "the Lua state is closing" once the owner is
+** finalized: nothing new may start then. */
+LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
+LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);
 LCONC_FUNC void lconc_open_owner(lua_State *L);

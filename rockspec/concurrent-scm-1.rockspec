@@ -29,11 +29,15 @@ build = {
   modules = {
     ["concurrent.core"] = {
       sources = {
+        "core/child.c",
         "core/clock.c",
+        "core/frame.c",
         "core/future.c",
         "core/mailbox.c",
         "core/payload.c",
         "core/pool.c",
+        "core/proc.c",
+        "core/threadexec.c",
         "lua/lcodec.c",
         "lua/lconcurrent.c",
         "lua/lerror.c",

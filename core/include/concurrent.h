@@ -138,7 +138,8 @@ conc_payload_t *conc_payload_new(const void *bytes, size_t len,
 ** and then 'block' is still the caller's. */
 conc_payload_t *conc_payload_adopt(void *block, size_t len,
                                    size_t nfutures);
-/* A CONC_PAYLOAD_ERROR block, or NULL. */
+/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class makes the
+** message itself the error value. */
 conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 /* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
 void conc_payload_free(void *p);
@@ -248,8 +249,10 @@ typedef struct conc_pool_opts {
   const char *name_prefix;    /* OS thread names "<prefix>_<n>"; or NULL */
   size_t stack_size;          /* 0: the pool's default */
   /* Optional: make a worker's context on its own thread before its first
-  ** task. Nonzero return breaks the pool: queued tasks are dropped with
-  ** CONC_EBROKEN and later submits fail with CONC_EBROKEN. */
+  ** task. CONC_EBROKEN breaks the pool: queued tasks are dropped with
+  ** CONC_EBROKEN and later submits fail with CONC_EBROKEN. Any other
+  ** nonzero return (no resources) breaks it only when no other worker is
+  ** left; otherwise this worker just does not start. */
   int (*worker_start)(void *ud, void **ctx);
   void (*worker_stop)(void *ud, void *ctx);   /* on the worker, at exit */
   void *ud;
@@ -257,6 +260,7 @@ typedef struct conc_pool_opts {
 
 typedef struct conc_pool_stats {
   int workers, idle;
+  int broken;
   long pending, running, completed, failed, cancelled;
 } conc_pool_stats_t;
 
@@ -283,6 +287,68 @@ int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel);
 void conc_pool_free(conc_pool_t *p);
 
 void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Executors: one interface over the back-ends (the thread pool, the
+** process pool). A back-end runs tasks given as payloads through a
+** runtime (what a worker does with a payload; the Lua binding supplies
+** the Lua one) and completes each task's future with what came back.
+** ======================================================================= */
+
+/* What a worker runs: the same for a thread and a forked child. */
+typedef struct conc_runtime {
+  /* Make a worker's context on the worker (its thread, or the child
+  ** process). 0; or CONC_EBROKEN when the user's setup failed (the pool
+  ** breaks), another code when resources ran out (the pool breaks only
+  ** if no worker is left); then '*why' is a malloc'd reason or NULL. */
+  int (*start)(void *ud, void **ctx, char **why);
+  void (*stop)(void *ud, void *ctx);
+  /* Run 'task' in 'ctx': its outcome (values, or an error when
+  ** '*failed'), or NULL when not even an error could be made. */
+  conc_payload_t *(*run)(void *ctx, const conc_payload_t *task,
+                         int *failed);
+  void *ud;
+} conc_runtime_t;
+
+typedef struct conc_executor conc_executor_t;
+
+typedef struct conc_executor_ops {
+  const char *name;          /* "ThreadPoolExecutor" */
+  const char *broken_class;  /* "BrokenThreadPool": the error of a break */
+  /* Queue 'task' for 'f' (PENDING): 0, and the executor owns 'task' and
+  ** one reference to 'f'; or a negative code and both stay the caller's
+  ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
+  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task);
+  /* As conc_pool_shutdown. */
+  int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
+  void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
+  /* Why it broke (a malloc'd copy), or NULL while it is sound. */
+  char *(*broken)(conc_executor_t *ex);
+  /* shutdown(wait), then release everything. */
+  void (*free)(conc_executor_t *ex);
+} conc_executor_ops_t;
+
+/* Every back-end starts with this. */
+struct conc_executor {
+  const conc_executor_ops_t *ops;
+};
+
+typedef struct conc_executor_opts {
+  int max_workers;             /* > 0 */
+  const char *name_prefix;     /* threads: OS thread names; or NULL */
+  int max_tasks_per_child;     /* processes: 0 = no limit */
+  conc_runtime_t runtime;
+} conc_executor_opts_t;
+
+/* A thread pool (pool.c) running payloads; NULL when out of memory. */
+conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
+/* A pool of forked processes (proc.c); NULL when out of memory. Each
+** child runs the runtime in a fresh process image copy: 'start' runs in
+** the child after fork. Futures in a task's payload are forwarded to
+** the child, where they are proxies that complete when the parent's do. */
+conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 
 /* }====================================================================== */
 
