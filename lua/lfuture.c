@@ -30,8 +30,14 @@ conc_future_t *lconc_testfuture(lua_State *L, int idx) {
   return h != NULL ? h->f : NULL;
 }
 
+/* A handle is finalized before the objects made earlier than it while
+** its state closes: a callback run then may still reach it. */
 conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
-  return ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+  conc_future_t *f = ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+  if (f == NULL)
+    luaL_error(L, "future handle already finalized (the Lua state is "
+               "closing)");
+  return f;
 }
 
 static handle *newhandle(lua_State *L, conc_future_t *f) {

@@ -17,6 +17,12 @@ describe("examples", function()
     assert.matches("3\tfib%(20%) = 6765", out)
   end)
 
+  it("map.lua maps over a process pool in chunks", function()
+    local out = run_example("map.lua")
+    assert.matches("longest Collatz chain below 1001: 178 steps, from 871", out)
+    assert.matches("error from a worker process:\tbad input", out)
+  end)
+
   it("submit_result.lua prints the task's result", function()
     local out = run_example("submit_result.lua")
     assert.matches("^%d+\n$", out)
