@@ -2,9 +2,10 @@
 ** embed.c: a C host that embeds Lua. It opens the module in its own
 ** state, hands Lua a future, and completes it from a thread of its own.
 */
+#define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
 #include <stdio.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -23,7 +24,8 @@ struct job {
 /* The host's own thread: some work, then the result for Lua. */
 static void *worker(void *arg) {
   struct job *j = (struct job *)arg;
-  usleep(20000);
+  struct timespec ms20 = {0, 20000000};
+  nanosleep(&ms20, NULL);
   if (j->api->future_set_result(j->f, j->payload, j->len, j->freefn) != 0)
     j->freefn(j->payload);
   return NULL;
@@ -43,10 +45,9 @@ int main(void) {
   pthread_t t;
   int status;
   luaL_openlibs(L);
-  /* find the module: first the build tree, then the installed paths */
-  if (luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path\n"
-                       "package.cpath = 'build/?.so;' .. package.cpath\n"
-                       "require 'concurrent.core'") != LUA_OK) {
+  /* the module is found as any Lua finds it: LUA_PATH and LUA_CPATH
+  ** ('make' sets them to the build tree), else the installed paths */
+  if (luaL_dostring(L, "require 'concurrent.core'") != LUA_OK) {
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
     lua_close(L);
     return 1;
