@@ -114,15 +114,15 @@ TSAN_ENV = TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1$(if $(wildcard 
 SAN_ENV = $(if $(findstring thread,$(SAN)),$(TSAN_ENV),$(ASAN_ENV))
 
 test:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) specs
 
 asan:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) SAN=address,undefined BUILD=build-asan specs
 
 tsan:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) SAN=thread BUILD=build-tsan specs
 
 demo:

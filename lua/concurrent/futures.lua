@@ -165,4 +165,7 @@ core.executor_methods.map = map
 
 -- }==================================================================
 
+M.progress = require("concurrent.progress").progress
+
+
 return M
