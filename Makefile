@@ -230,6 +230,16 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(INSTALL_CMOD)/concurrent $(DESTDIR)$(INSTALL_LMOD)/concurrent 2>/dev/null
 
+# The API reference: LDoc (config.ld) reads the doc comments of lua/*.c
+# and lua/concurrent/*.lua into doc/reference/; mk/doccheck.lua then
+# checks that every exported function is in it.
+doc:
+	@$(DEPS) cc lua headers ldoc
+	@$(SUBMAKE) $(MODULE)
+	rm -rf doc/reference
+	ldoc -q .
+	@$(LUAENV) $(LUA) mk/doccheck.lua doc/reference/index.html
+
 # Installing as users do (mk/installcheck.sh): LuaRocks into a temporary
 # tree from a clean copy of HEAD, and 'make install DESTDIR=' with the C
 # host example built through pkg-config.
@@ -259,4 +269,4 @@ print:
 	@echo SPECS=$(SPECS)
 
 .PHONY: all clean print test asan tsan demo bench specs install uninstall \
-  installcheck lint valgrind run-demo run-bench
+  installcheck doc lint valgrind run-demo run-bench

@@ -3,10 +3,19 @@
 ** opens each part of the binding into one table and publishes the C API
 ** for hosts (conc_lua_api_t) in the registry.
 */
+
+/***
+ * Functions.
+ * @submodule concurrent.futures
+ */
 #include <unistd.h>
 
 #include "lconcurrent.h"
 
+/***
+ * @function cpu_count
+ * @treturn integer the number of online processors
+ */
 static int cf_cpu_count(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   lua_pushinteger(L, n > 0 ? n : 1);

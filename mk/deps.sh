@@ -13,7 +13,8 @@
 #   python3  python3 in PATH, the benchmark's Python baseline (python3)
 #   luarocks luarocks in PATH (luarocks)
 #   pkgconfig pkg-config in PATH (pkg-config)
-#   ldoc     ldoc in PATH, the API reference generator (lua-ldoc)
+#   ldoc     ldoc in PATH, the API reference generator (lua-ldoc), and
+#            the Markdown module it formats with (lua-markdown)
 #   script   script in PATH, a pseudo-terminal for the specs (bsdutils)
 #   gnuplot  gnuplot in PATH, the benchmark chart (gnuplot-nox)
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
@@ -85,7 +86,12 @@ check() {
     python3) have_cmd python3 || echo python3 ;;
     luarocks) have_cmd luarocks || echo luarocks ;;
     pkgconfig) have_cmd pkg-config || echo pkg-config ;;
-    ldoc) have_cmd ldoc || echo lua-ldoc ;;
+    ldoc)
+      p=
+      have_cmd ldoc || p=lua-ldoc
+      dpkg-query -W -f '${Status}' lua-markdown 2>/dev/null |
+        grep -q 'ok installed' || p="${p:+$p }lua-markdown"
+      [ -z "$p" ] || echo "$p" ;;
     script) have_cmd script || echo bsdutils ;;
     gnuplot) have_cmd gnuplot || echo gnuplot-nox ;;
   esac

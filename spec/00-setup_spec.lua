@@ -99,8 +99,11 @@ describe("mk/deps.sh", function()
 
   it("names the packaging, documentation and chart tools", function()
     local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC },
-                           "luarocks", "pkgconfig", "ldoc", "script", "gnuplot")
-    assert.are.equal(message("luarocks pkg-config lua-ldoc bsdutils gnuplot-nox"), out)
+                           "luarocks", "pkgconfig", "script", "gnuplot")
+    assert.are.equal(message("luarocks pkg-config bsdutils gnuplot-nox"), out)
+    assert.are.equal(1, code)
+    code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC }, "ldoc")
+    assert.matches("missing Debian packages: lua%-ldoc", out)
     assert.are.equal(1, code)
   end)
 

@@ -1,8 +1,9 @@
---- A progress bar for long fan-outs: `cf.progress`.
--- It wraps `cf.as_completed` (or an array of futures) or a `map`
--- iterator and redraws one terminal line, `label  37/100  37% |####  |
--- 12.5/s  ETA 5s`, at most 10 times a second.
--- @module concurrent.progress
+-- concurrent.progress: cf.progress, a progress bar for long fan-outs. It
+-- wraps cf.as_completed (or an array of futures) or a map iterator and
+-- redraws one terminal line, "label  37/100  37% |####  |  12.5/s  ETA
+-- 5s", at most 10 times a second.
+
+--- @submodule concurrent.futures
 
 local core = require "concurrent.core"
 
@@ -57,7 +58,8 @@ local function checkopts(opts)
   return opts
 end
 
---- Wrap a fan-out in a progress bar.
+--- Wrap a fan-out in a progress bar: one terminal line (count, percent,
+-- bar, rate, ETA) redrawn at most 10 times a second.
 -- `for f in cf.progress(fs) do` yields the futures of the array `fs` as
 -- they complete (it wraps `cf.as_completed(fs)`, `total` is `#fs`).
 -- `for i, v in cf.progress(ex:map(fn, xs), {total = #xs}) do` yields what
@@ -71,6 +73,8 @@ end
 -- terminal), `clock` (function returning seconds, default monotonic)
 -- @return an iterator, and a to-be-closed value that ends the line
 -- @usage for f in cf.progress(fs, {label = "pages"}) do print(f:result()) end
+-- @function progress
+-- @within functions
 local function progress(iterable, opts)
   opts = checkopts(opts)
   local total = opts.total
