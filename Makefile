@@ -144,6 +144,10 @@ valgrind:
 	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 # Each spec/bench/*.lua is one section of the report, run in name order.
+# The thread-pool section also writes its table as data, which gnuplot
+# (when installed) draws as the chart the README shows.
+BENCH_DATA = doc/bench.dat
+BENCH_CHART = doc/bench.svg
 bench:
 	@$(DEPS) cc lua headers luv python3
 	@$(SUBMAKE) run-bench
@@ -155,8 +159,12 @@ run-demo: $(MODULE)
 run-bench: $(MODULE) $(HELPERS)
 	@$(if $(BENCHES),,echo "no benchmarks in spec/bench/")
 	@for f in $(BENCHES); do \
-	  echo "== $$f"; $(LUAENV) $(LUA) $$f || exit 1; \
+	  echo "== $$f"; $(LUAENV) BENCH_DATA=$(BENCH_DATA) $(LUA) $$f || exit 1; \
 	done
+	@if command -v gnuplot >/dev/null; then \
+	  gnuplot -e "datafile='$(BENCH_DATA)'; outfile='$(BENCH_CHART)'" mk/bench.gp && \
+	  echo "chart: $(BENCH_CHART)"; \
+	else echo "gnuplot not installed (apt-get install gnuplot-nox): $(BENCH_CHART) not drawn"; fi
 
 # Internal: build the module and helpers, run every spec with busted under
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
