@@ -49,7 +49,9 @@ describe("examples", function()
 
   it("embed.c completes a Lua-visible future from a host thread", function()
     local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
-    local p = assert(io.popen(exe .. " 2>&1"))
+    -- it finds the module as any Lua does: through LUA_PATH and LUA_CPATH
+    local p = assert(io.popen(("LUA_PATH=%q LUA_CPATH=%q %s 2>&1")
+      :format(package.path, package.cpath, exe)))
     local out = p:read("a")
     assert.is_true(p:close(), out)
     assert.matches("lua waits on\tFuture<pending>", out)
