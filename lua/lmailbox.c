@@ -2,6 +2,11 @@
 ** lmailbox.c: the per-state owner: its mailbox, Lua callbacks at safe
 ** points, cf.dispatch and cf.notify_fd, and waiting on watch sets.
 */
+
+/***
+ * Callbacks and event loops.
+ * @submodule concurrent.futures
+ */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -326,6 +331,13 @@ double lconc_optdeadline(lua_State *L, int arg) {
 
 /* cf.dispatch([timeout]): run the ready callbacks, waiting up to
 ** 'timeout' for one; returns how many ran. */
+/***
+ * Run the callbacks of this state that are ready, waiting up to
+ * `timeout` seconds for one. For event loops: see `notify_fd`.
+ * @function dispatch
+ * @tparam[opt] number timeout seconds; `nil` does not wait
+ * @treturn integer how many callbacks ran
+ */
 static int cf_dispatch(lua_State *L) {
   double deadline;
   int ran;
@@ -341,6 +353,12 @@ static int cf_dispatch(lua_State *L) {
   return 1;
 }
 
+/***
+ * A file descriptor that is readable while callbacks of this state wait;
+ * an event loop polls it and calls `dispatch(0)`.
+ * @function notify_fd
+ * @treturn integer the descriptor (an eventfd)
+ */
 static int cf_notify_fd(lua_State *L) {
   lua_pushinteger(L, conc_mailbox_fd(getmailbox(L)));
   return 1;

@@ -50,8 +50,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.equal(11, ex:submit(bump):result(30))
       assert.equal(10, counter)
       assert.equal(3.0, ex:submit(math.sqrt, 9):result(30))
-      ex:submit(function() wg = 1 end):result(30)
-      assert.equal(1, ex:submit(function() return wg end):result(30))
+      ex:submit(function() _G.wg = 1 end):result(30)
+      assert.equal(1, ex:submit(function() return _G.wg end):result(30))
       assert.equal(package.path, ex:submit(function() return package.path end):result(30))
     end)
 
@@ -119,7 +119,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       end
       assert.same({ 2, 3, 4, 5, 6 }, out)
       assert.has_error(function()
-        for _ in ex:map(function(x) if x == 2 then error("two") end return x end, { 1, 2, 3 }) do end
+        local function two(x) if x == 2 then error("two") end return x end
+        for _ in ex:map(two, { 1, 2, 3 }) do end
       end)
     end)
 
@@ -137,9 +138,9 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
     end)
 
     it("runs the initializer once per worker with its initargs", function()
-      local ex <close> = Pool { max_workers = 1, initializer = function(a, b) iv = a .. b end,
-                                initargs = { "x", "y" } }
-      assert.equal("xy", ex:submit(function() return iv end):result(30))
+      local ex <close> = Pool { max_workers = 1, initargs = { "x", "y" },
+                                initializer = function(a, b) _G.iv = a .. b end }
+      assert.equal("xy", ex:submit(function() return _G.iv end):result(30))
     end)
 
     it("shutdown(true, true) cancels what is pending and waits for the rest", function()
@@ -178,7 +179,9 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       local out, ok = helpers.run_lua(([[
         local cf = require "concurrent.futures"
         local ex = cf.%s(1)
-        local f = ex:submit(function() local t = os.clock() + 0.05 while os.clock() < t do end return 1 end)
+        local f = ex:submit(function()
+          local t = os.clock() + 0.05 while os.clock() < t do end return 1
+        end)
         f:add_done_callback(function() io.write("inner ") ex:shutdown() end)
         while not f:done() do end
         ex:shutdown()
@@ -217,7 +220,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         return keep
       ]]):format(class, class, class))
       assert.is_true(ok, out)
-      assert.equal("in gc; end; false the Lua state is closing; false the Lua state is closing; ", out)
+      local closing = "false the Lua state is closing; "
+      assert.equal("in gc; end; " .. closing .. closing, out)
     end)
 
     it("refuses to start anything once the module's state is closing", function()
@@ -239,7 +243,9 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         local cf = require "concurrent.futures"
         local ex = cf.%s(2)
         for i = 1, 4 do
-          ex:submit(function(x) local t = os.clock() + 0.05 while os.clock() < t do end return x end, i)
+          ex:submit(function(x)
+            local t = os.clock() + 0.05 while os.clock() < t do end return x
+          end, i)
             :add_done_callback(function(f) io.write(pcall(f.result, f) and "" or "finalized ") end)
         end
         io.write("main ")

@@ -100,3 +100,19 @@ print(ONE:format("bytes RSS per pending future",
 print(ONE:format("RSS of an idle worker, KiB",
   fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
 print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")
+
+-- The table as data for the chart (mk/bench.gp draws doc/bench.svg):
+-- one line per workload, "-" where an implementation has no number.
+local data = os.getenv("BENCH_DATA")
+if data then
+  local f = assert(io.open(data, "w"))
+  f:write("# workload concurrent luv python (make bench, 2 workers)\n")
+  for _, row in ipairs(rows) do
+    local v = {}
+    for k, impl in ipairs({ "ours", "luv", "python" }) do
+      v[k] = fmt(get(impl, row[2], row[3]), row[4])
+    end
+    f:write(("%q %s %s %s\n"):format(row[1], v[1], v[2], v[3]))
+  end
+  f:close()
+end
