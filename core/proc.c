@@ -61,6 +61,7 @@ struct child {
   int sock, pidfd;          /* pidfd -1: the kernel has none */
   int started;              /* F_START came */
   int stopping;             /* F_STOP sent */
+  int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
   int ninflight;
   long sent;                /* tasks written, for max_tasks_per_child */
@@ -681,10 +682,13 @@ static void onexit(proc *p, child *c, int status) {
 }
 
 /* Reap 'c' if it exited ('block': it is known to exit). 1 if it did
-** (and is handled), 0 if it still runs. */
+** (and is handled), 0 if it still runs. What it wrote before it exited
+** is read first. */
 static int reap(proc *p, child *c, int block) {
   int status;
   pid_t r;
+  if (!c->eof && readchild(p, c) > 0)
+    return 1;  /* broken: 'c' is gone */
   do
     r = waitpid(c->pid, &status, block ? 0 : WNOHANG);
   while (r < 0 && errno == EINTR);
@@ -745,7 +749,7 @@ static void poll_once(proc *p) {
   fds[0].fd = p->wakefd;
   fds[0].events = POLLIN;
   for (c = p->children; c != NULL; c = c->next) {
-    fds[n].fd = c->sock;
+    fds[n].fd = c->eof ? -1 : c->sock;
     fds[n++].events = (short)(POLLIN | (c->out.off < c->out.n ? POLLOUT : 0));
     fds[n].fd = c->pidfd;
     fds[n++].events = POLLIN;
@@ -764,8 +768,12 @@ static void poll_once(proc *p) {
       r = readchild(p, c);
     if (r == 1)
       break;  /* broken: every child is gone */
-    if (r < 0 || (fds[i + 1].revents & POLLIN))
-      gone = reap(p, c, r < 0 || c->pidfd >= 0);
+    if (r < 0)
+      c->eof = 1;
+    /* exited (pidfd), or its socket ended with no pidfd to tell: the
+    ** socket ends only when it exits (nothing else holds it) */
+    if ((fds[i + 1].revents & POLLIN) || (r < 0 && c->pidfd < 0))
+      gone = reap(p, c, 1);
     if (gone && p->broken)
       break;
   }

@@ -15,9 +15,9 @@ local function nchildren()
   return n - 1  -- the shell running 'cat' is one of them
 end
 
--- This process's open file descriptors, as a sorted list.
+-- This process's open file descriptors and what they are, sorted.
 local function fds()
-  local p = io.popen("ls /proc/" .. ph.pid() .. "/fd")
+  local p = io.popen("cd /proc/" .. ph.pid() .. "/fd && for f in *; do echo $f $(readlink $f); done")
   local out = p:read("a")
   p:close()
   return out
@@ -397,8 +397,13 @@ describe("ProcessPoolExecutor", function()
       local g = cf.ProcessPoolExecutor(1)
       g:submit(function() end):result(30)
     end
-    collectgarbage()
-    collectgarbage()
+    -- what other specs' threads still hold may go a moment later
+    local t = os.time()
+    repeat
+      collectgarbage()
+      collectgarbage()
+      cf.dispatch(0.05)
+    until (fds() == before_fds and nchildren() == before_children) or os.time() - t > 5
     assert.equal(before_children, nchildren())
     assert.equal(before_fds, fds())
   end)
@@ -420,7 +425,11 @@ describe("ProcessPoolExecutor", function()
     assert.equal(4, c)
   end)
 
-  it("forks safely while thread-pool workers and other pools are busy", function()
+  -- #forkbusy: with glibc's malloc only. The sanitizers' allocators of
+  -- gcc 12 take no lock around fork, so a child forked while another
+  -- thread allocates can inherit their lock held and hang (theirs, not
+  -- this module's): 'make asan' and 'make tsan' leave this case out.
+  it("forks safely while thread-pool workers and other pools are busy #forkbusy", function()
     local threads <close> = cf.ThreadPoolExecutor(4)
     local busy = {}
     for i = 1, 8 do
