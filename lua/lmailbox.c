@@ -266,9 +266,9 @@ double lconc_optdeadline(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg))
     return CONC_FOREVER;
   t = luaL_checknumber(L, arg);
+  luaL_argcheck(L, !isnan(t), arg, "timeout is not a number (NaN)");
   luaL_argcheck(L, t >= 0, arg, "timeout must be non-negative");
-  luaL_argcheck(L, !isnan(t), arg, "timeout is not a number");
-  return conc_deadline(t);  /* inf: forever */
+  return conc_deadline(t);  /* inf, math.maxinteger: forever */
 }
 
 /* }====================================================================== */

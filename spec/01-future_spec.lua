@@ -114,6 +114,21 @@ describe("Future", function()
       assert.matches("bad argument #1 to 'exception' %(number expected, got string%)", err)
       ok, err = pcall(f.result, f, 0 / 0)
       assert.is_false(ok)
+      assert.matches("bad argument #%d to '%?' %(timeout is not a number %(NaN%)%)", err)
+    end)
+
+    -- issue 9, item 9: now + 2^63 s overflowed time_t and expired at once
+    it("treats a timeout of 2^63 s or more (or inf) as forever", function()
+      for _, t in ipairs({ math.maxinteger, 2^63, 1e19, 1e300, math.huge }) do
+        local f = cf.Future()
+        local job = th.complete({ f }, 0.01, "result", 1)
+        assert.equal(2, f:result(t))
+        job:join()
+        local g = cf.Future()
+        job = th.complete({ g }, 0.01, "exception", "late")
+        assert.equal("late", g:exception(t))
+        job:join()
+      end
     end)
   end)
 

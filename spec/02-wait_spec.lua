@@ -10,6 +10,26 @@ local function futures(n)
   return fs
 end
 
+describe("huge timeouts", function()
+  -- issue 9, item 9: now + 2^63 s overflowed time_t and expired at once
+  it("are forever in wait and as_completed (math.maxinteger, 1e300, inf)", function()
+    for _, t in ipairs({ math.maxinteger, 1e19, 1e300, math.huge }) do
+      local fs = futures(2)
+      local job = th.complete(fs, 0.01, "result", 0)
+      local done, not_done = cf.wait(fs, t)
+      job:join()
+      assert.equal(2, #done)
+      assert.equal(0, #not_done)
+      fs = futures(2)
+      job = th.complete(fs, 0.01, "result", 0)
+      local n = 0
+      for _ in cf.as_completed(fs, t) do n = n + 1 end
+      job:join()
+      assert.equal(2, n)
+    end
+  end)
+end)
+
 describe("cf.as_completed", function()
   it("yields already-done futures first, each once, duplicates included", function()
     local fs = futures(3)

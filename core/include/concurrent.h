@@ -34,7 +34,8 @@ const char *conc_strerror(int code);
 /*
 ** Deadlines are absolute CLOCK_MONOTONIC times in seconds.
 ** 'conc_deadline(timeout)' turns a relative timeout into one; a negative
-** timeout means "forever" and yields CONC_FOREVER.
+** timeout means "forever" and yields CONC_FOREVER, and so does one of
+** 2^50 seconds or more (math.maxinteger, inf: no time_t overflow).
 */
 #define CONC_FOREVER (-1.0)
 double conc_now(void);
