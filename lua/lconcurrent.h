@@ -138,6 +138,12 @@ LCONC_FUNC const char *lconc_payload_bytes(const lconc_payload *p,
 LCONC_FUNC size_t lconc_payload_nfutures(const lconc_payload *p);
 LCONC_FUNC conc_future_t *lconc_payload_future(const lconc_payload *p,
                                                size_t i);
+/* Whether future 'f' is among the futures 'p' carries or, through the
+** outcomes of finished ones, holds (1), or not (0); -1 out of memory.
+** Completing 'f' with such a payload would make a cycle of references
+** (f -> payload -> ... -> f) that nothing breaks. */
+LCONC_FUNC int lconc_payload_reaches(const lconc_payload *p,
+                                     conc_future_t *f);
 /* A payload owning a copy of raw bytes (from a pipe), carrying no
 ** futures, so that decoding it refuses future handles; NULL when out of
 ** memory. Needs no lua_State (a supervisor thread may call it). */

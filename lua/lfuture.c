@@ -282,16 +282,6 @@ static int encode_protected(lua_State *L) {
   return 1;
 }
 
-/* Whether payload 'p' carries future 'f' (its own outcome would then
-** hold a reference to it, a cycle no one breaks). */
-static int holds(const lconc_payload *p, conc_future_t *f) {
-  size_t i, n = p != NULL ? lconc_payload_nfutures(p) : 0;
-  for (i = 0; i < n; i++)
-    if (lconc_payload_future(p, i) == f)
-      return 1;
-  return 0;
-}
-
 /* Finish the future at 1 with the values 2..top: kept as they are for
 ** this state (so result() returns the very values), encoded for the
 ** others (NULL when they cannot cross: those states get an error). */
@@ -310,7 +300,8 @@ static int finish(lua_State *L, int failed) {
   if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
     p = (lconc_payload *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (holds(p, h->f)) {  /* it would keep itself alive: not for others */
+  if (lconc_payload_reaches(p, h->f) != 0) {  /* a cycle (or no memory
+                                    ** to tell): not for others, no leak */
     lconc_payload_free(p);
     p = NULL;
   }

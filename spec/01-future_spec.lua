@@ -3,6 +3,7 @@
 
 local cf = require "concurrent.futures"
 local th = require "testhelper"
+local helpers = require "spec.helpers"
 
 describe("Future", function()
   it("starts pending and shows its state in tostring", function()
@@ -65,6 +66,38 @@ describe("Future", function()
     local a, b = f:result()
     assert.equal(f, a)
     assert.equal(f, b[1])
+  end)
+
+  -- issue 9, item 7: a -> b -> a through results leaked both futures
+  it("frees futures that hold each other through their results", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local function rss()
+        local f = io.open("/proc/self/statm")
+        local _, r = f:read("n", "n")
+        f:close()
+        return r * 4096
+      end
+      local function round()
+        for _ = 1, 20000 do
+          local a, b, c = cf.Future(), cf.Future(), cf.Future()
+          a:set_result(b)
+          b:set_result({ c })
+          c:set_result(a)
+          assert(c:result() == a and a:result() == b)
+        end
+        collectgarbage()
+        collectgarbage()
+      end
+      round()
+      local r0 = rss()
+      for _ = 1, 5 do round() end
+      -- a leak is 300k futures and payloads (over 50 MB)
+      print(("grew %d MB"):format((rss() - r0) // 2^20))
+    ]])
+    assert.is_true(ok, out)
+    local mb = tonumber(out:match("grew (%d+) MB"))
+    assert.is_true(mb ~= nil and mb < 16, out)
   end)
 
   it("raises InvalidStateError when set twice", function()
