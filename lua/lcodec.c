@@ -319,7 +319,7 @@ static const char BUFFER = 'b';    /* registry key of the state's buffer */
 static const char BUFFERMT = 'm';  /* registry key of its metatable */
 
 /* One step of the path from an argument to the value being encoded. */
-enum { SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
+enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
 
 typedef struct Seg {
   int kind;
@@ -388,7 +388,9 @@ static Buffer *getbuffer(lua_State *L) {
   return B;
 }
 
-/* Push the path of the value being encoded: argument #2.config.handle */
+/* Push the path of the value being encoded: argument #2.config.handle;
+** outside any value (the header, the final copy) the values as a whole:
+** "arguments". */
 static void pushpath(Enc *E) {
   lua_State *L = E->L;
   luaL_Buffer b;
@@ -397,6 +399,7 @@ static void pushpath(Enc *E) {
   for (d = 0; d <= E->depth; d++) {
     const Seg *s = &E->path[d];
     switch (s->kind) {
+      case SEG_ALL: lua_pushfstring(L, "%ss", E->label); break;
       case SEG_TOP:
         lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
         break;
@@ -956,6 +959,7 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
   E.B->busy = 1;
   E.B->n = HEAD;
   E.B->nfut = 0;
+  setseg(&E, SEG_ALL, 0, 0, NULL);
   ensure(&E, 12);
   putbyte(&E, VERSION);
   putbyte(&E, 0);  /* flags, patched below */
@@ -966,6 +970,7 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
   }
   if (E.usedrefs)
     E.B->b[HEAD + 1] = F_REFS;
+  setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
   if (E.hasseen)  /* else the table is as the last encode left it */
     E.B->nseen = E.nseen;
