@@ -107,7 +107,7 @@
 #define F_REFS 1
 
 /* The 'seen' table of the state's buffer is kept for the next encode
-** (cleared) if it held at most this many entries, else remade. */
+** (emptied) if it held at most this many entries, else remade. */
 #define KEEPSEEN 64
 
 #define STRINGIFY_(x) #x
@@ -311,7 +311,6 @@ typedef struct Buffer {
   size_t n, size;
   conc_future_t **fut;  /* futures met so far (no references taken yet) */
   size_t nfut, sizefut;
-  size_t nseen;         /* entries left in its 'seen' table (uservalue) */
   int busy;             /* an encode is using it */
 } Buffer;
 
@@ -426,12 +425,15 @@ static void pushpath(Enc *E) {
   luaL_pushresult(&b);
 }
 
+static void dropseen(Enc *E, int keep);
+
 /* Every encode error goes through here: it frees the buffer for the
 ** next encode, then raises "cannot transfer <path> (<why>)". */
 static void refuse(Enc *E, const char *why) {
   lua_State *L = E->L;
   E->B->busy = 0;
   lua_checkstack(L, 8);
+  dropseen(E, 0);
   pushpath(E);
   luaL_error(L, "cannot transfer %s (%s)", lua_tostring(L, -1), why);
 }
@@ -534,16 +536,12 @@ static void cleartable(lua_State *L) {
 }
 
 /* The 'seen' table, put in its reserved slot on first need: the
-** buffer's, emptied, unless the last encode left it big (or broke off:
-** then 'nseen' is SIZE_MAX). Reusing it saves a table per transfer. */
+** buffer's (left empty by the last encode) or a new one. Reusing it
+** saves a table per transfer. */
 static int getseen(Enc *E) {
   lua_State *L = E->L;
   if (!E->hasseen) {
-    if (lua_getiuservalue(L, E->buf, 1) == LUA_TTABLE &&
-        E->B->nseen <= KEEPSEEN) {
-      if (E->B->nseen > 0)
-        cleartable(L);
-    } else {
+    if (lua_getiuservalue(L, E->buf, 1) != LUA_TTABLE) {
       lua_pop(L, 1);
       lua_createtable(L, 0, 8);
       lua_pushvalue(L, -1);
@@ -551,9 +549,26 @@ static int getseen(Enc *E) {
     }
     lua_replace(L, E->seen);
     E->hasseen = 1;
-    E->B->nseen = SIZE_MAX;  /* dirty until this encode ends well */
   }
   return E->seen;
+}
+
+/* Once an encode ends, its 'seen' table must hold no value of it (the
+** caller's arguments would stay alive until the next transfer): a small
+** one is emptied for the next encode, a big one (or one an error broke
+** off) dropped. */
+static void dropseen(Enc *E, int keep) {
+  lua_State *L = E->L;
+  if (!E->hasseen)
+    return;
+  if (keep && E->nseen <= KEEPSEEN) {
+    lua_pushvalue(L, E->seen);
+    cleartable(L);
+    lua_pop(L, 1);
+  } else {
+    lua_pushnil(L);
+    lua_setiuservalue(L, E->buf, 1);
+  }
 }
 
 /* If the object at 'idx' was met before in this transfer, write a REF
@@ -972,8 +987,7 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
     E.B->b[HEAD + 1] = F_REFS;
   setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
-  if (E.hasseen)  /* else the table is as the last encode left it */
-    E.B->nseen = E.nseen;
+  dropseen(&E, 1);
   E.B->busy = 0;
   lua_pop(L, 3);
   return p;

@@ -303,6 +303,25 @@ describe("transfer", function()
     end)
   end)
 
+  -- issue 9, item 6: the reused 'seen' table kept the caller's last
+  -- arguments alive until the next transfer
+  it("keeps no value alive once a transfer ended, refused or not", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    do
+      local t, u = { 1, { 2 } }, { x = {} }
+      weak[t], weak[t[2]], weak[u] = true, true, true
+      S:roundtrip(t, u, t)
+      local bad = { keep = {}, io.stdout }
+      weak[bad], weak[bad.keep] = true, true
+      assert.is_false(pcall(S.roundtrip, S, bad))
+      local f = core.Future()
+      f:set_result(u)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
   describe("refusal", function()
     local function refused(pattern, ...)
       local ok, err = pcall(S.roundtrip, S, ...)
