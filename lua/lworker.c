@@ -183,6 +183,7 @@ void lconc_worker_run(lua_State *W, const lconc_payload *task,
 static int pmain(lua_State *W) {
   lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 1);
   luaL_openlibs(W);
+  lua_gc(W, LUA_GCGEN, 0, 0);  /* as lua.c; incremental piles up futures */
   lua_getglobal(W, "package");
   lua_pushstring(W, sh->path);
   lua_setfield(W, -2, "path");
