@@ -182,6 +182,66 @@ describe("Future", function()
     end)
   end)
 
+  -- issue 9: lua.c's SIGINT handler sets a hook, which a blocked wait
+  -- never ran: the first Ctrl-C was lost, the second killed the process
+  describe("Ctrl-C in lua5.4", function()
+    -- Start 'code' in lua5.4 with a file to create once it is about to
+    -- block (arg[1]), send SIGINT once it blocks, and return its exit status and
+    -- stderr (a process still alive 5 s later is killed: "hung").
+    local function interrupt(code)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+      local f = assert(io.open(dir .. "/s.lua", "w"))
+      f:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath))
+      f:write(code)
+      f:close()
+      local p = assert(io.popen(([[
+        d=%s
+        %s $d/s.lua $d/ready 2>$d/err & pid=$!
+        i=0
+        while [ ! -e $d/ready ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+        sleep 0.2
+        kill -INT $pid
+        i=0
+        while kill -0 $pid 2>/dev/null && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+        if kill -0 $pid 2>/dev/null; then kill -9 $pid; wait $pid; echo hung
+        else wait $pid; echo "status $?"; fi
+        cat $d/err]]):format(dir, os.getenv("LUA") or "lua5.4")))
+      local out = p:read("a")
+      p:close()
+      os.execute("rm -rf " .. dir)
+      return out
+    end
+
+    local stock = (os.getenv("SPEC_LUA") or "lua5.4") == (os.getenv("LUA") or "lua5.4")
+
+    it("ends a result() blocked on a never-completed future at the first signal", function()
+      if not stock then return pending("the sanitizer host has no SIGINT handler") end
+      local out = interrupt([[
+        local f = require("concurrent.futures").Future()
+        io.open(arg[1], "w"):close()
+        f:result()
+      ]])
+      assert.matches("^status 1\n.*interrupted!", out)
+      assert.matches("in method 'result'", out)
+    end)
+
+    it("ends wait, as_completed and dispatch the same way", function()
+      if not stock then return pending("the sanitizer host has no SIGINT handler") end
+      for _, call in ipairs({ "cf.wait({ f })", "for _ in cf.as_completed({ f }) do end",
+                              "cf.dispatch(math.huge)" }) do
+        local out = interrupt([[
+          local cf = require "concurrent.futures"
+          local f = cf.Future()
+          f:add_done_callback(print)
+          io.open(arg[1], "w"):close()
+          ]] .. call)
+        assert.matches("^status 1\n.*interrupted!", out)
+      end
+    end)
+  end)
+
   describe("cancel", function()
     it("cancels a pending future, which then raises CancelledError", function()
       local f = cf.Future()
