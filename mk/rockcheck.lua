@@ -4,8 +4,8 @@
 -- lua/<path>.lua must be installed as the module named by <path>.
 
 local rockspec = assert(arg[1], "usage: rockcheck.lua ROCKSPEC C... -- LUA...")
-local c_files, lua_files, list = {}, {}, nil
-list = c_files
+local c_files, lua_files = {}, {}
+local list = c_files
 for i = 2, #arg do
   if arg[i] == "--" then list = lua_files else list[#list + 1] = arg[i] end
 end

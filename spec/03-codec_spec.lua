@@ -215,8 +215,8 @@ describe("transfer", function()
       local function mark() return MARK end  -- luacheck: globals MARK
       assert.equal("there", S:call(mark))
       local function mk()
-        local _ENV = { MARK = "custom" }
-        return function() return MARK end
+        local _ENV = { MARK = "custom" }  -- luacheck: ignore 211
+        return function() return MARK end  -- luacheck: ignore 113
       end
       assert.equal("there", S:call(mk()))
       local back = S:roundtrip(function() return _ENV end)
@@ -248,7 +248,7 @@ describe("transfer", function()
       S:dostring("PREV = nil")
       local function probe(g)
         local seen = rawequal(PREV, g)  -- luacheck: globals PREV
-        PREV = g
+        PREV = g  -- luacheck: ignore 111
         return seen
       end
       local function pure() return 1 end
