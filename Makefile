@@ -123,6 +123,13 @@ tsan:
 	@$(DEPS) cc lua headers busted luv
 	@$(SUBMAKE) SAN=thread BUILD=build-tsan specs
 
+# The suite with the assertions on (conc_assert in core/, the binding's
+# stack checks), as Lua's own test builds turn LUAI_ASSERT on.
+debug:
+	@$(DEPS) cc lua headers busted luv
+	@$(SUBMAKE) BUILD=build-debug COPT='-O1 -g' \
+	  MYCFLAGS='$(MYCFLAGS) -DCONC_DEBUG -DLCONC_DEBUG' specs
+
 demo:
 	@$(DEPS) cc lua headers
 	@$(SUBMAKE) run-demo
@@ -235,3 +242,4 @@ print:
 	@echo SPECS=$(SPECS)
 
 .PHONY: all clean print test asan tsan demo bench specs install lint valgrind run-demo run-bench
+.PHONY: debug

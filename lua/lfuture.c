@@ -66,16 +66,16 @@ int lconc_hascallbacks(lua_State *L, int idx) {
 /* Push the state's handle of a future that came from elsewhere (a
 ** transfer, a host), making it (and taking a reference) on first sight. */
 void lconc_pushfuture(lua_State *L, conc_future_t *f) {
+  lconc_stackcheck_begin(L);
   lconc_pushhandles(L);
-  if (lua_rawgetp(L, -1, f) != LUA_TNIL) {
-    lua_remove(L, -2);
-    return;
+  if (lua_rawgetp(L, -1, f) == LUA_TNIL) {
+    lua_pop(L, 1);
+    newhandle(L, f)->shared = 1;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, f);
   }
-  lua_pop(L, 1);
-  newhandle(L, f)->shared = 1;
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, -3, f);
   lua_remove(L, -2);
+  lconc_stackcheck_end(L, 1);
 }
 
 static int fut_gc(lua_State *L) {
@@ -111,6 +111,7 @@ static int fut_new(lua_State *L) {
 ** callbacks at safe points; when done, this state's callbacks of it have
 ** run (unless called inside a callback). */
 static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
+  lconc_stackcheck_begin(L);
   lconc_safepoint(L);
   if (!conc_future_done(f)) {
     conc_watch_t *set = lconc_pushwatch(L);
@@ -125,6 +126,7 @@ static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
       return 0;
   }
   lconc_firecallbacks(L, 1, 0);
+  lconc_stackcheck_end(L, 0);
   return 1;
 }
 

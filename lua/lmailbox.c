@@ -141,6 +141,7 @@ static int runlist(lua_State *L, int h, int list) {
 
 int lconc_firecallbacks(lua_State *L, int h, int always) {
   int n = 0;
+  lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
   if (!lconc_hascallbacks(L, h)
       || (!always && lconc_getowner(L)->in_callback))
@@ -154,6 +155,7 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
     n = runlist(L, h, lua_gettop(L));
   }
   lua_pop(L, 2);
+  lconc_stackcheck_end(L, 0);
   return n;
 }
 
@@ -161,6 +163,7 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
 ** future; the handle stays anchored (as a key) until they have run. */
 void lconc_addcallback(lua_State *L, int h, int fn) {
   int i, n = lua_gettop(L) - fn;
+  lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
@@ -184,6 +187,7 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   lua_setfield(L, -2, "n");
   lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
   lua_pop(L, 2);
+  lconc_stackcheck_end(L, 0);
 }
 
 int lconc_safepoint(lua_State *L) {
@@ -191,6 +195,7 @@ int lconc_safepoint(lua_State *L) {
   conc_future_t *f;
   uintptr_t tag;
   int ran = 0;
+  lconc_stackcheck_begin(L);
   if (o->in_callback || o->mb == NULL)
     return 0;
   while (conc_mailbox_take(o->mb, &f, &tag)) {
@@ -200,6 +205,7 @@ int lconc_safepoint(lua_State *L) {
     lua_pop(L, 2);
     conc_future_unref(f);
   }
+  lconc_stackcheck_end(L, 0);
   return ran;
 }
 
