@@ -80,6 +80,8 @@ HOST = $(BUILD)/host
 # The core thread pool driven from C alone (spec/07-corepool_spec.lua).
 POOLTEST = $(BUILD)/pooltest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
+# Stress specs (bounded in count and time) run with the others.
+SPECS += $(sort $(wildcard spec/stress/*_spec.lua))
 BENCHES = $(sort $(wildcard spec/bench/*.lua))
 ROCKSPEC = rockspec/concurrent-scm-1.rockspec
 
