@@ -70,6 +70,10 @@ describe("Future", function()
 
   -- issue 9, item 7: a -> b -> a through results leaked both futures
   it("frees futures that hold each other through their results", function()
+    if (os.getenv("SPEC_LUA") or "lua5.4") ~= (os.getenv("LUA") or "lua5.4") then
+      -- ASan's quarantine keeps freed memory: its leak checker watches
+      return pending("RSS says nothing under a sanitizer host")
+    end
     local out, ok = helpers.run_lua([[
       local cf = require "concurrent.futures"
       local function rss()
