@@ -132,6 +132,28 @@ debug:
 	@$(SUBMAKE) BUILD=build-debug COPT='-O1 -g' \
 	  MYCFLAGS='$(MYCFLAGS) -DCONC_DEBUG -DLCONC_DEBUG' specs
 
+# Fault injection: the module rebuilt under ASan+UBSan with
+# spec/faults/faults.c wrapped around its malloc, calloc, realloc,
+# pthread_create, eventfd, socketpair, fork and its worker states'
+# allocator (faults.c says why --wrap), then spec/faults/sweep.lua fails each call in turn of every
+# scenario, within FAULTS_TIME seconds: each failure must end as a Lua
+# error or a failed future, never a crash, hang, abort or leak.
+FAULTS_BUILD = build-faults
+FAULTS_TIME = 120
+FAULTS_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+              -Wl,--wrap=pthread_create,--wrap=eventfd,--wrap=socketpair,--wrap=fork \
+              -Wl,--wrap=luaL_newstate
+
+faults:
+	@$(DEPS) cc lua headers
+	@$(SUBMAKE) SAN=address,undefined BUILD=$(FAULTS_BUILD) $(FAULTS_BUILD)/host
+	@$(SUBMAKE) SAN=address,undefined BUILD=$(FAULTS_BUILD) \
+	  MYLDFLAGS='$(MYLDFLAGS) $(FAULTS_WRAP)' $(FAULTS_BUILD)/concurrent/core.so
+	@$(ASAN_ENV) $(LUA) spec/faults/sweep.lua $(FAULTS_BUILD) $(FAULTS_TIME)
+
+# The faults build links the wrappers into the module (an added prerequisite).
+$(FAULTS_BUILD)/concurrent/core.so: $(FAULTS_BUILD)/spec/faults/faults.o
+
 demo:
 	@$(DEPS) cc lua headers
 	@$(SUBMAKE) run-demo
@@ -244,4 +266,4 @@ print:
 	@echo SPECS=$(SPECS)
 
 .PHONY: all clean print test asan tsan demo bench specs install lint valgrind run-demo run-bench
-.PHONY: debug
+.PHONY: debug faults
