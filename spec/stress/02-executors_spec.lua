@@ -12,18 +12,26 @@ local function status(field)
   return tonumber(s:match(field .. ":%s*(%d+)"))
 end
 
+-- The number of open fds, and what they are (for the failure message).
 local function fds()
-  local p = assert(io.popen("ls /proc/" .. status("Pid") .. "/fd"))
-  local n = 0
-  for _ in p:lines() do n = n + 1 end
+  local p = assert(io.popen("ls -l /proc/" .. status("Pid") .. "/fd"))
+  local n, list = 0, {}
+  for line in p:lines() do
+    local fd, what = line:match("(%d+) %-> (.*)")
+    if fd then
+      n = n + 1
+      list[#list + 1] = fd .. " " .. what
+    end
+  end
   p:close()
-  return n
+  return n, table.concat(list, ", ")
 end
 
 local function measure()
   collectgarbage()
   collectgarbage()
-  return { threads = status("Threads"), fds = fds(), kb = status("VmRSS") }
+  local n, list = fds()
+  return { threads = status("Threads"), fds = n, fdlist = list, kb = status("VmRSS") }
 end
 
 -- One executor's life, ended in one of three ways.
@@ -43,15 +51,15 @@ end
 
 describe("#stress short-lived executors", function()
   it("do not grow threads, fds or memory over 1,000 rounds", function()
-    if not io.open("/proc/self/status") then
-      return pending("needs /proc")
-    end
+    local proc = io.open("/proc/self/status")
+    if not proc then return pending("needs /proc") end
+    proc:close()
     for i = 1, 100 do round(i) end  -- warm up: caches, allocator arenas
     local before = measure()
     for i = 1, 1000 do round(i) end
     local after = measure()
     assert.equal(before.threads, after.threads)
-    assert.equal(before.fds, after.fds)
+    assert.equal(before.fds, after.fds, before.fdlist .. " / " .. after.fdlist)
     -- a leak of one lua_State (or one pool) per round is megabytes here;
     -- under a sanitizer host (ASan's quarantine holds freed memory) its
     -- leak checker watches memory instead
