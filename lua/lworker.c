@@ -169,6 +169,12 @@ void lconc_worker_run(lua_State *W, const lconc_payload *task,
     failed = 1;
     out = encode_message(W, NULL, lua_tostring(W, -1));
   }
+  if (lconc_payload_reaches(out, f) != 0) {  /* a cycle no one breaks */
+    lconc_payload_free(out);
+    failed = 1;
+    out = encode_message(W, "InvalidStateError",
+                         "a task's outcome cannot hold its own future");
+  }
   lua_settop(W, 0);
   if (failed)
     conc_future_set_exception(f, out, lconc_payload_sizeof(out),

@@ -103,6 +103,19 @@ describe("Future", function()
     assert.is_true(mb ~= nil and (sanitized or mb < 16), out)
   end)
 
+  it("fails a task whose results would reach its own future", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local gate, g = cf.Future(), cf.Future()
+    local f = ex:submit(function(gt, x) gt:result() return x end, gate, g)
+    g:set_result(f)  -- f runs still: no cycle yet
+    gate:set_result(true)
+    local ok, err = pcall(f.result, f)
+    assert.is_false(ok)
+    assert.is_true(cf.InvalidStateError:is(err))
+    assert.equal("a task's outcome cannot hold its own future", err.message)
+    assert.equal(f, g:result())
+  end)
+
   -- issue 9, item 5: a worker state ran Lua's incremental collector,
   -- under which short-lived finalized futures piled up (44 MB)
   it("made and dropped inside a task are reclaimed as they go", function()
