@@ -81,6 +81,8 @@ HOST = $(BUILD)/host
 # The core thread pool driven from C alone (spec/07-corepool_spec.lua).
 POOLTEST = $(BUILD)/pooltest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
+# Stress specs (bounded in count and time) run with the others.
+SPECS += $(sort $(wildcard spec/stress/*_spec.lua))
 BENCHES = $(sort $(wildcard spec/bench/*.lua))
 ROCKSPEC = rockspec/concurrent-scm-1.rockspec
 VERSION = $(shell sed -n 's/^\#define CONC_VERSION "\(.*\)"/\1/p' core/include/concurrent.h)
@@ -128,6 +130,35 @@ asan:
 tsan:
 	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) SAN=thread BUILD=build-tsan specs
+
+# The suite with the assertions on (conc_assert in core/, the binding's
+# stack checks), as Lua's own test builds turn LUAI_ASSERT on.
+debug:
+	@$(DEPS) cc lua headers busted luv
+	@$(SUBMAKE) BUILD=build-debug COPT='-O1 -g' \
+	  MYCFLAGS='$(MYCFLAGS) -DCONC_DEBUG -DLCONC_DEBUG' specs
+
+# Fault injection: the module rebuilt under ASan+UBSan with
+# spec/faults/faults.c wrapped around its malloc, calloc, realloc,
+# pthread_create, eventfd, socketpair, fork and its worker states'
+# allocator (faults.c says why --wrap), then spec/faults/sweep.lua fails each call in turn of every
+# scenario, within FAULTS_TIME seconds: each failure must end as a Lua
+# error or a failed future, never a crash, hang, abort or leak.
+FAULTS_BUILD = build-faults
+FAULTS_TIME = 120
+FAULTS_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+              -Wl,--wrap=pthread_create,--wrap=eventfd,--wrap=socketpair,--wrap=fork \
+              -Wl,--wrap=luaL_newstate
+
+faults:
+	@$(DEPS) cc lua headers
+	@$(SUBMAKE) SAN=address,undefined BUILD=$(FAULTS_BUILD) $(FAULTS_BUILD)/host
+	@$(SUBMAKE) SAN=address,undefined BUILD=$(FAULTS_BUILD) \
+	  MYLDFLAGS='$(MYLDFLAGS) $(FAULTS_WRAP)' $(FAULTS_BUILD)/concurrent/core.so
+	@$(ASAN_ENV) $(LUA) spec/faults/sweep.lua $(FAULTS_BUILD) $(FAULTS_TIME)
+
+# The faults build links the wrappers into the module (an added prerequisite).
+$(FAULTS_BUILD)/concurrent/core.so: $(FAULTS_BUILD)/spec/faults/faults.o
 
 demo:
 	@$(DEPS) cc lua headers
@@ -272,7 +303,7 @@ lint:
 	else echo "luacheck not installed (apt-get install lua-check): skipped"; fi
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-debug build-faults
 
 print:
 	@echo CC=$(CC) CFLAGS=$(CFLAGS)
@@ -284,3 +315,4 @@ print:
 
 .PHONY: all clean print test asan tsan demo bench specs install uninstall \
   installcheck doc lint valgrind run-demo run-bench
+.PHONY: debug faults

@@ -14,8 +14,15 @@ double conc_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Past this many seconds a timeout is "forever": math.maxinteger and
+** 1e300 are how people write that, and now + timeout must stay well
+** inside time_t and exact in a double (2^50 s is 35 million years). */
+#if !defined(CONC_MAXTIMEOUT)
+#define CONC_MAXTIMEOUT 1125899906842624.0
+#endif
+
 double conc_deadline(double timeout) {
-  if (timeout < 0 || isnan(timeout) || isinf(timeout))
+  if (!(timeout >= 0 && timeout < CONC_MAXTIMEOUT))  /* also NaN */
     return CONC_FOREVER;
   return conc_now() + timeout;
 }
@@ -35,7 +42,7 @@ int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                     double deadline) {
   struct timespec ts;
   double secs;
-  if (deadline == CONC_FOREVER) {
+  if (deadline == CONC_FOREVER || !(deadline < 2 * CONC_MAXTIMEOUT)) {
     pthread_cond_wait(cv, mu);
     return 0;
   }

@@ -65,14 +65,18 @@ conc_future_t *conc_future_new(void) {
 }
 
 void conc_future_ref(conc_future_t *f) {
-  __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+  int r = __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+  conc_assert(r > 1);  /* a reference is taken only from another one */
+  (void)r;
 }
 
 /* The last reference: a future that never completed may still hold
 ** callbacks (never to run) and mailbox posts (dropped). */
 void conc_future_unref(conc_future_t *f) {
   callback *cb;
-  if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+  int r = __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
+  conc_assert(r >= 0);
+  if (r != 0)
     return;
   while ((cb = f->cbs) != NULL) {
     f->cbs = cb->next;
@@ -94,6 +98,7 @@ void conc_future_unref(conc_future_t *f) {
 ** sees FINISHED (acquire) sees the payload too, which never changes
 ** again: reading either needs no lock. */
 static void set_state(conc_future_t *f, conc_state_t s) {
+  conc_assert(f->state == CONC_PENDING || f->state == CONC_RUNNING);
   __atomic_store_n(&f->state, s, __ATOMIC_RELEASE);
 }
 

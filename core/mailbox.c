@@ -81,7 +81,9 @@ void conc_mailbox_ref(conc_mailbox_t *mb) {
 }
 
 void conc_mailbox_unref(conc_mailbox_t *mb) {
-  if (__atomic_sub_fetch(&mb->refs, 1, __ATOMIC_ACQ_REL) != 0)
+  int r = __atomic_sub_fetch(&mb->refs, 1, __ATOMIC_ACQ_REL);
+  conc_assert(r >= 0);
+  if (r != 0)
     return;
   conc_assert(conc__queue_empty(&mb->posts));
   close(mb->efd);
@@ -327,6 +329,7 @@ void conc_watch_free(conc_watch_t *set) {
     conc_future_unref(w->f);
     free(w);
   }
+  conc_assert(conc__queue_empty(&set->ready));
   conc_mailbox_unref(set->mb);
   free(set);
 }

@@ -120,3 +120,107 @@ void conc__payload_complete(conc_future_t *f, conc_payload_t *p, int failed) {
   if (r != 0)
     conc_payload_free(p);
 }
+
+
+/* A set of futures (open addressing, a power-of-two size at most half
+** full) and a stack of payloads to visit: the walk of conc_payload_reaches. */
+typedef struct Walk {
+  conc_future_t **set;
+  size_t nset, sizeset;
+  const conc_payload_t **stack;
+  size_t nstack, sizestack;
+} Walk;
+
+static size_t hashptr(const void *f, size_t size) {
+  uintptr_t h = (uintptr_t)f;
+  h ^= h >> 17;
+  h *= (uintptr_t)0x9E3779B97F4A7C15u;
+  return (size_t)(h >> 7) & (size - 1);
+}
+
+/* The slot of 'f' in a set of 'size' slots: where it is, or the empty
+** slot where it goes. */
+static size_t slotof(conc_future_t **set, size_t size, conc_future_t *f) {
+  size_t i = hashptr(f, size);
+  while (set[i] != NULL && set[i] != f)
+    i = (i + 1) & (size - 1);
+  return i;
+}
+
+/* Add 'f' to the set: 1 if new, 0 if there, -1 out of memory. */
+static int walk_mark(Walk *w, conc_future_t *f) {
+  size_t i;
+  if (2 * (w->nset + 1) > w->sizeset) {
+    size_t n = w->sizeset ? 2 * w->sizeset : 16, j;
+    conc_future_t **ns = (conc_future_t **)calloc(n, sizeof(*ns));
+    if (ns == NULL)
+      return -1;
+    for (j = 0; j < w->sizeset; j++)
+      if (w->set[j] != NULL)
+        ns[slotof(ns, n, w->set[j])] = w->set[j];
+    free(w->set);
+    w->set = ns;
+    w->sizeset = n;
+  }
+  i = slotof(w->set, w->sizeset, f);
+  if (w->set[i] == f)
+    return 0;
+  w->set[i] = f;
+  w->nset++;
+  return 1;
+}
+
+static int walk_push(Walk *w, const conc_payload_t *p) {
+  if (w->nstack == w->sizestack) {
+    size_t n = w->sizestack ? 2 * w->sizestack : 16;
+    const conc_payload_t **ns = (const conc_payload_t **)realloc(
+        (void *)w->stack, n * sizeof(*ns));
+    if (ns == NULL)
+      return -1;
+    w->stack = ns;
+    w->sizestack = n;
+  }
+  w->stack[w->nstack++] = p;
+  return 0;
+}
+
+/* Depth-first over the finished futures that 'p' carries, theirs, and
+** so on: 1 when 'f' is among them, 0 if not, -1 out of memory. Every
+** payload met stays alive meanwhile: 'p' holds its futures, and a
+** finished future's payload lives (unchanged) as long as the future. */
+static int walk(Walk *w, const conc_payload_t *p, conc_future_t *f) {
+  if (walk_push(w, p) != 0)
+    return -1;
+  while (w->nstack > 0) {
+    const conc_payload_t *q = w->stack[--w->nstack];
+    size_t i;
+    for (i = 0; i < q->nfutures; i++) {
+      conc_future_t *g = conc_payload_future(q, i);
+      const void *data;
+      size_t len;
+      int failed, r;
+      if (g == f)
+        return 1;
+      if ((r = walk_mark(w, g)) <= 0) {
+        if (r < 0) return -1;
+        continue;
+      }
+      if (conc_future_payload(g, &data, &len, &failed) == 0 && data != NULL
+          && walk_push(w, (const conc_payload_t *)data) != 0)
+        return -1;
+    }
+  }
+  return 0;
+}
+
+int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f) {
+  Walk w;
+  int r;
+  if (p == NULL || p->nfutures == 0)
+    return 0;
+  memset(&w, 0, sizeof(w));
+  r = walk(&w, p, f);
+  free(w.set);
+  free((void *)w.stack);
+  return r;
+}

@@ -123,7 +123,10 @@ typedef struct current {
   int counted;        /* 'on_done' counted its outcome */
 } current;
 
-static __thread current *cur;
+/* initial-exec: glibc then reserves it when the module loads, instead
+** of a lazy allocation on a thread's first use, which aborts the whole
+** process when it fails ("cannot allocate memory for thread-local"). */
+static __thread current *cur __attribute__((tls_model("initial-exec")));
 
 /* A task ran: count its outcome ('failed' tells an exception). */
 static void count_ran(conc_pool_t *p, int failed) {

@@ -28,6 +28,13 @@ static void task_run(conc_task_t *t, void *ctx) {
   ttask *tt = (ttask *)t;
   int failed = 1;
   conc_payload_t *out = tt->ex->rt.run(ctx, tt->payload, &failed);
+  if (conc_payload_reaches(out, t->future) != 0) {  /* a cycle no one
+                                      ** breaks (or no memory to tell) */
+    conc_payload_free(out);
+    out = conc_payload_error("InvalidStateError",
+                             "a task's outcome cannot hold its own future");
+    failed = 1;
+  }
   conc__payload_complete(t->future, out, failed);
   conc_payload_free(tt->payload);
   free(tt);

@@ -113,7 +113,7 @@
 #define F_REFS 1
 
 /* The 'seen' table of the state's buffer is kept for the next encode
-** (cleared) if it held at most this many entries, else remade. */
+** (emptied) if it held at most this many entries, else remade. */
 #define KEEPSEEN 64
 
 #define STRINGIFY_(x) #x
@@ -145,7 +145,6 @@ typedef struct Buffer {
   size_t n, size;
   conc_future_t **fut;  /* futures met so far (no references taken yet) */
   size_t nfut, sizefut;
-  size_t nseen;         /* entries left in its 'seen' table (uservalue) */
   int busy;             /* an encode is using it */
 } Buffer;
 
@@ -153,7 +152,7 @@ static const char BUFFER = 'b';    /* registry key of the state's buffer */
 static const char BUFFERMT = 'm';  /* registry key of its metatable */
 
 /* One step of the path from an argument to the value being encoded. */
-enum { SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
+enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
 
 typedef struct Seg {
   int kind;
@@ -223,7 +222,9 @@ static Buffer *getbuffer(lua_State *L) {
   return B;
 }
 
-/* Push the path of the value being encoded: argument #2.config.handle */
+/* Push the path of the value being encoded: argument #2.config.handle;
+** outside any value (the header, the final copy) the values as a whole:
+** "arguments". */
 static void pushpath(Enc *E) {
   lua_State *L = E->L;
   luaL_Buffer b;
@@ -232,6 +233,7 @@ static void pushpath(Enc *E) {
   for (d = 0; d <= E->depth; d++) {
     const Seg *s = &E->path[d];
     switch (s->kind) {
+      case SEG_ALL: lua_pushfstring(L, "%ss", E->label); break;
       case SEG_TOP:
         lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
         break;
@@ -276,6 +278,8 @@ static const char *hint(const char *why) {
   return NULL;
 }
 
+static void dropseen(Enc *E, int keep);
+
 /* Every encode error goes through here: it frees the buffer for the
 ** next encode, then raises "cannot transfer <path> (<why>)", followed
 ** by ": <hint>" for a kind of value that never crosses. */
@@ -284,6 +288,7 @@ static void refuse(Enc *E, const char *why) {
   const char *h = hint(why);
   E->B->busy = 0;
   lua_checkstack(L, 8);
+  dropseen(E, 0);
   pushpath(E);
   luaL_error(L, "cannot transfer %s (%s)%s%s", lua_tostring(L, -1), why,
              h ? ": " : "", h ? h : "");
@@ -387,16 +392,12 @@ static void cleartable(lua_State *L) {
 }
 
 /* The 'seen' table, put in its reserved slot on first need: the
-** buffer's, emptied, unless the last encode left it big (or broke off:
-** then 'nseen' is SIZE_MAX). Reusing it saves a table per transfer. */
+** buffer's (left empty by the last encode) or a new one. Reusing it
+** saves a table per transfer. */
 static int getseen(Enc *E) {
   lua_State *L = E->L;
   if (!E->hasseen) {
-    if (lua_getiuservalue(L, E->buf, 1) == LUA_TTABLE &&
-        E->B->nseen <= KEEPSEEN) {
-      if (E->B->nseen > 0)
-        cleartable(L);
-    } else {
+    if (lua_getiuservalue(L, E->buf, 1) != LUA_TTABLE) {
       lua_pop(L, 1);
       lua_createtable(L, 0, 8);
       lua_pushvalue(L, -1);
@@ -404,9 +405,26 @@ static int getseen(Enc *E) {
     }
     lua_replace(L, E->seen);
     E->hasseen = 1;
-    E->B->nseen = SIZE_MAX;  /* dirty until this encode ends well */
   }
   return E->seen;
+}
+
+/* Once an encode ends, its 'seen' table must hold no value of it (the
+** caller's arguments would stay alive until the next transfer): a small
+** one is emptied for the next encode, a big one (or one an error broke
+** off) dropped. */
+static void dropseen(Enc *E, int keep) {
+  lua_State *L = E->L;
+  if (!E->hasseen)
+    return;
+  if (keep && E->nseen <= KEEPSEEN) {
+    lua_pushvalue(L, E->seen);
+    cleartable(L);
+    lua_pop(L, 1);
+  } else {
+    lua_pushnil(L);
+    lua_setiuservalue(L, E->buf, 1);
+  }
 }
 
 /* If the object at 'idx' was met before in this transfer, write a REF
@@ -822,6 +840,7 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   E.B->busy = 1;
   E.B->n = HEAD;
   E.B->nfut = 0;
+  setseg(&E, SEG_ALL, 0, 0, NULL);
   ensure(&E, 12);
   putbyte(&E, VERSION);
   putbyte(&E, 0);  /* flags, patched below */
@@ -832,9 +851,9 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   }
   if (E.usedrefs)
     E.B->b[HEAD + 1] = F_REFS;
+  setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
-  if (E.hasseen)  /* else the table is as the last encode left it */
-    E.B->nseen = E.nseen;
+  dropseen(&E, 1);
   E.B->busy = 0;
   lua_pop(L, 3);
   return p;

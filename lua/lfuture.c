@@ -77,16 +77,16 @@ int lconc_hascallbacks(lua_State *L, int idx) {
 /* Push the state's handle of a future that came from elsewhere (a
 ** transfer, a host), making it (and taking a reference) on first sight. */
 void lconc_pushfuture(lua_State *L, conc_future_t *f) {
+  lconc_stackcheck_begin(L);
   lconc_pushhandles(L);
-  if (lua_rawgetp(L, -1, f) != LUA_TNIL) {
-    lua_remove(L, -2);
-    return;
+  if (lua_rawgetp(L, -1, f) == LUA_TNIL) {
+    lua_pop(L, 1);
+    newhandle(L, f)->shared = 1;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, f);
   }
-  lua_pop(L, 1);
-  newhandle(L, f)->shared = 1;
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, -3, f);
   lua_remove(L, -2);
+  lconc_stackcheck_end(L, 1);
 }
 
 static int fut_gc(lua_State *L) {
@@ -134,6 +134,7 @@ static int fut_new(lua_State *L) {
 ** callbacks at safe points; when done, this state's callbacks of it have
 ** run (unless called inside a callback). */
 static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
+  lconc_stackcheck_begin(L);
   lconc_safepoint(L);
   if (!conc_future_done(f) && f == conc_pool_current())
     lconc_raise(L, "InvalidStateError",
@@ -151,6 +152,7 @@ static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
       return 0;
   }
   lconc_firecallbacks(L, 1, 0);
+  lconc_stackcheck_end(L, 0);
   return 1;
 }
 
@@ -365,16 +367,6 @@ static int encode_protected(lua_State *L) {
   return 1;
 }
 
-/* Whether payload 'p' carries future 'f' (its own outcome would then
-** hold a reference to it, a cycle no one breaks). */
-static int holds(const conc_payload_t *p, conc_future_t *f) {
-  size_t i, n = p != NULL ? p->nfutures : 0;
-  for (i = 0; i < n; i++)
-    if (conc_payload_future(p, i) == f)
-      return 1;
-  return 0;
-}
-
 /* Finish the future at 1 with the values 2..top: kept as they are for
 ** this state (so result() returns the very values), encoded for the
 ** others (NULL when they cannot cross: those states get an error). */
@@ -393,7 +385,8 @@ static int finish(lua_State *L, int failed) {
   if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (holds(p, h->f)) {  /* it would keep itself alive: not for others */
+  if (conc_payload_reaches(p, h->f) != 0) {  /* a cycle (or no memory
+                                    ** to tell): not for others, no leak */
     conc_payload_free(p);
     p = NULL;
   }

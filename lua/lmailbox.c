@@ -196,6 +196,7 @@ static int runlist(lua_State *L, int h, int list) {
 
 int lconc_firecallbacks(lua_State *L, int h, int always) {
   int n = 0;
+  lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
   if (!lconc_hascallbacks(L, h)
       || (!always && lconc_getowner(L)->in_callback))
@@ -209,6 +210,7 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
     n = runlist(L, h, lua_gettop(L));
   }
   lua_pop(L, 2);
+  lconc_stackcheck_end(L, 0);
   return n;
 }
 
@@ -216,6 +218,7 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
 ** future; the handle stays anchored (as a key) until they have run. */
 void lconc_addcallback(lua_State *L, int h, int fn) {
   int i, n = lua_gettop(L) - fn;
+  lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
@@ -239,6 +242,7 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   lua_setfield(L, -2, "n");
   lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
   lua_pop(L, 2);
+  lconc_stackcheck_end(L, 0);
 }
 
 int lconc_safepoint(lua_State *L) {
@@ -246,6 +250,7 @@ int lconc_safepoint(lua_State *L) {
   conc_future_t *f;
   uintptr_t tag;
   int ran = 0;
+  lconc_stackcheck_begin(L);
   if (o->in_callback || o->mb == NULL)
     return 0;
   while (conc_mailbox_take(o->mb, &f, &tag)) {
@@ -255,6 +260,7 @@ int lconc_safepoint(lua_State *L) {
     lua_pop(L, 2);
     conc_future_unref(f);
   }
+  lconc_stackcheck_end(L, 0);
   return ran;
 }
 
@@ -302,17 +308,48 @@ void lconc_closewatch(lua_State *L, int idx) {
   lua_call(L, 1, 0);
 }
 
+/* How often (seconds) a blocked owner looks for a new hook. */
+#if !defined(LCONC_HOOKPOLL)
+#define LCONC_HOOKPOLL 0.05
+#endif
+
+/* The deadline of one slice of a wait on 'deadline'. A signal does not
+** end a wait on a condition variable, so a blocked owner wakes up now
+** and then to look at its hook. */
+static double slice(double deadline) {
+  double end = conc_now() + LCONC_HOOKPOLL;
+  return (deadline == CONC_FOREVER || deadline > end) ? end : deadline;
+}
+
+/* lua.c's SIGINT handler (as other interrupters) sets a hook on the
+** state, to stop it at its next instruction; a C function blocked in a
+** wait runs none. So when the hook changed since the wait began ('*h'),
+** call a Lua function: the hook fires there (lua.c's raises
+** "interrupted!" through this wait to the script). */
+static void checkhook(lua_State *L, lua_Hook *h) {
+  lua_Hook now = lua_gethook(L);
+  if (now == *h)
+    return;
+  *h = now;
+  if (now != NULL) {
+    if (luaL_loadbuffer(L, "return", 6, "=(interrupt)") != LUA_OK)
+      lua_error(L);
+    lua_call(L, 0, 0);
+  }
+}
+
 int lconc_watchnext(lua_State *L, conc_watch_t *set, double deadline,
                     uintptr_t *tag) {
+  lua_Hook h = lua_gethook(L);
   for (;;) {
     int posts = lconc_getowner(L)->in_callback == 0;
     lconc_safepoint(L);
     if (conc_watch_take(set, tag))
       return 1;
-    if (conc_watch_wait(set, deadline, posts) == CONC_ETIMEDOUT) {
-      lconc_safepoint(L);
-      return conc_watch_take(set, tag);
-    }
+    if (deadline != CONC_FOREVER && conc_now() >= deadline)
+      return 0;
+    conc_watch_wait(set, slice(deadline), posts);
+    checkhook(L, &h);
   }
 }
 
@@ -321,9 +358,9 @@ double lconc_optdeadline(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg))
     return CONC_FOREVER;
   t = luaL_checknumber(L, arg);
+  luaL_argcheck(L, !isnan(t), arg, "timeout is not a number (NaN)");
   luaL_argcheck(L, t >= 0, arg, "timeout must be non-negative");
-  luaL_argcheck(L, !isnan(t), arg, "timeout is not a number");
-  return conc_deadline(t);  /* inf: forever */
+  return conc_deadline(t);  /* inf, math.maxinteger: forever */
 }
 
 /* }====================================================================== */
@@ -341,14 +378,18 @@ double lconc_optdeadline(lua_State *L, int arg) {
 static int cf_dispatch(lua_State *L) {
   double deadline;
   int ran;
+  lua_Hook h = lua_gethook(L);
   if (lua_isnoneornil(L, 1))
     deadline = conc_now();  /* no timeout: do not wait */
   else
     deadline = lconc_optdeadline(L, 1);
   ran = lconc_safepoint(L);
   while (ran == 0 && lconc_getowner(L)->in_callback == 0
-         && conc_mailbox_wait(getmailbox(L), deadline) == 0)
+         && (deadline == CONC_FOREVER || conc_now() < deadline)) {
+    conc_mailbox_wait(getmailbox(L), slice(deadline));
+    checkhook(L, &h);
     ran = lconc_safepoint(L);
+  }
   lua_pushinteger(L, ran);
   return 1;
 }

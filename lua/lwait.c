@@ -30,18 +30,23 @@ static int waiter_close(lua_State *L) {
 }
 
 /* Check the array of futures at 1 and push a waiter
-** over its distinct futures (its uservalue: them, in input order). */
+** over its distinct futures (its uservalue: them, in input order).
+** Tables are sized by what the array really holds, not by '#fs' (a
+** __len may claim a billion): the first missing entry is an error. */
 static waiter *newwaiter(lua_State *L) {
   lua_Integer i, n;
+  int hint;
   waiter *w;
   if (!lua_istable(L, 1))
     return luaL_typeerror(L, 1, "table of futures"), (waiter *)NULL;
   n = luaL_len(L, 1);
+  hint = (int)(lua_rawlen(L, 1) < (lua_Unsigned)n ? lua_rawlen(L, 1)
+                                                   : (lua_Unsigned)n);
   w = (waiter *)lua_newuserdatauv(L, sizeof(*w), 1);
   memset(w, 0, sizeof(*w));
   luaL_setmetatable(L, WAITER_MT);
-  lua_createtable(L, (int)n, 0);  /* distinct futures */
-  lua_createtable(L, 0, (int)n);  /* seen */
+  lua_createtable(L, hint, 0);  /* distinct futures */
+  lua_createtable(L, 0, hint);  /* seen */
   w->set = lconc_watchnew(L);
   for (i = 1; i <= n; i++) {
     conc_future_t *f;
@@ -49,7 +54,7 @@ static waiter *newwaiter(lua_State *L) {
     f = lconc_testfuture(L, -1);
     if (f == NULL)
       return luaL_argerror(L, 1, lua_pushfstring(L,
-               "future expected at index %d, got %s", (int)i,
+               "future expected at index %I, got %s", i,
                luaL_typename(L, -1))), (waiter *)NULL;
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TNIL) {

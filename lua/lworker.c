@@ -210,6 +210,7 @@ static int pmain(lua_State *W) {
   lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 1);
   int *ininit = (int *)lua_touserdata(W, 2);
   luaL_openlibs(W);
+  lua_gc(W, LUA_GCGEN, 0, 0);  /* as lua.c; incremental piles up futures */
   if ((long)getpid() != sh->pid) {  /* a forked worker process */
     lua_getglobal(W, "os");
     lua_pushcfunction(W, child_exit);

@@ -10,6 +10,26 @@ local function futures(n)
   return fs
 end
 
+describe("huge timeouts", function()
+  -- issue 9, item 9: now + 2^63 s overflowed time_t and expired at once
+  it("are forever in wait and as_completed (math.maxinteger, 1e300, inf)", function()
+    for _, t in ipairs({ math.maxinteger, 1e19, 1e300, math.huge }) do
+      local fs = futures(2)
+      local job = th.complete(fs, 0.01, "result", 0)
+      local done, not_done = cf.wait(fs, t)
+      job:join()
+      assert.equal(2, #done)
+      assert.equal(0, #not_done)
+      fs = futures(2)
+      job = th.complete(fs, 0.01, "result", 0)
+      local n = 0
+      for _ in cf.as_completed(fs, t) do n = n + 1 end
+      job:join()
+      assert.equal(2, n)
+    end
+  end)
+end)
+
 describe("cf.as_completed", function()
   it("yields already-done futures first, each once, duplicates included", function()
     local fs = futures(3)
@@ -62,7 +82,7 @@ describe("cf.as_completed", function()
   it("stops watching when the loop is left early", function()
     local fs = futures(3)
     fs[1]:set_result(1)
-    for f in cf.as_completed(fs) do
+    for f in cf.as_completed(fs) do  -- luacheck: ignore 512 (left at once)
       assert.equal(fs[1], f)
       break
     end
@@ -73,10 +93,15 @@ describe("cf.as_completed", function()
 
   it("names a bad argument", function()
     local ok, err = pcall(function() return cf.as_completed(5) end)
-    assert.matches("bad argument #1 to 'as_completed' %(table of futures expected, got number%)", err)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'as_completed' "
+                   .. "%(table of futures expected, got number%)", err)
     ok, err = pcall(function() return cf.as_completed({ cf.Future(), cf.Future(), "x" }) end)
-    assert.matches("bad argument #1 to 'as_completed' %(future expected at index 3, got string%)", err)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'as_completed' "
+                   .. "%(future expected at index 3, got string%)", err)
     ok, err = pcall(function() return cf.as_completed({}, -1) end)
+    assert.is_false(ok)
     assert.matches("bad argument #2 to 'as_completed' %(timeout must be non%-negative%)", err)
   end)
 end)
@@ -154,11 +179,34 @@ describe("cf.wait", function()
     assert.is_false(ok)
     assert.matches("bad argument #3 to 'wait' %(invalid option 'SOMETIMES'%)", err)
     ok, err = pcall(function() return cf.wait("fs") end)
+    assert.is_false(ok)
     assert.matches("bad argument #1 to 'wait' %(table of futures expected, got string%)", err)
     ok, err = pcall(cf.wait, { cf.Future(), 2 })
+    assert.is_false(ok)
     assert.matches("future expected at index 2, got number", err)
     ok, err = pcall(function() return cf.wait({}, -0.5) end)
+    assert.is_false(ok)
     assert.matches("bad argument #2 to 'wait'", err)
+    ok, err = pcall(function() return cf.wait({}, 0 / 0) end)
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'wait' %(timeout is not a number", err)
+  end)
+
+  -- issue 9, bad input: tables were sized from '#fs' (16 GB for 1e9)
+  it("sizes its work by the futures there, not by a __len", function()
+    local fs = setmetatable({ cf.Future(), cf.Future() },
+                            { __len = function() return 1e9 end })
+    fs[1]:set_result(1)
+    local ok, err = pcall(cf.wait, fs, 0)
+    assert.is_false(ok)
+    assert.matches("future expected at index 3, got nil", err)
+    ok, err = pcall(function()
+      for _ in cf.as_completed(fs, 0) do end
+    end)
+    assert.is_false(ok)
+    assert.matches("future expected at index 3, got nil", err)
+    local done = cf.wait(setmetatable({ fs[1] }, { __len = function() return 1 end }))
+    assert.equal(fs[1], done[1])
   end)
 end)
 

@@ -215,8 +215,8 @@ describe("transfer", function()
       local function mark() return MARK end  -- luacheck: globals MARK
       assert.equal("there", S:call(mark))
       local function mk()
-        local _ENV = { MARK = "custom" }
-        return function() return MARK end
+        local _ENV = { MARK = "custom" }  -- luacheck: ignore 211
+        return function() return MARK end  -- luacheck: ignore 113
       end
       assert.equal("there", S:call(mk()))
       local back = S:roundtrip(function() return _ENV end)
@@ -248,7 +248,7 @@ describe("transfer", function()
       S:dostring("PREV = nil")
       local function probe(g)
         local seen = rawequal(PREV, g)  -- luacheck: globals PREV
-        PREV = g
+        PREV = g  -- luacheck: ignore 111
         return seen
       end
       local function pure() return 1 end
@@ -301,6 +301,25 @@ describe("transfer", function()
       assert.is_false(ok)
       assert.is_true(core.InvalidStateError:is(err))
     end)
+  end)
+
+  -- issue 9, item 6: the reused 'seen' table kept the caller's last
+  -- arguments alive until the next transfer
+  it("keeps no value alive once a transfer ended, refused or not", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    do
+      local t, u = { 1, { 2 } }, { x = {} }
+      weak[t], weak[t[2]], weak[u] = true, true, true
+      S:roundtrip(t, u, t)
+      local bad = { keep = {}, io.stdout }
+      weak[bad], weak[bad.keep] = true, true
+      assert.is_false(pcall(S.roundtrip, S, bad))
+      local f = core.Future()
+      f:set_result(u)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
   end)
 
   describe("refusal", function()

@@ -27,6 +27,19 @@ describe("cf.dispatch", function()
     assert.equal(0, cf.dispatch(0.01))
   end)
 
+  -- issue 9, item 9: now + 2^63 s overflowed time_t and expired at once
+  it("waits for a callback with a huge timeout (math.maxinteger, 1e300)", function()
+    for _, t in ipairs({ math.maxinteger, 1e300 }) do
+      local f = cf.Future()
+      local ran = 0
+      f:add_done_callback(function() ran = ran + 1 end)
+      local job = th.complete({ f }, 0.01, "result", 0)
+      assert.equal(1, cf.dispatch(t))
+      job:join()
+      assert.equal(1, ran)
+    end
+  end)
+
   it("refuses a negative timeout", function()
     local ok, err = pcall(function() return cf.dispatch(-1) end)
     assert.is_false(ok)

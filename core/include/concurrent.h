@@ -34,7 +34,8 @@ const char *conc_strerror(int code);
 /*
 ** Deadlines are absolute CLOCK_MONOTONIC times in seconds.
 ** 'conc_deadline(timeout)' turns a relative timeout into one; a negative
-** timeout means "forever" and yields CONC_FOREVER.
+** timeout means "forever" and yields CONC_FOREVER, and so does one of
+** 2^50 seconds or more (math.maxinteger, inf: no time_t overflow).
 */
 #define CONC_FOREVER (-1.0)
 double conc_now(void);
@@ -150,6 +151,11 @@ conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
+/* Whether future 'f' is among the futures 'p' carries or, through the
+** outcomes of finished ones, holds (1), or not (0); -1 out of memory.
+** Completing 'f' with such a payload would make a cycle of references
+** (f -> payload -> ... -> f) that nothing breaks. */
+int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 
 /* }====================================================================== */
 

@@ -1,0 +1,307 @@
+-- The fault sweep of 'make faults' (issue 9): every scenario below runs
+-- once to count the module's calls that can fail (malloc, calloc,
+-- realloc, pthread_create, eventfd, socketpair, fork, and the worker
+-- states' allocations: see faults.c),
+-- then once per call number N with that call failing. Each run must end
+-- its script (a failure is a Lua error or a failed future, caught by the
+-- scenario), exit 0 and, under the ASan host, leak nothing. A crash, an
+-- abort, a hang (past HANG seconds) or a leak fails the run.
+-- Usage: lua5.4 spec/faults/sweep.lua BUILD-DIR SECONDS
+-- Output ends "N passed, M failed", as the specs' does.
+
+local build = assert(arg[1], "usage: sweep.lua BUILD-DIR SECONDS")
+local budget = tonumber(arg[2]) or 120
+local host = build .. "/host"
+local HANG = 20
+-- Past this many call numbers a scenario is sampled: the first ones
+-- (module and pool start-up, where most error paths are) all, then
+-- evenly spread ones up to the last call.
+local DENSE, SPREAD = 60, 160
+-- FAULTS_SCENARIO=name runs that scenario alone, failing every call.
+local alone = os.getenv("FAULTS_SCENARIO")
+if alone then DENSE = math.huge end
+
+-- What every scenario runs first: the faults build's module, and 'try'
+-- (pcall that tolerates a failure, but not a bad one: a failure must be
+-- an error value a user can read). A scenario runs in a 'try' as a
+-- whole, and in one for each step, so that the steps after a failure
+-- run too (on whatever state the failure left).
+local prelude = ([[
+package.path = "lua/?.lua;" .. package.path
+package.cpath = %q .. "/?.so;" .. package.cpath
+local function try(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then
+    local s = tostring(err)
+    assert(type(s) == "string" and #s > 0, "an unreadable error")
+  end
+  return ok, err
+end
+local cf
+if not try(function() cf = require "concurrent.futures" end) then
+  print("END")
+  return
+end
+]]):format(build)
+
+local scenarios = {
+  submit = [[
+    local ex = cf.ThreadPoolExecutor(2)
+    local fs = {}
+    for i = 1, 6 do
+      try(function() fs[#fs + 1] = ex:submit(function(x) return x * 2, { x } end, i) end)
+    end
+    for _, f in ipairs(fs) do try(f.result, f) end
+    try(ex.shutdown, ex)
+  ]],
+  map = [[
+    local ex = cf.ThreadPoolExecutor(3)
+    try(function()
+      for _, v in ex:map(function(a, b) return a + b end, { 1, 2, 3, 4 }, { 5, 6, 7, 8 }) do
+        assert(v >= 6)
+      end
+    end)
+    try(function()
+      for _ in ex:map{ function(x) return x end, { 1, 2, 3, 4, 5 }, chunksize = 2 } do end
+    end)
+    try(ex.shutdown, ex)
+  ]],
+  wait = [[
+    local ex = cf.ThreadPoolExecutor(2)
+    local fs = {}
+    for i = 1, 4 do
+      try(function() fs[#fs + 1] = ex:submit(function(x) return x end, i) end)
+    end
+    local own = cf.Future()
+    fs[#fs + 1] = own
+    try(own.set_result, own, "mine")
+    try(cf.wait, fs)
+    try(cf.wait, fs, 10, cf.FIRST_COMPLETED)
+    try(function() for _ in cf.as_completed(fs, 10) do end end)
+    try(ex.shutdown, ex)
+  ]],
+  callbacks = [[
+    local ran = 0
+    local fs = {}
+    for i = 1, 4 do
+      try(function()
+        local f = cf.Future()
+        f:add_done_callback(function(_, k) ran = ran + k end, i)
+        fs[#fs + 1] = f
+      end)
+    end
+    for _, f in ipairs(fs) do try(f.set_result, f, 1) end
+    local ex = cf.ThreadPoolExecutor(1)
+    try(function()
+      local f = ex:submit(function() return 1 end)
+      f:add_done_callback(function() ran = ran + 1 end)
+      f:result()
+    end)
+    try(cf.dispatch, 0)
+    try(cf.notify_fd)
+    try(ex.shutdown, ex)
+  ]],
+  shutdown = [[
+    local gate = cf.Future()
+    local ex = cf.ThreadPoolExecutor(2)
+    local fs = {}
+    for i = 1, 5 do
+      try(function() fs[#fs + 1] = ex:submit(function(g, x) g:result() return x end, gate, i) end)
+    end
+    try(ex.shutdown, ex, false, true)
+    try(gate.set_result, gate, true)
+    for _, f in ipairs(fs) do try(f.result, f) end
+    try(ex.shutdown, ex, true)
+    try(function()
+      local ex2 <close> = cf.ThreadPoolExecutor(1)
+      ex2:submit(function() return 1 end)
+    end)
+    local ex3 = cf.ThreadPoolExecutor(1)  -- luacheck: ignore 211 (left to __gc)
+    try(ex3.submit, ex3, function() return 2 end)
+  ]],
+  errors = [[
+    local ex = cf.ThreadPoolExecutor(2)
+    local fs = {}
+    local raise = {
+      function() error("plain") end,
+      function() error({ code = 1, list = { 1, 2, 3 } }) end,
+      function() error(42) end,
+      function() error(setmetatable({}, { __tostring = function() return "obj" end })) end,
+      function() error({ handle = io.stdout }) end,  -- cannot cross back
+      function() local t = nil; return t.x end,
+    }
+    for i, fn in ipairs(raise) do
+      try(function() fs[i] = ex:submit(fn) end)
+    end
+    for _, f in pairs(fs) do
+      try(f.result, f)
+      try(f.exception, f)
+      try(f.traceback, f)
+    end
+    try(ex.shutdown, ex)
+  ]],
+  codec = [[
+    local ex = cf.ThreadPoolExecutor(1)
+    local big = string.rep("x", 100000)
+    local shared = { 1, 2.5, "three" }
+    local t = { a = shared, b = shared, nested = { { { "deep" } } }, f = cf.Future() }
+    t.self = t
+    local up = 42
+    local function fn(v, s) return v.a == v.b and #s + up, v end
+    for _ = 1, 2 do
+      try(function() ex:submit(fn, t, big):result() end)
+    end
+    try(function() ex:submit(function() error({ code = 7 }) end):result() end)
+    try(function() ex:submit(function() return big, { big } end):result() end)
+    local f = cf.Future()
+    try(f.set_result, f, t, big)
+    try(function() ex:submit(function(g) return g:result() end, f):result() end)
+    try(ex.shutdown, ex)
+  ]],
+}
+
+-- Regression cases of issue 9: a fault at a given call, then what the
+-- script must print.
+local cases = {
+  {
+    -- item 3: the encoder's first growth failing named its values from
+    -- an uninitialised path entry ("[no value]", or a crash in strlen)
+    name = "first encoder growth failing",
+    env = "CONC_FAULT_ONLY=realloc CONC_FAULT=1",
+    code = [[
+      local ex = cf.ThreadPoolExecutor(1)
+      print(select(2, pcall(ex.submit, ex, function() end)))
+      ex:shutdown()
+    ]],
+    expect = "^cannot transfer arguments %(not enough memory%)\nEND\n$",
+  },
+}
+
+local function readfile(name)
+  local f = io.open(name)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local tmp = os.tmpname()
+local script, out, countfile = tmp .. ".lua", tmp .. ".out", tmp .. ".count"
+
+-- Run scenario 'code' failing call 'n' (0: none), or every call from
+-- 'n' on if 'from': nil, or why it failed.
+local function run(code, n, from)
+  local f = assert(io.open(script, "w"))
+  f:write(prelude, "try(function()\n", code, '\nend)\nprint("END")\n')
+  f:close()
+  local cmd = ("%sCONC_FAULT=%d CONC_FAULT_COUNT=%s timeout -s KILL %d %s %s >%s 2>&1")
+              :format(from and "CONC_FAULT_FROM=1 " or "", n, countfile, HANG, host,
+                      script, out)
+  local ok, how, status = os.execute(cmd)
+  local text = readfile(out) or ""
+  if ok and text:match("END\n") then return nil end
+  if how == "exit" and status == 137 then return "hung (killed after " .. HANG .. " s)" end
+  return ("%s %s: %s"):format(how, tostring(status), text:sub(-1500))
+end
+
+-- Run case 'c': nil, or why it failed.
+local function runcase(c)
+  local f = assert(io.open(script, "w"))
+  f:write(prelude, c.code, '\nprint("END")\n')
+  f:close()
+  local ok, how, status = os.execute(("%s timeout -s KILL %d %s %s >%s 2>&1")
+                                     :format(c.env, HANG, host, script, out))
+  local text = readfile(out) or ""
+  if ok and text:match(c.expect) then return nil end
+  return ("%s %s: %s"):format(how, tostring(status), text:sub(-1500))
+end
+
+-- item 3: a thread-local of the general-dynamic model is allocated by
+-- glibc on a thread's first use, which aborts the process when that
+-- fails: the module must use none (no __tls_get_addr).
+local function lazytls()
+  local p = io.popen("nm -D --undefined-only " .. build .. "/concurrent/core.so 2>&1")
+  local syms = p:read("a")
+  p:close()
+  if syms:match("__tls_get_addr") then return "the module uses lazily allocated TLS" end
+  return nil
+end
+
+-- The call numbers to fail for a scenario that made 'count' calls.
+local function numbers(count)
+  local list = {}
+  for n = 1, math.min(count, DENSE) do list[#list + 1] = n end
+  if count > DENSE then
+    local step = (count - DENSE) / SPREAD
+    for k = 1, SPREAD do
+      local n = DENSE + math.floor(k * step + 0.5)
+      if n > list[#list] then list[#list + 1] = n end
+    end
+  end
+  return list
+end
+
+local names = {}
+for name in pairs(scenarios) do
+  if not alone or name == alone then names[#names + 1] = name end
+end
+table.sort(names)
+
+local passed, failed, skipped = 0, 0, 0
+local start = os.time()
+for _, c in ipairs(cases) do
+  local why = runcase(c)
+  if why then
+    failed = failed + 1
+    print(("FAIL %s: %s"):format(c.name, why))
+  else
+    passed = passed + 1
+  end
+end
+do
+  local why = lazytls()
+  if why then
+    failed = failed + 1
+    print("FAIL " .. why)
+  else
+    passed = passed + 1
+  end
+end
+for _, name in ipairs(names) do
+  os.remove(countfile)
+  local why = run(scenarios[name], 0)
+  local count = tonumber(readfile(countfile) or "")
+  if why or not count then
+    failed = failed + 1
+    print(("%s: fails without a fault: %s"):format(name, why or "no call count"))
+  else
+    passed = passed + 1
+    local list = numbers(count)
+    io.write(("%s: %d calls, failing %d of them\n"):format(name, count, #list))
+    for _, n in ipairs(list) do
+      for _, from in ipairs({ false, true }) do
+        if os.time() - start > budget then
+          skipped = skipped + 1
+        else
+          why = run(scenarios[name], n, from)
+          if why then
+            failed = failed + 1
+            print(("FAIL %s, call %d%s failing: %s")
+                  :format(name, n, from and " and on" or "", why))
+          else
+            passed = passed + 1
+          end
+        end
+      end
+    end
+  end
+end
+os.remove(tmp)
+os.remove(script)
+os.remove(out)
+os.remove(countfile)
+if skipped > 0 then
+  print(("%d runs skipped: past the %d s budget"):format(skipped, budget))
+end
+print(("%d passed, %d failed"):format(passed, failed))
+os.exit(failed == 0 and 0 or 1)
