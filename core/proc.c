@@ -488,17 +488,21 @@ static void assign(proc *p) {
   for (;;) {
     child *c;
     ptask *t = NULL;
-    int r;
+    int r, any;
     pthread_mutex_lock(&p->mu);
-    if (!conc__queue_empty(&p->pending) && !p->broken)
-      t = qtask(conc__queue_head(&p->pending));
+    any = !conc__queue_empty(&p->pending) && !p->broken;
     pthread_mutex_unlock(&p->mu);
-    if (t == NULL || (c = pick(p)) == NULL)
+    if (!any || (c = pick(p)) == NULL)
       return;
-    pthread_mutex_lock(&p->mu);
-    conc__queue_remove(&t->q);
-    p->npending--;
+    pthread_mutex_lock(&p->mu);  /* a shutdown may have taken them all */
+    if (!conc__queue_empty(&p->pending)) {
+      t = qtask(conc__queue_head(&p->pending));
+      conc__queue_remove(&t->q);
+      p->npending--;
+    }
     pthread_mutex_unlock(&p->mu);
+    if (t == NULL)
+      return;
     r = conc_future_set_running_or_notify_cancel(t->f);
     pthread_mutex_lock(&p->mu);
     if (r == 1)
