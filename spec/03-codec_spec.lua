@@ -44,12 +44,7 @@ local function corpusfiles()
   return files
 end
 
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = require("spec.helpers").readfile
 
 -- A transfer by hand: version 1, flags, count, then the value bytes.
 local function raw(flags, count, body)

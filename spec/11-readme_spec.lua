@@ -7,13 +7,6 @@
 
 local helpers = require "spec.helpers"
 
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- The fenced blocks of a Markdown text: {info =, line =, code =}.
 local function blocks(text)
   local list, cur, lineno = {}, nil, 0
@@ -70,7 +63,7 @@ local function words(info)
 end
 
 describe("README.md", function()
-  local list = blocks(readfile("README.md"))
+  local list = blocks(helpers.readfile("README.md"))
 
   it("has code blocks, each runnable or marked norun", function()
     assert.is_true(#list > 0)

@@ -37,12 +37,7 @@ local function screen(out)
   return lines
 end
 
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = require("spec.helpers").readfile
 
 -- A clock that advances 'step' seconds at each reading.
 local function fakeclock(step)

@@ -19,4 +19,12 @@ function helpers.run_lua(code, env)
   return out, ok
 end
 
+-- The whole contents of a file (binary).
+function helpers.readfile(name)
+  local f = assert(io.open(name, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 return helpers
