@@ -316,3 +316,51 @@ print:
 .PHONY: all clean print test asan tsan demo bench specs install uninstall \
   installcheck doc lint valgrind run-demo run-bench
 .PHONY: debug faults
+
+# == MPI (optional) ===========================================================
+
+# concurrent.futures.mpi: its own copy of the core and the binding, plus
+# the MPI back-end, linked with Open MPI. Only 'make mpi' and
+# 'make test-mpi' build it; the rest of the Makefile never needs MPI.
+MPI_MODULE = $(BUILD)/concurrent/futures/mpi.so
+MPI_SRC = $(sort $(wildcard core/mpi/*.c lua/mpi/*.c))
+MPI_OBJ = $(MPI_SRC:%.c=$(BUILD)/%.o)
+# MPI's headers as system headers: Lua's warning set is not theirs.
+MPI_INC = $(patsubst -I%,-isystem %,$(filter -I%,$(shell mpicc --showme:compile 2>/dev/null)))
+MPI_LIBS = $(shell mpicc --showme:link 2>/dev/null)
+# The specs' launch: 3 ranks (rank 0 runs busted, two workers) on any
+# machine (--oversubscribe); root (CI) must say so to Open MPI.
+MPI_NP = 3
+MPIEXEC = mpiexec --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root) \
+          -x LUA_PATH -x LUA_CPATH
+MPI_TIMEOUT = 300
+MPI_BUSTED = "$$(command -v busted)" --lpath='lua/?.lua;lua/?/init.lua' \
+             --cpath='$(BUILD)/?.so' --output=spec/support/summary.lua \
+             $(if $(wildcard spec/helpers.lua),--helper=spec/helpers.lua)
+
+mpi:
+	@$(DEPS) cc lua headers mpi
+	@$(SUBMAKE) $(MPI_MODULE)
+
+test-mpi:
+	@$(DEPS) cc lua headers busted mpi
+	@$(SUBMAKE) mpi-specs
+
+$(MPI_OBJ): CFLAGS += $(MPI_INC) -Icore/mpi
+$(MPI_OBJ): $(wildcard core/mpi/*.h)
+
+$(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
+
+# Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
+# case (a test-only switch makes every worker rank cut its results),
+# each bounded by MPI_TIMEOUT seconds.
+mpi-specs: $(MPI_MODULE)
+	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
+	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
+	@$(LUAENV) CONCURRENT_MPI_TEST_CORRUPT=1 timeout $(MPI_TIMEOUT) \
+	  $(MPIEXEC) -x CONCURRENT_MPI_TEST_CORRUPT -n 2 \
+	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/corrupt_spec.lua
+
+.PHONY: mpi test-mpi mpi-specs

@@ -24,6 +24,7 @@ static const char *const classes[][2] = {
   {"BrokenExecutor", NULL},
   {"BrokenThreadPool", "BrokenExecutor"},
   {"BrokenProcessPool", "BrokenExecutor"},
+  {"BrokenMPIPool", "BrokenExecutor"},  /* concurrent.futures.mpi */
 };
 
 #define NCLASSES (sizeof(classes) / sizeof(classes[0]))
@@ -72,7 +73,8 @@ int lconc_coreerror(lua_State *L, int code, const char *what) {
 /***
  * The error classes `CancelledError`, `TimeoutError`,
  * `InvalidStateError`, `BrokenExecutor` and its subclasses
- * `BrokenThreadPool` and `BrokenProcessPool`. Calling a class makes an
+ * `BrokenThreadPool`, `BrokenProcessPool` and `BrokenMPIPool` (the
+ * MPI pool of the optional `concurrent.futures.mpi`). Calling a class makes an
  * error value: `tostring(e)` reads well and `e.message` holds the message.
  * @function ErrorClass
  * @tparam[opt] string message

@@ -17,6 +17,10 @@
 #            the Markdown module it formats with (lua-markdown)
 #   script   script in PATH, a pseudo-terminal for the specs (bsdutils)
 #   gnuplot  gnuplot in PATH, the benchmark chart (gnuplot-nox)
+#   mpi      Open MPI: mpicc and mpiexec in PATH (libopenmpi-dev,
+#            openmpi-bin), for make mpi and make test-mpi only
+#   mpi4py   mpi4py importable by python3 (python3-mpi4py), the MPI
+#            benchmark's baseline
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
 # CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
 # even as root (the specs use it).
@@ -94,6 +98,9 @@ check() {
       [ -z "$p" ] || echo "$p" ;;
     script) have_cmd script || echo bsdutils ;;
     gnuplot) have_cmd gnuplot || echo gnuplot-nox ;;
+    mpi) have_cmd mpicc && have_cmd mpiexec || echo libopenmpi-dev openmpi-bin ;;
+    mpi4py)
+      python3 -c 'import mpi4py.futures' >/dev/null 2>&1 || echo python3-mpi4py ;;
   esac
 }
 
@@ -112,7 +119,7 @@ missing() {
 
 for need in "$@"; do
   case $need in
-    cc|lua|headers|busted|luv|valgrind|python3|luarocks|pkgconfig|ldoc|script|gnuplot) ;;
+    cc|lua|headers|busted|luv|valgrind|python3|luarocks|pkgconfig|ldoc|script|gnuplot|mpi|mpi4py) ;;
     fuzzer)
       case $CC in
         *clang*) ;;

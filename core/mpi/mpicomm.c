@@ -1,0 +1,1331 @@
+/*
+** mpicomm.c: the MPI back-end. One communication thread per process
+** makes every MPI call. On rank 0 it does what the process pool's
+** supervisor does over sockets (proc.c): tasks out to the worker ranks,
+** results and initializer outcomes back, the completion of futures that
+** tasks were given forwarded. On ranks >= 1 it queues what comes for the
+** worker loop (conc_mpi_serve, the caller's thread, which runs tasks
+** through a runtime) and sends what that loop answers. Receives are
+** non-blocking probes (MPI_Improbe) with a back-off of at most BACKOFF_MAX
+** while something is awaited; rank 0 sleeps without polling otherwise.
+** Message bodies are frame.c's frames without their length prefix.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mpi.h>
+
+#include "frame.h"
+#include "mpicomm.h"
+
+/*
+** body := type field*
+**   M_OPEN   (0 -> w)  u32 pool, u32 n, setup{n}, u8 hasinit, [payload]
+**   M_START  (w -> 0)  u32 pool, i32 code, message   the pool's runtime
+**                                                    started (0) or not
+**   M_TASK   (0 -> w)  u32 pool, u64 task, payload
+**   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, payload
+**   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
+**   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
+**   M_EXIT   (0 -> w)                                finalize and exit
+** payload and the state/failed bytes: as frame.h and proc.h say.
+*/
+enum { M_OPEN = 1, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
+enum { FWD_VALUES = 0, FWD_CANCELLED = 1, FWD_NOVALUES = 2 };
+
+#define TAG 1071
+/* Tasks a rank holds at once per pool: the running one and one ahead. */
+#define AHEAD 2
+/* Seconds between probes while a message is awaited: doubling from
+** BACKOFF_MIN after each empty probe, back to it after a message. */
+#define BACKOFF_MIN 1e-6
+#define BACKOFF_MAX 1e-3
+
+/* A frame on its way out: queued, then sent with MPI_Isend. */
+typedef struct out {
+  struct out *next;
+  conc__wbuf w;
+  int dest;
+  MPI_Request req;
+} out;
+
+/* Rank 0: a submitted task, pending, then in flight on a rank. */
+typedef struct mtask {
+  conc__queue q;
+  conc_future_t *f;
+  conc_payload_t *payload;  /* the task; then the outcome, when done */
+  uint64_t id;
+  int failed;
+} mtask;
+
+#define qtask(n) conc__container_of((void *)(n), mtask, q)
+
+/* Rank 0: what a pool has on one rank. */
+typedef struct mrank {
+  conc__queue inflight;     /* in order of sending */
+  int ninflight;
+  int opened, started;      /* M_OPEN sent; M_START 0 came */
+} mrank;
+
+typedef struct mpool {
+  conc_executor_t base;
+  struct mpool *next;       /* in G.pools */
+  uint32_t id;
+  int nranks;               /* it uses ranks 1..nranks */
+  mrank *ranks;
+  char *setup;
+  size_t setuplen;
+  conc_payload_t *init;
+  conc__queue pending;
+  long npending;
+  uint64_t nexttask;
+  int shutdown, broken, closed;
+  char *brokenmsg;
+  long running, completed, failed, cancelled;
+} mpool;
+
+/* Rank 0: a future that tasks were given, forwarded to the ranks that
+** know it once done (proc.c's scheme). */
+typedef struct fwd {
+  conc__wnode w;
+  struct fwd *next, *firednext;
+  conc_future_t *f;
+  uint64_t id;
+  int *knows, nknows, sizeknows;
+} fwd;
+
+/* Ranks >= 1: what the worker loop is asked to do, in order. */
+typedef struct job {
+  struct job *next;
+  int type;                 /* M_OPEN, M_TASK, M_CLOSE or M_EXIT */
+  uint32_t pool;
+  uint64_t task;
+  conc_payload_t *payload;  /* the task, or the initializer */
+  char *setup;
+  size_t setuplen;
+} job;
+
+/* Ranks >= 1: a proxy of one of rank 0's futures. */
+typedef struct proxy {
+  struct proxy *next;
+  uint64_t id;
+  conc_future_t *f;
+} proxy;
+
+/* Serializes conc_mpi_start and conc_mpi_stop. */
+static pthread_mutex_t startmu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct {
+  int startcalled, ready, running;
+  int err;
+  const char *why;
+  int rank, size;
+  pthread_t thread;
+  MPI_Comm world;
+  pthread_mutex_t mu;       /* what follows, up to the comm thread's own */
+  pthread_cond_t cv;        /* ready, a pool closed, a job queued */
+  out *outq, **outtail;     /* frames other threads made, to send */
+  /* rank 0 */
+  mpool *pools;
+  uint32_t nextpool;
+  int exiting;
+  /* ranks >= 1 */
+  job *jobs, **jobtail;
+  int mainstop;             /* the worker loop ended */
+  /* waking the comm thread: its own lock, taken under any other */
+  pthread_mutex_t wmu;
+  pthread_cond_t wcv;
+  int woken;
+  fwd *fired;               /* stack, pushed atomically */
+  /* the comm thread's own */
+  out *sending;
+  fwd *fwds;
+  uint64_t nextfwd;
+  proxy *proxies;
+  int exitseen;
+} G;
+
+
+/* {======================================================================
+** Waking, sending, receiving
+** ======================================================================= */
+
+static void wake(void) {
+  pthread_mutex_lock(&G.wmu);
+  G.woken = 1;
+  pthread_cond_signal(&G.wcv);
+  pthread_mutex_unlock(&G.wmu);
+}
+
+/* The comm thread sleeps until woken or 'timeout' seconds (< 0: none). */
+static void nap(double timeout) {
+  pthread_mutex_lock(&G.wmu);
+  if (!G.woken)
+    conc__cond_wait(&G.wcv, &G.wmu, timeout < 0 ? CONC_FOREVER
+                                                : conc_now() + timeout);
+  G.woken = 0;
+  pthread_mutex_unlock(&G.wmu);
+}
+
+/* A frame of 'type' for 'dest', or NULL when out of memory. */
+static out *newout(int dest, int type) {
+  out *o = (out *)calloc(1, sizeof(*o));
+  if (o == NULL)
+    return NULL;
+  o->dest = dest;
+  conc__frame_begin(&o->w, type);
+  return o;
+}
+
+static void freeout(out *o) {
+  conc__wbuf_free(&o->w);
+  free(o);
+}
+
+/* End the frame of 'o': 'o', or NULL (freed) when an append failed. */
+static out *endout(out *o) {
+  conc__frame_end(&o->w, 0);
+  if (o->w.failed) {
+    freeout(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* (Comm thread.) Start sending 'o': 0, or -1 (then 'o' is freed). */
+static int isend(out *o) {
+  if (MPI_Isend(o->w.b + 4, (int)(o->w.n - 4), MPI_BYTE, o->dest, TAG,
+                G.world, &o->req) != MPI_SUCCESS) {
+    freeout(o);
+    return -1;
+  }
+  o->next = G.sending;
+  G.sending = o;
+  return 0;
+}
+
+/* (Comm thread.) Free the sends that completed; the number left. */
+static int testsends(void) {
+  out **po = &G.sending, *o;
+  int left = 0;
+  while ((o = *po) != NULL) {
+    int flag = 0;
+    if (MPI_Test(&o->req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS
+        || flag) {
+      *po = o->next;
+      freeout(o);
+    } else {
+      left++;
+      po = &o->next;
+    }
+  }
+  return left;
+}
+
+/* (Comm thread.) Take one message if one came: 1 and its body (malloc'd)
+** and source; 0 when none; -1 when it could not be kept (no memory, or
+** longer than any frame): it is consumed, '*src' tells whose it was. */
+static int receive(unsigned char **body, size_t *len, int *src) {
+  static char sink[16];
+  MPI_Message m;
+  MPI_Status st;
+  int flag = 0, n = 0;
+  if (MPI_Improbe(MPI_ANY_SOURCE, TAG, G.world, &flag, &m, &st)
+      != MPI_SUCCESS || !flag)
+    return 0;
+  *src = st.MPI_SOURCE;
+  MPI_Get_count(&st, MPI_BYTE, &n);
+  *body = n > 0 && (size_t)n <= CONC_FRAME_MAX
+          ? (unsigned char *)malloc((size_t)n) : NULL;
+  if (*body == NULL) {  /* consumed into a sink: a truncation error */
+    MPI_Mrecv(sink, (int)sizeof(sink), MPI_BYTE, &m, MPI_STATUS_IGNORE);
+    return -1;
+  }
+  MPI_Mrecv(*body, n, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+  *len = (size_t)n;
+  return 1;
+}
+
+/* The next probe's wait after an empty one. */
+static double backoff(double b) {
+  b *= 2;
+  return b < BACKOFF_MIN ? BACKOFF_MIN : b > BACKOFF_MAX ? BACKOFF_MAX : b;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: forwarded futures
+** ======================================================================= */
+
+/* Under the future's lock, on any thread: only the wake lock is taken. */
+static void fwd_fire(conc__wnode *w) {
+  fwd *x = conc__container_of(w, fwd, w);
+  x->firednext = __atomic_load_n(&G.fired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&G.fired, &x->firednext, x, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+  wake();
+}
+
+/* The forwarding entry of 'f' that 'rank' knows, or NULL (no memory). */
+static fwd *forward(conc_future_t *f, int rank) {
+  fwd *x;
+  int i;
+  for (x = G.fwds; x != NULL && x->f != f; x = x->next)
+    ;
+  if (x == NULL) {
+    if ((x = (fwd *)calloc(1, sizeof(*x))) == NULL)
+      return NULL;
+    x->f = f;
+    x->id = ++G.nextfwd;
+    x->w.fire = fwd_fire;
+    conc_future_ref(f);
+    x->next = G.fwds;
+    G.fwds = x;
+    if (!conc__future_watch(f, &x->w))
+      fwd_fire(&x->w);  /* done already: forwarded on the next round */
+  }
+  for (i = 0; i < x->nknows; i++)
+    if (x->knows[i] == rank)
+      return x;
+  if (x->nknows == x->sizeknows) {
+    int n = x->sizeknows ? 2 * x->sizeknows : 2;
+    int *k = (int *)realloc(x->knows, (size_t)n * sizeof(*k));
+    if (k == NULL)
+      return NULL;
+    x->knows = k;
+    x->sizeknows = n;
+  }
+  x->knows[x->nknows++] = rank;
+  return x;
+}
+
+/* Put 'pl' in 'o' with its futures forwarded to 'rank': 0, or -1. */
+static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
+  uint64_t *ids = NULL;
+  size_t i;
+  if (pl->nfutures > 0) {
+    ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
+    if (ids == NULL)
+      return -1;
+    for (i = 0; i < pl->nfutures; i++) {
+      fwd *x = forward(conc_payload_future(pl, i), rank);
+      if (x == NULL) {
+        free(ids);
+        return -1;
+      }
+      ids[i] = x->id;
+    }
+  }
+  conc__putpayload(&o->w, pl, ids);
+  free(ids);
+  return 0;
+}
+
+static void unlinkfwd(fwd *x) {
+  fwd **px;
+  for (px = &G.fwds; *px != x; px = &(*px)->next)
+    ;
+  *px = x->next;
+  free(x->knows);
+  conc_future_unref(x->f);
+  free(x);
+}
+
+/* Tell 'rank' that the future of 'x' is done. A frame that cannot be
+** made (no memory) leaves the rank's proxy pending. */
+static void sendfuture(fwd *x, int rank) {
+  const void *data;
+  size_t len;
+  int failed = 0;
+  conc_state_t s = conc_future_state(x->f);
+  const conc_payload_t *pl = NULL;
+  out *o = newout(rank, M_FUTURE);
+  if (o == NULL)
+    return;
+  if (s == CONC_FINISHED
+      && conc_future_payload(x->f, &data, &len, &failed) == 0)
+    pl = (const conc_payload_t *)data;
+  conc__put64(&o->w, x->id);
+  conc__put8(&o->w, s == CONC_CANCELLED ? FWD_CANCELLED
+                    : pl != NULL ? FWD_VALUES : FWD_NOVALUES);
+  conc__put8(&o->w, (unsigned)failed);
+  if (s != CONC_CANCELLED && pl != NULL && putforwarded(o, pl, rank) != 0) {
+    freeout(o);
+    return;
+  }
+  if ((o = endout(o)) != NULL)
+    isend(o);
+}
+
+static void forward_fired(void) {
+  fwd *x = __atomic_exchange_n(&G.fired, NULL, __ATOMIC_ACQUIRE);
+  while (x != NULL) {
+    fwd *next = x->firednext;
+    int i;
+    for (i = 0; i < x->nknows; i++)
+      sendfuture(x, x->knows[i]);
+    unlinkfwd(x);
+    x = next;
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: pools (everything under G.mu unless said)
+** ======================================================================= */
+
+static void freetask(mtask *t) {
+  conc_payload_free(t->payload);
+  conc_future_unref(t->f);
+  free(t);
+}
+
+/* 't' ends with 'outcome' (taken): queued on 'done', completed once the
+** lock is released (callbacks must not run under it). */
+static void finish(mpool *p, mtask *t, conc_payload_t *outcome, int failed,
+                   conc__queue *done) {
+  conc_payload_free(t->payload);
+  t->payload = outcome;
+  t->failed = failed || outcome == NULL;
+  p->running--;
+  if (t->failed)
+    p->failed++;
+  else
+    p->completed++;
+  conc__queue_insert_tail(done, &t->q);
+}
+
+/* (Unlocked.) Complete the futures of 'done'. */
+static void complete(conc__queue *done) {
+  while (!conc__queue_empty(done)) {
+    mtask *t = qtask(conc__queue_head(done));
+    conc__queue_remove(&t->q);
+    conc__payload_complete(t->f, t->payload, t->failed);
+    t->payload = NULL;
+    freetask(t);
+  }
+}
+
+static void sendclose(mpool *p) {
+  int i;
+  for (i = 0; i < p->nranks; i++) {
+    out *o;
+    if (!p->ranks[i].opened || (o = newout(i + 1, M_CLOSE)) == NULL)
+      continue;
+    conc__put32(&o->w, p->id);
+    if ((o = endout(o)) != NULL)
+      isend(o);
+  }
+}
+
+static void closepool(mpool *p) {
+  if (!p->closed) {
+    sendclose(p);
+    p->closed = 1;
+    pthread_cond_broadcast(&G.cv);
+  }
+}
+
+/* The pool breaks ('msg'): its pending and running futures fail with it,
+** later submits fail, its ranks release its runtime (they end what they
+** run; their answers are ignored). */
+static void breakpool(mpool *p, const char *msg, conc__queue *done) {
+  int i;
+  if (p->broken)
+    return;
+  p->broken = 1;
+  p->brokenmsg = strdup(msg);
+  while (!conc__queue_empty(&p->pending)) {
+    mtask *t = qtask(conc__queue_head(&p->pending));
+    int r;
+    conc__queue_remove(&t->q);
+    p->npending--;
+    r = conc_future_set_running_or_notify_cancel(t->f);
+    if (r == 1) {
+      p->running++;
+      finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
+             done);
+    } else {
+      p->cancelled += r == 0;
+      freetask(t);
+    }
+  }
+  for (i = 0; i < p->nranks; i++) {
+    mrank *k = &p->ranks[i];
+    while (!conc__queue_empty(&k->inflight)) {
+      mtask *t = qtask(conc__queue_head(&k->inflight));
+      conc__queue_remove(&t->q);
+      finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
+             done);
+    }
+    k->ninflight = 0;
+  }
+  closepool(p);
+}
+
+static void breakf(mpool *p, const char *fmt, int rank, conc__queue *done) {
+  char msg[160];
+  snprintf(msg, sizeof(msg), fmt, rank);
+  breakpool(p, msg, done);
+}
+
+static int sendopen(mpool *p, int rank) {
+  out *o = newout(rank, M_OPEN);
+  if (o == NULL)
+    return -1;
+  conc__put32(&o->w, p->id);
+  conc__put32(&o->w, (uint32_t)p->setuplen);
+  conc__putbytes(&o->w, p->setup, p->setuplen);
+  conc__put8(&o->w, p->init != NULL);
+  if (p->init != NULL && putforwarded(o, p->init, rank) != 0) {
+    freeout(o);
+    return -1;
+  }
+  if ((o = endout(o)) == NULL || isend(o) != 0)
+    return -1;
+  p->ranks[rank - 1].opened = 1;
+  return 0;
+}
+
+static int sendtask(mpool *p, int rank, mtask *t) {
+  out *o = newout(rank, M_TASK);
+  if (o == NULL)
+    return -1;
+  conc__put32(&o->w, p->id);
+  conc__put64(&o->w, t->id);
+  if (putforwarded(o, t->payload, rank) != 0) {
+    freeout(o);
+    return -1;
+  }
+  if ((o = endout(o)) == NULL || isend(o) != 0)
+    return -1;
+  conc_payload_free(t->payload);
+  t->payload = NULL;
+  return 0;
+}
+
+/* The rank index for the next task: an idle one, else one with room for
+** a task ahead; -1 when none. */
+static int pick(mpool *p) {
+  int i;
+  for (i = 0; i < p->nranks; i++)
+    if (p->ranks[i].ninflight == 0)
+      return i;
+  for (i = 0; i < p->nranks; i++)
+    if (p->ranks[i].ninflight < AHEAD)
+      return i;
+  return -1;
+}
+
+static void assign(mpool *p, conc__queue *done) {
+  int i;
+  while (!p->broken && !conc__queue_empty(&p->pending)
+         && (i = pick(p)) >= 0) {
+    mtask *t;
+    int r;
+    if (!p->ranks[i].opened && sendopen(p, i + 1) != 0) {
+      breakf(p, "cannot start worker rank %d (not enough memory)", i + 1,
+             done);
+      return;
+    }
+    t = qtask(conc__queue_head(&p->pending));
+    conc__queue_remove(&t->q);
+    p->npending--;
+    r = conc_future_set_running_or_notify_cancel(t->f);
+    if (r != 1) {
+      p->cancelled += r == 0;
+      freetask(t);
+      continue;
+    }
+    p->running++;
+    if (sendtask(p, i + 1, t) != 0) {
+      finish(p, t, NULL, 1, done);  /* no memory for the frame */
+      continue;
+    }
+    conc__queue_insert_tail(&p->ranks[i].inflight, &t->q);
+    p->ranks[i].ninflight++;
+  }
+}
+
+/* Whether the comm thread awaits a message for 'p'. */
+static int awaits(mpool *p) {
+  int i;
+  for (i = 0; i < p->nranks; i++)
+    if (p->ranks[i].ninflight > 0
+        || (p->ranks[i].opened && !p->ranks[i].started))
+      return 1;
+  return 0;
+}
+
+static mpool *findpool(uint32_t id) {
+  mpool *p;
+  for (p = G.pools; p != NULL && p->id != id; p = p->next)
+    ;
+  return p;
+}
+
+static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
+  uint64_t id = conc__get64(r);
+  unsigned failed = conc__get8(r);
+  conc_payload_t *outcome = NULL;
+  uint64_t *ids = NULL;
+  int nomem = 0;
+  mrank *k = &p->ranks[rank - 1];
+  mtask *t;
+  if (failed != FWD_NOVALUES && !r->bad)
+    outcome = conc__getpayload(r, &ids, &nomem);
+  if (r->bad || conc__queue_empty(&k->inflight)
+      || qtask(conc__queue_head(&k->inflight))->id != id
+      || failed > FWD_NOVALUES || ids != NULL
+      || (outcome == NULL && !nomem && failed != FWD_NOVALUES)) {
+    conc_payload_free(outcome);
+    free(ids);
+    breakf(p, "worker rank %d sent a corrupt frame", rank, done);
+    return;
+  }
+  t = qtask(conc__queue_head(&k->inflight));
+  conc__queue_remove(&t->q);
+  k->ninflight--;
+  finish(p, t, outcome, failed != 0, done);
+}
+
+static void onstart(mpool *p, int rank, conc__rd *r, conc__queue *done) {
+  int code = (int)conc__get32(r);
+  char msg[512];
+  if (r->bad) {
+    breakf(p, "worker rank %d sent a corrupt frame", rank, done);
+    return;
+  }
+  if (code == 0) {
+    p->ranks[rank - 1].started = 1;
+    return;
+  }
+  snprintf(msg, sizeof(msg), "%s%.*s (rank %d)", code == CONC_EBROKEN
+           ? "initializer failed: " : "cannot start a worker: ",
+           (int)(r->end - r->p), (const char *)r->p, rank);
+  breakpool(p, msg, done);
+}
+
+/* Every pool that uses 'rank' breaks: it sent what cannot be read. */
+static void badrank(int rank, const char *fmt, conc__queue *done) {
+  mpool *p;
+  for (p = G.pools; p != NULL; p = p->next)
+    if (rank >= 1 && rank <= p->nranks && !p->closed)
+      breakf(p, fmt, rank, done);
+}
+
+static void onmessage(const unsigned char *body, size_t len, int src,
+                      conc__queue *done) {
+  conc__rd r;
+  unsigned type;
+  mpool *p;
+  r.p = body;
+  r.end = body + len;
+  r.bad = 0;
+  type = conc__get8(&r);
+  p = findpool(conc__get32(&r));
+  if (r.bad || (type != M_RESULT && type != M_START)) {
+    badrank(src, "worker rank %d sent a corrupt frame", done);
+    return;
+  }
+  /* answers for a pool that broke or went are dropped */
+  if (p == NULL || p->broken || src < 1 || src > p->nranks)
+    return;
+  if (type == M_RESULT)
+    onresult(p, src, &r, done);
+  else
+    onstart(p, src, &r, done);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: the communication loop
+** ======================================================================= */
+
+/* One round of local work: forwards, tasks out, pools closed. Returns
+** whether a message is awaited; '*quit' when everything is over. */
+static int round0(conc__queue *done, int *quit) {
+  mpool *p;
+  int awaited = 0, open = 0;
+  pthread_mutex_lock(&G.mu);
+  forward_fired();
+  for (p = G.pools; p != NULL; p = p->next) {
+    if (p->closed)
+      continue;
+    assign(p, done);
+    if (p->shutdown && conc__queue_empty(&p->pending) && !awaits(p))
+      closepool(p);
+    awaited |= awaits(p);
+    open |= !p->closed;
+  }
+  *quit = G.exiting && !open;
+  pthread_mutex_unlock(&G.mu);
+  return awaited;
+}
+
+static void sayexit(void) {
+  int i;
+  for (i = 1; i < G.size; i++) {
+    out *o = newout(i, M_EXIT);
+    if (o != NULL && (o = endout(o)) != NULL)
+      isend(o);
+  }
+  while (testsends() > 0)
+    nap(BACKOFF_MAX);
+}
+
+static void master(void) {
+  double wait = 0;
+  for (;;) {
+    conc__queue done;
+    unsigned char *body;
+    size_t len;
+    int src, got = 0, quit, awaited, r;
+    conc__queue_init(&done);
+    awaited = round0(&done, &quit);
+    complete(&done);
+    if (quit)
+      break;
+    awaited |= testsends() > 0;
+    while ((r = receive(&body, &len, &src)) != 0) {
+      pthread_mutex_lock(&G.mu);
+      if (r > 0)
+        onmessage(body, len, src, &done);
+      else
+        badrank(src, "a message from worker rank %d could not be read",
+                &done);
+      pthread_mutex_unlock(&G.mu);
+      if (r > 0)
+        free(body);
+      complete(&done);
+      got++;
+    }
+    if (got > 0) {
+      wait = 0;
+      continue;
+    }
+    wait = awaited ? backoff(wait) : -1;
+    nap(wait);
+  }
+  sayexit();
+  while (G.fwds != NULL) {
+    conc__future_unwatch(G.fwds->f, &G.fwds->w);
+    unlinkfwd(G.fwds);
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: the executor
+** ======================================================================= */
+
+static int mx_submit(conc_executor_t *b, conc_future_t *f,
+                     conc_payload_t *task) {
+  mpool *p = (mpool *)b;
+  mtask *t = (mtask *)calloc(1, sizeof(*t));
+  int r = 0;
+  if (t == NULL)
+    return CONC_ENOMEM;
+  pthread_mutex_lock(&G.mu);
+  if (p->broken)
+    r = CONC_EBROKEN;
+  else if (p->shutdown || G.exiting)
+    r = CONC_ESHUTDOWN;
+  if (r != 0) {
+    pthread_mutex_unlock(&G.mu);
+    free(t);
+    return r;
+  }
+  t->f = f;
+  t->payload = task;
+  t->id = ++p->nexttask;
+  conc_future_ref(f);
+  conc__queue_insert_tail(&p->pending, &t->q);
+  p->npending++;
+  pthread_mutex_unlock(&G.mu);
+  wake();
+  return 0;
+}
+
+/* (Locked.) Move the pending tasks of 'p' to 'q', to be cancelled. */
+static void takepending(mpool *p, conc__queue *q) {
+  conc__queue_move(&p->pending, q);
+  p->npending = 0;
+}
+
+/* (Unlocked.) Cancel the tasks of 'q', counting them in 'p'. */
+static void cancelall(mpool *p, conc__queue *q) {
+  while (!conc__queue_empty(q)) {
+    mtask *t = qtask(conc__queue_head(q));
+    conc__queue_remove(&t->q);
+    if (conc_future_cancel(t->f) == 1) {
+      pthread_mutex_lock(&G.mu);
+      p->cancelled++;
+      pthread_mutex_unlock(&G.mu);
+    }
+    freetask(t);
+  }
+}
+
+static int mx_shutdown(conc_executor_t *b, int wait, int cancel) {
+  mpool *p = (mpool *)b;
+  conc__queue taken;
+  conc__queue_init(&taken);
+  pthread_mutex_lock(&G.mu);
+  p->shutdown = 1;
+  if (cancel)
+    takepending(p, &taken);
+  pthread_mutex_unlock(&G.mu);
+  cancelall(p, &taken);
+  wake();
+  if (wait) {
+    pthread_mutex_lock(&G.mu);
+    while (!p->closed && G.running)
+      conc__cond_wait(&G.cv, &G.mu, CONC_FOREVER);
+    pthread_mutex_unlock(&G.mu);
+  }
+  return 0;
+}
+
+static void mx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
+  mpool *p = (mpool *)b;
+  int i;
+  pthread_mutex_lock(&G.mu);
+  s->workers = s->idle = 0;
+  for (i = 0; i < p->nranks; i++)
+    if (p->ranks[i].started && !p->closed) {
+      s->workers++;
+      s->idle += p->ranks[i].ninflight == 0;
+    }
+  s->broken = p->broken;
+  s->pending = p->npending;
+  s->running = p->running;
+  s->completed = p->completed;
+  s->failed = p->failed;
+  s->cancelled = p->cancelled;
+  pthread_mutex_unlock(&G.mu);
+}
+
+static char *mx_broken(conc_executor_t *b) {
+  mpool *p = (mpool *)b;
+  char *msg = NULL;
+  pthread_mutex_lock(&G.mu);
+  if (p->broken)
+    msg = strdup(p->brokenmsg != NULL ? p->brokenmsg : "the pool is broken");
+  pthread_mutex_unlock(&G.mu);
+  return msg;
+}
+
+/* Once closed, the comm thread reaches a pool only through G.pools. */
+static void mx_free(conc_executor_t *b) {
+  mpool *p = (mpool *)b, **pp;
+  mx_shutdown(b, 1, 0);
+  pthread_mutex_lock(&G.mu);
+  for (pp = &G.pools; *pp != NULL && *pp != p; pp = &(*pp)->next)
+    ;
+  if (*pp != NULL)
+    *pp = p->next;
+  pthread_mutex_unlock(&G.mu);
+  free(p->brokenmsg);
+  free(p->setup);
+  free(p->ranks);
+  conc_payload_free(p->init);
+  free(p);
+}
+
+static const conc_executor_ops_t ops = {
+  "MPIPoolExecutor", "BrokenMPIPool",
+  mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free
+};
+
+conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
+                                  size_t len, conc_payload_t *init) {
+  mpool *p;
+  int i;
+  if (max_workers > G.size - 1)
+    max_workers = G.size - 1;
+  if (!G.running || G.rank != 0 || max_workers <= 0
+      || (p = (mpool *)calloc(1, sizeof(*p))) == NULL) {
+    conc_payload_free(init);
+    return NULL;
+  }
+  p->ranks = (mrank *)calloc((size_t)max_workers, sizeof(mrank));
+  p->setup = (char *)malloc(len > 0 ? len : 1);
+  if (p->ranks == NULL || p->setup == NULL) {
+    free(p->ranks);
+    free(p->setup);
+    free(p);
+    conc_payload_free(init);
+    return NULL;
+  }
+  memcpy(p->setup, setup, len);
+  p->setuplen = len;
+  p->init = init;
+  p->base.ops = &ops;
+  p->nranks = max_workers;
+  for (i = 0; i < max_workers; i++)
+    conc__queue_init(&p->ranks[i].inflight);
+  conc__queue_init(&p->pending);
+  pthread_mutex_lock(&G.mu);
+  p->id = ++G.nextpool;
+  p->shutdown = G.exiting;
+  p->next = G.pools;
+  G.pools = p;
+  pthread_mutex_unlock(&G.mu);
+  return &p->base;
+}
+
+void conc_mpi_stop(void) {
+  mpool *p;
+  pthread_mutex_lock(&startmu);
+  if (!G.running || G.rank != 0) {
+    pthread_mutex_unlock(&startmu);
+    return;
+  }
+  for (;;) {  /* cancel what is queued, pool by pool, then exit */
+    conc__queue taken;
+    conc__queue_init(&taken);
+    pthread_mutex_lock(&G.mu);
+    G.exiting = 1;
+    for (p = G.pools; p != NULL && conc__queue_empty(&p->pending);
+         p = p->next)
+      p->shutdown = 1;
+    if (p != NULL) {
+      p->shutdown = 1;
+      takepending(p, &taken);
+    }
+    pthread_mutex_unlock(&G.mu);
+    if (p == NULL)
+      break;
+    cancelall(p, &taken);
+  }
+  wake();
+  pthread_join(G.thread, NULL);
+  pthread_mutex_lock(&G.mu);
+  G.running = 0;
+  pthread_cond_broadcast(&G.cv);
+  pthread_mutex_unlock(&G.mu);
+  pthread_mutex_unlock(&startmu);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Ranks >= 1: the communication loop
+** ======================================================================= */
+
+/* The proxy of rank 0's future 'id', made on first sight; NULL when out
+** of memory. */
+static conc_future_t *proxyof(uint64_t id) {
+  proxy *x;
+  for (x = G.proxies; x != NULL; x = x->next)
+    if (x->id == id)
+      return x->f;
+  x = (proxy *)malloc(sizeof(*x));
+  if (x == NULL || (x->f = conc__future_new_foreign()) == NULL) {
+    free(x);
+    return NULL;
+  }
+  x->id = id;
+  x->next = G.proxies;
+  G.proxies = x;
+  return x->f;
+}
+
+/* A worker rank that cannot go on leaves without finalizing (from
+** either thread), which ends the job: Open MPI cannot lose one rank and
+** keep the others. */
+static void fail(const char *what) {
+  fprintf(stderr, "concurrent.futures.mpi: worker rank %d: %s\n", G.rank,
+          what);
+  _exit(71);
+}
+
+/* The payload at 'r' with its proxies. */
+static conc_payload_t *readpayload(conc__rd *r) {
+  uint64_t *ids;
+  int nomem;
+  size_t i;
+  conc_payload_t *p = conc__getpayload(r, &ids, &nomem);
+  if (p == NULL)
+    fail(nomem ? "out of memory" : "rank 0 sent a corrupt frame");
+  for (i = 0; i < p->nfutures; i++) {
+    conc_future_t *f = proxyof(ids[i]);
+    if (f == NULL)
+      fail("out of memory");
+    conc_payload_setfuture(p, i, f);
+  }
+  free(ids);
+  return p;
+}
+
+static void onfuture(conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  unsigned state = conc__get8(r);
+  int failed = (int)conc__get8(r);
+  conc_future_t *f = proxyof(id);
+  conc_payload_t *p = NULL;
+  proxy **px, *x;
+  if (f == NULL)
+    fail("out of memory");
+  if (state == FWD_VALUES)
+    p = readpayload(r);
+  conc__future_settle_foreign(f, state == FWD_CANCELLED, p,
+                              conc_payload_sizeof(p), conc_payload_free,
+                              failed);
+  for (px = &G.proxies; (x = *px) != NULL; px = &x->next)
+    if (x->id == id) {
+      *px = x->next;
+      conc_future_unref(x->f);
+      free(x);
+      break;
+    }
+}
+
+static void queuejob(job *j) {
+  pthread_mutex_lock(&G.mu);
+  *G.jobtail = j;
+  G.jobtail = &j->next;
+  pthread_cond_signal(&G.cv);
+  pthread_mutex_unlock(&G.mu);
+}
+
+static void onorder(const unsigned char *body, size_t len) {
+  conc__rd r;
+  job *j = (job *)calloc(1, sizeof(*j));
+  if (j == NULL)
+    fail("out of memory");
+  r.p = body;
+  r.end = body + len;
+  r.bad = 0;
+  j->type = (int)conc__get8(&r);
+  if (j->type == M_FUTURE) {
+    free(j);
+    onfuture(&r);
+    return;
+  }
+  if (j->type != M_EXIT)
+    j->pool = conc__get32(&r);
+  if (j->type == M_OPEN) {
+    uint32_t n = conc__get32(&r);
+    if (!r.bad && n <= (size_t)(r.end - r.p)) {
+      if ((j->setup = (char *)malloc(n + 1)) == NULL)
+        fail("out of memory");
+      memcpy(j->setup, r.p, n);
+      j->setuplen = n;
+      r.p += n;
+      if (conc__get8(&r) && !r.bad)
+        j->payload = readpayload(&r);
+    } else {
+      r.bad = 1;
+    }
+  } else if (j->type == M_TASK) {
+    j->task = conc__get64(&r);
+    if (!r.bad)
+      j->payload = readpayload(&r);
+  } else if (j->type == M_EXIT) {
+    G.exitseen = 1;
+  } else if (j->type != M_CLOSE) {
+    r.bad = 1;
+  }
+  if (r.bad)
+    fail("rank 0 sent a corrupt frame");
+  queuejob(j);
+}
+
+static void worker(void) {
+  double wait = BACKOFF_MIN;
+  for (;;) {
+    out *q, *next;
+    unsigned char *body;
+    size_t len;
+    int src, r, got = 0, stop, left;
+    pthread_mutex_lock(&G.mu);
+    q = G.outq;
+    G.outq = NULL;
+    G.outtail = &G.outq;
+    stop = G.mainstop;
+    pthread_mutex_unlock(&G.mu);
+    for (; q != NULL; q = next, got++) {
+      next = q->next;
+      if (isend(q) != 0)
+        fail("cannot send to rank 0");
+    }
+    left = testsends();
+    if (stop && left == 0)
+      break;
+    while (!G.exitseen && (r = receive(&body, &len, &src)) != 0) {
+      if (r < 0 || src != 0)
+        fail(r < 0 ? "out of memory" : "a message from a worker rank");
+      onorder(body, len);
+      free(body);
+      got++;
+    }
+    wait = got > 0 ? BACKOFF_MIN : backoff(wait);
+    nap(wait);
+  }
+  while (G.proxies != NULL) {
+    proxy *x = G.proxies;
+    G.proxies = x->next;
+    conc_future_unref(x->f);
+    free(x);
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Ranks >= 1: the worker loop (the caller's thread)
+** ======================================================================= */
+
+/* A pool's runtime on this rank. */
+typedef struct wpool {
+  struct wpool *next;
+  uint32_t id;
+  conc_runtime_t rt;
+  void *ctx;
+  int ok;                   /* its runtime started */
+} wpool;
+
+static job *nextjob(void) {
+  job *j;
+  pthread_mutex_lock(&G.mu);
+  while (G.jobs == NULL)
+    conc__cond_wait(&G.cv, &G.mu, CONC_FOREVER);
+  j = G.jobs;
+  if ((G.jobs = j->next) == NULL)
+    G.jobtail = &G.jobs;
+  pthread_mutex_unlock(&G.mu);
+  return j;
+}
+
+static void post(out *o) {
+  if (o == NULL)
+    fail("out of memory");
+  pthread_mutex_lock(&G.mu);
+  *G.outtail = o;
+  G.outtail = &o->next;
+  pthread_mutex_unlock(&G.mu);
+  wake();
+}
+
+static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
+  wpool *p = (wpool *)calloc(1, sizeof(*p));
+  char *why = NULL;
+  int code;
+  out *o;
+  if (p == NULL)
+    fail("out of memory");
+  p->id = j->pool;
+  code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
+  j->payload = NULL;
+  if (code == 0) {
+    code = p->rt.start(p->rt.ud, &p->ctx, &why);
+    p->ok = code == 0;
+    if (!p->ok)
+      w->close(&p->rt);
+  }
+  p->next = *pools;
+  *pools = p;
+  if ((o = newout(0, M_START)) == NULL)
+    fail("out of memory");
+  conc__put32(&o->w, p->id);
+  conc__put32(&o->w, (uint32_t)code);
+  if (code != 0) {
+    const char *msg = why != NULL ? why : conc_strerror(code);
+    conc__putbytes(&o->w, msg, strlen(msg));
+  }
+  free(why);
+  post(endout(o));
+}
+
+static void closepool_w(const conc_mpi_worker *w, wpool **pools,
+                        uint32_t id) {
+  wpool **pp, *p;
+  for (pp = pools; (p = *pp) != NULL; pp = &p->next)
+    if (p->id == id) {
+      *pp = p->next;
+      if (p->ok) {
+        p->rt.stop(p->rt.ud, p->ctx);
+        w->close(&p->rt);
+      }
+      free(p);
+      return;
+    }
+}
+
+/* A test-only hook (the specs set it with mpiexec -x): every result of
+** this rank is sent cut short, as a corrupt frame. */
+static int corrupt(void) {
+  const char *e = getenv("CONCURRENT_MPI_TEST_CORRUPT");
+  return e != NULL && strcmp(e, "1") == 0;
+}
+
+static void runtask(wpool *pools, job *j, int cut) {
+  wpool *p;
+  conc_payload_t *res = NULL;
+  int failed = 1;
+  out *o;
+  for (p = pools; p != NULL && p->id != j->pool; p = p->next)
+    ;
+  if (p != NULL && p->ok)
+    res = p->rt.run(p->ctx, j->payload, &failed);
+  else
+    res = conc_payload_error("", "the pool's worker did not start");
+  if (res != NULL && res->nfutures > 0) {
+    /* futures do not cross back: rank 0 could not tell them from its own */
+    conc_payload_free(res);
+    failed = 1;
+    res = conc_payload_error("InvalidStateError",
+                             "a future cannot leave a worker rank");
+  }
+  fflush(stdout);  /* the task's own output, before its result */
+  if ((o = newout(0, M_RESULT)) == NULL)
+    fail("out of memory");
+  conc__put32(&o->w, j->pool);
+  if (!cut) {
+    conc__put64(&o->w, j->task);
+    conc__put8(&o->w, res != NULL ? (unsigned)failed : FWD_NOVALUES);
+    if (res != NULL)
+      conc__putpayload(&o->w, res, NULL);
+  }
+  conc_payload_free(res);
+  post(endout(o));
+}
+
+int conc_mpi_serve(const conc_mpi_worker *w) {
+  wpool *pools = NULL;
+  int cut = corrupt();
+  for (;;) {
+    job *j = nextjob();
+    int type = j->type;
+    if (type == M_OPEN)
+      openpool(w, &pools, j);
+    else if (type == M_TASK)
+      runtask(pools, j, cut);
+    else if (type == M_CLOSE)
+      closepool_w(w, &pools, j->pool);
+    conc_payload_free(j->payload);
+    free(j->setup);
+    free(j);
+    if (type == M_EXIT)
+      break;
+  }
+  while (pools != NULL)
+    closepool_w(w, &pools, pools->id);
+  fflush(stdout);
+  pthread_mutex_lock(&G.mu);
+  G.mainstop = 1;
+  pthread_mutex_unlock(&G.mu);
+  wake();
+  pthread_join(G.thread, NULL);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Starting
+** ======================================================================= */
+
+static void started(int err, const char *why) {
+  pthread_mutex_lock(&G.mu);
+  G.err = err;
+  G.why = why;
+  G.ready = 1;
+  pthread_cond_broadcast(&G.cv);
+  pthread_mutex_unlock(&G.mu);
+}
+
+static void *comm_main(void *arg) {
+  int provided = 0;
+  (void)arg;
+  if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)
+      != MPI_SUCCESS) {
+    started(1, "MPI_Init_thread failed");
+    return NULL;
+  }
+  if (MPI_Comm_dup(MPI_COMM_WORLD, &G.world) != MPI_SUCCESS) {
+    MPI_Finalize();
+    started(1, "MPI_Comm_dup failed");
+    return NULL;
+  }
+  /* a failing call returns its code where the MPI library can */
+  MPI_Comm_set_errhandler(G.world, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(G.world, &G.rank);
+  MPI_Comm_size(G.world, &G.size);
+  started(0, NULL);
+  if (G.rank == 0)
+    master();
+  else
+    worker();
+  MPI_Comm_free(&G.world);
+  MPI_Finalize();
+  return NULL;
+}
+
+int conc_mpi_start(int *rank, int *size, const char **why) {
+  int r = 0;
+  pthread_mutex_lock(&startmu);
+  if (!G.startcalled) {
+    sigset_t all, old;
+    G.startcalled = 1;
+    G.outtail = &G.outq;
+    G.jobtail = &G.jobs;
+    if (pthread_mutex_init(&G.mu, NULL) != 0 || conc__cond_init(&G.cv) != 0
+        || pthread_mutex_init(&G.wmu, NULL) != 0
+        || conc__cond_init(&G.wcv) != 0) {
+      G.err = 1;
+      G.why = "cannot make the communication thread's locks";
+    } else {
+      /* the host's signal handlers run on its own threads */
+      sigfillset(&all);
+      sigdelset(&all, SIGSEGV);
+      sigdelset(&all, SIGBUS);
+      sigdelset(&all, SIGFPE);
+      sigdelset(&all, SIGILL);
+      pthread_sigmask(SIG_SETMASK, &all, &old);
+      if (pthread_create(&G.thread, NULL, comm_main, NULL) != 0) {
+        G.err = 1;
+        G.why = "cannot start the communication thread";
+      }
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+      if (!G.err) {
+        pthread_mutex_lock(&G.mu);
+        while (!G.ready)
+          conc__cond_wait(&G.cv, &G.mu, CONC_FOREVER);
+        pthread_mutex_unlock(&G.mu);
+        if (G.err)
+          pthread_join(G.thread, NULL);
+        else
+          G.running = 1;
+      }
+    }
+  }
+  if (G.err) {
+    r = CONC_ESYS;
+    *why = G.why;
+  }
+  *rank = G.rank;
+  *size = G.size;
+  pthread_mutex_unlock(&startmu);
+  return r;
+}
+
+/* }====================================================================== */
