@@ -9,6 +9,7 @@
 ** returns to the script.
 */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,46 +391,37 @@ static void globalmpi(void) {
       return;
 }
 
-__attribute__((visibility("default")))
-LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L);
+/* (Protected.) Open this copy of the core in a scratch state. */
+static int opencore(lua_State *T) {
+  luaL_requiref(T, "concurrent.core", luaopen_concurrent_core, 0);
+  return 0;
+}
 
-LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L) {
-  const char *why = NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, "concurrent.core") != LUA_TNIL
-      && lua_getfield(L, -1, "_mpi") == LUA_TNIL)
-    return luaL_error(L, MODNAME " must be loaded before concurrent.core "
-                      "(launch with lua5.4 -l " MODNAME " script.lua)");
-  lua_settop(L, 1);
-  globalmpi();
-  if (conc_mpi_start(&rank_, &size_, &why) != 0)
-    return luaL_error(L, "cannot start MPI (%s)", why);
-  if (rank_ > 0) {  /* a worker: serve until rank 0 is done, then leave */
-    fflush(stdout);
-    exit(conc_mpi_serve(&worker));
+/* This copy's conc_lua_api_t, by which a state tells whose core it has
+** opened (a state whose concurrent.core is another module's cannot take
+** this module's futures); made once per process. */
+static const void *myapi;
+static void findapi(void) {
+  lua_State *T = luaL_newstate();
+  if (T == NULL)
+    return;
+  lua_pushcfunction(T, opencore);
+  if (lua_pcall(T, 0, 0, 0) == LUA_OK) {
+    lua_getfield(T, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
+    myapi = lua_touserdata(T, -1);
   }
-  /* rank 0: this copy of the core is the state's concurrent.core */
-  luaL_requiref(L, "concurrent.core", luaopen_concurrent_core, 0);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "_mpi");
-  lua_getglobal(L, "require");  /* futures.lua adds map to the methods */
-  lua_pushliteral(L, "concurrent.futures");
-  lua_call(L, 1, 0);
-  if (luaL_getmetatable(L, MPIPOOL_MT) == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_newuserdatauv(L, 0, 0);  /* its __gc stops MPI when L closes */
-    lua_newtable(L);
-    lua_pushcfunction(L, sentinel_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, MODNAME);
-    atexit(stop_atexit);
-    newclass(L);
-  } else {
-    lua_pop(L, 1);
-  }
+  lua_close(T);
+}
+
+static int mpi_noexecutor(lua_State *L) {
+  return luaL_error(L, "MPIPoolExecutor runs on rank 0 only (this is "
+                    "rank %d)", rank_);
+}
+
+/* The module table over the core table at the top. */
+static void pushmodule(lua_State *L, lua_CFunction executor) {
   lua_createtable(L, 0, 4);
-  lua_pushcfunction(L, mpi_MPIPoolExecutor);
+  lua_pushcfunction(L, executor);
   lua_setfield(L, -2, "MPIPoolExecutor");
   lua_getfield(L, -2, "BrokenMPIPool");
   lua_setfield(L, -2, "BrokenMPIPool");
@@ -437,6 +429,64 @@ LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L) {
   lua_setfield(L, -2, "rank");
   lua_pushcfunction(L, mpi_size);
   lua_setfield(L, -2, "size");
+}
+
+/* Rank 0's first state stops MPI when it closes (a registry sentinel's
+** __gc), or at exit when it is never closed. */
+static void addsentinel(lua_State *L) {
+  static int made;
+  if (made)
+    return;
+  made = 1;
+  lua_newuserdatauv(L, 0, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, sentinel_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, MODNAME);
+  atexit(stop_atexit);
+}
+
+__attribute__((visibility("default")))
+LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L);
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int serving;  /* this process is a worker rank's */
+
+LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L) {
+  const char *why = NULL;
+  pthread_once(&once, findapi);
+  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
+  if (!lua_isnil(L, -1) && lua_touserdata(L, -1) != myapi)
+    return luaL_error(L, MODNAME " must be loaded before concurrent.core "
+                      "(launch with lua5.4 -l " MODNAME " script.lua)");
+  lua_settop(L, 1);
+  if (serving) {  /* a task's state on a worker rank: rank and size */
+    luaL_requiref(L, "concurrent.core", luaopen_concurrent_core, 0);
+    pushmodule(L, mpi_noexecutor);
+    return 1;
+  }
+  globalmpi();
+  if (conc_mpi_start(&rank_, &size_, &why) != 0)
+    return luaL_error(L, "cannot start MPI (%s)", why);
+  if (rank_ > 0) {  /* a worker: serve until rank 0 is done, then leave */
+    serving = 1;
+    fflush(stdout);
+    exit(conc_mpi_serve(&worker));
+  }
+  /* rank 0: this copy of the core is the state's concurrent.core */
+  luaL_requiref(L, "concurrent.core", luaopen_concurrent_core, 0);
+  lua_getglobal(L, "require");  /* futures.lua adds map to the methods */
+  lua_pushliteral(L, "concurrent.futures");
+  lua_call(L, 1, 0);
+  addsentinel(L);
+  if (luaL_getmetatable(L, MPIPOOL_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
+    newclass(L);
+  } else {
+    lua_pop(L, 1);
+  }
+  pushmodule(L, mpi_MPIPoolExecutor);
   return 1;
 }
 
