@@ -19,7 +19,7 @@
 #   gnuplot  gnuplot in PATH, the benchmark chart (gnuplot-nox)
 #   mpi      Open MPI: mpicc and mpiexec in PATH (libopenmpi-dev,
 #            openmpi-bin), for make mpi and make test-mpi only
-#   mpi4py   mpi4py importable by python3 (python3-mpi4py), the MPI
+#   mpi4py   mpi4py importable by Debian's /usr/bin/python3 (python3-mpi4py), the MPI
 #            benchmark's baseline
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
 # CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
@@ -100,7 +100,7 @@ check() {
     gnuplot) have_cmd gnuplot || echo gnuplot-nox ;;
     mpi) have_cmd mpicc && have_cmd mpiexec || echo libopenmpi-dev openmpi-bin ;;
     mpi4py)
-      python3 -c 'import mpi4py.futures' >/dev/null 2>&1 || echo python3-mpi4py ;;
+      /usr/bin/python3 -c 'import mpi4py.futures' >/dev/null 2>&1 || echo python3-mpi4py ;;
   esac
 }
 

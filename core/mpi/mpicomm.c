@@ -11,10 +11,12 @@
 ** Message bodies are frame.c's frames without their length prefix.
 */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <mpi.h>
@@ -40,9 +42,11 @@ enum { FWD_VALUES = 0, FWD_CANCELLED = 1, FWD_NOVALUES = 2 };
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
 #define AHEAD 2
-/* Seconds between probes while a message is awaited: doubling from
-** BACKOFF_MIN after each empty probe, back to it after a message. */
-#define BACKOFF_MIN 1e-6
+/* While a message is awaited: probes back to back (yielding the core)
+** for SPIN seconds after the last message, then naps doubling from
+** BACKOFF_MIN to BACKOFF_MAX seconds between probes. */
+#define SPIN 50e-6
+#define BACKOFF_MIN 5e-6
 #define BACKOFF_MAX 1e-3
 
 /* A frame on its way out: queued, then sent with MPI_Isend. */
@@ -163,6 +167,8 @@ static void wake(void) {
 
 /* The comm thread sleeps until woken or 'timeout' seconds (< 0: none). */
 static void nap(double timeout) {
+  if (timeout == 0)
+    return;
   pthread_mutex_lock(&G.wmu);
   if (!G.woken)
     conc__cond_wait(&G.wcv, &G.wmu, timeout < 0 ? CONC_FOREVER
@@ -250,8 +256,13 @@ static int receive(unsigned char **body, size_t *len, int *src) {
   return 1;
 }
 
-/* The next probe's wait after an empty one. */
-static double backoff(double b) {
+/* The wait before the next probe, 'idle' seconds after the last message
+** ('b': the previous wait): none while spinning (the core is yielded). */
+static double backoff(double b, double idle) {
+  if (idle < SPIN) {
+    sched_yield();
+    return 0;
+  }
   b *= 2;
   return b < BACKOFF_MIN ? BACKOFF_MIN : b > BACKOFF_MAX ? BACKOFF_MAX : b;
 }
@@ -686,7 +697,7 @@ static void sayexit(void) {
 }
 
 static void master(void) {
-  double wait = 0;
+  double wait = 0, last = conc_now();
   for (;;) {
     conc__queue done;
     unsigned char *body;
@@ -713,10 +724,16 @@ static void master(void) {
     }
     if (got > 0) {
       wait = 0;
+      last = conc_now();
       continue;
     }
-    wait = awaited ? backoff(wait) : -1;
-    nap(wait);
+    if (!awaited) {
+      wait = 0;
+      nap(-1);
+      last = conc_now();  /* woken for new work */
+    } else {
+      nap(wait = backoff(wait, conc_now() - last));
+    }
   }
   sayexit();
   while (G.fwds != NULL) {
@@ -1048,7 +1065,7 @@ static void onorder(const unsigned char *body, size_t len) {
 }
 
 static void worker(void) {
-  double wait = BACKOFF_MIN;
+  double wait = 0, last = conc_now();
   for (;;) {
     out *q, *next;
     unsigned char *body;
@@ -1075,8 +1092,12 @@ static void worker(void) {
       free(body);
       got++;
     }
-    wait = got > 0 ? BACKOFF_MIN : backoff(wait);
-    nap(wait);
+    if (got > 0) {
+      wait = 0;
+      last = conc_now();
+    } else {
+      nap(wait = backoff(wait, conc_now() - last));
+    }
   }
   while (G.proxies != NULL) {
     proxy *x = G.proxies;
@@ -1256,6 +1277,8 @@ static void started(int err, const char *why) {
 static void *comm_main(void *arg) {
   int provided = 0;
   (void)arg;
+  /* naps of tens of microseconds, not the default 50 us of slack more */
+  prctl(PR_SET_TIMERSLACK, 1UL);
   if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)
       != MPI_SUCCESS) {
     started(1, "MPI_Init_thread failed");

@@ -250,6 +250,21 @@ describe("concurrent.futures.mpi", function()
     assert.equal(#big * 2, ex:submit(function(s) return s .. s end, big):result(60):len())
   end)
 
+  it("runs examples/mpi_primes.lua to the answer of the thread and process pools", function()
+    local out = {}
+    local env = setmetatable({ print = function(s) out[#out + 1] = s end }, { __index = _G })
+    assert(loadfile("examples/mpi_primes.lua", "t", env))("mpi")
+    assert.equal("20 tasks on mpi workers: 20 completed", out[2])
+    for _, kind in ipairs { "thread", "process" } do
+      local p = assert(io.popen((os.getenv("SPEC_LUA") or "lua5.4")
+                                .. " examples/mpi_primes.lua " .. kind))
+      local got = p:read("a")
+      assert.is_true(p:close())
+      assert.equal(out[1], got:match("^[^\n]*"))
+    end
+    assert.equal("148933 primes up to 2000000, the largest 1999993", out[1])
+  end)
+
   describe("bad input", function()
     it("accepts integral floats, cuts max_workers to the ranks, names bad options", function()
       local ex <close> = Pool { max_workers = 2.0 }
