@@ -11,7 +11,6 @@
 ** Message bodies are frame.c's frames without their length prefix.
 */
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,9 +41,11 @@ enum { FWD_VALUES = 0, FWD_CANCELLED = 1, FWD_NOVALUES = 2 };
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
 #define AHEAD 2
-/* While a message is awaited: probes back to back (yielding the core)
-** for SPIN seconds after the last message, then naps doubling from
-** BACKOFF_MIN to BACKOFF_MAX seconds between probes. */
+/* While a message is awaited: probes back to back for SPIN seconds after
+** the last message (a round trip then costs no sleep and wake-up; a
+** sched_yield there hands the core to another process for a whole time
+** slice on a busy machine), then naps doubling from BACKOFF_MIN to
+** BACKOFF_MAX seconds between probes. */
 #define SPIN 50e-6
 #define BACKOFF_MIN 5e-6
 #define BACKOFF_MAX 1e-3
@@ -257,10 +258,10 @@ static int receive(unsigned char **body, size_t *len, int *src) {
 }
 
 /* The wait before the next probe, 'idle' seconds after the last message
-** ('b': the previous wait): none while spinning (the core is yielded). */
+** ('b': the previous wait): none while spinning. */
 static double backoff(double b, double idle) {
   if (idle < SPIN) {
-    sched_yield();
+    conc__cpu_relax();
     return 0;
   }
   b *= 2;

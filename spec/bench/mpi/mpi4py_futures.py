@@ -1,0 +1,55 @@
+# One workload of the MPI benchmark for mpi4py.futures, run as
+# mpiexec -n 3 python3 -m mpi4py.futures mpi4py_futures.py w1|w2|w3|w4
+# (the same counts as ours.lua).
+import sys, time
+from mpi4py.futures import MPIPoolExecutor
+
+which = sys.argv[1]
+now = time.perf_counter
+
+def inc(x):
+    return x + 1
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def scale(a):
+    return [v * 2.0 for v in a]
+
+if __name__ == "__main__":
+    with MPIPoolExecutor(2) as ex:
+        for i in range(200):
+            ex.submit(inc, i).result()
+        if which == "w1":
+            N = 20000
+            t0 = now()
+            fs = [ex.submit(inc, i) for i in range(1, N + 1)]
+            s = sum(f.result() for f in fs)
+            dt = now() - t0
+            assert s == N * (N + 1) // 2 + N
+            print("tasks_per_s", N / dt)
+        elif which == "w2":
+            N = 2000
+            lat = []
+            for i in range(N):
+                t0 = now()
+                assert ex.submit(inc, i).result() == i + 1
+                lat.append(now() - t0)
+            lat.sort()
+            print("median_us", lat[N // 2] * 1e6)
+            print("p99_us", lat[int(N * 0.99)] * 1e6)
+        elif which == "w3":
+            t0 = now()
+            fs = [ex.submit(fib, 27) for _ in range(8)]
+            for f in fs:
+                assert f.result() == 196418
+            print("seconds", now() - t0)
+        elif which == "w4":
+            N, M = 2000, 1000
+            xs = [i * 0.5 for i in range(1, M + 1)]
+            t0 = now()
+            fs = [ex.submit(scale, xs) for _ in range(N)]
+            for f in fs:
+                assert f.result()[-1] == M * 1.0
+            dt = now() - t0
+            print("mb_per_s", N * M * 8 * 2 / dt / 1e6)
