@@ -6,8 +6,8 @@
 ** tasks were given forwarded. On ranks >= 1 it queues what comes for the
 ** worker loop (conc_mpi_serve, the caller's thread, which runs tasks
 ** through a runtime) and sends what that loop answers. Receives are
-** non-blocking probes (MPI_Improbe) with a back-off of at most BACKOFF_MAX
-** while something is awaited; rank 0 sleeps without polling otherwise.
+** non-blocking probes (MPI_Improbe) with a back-off (see SPIN); rank 0
+** sleeps without probing while it awaits nothing.
 ** Message bodies are frame.c's frames without their length prefix.
 */
 #include <errno.h>
@@ -41,14 +41,15 @@ enum { FWD_VALUES = 0, FWD_CANCELLED = 1, FWD_NOVALUES = 2 };
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
 #define AHEAD 2
-/* While a message is awaited: probes back to back for SPIN seconds after
-** the last message (a round trip then costs no sleep and wake-up; a
-** sched_yield there hands the core to another process for a whole time
-** slice on a busy machine), then naps doubling from BACKOFF_MIN to
-** BACKOFF_MAX seconds between probes. */
-#define SPIN 50e-6
+/* Probing: back to back for SPIN seconds after the last message in or
+** out (a round trip then costs no sleep and wake-up; a sched_yield there
+** would hand the core to another process for a whole time slice on a
+** busy machine), then naps doubling from BACKOFF_MIN up to BUSY_MAX
+** seconds while rank 0 awaits results, IDLE_MAX otherwise. */
+#define SPIN 100e-6
 #define BACKOFF_MIN 5e-6
-#define BACKOFF_MAX 1e-3
+#define BUSY_MAX 200e-6
+#define IDLE_MAX 1e-3
 
 /* A frame on its way out: queued, then sent with MPI_Isend. */
 typedef struct out {
@@ -148,6 +149,7 @@ static struct {
   fwd *fired;               /* stack, pushed atomically */
   /* the comm thread's own */
   out *sending;
+  long nsent;               /* frames handed to MPI_Isend */
   fwd *fwds;
   uint64_t nextfwd;
   proxy *proxies;
@@ -212,6 +214,7 @@ static int isend(out *o) {
   }
   o->next = G.sending;
   G.sending = o;
+  G.nsent++;
   return 0;
 }
 
@@ -258,14 +261,14 @@ static int receive(unsigned char **body, size_t *len, int *src) {
 }
 
 /* The wait before the next probe, 'idle' seconds after the last message
-** ('b': the previous wait): none while spinning. */
-static double backoff(double b, double idle) {
+** ('b': the previous wait, 'max': its cap): none while spinning. */
+static double backoff(double b, double idle, double max) {
   if (idle < SPIN) {
     conc__cpu_relax();
     return 0;
   }
   b *= 2;
-  return b < BACKOFF_MIN ? BACKOFF_MIN : b > BACKOFF_MAX ? BACKOFF_MAX : b;
+  return b < BACKOFF_MIN ? BACKOFF_MIN : b > max ? max : b;
 }
 
 /* }====================================================================== */
@@ -694,7 +697,7 @@ static void sayexit(void) {
       isend(o);
   }
   while (testsends() > 0)
-    nap(BACKOFF_MAX);
+    nap(BACKOFF_MIN);
 }
 
 static void master(void) {
@@ -703,9 +706,11 @@ static void master(void) {
     conc__queue done;
     unsigned char *body;
     size_t len;
-    int src, got = 0, quit, awaited, r;
+    long sent = G.nsent;
+    int src, got, quit, awaited, r;
     conc__queue_init(&done);
     awaited = round0(&done, &quit);
+    got = G.nsent != sent;
     complete(&done);
     if (quit)
       break;
@@ -733,7 +738,7 @@ static void master(void) {
       nap(-1);
       last = conc_now();  /* woken for new work */
     } else {
-      nap(wait = backoff(wait, conc_now() - last));
+      nap(wait = backoff(wait, conc_now() - last, BUSY_MAX));
     }
   }
   sayexit();
@@ -1097,7 +1102,7 @@ static void worker(void) {
       wait = 0;
       last = conc_now();
     } else {
-      nap(wait = backoff(wait, conc_now() - last));
+      nap(wait = backoff(wait, conc_now() - last, IDLE_MAX));
     }
   }
   while (G.proxies != NULL) {
