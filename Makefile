@@ -334,6 +334,10 @@ MPI_NP = 3
 MPIEXEC = mpiexec --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root) \
           -x LUA_PATH -x LUA_CPATH
 MPI_TIMEOUT = 300
+# A singleton job (no mpiexec) that spawns its workers: Open MPI counts
+# one slot per core, and refuses root unless told.
+MPI_SINGLETON_ENV = OMPI_MCA_rmaps_base_oversubscribe=1 \
+  $(if $(filter 0,$(shell id -u)),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
 MPI_BUSTED = "$$(command -v busted)" --lpath='lua/?.lua;lua/?/init.lua' \
              --cpath='$(BUILD)/?.so' --output=spec/support/summary.lua \
              $(if $(wildcard spec/helpers.lua),--helper=spec/helpers.lua)
@@ -354,13 +358,15 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
 
 # Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
-# case (a test-only switch makes every worker rank cut its results),
-# each bounded by MPI_TIMEOUT seconds.
+# case (a test-only switch makes every worker rank cut its results), then
+# a singleton job spawning its workers, each bounded by MPI_TIMEOUT seconds.
 mpi-specs: $(MPI_MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
 	@$(LUAENV) CONCURRENT_MPI_TEST_CORRUPT=1 timeout $(MPI_TIMEOUT) \
 	  $(MPIEXEC) -x CONCURRENT_MPI_TEST_CORRUPT -n 2 \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/corrupt_spec.lua
+	@$(LUAENV) $(MPI_SINGLETON_ENV) timeout $(MPI_TIMEOUT) \
+	  $(LUA) $(MPI_BUSTED) spec/mpi/spawn_spec.lua
 
 .PHONY: mpi test-mpi mpi-specs

@@ -136,6 +136,10 @@ static struct {
   pthread_cond_t cv;        /* ready, a pool closed, a job queued */
   out *outq, **outtail;     /* frames other threads made, to send */
   /* rank 0 */
+  int spawnreq;             /* 1: asked, 0: answered (spawnerr) */
+  const char *spawncmd, *spawnerr;
+  char **spawnargv;
+  int spawnn, spawned;
   mpool *pools;
   uint32_t nextpool;
   int exiting;
@@ -149,6 +153,7 @@ static struct {
   fwd *fired;               /* stack, pushed atomically */
   /* the comm thread's own */
   out *sending;
+  MPI_Comm inter;           /* to the spawned ranks, or to the parent */
   long nsent;               /* frames handed to MPI_Isend */
   fwd *fwds;
   uint64_t nextfwd;
@@ -668,6 +673,48 @@ static void onmessage(const unsigned char *body, size_t len, int src,
 ** Rank 0: the communication loop
 ** ======================================================================= */
 
+/* A new world of this rank and the spawned ones, whose ranks follow. */
+static const char *spawn(const char *cmd, char **argv, int n) {
+  MPI_Comm merged;
+  int size;
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+  if (MPI_Comm_spawn(cmd, argv, n, MPI_INFO_NULL, 0, MPI_COMM_SELF,
+                     &G.inter, MPI_ERRCODES_IGNORE) != MPI_SUCCESS) {
+    G.inter = MPI_COMM_NULL;
+    return "MPI_Comm_spawn failed";
+  }
+  if (MPI_Intercomm_merge(G.inter, 0, &merged) != MPI_SUCCESS) {
+    MPI_Comm_disconnect(&G.inter);
+    return "MPI_Intercomm_merge failed";
+  }
+  MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
+  MPI_Comm_size(merged, &size);
+  MPI_Comm_free(&G.world);
+  G.world = merged;
+  pthread_mutex_lock(&G.mu);
+  G.size = size;
+  pthread_mutex_unlock(&G.mu);
+  return NULL;
+}
+
+/* Answer a request of conc_mpi_spawn (MPI calls unlocked: it may take
+** a second, during which submits must not wait). */
+static void spawnasked(void) {
+  const char *err;
+  pthread_mutex_lock(&G.mu);
+  if (G.spawnreq != 1) {
+    pthread_mutex_unlock(&G.mu);
+    return;
+  }
+  pthread_mutex_unlock(&G.mu);
+  err = spawn(G.spawncmd, G.spawnargv, G.spawnn);
+  pthread_mutex_lock(&G.mu);
+  G.spawnerr = err;
+  G.spawnreq = 0;
+  pthread_cond_broadcast(&G.cv);
+  pthread_mutex_unlock(&G.mu);
+}
+
 /* One round of local work: forwards, tasks out, pools closed. Returns
 ** whether a message is awaited; '*quit' when everything is over. */
 static int round0(conc__queue *done, int *quit) {
@@ -709,6 +756,7 @@ static void master(void) {
     long sent = G.nsent;
     int src, got, quit, awaited, r;
     conc__queue_init(&done);
+    spawnasked();
     awaited = round0(&done, &quit);
     got = G.nsent != sent;
     complete(&done);
@@ -746,6 +794,7 @@ static void master(void) {
     conc__future_unwatch(G.fwds->f, &G.fwds->w);
     unlinkfwd(G.fwds);
   }
+  spawnasked();  /* one asked while it stopped: none made */
 }
 
 /* }====================================================================== */
@@ -909,6 +958,36 @@ conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
   G.pools = p;
   pthread_mutex_unlock(&G.mu);
   return &p->base;
+}
+
+int conc_mpi_spawn(const char *cmd, char **argv, int n, int *size,
+                   const char **why) {
+  int r = 0;
+  pthread_mutex_lock(&startmu);
+  pthread_mutex_lock(&G.mu);
+  if (!G.running || G.rank != 0 || G.size != 1 || G.spawned || G.exiting) {
+    *why = G.spawned ? "workers were spawned already" : "not rank 0 alone";
+    r = CONC_ESYS;
+  } else {
+    G.spawned = 1;
+    G.spawncmd = cmd;
+    G.spawnargv = argv;
+    G.spawnn = n;
+    G.spawnreq = 1;
+    pthread_mutex_unlock(&G.mu);
+    wake();
+    pthread_mutex_lock(&G.mu);
+    while (G.spawnreq == 1)
+      conc__cond_wait(&G.cv, &G.mu, CONC_FOREVER);
+    if (G.spawnerr != NULL) {
+      *why = G.spawnerr;
+      r = CONC_ESYS;
+    }
+  }
+  *size = G.size;
+  pthread_mutex_unlock(&G.mu);
+  pthread_mutex_unlock(&startmu);
+  return r;
 }
 
 void conc_mpi_stop(void) {
@@ -1290,9 +1369,13 @@ static void *comm_main(void *arg) {
     started(1, "MPI_Init_thread failed");
     return NULL;
   }
-  if (MPI_Comm_dup(MPI_COMM_WORLD, &G.world) != MPI_SUCCESS) {
+  /* a spawned worker's world is its parent's merged with its siblings */
+  MPI_Comm_get_parent(&G.inter);
+  if ((G.inter != MPI_COMM_NULL
+       ? MPI_Intercomm_merge(G.inter, 1, &G.world)
+       : MPI_Comm_dup(MPI_COMM_WORLD, &G.world)) != MPI_SUCCESS) {
     MPI_Finalize();
-    started(1, "MPI_Comm_dup failed");
+    started(1, "cannot make the communicator");
     return NULL;
   }
   /* a failing call returns its code where the MPI library can */
@@ -1305,6 +1388,8 @@ static void *comm_main(void *arg) {
   else
     worker();
   MPI_Comm_free(&G.world);
+  if (G.inter != MPI_COMM_NULL)
+    MPI_Comm_disconnect(&G.inter);
   MPI_Finalize();
   return NULL;
 }

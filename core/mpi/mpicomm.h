@@ -39,6 +39,13 @@ CONC__FUNC conc_executor_t *conc_mpiexec_new(int max_workers,
                                              const void *setup, size_t len,
                                              conc_payload_t *init);
 
+/* Rank 0 of a job of one rank (a plain `lua5.4 script.lua`): start 'n'
+** processes running 'cmd' with 'argv' (MPI_Comm_spawn) that join as
+** ranks 1..n. Once per process: 0 and the new number of ranks in
+** '*size'; or CONC_ESYS and '*why' (static) where MPI cannot spawn. */
+CONC__FUNC int conc_mpi_spawn(const char *cmd, char **argv, int n,
+                              int *size, const char **why);
+
 /* Rank 0, at the end: cancel what the pools still queue, wait for what
 ** runs, tell every worker rank to exit, finalize MPI. Idempotent. */
 CONC__FUNC void conc_mpi_stop(void);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lconcurrent.h"
 #include "lworker.h"
@@ -282,6 +283,42 @@ static void pushsetup(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* A job of one rank (the script started without mpiexec): spawn 'n'
+** workers (0: cpu_count()),
+** each "<this interpreter> -e <rank 0's paths> -l concurrent.futures.mpi",
+** as mpi4py.futures does without its launch line. */
+static void spawnworkers(lua_State *L, int n) {
+  char exe[4096];
+  char *argv[5];
+  const char *why;
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  int top = lua_gettop(L);
+  if (n <= 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    n = cpus > 0 ? (int)cpus : 1;
+  }
+  if (k <= 0)
+    luaL_error(L, "no worker ranks, and no interpreter to spawn them");
+  exe[k] = '\0';
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "format");
+  lua_pushliteral(L, "package.path = %q package.cpath = %q");
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_getfield(L, -2, "cpath");
+  lua_remove(L, -3);
+  lua_call(L, 3, 1);
+  argv[0] = (char *)"-e";
+  argv[1] = (char *)lua_tostring(L, -1);
+  argv[2] = (char *)"-l";
+  argv[3] = (char *)MODNAME;
+  argv[4] = NULL;
+  if (conc_mpi_spawn(exe, argv, n, &size_, &why) != 0)
+    luaL_error(L, "no worker ranks, and none could be spawned (%s): launch "
+               "with mpiexec -n N lua5.4 -l " MODNAME " script.lua", why);
+  lua_settop(L, top);
+}
+
 /* mpi.MPIPoolExecutor([max_workers] or {options}) */
 static int mpi_MPIPoolExecutor(lua_State *L) {
   int max = size_ - 1;
@@ -299,9 +336,11 @@ static int mpi_MPIPoolExecutor(lua_State *L) {
       return luaL_typeerror(L, 1, "integer or table");
     max = checkcount(L, 1);
   }
-  if (size_ < 2)
-    return luaL_error(L, "no worker ranks (launch with mpiexec -n N lua5.4 "
-                      "-l " MODNAME " script.lua, N >= 2)");
+  if (size_ < 2) {
+    spawnworkers(L, max);
+    if (max <= 0)
+      max = size_ - 1;
+  }
   if (lconc_closing(L))
     return luaL_error(L, "the Lua state is closing");
   ex = (mexec *)lua_newuserdatauv(L, sizeof(*ex), 0);
