@@ -8,6 +8,14 @@
 ** rank >= 1, loading it turns the process into a worker that never
 ** returns to the script.
 */
+/***
+ * MPI pools (optional, `make mpi`, needs Open MPI): the executor API over
+ * the ranks of an MPI job, launched as
+ * `mpiexec -n N lua5.4 -l concurrent.futures.mpi script.lua`. On ranks
+ * >= 1 loading the module makes the process a worker that serves until
+ * rank 0's script ends; on rank 0 `require` returns and the script runs.
+ * @module concurrent.futures.mpi
+ */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -319,7 +327,20 @@ static void spawnworkers(lua_State *L, int n) {
   lua_settop(L, top);
 }
 
-/* mpi.MPIPoolExecutor([max_workers] or {options}) */
+/***
+ * An `Executor` over the worker ranks, with the methods, options and
+ * transfer rules of the process pool. Its broken-pool error is
+ * `BrokenMPIPool` (a `BrokenExecutor`), raised when an initializer fails
+ * or a rank sends what cannot be read; a rank that dies ends the whole
+ * job (Open MPI). Started without `mpiexec` (one rank), the first pool
+ * spawns its workers with `MPI_Comm_spawn`.
+ * @function MPIPoolExecutor
+ * @tparam[opt] integer|table max_workers the most worker ranks (default
+ * and limit: the worker ranks there are), or a table of options:
+ * `max_workers`, `initializer`, `initargs`
+ * @treturn Executor an executor, shut down by `<close>` and `__gc` too
+ * @usage local ex <close> = mpi.MPIPoolExecutor()
+ */
 static int mpi_MPIPoolExecutor(lua_State *L) {
   int max = size_ - 1;
   mexec *ex;
@@ -369,11 +390,21 @@ static int mpi_MPIPoolExecutor(lua_State *L) {
 ** The module
 ** ======================================================================= */
 
+/***
+ * This process's rank: 0 in the script, the worker's rank in a task.
+ * @function rank
+ * @treturn integer
+ */
 static int mpi_rank(lua_State *L) {
   lua_pushinteger(L, rank_);
   return 1;
 }
 
+/***
+ * The number of ranks (rank 0 and the workers).
+ * @function size
+ * @treturn integer
+ */
 static int mpi_size(lua_State *L) {
   lua_pushinteger(L, size_);
   return 1;
