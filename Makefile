@@ -358,8 +358,9 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
 
 # Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
-# case (a test-only switch makes every worker rank cut its results), then
-# a singleton job spawning its workers, each bounded by MPI_TIMEOUT seconds.
+# case (a test-only switch makes every worker rank cut its results), a
+# singleton job spawning its workers, and os.exit with a task running,
+# each bounded by MPI_TIMEOUT seconds.
 mpi-specs: $(MPI_MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
@@ -368,5 +369,9 @@ mpi-specs: $(MPI_MODULE)
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/corrupt_spec.lua
 	@$(LUAENV) $(MPI_SINGLETON_ENV) timeout $(MPI_TIMEOUT) \
 	  $(LUA) $(MPI_BUSTED) spec/mpi/spawn_spec.lua
+	@out=$$($(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
+	  $(LUA) -l concurrent.futures.mpi spec/mpi/osexit.lua) && \
+	  echo "$$out" | grep -q "the running task finished" && \
+	  echo "os.exit: 1 passed, 0 failed"
 
 .PHONY: mpi test-mpi mpi-specs
