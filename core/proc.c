@@ -468,7 +468,7 @@ static child *pick(proc *p) {
       return c;
   if (p->nchildren < p->o.max_workers) {
     if ((c = spawn(p)) != NULL)
-      return c;
+      return takes(p, c, 0) ? c : NULL;  /* STARTWAIT: not yet */
     if (p->nchildren == 0) {
       char msg[128];
       snprintf(msg, sizeof(msg), "cannot start a worker: %s",
