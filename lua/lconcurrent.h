@@ -67,6 +67,9 @@ LCONC_FUNC int lconc_watchnext(lua_State *L, conc_watch_t *set,
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
 
+/* ltimer.c: adds _timer (cf.await's timeouts) */
+LCONC_FUNC void lconc_open_timer(lua_State *L);
+
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
 LCONC_FUNC void lconc_open_executor(lua_State *L);
 

@@ -47,6 +47,15 @@ describe("examples", function()
     assert.matches("4 of 4 sites done", out)
   end)
 
+  it("luv_async.lua awaits three tasks in a luv loop that keeps ticking", function()
+    local out = run_example("luv_async.lua")
+    for i = 1, 3 do
+      assert.matches(("step %d: %d squared is %d, %%d+ timer ticks so far"):format(i, i, i * i), out)
+    end
+    assert.matches("total: 14", out)
+    assert.matches("the loop ended cleanly after [1-9]%d* timer ticks", out)
+  end)
+
   it("embed.c completes a Lua-visible future from a host thread", function()
     local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
     local p = assert(io.popen(exe .. " 2>&1"))

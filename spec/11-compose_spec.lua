@@ -149,3 +149,196 @@ describe("ThreadPoolExecutor:map", function()
     assert.same({ 2, 3, 4 }, out)
   end)
 end)
+
+describe("cf.all and cf.any", function()
+  it("all: an array of each future's results as {n =, ...}, in input order", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local a = ex:submit(function() return 1, nil, 3 end)
+    local b = cf.Future()
+    local both = cf.all { a, b, a }
+    assert.is_false(both:done())
+    b:set_result("b")
+    local r = both:result(10)
+    assert.same({ { 1, nil, 3, n = 3 }, { "b", n = 1 }, { 1, nil, 3, n = 3 } }, r)
+    assert.same({}, cf.all({}):result(0))
+  end)
+
+  it("all: fails with the first error and cancels what has not started", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local busy = ex:submit(function(g) return g:result(10) end, gate)
+    local queued = ex:submit(function() return "never" end)
+    while not busy:running() do end
+    local bad = cf.Future()
+    local both = cf.all { busy, queued, bad }
+    bad:set_exception({ code = 7 })
+    local ok, err = pcall(both.result, both, 10)
+    assert.is_false(ok)
+    assert.same({ code = 7 }, err)
+    assert.is_true(queued:cancelled())
+    assert.is_false(busy:cancelled())
+    gate:set_result(true)
+    ex:shutdown(true)
+    assert.is_true(busy:result(0))
+    -- a task's error keeps its traceback
+    local ex2 <close> = cf.ThreadPoolExecutor(1)
+    local failing = cf.all { ex2:submit(function() error("task failed", 0) end) }
+    assert.equal("task failed", failing:exception(10))
+    assert.matches("stack traceback", failing:traceback())
+  end)
+
+  it("all: a cancelled input fails it with CancelledError; cancelling it cancels the inputs", function()
+    local a, b = cf.Future(), cf.Future()
+    local both = cf.all { a, b }
+    a:cancel()
+    local ok, err = pcall(both.result, both, 0)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err))
+    local c, d = cf.Future(), cf.Future()
+    local two = cf.all { c, d }
+    assert.is_true(two:cancel())
+    assert.is_true(c:cancelled() and d:cancelled())
+  end)
+
+  it("any: the first successful results; fails only when all fail, with the last error", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local never = cf.Future()
+    local bad = ex:submit(function() error("bad", 0) end)
+    local good = ex:submit(function() return "x", nil end)
+    assert.same({ "x", nil, n = 2 }, table.pack(cf.any({ never, bad, good }):result(10)))
+    never:cancel()
+    local a, b = cf.Future(), cf.Future()
+    local either = cf.any { a, b }
+    a:set_exception("first")
+    assert.is_false(either:done())
+    b:set_exception("last")
+    local ok, err = pcall(either.result, either, 0)
+    assert.is_false(ok)
+    assert.equal("last", err)
+  end)
+
+  it("refuse what is not an array of futures", function()
+    local here = "11%-compose_spec%.lua:%d+: "
+    for _, c in ipairs {
+      { function() local f = cf.all(5) return f end, "bad argument #1 to 'all' %(table of futures expected, got number%)" },
+      { function() local f = cf.all { cf.Future(), "x" } return f end, "bad argument #1 to 'all' %(future expected at index 2, got string%)" },
+      { function() local f = cf.any(nil) return f end, "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
+      { function() local f = cf.any {} return f end, "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
+    } do
+      assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
+    end
+  end)
+end)
+
+describe("cf.async and cf.await", function()
+  it("runs the coroutine up to its first await and completes with its results", function()
+    local gate = cf.Future()
+    local steps = {}
+    local job = cf.async(function(a, b)
+      steps[#steps + 1] = "start"
+      local v = cf.await(gate)
+      steps[#steps + 1] = "resumed"
+      return a + v, b, nil
+    end, 1, "b")
+    assert.same({ "start" }, steps)
+    assert.is_false(job:done())
+    gate:set_result(41)   -- runs this state's callbacks at once
+    assert.same({ "start", "resumed" }, steps)
+    assert.same({ 42, "b", nil, n = 3 }, table.pack(job:result(0)))
+  end)
+
+  it("is resumed only at the state's safe points", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local task = ex:submit(function() return 6 end)
+    local job = cf.async(function() return cf.await(task) * 7 end)
+    while not task:done() do end   -- done() is not a safe point
+    assert.is_false(job:done())
+    assert.is_true(cf.dispatch(10) >= 1)
+    assert.is_true(job:done())
+    assert.equal(42, job:result(0))
+  end)
+
+  it("awaits several pool tasks in sequence, errors of tasks raised inside", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local job = cf.async(function()
+      local total = 0
+      for i = 1, 5 do total = total + cf.await(ex:submit(function(x) return x * x end, i)) end
+      local ok, err = pcall(cf.await, ex:submit(function() error({ why = "bad" }) end))
+      return total, ok, err
+    end)
+    local total, ok, err = job:result(10)
+    assert.equal(55, total)
+    assert.is_false(ok)
+    assert.same({ why = "bad" }, err)
+  end)
+
+  it("fails the future with the coroutine's error and its traceback", function()
+    local gate = cf.Future()
+    local function failing() cf.await(gate) error("inside async", 0) end
+    local job = cf.async(failing)
+    gate:set_result(true)
+    local ok, err = pcall(job.result, job, 0)
+    assert.is_false(ok)
+    assert.equal("inside async", err)
+    local tb = job:traceback()
+    assert.matches("^inside async\nstack traceback:", tb)
+    assert.matches("11%-compose_spec%.lua:%d+: in", tb)
+    local plain = cf.async(function() error({ code = 1 }) end)
+    assert.same({ code = 1 }, plain:exception(0))
+    local yielding = cf.async(function() coroutine.yield(1) end)
+    assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
+  end)
+
+  it("raises TimeoutError inside the coroutine when await's timeout passes", function()
+    local never = cf.Future()
+    local job = cf.async(function()
+      local ok, err = pcall(cf.await, never, 0.05)
+      local ok0, err0 = pcall(cf.await, never, 0)
+      return ok, cf.TimeoutError:is(err), ok0, cf.TimeoutError:is(err0), tostring(err)
+    end)
+    assert.same({ false, true, false, true, "TimeoutError: await timed out", n = 5 },
+      table.pack(job:result(10)))
+    -- a finished await does not time out later
+    local soon = cf.Future()
+    local job2 = cf.async(function() return cf.await(soon, 0.05) end)
+    soon:set_result("in time")
+    assert.equal("in time", job2:result(0))
+    cf.dispatch(0.1)
+    assert.equal("in time", job2:result(0))
+  end)
+
+  it("is f:result() outside an async coroutine", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    assert.equal(3, cf.await(ex:submit(function() return 3 end)))
+    local ok, err = pcall(cf.await, cf.Future(), 0.01)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    local co = coroutine.wrap(function() return cf.await(ex:submit(function() return 4 end)) end)
+    assert.equal(4, co())
+  end)
+
+  it("works inside a worker task", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local f = ex:submit(function()
+      local cf2 = require "concurrent.futures"
+      local g = cf2.Future()
+      local job = cf2.async(function() return cf2.await(g) + 1 end)
+      g:set_result(1)
+      return job:result(1)
+    end)
+    assert.equal(2, f:result(10))
+  end)
+
+  it("refuses bad arguments", function()
+    local here = "11%-compose_spec%.lua:%d+: "
+    for _, c in ipairs {
+      { function() local v = cf.await(5) return v end, "bad argument #1 to 'await' %(future expected, got number%)" },
+      { function() local v = cf.await(cf.Future(), "1") return v end, "bad argument #2 to 'await' %(number expected, got string%)" },
+      { function() local v = cf.await(cf.Future(), -1) return v end, "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
+      { function() local v = cf.await(cf.Future(), 0 / 0) return v end, "bad argument #2 to 'await' %(timeout is not a number%)" },
+      { function() local v = cf.async(5) return v end, "bad argument #1 to 'async' %(function expected, got number%)" },
+    } do
+      assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
+    end
+  end)
+end)

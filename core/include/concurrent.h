@@ -242,6 +242,25 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 /* }====================================================================== */
 
 /* {======================================================================
+** Timers: a thread that cancels futures at their deadlines (started on
+** the first use, joined by conc_timer_free).
+** ======================================================================= */
+
+typedef struct conc_timer conc_timer_t;
+
+conc_timer_t *conc_timer_new(void);  /* or NULL */
+/* Stops the thread; futures not yet due are left as they are. */
+void conc_timer_free(conc_timer_t *t);
+
+/* Cancel 'f' (if still pending) once the absolute 'deadline' passed; a
+** reference is kept until then or until 'f' is done. 0, CONC_ENOMEM or
+** CONC_ESYS (the thread could not start). */
+int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
+                         double deadline);
+
+/* }====================================================================== */
+
+/* {======================================================================
 ** The Lua side, for hosts that embed Lua. After require "concurrent.core"
 ** (or luaopen_concurrent_core) in a state, the registry field
 ** CONC_LUA_API_KEY holds a light userdata pointing to this table. The

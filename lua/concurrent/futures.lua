@@ -321,4 +321,191 @@ core.executor_methods.map = map
 
 -- }==================================================================
 
+-- {==================================================================
+-- Composition: cf.all, cf.any, cf.async, cf.await
+-- ===================================================================
+
+-- Every handle of a future shares this metatable.
+local FUTURE = getmetatable(core.Future())
+
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+-- The array of futures 'fs' (argument #1 of 'name'), checked; errors at
+-- the caller of the function calling this.
+local function futures(fs, name)
+  if type(fs) ~= "table" then
+    error(("bad argument #1 to '%s' (table of futures expected, got %s)")
+      :format(name, typename(fs)), 3)
+  end
+  local list = {}
+  for i = 1, #fs do
+    local f = fs[i]
+    if getmetatable(f) ~= FUTURE then
+      error(("bad argument #1 to '%s' (future expected at index %d, got %s)")
+        :format(name, i, typename(f)), 3)
+    end
+    list[i] = f
+  end
+  return list
+end
+
+-- The outcome of the done future 'f' packed: ok, values... or false,
+-- error (CancelledError for a cancelled one).
+local function outcome(f)
+  return pack(pcall(f.result, f, 0))
+end
+
+-- Fail 'out' as 'f' failed: its error, and its traceback when it has one.
+local function fail_like(out, f, err)
+  local tb = f:traceback()
+  if tb then core._fail(out, err, tb) else out:set_exception(err) end
+end
+
+-- Cancelling the combined future cancels the futures it waits on.
+local function cancels(out, list)
+  out:add_done_callback(function()
+    if out:cancelled() then
+      for _, f in ipairs(list) do f:cancel() end
+    end
+  end)
+end
+
+-- cf.all(fs): a future of { {n =, results of fs[1]...}, ... }; fails
+-- with the first error, cancelling what has not started.
+function M.all(fs)
+  local list = futures(fs, "all")
+  local out, results, left = core.Future(), {}, #list
+  if left == 0 then out:set_result(results) return out end
+  cancels(out, list)
+  local function ondone(f, i)
+    if out:done() then return end
+    local r = outcome(f)
+    if r[1] then
+      results[i] = pack(unpack(r, 2, r.n))
+      left = left - 1
+      if left == 0 then out:set_result(results) end
+    else
+      fail_like(out, f, r[2])
+      for _, g in ipairs(list) do g:cancel() end
+    end
+  end
+  for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
+  return out
+end
+
+-- cf.any(fs): a future of the first successful future's results; fails
+-- only once all have failed, with the last error.
+function M.any(fs)
+  local list = futures(fs, "any")
+  if #list == 0 then
+    error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
+  end
+  local out, left = core.Future(), #list
+  cancels(out, list)
+  local function ondone(f)
+    if out:done() then return end
+    local r = outcome(f)
+    left = left - 1
+    if r[1] then
+      out:set_result(unpack(r, 2, r.n))
+    elseif left == 0 then
+      fail_like(out, f, r[2])
+    end
+  end
+  for _, f in ipairs(list) do f:add_done_callback(ondone) end
+  return out
+end
+
+local AWAIT = {}  -- what cf.await yields to the driver of its coroutine
+local asyncs = setmetatable({}, { __mode = "k" })  -- coroutines of cf.async
+
+-- The message a traceback starts with, for any error value.
+local function errmsg(err)
+  if type(err) == "string" or math.type(err) then return tostring(err) end
+  local mt = getmetatable(err)
+  if type(mt) == "table" and mt.__tostring then return tostring(err) end
+  return ("(error object is a %s value)"):format(type(err))
+end
+
+-- Resume the coroutine of the async future 'out' with ...; it runs up to
+-- its next cf.await on a pending future, whose done-callback (or its
+-- timer's) resumes it at one of the state's safe points.
+local function advance(co, out, ...)
+  local r = pack(coroutine.resume(co, ...))
+  if coroutine.status(co) == "dead" then
+    asyncs[co] = nil
+    if r[1] then
+      out:set_result(unpack(r, 2, r.n))
+    else
+      core._fail(out, r[2], debug.traceback(co, errmsg(r[2])))
+    end
+    return
+  end
+  if r[2] ~= AWAIT then
+    asyncs[co] = nil
+    local msg = "attempt to yield from a cf.async function outside cf.await"
+    core._fail(out, msg, debug.traceback(co, msg))
+    return
+  end
+  local f, timeout = r[3], r[4]
+  local resumed, timer = false, nil
+  local function wake(_, timedout)
+    if resumed then return end
+    resumed = true
+    if timer then timer:cancel() end
+    advance(co, out, timedout)
+  end
+  if timeout then
+    timer = core._timer(timeout)
+    if timer then timer:add_done_callback(wake, true) end
+  end
+  f:add_done_callback(wake, false)
+end
+
+-- cf.async(fn, ...): runs fn(...) as a coroutine of this state, at once
+-- up to its first cf.await; a future of its results or error.
+function M.async(fn, ...)
+  if not callable(fn) then
+    error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
+  end
+  local co = coroutine.create(type(fn) == "function" and fn
+                              or function(...) return fn(...) end)
+  asyncs[co] = true
+  local out = core.Future()
+  out:set_running_or_notify_cancel()
+  advance(co, out, ...)
+  return out
+end
+
+-- cf.await(f, [timeout]): f's results. Inside cf.async, only the
+-- coroutine waits; elsewhere it is f:result(timeout).
+function M.await(f, timeout)
+  if getmetatable(f) ~= FUTURE then
+    error(("bad argument #1 to 'await' (future expected, got %s)"):format(typename(f)), 2)
+  end
+  if timeout ~= nil then
+    if type(timeout) ~= "number" then
+      error(("bad argument #2 to 'await' (number expected, got %s)"):format(typename(timeout)), 2)
+    elseif timeout ~= timeout then
+      error("bad argument #2 to 'await' (timeout is not a number)", 2)
+    elseif timeout < 0 then
+      error("bad argument #2 to 'await' (timeout must be non-negative)", 2)
+    end
+  end
+  local co = coroutine.running()
+  if not asyncs[co] then return f:result(timeout) end
+  if not f:done() then
+    if timeout == 0 or coroutine.yield(AWAIT, f, timeout) then
+      error(core.TimeoutError("await timed out"))
+    end
+  end
+  return f:result(0)
+end
+
+-- }==================================================================
+
 return M
