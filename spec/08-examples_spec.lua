@@ -50,7 +50,8 @@ describe("examples", function()
   it("luv_async.lua awaits three tasks in a luv loop that keeps ticking", function()
     local out = run_example("luv_async.lua")
     for i = 1, 3 do
-      assert.matches(("step %d: %d squared is %d, %%d+ timer ticks so far"):format(i, i, i * i), out)
+      local line = ("step %d: %d squared is %d, %%d+ timer ticks so far"):format(i, i, i * i)
+      assert.matches(line, out)
     end
     assert.matches("total: 14", out)
     assert.matches("the loop ended cleanly after [1-9]%d* timer ticks", out)

@@ -32,14 +32,22 @@ describe("ThreadPoolExecutor:map", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local here = "11%-compose_spec%.lua:%d+: "
     local cases = {
-      { function() local it = ex:map(5, { 1 }) return it end, "bad argument #1 to 'map' %(function expected, got number%)" },
-      { function() local it = ex:map(print, 5) return it end, "bad argument #2 to 'map' %(array or iterator function expected, got number%)" },
-      { function() local it = ex:map { print, { 1 }, 5 } return it end, "bad argument #1 to 'map' %(array or iterator function expected at index 3, got number%)" },
-      { function() local it = ex:map(print) return it end, "bad argument #2 to 'map' %(at least one iterable expected%)" },
-      { function() local it = ex:map { print, { 1 }, timeout = -1 } return it end, "timeout must be a non%-negative number" },
-      { function() local it = ex:map { print, { 1 }, chunksize = 0 } return it end, "chunksize must be an integer >= 1" },
-      { function() local it = ex:map(print, { io.stdout }) return it end, "cannot transfer argument #2 %(userdata%)" },
-      { function() local it = ex.map(nil, print, { 1 }) return it end, "calling 'map' on bad self" },
+      { function() local it = ex:map(5, { 1 }) return it end,
+        "bad argument #1 to 'map' %(function expected, got number%)" },
+      { function() local it = ex:map(print, 5) return it end,
+        "bad argument #2 to 'map' %(array or iterator function expected, got number%)" },
+      { function() local it = ex:map { print, { 1 }, 5 } return it end,
+        "bad argument #1 to 'map' %(array or iterator function expected at index 3, got number%)" },
+      { function() local it = ex:map(print) return it end,
+        "bad argument #2 to 'map' %(at least one iterable expected%)" },
+      { function() local it = ex:map { print, { 1 }, timeout = -1 } return it end,
+        "timeout must be a non%-negative number" },
+      { function() local it = ex:map { print, { 1 }, chunksize = 0 } return it end,
+        "chunksize must be an integer >= 1" },
+      { function() local it = ex:map(print, { io.stdout }) return it end,
+        "cannot transfer argument #2 %(userdata%)" },
+      { function() local it = ex.map(nil, print, { 1 }) return it end,
+        "calling 'map' on bad self" },
     }
     for _, c in ipairs(cases) do
       local err = line_of(c[1])
@@ -66,7 +74,8 @@ describe("ThreadPoolExecutor:map", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local xs = {}
     for i = 1, 10 do xs[i] = i end
-    for _, opts in ipairs { { chunksize = 3 }, { chunksize = 3, buffersize = 1 }, { buffersize = 2 } } do
+    local cases = { { chunksize = 3 }, { chunksize = 3, buffersize = 1 }, { buffersize = 2 } }
+    for _, opts in ipairs(cases) do
       local seen = {}
       for i, v in ex:map { function(x) return x * x end, xs, ordered = false,
                            chunksize = opts.chunksize, buffersize = opts.buffersize } do
@@ -85,7 +94,8 @@ describe("ThreadPoolExecutor:map", function()
         local n = 0
         local function naturals() n = n + 1 return n end
         local count = 0
-        for i, v in ex:map { function(x) return -x end, naturals, buffersize = k, ordered = ordered } do
+        local neg = function(x) return -x end
+        for i, v in ex:map { neg, naturals, buffersize = k, ordered = ordered } do
           assert.equal(-i, v)
           count = count + 1
           -- the inputs read are the tasks submitted: those yielded plus k
@@ -101,7 +111,8 @@ describe("ThreadPoolExecutor:map", function()
     local gate = cf.Future()
     local k = 0
     local function gen() k = k + 1 return k end
-    for _ in ex:map { function(x, g) if x > 1 then g:result(10) end return x end, gen,
+    local task = function(x, g) if x > 1 then g:result(10) end return x end
+    for _ in ex:map { task, gen, -- luacheck: ignore 512
                       function() return gate end, buffersize = 6 } do
       break
     end
@@ -143,7 +154,8 @@ describe("ThreadPoolExecutor:map", function()
     assert.is_false(ok)
     assert.matches("unknown option 'buffer_size'", err)
     local out = {}
-    for i, v in ex:map { function(x) return x + 1 end, { 1, 2, 3 }, chunksize = 2.0, buffersize = 1.0 } do
+    local inc = function(x) return x + 1 end
+    for i, v in ex:map { inc, { 1, 2, 3 }, chunksize = 2.0, buffersize = 1.0 } do
       out[i] = v
     end
     assert.same({ 2, 3, 4 }, out)
@@ -187,7 +199,7 @@ describe("cf.all and cf.any", function()
     assert.matches("stack traceback", failing:traceback())
   end)
 
-  it("all: a cancelled input fails it with CancelledError; cancelling it cancels the inputs", function()
+  it("all: fails with CancelledError for a cancelled input; cancel cancels the inputs", function()
     local a, b = cf.Future(), cf.Future()
     local both = cf.all { a, b }
     a:cancel()
@@ -220,10 +232,14 @@ describe("cf.all and cf.any", function()
   it("refuse what is not an array of futures", function()
     local here = "11%-compose_spec%.lua:%d+: "
     for _, c in ipairs {
-      { function() local f = cf.all(5) return f end, "bad argument #1 to 'all' %(table of futures expected, got number%)" },
-      { function() local f = cf.all { cf.Future(), "x" } return f end, "bad argument #1 to 'all' %(future expected at index 2, got string%)" },
-      { function() local f = cf.any(nil) return f end, "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
-      { function() local f = cf.any {} return f end, "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
+      { function() local f = cf.all(5) return f end,
+        "bad argument #1 to 'all' %(table of futures expected, got number%)" },
+      { function() local f = cf.all { cf.Future(), "x" } return f end,
+        "bad argument #1 to 'all' %(future expected at index 2, got string%)" },
+      { function() local f = cf.any(nil) return f end,
+        "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
+      { function() local f = cf.any {} return f end,
+        "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
     } do
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end
@@ -332,11 +348,16 @@ describe("cf.async and cf.await", function()
   it("refuses bad arguments", function()
     local here = "11%-compose_spec%.lua:%d+: "
     for _, c in ipairs {
-      { function() local v = cf.await(5) return v end, "bad argument #1 to 'await' %(future expected, got number%)" },
-      { function() local v = cf.await(cf.Future(), "1") return v end, "bad argument #2 to 'await' %(number expected, got string%)" },
-      { function() local v = cf.await(cf.Future(), -1) return v end, "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
-      { function() local v = cf.await(cf.Future(), 0 / 0) return v end, "bad argument #2 to 'await' %(timeout is not a number%)" },
-      { function() local v = cf.async(5) return v end, "bad argument #1 to 'async' %(function expected, got number%)" },
+      { function() local v = cf.await(5) return v end,
+        "bad argument #1 to 'await' %(future expected, got number%)" },
+      { function() local v = cf.await(cf.Future(), "1") return v end,
+        "bad argument #2 to 'await' %(number expected, got string%)" },
+      { function() local v = cf.await(cf.Future(), -1) return v end,
+        "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
+      { function() local v = cf.await(cf.Future(), 0 / 0) return v end,
+        "bad argument #2 to 'await' %(timeout is not a number%)" },
+      { function() local v = cf.async(5) return v end,
+        "bad argument #1 to 'async' %(function expected, got number%)" },
     } do
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end

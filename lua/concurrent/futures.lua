@@ -132,8 +132,8 @@ local function map_options(fn, ...)
     local o = fn
     for k in pairs(o) do
       if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= #o) then
-        error(("bad argument #1 to 'map' (unknown option '%s'; known: buffersize, chunksize, ordered, timeout)")
-          :format(tostring(k)), 3)
+        error(("bad argument #1 to 'map' (unknown option '%s'; known: %s)")
+          :format(tostring(k), "buffersize, chunksize, ordered, timeout"), 3)
       end
     end
     local its = { n = math.max(#o - 1, 0) }
@@ -171,7 +171,8 @@ local function check_map(ex, ...)
     error("bad argument #1 to 'map' (timeout must be a non-negative number)", 3)
   end
   if o.ordered ~= nil and type(o.ordered) ~= "boolean" then
-    error(("bad argument #1 to 'map' (ordered must be a boolean, got %s)"):format(type(o.ordered)), 3)
+    error(("bad argument #1 to 'map' (ordered must be a boolean, got %s)")
+      :format(type(o.ordered)), 3)
   end
   return fn, iterables, first, {
     deadline = timeout and core.now() + timeout,
