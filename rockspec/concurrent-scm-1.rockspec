@@ -29,6 +29,7 @@ build = {
   modules = {
     ["concurrent.core"] = {
       sources = {
+        "core/chanq.c",
         "core/clock.c",
         "core/future.c",
         "core/mailbox.c",
@@ -41,6 +42,7 @@ build = {
         "lua/lfuncs.c",
         "lua/lfuture.c",
         "lua/lmailbox.c",
+        "lua/lqueue.c",
         "lua/ltimer.c",
         "lua/lwait.c",
         "lua/lworker.c",

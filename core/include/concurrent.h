@@ -261,6 +261,44 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
 /* }====================================================================== */
 
 /* {======================================================================
+** Queues: a FIFO of payloads (bytes owned by the queue until taken, as a
+** future's) shared between threads; bounded by 'maxsize' (0: no bound).
+** After close, put fails with CONC_ECLOSED and get drains what is left,
+** then fails with CONC_ECLOSED.
+** ======================================================================= */
+
+typedef struct conc_chanq conc_chanq_t;
+
+conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
+void conc_chanq_ref(conc_chanq_t *q);
+/* the last reference frees the items left with their free functions */
+void conc_chanq_unref(conc_chanq_t *q);
+
+/* Block until there is room, or 'deadline' passes: 0 (the queue owns
+** 'data' now), CONC_ETIMEDOUT, CONC_ECLOSED or CONC_ENOMEM (on failure
+** the caller still owns 'data'). */
+int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
+                   conc_free_fn freefn, double deadline);
+/* Block until an item is there: 0 and the item (the caller owns it and
+** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
+** and drained. */
+int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
+                   conc_free_fn *freefn, double deadline);
+/* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
+** 'wake' (if not NULL) is cancelled at the next get (tryput) or put
+** (tryget), or at close: for a waiter that also watches its mailbox. */
+int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
+                      conc_free_fn freefn, conc_future_t *wake);
+int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
+                      conc_free_fn *freefn, conc_future_t *wake);
+void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
+size_t conc_chanq_len(conc_chanq_t *q);
+size_t conc_chanq_maxsize(conc_chanq_t *q);
+int conc_chanq_closed(conc_chanq_t *q);
+
+/* }====================================================================== */
+
+/* {======================================================================
 ** The Lua side, for hosts that embed Lua. After require "concurrent.core"
 ** (or luaopen_concurrent_core) in a state, the registry field
 ** CONC_LUA_API_KEY holds a light userdata pointing to this table. The

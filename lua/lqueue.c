@@ -1,0 +1,316 @@
+/*
+** lqueue.c: cf.Queue, the Queue userdata over a core conc_chanq_t. Values
+** are encoded on put and decoded on get (Transfer rules); waits are
+** safe points. One handle per queue per state, as for futures.
+*/
+#include "lconcurrent.h"
+
+static const char handles_key = 'q';  /* registry: weak chanq -> handle */
+
+typedef struct qhandle {
+  conc_chanq_t *q;
+} qhandle;
+
+/* A payload waiting for room, freed by the collector if an error
+** unwinds the wait. */
+#define BOX_MT "concurrent.payloadbox"
+
+static int box_gc(lua_State *L) {
+  lconc_payload **b = (lconc_payload **)lua_touserdata(L, 1);
+  lconc_payload_free(*b);
+  *b = NULL;
+  return 0;
+}
+
+conc_chanq_t *lconc_testqueue(lua_State *L, int idx) {
+  qhandle *h = (qhandle *)luaL_testudata(L, idx, LCONC_QUEUE_MT);
+  return h != NULL ? h->q : NULL;
+}
+
+static conc_chanq_t *checkqueue(lua_State *L) {
+  return ((qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT))->q;
+}
+
+/* Push this state's handle of 'q' (taking a reference on first sight). */
+void lconc_pushqueue(lua_State *L, conc_chanq_t *q) {
+  qhandle *h;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key);
+  if (lua_rawgetp(L, -1, q) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
+  h->q = NULL;
+  luaL_setmetatable(L, LCONC_QUEUE_MT);
+  conc_chanq_ref(q);
+  h->q = q;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, q);
+  lua_remove(L, -2);
+}
+
+static int q_gc(lua_State *L) {
+  qhandle *h = (qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT);
+  if (h->q != NULL) {
+    conc_chanq_unref(h->q);
+    h->q = NULL;
+  }
+  return 0;
+}
+
+/* cf.Queue([maxsize]): 0 or absent is unbounded. */
+static int q_new(lua_State *L) {
+  lua_Integer max = 0;
+  conc_chanq_t *q;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    max = lua_tointegerx(L, 1, &isint);
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1, "number");
+    luaL_argcheck(L, isint && max >= 0, 1,
+                  "maxsize must be a non-negative integer");
+  }
+  q = conc_chanq_new((size_t)max);
+  if (q == NULL)
+    return luaL_error(L, "not enough memory");
+  lconc_pushqueue(L, q);
+  conc_chanq_unref(q);  /* the handle holds it now */
+  return 1;
+}
+
+
+/* {======================================================================
+** Waiting for a change
+** ======================================================================= */
+
+/* Push a new future for the queue to cancel when it changes. */
+static conc_future_t *newwake(lua_State *L) {
+  conc_future_t *f = conc_future_new();
+  if (f == NULL)
+    luaL_error(L, "not enough memory");
+  lconc_newfuture(L, f);
+  conc_future_unref(f);  /* the handle holds it now */
+  return f;
+}
+
+/* Wait for 'wake' (the queue changed) until 'deadline', running
+** callbacks at safe points: 1, or 0 on timeout (then 'wake' is
+** cancelled, so the queue forgets it). */
+static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
+  conc_watch_t *set = lconc_pushwatch(L);
+  uintptr_t tag;
+  int got;
+  if (conc_watch_add(set, wake, 0) != 0)
+    return luaL_error(L, "not enough memory");
+  got = lconc_watchnext(L, set, deadline, &tag);
+  lconc_closewatch(L, -1);
+  lua_pop(L, 1);
+  if (!got)
+    conc_future_cancel(wake);
+  return got;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** put
+** ======================================================================= */
+
+/* The queue was full: box the payload (an error while waiting must not
+** leak it) and wait for room. 0 once the queue took it; otherwise the
+** payload is freed and the code returned. */
+static int putslow(lua_State *L, conc_chanq_t *q, lconc_payload *p,
+                   double deadline) {
+  lconc_payload **b = (lconc_payload **)lua_newuserdatauv(L, sizeof(*b), 0);
+  size_t size = lconc_payload_sizeof(p);
+  int r = CONC_ETIMEDOUT;
+  *b = p;
+  if (luaL_newmetatable(L, BOX_MT)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  while (r == CONC_ETIMEDOUT) {
+    conc_future_t *wake = newwake(L);
+    r = conc_chanq_tryput(q, p, size, lconc_payload_free, wake);
+    if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
+      r = conc_chanq_tryput(q, p, size, lconc_payload_free, NULL);
+      if (r == CONC_ETIMEDOUT)
+        break;
+    }
+    lua_pop(L, 1);  /* wake */
+  }
+  if (r != 0)
+    lconc_payload_free(p);
+  *b = NULL;
+  return r;
+}
+
+static int queueerror(lua_State *L, int r, const char *what) {
+  if (r == CONC_ECLOSED)
+    return luaL_error(L, "queue is closed");
+  if (r == CONC_ETIMEDOUT)
+    return lconc_raise(L, "TimeoutError", "%s timed out", what);
+  return lconc_coreerror(L, r, what);
+}
+
+/* q:put(v, [timeout]) */
+static int q_put(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  double deadline = lconc_optdeadline(L, 3);
+  lconc_payload *p;
+  int r;
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lconc_safepoint(L);
+  p = lconc_encode(L, 2, 1, "argument", 1);
+  r = conc_chanq_tryput(q, p, lconc_payload_sizeof(p), lconc_payload_free,
+                        NULL);
+  if (r == CONC_ETIMEDOUT)
+    r = putslow(L, q, p, deadline);
+  else if (r != 0)
+    lconc_payload_free(p);
+  return r == 0 ? 0 : queueerror(L, r, "put");
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** get
+** ======================================================================= */
+
+static int decode_protected(lua_State *L) {
+  const lconc_payload *p = (const lconc_payload *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return lconc_decode(L, p);
+}
+
+/* Push the value of a taken item, freeing it even if decoding fails. */
+static int pushitem(lua_State *L, void *data, conc_free_fn freefn) {
+  int top = lua_gettop(L), r;
+  lua_pushcfunction(L, decode_protected);
+  lua_pushlightuserdata(L, data);
+  r = lua_pcall(L, 1, LUA_MULTRET, 0);
+  if (freefn != NULL)
+    freefn(data);
+  if (r != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L) - top;
+}
+
+/* The next value (and true), or nil, false once closed and drained. */
+static int getvalue(lua_State *L, conc_chanq_t *q, double deadline) {
+  void *data;
+  size_t len;
+  conc_free_fn freefn;
+  int r;
+  lconc_safepoint(L);
+  r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+  while (r == CONC_ETIMEDOUT) {
+    conc_future_t *wake = newwake(L);
+    r = conc_chanq_tryget(q, &data, &len, &freefn, wake);
+    if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
+      r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+      if (r == CONC_ETIMEDOUT)
+        return queueerror(L, r, "get");
+    }
+    lua_pop(L, 1);  /* wake */
+  }
+  if (r == CONC_ECLOSED) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  if (r != 0)
+    return queueerror(L, r, "get");
+  r = pushitem(L, data, freefn);
+  lua_pushboolean(L, 1);
+  return r + 1;
+}
+
+/* q:get([timeout]) */
+static int q_get(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  double deadline = lconc_optdeadline(L, 2);
+  return getvalue(L, q, deadline);
+}
+
+static int q_valuesstep(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  int n;
+  lua_settop(L, 1);
+  n = getvalue(L, q, CONC_FOREVER);
+  if (!lua_toboolean(L, -1))
+    return 0;  /* closed and drained: the loop ends */
+  lua_pop(L, 1);
+  return n - 1;  /* the value alone */
+}
+
+/* for v in q:values() do: every value until closed and drained */
+static int q_values(lua_State *L) {
+  checkqueue(L);
+  lua_pushcfunction(L, q_valuesstep);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+/* }====================================================================== */
+
+
+static int q_close(lua_State *L) {
+  conc_chanq_close(checkqueue(L));
+  return 0;
+}
+
+static int q_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_chanq_len(checkqueue(L)));
+  return 1;
+}
+
+static int q_tostring(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  lua_pushfstring(L, "Queue<%s, %d items>",
+                  conc_chanq_closed(q) ? "closed" : "open",
+                  (int)conc_chanq_len(q));
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"put", q_put},
+  {"get", q_get},
+  {"close", q_close},
+  {"values", q_values},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+  {"__gc", q_gc},
+  {"__len", q_len},
+  {"__tostring", q_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+/* Adds Queue() to the module table at the top. */
+void lconc_open_queue(lua_State *L) {
+  if (luaL_newmetatable(L, LCONC_QUEUE_MT)) {
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlibtable(L, methods);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &handles_key);
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, q_new);
+  lua_setfield(L, -2, "Queue");
+}
