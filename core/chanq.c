@@ -22,6 +22,7 @@ typedef struct wakelist {
 } wakelist;
 
 struct conc_chanq {
+  int kind;                /* CONC_SHARED_QUEUE: first (see payload.c) */
   pthread_mutex_t mu;
   pthread_cond_t cv;       /* blocking get/put of C callers */
   int refs;                /* atomic */
@@ -50,6 +51,7 @@ conc_chanq_t *conc_chanq_new(size_t maxsize) {
     free(q);
     return NULL;
   }
+  q->kind = CONC_SHARED_QUEUE;
   q->refs = 1;
   q->maxsize = maxsize;
   return q;

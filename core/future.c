@@ -15,12 +15,16 @@ typedef struct callback {
 /* No condition variable per future: the rare conc_future_wait brings
 ** its own (a 'sleeper' watcher), which saves 48 bytes a future. */
 struct conc_future {
+  int kind;               /* CONC_SHARED_FUTURE: first, as every object
+                          ** a payload refers to (payload.c) */
   pthread_mutex_t mu;
   int refs;               /* atomic */
   conc_state_t state;     /* written under 'mu' with set_state; read
                           ** without it by conc_future_state */
   int settled;            /* done and every C callback returned */
   int failed;             /* payload is an exception */
+  int foreign;            /* a proxy of another process's future: only
+                          ** conc__future_settle_foreign completes it */
   void *data;
   size_t len;
   conc_free_fn freefn;
@@ -55,6 +59,7 @@ conc_future_t *conc_future_new(void) {
     free(f);
     return NULL;
   }
+  f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
   f->state = CONC_PENDING;
   f->cbtail = &f->cbs;
@@ -153,7 +158,8 @@ static void settle(conc_future_t *f) {
 static int finish(conc_future_t *f, void *data, size_t len,
                   conc_free_fn freefn, int failed) {
   pthread_mutex_lock(&f->mu);
-  if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
+  if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED
+      || f->foreign) {
     pthread_mutex_unlock(&f->mu);
     return CONC_ESTATE;
   }
@@ -277,6 +283,36 @@ void conc__future_hook(conc_future_t *f, conc_callback_fn fn, void *arg) {
   f->hook = fn;
   f->hookarg = arg;
   pthread_mutex_unlock(&f->mu);
+}
+
+
+/* A proxy stands for a future of the parent process in a forked worker
+** (proc.c): RUNNING from the start, so no one here cancels it, and
+** completed only with what the parent forwards. */
+conc_future_t *conc__future_new_foreign(void) {
+  conc_future_t *f = conc_future_new();
+  if (f != NULL) {
+    f->foreign = 1;
+    f->state = CONC_RUNNING;
+  }
+  return f;
+}
+
+/* Complete a proxy: FINISHED with the payload, or CANCELLED ('data' is
+** then NULL). */
+void conc__future_settle_foreign(conc_future_t *f, int cancelled,
+                                 void *data, size_t len, conc_free_fn freefn,
+                                 int failed) {
+  pthread_mutex_lock(&f->mu);
+  conc_assert(f->foreign && f->state == CONC_RUNNING);
+  if (!cancelled) {
+    f->failed = failed;
+    f->data = data;
+    f->len = len;
+    f->freefn = freefn;
+  }
+  set_state(f, cancelled ? CONC_CANCELLED : CONC_FINISHED);
+  settle(f);  /* unlocks */
 }
 
 

@@ -47,6 +47,17 @@ CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
 CONC__FUNC void conc__future_hook(conc_future_t *f, conc_callback_fn fn,
                                   void *arg);
 
+/* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
+CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
+                                       int failed);
+
+/* future.c: proxies of another process's futures (proc.c), which only
+** the process pool completes: users of this process cannot set them. */
+CONC__FUNC conc_future_t *conc__future_new_foreign(void);
+CONC__FUNC void conc__future_settle_foreign(conc_future_t *f, int cancelled,
+                                            void *data, size_t len,
+                                            conc_free_fn freefn, int failed);
+
 /* A node in a future's watcher list. 'fire' runs once the future is
 ** settled, with the future's lock held (lock order: future, then
 ** anything 'fire' takes); 'drop' when a future that never completed is

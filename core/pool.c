@@ -387,11 +387,27 @@ static void pool_break(conc_pool_t *p) {
   end_taken(p, &taken, 1);
 }
 
+/* A worker could not start ('r' from worker_start). CONC_EBROKEN (the
+** user's setup failed) breaks the pool; a lack of resources breaks it
+** only when no other worker is left to take the queued tasks. */
+static void leave_unstarted(conc_pool_t *p, int r) {
+  int others;
+  pthread_mutex_lock(&p->mu);
+  others = p->workers > 1 && !p->broken;
+  if (r != CONC_EBROKEN && others) {
+    p->workers--;
+    pthread_cond_broadcast(&p->donecv);
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (r == CONC_EBROKEN || !others)
+    pool_break(p);
+}
+
 static void *worker_main(void *arg) {
   conc_pool_t *p = (conc_pool_t *)arg;
   current me;
   void *ctx = NULL;
-  int n;
+  int n, r;
   me.p = p;
   me.f = NULL;
   me.counted = 0;
@@ -401,8 +417,8 @@ static void *worker_main(void *arg) {
   pthread_mutex_unlock(&p->mu);
   set_name(p, n);
   if (p->opts.worker_start != NULL &&
-      p->opts.worker_start(p->opts.ud, &ctx) != 0) {
-    pool_break(p);  /* a worker that never started does not stop */
+      (r = p->opts.worker_start(p->opts.ud, &ctx)) != 0) {
+    leave_unstarted(p, r);  /* a worker that never started does not stop */
     return NULL;
   }
   work(p, ctx);
@@ -656,6 +672,7 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
   s->completed = peek(p, completed);
   s->failed = peek(p, failed);
   s->cancelled = peek(p, cancelled);
+  s->broken = p->broken;
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -48,7 +48,8 @@
 **                                             where a bad size in it can
 **                                             allocate gigabytes
 **             | CFUNC string string           package.loaded[mod][key]
-**             | FUTURE index                  the payload's futures[index]
+**             | FUTURE index                  the payload's list[index]: a
+**                                             future or a queue
 **   item     := value                         one element of t[1..narr]
 **             | FLTS run f64{run}             'run' float elements
 **             | INTS run zigzag{run}          'run' integer elements; the
@@ -120,78 +121,9 @@ enum {
 
 enum { UV_VAL, UV_ENV, UV_JOIN };
 
-#define HEAD sizeof(lconc_payload)
-#define PTRALIGN(n) \
-  (((n) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
-
-/* }====================================================================== */
-
-
-/* {======================================================================
-** Payloads
-** ======================================================================= */
-
-static conc_future_t **futures(const lconc_payload *p) {
-  return (conc_future_t **)((char *)p + PTRALIGN(HEAD + p->size));
-}
-
-size_t lconc_payload_sizeof(const lconc_payload *p) {
-  if (p == NULL)
-    return 0;
-  return PTRALIGN(HEAD + p->size) + p->nfutures * sizeof(conc_future_t *);
-}
-
-size_t lconc_payload_size(const lconc_payload *p) {
-  return p != NULL ? p->size : 0;
-}
-
-const char *lconc_payload_bytes(const lconc_payload *p, size_t *len) {
-  *len = p->size;
-  return lconc_payload_data(p);
-}
-
-size_t lconc_payload_nfutures(const lconc_payload *p) {
-  return p->nfutures;
-}
-
-conc_future_t *lconc_payload_future(const lconc_payload *p, size_t i) {
-  return i < p->nfutures ? futures(p)[i] : NULL;
-}
-
-void lconc_payload_free(void *data) {
-  lconc_payload *p = (lconc_payload *)data;
-  size_t i;
-  if (p == NULL)
-    return;
-  for (i = 0; i < p->nfutures; i++)
-    conc_future_unref(futures(p)[i]);
-  free(p);
-}
-
-/* A copy of the block; each future it carries gains a reference. */
-lconc_payload *lconc_payload_dup(const lconc_payload *p) {
-  size_t total = lconc_payload_sizeof(p), i;
-  lconc_payload *q;
-  if (p == NULL || (q = (lconc_payload *)malloc(total)) == NULL)
-    return NULL;
-  memcpy(q, p, total);
-  for (i = 0; i < q->nfutures; i++)
-    conc_future_ref(futures(q)[i]);
-  return q;
-}
-
-lconc_payload *lconc_payload_frombytes(const void *b, size_t len) {
-  lconc_payload *p;
-  if (len > SIZE_MAX - 2 * HEAD)
-    return NULL;
-  p = (lconc_payload *)malloc(PTRALIGN(HEAD + len));
-  if (p == NULL)
-    return NULL;
-  p->size = len;
-  p->nfutures = 0;
-  memcpy(p + 1, b, len);
-  return p;
-}
+/* The buffer keeps room for a payload header before the encoding, so
+** that a big encoding becomes a payload without a copy. */
+#define HEAD sizeof(conc_payload_t)
 
 /* }====================================================================== */
 
@@ -206,7 +138,7 @@ lconc_payload *lconc_payload_frombytes(const void *b, size_t len) {
 typedef struct Buffer {
   char *b;
   size_t n, size;
-  conc_future_t **fut;  /* futures met so far (no references taken yet) */
+  void **fut;  /* futures and queues met so far (no references yet) */
   size_t nfut, sizefut;
   size_t nseen;         /* entries left in its 'seen' table (uservalue) */
   int busy;             /* an encode is using it */
@@ -723,25 +655,25 @@ static void enccfunc(Enc *E, int f) {
   lua_pop(L, 2);
 }
 
-/* A future crosses as an index into the payload's list; a handle met
-** twice is one entry. */
+/* A future or a queue crosses as an index into the payload's list of
+** shared objects; a handle met twice is one entry. */
 static void encfuture(Enc *E, int idx) {
   lua_State *L = E->L;
   Buffer *B = E->B;
-  conc_future_t *f = lconc_testfuture(L, idx);
+  void *f = lconc_testfuture(L, idx);
   lua_Integer i;
   int seen = getseen(E);
-  if (f == NULL)
+  if (f != NULL)
+    lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
+  else if ((f = lconc_testqueue(L, idx)) == NULL)
     refuse(E, "userdata");
-  lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
   lua_pushvalue(L, idx);
   if (lua_rawget(L, seen) == LUA_TNUMBER)
     i = lua_tointeger(L, -1);
   else {
     if (B->nfut == B->sizefut) {
       size_t want = B->sizefut ? 2 * B->sizefut : 8;
-      conc_future_t **nf = (conc_future_t **)realloc(B->fut,
-                                                     want * sizeof(*nf));
+      void **nf = (void **)realloc(B->fut, want * sizeof(*nf));
       if (nf == NULL)
         refuse(E, "not enough memory");
       B->fut = nf;
@@ -801,38 +733,35 @@ static void encode(Enc *E, int idx) {
 
 /* Move the encoding out of the buffer into a payload block, taking a
 ** reference on each future. A big one takes the buffer itself. */
-static lconc_payload *finish(Enc *E) {
+static conc_payload_t *finish(Enc *E) {
   Buffer *B = E->B;
   size_t size = B->n - HEAD;
-  size_t futoff = PTRALIGN(B->n);
-  size_t total = futoff + B->nfut * sizeof(conc_future_t *);
-  lconc_payload *p;
+  conc_payload_t *p;
   size_t i;
   if (size >= CONC_HANDOVER) {
-    p = (lconc_payload *)realloc(B->b, total);
+    p = conc_payload_adopt(B->b, size, B->nfut);
     if (p == NULL)
       refuse(E, "not enough memory");
     B->b = NULL;
     B->n = B->size = 0;
   } else {
-    p = (lconc_payload *)malloc(total);
+    p = conc_payload_new(B->b + HEAD, size, B->nfut);
     if (p == NULL)
       refuse(E, "not enough memory");
-    memcpy(p + 1, B->b + HEAD, size);
   }
-  p->size = size;
-  p->nfutures = B->nfut;
   for (i = 0; i < B->nfut; i++) {
-    futures(p)[i] = B->fut[i];
-    conc_future_ref(B->fut[i]);
+    if (*(int *)B->fut[i] == CONC_SHARED_QUEUE)  /* its kind, first */
+      conc_payload_setqueue(p, i, (conc_chanq_t *)B->fut[i]);
+    else
+      conc_payload_setfuture(p, i, (conc_future_t *)B->fut[i]);
   }
   return p;
 }
 
-lconc_payload *lconc_encode(lua_State *L, int first, int n,
+conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                             const char *label, int labelbase) {
   Enc E;
-  lconc_payload *p;
+  conc_payload_t *p;
   int i;
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, "cannot transfer");
@@ -881,8 +810,7 @@ lconc_payload *lconc_encode(lua_State *L, int first, int n,
 typedef struct Dec {
   lua_State *L;
   const unsigned char *b, *p, *end;
-  conc_future_t *const *fut;
-  size_t nfut;
+  const conc_payload_t *pl;  /* futures come from its list, or NULL */
   int refs;           /* stack index: id -> table or Lua function */
   int hasrefs;        /* the 'refs' slot holds the table (not nil) */
   int userefs;        /* F_REFS: objects must be numbered */
@@ -1150,11 +1078,14 @@ static void decnamed(Dec *D) {
 
 static void decfuture(Dec *D) {
   lua_Unsigned i = loadvarint(D);
-  if (D->nfut == 0)
+  if (D->pl == NULL || D->pl->nfutures == 0)
     error(D, "future handle in raw bytes");
-  if (i >= D->nfut)
+  if (i < D->pl->nfutures && conc_payload_queue(D->pl, i) != NULL)
+    lconc_pushqueue(D->L, conc_payload_queue(D->pl, (size_t)i));
+  else if (i >= D->pl->nfutures || conc_payload_future(D->pl, i) == NULL)
     error(D, "bad future index");
-  lconc_pushfuture(D->L, D->fut[i]);
+  else
+    lconc_pushfuture(D->L, conc_payload_future(D->pl, (size_t)i));
 }
 
 /* Push the next value. */
@@ -1181,14 +1112,13 @@ static void decode(Dec *D) {
 /* Decode a whole transfer; nothing of it stays on the stack but its
 ** values (objects of a failed decode are garbage, nothing leaks). */
 static int decodeall(lua_State *L, const void *b, size_t size,
-                     conc_future_t *const *fut, size_t nfut, int flags) {
+                     const conc_payload_t *pl, int flags) {
   Dec D;
   int n, i;
   D.L = L;
   D.b = D.p = (const unsigned char *)b;
   D.end = D.b + size;
-  D.fut = fut;
-  D.nfut = nfut;
+  D.pl = pl;
   D.hasrefs = 0;
   D.nrefs = 0;
   D.depth = 0;
@@ -1212,16 +1142,32 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   return n;
 }
 
-int lconc_decode(lua_State *L, const lconc_payload *p) {
+/* An error made by the core: "<class>\0<message>" becomes an error
+** object of that class, or the message string when the class is "". */
+static int decodeerror(lua_State *L, const conc_payload_t *p) {
+  const char *b = conc_payload_data(p);
+  size_t lc = strnlen(b, p->size);
+  if (lc == p->size)
+    return luaL_error(L, "cannot decode transfer (bad error payload)");
+  lua_pushlstring(L, b + lc + 1, p->size - lc - 1);
+  if (lc > 0) {  /* else the message itself is the error */
+    lconc_pusherror(L, b, lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  return 1;
+}
+
+int lconc_decode(lua_State *L, const conc_payload_t *p) {
   if (p == NULL)
     return luaL_error(L, "cannot decode transfer (no payload)");
-  return decodeall(L, lconc_payload_data(p), p->size, futures(p),
-                   p->nfutures, 0);
+  if (p->kind == CONC_PAYLOAD_ERROR)
+    return decodeerror(L, p);
+  return decodeall(L, conc_payload_data(p), p->size, p, 0);
 }
 
 int lconc_decode_bytes(lua_State *L, const void *b, size_t len,
                        int flags) {
-  return decodeall(L, b, len, NULL, 0, flags);
+  return decodeall(L, b, len, NULL, flags);
 }
 
 /* }====================================================================== */

@@ -41,13 +41,13 @@ static conc_future_t *capi_tofuture(lua_State *L, int idx) {
 }
 
 static void *capi_encode(lua_State *L, int first, int n, size_t *len) {
-  lconc_payload *p = lconc_encode(L, first, n, "value", 1);
-  *len = lconc_payload_sizeof(p);
+  conc_payload_t *p = lconc_encode(L, first, n, "value", 1);
+  *len = conc_payload_sizeof(p);
   return p;
 }
 
 static int capi_decode(lua_State *L, const void *payload) {
-  return lconc_decode(L, (const lconc_payload *)payload);
+  return lconc_decode(L, (const conc_payload_t *)payload);
 }
 
 static const conc_lua_api_t capi = {
@@ -56,7 +56,7 @@ static const conc_lua_api_t capi = {
   capi_tofuture,
   capi_encode,
   capi_decode,
-  lconc_payload_free,
+  conc_payload_free,
   conc_future_new,
   conc_future_ref,
   conc_future_unref,

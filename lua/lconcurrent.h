@@ -38,11 +38,24 @@ LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
 
 /* lmailbox.c: the per-state owner. Lua callbacks of a state run only on
 ** its own thread, at safe points (see API.md, "Callbacks"). */
+/* Something the owner must close before the module's code may go (an
+** executor whose workers run that code): linked while open. */
+typedef struct lconc_closer {
+  struct lconc_closer *next, **prev;
+  void (*close)(struct lconc_closer *c);
+} lconc_closer;
 typedef struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
+  lconc_closer *closers;
 } lconc_owner;
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
+/* Link 'c' to the state's owner, whose finalizer closes what is still
+** linked when the state closes (Lua runs no finalizer of an object made
+** while it closes). Raises "the Lua state is closing" once the owner is
+** finalized: nothing new may start then. */
+LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
+LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);
 LCONC_FUNC void lconc_open_owner(lua_State *L);
@@ -111,46 +124,20 @@ LCONC_FUNC void lconc_open_errors(lua_State *L);
 /* map a negative core code to a Lua error; 'what' names the operation */
 LCONC_FUNC int lconc_coreerror(lua_State *L, int code, const char *what);
 
-/* lcodec.c: the transfer codec (rules: API.md, "Transfer").
-** A payload is one malloc'd block holding the encoded bytes and the
-** references to futures it carries; free it with lconc_payload_free. */
-typedef struct lconc_payload lconc_payload;
+/* lcodec.c: the transfer codec (rules: API.md, "Transfer"). Payloads
+** (conc_payload_t) are the core's: bytes plus the futures they name. */
 /* Encode the 'n' values at stack indices first..first+n-1 as ONE transfer.
 ** Paths in errors read "<label> #<i + labelbase>...", e.g.
 ** label "argument", labelbase 1: the value at 'first' is "argument #1".
 ** On refusal raises a Lua error "cannot transfer argument #2.x (userdata)".
 ** Never leaks on error. */
-LCONC_FUNC lconc_payload *lconc_encode(lua_State *L, int first, int n,
-                                       const char *label, int labelbase);
+LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
+                                        const char *label, int labelbase);
 /* Decode a payload's values onto the stack (of a possibly different state
-** of the same process); returns how many were pushed. Corrupt input
-** raises a Lua error, never crashes. */
-LCONC_FUNC int lconc_decode(lua_State *L, const lconc_payload *p);
-LCONC_FUNC void lconc_payload_free(void *p);
-LCONC_FUNC size_t lconc_payload_size(const lconc_payload *p);
-/* the payload's whole size in bytes (0 for NULL), for conc_future_set_* */
-LCONC_FUNC size_t lconc_payload_sizeof(const lconc_payload *p);
-/* a copy of a payload that carries no futures (NULL if out of memory) */
-LCONC_FUNC lconc_payload *lconc_payload_dup(const lconc_payload *p);
-/* The block is this header, the 'size' bytes of the encoding, then (at
-** the next pointer-aligned offset) 'nfutures' conc_future_t pointers.
-** It is spelled out for spec/support/codechelper.c, which wraps raw
-** bytes (nfutures = 0) to feed the decoder through conc_lua_api_t. */
-struct lconc_payload {
-  size_t size;      /* bytes of the encoding, right after the header */
-  size_t nfutures;  /* futures carried, each holding one reference */
-};
-#define lconc_payload_data(p) ((const char *)((p) + 1))
-/* The encoded bytes (what crosses a pipe) and the futures carried. */
-LCONC_FUNC const char *lconc_payload_bytes(const lconc_payload *p,
-                                           size_t *len);
-LCONC_FUNC size_t lconc_payload_nfutures(const lconc_payload *p);
-LCONC_FUNC conc_future_t *lconc_payload_future(const lconc_payload *p,
-                                               size_t i);
-/* A payload owning a copy of raw bytes (from a pipe), carrying no
-** futures, so that decoding it refuses future handles; NULL when out of
-** memory. Needs no lua_State (a supervisor thread may call it). */
-LCONC_FUNC lconc_payload *lconc_payload_frombytes(const void *b, size_t len);
+** of the same process); returns how many were pushed. A core error
+** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.
+** Corrupt input raises a Lua error, never crashes. */
+LCONC_FUNC int lconc_decode(lua_State *L, const conc_payload_t *p);
 /* Decode raw bytes (from a pipe, a socket, the fuzzer): as lconc_decode
 ** of a payload without futures. 'flags' LCONC_DEC_NOCODE also refuses
 ** Lua functions (bytecode) and module loading, for untrusted peers:

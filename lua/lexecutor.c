@@ -1,7 +1,9 @@
 /*
-** lexecutor.c: cf.ThreadPoolExecutor, the Lua face of a core pool whose
-** workers each own a lua_State (lworker.c).
+** lexecutor.c: cf.ThreadPoolExecutor and cf.ProcessPoolExecutor, one Lua
+** face over the core's executor back-ends (conc_executor_ops_t), whose
+** workers run the Lua runtime of lworker.c.
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,93 +11,76 @@
 #include "lconcurrent.h"
 #include "lworker.h"
 
-#define EXECUTOR_MT "concurrent.ThreadPoolExecutor"
+#define THREADPOOL_MT "concurrent.ThreadPoolExecutor"
+#define PROCESSPOOL_MT "concurrent.ProcessPoolExecutor"
+
+/* Most workers an executor may have. */
+#define MAXWORKERS 100000
 
 typedef struct executor {
-  conc_pool_t *pool;
-  lconc_shared *sh;
-  int shutdown;   /* no new submissions */
-  conc_pool_stats_t last;  /* the pool's final counts, once it is freed */
+  conc_executor_t *core;   /* NULL once shut down and freed */
+  lconc_shared *sh;        /* the runtime's data, freed after 'core' */
+  const char *name;        /* "ThreadPoolExecutor" */
+  const char *broken_class;  /* "BrokenThreadPool" */
+  lconc_closer closer;     /* linked to the owner while 'core' lives */
+  int shutdown;            /* no new submissions */
+  conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
-/* A task of this pool: the core task plus its encoded fn and arguments. */
-typedef struct ltask {
-  conc_task_t base;
-  lconc_shared *sh;
-  lconc_payload *payload;
-} ltask;
-
-static void task_run(conc_task_t *t, void *ctx) {
-  ltask *lt = (ltask *)t;
-  lconc_worker_run((lua_State *)ctx, lt->payload, t->future);
-  lconc_payload_free(lt->payload);
-  free(lt);
-}
-
-/* Never to run: cancelled (the future says so already), or the pool is
-** broken (the future learns it here). */
-static void task_drop(conc_task_t *t, int why) {
-  ltask *lt = (ltask *)t;
-  if (why == CONC_EBROKEN) {
-    lconc_payload *p = lconc_shared_brokenpayload(lt->sh);
-    if (conc_future_set_exception(t->future, p, lconc_payload_sizeof(p),
-                                  lconc_payload_free) != 0)
-      lconc_payload_free(p);
-  }
-  lconc_payload_free(lt->payload);
-  free(lt);
-}
-
 static executor *checkexecutor(lua_State *L) {
-  return (executor *)luaL_checkudata(L, 1, EXECUTOR_MT);
+  executor *ex = (executor *)luaL_testudata(L, 1, THREADPOOL_MT);
+  if (ex == NULL)
+    ex = (executor *)luaL_checkudata(L, 1, PROCESSPOOL_MT);
+  return ex;
 }
 
-/* Raise BrokenThreadPool if the pool broke. */
+/* Free the back-end (waiting for its work) and the runtime's data. */
+static void release(executor *ex) {
+  conc_executor_t *core = ex->core;
+  lconc_removecloser(&ex->closer);
+  ex->core = NULL;
+  ex->shutdown = 1;
+  if (core != NULL) {
+    core->ops->stats(core, &ex->last);
+    core->ops->free(core);
+  }
+  lconc_shared_free(ex->sh);
+  ex->sh = NULL;
+}
+
+/* The owner's finalizer, when the state closes with 'ex' open. */
+static void closer_close(lconc_closer *c) {
+  release((executor *)((char *)c - offsetof(executor, closer)));
+}
+
+/* Raise the back-end's broken-pool error if it broke. */
 static void checkbroken(lua_State *L, executor *ex) {
-  char *msg = lconc_shared_broken(ex->sh);
+  char *msg = ex->core != NULL ? ex->core->ops->broken(ex->core) : NULL;
   if (msg != NULL) {
-    lconc_pusherror(L, "BrokenThreadPool", msg);
+    lua_pushstring(L, msg);
     free(msg);
+    lconc_pusherror(L, ex->broken_class, lua_tostring(L, -1));
     lua_error(L);
   }
 }
 
-
-/* Queue the encoded task 'p' for the future 'f'. On failure frees 'p' and
-** raises; the pool holds its own reference to 'f' once queued. */
-static void submit(lua_State *L, executor *ex, conc_future_t *f,
-                   lconc_payload *p) {
-  ltask *t = (ltask *)calloc(1, sizeof(*t));
-  int r;
-  if (t == NULL) {
-    lconc_payload_free(p);
-    luaL_error(L, "not enough memory");
-  }
-  t->sh = ex->sh;
-  t->payload = p;
-  t->base.run = task_run;
-  t->base.drop = task_drop;
-  t->base.future = f;
-  conc_future_ref(f);
-  r = conc_pool_submit(ex->pool, &t->base);
-  if (r != 0) {
-    conc_future_unref(f);
-    lconc_payload_free(p);
-    free(t);
-    checkbroken(L, ex);
-    lconc_coreerror(L, r, "submit");
-  }
+/* Anything that can run Lua (an allocation's finalizer, a callback at a
+** safe point) may shut 'ex' down under a method's feet: each method
+** checks again after such a step, as liolib's 'tofile' does. */
+static void checkopen(lua_State *L, executor *ex) {
+  if (ex->shutdown || ex->core == NULL)
+    luaL_error(L, "cannot schedule new futures after shutdown");
+  checkbroken(L, ex);
 }
 
 /* ex:submit(fn, ...) -> Future. 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
   executor *ex = checkexecutor(L);
   conc_future_t *f;
-  lconc_payload *p;
+  conc_payload_t *p;
+  int r;
   lconc_checkcallable(L, 2);
-  if (ex->shutdown)
-    return luaL_error(L, "cannot schedule new futures after shutdown");
-  checkbroken(L, ex);
+  checkopen(L, ex);
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
@@ -103,31 +88,36 @@ static int ex_submit(lua_State *L) {
   conc_future_unref(f);
   lua_insert(L, 2);
   p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);
-  submit(L, ex, f, p);
+  if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
+    conc_payload_free(p);
+    checkopen(L, ex);
+  }
+  r = ex->core->ops->submit(ex->core, f, p);
+  if (r != 0) {
+    conc_payload_free(p);
+    checkbroken(L, ex);
+    lconc_coreerror(L, r, "submit");
+  }
   lua_settop(L, 2);
   return 1;
 }
 
-/* Stop the pool: no new work; cancel what is queued if asked; wait for
-** the rest if asked (joining the workers), running callbacks at safe
-** points before and after. */
+/* Stop the executor: no new work; cancel what is queued if asked; wait
+** for the rest if asked (workers joined or reaped), running callbacks at
+** safe points before and after. A callback may release 'ex' itself. */
 static void shutdown(lua_State *L, executor *ex, int wait, int cancel) {
   ex->shutdown = 1;
-  if (ex->pool != NULL) {
-    conc_pool_shutdown(ex->pool, 0, cancel);
+  if (ex->core != NULL) {
+    ex->core->ops->shutdown(ex->core, 0, cancel);
     lconc_safepoint(L);
-    if (!wait)
-      return;
-    conc_pool_shutdown(ex->pool, 1, 0);
-    conc_pool_stats(ex->pool, &ex->last);
-    conc_pool_free(ex->pool);
-    ex->pool = NULL;
+    if (wait && ex->core != NULL) {
+      ex->core->ops->shutdown(ex->core, 1, 0);
+      release(ex);
+      lconc_safepoint(L);
+    }
   }
-  if (wait && ex->sh != NULL) {
-    lconc_shared_free(ex->sh);
-    ex->sh = NULL;
-    lconc_safepoint(L);
-  }
+  if (wait)
+    release(ex);  /* also what a failed construction left */
 }
 
 /* ex:shutdown([wait=true], [cancel_futures=false]) */
@@ -144,25 +134,30 @@ static int ex_gc(lua_State *L) {
   return 0;
 }
 
+static void setintfield(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
 static int ex_stats(lua_State *L) {
   executor *ex = checkexecutor(L);
   conc_pool_stats_t st = ex->last;
-  if (ex->pool != NULL)
-    conc_pool_stats(ex->pool, &st);
+  if (ex->core != NULL)
+    ex->core->ops->stats(ex->core, &st);
   lua_createtable(L, 0, 7);
-  lua_pushinteger(L, st.workers); lua_setfield(L, -2, "workers");
-  lua_pushinteger(L, st.idle); lua_setfield(L, -2, "idle");
-  lua_pushinteger(L, st.pending); lua_setfield(L, -2, "pending");
-  lua_pushinteger(L, st.running); lua_setfield(L, -2, "running");
-  lua_pushinteger(L, st.completed); lua_setfield(L, -2, "completed");
-  lua_pushinteger(L, st.failed); lua_setfield(L, -2, "failed");
-  lua_pushinteger(L, st.cancelled); lua_setfield(L, -2, "cancelled");
+  setintfield(L, "workers", st.workers);
+  setintfield(L, "idle", st.idle);
+  setintfield(L, "pending", st.pending);
+  setintfield(L, "running", st.running);
+  setintfield(L, "completed", st.completed);
+  setintfield(L, "failed", st.failed);
+  setintfield(L, "cancelled", st.cancelled);
   return 1;
 }
 
 static int ex_tostring(lua_State *L) {
   executor *ex = checkexecutor(L);
-  lua_pushfstring(L, "ThreadPoolExecutor<%s>",
+  lua_pushfstring(L, "%s<%s>", ex->name,
                   ex->shutdown ? "shutdown" : "running");
   return 1;
 }
@@ -172,12 +167,49 @@ static int ex_tostring(lua_State *L) {
 ** Construction
 ** ======================================================================= */
 
+/* What a constructor accepts. */
+typedef struct kind {
+  const char *mt;          /* "concurrent.<class name>" */
+  const char *const *options;  /* the option names it knows */
+  conc_executor_t *(*make)(const conc_executor_opts_t *o);
+  int defworkers;          /* times the number of processors */
+} kind;
+
 static char *copystring(lua_State *L, int idx) {
   const char *s = lua_tostring(L, idx);
   char *c = strdup(s != NULL ? s : "");
   if (c == NULL)
     luaL_error(L, "not enough memory");
   return c;
+}
+
+/* A positive integer option at 'idx' ("4.0" is an integer to Lua). */
+static int checkcount(lua_State *L, int idx, const char *what) {
+  int isint;
+  lua_Integer m = lua_tointegerx(L, idx, &isint);
+  if (!isint || m <= 0 || m > MAXWORKERS)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a positive integer",
+                                        what));
+  return (int)m;
+}
+
+/* The number of initargs, as table.unpack(initargs, 1, initargs.n or
+** #initargs) would take them: 'n' must then be an integer. */
+static int initcount(lua_State *L, int t) {
+  lua_Integer n;
+  int isint;
+  if (lua_getfield(L, t, "n") == LUA_TNIL) {
+    lua_pop(L, 1);
+    n = luaL_len(L, t);
+  } else {
+    n = lua_tointegerx(L, -1, &isint);
+    if (!isint || lua_type(L, -1) != LUA_TNUMBER)
+      luaL_argerror(L, 1, "initargs.n must be an integer");
+    lua_pop(L, 1);
+  }
+  if (n < 0 || n > 250)
+    luaL_argerror(L, 1, "initargs has too many values");
+  return (int)n;
 }
 
 /* The initializer and initargs of the option table at 1, encoded as one
@@ -197,10 +229,7 @@ static void readinit(lua_State *L, lconc_shared *sh) {
     if (!lua_istable(L, -1))
       luaL_argerror(L, 1, lua_pushfstring(L, "initargs must be a table, "
                     "got %s", luaL_typename(L, -1)));
-    n = lua_getfield(L, -1, "n") == LUA_TNUMBER
-        ? (int)lua_tointeger(L, -1) : (int)luaL_len(L, -2);
-    lua_pop(L, 1);
-    luaL_argcheck(L, n >= 0 && n <= 250, 1, "initargs has too many values");
+    n = initcount(L, base + 1);
     luaL_checkstack(L, n, "too many initargs");
     for (i = 1; i <= n; i++)
       lua_geti(L, base + 1, i);
@@ -210,18 +239,41 @@ static void readinit(lua_State *L, lconc_shared *sh) {
   lua_settop(L, base - 1);
 }
 
-/* The option table at 1: fills 'o' (its strings stay on the stack). */
-static void readoptions(lua_State *L, conc_pool_opts_t *o) {
-  if (lua_getfield(L, 1, "max_workers") != LUA_TNIL) {
-    lua_Integer m = lua_tointeger(L, -1);
-    if (!lua_isinteger(L, -1) || m <= 0 || m > 100000)
-      luaL_argerror(L, 1, "max_workers must be a positive integer");
-    o->max_workers = (int)m;
+/* Every key of the option table at 1 must be one 'k' knows. */
+static void checkoptionnames(lua_State *L, const kind *k) {
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *const *o;
+    lua_pop(L, 1);
+    for (o = k->options; *o != NULL; o++)
+      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), *o) == 0)
+        break;
+    if (*o == NULL) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (o = k->options; *o != NULL; o++) {
+        luaL_addstring(&b, o == k->options ? "" : ", ");
+        luaL_addstring(&b, *o);
+      }
+      luaL_pushresult(&b);
+      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s' (known: "
+                    "%s)", luaL_tolstring(L, -2, NULL), lua_tostring(L, -2)));
+    }
   }
+}
+
+/* The option table at 1: fills 'o' (its strings stay on the stack). */
+static void readoptions(lua_State *L, const kind *k,
+                        conc_executor_opts_t *o) {
+  checkoptionnames(L, k);
+  if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
+    o->max_workers = checkcount(L, -1, "max_workers");
   if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL
       && lua_type(L, -1) != LUA_TSTRING)
     luaL_argerror(L, 1, "thread_name_prefix must be a string");
   o->name_prefix = lua_tostring(L, -1);
+  if (lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL)
+    o->max_tasks_per_child = checkcount(L, -1, "max_tasks_per_child");
 }
 
 /* The caller's package.path and cpath, for the workers. */
@@ -238,39 +290,63 @@ static void readpaths(lua_State *L, lconc_shared *sh) {
   lua_pop(L, 3);
 }
 
-/* cf.ThreadPoolExecutor([max_workers] or {opts}) */
-static int cf_ThreadPoolExecutor(lua_State *L) {
-  conc_pool_opts_t o;
+/* cf.XPoolExecutor([max_workers] or {opts}) */
+static int newexecutor(lua_State *L, const kind *k) {
+  conc_executor_opts_t o;
   executor *ex;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   memset(&o, 0, sizeof(o));
-  o.max_workers = (int)(cpus > 0 ? cpus : 1) * 5;
+  o.max_workers = (int)(cpus > 0 ? cpus : 1) * k->defworkers;
   if (lua_istable(L, 1))
-    readoptions(L, &o);
+    readoptions(L, k, &o);
   else if (!lua_isnoneornil(L, 1)) {
-    lua_Integer m = lua_tointeger(L, 1);
     if (!lua_isnumber(L, 1))
       return luaL_typeerror(L, 1, "integer or table");
-    if (!lua_isinteger(L, 1) || m <= 0 || m > 100000)
-      return luaL_argerror(L, 1, "max_workers must be a positive integer");
-    o.max_workers = (int)m;
+    o.max_workers = checkcount(L, 1, "max_workers");
   }
   ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 0);
   memset(ex, 0, sizeof(*ex));
-  luaL_setmetatable(L, EXECUTOR_MT);
+  luaL_setmetatable(L, k->mt);
+  ex->name = k->mt + sizeof("concurrent.") - 1;
+  ex->shutdown = 1;  /* until it has a back-end */
   ex->sh = lconc_shared_new();
   if (ex->sh == NULL)
     return luaL_error(L, "not enough memory");
   readpaths(L, ex->sh);
   if (lua_istable(L, 1))
     readinit(L, ex->sh);
-  o.worker_start = lconc_worker_start;
-  o.worker_stop = lconc_worker_stop;
-  o.ud = ex->sh;
-  ex->pool = conc_pool_new(&o);
-  if (ex->pool == NULL)
-    return luaL_error(L, "cannot create the thread pool");
+  o.runtime = lconc_runtime(ex->sh);
+  lconc_addcloser(L, &ex->closer);  /* raises while the state closes */
+  ex->closer.close = closer_close;
+  ex->core = k->make(&o);
+  if (ex->core == NULL)
+    return luaL_error(L, "cannot create the %s (not enough memory)",
+                      ex->name);
+  ex->broken_class = ex->core->ops->broken_class;
+  ex->shutdown = 0;
   return 1;
+}
+
+static const char *const threadoptions[] = {
+  "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+};
+static const char *const processoptions[] = {
+  "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
+};
+
+static const kind threadkind = {
+  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5
+};
+static const kind processkind = {
+  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1
+};
+
+static int cf_ThreadPoolExecutor(lua_State *L) {
+  return newexecutor(L, &threadkind);
+}
+
+static int cf_ProcessPoolExecutor(lua_State *L) {
+  return newexecutor(L, &processkind);
 }
 
 /* }====================================================================== */
@@ -287,22 +363,35 @@ static const luaL_Reg metamethods[] = {
   {"__gc", ex_gc},
   {"__close", ex_gc},
   {"__tostring", ex_tostring},
-  {"__index", NULL},
   {NULL, NULL}
 };
 
-/* Adds ThreadPoolExecutor to the module table at the top, and
-** 'executor_methods' (the methods table, where futures.lua adds map). */
+/* A class metatable over the shared methods table at the top. */
+static void newclass(lua_State *L, const char *mt) {
+  luaL_newmetatable(L, mt);
+  luaL_setfuncs(L, metamethods, 0);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+/* Adds both executor classes to the module table at the top, and
+** 'executor_methods' (the methods table, where futures.lua adds map).
+** Reopening the module keeps the classes' methods table. */
 void lconc_open_executor(lua_State *L) {
-  if (luaL_newmetatable(L, EXECUTOR_MT)) {
-    luaL_setfuncs(L, metamethods, 0);
+  if (luaL_getmetatable(L, THREADPOOL_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
     luaL_newlibtable(L, methods);
     luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
+    newclass(L, THREADPOOL_MT);
+    newclass(L, PROCESSPOOL_MT);
+  } else {
+    lua_getfield(L, -1, "__index");
+    lua_remove(L, -2);
   }
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "executor_methods");
-  lua_pop(L, 1);
+  lua_setfield(L, -2, "executor_methods");
   lua_pushcfunction(L, cf_ThreadPoolExecutor);
   lua_setfield(L, -2, "ThreadPoolExecutor");
+  lua_pushcfunction(L, cf_ProcessPoolExecutor);
+  lua_setfield(L, -2, "ProcessPoolExecutor");
 }

@@ -165,7 +165,7 @@ static int pushoutcome(lua_State *L) {
     luaL_error(L, "future has no outcome");
   if (data == NULL)
     luaL_error(L, "the future's values could not be transferred to this state");
-  return keepoutcome(L, h, lconc_decode(L, (const lconc_payload *)data),
+  return keepoutcome(L, h, lconc_decode(L, (const conc_payload_t *)data),
                      failed);
 }
 
@@ -277,17 +277,17 @@ static int fut_set_running_or_notify_cancel(lua_State *L) {
 /* Encode the 'n' (at 1) values above it; a light userdata result. */
 static int encode_protected(lua_State *L) {
   int n = (int)lua_tointeger(L, 1);
-  lconc_payload *p = lconc_encode(L, 2, n, "result", 1);
+  conc_payload_t *p = lconc_encode(L, 2, n, "result", 1);
   lua_pushlightuserdata(L, p);
   return 1;
 }
 
 /* Whether payload 'p' carries future 'f' (its own outcome would then
 ** hold a reference to it, a cycle no one breaks). */
-static int holds(const lconc_payload *p, conc_future_t *f) {
-  size_t i, n = p != NULL ? lconc_payload_nfutures(p) : 0;
+static int holds(const conc_payload_t *p, conc_future_t *f) {
+  size_t i, n = p != NULL ? p->nfutures : 0;
   for (i = 0; i < n; i++)
-    if (lconc_payload_future(p, i) == f)
+    if (conc_payload_future(p, i) == f)
       return 1;
   return 0;
 }
@@ -298,7 +298,7 @@ static int holds(const lconc_payload *p, conc_future_t *f) {
 static int finish(lua_State *L, int failed) {
   handle *h = (handle *)luaL_checkudata(L, 1, LCONC_FUTURE_MT);
   int n = lua_gettop(L) - 1, r;
-  lconc_payload *p = NULL;
+  conc_payload_t *p = NULL;
   lua_pushcfunction(L, encode_protected);
   lua_insert(L, 2);
   lua_pushinteger(L, n);
@@ -308,18 +308,18 @@ static int finish(lua_State *L, int failed) {
   for (r = 0; r < n; r++)
     lua_pushvalue(L, 4 + r);
   if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
-    p = (lconc_payload *)lua_touserdata(L, -1);
+    p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (holds(p, h->f)) {  /* it would keep itself alive: not for others */
-    lconc_payload_free(p);
+    conc_payload_free(p);
     p = NULL;
   }
-  r = failed ? conc_future_set_exception(h->f, p, lconc_payload_sizeof(p),
-                                         lconc_payload_free)
-             : conc_future_set_result(h->f, p, lconc_payload_sizeof(p),
-                                      lconc_payload_free);
+  r = failed ? conc_future_set_exception(h->f, p, conc_payload_sizeof(p),
+                                         conc_payload_free)
+             : conc_future_set_result(h->f, p, conc_payload_sizeof(p),
+                                      conc_payload_free);
   if (r != 0) {
-    lconc_payload_free(p);
+    conc_payload_free(p);
     return lconc_raise(L, "InvalidStateError", "future is %s",
                        statenames[conc_future_state(h->f)]);
   }

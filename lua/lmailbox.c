@@ -17,6 +17,11 @@ static const char owner_key = 'o';  /* registry: the owner userdata */
 
 static int owner_gc(lua_State *L) {
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, 1);
+  while (o->closers != NULL) {
+    lconc_closer *c = o->closers;
+    lconc_removecloser(c);
+    c->close(c);
+  }
   if (o->mb != NULL) {
     conc_mailbox_close(o->mb);
     conc_mailbox_unref(o->mb);
@@ -46,6 +51,27 @@ static conc_mailbox_t *getmailbox(lua_State *L) {
   return mb;
 }
 
+void lconc_addcloser(lua_State *L, lconc_closer *c) {
+  lconc_owner *o = lconc_getowner(L);
+  if (o->mb == NULL)
+    luaL_error(L, "the Lua state is closing");
+  c->next = o->closers;
+  if (c->next != NULL)
+    c->next->prev = &c->next;
+  c->prev = &o->closers;
+  o->closers = c;
+}
+
+void lconc_removecloser(lconc_closer *c) {
+  if (c->prev == NULL)
+    return;
+  *c->prev = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  c->next = NULL;
+  c->prev = NULL;
+}
+
 /* Reopening the module keeps the state's owner: its handles and pending
 ** callbacks stay valid. */
 void lconc_open_owner(lua_State *L) {
@@ -58,6 +84,7 @@ void lconc_open_owner(lua_State *L) {
   o = (lconc_owner *)lua_newuserdatauv(L, sizeof(*o), 2);
   o->mb = NULL;
   o->in_callback = 0;
+  o->closers = NULL;
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, owner_gc);
   lua_setfield(L, -2, "__gc");

@@ -16,8 +16,8 @@ typedef struct qhandle {
 #define BOX_MT "concurrent.payloadbox"
 
 static int box_gc(lua_State *L) {
-  lconc_payload **b = (lconc_payload **)lua_touserdata(L, 1);
-  lconc_payload_free(*b);
+  conc_payload_t **b = (conc_payload_t **)lua_touserdata(L, 1);
+  conc_payload_free(*b);
   *b = NULL;
   return 0;
 }
@@ -120,10 +120,10 @@ static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
 /* The queue was full: box the payload (an error while waiting must not
 ** leak it) and wait for room. 0 once the queue took it; otherwise the
 ** payload is freed and the code returned. */
-static int putslow(lua_State *L, conc_chanq_t *q, lconc_payload *p,
+static int putslow(lua_State *L, conc_chanq_t *q, conc_payload_t *p,
                    double deadline) {
-  lconc_payload **b = (lconc_payload **)lua_newuserdatauv(L, sizeof(*b), 0);
-  size_t size = lconc_payload_sizeof(p);
+  conc_payload_t **b = (conc_payload_t **)lua_newuserdatauv(L, sizeof(*b), 0);
+  size_t size = conc_payload_sizeof(p);
   int r = CONC_ETIMEDOUT;
   *b = p;
   if (luaL_newmetatable(L, BOX_MT)) {
@@ -133,18 +133,28 @@ static int putslow(lua_State *L, conc_chanq_t *q, lconc_payload *p,
   lua_setmetatable(L, -2);
   while (r == CONC_ETIMEDOUT) {
     conc_future_t *wake = newwake(L);
-    r = conc_chanq_tryput(q, p, size, lconc_payload_free, wake);
+    r = conc_chanq_tryput(q, p, size, conc_payload_free, wake);
     if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
-      r = conc_chanq_tryput(q, p, size, lconc_payload_free, NULL);
+      r = conc_chanq_tryput(q, p, size, conc_payload_free, NULL);
       if (r == CONC_ETIMEDOUT)
         break;
     }
     lua_pop(L, 1);  /* wake */
   }
   if (r != 0)
-    lconc_payload_free(p);
+    conc_payload_free(p);
   *b = NULL;
   return r;
+}
+
+/* Whether payload 'p' carries queue 'q' (a queue holding itself is a
+** cycle of references that nothing would ever break). */
+static int holds(const conc_payload_t *p, conc_chanq_t *q) {
+  size_t i;
+  for (i = 0; i < p->nfutures; i++)
+    if (conc_payload_queue(p, i) == q)
+      return 1;
+  return 0;
 }
 
 static int queueerror(lua_State *L, int r, const char *what) {
@@ -159,18 +169,22 @@ static int queueerror(lua_State *L, int r, const char *what) {
 static int q_put(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);
   double deadline = lconc_optdeadline(L, 3);
-  lconc_payload *p;
+  conc_payload_t *p;
   int r;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   lconc_safepoint(L);
   p = lconc_encode(L, 2, 1, "argument", 1);
-  r = conc_chanq_tryput(q, p, lconc_payload_sizeof(p), lconc_payload_free,
+  if (holds(p, q)) {
+    conc_payload_free(p);
+    return luaL_error(L, "cannot put a queue into itself");
+  }
+  r = conc_chanq_tryput(q, p, conc_payload_sizeof(p), conc_payload_free,
                         NULL);
   if (r == CONC_ETIMEDOUT)
     r = putslow(L, q, p, deadline);
   else if (r != 0)
-    lconc_payload_free(p);
+    conc_payload_free(p);
   return r == 0 ? 0 : queueerror(L, r, "put");
 }
 
@@ -182,7 +196,7 @@ static int q_put(lua_State *L) {
 ** ======================================================================= */
 
 static int decode_protected(lua_State *L) {
-  const lconc_payload *p = (const lconc_payload *)lua_touserdata(L, 1);
+  const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(L, 1);
   lua_pop(L, 1);
   return lconc_decode(L, p);
 }

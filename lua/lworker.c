@@ -1,7 +1,8 @@
 /*
-** lworker.c: the worker runtime of the thread pool. Each worker thread
-** owns one lua_State, made once (protected, like lua.c's pmain) and
-** reused for every task; tasks and outcomes cross as codec payloads.
+** lworker.c: the worker runtime. A worker (a pool thread, or a forked
+** child) owns one lua_State, made once (protected, like lua.c's pmain)
+** and reused for every task. A task payload goes in, an outcome payload
+** comes out: the runtime never touches a future.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -12,92 +13,21 @@
 #include "lworker.h"
 
 
-/* (Protected.) Encode the value at 1, or an error of class 'cls' (upvalue)
-** with message at 1; returns the payload as a light userdata. */
-static int encode_one(lua_State *W) {
-  if (!lua_isnone(W, lua_upvalueindex(1)))
-    lconc_pusherror(W, lua_tostring(W, lua_upvalueindex(1)),
-                    lua_tostring(W, 1));
-  lua_pushlightuserdata(W, lconc_encode(W, lua_gettop(W), 1, "error", 1));
-  return 1;
-}
-
-/* A payload of one string, or of a new error object of class 'cls'
-** (when not NULL); NULL if even that cannot be made (no memory). */
-static lconc_payload *encode_message(lua_State *W, const char *cls,
-                                     const char *msg) {
-  lconc_payload *p = NULL;
-  if (cls != NULL) lua_pushstring(W, cls);
-  lua_pushcclosure(W, encode_one, cls != NULL);
-  lua_pushstring(W, msg);
-  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
-    p = (lconc_payload *)lua_touserdata(W, -1);
-  lua_pop(W, 1);
-  return p;
-}
-
-
 /* {======================================================================
 ** Shared executor data
 ** ======================================================================= */
 
 lconc_shared *lconc_shared_new(void) {
-  lconc_shared *sh = (lconc_shared *)calloc(1, sizeof(*sh));
-  if (sh == NULL)
-    return NULL;
-  if (pthread_mutex_init(&sh->mu, NULL) != 0) {
-    free(sh);
-    return NULL;
-  }
-  return sh;
+  return (lconc_shared *)calloc(1, sizeof(lconc_shared));
 }
 
-/* Only after the pool is freed: no worker can touch it any more. */
 void lconc_shared_free(lconc_shared *sh) {
   if (sh == NULL)
     return;
   free(sh->path);
   free(sh->cpath);
-  free(sh->brokenmsg);
-  lconc_payload_free(sh->init);
-  lconc_payload_free(sh->broken);
-  pthread_mutex_destroy(&sh->mu);
+  conc_payload_free(sh->init);
   free(sh);
-}
-
-/* The message of a broken pool (a copy), or NULL while it is not. Every
-** submit asks: the flag spares it the lock while the pool is sound. */
-char *lconc_shared_broken(lconc_shared *sh) {
-  char *msg = NULL;
-  if (!__atomic_load_n(&sh->isbroken, __ATOMIC_ACQUIRE))
-    return NULL;
-  pthread_mutex_lock(&sh->mu);
-  if (sh->brokenmsg != NULL)
-    msg = strdup(sh->brokenmsg);
-  pthread_mutex_unlock(&sh->mu);
-  return msg;
-}
-
-/* Record the first failure: its text, and (when a state is at hand) the
-** BrokenThreadPool error encoded for the futures that will never run. */
-static void setbroken(lconc_shared *sh, lua_State *W, const char *why) {
-  char *msg = (char *)malloc(strlen(why) + 32);
-  lconc_payload *p = NULL;
-  if (msg != NULL)
-    strcpy(msg, "initializer failed: "), strcat(msg, why);
-  if (W != NULL && msg != NULL)
-    p = encode_message(W, "BrokenThreadPool", msg);
-  pthread_mutex_lock(&sh->mu);
-  if (sh->brokenmsg == NULL) {
-    sh->brokenmsg = msg;
-    sh->broken = p;
-    msg = NULL;
-    p = NULL;
-    __atomic_store_n(&sh->isbroken, 1, __ATOMIC_RELEASE);
-  }
-  pthread_mutex_unlock(&sh->mu);
-  free(msg);
-  lconc_payload_free(p);
 }
 
 /* }====================================================================== */
@@ -107,14 +37,44 @@ static void setbroken(lconc_shared *sh, lua_State *W, const char *why) {
 ** Running code in a worker state
 ** ======================================================================= */
 
+/* (Protected.) Encode the string at 1 as a one-value payload; returns
+** it as a light userdata. */
+static int encode_string(lua_State *W) {
+  lua_pushlightuserdata(W, lconc_encode(W, 1, 1, "error", 1));
+  return 1;
+}
+
+/* A payload of one string, or NULL when even that cannot be made (no
+** memory). Nothing here allocates outside the protected call: a light C
+** function and a light userdata cost no memory. */
+static conc_payload_t *encode_message(lua_State *W, const char *msg) {
+  conc_payload_t *p = NULL;
+  lua_pushcfunction(W, encode_string);
+  lua_pushlightuserdata(W, (void *)msg);
+  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
+    p = (conc_payload_t *)lua_touserdata(W, -1);
+  lua_pop(W, 1);
+  return p;
+}
+
+/* The text of the error value at 'idx' for a traceback, as lua.c's
+** msghandler makes it; pushed on the stack. */
+static const char *errortext(lua_State *W, int idx) {
+  int t = lua_type(W, idx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(W, idx);  /* converted on the copy, not in place */
+    return lua_tostring(W, -1);
+  }
+  if (luaL_callmeta(W, idx, "__tostring") && lua_type(W, -1) == LUA_TSTRING)
+    return lua_tostring(W, -1);
+  return lua_pushfstring(W, "(error object is a %s value)",
+                         luaL_typename(W, idx));
+}
+
 /* Message handler: keeps the error value as it is (it crosses back to the
 ** owner unchanged) and stores the traceback in the upvalue table. */
 static int msgh(lua_State *W) {
-  const char *msg = lua_tostring(W, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(W, "(error object is a %s value)",
-                          luaL_typename(W, 1));
-  luaL_traceback(W, W, msg, 1);
+  luaL_traceback(W, W, errortext(W, 1), 1);
   lua_rawseti(W, lua_upvalueindex(1), 1);
   lua_settop(W, 1);
   if (lua_isnil(W, 1))  /* as lua.c reports error() */
@@ -125,7 +85,7 @@ static int msgh(lua_State *W) {
 /* Decode the payload at 1 (fn, args...) and call it under 'msgh'. Leaves
 ** the call's status, then its results or (error, traceback). */
 static int call_payload(lua_State *W) {
-  const lconc_payload *p = (const lconc_payload *)lua_touserdata(W, 1);
+  const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(W, 1);
   int n, status;
   lua_settop(W, 0);
   lua_newtable(W);                      /* 1: traceback slot */
@@ -140,48 +100,91 @@ static int call_payload(lua_State *W) {
   return lua_gettop(W) - 1;
 }
 
-/* (Protected.) Run a task's payload at 1; return (failed, outcome) with
-** the outcome encoded, results or error + traceback. */
+/* (Protected.) Encode the values 3..top; 1 is the label, 2 a light
+** userdata where the payload goes. */
+static int encode_outcome(lua_State *W) {
+  conc_payload_t **out = (conc_payload_t **)lua_touserdata(W, 2);
+  *out = lconc_encode(W, 3, lua_gettop(W) - 2, lua_tostring(W, 1), 1);
+  return 0;
+}
+
+/* Encode the outcome at 'first'..top: 0, or the message of the refusal
+** on the stack. */
+static int tryencode(lua_State *W, int first, const char *label,
+                     conc_payload_t **out) {
+  int i, top = lua_gettop(W);
+  lua_pushcfunction(W, encode_outcome);
+  lua_pushstring(W, label);
+  lua_pushlightuserdata(W, out);
+  for (i = first; i <= top; i++)
+    lua_pushvalue(W, i);
+  if (lua_pcall(W, top - first + 3, 0, 0) == LUA_OK)
+    return 0;
+  return 1;
+}
+
+/* (Protected.) Run a task's payload at 1; return (failed, outcome, the
+** call's status) with the outcome encoded, results or error + traceback. An outcome that
+** cannot cross becomes an error that says so: an error value is then
+** kept as its text ('tostring'), with its traceback. */
 static int run_task(lua_State *W) {
-  int failed, n;
-  lconc_payload *out;
+  conc_payload_t *out = NULL;
+  int failed, status;
   call_payload(W);
-  failed = lua_tointeger(W, 2) != LUA_OK;
-  n = lua_gettop(W) - 2;
-  out = lconc_encode(W, 3, n, failed ? "error" : "result", 1);
+  status = (int)lua_tointeger(W, 2);
+  failed = status != LUA_OK;
+  if (tryencode(W, 3, failed ? "error" : "result", &out) == 0) {
+    lua_settop(W, 0);
+  } else if (!failed) {  /* results that cannot cross: the message */
+    lua_replace(W, 3);
+    lua_settop(W, 3);
+    failed = 1;
+  } else {  /* "<text of the error> (cannot transfer error #1.x (...))" */
+    const char *why = lua_tostring(W, -1);
+    lua_pushfstring(W, "%s (%s)", errortext(W, 3), why);
+    lua_replace(W, 3);
+    lua_settop(W, 4);
+  }
+  if (out == NULL)
+    out = lconc_encode(W, 3, lua_gettop(W) - 2, "error", 1);
   lua_settop(W, 0);
   lua_pushboolean(W, failed);
   lua_pushlightuserdata(W, out);
-  return 2;
+  lua_pushinteger(W, status);
+  return 3;
 }
 
-void lconc_worker_run(lua_State *W, const lconc_payload *task,
-                      conc_future_t *f) {
-  lconc_payload *out;
-  int failed;
+static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
+                              int *failed) {
+  lua_State *W = (lua_State *)ctx;
+  conc_payload_t *out;
+  int status;
   lua_settop(W, 0);
   lua_pushcfunction(W, run_task);
   lua_pushlightuserdata(W, (void *)task);
-  if (lua_pcall(W, 1, 2, 0) == LUA_OK) {
-    failed = lua_toboolean(W, 1);
-    out = (lconc_payload *)lua_touserdata(W, 2);
+  status = lua_pcall(W, 1, 3, 0);
+  if (status == LUA_OK) {
+    *failed = lua_toboolean(W, 1);
+    out = (conc_payload_t *)lua_touserdata(W, 2);
+    status = (int)lua_tointeger(W, 3);  /* the task's own */
   } else {  /* the task could not be decoded or its outcome encoded */
-    failed = 1;
-    out = encode_message(W, NULL, lua_tostring(W, -1));
+    *failed = 1;
+    out = encode_message(W, lua_tostring(W, -1));
   }
   lua_settop(W, 0);
-  if (failed)
-    conc_future_set_exception(f, out, lconc_payload_sizeof(out),
-                              lconc_payload_free);
-  else
-    conc_future_set_result(f, out, lconc_payload_sizeof(out),
-                           lconc_payload_free);
+  /* a task that ran out of memory leaves its garbage: collect it now,
+  ** not when the worker next allocates */
+  if (status == LUA_ERRMEM || out == NULL)
+    lua_gc(W, LUA_GCCOLLECT);
+  return out;
 }
 
 /* (Protected.) Make a worker state: libraries, the owner's package
-** paths, this module, then the initializer. */
+** paths, this module, then the initializer (the flag at 2 tells that it
+** started: an error after it is the user's). */
 static int pmain(lua_State *W) {
   lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 1);
+  int *ininit = (int *)lua_touserdata(W, 2);
   luaL_openlibs(W);
   lua_getglobal(W, "package");
   lua_pushstring(W, sh->path);
@@ -191,6 +194,7 @@ static int pmain(lua_State *W) {
   luaL_requiref(W, "concurrent.core", luaopen_concurrent_core, 0);
   lua_settop(W, 0);
   if (sh->init != NULL) {
+    *ininit = 1;
     lua_pushcfunction(W, call_payload);
     lua_pushlightuserdata(W, sh->init);
     lua_call(W, 1, LUA_MULTRET);
@@ -200,38 +204,39 @@ static int pmain(lua_State *W) {
   return 0;
 }
 
-int lconc_worker_start(void *ud, void **ctx) {
-  lconc_shared *sh = (lconc_shared *)ud;
+static int rt_start(void *ud, void **ctx, char **why) {
   lua_State *W = luaL_newstate();
+  int ininit = 0, status;
   if (W == NULL) {
-    setbroken(sh, NULL, "cannot create a worker state");
-    return -1;
+    *why = strdup("cannot create a Lua state (not enough memory)");
+    return CONC_ENOMEM;
   }
   lua_pushcfunction(W, pmain);
-  lua_pushlightuserdata(W, sh);
-  if (lua_pcall(W, 1, 0, 0) != LUA_OK) {
-    const char *why = luaL_tolstring(W, -1, NULL);
-    setbroken(sh, W, why);
+  lua_pushlightuserdata(W, ud);
+  lua_pushlightuserdata(W, &ininit);
+  status = lua_pcall(W, 2, 0, 0);
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(W, -1);
+    *why = strdup(msg != NULL ? msg : "(error object is not a string)");
     lua_close(W);
-    return -1;
+    return ininit && status != LUA_ERRMEM ? CONC_EBROKEN : CONC_ENOMEM;
   }
   *ctx = W;
   return 0;
 }
 
-void lconc_worker_stop(void *ud, void *ctx) {
+static void rt_stop(void *ud, void *ctx) {
   (void)ud;
   lua_close((lua_State *)ctx);
 }
 
-/* A copy of the pool's BrokenThreadPool payload, for one future. */
-lconc_payload *lconc_shared_brokenpayload(lconc_shared *sh) {
-  lconc_payload *p = NULL;
-  pthread_mutex_lock(&sh->mu);
-  if (sh->broken != NULL)
-    p = lconc_payload_dup(sh->broken);
-  pthread_mutex_unlock(&sh->mu);
-  return p;
+conc_runtime_t lconc_runtime(lconc_shared *sh) {
+  conc_runtime_t rt;
+  rt.start = rt_start;
+  rt.stop = rt_stop;
+  rt.run = rt_run;
+  rt.ud = sh;
+  return rt;
 }
 
 /* }====================================================================== */

@@ -30,10 +30,15 @@ build = {
     ["concurrent.core"] = {
       sources = {
         "core/chanq.c",
+        "core/child.c",
         "core/clock.c",
+        "core/frame.c",
         "core/future.c",
         "core/mailbox.c",
+        "core/payload.c",
         "core/pool.c",
+        "core/proc.c",
+        "core/threadexec.c",
         "core/timer.c",
         "lua/lcodec.c",
         "lua/lconcurrent.c",

@@ -57,6 +57,14 @@ describe("examples", function()
     assert.matches("the loop ended cleanly after [1-9]%d* timer ticks", out)
   end)
 
+  it("queue_producer.lua drains a task's stream while other tasks run", function()
+    local out = run_example("queue_producer.lua")
+    assert.matches("received 50 records from a producer that sent 50", out)
+    assert.matches("sum of squares: 42925", out)
+    assert.matches("other task 4: 8002000", out)
+    assert.matches("queue after close: Queue<closed, 0 items>", out)
+  end)
+
   it("embed.c completes a Lua-visible future from a host thread", function()
     local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
     local p = assert(io.popen(exe .. " 2>&1"))

@@ -124,3 +124,86 @@ describe("cf.Queue", function()
   end)
 
 end)
+
+describe("cf.Queue across a thread pool", function()
+  it("crosses into tasks as a shared handle, one per state", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue()
+    local same, back = ex:submit(function(a, t) return rawequal(a, t.q), a end, q, { q = q })
+      :result(10)
+    assert.is_true(same)
+    assert.equal(q, back)
+    local inner = cf.Queue()
+    q:put(inner)
+    assert.equal(inner, q:get())
+    local ok, err = pcall(q.put, q, { q })
+    assert.is_false(ok)
+    assert.matches("cannot put a queue into itself", err)
+  end)
+
+  it("streams values from a task while the main state drains them", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue(3)
+    local producer = ex:submit(function(out, n)
+      for i = 1, n do out:put({ i, tostring(i) }) end
+      out:close()
+      return n
+    end, q, 200)
+    local n, sum = 0, 0
+    for v in q:values() do
+      n = n + 1
+      assert.equal(tostring(v[1]), v[2])
+      sum = sum + v[1]
+    end
+    assert.equal(200, producer:result(10))
+    assert.equal(200, n)
+    assert.equal(200 * 201 // 2, sum)
+  end)
+
+  it("links two workers: one puts, the other gets", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue(1)
+    local consumer = ex:submit(function(inq)
+      local s = 0
+      for v in inq:values() do s = s + v end
+      return s
+    end, q)
+    local producer = ex:submit(function(outq)
+      for i = 1, 100 do outq:put(i) end
+      outq:close()
+    end, q)
+    producer:result(10)
+    assert.equal(5050, consumer:result(10))
+  end)
+
+  it("wakes a task waiting in get when the main state closes the queue", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue()
+    local started = cf.Queue()
+    local f = ex:submit(function(inq, s) s:put(true) return inq:get(30) end, q, started)
+    started:get(10)
+    q:close()
+    assert.same({ nil, false, n = 2 }, table.pack(f:result(10)))
+  end)
+
+  it("fails a task whose put waits when the queue is closed", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue(1)
+    q:put("full")
+    local started = cf.Queue()
+    local f = ex:submit(function(outq, s) s:put(true) outq:put("more", 30) end, q, started)
+    started:get(10)
+    q:close()
+    local err = f:exception(10)
+    assert.matches("queue is closed", err)
+    assert.equal("full", q:get(0))
+  end)
+
+  it("refuses at put, in a task, a value that cannot be transferred", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue()
+    local err = ex:submit(function(outq) outq:put({ f = io.stdout }) end, q):exception(10)
+    assert.matches("cannot transfer argument #1%.f %(userdata%)", err)
+    assert.equal(0, #q)
+  end)
+end)

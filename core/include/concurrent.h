@@ -109,6 +109,61 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 
 /* {======================================================================
+** Payloads: what a task, a result or an error is made of, as one block:
+** bytes plus the futures and queues the bytes refer to (by index into
+** the block's list, so the bytes hold no pointer and mean the same in a
+** thread, over a socket or over MPI). The block owns one reference per
+** entry.
+** ======================================================================= */
+
+typedef struct conc_payload conc_payload_t;
+typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
+
+/* What a payload's list refers to: futures and queues, each starting
+** with its kind (an int), so an entry tells what it is. */
+enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1 };
+
+/* What the bytes are: the Lua codec's encoding of values, or an error
+** made by the core (a broken pool): "<class>\0<message>". */
+enum { CONC_PAYLOAD_VALUES = 0, CONC_PAYLOAD_ERROR = 1 };
+
+/* The header is spelled out for hosts that build payloads of raw bytes;
+** the bytes follow it, then (pointer-aligned) the future list. */
+struct conc_payload {
+  size_t size;       /* bytes, right after this header */
+  size_t nfutures;   /* entries of the future list */
+  int kind;          /* CONC_PAYLOAD_* */
+};
+
+/* A block holding a copy of 'len' bytes (or room for them when 'bytes'
+** is NULL) and 'nfutures' empty list entries; NULL when out of memory. */
+conc_payload_t *conc_payload_new(const void *bytes, size_t len,
+                                 size_t nfutures);
+/* The same over a malloc'd 'block' that already holds the header's room
+** and then the 'len' bytes (it is realloc'd): NULL when out of memory,
+** and then 'block' is still the caller's. */
+conc_payload_t *conc_payload_adopt(void *block, size_t len,
+                                   size_t nfutures);
+/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class makes the
+** message itself the error value. */
+conc_payload_t *conc_payload_error(const char *cls, const char *msg);
+/* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
+void conc_payload_free(void *p);
+size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
+char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
+/* Entry 'i' if it is a future (a queue), else NULL. */
+conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
+conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i);
+/* Fill the empty entry 'i' with 'f', taking a reference. */
+void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
+void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
+/* A copy; each future gains a reference. NULL when out of memory. */
+conc_payload_t *conc_payload_dup(const conc_payload_t *p);
+
+/* }====================================================================== */
+
+
+/* {======================================================================
 ** Mailboxes: one per owner thread (a Lua state, a host's event loop).
 ** Futures post to it; the owner drains it on its own thread. Its fd (an
 ** eventfd) is readable while posts are queued, for event loops.
@@ -203,8 +258,10 @@ typedef struct conc_pool_opts {
   const char *name_prefix;    /* OS thread names "<prefix>_<n>"; or NULL */
   size_t stack_size;          /* 0: the pool's default */
   /* Optional: make a worker's context on its own thread before its first
-  ** task. Nonzero return breaks the pool: queued tasks are dropped with
-  ** CONC_EBROKEN and later submits fail with CONC_EBROKEN. */
+  ** task. CONC_EBROKEN breaks the pool: queued tasks are dropped with
+  ** CONC_EBROKEN and later submits fail with CONC_EBROKEN. Any other
+  ** nonzero return (no resources) breaks it only when no other worker is
+  ** left; otherwise this worker just does not start. */
   int (*worker_start)(void *ud, void **ctx);
   void (*worker_stop)(void *ud, void *ctx);   /* on the worker, at exit */
   void *ud;
@@ -212,6 +269,7 @@ typedef struct conc_pool_opts {
 
 typedef struct conc_pool_stats {
   int workers, idle;
+  int broken;
   long pending, running, completed, failed, cancelled;
 } conc_pool_stats_t;
 
@@ -267,8 +325,6 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
 ** then fails with CONC_ECLOSED.
 ** ======================================================================= */
 
-typedef struct conc_chanq conc_chanq_t;
-
 conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
 void conc_chanq_ref(conc_chanq_t *q);
 /* the last reference frees the items left with their free functions */
@@ -295,6 +351,68 @@ void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
 size_t conc_chanq_len(conc_chanq_t *q);
 size_t conc_chanq_maxsize(conc_chanq_t *q);
 int conc_chanq_closed(conc_chanq_t *q);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Executors: one interface over the back-ends (the thread pool, the
+** process pool). A back-end runs tasks given as payloads through a
+** runtime (what a worker does with a payload; the Lua binding supplies
+** the Lua one) and completes each task's future with what came back.
+** ======================================================================= */
+
+/* What a worker runs: the same for a thread and a forked child. */
+typedef struct conc_runtime {
+  /* Make a worker's context on the worker (its thread, or the child
+  ** process). 0; or CONC_EBROKEN when the user's setup failed (the pool
+  ** breaks), another code when resources ran out (the pool breaks only
+  ** if no worker is left); then '*why' is a malloc'd reason or NULL. */
+  int (*start)(void *ud, void **ctx, char **why);
+  void (*stop)(void *ud, void *ctx);
+  /* Run 'task' in 'ctx': its outcome (values, or an error when
+  ** '*failed'), or NULL when not even an error could be made. */
+  conc_payload_t *(*run)(void *ctx, const conc_payload_t *task,
+                         int *failed);
+  void *ud;
+} conc_runtime_t;
+
+typedef struct conc_executor conc_executor_t;
+
+typedef struct conc_executor_ops {
+  const char *name;          /* "ThreadPoolExecutor" */
+  const char *broken_class;  /* "BrokenThreadPool": the error of a break */
+  /* Queue 'task' for 'f' (PENDING): 0, and the executor owns 'task' and
+  ** one reference to 'f'; or a negative code and both stay the caller's
+  ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
+  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task);
+  /* As conc_pool_shutdown. */
+  int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
+  void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
+  /* Why it broke (a malloc'd copy), or NULL while it is sound. */
+  char *(*broken)(conc_executor_t *ex);
+  /* shutdown(wait), then release everything. */
+  void (*free)(conc_executor_t *ex);
+} conc_executor_ops_t;
+
+/* Every back-end starts with this. */
+struct conc_executor {
+  const conc_executor_ops_t *ops;
+};
+
+typedef struct conc_executor_opts {
+  int max_workers;             /* > 0 */
+  const char *name_prefix;     /* threads: OS thread names; or NULL */
+  int max_tasks_per_child;     /* processes: 0 = no limit */
+  conc_runtime_t runtime;
+} conc_executor_opts_t;
+
+/* A thread pool (pool.c) running payloads; NULL when out of memory. */
+conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
+/* A pool of forked processes (proc.c); NULL when out of memory. Each
+** child runs the runtime in a fresh process image copy: 'start' runs in
+** the child after fork. Futures in a task's payload are forwarded to
+** the child, where they are proxies that complete when the parent's do. */
+conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 
 /* }====================================================================== */
 

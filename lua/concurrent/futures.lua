@@ -16,7 +16,7 @@ for _, name in ipairs {
   "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION",
   "CancelledError", "TimeoutError", "InvalidStateError",
   "BrokenExecutor", "BrokenThreadPool", "BrokenProcessPool",
-  "ThreadPoolExecutor", "Queue",
+  "ThreadPoolExecutor", "ProcessPoolExecutor", "Queue",
 } do
   M[name] = core[name]
 end

@@ -10,7 +10,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
-#include "lconcurrent.h"  /* the payload layout, for raw bytes */
+#include "concurrent.h"  /* the payload layout, for raw bytes */
 
 #define STATE_MT "codechelper.State"
 
@@ -41,10 +41,11 @@ static const conc_lua_api_t *getapi(lua_State *L) {
 /* Push a payload (in a userdata, so nothing leaks on a decode error)
 ** holding a copy of raw bytes and no futures. */
 static const void *pushraw(lua_State *L, const char *b, size_t n) {
-  lconc_payload *p = (lconc_payload *)lua_newuserdatauv(
-      L, sizeof(lconc_payload) + n, 0);
+  conc_payload_t *p = (conc_payload_t *)lua_newuserdatauv(
+      L, sizeof(conc_payload_t) + n, 0);
   p->size = n;
   p->nfutures = 0;
+  p->kind = CONC_PAYLOAD_VALUES;
   memcpy(p + 1, b, n);
   return p;
 }
@@ -194,9 +195,9 @@ static int ch_state(lua_State *L) {
 static int ch_encode(lua_State *L) {
   const conc_lua_api_t *api = getapi(L);
   size_t len;
-  const lconc_payload *p = (const lconc_payload *)api->encode(
+  const conc_payload_t *p = (const conc_payload_t *)api->encode(
       L, 1, lua_gettop(L), &len);
-  lua_pushlstring(L, lconc_payload_data(p), p->size);
+  lua_pushlstring(L, (const char *)(p + 1), p->size);
   lua_pushinteger(L, (lua_Integer)p->nfutures);
   api->freepayload((void *)p);
   return 2;
@@ -224,7 +225,7 @@ static int ch_bench(lua_State *L) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
   for (i = 0; i < n; i++) {
-    const lconc_payload *p = (const lconc_payload *)api->encode(L, 2, nv,
+    const conc_payload_t *p = (const conc_payload_t *)api->encode(L, 2, nv,
                                                                 &len);
     len = p->size;
     lua_pushcfunction(L, back_raw);

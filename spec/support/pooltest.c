@@ -486,7 +486,7 @@ static int ws_start(void *ud, void **ctx) {
   int n = __atomic_fetch_add(&sc->started, 1, __ATOMIC_RELAXED);
   if (n >= sc->fail_from) {
     gate_pass(&sc->g);
-    return -1;
+    return CONC_EBROKEN;
   }
   *ctx = sc;
   return 0;

@@ -1,0 +1,284 @@
+/*
+** child.c: a forked worker process of the process pool. Its main thread
+** runs tasks through the runtime in a fresh state; a reader thread takes
+** frames from the parent, queues tasks and completes the proxies of the
+** parent's futures, so a task may wait on one while it runs.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "proc.h"
+
+/* A queued task. */
+typedef struct ctask {
+  struct ctask *next;
+  uint64_t id;
+  conc_payload_t *payload;
+} ctask;
+
+/* A proxy of a parent's future, until the parent says it is done. */
+typedef struct proxy {
+  struct proxy *next;
+  uint64_t id;
+  conc_future_t *f;
+} proxy;
+
+typedef struct child {
+  int sock;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  ctask *head, **tail;     /* tasks not yet run (under 'mu') */
+  int stop;                /* F_STOP or end of file (under 'mu') */
+  proxy *proxies;          /* the reader's own */
+} child;
+
+/* Leave without the parent's atexit handlers or stdio buffers. */
+static void leave(int status) {
+  _exit(status);
+}
+
+/* The proxy of the parent's future 'id', made on first sight. */
+static conc_future_t *proxyof(child *c, uint64_t id) {
+  proxy *x;
+  for (x = c->proxies; x != NULL; x = x->next)
+    if (x->id == id)
+      return x->f;
+  x = (proxy *)malloc(sizeof(*x));
+  if (x == NULL || (x->f = conc__future_new_foreign()) == NULL)
+    leave(CONC__CHILD_ENOMEM);
+  x->id = id;
+  x->next = c->proxies;
+  c->proxies = x;
+  return x->f;
+}
+
+/* Fill the future entries of 'p' with the proxies its ids name. */
+static void bindproxies(child *c, conc_payload_t *p, const uint64_t *ids) {
+  size_t i;
+  for (i = 0; i < p->nfutures; i++)
+    conc_payload_setfuture(p, i, proxyof(c, ids[i]));
+}
+
+/* The payload at 'r' with its proxies; leaves on corruption. */
+static conc_payload_t *readpayload(child *c, conc__rd *r) {
+  uint64_t *ids;
+  int nomem;
+  conc_payload_t *p = conc__getpayload(r, &ids, &nomem);
+  if (p == NULL)
+    leave(nomem ? CONC__CHILD_ENOMEM : CONC__CHILD_EPROTO);
+  bindproxies(c, p, ids);
+  free(ids);
+  return p;
+}
+
+static void ontask(child *c, conc__rd *r) {
+  ctask *t = (ctask *)malloc(sizeof(*t));
+  if (t == NULL)
+    leave(CONC__CHILD_ENOMEM);
+  t->id = conc__get64(r);
+  t->payload = readpayload(c, r);
+  t->next = NULL;
+  pthread_mutex_lock(&c->mu);
+  *c->tail = t;
+  c->tail = &t->next;
+  pthread_cond_signal(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* A forwarded future is done: complete its proxy, then forget it (the
+** task's handles keep the proxy alive). */
+static void onfuture(child *c, conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  unsigned state = conc__get8(r);
+  int failed = (int)conc__get8(r);
+  conc_future_t *f = proxyof(c, id);
+  proxy **px, *x;
+  conc_payload_t *p = NULL;
+  if (state == CONC__FWD_VALUES)
+    p = readpayload(c, r);
+  conc__future_settle_foreign(f, state == CONC__FWD_CANCELLED, p,
+                              conc_payload_sizeof(p), conc_payload_free,
+                              failed);
+  for (px = &c->proxies; (x = *px) != NULL; px = &x->next)
+    if (x->id == id) {
+      *px = x->next;
+      conc_future_unref(x->f);
+      free(x);
+      break;
+    }
+}
+
+/* The reader thread: frames until F_STOP or the end of the socket. */
+static void *reader(void *arg) {
+  child *c = (child *)arg;
+  unsigned char hdr[4];
+  for (;;) {
+    conc__rd r;
+    unsigned char *body;
+    uint32_t len;
+    int type;
+    if (conc__readall(c->sock, hdr, 4) != 0)
+      break;
+    len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16
+          | (uint32_t)hdr[3] << 24;
+    if (len == 0 || len > CONC_FRAME_MAX)
+      leave(CONC__CHILD_EPROTO);
+    if ((body = (unsigned char *)malloc(len)) == NULL)
+      leave(CONC__CHILD_ENOMEM);
+    if (conc__readall(c->sock, body, len) != 0)
+      leave(CONC__CHILD_EPROTO);
+    r.p = body;
+    r.end = body + len;
+    r.bad = 0;
+    type = (int)conc__get8(&r);
+    if (type == F_TASK)
+      ontask(c, &r);
+    else if (type == F_FUTURE)
+      onfuture(c, &r);
+    free(body);
+    if (type == F_STOP)
+      break;
+    if ((type != F_TASK && type != F_FUTURE) || r.bad)
+      leave(CONC__CHILD_EPROTO);
+  }
+  pthread_mutex_lock(&c->mu);
+  c->stop = 1;
+  pthread_cond_signal(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+/* The next task, or NULL once the parent said stop and none is left. */
+static ctask *nexttask(child *c) {
+  ctask *t;
+  pthread_mutex_lock(&c->mu);
+  while (c->head == NULL && !c->stop)
+    pthread_cond_wait(&c->cv, &c->mu);
+  t = c->head;
+  if (t != NULL && (c->head = t->next) == NULL)
+    c->tail = &c->head;
+  pthread_mutex_unlock(&c->mu);
+  return t;
+}
+
+static void send_frame(child *c, conc__wbuf *w) {
+  if (w->failed)
+    leave(CONC__CHILD_ENOMEM);
+  if (conc__wbuf_flushall(c->sock, w) != 0)
+    leave(CONC__CHILD_EPROTO);  /* the parent is gone */
+}
+
+static void send_start(child *c, int code, const char *why) {
+  conc__wbuf w;
+  size_t at;
+  memset(&w, 0, sizeof(w));
+  at = conc__frame_begin(&w, F_START);
+  conc__put32(&w, (uint32_t)code);
+  if (why != NULL)
+    conc__putbytes(&w, why, strlen(why));
+  conc__frame_end(&w, at);
+  send_frame(c, &w);
+  conc__wbuf_free(&w);
+}
+
+/* Futures do not cross back to the parent: it could not tell them from
+** its own. Such an outcome becomes an error. */
+static conc_payload_t *backable(conc_payload_t *out, int *failed) {
+  if (out == NULL || out->nfutures == 0)
+    return out;
+  conc_payload_free(out);
+  *failed = 1;
+  return conc_payload_error("InvalidStateError",
+                            "a future cannot leave a worker process");
+}
+
+static void send_result(child *c, conc__wbuf *w, uint64_t id,
+                        conc_payload_t *out, int failed) {
+  size_t at = conc__frame_begin(w, F_RESULT);
+  conc__put64(w, id);
+  conc__put8(w, out != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
+  if (out != NULL)
+    conc__putpayload(w, out, NULL);
+  conc__frame_end(w, at);
+  send_frame(c, w);
+}
+
+/* The process image is the parent's: reset what it set for itself (its
+** signal handlers and mask, a pool thread's all-blocked mask), keep only
+** the socket and the standard streams, drop the parent's buffered
+** output, and die with the supervisor thread that forked it. */
+static void reset(child *c, pid_t parent) {
+  sigset_t none;
+  struct sigaction dfl;
+  int s;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  for (s = 1; s < NSIG; s++) {
+    struct sigaction old;
+    if (sigaction(s, NULL, &old) == 0 && old.sa_handler != SIG_IGN
+        && old.sa_handler != SIG_DFL)
+      sigaction(s, &dfl, NULL);
+  }
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent)
+    leave(CONC__CHILD_EPROTO);
+  if (c->sock != CONC__CHILD_FD) {
+    if (dup2(c->sock, CONC__CHILD_FD) < 0)
+      leave(CONC__CHILD_EPROTO);
+    c->sock = CONC__CHILD_FD;
+  }
+  if (syscall(SYS_close_range, CONC__CHILD_FD + 1, ~0U, 0) != 0) {
+    long fd, max = sysconf(_SC_OPEN_MAX);
+    for (fd = CONC__CHILD_FD + 1; fd < max && fd < 65536; fd++)
+      close((int)fd);
+  }
+  __fpurge(stdout);
+  __fpurge(stderr);
+}
+
+void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
+                      pid_t parent) {
+  child c;
+  conc__wbuf w;
+  pthread_t tid;
+  void *ctx = NULL;
+  char *why = NULL;
+  ctask *t;
+  int r, done = 0;
+  memset(&c, 0, sizeof(c));
+  memset(&w, 0, sizeof(w));
+  c.sock = sock;
+  c.tail = &c.head;
+  reset(&c, parent);
+  r = rt->start(rt->ud, &ctx, &why);
+  send_start(&c, r, why);
+  if (r != 0)
+    leave(0);
+  if (pthread_mutex_init(&c.mu, NULL) != 0 || conc__cond_init(&c.cv) != 0
+      || pthread_create(&tid, NULL, reader, &c) != 0)
+    leave(CONC__CHILD_ENOMEM);
+  while ((maxtasks == 0 || done < maxtasks) && (t = nexttask(&c)) != NULL) {
+    int failed = 1;
+    conc_payload_t *out = rt->run(ctx, t->payload, &failed);
+    out = backable(out, &failed);
+    fflush(stdout);  /* the task's own output, before its result */
+    send_result(&c, &w, t->id, out, failed);
+    conc_payload_free(out);
+    conc_payload_free(t->payload);
+    free(t);
+    done++;
+  }
+  rt->stop(rt->ud, ctx);
+  fflush(stdout);
+  leave(0);
+}

@@ -1,0 +1,201 @@
+/*
+** frame.c: the process pool's frames (format: frame.h). Appending never
+** fails on the spot: an out-of-memory append marks the buffer failed,
+** and its owner drops the frame.
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+void conc__wbuf_free(conc__wbuf *w) {
+  free(w->b);
+  memset(w, 0, sizeof(*w));
+}
+
+/* Room for 'k' more bytes at 'n' (a written prefix is dropped first). */
+static int reserve(conc__wbuf *w, size_t k) {
+  if (w->failed)
+    return 0;
+  if (w->off > 0 && w->off == w->n)
+    w->off = w->n = 0;
+  if (w->size - w->n < k) {
+    size_t want = w->size ? w->size : 256;
+    char *b;
+    while (want - w->n < k) {
+      if (want > ((size_t)-1) / 2) {
+        w->failed = 1;
+        return 0;
+      }
+      want *= 2;
+    }
+    b = (char *)realloc(w->b, want);
+    if (b == NULL) {
+      w->failed = 1;
+      return 0;
+    }
+    w->b = b;
+    w->size = want;
+  }
+  return 1;
+}
+
+void conc__putbytes(conc__wbuf *w, const void *b, size_t n) {
+  if (n > 0 && reserve(w, n)) {
+    memcpy(w->b + w->n, b, n);
+    w->n += n;
+  }
+}
+
+void conc__put8(conc__wbuf *w, unsigned v) {
+  unsigned char c = (unsigned char)v;
+  conc__putbytes(w, &c, 1);
+}
+
+void conc__put32(conc__wbuf *w, uint32_t v) {
+  unsigned char c[4];
+  int i;
+  for (i = 0; i < 4; i++)
+    c[i] = (unsigned char)(v >> (8 * i));
+  conc__putbytes(w, c, 4);
+}
+
+void conc__put64(conc__wbuf *w, uint64_t v) {
+  conc__put32(w, (uint32_t)v);
+  conc__put32(w, (uint32_t)(v >> 32));
+}
+
+size_t conc__frame_begin(conc__wbuf *w, int type) {
+  size_t start;
+  w->failed = 0;
+  if (w->off > 0 && w->off == w->n)
+    w->off = w->n = 0;
+  start = w->n;
+  conc__put32(w, 0);
+  conc__put8(w, (unsigned)type);
+  return start;
+}
+
+/* Patch the length; a failed or oversized frame is taken back whole. */
+void conc__frame_end(conc__wbuf *w, size_t start) {
+  size_t len = w->n - start - 4;
+  int i;
+  if (w->failed || len > CONC_FRAME_MAX) {
+    w->n = start;
+    w->failed = 1;
+    return;
+  }
+  for (i = 0; i < 4; i++)
+    w->b[start + i] = (char)(unsigned char)(len >> (8 * i));
+}
+
+void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
+                      const uint64_t *ids) {
+  size_t i;
+  conc__put8(w, (unsigned)p->kind);
+  conc__put32(w, (uint32_t)p->nfutures);
+  for (i = 0; i < p->nfutures; i++)
+    conc__put64(w, ids[i]);
+  conc__putbytes(w, conc_payload_data(p), p->size);
+}
+
+/* Sockets only: MSG_NOSIGNAL, so that a dead peer is an EPIPE, never a
+** SIGPIPE in a host that did not ask for one. */
+int conc__wbuf_flush(int fd, conc__wbuf *w) {
+  while (w->off < w->n) {
+    ssize_t k = send(fd, w->b + w->off, w->n - w->off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (k < 0)
+      return CONC_ESYS;
+    w->off += (size_t)k;
+  }
+  w->off = w->n = 0;
+  return 0;
+}
+
+int conc__wbuf_flushall(int fd, conc__wbuf *w) {
+  while (w->off < w->n) {
+    ssize_t k = send(fd, w->b + w->off, w->n - w->off, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return CONC_ESYS;
+    w->off += (size_t)k;
+  }
+  w->off = w->n = 0;
+  return 0;
+}
+
+unsigned conc__get8(conc__rd *r) {
+  if (r->end - r->p < 1) {
+    r->bad = 1;
+    return 0;
+  }
+  return *r->p++;
+}
+
+uint32_t conc__get32(conc__rd *r) {
+  uint32_t v = 0;
+  int i;
+  if (r->end - r->p < 4) {
+    r->bad = 1;
+    return 0;
+  }
+  for (i = 0; i < 4; i++)
+    v |= (uint32_t)r->p[i] << (8 * i);
+  r->p += 4;
+  return v;
+}
+
+uint64_t conc__get64(conc__rd *r) {
+  uint64_t lo = conc__get32(r);
+  return lo | (uint64_t)conc__get32(r) << 32;
+}
+
+conc_payload_t *conc__getpayload(conc__rd *r, uint64_t **ids, int *nomem) {
+  unsigned kind = conc__get8(r);
+  uint32_t n = conc__get32(r), i;
+  conc_payload_t *p;
+  *ids = NULL;
+  *nomem = 0;
+  if (r->bad || kind > CONC_PAYLOAD_ERROR || n > (size_t)(r->end - r->p) / 8)
+    return NULL;
+  if (n > 0 && (*ids = (uint64_t *)malloc(n * sizeof(uint64_t))) == NULL) {
+    *nomem = 1;
+    return NULL;
+  }
+  for (i = 0; i < n; i++)
+    (*ids)[i] = conc__get64(r);
+  p = conc_payload_new(r->p, (size_t)(r->end - r->p), n);
+  if (p == NULL) {
+    free(*ids);
+    *ids = NULL;
+    *nomem = 1;
+    return NULL;
+  }
+  p->kind = (int)kind;
+  r->p = r->end;
+  return p;
+}
+
+int conc__readall(int fd, void *b, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = read(fd, (char *)b + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k == 0 && got == 0)
+      return 1;
+    if (k <= 0)
+      return CONC_ESYS;
+    got += (size_t)k;
+  }
+  return 0;
+}

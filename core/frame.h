@@ -1,0 +1,77 @@
+/*
+** frame.h: the process pool's wire (frame.c): length-prefixed frames of
+** little-endian fields over a socket, shared by the supervisor (proc.c)
+** and its children (child.c). Internal to core/.
+*/
+#ifndef CONC_FRAME_H
+#define CONC_FRAME_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+/*
+** frame   := u32 length, then 'length' body bytes
+** body    := type field*
+**   F_START  (child)   i32 code, message        its runtime started (0)
+**                                               or not (a CONC_E* code)
+**   F_TASK   (parent)  u64 task, payload        run this
+**   F_RESULT (child)   u64 task, u8 failed, payload
+**   F_FUTURE (parent)  u64 id, u8 cancelled, u8 failed, payload
+**                                               a forwarded future is done
+**   F_STOP   (parent)                           finish and exit
+** payload := u8 kind, u32 n, u64 id{n}, bytes to the end of the body:
+**            the ids name forwarded futures (the parent's numbering)
+** message := bytes to the end of the body
+*/
+enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP };
+
+/* Largest frame body: a longer length is corruption (or a result no
+** process should hold), never an allocation. */
+#if !defined(CONC_FRAME_MAX)
+#define CONC_FRAME_MAX ((size_t)1 << 30)
+#endif
+
+/* Bytes to write: frames appended at 'n', written from 'off'. */
+typedef struct conc__wbuf {
+  char *b;
+  size_t n, off, size;
+  int failed;   /* an append ran out of memory: the frame is incomplete */
+} conc__wbuf;
+
+CONC__FUNC void conc__wbuf_free(conc__wbuf *w);
+/* Start a frame of 'type' (its length is patched by frame_end). */
+CONC__FUNC size_t conc__frame_begin(conc__wbuf *w, int type);
+CONC__FUNC void conc__frame_end(conc__wbuf *w, size_t start);
+CONC__FUNC void conc__put8(conc__wbuf *w, unsigned v);
+CONC__FUNC void conc__put32(conc__wbuf *w, uint32_t v);
+CONC__FUNC void conc__put64(conc__wbuf *w, uint64_t v);
+CONC__FUNC void conc__putbytes(conc__wbuf *w, const void *b, size_t n);
+/* A payload whose futures are named by 'ids'. */
+CONC__FUNC void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
+                                 const uint64_t *ids);
+/* Write what the socket takes without blocking: 0, or CONC_ESYS. */
+CONC__FUNC int conc__wbuf_flush(int fd, conc__wbuf *w);
+/* Write everything to the socket, blocking: 0, or CONC_ESYS. */
+CONC__FUNC int conc__wbuf_flushall(int fd, conc__wbuf *w);
+
+/* A frame body being read. */
+typedef struct conc__rd {
+  const unsigned char *p, *end;
+  int bad;     /* read past the end: the frame is corrupt */
+} conc__rd;
+
+CONC__FUNC unsigned conc__get8(conc__rd *r);
+CONC__FUNC uint32_t conc__get32(conc__rd *r);
+CONC__FUNC uint64_t conc__get64(conc__rd *r);
+/* The payload at 'r' (to the end of the body) with its ids in '*ids'
+** (malloc'd; NULL when none): NULL when corrupt or out of memory
+** ('*nomem' tells which); its future entries are left empty. */
+CONC__FUNC conc_payload_t *conc__getpayload(conc__rd *r, uint64_t **ids,
+                                            int *nomem);
+
+/* Read exactly 'n' bytes, blocking: 0; 1 at a clean end of file before
+** any byte; CONC_ESYS otherwise. */
+CONC__FUNC int conc__readall(int fd, void *b, size_t n);
+
+#endif

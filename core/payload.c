@@ -1,0 +1,153 @@
+/*
+** payload.c: what crosses between owners and workers. Bytes (the Lua
+** codec's encoding, or an error made by the core) plus the shared
+** objects (futures, queues) the bytes name by index; one malloc'd block,
+** no Lua.
+*/
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define HEAD sizeof(conc_payload_t)
+#define PTRALIGN(n) \
+  (((n) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
+
+/* The list of shared objects (futures, queues) starts at the first
+** pointer-aligned offset after the bytes. Each object's first member is
+** its kind (CONC_SHARED_*). */
+static void **objects(const conc_payload_t *p) {
+  return (void **)((char *)p + PTRALIGN(HEAD + p->size));
+}
+
+static int kindof(const void *obj) {
+  return *(const int *)obj;
+}
+
+/* Take (+1) or release (-1) a reference on a shared object. */
+static void objref(void *obj, int delta) {
+  if (kindof(obj) == CONC_SHARED_QUEUE) {
+    if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
+    else conc_chanq_unref((conc_chanq_t *)obj);
+  } else {
+    if (delta > 0) conc_future_ref((conc_future_t *)obj);
+    else conc_future_unref((conc_future_t *)obj);
+  }
+}
+
+static size_t total(size_t size, size_t nfutures) {
+  if (size > SIZE_MAX / 2 || nfutures > SIZE_MAX / (4 * sizeof(void *)))
+    return 0;
+  return PTRALIGN(HEAD + size) + nfutures * sizeof(conc_future_t *);
+}
+
+/* Fill the header of a block of the right size. */
+static conc_payload_t *init(void *block, size_t size, size_t nfutures,
+                            int kind) {
+  conc_payload_t *p = (conc_payload_t *)block;
+  p->size = size;
+  p->nfutures = nfutures;
+  p->kind = kind;
+  if (nfutures > 0)
+    memset(objects(p), 0, nfutures * sizeof(void *));
+  return p;
+}
+
+conc_payload_t *conc_payload_new(const void *bytes, size_t len,
+                                 size_t nfutures) {
+  size_t n = total(len, nfutures);
+  void *b = n != 0 ? malloc(n) : NULL;
+  if (b == NULL)
+    return NULL;
+  if (bytes != NULL && len > 0)
+    memcpy((char *)b + HEAD, bytes, len);
+  return init(b, len, nfutures, CONC_PAYLOAD_VALUES);
+}
+
+conc_payload_t *conc_payload_adopt(void *block, size_t len,
+                                   size_t nfutures) {
+  size_t n = total(len, nfutures);
+  void *b = n != 0 ? realloc(block, n) : NULL;
+  if (b == NULL)
+    return NULL;
+  return init(b, len, nfutures, CONC_PAYLOAD_VALUES);
+}
+
+conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
+  size_t lc = strlen(cls), lm = strlen(msg);
+  conc_payload_t *p = conc_payload_new(NULL, lc + 1 + lm, 0);
+  if (p == NULL)
+    return NULL;
+  memcpy(conc_payload_data(p), cls, lc + 1);
+  memcpy(conc_payload_data(p) + lc + 1, msg, lm);
+  p->kind = CONC_PAYLOAD_ERROR;
+  return p;
+}
+
+void conc_payload_free(void *data) {
+  conc_payload_t *p = (conc_payload_t *)data;
+  size_t i;
+  if (p == NULL)
+    return;
+  for (i = 0; i < p->nfutures; i++)
+    if (objects(p)[i] != NULL)
+      objref(objects(p)[i], -1);
+  free(p);
+}
+
+size_t conc_payload_sizeof(const conc_payload_t *p) {
+  return p != NULL ? total(p->size, p->nfutures) : 0;
+}
+
+char *conc_payload_data(const conc_payload_t *p) {
+  return (char *)p + HEAD;
+}
+
+conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i) {
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_FUTURE
+         ? (conc_future_t *)obj : NULL;
+}
+
+conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i) {
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_QUEUE
+         ? (conc_chanq_t *)obj : NULL;
+}
+
+void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
+  conc_future_ref(f);
+  objects(p)[i] = f;
+}
+
+void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q) {
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
+  conc_chanq_ref(q);
+  objects(p)[i] = q;
+}
+
+conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
+  size_t n = conc_payload_sizeof(p), i;
+  conc_payload_t *q;
+  if (p == NULL || (q = (conc_payload_t *)malloc(n)) == NULL)
+    return NULL;
+  memcpy(q, p, n);
+  for (i = 0; i < q->nfutures; i++)
+    if (objects(q)[i] != NULL)
+      objref(objects(q)[i], 1);
+  return q;
+}
+
+/* Complete 'f' with 'p' (taken; NULL when even an error could not be
+** made: the future then fails without values). Freed if 'f' is done
+** already. */
+void conc__payload_complete(conc_future_t *f, conc_payload_t *p, int failed) {
+  int r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
+                                             conc_payload_free)
+                 : conc_future_set_result(f, p, conc_payload_sizeof(p),
+                                          conc_payload_free);
+  if (r != 0)
+    conc_payload_free(p);
+}

@@ -1,0 +1,970 @@
+/*
+** proc.c: the process pool. One supervisor thread per pool owns every
+** child: it forks them lazily, writes tasks to their sockets, reads
+** results, forwards the completion of futures that tasks were given,
+** and watches each child's exit through a pidfd, all in one poll loop.
+** No signal handler is installed in the host process.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "proc.h"
+
+/* Tasks a child holds at once: the running one and one ahead (API.md:
+** those count as running and cannot be cancelled). */
+#define AHEAD 2
+
+/* Bytes read from a child per read call. */
+#define READCHUNK (64 * 1024)
+
+typedef struct proc proc;
+typedef struct child child;
+
+/* A submitted task: queued in 'pending', then in its child's 'inflight'. */
+typedef struct ptask {
+  conc__queue q;
+  conc_future_t *f;
+  conc_payload_t *payload;  /* freed once written */
+  uint64_t id;
+} ptask;
+
+/* A future that tasks were given, forwarded to the children that know
+** it once it is done. It watches the future ('w'); 'fire' pushes it on
+** the pool's fired stack from whatever thread completes the future. */
+typedef struct fwd {
+  conc__wnode w;
+  struct fwd *next;         /* in the pool's list */
+  struct fwd *firednext;    /* on the fired stack */
+  proc *p;
+  conc_future_t *f;         /* a reference */
+  uint64_t id;
+  child **knows;            /* children told about it */
+  int nknows, sizeknows;
+  int fired;                /* under the future's lock */
+} fwd;
+
+/* A child, private to the supervisor thread. */
+struct child {
+  child *next;
+  pid_t pid;
+  int sock, pidfd;          /* pidfd -1: the kernel has none */
+  int started;              /* F_START came */
+  int stopping;             /* F_STOP sent */
+  conc__queue inflight;     /* ptasks written, results awaited in order */
+  int ninflight;
+  long sent;                /* tasks written, for max_tasks_per_child */
+  conc__wbuf out;
+  unsigned char hdr[4];     /* the frame being read: its length, */
+  size_t hdrgot;
+  char *body;               /* then its body */
+  size_t bodylen, bodygot, bodysize;
+  int toobig;               /* the body did not fit in memory: skipped */
+};
+
+struct proc {
+  conc_executor_t base;
+  conc_executor_opts_t o;
+  pid_t self;
+  int wakefd;               /* eventfd: work, shutdown or a fired future */
+  fwd *fired;               /* stack, pushed atomically */
+  pthread_mutex_t mu;       /* guards what follows, up to 'children' */
+  conc__queue pending;      /* ptasks not yet written */
+  long npending;
+  uint64_t nexttask;
+  int shutdown;
+  int broken;
+  char *brokenmsg;
+  int supervising, joined;
+  pthread_t sup;
+  int nworkers, nidle;      /* the supervisor's view, for stats */
+  long running, completed, failed, cancelled;
+  /* the supervisor's own */
+  child *children;
+  int nchildren;
+  fwd *fwds;
+  uint64_t nextfwd;
+  char *scratch;            /* READCHUNK bytes */
+};
+
+#define qtask(n) conc__container_of((void *)(n), ptask, q)
+
+static void wake(proc *p) {
+  uint64_t one = 1;
+  ssize_t k;
+  do
+    k = write(p->wakefd, &one, sizeof(one));
+  while (k < 0 && errno == EINTR);
+}
+
+/* A future of the pool ends: counted before it completes, so that stats
+** read after a wait include it ('failed': how). */
+static void count(proc *p, int running, int failed) {
+  pthread_mutex_lock(&p->mu);
+  p->running -= running;
+  if (failed)
+    p->failed++;
+  else
+    p->completed++;
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void freetask(ptask *t) {
+  conc_payload_free(t->payload);
+  conc_future_unref(t->f);
+  free(t);
+}
+
+/* Fail a RUNNING task's future with the pool's broken error. */
+static void failtask(proc *p, ptask *t, const char *msg, int running) {
+  count(p, running, 1);
+  conc__payload_complete(t->f, conc_payload_error(
+      p->base.ops->broken_class, msg), 1);
+  freetask(t);
+}
+
+
+/* {======================================================================
+** Forwarded futures
+** ======================================================================= */
+
+/* Under the future's lock, on any thread: no pool lock is taken here. */
+static void fwd_fire(conc__wnode *w) {
+  fwd *x = conc__container_of(w, fwd, w);
+  proc *p = x->p;
+  x->fired = 1;
+  x->firednext = __atomic_load_n(&p->fired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&p->fired, &x->firednext, x, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+  wake(p);
+}
+
+/* The forwarding entry of 'f' that 'c' knows (made and linked on first
+** use), or NULL when out of memory. */
+static fwd *forward(proc *p, conc_future_t *f, child *c) {
+  fwd *x;
+  int i;
+  for (x = p->fwds; x != NULL && x->f != f; x = x->next)
+    ;
+  if (x == NULL) {
+    if ((x = (fwd *)calloc(1, sizeof(*x))) == NULL)
+      return NULL;
+    x->p = p;
+    x->f = f;
+    x->id = ++p->nextfwd;
+    x->w.fire = fwd_fire;
+    conc_future_ref(f);
+    x->next = p->fwds;
+    p->fwds = x;
+    if (!conc__future_watch(f, &x->w))
+      fwd_fire(&x->w);  /* done already: forwarded on the next round */
+  }
+  for (i = 0; i < x->nknows; i++)
+    if (x->knows[i] == c)
+      return x;
+  if (x->nknows == x->sizeknows) {
+    int n = x->sizeknows ? 2 * x->sizeknows : 2;
+    child **k = (child **)realloc(x->knows, (size_t)n * sizeof(*k));
+    if (k == NULL)
+      return NULL;
+    x->knows = k;
+    x->sizeknows = n;
+  }
+  x->knows[x->nknows++] = c;
+  return x;
+}
+
+/* The ids under which the futures of 'pl' cross to 'c' (malloc'd, or
+** NULL when there are none or memory ran out: '*ok' tells). */
+static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
+                            int *ok) {
+  uint64_t *ids = NULL;
+  size_t i;
+  *ok = 1;
+  if (pl->nfutures == 0)
+    return NULL;
+  ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
+  for (i = 0; ids != NULL && i < pl->nfutures; i++) {
+    conc_future_t *f = conc_payload_future(pl, i);
+    fwd *x = f != NULL ? forward(p, f, c) : NULL;  /* a queue: not yet */
+    if (x == NULL)
+      break;
+    ids[i] = x->id;
+  }
+  if (ids == NULL || i < pl->nfutures) {
+    free(ids);
+    *ok = 0;
+    return NULL;
+  }
+  return ids;
+}
+
+static void unlinkfwd(proc *p, fwd *x) {
+  fwd **px;
+  for (px = &p->fwds; *px != x; px = &(*px)->next)
+    ;
+  *px = x->next;
+  free(x->knows);
+  conc_future_unref(x->f);
+  free(x);
+}
+
+/* Tell 'c' that the future of 'x' is done. */
+static void sendfuture(proc *p, child *c, fwd *x) {
+  const void *data;
+  size_t len, at;
+  int failed = 0, ok = 1;
+  conc_state_t s = conc_future_state(x->f);
+  const conc_payload_t *pl = NULL;
+  uint64_t *ids = NULL;
+  if (s == CONC_FINISHED && conc_future_payload(x->f, &data, &len,
+                                                &failed) == 0)
+    pl = (const conc_payload_t *)data;
+  if (pl != NULL)
+    ids = forwardall(p, pl, c, &ok);
+  at = conc__frame_begin(&c->out, F_FUTURE);
+  conc__put64(&c->out, x->id);
+  conc__put8(&c->out, s == CONC_CANCELLED ? CONC__FWD_CANCELLED
+                      : pl != NULL && ok ? CONC__FWD_VALUES
+                      : CONC__FWD_NOVALUES);
+  conc__put8(&c->out, (unsigned)failed);
+  if (s != CONC_CANCELLED && pl != NULL && ok)
+    conc__putpayload(&c->out, pl, ids);
+  conc__frame_end(&c->out, at);
+  free(ids);
+}
+
+/* Forward every fired future to the children that know it. A frame
+** that could not be made (no memory) leaves that child's proxy pending:
+** the child then breaks the pool by dying, rather than waiting forever. */
+static void forward_fired(proc *p) {
+  fwd *x = __atomic_exchange_n(&p->fired, NULL, __ATOMIC_ACQUIRE);
+  while (x != NULL) {
+    fwd *next = x->firednext;
+    int i;
+    for (i = 0; i < x->nknows; i++) {
+      sendfuture(p, x->knows[i], x);
+      if (x->knows[i]->out.failed)
+        kill(x->knows[i]->pid, SIGKILL);
+    }
+    unlinkfwd(p, x);
+    x = next;
+  }
+}
+
+/* A child is gone: it knows nothing any more. */
+static void forgetchild(proc *p, child *c) {
+  fwd *x;
+  for (x = p->fwds; x != NULL; x = x->next) {
+    int i;
+    for (i = 0; i < x->nknows; i++)
+      if (x->knows[i] == c)
+        x->knows[i--] = x->knows[--x->nknows];
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Children
+** ======================================================================= */
+
+/* A new child, or NULL (errno tells why). The supervisor thread forks
+** it, so PR_SET_PDEATHSIG in the child fires when this thread exits,
+** which it does only after reaping every child. */
+static child *spawn(proc *p) {
+  int sv[2];
+  child *c = (child *)calloc(1, sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->pid = fork();
+  if (c->pid == 0) {
+    close(sv[0]);
+    conc__child_main(sv[1], &p->o.runtime, p->o.max_tasks_per_child,
+                     p->self);
+  }
+  close(sv[1]);
+  if (c->pid < 0) {
+    int e = errno;
+    close(sv[0]);
+    free(c);
+    errno = e;
+    return NULL;
+  }
+  c->sock = sv[0];
+  fcntl(c->sock, F_SETFL, fcntl(c->sock, F_GETFL) | O_NONBLOCK);
+  c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+  conc__queue_init(&c->inflight);
+  c->next = p->children;
+  p->children = c;
+  p->nchildren++;
+  return c;
+}
+
+/* Close a child's descriptors and free it (it is reaped). */
+static void freechild(proc *p, child *c) {
+  child **pc;
+  for (pc = &p->children; *pc != c; pc = &(*pc)->next)
+    ;
+  *pc = c->next;
+  p->nchildren--;
+  forgetchild(p, c);
+  close(c->sock);
+  if (c->pidfd >= 0)
+    close(c->pidfd);
+  conc__wbuf_free(&c->out);
+  free(c->body);
+  free(c);
+}
+
+/* What a wait status says, for messages. */
+static void describe(char *buf, size_t n, pid_t pid, int status) {
+  if (WIFSIGNALED(status)) {
+    const char *name = sigabbrev_np(WTERMSIG(status));
+    snprintf(buf, n, "a worker process terminated abruptly (pid %d, "
+             "killed by signal %d%s%s)", (int)pid, WTERMSIG(status),
+             name != NULL ? ", SIG" : "", name != NULL ? name : "");
+  } else {
+    snprintf(buf, n, "a worker process terminated abruptly (pid %d, exit "
+             "status %d)", (int)pid, WEXITSTATUS(status));
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Breaking
+** ======================================================================= */
+
+/* The pool is broken ('msg'): every pending and running future fails
+** with it, every child is killed and reaped, later submits fail. */
+static void breakpool(proc *p, const char *msg) {
+  conc__queue taken;
+  pthread_mutex_lock(&p->mu);
+  if (!p->broken) {
+    p->broken = 1;
+    p->brokenmsg = strdup(msg);
+  }
+  conc__queue_init(&taken);
+  conc__queue_move(&p->pending, &taken);
+  p->npending = 0;
+  pthread_mutex_unlock(&p->mu);
+  while (!conc__queue_empty(&taken)) {
+    ptask *t = qtask(conc__queue_head(&taken));
+    int r;
+    conc__queue_remove(&t->q);
+    r = conc_future_set_running_or_notify_cancel(t->f);
+    if (r == 1) {
+      failtask(p, t, msg, 0);
+    } else {
+      if (r == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->cancelled++;
+        pthread_mutex_unlock(&p->mu);
+      }
+      freetask(t);
+    }
+  }
+  while (p->children != NULL) {
+    child *c = p->children;
+    int status;
+    kill(c->pid, SIGKILL);
+    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+      ;
+    while (!conc__queue_empty(&c->inflight)) {
+      ptask *t = qtask(conc__queue_head(&c->inflight));
+      conc__queue_remove(&t->q);
+      failtask(p, t, msg, 1);
+    }
+    freechild(p, c);
+  }
+}
+
+static void breakf(proc *p, const char *fmt, pid_t pid) {
+  char msg[160];
+  snprintf(msg, sizeof(msg), fmt, (int)pid);
+  breakpool(p, msg);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Writing tasks
+** ======================================================================= */
+
+/* Write 't' to 'c'; 0, or -1 when out of memory (then 't' is still the
+** caller's, and RUNNING). */
+static int sendtask(proc *p, child *c, ptask *t) {
+  int ok;
+  uint64_t *ids = forwardall(p, t->payload, c, &ok);
+  size_t at;
+  if (!ok)
+    return -1;
+  at = conc__frame_begin(&c->out, F_TASK);
+  conc__put64(&c->out, t->id);
+  conc__putpayload(&c->out, t->payload, ids);
+  conc__frame_end(&c->out, at);
+  free(ids);
+  if (c->out.failed)
+    return -1;
+  conc_payload_free(t->payload);
+  t->payload = NULL;
+  conc__queue_insert_tail(&c->inflight, &t->q);
+  c->ninflight++;
+  c->sent++;
+  return 0;
+}
+
+/* Whether 'c' may take another task now. */
+static int takes(proc *p, child *c, int ahead) {
+  return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
+         && (p->o.max_tasks_per_child == 0
+             || c->sent < p->o.max_tasks_per_child);
+}
+
+/* The child for the next task: an idle one; else a new one while below
+** the maximum; else a busy one with room for a task ahead. NULL when
+** none (or, with no child at all, when none could start: broken). */
+static child *pick(proc *p) {
+  child *c;
+  for (c = p->children; c != NULL; c = c->next)
+    if (takes(p, c, 0))
+      return c;
+  if (p->nchildren < p->o.max_workers) {
+    if ((c = spawn(p)) != NULL)
+      return c;
+    if (p->nchildren == 0) {
+      char msg[128];
+      snprintf(msg, sizeof(msg), "cannot start a worker: %s",
+               strerror(errno));
+      breakpool(p, msg);
+      return NULL;
+    }
+  }
+  for (c = p->children; c != NULL; c = c->next)
+    if (takes(p, c, 1))
+      return c;
+  return NULL;
+}
+
+/* Hand pending tasks to children while some can take one. */
+static void assign(proc *p) {
+  for (;;) {
+    child *c;
+    ptask *t = NULL;
+    int r;
+    pthread_mutex_lock(&p->mu);
+    if (!conc__queue_empty(&p->pending) && !p->broken)
+      t = qtask(conc__queue_head(&p->pending));
+    pthread_mutex_unlock(&p->mu);
+    if (t == NULL || (c = pick(p)) == NULL)
+      return;
+    pthread_mutex_lock(&p->mu);
+    conc__queue_remove(&t->q);
+    p->npending--;
+    pthread_mutex_unlock(&p->mu);
+    r = conc_future_set_running_or_notify_cancel(t->f);
+    pthread_mutex_lock(&p->mu);
+    if (r == 1)
+      p->running++;
+    else if (r == 0)
+      p->cancelled++;
+    pthread_mutex_unlock(&p->mu);
+    if (r != 1)
+      freetask(t);
+    else if (sendtask(p, c, t) != 0) {
+      count(p, 1, 1);
+      conc__payload_complete(t->f, NULL, 1);  /* no memory for the frame */
+      freetask(t);
+    }
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Reading results
+** ======================================================================= */
+
+/* A result: the head task of 'c' ends with it. */
+static void onresult(proc *p, child *c, conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  unsigned failed = c->toobig ? 1 : conc__get8(r);
+  conc_payload_t *out = NULL;
+  ptask *t;
+  uint64_t *ids = NULL;
+  int nomem = 0;
+  if (c->toobig) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "not enough memory for a result of %zu "
+             "bytes", c->bodylen);
+    out = conc_payload_error("", msg);
+  } else if (failed != CONC__FWD_NOVALUES && !r->bad) {
+    out = conc__getpayload(r, &ids, &nomem);
+  }
+  if (r->bad || conc__queue_empty(&c->inflight)
+      || qtask(conc__queue_head(&c->inflight))->id != id
+      || failed > CONC__FWD_NOVALUES || ids != NULL
+      || (out == NULL && !nomem && failed != CONC__FWD_NOVALUES)) {
+    conc_payload_free(out);
+    free(ids);
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+    return;
+  }
+  t = qtask(conc__queue_head(&c->inflight));
+  conc__queue_remove(&t->q);
+  c->ninflight--;
+  if (out == NULL || failed == CONC__FWD_NOVALUES)
+    failed = 1;
+  count(p, 1, (int)failed);
+  conc__payload_complete(t->f, out, (int)failed);
+  freetask(t);
+}
+
+static void onstart(proc *p, child *c, conc__rd *r) {
+  int code = (int)conc__get32(r);
+  char msg[512];
+  if (code == 0) {
+    c->started = 1;
+    return;
+  }
+  snprintf(msg, sizeof(msg), "%s%.*s", code == CONC_EBROKEN
+           ? "initializer failed: " : "cannot start a worker: ",
+           (int)(r->end - r->p), (const char *)r->p);
+  breakpool(p, msg);
+}
+
+/* One whole frame body came from 'c': 0, or nonzero when it broke the
+** pool (then 'c' is gone). */
+static int onframe(proc *p, child *c) {
+  conc__rd r;
+  unsigned type;
+  r.p = (const unsigned char *)c->body;
+  r.end = r.p + (c->toobig && c->bodylen > 9 ? 9 : c->bodylen);
+  r.bad = 0;
+  type = conc__get8(&r);
+  if (type == F_RESULT)
+    onresult(p, c, &r);
+  else if (type == F_START && !c->started && !c->toobig)
+    onstart(p, c, &r);
+  else
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+  return p->broken;
+}
+
+/* Take 'k' read bytes of a frame body. A body that does not fit in
+** memory keeps only its head (type and task id: HEADKEPT bytes, room
+** made when its length came) and fails its task. */
+#define HEADKEPT 9
+static void addbody(child *c, const char *b, size_t k) {
+  size_t want = c->bodygot + k;
+  if (!c->toobig && want > c->bodysize) {
+    size_t n = c->bodysize;
+    char *nb;
+    while (n < want)
+      n *= 2;
+    if (n > c->bodylen)
+      n = c->bodylen;
+    nb = (char *)realloc(c->body, n);
+    if (nb == NULL)
+      c->toobig = 1;
+    else {
+      c->body = nb;
+      c->bodysize = n;
+    }
+  }
+  if (!c->toobig)
+    memcpy(c->body + c->bodygot, b, k);
+  else if (c->bodygot < HEADKEPT)
+    memcpy(c->body + c->bodygot, b,
+           k < HEADKEPT - c->bodygot ? k : HEADKEPT - c->bodygot);
+  c->bodygot = want;
+}
+
+/* A frame's length came: 0, or -1 when it breaks the pool. */
+static int startbody(proc *p, child *c) {
+  c->bodylen = (size_t)c->hdr[0] | (size_t)c->hdr[1] << 8
+               | (size_t)c->hdr[2] << 16 | (size_t)c->hdr[3] << 24;
+  c->bodygot = 0;
+  c->toobig = 0;
+  if (c->bodylen == 0 || c->bodylen > CONC_FRAME_MAX) {
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+    return -1;
+  }
+  if (c->bodysize < 256) {
+    char *nb = (char *)realloc(c->body, 256);
+    if (nb == NULL) {
+      breakf(p, "out of memory reading from a worker process (pid %d)",
+             c->pid);
+      return -1;
+    }
+    c->body = nb;
+    c->bodysize = 256;
+  }
+  return 0;
+}
+
+/* Read what 'c' sent: 0; 1 when the pool broke (then 'c' is gone); -1
+** at the end of its socket. */
+static int readchild(proc *p, child *c) {
+  for (;;) {
+    ssize_t k = read(c->sock, p->scratch, READCHUNK);
+    size_t i = 0;
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    if (k == 0)
+      return -1;
+    while (i < (size_t)k) {
+      if (c->hdrgot < 4) {
+        c->hdr[c->hdrgot++] = (unsigned char)p->scratch[i++];
+        if (c->hdrgot == 4 && startbody(p, c) != 0)
+          return 1;
+      } else {
+        size_t n = (size_t)k - i;
+        if (n > c->bodylen - c->bodygot)
+          n = c->bodylen - c->bodygot;
+        addbody(c, p->scratch + i, n);
+        i += n;
+      }
+      if (c->hdrgot == 4 && c->bodygot == c->bodylen) {
+        c->hdrgot = 0;
+        if (onframe(p, c) != 0)
+          return 1;
+      }
+    }
+  }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** The supervisor
+** ======================================================================= */
+
+/* 'c' exited with 'status': expected when it was told to stop, or when
+** it ran its last task (max_tasks_per_child) and answered all; anything
+** else breaks the pool. */
+static void onexit(proc *p, child *c, int status) {
+  int retired = p->o.max_tasks_per_child > 0
+                && c->sent >= p->o.max_tasks_per_child;
+  if (c->ninflight == 0 && (c->stopping || retired) && WIFEXITED(status)
+      && WEXITSTATUS(status) == 0) {
+    freechild(p, c);
+    return;
+  }
+  {
+    char msg[160];
+    describe(msg, sizeof(msg), c->pid, status);
+    breakpool(p, msg);
+  }
+}
+
+/* Reap 'c' if it exited ('block': it is known to exit). 1 if it did
+** (and is handled), 0 if it still runs. */
+static int reap(proc *p, child *c, int block) {
+  int status;
+  pid_t r;
+  do
+    r = waitpid(c->pid, &status, block ? 0 : WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0)
+    return 0;
+  if (r < 0)  /* reaped by someone else (a host's SIGCHLD handler) */
+    status = 0, c->stopping = c->stopping || c->ninflight == 0;
+  onexit(p, c, status);
+  return 1;
+}
+
+/* Whether the pool closes: shut down and nothing left to run. */
+static int draining(proc *p) {
+  int r;
+  pthread_mutex_lock(&p->mu);
+  r = (p->shutdown || p->broken) && p->npending == 0;
+  pthread_mutex_unlock(&p->mu);
+  return r;
+}
+
+/* Idle children of a closing pool are told to stop. */
+static void stopidle(proc *p) {
+  child *c;
+  for (c = p->children; c != NULL; c = c->next)
+    if (!c->stopping && c->ninflight == 0) {
+      size_t at = conc__frame_begin(&c->out, F_STOP);
+      conc__frame_end(&c->out, at);
+      c->stopping = 1;
+      if (c->out.failed)  /* cannot even say it: end it */
+        kill(c->pid, SIGKILL);
+    }
+}
+
+/* Publish the supervisor's view for stats. */
+static void publish(proc *p) {
+  child *c;
+  int idle = 0;
+  for (c = p->children; c != NULL; c = c->next)
+    idle += c->started && c->ninflight == 0 && !c->stopping;
+  pthread_mutex_lock(&p->mu);
+  p->nworkers = p->nchildren;
+  p->nidle = idle;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Wait for the next event and handle it: the wake-up fd, each child's
+** socket (results, end of file) and pidfd (exit). */
+static void poll_once(proc *p) {
+  struct pollfd *fds;
+  child *c, *next;
+  int n = 1, i;
+  uint64_t v;
+  fds = (struct pollfd *)calloc((size_t)(1 + 2 * p->nchildren), sizeof(*fds));
+  if (fds == NULL) {
+    breakpool(p, "out of memory in the process pool's supervisor");
+    return;
+  }
+  fds[0].fd = p->wakefd;
+  fds[0].events = POLLIN;
+  for (c = p->children; c != NULL; c = c->next) {
+    fds[n].fd = c->sock;
+    fds[n++].events = (short)(POLLIN | (c->out.off < c->out.n ? POLLOUT : 0));
+    fds[n].fd = c->pidfd;
+    fds[n++].events = POLLIN;
+  }
+  while (poll(fds, (nfds_t)n, -1) < 0 && errno == EINTR)
+    ;
+  if (fds[0].revents & POLLIN)
+    while (read(p->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
+      ;
+  for (c = p->children, i = 1; c != NULL && !p->broken; c = next, i += 2) {
+    int gone = 0, r = 0;
+    next = c->next;
+    if (fds[i].revents & POLLOUT)
+      conc__wbuf_flush(c->sock, &c->out);
+    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+      r = readchild(p, c);
+    if (r == 1)
+      break;  /* broken: every child is gone */
+    if (r < 0 || (fds[i + 1].revents & POLLIN))
+      gone = reap(p, c, r < 0 || c->pidfd >= 0);
+    if (gone && p->broken)
+      break;
+  }
+  free(fds);
+}
+
+/* Write what each child has waiting, without blocking. */
+static void flushall(proc *p) {
+  child *c;
+  for (c = p->children; c != NULL; c = c->next)
+    conc__wbuf_flush(c->sock, &c->out);
+}
+
+static void *supervise(void *arg) {
+  proc *p = (proc *)arg;
+  for (;;) {
+    forward_fired(p);
+    assign(p);
+    if (draining(p)) {
+      if (p->children == NULL)
+        break;
+      stopidle(p);
+    }
+    flushall(p);
+    publish(p);
+    poll_once(p);
+  }
+  publish(p);
+  return NULL;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** The executor
+** ======================================================================= */
+
+/* Start the supervisor with every asynchronous signal blocked, so that
+** a host's handlers run on its own threads (lock held). */
+static int startsupervisor(proc *p) {
+  sigset_t all, old;
+  int r;
+  sigfillset(&all);
+  sigdelset(&all, SIGSEGV);
+  sigdelset(&all, SIGBUS);
+  sigdelset(&all, SIGFPE);
+  sigdelset(&all, SIGILL);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  r = pthread_create(&p->sup, NULL, supervise, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r != 0)
+    return CONC_ESYS;
+  p->supervising = 1;
+  return 0;
+}
+
+static int px_submit(conc_executor_t *b, conc_future_t *f,
+                     conc_payload_t *task) {
+  proc *p = (proc *)b;
+  ptask *t = (ptask *)calloc(1, sizeof(*t));
+  int r = 0, first;
+  if (t == NULL)
+    return CONC_ENOMEM;
+  pthread_mutex_lock(&p->mu);
+  if (p->broken)
+    r = CONC_EBROKEN;
+  else if (p->shutdown)
+    r = CONC_ESHUTDOWN;
+  else if (!p->supervising)
+    r = startsupervisor(p);
+  if (r != 0) {
+    pthread_mutex_unlock(&p->mu);
+    free(t);
+    return r;
+  }
+  t->f = f;
+  t->payload = task;
+  t->id = ++p->nexttask;
+  conc_future_ref(f);
+  first = conc__queue_empty(&p->pending);
+  conc__queue_insert_tail(&p->pending, &t->q);
+  p->npending++;
+  pthread_mutex_unlock(&p->mu);
+  if (first)  /* later ones find the supervisor busy with the first */
+    wake(p);
+  return 0;
+}
+
+/* Cancel the pending tasks (they never reached a child). */
+static void cancelpending(proc *p) {
+  conc__queue taken;
+  conc__queue_init(&taken);
+  pthread_mutex_lock(&p->mu);
+  conc__queue_move(&p->pending, &taken);
+  p->npending = 0;
+  pthread_mutex_unlock(&p->mu);
+  while (!conc__queue_empty(&taken)) {
+    ptask *t = qtask(conc__queue_head(&taken));
+    conc__queue_remove(&t->q);
+    if (conc_future_cancel(t->f) == 1) {
+      pthread_mutex_lock(&p->mu);
+      p->cancelled++;
+      pthread_mutex_unlock(&p->mu);
+    }
+    freetask(t);
+  }
+}
+
+static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
+  proc *p = (proc *)b;
+  int join;
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = 1;
+  pthread_mutex_unlock(&p->mu);
+  if (cancel)
+    cancelpending(p);
+  wake(p);
+  if (!wait)
+    return 0;
+  pthread_mutex_lock(&p->mu);
+  join = p->supervising && !p->joined;
+  p->joined = 1;
+  pthread_mutex_unlock(&p->mu);
+  if (join)
+    pthread_join(p->sup, NULL);
+  return 0;
+}
+
+static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
+  proc *p = (proc *)b;
+  pthread_mutex_lock(&p->mu);
+  s->workers = p->nworkers;
+  s->idle = p->nidle;
+  s->broken = p->broken;
+  s->pending = p->npending;
+  s->running = p->running;
+  s->completed = p->completed;
+  s->failed = p->failed;
+  s->cancelled = p->cancelled;
+  pthread_mutex_unlock(&p->mu);
+}
+
+static char *px_broken(conc_executor_t *b) {
+  proc *p = (proc *)b;
+  char *msg = NULL;
+  pthread_mutex_lock(&p->mu);
+  if (p->broken)
+    msg = strdup(p->brokenmsg != NULL ? p->brokenmsg : "the pool is broken");
+  pthread_mutex_unlock(&p->mu);
+  return msg;
+}
+
+/* After the supervisor ended: forwarding entries still watching their
+** futures are unlinked from them (a later completion must not reach a
+** freed pool); fired ones are on the stack. */
+static void px_free(conc_executor_t *b) {
+  proc *p = (proc *)b;
+  px_shutdown(b, 1, 0);
+  while (p->fwds != NULL) {
+    conc__future_unwatch(p->fwds->f, &p->fwds->w);
+    unlinkfwd(p, p->fwds);
+  }
+  close(p->wakefd);
+  pthread_mutex_destroy(&p->mu);
+  free(p->brokenmsg);
+  free(p->scratch);
+  free(p);
+}
+
+static const conc_executor_ops_t ops = {
+  "ProcessPoolExecutor", "BrokenProcessPool",
+  px_submit, px_shutdown, px_stats, px_broken, px_free
+};
+
+conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
+  proc *p;
+  if (o == NULL || o->max_workers <= 0)
+    return NULL;
+  p = (proc *)calloc(1, sizeof(*p));
+  if (p == NULL)
+    return NULL;
+  p->scratch = (char *)malloc(READCHUNK);
+  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->scratch == NULL || p->wakefd < 0
+      || pthread_mutex_init(&p->mu, NULL) != 0) {
+    if (p->wakefd >= 0)
+      close(p->wakefd);
+    free(p->scratch);
+    free(p);
+    return NULL;
+  }
+  p->base.ops = &ops;
+  p->o = *o;
+  p->o.name_prefix = NULL;  /* the caller's string may go */
+  p->self = getpid();
+  conc__queue_init(&p->pending);
+  return &p->base;
+}
+
+/* }====================================================================== */

@@ -1,0 +1,29 @@
+/*
+** proc.h: what the process pool's supervisor (proc.c) and its children
+** (child.c) agree on besides the frames. Internal to core/.
+*/
+#ifndef CONC_PROC_H
+#define CONC_PROC_H
+
+#include <sys/types.h>
+
+#include "internal.h"
+
+/* The socket's descriptor in a child (every other one above it is
+** closed; 0, 1 and 2 stay). */
+#define CONC__CHILD_FD 3
+
+/* Exit statuses of a child that gives up (the parent reports them). */
+#define CONC__CHILD_ENOMEM 70   /* out of memory outside any task */
+#define CONC__CHILD_EPROTO 71   /* the parent is gone or spoke nonsense */
+
+/* The 'failed'/state byte of F_RESULT and F_FUTURE: outcomes that carry
+** no payload (values that could not be made) or a cancel. */
+enum { CONC__FWD_VALUES = 0, CONC__FWD_CANCELLED = 1 };
+#define CONC__FWD_NOVALUES 2
+
+/* The child's life after fork; never returns. */
+CONC__FUNC void conc__child_main(int sock, const conc_runtime_t *rt,
+                                 int maxtasks, pid_t parent);
+
+#endif
