@@ -363,3 +363,41 @@ describe("cf.async and cf.await", function()
     end
   end)
 end)
+
+describe("composition over a process pool", function()
+  it("maps in completion order and with a buffer", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local seen = {}
+    for i, v in ex:map { function(x) return x * 2 end, { 1, 2, 3, 4, 5 },
+                         ordered = false, chunksize = 2 } do
+      assert.equal(2 * i, v)
+      seen[#seen + 1] = i
+    end
+    table.sort(seen)
+    assert.same({ 1, 2, 3, 4, 5 }, seen)
+    local n = 0
+    local function naturals() n = n + 1 return n end
+    local count = 0
+    for i, v in ex:map { function(x) return -x end, naturals, buffersize = 2 } do
+      assert.equal(-i, v)
+      count = count + 1
+      assert.equal(count + 2, n)
+      if count == 10 then break end
+    end
+  end)
+
+  it("awaits process tasks inside cf.async; all and any combine them", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local job = cf.async(function()
+      local a = cf.await(ex:submit(function() return 20 end))
+      local b = cf.await(ex:submit(function(x) return x + 1 end, a), math.maxinteger)
+      return a + b
+    end)
+    assert.equal(41, job:result(30))
+    local both = cf.all { ex:submit(function() return 1 end), ex:submit(function() return 2 end) }
+    assert.same({ { 1, n = 1 }, { 2, n = 1 } }, both:result(30))
+    local first = cf.any { ex:submit(function() error("no", 0) end),
+                           ex:submit(function() return "yes" end) }
+    assert.equal("yes", first:result(30))
+  end)
+end)
