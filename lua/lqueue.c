@@ -22,6 +22,18 @@ static int box_gc(lua_State *L) {
   return 0;
 }
 
+/* (Protected.) Push an empty box. */
+static int newbox(lua_State *L) {
+  conc_payload_t **b = (conc_payload_t **)lua_newuserdatauv(L, sizeof(*b), 0);
+  *b = NULL;
+  if (luaL_newmetatable(L, BOX_MT)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
 conc_chanq_t *lconc_testqueue(lua_State *L, int idx) {
   qhandle *h = (qhandle *)luaL_testudata(L, idx, LCONC_QUEUE_MT);
   return h != NULL ? h->q : NULL;
@@ -59,10 +71,11 @@ static int q_gc(lua_State *L) {
   return 0;
 }
 
-/* cf.Queue([maxsize]): 0 or absent is unbounded. */
+/* cf.Queue([maxsize]): 0 or absent is unbounded. The handle is made
+** first, then the queue attached (liolib's order). */
 static int q_new(lua_State *L) {
   lua_Integer max = 0;
-  conc_chanq_t *q;
+  qhandle *h;
   if (!lua_isnoneornil(L, 1)) {
     int isint;
     max = lua_tointegerx(L, 1, &isint);
@@ -70,11 +83,15 @@ static int q_new(lua_State *L) {
     luaL_argcheck(L, isint && max >= 0, 1,
                   "maxsize must be a non-negative integer");
   }
-  q = conc_chanq_new((size_t)max);
-  if (q == NULL)
+  h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
+  h->q = NULL;
+  luaL_setmetatable(L, LCONC_QUEUE_MT);
+  if ((h->q = conc_chanq_new((size_t)max)) == NULL)
     return luaL_error(L, "not enough memory");
-  lconc_pushqueue(L, q);
-  conc_chanq_unref(q);  /* the handle holds it now */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, h->q);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -83,14 +100,30 @@ static int q_new(lua_State *L) {
 ** Waiting for a change
 ** ======================================================================= */
 
-/* Push a new future for the queue to cancel when it changes. */
+#define WAKE_MT "concurrent.queuewake"
+
+static int wake_gc(lua_State *L) {
+  conc_future_t **w = (conc_future_t **)lua_touserdata(L, 1);
+  if (*w != NULL) {
+    conc_future_unref(*w);
+    *w = NULL;
+  }
+  return 0;
+}
+
+/* Push a new future for the queue to cancel when it changes, anchored
+** in a userdata made first (an allocation error then leaks nothing). */
 static conc_future_t *newwake(lua_State *L) {
-  conc_future_t *f = conc_future_new();
-  if (f == NULL)
+  conc_future_t **w = (conc_future_t **)lua_newuserdatauv(L, sizeof(*w), 0);
+  *w = NULL;
+  if (luaL_newmetatable(L, WAKE_MT)) {
+    lua_pushcfunction(L, wake_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if ((*w = conc_future_new()) == NULL)
     luaL_error(L, "not enough memory");
-  lconc_newfuture(L, f);
-  conc_future_unref(f);  /* the handle holds it now */
-  return f;
+  return *w;
 }
 
 /* Wait for 'wake' (the queue changed) until 'deadline', running
@@ -122,15 +155,16 @@ static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
 ** payload is freed and the code returned. */
 static int putslow(lua_State *L, conc_chanq_t *q, conc_payload_t *p,
                    double deadline) {
-  conc_payload_t **b = (conc_payload_t **)lua_newuserdatauv(L, sizeof(*b), 0);
+  conc_payload_t **b;
   size_t size = conc_payload_sizeof(p);
   int r = CONC_ETIMEDOUT;
-  *b = p;
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, newbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory */
+    conc_payload_free(p);
+    return lua_error(L);
   }
-  lua_setmetatable(L, -2);
+  b = (conc_payload_t **)lua_touserdata(L, -1);
+  *b = p;
   while (r == CONC_ETIMEDOUT) {
     conc_future_t *wake = newwake(L);
     r = conc_chanq_tryput(q, p, size, conc_payload_free, wake);

@@ -1,6 +1,7 @@
 /*
 ** ltimer.c: the state's timer (core/timer.c), made on first use, and
-** core._timer(timeout), the future behind cf.await's timeouts.
+** core._timer(f, timeout), which cancels the future behind a cf.await
+** timeout.
 */
 #include "lconcurrent.h"
 
@@ -26,6 +27,8 @@ static conc_timer_t *gettimer(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &timer_key) != LUA_TNIL) {
     p = (conc_timer_t **)lua_touserdata(L, -1);
     lua_pop(L, 1);
+    if (*p == NULL)  /* its finalizer ran: the state is closing */
+      luaL_error(L, "the Lua state is closing");
     return *p;
   }
   lua_pop(L, 1);
@@ -44,26 +47,22 @@ static conc_timer_t *gettimer(lua_State *L) {
   return *p;
 }
 
-/* core._timer(timeout): a new future that is cancelled once 'timeout'
-** seconds have passed, or nothing when the timeout is forever. */
+/* core._timer(f, timeout): cancel the future 'f' once 'timeout' seconds
+** have passed; returns whether a timer was set (not for "forever"). */
 static int cf_timer(lua_State *L) {
-  lua_Number t = luaL_checknumber(L, 1);
-  conc_timer_t *timer;
-  conc_future_t *f;
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  lua_Number t = luaL_checknumber(L, 2);
   int r;
-  luaL_argcheck(L, t == t, 1, "timeout is not a number");
-  luaL_argcheck(L, t >= 0, 1, "timeout must be non-negative");
-  if (t > MAXTIMEOUT)
-    return 0;
-  timer = gettimer(L);
-  f = conc_future_new();
-  if (f == NULL)
-    return luaL_error(L, "not enough memory");
-  lconc_newfuture(L, f);
-  conc_future_unref(f);  /* the handle holds it now */
-  r = conc_timer_cancel_at(timer, f, conc_deadline(t));
+  luaL_argcheck(L, t == t, 2, "timeout is not a number");
+  luaL_argcheck(L, t >= 0, 2, "timeout must be non-negative");
+  if (t > MAXTIMEOUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  r = conc_timer_cancel_at(gettimer(L), f, conc_deadline(t));
   if (r != 0)
     return lconc_coreerror(L, r, "timer");
+  lua_pushboolean(L, 1);
   return 1;
 }
 

@@ -461,8 +461,12 @@ local function advance(co, out, ...)
     advance(co, out, timedout)
   end
   if timeout then
-    timer = core._timer(timeout)
-    if timer then timer:add_done_callback(wake, true) end
+    timer = core.Future()
+    if core._timer(timer, timeout) then
+      timer:add_done_callback(wake, true)
+    else
+      timer = nil  -- forever
+    end
   end
   f:add_done_callback(wake, false)
 end
