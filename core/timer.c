@@ -1,7 +1,9 @@
 /*
-** timer.c: cancel futures at deadlines, from one thread per timer. The
-** Lua binding uses it for cf.await's timeouts (a future that a timer
-** cancels wakes the awaiting coroutine through the owner's mailbox).
+** timer.c: cancel futures at deadlines, from one thread per timer that
+** runs only while entries are due (so an idle state keeps no thread: a
+** process pool forking later meets fewer threads). The Lua binding uses
+** it for cf.await's timeouts (a future that a timer cancels wakes the
+** awaiting coroutine through the owner's mailbox).
 */
 #include <limits.h>
 #include <signal.h>
@@ -25,7 +27,8 @@ struct conc_timer {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   pthread_t thread;
-  int started;
+  int started;        /* 'thread' is to be joined */
+  int running;        /* 'thread' serves the list */
   int stop;
   entry *head;        /* earliest deadline first */
 };
@@ -47,16 +50,17 @@ conc_timer_t *conc_timer_new(void) {
   return t;
 }
 
-/* Cancel each entry once its deadline passed; sleep until the next. The
-** lock is released around the cancel, which fires the future's watchers
-** (lock order: timer, never while a future's lock is held). */
+/* Cancel each entry once its deadline passed; sleep until the next;
+** leave once the list is empty. The lock is released around the cancel,
+** which fires the future's watchers (lock order: timer, never while a
+** future's lock is held). */
 static void *timer_main(void *arg) {
   conc_timer_t *t = (conc_timer_t *)arg;
   pthread_mutex_lock(&t->mu);
   while (!t->stop) {
     entry *e = t->head;
     if (e == NULL)
-      conc__cond_wait(&t->cv, &t->mu, CONC_FOREVER);
+      break;
     else if (conc_now() < e->deadline)
       conc__cond_wait(&t->cv, &t->mu, e->deadline);
     else {
@@ -68,6 +72,7 @@ static void *timer_main(void *arg) {
       pthread_mutex_lock(&t->mu);
     }
   }
+  t->running = 0;
   pthread_mutex_unlock(&t->mu);
   return NULL;
 }
@@ -96,8 +101,20 @@ static int start(conc_timer_t *t) {
   pthread_attr_destroy(&attr);
   if (r != 0)
     return CONC_ESYS;
-  t->started = 1;
+  t->started = t->running = 1;
   return 0;
+}
+
+/* With the lock held: a thread serves the list, the previous one (which
+** left when the list emptied and no longer needs the lock) joined. */
+static int serve(conc_timer_t *t) {
+  if (t->running)
+    return 0;
+  if (t->started) {
+    pthread_join(t->thread, NULL);
+    t->started = 0;
+  }
+  return start(t);
 }
 
 /* With the lock held: drop the entries whose futures are done already
@@ -122,7 +139,7 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
   if (e == NULL)
     return CONC_ENOMEM;
   pthread_mutex_lock(&t->mu);
-  if (!t->started && (r = start(t)) != 0) {
+  if ((r = serve(t)) != 0) {
     pthread_mutex_unlock(&t->mu);
     free(e);
     return r;
@@ -139,6 +156,24 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
     pthread_cond_signal(&t->cv);  /* it sleeps until a later deadline */
   pthread_mutex_unlock(&t->mu);
   return 0;
+}
+
+void conc_timer_remove(conc_timer_t *t, conc_future_t *f) {
+  entry **p, *e = NULL;
+  pthread_mutex_lock(&t->mu);
+  for (p = &t->head; *p != NULL; p = &(*p)->next)
+    if ((*p)->f == f) {
+      e = *p;
+      *p = e->next;
+      break;
+    }
+  if (e != NULL && t->head == NULL)
+    pthread_cond_signal(&t->cv);  /* nothing left: the thread leaves */
+  pthread_mutex_unlock(&t->mu);
+  if (e != NULL) {
+    conc_future_unref(e->f);
+    free(e);
+  }
 }
 
 void conc_timer_free(conc_timer_t *t) {

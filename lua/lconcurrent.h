@@ -86,7 +86,7 @@ LCONC_FUNC conc_chanq_t *lconc_testqueue(lua_State *L, int idx);
 LCONC_FUNC void lconc_pushqueue(lua_State *L, conc_chanq_t *q);
 LCONC_FUNC void lconc_open_queue(lua_State *L);
 
-/* ltimer.c: adds _timer (cf.await's timeouts) */
+/* ltimer.c: adds _timer and _untimer (cf.await's timeouts) */
 LCONC_FUNC void lconc_open_timer(lua_State *L);
 
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */

@@ -66,7 +66,21 @@ static int cf_timer(lua_State *L) {
   return 1;
 }
 
+/* core._untimer(f): the wait behind 'f' ended first; forget it, so that
+** the timer's thread can leave once nothing is due. */
+static int cf_untimer(lua_State *L) {
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &timer_key) != LUA_TNIL) {
+    conc_timer_t **p = (conc_timer_t **)lua_touserdata(L, -1);
+    if (*p != NULL)
+      conc_timer_remove(*p, f);
+  }
+  return 0;
+}
+
 void lconc_open_timer(lua_State *L) {
   lua_pushcfunction(L, cf_timer);
   lua_setfield(L, -2, "_timer");
+  lua_pushcfunction(L, cf_untimer);
+  lua_setfield(L, -2, "_untimer");
 }

@@ -17,6 +17,7 @@ local CASES = {
   { "wake", "cancels a waiter's future at the next put, get or close" },
   { "unref", "frees the items left with the last reference" },
   { "timer", "cancels futures at their deadlines and joins at free" },
+  { "timeridle", "keeps a thread only while something is due" },
 }
 
 local function queuetest(args)

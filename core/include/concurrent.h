@@ -300,8 +300,8 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 /* }====================================================================== */
 
 /* {======================================================================
-** Timers: a thread that cancels futures at their deadlines (started on
-** the first use, joined by conc_timer_free).
+** Timers: a thread that cancels futures at their deadlines (running
+** only while some are due; joined by conc_timer_free).
 ** ======================================================================= */
 
 typedef struct conc_timer conc_timer_t;
@@ -315,6 +315,8 @@ void conc_timer_free(conc_timer_t *t);
 ** CONC_ESYS (the thread could not start). */
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline);
+/* Forget 'f' (its wait ended otherwise), if it is still there. */
+void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
 
 /* }====================================================================== */
 

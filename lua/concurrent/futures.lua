@@ -457,7 +457,10 @@ local function advance(co, out, ...)
   local function wake(_, timedout)
     if resumed then return end
     resumed = true
-    if timer then timer:cancel() end
+    if timer then
+      core._untimer(timer)
+      timer:cancel()
+    end
     advance(co, out, timedout)
   end
   if timeout then

@@ -219,6 +219,57 @@ static void case_timer(void) {
   conc_future_unref(never);
 }
 
+/* Threads of this process, from /proc/self/status. */
+static int nthreads(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  int n = -1;
+  CHECK(f != NULL);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "Threads:", 8) == 0)
+      n = atoi(line + 8);
+  fclose(f);
+  return n;
+}
+
+/* The thread count once it stopped changing for 100 ms (a sanitizer
+** may start a thread of its own along the way). */
+static int settled(void) {
+  int n = nthreads(), i;
+  for (i = 0; i < 100; i++) {
+    usleep(100000);
+    if (nthreads() == n)
+      return n;
+    n = nthreads();
+  }
+  return n;
+}
+
+/* The thread leaves once nothing is due (entries fired or removed) and
+** a later entry starts a new one. */
+static void case_timeridle(void) {
+  conc_timer_t *t = conc_timer_new();
+  conc_future_t *a = conc_future_new(), *b = conc_future_new(),
+                *c = conc_future_new();
+  int base;
+  CHECK(conc_timer_cancel_at(t, a, conc_deadline(0.01)) == 0);
+  CHECK(conc_future_wait(a, conc_deadline(10)) == 0);
+  base = settled();  /* without the timer's thread, if it left */
+  CHECK(conc_timer_cancel_at(t, b, conc_deadline(3600)) == 0);
+  CHECK(nthreads() == base + 1);
+  conc_timer_remove(t, b);
+  conc_timer_remove(t, b);  /* not there any more: harmless */
+  CHECK(settled() == base);
+  CHECK(conc_future_state(b) == CONC_PENDING);
+  CHECK(conc_timer_cancel_at(t, c, conc_deadline(0.01)) == 0);
+  CHECK(conc_future_wait(c, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(c) == CONC_CANCELLED);
+  conc_timer_free(t);
+  conc_future_unref(a);
+  conc_future_unref(b);
+  conc_future_unref(c);
+}
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -230,6 +281,7 @@ static const struct {
   {"wake", case_wake},
   {"unref", case_unref},
   {"timer", case_timer},
+  {"timeridle", case_timeridle},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
