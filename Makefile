@@ -17,6 +17,7 @@ INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 INSTALL_INC ?= $(PREFIX)/include
 INSTALL_LIB ?= $(PREFIX)/lib
+INSTALL_PC ?= $(INSTALL_LIB)/pkgconfig
 
 # Lua's own warning set (CWARNSC of its makefile) on top of -Wall -Wextra.
 CWARNS = -Wall -Wextra -Wshadow -Wsign-compare -Wundef -Wwrite-strings \
@@ -79,11 +80,12 @@ HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 HOST = $(BUILD)/host
 # The core thread pool driven from C alone (spec/07-corepool_spec.lua).
 POOLTEST = $(BUILD)/pooltest
-# The core queue and timer from C alone (spec/13-corequeue_spec.lua).
+# The core queue and timer from C alone (spec/16-corequeue_spec.lua).
 QUEUETEST = $(BUILD)/queuetest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
 BENCHES = $(sort $(wildcard spec/bench/*.lua))
 ROCKSPEC = rockspec/concurrent-scm-1.rockspec
+VERSION = $(shell sed -n 's/^\#define CONC_VERSION "\(.*\)"/\1/p' core/include/concurrent.h)
 
 # Every entry point checks its Debian packages first (mk/deps.sh installs
 # them as root, otherwise prints the apt-get command), then builds in a
@@ -114,15 +116,15 @@ TSAN_ENV = TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1$(if $(wildcard 
 SAN_ENV = $(if $(findstring thread,$(SAN)),$(TSAN_ENV),$(ASAN_ENV))
 
 test:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) specs
 
 asan:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) SAN=address,undefined BUILD=build-asan specs
 
 tsan:
-	@$(DEPS) cc lua headers busted luv
+	@$(DEPS) cc lua headers busted luv script
 	@$(SUBMAKE) SAN=thread BUILD=build-tsan specs
 
 demo:
@@ -131,7 +133,9 @@ demo:
 
 # Every example (and the C host) under valgrind: any error or leak fails.
 EXAMPLES = $(sort $(wildcard examples/*.lua))
-VALGRIND = valgrind -q --leak-check=full --error-exitcode=9 \
+# Forked process-pool workers leave with _exit, holding the parent's heap:
+# only the parent is checked.
+VALGRIND = valgrind -q --leak-check=full --error-exitcode=9 --child-silent-after-fork=yes \
            --errors-for-leak-kinds=definite,indirect,possible
 valgrind:
 	@$(DEPS) cc lua headers valgrind
@@ -144,6 +148,10 @@ valgrind:
 	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 # Each spec/bench/*.lua is one section of the report, run in name order.
+# The thread-pool section also writes its table as data, which gnuplot
+# (when installed) draws as the chart the README shows.
+BENCH_DATA = doc/bench.dat
+BENCH_CHART = doc/bench.svg
 bench:
 	@$(DEPS) cc lua headers luv python3
 	@$(SUBMAKE) run-bench
@@ -155,8 +163,12 @@ run-demo: $(MODULE)
 run-bench: $(MODULE) $(HELPERS)
 	@$(if $(BENCHES),,echo "no benchmarks in spec/bench/")
 	@for f in $(BENCHES); do \
-	  echo "== $$f"; $(LUAENV) $(LUA) $$f || exit 1; \
+	  echo "== $$f"; $(LUAENV) BENCH_DATA=$(BENCH_DATA) $(LUA) $$f || exit 1; \
 	done
+	@if command -v gnuplot >/dev/null; then \
+	  gnuplot -e "datafile='$(BENCH_DATA)'; outfile='$(BENCH_CHART)'" mk/bench.gp && \
+	  echo "chart: $(BENCH_CHART)"; \
+	else echo "gnuplot not installed (apt-get install gnuplot-nox): $(BENCH_CHART) not drawn"; fi
 
 # Internal: build the module and helpers, run every spec with busted under
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
@@ -210,21 +222,53 @@ $(FUZZ): spec/fuzz/decode.c $(CORE_SRC) $(BIND_SRC) $(wildcard core/*.h core/inc
 
 .PHONY: fuzz
 
+# The files 'make install' writes (also what 'make uninstall' removes).
+INSTALLED = $(INSTALL_CMOD)/concurrent/core.so \
+  $(LUA_SRC:lua/%=$(INSTALL_LMOD)/%) $(INSTALL_INC)/concurrent.h \
+  $(INSTALL_LIB)/libconcurrent.a $(INSTALL_PC)/concurrent.pc
+
 install: $(MODULE) $(LIBCORE)
 	install -d $(DESTDIR)$(INSTALL_CMOD)/concurrent \
-	  $(DESTDIR)$(INSTALL_LMOD)/concurrent $(DESTDIR)$(INSTALL_INC)
+	  $(DESTDIR)$(INSTALL_LMOD)/concurrent $(DESTDIR)$(INSTALL_INC) \
+	  $(DESTDIR)$(INSTALL_LIB) $(DESTDIR)$(INSTALL_PC)
 	install -m 0755 $(MODULE) $(DESTDIR)$(INSTALL_CMOD)/concurrent/core.so
 	install -m 0644 $(LUA_SRC) $(DESTDIR)$(INSTALL_LMOD)/concurrent/
 	install -m 0644 core/include/concurrent.h $(DESTDIR)$(INSTALL_INC)/
-	install -d $(DESTDIR)$(INSTALL_LIB)
 	install -m 0644 $(LIBCORE) $(DESTDIR)$(INSTALL_LIB)/
+	printf '%s\n' 'includedir=$(INSTALL_INC)' 'libdir=$(INSTALL_LIB)' '' \
+	  'Name: concurrent' \
+	  'Description: futures and thread pools in C; the core of concurrent.futures for Lua' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lconcurrent -pthread' \
+	  >$(DESTDIR)$(INSTALL_PC)/concurrent.pc
 
-# The rockspec must build the same sources and install the same Lua files.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(INSTALL_CMOD)/concurrent $(DESTDIR)$(INSTALL_LMOD)/concurrent 2>/dev/null
+
+# The API reference: LDoc (config.ld) reads the doc comments of lua/*.c
+# and lua/concurrent/*.lua into doc/reference/; mk/doccheck.lua then
+# checks that every exported function is in it.
+doc:
+	@$(DEPS) cc lua headers ldoc
+	@$(SUBMAKE) $(MODULE)
+	rm -rf doc/reference
+	ldoc -q .
+	@$(LUAENV) $(LUA) mk/doccheck.lua doc/reference/index.html
+
+# Installing as users do (mk/installcheck.sh): LuaRocks into a temporary
+# tree from a clean copy of HEAD, and 'make install DESTDIR=' with the C
+# host example built through pkg-config.
+installcheck:
+	@$(DEPS) cc lua headers luarocks pkgconfig
+	@LUA='$(LUA)' LUA_INC='$(LUA_INC)' CC='$(CC)' sh mk/installcheck.sh
+
+# luarocks lint checks the rockspec (it builds through this Makefile).
 lint:
 	@$(DEPS) lua
-	@$(LUA) mk/rockcheck.lua $(ROCKSPEC) $(CORE_SRC) $(BIND_SRC) -- $(LUA_SRC)
 	@if command -v luarocks >/dev/null; then \
-	  luarocks --lua-version $(LUA_VERSION) lint $(ROCKSPEC); \
+	  luarocks --lua-version $(LUA_VERSION) lint $(ROCKSPEC) && \
+	  echo "$(ROCKSPEC): luarocks lint passed"; \
 	else echo "luarocks not installed: 'luarocks lint' skipped"; fi
 	@if command -v luacheck >/dev/null; then luacheck -q --no-color .; \
 	else echo "luacheck not installed (apt-get install lua-check): skipped"; fi
@@ -240,4 +284,5 @@ print:
 	@echo HELPERS=$(HELPERS)
 	@echo SPECS=$(SPECS)
 
-.PHONY: all clean print test asan tsan demo bench specs install lint valgrind run-demo run-bench
+.PHONY: all clean print test asan tsan demo bench specs install uninstall \
+  installcheck doc lint valgrind run-demo run-bench

@@ -1,16 +1,18 @@
 /*
 ** embed.c: a C host that embeds Lua. It opens the module in its own
-** state, hands Lua a future, and completes it from a thread of its own.
+** state, hands Lua a future, and completes it from a thread of its own;
+** then it reads futures that Lua completed, from C.
 */
+#define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
 #include <stdio.h>
-#include <unistd.h>
+#include <time.h>
+
+#include "concurrent.h"  /* before or after lua.h: either order works */
 
 #include "lua.h"
 #include "lauxlib.h"
 #include "lualib.h"
-
-#include "concurrent.h"
 
 struct job {
   const conc_lua_api_t *api;  /* the module's core: futures Lua sees */
@@ -23,7 +25,8 @@ struct job {
 /* The host's own thread: some work, then the result for Lua. */
 static void *worker(void *arg) {
   struct job *j = (struct job *)arg;
-  usleep(20000);
+  struct timespec ms20 = {0, 20000000};
+  nanosleep(&ms20, NULL);
   if (j->api->future_set_result(j->f, j->payload, j->len, j->freefn) != 0)
     j->freefn(j->payload);
   return NULL;
@@ -34,7 +37,49 @@ static const char script[] =
   "local f = ...\n"
   "f:add_done_callback(function(fut) print('callback saw', fut:result()) end)\n"
   "print('lua waits on', f)\n"
-  "print('result from the host thread:', f:result(10))\n";
+  "print('result from the host thread:', f:result(10))\n"
+  "local ex <close> = cf.ThreadPoolExecutor(1)\n"
+  "return ex:submit(function(a, b) return a .. b, #a end, 'con', 'current'),\n"
+  "       ex:submit(error, 'boom', 0)\n";
+
+/* Print the values of the finished future 'f', read from C: the module
+** decodes them into L, and C takes them from the stack. */
+static void report(lua_State *L, const conc_lua_api_t *api,
+                   conc_future_t *f) {
+  int failed = 0, n, i;
+  api->future_wait(f, api->deadline(10));
+  n = api->pushvalues(L, f, &failed);
+  if (n < 0) {
+    printf("no values: %s\n", api->strerror(n));
+    return;
+  }
+  if (failed)  /* the error value, then the worker's traceback */
+    printf("host read an error: %s%s\n", lua_tostring(L, -n),
+           n > 1 && lua_isstring(L, -n + 1) ? " (with a traceback)" : "");
+  else {
+    printf("host read:");
+    for (i = n; i >= 1; i--)
+      printf(" %s", lua_isstring(L, -i) ? lua_tostring(L, -i) : "?");
+    printf("\n");
+  }
+  lua_pop(L, n);
+}
+
+/* Futures Lua returned: their values, an error, and a code described. */
+static void readback(lua_State *L, const conc_lua_api_t *api) {
+  conc_future_t *ok = api->tofuture(L, -2), *bad = api->tofuture(L, -1);
+  conc_future_t *pending = api->future_new();
+  if (ok == NULL || bad == NULL || pending == NULL) {
+    fprintf(stderr, "embed: Lua did not return two futures\n");
+    return;
+  }
+  report(L, api, ok);
+  report(L, api, bad);
+  printf("a pending future is done: %d; waiting 0 s: %s\n",
+         api->future_done(pending),
+         api->strerror(api->future_wait(pending, api->deadline(0))));
+  api->future_unref(pending);
+}
 
 int main(void) {
   lua_State *L = luaL_newstate();
@@ -43,10 +88,9 @@ int main(void) {
   pthread_t t;
   int status;
   luaL_openlibs(L);
-  /* find the module: first the build tree, then the installed paths */
-  if (luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path\n"
-                       "package.cpath = 'build/?.so;' .. package.cpath\n"
-                       "require 'concurrent.core'") != LUA_OK) {
+  /* the module is found as any Lua finds it: LUA_PATH and LUA_CPATH
+  ** ('make' sets them to the build tree), else the installed paths */
+  if (luaL_dostring(L, "require 'concurrent.core'") != LUA_OK) {
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
     lua_close(L);
     return 1;
@@ -74,9 +118,11 @@ int main(void) {
     return 1;
   }
   api->pushfuture(L, j.f);
-  status = lua_pcall(L, 1, 0, 0);
+  status = lua_pcall(L, 1, 2, 0);
   if (status != LUA_OK)
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
+  else
+    readback(L, api);
   pthread_join(t, NULL);
   api->future_unref(j.f);
   lua_close(L);

@@ -9,6 +9,7 @@
 
 #include "lconcurrent.h"
 #include "lfuncs.h"
+#include "lnames.h"
 
 /*
 ** {======================================================================
@@ -48,6 +49,10 @@
 **                                             where a bad size in it can
 **                                             allocate gigabytes
 **             | CFUNC string string           package.loaded[mod][key]
+**             | MODULE string                 require(name): a table that
+**                                             is a value of the sender's
+**                                             package.loaded (its best
+**                                             name: lnames.c)
 **             | FUTURE index                  the payload's list[index]: a
 **                                             future or a queue
 **   item     := value                         one element of t[1..narr]
@@ -83,11 +88,12 @@
 ** allocation out of proportion to the input. Bytecode is trusted: an
 ** LFUNC is handed to lua_load (binary mode), and Lua does not verify
 ** bytecode, so only a peer trusted to run code in this process may send
-** LFUNC. The decoder also may require() the module of a CFUNC, and a
-** metatable it sets may carry __gc, which runs later. The thread pool
+** LFUNC. The decoder also may require() the module of a CFUNC or a
+** MODULE, and a metatable it sets may carry __gc, which runs later. The thread pool
 ** and the process pool (whose children are forks of the same program)
 ** are such peers. For anything else, decode with LCONC_DEC_NOCODE: it
-** refuses LFUNC and loads no module (the fuzzer does that).
+** refuses LFUNC and loads no module: a CFUNC or MODULE must name one
+** already loaded (the fuzzer does that).
 ** =======================================================================
 */
 
@@ -116,7 +122,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_TABLEMT,
-  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS, T_INTS
+  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS, T_INTS, T_MODULE
 };
 
 enum { UV_VAL, UV_ENV, UV_JOIN };
@@ -170,6 +176,7 @@ typedef struct Enc {
   int depth;
   const char *label;
   int labelbase;
+  lconc_names names;  /* C functions and modules by name (lnames.c) */
   Seg path[CONC_MAXDEPTH + 1];
 } Enc;
 
@@ -252,14 +259,35 @@ static void pushpath(Enc *E) {
   luaL_pushresult(&b);
 }
 
+/* What to do instead, for a kind of value that cannot cross. */
+static const char *hint(const char *why) {
+  static const char *const hints[][2] = {
+    {"userdata", "create it inside the task or pass what it is made from"},
+    {"light userdata", "pass the data it points to"},
+    {"thread", "create the coroutine inside the task"},
+    {"C function with upvalues", "call it inside the task, through its "
+     "module"},
+    {"C function not found in package.loaded", "require its module or "
+     "call it inside the task"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+    if (strcmp(why, hints[i][0]) == 0)
+      return hints[i][1];
+  return NULL;
+}
+
 /* Every encode error goes through here: it frees the buffer for the
-** next encode, then raises "cannot transfer <path> (<why>)". */
+** next encode, then raises "cannot transfer <path> (<why>)", followed
+** by ": <hint>" for a kind of value that never crosses. */
 static void refuse(Enc *E, const char *why) {
   lua_State *L = E->L;
+  const char *h = hint(why);
   E->B->busy = 0;
   lua_checkstack(L, 8);
   pushpath(E);
-  luaL_error(L, "cannot transfer %s (%s)", lua_tostring(L, -1), why);
+  luaL_error(L, "cannot transfer %s (%s)%s%s", lua_tostring(L, -1), why,
+             h ? ": " : "", h ? h : "");
 }
 
 static void grow(Enc *E, size_t k) {
@@ -432,6 +460,22 @@ static int encnamed(Enc *E, int t) {
   return named;
 }
 
+/* A table that package.loaded holds crosses as its module name: the
+** receiver gets its own require(name) (identity kept on the way back). */
+static int encmodule(Enc *E, int t) {
+  lua_State *L = E->L;
+  size_t len;
+  const char *s;
+  if (!lconc_modulename(L, &E->names, t))
+    return 0;
+  s = lua_tolstring(L, -1, &len);
+  ensure(E, 1);
+  putbyte(E, T_MODULE);
+  putstring(E, s, len);
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* Is the key at 'k' the integer 'i'? */
 static int iskey(lua_State *L, int k, lua_Integer i) {
   return lua_isinteger(L, k) && lua_tointeger(L, k) == i;
@@ -527,7 +571,7 @@ static void enctable(Enc *E, int t) {
   size_t at;
   int mt, k, inarray = 1;
   Run run;
-  if (encnamed(E, t) || encseen(E, t))
+  if (encnamed(E, t) || encmodule(E, t) || encseen(E, t))
     return;
   enter(E);
   mt = lua_getmetatable(L, t) ? lua_gettop(L) : 0;
@@ -644,7 +688,7 @@ static void enccfunc(Enc *E, int f) {
   const char *m, *k;
   if (lua_getupvalue(L, f, 1) != NULL)
     refuse(E, "C function with upvalues");
-  if (!lconc_cfuncname(L, f))
+  if (!lconc_cfuncname(L, &E->names, f))
     refuse(E, "C function not found in package.loaded");
   m = lua_tolstring(L, -2, &ml);
   k = lua_tolstring(L, -1, &kl);
@@ -778,6 +822,7 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   E.depth = 0;
   E.label = label;
   E.labelbase = labelbase;
+  E.names.checked = 0;
   E.B = getbuffer(L);
   E.B->busy = 1;
   E.B->n = HEAD;
@@ -1044,6 +1089,15 @@ static void declfunc(Dec *D) {
   D->depth--;
 }
 
+/* A module by name: the receiver's own (required if need be). */
+static void decmodule(Dec *D) {
+  lua_State *L = D->L;
+  loadstring(D);
+  if (!lconc_getmodule(L, -1, !(D->flags & LCONC_DEC_NOCODE)))
+    error(D, lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
 static void deccfunc(Dec *D) {
   lua_State *L = D->L;
   loadstring(D);
@@ -1105,6 +1159,7 @@ static void decode(Dec *D) {
     case T_LFUNC: declfunc(D); break;
     case T_CFUNC: deccfunc(D); break;
     case T_FUTURE: decfuture(D); break;
+    case T_MODULE: decmodule(D); break;
     default: error(D, "bad tag");
   }
 }

@@ -3,10 +3,19 @@
 ** opens each part of the binding into one table and publishes the C API
 ** for hosts (conc_lua_api_t) in the registry.
 */
+
+/***
+ * Functions.
+ * @submodule concurrent.futures
+ */
 #include <unistd.h>
 
 #include "lconcurrent.h"
 
+/***
+ * @function cpu_count
+ * @treturn integer the number of online processors
+ */
 static int cf_cpu_count(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   lua_pushinteger(L, n > 0 ? n : 1);
@@ -50,6 +59,20 @@ static int capi_decode(lua_State *L, const void *payload) {
   return lconc_decode(L, (const conc_payload_t *)payload);
 }
 
+/* The values of a FINISHED future, decoded in L (conc_lua_api_t). */
+static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
+  const void *data;
+  size_t len;
+  int fl;
+  if (conc_future_payload(f, &data, &len, &fl) != 0)
+    return CONC_ESTATE;
+  if (data == NULL)
+    return CONC_EINVAL;
+  if (failed != NULL)
+    *failed = fl;
+  return lconc_decode(L, (const conc_payload_t *)data);
+}
+
 static const conc_lua_api_t capi = {
   CONC_LUA_API_VERSION,
   lconc_pushfuture,
@@ -67,7 +90,11 @@ static const conc_lua_api_t capi = {
   conc_future_cancel,
   conc_future_wait,
   conc_future_add_callback,
-  conc_deadline
+  conc_deadline,
+  conc_future_done,
+  conc_future_payload,
+  capi_pushvalues,
+  conc_strerror
 };
 
 /* }====================================================================== */

@@ -55,6 +55,8 @@ LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 ** while it closes). Raises "the Lua state is closing" once the owner is
 ** finalized: nothing new may start then. */
 LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
+/* whether the state is closing (see lconc_addcloser) */
+LCONC_FUNC int lconc_closing(lua_State *L);
 LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);

@@ -3,6 +3,11 @@
 ** A class is a metatable registered as "concurrent.<Name>", so its
 ** instances cross states by name and Class:is(e) still holds there.
 */
+
+/***
+ * Errors.
+ * @submodule concurrent.futures
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -64,14 +69,28 @@ int lconc_coreerror(lua_State *L, int code, const char *what) {
 }
 
 
-/* Class(msg): a new instance. */
+/***
+ * The error classes `CancelledError`, `TimeoutError`,
+ * `InvalidStateError`, `BrokenExecutor` and its subclasses
+ * `BrokenThreadPool` and `BrokenProcessPool`. Calling a class makes an
+ * error value: `tostring(e)` reads well and `e.message` holds the message.
+ * @function ErrorClass
+ * @tparam[opt] string message
+ * @treturn table an error of that class
+ */
 static int cls_call(lua_State *L) {
   const char *msg = luaL_optstring(L, 2, "");
   newerror(L, 1, msg);
   return 1;
 }
 
-/* Class:is(e): e's class is Class or one of its subclasses. */
+/***
+ * Whether `e` is an error of this class or a subclass, also after it
+ * crossed from a worker.
+ * @function ErrorClass:is
+ * @param e any value
+ * @treturn boolean
+ */
 static int cls_is(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_istable(L, 2) || !lua_getmetatable(L, 2))

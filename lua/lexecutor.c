@@ -81,6 +81,8 @@ static int ex_submit(lua_State *L) {
   int r;
   lconc_checkcallable(L, 2);
   checkopen(L, ex);
+  if (lconc_closing(L))
+    return luaL_error(L, "the Lua state is closing");
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
@@ -246,9 +248,11 @@ static void checkoptionnames(lua_State *L, const kind *k) {
     const char *const *o;
     lua_pop(L, 1);
     for (o = k->options; *o != NULL; o++)
-      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), *o) == 0)
+      if (lua_type(L, -1) == LUA_TSTRING
+          && strcmp(lua_tostring(L, -1), *o) == 0)
         break;
     if (*o == NULL) {
+      const char *key = luaL_tolstring(L, -1, NULL);
       luaL_Buffer b;
       luaL_buffinit(L, &b);
       for (o = k->options; *o != NULL; o++) {
@@ -257,7 +261,7 @@ static void checkoptionnames(lua_State *L, const kind *k) {
       }
       luaL_pushresult(&b);
       luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s' (known: "
-                    "%s)", luaL_tolstring(L, -2, NULL), lua_tostring(L, -2)));
+                    "%s)", key, lua_tostring(L, -1)));
     }
   }
 }

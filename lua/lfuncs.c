@@ -1,6 +1,6 @@
 /*
-** lfuncs.c: functions across states. Lua functions travel as bytecode
-** dumps, cached on both sides; C functions travel by qualified name.
+** lfuncs.c: Lua functions across states. They travel as bytecode dumps,
+** cached on both sides (C functions travel by name: lnames.c).
 */
 #include <stdint.h>
 #include <string.h>
@@ -23,7 +23,6 @@
 /* Registry keys (static addresses, one per cache). */
 static const char DUMPS = 'd';   /* function -> dump, weak keys */
 static const char LOADS = 'l';   /* dump hash -> {dump, closure}, n = count */
-static const char CNAMES = 'c';  /* C function -> {module, key} */
 static const char MAKERS = 'm';  /* n -> prefix of a maker template */
 
 /* Push the registry table at 'key', making it (with metatable mode
@@ -426,156 +425,6 @@ int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
   }
   lua_remove(L, -2);
   return shared;
-}
-
-/* }====================================================================== */
-
-
-/* {======================================================================
-** C functions by name
-** ======================================================================= */
-
-/* Record in the cache at 'cache' every C function field of the module
-** table at the top, named 'mod', that has no name yet. */
-static void scanmodule(lua_State *L, int cache, int mod) {
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
-      if (lua_rawget(L, cache) == LUA_TNIL) {  /* pops the copy below */
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);                    /* the key again */
-        lua_rawget(L, -3);
-        lua_createtable(L, 2, 0);
-        lua_pushvalue(L, mod);
-        lua_rawseti(L, -2, 1);
-        lua_pushvalue(L, -3);
-        lua_rawseti(L, -2, 2);
-        lua_rawset(L, cache);
-      } else {
-        lua_pop(L, 1);
-      }
-    } else {
-      lua_pop(L, 1);
-    }
-  }
-}
-
-/* Scan package.loaded into the cache at 'cache'; "_G" comes last, so
-** that a library function is named by its library (string.rep). */
-static void scanloaded(lua_State *L, int cache) {
-  int pass;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
-  for (pass = 0; pass < 2; pass++) {
-    lua_pushnil(L);
-    while (lua_next(L, -2) != 0) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1) &&
-          (strcmp(lua_tostring(L, -2), "_G") == 0) == pass)
-        scanmodule(L, cache, lua_absindex(L, -2));
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-}
-
-/* Is package.loaded[entry[1]][entry[2]] (entry at the top) still the
-** function at 'f'? If so, leave module and key pushed in place of the
-** entry; if not, pop the entry. */
-static int stillnamed(lua_State *L, int f) {
-  int top = lua_gettop(L);
-  int ok = 0;
-  lua_rawgeti(L, top, 1);
-  lua_rawgeti(L, top, 2);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_istable(L, -1)) {
-    lua_pushvalue(L, top + 1);
-    if (lua_rawget(L, -2) == LUA_TTABLE) {
-      lua_pushvalue(L, top + 2);
-      lua_rawget(L, -2);
-      ok = lua_rawequal(L, -1, f);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  if (ok)
-    lua_remove(L, top);
-  else
-    lua_settop(L, top - 1);
-  return ok;
-}
-
-int lconc_cfuncname(lua_State *L, int idx) {
-  int cache, pass;
-  idx = lua_absindex(L, idx);
-  luaL_checkstack(L, STACKNEED, NULL);
-  getcache(L, &CNAMES, NULL);
-  cache = lua_gettop(L);
-  for (pass = 0; pass < 2; pass++) {
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, cache) == LUA_TTABLE && stillnamed(L, idx)) {
-      lua_remove(L, cache);
-      return 1;
-    }
-    if (pass == 0) {  /* unknown or stale: rescan what is loaded now */
-      lua_settop(L, cache);
-      lua_newtable(L);
-      lua_replace(L, cache);
-      lua_pushvalue(L, cache);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &CNAMES);
-      scanloaded(L, cache);
-    }
-  }
-  lua_settop(L, cache - 1);
-  return 0;
-}
-
-/* Call require(mod) in protected mode; leaves nothing on the stack. */
-static void requiremodule(lua_State *L, int mod) {
-  if (lua_getglobal(L, "require") != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pushvalue(L, mod);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-    lua_pop(L, 1);
-}
-
-int lconc_cfunclookup(lua_State *L, int mod, int key, int userequire) {
-  luaL_checkstack(L, STACKNEED, NULL);
-  mod = lua_absindex(L, mod);
-  key = lua_absindex(L, key);
-  if (userequire) {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushvalue(L, mod);
-    if (lua_rawget(L, -2) == LUA_TNIL)
-      requiremodule(L, mod);
-    lua_pop(L, 2);
-  }
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_istable(L, -1)) {
-    lua_pushvalue(L, mod);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-  }
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "module '%s' not loaded", lua_tostring(L, mod));
-    return 0;
-  }
-  lua_pushvalue(L, key);
-  lua_rawget(L, -2);
-  lua_remove(L, -2);
-  if (lua_type(L, -1) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "no function '%s.%s'", lua_tostring(L, mod),
-                    lua_tostring(L, key));
-    return 0;
-  }
-  return 1;
 }
 
 /* }====================================================================== */

@@ -1,6 +1,6 @@
 /*
-** lfuncs.h: functions across states (lfuncs.c), for the codec: Lua
-** functions as cached bytecode dumps, C functions by qualified name.
+** lfuncs.h: Lua functions across states (lfuncs.c), for the codec: as
+** cached bytecode dumps.
 */
 #ifndef LFUNCS_H
 #define LFUNCS_H
@@ -23,17 +23,5 @@ LCONC_FUNC int lconc_loadfunc(lua_State *L, const char *b, size_t n);
 ** and lua_getupvalue/lua_setupvalue/lua_upvaluejoin past this count
 ** would read outside the closure, so the codec never asks past it. */
 LCONC_FUNC int lconc_nupvalues(lua_State *L, int idx);
-
-/* Push the module name and the key under which the C function at 'idx'
-** is found in package.loaded and return 1; or return 0, pushing
-** nothing. */
-LCONC_FUNC int lconc_cfuncname(lua_State *L, int idx);
-
-/* With the strings 'mod' and 'key' at those stack indices, push
-** package.loaded[mod][key] and return 1 if it is a function; or return 0
-** and push a message saying why not. With 'userequire', a module that is
-** not loaded yet is required first. */
-LCONC_FUNC int lconc_cfunclookup(lua_State *L, int mod, int key,
-                                 int userequire);
 
 #endif

@@ -2,6 +2,11 @@
 ** lfuture.c: the Future userdata over a core conc_future_t. One handle
 ** per future per state; its outcome is decoded once per state.
 */
+
+/***
+ * Futures.
+ * @submodule concurrent.futures
+ */
 #include <string.h>
 
 #include "lconcurrent.h"
@@ -30,8 +35,14 @@ conc_future_t *lconc_testfuture(lua_State *L, int idx) {
   return h != NULL ? h->f : NULL;
 }
 
+/* A handle is finalized before the objects made earlier than it while
+** its state closes: a callback run then may still reach it. */
 conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
-  return ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+  conc_future_t *f = ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+  if (f == NULL)
+    luaL_error(L, "future handle already finalized (the Lua state is "
+               "closing)");
+  return f;
 }
 
 static handle *newhandle(lua_State *L, conc_future_t *f) {
@@ -87,12 +98,24 @@ static int fut_gc(lua_State *L) {
   return 0;
 }
 
+/***
+ * `tostring(f)`: the future's state, e.g. `Future<finished>`.
+ * @function Future:__tostring
+ * @treturn string `Future<pending>`, `Future<running>`, `Future<finished>` or `Future<cancelled>`
+ */
 static int fut_tostring(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   lua_pushfstring(L, "Future<%s>", statenames[conc_future_state(f)]);
   return 1;
 }
 
+/***
+ * A future bound to no executor, for code that implements its own
+ * executors or bridges: complete it with `set_running_or_notify_cancel`,
+ * `set_result` and `set_exception`.
+ * @function Future
+ * @treturn Future a pending future
+ */
 static int fut_new(lua_State *L) {
   conc_future_t *f = conc_future_new();
   if (f == NULL)
@@ -182,6 +205,17 @@ static int outcome(lua_State *L, const char *what) {
   return pushoutcome(L);
 }
 
+/***
+ * All the values the task returned (multiple returns are kept), waiting
+ * for them up to `timeout` seconds. Callbacks of this state run meanwhile
+ * (a safe point). Decoded once per state: every call returns the same
+ * values.
+ * @function Future:result
+ * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
+ * @return the task's results
+ * @raise `TimeoutError` on timeout, `CancelledError` if cancelled, or the
+ * task's own error value (a deep copy) if the task raised
+ */
 static int fut_result(lua_State *L) {
   int n, i;
   if (outcome(L, "result") == OUT_ONE)
@@ -198,6 +232,13 @@ static int fut_result(lua_State *L) {
   return n;
 }
 
+/***
+ * The task's error value, or nothing if it succeeded. Waits as `result`.
+ * @function Future:exception
+ * @tparam[opt] number timeout seconds
+ * @return the error value, or nothing
+ * @raise `TimeoutError`, `CancelledError`
+ */
 static int fut_exception(lua_State *L) {
   if (outcome(L, "exception") == OUT_ONE)
     return 0;
@@ -208,6 +249,11 @@ static int fut_exception(lua_State *L) {
   return 1;
 }
 
+/***
+ * The worker-side traceback of a failed task.
+ * @function Future:traceback
+ * @treturn ?string the traceback, or `nil` if the future did not fail
+ */
 static int fut_traceback(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   const void *data;
@@ -228,6 +274,13 @@ static int fut_traceback(lua_State *L) {
 ** State
 ** ======================================================================= */
 
+/***
+ * Cancel the future if it has not started; its callbacks of this state
+ * run at once.
+ * @function Future:cancel
+ * @treturn boolean `true` if it is (now or already) cancelled, `false` if
+ * it is running or done
+ */
 static int fut_cancel(lua_State *L) {
   int r = conc_future_cancel(lconc_checkfuture(L, 1));
   if (r)
@@ -236,23 +289,44 @@ static int fut_cancel(lua_State *L) {
   return 1;
 }
 
+/***
+ * @function Future:cancelled
+ * @treturn boolean whether it was cancelled
+ */
 static int fut_cancelled(lua_State *L) {
   lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
                      == CONC_CANCELLED);
   return 1;
 }
 
+/***
+ * @function Future:running
+ * @treturn boolean whether its task is running
+ */
 static int fut_running(lua_State *L) {
   lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
                      == CONC_RUNNING);
   return 1;
 }
 
+/***
+ * @function Future:done
+ * @treturn boolean whether it finished or was cancelled (not a safe point)
+ */
 static int fut_done(lua_State *L) {
   lua_pushboolean(L, conc_future_done(lconc_checkfuture(L, 1)));
   return 1;
 }
 
+/***
+ * Call `fn(f, ...)` once the future is done, in this state and its own
+ * thread, at a safe point (at once if it is already done). An error in a
+ * callback is reported on stderr and does not stop the others.
+ * @function Future:add_done_callback
+ * @tparam function fn the callback
+ * @param ... arguments bound after the future
+ * @usage f:add_done_callback(function(fut, id) print(id, fut:result()) end, 1)
+ */
 static int fut_add_done_callback(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   lconc_checkcallable(L, 2);
@@ -264,6 +338,12 @@ static int fut_add_done_callback(lua_State *L) {
   return 0;
 }
 
+/***
+ * Mark a bare future as running, unless it was cancelled.
+ * @function Future:set_running_or_notify_cancel
+ * @treturn boolean `false` if it was cancelled (do not run the work), `true` if it now runs
+ * @raise `InvalidStateError` if it is running or done
+ */
 static int fut_set_running_or_notify_cancel(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   int r = conc_future_set_running_or_notify_cancel(f);
@@ -330,12 +410,25 @@ static int finish(lua_State *L, int failed) {
   return 0;
 }
 
+/***
+ * Finish the future with results; the callbacks registered by this
+ * state run at once, those of other states at their safe points.
+ * @function Future:set_result
+ * @param ... the results (the Transfer rules apply)
+ * @raise `InvalidStateError` if it is already done
+ */
 static int fut_set_result(lua_State *L) {
   lconc_checkfuture(L, 1);
   return finish(L, 0);
 }
 
 /* As lua.c reports it, a nil error becomes a string. */
+/***
+ * Finish the future with an error value.
+ * @function Future:set_exception
+ * @param err the error value
+ * @raise `InvalidStateError` if it is already done
+ */
 static int fut_set_exception(lua_State *L) {
   lconc_checkfuture(L, 1);
   lua_settop(L, 2);

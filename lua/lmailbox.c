@@ -2,8 +2,14 @@
 ** lmailbox.c: the per-state owner: its mailbox, Lua callbacks at safe
 ** points, cf.dispatch and cf.notify_fd, and waiting on watch sets.
 */
+
+/***
+ * Callbacks and event loops.
+ * @submodule concurrent.futures
+ */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lconcurrent.h"
 
@@ -51,9 +57,31 @@ static conc_mailbox_t *getmailbox(lua_State *L) {
   return mb;
 }
 
+/*
+** Whether the state is closing: its owner was finalized, or the code
+** running is a finalizer with no Lua code below it, which is how
+** lua_close runs them (Lua gives no finalizer to what is made then, so
+** an executor or a future handle made there would never be released).
+** A finalizer is the only code for which lua_gc answers -1; a host's own
+** lua_gc called from C at the top level looks the same, and is refused
+** too.
+*/
+int lconc_closing(lua_State *L) {
+  lua_Debug ar;
+  int n = 0;
+  if (lconc_getowner(L)->mb == NULL)
+    return 1;
+  if (lua_gc(L, LUA_GCISRUNNING) >= 0)
+    return 0;
+  while (lua_getstack(L, n, &ar))
+    n++;
+  return n > 0 && lua_getstack(L, n - 1, &ar) && lua_getinfo(L, "n", &ar)
+         && ar.name != NULL && strcmp(ar.name, "__gc") == 0;
+}
+
 void lconc_addcloser(lua_State *L, lconc_closer *c) {
   lconc_owner *o = lconc_getowner(L);
-  if (o->mb == NULL)
+  if (lconc_closing(L))
     luaL_error(L, "the Lua state is closing");
   c->next = o->closers;
   if (c->next != NULL)
@@ -303,6 +331,13 @@ double lconc_optdeadline(lua_State *L, int arg) {
 
 /* cf.dispatch([timeout]): run the ready callbacks, waiting up to
 ** 'timeout' for one; returns how many ran. */
+/***
+ * Run the callbacks of this state that are ready, waiting up to
+ * `timeout` seconds for one. For event loops: see `notify_fd`.
+ * @function dispatch
+ * @tparam[opt] number timeout seconds; `nil` does not wait
+ * @treturn integer how many callbacks ran
+ */
 static int cf_dispatch(lua_State *L) {
   double deadline;
   int ran;
@@ -318,6 +353,12 @@ static int cf_dispatch(lua_State *L) {
   return 1;
 }
 
+/***
+ * A file descriptor that is readable while callbacks of this state wait;
+ * an event loop polls it and calls `dispatch(0)`.
+ * @function notify_fd
+ * @treturn integer the descriptor (an eventfd)
+ */
 static int cf_notify_fd(lua_State *L) {
   lua_pushinteger(L, conc_mailbox_fd(getmailbox(L)));
   return 1;

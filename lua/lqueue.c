@@ -3,6 +3,11 @@
 ** are encoded on put and decoded on get (Transfer rules); waits are
 ** safe points. One handle per queue per state, as for futures.
 */
+
+/***
+ * Queues.
+ * @submodule concurrent.futures
+ */
 #include "lconcurrent.h"
 
 static const char handles_key = 'q';  /* registry: weak chanq -> handle */
@@ -71,8 +76,19 @@ static int q_gc(lua_State *L) {
   return 0;
 }
 
-/* cf.Queue([maxsize]): 0 or absent is unbounded. The handle is made
-** first, then the queue attached (liolib's order). */
+/***
+ * A FIFO of values shared across states like a future: it crosses into
+ * thread-pool tasks as a handle, so workers stream values to the caller
+ * or to each other. Values are copied in on `put` (the rules of
+ * `Executor:submit`) and decoded on `get`.
+ * @function Queue
+ * @tparam[opt=0] integer maxsize the most values it holds; 0 = unbounded
+ * @treturn Queue
+ * @usage local q = cf.Queue(100)
+ * ex:submit(function(out) for i = 1, 10 do out:put(i) end out:close() end, q)
+ * for v in q:values() do print(v) end
+ */
+/* The handle is made first, then the queue attached (liolib's order). */
 static int q_new(lua_State *L) {
   lua_Integer max = 0;
   qhandle *h;
@@ -199,7 +215,16 @@ static int queueerror(lua_State *L, int r, const char *what) {
   return lconc_coreerror(L, r, what);
 }
 
-/* q:put(v, [timeout]) */
+/***
+ * Copy `v` in at the back, waiting while the queue is full. Callbacks of
+ * this state run meanwhile (a safe point).
+ * @function Queue:put
+ * @param v the value (`nil` too)
+ * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
+ * @raise `TimeoutError` on timeout, "queue is closed" once closed (also
+ * while it waits), or "cannot transfer argument #1.x (userdata)" naming
+ * a value that cannot cross
+ */
 static int q_put(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);
   double deadline = lconc_optdeadline(L, 3);
@@ -278,7 +303,15 @@ static int getvalue(lua_State *L, conc_chanq_t *q, double deadline) {
   return r + 1;
 }
 
-/* q:get([timeout]) */
+/***
+ * Take the value at the front, waiting while the queue is empty (a safe
+ * point). Once the queue is closed, what is left is still returned, then
+ * `nil, false`.
+ * @function Queue:get
+ * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
+ * @return the value and `true`; or `nil, false` when closed and drained
+ * @raise `TimeoutError` on timeout
+ */
 static int q_get(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);
   double deadline = lconc_optdeadline(L, 2);
@@ -296,7 +329,13 @@ static int q_valuesstep(lua_State *L) {
   return n - 1;  /* the value alone */
 }
 
-/* for v in q:values() do: every value until closed and drained */
+/***
+ * Iterate over the values until the queue is closed and drained (a
+ * `nil` value ends the loop early: use `get` for queues that carry nils).
+ * @function Queue:values
+ * @return an iterator for a generic `for`
+ * @usage for v in q:values() do print(v) end
+ */
 static int q_values(lua_State *L) {
   checkqueue(L);
   lua_pushcfunction(L, q_valuesstep);
@@ -307,16 +346,31 @@ static int q_values(lua_State *L) {
 /* }====================================================================== */
 
 
+/***
+ * Refuse further `put`s and wake every waiting `get` and `put`; `get`
+ * still returns what is left. Idempotent.
+ * @function Queue:close
+ */
 static int q_close(lua_State *L) {
   conc_chanq_close(checkqueue(L));
   return 0;
 }
 
+/***
+ * `#q`: how many values the queue holds now.
+ * @function Queue:__len
+ * @treturn integer
+ */
 static int q_len(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)conc_chanq_len(checkqueue(L)));
   return 1;
 }
 
+/***
+ * `tostring(q)`, e.g. `Queue<open, 3 items>`.
+ * @function Queue:__tostring
+ * @treturn string
+ */
 static int q_tostring(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);
   lua_pushfstring(L, "Queue<%s, %d items>",

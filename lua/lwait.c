@@ -2,6 +2,11 @@
 ** lwait.c: waiting on many futures: cf.as_completed and cf.wait, over
 ** one watch set each (registered once, not once per step).
 */
+
+/***
+ * Waiting on many futures.
+ * @submodule concurrent.futures
+ */
 #include <string.h>
 
 #include "lconcurrent.h"
@@ -88,8 +93,16 @@ static int ac_step(lua_State *L) {
   return 1;
 }
 
-/* for f in cf.as_completed(fs, [timeout]): the waiter is also the loop's
-** to-be-closed value, so leaving the loop unregisters at once. */
+/***
+ * Each future of `fs` once, as it completes (those already done first);
+ * duplicates are yielded once. Leaving the loop early unregisters at once.
+ * @function as_completed
+ * @tparam {Future,...} fs an array of futures
+ * @tparam[opt] number timeout seconds for the whole loop
+ * @return an iterator for a generic `for`
+ * @raise `TimeoutError` ("2 (of 4) futures unfinished") when time runs out
+ * @usage for f in cf.as_completed(fs, 30) do print(f:result()) end
+ */
 static int cf_as_completed(lua_State *L) {
   waiter *w;
   double deadline = lconc_optdeadline(L, 2);
@@ -137,7 +150,16 @@ static void partition(lua_State *L, int idx, waiter *w) {
   lua_remove(L, -3);
 }
 
-/* done, not_done = cf.wait(fs, [timeout], [return_when]) */
+/***
+ * Wait until `return_when` holds or `timeout` passes.
+ * @function wait
+ * @tparam {Future,...} fs an array of futures
+ * @tparam[opt] number timeout seconds
+ * @tparam[opt="ALL_COMPLETED"] string return_when `cf.ALL_COMPLETED`,
+ * `cf.FIRST_COMPLETED` or `cf.FIRST_EXCEPTION`
+ * @treturn {Future,...} done, in input order
+ * @treturn {Future,...} not done, in input order
+ */
 static int cf_wait(lua_State *L) {
   double deadline = lconc_optdeadline(L, 2);
   int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", modes);

@@ -4,8 +4,11 @@
 ** and reused for every task. A task payload goes in, an outcome payload
 ** comes out: the runtime never touches a future.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "lualib.h"
 
@@ -18,7 +21,10 @@
 ** ======================================================================= */
 
 lconc_shared *lconc_shared_new(void) {
-  return (lconc_shared *)calloc(1, sizeof(lconc_shared));
+  lconc_shared *sh = (lconc_shared *)calloc(1, sizeof(lconc_shared));
+  if (sh != NULL)
+    sh->pid = (long)getpid();
+  return sh;
 }
 
 void lconc_shared_free(lconc_shared *sh) {
@@ -179,6 +185,24 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   return out;
 }
 
+/* os.exit([code [, close]]) in a forked worker: as Lua's, but the
+** process image is the parent's, whose atexit handlers and stdio
+** buffers are not this process's to run or flush. The worker's own
+** output is flushed; 'close' closes the worker's state first. */
+static int child_exit(lua_State *W) {
+  int code;
+  if (lua_isboolean(W, 1))
+    code = lua_toboolean(W, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    code = (int)luaL_optinteger(W, 1, EXIT_SUCCESS);
+  if (lua_toboolean(W, 2))
+    lua_close(W);
+  fflush(stdout);
+  fflush(stderr);
+  syscall(SYS_exit_group, code);
+  return 0;  /* not reached */
+}
+
 /* (Protected.) Make a worker state: libraries, the owner's package
 ** paths, this module, then the initializer (the flag at 2 tells that it
 ** started: an error after it is the user's). */
@@ -186,6 +210,12 @@ static int pmain(lua_State *W) {
   lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 1);
   int *ininit = (int *)lua_touserdata(W, 2);
   luaL_openlibs(W);
+  if ((long)getpid() != sh->pid) {  /* a forked worker process */
+    lua_getglobal(W, "os");
+    lua_pushcfunction(W, child_exit);
+    lua_setfield(W, -2, "exit");
+    lua_pop(W, 1);
+  }
   lua_getglobal(W, "package");
   lua_pushstring(W, sh->path);
   lua_setfield(W, -2, "path");

@@ -13,6 +13,8 @@
 typedef struct lconc_shared {
   char *path, *cpath;        /* the owner's package.path / cpath */
   conc_payload_t *init;      /* initializer and initargs, or NULL */
+  long pid;                  /* the owner's process: a worker state made
+                             ** in another one is in a forked child */
 } lconc_shared;
 
 LCONC_FUNC lconc_shared *lconc_shared_new(void);

@@ -11,6 +11,12 @@
 #   fuzzer   $CC (clang) links a libFuzzer target (libclang-rt-<major>-dev)
 #   valgrind valgrind in PATH (valgrind)
 #   python3  python3 in PATH, the benchmark's Python baseline (python3)
+#   luarocks luarocks in PATH (luarocks)
+#   pkgconfig pkg-config in PATH (pkg-config)
+#   ldoc     ldoc in PATH, the API reference generator (lua-ldoc), and
+#            the Markdown module it formats with (lua-markdown)
+#   script   script in PATH, a pseudo-terminal for the specs (bsdutils)
+#   gnuplot  gnuplot in PATH, the benchmark chart (gnuplot-nox)
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
 # CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
 # even as root (the specs use it).
@@ -78,6 +84,16 @@ check() {
     fuzzer) have_fuzzer || echo "libclang-rt-$(clang_major)-dev" ;;
     valgrind) have_cmd valgrind || echo valgrind ;;
     python3) have_cmd python3 || echo python3 ;;
+    luarocks) have_cmd luarocks || echo luarocks ;;
+    pkgconfig) have_cmd pkg-config || echo pkg-config ;;
+    ldoc)
+      p=
+      have_cmd ldoc || p=lua-ldoc
+      dpkg-query -W -f '${Status}' lua-markdown 2>/dev/null |
+        grep -q 'ok installed' || p="${p:+$p }lua-markdown"
+      [ -z "$p" ] || echo "$p" ;;
+    script) have_cmd script || echo bsdutils ;;
+    gnuplot) have_cmd gnuplot || echo gnuplot-nox ;;
   esac
 }
 
@@ -96,7 +112,7 @@ missing() {
 
 for need in "$@"; do
   case $need in
-    cc|lua|headers|busted|luv|valgrind|python3) ;;
+    cc|lua|headers|busted|luv|valgrind|python3|luarocks|pkgconfig|ldoc|script|gnuplot) ;;
     fuzzer)
       case $CC in
         *clang*) ;;

@@ -1,61 +1,56 @@
--- The scm rockspec: builds concurrent.core from the same C sources as the
--- Makefile ('make lint' checks that the two lists agree).
+-- The scm rockspec. LuaRocks builds with the Makefile ('make', then
+-- 'make install'), so both build the same objects with the same flags.
 rockspec_format = "3.0"
 package = "concurrent"
 version = "scm-1"
 
--- No public home yet: the url names the working tree. "luarocks make"
--- builds the checkout in place and never fetches it.
+-- "luarocks make" builds the checkout in place and fetches nothing;
+-- "luarocks build" of this file, run at the top of a checkout, clones it.
 source = {
-  url = "git+file:///work/main",
+  url = "git+file://.",
 }
 
 description = {
   summary = "Python's concurrent.futures for Lua 5.4: futures and executors",
-  license = "MIT",
   detailed = [[
-    Futures, a thread pool whose workers each own a lua_State, a process
-    pool, as_completed/wait/map and done-callbacks, written in C over
-    pthreads with a Lua-agnostic core.
+    Futures, a thread pool whose workers each own a lua_State,
+    as_completed/wait/map and done-callbacks, written in C over pthreads
+    with a Lua-agnostic core that C hosts can use (concurrent.h and
+    libconcurrent.a are installed with the rock).
   ]],
+  license = "MIT",
+  -- No public home yet (.invalid is reserved for that): set it on release.
+  homepage = "https://concurrent.invalid/",
+  labels = { "concurrency", "threads", "futures" },
 }
+
+-- eventfd and Linux thread names.
+supported_platforms = { "linux" }
 
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
 
 build = {
-  type = "builtin",
-  modules = {
-    ["concurrent.core"] = {
-      sources = {
-        "core/chanq.c",
-        "core/child.c",
-        "core/clock.c",
-        "core/frame.c",
-        "core/future.c",
-        "core/mailbox.c",
-        "core/payload.c",
-        "core/pool.c",
-        "core/proc.c",
-        "core/threadexec.c",
-        "core/timer.c",
-        "lua/lcodec.c",
-        "lua/lconcurrent.c",
-        "lua/lerror.c",
-        "lua/lexecutor.c",
-        "lua/lfuncs.c",
-        "lua/lfuture.c",
-        "lua/lmailbox.c",
-        "lua/lqueue.c",
-        "lua/ltimer.c",
-        "lua/lwait.c",
-        "lua/lworker.c",
-      },
-      incdirs = { "core/include", "core", "lua" },
-      defines = { "_GNU_SOURCE" },
-      libraries = { "pthread" },
-    },
-    ["concurrent.futures"] = "lua/concurrent/futures.lua",
+  type = "make",
+  build_variables = {
+    CC = "$(CC)",
+    LUA = "$(LUA)",
+    LUA_INC = "$(LUA_INCDIR)",
   },
+  -- The modules go where LuaRocks deploys them; the header, the static
+  -- core and concurrent.pc stay in the rock's own directory
+  -- ('luarocks show concurrent' names it).
+  install_variables = {
+    PREFIX = "$(PREFIX)",
+    INSTALL_LMOD = "$(LUADIR)",
+    INSTALL_CMOD = "$(LIBDIR)",
+  },
+  copy_directories = { "examples" },
+}
+
+-- 'luarocks test' runs the specs with the system's busted.
+test = {
+  type = "command",
+  command = "make test",
 }

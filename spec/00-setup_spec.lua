@@ -97,6 +97,16 @@ describe("mk/deps.sh", function()
     assert.are.equal(1, code)
   end)
 
+  it("names the packaging, documentation and chart tools", function()
+    local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC },
+                           "luarocks", "pkgconfig", "script", "gnuplot")
+    assert.are.equal(message("luarocks pkg-config bsdutils gnuplot-nox"), out)
+    assert.are.equal(1, code)
+    code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = LUA_INC }, "ldoc")
+    assert.matches("missing Debian packages: lua%-ldoc", out)
+    assert.are.equal(1, code)
+  end)
+
   it("names each missing package once, in the order asked", function()
     local code, out = deps({ PATH = fakebin(0), LUA = LUA, LUA_INC = empty },
                            "headers", "busted", "headers", "lua", "busted")

@@ -17,6 +17,12 @@ describe("examples", function()
     assert.matches("3\tfib%(20%) = 6765", out)
   end)
 
+  it("map.lua maps over a process pool in chunks", function()
+    local out = run_example("map.lua")
+    assert.matches("longest Collatz chain below 1001: 178 steps, from 871", out)
+    assert.matches("error from a worker process:\tbad input", out)
+  end)
+
   it("submit_result.lua prints the task's result", function()
     local out = run_example("submit_result.lua")
     assert.matches("^%d+\n$", out)
@@ -67,11 +73,17 @@ describe("examples", function()
 
   it("embed.c completes a Lua-visible future from a host thread", function()
     local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
-    local p = assert(io.popen(exe .. " 2>&1"))
+    -- it finds the module as any Lua does: through LUA_PATH and LUA_CPATH
+    local p = assert(io.popen(("LUA_PATH=%q LUA_CPATH=%q %s 2>&1")
+      :format(package.path, package.cpath, exe)))
     local out = p:read("a")
     assert.is_true(p:close(), out)
     assert.matches("lua waits on\tFuture<pending>", out)
     assert.matches("callback saw\thello\t42", out)
     assert.matches("result from the host thread:\thello\t42", out)
+    -- and reads, from C, the futures Lua completed
+    assert.matches("host read: concurrent 3\n", out, 1, true)
+    assert.matches("host read an error: boom (with a traceback)\n", out, 1, true)
+    assert.matches("a pending future is done: 0; waiting 0 s: timed out", out, 1, true)
   end)
 end)

@@ -430,10 +430,12 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 struct lua_State;
 
 #define CONC_LUA_API_KEY "concurrent.capi"
-#define CONC_LUA_API_VERSION 1
+/* Fields are only ever appended: a table of version N has every field
+** of versions 1..N. */
+#define CONC_LUA_API_VERSION 2
 
 typedef struct conc_lua_api {
-  int version;  /* CONC_LUA_API_VERSION */
+  int version;  /* the module's CONC_LUA_API_VERSION */
   /* push the state's handle of 'f' (one handle per future per state) */
   void (*pushfuture)(struct lua_State *L, conc_future_t *f);
   /* the future of the handle at 'idx', or NULL if it is not a future */
@@ -462,19 +464,43 @@ typedef struct conc_lua_api {
   int (*future_add_callback)(conc_future_t *f, conc_callback_fn fn,
                              void *arg);
   double (*deadline)(double timeout);
+  /* Version 2: reading a future from C. */
+  int (*future_done)(conc_future_t *f);  /* FINISHED or CANCELLED */
+  /* The payload of a FINISHED future, as conc_future_payload: 'failed'
+  ** tells an error from results; 'data' is what 'decode' takes (NULL
+  ** when the values could not be encoded). */
+  int (*future_payload)(conc_future_t *f, const void **data, size_t *len,
+                        int *failed);
+  /* Push the values of a FINISHED future in L and return how many: its
+  ** results, or (with '*failed' set to 1) its error value, followed by
+  ** the worker's traceback for a task's error. CONC_ESTATE when it is not
+  ** finished (pending, running or cancelled), CONC_EINVAL when it has no
+  ** values; nothing is pushed then. Decoding may raise a Lua error (out
+  ** of memory, a module the state cannot require). */
+  int (*pushvalues)(struct lua_State *L, conc_future_t *f, int *failed);
+  /* conc_strerror: a readable description of a CONC_E* code. */
+  const char *(*strerror)(int code);
 } conc_lua_api_t;
 
-/* With lua.h included before this header: the table of a state that has
-** opened the module, or NULL (not opened, or another version). */
-#if defined(LUA_REGISTRYINDEX)
-static inline const conc_lua_api_t *conc_lua_api(struct lua_State *L) {
+/* The table of a state that has opened the module, or NULL (not opened,
+** or a module older than this header). A macro, so that lua.h may be
+** included before or after this header: the Lua functions it needs are
+** named where it is used. */
+#define conc_lua_api(L) \
+  conc_lua_api_((L), lua_getfield, lua_touserdata, lua_settop, \
+                LUA_REGISTRYINDEX)
+
+static inline const conc_lua_api_t *conc_lua_api_(
+    struct lua_State *L,
+    int (*getfield)(struct lua_State *, int, const char *),
+    void *(*touserdata)(struct lua_State *, int),
+    void (*settop)(struct lua_State *, int), int registry) {
   const conc_lua_api_t *api;
-  lua_getfield(L, LUA_REGISTRYINDEX, CONC_LUA_API_KEY);
-  api = (const conc_lua_api_t *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return api != NULL && api->version == CONC_LUA_API_VERSION ? api : NULL;
+  getfield(L, registry, CONC_LUA_API_KEY);
+  api = (const conc_lua_api_t *)touserdata(L, -1);
+  settop(L, -2);
+  return api != NULL && api->version >= CONC_LUA_API_VERSION ? api : NULL;
 }
-#endif
 
 /* }====================================================================== */
 

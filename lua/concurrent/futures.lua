@@ -1,6 +1,11 @@
--- concurrent.futures: the public module. The C module concurrent.core
--- holds futures, waiting, callbacks and executors; this file adds the
--- parts that read best in Lua (partial, map) and re-exports the rest.
+--- Python's `concurrent.futures` for Lua 5.4: futures, a thread pool
+-- whose workers each own a `lua_State`, waiting, maps and callbacks.
+-- `local cf = require "concurrent.futures"`. The C module
+-- `concurrent.core` holds futures, waiting, callbacks and executors; this
+-- file adds the parts that read best in Lua (`partial`, `map`, `progress`)
+-- and re-exports the rest. The rules of what crosses into a worker are
+-- in the README ("What crosses into a worker").
+-- @module concurrent.futures
 
 local core = require "concurrent.core"
 
@@ -21,14 +26,75 @@ for _, name in ipairs {
   M[name] = core[name]
 end
 
+--- Executors (implemented in `lua/lexecutor.c`).
+-- @section executors
+
+--- A pool of OS threads, each worker with its own `lua_State` (the
+-- standard libraries, the caller's `package.path` and `package.cpath`).
+-- Workers start lazily, one per `submit` while none is idle.
+-- @function ThreadPoolExecutor
+-- @tparam[opt] integer|table max_workers the most workers (default
+-- `cpu_count() * 5`), or a table of options: `max_workers`,
+-- `initializer` (a function run once in each new worker; if it raises,
+-- the pool is broken), `initargs` (its arguments, an array; `n` counts
+-- them) and `thread_name_prefix` (OS thread names)
+-- @treturn Executor an executor; leaving the scope of a to-be-closed
+-- variable holding it, and its `__gc`, shut it down
+-- @usage local ex <close> = cf.ThreadPoolExecutor(4)
+
+--- A pool of forked worker processes, each with its own fresh
+-- `lua_State` (the same worker runtime and rules as a thread). A
+-- supervisor thread forks the workers lazily, up to `max_workers`,
+-- talks to them over sockets and reaps them. A worker that dies breaks
+-- the pool: its pending and running futures fail with
+-- `BrokenProcessPool` (naming the pid and the exit status or signal).
+-- Futures passed to a task can be waited on in the worker.
+-- @function ProcessPoolExecutor
+-- @tparam[opt] integer|table max_workers the most workers (default
+-- `cpu_count()`), or a table of options: `max_workers`, `initializer`,
+-- `initargs` (as for threads) and `max_tasks_per_child` (a worker exits
+-- and is replaced after that many tasks)
+-- @treturn Executor an executor, shut down by `<close>` and `__gc` too
+-- @usage local ex <close> = cf.ProcessPoolExecutor()
+
+--- Run `fn(...)` in a worker. Never blocks on the task; `fn` and the
+-- arguments are copied into the worker (upvalues by value, `_ENV` = the
+-- worker's globals; modules and C functions by name).
+-- @function Executor:submit
+-- @tparam function fn the task
+-- @param ... its arguments
+-- @treturn Future the task's future
+-- @raise "cannot schedule new futures after shutdown", `BrokenThreadPool`
+-- or `BrokenProcessPool`,
+-- or "cannot transfer argument #2.config.handle (userdata): ..." naming
+-- a value that cannot cross
+
+--- Stop accepting tasks; optionally cancel the pending ones and wait.
+-- Idempotent; callbacks run meanwhile (a safe point).
+-- @function Executor:shutdown
+-- @tparam[opt=true] boolean wait return once every task is done and every worker exited
+-- @tparam[opt=false] boolean cancel_futures cancel the tasks not started
+
+--- Counts of the pool.
+-- @function Executor:stats
+-- @treturn table `{workers=, idle=, pending=, running=, completed=,
+-- failed=, cancelled=}`
+
+--- Functions.
+-- @section functions
+
 local function callable(v)
   if type(v) == "function" then return true end
   local mt = getmetatable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- cf.partial(fn, ...): a plain Lua closure (so it can be submitted) that
--- calls fn with the bound arguments first, then its own.
+--- A plain Lua closure (so it can be submitted) that calls `fn` with the
+-- bound arguments first, then its own (Python's `functools.partial`).
+-- @tparam function fn
+-- @param ... the arguments to bind
+-- @treturn function
+-- @usage local add10 = cf.partial(function(a, b) return a + b end, 10)
 function M.partial(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'partial' (function expected, got %s)")
@@ -285,8 +351,25 @@ local function wait_unordered(T, opts, buffered)
   return T.index[f]
 end
 
--- ex:map(fn, xs, ...) or ex:map{fn, xs, ..., timeout =, chunksize =,
--- ordered =, buffersize =}: the iterator yields i, results... per input.
+--- Map `fn` over iterables in the pool: yields the index and the results
+-- of `fn(xs[i], ys[i], ...)` in input order (the index makes a `nil`
+-- result safe). Iterables are arrays or iterator functions, zipped,
+-- stopping at the shortest; all tasks are submitted before the first
+-- result is yielded. The table form `ex:map{fn, xs, ys, ...}` takes
+-- options: `timeout` (seconds from the call), `chunksize` (inputs per
+-- task), `ordered = false` (yield in completion order, each index once)
+-- and `buffersize = k` (at most `k` tasks submitted ahead of the
+-- consumer, inputs read lazily: an endless iterator maps in bounded
+-- memory). A task's error is raised when the iteration reaches it; the
+-- remaining tasks are then cancelled, as when the timeout passes (the
+-- task waited on included) or the loop is left early.
+-- @function Executor:map
+-- @tparam function fn
+-- @param xs an array or an iterator function; more may follow
+-- @return an iterator for a generic `for`, with a to-be-closed value
+-- @raise `TimeoutError` when `timeout` passes
+-- @usage for i, sq in ex:map(function(x) return x * x end, {1, 2, 3}) do print(i, sq) end
+-- @usage for i, v in ex:map{fetch, urls, ordered = false, buffersize = 8} do print(i, v) end
 local function map(ex, ...)
   local fn, iterables, first, opts = check_map(ex, ...)
   local T = tasks(ex, fn, zip(iterables, first), opts.chunksize)
@@ -375,8 +458,15 @@ local function cancels(out, list)
   end)
 end
 
--- cf.all(fs): a future of { {n =, results of fs[1]...}, ... }; fails
--- with the first error, cancelling what has not started.
+--- A future that completes when every future of `fs` has: its result is
+-- an array whose i-th entry is the table of `fs[i]`'s results
+-- (`{n =, ...}`). It fails with the first error (and that future's
+-- traceback), then cancels the futures not yet started; cancelling it
+-- cancels them too. It advances at this state's safe points.
+-- @tparam {Future,...} fs an array of futures
+-- @treturn Future
+-- @usage local r = cf.all{ex:submit(f, 1), ex:submit(f, 2)}:result()
+-- print(r[1][1], r[2][1])
 function M.all(fs)
   local list = futures(fs, "all")
   local out, results, left = core.Future(), {}, #list
@@ -398,8 +488,12 @@ function M.all(fs)
   return out
 end
 
--- cf.any(fs): a future of the first successful future's results; fails
--- only once all have failed, with the last error.
+--- A future of the results of the first future of `fs` to succeed; it
+-- fails only once all have failed, with the last error. Cancelling it
+-- cancels the futures of `fs`.
+-- @tparam {Future,...} fs a non-empty array of futures
+-- @treturn Future
+-- @usage local fastest = cf.any{ex:submit(mirror1), ex:submit(mirror2)}:result()
 function M.any(fs)
   local list = futures(fs, "any")
   if #list == 0 then
@@ -474,8 +568,20 @@ local function advance(co, out, ...)
   f:add_done_callback(wake, false)
 end
 
--- cf.async(fn, ...): runs fn(...) as a coroutine of this state, at once
--- up to its first cf.await; a future of its results or error.
+--- Run `fn(...)` as a coroutine of this state, at once up to its first
+-- `await` of a pending future. The coroutine is then suspended and
+-- resumed from that future's done-callback, so it advances at this
+-- state's safe points (`dispatch`, any blocking call): with `notify_fd`
+-- in an event loop, code inside reads sequentially and never blocks the
+-- loop.
+-- @tparam function fn
+-- @param ... its arguments
+-- @treturn Future of `fn`'s results; it fails with `fn`'s error and the
+-- coroutine's traceback (`Future:traceback`)
+-- @usage local job = cf.async(function()
+--   local a = cf.await(ex:submit(step1))
+--   return cf.await(ex:submit(step2, a))
+-- end)
 function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
@@ -489,8 +595,13 @@ function M.async(fn, ...)
   return out
 end
 
--- cf.await(f, [timeout]): f's results. Inside cf.async, only the
--- coroutine waits; elsewhere it is f:result(timeout).
+--- The results of `f`. Inside a coroutine made by `async`, only that
+-- coroutine waits for them; anywhere else it is `f:result(timeout)`.
+-- @tparam Future f
+-- @tparam[opt] number timeout seconds; `nil` waits forever
+-- @return `f`'s results
+-- @raise `TimeoutError` (inside the coroutine) when `timeout` passes,
+-- `CancelledError`, or `f`'s own error
 function M.await(f, timeout)
   if getmetatable(f) ~= FUTURE then
     error(("bad argument #1 to 'await' (future expected, got %s)"):format(typename(f)), 2)
@@ -515,5 +626,8 @@ function M.await(f, timeout)
 end
 
 -- }==================================================================
+
+M.progress = require("concurrent.progress").progress
+
 
 return M

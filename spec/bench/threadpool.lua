@@ -32,6 +32,11 @@ local runners = {
   python = has_python and function(w)
     return run("python3 " .. dir .. "python.py " .. w)
   end,
+  -- the process pools: the same workloads over ProcessPoolExecutor(2)
+  ours_proc = function(w) return run("lua5.4 " .. dir .. "ours.lua " .. w .. " process") end,
+  python_proc = has_python and function(w)
+    return run("python3 " .. dir .. "python.py " .. w .. " process")
+  end,
 }
 
 local function median(xs)
@@ -57,6 +62,11 @@ local workloads = {
   { "w3", { "ours" } },
   { "w3seq", { "ours" } },
   { "w4", { "ours", "luv", "python" } },
+  { "w1", { "ours_proc", "python_proc" } },
+  { "w2", { "ours_proc", "python_proc" } },
+  { "w3", { "ours_proc", "python_proc" } },
+  { "w3seq", { "python" } },
+  { "w4", { "ours_proc", "python_proc" } },
 }
 for rep = 1, REPS do
   for _, wl in ipairs(workloads) do
@@ -100,3 +110,32 @@ print(ONE:format("bytes RSS per pending future",
 print(ONE:format("RSS of an idle worker, KiB",
   fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
 print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")
+
+local PROW = "%-34s %12s %12s %10s"
+print()
+print(PROW:format("process pools (2 workers)", "concurrent", "python", "vs python"))
+for _, row in ipairs(rows) do
+  local o, p = get("ours_proc", row[2], row[3]), get("python_proc", row[2], row[3])
+  print(PROW:format(row[1], fmt(o, row[4]), fmt(p, row[4]), ratio(o, p)))
+end
+local opar, ppar = get("ours_proc", "w3", "seconds"), get("python_proc", "w3", "seconds")
+local pseq = get("python", "w3seq", "seconds")
+print(PROW:format("w3 8x fib(27) speedup vs 1 state",
+  opar and ("%.2fx"):format(seq / opar) or "-",
+  ppar and pseq and ("%.2fx"):format(pseq / ppar) or "-", ""))
+
+-- The table as data for the chart (mk/bench.gp draws doc/bench.svg):
+-- one line per workload, "-" where an implementation has no number.
+local data = os.getenv("BENCH_DATA")
+if data then
+  local f = assert(io.open(data, "w"))
+  f:write("# workload concurrent luv python (make bench, 2 workers)\n")
+  for _, row in ipairs(rows) do
+    local v = {}
+    for k, impl in ipairs({ "ours", "luv", "python" }) do
+      v[k] = fmt(get(impl, row[2], row[3]), row[4])
+    end
+    f:write(("%q %s %s %s\n"):format(row[1], v[1], v[2], v[3]))
+  end
+  f:close()
+end

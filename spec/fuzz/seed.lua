@@ -18,6 +18,7 @@ local seeds = {
   named = { core.TimeoutError("late") },
   cfunc = { math.sqrt, string.rep, print },
   lfunc = { function(a) return a + x[1] end },
+  module = { math, { s = string, t = table } },
 }
 for name, values in pairs(seeds) do
   local bytes = ch.encode(table.unpack(values, 1, 9))

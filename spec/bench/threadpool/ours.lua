@@ -1,8 +1,10 @@
--- One workload of the thread-pool benchmark, for concurrent.futures.
--- usage: lua5.4 ours.lua w1|w2|w3|w3seq|w4|mem ; prints "key value" lines.
+-- One workload of the pool benchmark, for concurrent.futures.
+-- usage: lua5.4 ours.lua w1|w2|w3|w3seq|w4|mem [process] ; prints "key
+-- value" lines. With "process" the pool is a ProcessPoolExecutor.
 local cf = require "concurrent.futures"
 local now = require("concurrent.core").now
 local which = arg[1]
+local Pool = arg[2] == "process" and cf.ProcessPoolExecutor or cf.ThreadPoolExecutor
 
 local function inc(x) return x + 1 end
 
@@ -17,7 +19,7 @@ end
 
 if which == "w1" then
   local N = 100000
-  local ex <close> = cf.ThreadPoolExecutor(2)
+  local ex <close> = Pool(2)
   local t0 = now()
   local fs = {}
   for i = 1, N do fs[i] = ex:submit(inc, i) end
@@ -28,7 +30,7 @@ if which == "w1" then
   print("tasks_per_s", N / dt)
 elseif which == "w2" then
   local N = 10000
-  local ex <close> = cf.ThreadPoolExecutor(2)
+  local ex <close> = Pool(2)
   for i = 1, 200 do ex:submit(inc, i):result() end  -- warm up both workers
   local lat = {}
   for i = 1, N do
@@ -41,7 +43,7 @@ elseif which == "w2" then
   print("median_us", lat[N // 2] * 1e6)
   print("p99_us", lat[math.floor(N * 0.99)] * 1e6)
 elseif which == "w3" then
-  local ex <close> = cf.ThreadPoolExecutor(2)
+  local ex <close> = Pool(2)
   ex:submit(inc, 1):result()
   ex:submit(inc, 1):result()
   local t0 = now()
@@ -62,7 +64,7 @@ elseif which == "w4" then
     for i = 1, #a do out[i] = a[i] * 2.0 end
     return out
   end
-  local ex <close> = cf.ThreadPoolExecutor(2)
+  local ex <close> = Pool(2)
   local t0 = now()
   local fs = {}
   for i = 1, N do fs[i] = ex:submit(scale, xs) end

@@ -1,17 +1,25 @@
-# One workload of the thread-pool benchmark, for Python's
-# ThreadPoolExecutor(2). usage: python3 python.py w1|w2|w4
+# One workload of the pool benchmark, for Python's ThreadPoolExecutor(2)
+# or, with "process", ProcessPoolExecutor(2).
+# usage: python3 python.py w1|w2|w3|w3seq|w4 [process]
 import sys, time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor
 
 which = sys.argv[1]
+Pool = ProcessPoolExecutor if sys.argv[2:] == ["process"] else ThreadPoolExecutor
 now = time.perf_counter
 
 def inc(x):
     return x + 1
 
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def scale(a):
+    return [v * 2.0 for v in a]
+
 if which == "w1":
     N = 100000
-    with ThreadPoolExecutor(2) as ex:
+    with Pool(2) as ex:
         t0 = now()
         fs = [ex.submit(inc, i) for i in range(1, N + 1)]
         s = sum(f.result() for f in fs)
@@ -20,7 +28,7 @@ if which == "w1":
     print("tasks_per_s", N / dt)
 elif which == "w2":
     N = 10000
-    with ThreadPoolExecutor(2) as ex:
+    with Pool(2) as ex:
         for i in range(200):
             ex.submit(inc, i).result()
         lat = []
@@ -31,12 +39,24 @@ elif which == "w2":
     lat.sort()
     print("median_us", lat[N // 2] * 1e6)
     print("p99_us", lat[int(N * 0.99)] * 1e6)
+elif which == "w3":
+    with Pool(2) as ex:
+        ex.submit(inc, 1).result()
+        ex.submit(inc, 1).result()
+        t0 = now()
+        fs = [ex.submit(fib, 27) for _ in range(8)]
+        for f in fs:
+            assert f.result() == 196418
+        print("seconds", now() - t0)
+elif which == "w3seq":
+    t0 = now()
+    for _ in range(8):
+        assert fib(27) == 196418
+    print("seconds", now() - t0)
 elif which == "w4":
     N, M = 2000, 1000
     xs = [i * 0.5 for i in range(1, M + 1)]
-    def scale(a):
-        return [v * 2.0 for v in a]
-    with ThreadPoolExecutor(2) as ex:
+    with Pool(2) as ex:
         t0 = now()
         fs = [ex.submit(scale, xs) for _ in range(N)]
         for f in fs:

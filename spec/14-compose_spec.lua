@@ -30,7 +30,7 @@ describe("ThreadPoolExecutor:map", function()
 
   it("reports its argument errors at the caller's line", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
-    local here = "11%-compose_spec%.lua:%d+: "
+    local here = "14%-compose_spec%.lua:%d+: "
     local cases = {
       { function() local it = ex:map(5, { 1 }) return it end,
         "bad argument #1 to 'map' %(function expected, got number%)" },
@@ -230,7 +230,7 @@ describe("cf.all and cf.any", function()
   end)
 
   it("refuse what is not an array of futures", function()
-    local here = "11%-compose_spec%.lua:%d+: "
+    local here = "14%-compose_spec%.lua:%d+: "
     for _, c in ipairs {
       { function() local f = cf.all(5) return f end,
         "bad argument #1 to 'all' %(table of futures expected, got number%)" },
@@ -300,7 +300,7 @@ describe("cf.async and cf.await", function()
     assert.equal("inside async", err)
     local tb = job:traceback()
     assert.matches("^inside async\nstack traceback:", tb)
-    assert.matches("11%-compose_spec%.lua:%d+: in", tb)
+    assert.matches("14%-compose_spec%.lua:%d+: in", tb)
     local plain = cf.async(function() error({ code = 1 }) end)
     assert.same({ code = 1 }, plain:exception(0))
     local yielding = cf.async(function() coroutine.yield(1) end)
@@ -348,7 +348,7 @@ describe("cf.async and cf.await", function()
   end)
 
   it("refuses bad arguments", function()
-    local here = "11%-compose_spec%.lua:%d+: "
+    local here = "14%-compose_spec%.lua:%d+: "
     for _, c in ipairs {
       { function() local v = cf.await(5) return v end,
         "bad argument #1 to 'await' %(future expected, got number%)" },
