@@ -677,3 +677,7 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
 }
 
 /* }====================================================================== */
+
+conc_future_t *conc_pool_current(void) {
+  return cur != NULL ? cur->f : NULL;
+}

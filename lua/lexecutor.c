@@ -308,6 +308,8 @@ static int newexecutor(lua_State *L, const kind *k) {
       return luaL_typeerror(L, 1, "integer or table");
     o.max_workers = checkcount(L, 1, "max_workers");
   }
+  if (lconc_closing(L))  /* before anything that a finalizer must free */
+    return luaL_error(L, "the Lua state is closing");
   ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 0);
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
@@ -320,7 +322,7 @@ static int newexecutor(lua_State *L, const kind *k) {
   if (lua_istable(L, 1))
     readinit(L, ex->sh);
   o.runtime = lconc_runtime(ex->sh);
-  lconc_addcloser(L, &ex->closer);  /* raises while the state closes */
+  lconc_addcloser(L, &ex->closer);
   ex->closer.close = closer_close;
   ex->core = k->make(&o);
   if (ex->core == NULL)

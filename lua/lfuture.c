@@ -135,6 +135,9 @@ static int fut_new(lua_State *L) {
 ** run (unless called inside a callback). */
 static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
   lconc_safepoint(L);
+  if (!conc_future_done(f) && f == conc_pool_current())
+    lconc_raise(L, "InvalidStateError",
+                "a task cannot wait for its own future");
   if (!conc_future_done(f)) {
     conc_watch_t *set = lconc_pushwatch(L);
     uintptr_t tag;

@@ -143,17 +143,17 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.equal("xy", ex:submit(function() return _G.iv end):result(30))
     end)
 
-    it("shutdown(true, true) cancels what is pending and waits for the rest", function()
+    it("shutdown(wait, true) cancels what is pending and waits for the rest", function()
       local ex = Pool(1)
       local gate = cf.Future()
       local first = ex:submit(function(g) return g:result(30) end, gate)
       local fs = {}
       for i = 1, 10 do fs[i] = ex:submit(function() return i end) end
-      cf.Future():add_done_callback(function() end)
       local t = os.time()
       while not first:running() and os.time() - t < 30 do end
+      ex:shutdown(false, true)
       gate:set_result("ran")
-      ex:shutdown(true, true)
+      ex:shutdown(true)
       assert.equal("ran", first:result(0))
       local cancelled = 0
       for _, f in ipairs(fs) do
@@ -381,9 +381,13 @@ describe("ProcessPoolExecutor", function()
   end)
 
   it("leaves no zombie and no descriptor behind", function()
-    collectgarbage()  -- what earlier specs left goes first
-    collectgarbage()
-    local before_fds, before_children = fds(), nchildren()
+    local before_fds, before_children
+    repeat  -- what earlier specs left goes first
+      collectgarbage()
+      collectgarbage()
+      before_fds, before_children = fds(), nchildren()
+      cf.dispatch(0.05)
+    until fds() == before_fds and nchildren() == before_children
     for _ = 1, 3 do
       local ex = cf.ProcessPoolExecutor(2)
       for i = 1, 4 do ex:submit(function() return i end) end
@@ -397,8 +401,13 @@ describe("ProcessPoolExecutor", function()
       local g = cf.ProcessPoolExecutor(1)
       g:submit(function() end):result(30)
     end
-    collectgarbage()
-    collectgarbage()
+    -- what other specs' threads still hold may go a moment later
+    local t = os.time()
+    repeat
+      collectgarbage()
+      collectgarbage()
+      cf.dispatch(0.05)
+    until (fds() == before_fds and nchildren() == before_children) or os.time() - t > 5
     assert.equal(before_children, nchildren())
     assert.equal(before_fds, fds())
   end)
@@ -420,7 +429,11 @@ describe("ProcessPoolExecutor", function()
     assert.equal(4, c)
   end)
 
-  it("forks safely while thread-pool workers and other pools are busy", function()
+  -- #forkbusy: with glibc's malloc only. The sanitizers' allocators of
+  -- gcc 12 take no lock around fork, so a child forked while another
+  -- thread allocates can inherit their lock held and hang (theirs, not
+  -- this module's): 'make asan' and 'make tsan' leave this case out.
+  it("forks safely while thread-pool workers and other pools are busy #forkbusy", function()
     local threads <close> = cf.ThreadPoolExecutor(4)
     local busy = {}
     for i = 1, 8 do
@@ -472,5 +485,18 @@ describe("ProcessPoolExecutor", function()
     assert.has_error(function() cf.ProcessPoolExecutor { thread_name_prefix = "x" } end)
     assert.has_error(function() cf.ThreadPoolExecutor { max_tasks_per_child = 1 } end)
     assert.has_error(function() cf.ProcessPoolExecutor { max_tasks_per_child = 0 } end)
+  end)
+end)
+
+describe("ThreadPoolExecutor task", function()
+  it("cannot wait for its own future (it would deadlock its worker)", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local box = cf.Future()
+    local f = ex:submit(function(b) return b:result(30):result(30) end, box)
+    box:set_result(f)
+    local e = f:exception(30)
+    assert.is_true(cf.InvalidStateError:is(e), tostring(e))
+    assert.matches("a task cannot wait for its own future", tostring(e))
+    assert.equal(1, ex:submit(function() return 1 end):result(30))
   end)
 end)

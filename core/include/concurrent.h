@@ -297,6 +297,10 @@ void conc_pool_free(conc_pool_t *p);
 
 void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 
+/* On a pool's worker thread, the future of the task it runs (NULL
+** elsewhere): waiting on it there could only deadlock. */
+conc_future_t *conc_pool_current(void);
+
 /* }====================================================================== */
 
 /* {======================================================================
