@@ -366,11 +366,6 @@ describe("cf.async and cf.await", function()
   end)
 end)
 
--- ThreadSanitizer kills a forked child that starts threads after a
--- multi-threaded fork (its die_after_fork), which a process pool does:
--- those runs leave process pools out.
-if os.getenv("TSAN_OPTIONS") then return end
-
 describe("composition over a process pool", function()
   it("maps in completion order and with a buffer", function()
     local ex <close> = cf.ProcessPoolExecutor(2)
