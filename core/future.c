@@ -15,6 +15,8 @@ typedef struct callback {
 /* No condition variable per future: the rare conc_future_wait brings
 ** its own (a 'sleeper' watcher), which saves 48 bytes a future. */
 struct conc_future {
+  int kind;               /* CONC_SHARED_FUTURE: first, as every object
+                          ** a payload refers to (payload.c) */
   pthread_mutex_t mu;
   int refs;               /* atomic */
   conc_state_t state;     /* written under 'mu' with set_state; read
@@ -57,6 +59,7 @@ conc_future_t *conc_future_new(void) {
     free(f);
     return NULL;
   }
+  f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
   f->state = CONC_PENDING;
   f->cbtail = &f->cbs;

@@ -210,7 +210,8 @@ static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
     return NULL;
   ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
   for (i = 0; ids != NULL && i < pl->nfutures; i++) {
-    fwd *x = forward(p, conc_payload_future(pl, i), c);
+    conc_future_t *f = conc_payload_future(pl, i);
+    fwd *x = f != NULL ? forward(p, f, c) : NULL;  /* a queue: not yet */
     if (x == NULL)
       break;
     ids[i] = x->id;

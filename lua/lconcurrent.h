@@ -17,6 +17,7 @@
 #endif
 
 #define LCONC_FUTURE_MT "concurrent.Future"
+#define LCONC_QUEUE_MT "concurrent.Queue"
 
 /* The module's one export; worker states open it too (lworker.c). */
 __attribute__((visibility("default")))
@@ -81,6 +82,14 @@ LCONC_FUNC int lconc_watchnext(lua_State *L, conc_watch_t *set,
                                double deadline, uintptr_t *tag);
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
+
+/* lqueue.c: adds Queue. A state holds at most one handle per queue. */
+LCONC_FUNC conc_chanq_t *lconc_testqueue(lua_State *L, int idx);
+LCONC_FUNC void lconc_pushqueue(lua_State *L, conc_chanq_t *q);
+LCONC_FUNC void lconc_open_queue(lua_State *L);
+
+/* ltimer.c: adds _timer and _untimer (cf.await's timeouts) */
+LCONC_FUNC void lconc_open_timer(lua_State *L);
 
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
 LCONC_FUNC void lconc_open_executor(lua_State *L);

@@ -433,6 +433,17 @@ static int fut_set_exception(lua_State *L) {
   return finish(L, 1);
 }
 
+/* core._fail(f, err, traceback): set_exception keeping a traceback for
+** f:traceback(), as a failed task's outcome has (cf.async, cf.all). */
+static int fut_fail(lua_State *L) {
+  lconc_checkfuture(L, 1);
+  luaL_checkstring(L, 3);
+  lua_settop(L, 3);
+  if (lua_isnil(L, 2))
+    lua_pushliteral(L, "(error object is a nil value)"), lua_replace(L, 2);
+  return finish(L, 1);
+}
+
 /* }====================================================================== */
 
 static const luaL_Reg methods[] = {
@@ -468,4 +479,6 @@ void lconc_open_future(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");
+  lua_pushcfunction(L, fut_fail);
+  lua_setfield(L, -2, "_fail");
 }

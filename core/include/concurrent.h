@@ -111,12 +111,18 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 /* {======================================================================
 ** Payloads: what a task, a result or an error is made of, as one block:
-** bytes plus the futures the bytes refer to (by index into the block's
-** list, so the bytes hold no pointer and mean the same in a thread, over
-** a socket or over MPI). The block owns one reference per future.
+** bytes plus the futures and queues the bytes refer to (by index into
+** the block's list, so the bytes hold no pointer and mean the same in a
+** thread, over a socket or over MPI). The block owns one reference per
+** entry.
 ** ======================================================================= */
 
 typedef struct conc_payload conc_payload_t;
+typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
+
+/* What a payload's list refers to: futures and queues, each starting
+** with its kind (an int), so an entry tells what it is. */
+enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1 };
 
 /* What the bytes are: the Lua codec's encoding of values, or an error
 ** made by the core (a broken pool): "<class>\0<message>". */
@@ -146,9 +152,12 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 void conc_payload_free(void *p);
 size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
 char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
+/* Entry 'i' if it is a future (a queue), else NULL. */
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
+conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i);
 /* Fill the empty entry 'i' with 'f', taking a reference. */
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
+void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 /* Whether future 'f' is among the futures 'p' carries or, through the
@@ -297,6 +306,63 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 /* On a pool's worker thread, the future of the task it runs (NULL
 ** elsewhere): waiting on it there could only deadlock. */
 conc_future_t *conc_pool_current(void);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Timers: a thread that cancels futures at their deadlines (running
+** only while some are due; joined by conc_timer_free).
+** ======================================================================= */
+
+typedef struct conc_timer conc_timer_t;
+
+conc_timer_t *conc_timer_new(void);  /* or NULL */
+/* Stops the thread; futures not yet due are left as they are. */
+void conc_timer_free(conc_timer_t *t);
+
+/* Cancel 'f' (if still pending) once the absolute 'deadline' passed; a
+** reference is kept until then or until 'f' is done. 0, CONC_ENOMEM or
+** CONC_ESYS (the thread could not start). */
+int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
+                         double deadline);
+/* Forget 'f' (its wait ended otherwise), if it is still there. */
+void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Queues: a FIFO of payloads (bytes owned by the queue until taken, as a
+** future's) shared between threads; bounded by 'maxsize' (0: no bound).
+** After close, put fails with CONC_ECLOSED and get drains what is left,
+** then fails with CONC_ECLOSED.
+** ======================================================================= */
+
+conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
+void conc_chanq_ref(conc_chanq_t *q);
+/* the last reference frees the items left with their free functions */
+void conc_chanq_unref(conc_chanq_t *q);
+
+/* Block until there is room, or 'deadline' passes: 0 (the queue owns
+** 'data' now), CONC_ETIMEDOUT, CONC_ECLOSED or CONC_ENOMEM (on failure
+** the caller still owns 'data'). */
+int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
+                   conc_free_fn freefn, double deadline);
+/* Block until an item is there: 0 and the item (the caller owns it and
+** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
+** and drained. */
+int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
+                   conc_free_fn *freefn, double deadline);
+/* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
+** 'wake' (if not NULL) is cancelled at the next get (tryput) or put
+** (tryget), or at close: for a waiter that also watches its mailbox. */
+int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
+                      conc_free_fn freefn, conc_future_t *wake);
+int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
+                      conc_free_fn *freefn, conc_future_t *wake);
+void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
+size_t conc_chanq_len(conc_chanq_t *q);
+size_t conc_chanq_maxsize(conc_chanq_t *q);
+int conc_chanq_closed(conc_chanq_t *q);
 
 /* }====================================================================== */
 
