@@ -37,7 +37,7 @@
 ** within STARTWAIT seconds is killed, reaped and forked again.
 */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define STARTWAIT 10.0
+#define STARTWAIT 3.0
 #endif
 
 typedef struct proc proc;
@@ -478,6 +478,11 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
+#if defined(STARTWAIT)
+  for (c = p->children; c != NULL; c = c->next)
+    if (!c->started && !c->stopping)
+      return NULL;  /* it takes the task once started, not a busy one */
+#endif
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
       return c;
