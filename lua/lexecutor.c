@@ -24,6 +24,7 @@ typedef struct executor {
   const char *broken_class;  /* "BrokenThreadPool" */
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
+  int noqueues;            /* its workers cannot reach a cf.Queue */
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
@@ -73,6 +74,14 @@ static void checkopen(lua_State *L, executor *ex) {
   checkbroken(L, ex);
 }
 
+static int holdsqueue(const conc_payload_t *p) {
+  size_t i;
+  for (i = 0; i < p->nfutures; i++)
+    if (conc_payload_queue(p, i) != NULL)
+      return 1;
+  return 0;
+}
+
 /* ex:submit(fn, ...) -> Future. 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
   executor *ex = checkexecutor(L);
@@ -93,6 +102,11 @@ static int ex_submit(lua_State *L) {
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
+  }
+  if (ex->noqueues && holdsqueue(p)) {
+    conc_payload_free(p);
+    return luaL_error(L, "cannot transfer a cf.Queue into a %s task (not "
+                      "supported yet)", ex->name);
   }
   r = ex->core->ops->submit(ex->core, f, p);
   if (r != 0) {
@@ -175,6 +189,7 @@ typedef struct kind {
   const char *const *options;  /* the option names it knows */
   conc_executor_t *(*make)(const conc_executor_opts_t *o);
   int defworkers;          /* times the number of processors */
+  int queues;              /* cf.Queue handles cross into its tasks */
 } kind;
 
 static char *copystring(lua_State *L, int idx) {
@@ -314,6 +329,7 @@ static int newexecutor(lua_State *L, const kind *k) {
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
+  ex->noqueues = !k->queues;
   ex->shutdown = 1;  /* until it has a back-end */
   ex->sh = lconc_shared_new();
   if (ex->sh == NULL)
@@ -341,10 +357,10 @@ static const char *const processoptions[] = {
 };
 
 static const kind threadkind = {
-  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5
+  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5, 1
 };
 static const kind processkind = {
-  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1
+  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1, 0
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {
