@@ -13,6 +13,7 @@
 typedef struct lconc_shared {
   char *path, *cpath;        /* the owner's package.path / cpath */
   conc_payload_t *init;      /* initializer and initargs, or NULL */
+  size_t max_memory;         /* each worker state's cap, or 0 */
 } lconc_shared;
 
 LCONC_FUNC lconc_shared *lconc_shared_new(void);

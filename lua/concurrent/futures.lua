@@ -21,7 +21,7 @@ for _, name in ipairs {
   "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION",
   "CancelledError", "TimeoutError", "InvalidStateError",
   "BrokenExecutor", "BrokenThreadPool", "BrokenProcessPool",
-  "ThreadPoolExecutor", "ProcessPoolExecutor",
+  "ThreadPoolExecutor", "ProcessPoolExecutor", "worker",
 } do
   M[name] = core[name]
 end
