@@ -592,6 +592,9 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
   c->ninflight--;
+  pthread_mutex_lock(&p->mu);  /* in stats once the future completes */
+  p->memory = p->memory - c->memory + (size_t)memory;
+  pthread_mutex_unlock(&p->mu);
   c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;

@@ -169,9 +169,17 @@ local function map_options(fn, ...)
     local o = fn
     local its = { n = math.max(#o - 1, 0) }
     for k = 2, #o do its[k - 1] = o[k] end
-    return o[1], its, o.timeout, o.chunksize, 1
+    return o[1], its, o.timeout, o.chunksize, 1, o.task_timeout
   end
   return fn, pack(...), nil, nil, 2
+end
+
+-- Submit fn(...) with a time limit of its own when 'limit' is set.
+local function submit_limited(ex, limit, fn, ...)
+  if limit == nil then return ex:submit(fn, ...) end
+  local t = pack(fn, ...)
+  t.n, t.timeout = t.n - 1, limit
+  return ex:submit(t)
 end
 
 --- Map `fn` over iterables in the pool: yields the index and the results
@@ -179,8 +187,9 @@ end
 -- result safe). Iterables are arrays or iterator functions, zipped,
 -- stopping at the shortest; all tasks are submitted before the first
 -- result is yielded. The table form `ex:map{fn, xs, ys, timeout =,
--- chunksize =}` takes options: `timeout` (seconds from the call) and
--- `chunksize` (inputs per task). A task's error is raised when the
+-- chunksize =, task_timeout =}` takes options: `timeout` (seconds from
+-- the call), `chunksize` (inputs per task) and `task_timeout` (each
+-- task's time limit, as `submit`'s). A task's error is raised when the
 -- iteration reaches it; the remaining tasks are then cancelled, as when
 -- the loop is left early.
 -- @function Executor:map
@@ -190,7 +199,7 @@ end
 -- @raise `TimeoutError` when `timeout` passes
 -- @usage for i, sq in ex:map(function(x) return x * x end, {1, 2, 3}) do print(i, sq) end
 local function map(ex, ...)
-  local fn, iterables, timeout, chunksize, first = map_options(...)
+  local fn, iterables, timeout, chunksize, first, limit = map_options(...)
   if not callable(fn) then
     error(("bad argument #1 to 'map' (function expected, got %s)"):format(type(fn)), 2)
   end
@@ -199,6 +208,9 @@ local function map(ex, ...)
   end
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     error("bad argument #1 to 'map' (timeout must be a non-negative number)", 2)
+  end
+  if limit ~= nil and (type(limit) ~= "number" or not (limit > 0)) then
+    error("bad argument #1 to 'map' (task_timeout must be a positive number)", 2)
   end
   chunksize = chunksize or 1
   if math.type(chunksize) ~= "integer" or chunksize < 1 then
@@ -209,12 +221,12 @@ local function map(ex, ...)
   local fs = {}
   if chunksize == 1 then
     for i, args in ipairs(calls) do
-      fs[i] = ex:submit(fn, unpack(args, 1, args.n))
+      fs[i] = submit_limited(ex, limit, fn, unpack(args, 1, args.n))
     end
   else
     for c = 1, #calls, chunksize do
       local chunk = { unpack(calls, c, math.min(c + chunksize - 1, #calls)) }
-      fs[#fs + 1] = ex:submit(run_chunk, fn, chunk)
+      fs[#fs + 1] = submit_limited(ex, limit, run_chunk, fn, chunk)
     end
   end
   local nextf, chunk, inchunk = 1, nil, 0
