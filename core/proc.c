@@ -905,6 +905,7 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   int r = 0, first;
   if (t == NULL)
     return CONC_ENOMEM;
+  conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);
   if (p->broken)
     r = CONC_EBROKEN;
@@ -923,7 +924,6 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   t->p = p;
   t->id = ++p->nexttask;
   conc_future_ref(f);
-  conc__future_stoppable(f);
   first = conc__queue_empty(&p->pending);
   conc__queue_insert_tail(&p->pending, &t->q);
   p->npending++;
