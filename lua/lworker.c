@@ -4,6 +4,11 @@
 ** and reused for every task. A task payload goes in, an outcome payload
 ** comes out: the runtime never touches a future.
 */
+
+/***
+ * Workers.
+ * @submodule concurrent.futures
+ */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

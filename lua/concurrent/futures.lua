@@ -37,7 +37,9 @@ end
 -- `cpu_count() * 5`), or a table of options: `max_workers`,
 -- `initializer` (a function run once in each new worker; if it raises,
 -- the pool is broken), `initargs` (its arguments, an array; `n` counts
--- them) and `thread_name_prefix` (OS thread names)
+-- them), `thread_name_prefix` (OS thread names), `task_timeout`
+-- (seconds a task may run before it fails with `TimeoutError`) and
+-- `max_memory` (bytes each worker's state may hold)
 -- @treturn Executor an executor; leaving the scope of a to-be-closed
 -- variable holding it, and its `__gc`, shut it down
 -- @usage local ex <close> = cf.ThreadPoolExecutor(4)
@@ -52,16 +54,21 @@ end
 -- @function ProcessPoolExecutor
 -- @tparam[opt] integer|table max_workers the most workers (default
 -- `cpu_count()`), or a table of options: `max_workers`, `initializer`,
--- `initargs` (as for threads) and `max_tasks_per_child` (a worker exits
--- and is replaced after that many tasks)
+-- `initargs`, `task_timeout`, `max_memory` (as for threads),
+-- `max_tasks_per_child` (a worker exits and is replaced after that many
+-- tasks) and `respawn` (a dead worker fails only its own tasks and is
+-- replaced)
 -- @treturn Executor an executor, shut down by `<close>` and `__gc` too
 -- @usage local ex <close> = cf.ProcessPoolExecutor()
 
 --- Run `fn(...)` in a worker. Never blocks on the task; `fn` and the
 -- arguments are copied into the worker (upvalues by value, `_ENV` = the
--- worker's globals; modules and C functions by name).
+-- worker's globals; modules and C functions by name). The table form
+-- `ex:submit{fn, a, b, n = 2, timeout = s}` gives the task a time limit
+-- of its own (`n` counts the arguments; a table with `__call` is a
+-- callable, not this form).
 -- @function Executor:submit
--- @tparam function fn the task
+-- @tparam function|table fn the task, or the table form
 -- @param ... its arguments
 -- @treturn Future the task's future
 -- @raise "cannot schedule new futures after shutdown", `BrokenThreadPool`
@@ -78,7 +85,8 @@ end
 --- Counts of the pool.
 -- @function Executor:stats
 -- @treturn table `{workers=, idle=, pending=, running=, completed=,
--- failed=, cancelled=}`
+-- failed=, cancelled=, memory=}` (`memory`: bytes the workers' states
+-- hold)
 
 --- Functions.
 -- @section functions
