@@ -109,6 +109,7 @@ LUAMOD_API int luaopen_concurrent_core(lua_State *L) {
   lconc_open_executor(L);
   lconc_open_timer(L);
   lconc_open_queue(L);
+  lconc_open_worker(L);
   lua_pushcfunction(L, cf_cpu_count);
   lua_setfield(L, -2, "cpu_count");
   lua_pushcfunction(L, cf_now);

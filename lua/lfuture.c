@@ -281,14 +281,25 @@ static int fut_traceback(lua_State *L) {
 
 /***
  * Cancel the future if it has not started; its callbacks of this state
- * run at once.
+ * run at once. With `{running = true}`, a running task of an executor is
+ * stopped too: it is interrupted in its worker, and the future ends
+ * cancelled once the task has unwound.
  * @function Future:cancel
- * @treturn boolean `true` if it is (now or already) cancelled, `false` if
- * it is running or done
+ * @tparam[opt] table opts `{running = true}` to stop a running task
+ * @treturn boolean `true` if it is (now, already, or soon) cancelled,
+ * `false` if it is done (or, without `running`, running)
  */
 static int fut_cancel(lua_State *L) {
-  int r = conc_future_cancel(lconc_checkfuture(L, 1));
-  if (r)
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  int running = 0, r;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "running");
+    running = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  r = running ? conc_future_cancel_running(f) : conc_future_cancel(f);
+  if (r && conc_future_done(f))  /* a running task ends later */
     lconc_firecallbacks(L, 1, 1);
   lua_pushboolean(L, r);
   return 1;

@@ -262,7 +262,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_false(ok)
         assert.equal("bad argument #1 to '" .. class .. "' (unknown option 'maxworkers' "
           .. "(known: max_workers, initializer, initargs, " .. (class == "ThreadPoolExecutor"
-            and "thread_name_prefix" or "max_tasks_per_child") .. "))",
+            and "thread_name_prefix, task_timeout, max_memory"
+            or "max_tasks_per_child, task_timeout, max_memory, respawn") .. "))",
           (err:gsub("'concurrent%.%w+%.", "'")))
         assert.has_error(function() Pool(2.5) end)
         assert.has_error(function() Pool(0) end)

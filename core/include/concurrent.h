@@ -90,6 +90,12 @@ int conc_future_set_exception(conc_future_t *f, void *data, size_t len,
 ** RUNNING or FINISHED: returns 0. */
 int conc_future_cancel(conc_future_t *f);
 
+/* As conc_future_cancel, and a RUNNING future whose executor can stop
+** its task (an executor of this core) is asked to: 1, and the future
+** ends CANCELLED once the task has unwound, whatever it did meanwhile.
+** 0 when it is done, or running where nothing can stop it. */
+int conc_future_cancel_running(conc_future_t *f);
+
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
 ** future has returned. */
@@ -201,6 +207,12 @@ int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
 ** CONC_ETIMEDOUT. */
 int conc_mailbox_wait(conc_mailbox_t *mb, double deadline);
 
+/* 'on': wake every thread blocked in conc_mailbox_wait or
+** conc_watch_wait on 'mb', and make later waits return at once, as for
+** a post, until it is called with 'on' 0 (any thread may call it). So a
+** worker's blocking calls return while its running task must stop. */
+void conc_mailbox_interrupt(conc_mailbox_t *mb, int on);
+
 /* }====================================================================== */
 
 
@@ -277,6 +289,7 @@ typedef struct conc_pool_stats {
   int workers, idle;
   int broken;
   long pending, running, completed, failed, cancelled;
+  size_t memory;  /* executors: bytes their workers' states hold */
 } conc_pool_stats_t;
 
 /* A pool with no workers yet (they start lazily), or NULL. */
@@ -373,18 +386,38 @@ int conc_chanq_closed(conc_chanq_t *q);
 ** the Lua one) and completes each task's future with what came back.
 ** ======================================================================= */
 
+/* Why a running task is asked to stop. */
+enum { CONC_STOP_NONE = 0, CONC_STOP_CANCEL, CONC_STOP_TIMEOUT };
+
+/* A running task's controls, owned by the back-end: it sets 'stop'
+** (atomically, from any thread) and then calls the runtime's
+** 'interrupt'; the runtime reads 'stop' at its own checks. */
+typedef struct conc_taskctl {
+  int stop;          /* CONC_STOP_*: read with __atomic_load_n */
+  double timeout;    /* the task's time limit in seconds, or 0 */
+} conc_taskctl_t;
+
 /* What a worker runs: the same for a thread and a forked child. */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
-  ** process). 0; or CONC_EBROKEN when the user's setup failed (the pool
-  ** breaks), another code when resources ran out (the pool breaks only
-  ** if no worker is left); then '*why' is a malloc'd reason or NULL. */
-  int (*start)(void *ud, void **ctx, char **why);
+  ** process); 'id' numbers the workers of an executor from 1. 0; or
+  ** CONC_EBROKEN when the user's setup failed (the pool breaks),
+  ** another code when resources ran out (the pool breaks only if no
+  ** worker is left); then '*why' is a malloc'd reason or NULL. */
+  int (*start)(void *ud, int id, void **ctx, char **why);
   void (*stop)(void *ud, void *ctx);
   /* Run 'task' in 'ctx': its outcome (values, or an error when
-  ** '*failed'), or NULL when not even an error could be made. */
+  ** '*failed'), or NULL when not even an error could be made. A task
+  ** whose 'ctl->stop' is set unwinds; a timed out one then fails with
+  ** a TimeoutError. */
   conc_payload_t *(*run)(void *ctx, const conc_payload_t *task,
-                         int *failed);
+                         conc_taskctl_t *ctl, int *failed);
+  /* From any thread, between 'start' and 'stop': the running task's
+  ** 'stop' was set, make it notice soon. A call that comes after its
+  ** task ended must be harmless to the next one. */
+  void (*interrupt)(void *ctx);
+  /* From any thread, between 'start' and 'stop': bytes 'ctx' holds. */
+  size_t (*memory)(void *ctx);
   void *ud;
 } conc_runtime_t;
 
@@ -393,10 +426,12 @@ typedef struct conc_executor conc_executor_t;
 typedef struct conc_executor_ops {
   const char *name;          /* "ThreadPoolExecutor" */
   const char *broken_class;  /* "BrokenThreadPool": the error of a break */
-  /* Queue 'task' for 'f' (PENDING): 0, and the executor owns 'task' and
+  /* Queue 'task' for 'f' (PENDING), to be stopped 'timeout' seconds
+  ** after it starts (0: no limit): 0, and the executor owns 'task' and
   ** one reference to 'f'; or a negative code and both stay the caller's
   ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
-  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task);
+  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
+                double timeout);
   /* As conc_pool_shutdown. */
   int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
   void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
@@ -415,6 +450,7 @@ typedef struct conc_executor_opts {
   int max_workers;             /* > 0 */
   const char *name_prefix;     /* threads: OS thread names; or NULL */
   int max_tasks_per_child;     /* processes: 0 = no limit */
+  int respawn;                 /* processes: a dead worker is replaced */
   conc_runtime_t runtime;
 } conc_executor_opts_t;
 

@@ -21,7 +21,7 @@ for _, name in ipairs {
   "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION",
   "CancelledError", "TimeoutError", "InvalidStateError",
   "BrokenExecutor", "BrokenThreadPool", "BrokenProcessPool",
-  "ThreadPoolExecutor", "ProcessPoolExecutor", "Queue",
+  "ThreadPoolExecutor", "ProcessPoolExecutor", "Queue", "worker",
 } do
   M[name] = core[name]
 end
@@ -37,7 +37,9 @@ end
 -- `cpu_count() * 5`), or a table of options: `max_workers`,
 -- `initializer` (a function run once in each new worker; if it raises,
 -- the pool is broken), `initargs` (its arguments, an array; `n` counts
--- them) and `thread_name_prefix` (OS thread names)
+-- them), `thread_name_prefix` (OS thread names), `task_timeout`
+-- (seconds a task may run before it fails with `TimeoutError`) and
+-- `max_memory` (bytes each worker's state may hold)
 -- @treturn Executor an executor; leaving the scope of a to-be-closed
 -- variable holding it, and its `__gc`, shut it down
 -- @usage local ex <close> = cf.ThreadPoolExecutor(4)
@@ -52,16 +54,21 @@ end
 -- @function ProcessPoolExecutor
 -- @tparam[opt] integer|table max_workers the most workers (default
 -- `cpu_count()`), or a table of options: `max_workers`, `initializer`,
--- `initargs` (as for threads) and `max_tasks_per_child` (a worker exits
--- and is replaced after that many tasks)
+-- `initargs`, `task_timeout`, `max_memory` (as for threads),
+-- `max_tasks_per_child` (a worker exits and is replaced after that many
+-- tasks) and `respawn` (a dead worker fails only its own tasks and is
+-- replaced)
 -- @treturn Executor an executor, shut down by `<close>` and `__gc` too
 -- @usage local ex <close> = cf.ProcessPoolExecutor()
 
 --- Run `fn(...)` in a worker. Never blocks on the task; `fn` and the
 -- arguments are copied into the worker (upvalues by value, `_ENV` = the
--- worker's globals; modules and C functions by name).
+-- worker's globals; modules and C functions by name). The table form
+-- `ex:submit{fn, a, b, n = 2, timeout = s}` gives the task a time limit
+-- of its own (`n` counts the arguments; a table with `__call` is a
+-- callable, not this form).
 -- @function Executor:submit
--- @tparam function fn the task
+-- @tparam function|table fn the task, or the table form
 -- @param ... its arguments
 -- @treturn Future the task's future
 -- @raise "cannot schedule new futures after shutdown", `BrokenThreadPool`
@@ -78,7 +85,8 @@ end
 --- Counts of the pool.
 -- @function Executor:stats
 -- @treturn table `{workers=, idle=, pending=, running=, completed=,
--- failed=, cancelled=}`
+-- failed=, cancelled=, memory=}` (`memory`: bytes the workers' states
+-- hold)
 
 --- Functions.
 -- @section functions
@@ -191,7 +199,7 @@ local function submit(ex, level, ...)
 end
 
 local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
-                      buffersize = true }
+                      buffersize = true, task_timeout = true }
 
 local function map_options(fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
@@ -199,7 +207,7 @@ local function map_options(fn, ...)
     for k in pairs(o) do
       if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= #o) then
         error(("bad argument #1 to 'map' (unknown option '%s'; known: %s)")
-          :format(tostring(k), "buffersize, chunksize, ordered, timeout"), 3)
+          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 3)
       end
     end
     local its = { n = math.max(#o - 1, 0) }
@@ -236,6 +244,10 @@ local function check_map(ex, ...)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     error("bad argument #1 to 'map' (timeout must be a non-negative number)", 3)
   end
+  local limit = o.task_timeout
+  if limit ~= nil and (type(limit) ~= "number" or (limit ~= limit or limit <= 0)) then
+    error("bad argument #1 to 'map' (task_timeout must be a positive number)", 3)
+  end
   if o.ordered ~= nil and type(o.ordered) ~= "boolean" then
     error(("bad argument #1 to 'map' (ordered must be a boolean, got %s)")
       :format(type(o.ordered)), 3)
@@ -245,6 +257,7 @@ local function check_map(ex, ...)
     chunksize = intoption(o, "chunksize", 1) or 1,
     buffersize = intoption(o, "buffersize", 0),
     ordered = o.ordered ~= false,
+    task_timeout = limit,
   }
 end
 
@@ -258,9 +271,16 @@ end
 -- tasks lo..nt are submitted and some of them not taken yet. 'up'
 -- arguments count the frames from the function given it up to map's
 -- caller, where a refusal of submit is reported.
-local function tasks(ex, fn, nextargs, chunksize)
+local function tasks(ex, fn, nextargs, chunksize, limit)
   local T = { fs = {}, first = {}, index = {}, nt = 0, lo = 1, inputs = 0,
               over = false }
+  -- submit's arguments for fn(...): with a time limit, its table form
+  local function call(...)
+    if limit == nil then return ... end
+    local t = pack(...)
+    t.n, t.timeout = t.n - 1, limit
+    return t
+  end
   -- Submit the next task, if there is input left.
   function T.submit(up)
     if T.over then return false end
@@ -268,7 +288,7 @@ local function tasks(ex, fn, nextargs, chunksize)
     if chunksize == 1 then
       local args = nextargs()
       if args == nil then T.over = true return false end
-      f, n = submit(ex, up + 1, fn, unpack(args, 1, args.n)), 1
+      f, n = submit(ex, up + 1, call(fn, unpack(args, 1, args.n))), 1
     else
       local chunk = {}
       for j = 1, chunksize do
@@ -276,7 +296,7 @@ local function tasks(ex, fn, nextargs, chunksize)
         if chunk[j] == nil then T.over = true break end
       end
       if #chunk == 0 then return false end
-      f, n = submit(ex, up + 1, run_chunk, fn, chunk), #chunk
+      f, n = submit(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
     end
     T.nt = T.nt + 1
     T.fs[T.nt], T.first[T.nt], T.index[f] = f, T.inputs + 1, T.nt
@@ -360,7 +380,8 @@ end
 -- task), `ordered = false` (yield in completion order, each index once)
 -- and `buffersize = k` (at most `k` tasks submitted ahead of the
 -- consumer, inputs read lazily: an endless iterator maps in bounded
--- memory). A task's error is raised when the iteration reaches it; the
+-- memory) and `task_timeout` (each task's time limit, as `submit`'s). A
+-- task's error is raised when the iteration reaches it; the
 -- remaining tasks are then cancelled, as when the timeout passes (the
 -- task waited on included) or the loop is left early.
 -- @function Executor:map
@@ -372,7 +393,8 @@ end
 -- @usage for i, v in ex:map{fetch, urls, ordered = false, buffersize = 8} do print(i, v) end
 local function map(ex, ...)
   local fn, iterables, first, opts = check_map(ex, ...)
-  local T = tasks(ex, fn, zip(iterables, first), opts.chunksize)
+  local T = tasks(ex, fn, zip(iterables, first), opts.chunksize,
+                  opts.task_timeout)
   local k, buffered = opts.buffersize, opts.buffersize ~= nil
   local chunk, ci, cfirst
   T.fill(k, 2)
