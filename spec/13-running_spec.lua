@@ -23,7 +23,10 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_nil(cf.worker())
         local w1 = ex:submit(function() return require("concurrent.futures").worker() end):result(30)
         local w2 = ex:submit(function() return require("concurrent.futures").worker() end):result(30)
-        assert.equal(1, w1.id)
+        -- the first worker (under a sanitizer a child that hung at its
+        -- start is replaced, so its number may be higher)
+        assert.is_true(math.type(w1.id) == "integer" and w1.id >= 1)
+        assert.equal(w1.id, w2.id)
         assert.equal("string", type(w1.name))
         assert.is_true(#w1.name > 0)
         assert.equal("number", math.type(w1.pid) and "number")
