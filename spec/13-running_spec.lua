@@ -122,14 +122,17 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       end)
 
       it("gives exactly one outcome when it races the task's own end", function()
+        -- each task runs a loop of 0 to 2,000 steps, and is cancelled as
+        -- soon as it is seen running: some end first, some are stopped
         local ex <close> = Pool(2)
-        local n = class == "ThreadPoolExecutor" and 3000 or 600
+        local n = class == "ThreadPoolExecutor" and 3000 or 2000
+        local function sum(k) local s = 0 for j = 1, k do s = s + j end return s end
         local fs, said, calls = {}, {}, {}
         for i = 1, n do
-          local f = ex:submit(function(k) local s = 0 for j = 1, k do s = s + j end return s end,
-                              (i % 50) * 20)
+          local f = ex:submit(sum, (i % 100) * 20)
           fs[i] = f
           f:add_done_callback(function() calls[i] = (calls[i] or 0) + 1 end)
+          while not f:running() and not f:done() do end
           said[i] = f:cancel { running = true }
         end
         cf.wait(fs, 60)
@@ -140,16 +143,16 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
             assert.is_true(f:cancelled(), "cancel said true, yet it finished")
             cancelled = cancelled + 1
           else
-            local k = (i % 50) * 20
+            local k = (i % 100) * 20
             assert.equal(k * (k + 1) // 2, f:result(0))
             finished = finished + 1
           end
           assert.equal(1, calls[i])
         end
         local st = ex:stats()
-        assert.equal(n, cancelled + finished)
         assert.equal(cancelled, st.cancelled)
         assert.equal(finished, st.completed)
+        assert.is_true(cancelled > 0 and finished > 0, cancelled .. " " .. finished)
       end)
     end)
 
