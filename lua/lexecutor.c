@@ -78,8 +78,13 @@ static void checkopen(lua_State *L, executor *ex) {
   checkbroken(L, ex);
 }
 
+/* Longer time limits (about 31 years) mean none: a deadline must stay
+** a representable time. */
+#define MAXLIMIT 1e9
+
 /* A time limit at 'idx' (nil: 'def'): a positive number of seconds,
-** inf for none (0); else an error on argument 'arg' naming 'what'. */
+** inf (or past MAXLIMIT) for none (0); else an error on argument 'arg'
+** naming 'what'. */
 static double checklimit(lua_State *L, int idx, int arg, const char *what,
                          double def) {
   lua_Number t;
@@ -89,7 +94,7 @@ static double checklimit(lua_State *L, int idx, int arg, const char *what,
   if (lua_type(L, idx) != LUA_TNUMBER || !(t > 0))
     luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive "
                                           "number", what));
-  return t == HUGE_VAL ? 0 : (double)t;
+  return t > MAXLIMIT ? 0 : (double)t;
 }
 
 /* The table form at 2, {fn, args..., n =, timeout =}: leaves fn and
