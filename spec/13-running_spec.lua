@@ -270,6 +270,23 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
   end)
 end
 
+describe("ProcessPoolExecutor running cancel", function()
+  it("stops a task its child holds ahead of the running one", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local a = ex:submit(spin)
+    local b = ex:submit(function() return "b ran" end)
+    until_running(a)
+    until_running(b)  -- sent to the child ahead: it counts as running
+    assert.is_false(b:cancel())
+    assert.is_true(b:cancel { running = true })
+    assert.is_true(a:cancel { running = true })
+    assert.is_true(cf.CancelledError:is(select(2, pcall(a.result, a, 30))))
+    assert.is_true(cf.CancelledError:is(select(2, pcall(b.result, b, 30))))
+    assert.equal("next", ex:submit(function() return "next" end):result(30))
+    assert.equal(2, ex:stats().cancelled)
+  end)
+end)
+
 describe("ProcessPoolExecutor respawn", function()
   it("fails only the dead worker's task and replaces the worker", function()
     local ex <close> = cf.ProcessPoolExecutor { max_workers = 2, respawn = true }
