@@ -21,8 +21,9 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       it("describes the worker inside a task and is nil elsewhere", function()
         local ex <close> = Pool(1)
         assert.is_nil(cf.worker())
-        local w1 = ex:submit(function() return require("concurrent.futures").worker() end):result(30)
-        local w2 = ex:submit(function() return require("concurrent.futures").worker() end):result(30)
+        local function me() return require("concurrent.futures").worker() end
+        local w1 = ex:submit(me):result(30)
+        local w2 = ex:submit(me):result(30)
         assert.equal(1, w1.id)
         assert.equal("string", type(w1.name))
         assert.is_true(#w1.name > 0)
@@ -220,6 +221,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         local e = ex:submit(function()
           local t = {}
           for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+          return #t
         end):exception(30)
         assert.equal("not enough memory", e)
         assert.equal(2, ex:submit(function() return 2 end):result(30))
@@ -251,7 +253,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         local ex <close> = Pool(1)
         assert.matches("bad argument #1 to 'submit' %(n must be a non%-negative integer%)",
           err(function() return ex:submit { print, n = -1 } end))
-        assert.matches("n must be a non%-negative integer", err(function() return ex:submit { print, n = 0.5 } end))
+        assert.matches("n must be a non%-negative integer",
+          err(function() return ex:submit { print, n = 0.5 } end))
         assert.matches("bad argument #1 to 'submit' %(timeout must be a positive number%)",
           err(function() return ex:submit { print, timeout = 0 } end))
         assert.matches("function expected, got nil", err(function() return ex:submit {} end))

@@ -217,7 +217,7 @@ local function map(ex, ...)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     error("bad argument #1 to 'map' (timeout must be a non-negative number)", 2)
   end
-  if limit ~= nil and (type(limit) ~= "number" or not (limit > 0)) then
+  if limit ~= nil and (type(limit) ~= "number" or limit <= 0 or limit ~= limit) then
     error("bad argument #1 to 'map' (task_timeout must be a positive number)", 2)
   end
   chunksize = chunksize or 1
