@@ -17,6 +17,10 @@
 /* Most workers an executor may have. */
 #define MAXWORKERS 100000
 
+/* Most arguments of a task in submit's table form (a C call's limit is
+** about LUAI_MAXCCALLS stack slots away; this stays well inside). */
+#define MAXARGS 250
+
 typedef struct executor {
   conc_executor_t *core;   /* NULL once shut down and freed */
   lconc_shared *sh;        /* the runtime's data, freed after 'core' */
@@ -83,8 +87,13 @@ static int holdsqueue(const conc_payload_t *p) {
   return 0;
 }
 
+/* Longer time limits (about 31 years) mean none: a deadline must stay
+** a representable time. */
+#define MAXLIMIT 1e9
+
 /* A time limit at 'idx' (nil: 'def'): a positive number of seconds,
-** inf for none (0); else an error on argument 'arg' naming 'what'. */
+** inf (or past MAXLIMIT) for none (0); else an error on argument 'arg'
+** naming 'what'. */
 static double checklimit(lua_State *L, int idx, int arg, const char *what,
                          double def) {
   lua_Number t;
@@ -94,7 +103,7 @@ static double checklimit(lua_State *L, int idx, int arg, const char *what,
   if (lua_type(L, idx) != LUA_TNUMBER || !(t > 0))
     luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive "
                                           "number", what));
-  return t == HUGE_VAL ? 0 : (double)t;
+  return t > MAXLIMIT ? 0 : (double)t;
 }
 
 /* The table form at 2, {fn, args..., n =, timeout =}: leaves fn and
@@ -112,15 +121,15 @@ static double unpacktask(lua_State *L, executor *ex) {
     if (!isint || lua_type(L, -1) != LUA_TNUMBER || n < 0)
       luaL_argerror(L, 2, "n must be a non-negative integer");
   }
-  if (n < 0)
+  if (n < 0)  /* {} or {fn}: fn alone (nil for {}) */
     n = 0;
+  if (n > MAXARGS)
+    luaL_argerror(L, 2, "too many arguments");
   lua_getfield(L, 2, "timeout");
   timeout = checklimit(L, -1, 2, "timeout", ex->task_timeout);
   lua_settop(L, 2);
-  luaL_checkstack(L, (int)(n > 250 ? 250 : n) + 1, "too many arguments");
-  if (n > 250)
-    luaL_argerror(L, 2, "too many arguments");
-  for (i = 1; i <= n + 1; i++)
+  luaL_checkstack(L, (int)n + 2, "too many arguments");
+  for (i = 1; i <= n + 1; i++)  /* fn, then its arguments */
     lua_geti(L, 2, i);
   lua_remove(L, 2);
   lconc_checkcallable(L, 2);
@@ -411,6 +420,8 @@ static int newexecutor(lua_State *L, const kind *k) {
   ex->name = k->mt + sizeof("concurrent.") - 1;
   ex->noqueues = !k->queues;
   ex->shutdown = 1;  /* until it has a back-end */
+  ex->closer.close = closer_close;
+  lconc_addcloser(L, &ex->closer);  /* raises while the state closes */
   ex->sh = lconc_shared_new();
   if (ex->sh == NULL)
     return luaL_error(L, "not enough memory");
@@ -420,8 +431,6 @@ static int newexecutor(lua_State *L, const kind *k) {
     readlimits(L, ex, &o);
   }
   o.runtime = lconc_runtime(ex->sh);
-  lconc_addcloser(L, &ex->closer);
-  ex->closer.close = closer_close;
   ex->core = k->make(&o);
   if (ex->core == NULL)
     return luaL_error(L, "cannot create the %s (not enough memory)",
