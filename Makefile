@@ -73,13 +73,15 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 
 # Spec-only C modules: every spec/support/<name>.c except the sanitizer host
 # becomes $(BUILD)/<name>.so; it reaches the module through conc_lua_api_t.
-HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c,$(sort $(wildcard spec/support/*.c)))
+HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c spec/support/queuetest.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 # Their objects are intermediate to make: keep them, so a rerun relinks nothing.
 .SECONDARY: $(HELPER_SRC:%.c=$(BUILD)/%.o)
 HOST = $(BUILD)/host
 # The core thread pool driven from C alone (spec/07-corepool_spec.lua).
 POOLTEST = $(BUILD)/pooltest
+# The core queue and timer from C alone (spec/16-corequeue_spec.lua).
+QUEUETEST = $(BUILD)/queuetest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
 # Stress specs (bounded in count and time) run with the others.
 SPECS += $(sort $(wildcard spec/stress/*_spec.lua))
@@ -207,9 +209,10 @@ run-bench: $(MODULE) $(HELPERS)
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
 # interpreter for specs that start a fresh Lua process (spec/helpers.lua).
 # The specs find the Debian package check's settings in LUA and LUA_INC.
-specs: $(MODULE) $(HELPERS) $(POOLTEST) $(EMBED) $(if $(SAN),$(HOST))
+specs: $(MODULE) $(HELPERS) $(POOLTEST) $(QUEUETEST) $(EMBED) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
-	  POOLTEST='$(CURDIR)/$(POOLTEST)' EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' \
+	  POOLTEST='$(CURDIR)/$(POOLTEST)' QUEUETEST='$(CURDIR)/$(QUEUETEST)' \
+	  EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' \
 	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) SPEC_RSS_MB=$(SPEC_RSS_MB) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
@@ -218,6 +221,9 @@ $(BUILD)/%.so: $(BUILD)/spec/support/%.o
 	$(CC) $(LDFLAGS) -o $@ $^
 
 $(POOLTEST): $(BUILD)/spec/support/pooltest.o $(CORE_OBJ)
+	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
+
+$(QUEUETEST): $(BUILD)/spec/support/queuetest.o $(CORE_OBJ)
 	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
 
 $(EMBED): $(BUILD)/examples/embed.o
@@ -283,7 +289,7 @@ doc:
 	@$(SUBMAKE) $(MODULE)
 	rm -rf doc/reference
 	ldoc -q .
-	@$(LUAENV) $(LUA) mk/doccheck.lua doc/reference/index.html
+	@$(LUAENV) $(LUA) mk/doccheck.lua doc/reference
 
 # Installing as users do (mk/installcheck.sh): LuaRocks into a temporary
 # tree from a clean copy of HEAD, and 'make install DESTDIR=' with the C

@@ -21,6 +21,8 @@
 typedef struct ctask {
   struct ctask *next;
   uint64_t id;
+  double timeout;          /* seconds from its start, or 0 */
+  int cancelled;           /* F_CANCEL came before it started */
   conc_payload_t *payload;
 } ctask;
 
@@ -38,7 +40,22 @@ typedef struct child {
   ctask *head, **tail;     /* tasks not yet run (under 'mu') */
   int stop;                /* F_STOP or end of file (under 'mu') */
   proxy *proxies;          /* the reader's own */
+  const conc_runtime_t *rt;
+  void *ctx;               /* the runtime's */
+  uint64_t running;        /* the running task's id, or 0 (under 'mu') */
+  conc_taskctl_t ctl;      /* its controls */
+  conc__tnode limit;       /* in 'timer' while it runs with a timeout */
+  conc__tasktimer timer;
 } child;
+
+/* Ask the running task to stop for 'why' unless it was asked already
+** ('mu' held, or the running task's limit fired: it still runs). */
+static void stoprunning(child *c, int why) {
+  int none = CONC_STOP_NONE;
+  if (__atomic_compare_exchange_n(&c->ctl.stop, &none, why, 0,
+                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    c->rt->interrupt(c->ctx);
+}
 
 /* Leave without the parent's atexit handlers or stdio buffers, and
 ** without what a sanitizer's _exit hook would do: its leak check would
@@ -87,6 +104,8 @@ static void ontask(child *c, conc__rd *r) {
   if (t == NULL)
     leave(CONC__CHILD_ENOMEM);
   t->id = conc__get64(r);
+  t->timeout = conc__getf64(r);
+  t->cancelled = 0;
   t->payload = readpayload(c, r);
   t->next = NULL;
   pthread_mutex_lock(&c->mu);
@@ -119,6 +138,20 @@ static void onfuture(child *c, conc__rd *r) {
     }
 }
 
+/* Stop task 'id': the running one at once, a queued one when it starts;
+** one that ended is past stopping (the parent knows from its result). */
+static void oncancel(child *c, conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  ctask *t;
+  pthread_mutex_lock(&c->mu);
+  if (c->running == id)
+    stoprunning(c, CONC_STOP_CANCEL);
+  for (t = c->head; t != NULL; t = t->next)
+    if (t->id == id)
+      t->cancelled = 1;
+  pthread_mutex_unlock(&c->mu);
+}
+
 /* The reader thread: frames until F_STOP or the end of the socket. */
 static void *reader(void *arg) {
   child *c = (child *)arg;
@@ -146,10 +179,12 @@ static void *reader(void *arg) {
       ontask(c, &r);
     else if (type == F_FUTURE)
       onfuture(c, &r);
+    else if (type == F_CANCEL)
+      oncancel(c, &r);
     free(body);
     if (type == F_STOP)
       break;
-    if ((type != F_TASK && type != F_FUTURE) || r.bad)
+    if ((type != F_TASK && type != F_FUTURE && type != F_CANCEL) || r.bad)
       leave(CONC__CHILD_EPROTO);
   }
   pthread_mutex_lock(&c->mu);
@@ -208,6 +243,7 @@ static void send_result(child *c, conc__wbuf *w, uint64_t id,
   size_t at = conc__frame_begin(w, F_RESULT);
   conc__put64(w, id);
   conc__put8(w, out != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
+  conc__put64(w, (uint64_t)c->rt->memory(c->ctx));
   if (out != NULL)
     conc__putpayload(w, out, NULL);
   conc__frame_end(w, at);
@@ -249,30 +285,69 @@ static void reset(child *c, pid_t parent) {
   __fpurge(stderr);
 }
 
+/* The running task's time is up (on the timer's thread). */
+static void expired(conc__tnode *n) {
+  stoprunning(conc__container_of(n, child, limit), CONC_STOP_TIMEOUT);
+}
+
+/* Run 't' with its controls armed: the reader may stop it meanwhile. */
+static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
+  conc_payload_t *out;
+  int timed = 0;
+  pthread_mutex_lock(&c->mu);
+  c->running = t->id;
+  __atomic_store_n(&c->ctl.stop, t->cancelled ? CONC_STOP_CANCEL
+                                              : CONC_STOP_NONE,
+                   __ATOMIC_SEQ_CST);
+  c->ctl.timeout = t->timeout;
+  pthread_mutex_unlock(&c->mu);
+  if (t->timeout > 0)
+    timed = conc__tasktimer_add(&c->timer, &c->limit,
+                            conc_now() + t->timeout) == 0;
+  if (t->timeout > 0 && !timed)
+    out = conc_payload_error("", "cannot start the timer of task_timeout");
+  else
+    out = c->rt->run(c->ctx, t->payload, &c->ctl, failed);
+  if (timed)
+    conc__tasktimer_remove(&c->timer, &c->limit);
+  pthread_mutex_lock(&c->mu);
+  c->running = 0;
+  pthread_mutex_unlock(&c->mu);
+  return out;
+}
+
 void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
-                      pid_t parent) {
+                      pid_t parent, int id) {
   child c;
   conc__wbuf w;
   pthread_t tid;
   void *ctx = NULL;
   char *why = NULL;
   ctask *t;
+  char name[16];
   int r, done = 0;
   memset(&c, 0, sizeof(c));
   memset(&w, 0, sizeof(w));
   c.sock = sock;
   c.tail = &c.head;
+  c.rt = rt;
+  c.limit.fire = expired;
+  c.limit.at = -1;
   reset(&c, parent);
-  r = rt->start(rt->ud, &ctx, &why);
+  snprintf(name, sizeof(name), "conc_proc_%d", id);
+  prctl(PR_SET_NAME, name);  /* what cf.worker() and ps show */
+  r = rt->start(rt->ud, id, &ctx, &why);
   send_start(&c, r, why);
   if (r != 0)
     leave(0);
+  c.ctx = ctx;
   if (pthread_mutex_init(&c.mu, NULL) != 0 || conc__cond_init(&c.cv) != 0
+      || conc__tasktimer_init(&c.timer) != 0
       || pthread_create(&tid, NULL, reader, &c) != 0)
     leave(CONC__CHILD_ENOMEM);
   while ((maxtasks == 0 || done < maxtasks) && (t = nexttask(&c)) != NULL) {
     int failed = 1;
-    conc_payload_t *out = rt->run(ctx, t->payload, &failed);
+    conc_payload_t *out = runtask(&c, t, &failed);
     out = backable(out, &failed);
     fflush(stdout);  /* the task's own output, before its result */
     send_result(&c, &w, t->id, out, failed);

@@ -68,6 +68,12 @@ void conc__put64(conc__wbuf *w, uint64_t v) {
   conc__put32(w, (uint32_t)(v >> 32));
 }
 
+void conc__putf64(conc__wbuf *w, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof(bits));
+  conc__put64(w, bits);
+}
+
 size_t conc__frame_begin(conc__wbuf *w, int type) {
   size_t start;
   w->failed = 0;
@@ -157,6 +163,13 @@ uint32_t conc__get32(conc__rd *r) {
 uint64_t conc__get64(conc__rd *r) {
   uint64_t lo = conc__get32(r);
   return lo | (uint64_t)conc__get32(r) << 32;
+}
+
+double conc__getf64(conc__rd *r) {
+  uint64_t bits = conc__get64(r);
+  double v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
 }
 
 conc_payload_t *conc__getpayload(conc__rd *r, uint64_t **ids, int *nomem) {

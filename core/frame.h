@@ -15,16 +15,22 @@
 ** body    := type field*
 **   F_START  (child)   i32 code, message        its runtime started (0)
 **                                               or not (a CONC_E* code)
-**   F_TASK   (parent)  u64 task, payload        run this
-**   F_RESULT (child)   u64 task, u8 failed, payload
+**   F_TASK   (parent)  u64 task, f64 timeout, payload
+**                                               run this (timeout 0: no
+**                                               time limit)
+**   F_RESULT (child)   u64 task, u8 failed, u64 memory, payload
+**                                               its outcome, and the bytes
+**                                               the child's state holds
 **   F_FUTURE (parent)  u64 id, u8 cancelled, u8 failed, payload
 **                                               a forwarded future is done
 **   F_STOP   (parent)                           finish and exit
+**   F_CANCEL (parent)  u64 task                 stop it (running or queued)
+** f64     := the bits of an IEEE double, as a u64
 ** payload := u8 kind, u32 n, u64 id{n}, bytes to the end of the body:
 **            the ids name forwarded futures (the parent's numbering)
 ** message := bytes to the end of the body
 */
-enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP };
+enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL };
 
 /* Largest frame body: a longer length is corruption (or a result no
 ** process should hold), never an allocation. */
@@ -46,6 +52,7 @@ CONC__FUNC void conc__frame_end(conc__wbuf *w, size_t start);
 CONC__FUNC void conc__put8(conc__wbuf *w, unsigned v);
 CONC__FUNC void conc__put32(conc__wbuf *w, uint32_t v);
 CONC__FUNC void conc__put64(conc__wbuf *w, uint64_t v);
+CONC__FUNC void conc__putf64(conc__wbuf *w, double v);
 CONC__FUNC void conc__putbytes(conc__wbuf *w, const void *b, size_t n);
 /* A payload whose futures are named by 'ids'. */
 CONC__FUNC void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
@@ -64,6 +71,7 @@ typedef struct conc__rd {
 CONC__FUNC unsigned conc__get8(conc__rd *r);
 CONC__FUNC uint32_t conc__get32(conc__rd *r);
 CONC__FUNC uint64_t conc__get64(conc__rd *r);
+CONC__FUNC double conc__getf64(conc__rd *r);
 /* The payload at 'r' (to the end of the body) with its ids in '*ids'
 ** (malloc'd; NULL when none): NULL when corrupt or out of memory
 ** ('*nomem' tells which); its future entries are left empty. */

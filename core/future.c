@@ -15,6 +15,8 @@ typedef struct callback {
 /* No condition variable per future: the rare conc_future_wait brings
 ** its own (a 'sleeper' watcher), which saves 48 bytes a future. */
 struct conc_future {
+  int kind;               /* CONC_SHARED_FUTURE: first, as every object
+                          ** a payload refers to (payload.c) */
   pthread_mutex_t mu;
   int refs;               /* atomic */
   conc_state_t state;     /* written under 'mu' with set_state; read
@@ -23,6 +25,12 @@ struct conc_future {
   int failed;             /* payload is an exception */
   int foreign;            /* a proxy of another process's future: only
                           ** conc__future_settle_foreign completes it */
+  /* running cancels (conc__future_stoppable onwards) */
+  int stoppable;          /* its executor can stop its task */
+  int stopreq;            /* a running cancel was asked: ends CANCELLED */
+  int ended;              /* the task unwound: too late to stop it */
+  void (*stopper)(void *arg);  /* asks the executor to stop the task */
+  void *stopperarg;
   void *data;
   size_t len;
   conc_free_fn freefn;
@@ -57,6 +65,7 @@ conc_future_t *conc_future_new(void) {
     free(f);
     return NULL;
   }
+  f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
   f->state = CONC_PENDING;
   f->cbtail = &f->cbs;
@@ -198,6 +207,60 @@ int conc_future_cancel(conc_future_t *f) {
       pthread_mutex_unlock(&f->mu);
       return 0;
   }
+}
+
+/* The stopper runs under the future's lock, so once conc__future_end
+** returned no stopper runs or will run: the executor may free what the
+** stopper touches. Lock order: future, then what the stopper takes. */
+int conc_future_cancel_running(conc_future_t *f) {
+  pthread_mutex_lock(&f->mu);
+  if (f->state == CONC_RUNNING && f->stoppable && !f->ended) {
+    if (!f->stopreq) {
+      f->stopreq = 1;
+      if (f->stopper != NULL)
+        f->stopper(f->stopperarg);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return 1;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return conc_future_cancel(f);
+}
+
+void conc__future_stoppable(conc_future_t *f) {
+  pthread_mutex_lock(&f->mu);
+  f->stoppable = 1;
+  pthread_mutex_unlock(&f->mu);
+}
+
+void conc__future_begin(conc_future_t *f, void (*stopper)(void *arg),
+                        void *arg) {
+  pthread_mutex_lock(&f->mu);
+  f->stopper = stopper;
+  f->stopperarg = arg;
+  if (f->stopreq && !f->ended)
+    stopper(arg);
+  pthread_mutex_unlock(&f->mu);
+}
+
+int conc__future_end(conc_future_t *f) {
+  int r;
+  pthread_mutex_lock(&f->mu);
+  f->ended = 1;
+  f->stopper = NULL;
+  r = f->stopreq;
+  pthread_mutex_unlock(&f->mu);
+  return r;
+}
+
+void conc__future_stopped(conc_future_t *f) {
+  pthread_mutex_lock(&f->mu);
+  if (f->state != CONC_RUNNING) {
+    pthread_mutex_unlock(&f->mu);
+    return;
+  }
+  set_state(f, CONC_CANCELLED);
+  settle(f);  /* unlocks */
 }
 
 /* A thread blocked in conc_future_wait: a watcher on its own stack. */

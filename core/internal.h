@@ -47,6 +47,45 @@ CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
 CONC__FUNC void conc__future_hook(conc_future_t *f, conc_callback_fn fn,
                                   void *arg);
 
+/*
+** future.c: running cancels. An executor marks a future it can stop at
+** submit ('stoppable'); when its task starts, 'begin' registers how to
+** stop it ('stopper', run at once if a stop was asked already); once
+** the task unwound, 'end' says whether a stop was asked (from then on
+** none can be): if so, 'stopped' ends it CANCELLED (RUNNING ->
+** CANCELLED), else the executor completes it as usual. So a cancel that
+** races the task's own end gives exactly one outcome.
+*/
+CONC__FUNC void conc__future_stoppable(conc_future_t *f);
+CONC__FUNC void conc__future_begin(conc_future_t *f,
+                                   void (*stopper)(void *arg), void *arg);
+CONC__FUNC int conc__future_end(conc_future_t *f);
+CONC__FUNC void conc__future_stopped(conc_future_t *f);
+
+/* tasktimer.c: one thread that fires the deadlines of an executor's tasks
+** (a heap), started with the first one. 'fire' runs on the timer's
+** thread under its lock, so once conc__tasktimer_remove returned it neither
+** runs nor will. */
+typedef struct conc__tnode {
+  double deadline;
+  int at;                                   /* heap index, -1: none */
+  void (*fire)(struct conc__tnode *n);
+} conc__tnode;
+typedef struct conc__tasktimer {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  conc__tnode **heap;
+  int n, size;
+  int started, quit;
+  pthread_t tid;
+} conc__tasktimer;
+CONC__FUNC int conc__tasktimer_init(conc__tasktimer *t);
+CONC__FUNC void conc__tasktimer_free(conc__tasktimer *t);
+/* 0, or CONC_ENOMEM / CONC_ESYS (no thread) */
+CONC__FUNC int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n,
+                               double deadline);
+CONC__FUNC void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n);
+
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
                                        int failed);

@@ -17,6 +17,7 @@ struct conc_mailbox {
   int refs;            /* atomic */
   int closed;
   int waiters;         /* threads blocked on 'cv' */
+  int interrupted;     /* waits return at once (also read atomically) */
   int efd;             /* readable while 'posts' is not empty */
   conc__queue posts;   /* fired post watchers, oldest first */
   int nposts;          /* their number, also read atomically by 'poll' */
@@ -200,12 +201,20 @@ int conc_mailbox_wait(conc_mailbox_t *mb, double deadline) {
   int r = 0;
   pthread_mutex_lock(&mb->mu);
   mb->waiters++;
-  while (conc__queue_empty(&mb->posts) && r == 0)
+  while (conc__queue_empty(&mb->posts) && r == 0 && !mb->interrupted)
     r = conc__cond_wait(&mb->cv, &mb->mu, deadline);
   mb->waiters--;
-  if (!conc__queue_empty(&mb->posts)) r = 0;
+  if (!conc__queue_empty(&mb->posts) || mb->interrupted) r = 0;
   pthread_mutex_unlock(&mb->mu);
   return r;
+}
+
+void conc_mailbox_interrupt(conc_mailbox_t *mb, int on) {
+  pthread_mutex_lock(&mb->mu);
+  __atomic_store_n(&mb->interrupted, on, __ATOMIC_RELEASE);
+  if (on)
+    wake(mb);
+  pthread_mutex_unlock(&mb->mu);
 }
 
 void conc_mailbox_close(conc_mailbox_t *mb) {
@@ -288,6 +297,7 @@ static int poll(conc_watch_t *set, double deadline, int posts) {
     end = deadline;
   for (i = 1; ; i++) {
     if (__atomic_load_n(&set->nready, __ATOMIC_ACQUIRE) > 0
+        || __atomic_load_n(&set->mb->interrupted, __ATOMIC_ACQUIRE)
         || (posts && __atomic_load_n(&set->mb->nposts, __ATOMIC_ACQUIRE) > 0))
       return 1;
     conc__cpu_relax();
@@ -305,7 +315,7 @@ int conc_watch_wait(conc_watch_t *set, double deadline, int posts) {
   if (poll(set, deadline, posts))
     return 0;
   pthread_mutex_lock(&mb->mu);
-  if (conc__queue_empty(&set->ready)
+  if (conc__queue_empty(&set->ready) && !mb->interrupted
       && (!posts || conc__queue_empty(&mb->posts))) {
     mb->waiters++;
     r = conc__cond_wait(&mb->cv, &mb->mu, deadline);

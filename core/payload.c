@@ -1,7 +1,8 @@
 /*
 ** payload.c: what crosses between owners and workers. Bytes (the Lua
-** codec's encoding, or an error made by the core) plus the futures the
-** bytes name by index; one malloc'd block, no Lua.
+** codec's encoding, or an error made by the core) plus the shared
+** objects (futures, queues) the bytes name by index; one malloc'd block,
+** no Lua.
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,10 +14,26 @@
 #define PTRALIGN(n) \
   (((n) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
 
-/* The future list starts at the first pointer-aligned offset after the
-** bytes. */
-static conc_future_t **futures(const conc_payload_t *p) {
-  return (conc_future_t **)((char *)p + PTRALIGN(HEAD + p->size));
+/* The list of shared objects (futures, queues) starts at the first
+** pointer-aligned offset after the bytes. Each object's first member is
+** its kind (CONC_SHARED_*). */
+static void **objects(const conc_payload_t *p) {
+  return (void **)((char *)p + PTRALIGN(HEAD + p->size));
+}
+
+static int kindof(const void *obj) {
+  return *(const int *)obj;
+}
+
+/* Take (+1) or release (-1) a reference on a shared object. */
+static void objref(void *obj, int delta) {
+  if (kindof(obj) == CONC_SHARED_QUEUE) {
+    if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
+    else conc_chanq_unref((conc_chanq_t *)obj);
+  } else {
+    if (delta > 0) conc_future_ref((conc_future_t *)obj);
+    else conc_future_unref((conc_future_t *)obj);
+  }
 }
 
 static size_t total(size_t size, size_t nfutures) {
@@ -33,7 +50,7 @@ static conc_payload_t *init(void *block, size_t size, size_t nfutures,
   p->nfutures = nfutures;
   p->kind = kind;
   if (nfutures > 0)
-    memset(futures(p), 0, nfutures * sizeof(conc_future_t *));
+    memset(objects(p), 0, nfutures * sizeof(void *));
   return p;
 }
 
@@ -74,8 +91,8 @@ void conc_payload_free(void *data) {
   if (p == NULL)
     return;
   for (i = 0; i < p->nfutures; i++)
-    if (futures(p)[i] != NULL)
-      conc_future_unref(futures(p)[i]);
+    if (objects(p)[i] != NULL)
+      objref(objects(p)[i], -1);
   free(p);
 }
 
@@ -88,13 +105,27 @@ char *conc_payload_data(const conc_payload_t *p) {
 }
 
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i) {
-  return i < p->nfutures ? futures(p)[i] : NULL;
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_FUTURE
+         ? (conc_future_t *)obj : NULL;
+}
+
+conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i) {
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_QUEUE
+         ? (conc_chanq_t *)obj : NULL;
 }
 
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
-  conc_assert(i < p->nfutures && futures(p)[i] == NULL);
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
   conc_future_ref(f);
-  futures(p)[i] = f;
+  objects(p)[i] = f;
+}
+
+void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q) {
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
+  conc_chanq_ref(q);
+  objects(p)[i] = q;
 }
 
 conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
@@ -104,8 +135,8 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
     return NULL;
   memcpy(q, p, n);
   for (i = 0; i < q->nfutures; i++)
-    if (futures(q)[i] != NULL)
-      conc_future_ref(futures(q)[i]);
+    if (objects(q)[i] != NULL)
+      objref(objects(q)[i], 1);
   return q;
 }
 

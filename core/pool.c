@@ -205,6 +205,12 @@ static void on_done(conc_future_t *f, void *arg) {
     }
     return;
   }
+  if (cur != NULL && cur->f == f) {  /* its worker stopped it running */
+    bump(cur->p, running, -1);
+    bump(cur->p, cancelled, 1);
+    cur->counted = 1;
+    return;
+  }
   p = t->p_;  /* not finished but done: cancelled */
   pthread_mutex_lock(&p->mu);
   switch (t->s_) {

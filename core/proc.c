@@ -37,7 +37,7 @@
 ** within STARTWAIT seconds is killed, reaped and forked again.
 */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define STARTWAIT 10.0
+#define STARTWAIT 3.0
 #endif
 
 typedef struct proc proc;
@@ -49,6 +49,11 @@ typedef struct ptask {
   conc_future_t *f;
   conc_payload_t *payload;  /* freed once written */
   uint64_t id;
+  double timeout;           /* seconds from its start in the child, or 0 */
+  proc *p;
+  child *c;                 /* its child, once written */
+  conc__queue cq;           /* in 'p->cancels' while 'incq' */
+  int incq;
 } ptask;
 
 /* A future that tasks were given, forwarded to the children that know
@@ -78,6 +83,7 @@ struct child {
   conc__queue inflight;     /* ptasks written, results awaited in order */
   int ninflight;
   long sent;                /* tasks written, for max_tasks_per_child */
+  size_t memory;            /* bytes its state held after its last task */
   conc__wbuf out;
   unsigned char hdr[4];     /* the frame being read: its length, */
   size_t hdrgot;
@@ -94,6 +100,9 @@ struct proc {
   fwd *fired;               /* stack, pushed atomically */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
+  conc__queue cancels;      /* written ptasks a running cancel asks to stop */
+  size_t memory;            /* the children's, for stats */
+  int nspawned;             /* numbers the children */
   long npending;
   uint64_t nexttask;
   int shutdown;
@@ -139,12 +148,61 @@ static void freetask(ptask *t) {
   free(t);
 }
 
+/* A running cancel (under the future's lock, any thread): the
+** supervisor tells the task's child. */
+static void stoptask(void *arg) {
+  ptask *t = (ptask *)arg;
+  proc *p = t->p;
+  pthread_mutex_lock(&p->mu);
+  conc__queue_insert_tail(&p->cancels, &t->cq);
+  t->incq = 1;
+  pthread_mutex_unlock(&p->mu);
+  wake(p);
+}
+
+/* End a RUNNING task with 'out', or CANCELLED when a running cancel got
+** there first; counted before it completes, then freed. */
+static void endtask(proc *p, ptask *t, conc_payload_t *out, int failed,
+                    int running) {
+  if (conc__future_end(t->f)) {
+    pthread_mutex_lock(&p->mu);
+    if (t->incq)
+      conc__queue_remove(&t->cq);
+    p->running -= running;
+    p->cancelled++;
+    pthread_mutex_unlock(&p->mu);
+    conc_payload_free(out);
+    conc__future_stopped(t->f);
+  } else {
+    count(p, running, failed);
+    conc__payload_complete(t->f, out, failed);
+  }
+  freetask(t);
+}
+
 /* Fail a RUNNING task's future with the pool's broken error. */
 static void failtask(proc *p, ptask *t, const char *msg, int running) {
-  count(p, running, 1);
-  conc__payload_complete(t->f, conc_payload_error(
-      p->base.ops->broken_class, msg), 1);
-  freetask(t);
+  endtask(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
+          running);
+}
+
+/* Tell each child to stop the tasks a running cancel asked for: those
+** still in flight (a task that ended left the list). */
+static void sendcancels(proc *p) {
+  conc__queue cq;
+  conc__queue_init(&cq);
+  pthread_mutex_lock(&p->mu);
+  conc__queue_move(&p->cancels, &cq);
+  while (!conc__queue_empty(&cq)) {
+    ptask *t = conc__container_of((void *)conc__queue_head(&cq), ptask, cq);
+    size_t at;
+    conc__queue_remove(&t->cq);
+    t->incq = 0;
+    at = conc__frame_begin(&t->c->out, F_CANCEL);
+    conc__put64(&t->c->out, t->id);
+    conc__frame_end(&t->c->out, at);
+  }
+  pthread_mutex_unlock(&p->mu);
 }
 
 
@@ -210,7 +268,8 @@ static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
     return NULL;
   ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
   for (i = 0; ids != NULL && i < pl->nfutures; i++) {
-    fwd *x = forward(p, conc_payload_future(pl, i), c);
+    conc_future_t *f = conc_payload_future(pl, i);
+    fwd *x = f != NULL ? forward(p, f, c) : NULL;  /* a queue: not yet */
     if (x == NULL)
       break;
     ids[i] = x->id;
@@ -310,7 +369,7 @@ static child *spawn(proc *p) {
   if (c->pid == 0) {
     close(sv[0]);
     conc__child_main(sv[1], &p->o.runtime, p->o.max_tasks_per_child,
-                     p->self);
+                     p->self, p->nspawned + 1);
   }
   close(sv[1]);
   if (c->pid < 0) {
@@ -320,6 +379,7 @@ static child *spawn(proc *p) {
     errno = e;
     return NULL;
   }
+  p->nspawned++;
   c->sock = sv[0];
   c->forked = conc_now();
   fcntl(c->sock, F_SETFL, fcntl(c->sock, F_GETFL) | O_NONBLOCK);
@@ -434,6 +494,7 @@ static int sendtask(proc *p, child *c, ptask *t) {
     return -1;
   at = conc__frame_begin(&c->out, F_TASK);
   conc__put64(&c->out, t->id);
+  conc__putf64(&c->out, t->timeout);
   conc__putpayload(&c->out, t->payload, ids);
   conc__frame_end(&c->out, at);
   free(ids);
@@ -444,6 +505,8 @@ static int sendtask(proc *p, child *c, ptask *t) {
   conc__queue_insert_tail(&c->inflight, &t->q);
   c->ninflight++;
   c->sent++;
+  t->c = c;
+  conc__future_begin(t->f, stoptask, t);
   return 0;
 }
 
@@ -468,7 +531,7 @@ static child *pick(proc *p) {
       return c;
   if (p->nchildren < p->o.max_workers) {
     if ((c = spawn(p)) != NULL)
-      return c;
+      return takes(p, c, 0) ? c : NULL;  /* STARTWAIT: not yet */
     if (p->nchildren == 0) {
       char msg[128];
       snprintf(msg, sizeof(msg), "cannot start a worker: %s",
@@ -477,6 +540,11 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
+#if defined(STARTWAIT)
+  for (c = p->children; c != NULL; c = c->next)
+    if (!c->started && !c->stopping)
+      return NULL;  /* it takes the task once started, not a busy one */
+#endif
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
       return c;
@@ -512,11 +580,8 @@ static void assign(proc *p) {
     pthread_mutex_unlock(&p->mu);
     if (r != 1)
       freetask(t);
-    else if (sendtask(p, c, t) != 0) {
-      count(p, 1, 1);
-      conc__payload_complete(t->f, NULL, 1);  /* no memory for the frame */
-      freetask(t);
-    }
+    else if (sendtask(p, c, t) != 0)
+      endtask(p, t, NULL, 1, 1);  /* no memory for the frame */
   }
 }
 
@@ -531,6 +596,7 @@ static void assign(proc *p) {
 static void onresult(proc *p, child *c, conc__rd *r) {
   uint64_t id = conc__get64(r);
   unsigned failed = c->toobig ? 1 : conc__get8(r);
+  uint64_t memory = c->toobig ? c->memory : conc__get64(r);
   conc_payload_t *out = NULL;
   ptask *t;
   uint64_t *ids = NULL;
@@ -555,11 +621,13 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
   c->ninflight--;
+  pthread_mutex_lock(&p->mu);  /* in stats once the future completes */
+  p->memory = p->memory - c->memory + (size_t)memory;
+  pthread_mutex_unlock(&p->mu);
+  c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
-  count(p, 1, (int)failed);
-  conc__payload_complete(t->f, out, (int)failed);
-  freetask(t);
+  endtask(p, t, out, (int)failed, 1);
 }
 
 static void onstart(proc *p, child *c, conc__rd *r) {
@@ -691,16 +759,24 @@ static int readchild(proc *p, child *c) {
 static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
+  char msg[160];
   if (c->ninflight == 0 && (c->stopping || retired) && WIFEXITED(status)
       && WEXITSTATUS(status) == 0) {
     freechild(p, c);
     return;
   }
-  {
-    char msg[160];
-    describe(msg, sizeof(msg), c->pid, status);
+  describe(msg, sizeof(msg), c->pid, status);
+  if (!p->o.respawn) {
     breakpool(p, msg);
+    return;
   }
+  while (!conc__queue_empty(&c->inflight)) {  /* respawn: only its own */
+    ptask *t = qtask(conc__queue_head(&c->inflight));
+    conc__queue_remove(&t->q);
+    failtask(p, t, msg, 1);
+  }
+  c->ninflight = 0;
+  freechild(p, c);  /* 'assign' starts another when work comes */
 }
 
 /* Reap 'c' if it exited ('block': it is known to exit). 1 if it did
@@ -748,11 +824,15 @@ static void stopidle(proc *p) {
 static void publish(proc *p) {
   child *c;
   int idle = 0;
-  for (c = p->children; c != NULL; c = c->next)
+  size_t memory = 0;
+  for (c = p->children; c != NULL; c = c->next) {
     idle += c->started && c->ninflight == 0 && !c->stopping;
+    memory += c->memory;
+  }
   pthread_mutex_lock(&p->mu);
   p->nworkers = p->nchildren;
   p->nidle = idle;
+  p->memory = memory;
   pthread_mutex_unlock(&p->mu);
 }
 
@@ -840,6 +920,7 @@ static void *supervise(void *arg) {
   proc *p = (proc *)arg;
   for (;;) {
     forward_fired(p);
+    sendcancels(p);
     assign(p);
     if (draining(p)) {
       if (p->children == NULL)
@@ -881,12 +962,13 @@ static int startsupervisor(proc *p) {
 }
 
 static int px_submit(conc_executor_t *b, conc_future_t *f,
-                     conc_payload_t *task) {
+                     conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
   ptask *t = (ptask *)calloc(1, sizeof(*t));
   int r = 0, first;
   if (t == NULL)
     return CONC_ENOMEM;
+  conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);
   if (p->broken)
     r = CONC_EBROKEN;
@@ -901,6 +983,8 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   }
   t->f = f;
   t->payload = task;
+  t->timeout = timeout;
+  t->p = p;
   t->id = ++p->nexttask;
   conc_future_ref(f);
   first = conc__queue_empty(&p->pending);
@@ -963,6 +1047,7 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   s->completed = p->completed;
   s->failed = p->failed;
   s->cancelled = p->cancelled;
+  s->memory = p->memory;
   pthread_mutex_unlock(&p->mu);
 }
 
@@ -1020,6 +1105,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->o.name_prefix = NULL;  /* the caller's string may go */
   p->self = getpid();
   conc__queue_init(&p->pending);
+  conc__queue_init(&p->cancels);
   return &p->base;
 }
 

@@ -24,6 +24,6 @@ enum { CONC__FWD_VALUES = 0, CONC__FWD_CANCELLED = 1 };
 
 /* The child's life after fork; never returns. */
 CONC__FUNC void conc__child_main(int sock, const conc_runtime_t *rt,
-                                 int maxtasks, pid_t parent);
+                                 int maxtasks, pid_t parent, int id);
 
 #endif

@@ -12,30 +12,79 @@ typedef struct texec {
   conc_executor_t base;
   conc_pool_t *pool;
   conc_runtime_t rt;
+  conc__tasktimer timer;  /* the time limits of running tasks */
   pthread_mutex_t mu;
   char *why;       /* the last worker start failure, for a broken pool */
   int nostart;     /* no worker could ever start: broken without the pool */
+  int nextid;      /* numbers the workers */
+  void **ctxs;     /* the started workers' contexts (under 'mu') */
+  int nctxs, sizectxs;
 } texec;
 
-/* A task: the core task plus the encoded fn and arguments. */
+/* A task: the core task plus the encoded fn and arguments, and while
+** it runs, what stops it. */
 typedef struct ttask {
   conc_task_t base;
   texec *ex;
   conc_payload_t *payload;
+  double timeout;      /* seconds from its start, or 0 */
+  void *ctx;           /* the worker's, while it runs */
+  conc_taskctl_t ctl;
+  conc__tnode limit;   /* in the timer while it runs with a timeout */
 } ttask;
 
+/* Ask the task to stop for 'why', unless it was asked already. */
+static void stoptask(ttask *tt, int why) {
+  int none = CONC_STOP_NONE;
+  if (__atomic_compare_exchange_n(&tt->ctl.stop, &none, why, 0,
+                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    tt->ex->rt.interrupt(tt->ctx);
+}
+
+/* A running cancel (under the future's lock, any thread). */
+static void task_stopper(void *arg) {
+  stoptask((ttask *)arg, CONC_STOP_CANCEL);
+}
+
+/* The task's time is up (on the timer's thread). */
+static void task_expired(conc__tnode *n) {
+  stoptask(conc__container_of(n, ttask, limit), CONC_STOP_TIMEOUT);
+}
+
+/* Run the task with its stoppers armed; a running cancel asked before
+** it unwound ends its future CANCELLED, whatever came out. */
 static void task_run(conc_task_t *t, void *ctx) {
   ttask *tt = (ttask *)t;
-  int failed = 1;
-  conc_payload_t *out = tt->ex->rt.run(ctx, tt->payload, &failed);
-  if (conc_payload_reaches(out, t->future) != 0) {  /* a cycle no one
-                                      ** breaks (or no memory to tell) */
+  conc_future_t *f = t->future;
+  conc_payload_t *out;
+  int failed = 1, timed = 0;
+  tt->ctx = ctx;
+  tt->ctl.timeout = tt->timeout;
+  tt->limit.fire = task_expired;
+  tt->limit.at = -1;
+  conc__future_begin(f, task_stopper, tt);
+  if (tt->timeout > 0)
+    timed = conc__tasktimer_add(&tt->ex->timer, &tt->limit,
+                            conc_now() + tt->timeout) == 0;
+  if (tt->timeout > 0 && !timed)
+    out = conc_payload_error("", "cannot start the timer of task_timeout");
+  else
+    out = tt->ex->rt.run(ctx, tt->payload, &tt->ctl, &failed);
+  if (timed)
+    conc__tasktimer_remove(&tt->ex->timer, &tt->limit);
+  if (conc_payload_reaches(out, f) != 0) {  /* a cycle no one breaks
+                                           ** (or no memory to tell) */
     conc_payload_free(out);
     out = conc_payload_error("InvalidStateError",
                              "a task's outcome cannot hold its own future");
     failed = 1;
   }
-  conc__payload_complete(t->future, out, failed);
+  if (conc__future_end(f)) {
+    conc_payload_free(out);
+    conc__future_stopped(f);
+  } else {
+    conc__payload_complete(f, out, failed);
+  }
   conc_payload_free(tt->payload);
   free(tt);
 }
@@ -77,10 +126,33 @@ static void setwhy(texec *ex, const char *prefix, const char *reason) {
   pthread_mutex_unlock(&ex->mu);
 }
 
+/* Keep a started worker's context for stats: 0, or CONC_ENOMEM. */
+static int addctx(texec *ex, void *ctx) {
+  int r = 0;
+  pthread_mutex_lock(&ex->mu);
+  if (ex->nctxs == ex->sizectxs) {
+    int n = ex->sizectxs ? 2 * ex->sizectxs : 8;
+    void **c = (void **)realloc(ex->ctxs, (size_t)n * sizeof(*c));
+    if (c == NULL)
+      r = CONC_ENOMEM;
+    else {
+      ex->ctxs = c;
+      ex->sizectxs = n;
+    }
+  }
+  if (r == 0)
+    ex->ctxs[ex->nctxs++] = ctx;
+  pthread_mutex_unlock(&ex->mu);
+  return r;
+}
+
 static int worker_start(void *ud, void **ctx) {
   texec *ex = (texec *)ud;
   char *why = NULL;
-  int r = ex->rt.start(ex->rt.ud, ctx, &why);
+  int id = __atomic_add_fetch(&ex->nextid, 1, __ATOMIC_RELAXED);
+  int r = ex->rt.start(ex->rt.ud, id, ctx, &why);
+  if (r == 0 && (r = addctx(ex, *ctx)) != 0)
+    ex->rt.stop(ex->rt.ud, *ctx);
   if (r != 0) {
     setwhy(ex, r == CONC_EBROKEN ? "initializer failed: "
                                  : "cannot start a worker: ",
@@ -92,11 +164,19 @@ static int worker_start(void *ud, void **ctx) {
 
 static void worker_stop(void *ud, void *ctx) {
   texec *ex = (texec *)ud;
+  int i;
+  pthread_mutex_lock(&ex->mu);
+  for (i = 0; i < ex->nctxs; i++)
+    if (ex->ctxs[i] == ctx) {
+      ex->ctxs[i] = ex->ctxs[--ex->nctxs];
+      break;
+    }
+  pthread_mutex_unlock(&ex->mu);
   ex->rt.stop(ex->rt.ud, ctx);
 }
 
 static int tx_submit(conc_executor_t *b, conc_future_t *f,
-                     conc_payload_t *task) {
+                     conc_payload_t *task, double timeout) {
   texec *ex = (texec *)b;
   ttask *t;
   int r;
@@ -107,10 +187,12 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
     return CONC_ENOMEM;
   t->ex = ex;
   t->payload = task;
+  t->timeout = timeout;
   t->base.run = task_run;
   t->base.drop = task_drop;
   t->base.future = f;
   conc_future_ref(f);
+  conc__future_stoppable(f);
   r = conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
@@ -130,8 +212,14 @@ static int tx_shutdown(conc_executor_t *b, int wait, int cancel) {
 
 static void tx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   texec *ex = (texec *)b;
+  int i;
   conc_pool_stats(ex->pool, s);
   s->broken = s->broken || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE);
+  s->memory = 0;
+  pthread_mutex_lock(&ex->mu);
+  for (i = 0; i < ex->nctxs; i++)
+    s->memory += ex->rt.memory(ex->ctxs[i]);
+  pthread_mutex_unlock(&ex->mu);
 }
 
 static char *tx_broken(conc_executor_t *b) {
@@ -143,8 +231,10 @@ static char *tx_broken(conc_executor_t *b) {
 static void tx_free(conc_executor_t *b) {
   texec *ex = (texec *)b;
   conc_pool_free(ex->pool);
+  conc__tasktimer_free(&ex->timer);
   pthread_mutex_destroy(&ex->mu);
   free(ex->why);
+  free(ex->ctxs);
   free(ex);
 }
 
@@ -158,7 +248,12 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   texec *ex = (texec *)calloc(1, sizeof(*ex));
   if (ex == NULL)
     return NULL;
+  if (conc__tasktimer_init(&ex->timer) != 0) {
+    free(ex);
+    return NULL;
+  }
   if (pthread_mutex_init(&ex->mu, NULL) != 0) {
+    conc__tasktimer_free(&ex->timer);
     free(ex);
     return NULL;
   }
@@ -172,6 +267,7 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   po.ud = ex;
   ex->pool = conc_pool_new(&po);
   if (ex->pool == NULL) {
+    conc__tasktimer_free(&ex->timer);
     pthread_mutex_destroy(&ex->mu);
     free(ex);
     return NULL;

@@ -53,7 +53,8 @@
 **                                             is a value of the sender's
 **                                             package.loaded (its best
 **                                             name: lnames.c)
-**             | FUTURE index                  the payload's futures[index]
+**             | FUTURE index                  the payload's list[index]: a
+**                                             future or a queue
 **   item     := value                         one element of t[1..narr]
 **             | FLTS run f64{run}             'run' float elements
 **             | INTS run zigzag{run}          'run' integer elements; the
@@ -143,7 +144,7 @@ enum { UV_VAL, UV_ENV, UV_JOIN };
 typedef struct Buffer {
   char *b;
   size_t n, size;
-  conc_future_t **fut;  /* futures met so far (no references taken yet) */
+  void **fut;  /* futures and queues met so far (no references yet) */
   size_t nfut, sizefut;
   int busy;             /* an encode is using it */
 } Buffer;
@@ -716,25 +717,25 @@ static void enccfunc(Enc *E, int f) {
   lua_pop(L, 2);
 }
 
-/* A future crosses as an index into the payload's list; a handle met
-** twice is one entry. */
+/* A future or a queue crosses as an index into the payload's list of
+** shared objects; a handle met twice is one entry. */
 static void encfuture(Enc *E, int idx) {
   lua_State *L = E->L;
   Buffer *B = E->B;
-  conc_future_t *f = lconc_testfuture(L, idx);
+  void *f = lconc_testfuture(L, idx);
   lua_Integer i;
   int seen = getseen(E);
-  if (f == NULL)
+  if (f != NULL)
+    lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
+  else if ((f = lconc_testqueue(L, idx)) == NULL)
     refuse(E, "userdata");
-  lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
   lua_pushvalue(L, idx);
   if (lua_rawget(L, seen) == LUA_TNUMBER)
     i = lua_tointeger(L, -1);
   else {
     if (B->nfut == B->sizefut) {
       size_t want = B->sizefut ? 2 * B->sizefut : 8;
-      conc_future_t **nf = (conc_future_t **)realloc(B->fut,
-                                                     want * sizeof(*nf));
+      void **nf = (void **)realloc(B->fut, want * sizeof(*nf));
       if (nf == NULL)
         refuse(E, "not enough memory");
       B->fut = nf;
@@ -810,8 +811,12 @@ static conc_payload_t *finish(Enc *E) {
     if (p == NULL)
       refuse(E, "not enough memory");
   }
-  for (i = 0; i < B->nfut; i++)
-    conc_payload_setfuture(p, i, B->fut[i]);
+  for (i = 0; i < B->nfut; i++) {
+    if (*(int *)B->fut[i] == CONC_SHARED_QUEUE)  /* its kind, first */
+      conc_payload_setqueue(p, i, (conc_chanq_t *)B->fut[i]);
+    else
+      conc_payload_setfuture(p, i, (conc_future_t *)B->fut[i]);
+  }
   return p;
 }
 
@@ -1148,9 +1153,12 @@ static void decfuture(Dec *D) {
   lua_Unsigned i = loadvarint(D);
   if (D->pl == NULL || D->pl->nfutures == 0)
     error(D, "future handle in raw bytes");
-  if (i >= D->pl->nfutures || conc_payload_future(D->pl, i) == NULL)
+  if (i < D->pl->nfutures && conc_payload_queue(D->pl, i) != NULL)
+    lconc_pushqueue(D->L, conc_payload_queue(D->pl, (size_t)i));
+  else if (i >= D->pl->nfutures || conc_payload_future(D->pl, i) == NULL)
     error(D, "bad future index");
-  lconc_pushfuture(D->L, conc_payload_future(D->pl, (size_t)i));
+  else
+    lconc_pushfuture(D->L, conc_payload_future(D->pl, (size_t)i));
 }
 
 /* Push the next value. */

@@ -107,6 +107,9 @@ LUAMOD_API int luaopen_concurrent_core(lua_State *L) {
   lconc_open_future(L);
   lconc_open_wait(L);
   lconc_open_executor(L);
+  lconc_open_timer(L);
+  lconc_open_queue(L);
+  lconc_open_worker(L);
   lua_pushcfunction(L, cf_cpu_count);
   lua_setfield(L, -2, "cpu_count");
   lua_pushcfunction(L, cf_now);

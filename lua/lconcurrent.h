@@ -17,6 +17,7 @@
 #endif
 
 #define LCONC_FUTURE_MT "concurrent.Future"
+#define LCONC_QUEUE_MT "concurrent.Queue"
 
 /* The module's one export; worker states open it too (lworker.c). */
 __attribute__((visibility("default")))
@@ -47,6 +48,7 @@ typedef struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
   lconc_closer *closers;
+  conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
 } lconc_owner;
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
@@ -79,8 +81,26 @@ LCONC_FUNC void lconc_closewatch(lua_State *L, int idx);
 ** points meanwhile: 1 and its tag, or 0 when 'deadline' passed */
 LCONC_FUNC int lconc_watchnext(lua_State *L, conc_watch_t *set,
                                double deadline, uintptr_t *tag);
+/* in a worker state whose running task was asked to stop, raise the
+** error it unwinds with: CancelledError, or TimeoutError naming its
+** limit; else nothing */
+LCONC_FUNC void lconc_checkstop(lua_State *L);
+/* push the error a stopped task unwinds with and return 1; 0 (nothing
+** pushed) when 'ctl' asks no stop */
+LCONC_FUNC int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl);
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
+
+/* lqueue.c: adds Queue. A state holds at most one handle per queue. */
+LCONC_FUNC conc_chanq_t *lconc_testqueue(lua_State *L, int idx);
+LCONC_FUNC void lconc_pushqueue(lua_State *L, conc_chanq_t *q);
+LCONC_FUNC void lconc_open_queue(lua_State *L);
+
+/* ltimer.c: adds _timer and _untimer (cf.await's timeouts) */
+LCONC_FUNC void lconc_open_timer(lua_State *L);
+
+/* lworker.c: adds worker (cf.worker) */
+LCONC_FUNC void lconc_open_worker(lua_State *L);
 
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
 LCONC_FUNC void lconc_open_executor(lua_State *L);

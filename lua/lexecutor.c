@@ -17,6 +17,10 @@
 /* Most workers an executor may have. */
 #define MAXWORKERS 100000
 
+/* Most arguments of a task in submit's table form (a C call's limit is
+** about LUAI_MAXCCALLS stack slots away; this stays well inside). */
+#define MAXARGS 250
+
 typedef struct executor {
   conc_executor_t *core;   /* NULL once shut down and freed */
   lconc_shared *sh;        /* the runtime's data, freed after 'core' */
@@ -24,6 +28,8 @@ typedef struct executor {
   const char *broken_class;  /* "BrokenThreadPool" */
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
+  int noqueues;            /* its workers cannot reach a cf.Queue */
+  double task_timeout;     /* seconds, or 0: no limit */
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
@@ -73,12 +79,75 @@ static void checkopen(lua_State *L, executor *ex) {
   checkbroken(L, ex);
 }
 
-/* ex:submit(fn, ...) -> Future. 'fn' is argument #1 of the transfer. */
+static int holdsqueue(const conc_payload_t *p) {
+  size_t i;
+  for (i = 0; i < p->nfutures; i++)
+    if (conc_payload_queue(p, i) != NULL)
+      return 1;
+  return 0;
+}
+
+/* Longer time limits (about 31 years) mean none: a deadline must stay
+** a representable time. */
+#define MAXLIMIT 1e9
+
+/* A time limit at 'idx' (nil: 'def'): a positive number of seconds,
+** inf (or past MAXLIMIT) for none (0); else an error on argument 'arg'
+** naming 'what'. */
+static double checklimit(lua_State *L, int idx, int arg, const char *what,
+                         double def) {
+  lua_Number t;
+  if (lua_isnil(L, idx))
+    return def;
+  t = lua_tonumber(L, idx);
+  if (lua_type(L, idx) != LUA_TNUMBER || !(t > 0))
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive "
+                                          "number", what));
+  return t > MAXLIMIT ? 0 : (double)t;
+}
+
+/* The table form at 2, {fn, args..., n =, timeout =}: leaves fn and
+** its arguments at 2.. instead; returns the task's time limit. */
+static double unpacktask(lua_State *L, executor *ex) {
+  lua_Integer n, i;
+  double timeout;
+  int isint;
+  if (lua_gettop(L) > 2)
+    luaL_argerror(L, 3, "no value expected after a task table");
+  if (lua_getfield(L, 2, "n") == LUA_TNIL)
+    n = luaL_len(L, 2) - 1;
+  else {
+    n = lua_tointegerx(L, -1, &isint);
+    if (!isint || lua_type(L, -1) != LUA_TNUMBER || n < 0)
+      luaL_argerror(L, 2, "n must be a non-negative integer");
+  }
+  if (n < 0)  /* {} or {fn}: fn alone (nil for {}) */
+    n = 0;
+  if (n > MAXARGS)
+    luaL_argerror(L, 2, "too many arguments");
+  lua_getfield(L, 2, "timeout");
+  timeout = checklimit(L, -1, 2, "timeout", ex->task_timeout);
+  lua_settop(L, 2);
+  luaL_checkstack(L, (int)n + 2, "too many arguments");
+  for (i = 1; i <= n + 1; i++)  /* fn, then its arguments */
+    lua_geti(L, 2, i);
+  lua_remove(L, 2);
+  lconc_checkcallable(L, 2);
+  return timeout;
+}
+
+/* ex:submit(fn, ...) or ex:submit{fn, ..., n =, timeout =} -> Future.
+** 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
   executor *ex = checkexecutor(L);
   conc_future_t *f;
   conc_payload_t *p;
+  double timeout = ex->task_timeout;
   int r;
+  if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
+    timeout = unpacktask(L, ex);
+  else if (lua_type(L, 2) == LUA_TTABLE)
+    lua_pop(L, 1);  /* the __call field */
   lconc_checkcallable(L, 2);
   checkopen(L, ex);
   if (lconc_closing(L))
@@ -94,7 +163,12 @@ static int ex_submit(lua_State *L) {
     conc_payload_free(p);
     checkopen(L, ex);
   }
-  r = ex->core->ops->submit(ex->core, f, p);
+  if (ex->noqueues && holdsqueue(p)) {
+    conc_payload_free(p);
+    return luaL_error(L, "cannot transfer a cf.Queue into a %s task (not "
+                      "supported yet)", ex->name);
+  }
+  r = ex->core->ops->submit(ex->core, f, p, timeout);
   if (r != 0) {
     conc_payload_free(p);
     checkbroken(L, ex);
@@ -146,7 +220,7 @@ static int ex_stats(lua_State *L) {
   conc_pool_stats_t st = ex->last;
   if (ex->core != NULL)
     ex->core->ops->stats(ex->core, &st);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
   setintfield(L, "workers", st.workers);
   setintfield(L, "idle", st.idle);
   setintfield(L, "pending", st.pending);
@@ -154,6 +228,7 @@ static int ex_stats(lua_State *L) {
   setintfield(L, "completed", st.completed);
   setintfield(L, "failed", st.failed);
   setintfield(L, "cancelled", st.cancelled);
+  setintfield(L, "memory", (lua_Integer)st.memory);
   return 1;
 }
 
@@ -175,6 +250,7 @@ typedef struct kind {
   const char *const *options;  /* the option names it knows */
   conc_executor_t *(*make)(const conc_executor_opts_t *o);
   int defworkers;          /* times the number of processors */
+  int queues;              /* cf.Queue handles cross into its tasks */
 } kind;
 
 static char *copystring(lua_State *L, int idx) {
@@ -266,9 +342,37 @@ static void checkoptionnames(lua_State *L, const kind *k) {
   }
 }
 
+/* A byte count option at 'idx': a positive integer. */
+static size_t checkbytes(lua_State *L, int idx, const char *what) {
+  int isint;
+  lua_Integer m = lua_tointegerx(L, idx, &isint);
+  if (!isint || lua_type(L, idx) != LUA_TNUMBER || m <= 0)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a positive integer "
+                                        "(bytes)", what));
+  return (size_t)m;
+}
+
+/* The running-work options of the table at 1 (API.md, "Running work"). */
+static void readlimits(lua_State *L, executor *ex,
+                       conc_executor_opts_t *o) {
+  if (lua_getfield(L, 1, "respawn") != LUA_TNIL) {
+    if (!lua_isboolean(L, -1))
+      luaL_argerror(L, 1, "respawn must be a boolean");
+    o->respawn = lua_toboolean(L, -1);
+  }
+  lua_getfield(L, 1, "task_timeout");
+  ex->task_timeout = checklimit(L, -1, 1, "task_timeout", 0);
+  if (lua_getfield(L, 1, "max_memory") != LUA_TNIL)
+    ex->sh->max_memory = checkbytes(L, -1, "max_memory");
+  lua_pop(L, 3);
+}
+
 /* The option table at 1: fills 'o' (its strings stay on the stack). */
 static void readoptions(lua_State *L, const kind *k,
                         conc_executor_opts_t *o) {
+  if (k->make == conc_threadexec_new
+      && lua_getfield(L, 1, "respawn") != LUA_TNIL)
+    luaL_argerror(L, 1, "respawn is an option of ProcessPoolExecutor only");
   checkoptionnames(L, k);
   if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
     o->max_workers = checkcount(L, -1, "max_workers");
@@ -314,16 +418,19 @@ static int newexecutor(lua_State *L, const kind *k) {
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
+  ex->noqueues = !k->queues;
   ex->shutdown = 1;  /* until it has a back-end */
+  ex->closer.close = closer_close;
+  lconc_addcloser(L, &ex->closer);  /* raises while the state closes */
   ex->sh = lconc_shared_new();
   if (ex->sh == NULL)
     return luaL_error(L, "not enough memory");
   readpaths(L, ex->sh);
-  if (lua_istable(L, 1))
+  if (lua_istable(L, 1)) {
     readinit(L, ex->sh);
+    readlimits(L, ex, &o);
+  }
   o.runtime = lconc_runtime(ex->sh);
-  lconc_addcloser(L, &ex->closer);
-  ex->closer.close = closer_close;
   ex->core = k->make(&o);
   if (ex->core == NULL)
     return luaL_error(L, "cannot create the %s (not enough memory)",
@@ -334,17 +441,19 @@ static int newexecutor(lua_State *L, const kind *k) {
 }
 
 static const char *const threadoptions[] = {
-  "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+  "max_workers", "initializer", "initargs", "thread_name_prefix",
+  "task_timeout", "max_memory", NULL
 };
 static const char *const processoptions[] = {
-  "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
+  "max_workers", "initializer", "initargs", "max_tasks_per_child",
+  "task_timeout", "max_memory", "respawn", NULL
 };
 
 static const kind threadkind = {
-  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5
+  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5, 1
 };
 static const kind processkind = {
-  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1
+  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1, 0
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {

@@ -281,14 +281,25 @@ static int fut_traceback(lua_State *L) {
 
 /***
  * Cancel the future if it has not started; its callbacks of this state
- * run at once.
+ * run at once. With `{running = true}`, a running task of an executor is
+ * stopped too: it is interrupted in its worker, and the future ends
+ * cancelled once the task has unwound.
  * @function Future:cancel
- * @treturn boolean `true` if it is (now or already) cancelled, `false` if
- * it is running or done
+ * @tparam[opt] table opts `{running = true}` to stop a running task
+ * @treturn boolean `true` if it is (now, already, or soon) cancelled,
+ * `false` if it is done (or, without `running`, running)
  */
 static int fut_cancel(lua_State *L) {
-  int r = conc_future_cancel(lconc_checkfuture(L, 1));
-  if (r)
+  conc_future_t *f = lconc_checkfuture(L, 1);
+  int running = 0, r;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "running");
+    running = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  r = running ? conc_future_cancel_running(f) : conc_future_cancel(f);
+  if (r && conc_future_done(f))  /* a running task ends later */
     lconc_firecallbacks(L, 1, 1);
   lua_pushboolean(L, r);
   return 1;
@@ -433,6 +444,17 @@ static int fut_set_exception(lua_State *L) {
   return finish(L, 1);
 }
 
+/* core._fail(f, err, traceback): set_exception keeping a traceback for
+** f:traceback(), as a failed task's outcome has (cf.async, cf.all). */
+static int fut_fail(lua_State *L) {
+  lconc_checkfuture(L, 1);
+  luaL_checkstring(L, 3);
+  lua_settop(L, 3);
+  if (lua_isnil(L, 2))
+    lua_pushliteral(L, "(error object is a nil value)"), lua_replace(L, 2);
+  return finish(L, 1);
+}
+
 /* }====================================================================== */
 
 static const luaL_Reg methods[] = {
@@ -468,4 +490,6 @@ void lconc_open_future(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");
+  lua_pushcfunction(L, fut_fail);
+  lua_setfield(L, -2, "_fail");
 }

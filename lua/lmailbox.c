@@ -113,6 +113,7 @@ void lconc_open_owner(lua_State *L) {
   o->mb = NULL;
   o->in_callback = 0;
   o->closers = NULL;
+  o->ctl = NULL;
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, owner_gc);
   lua_setfield(L, -2, "__gc");
@@ -338,11 +339,34 @@ static void checkhook(lua_State *L, lua_Hook *h) {
   }
 }
 
+int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl) {
+  int why = __atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE);
+  if (why == CONC_STOP_TIMEOUT) {
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%g", ctl->timeout);
+    lconc_pusherror(L, "TimeoutError", lua_pushfstring(L,
+                    "task exceeded its %s s time limit", secs));
+    lua_remove(L, -2);
+  } else if (why != CONC_STOP_NONE) {
+    lconc_pusherror(L, "CancelledError", "the task was cancelled");
+  }
+  return why != CONC_STOP_NONE;
+}
+
+void lconc_checkstop(lua_State *L) {
+  conc_taskctl_t *ctl = lconc_getowner(L)->ctl;
+  if (ctl != NULL && lconc_pushstop(L, ctl))
+    lua_error(L);
+}
+
+/* Inside a task that must stop, the wait returns at once (its mailbox
+** is interrupted) and raises. */
 int lconc_watchnext(lua_State *L, conc_watch_t *set, double deadline,
                     uintptr_t *tag) {
   lua_Hook h = lua_gethook(L);
   for (;;) {
     int posts = lconc_getowner(L)->in_callback == 0;
+    lconc_checkstop(L);
     lconc_safepoint(L);
     if (conc_watch_take(set, tag))
       return 1;
@@ -388,6 +412,7 @@ static int cf_dispatch(lua_State *L) {
          && (deadline == CONC_FOREVER || conc_now() < deadline)) {
     conc_mailbox_wait(getmailbox(L), slice(deadline));
     checkhook(L, &h);
+    lconc_checkstop(L);
     ran = lconc_safepoint(L);
   }
   lua_pushinteger(L, ran);

@@ -4,6 +4,12 @@
 ** and reused for every task. A task payload goes in, an outcome payload
 ** comes out: the runtime never touches a future.
 */
+
+/***
+ * Workers.
+ * @submodule concurrent.futures
+ */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,112 @@ void lconc_shared_free(lconc_shared *sh) {
   free(sh->cpath);
   conc_payload_free(sh->init);
   free(sh);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Workers: a state, its memory and its running task's controls
+** ======================================================================= */
+
+/* A worker's context. The extra space of its state (and of the threads
+** made in it) points here, for the hook. */
+typedef struct worker {
+  lua_State *W;
+  lconc_owner *owner;   /* W's, which holds the running task's controls */
+  conc_mailbox_t *mb;   /* W's mailbox (a reference), woken to stop */
+  conc_taskctl_t *ctl;  /* the running task's, or NULL */
+  size_t used;          /* bytes W holds; written by W's thread only */
+  size_t limit;         /* max_memory, or 0 */
+  int id;
+  lua_Integer tasks;    /* tasks started, the running one included */
+} worker;
+
+static const char workerkey = 'w';  /* registry: light userdata worker */
+
+/* W's allocator: counts its bytes (read atomically by stats) and
+** refuses to grow past the cap; shrinking never fails, as Lua needs. */
+static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  worker *w = (worker *)ud;
+  size_t old = ptr != NULL ? osize : 0;
+  void *np;
+  if (nsize == 0) {
+    free(ptr);
+    __atomic_store_n(&w->used, w->used - old, __ATOMIC_RELAXED);
+    return NULL;
+  }
+  if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit)
+    return NULL;
+  np = realloc(ptr, nsize);
+  if (np != NULL)
+    __atomic_store_n(&w->used, w->used - old + nsize, __ATOMIC_RELAXED);
+  return np;
+}
+
+/*
+** The hook that stops a task: installed only when one must stop (from
+** another thread, as lua.c's Ctrl-C handler does from a signal), so a
+** task that is not stopped runs without a hook. It raises at every
+** instruction until the task unwound, so a 'pcall' in the task cannot
+** keep it alive. Found stale (the task ended), it removes itself.
+*/
+static void stophook(lua_State *L, lua_Debug *ar) {
+  worker *w = *(worker **)lua_getextraspace(L);
+  (void)ar;
+  if (w->ctl == NULL
+      || __atomic_load_n(&w->ctl->stop, __ATOMIC_ACQUIRE) == CONC_STOP_NONE) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  lua_sethook(L, stophook, LUA_MASKCOUNT, 1);
+  lconc_checkstop(L);
+}
+
+/* Any thread: the running task must stop. lua_sethook may be called
+** asynchronously (ldebug.c); a coroutine of the task is stopped when it
+** yields or returns to the task's own thread. */
+static void rt_interrupt(void *ctx) {
+  worker *w = (worker *)ctx;
+  lua_sethook(w->W, stophook, LUA_MASKCOUNT, 1);
+  conc_mailbox_interrupt(w->mb, 1);
+}
+
+static size_t rt_memory(void *ctx) {
+  return __atomic_load_n(&((worker *)ctx)->used, __ATOMIC_RELAXED);
+}
+
+/***
+ * Inside a task: the worker running it.
+ * @function worker
+ * @treturn ?table `{id =, name =, pid =, tasks =}` (`tasks` counts the
+ * tasks it started, this one included), or `nil` in a state that is no
+ * worker
+ */
+static int cf_worker(lua_State *L) {
+  worker *w;
+  char name[32];
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &workerkey);
+  w = (worker *)lua_touserdata(L, -1);
+  if (w == NULL)
+    return 1;
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, w->id);
+  lua_setfield(L, -2, "id");
+  if (pthread_getname_np(pthread_self(), name, sizeof(name)) != 0)
+    name[0] = '\0';
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, (lua_Integer)getpid());
+  lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, w->tasks);
+  lua_setfield(L, -2, "tasks");
+  return 1;
+}
+
+void lconc_open_worker(lua_State *L) {
+  lua_pushcfunction(L, cf_worker);
+  lua_setfield(L, -2, "worker");
 }
 
 /* }====================================================================== */
@@ -99,6 +211,8 @@ static int call_payload(lua_State *W) {
   lua_pushcclosure(W, msgh, 1);         /* 2: handler */
   n = lconc_decode(W, p);
   status = lua_pcall(W, n - 1, LUA_MULTRET, 2);
+  if (status == LUA_ERRMEM)  /* room to report it (max_memory) */
+    lua_gc(W, LUA_GCCOLLECT);
   if (status != LUA_OK)
     lua_rawgeti(W, 1, 1);               /* the traceback */
   lua_pushinteger(W, status);
@@ -160,11 +274,54 @@ static int run_task(lua_State *W) {
   return 3;
 }
 
+/* (Protected.) The error of a task stopped by its time limit, encoded;
+** the controls are at 1. */
+static int encode_timeout(lua_State *W) {
+  lconc_pushstop(W, (conc_taskctl_t *)lua_touserdata(W, 1));
+  lua_pushlightuserdata(W, lconc_encode(W, 2, 1, "error", 1));
+  return 1;
+}
+
+/* What a stopped task ends with: nothing for a cancel (its future ends
+** CANCELLED), a TimeoutError for a time limit. */
+static conc_payload_t *stopped(lua_State *W, conc_taskctl_t *ctl) {
+  conc_payload_t *p = NULL;
+  if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
+    return NULL;
+  lua_settop(W, 0);
+  lua_pushcfunction(W, encode_timeout);
+  lua_pushlightuserdata(W, ctl);
+  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
+    p = (conc_payload_t *)lua_touserdata(W, -1);
+  lua_settop(W, 0);
+  return p;
+}
+
+/* Arm the task's controls: no hook left from an earlier task, waits
+** not interrupted, unless this one was asked to stop before it began. */
+static void arm(worker *w, conc_taskctl_t *ctl) {
+  lua_sethook(w->W, NULL, 0, 0);
+  conc_mailbox_interrupt(w->mb, 0);
+  w->ctl = ctl;
+  w->owner->ctl = ctl;
+  w->tasks++;
+  if (__atomic_load_n(&ctl->stop, __ATOMIC_SEQ_CST) != CONC_STOP_NONE)
+    rt_interrupt(w);
+}
+
+static void disarm(worker *w) {
+  lua_sethook(w->W, NULL, 0, 0);
+  w->ctl = NULL;
+  w->owner->ctl = NULL;
+}
+
 static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
-                              int *failed) {
-  lua_State *W = (lua_State *)ctx;
+                              conc_taskctl_t *ctl, int *failed) {
+  worker *wk = (worker *)ctx;
+  lua_State *W = wk->W;
   conc_payload_t *out;
   int status;
+  arm(wk, ctl);
   lua_settop(W, 0);
   lua_pushcfunction(W, run_task);
   lua_pushlightuserdata(W, (void *)task);
@@ -178,6 +335,12 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
     out = encode_message(W, lua_tostring(W, -1));
   }
   lua_settop(W, 0);
+  disarm(wk);
+  if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
+    conc_payload_free(out);
+    out = stopped(W, ctl);
+    *failed = 1;
+  }
   /* a task that ran out of memory leaves its garbage: collect it now,
   ** not when the worker next allocates */
   if (status == LUA_ERRMEM || out == NULL)
@@ -207,7 +370,8 @@ static int child_exit(lua_State *W) {
 ** paths, this module, then the initializer (the flag at 2 tells that it
 ** started: an error after it is the user's). */
 static int pmain(lua_State *W) {
-  lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 1);
+  worker *w = (worker *)lua_touserdata(W, 1);
+  lconc_shared *sh = (lconc_shared *)lua_touserdata(W, 3);
   int *ininit = (int *)lua_touserdata(W, 2);
   luaL_openlibs(W);
   lua_gc(W, LUA_GCGEN, 0, 0);  /* as lua.c; incremental piles up futures */
@@ -224,6 +388,11 @@ static int pmain(lua_State *W) {
   lua_setfield(W, -2, "cpath");
   luaL_requiref(W, "concurrent.core", luaopen_concurrent_core, 0);
   lua_settop(W, 0);
+  w->owner = lconc_getowner(W);
+  w->mb = w->owner->mb;
+  conc_mailbox_ref(w->mb);
+  lua_pushlightuserdata(W, w);
+  lua_rawsetp(W, LUA_REGISTRYINDEX, &workerkey);
   if (sh->init != NULL) {
     *ininit = 1;
     lua_pushcfunction(W, call_payload);
@@ -235,30 +404,56 @@ static int pmain(lua_State *W) {
   return 0;
 }
 
-static int rt_start(void *ud, void **ctx, char **why) {
-  lua_State *W = luaL_newstate();
+/* Close the worker's state and free it. */
+static void closeworker(worker *w) {
+  lua_close(w->W);
+  if (w->mb != NULL)
+    conc_mailbox_unref(w->mb);
+  free(w);
+}
+
+/* A worker: luaL_newstate's state (its panic and warning functions)
+** with the counting allocator, which starts from what it holds. */
+static worker *newworker(lconc_shared *sh, int id) {
+  worker *w = (worker *)calloc(1, sizeof(*w));
+  if (w == NULL || (w->W = luaL_newstate()) == NULL) {
+    free(w);
+    return NULL;
+  }
+  w->used = (size_t)lua_gc(w->W, LUA_GCCOUNT) * 1024
+            + (size_t)lua_gc(w->W, LUA_GCCOUNTB);
+  w->limit = sh->max_memory;
+  w->id = id;
+  lua_setallocf(w->W, countalloc, w);
+  *(worker **)lua_getextraspace(w->W) = w;
+  return w;
+}
+
+static int rt_start(void *ud, int id, void **ctx, char **why) {
+  worker *w = newworker((lconc_shared *)ud, id);
   int ininit = 0, status;
-  if (W == NULL) {
+  if (w == NULL) {
     *why = strdup("cannot create a Lua state (not enough memory)");
     return CONC_ENOMEM;
   }
-  lua_pushcfunction(W, pmain);
-  lua_pushlightuserdata(W, ud);
-  lua_pushlightuserdata(W, &ininit);
-  status = lua_pcall(W, 2, 0, 0);
+  lua_pushcfunction(w->W, pmain);
+  lua_pushlightuserdata(w->W, w);
+  lua_pushlightuserdata(w->W, &ininit);
+  lua_pushlightuserdata(w->W, ud);
+  status = lua_pcall(w->W, 3, 0, 0);
   if (status != LUA_OK) {
-    const char *msg = lua_tostring(W, -1);
+    const char *msg = lua_tostring(w->W, -1);
     *why = strdup(msg != NULL ? msg : "(error object is not a string)");
-    lua_close(W);
+    closeworker(w);
     return ininit && status != LUA_ERRMEM ? CONC_EBROKEN : CONC_ENOMEM;
   }
-  *ctx = W;
+  *ctx = w;
   return 0;
 }
 
 static void rt_stop(void *ud, void *ctx) {
   (void)ud;
-  lua_close((lua_State *)ctx);
+  closeworker((worker *)ctx);
 }
 
 conc_runtime_t lconc_runtime(lconc_shared *sh) {
@@ -266,6 +461,8 @@ conc_runtime_t lconc_runtime(lconc_shared *sh) {
   rt.start = rt_start;
   rt.stop = rt_stop;
   rt.run = rt_run;
+  rt.interrupt = rt_interrupt;
+  rt.memory = rt_memory;
   rt.ud = sh;
   return rt;
 }

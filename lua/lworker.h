@@ -15,6 +15,7 @@ typedef struct lconc_shared {
   conc_payload_t *init;      /* initializer and initargs, or NULL */
   long pid;                  /* the owner's process: a worker state made
                              ** in another one is in a forked child */
+  size_t max_memory;         /* each worker state's cap, or 0 */
 } lconc_shared;
 
 LCONC_FUNC lconc_shared *lconc_shared_new(void);

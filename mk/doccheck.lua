@@ -1,12 +1,22 @@
--- Check that the API reference (doc/reference/index.html, from 'ldoc .')
+-- Check that the API reference (doc/reference/, from 'ldoc .')
 -- documents every function the module exports: each function of
 -- concurrent.futures, each method of an executor and of a future, and the
 -- error classes. Run by 'make doc' with the module paths set.
 local cf = require "concurrent.futures"
 
-local f = assert(io.open(arg[1] or "doc/reference/index.html"))
-local html = f:read("a")
-f:close()
+-- With more than one module, index.html lists them and each has a page.
+local dir = arg[1] or "doc/reference"
+local pages = { dir .. "/index.html" }
+local ls = io.popen("ls " .. dir .. "/modules 2>/dev/null")
+for name in ls:lines() do pages[#pages + 1] = dir .. "/modules/" .. name end
+ls:close()
+local parts = {}
+for _, page in ipairs(pages) do
+  local f = assert(io.open(page))
+  parts[#parts + 1] = f:read("a")
+  f:close()
+end
+local html = table.concat(parts)
 local documented = {}
 for name in html:gmatch('name = "([^"]+)"') do documented[name] = true end
 

@@ -262,7 +262,8 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_false(ok)
         assert.equal("bad argument #1 to '" .. class .. "' (unknown option 'maxworkers' "
           .. "(known: max_workers, initializer, initargs, " .. (class == "ThreadPoolExecutor"
-            and "thread_name_prefix" or "max_tasks_per_child") .. "))",
+            and "thread_name_prefix, task_timeout, max_memory"
+            or "max_tasks_per_child, task_timeout, max_memory, respawn") .. "))",
           (err:gsub("'concurrent%.%w+%.", "'")))
         assert.has_error(function() Pool(2.5) end)
         assert.has_error(function() Pool(0) end)
@@ -479,6 +480,13 @@ describe("ProcessPoolExecutor", function()
       return require("concurrent.futures").Future()
     end):exception(30)
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
+  end)
+
+  it("refuses a cf.Queue at submit with a clear error (not forwarded yet)", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    assert.has_error(function() ex:submit(function(q) return q end, cf.Queue()) end,
+      "cannot transfer a cf.Queue into a ProcessPoolExecutor task (not supported yet)")
+    assert.equal(1, ex:submit(function() return 1 end):result(30))
   end)
 
   it("refuses options that are not its own", function()

@@ -53,6 +53,24 @@ describe("examples", function()
     assert.matches("4 of 4 sites done", out)
   end)
 
+  it("luv_async.lua awaits three tasks in a luv loop that keeps ticking", function()
+    local out = run_example("luv_async.lua")
+    for i = 1, 3 do
+      local line = ("step %d: %d squared is %d, %%d+ timer ticks so far"):format(i, i, i * i)
+      assert.matches(line, out)
+    end
+    assert.matches("total: 14", out)
+    assert.matches("the loop ended cleanly after [1-9]%d* timer ticks", out)
+  end)
+
+  it("queue_producer.lua drains a task's stream while other tasks run", function()
+    local out = run_example("queue_producer.lua")
+    assert.matches("received 50 records from a producer that sent 50", out)
+    assert.matches("sum of squares: 42925", out)
+    assert.matches("other task 4: 8002000", out)
+    assert.matches("queue after close: Queue<closed, 0 items>", out)
+  end)
+
   it("embed.c completes a Lua-visible future from a host thread", function()
     local exe = os.getenv("EMBED_EXAMPLE") or "build/embed"
     -- it finds the module as any Lua does: through LUA_PATH and LUA_CPATH

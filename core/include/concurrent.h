@@ -90,6 +90,12 @@ int conc_future_set_exception(conc_future_t *f, void *data, size_t len,
 ** RUNNING or FINISHED: returns 0. */
 int conc_future_cancel(conc_future_t *f);
 
+/* As conc_future_cancel, and a RUNNING future whose executor can stop
+** its task (an executor of this core) is asked to: 1, and the future
+** ends CANCELLED once the task has unwound, whatever it did meanwhile.
+** 0 when it is done, or running where nothing can stop it. */
+int conc_future_cancel_running(conc_future_t *f);
+
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
 ** future has returned. */
@@ -111,12 +117,18 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 /* {======================================================================
 ** Payloads: what a task, a result or an error is made of, as one block:
-** bytes plus the futures the bytes refer to (by index into the block's
-** list, so the bytes hold no pointer and mean the same in a thread, over
-** a socket or over MPI). The block owns one reference per future.
+** bytes plus the futures and queues the bytes refer to (by index into
+** the block's list, so the bytes hold no pointer and mean the same in a
+** thread, over a socket or over MPI). The block owns one reference per
+** entry.
 ** ======================================================================= */
 
 typedef struct conc_payload conc_payload_t;
+typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
+
+/* What a payload's list refers to: futures and queues, each starting
+** with its kind (an int), so an entry tells what it is. */
+enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1 };
 
 /* What the bytes are: the Lua codec's encoding of values, or an error
 ** made by the core (a broken pool): "<class>\0<message>". */
@@ -146,9 +158,12 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 void conc_payload_free(void *p);
 size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
 char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
+/* Entry 'i' if it is a future (a queue), else NULL. */
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
+conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i);
 /* Fill the empty entry 'i' with 'f', taking a reference. */
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
+void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 /* Whether future 'f' is among the futures 'p' carries or, through the
@@ -191,6 +206,12 @@ int conc_mailbox_take(conc_mailbox_t *mb, conc_future_t **f,
 /* Block until a post is queued or 'deadline' passes: 0 or
 ** CONC_ETIMEDOUT. */
 int conc_mailbox_wait(conc_mailbox_t *mb, double deadline);
+
+/* 'on': wake every thread blocked in conc_mailbox_wait or
+** conc_watch_wait on 'mb', and make later waits return at once, as for
+** a post, until it is called with 'on' 0 (any thread may call it). So a
+** worker's blocking calls return while its running task must stop. */
+void conc_mailbox_interrupt(conc_mailbox_t *mb, int on);
 
 /* }====================================================================== */
 
@@ -268,6 +289,7 @@ typedef struct conc_pool_stats {
   int workers, idle;
   int broken;
   long pending, running, completed, failed, cancelled;
+  size_t memory;  /* executors: bytes their workers' states hold */
 } conc_pool_stats_t;
 
 /* A pool with no workers yet (they start lazily), or NULL. */
@@ -301,24 +323,101 @@ conc_future_t *conc_pool_current(void);
 /* }====================================================================== */
 
 /* {======================================================================
+** Timers: a thread that cancels futures at their deadlines (running
+** only while some are due; joined by conc_timer_free).
+** ======================================================================= */
+
+typedef struct conc_timer conc_timer_t;
+
+conc_timer_t *conc_timer_new(void);  /* or NULL */
+/* Stops the thread; futures not yet due are left as they are. */
+void conc_timer_free(conc_timer_t *t);
+
+/* Cancel 'f' (if still pending) once the absolute 'deadline' passed; a
+** reference is kept until then or until 'f' is done. 0, CONC_ENOMEM or
+** CONC_ESYS (the thread could not start). */
+int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
+                         double deadline);
+/* Forget 'f' (its wait ended otherwise), if it is still there. */
+void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Queues: a FIFO of payloads (bytes owned by the queue until taken, as a
+** future's) shared between threads; bounded by 'maxsize' (0: no bound).
+** After close, put fails with CONC_ECLOSED and get drains what is left,
+** then fails with CONC_ECLOSED.
+** ======================================================================= */
+
+conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
+void conc_chanq_ref(conc_chanq_t *q);
+/* the last reference frees the items left with their free functions */
+void conc_chanq_unref(conc_chanq_t *q);
+
+/* Block until there is room, or 'deadline' passes: 0 (the queue owns
+** 'data' now), CONC_ETIMEDOUT, CONC_ECLOSED or CONC_ENOMEM (on failure
+** the caller still owns 'data'). */
+int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
+                   conc_free_fn freefn, double deadline);
+/* Block until an item is there: 0 and the item (the caller owns it and
+** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
+** and drained. */
+int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
+                   conc_free_fn *freefn, double deadline);
+/* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
+** 'wake' (if not NULL) is cancelled at the next get (tryput) or put
+** (tryget), or at close: for a waiter that also watches its mailbox. */
+int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
+                      conc_free_fn freefn, conc_future_t *wake);
+int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
+                      conc_free_fn *freefn, conc_future_t *wake);
+void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
+size_t conc_chanq_len(conc_chanq_t *q);
+size_t conc_chanq_maxsize(conc_chanq_t *q);
+int conc_chanq_closed(conc_chanq_t *q);
+
+/* }====================================================================== */
+
+/* {======================================================================
 ** Executors: one interface over the back-ends (the thread pool, the
 ** process pool). A back-end runs tasks given as payloads through a
 ** runtime (what a worker does with a payload; the Lua binding supplies
 ** the Lua one) and completes each task's future with what came back.
 ** ======================================================================= */
 
+/* Why a running task is asked to stop. */
+enum { CONC_STOP_NONE = 0, CONC_STOP_CANCEL, CONC_STOP_TIMEOUT };
+
+/* A running task's controls, owned by the back-end: it sets 'stop'
+** (atomically, from any thread) and then calls the runtime's
+** 'interrupt'; the runtime reads 'stop' at its own checks. */
+typedef struct conc_taskctl {
+  int stop;          /* CONC_STOP_*: read with __atomic_load_n */
+  double timeout;    /* the task's time limit in seconds, or 0 */
+} conc_taskctl_t;
+
 /* What a worker runs: the same for a thread and a forked child. */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
-  ** process). 0; or CONC_EBROKEN when the user's setup failed (the pool
-  ** breaks), another code when resources ran out (the pool breaks only
-  ** if no worker is left); then '*why' is a malloc'd reason or NULL. */
-  int (*start)(void *ud, void **ctx, char **why);
+  ** process); 'id' numbers the workers of an executor from 1. 0; or
+  ** CONC_EBROKEN when the user's setup failed (the pool breaks),
+  ** another code when resources ran out (the pool breaks only if no
+  ** worker is left); then '*why' is a malloc'd reason or NULL. */
+  int (*start)(void *ud, int id, void **ctx, char **why);
   void (*stop)(void *ud, void *ctx);
   /* Run 'task' in 'ctx': its outcome (values, or an error when
-  ** '*failed'), or NULL when not even an error could be made. */
+  ** '*failed'), or NULL when not even an error could be made. A task
+  ** whose 'ctl->stop' is set unwinds; a timed out one then fails with
+  ** a TimeoutError. */
   conc_payload_t *(*run)(void *ctx, const conc_payload_t *task,
-                         int *failed);
+                         conc_taskctl_t *ctl, int *failed);
+  /* From any thread, between 'start' and 'stop': the running task's
+  ** 'stop' was set, make it notice soon. A call that comes after its
+  ** task ended must be harmless to the next one. */
+  void (*interrupt)(void *ctx);
+  /* From any thread, between 'start' and 'stop': bytes 'ctx' holds. */
+  size_t (*memory)(void *ctx);
   void *ud;
 } conc_runtime_t;
 
@@ -327,10 +426,12 @@ typedef struct conc_executor conc_executor_t;
 typedef struct conc_executor_ops {
   const char *name;          /* "ThreadPoolExecutor" */
   const char *broken_class;  /* "BrokenThreadPool": the error of a break */
-  /* Queue 'task' for 'f' (PENDING): 0, and the executor owns 'task' and
+  /* Queue 'task' for 'f' (PENDING), to be stopped 'timeout' seconds
+  ** after it starts (0: no limit): 0, and the executor owns 'task' and
   ** one reference to 'f'; or a negative code and both stay the caller's
   ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
-  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task);
+  int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
+                double timeout);
   /* As conc_pool_shutdown. */
   int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
   void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
@@ -349,6 +450,7 @@ typedef struct conc_executor_opts {
   int max_workers;             /* > 0 */
   const char *name_prefix;     /* threads: OS thread names; or NULL */
   int max_tasks_per_child;     /* processes: 0 = no limit */
+  int respawn;                 /* processes: a dead worker is replaced */
   conc_runtime_t runtime;
 } conc_executor_opts_t;
 

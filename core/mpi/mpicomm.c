@@ -804,11 +804,15 @@ static void master(void) {
 ** Rank 0: the executor
 ** ======================================================================= */
 
+/* No task time limits over MPI yet ('timeout' must be 0). */
 static int mx_submit(conc_executor_t *b, conc_future_t *f,
-                     conc_payload_t *task) {
+                     conc_payload_t *task, double timeout) {
   mpool *p = (mpool *)b;
-  mtask *t = (mtask *)calloc(1, sizeof(*t));
+  mtask *t;
   int r = 0;
+  if (timeout != 0)
+    return CONC_EINVAL;
+  t = (mtask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
   pthread_mutex_lock(&G.mu);
@@ -1241,7 +1245,7 @@ static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
   code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
   j->payload = NULL;
   if (code == 0) {
-    code = p->rt.start(p->rt.ud, &p->ctx, &why);
+    code = p->rt.start(p->rt.ud, G.rank, &p->ctx, &why);
     p->ok = code == 0;
     if (!p->ok)
       w->close(&p->rt);
@@ -1289,8 +1293,11 @@ static void runtask(wpool *pools, job *j, int cut) {
   out *o;
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
-  if (p != NULL && p->ok)
-    res = p->rt.run(p->ctx, j->payload, &failed);
+  if (p != NULL && p->ok) {
+    conc_taskctl_t ctl;  /* no running-work control over MPI yet */
+    memset(&ctl, 0, sizeof(ctl));
+    res = p->rt.run(p->ctx, j->payload, &ctl, &failed);
+  }
   else
     res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && res->nfutures > 0) {

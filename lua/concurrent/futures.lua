@@ -21,7 +21,7 @@ for _, name in ipairs {
   "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION",
   "CancelledError", "TimeoutError", "InvalidStateError",
   "BrokenExecutor", "BrokenThreadPool", "BrokenProcessPool",
-  "ThreadPoolExecutor", "ProcessPoolExecutor",
+  "ThreadPoolExecutor", "ProcessPoolExecutor", "Queue", "worker",
 } do
   M[name] = core[name]
 end
@@ -37,7 +37,9 @@ end
 -- `cpu_count() * 5`), or a table of options: `max_workers`,
 -- `initializer` (a function run once in each new worker; if it raises,
 -- the pool is broken), `initargs` (its arguments, an array; `n` counts
--- them) and `thread_name_prefix` (OS thread names)
+-- them), `thread_name_prefix` (OS thread names), `task_timeout`
+-- (seconds a task may run before it fails with `TimeoutError`) and
+-- `max_memory` (bytes each worker's state may hold)
 -- @treturn Executor an executor; leaving the scope of a to-be-closed
 -- variable holding it, and its `__gc`, shut it down
 -- @usage local ex <close> = cf.ThreadPoolExecutor(4)
@@ -52,16 +54,21 @@ end
 -- @function ProcessPoolExecutor
 -- @tparam[opt] integer|table max_workers the most workers (default
 -- `cpu_count()`), or a table of options: `max_workers`, `initializer`,
--- `initargs` (as for threads) and `max_tasks_per_child` (a worker exits
--- and is replaced after that many tasks)
+-- `initargs`, `task_timeout`, `max_memory` (as for threads),
+-- `max_tasks_per_child` (a worker exits and is replaced after that many
+-- tasks) and `respawn` (a dead worker fails only its own tasks and is
+-- replaced)
 -- @treturn Executor an executor, shut down by `<close>` and `__gc` too
 -- @usage local ex <close> = cf.ProcessPoolExecutor()
 
 --- Run `fn(...)` in a worker. Never blocks on the task; `fn` and the
 -- arguments are copied into the worker (upvalues by value, `_ENV` = the
--- worker's globals; modules and C functions by name).
+-- worker's globals; modules and C functions by name). The table form
+-- `ex:submit{fn, a, b, n = 2, timeout = s}` gives the task a time limit
+-- of its own (`n` counts the arguments; a table with `__call` is a
+-- callable, not this form).
 -- @function Executor:submit
--- @tparam function fn the task
+-- @tparam function|table fn the task, or the table form
 -- @param ... its arguments
 -- @treturn Future the task's future
 -- @raise "cannot schedule new futures after shutdown", `BrokenThreadPool`
@@ -78,7 +85,8 @@ end
 --- Counts of the pool.
 -- @function Executor:stats
 -- @treturn table `{workers=, idle=, pending=, running=, completed=,
--- failed=, cancelled=}`
+-- failed=, cancelled=, memory=}` (`memory`: bytes the workers' states
+-- hold)
 
 --- Functions.
 -- @section functions
@@ -117,9 +125,14 @@ end
 -- ex:map
 -- ===================================================================
 
+-- Where this file's errors say they come from: a refusal raised inside
+-- map's own calls is re-raised at the caller's line instead.
+local HERE = debug.getinfo(1, "S").short_src .. ":"
+
 -- An iterable as a function returning the next item and whether there
 -- was one: arrays up to their length, iterator functions until nil.
-local function items(xs, pos)
+-- 'level' is where an argument error points (the caller of map).
+local function items(xs, pos, tableform, level)
   if type(xs) == "table" then
     local i, n = 0, #xs
     return function()
@@ -134,23 +147,33 @@ local function items(xs, pos)
       return true, v
     end
   end
+  if tableform then
+    error(("bad argument #1 to 'map' (array or iterator function expected at index %d, got %s)")
+      :format(pos + 1, type(xs)), level)
+  end
   error(("bad argument #%d to 'map' (array or iterator function expected, got %s)")
-    :format(pos, type(xs)), 3)
+    :format(pos, type(xs)), level)
 end
 
--- The argument lists of the calls, zipped, stopping at the shortest.
+-- A function returning the next call's argument list of the zipped
+-- iterables, or nil once the shortest is exhausted (inputs are read
+-- lazily: an endless iterator is fine).
 local function zip(iterables, first)
   local nexts = {}
-  for k = 1, iterables.n do nexts[k] = items(iterables[k], first + k - 1) end
-  local calls = {}
-  while true do
+  for k = 1, iterables.n do
+    -- level 4: items <- zip <- map <- the caller
+    nexts[k] = items(iterables[k], first + k - 1, first == 1, 4)
+  end
+  local over = false
+  return function()
+    if over then return nil end
     local args = { n = #nexts }
     for k, nx in ipairs(nexts) do
       local more, v = nx()
-      if not more then return calls end
+      if not more then over = true return nil end
       args[k] = v
     end
-    calls[#calls + 1] = args
+    return args
   end
 end
 
@@ -164,85 +187,465 @@ local function run_chunk(fn, chunk)
   return out
 end
 
+-- ex:submit, but a refusal reads as raised at 'level' above the caller
+-- of this function (never inside this file).
+local function submit(ex, level, ...)
+  local ok, f = pcall(ex.submit, ex, ...)
+  if ok then return f end
+  if type(f) == "string" and f:sub(1, #HERE) == HERE then
+    f = f:gsub("^[^\n]-:%d+: ", "", 1)
+  end
+  error(f, level + 1)
+end
+
+local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
+                      buffersize = true, task_timeout = true }
+
 local function map_options(fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
     local o = fn
+    for k in pairs(o) do
+      if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= #o) then
+        error(("bad argument #1 to 'map' (unknown option '%s'; known: %s)")
+          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 3)
+      end
+    end
     local its = { n = math.max(#o - 1, 0) }
     for k = 2, #o do its[k - 1] = o[k] end
-    return o[1], its, o.timeout, o.chunksize, 1
+    return o[1], its, o, 1
   end
-  return fn, pack(...), nil, nil, 2
+  return fn, pack(...), {}, 2
+end
+
+-- An option that must be an integer >= 'min' (an integral float counts,
+-- as for luaL_checkinteger), or absent.
+local function intoption(o, name, min)
+  local v = o[name]
+  if v == nil then return nil end
+  local i = type(v) == "number" and math.tointeger(v)
+  if not i or i < min then
+    error(("bad argument #1 to 'map' (%s must be an integer >= %d)"):format(name, min), 4)
+  end
+  return i
+end
+
+local function check_map(ex, ...)
+  if type(ex) ~= "userdata" then
+    error(("calling 'map' on bad self (executor expected, got %s)"):format(type(ex)), 3)
+  end
+  local fn, iterables, o, first = map_options(...)
+  if not callable(fn) then
+    error(("bad argument #1 to 'map' (function expected, got %s)"):format(type(fn)), 3)
+  end
+  if iterables.n == 0 then
+    error("bad argument #2 to 'map' (at least one iterable expected)", 3)
+  end
+  local timeout = o.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
+    error("bad argument #1 to 'map' (timeout must be a non-negative number)", 3)
+  end
+  local limit = o.task_timeout
+  if limit ~= nil and (type(limit) ~= "number" or (limit ~= limit or limit <= 0)) then
+    error("bad argument #1 to 'map' (task_timeout must be a positive number)", 3)
+  end
+  if o.ordered ~= nil and type(o.ordered) ~= "boolean" then
+    error(("bad argument #1 to 'map' (ordered must be a boolean, got %s)")
+      :format(type(o.ordered)), 3)
+  end
+  return fn, iterables, first, {
+    deadline = timeout and core.now() + timeout,
+    chunksize = intoption(o, "chunksize", 1) or 1,
+    buffersize = intoption(o, "buffersize", 0),
+    ordered = o.ordered ~= false,
+    task_timeout = limit,
+  }
+end
+
+-- Seconds left before the map's deadline (nil: no timeout).
+local function remaining(opts)
+  return opts.deadline and math.max(opts.deadline - core.now(), 0)
+end
+
+-- The tasks of one map: 'fs[t]' is task t's future until its results
+-- are taken, 'first[t]' the index of its first input, 'index[f]' is t;
+-- tasks lo..nt are submitted and some of them not taken yet. 'up'
+-- arguments count the frames from the function given it up to map's
+-- caller, where a refusal of submit is reported.
+local function tasks(ex, fn, nextargs, chunksize, limit)
+  local T = { fs = {}, first = {}, index = {}, nt = 0, lo = 1, inputs = 0,
+              over = false }
+  -- submit's arguments for fn(...): with a time limit, its table form
+  local function call(...)
+    if limit == nil then return ... end
+    local t = pack(...)
+    t.n, t.timeout = t.n - 1, limit
+    return t
+  end
+  -- Submit the next task, if there is input left.
+  function T.submit(up)
+    if T.over then return false end
+    local f, n
+    if chunksize == 1 then
+      local args = nextargs()
+      if args == nil then T.over = true return false end
+      f, n = submit(ex, up + 1, call(fn, unpack(args, 1, args.n))), 1
+    else
+      local chunk = {}
+      for j = 1, chunksize do
+        chunk[j] = nextargs()
+        if chunk[j] == nil then T.over = true break end
+      end
+      if #chunk == 0 then return false end
+      f, n = submit(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
+    end
+    T.nt = T.nt + 1
+    T.fs[T.nt], T.first[T.nt], T.index[f] = f, T.inputs + 1, T.nt
+    T.inputs = T.inputs + n
+    return true
+  end
+  -- Keep 'k' tasks submitted and not taken (k = nil: every task).
+  function T.fill(k, up)
+    while (k == nil or T.nt - T.lo + 1 < k) and T.submit(up + 1) do end
+  end
+  function T.cancel()
+    for t = T.lo, T.nt do
+      local f = T.fs[t]
+      if f then f:cancel() end
+    end
+    if T.waiter then getmetatable(T.waiter).__close(T.waiter) end
+  end
+  -- Task t is done: forget it and return its results (packed), or
+  -- raise its error after cancelling the rest.
+  function T.take(t)
+    local f = T.fs[t]
+    T.fs[t], T.first[t], T.index[f] = nil, nil, nil
+    while T.lo <= T.nt and T.fs[T.lo] == nil do T.lo = T.lo + 1 end
+    local ok, r = pcall(function() return pack(f:result(0)) end)
+    if not ok then T.cancel() error(r, 0) end
+    return r
+  end
+  return T
+end
+
+-- The next task in submission order, once done; nil when none is left.
+local function wait_ordered(T, opts)
+  local t = T.lo
+  if t > T.nt then return nil end
+  local f = T.fs[t]
+  local ok, err = pcall(f.result, f, remaining(opts))
+  if not ok then T.cancel() error(err, 0) end
+  return t
+end
+
+-- The next task to complete. With every task submitted up front, one
+-- as_completed pass over them; with a buffer, a wait over the few
+-- submitted ones.
+local function wait_unordered(T, opts, buffered)
+  if T.lo > T.nt then return nil end
+  local ok, f
+  if not buffered then
+    if T.waiter == nil then
+      local fs = {}
+      for t = T.lo, T.nt do fs[#fs + 1] = T.fs[t] end
+      local acstep, _, _, waiter = core.as_completed(fs, remaining(opts))
+      T.acstep, T.waiter = acstep, waiter
+    end
+    ok, f = pcall(T.acstep)
+  else
+    T.ready = T.ready or {}
+    if #T.ready == 0 then
+      local pending = {}
+      for t = T.lo, T.nt do pending[#pending + 1] = T.fs[t] end
+      local done
+      ok, done = pcall(core.wait, pending, remaining(opts), "FIRST_COMPLETED")
+      if ok and #done == 0 then
+        ok, done = false, core.TimeoutError(("%d (of %d) futures unfinished")
+          :format(#pending, #pending))
+      end
+      if not ok then T.cancel() error(done, 0) end
+      for k = #done, 1, -1 do T.ready[#T.ready + 1] = done[k] end
+    end
+    ok, f = true, table.remove(T.ready)
+  end
+  if not ok then T.cancel() error(f, 0) end
+  return T.index[f]
 end
 
 --- Map `fn` over iterables in the pool: yields the index and the results
 -- of `fn(xs[i], ys[i], ...)` in input order (the index makes a `nil`
 -- result safe). Iterables are arrays or iterator functions, zipped,
 -- stopping at the shortest; all tasks are submitted before the first
--- result is yielded. The table form `ex:map{fn, xs, ys, timeout =,
--- chunksize =}` takes options: `timeout` (seconds from the call) and
--- `chunksize` (inputs per task). A task's error is raised when the
--- iteration reaches it; the remaining tasks are then cancelled, as when
--- the loop is left early.
+-- result is yielded. The table form `ex:map{fn, xs, ys, ...}` takes
+-- options: `timeout` (seconds from the call), `chunksize` (inputs per
+-- task), `ordered = false` (yield in completion order, each index once)
+-- and `buffersize = k` (at most `k` tasks submitted ahead of the
+-- consumer, inputs read lazily: an endless iterator maps in bounded
+-- memory) and `task_timeout` (each task's time limit, as `submit`'s). A
+-- task's error is raised when the iteration reaches it; the
+-- remaining tasks are then cancelled, as when the timeout passes (the
+-- task waited on included) or the loop is left early.
 -- @function Executor:map
 -- @tparam function fn
 -- @param xs an array or an iterator function; more may follow
 -- @return an iterator for a generic `for`, with a to-be-closed value
 -- @raise `TimeoutError` when `timeout` passes
 -- @usage for i, sq in ex:map(function(x) return x * x end, {1, 2, 3}) do print(i, sq) end
+-- @usage for i, v in ex:map{fetch, urls, ordered = false, buffersize = 8} do print(i, v) end
 local function map(ex, ...)
-  local fn, iterables, timeout, chunksize, first = map_options(...)
-  if not callable(fn) then
-    error(("bad argument #1 to 'map' (function expected, got %s)"):format(type(fn)), 2)
+  local fn, iterables, first, opts = check_map(ex, ...)
+  local T = tasks(ex, fn, zip(iterables, first), opts.chunksize,
+                  opts.task_timeout)
+  local k, buffered = opts.buffersize, opts.buffersize ~= nil
+  local chunk, ci, cfirst
+  T.fill(k, 2)
+  -- Yield the rest of a chunk's results before taking the next task.
+  local function fromchunk()
+    ci = ci + 1
+    local r = chunk[ci]
+    if ci == #chunk then chunk = nil end
+    return cfirst + ci - 1, unpack(r, 1, r.n)
   end
-  if iterables.n == 0 then
-    error("bad argument #2 to 'map' (at least one iterable expected)", 2)
+  local function step()
+    if chunk then return fromchunk() end
+    if buffered then T.fill(math.max(k, 1), 2) end  -- k = 0: one at a time
+    local t
+    if opts.ordered then t = wait_ordered(T, opts)
+    else t = wait_unordered(T, opts, buffered) end
+    if t == nil then return nil end
+    local i = T.first[t]
+    local r = T.take(t)
+    if buffered then T.fill(k, 2) end  -- the next one starts meanwhile
+    if opts.chunksize == 1 then return i, unpack(r, 1, r.n) end
+    chunk, ci, cfirst = r[1], 0, i
+    return fromchunk()
   end
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
-    error("bad argument #1 to 'map' (timeout must be a non-negative number)", 2)
-  end
-  chunksize = chunksize or 1
-  if math.type(chunksize) ~= "integer" or chunksize < 1 then
-    error("bad argument #1 to 'map' (chunksize must be an integer >= 1)", 2)
-  end
-  local deadline = timeout and core.now() + timeout
-  local calls = zip(iterables, first)
-  local fs = {}
-  if chunksize == 1 then
-    for i, args in ipairs(calls) do
-      fs[i] = ex:submit(fn, unpack(args, 1, args.n))
-    end
-  else
-    for c = 1, #calls, chunksize do
-      local chunk = { unpack(calls, c, math.min(c + chunksize - 1, #calls)) }
-      fs[#fs + 1] = ex:submit(run_chunk, fn, chunk)
-    end
-  end
-  local nextf, chunk, inchunk = 1, nil, 0
-  local function cancel_rest()
-    for k = nextf, #fs do fs[k]:cancel() end
-  end
-  local function step(_, i)
-    i = (i or 0) + 1
-    if i > #calls then return nil end
-    if chunksize == 1 or inchunk == 0 then
-      local f = fs[nextf]
-      nextf = nextf + 1
-      local remaining = deadline and math.max(deadline - core.now(), 0)
-      local ok, r = pcall(function() return pack(f:result(remaining)) end)
-      if not ok then cancel_rest() error(r, 0) end
-      if chunksize == 1 then return i, unpack(r, 1, r.n) end
-      chunk, inchunk = r[1], 0
-    end
-    inchunk = inchunk + 1
-    local r = chunk[inchunk]
-    if inchunk == chunksize then inchunk = 0 end
-    return i, unpack(r, 1, r.n)
-  end
-  local closer = setmetatable({}, { __close = cancel_rest })
+  local closer = setmetatable({}, { __close = function() T.cancel() end })
   return step, nil, nil, closer
 end
 
 core.executor_methods.map = map
+
+-- }==================================================================
+
+-- {==================================================================
+-- Composition: cf.all, cf.any, cf.async, cf.await
+-- ===================================================================
+
+-- Every handle of a future shares this metatable.
+local FUTURE = getmetatable(core.Future())
+
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+-- The array of futures 'fs' (argument #1 of 'name'), checked; errors at
+-- the caller of the function calling this.
+local function futures(fs, name)
+  if type(fs) ~= "table" then
+    error(("bad argument #1 to '%s' (table of futures expected, got %s)")
+      :format(name, typename(fs)), 3)
+  end
+  local list = {}
+  for i = 1, #fs do
+    local f = fs[i]
+    if getmetatable(f) ~= FUTURE then
+      error(("bad argument #1 to '%s' (future expected at index %d, got %s)")
+        :format(name, i, typename(f)), 3)
+    end
+    list[i] = f
+  end
+  return list
+end
+
+-- The outcome of the done future 'f' packed: ok, values... or false,
+-- error (CancelledError for a cancelled one).
+local function outcome(f)
+  return pack(pcall(f.result, f, 0))
+end
+
+-- Fail 'out' as 'f' failed: its error, and its traceback when it has one.
+local function fail_like(out, f, err)
+  local tb = f:traceback()
+  if tb then core._fail(out, err, tb) else out:set_exception(err) end
+end
+
+-- Cancelling the combined future cancels the futures it waits on.
+local function cancels(out, list)
+  out:add_done_callback(function()
+    if out:cancelled() then
+      for _, f in ipairs(list) do f:cancel() end
+    end
+  end)
+end
+
+--- A future that completes when every future of `fs` has: its result is
+-- an array whose i-th entry is the table of `fs[i]`'s results
+-- (`{n =, ...}`). It fails with the first error (and that future's
+-- traceback), then cancels the futures not yet started; cancelling it
+-- cancels them too. It advances at this state's safe points.
+-- @tparam {Future,...} fs an array of futures
+-- @treturn Future
+-- @usage local r = cf.all{ex:submit(f, 1), ex:submit(f, 2)}:result()
+-- print(r[1][1], r[2][1])
+function M.all(fs)
+  local list = futures(fs, "all")
+  local out, results, left = core.Future(), {}, #list
+  if left == 0 then out:set_result(results) return out end
+  cancels(out, list)
+  local function ondone(f, i)
+    if out:done() then return end
+    local r = outcome(f)
+    if r[1] then
+      results[i] = pack(unpack(r, 2, r.n))
+      left = left - 1
+      if left == 0 then out:set_result(results) end
+    else
+      fail_like(out, f, r[2])
+      for _, g in ipairs(list) do g:cancel() end
+    end
+  end
+  for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
+  return out
+end
+
+--- A future of the results of the first future of `fs` to succeed; it
+-- fails only once all have failed, with the last error. Cancelling it
+-- cancels the futures of `fs`.
+-- @tparam {Future,...} fs a non-empty array of futures
+-- @treturn Future
+-- @usage local fastest = cf.any{ex:submit(mirror1), ex:submit(mirror2)}:result()
+function M.any(fs)
+  local list = futures(fs, "any")
+  if #list == 0 then
+    error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
+  end
+  local out, left = core.Future(), #list
+  cancels(out, list)
+  local function ondone(f)
+    if out:done() then return end
+    local r = outcome(f)
+    left = left - 1
+    if r[1] then
+      out:set_result(unpack(r, 2, r.n))
+    elseif left == 0 then
+      fail_like(out, f, r[2])
+    end
+  end
+  for _, f in ipairs(list) do f:add_done_callback(ondone) end
+  return out
+end
+
+local AWAIT = {}  -- what cf.await yields to the driver of its coroutine
+local asyncs = setmetatable({}, { __mode = "k" })  -- coroutines of cf.async
+
+-- The message a traceback starts with, for any error value.
+local function errmsg(err)
+  if type(err) == "string" or math.type(err) then return tostring(err) end
+  local mt = getmetatable(err)
+  if type(mt) == "table" and mt.__tostring then return tostring(err) end
+  return ("(error object is a %s value)"):format(type(err))
+end
+
+-- Resume the coroutine of the async future 'out' with ...; it runs up to
+-- its next cf.await on a pending future, whose done-callback (or its
+-- timer's) resumes it at one of the state's safe points.
+local function advance(co, out, ...)
+  local r = pack(coroutine.resume(co, ...))
+  if coroutine.status(co) == "dead" then
+    asyncs[co] = nil
+    if r[1] then
+      out:set_result(unpack(r, 2, r.n))
+    else
+      core._fail(out, r[2], debug.traceback(co, errmsg(r[2])))
+    end
+    return
+  end
+  if r[2] ~= AWAIT then
+    asyncs[co] = nil
+    local msg = "attempt to yield from a cf.async function outside cf.await"
+    core._fail(out, msg, debug.traceback(co, msg))
+    return
+  end
+  local f, timeout = r[3], r[4]
+  local resumed, timer = false, nil
+  local function wake(_, timedout)
+    if resumed then return end
+    resumed = true
+    if timer then
+      core._untimer(timer)
+      timer:cancel()
+    end
+    advance(co, out, timedout)
+  end
+  if timeout then
+    timer = core.Future()
+    if core._timer(timer, timeout) then
+      timer:add_done_callback(wake, true)
+    else
+      timer = nil  -- forever
+    end
+  end
+  f:add_done_callback(wake, false)
+end
+
+--- Run `fn(...)` as a coroutine of this state, at once up to its first
+-- `await` of a pending future. The coroutine is then suspended and
+-- resumed from that future's done-callback, so it advances at this
+-- state's safe points (`dispatch`, any blocking call): with `notify_fd`
+-- in an event loop, code inside reads sequentially and never blocks the
+-- loop.
+-- @tparam function fn
+-- @param ... its arguments
+-- @treturn Future of `fn`'s results; it fails with `fn`'s error and the
+-- coroutine's traceback (`Future:traceback`)
+-- @usage local job = cf.async(function()
+--   local a = cf.await(ex:submit(step1))
+--   return cf.await(ex:submit(step2, a))
+-- end)
+function M.async(fn, ...)
+  if not callable(fn) then
+    error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
+  end
+  local co = coroutine.create(type(fn) == "function" and fn
+                              or function(...) return fn(...) end)
+  asyncs[co] = true
+  local out = core.Future()
+  out:set_running_or_notify_cancel()
+  advance(co, out, ...)
+  return out
+end
+
+--- The results of `f`. Inside a coroutine made by `async`, only that
+-- coroutine waits for them; anywhere else it is `f:result(timeout)`.
+-- @tparam Future f
+-- @tparam[opt] number timeout seconds; `nil` waits forever
+-- @return `f`'s results
+-- @raise `TimeoutError` (inside the coroutine) when `timeout` passes,
+-- `CancelledError`, or `f`'s own error
+function M.await(f, timeout)
+  if getmetatable(f) ~= FUTURE then
+    error(("bad argument #1 to 'await' (future expected, got %s)"):format(typename(f)), 2)
+  end
+  if timeout ~= nil then
+    if type(timeout) ~= "number" then
+      error(("bad argument #2 to 'await' (number expected, got %s)"):format(typename(timeout)), 2)
+    elseif timeout ~= timeout then
+      error("bad argument #2 to 'await' (timeout is not a number)", 2)
+    elseif timeout < 0 then
+      error("bad argument #2 to 'await' (timeout must be non-negative)", 2)
+    end
+  end
+  local co = coroutine.running()
+  if not asyncs[co] then return f:result(timeout) end
+  if not f:done() then
+    if timeout == 0 or coroutine.yield(AWAIT, f, timeout) then
+      error(core.TimeoutError("await timed out"))
+    end
+  end
+  return f:result(0)
+end
 
 -- }==================================================================
 

@@ -135,7 +135,7 @@ static int mx_submit(lua_State *L) {
     conc_payload_free(p);
     checkopen(L, ex);
   }
-  r = ex->core->ops->submit(ex->core, f, p);
+  r = ex->core->ops->submit(ex->core, f, p, 0);
   if (r != 0) {
     conc_payload_free(p);
     checkbroken(L, ex);

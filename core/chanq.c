@@ -1,0 +1,288 @@
+/*
+** chanq.c: a FIFO of byte payloads shared between threads (cf.Queue),
+** bounded or not, with close. Blocking waits use the queue's condition
+** variable; an owner that must keep running callbacks while it waits
+** passes a 'wake' future instead, which the queue cancels when it
+** changes, so the owner waits on it in a watch set with its mailbox.
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+typedef struct item {
+  void *data;
+  size_t len;
+  conc_free_fn freefn;
+} item;
+
+/* Futures to cancel at the next change of one kind. */
+typedef struct wakelist {
+  conc_future_t **v;
+  size_t n, cap;
+} wakelist;
+
+struct conc_chanq {
+  int kind;                /* CONC_SHARED_QUEUE: first (see payload.c) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;       /* blocking get/put of C callers */
+  int refs;                /* atomic */
+  int closed;
+  int waiters;             /* threads blocked on 'cv' */
+  size_t maxsize;          /* 0: unbounded */
+  item *ring;              /* 'count' items from 'head', 'cap' slots */
+  size_t head, count, cap;
+  wakelist getters;        /* woken by a put or close */
+  wakelist putters;        /* woken by a get or close */
+};
+
+#define CHANQ_MINCAP 8
+
+
+conc_chanq_t *conc_chanq_new(size_t maxsize) {
+  conc_chanq_t *q = (conc_chanq_t *)calloc(1, sizeof(*q));
+  if (q == NULL)
+    return NULL;
+  if (pthread_mutex_init(&q->mu, NULL) != 0) {
+    free(q);
+    return NULL;
+  }
+  if (conc__cond_init(&q->cv) != 0) {
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    return NULL;
+  }
+  q->kind = CONC_SHARED_QUEUE;
+  q->refs = 1;
+  q->maxsize = maxsize;
+  return q;
+}
+
+void conc_chanq_ref(conc_chanq_t *q) {
+  __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void dropwakes(wakelist *w) {
+  size_t i;
+  for (i = 0; i < w->n; i++)
+    conc_future_unref(w->v[i]);
+  free(w->v);
+}
+
+void conc_chanq_unref(conc_chanq_t *q) {
+  if (__atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  while (q->count > 0) {
+    item *it = &q->ring[q->head];
+    if (it->freefn != NULL)
+      it->freefn(it->data);
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+  }
+  free(q->ring);
+  dropwakes(&q->getters);
+  dropwakes(&q->putters);
+  pthread_cond_destroy(&q->cv);
+  pthread_mutex_destroy(&q->mu);
+  free(q);
+}
+
+size_t conc_chanq_len(conc_chanq_t *q) {
+  size_t n;
+  pthread_mutex_lock(&q->mu);
+  n = q->count;
+  pthread_mutex_unlock(&q->mu);
+  return n;
+}
+
+size_t conc_chanq_maxsize(conc_chanq_t *q) {
+  return q->maxsize;
+}
+
+int conc_chanq_closed(conc_chanq_t *q) {
+  int c;
+  pthread_mutex_lock(&q->mu);
+  c = q->closed;
+  pthread_mutex_unlock(&q->mu);
+  return c;
+}
+
+
+/* {======================================================================
+** Wake-ups
+** ======================================================================= */
+
+/* With the lock held: cancel 'wake' at the next change of that kind.
+** Futures done already (a waiter that gave up cancels its own) are
+** dropped first, so repeated timed-out waits do not pile up. */
+static int addwake(wakelist *w, conc_future_t *wake) {
+  size_t i, n = 0;
+  for (i = 0; i < w->n; i++) {
+    if (conc_future_done(w->v[i]))
+      conc_future_unref(w->v[i]);
+    else
+      w->v[n++] = w->v[i];
+  }
+  w->n = n;
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 4;
+    conc_future_t **v = (conc_future_t **)realloc(w->v, cap * sizeof(*v));
+    if (v == NULL)
+      return CONC_ENOMEM;
+    w->v = v;
+    w->cap = cap;
+  }
+  conc_future_ref(wake);
+  w->v[w->n++] = wake;
+  return 0;
+}
+
+/* With the lock held: take the list out, to be fired by 'fire' once the
+** lock is released (cancelling runs watchers that take other locks). */
+static wakelist takewakes(wakelist *w) {
+  wakelist out = *w;
+  w->v = NULL;
+  w->n = w->cap = 0;
+  return out;
+}
+
+static void fire(wakelist *w) {
+  size_t i;
+  for (i = 0; i < w->n; i++) {
+    conc_future_cancel(w->v[i]);
+    conc_future_unref(w->v[i]);
+  }
+  free(w->v);
+}
+
+/* With the lock held: a change of one kind happened; unlocks. */
+static void changed(conc_chanq_t *q, wakelist *kind) {
+  wakelist w = takewakes(kind);
+  if (q->waiters > 0)
+    pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  fire(&w);
+}
+
+/* }====================================================================== */
+
+
+/* With the lock held: append, growing the ring. */
+static int push(conc_chanq_t *q, void *data, size_t len, conc_free_fn fn) {
+  item *it;
+  if (q->count == q->cap) {
+    size_t cap = q->cap ? 2 * q->cap : CHANQ_MINCAP, i;
+    item *ring = (item *)malloc(cap * sizeof(*ring));
+    if (ring == NULL)
+      return CONC_ENOMEM;
+    for (i = 0; i < q->count; i++)
+      ring[i] = q->ring[(q->head + i) % q->cap];
+    free(q->ring);
+    q->ring = ring;
+    q->head = 0;
+    q->cap = cap;
+  }
+  it = &q->ring[(q->head + q->count) % q->cap];
+  it->data = data;
+  it->len = len;
+  it->freefn = fn;
+  q->count++;
+  return 0;
+}
+
+static void pop(conc_chanq_t *q, void **data, size_t *len,
+                conc_free_fn *fn) {
+  item *it = &q->ring[q->head];
+  *data = it->data;
+  *len = it->len;
+  *fn = it->freefn;
+  q->head = (q->head + 1) % q->cap;
+  q->count--;
+}
+
+static int full(conc_chanq_t *q) {
+  return q->maxsize > 0 && q->count >= q->maxsize;
+}
+
+int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
+                      conc_free_fn freefn, conc_future_t *wake) {
+  int r;
+  pthread_mutex_lock(&q->mu);
+  if (q->closed)
+    r = CONC_ECLOSED;
+  else if (full(q))
+    r = wake != NULL && addwake(&q->putters, wake) != 0 ? CONC_ENOMEM
+                                                       : CONC_ETIMEDOUT;
+  else if ((r = push(q, data, len, freefn)) == 0) {
+    changed(q, &q->getters);
+    return 0;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
+                      conc_free_fn *freefn, conc_future_t *wake) {
+  int r;
+  pthread_mutex_lock(&q->mu);
+  if (q->count > 0) {
+    pop(q, data, len, freefn);
+    changed(q, &q->putters);
+    return 0;
+  }
+  if (q->closed)
+    r = CONC_ECLOSED;
+  else
+    r = wake != NULL && addwake(&q->getters, wake) != 0 ? CONC_ENOMEM
+                                                       : CONC_ETIMEDOUT;
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+/* With the lock held: wait on the queue's own condition variable. */
+static int waitcv(conc_chanq_t *q, double deadline) {
+  int r;
+  q->waiters++;
+  r = conc__cond_wait(&q->cv, &q->mu, deadline);
+  q->waiters--;
+  return r;
+}
+
+int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
+                   conc_free_fn freefn, double deadline) {
+  int r = 0;
+  pthread_mutex_lock(&q->mu);
+  while (!q->closed && full(q) && r == 0)
+    r = waitcv(q, deadline);
+  if (q->closed)
+    r = CONC_ECLOSED;
+  else if (!full(q) && (r = push(q, data, len, freefn)) == 0) {
+    changed(q, &q->getters);
+    return 0;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
+                   conc_free_fn *freefn, double deadline) {
+  int r = 0;
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0 && !q->closed && r == 0)
+    r = waitcv(q, deadline);
+  if (q->count > 0) {
+    pop(q, data, len, freefn);
+    changed(q, &q->putters);
+    return 0;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return q->closed ? CONC_ECLOSED : r;
+}
+
+void conc_chanq_close(conc_chanq_t *q) {
+  wakelist g;
+  pthread_mutex_lock(&q->mu);
+  q->closed = 1;
+  g = takewakes(&q->getters);
+  changed(q, &q->putters);
+  fire(&g);
+}

@@ -1,0 +1,418 @@
+/*
+** lqueue.c: cf.Queue, the Queue userdata over a core conc_chanq_t. Values
+** are encoded on put and decoded on get (Transfer rules); waits are
+** safe points. One handle per queue per state, as for futures.
+*/
+
+/***
+ * Queues.
+ * @submodule concurrent.futures
+ */
+#include "lconcurrent.h"
+
+static const char handles_key = 'q';  /* registry: weak chanq -> handle */
+
+typedef struct qhandle {
+  conc_chanq_t *q;
+} qhandle;
+
+/* A payload waiting for room, freed by the collector if an error
+** unwinds the wait. */
+#define BOX_MT "concurrent.payloadbox"
+
+static int box_gc(lua_State *L) {
+  conc_payload_t **b = (conc_payload_t **)lua_touserdata(L, 1);
+  conc_payload_free(*b);
+  *b = NULL;
+  return 0;
+}
+
+/* (Protected.) Push an empty box. */
+static int newbox(lua_State *L) {
+  conc_payload_t **b = (conc_payload_t **)lua_newuserdatauv(L, sizeof(*b), 0);
+  *b = NULL;
+  if (luaL_newmetatable(L, BOX_MT)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+conc_chanq_t *lconc_testqueue(lua_State *L, int idx) {
+  qhandle *h = (qhandle *)luaL_testudata(L, idx, LCONC_QUEUE_MT);
+  return h != NULL ? h->q : NULL;
+}
+
+static conc_chanq_t *checkqueue(lua_State *L) {
+  return ((qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT))->q;
+}
+
+/* Push this state's handle of 'q' (taking a reference on first sight). */
+void lconc_pushqueue(lua_State *L, conc_chanq_t *q) {
+  qhandle *h;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key);
+  if (lua_rawgetp(L, -1, q) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
+  h->q = NULL;
+  luaL_setmetatable(L, LCONC_QUEUE_MT);
+  conc_chanq_ref(q);
+  h->q = q;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, q);
+  lua_remove(L, -2);
+}
+
+static int q_gc(lua_State *L) {
+  qhandle *h = (qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT);
+  if (h->q != NULL) {
+    conc_chanq_unref(h->q);
+    h->q = NULL;
+  }
+  return 0;
+}
+
+/***
+ * A FIFO of values shared across states like a future: it crosses into
+ * thread-pool tasks as a handle, so workers stream values to the caller
+ * or to each other. Values are copied in on `put` (the rules of
+ * `Executor:submit`) and decoded on `get`.
+ * @function Queue
+ * @tparam[opt=0] integer maxsize the most values it holds; 0 = unbounded
+ * @treturn Queue
+ * @usage local q = cf.Queue(100)
+ * ex:submit(function(out) for i = 1, 10 do out:put(i) end out:close() end, q)
+ * for v in q:values() do print(v) end
+ */
+/* The handle is made first, then the queue attached (liolib's order). */
+static int q_new(lua_State *L) {
+  lua_Integer max = 0;
+  qhandle *h;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    max = lua_tointegerx(L, 1, &isint);
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1, "number");
+    luaL_argcheck(L, isint && max >= 0, 1,
+                  "maxsize must be a non-negative integer");
+  }
+  h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
+  h->q = NULL;
+  luaL_setmetatable(L, LCONC_QUEUE_MT);
+  if ((h->q = conc_chanq_new((size_t)max)) == NULL)
+    return luaL_error(L, "not enough memory");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, h->q);
+  lua_pop(L, 1);
+  return 1;
+}
+
+
+/* {======================================================================
+** Waiting for a change
+** ======================================================================= */
+
+#define WAKE_MT "concurrent.queuewake"
+
+static int wake_gc(lua_State *L) {
+  conc_future_t **w = (conc_future_t **)lua_touserdata(L, 1);
+  if (*w != NULL) {
+    conc_future_unref(*w);
+    *w = NULL;
+  }
+  return 0;
+}
+
+/* Push a new future for the queue to cancel when it changes, anchored
+** in a userdata made first (an allocation error then leaks nothing). */
+static conc_future_t *newwake(lua_State *L) {
+  conc_future_t **w = (conc_future_t **)lua_newuserdatauv(L, sizeof(*w), 0);
+  *w = NULL;
+  if (luaL_newmetatable(L, WAKE_MT)) {
+    lua_pushcfunction(L, wake_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if ((*w = conc_future_new()) == NULL)
+    luaL_error(L, "not enough memory");
+  return *w;
+}
+
+/* Wait for 'wake' (the queue changed) until 'deadline', running
+** callbacks at safe points: 1, or 0 on timeout (then 'wake' is
+** cancelled, so the queue forgets it). */
+static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
+  conc_watch_t *set = lconc_pushwatch(L);
+  uintptr_t tag;
+  int got;
+  if (conc_watch_add(set, wake, 0) != 0)
+    return luaL_error(L, "not enough memory");
+  got = lconc_watchnext(L, set, deadline, &tag);
+  lconc_closewatch(L, -1);
+  lua_pop(L, 1);
+  if (!got)
+    conc_future_cancel(wake);
+  return got;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** put
+** ======================================================================= */
+
+/* The queue was full: box the payload (an error while waiting must not
+** leak it) and wait for room. 0 once the queue took it; otherwise the
+** payload is freed and the code returned. */
+static int putslow(lua_State *L, conc_chanq_t *q, conc_payload_t *p,
+                   double deadline) {
+  conc_payload_t **b;
+  size_t size = conc_payload_sizeof(p);
+  int r = CONC_ETIMEDOUT;
+  lua_pushcfunction(L, newbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory */
+    conc_payload_free(p);
+    return lua_error(L);
+  }
+  b = (conc_payload_t **)lua_touserdata(L, -1);
+  *b = p;
+  while (r == CONC_ETIMEDOUT) {
+    conc_future_t *wake = newwake(L);
+    r = conc_chanq_tryput(q, p, size, conc_payload_free, wake);
+    if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
+      r = conc_chanq_tryput(q, p, size, conc_payload_free, NULL);
+      if (r == CONC_ETIMEDOUT)
+        break;
+    }
+    lua_pop(L, 1);  /* wake */
+  }
+  if (r != 0)
+    conc_payload_free(p);
+  *b = NULL;
+  return r;
+}
+
+/* Whether payload 'p' carries queue 'q' (a queue holding itself is a
+** cycle of references that nothing would ever break). */
+static int holds(const conc_payload_t *p, conc_chanq_t *q) {
+  size_t i;
+  for (i = 0; i < p->nfutures; i++)
+    if (conc_payload_queue(p, i) == q)
+      return 1;
+  return 0;
+}
+
+static int queueerror(lua_State *L, int r, const char *what) {
+  if (r == CONC_ECLOSED)
+    return luaL_error(L, "queue is closed");
+  if (r == CONC_ETIMEDOUT)
+    return lconc_raise(L, "TimeoutError", "%s timed out", what);
+  return lconc_coreerror(L, r, what);
+}
+
+/***
+ * Copy `v` in at the back, waiting while the queue is full. Callbacks of
+ * this state run meanwhile (a safe point).
+ * @function Queue:put
+ * @param v the value (`nil` too)
+ * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
+ * @raise `TimeoutError` on timeout, "queue is closed" once closed (also
+ * while it waits), or "cannot transfer argument #1.x (userdata)" naming
+ * a value that cannot cross
+ */
+static int q_put(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  double deadline = lconc_optdeadline(L, 3);
+  conc_payload_t *p;
+  int r;
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lconc_safepoint(L);
+  p = lconc_encode(L, 2, 1, "argument", 1);
+  if (holds(p, q)) {
+    conc_payload_free(p);
+    return luaL_error(L, "cannot put a queue into itself");
+  }
+  r = conc_chanq_tryput(q, p, conc_payload_sizeof(p), conc_payload_free,
+                        NULL);
+  if (r == CONC_ETIMEDOUT)
+    r = putslow(L, q, p, deadline);
+  else if (r != 0)
+    conc_payload_free(p);
+  return r == 0 ? 0 : queueerror(L, r, "put");
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** get
+** ======================================================================= */
+
+static int decode_protected(lua_State *L) {
+  const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return lconc_decode(L, p);
+}
+
+/* Push the value of a taken item, freeing it even if decoding fails. */
+static int pushitem(lua_State *L, void *data, conc_free_fn freefn) {
+  int top = lua_gettop(L), r;
+  lua_pushcfunction(L, decode_protected);
+  lua_pushlightuserdata(L, data);
+  r = lua_pcall(L, 1, LUA_MULTRET, 0);
+  if (freefn != NULL)
+    freefn(data);
+  if (r != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L) - top;
+}
+
+/* The next value (and true), or nil, false once closed and drained. */
+static int getvalue(lua_State *L, conc_chanq_t *q, double deadline) {
+  void *data;
+  size_t len;
+  conc_free_fn freefn;
+  int r;
+  lconc_safepoint(L);
+  r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+  while (r == CONC_ETIMEDOUT) {
+    conc_future_t *wake = newwake(L);
+    r = conc_chanq_tryget(q, &data, &len, &freefn, wake);
+    if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
+      r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+      if (r == CONC_ETIMEDOUT)
+        return queueerror(L, r, "get");
+    }
+    lua_pop(L, 1);  /* wake */
+  }
+  if (r == CONC_ECLOSED) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  if (r != 0)
+    return queueerror(L, r, "get");
+  r = pushitem(L, data, freefn);
+  lua_pushboolean(L, 1);
+  return r + 1;
+}
+
+/***
+ * Take the value at the front, waiting while the queue is empty (a safe
+ * point). Once the queue is closed, what is left is still returned, then
+ * `nil, false`.
+ * @function Queue:get
+ * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
+ * @return the value and `true`; or `nil, false` when closed and drained
+ * @raise `TimeoutError` on timeout
+ */
+static int q_get(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  double deadline = lconc_optdeadline(L, 2);
+  return getvalue(L, q, deadline);
+}
+
+static int q_valuesstep(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  int n;
+  lua_settop(L, 1);
+  n = getvalue(L, q, CONC_FOREVER);
+  if (!lua_toboolean(L, -1))
+    return 0;  /* closed and drained: the loop ends */
+  lua_pop(L, 1);
+  return n - 1;  /* the value alone */
+}
+
+/***
+ * Iterate over the values until the queue is closed and drained (a
+ * `nil` value ends the loop early: use `get` for queues that carry nils).
+ * @function Queue:values
+ * @return an iterator for a generic `for`
+ * @usage for v in q:values() do print(v) end
+ */
+static int q_values(lua_State *L) {
+  checkqueue(L);
+  lua_pushcfunction(L, q_valuesstep);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+/* }====================================================================== */
+
+
+/***
+ * Refuse further `put`s and wake every waiting `get` and `put`; `get`
+ * still returns what is left. Idempotent.
+ * @function Queue:close
+ */
+static int q_close(lua_State *L) {
+  conc_chanq_close(checkqueue(L));
+  return 0;
+}
+
+/***
+ * `#q`: how many values the queue holds now.
+ * @function Queue:__len
+ * @treturn integer
+ */
+static int q_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_chanq_len(checkqueue(L)));
+  return 1;
+}
+
+/***
+ * `tostring(q)`, e.g. `Queue<open, 3 items>`.
+ * @function Queue:__tostring
+ * @treturn string
+ */
+static int q_tostring(lua_State *L) {
+  conc_chanq_t *q = checkqueue(L);
+  lua_pushfstring(L, "Queue<%s, %d items>",
+                  conc_chanq_closed(q) ? "closed" : "open",
+                  (int)conc_chanq_len(q));
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"put", q_put},
+  {"get", q_get},
+  {"close", q_close},
+  {"values", q_values},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+  {"__gc", q_gc},
+  {"__len", q_len},
+  {"__tostring", q_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+/* Adds Queue() to the module table at the top. */
+void lconc_open_queue(lua_State *L) {
+  if (luaL_newmetatable(L, LCONC_QUEUE_MT)) {
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlibtable(L, methods);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &handles_key);
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, q_new);
+  lua_setfield(L, -2, "Queue");
+}

@@ -1,0 +1,318 @@
+-- Running work (API.md, "Beyond Python"): cancelling a running task,
+-- per-task time limits, per-worker memory caps, respawning process
+-- workers, and cf.worker(). Every case runs for both pools.
+
+local cf = require "concurrent.futures"
+
+-- Wait (without a timed assertion) until 'f' runs.
+local function until_running(f)
+  local t = os.time()
+  while not f:running() and not f:done() and os.time() - t < 30 do end
+  assert.is_true(f:running())
+end
+
+local function spin() while true do end end
+
+for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+  local Pool = cf[class]
+
+  describe(class .. " running work", function()
+    describe("cf.worker()", function()
+      it("describes the worker inside a task and is nil elsewhere", function()
+        local ex <close> = Pool(1)
+        assert.is_nil(cf.worker())
+        local function me() return require("concurrent.futures").worker() end
+        local w1 = ex:submit(me):result(30)
+        local w2 = ex:submit(me):result(30)
+        -- the first worker (under a sanitizer a child that hung at its
+        -- start is replaced, so its number may be higher)
+        assert.is_true(math.type(w1.id) == "integer" and w1.id >= 1)
+        assert.equal(w1.id, w2.id)
+        assert.equal("string", type(w1.name))
+        assert.is_true(#w1.name > 0)
+        assert.equal("number", math.type(w1.pid) and "number")
+        assert.same({ 1, 2 }, { w1.tasks, w2.tasks })
+        assert.equal(w1.pid, w2.pid)
+        local self = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+        if class == "ThreadPoolExecutor" then
+          assert.equal(tonumber(self), w1.pid)
+        else
+          assert.are_not.equal(tonumber(self), w1.pid)
+        end
+      end)
+    end)
+
+    describe("f:cancel{running = true}", function()
+      it("stops a tight loop; the future ends cancelled and the worker serves on", function()
+        local ex <close> = Pool(1)
+        local f = ex:submit(spin)
+        until_running(f)
+        assert.is_false(f:cancel())  -- Python's meaning: pending only
+        local calls = 0
+        f:add_done_callback(function() calls = calls + 1 end)
+        assert.is_true(f:cancel { running = true })
+        local ok, err = pcall(f.result, f, 30)
+        assert.is_false(ok)
+        assert.is_true(cf.CancelledError:is(err))
+        assert.is_true(f:cancelled())
+        assert.equal("Future<cancelled>", tostring(f))
+        assert.equal(1, calls)
+        assert.is_true(f:cancel { running = true })  -- already cancelled
+        assert.equal(42, ex:submit(function() return 42 end):result(30))
+        local st = ex:stats()
+        assert.equal(1, st.cancelled)
+        assert.equal(1, st.completed)
+        assert.equal(0, st.running)
+      end)
+
+      it("is not swallowed by a pcall in the task", function()
+        local ex <close> = Pool(1)
+        local f = ex:submit(function()
+          while true do
+            pcall(function() while true do end end)
+            pcall(error, "again")
+          end
+        end)
+        until_running(f)
+        assert.is_true(f:cancel { running = true })
+        assert.has_error(function() f:result(30) end)
+        assert.is_true(f:cancelled())
+        assert.equal("next", ex:submit(function() return "next" end):result(30))
+      end)
+
+      it("wakes a task blocked in result(), wait() or as_completed()", function()
+        local ex <close> = Pool(3)
+        local gate = cf.Future()
+        local fs = {
+          ex:submit(function(g) return g:result() end, gate),
+          ex:submit(function(g) return require("concurrent.futures").wait({ g }) end, gate),
+          ex:submit(function(g)
+            for _ in require("concurrent.futures").as_completed({ g }) do end
+          end, gate),
+        }
+        for _, f in ipairs(fs) do until_running(f) end
+        for _, f in ipairs(fs) do assert.is_true(f:cancel { running = true }) end
+        for _, f in ipairs(fs) do
+          assert.is_true(cf.CancelledError:is(select(2, pcall(f.result, f, 30))))
+        end
+        assert.is_false(gate:done())
+      end)
+
+      it("stops a task in a foreign C call once the call returns", function()
+        local ex <close> = Pool(1)
+        local f = ex:submit(function()
+          os.execute("sleep 0.2")
+          return "not stopped"
+        end)
+        until_running(f)
+        assert.is_true(f:cancel { running = true })
+        assert.has_error(function() f:result(30) end)
+        assert.is_true(f:cancelled())
+      end)
+
+      it("cancels a pending task and returns false once done", function()
+        local ex <close> = Pool(1)
+        local gate = cf.Future()
+        local first = ex:submit(function(g) return g:result() end, gate)
+        local queued = {}
+        for i = 1, 3 do queued[i] = ex:submit(function() return i end) end
+        until_running(first)
+        assert.is_true(queued[3]:cancel { running = true })
+        gate:set_result(1)
+        assert.equal(1, first:result(30))
+        assert.is_false(first:cancel { running = true })
+        assert.is_true(queued[3]:cancelled())
+        assert.has_error(function() first:cancel(1) end)
+      end)
+
+      it("gives exactly one outcome when it races the task's own end", function()
+        -- each task runs a loop of 0 to 2,000 steps, and is cancelled as
+        -- soon as it is seen running: some end first, some are stopped
+        local ex <close> = Pool(2)
+        local n = class == "ThreadPoolExecutor" and 3000 or 2000
+        local function sum(k) local s = 0 for j = 1, k do s = s + j end return s end
+        local fs, said, calls = {}, {}, {}
+        for i = 1, n do
+          local f = ex:submit(sum, (i % 100) * 20)
+          fs[i] = f
+          f:add_done_callback(function() calls[i] = (calls[i] or 0) + 1 end)
+          while not f:running() and not f:done() do end
+          said[i] = f:cancel { running = true }
+        end
+        cf.wait(fs, 60)
+        local cancelled, finished = 0, 0
+        for i, f in ipairs(fs) do
+          assert.is_true(f:done())
+          if said[i] then
+            assert.is_true(f:cancelled(), "cancel said true, yet it finished")
+            cancelled = cancelled + 1
+          else
+            local k = (i % 100) * 20
+            assert.equal(k * (k + 1) // 2, f:result(0))
+            finished = finished + 1
+          end
+          assert.equal(1, calls[i])
+        end
+        local st = ex:stats()
+        assert.equal(cancelled, st.cancelled)
+        assert.equal(finished, st.completed)
+        assert.is_true(cancelled > 0 and finished > 0, cancelled .. " " .. finished)
+      end)
+    end)
+
+    describe("task_timeout", function()
+      it("fails a task past its limit with TimeoutError, pcall or not", function()
+        local ex <close> = Pool { max_workers = 2, task_timeout = 0.2 }
+        local a = ex:submit(spin)
+        local b = ex:submit(function()
+          while true do pcall(function() while true do end end) end
+        end)
+        for _, f in ipairs { a, b } do
+          local e = f:exception(30)
+          assert.is_true(cf.TimeoutError:is(e), tostring(e))
+          assert.equal("task exceeded its 0.2 s time limit", e.message)
+        end
+        assert.equal(7, ex:submit(function() return 7 end):result(30))
+        assert.equal(2, ex:stats().failed)
+      end)
+
+      it("interrupts a task blocked in result()", function()
+        local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
+        local e = ex:submit(function(g) return g:result() end, cf.Future()):exception(30)
+        assert.is_true(cf.TimeoutError:is(e), tostring(e))
+      end)
+
+      it("takes a per-task limit in submit's table form", function()
+        local ex <close> = Pool(2)
+        local e = ex:submit { spin, timeout = 0.25 }:exception(30)
+        assert.equal("task exceeded its 0.25 s time limit", e.message)
+        local f = ex:submit { function(a, b, c) return a, b, c end, 1, nil, 3, n = 3, timeout = 30 }
+        assert.same({ 1, nil, 3, n = 3 }, table.pack(f:result(30)))
+        assert.equal(2, ex:submit { function(...) return select("#", ...) end, 1, 2 }:result(30))
+        local callable = setmetatable({}, { __call = function(_, x) return x * 2 end })
+        assert.equal(10, ex:submit(callable, 5):result(30))
+      end)
+
+      it("lets a submit's limit override the executor's", function()
+        local ex <close> = Pool { max_workers = 1, task_timeout = 0.1 }
+        assert.equal("done", ex:submit { function()
+          local t = os.time() + 1
+          while os.time() < t do end
+          return "done"
+        end, timeout = math.huge }:result(30))
+      end)
+
+      it("applies map's task_timeout to each task", function()
+        local ex <close> = Pool(2)
+        local got = {}
+        local ok, err = pcall(function()
+          for i, v in ex:map { function(x) if x == 2 then while true do end end return x end,
+                               { 1, 2, 3 }, task_timeout = 0.2 } do
+            got[i] = v
+          end
+        end)
+        assert.is_false(ok)
+        assert.is_true(cf.TimeoutError:is(err))
+        assert.same({ 1 }, got)
+      end)
+    end)
+
+    describe("max_memory", function()
+      it("fails a task that grows past the cap; the worker serves on", function()
+        local ex <close> = Pool { max_workers = 1, max_memory = 8 * 1024 * 1024 }
+        assert.equal(1, ex:submit(function() return 1 end):result(30))
+        local e = ex:submit(function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+          return #t
+        end):exception(30)
+        assert.equal("not enough memory", e)
+        assert.equal(2, ex:submit(function() return 2 end):result(30))
+        local mem = ex:stats().memory
+        assert.is_true(mem > 0 and mem < 8 * 1024 * 1024, tostring(mem))
+      end)
+
+      it("reports the memory the workers hold", function()
+        local ex <close> = Pool(2)
+        local f = ex:submit(function() _G.keep = ("x"):rep(4 * 1024 * 1024) return #_G.keep end)
+        assert.equal(4 * 1024 * 1024, f:result(30))
+        assert.is_true(ex:stats().memory >= 4 * 1024 * 1024)
+      end)
+    end)
+
+    describe("bad input", function()
+      it("names the option or field at fault", function()
+        local function err(fn, ...)
+          local ok, e = pcall(fn, ...)
+          assert.is_false(ok)
+          return (tostring(e):gsub("'concurrent%.%w+%.", "'"))
+        end
+        for _, v in ipairs { 0, -1, "1", 0 / 0 } do
+          assert.matches("task_timeout must be a positive number", err(Pool, { task_timeout = v }))
+        end
+        for _, v in ipairs { 0, -5, 1.5, "1k" } do
+          assert.matches("max_memory must be a positive integer", err(Pool, { max_memory = v }))
+        end
+        local ex <close> = Pool(1)
+        assert.matches("bad argument #1 to 'submit' %(n must be a non%-negative integer%)",
+          err(function() return ex:submit { print, n = -1 } end))
+        assert.matches("n must be a non%-negative integer",
+          err(function() return ex:submit { print, n = 0.5 } end))
+        assert.matches("bad argument #1 to 'submit' %(timeout must be a positive number%)",
+          err(function() return ex:submit { print, timeout = 0 } end))
+        assert.matches("function expected, got nil", err(function() return ex:submit {} end))
+        assert.matches("bad argument #1 to 'cancel' %(table expected",
+          err(function() return cf.Future():cancel(true) end))
+        assert.matches("task_timeout must be a positive number",
+          err(function() return ex:map { print, { 1 }, task_timeout = 0 } end))
+        if class == "ThreadPoolExecutor" then
+          assert.matches("respawn is an option of ProcessPoolExecutor only",
+            err(Pool, { respawn = true }))
+        else
+          assert.matches("respawn must be a boolean", err(Pool, { respawn = 1 }))
+        end
+      end)
+    end)
+  end)
+end
+
+describe("ProcessPoolExecutor running cancel", function()
+  it("stops a task its child holds ahead of the running one", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local a = ex:submit(spin)
+    local b = ex:submit(function() return "b ran" end)
+    until_running(a)
+    until_running(b)  -- sent to the child ahead: it counts as running
+    assert.is_false(b:cancel())
+    assert.is_true(b:cancel { running = true })
+    assert.is_true(a:cancel { running = true })
+    assert.is_true(cf.CancelledError:is(select(2, pcall(a.result, a, 30))))
+    assert.is_true(cf.CancelledError:is(select(2, pcall(b.result, b, 30))))
+    assert.equal("next", ex:submit(function() return "next" end):result(30))
+    assert.equal(2, ex:stats().cancelled)
+  end)
+end)
+
+describe("ProcessPoolExecutor respawn", function()
+  it("fails only the dead worker's task and replaces the worker", function()
+    local ex <close> = cf.ProcessPoolExecutor { max_workers = 2, respawn = true }
+    local gate = cf.Future()
+    local other = ex:submit(function(g) return g:result(30) end, gate)
+    until_running(other)
+    -- killed by signals: os.exit would run a sanitizer's exit hooks
+    local function die(sig)
+      local pid = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+      os.execute("kill -" .. sig .. " " .. pid)
+      while true do end
+    end
+    local e = ex:submit(die, "TERM"):exception(30)
+    assert.is_true(cf.BrokenProcessPool:is(e), tostring(e))
+    assert.matches("pid %d+, killed by signal 15", e.message)
+    local killed = ex:submit(die, "KILL"):exception(30)
+    assert.matches("killed by signal 9", killed.message)
+    assert.is_false(other:done())
+    gate:set_result("other")
+    assert.equal("other", other:result(30))
+    assert.equal("after", ex:submit(function() return "after" end):result(30))
+  end)
+end)

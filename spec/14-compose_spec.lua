@@ -1,0 +1,407 @@
+-- Composition over futures (API.md, "Beyond Python"): map's options and
+-- its errors, cf.all / cf.any, cf.async / cf.await.
+
+local cf = require "concurrent.futures"
+
+-- The line of this file that called the function at level 2 of 'fn'.
+local function line_of(fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok)
+  return err
+end
+
+describe("ThreadPoolExecutor:map", function()
+  it("cancels the task it waited on when its timeout expires", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local busy = ex:submit(function(g) return g:result(10) end, gate)
+    local ok, err = pcall(function()
+      for _ in ex:map { function(x) return x end, { 1, 2 }, timeout = 0 } do end
+    end)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    gate:set_result(1)
+    assert.equal(1, busy:result(10))
+    ex:shutdown(true)
+    local st = ex:stats()
+    assert.equal(2, st.cancelled)
+    assert.equal(1, st.completed)
+  end)
+
+  it("reports its argument errors at the caller's line", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local here = "14%-compose_spec%.lua:%d+: "
+    local cases = {
+      { function() local it = ex:map(5, { 1 }) return it end,
+        "bad argument #1 to 'map' %(function expected, got number%)" },
+      { function() local it = ex:map(print, 5) return it end,
+        "bad argument #2 to 'map' %(array or iterator function expected, got number%)" },
+      { function() local it = ex:map { print, { 1 }, 5 } return it end,
+        "bad argument #1 to 'map' %(array or iterator function expected at index 3, got number%)" },
+      { function() local it = ex:map(print) return it end,
+        "bad argument #2 to 'map' %(at least one iterable expected%)" },
+      { function() local it = ex:map { print, { 1 }, timeout = -1 } return it end,
+        "timeout must be a non%-negative number" },
+      { function() local it = ex:map { print, { 1 }, chunksize = 0 } return it end,
+        "chunksize must be an integer >= 1" },
+      { function() local it = ex:map(print, { io.stdout }) return it end,
+        "cannot transfer argument #2 %(userdata%)" },
+      { function() local it = ex.map(nil, print, { 1 }) return it end,
+        "calling 'map' on bad self" },
+    }
+    for _, c in ipairs(cases) do
+      local err = line_of(c[1])
+      assert.matches("^[^\n]-" .. here .. ".-" .. c[2], err)
+    end
+  end)
+
+  it("yields in completion order with ordered = false, each index once", function()
+    local ex <close> = cf.ThreadPoolExecutor(3)
+    local gate = cf.Future()
+    local seen = {}
+    local task = function(x, g) if x == 1 then g:result(10) end return x * 10 end
+    for i, v in ex:map { task, { 1, 2, 3 }, { gate, gate, gate }, ordered = false, timeout = 30 } do
+      assert.equal(i * 10, v)
+      seen[#seen + 1] = i
+      if #seen == 2 then gate:set_result(true) end
+    end
+    assert.equal(1, seen[3])
+    table.sort(seen)
+    assert.same({ 1, 2, 3 }, seen)
+  end)
+
+  it("yields every index of every chunk once in completion order", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local xs = {}
+    for i = 1, 10 do xs[i] = i end
+    local cases = { { chunksize = 3 }, { chunksize = 3, buffersize = 1 }, { buffersize = 2 } }
+    for _, opts in ipairs(cases) do
+      local seen = {}
+      for i, v in ex:map { function(x) return x * x end, xs, ordered = false,
+                           chunksize = opts.chunksize, buffersize = opts.buffersize } do
+        assert.equal(i * i, v)
+        seen[#seen + 1] = i
+      end
+      table.sort(seen)
+      assert.same(xs, seen)
+    end
+  end)
+
+  it("keeps at most buffersize tasks ahead of the consumer of an endless iterator", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    for _, k in ipairs { 0, 1, 2, 5 } do
+      for _, ordered in ipairs { true, false } do
+        local n = 0
+        local function naturals() n = n + 1 return n end
+        local count = 0
+        local neg = function(x) return -x end
+        for i, v in ex:map { neg, naturals, buffersize = k, ordered = ordered } do
+          assert.equal(-i, v)
+          count = count + 1
+          -- the inputs read are the tasks submitted: those yielded plus k
+          assert.equal(count + k, n)
+          if count == 40 then break end
+        end
+      end
+    end
+  end)
+
+  it("cancels the buffered tasks when the loop is left", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local k = 0
+    local function gen() k = k + 1 return k end
+    local task = function(x, g) if x > 1 then g:result(10) end return x end
+    for _ in ex:map { task, gen, -- luacheck: ignore 512
+                      function() return gate end, buffersize = 6 } do
+      break
+    end
+    gate:set_result(true)
+    ex:shutdown(true)
+    assert.equal(7, k)
+    assert.is_true(ex:stats().cancelled >= 5)
+  end)
+
+  it("raises TimeoutError in completion order and cancels what is left", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    for _, buffersize in ipairs { false, 3 } do
+      local ok, err = pcall(function()
+        for _ in ex:map { function(g) return g:result(10) end, { gate, gate, gate, gate },
+                          ordered = false, timeout = 0.05, buffersize = buffersize or nil } do end
+      end)
+      assert.is_false(ok)
+      assert.is_true(cf.TimeoutError:is(err))
+    end
+    gate:set_result(1)
+    ex:shutdown(true)
+    -- the first map's first task ran; the others never started
+    assert.equal(1, ex:stats().completed)
+    assert.equal(6, ex:stats().cancelled)
+  end)
+
+  it("checks ordered and buffersize, and accepts integral floats", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    for _, bad in ipairs { -1, 1.5, "2", true } do
+      local ok, err = pcall(ex.map, ex, { print, { 1 }, buffersize = bad })
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'map' %(buffersize must be an integer >= 0%)", err)
+    end
+    local ok, err = pcall(ex.map, ex, { print, { 1 }, ordered = "no" })
+    assert.is_false(ok)
+    assert.matches("ordered must be a boolean, got string", err)
+    ok, err = pcall(ex.map, ex, { print, { 1 }, buffer_size = 2 })
+    assert.is_false(ok)
+    assert.matches("unknown option 'buffer_size'", err)
+    local out = {}
+    local inc = function(x) return x + 1 end
+    for i, v in ex:map { inc, { 1, 2, 3 }, chunksize = 2.0, buffersize = 1.0 } do
+      out[i] = v
+    end
+    assert.same({ 2, 3, 4 }, out)
+  end)
+end)
+
+describe("cf.all and cf.any", function()
+  it("all: an array of each future's results as {n =, ...}, in input order", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local a = ex:submit(function() return 1, nil, 3 end)
+    local b = cf.Future()
+    local both = cf.all { a, b, a }
+    assert.is_false(both:done())
+    b:set_result("b")
+    local r = both:result(10)
+    assert.same({ { 1, nil, 3, n = 3 }, { "b", n = 1 }, { 1, nil, 3, n = 3 } }, r)
+    assert.same({}, cf.all({}):result(0))
+  end)
+
+  it("all: fails with the first error and cancels what has not started", function()
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local busy = ex:submit(function(g) return g:result(10) end, gate)
+    local queued = ex:submit(function() return "never" end)
+    while not busy:running() do end
+    local bad = cf.Future()
+    local both = cf.all { busy, queued, bad }
+    bad:set_exception({ code = 7 })
+    local ok, err = pcall(both.result, both, 10)
+    assert.is_false(ok)
+    assert.same({ code = 7 }, err)
+    assert.is_true(queued:cancelled())
+    assert.is_false(busy:cancelled())
+    gate:set_result(true)
+    ex:shutdown(true)
+    assert.is_true(busy:result(0))
+    -- a task's error keeps its traceback
+    local ex2 <close> = cf.ThreadPoolExecutor(1)
+    local failing = cf.all { ex2:submit(function() error("task failed", 0) end) }
+    assert.equal("task failed", failing:exception(10))
+    assert.matches("stack traceback", failing:traceback())
+  end)
+
+  it("all: fails with CancelledError for a cancelled input; cancel cancels the inputs", function()
+    local a, b = cf.Future(), cf.Future()
+    local both = cf.all { a, b }
+    a:cancel()
+    local ok, err = pcall(both.result, both, 0)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err))
+    local c, d = cf.Future(), cf.Future()
+    local two = cf.all { c, d }
+    assert.is_true(two:cancel())
+    assert.is_true(c:cancelled() and d:cancelled())
+  end)
+
+  it("any: the first successful results; fails only when all fail, with the last error", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local never = cf.Future()
+    local bad = ex:submit(function() error("bad", 0) end)
+    local good = ex:submit(function() return "x", nil end)
+    assert.same({ "x", nil, n = 2 }, table.pack(cf.any({ never, bad, good }):result(10)))
+    never:cancel()
+    local a, b = cf.Future(), cf.Future()
+    local either = cf.any { a, b }
+    a:set_exception("first")
+    assert.is_false(either:done())
+    b:set_exception("last")
+    local ok, err = pcall(either.result, either, 0)
+    assert.is_false(ok)
+    assert.equal("last", err)
+  end)
+
+  it("refuse what is not an array of futures", function()
+    local here = "14%-compose_spec%.lua:%d+: "
+    for _, c in ipairs {
+      { function() local f = cf.all(5) return f end,
+        "bad argument #1 to 'all' %(table of futures expected, got number%)" },
+      { function() local f = cf.all { cf.Future(), "x" } return f end,
+        "bad argument #1 to 'all' %(future expected at index 2, got string%)" },
+      { function() local f = cf.any(nil) return f end,
+        "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
+      { function() local f = cf.any {} return f end,
+        "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
+    } do
+      assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
+    end
+  end)
+end)
+
+describe("cf.async and cf.await", function()
+  it("runs the coroutine up to its first await and completes with its results", function()
+    local gate = cf.Future()
+    local steps = {}
+    local job = cf.async(function(a, b)
+      steps[#steps + 1] = "start"
+      local v = cf.await(gate)
+      steps[#steps + 1] = "resumed"
+      return a + v, b, nil
+    end, 1, "b")
+    assert.same({ "start" }, steps)
+    assert.is_false(job:done())
+    gate:set_result(41)   -- runs this state's callbacks at once
+    assert.same({ "start", "resumed" }, steps)
+    assert.same({ 42, "b", nil, n = 3 }, table.pack(job:result(0)))
+  end)
+
+  it("is resumed only at the state's safe points", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local task = ex:submit(function(g) return g:result(10) end, gate)
+    local job = cf.async(function() return cf.await(task) * 7 end)
+    gate:set_result(6)
+    while not task:done() do end   -- done() is not a safe point
+    assert.is_false(job:done())
+    assert.is_true(cf.dispatch(10) >= 1)
+    assert.is_true(job:done())
+    assert.equal(42, job:result(0))
+  end)
+
+  it("awaits several pool tasks in sequence, errors of tasks raised inside", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local job = cf.async(function()
+      local total = 0
+      for i = 1, 5 do total = total + cf.await(ex:submit(function(x) return x * x end, i)) end
+      local ok, err = pcall(cf.await, ex:submit(function() error({ why = "bad" }) end))
+      return total, ok, err
+    end)
+    local total, ok, err = job:result(10)
+    assert.equal(55, total)
+    assert.is_false(ok)
+    assert.same({ why = "bad" }, err)
+  end)
+
+  it("fails the future with the coroutine's error and its traceback", function()
+    local gate = cf.Future()
+    local function failing() cf.await(gate) error("inside async", 0) end
+    local job = cf.async(failing)
+    gate:set_result(true)
+    local ok, err = pcall(job.result, job, 0)
+    assert.is_false(ok)
+    assert.equal("inside async", err)
+    local tb = job:traceback()
+    assert.matches("^inside async\nstack traceback:", tb)
+    assert.matches("14%-compose_spec%.lua:%d+: in", tb)
+    local plain = cf.async(function() error({ code = 1 }) end)
+    assert.same({ code = 1 }, plain:exception(0))
+    local yielding = cf.async(function() coroutine.yield(1) end)
+    assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
+  end)
+
+  it("raises TimeoutError inside the coroutine when await's timeout passes", function()
+    local never = cf.Future()
+    local job = cf.async(function()
+      local ok, err = pcall(cf.await, never, 0.05)
+      local ok0, err0 = pcall(cf.await, never, 0)
+      return ok, cf.TimeoutError:is(err), ok0, cf.TimeoutError:is(err0), tostring(err)
+    end)
+    assert.same({ false, true, false, true, "TimeoutError: await timed out", n = 5 },
+      table.pack(job:result(10)))
+    -- a finished await does not time out later
+    local soon = cf.Future()
+    local job2 = cf.async(function() return cf.await(soon, 0.05) end)
+    soon:set_result("in time")
+    assert.equal("in time", job2:result(0))
+    cf.dispatch(0.1)
+    assert.equal("in time", job2:result(0))
+  end)
+
+  it("is f:result() outside an async coroutine", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    assert.equal(3, cf.await(ex:submit(function() return 3 end)))
+    local ok, err = pcall(cf.await, cf.Future(), 0.01)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    local co = coroutine.wrap(function() return cf.await(ex:submit(function() return 4 end)) end)
+    assert.equal(4, co())
+  end)
+
+  it("works inside a worker task", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local f = ex:submit(function()
+      local cf2 = require "concurrent.futures"
+      local g = cf2.Future()
+      local job = cf2.async(function() return cf2.await(g) + 1 end)
+      g:set_result(1)
+      return job:result(1)
+    end)
+    assert.equal(2, f:result(10))
+  end)
+
+  it("refuses bad arguments", function()
+    local here = "14%-compose_spec%.lua:%d+: "
+    for _, c in ipairs {
+      { function() local v = cf.await(5) return v end,
+        "bad argument #1 to 'await' %(future expected, got number%)" },
+      { function() local v = cf.await(cf.Future(), "1") return v end,
+        "bad argument #2 to 'await' %(number expected, got string%)" },
+      { function() local v = cf.await(cf.Future(), -1) return v end,
+        "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
+      { function() local v = cf.await(cf.Future(), 0 / 0) return v end,
+        "bad argument #2 to 'await' %(timeout is not a number%)" },
+      { function() local v = cf.async(5) return v end,
+        "bad argument #1 to 'async' %(function expected, got number%)" },
+    } do
+      assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
+    end
+  end)
+end)
+
+-- #forkbusy (spec/05 says why): children forked while the pool's own
+-- threads allocate; 'make asan' and 'make tsan' leave these out.
+describe("composition over a process pool #forkbusy", function()
+  it("maps in completion order and with a buffer", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local seen = {}
+    for i, v in ex:map { function(x) return x * 2 end, { 1, 2, 3, 4, 5 },
+                         ordered = false, chunksize = 2 } do
+      assert.equal(2 * i, v)
+      seen[#seen + 1] = i
+    end
+    table.sort(seen)
+    assert.same({ 1, 2, 3, 4, 5 }, seen)
+    local n = 0
+    local function naturals() n = n + 1 return n end
+    local count = 0
+    for i, v in ex:map { function(x) return -x end, naturals, buffersize = 2 } do
+      assert.equal(-i, v)
+      count = count + 1
+      assert.equal(count + 2, n)
+      if count == 10 then break end
+    end
+  end)
+
+  it("awaits process tasks inside cf.async; all and any combine them", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local job = cf.async(function()
+      local a = cf.await(ex:submit(function() return 20 end))
+      local b = cf.await(ex:submit(function(x) return x + 1 end, a), math.maxinteger)
+      return a + b
+    end)
+    assert.equal(41, job:result(30))
+    local both = cf.all { ex:submit(function() return 1 end), ex:submit(function() return 2 end) }
+    assert.same({ { 1, n = 1 }, { 2, n = 1 } }, both:result(30))
+    local first = cf.any { ex:submit(function() error("no", 0) end),
+                           ex:submit(function() return "yes" end) }
+    assert.equal("yes", first:result(30))
+  end)
+end)

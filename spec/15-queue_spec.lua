@@ -1,0 +1,209 @@
+-- cf.Queue (API.md, "Beyond Python", Queues): a FIFO of copied values,
+-- bounded or not, with timeouts and close; its waits are safe points.
+
+local cf = require "concurrent.futures"
+
+describe("cf.Queue", function()
+  it("is a FIFO of copies, with #q its length", function()
+    local q = cf.Queue()
+    local t = { 1, { 2 } }
+    q:put(t)
+    q:put("two")
+    q:put(nil)
+    q:put(3.5)
+    t[1] = "changed"
+    assert.equal(4, #q)
+    local v, ok = q:get()
+    assert.same({ 1, { 2 } }, v)
+    assert.is_true(ok)
+    assert.equal("two", q:get())
+    assert.same({ nil, true, n = 2 }, table.pack(q:get()))
+    assert.equal(3.5, q:get(0))
+    assert.equal(0, #q)
+    assert.equal("Queue<open, 0 items>", tostring(q))
+  end)
+
+  it("keeps futures as shared handles", function()
+    local q = cf.Queue()
+    local f = cf.Future()
+    q:put({ f = f })
+    assert.equal(f, q:get().f)
+  end)
+
+  it("raises TimeoutError from put while full and get while empty", function()
+    local q = cf.Queue(2)
+    q:put(1)
+    q:put(2)
+    local ok, err = pcall(q.put, q, 3, 0.02)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    assert.equal("TimeoutError: put timed out", tostring(err))
+    ok, err = pcall(q.put, q, 3, 0)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+    assert.equal(2, #q)
+    q:get()
+    q:get()
+    ok, err = pcall(q.get, q, 0.02)
+    assert.is_false(ok)
+    assert.equal("TimeoutError: get timed out", tostring(err))
+    ok, err = pcall(q.get, q, 0)
+    assert.is_false(ok)
+    assert.is_true(cf.TimeoutError:is(err))
+  end)
+
+  it("refuses put after close; get drains what is left, then returns nil, false", function()
+    local q = cf.Queue()
+    q:put("a")
+    q:put("b")
+    q:close()
+    local ok, err = pcall(q.put, q, "c")
+    assert.is_false(ok)
+    assert.matches("queue is closed", err)
+    assert.equal("a", q:get())
+    local seen = {}
+    for v in q:values() do seen[#seen + 1] = v end
+    assert.same({ "b" }, seen)
+    assert.same({ nil, false, n = 2 }, table.pack(q:get()))
+    assert.same({ nil, false, n = 2 }, table.pack(q:get(0)))
+    assert.equal("Queue<closed, 0 items>", tostring(q))
+  end)
+
+  it("runs callbacks while get or put waits: closing the queue there wakes them", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue()
+    local f = ex:submit(function() return "done" end)
+    f:add_done_callback(function() q:close() end)
+    assert.same({ nil, false, n = 2 }, table.pack(q:get(10)))
+    local full = cf.Queue(1)
+    full:put(1)
+    local g = ex:submit(function() return "done" end)
+    g:add_done_callback(function() full:close() end)
+    local ok, err = pcall(full.put, full, 2, 10)
+    assert.is_false(ok)
+    assert.matches("queue is closed", err)
+    -- a callback that makes room lets a waiting put through
+    local room = cf.Queue(1)
+    room:put(1)
+    local h = ex:submit(function() return "done" end)
+    h:add_done_callback(function() room:get() end)
+    room:put(2, 10)
+    assert.equal(2, room:get(0))
+  end)
+
+  it("refuses a value that cannot be transferred, naming its path", function()
+    local q = cf.Queue()
+    local ok, err = pcall(q.put, q, { config = { handle = io.stdout } })
+    assert.is_false(ok)
+    assert.matches("cannot transfer argument #1%.config%.handle %(userdata%)", err)
+    assert.equal(0, #q)
+  end)
+
+  it("checks maxsize", function()
+    for _, bad in ipairs { -1, 1.5, "3", true } do
+      local ok, err = pcall(cf.Queue, bad)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to '.-Queue'", err)
+    end
+    local q = cf.Queue(0)
+    for i = 1, 100 do q:put(i) end
+    assert.equal(100, #q)
+    assert.equal(1, #cf.Queue(2.0) + 1)
+  end)
+
+  it("checks its arguments", function()
+    local q = cf.Queue()
+    local function err(fn) local ok, e = pcall(fn) assert.is_false(ok) return e end
+    assert.matches("bad argument #1 to 'put' %(value expected%)", err(function() q:put() end))
+    assert.matches("bad argument #2 to 'put' %(timeout must be non%-negative%)",
+      err(function() q:put(1, -1) end))
+    assert.matches("bad argument #1 to 'get' %(number expected, got string%)",
+      err(function() q:get("x") end))
+    assert.matches("bad argument #1 to 'get'", err(function() q:get(0 / 0) end))
+    assert.matches("concurrent.Queue expected, got table", err(function() q.get({}) end))
+  end)
+
+end)
+
+describe("cf.Queue across a thread pool", function()
+  it("crosses into tasks as a shared handle, one per state", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue()
+    local same, back = ex:submit(function(a, t) return rawequal(a, t.q), a end, q, { q = q })
+      :result(10)
+    assert.is_true(same)
+    assert.equal(q, back)
+    local inner = cf.Queue()
+    q:put(inner)
+    assert.equal(inner, q:get())
+    local ok, err = pcall(q.put, q, { q })
+    assert.is_false(ok)
+    assert.matches("cannot put a queue into itself", err)
+  end)
+
+  it("streams values from a task while the main state drains them", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue(3)
+    local producer = ex:submit(function(out, n)
+      for i = 1, n do out:put({ i, tostring(i) }) end
+      out:close()
+      return n
+    end, q, 200)
+    local n, sum = 0, 0
+    for v in q:values() do
+      n = n + 1
+      assert.equal(tostring(v[1]), v[2])
+      sum = sum + v[1]
+    end
+    assert.equal(200, producer:result(10))
+    assert.equal(200, n)
+    assert.equal(200 * 201 // 2, sum)
+  end)
+
+  it("links two workers: one puts, the other gets", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local q = cf.Queue(1)
+    local consumer = ex:submit(function(inq)
+      local s = 0
+      for v in inq:values() do s = s + v end
+      return s
+    end, q)
+    local producer = ex:submit(function(outq)
+      for i = 1, 100 do outq:put(i) end
+      outq:close()
+    end, q)
+    producer:result(10)
+    assert.equal(5050, consumer:result(10))
+  end)
+
+  it("wakes a task waiting in get when the main state closes the queue", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue()
+    local started = cf.Queue()
+    local f = ex:submit(function(inq, s) s:put(true) return inq:get(30) end, q, started)
+    started:get(10)
+    q:close()
+    assert.same({ nil, false, n = 2 }, table.pack(f:result(10)))
+  end)
+
+  it("fails a task whose put waits when the queue is closed", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue(1)
+    q:put("full")
+    local started = cf.Queue()
+    local f = ex:submit(function(outq, s) s:put(true) outq:put("more", 30) end, q, started)
+    started:get(10)
+    q:close()
+    local err = f:exception(10)
+    assert.matches("queue is closed", err)
+    assert.equal("full", q:get(0))
+  end)
+
+  it("refuses at put, in a task, a value that cannot be transferred", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local q = cf.Queue()
+    local err = ex:submit(function(outq) outq:put({ f = io.stdout }) end, q):exception(10)
+    assert.matches("cannot transfer argument #1%.f %(userdata%)", err)
+    assert.equal(0, #q)
+  end)
+end)

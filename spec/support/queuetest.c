@@ -1,0 +1,317 @@
+/*
+** queuetest.c: the core queue (chanq.c) and timer (timer.c) driven from
+** C alone, as a C host would. "queuetest <case>" runs one case and prints
+** "ok <case>"; "queuetest list" names them.
+*/
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "concurrent.h"
+
+/* A case that takes longer than this has hung. */
+#define CASE_TIMEOUT 60
+
+#define CHECK(c) \
+  ((c) ? (void)0 : fail(__FILE__, __LINE__, #c))
+
+static void fail(const char *file, int line, const char *what) {
+  fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
+  exit(1);
+}
+
+static int freed;  /* items released through 'freeint' (atomic) */
+
+static void freeint(void *p) {
+  __atomic_add_fetch(&freed, 1, __ATOMIC_RELAXED);
+  free(p);
+}
+
+static int *newint(int v) {
+  int *p = (int *)malloc(sizeof(*p));
+  CHECK(p != NULL);
+  *p = v;
+  return p;
+}
+
+/* Take one item, which must hold 'want'. */
+static void getint(conc_chanq_t *q, int want, double deadline) {
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  CHECK(conc_chanq_get(q, &data, &len, &fn, deadline) == 0);
+  CHECK(len == sizeof(int) && *(int *)data == want && fn == freeint);
+  fn(data);
+}
+
+static void case_fifo(void) {
+  conc_chanq_t *q = conc_chanq_new(0);
+  int i;
+  CHECK(q != NULL && conc_chanq_maxsize(q) == 0);
+  for (i = 0; i < 1000; i++)
+    CHECK(conc_chanq_put(q, newint(i), sizeof(int), freeint, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_len(q) == 1000);
+  for (i = 0; i < 1000; i++)
+    getint(q, i, CONC_FOREVER);
+  CHECK(conc_chanq_len(q) == 0);
+  CHECK(conc_chanq_get(q, NULL, NULL, NULL, conc_deadline(0.01))
+        == CONC_ETIMEDOUT);
+  conc_chanq_unref(q);
+}
+
+static void case_bounded(void) {
+  conc_chanq_t *q = conc_chanq_new(2);
+  int *third = newint(3);
+  CHECK(conc_chanq_put(q, newint(1), sizeof(int), freeint, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_tryput(q, newint(2), sizeof(int), freeint, NULL) == 0);
+  CHECK(conc_chanq_put(q, third, sizeof(int), freeint, conc_deadline(0.01))
+        == CONC_ETIMEDOUT);
+  CHECK(conc_chanq_tryput(q, third, sizeof(int), freeint, NULL)
+        == CONC_ETIMEDOUT);
+  getint(q, 1, CONC_FOREVER);
+  CHECK(conc_chanq_tryput(q, third, sizeof(int), freeint, NULL) == 0);
+  getint(q, 2, CONC_FOREVER);
+  getint(q, 3, CONC_FOREVER);
+  conc_chanq_unref(q);
+}
+
+static void *producer(void *arg) {
+  conc_chanq_t *q = (conc_chanq_t *)arg;
+  int i;
+  for (i = 1; i <= 100000; i++)
+    CHECK(conc_chanq_put(q, newint(i), sizeof(int), freeint, CONC_FOREVER) == 0);
+  conc_chanq_close(q);
+  return NULL;
+}
+
+/* One thread puts 100,000 items through a queue of 16, then closes it. */
+static void case_threads(void) {
+  conc_chanq_t *q = conc_chanq_new(16);
+  pthread_t t;
+  long sum = 0, n = 0;
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  int r;
+  CHECK(pthread_create(&t, NULL, producer, q) == 0);
+  while ((r = conc_chanq_get(q, &data, &len, &fn, CONC_FOREVER)) == 0) {
+    CHECK(conc_chanq_len(q) <= 16);
+    sum += *(int *)data;
+    n++;
+    fn(data);
+  }
+  CHECK(r == CONC_ECLOSED);
+  CHECK(n == 100000 && sum == 100000L * 100001L / 2);
+  pthread_join(t, NULL);
+  conc_chanq_unref(q);
+}
+
+static void *getter(void *arg) {
+  return (void *)(intptr_t)conc_chanq_get((conc_chanq_t *)arg, NULL, NULL,
+                                          NULL, CONC_FOREVER);
+}
+
+static void *putter(void *arg) {
+  conc_chanq_t *q = (conc_chanq_t *)arg;
+  int *p = newint(9);
+  int r = conc_chanq_put(q, p, sizeof(int), freeint, CONC_FOREVER);
+  if (r != 0)
+    free(p);  /* refused: still ours */
+  return (void *)(intptr_t)r;
+}
+
+/* Closing wakes a get on an empty queue and a put on a full one; after
+** close, put fails and get drains what is left. */
+static void case_close(void) {
+  conc_chanq_t *empty = conc_chanq_new(0), *full = conc_chanq_new(1);
+  pthread_t g, p;
+  void *rg, *rp;
+  CHECK(conc_chanq_put(full, newint(1), sizeof(int), freeint, CONC_FOREVER) == 0);
+  CHECK(pthread_create(&g, NULL, getter, empty) == 0);
+  CHECK(pthread_create(&p, NULL, putter, full) == 0);
+  usleep(20000);
+  conc_chanq_close(empty);
+  conc_chanq_close(full);
+  pthread_join(g, &rg);
+  pthread_join(p, &rp);
+  CHECK((intptr_t)rg == CONC_ECLOSED && (intptr_t)rp == CONC_ECLOSED);
+  CHECK(conc_chanq_closed(full) && conc_chanq_len(full) == 1);
+  getint(full, 1, CONC_FOREVER);
+  CHECK(conc_chanq_get(full, NULL, NULL, NULL, CONC_FOREVER) == CONC_ECLOSED);
+  conc_chanq_unref(empty);
+  conc_chanq_unref(full);
+}
+
+/* A waiter that cannot block on the queue's condition variable passes a
+** future: a put, a get or close cancels it. */
+static void case_wake(void) {
+  conc_chanq_t *q = conc_chanq_new(1);
+  conc_future_t *w1 = conc_future_new(), *w2 = conc_future_new(),
+                *w3 = conc_future_new();
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  CHECK(conc_chanq_tryget(q, &data, &len, &fn, w1) == CONC_ETIMEDOUT);
+  CHECK(conc_future_state(w1) == CONC_PENDING);
+  CHECK(conc_chanq_tryput(q, newint(1), sizeof(int), freeint, NULL) == 0);
+  CHECK(conc_future_state(w1) == CONC_CANCELLED);
+  CHECK(conc_chanq_tryput(q, data = newint(2), sizeof(int), freeint, w2)
+        == CONC_ETIMEDOUT);
+  free(data);
+  getint(q, 1, CONC_FOREVER);
+  CHECK(conc_future_state(w2) == CONC_CANCELLED);
+  CHECK(conc_chanq_tryget(q, &data, &len, &fn, w3) == CONC_ETIMEDOUT);
+  conc_chanq_close(q);
+  CHECK(conc_future_state(w3) == CONC_CANCELLED);
+  conc_future_unref(w1);
+  conc_future_unref(w2);
+  conc_future_unref(w3);
+  conc_chanq_unref(q);
+}
+
+/* The last reference frees what is left, and forgets its wake futures. */
+static void case_unref(void) {
+  conc_chanq_t *q = conc_chanq_new(0);
+  conc_future_t *w = conc_future_new();
+  int i, before = freed;
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  for (i = 0; i < 5; i++)
+    CHECK(conc_chanq_tryput(q, newint(i), sizeof(int), freeint, NULL) == 0);
+  conc_chanq_ref(q);
+  conc_chanq_unref(q);
+  CHECK(freed == before);
+  conc_chanq_unref(q);
+  CHECK(freed == before + 5);
+  q = conc_chanq_new(0);
+  CHECK(conc_chanq_tryget(q, &data, &len, &fn, w) == CONC_ETIMEDOUT);
+  conc_chanq_unref(q);
+  CHECK(conc_future_state(w) == CONC_PENDING);
+  conc_future_unref(w);
+}
+
+/* A timer cancels each future at its deadline, in deadline order, and
+** leaves alone those done before. */
+static void case_timer(void) {
+  conc_timer_t *t = conc_timer_new();
+  conc_future_t *late = conc_future_new(), *soon = conc_future_new(),
+                *done = conc_future_new(), *never = conc_future_new();
+  CHECK(t != NULL);
+  CHECK(conc_timer_cancel_at(t, late, conc_deadline(0.2)) == 0);
+  CHECK(conc_timer_cancel_at(t, soon, conc_deadline(0.02)) == 0);
+  CHECK(conc_timer_cancel_at(t, done, conc_deadline(0.02)) == 0);
+  CHECK(conc_timer_cancel_at(t, never, conc_deadline(3600)) == 0);
+  CHECK(conc_future_set_result(done, NULL, 0, NULL) == 0);
+  CHECK(conc_future_wait(soon, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(soon) == CONC_CANCELLED);
+  CHECK(conc_future_state(late) == CONC_PENDING);
+  CHECK(conc_future_wait(late, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(late) == CONC_CANCELLED);
+  CHECK(conc_future_state(done) == CONC_FINISHED);
+  conc_timer_free(t);  /* joins; 'never' stays pending */
+  CHECK(conc_future_state(never) == CONC_PENDING);
+  conc_future_unref(late);
+  conc_future_unref(soon);
+  conc_future_unref(done);
+  conc_future_unref(never);
+}
+
+/* Threads of this process, from /proc/self/status. */
+static int nthreads(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  int n = -1;
+  CHECK(f != NULL);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "Threads:", 8) == 0)
+      n = atoi(line + 8);
+  fclose(f);
+  return n;
+}
+
+/* The thread count once it stopped changing for 100 ms (a sanitizer
+** may start a thread of its own along the way). */
+static int settled(void) {
+  int n = nthreads(), i;
+  for (i = 0; i < 100; i++) {
+    usleep(100000);
+    if (nthreads() == n)
+      return n;
+    n = nthreads();
+  }
+  return n;
+}
+
+/* The thread leaves once nothing is due (entries fired or removed) and
+** a later entry starts a new one. */
+static void case_timeridle(void) {
+  conc_timer_t *t = conc_timer_new();
+  conc_future_t *a = conc_future_new(), *b = conc_future_new(),
+                *c = conc_future_new();
+  int base;
+  CHECK(conc_timer_cancel_at(t, a, conc_deadline(0.01)) == 0);
+  CHECK(conc_future_wait(a, conc_deadline(10)) == 0);
+  base = settled();  /* without the timer's thread, if it left */
+  CHECK(conc_timer_cancel_at(t, b, conc_deadline(3600)) == 0);
+  CHECK(nthreads() == base + 1);
+  conc_timer_remove(t, b);
+  conc_timer_remove(t, b);  /* not there any more: harmless */
+  CHECK(settled() == base);
+  CHECK(conc_future_state(b) == CONC_PENDING);
+  CHECK(conc_timer_cancel_at(t, c, conc_deadline(0.01)) == 0);
+  CHECK(conc_future_wait(c, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(c) == CONC_CANCELLED);
+  conc_timer_free(t);
+  conc_future_unref(a);
+  conc_future_unref(b);
+  conc_future_unref(c);
+}
+
+static const struct {
+  const char *name;
+  void (*fn)(void);
+} cases[] = {
+  {"fifo", case_fifo},
+  {"bounded", case_bounded},
+  {"threads", case_threads},
+  {"close", case_close},
+  {"wake", case_wake},
+  {"unref", case_unref},
+  {"timer", case_timer},
+  {"timeridle", case_timeridle},
+};
+
+#define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
+
+int main(int argc, char **argv) {
+  int i, k, ran = 0;
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s list | all | <case>...\n", argv[0]);
+    return 2;
+  }
+  if (strcmp(argv[1], "list") == 0) {
+    for (i = 0; i < NCASES; i++)
+      printf("%s\n", cases[i].name);
+    return 0;
+  }
+  alarm(CASE_TIMEOUT);  /* a hung case dies of SIGALRM */
+  for (i = 0; i < NCASES; i++) {
+    int want = strcmp(argv[1], "all") == 0;
+    for (k = 1; k < argc && !want; k++)
+      want = strcmp(argv[k], cases[i].name) == 0;
+    if (want) {
+      cases[i].fn();
+      printf("ok %s\n", cases[i].name);
+      fflush(stdout);
+      ran++;
+    }
+  }
+  if (ran == 0) {
+    fprintf(stderr, "%s: no such case '%s'\n", argv[0], argv[1]);
+    return 2;
+  }
+  return 0;
+}
