@@ -203,6 +203,13 @@ static ctask *nexttask(child *c) {
   t = c->head;
   if (t != NULL && (c->head = t->next) == NULL)
     c->tail = &c->head;
+  if (t != NULL) {  /* running from here: a cancel now finds it so */
+    c->running = t->id;
+    __atomic_store_n(&c->ctl.stop, t->cancelled ? CONC_STOP_CANCEL
+                                                : CONC_STOP_NONE,
+                     __ATOMIC_SEQ_CST);
+    c->ctl.timeout = t->timeout;
+  }
   pthread_mutex_unlock(&c->mu);
   return t;
 }
@@ -290,17 +297,11 @@ static void expired(conc__tnode *n) {
   stoprunning(conc__container_of(n, child, limit), CONC_STOP_TIMEOUT);
 }
 
-/* Run 't' with its controls armed: the reader may stop it meanwhile. */
+/* Run 't' (made running, its controls armed, by 'nexttask'): the reader
+** may stop it meanwhile. */
 static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   conc_payload_t *out;
   int timed = 0;
-  pthread_mutex_lock(&c->mu);
-  c->running = t->id;
-  __atomic_store_n(&c->ctl.stop, t->cancelled ? CONC_STOP_CANCEL
-                                              : CONC_STOP_NONE,
-                   __ATOMIC_SEQ_CST);
-  c->ctl.timeout = t->timeout;
-  pthread_mutex_unlock(&c->mu);
   if (t->timeout > 0)
     timed = conc__tasktimer_add(&c->timer, &c->limit,
                             conc_now() + t->timeout) == 0;
