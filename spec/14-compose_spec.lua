@@ -106,6 +106,25 @@ describe("ThreadPoolExecutor:map", function()
     end
   end)
 
+  it("refills the buffer when a later task completes before an earlier one", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local gate = cf.Future()
+    local n = 0
+    local function gen() n = n + 1 if n <= 4 then return n end end
+    local task = function(x, g) if x == 1 then g:result(10) end return x end
+    local order = {}
+    for i in ex:map { task, gen, function() return gate end,
+                      buffersize = 2, ordered = false } do
+      order[#order + 1] = i
+      -- task 1 still holds its slot: the next input is read at once
+      if i == 2 then assert.equal(3, n) end
+      if i == 3 then gate:set_result(true) end
+    end
+    assert.same({ 2, 3 }, { order[1], order[2] })
+    table.sort(order)
+    assert.same({ 1, 2, 3, 4 }, order)
+  end)
+
   it("cancels the buffered tasks when the loop is left", function()
     local ex = cf.ThreadPoolExecutor(1)
     local gate = cf.Future()

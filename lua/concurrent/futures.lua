@@ -268,12 +268,13 @@ end
 
 -- The tasks of one map: 'fs[t]' is task t's future until its results
 -- are taken, 'first[t]' the index of its first input, 'index[f]' is t;
--- tasks lo..nt are submitted and some of them not taken yet. 'up'
+-- tasks lo..nt are submitted and 'live' of them not taken yet (in
+-- completion order those need not be lo..lo+live-1). 'up'
 -- arguments count the frames from the function given it up to map's
 -- caller, where a refusal of submit is reported.
 local function tasks(ex, fn, nextargs, chunksize, limit)
-  local T = { fs = {}, first = {}, index = {}, nt = 0, lo = 1, inputs = 0,
-              over = false }
+  local T = { fs = {}, first = {}, index = {}, nt = 0, lo = 1, live = 0,
+              inputs = 0, over = false }
   -- submit's arguments for fn(...): with a time limit, its table form
   local function call(...)
     if limit == nil then return ... end
@@ -298,14 +299,14 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
       if #chunk == 0 then return false end
       f, n = submit(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
     end
-    T.nt = T.nt + 1
+    T.nt, T.live = T.nt + 1, T.live + 1
     T.fs[T.nt], T.first[T.nt], T.index[f] = f, T.inputs + 1, T.nt
     T.inputs = T.inputs + n
     return true
   end
   -- Keep 'k' tasks submitted and not taken (k = nil: every task).
   function T.fill(k, up)
-    while (k == nil or T.nt - T.lo + 1 < k) and T.submit(up + 1) do end
+    while (k == nil or T.live < k) and T.submit(up + 1) do end
   end
   function T.cancel()
     for t = T.lo, T.nt do
@@ -319,6 +320,7 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
   function T.take(t)
     local f = T.fs[t]
     T.fs[t], T.first[t], T.index[f] = nil, nil, nil
+    T.live = T.live - 1
     while T.lo <= T.nt and T.fs[T.lo] == nil do T.lo = T.lo + 1 end
     local ok, r = pcall(function() return pack(f:result(0)) end)
     if not ok then T.cancel() error(r, 0) end
