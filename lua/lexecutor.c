@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "lconcurrent.h"
-#include "lworker.h"
+#include "lexecutor.h"
 
 #define THREADPOOL_MT "concurrent.ThreadPoolExecutor"
 #define PROCESSPOOL_MT "concurrent.ProcessPoolExecutor"
@@ -33,11 +33,23 @@ typedef struct executor {
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
+static int ex_gc(lua_State *L);
+
+/* Any executor class made by lconc_newexecclass: its metatable's __gc is
+** ex_gc (the MPI module adds a class of its own). */
 static executor *checkexecutor(lua_State *L) {
-  executor *ex = (executor *)luaL_testudata(L, 1, THREADPOOL_MT);
-  if (ex == NULL)
-    ex = (executor *)luaL_checkudata(L, 1, PROCESSPOOL_MT);
-  return ex;
+  void *ex = lua_touserdata(L, 1);
+  if (ex != NULL && lua_getmetatable(L, 1)) {
+    int ours;
+    lua_pushliteral(L, "__gc");
+    ours = lua_rawget(L, -2) == LUA_TFUNCTION
+           && lua_tocfunction(L, -1) == ex_gc;
+    lua_pop(L, 2);
+    if (ours)
+      return (executor *)ex;
+  }
+  luaL_typeerror(L, 1, "executor");
+  return NULL;
 }
 
 /* Free the back-end (waiting for its work) and the runtime's data. */
@@ -244,15 +256,6 @@ static int ex_tostring(lua_State *L) {
 ** Construction
 ** ======================================================================= */
 
-/* What a constructor accepts. */
-typedef struct kind {
-  const char *mt;          /* "concurrent.<class name>" */
-  const char *const *options;  /* the option names it knows */
-  conc_executor_t *(*make)(const conc_executor_opts_t *o);
-  int defworkers;          /* times the number of processors */
-  int queues;              /* cf.Queue handles cross into its tasks */
-} kind;
-
 static char *copystring(lua_State *L, int idx) {
   const char *s = lua_tostring(L, idx);
   char *c = strdup(s != NULL ? s : "");
@@ -317,17 +320,23 @@ static void readinit(lua_State *L, lconc_shared *sh) {
   lua_settop(L, base - 1);
 }
 
+/* Whether 'k' knows the option at the top (a key of any type). */
+static int knows(lua_State *L, const lconc_execkind *k) {
+  const char *const *o;
+  for (o = k->options; *o != NULL; o++)
+    if (lua_type(L, -1) == LUA_TSTRING
+        && strcmp(lua_tostring(L, -1), *o) == 0)
+      return 1;
+  return 0;
+}
+
 /* Every key of the option table at 1 must be one 'k' knows. */
-static void checkoptionnames(lua_State *L, const kind *k) {
+static void checkoptionnames(lua_State *L, const lconc_execkind *k) {
   lua_pushnil(L);
   while (lua_next(L, 1)) {
-    const char *const *o;
     lua_pop(L, 1);
-    for (o = k->options; *o != NULL; o++)
-      if (lua_type(L, -1) == LUA_TSTRING
-          && strcmp(lua_tostring(L, -1), *o) == 0)
-        break;
-    if (*o == NULL) {
+    if (!knows(L, k)) {
+      const char *const *o;
       const char *key = luaL_tolstring(L, -1, NULL);
       luaL_Buffer b;
       luaL_buffinit(L, &b);
@@ -368,10 +377,10 @@ static void readlimits(lua_State *L, executor *ex,
 }
 
 /* The option table at 1: fills 'o' (its strings stay on the stack). */
-static void readoptions(lua_State *L, const kind *k,
+static void readoptions(lua_State *L, const lconc_execkind *k,
                         conc_executor_opts_t *o) {
-  if (k->make == conc_threadexec_new
-      && lua_getfield(L, 1, "respawn") != LUA_TNIL)
+  lua_pushliteral(L, "respawn");
+  if (!knows(L, k) && lua_getfield(L, 1, "respawn") != LUA_TNIL)
     luaL_argerror(L, 1, "respawn is an option of ProcessPoolExecutor only");
   checkoptionnames(L, k);
   if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
@@ -399,7 +408,7 @@ static void readpaths(lua_State *L, lconc_shared *sh) {
 }
 
 /* cf.XPoolExecutor([max_workers] or {opts}) */
-static int newexecutor(lua_State *L, const kind *k) {
+int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   conc_executor_opts_t o;
   executor *ex;
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -431,7 +440,7 @@ static int newexecutor(lua_State *L, const kind *k) {
     readlimits(L, ex, &o);
   }
   o.runtime = lconc_runtime(ex->sh);
-  ex->core = k->make(&o);
+  ex->core = k->make(L, &o, ex->sh);
   if (ex->core == NULL)
     return luaL_error(L, "cannot create the %s (not enough memory)",
                       ex->name);
@@ -449,19 +458,33 @@ static const char *const processoptions[] = {
   "task_timeout", "max_memory", "respawn", NULL
 };
 
-static const kind threadkind = {
-  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5, 1
+static conc_executor_t *makethreads(lua_State *L,
+                                    const conc_executor_opts_t *o,
+                                    lconc_shared *sh) {
+  (void)L; (void)sh;
+  return conc_threadexec_new(o);
+}
+
+static conc_executor_t *makeprocesses(lua_State *L,
+                                      const conc_executor_opts_t *o,
+                                      lconc_shared *sh) {
+  (void)L; (void)sh;
+  return conc_procexec_new(o);
+}
+
+static const lconc_execkind threadkind = {
+  THREADPOOL_MT, threadoptions, makethreads, 5, 1
 };
-static const kind processkind = {
-  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1, 0
+static const lconc_execkind processkind = {
+  PROCESSPOOL_MT, processoptions, makeprocesses, 1, 0
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {
-  return newexecutor(L, &threadkind);
+  return lconc_newexecutor(L, &threadkind);
 }
 
 static int cf_ProcessPoolExecutor(lua_State *L) {
-  return newexecutor(L, &processkind);
+  return lconc_newexecutor(L, &processkind);
 }
 
 /* }====================================================================== */
@@ -482,7 +505,7 @@ static const luaL_Reg metamethods[] = {
 };
 
 /* A class metatable over the shared methods table at the top. */
-static void newclass(lua_State *L, const char *mt) {
+void lconc_newexecclass(lua_State *L, const char *mt) {
   luaL_newmetatable(L, mt);
   luaL_setfuncs(L, metamethods, 0);
   lua_pushvalue(L, -2);
@@ -498,8 +521,8 @@ void lconc_open_executor(lua_State *L) {
     lua_pop(L, 1);
     luaL_newlibtable(L, methods);
     luaL_setfuncs(L, methods, 0);
-    newclass(L, THREADPOOL_MT);
-    newclass(L, PROCESSPOOL_MT);
+    lconc_newexecclass(L, THREADPOOL_MT);
+    lconc_newexecclass(L, PROCESSPOOL_MT);
   } else {
     lua_getfield(L, -1, "__index");
     lua_remove(L, -2);

@@ -149,6 +149,18 @@ describe("ThreadPoolExecutor", function()
       assert.equal(0, ex:stats().pending)
     end)
 
+    it("refuses a method called on what is not an executor", function()
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      for _, bad in ipairs { {}, io.stdout, cf.Future() } do
+        local ok, err = pcall(ex.submit, bad, print)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to '.-' %(executor expected, got ", err)
+      end
+      local ok, err = pcall(ex.stats, setmetatable({}, getmetatable(ex)))
+      assert.is_false(ok)
+      assert.matches("executor expected, got concurrent.ThreadPoolExecutor", err)
+    end)
+
     it("refuses bad max_workers and options", function()
       for _, bad in ipairs { 0, -3, 2.5 } do
         local ok, err = pcall(function() return cf.ThreadPoolExecutor(bad) end)

@@ -24,14 +24,11 @@
 #include <unistd.h>
 
 #include "lconcurrent.h"
-#include "lworker.h"
+#include "lexecutor.h"
 #include "mpicomm.h"
 
 #define MPIPOOL_MT "concurrent.MPIPoolExecutor"
 #define MODNAME "concurrent.futures.mpi"
-
-/* Most workers one may ask for (more are cut to the ranks there are). */
-#define MAXWORKERS 100000
 
 static int rank_, size_;
 
@@ -67,229 +64,6 @@ static const conc_mpi_worker worker = { w_open, w_close };
 
 /* }====================================================================== */
 
-
-/* {======================================================================
-** The executor
-** ======================================================================= */
-
-typedef struct mexec {
-  conc_executor_t *core;   /* NULL once shut down and freed */
-  lconc_closer closer;     /* linked to the owner while 'core' lives */
-  int shutdown;
-  conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
-} mexec;
-
-static mexec *checkmexec(lua_State *L) {
-  return (mexec *)luaL_checkudata(L, 1, MPIPOOL_MT);
-}
-
-static void release(mexec *ex) {
-  conc_executor_t *core = ex->core;
-  lconc_removecloser(&ex->closer);
-  ex->core = NULL;
-  ex->shutdown = 1;
-  if (core != NULL) {
-    core->ops->stats(core, &ex->last);
-    core->ops->free(core);
-  }
-}
-
-static void closer_close(lconc_closer *c) {
-  release((mexec *)((char *)c - offsetof(mexec, closer)));
-}
-
-static void checkbroken(lua_State *L, mexec *ex) {
-  char *msg = ex->core != NULL ? ex->core->ops->broken(ex->core) : NULL;
-  if (msg != NULL) {
-    lua_pushstring(L, msg);
-    free(msg);
-    lconc_pusherror(L, ex->core->ops->broken_class, lua_tostring(L, -1));
-    lua_error(L);
-  }
-}
-
-static void checkopen(lua_State *L, mexec *ex) {
-  if (ex->shutdown || ex->core == NULL)
-    luaL_error(L, "cannot schedule new futures after shutdown");
-  checkbroken(L, ex);
-}
-
-/* ex:submit(fn, ...) -> Future, as the other executors. */
-static int mx_submit(lua_State *L) {
-  mexec *ex = checkmexec(L);
-  conc_future_t *f;
-  conc_payload_t *p;
-  int r;
-  lconc_checkcallable(L, 2);
-  checkopen(L, ex);
-  if (lconc_closing(L))
-    return luaL_error(L, "the Lua state is closing");
-  f = conc_future_new();
-  if (f == NULL)
-    return luaL_error(L, "not enough memory");
-  lconc_newfuture(L, f);
-  conc_future_unref(f);
-  lua_insert(L, 2);
-  p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);
-  if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
-    conc_payload_free(p);
-    checkopen(L, ex);
-  }
-  r = ex->core->ops->submit(ex->core, f, p, 0);
-  if (r != 0) {
-    conc_payload_free(p);
-    checkbroken(L, ex);
-    lconc_coreerror(L, r, "submit");
-  }
-  lua_settop(L, 2);
-  return 1;
-}
-
-/* As the other executors: callbacks run at safe points meanwhile. */
-static void shutdown(lua_State *L, mexec *ex, int wait, int cancel) {
-  ex->shutdown = 1;
-  if (ex->core != NULL) {
-    ex->core->ops->shutdown(ex->core, 0, cancel);
-    lconc_safepoint(L);
-    if (wait && ex->core != NULL) {
-      ex->core->ops->shutdown(ex->core, 1, 0);
-      release(ex);
-      lconc_safepoint(L);
-    }
-  }
-  if (wait)
-    release(ex);
-}
-
-static int mx_shutdown(lua_State *L) {
-  mexec *ex = checkmexec(L);
-  int wait = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
-  shutdown(L, ex, wait, lua_toboolean(L, 3));
-  return 0;
-}
-
-static int mx_gc(lua_State *L) {
-  shutdown(L, checkmexec(L), 1, 0);
-  return 0;
-}
-
-static void setintfield(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static int mx_stats(lua_State *L) {
-  mexec *ex = checkmexec(L);
-  conc_pool_stats_t st = ex->last;
-  if (ex->core != NULL)
-    ex->core->ops->stats(ex->core, &st);
-  lua_createtable(L, 0, 7);
-  setintfield(L, "workers", st.workers);
-  setintfield(L, "idle", st.idle);
-  setintfield(L, "pending", st.pending);
-  setintfield(L, "running", st.running);
-  setintfield(L, "completed", st.completed);
-  setintfield(L, "failed", st.failed);
-  setintfield(L, "cancelled", st.cancelled);
-  return 1;
-}
-
-static int mx_tostring(lua_State *L) {
-  mexec *ex = checkmexec(L);
-  lua_pushfstring(L, "MPIPoolExecutor<%s>",
-                  ex->shutdown ? "shutdown" : "running");
-  return 1;
-}
-
-/* }====================================================================== */
-
-
-/* {======================================================================
-** Construction
-** ======================================================================= */
-
-static int checkcount(lua_State *L, int idx) {
-  int isint;
-  lua_Integer m = lua_tointegerx(L, idx, &isint);
-  if (!isint || m <= 0 || m > MAXWORKERS)
-    luaL_argerror(L, 1, "max_workers must be a positive integer");
-  return (int)m;
-}
-
-/* Every key of the option table at 1 is a known one. */
-static void checkoptions(lua_State *L) {
-  static const char *const known[] = {
-    "max_workers", "initializer", "initargs", NULL
-  };
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    const char *const *o;
-    lua_pop(L, 1);
-    for (o = known; *o != NULL; o++)
-      if (lua_type(L, -1) == LUA_TSTRING
-          && strcmp(lua_tostring(L, -1), *o) == 0)
-        break;
-    if (*o == NULL)
-      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s' (known: "
-                    "max_workers, initializer, initargs)",
-                    luaL_tolstring(L, -1, NULL)));
-  }
-}
-
-/* The initializer and its initargs (table.unpack(initargs, 1, initargs.n
-** or #initargs)) of the option table at 1 as one transfer, or NULL. */
-static conc_payload_t *readinit(lua_State *L) {
-  int base, i, n = 0;
-  conc_payload_t *p;
-  if (lua_getfield(L, 1, "initializer") == LUA_TNIL) {
-    if (lua_getfield(L, 1, "initargs") != LUA_TNIL)
-      luaL_argerror(L, 1, "initargs given without an initializer");
-    lua_pop(L, 2);
-    return NULL;
-  }
-  base = lua_gettop(L);
-  lconc_checkcallable(L, base);
-  if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
-    lua_Integer k;
-    int isint = 1;
-    if (!lua_istable(L, -1))
-      luaL_argerror(L, 1, lua_pushfstring(L, "initargs must be a table, "
-                    "got %s", luaL_typename(L, -1)));
-    if (lua_getfield(L, -1, "n") == LUA_TNIL)
-      k = luaL_len(L, -2);
-    else
-      k = lua_tointegerx(L, -1, &isint);
-    if (!isint || (lua_type(L, -1) != LUA_TNIL
-                   && lua_type(L, -1) != LUA_TNUMBER))
-      luaL_argerror(L, 1, "initargs.n must be an integer");
-    lua_pop(L, 1);
-    if (k < 0 || k > 250)
-      luaL_argerror(L, 1, "initargs has too many values");
-    n = (int)k;
-    luaL_checkstack(L, n, "too many initargs");
-    for (i = 1; i <= n; i++)
-      lua_geti(L, base + 1, i);
-  }
-  lua_remove(L, base + 1);
-  p = lconc_encode(L, base, n + 1, "initializer", 0);
-  lua_settop(L, base - 1);
-  return p;
-}
-
-/* The caller's package.path and cpath as "path\0cpath", pushed. */
-static void pushsetup(lua_State *L) {
-  if (lua_getglobal(L, "package") == LUA_TTABLE) {
-    lua_getfield(L, -1, "path");
-    lua_getfield(L, -2, "cpath");
-  } else {
-    lua_pushliteral(L, "");
-    lua_pushliteral(L, "");
-  }
-  lua_pushfstring(L, "%s%c%s", lua_tostring(L, -2) ? lua_tostring(L, -2)
-                  : "", 0, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
-  lua_replace(L, -4);
-  lua_pop(L, 2);
-}
 
 /* A job of one rank (the script started without mpiexec): spawn 'n'
 ** workers (0: cpu_count()),
@@ -327,6 +101,37 @@ static void spawnworkers(lua_State *L, int n) {
   lua_settop(L, top);
 }
 
+/* The back-end over ranks 1..max_workers (0: all the worker ranks),
+** spawning them first in a job of one rank. */
+static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
+                                lconc_shared *sh) {
+  conc_executor_t *core;
+  conc_payload_t *init;
+  const char *setup;
+  size_t len;
+  if (size_ < 2)
+    spawnworkers(L, o->max_workers);
+  setup = lua_pushfstring(L, "%s%c%s", sh->path, 0, sh->cpath);
+  len = lua_rawlen(L, -1);
+  init = sh->init;  /* the back-end takes it */
+  sh->init = NULL;
+  core = conc_mpiexec_new(o->max_workers > 0 ? o->max_workers : size_ - 1,
+                          setup, len, init);
+  if (core == NULL)
+    luaL_error(L, "cannot create the MPIPoolExecutor (not enough memory, "
+               "or MPI has stopped)");
+  lua_pop(L, 1);
+  return core;
+}
+
+static const char *const mpioptions[] = {
+  "max_workers", "initializer", "initargs", NULL
+};
+
+static const lconc_execkind mpikind = {
+  MPIPOOL_MT, mpioptions, makempi, 0, 0
+};
+
 /***
  * An `Executor` over the worker ranks, with the methods, options and
  * transfer rules of the process pool. Its broken-pool error is
@@ -342,45 +147,7 @@ static void spawnworkers(lua_State *L, int n) {
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */
 static int mpi_MPIPoolExecutor(lua_State *L) {
-  int max = size_ - 1;
-  mexec *ex;
-  conc_payload_t *init = NULL;
-  const char *setup;
-  size_t len;
-  if (lua_istable(L, 1)) {
-    checkoptions(L);
-    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
-      max = checkcount(L, -1);
-    lua_pop(L, 1);
-  } else if (!lua_isnoneornil(L, 1)) {
-    if (!lua_isnumber(L, 1))
-      return luaL_typeerror(L, 1, "integer or table");
-    max = checkcount(L, 1);
-  }
-  if (size_ < 2) {
-    spawnworkers(L, max);
-    if (max <= 0)
-      max = size_ - 1;
-  }
-  if (lconc_closing(L))
-    return luaL_error(L, "the Lua state is closing");
-  ex = (mexec *)lua_newuserdatauv(L, sizeof(*ex), 0);
-  memset(ex, 0, sizeof(*ex));
-  ex->shutdown = 1;  /* until it has a back-end */
-  luaL_setmetatable(L, MPIPOOL_MT);
-  pushsetup(L);
-  setup = lua_tolstring(L, -1, &len);
-  if (lua_istable(L, 1))
-    init = readinit(L);  /* leaves the stack as it found it */
-  lconc_addcloser(L, &ex->closer);
-  ex->closer.close = closer_close;
-  ex->core = conc_mpiexec_new(max, setup, len, init);
-  if (ex->core == NULL)
-    return luaL_error(L, "cannot create the MPIPoolExecutor (not enough "
-                      "memory, or MPI has stopped)");
-  ex->shutdown = 0;
-  lua_pop(L, 1);
-  return 1;
+  return lconc_newexecutor(L, &mpikind);
 }
 
 /* }====================================================================== */
@@ -423,31 +190,10 @@ static void stop_atexit(void) {
   conc_mpi_stop();
 }
 
-static const luaL_Reg methods[] = {
-  {"submit", mx_submit},
-  {"shutdown", mx_shutdown},
-  {"stats", mx_stats},
-  {NULL, NULL}
-};
-
-static const luaL_Reg metamethods[] = {
-  {"__gc", mx_gc},
-  {"__close", mx_gc},
-  {"__tostring", mx_tostring},
-  {NULL, NULL}
-};
-
-/* The class: its own methods, then futures.lua's executor_methods (map
-** and whatever is added there). */
+/* The class, over the core table's executor_methods (at the top). */
 static void newclass(lua_State *L) {
-  luaL_newmetatable(L, MPIPOOL_MT);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlib(L, methods);
-  lua_newtable(L);
-  lua_getfield(L, -4, "executor_methods");  /* the core table at -3 */
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "__index");
+  lua_getfield(L, -1, "executor_methods");
+  lconc_newexecclass(L, MPIPOOL_MT);
   lua_pop(L, 1);
 }
 
