@@ -41,6 +41,12 @@ CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
 
+/* thread.c: start a thread running fn(arg) with 'stack' bytes of stack
+** (0: the default) and every asynchronous signal blocked: 0, or
+** CONC_ESYS with errno set. */
+CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
+                                  void *(*fn)(void *), void *arg);
+
 /* future.c: the one callback of the pool that runs a future's task,
 ** kept in the future itself (no allocation): as conc_future_add_callback,
 ** but it runs before the others and cannot fail. */

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,34 +439,6 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Create a worker thread with the pool's stack size and every
-** asynchronous signal blocked, so that a host's handlers (lua.c's
-** SIGINT) run on the host's threads, never on a worker. */
-static int create_thread(conc_pool_t *p, pthread_t *tid) {
-  pthread_attr_t attr;
-  sigset_t all, old;
-  int r;
-  if (pthread_attr_init(&attr) != 0)
-    return CONC_ESYS;
-  r = pthread_attr_setstacksize(&attr, p->stack);
-  if (r == 0) {
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);  /* faults stay deliverable */
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(tid, &attr, worker_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-  }
-  pthread_attr_destroy(&attr);
-  if (r != 0) {
-    errno = r;
-    return CONC_ESYS;
-  }
-  return 0;
-}
-
 /* Start one more worker (lock held: it waits for the lock to begin). */
 static int spawn(conc_pool_t *p) {
   pthread_t tid;
@@ -480,7 +451,7 @@ static int spawn(conc_pool_t *p) {
     p->tids = tids;
     p->ntids = n;
   }
-  r = create_thread(p, &tid);
+  r = conc__thread_start(&tid, p->stack, worker_main, p);
   if (r != 0)
     return r;
   p->tids[p->nthreads++] = tid;

@@ -942,20 +942,9 @@ static void *supervise(void *arg) {
 ** The executor
 ** ======================================================================= */
 
-/* Start the supervisor with every asynchronous signal blocked, so that
-** a host's handlers run on its own threads (lock held). */
+/* Start the supervisor (lock held). */
 static int startsupervisor(proc *p) {
-  sigset_t all, old;
-  int r;
-  sigfillset(&all);
-  sigdelset(&all, SIGSEGV);
-  sigdelset(&all, SIGBUS);
-  sigdelset(&all, SIGFPE);
-  sigdelset(&all, SIGILL);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  r = pthread_create(&p->sup, NULL, supervise, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0)
+  if (conc__thread_start(&p->sup, 0, supervise, p) != 0)
     return CONC_ESYS;
   p->supervising = 1;
   return 0;

@@ -2,7 +2,6 @@
 ** tasktimer.c: the time limits of an executor's running tasks. One thread
 ** per executor sleeps until the earliest deadline of a binary heap.
 */
-#include <signal.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -79,16 +78,9 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
-/* The thread, with every asynchronous signal blocked, as pool workers
-** (lock held). */
+/* The thread (lock held). */
 static int start(conc__tasktimer *t) {
-  sigset_t all, old;
-  int r;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  r = pthread_create(&t->tid, NULL, timer_main, t);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0)
+  if (conc__thread_start(&t->tid, 0, timer_main, t) != 0)
     return CONC_ESYS;
   t->started = 1;
   return 0;

@@ -5,8 +5,6 @@
 ** it for cf.await's timeouts (a future that a timer cancels wakes the
 ** awaiting coroutine through the owner's mailbox).
 */
-#include <limits.h>
-#include <signal.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -77,29 +75,8 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
-/* With every asynchronous signal blocked, as the pool's workers. */
 static int start(conc_timer_t *t) {
-  pthread_attr_t attr;
-  sigset_t all, old;
-  size_t stack = CONC_TIMER_STACK;
-  int r;
-  if (stack < (size_t)PTHREAD_STACK_MIN)
-    stack = (size_t)PTHREAD_STACK_MIN;
-  if (pthread_attr_init(&attr) != 0)
-    return CONC_ESYS;
-  r = pthread_attr_setstacksize(&attr, stack);
-  if (r == 0) {
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    r = pthread_create(&t->thread, &attr, timer_main, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-  }
-  pthread_attr_destroy(&attr);
-  if (r != 0)
+  if (conc__thread_start(&t->thread, CONC_TIMER_STACK, timer_main, t) != 0)
     return CONC_ESYS;
   t->started = t->running = 1;
   return 0;

@@ -1405,7 +1405,6 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
   int r = 0;
   pthread_mutex_lock(&startmu);
   if (!G.startcalled) {
-    sigset_t all, old;
     G.startcalled = 1;
     G.outtail = &G.outq;
     G.jobtail = &G.jobs;
@@ -1415,18 +1414,10 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
       G.err = 1;
       G.why = "cannot make the communication thread's locks";
     } else {
-      /* the host's signal handlers run on its own threads */
-      sigfillset(&all);
-      sigdelset(&all, SIGSEGV);
-      sigdelset(&all, SIGBUS);
-      sigdelset(&all, SIGFPE);
-      sigdelset(&all, SIGILL);
-      pthread_sigmask(SIG_SETMASK, &all, &old);
-      if (pthread_create(&G.thread, NULL, comm_main, NULL) != 0) {
+      if (conc__thread_start(&G.thread, 0, comm_main, NULL) != 0) {
         G.err = 1;
         G.why = "cannot start the communication thread";
       }
-      pthread_sigmask(SIG_SETMASK, &old, NULL);
       if (!G.err) {
         pthread_mutex_lock(&G.mu);
         while (!G.ready)

@@ -1,0 +1,40 @@
+/*
+** thread.c: how the core starts its threads (workers, supervisors,
+** timers). Each starts with every asynchronous signal blocked, so that
+** a host's handlers (lua.c's SIGINT) run on the host's own threads and
+** never on one of ours; faults stay deliverable to the thread that
+** makes them.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+
+#include "internal.h"
+
+int conc__thread_start(pthread_t *tid, size_t stack, void *(*fn)(void *),
+                       void *arg) {
+  pthread_attr_t attr;
+  sigset_t all, old;
+  int r;
+  if (pthread_attr_init(&attr) != 0)
+    return CONC_ESYS;
+  if (stack > 0 && stack < (size_t)PTHREAD_STACK_MIN)
+    stack = (size_t)PTHREAD_STACK_MIN;
+  r = stack > 0 ? pthread_attr_setstacksize(&attr, stack) : 0;
+  if (r == 0) {
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(tid, &attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
+  pthread_attr_destroy(&attr);
+  if (r != 0) {
+    errno = r;
+    return CONC_ESYS;
+  }
+  return 0;
+}
