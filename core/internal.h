@@ -68,10 +68,11 @@ CONC__FUNC void conc__future_begin(conc_future_t *f,
 CONC__FUNC int conc__future_end(conc_future_t *f);
 CONC__FUNC void conc__future_stopped(conc_future_t *f);
 
-/* tasktimer.c: one thread that fires the deadlines of an executor's tasks
-** (a heap), started with the first one. 'fire' runs on the timer's
-** thread under its lock, so once conc__tasktimer_remove returned it neither
-** runs nor will. */
+/* timer.c: deadlines on a heap (an executor's task time limits, a
+** child's), fired by one thread that runs while nodes are in the heap.
+** 'fire' runs on the timer's thread without the lock, but once
+** conc__tasktimer_remove returned it neither runs nor will (unless called
+** from a 'fire'). */
 typedef struct conc__tnode {
   double deadline;
   int at;                                   /* heap index, -1: none */
@@ -80,9 +81,13 @@ typedef struct conc__tnode {
 typedef struct conc__tasktimer {
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  pthread_cond_t fired;     /* 'firing' is done */
   conc__tnode **heap;
   int n, size;
-  int started, quit;
+  int started;              /* 'tid' is to be joined */
+  int running;              /* 'tid' serves the heap */
+  int quit;
+  conc__tnode *firing;      /* the node whose 'fire' runs now */
   pthread_t tid;
 } conc__tasktimer;
 CONC__FUNC int conc__tasktimer_init(conc__tasktimer *t);

@@ -1,172 +1,297 @@
 /*
-** timer.c: cancel futures at deadlines, from one thread per timer that
-** runs only while entries are due (so an idle state keeps no thread: a
-** process pool forking later meets fewer threads). The Lua binding uses
-** it for cf.await's timeouts (a future that a timer cancels wakes the
-** awaiting coroutine through the owner's mailbox).
+** timer.c: deadlines. A binary heap of nodes served by one thread that
+** runs only while nodes are due, so an idle pool or state keeps no
+** thread (and a process pool forking later meets fewer threads). The
+** executors' task time limits are nodes (conc__tasktimer_*); conc_timer_t,
+** for cf.await's timeouts, is a heap whose nodes cancel futures.
 */
 #include <stdlib.h>
 
 #include "internal.h"
 
-/* The timer thread only cancels futures (and runs the C callbacks and
-** watchers that fire then): a small stack is plenty. */
+/* The timer thread only fires nodes (a task's stop, a future's cancel
+** and the C callbacks and watchers that run then): a small stack is
+** plenty. */
 #if !defined(CONC_TIMER_STACK)
 #define CONC_TIMER_STACK (256 * 1024)
 #endif
 
-typedef struct entry {
-  struct entry *next;
-  conc_future_t *f;   /* a reference */
-  double deadline;
-} entry;
 
-struct conc_timer {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  pthread_t thread;
-  int started;        /* 'thread' is to be joined */
-  int running;        /* 'thread' serves the list */
-  int stop;
-  entry *head;        /* earliest deadline first */
-};
+/* {======================================================================
+** The heap and its thread
+** ======================================================================= */
 
-
-conc_timer_t *conc_timer_new(void) {
-  conc_timer_t *t = (conc_timer_t *)calloc(1, sizeof(*t));
-  if (t == NULL)
-    return NULL;
-  if (pthread_mutex_init(&t->mu, NULL) != 0) {
-    free(t);
-    return NULL;
-  }
+int conc__tasktimer_init(conc__tasktimer *t) {
+  t->heap = NULL;
+  t->n = t->size = 0;
+  t->started = t->running = t->quit = 0;
+  t->firing = NULL;
+  if (pthread_mutex_init(&t->mu, NULL) != 0)
+    return CONC_ESYS;
   if (conc__cond_init(&t->cv) != 0) {
     pthread_mutex_destroy(&t->mu);
-    free(t);
-    return NULL;
+    return CONC_ESYS;
   }
-  return t;
+  if (conc__cond_init(&t->fired) != 0) {
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    return CONC_ESYS;
+  }
+  return 0;
 }
 
-/* Cancel each entry once its deadline passed; sleep until the next;
-** leave once the list is empty. The lock is released around the cancel,
-** which fires the future's watchers (lock order: timer, never while a
-** future's lock is held). */
-static void *timer_main(void *arg) {
-  conc_timer_t *t = (conc_timer_t *)arg;
-  pthread_mutex_lock(&t->mu);
-  while (!t->stop) {
-    entry *e = t->head;
-    if (e == NULL)
+static void place(conc__tasktimer *t, conc__tnode *n, int i) {
+  t->heap[i] = n;
+  n->at = i;
+}
+
+static void siftup(conc__tasktimer *t, int i) {
+  conc__tnode *n = t->heap[i];
+  while (i > 0 && t->heap[(i - 1) / 2]->deadline > n->deadline) {
+    place(t, t->heap[(i - 1) / 2], i);
+    i = (i - 1) / 2;
+  }
+  place(t, n, i);
+}
+
+static void siftdown(conc__tasktimer *t, int i) {
+  conc__tnode *n = t->heap[i];
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= t->n)
       break;
-    else if (conc_now() < e->deadline)
-      conc__cond_wait(&t->cv, &t->mu, e->deadline);
-    else {
-      t->head = e->next;
+    if (c + 1 < t->n && t->heap[c + 1]->deadline < t->heap[c]->deadline)
+      c++;
+    if (t->heap[c]->deadline >= n->deadline)
+      break;
+    place(t, t->heap[c], i);
+    i = c;
+  }
+  place(t, n, i);
+}
+
+/* Unlink the node at 'i' (lock held). */
+static void unlink_at(conc__tasktimer *t, int i) {
+  conc__tnode *last = t->heap[--t->n];
+  t->heap[i]->at = -1;
+  if (i == t->n)
+    return;
+  place(t, last, i);
+  siftup(t, i);
+  siftdown(t, last->at);
+}
+
+/* Fire what is due, sleep until the next deadline; leave on 'quit' or
+** once the heap is empty. A node fires with the lock released (it may
+** cancel a future, whose watchers may come back to this timer), marked
+** as 'firing' so that removing it waits until it is done. */
+static void *timer_main(void *arg) {
+  conc__tasktimer *t = (conc__tasktimer *)arg;
+  pthread_mutex_lock(&t->mu);
+  while (!t->quit && t->n > 0) {
+    if (t->heap[0]->deadline <= conc_now()) {
+      conc__tnode *n = t->heap[0];
+      unlink_at(t, 0);
+      t->firing = n;
       pthread_mutex_unlock(&t->mu);
-      conc_future_cancel(e->f);
-      conc_future_unref(e->f);
-      free(e);
+      n->fire(n);
       pthread_mutex_lock(&t->mu);
-    }
+      t->firing = NULL;
+      pthread_cond_broadcast(&t->fired);
+    } else
+      conc__cond_wait(&t->cv, &t->mu, t->heap[0]->deadline);
   }
   t->running = 0;
   pthread_mutex_unlock(&t->mu);
   return NULL;
 }
 
-static int start(conc_timer_t *t) {
-  if (conc__thread_start(&t->thread, CONC_TIMER_STACK, timer_main, t) != 0)
+/* Lock held: a thread serves the heap, the previous one (which left when
+** the heap emptied and no longer needs the lock) joined. */
+static int serve(conc__tasktimer *t) {
+  if (t->running)
+    return 0;
+  if (t->started) {
+    pthread_join(t->tid, NULL);
+    t->started = 0;
+  }
+  if (conc__thread_start(&t->tid, CONC_TIMER_STACK, timer_main, t) != 0)
     return CONC_ESYS;
   t->started = t->running = 1;
   return 0;
 }
 
-/* With the lock held: a thread serves the list, the previous one (which
-** left when the list emptied and no longer needs the lock) joined. */
-static int serve(conc_timer_t *t) {
-  if (t->running)
-    return 0;
-  if (t->started) {
-    pthread_join(t->thread, NULL);
-    t->started = 0;
+/* Lock held: room for one more node. */
+static int reserve(conc__tasktimer *t) {
+  if (t->n == t->size) {
+    int size = t->size ? 2 * t->size : 8;
+    conc__tnode **h = (conc__tnode **)realloc(t->heap,
+                                              (size_t)size * sizeof(*h));
+    if (h == NULL)
+      return CONC_ENOMEM;
+    t->heap = h;
+    t->size = size;
   }
-  return start(t);
+  return 0;
 }
 
-/* With the lock held: drop the entries whose futures are done already
-** (an await that did not time out), so they do not pile up. */
-static void purge(conc_timer_t *t) {
-  entry **p = &t->head;
-  while (*p != NULL) {
-    entry *e = *p;
-    if (conc_future_done(e->f)) {
-      *p = e->next;
-      conc_future_unref(e->f);
-      free(e);
-    } else
-      p = &e->next;
+/* Lock held: 'n' in the heap at 'deadline'. */
+static int add(conc__tasktimer *t, conc__tnode *n, double deadline) {
+  int r = reserve(t);
+  if (r == 0)
+    r = serve(t);
+  if (r == 0) {
+    n->deadline = deadline;
+    place(t, n, t->n++);
+    siftup(t, n->at);
+    if (n->at == 0)
+      pthread_cond_signal(&t->cv);  /* it sleeps until a later deadline */
   }
+  return r;
+}
+
+int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n, double deadline) {
+  int r;
+  pthread_mutex_lock(&t->mu);
+  r = add(t, n, deadline);
+  pthread_mutex_unlock(&t->mu);
+  return r;
+}
+
+void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n) {
+  pthread_mutex_lock(&t->mu);
+  if (n->at >= 0) {
+    unlink_at(t, n->at);
+    if (t->n == 0)
+      pthread_cond_signal(&t->cv);  /* nothing left: the thread leaves */
+  } else if (!(t->started && pthread_equal(pthread_self(), t->tid))) {
+    while (t->firing == n)
+      conc__cond_wait(&t->fired, &t->mu, CONC_FOREVER);
+  }
+  pthread_mutex_unlock(&t->mu);
+}
+
+/* Stop the thread and wait for it: the nodes left are the caller's. */
+static void stop(conc__tasktimer *t) {
+  pthread_mutex_lock(&t->mu);
+  t->quit = 1;
+  pthread_cond_signal(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+  if (t->started)
+    pthread_join(t->tid, NULL);
+  t->started = 0;
+}
+
+void conc__tasktimer_free(conc__tasktimer *t) {
+  stop(t);
+  pthread_cond_destroy(&t->fired);
+  pthread_cond_destroy(&t->cv);
+  pthread_mutex_destroy(&t->mu);
+  free(t->heap);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** conc_timer_t: nodes that cancel futures
+** ======================================================================= */
+
+typedef struct entry {
+  conc__tnode node;
+  conc_future_t *f;   /* a reference */
+} entry;
+
+struct conc_timer {
+  conc__tasktimer heap;
+};
+
+conc_timer_t *conc_timer_new(void) {
+  conc_timer_t *t = (conc_timer_t *)malloc(sizeof(*t));
+  if (t != NULL && conc__tasktimer_init(&t->heap) != 0) {
+    free(t);
+    t = NULL;
+  }
+  return t;
+}
+
+static void drop(entry *e) {
+  conc_future_unref(e->f);
+  free(e);
+}
+
+/* On the timer's thread, the entry out of the heap: it is ours. */
+static void entry_fire(conc__tnode *n) {
+  entry *e = conc__container_of(n, entry, node);
+  conc_future_cancel(e->f);
+  drop(e);
+}
+
+static entry *entry_at(conc_timer_t *t, int i) {
+  return conc__container_of(t->heap.heap[i], entry, node);
+}
+
+/* Lock held: drop the entries whose futures are done already (an await
+** that did not time out), so they do not pile up; the rest is made a
+** heap again. */
+static void purge(conc_timer_t *t) {
+  int i, k = 0;
+  for (i = 0; i < t->heap.n; i++) {
+    entry *e = entry_at(t, i);
+    if (conc_future_done(e->f))
+      drop(e);
+    else
+      place(&t->heap, &e->node, k++);
+  }
+  t->heap.n = k;
+  for (i = k / 2 - 1; i >= 0; i--)
+    siftdown(&t->heap, i);
 }
 
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline) {
-  entry *e = (entry *)malloc(sizeof(*e)), **p;
-  int r = 0;
+  entry *e = (entry *)malloc(sizeof(*e));
+  int r;
   if (e == NULL)
     return CONC_ENOMEM;
-  pthread_mutex_lock(&t->mu);
-  if ((r = serve(t)) != 0) {
-    pthread_mutex_unlock(&t->mu);
-    free(e);
-    return r;
-  }
-  purge(t);
-  conc_future_ref(f);
   e->f = f;
-  e->deadline = deadline;
-  for (p = &t->head; *p != NULL && (*p)->deadline <= deadline; p = &(*p)->next)
-    ;
-  e->next = *p;
-  *p = e;
-  if (t->head == e)
-    pthread_cond_signal(&t->cv);  /* it sleeps until a later deadline */
-  pthread_mutex_unlock(&t->mu);
-  return 0;
+  e->node.fire = entry_fire;
+  e->node.at = -1;
+  pthread_mutex_lock(&t->heap.mu);
+  purge(t);
+  r = add(&t->heap, &e->node, deadline);
+  if (r == 0)
+    conc_future_ref(f);
+  pthread_mutex_unlock(&t->heap.mu);
+  if (r != 0)
+    free(e);
+  return r;
 }
 
 void conc_timer_remove(conc_timer_t *t, conc_future_t *f) {
-  entry **p, *e = NULL;
-  pthread_mutex_lock(&t->mu);
-  for (p = &t->head; *p != NULL; p = &(*p)->next)
-    if ((*p)->f == f) {
-      e = *p;
-      *p = e->next;
-      break;
-    }
-  if (e != NULL && t->head == NULL)
-    pthread_cond_signal(&t->cv);  /* nothing left: the thread leaves */
-  pthread_mutex_unlock(&t->mu);
+  entry *e = NULL;
+  int i;
+  pthread_mutex_lock(&t->heap.mu);
+  for (i = 0; i < t->heap.n && e == NULL; i++)
+    if (entry_at(t, i)->f == f)
+      e = entry_at(t, i);
   if (e != NULL) {
-    conc_future_unref(e->f);
-    free(e);
+    unlink_at(&t->heap, e->node.at);
+    if (t->heap.n == 0)
+      pthread_cond_signal(&t->heap.cv);  /* nothing left: it leaves */
   }
+  pthread_mutex_unlock(&t->heap.mu);
+  if (e != NULL)
+    drop(e);
 }
 
 void conc_timer_free(conc_timer_t *t) {
-  pthread_mutex_lock(&t->mu);
-  t->stop = 1;
-  pthread_cond_signal(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-  if (t->started)
-    pthread_join(t->thread, NULL);
-  while (t->head != NULL) {
-    entry *e = t->head;
-    t->head = e->next;
-    conc_future_unref(e->f);
-    free(e);
-  }
-  pthread_cond_destroy(&t->cv);
-  pthread_mutex_destroy(&t->mu);
+  int i;
+  stop(&t->heap);
+  for (i = 0; i < t->heap.n; i++)
+    drop(entry_at(t, i));
+  conc__tasktimer_free(&t->heap);
   free(t);
 }
+
+/* }====================================================================== */
