@@ -100,14 +100,20 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
 
       it("stops a task in a foreign C call once the call returns", function()
         local ex <close> = Pool(1)
-        local f = ex:submit(function()
-          os.execute("sleep 0.2")
+        -- the call returns once the file exists, which the spec makes
+        -- after the cancel (a timed call could end before the cancel)
+        local flag = os.tmpname()
+        os.remove(flag)
+        local f = ex:submit(function(path)
+          os.execute(("while [ ! -e %q ]; do sleep 0.01; done"):format(path))
           return "not stopped"
-        end)
+        end, flag)
         until_running(f)
         assert.is_true(f:cancel { running = true })
+        io.open(flag, "w"):close()
         assert.has_error(function() f:result(30) end)
         assert.is_true(f:cancelled())
+        os.remove(flag)
       end)
 
       it("cancels a pending task and returns false once done", function()
