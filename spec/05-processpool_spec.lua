@@ -859,3 +859,180 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
     end)
   end)
 end
+
+-- Fixture modules (spec/support/modules) that one side of a transfer
+-- cannot load: CPython's errors at unpickling. 'fn' runs with them on
+-- package.path (the workers get it when the executor starts).
+local function with_modules(fn)
+  local saved = package.path
+  package.path = "spec/support/modules/?.lua;" .. saved
+  local ok, err = pcall(fn)
+  package.path = saved
+  package.loaded.broken, package.loaded.fatal = nil, nil
+  _G.FAIL_BROKEN = nil
+  if not ok then error(err, 0) end
+end
+
+-- Kill the worker process running this (a signal: see fatal.lua).
+local function die()
+  local pid = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+  while true do end
+end
+
+for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+  local Pool = cf[class]
+
+  describe(class .. " (CPython test_deadlock, errors in transfers)", function()
+    it("fails a task whose function names a module its worker cannot load; "
+       .. "the pool serves on (test_error_at_task_unpickle)", function()
+      with_modules(function()
+        local broken = require "broken"
+        local ex <close> = Pool { max_workers = 1,
+                                  initializer = function() _G.FAIL_BROKEN = true end }
+        local f = ex:submit(function() return broken.ok end)
+        local e = f:exception(30)
+        assert.matches("cannot require 'broken': .*broken on purpose", e)
+        assert.matches("broken on purpose", select(2, pcall(f.result, f, 0)))
+        assert.equal(1, ex:submit(pow, 1, 1):result(30))
+      end)
+    end)
+
+    it("fails a result that names a module the caller cannot load; the pool serves on "
+       .. "(test_error_during_result_unpickle_in_result_handler)", function()
+      with_modules(function()
+        local ex <close> = Pool(1)
+        _G.FAIL_BROKEN = true
+        local f = ex:submit(function() return require "broken" end)
+        local ok, err = pcall(f.result, f, 30)
+        assert.is_false(ok)
+        assert.matches("cannot require 'broken': .*broken on purpose", err)
+        _G.FAIL_BROKEN = nil
+        assert.equal(1, ex:submit(pow, 1, 1):result(30))
+      end)
+    end)
+  end)
+end
+
+describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", function()
+  local th = require "testhelper"
+
+  it("breaks when a worker exits while it loads a task (test_exit_at_task_unpickle)", function()
+    with_modules(function()
+      local fatal = require "fatal"
+      local ex <close> = cf.ProcessPoolExecutor {
+        max_workers = 2, initializer = function() _G.FATAL_ON_LOAD = "exit" end }
+      local e = ex:submit(function() return fatal.ok end):exception(30)
+      assert.is_true(cf.BrokenProcessPool:is(e), tostring(e))
+      assert.matches("exit status 3", tostring(e))
+    end)
+  end)
+
+  it("breaks when a worker dies while it loads a task (test_crash_at_task_unpickle)", function()
+    with_modules(function()
+      local fatal = require "fatal"
+      local ex <close> = cf.ProcessPoolExecutor {
+        max_workers = 2, initializer = function() _G.FATAL_ON_LOAD = "kill" end }
+      local e = ex:submit(function() return fatal.ok end):exception(30)
+      assert.is_true(cf.BrokenProcessPool:is(e), tostring(e))
+      assert.matches("killed by signal 9", tostring(e))
+    end)
+  end)
+
+  it("breaks, and does not hang, when a worker dies during shutdown(true) "
+     .. "(test_shutdown_deadlock)", function()
+    local ex = cf.ProcessPoolExecutor(2)
+    local gate = cf.Future()
+    local f = ex:submit(function(g, kill) g:result(30) kill() end, gate, die)
+    -- a host thread opens the gate a moment later, most likely while
+    -- shutdown waits; the outcome is the same if it comes first. (A
+    -- done-callback cannot open it: shutdown runs callbacks only before
+    -- and after its wait, see the report of this port.)
+    local job = th.complete({ gate }, 0.05, "result", 0)
+    ex:shutdown(true)
+    job:join()
+    local e = f:exception(0)
+    assert.is_true(cf.BrokenProcessPool:is(e), tostring(e))
+    assert.equal(0, ex:stats().workers)
+  end)
+
+  it("breaks, and does not hang, when workers die with big inputs in flight "
+     .. "(test_crash_big_data)", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local data = ("a"):rep(1 << 20)
+    local xs = {}
+    for i = 1, 10 do xs[i] = data end
+    local ok, err = pcall(function()
+      for _ in ex:map(function(_, kill) kill() end, xs, { die, die, die, die, die,
+                                                          die, die, die, die, die }) do end
+    end)
+    assert.is_false(ok)
+    assert.is_true(cf.BrokenProcessPool:is(err), tostring(err))
+  end)
+
+  it("maps with chunks smaller than, larger than and as large as the input "
+     .. "(test_map_chunksize)", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local xs, want = {}, {}
+    for i = 1, 40 do xs[i] = i - 1 want[i] = (i - 1) * (i - 1) end
+    for _, chunksize in ipairs { 6, 50, 40 } do
+      local got = {}
+      for i, v in ex:map { function(a, b) return a * b end, xs, xs, chunksize = chunksize } do
+        got[i] = v
+      end
+      assert.same(want, got)
+    end
+    assert.has_error(function() ex:map { print, xs, chunksize = -1 } end)
+  end)
+
+  it("runs a backlog while its workers reach max_tasks_per_child "
+     .. "(test_max_tasks_per_child_pending_tasks_gh115634)", function()
+    for _, c in ipairs { { 1, 2, 6 }, { 2, 2, 8 } } do
+      local ex = cf.ProcessPoolExecutor { max_workers = c[1], max_tasks_per_child = c[2] }
+      local fs = {}
+      for i = 1, c[3] do fs[i] = ex:submit(function(x) return x * 2 end, i) end
+      for i = 1, c[3] do assert.equal(i * 2, fs[i]:result(30)) end
+      ex:shutdown(true, true)
+    end
+  end)
+
+  it("replaces a worker that reached max_tasks_per_child after shutdown(false) "
+     .. "(test_shutdown_no_wait_max_tasks_gh119592)", function()
+    local ex = cf.ProcessPoolExecutor { max_workers = 1, max_tasks_per_child = 1 }
+    local gate = cf.Future()
+    local fs = {}
+    for i = 1, 3 do fs[i] = ex:submit(function(g, x) g:result(30) return x end, gate, i) end
+    local t = os.time()
+    while not fs[1]:running() and os.time() - t < 30 do end
+    ex:shutdown(false)
+    gate:set_result(true)
+    for i = 1, 3 do assert.equal(i, fs[i]:result(30)) end
+    ex:shutdown(true)
+    assert.equal(0, ex:stats().workers)
+  end)
+
+  it("completes every task at shutdown() with max_tasks_per_child = 1 "
+     .. "(test_max_tasks_early_shutdown)", function()
+    local ex = cf.ProcessPoolExecutor { max_workers = 3, max_tasks_per_child = 1 }
+    local fs = {}
+    for i = 1, 6 do fs[i] = ex:submit(function(x) return x * x end, i) end
+    ex:shutdown()
+    for i = 1, 6 do assert.equal(i * i, fs[i]:result(0)) end
+  end)
+
+  it("shuts down without waiting after a failed task, max_tasks_per_child = 1 "
+     .. "(test_shutdown_gh_132969_case_1, test_shutdown_gh_132969_case_2)", function()
+    for _, n in ipairs { 2, 4 } do
+      local ex = cf.ProcessPoolExecutor { max_workers = n, max_tasks_per_child = 1 }
+      local f1 = ex:submit(function(x) return x end, 1)
+      local f2 = ex:submit(function() error("failing task", 0) end)
+      local f3 = ex:submit(function(x) return x end, 3)
+      assert.equal(1, f1:result(30))
+      assert.equal("failing task", f2:exception(30))
+      ex:shutdown(false)
+      assert.equal(3, f3:result(30))
+      ex:shutdown(true)
+      assert.equal(0, ex:stats().workers)
+    end
+  end)
+end)
