@@ -74,14 +74,20 @@ static waiter *newwaiter(lua_State *L) {
 }
 
 /* The next completed future of the waiter at 'idx', pushed; or nothing
-** and 0 once its deadline passed. */
-static int nextdone(lua_State *L, int idx, waiter *w) {
+** and 0 once its deadline passed. 'drop' forgets it in the waiter:
+** as_completed keeps no future it yielded (a long loop would hold them
+** all), while wait's 'partition' reads them all again. */
+static int nextdone(lua_State *L, int idx, waiter *w, int drop) {
   uintptr_t tag;
   if (!lconc_watchnext(L, w->set, w->deadline, &tag))
     return 0;
   w->yielded++;
   lua_getiuservalue(L, idx, 1);
   lua_rawgeti(L, -1, (lua_Integer)tag);
+  if (drop) {
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (lua_Integer)tag);
+  }
   lua_remove(L, -2);
   lconc_firecallbacks(L, -1, 0);
   return 1;
@@ -92,7 +98,7 @@ static int ac_step(lua_State *L) {
   waiter *w = (waiter *)luaL_checkudata(L, lua_upvalueindex(1), WAITER_MT);
   if (w->set == NULL || w->yielded == w->total)
     return 0;
-  if (!nextdone(L, lua_upvalueindex(1), w))
+  if (!nextdone(L, lua_upvalueindex(1), w, 1))
     return lconc_raise(L, "TimeoutError", "%d (of %d) futures unfinished",
                        w->total - w->yielded, w->total);
   return 1;
@@ -173,7 +179,7 @@ static int cf_wait(lua_State *L) {
   w = newwaiter(L);
   w->deadline = deadline;
   while (w->yielded < w->total && !(mode == FIRST && w->yielded > 0)) {
-    if (!nextdone(L, 2, w))
+    if (!nextdone(L, 2, w, 0))
       break;
     if (mode == FIRSTEXC && failed(lconc_testfuture(L, -1)))
       break;

@@ -155,10 +155,11 @@ void lconc_open_worker(lua_State *L) {
 ** Running code in a worker state
 ** ======================================================================= */
 
-/* (Protected.) Encode the string at 1 as a one-value payload; returns
-** it as a light userdata. */
+/* (Protected.) Encode the C string at 1 (a light userdata) as a
+** one-value payload; returns it as a light userdata. */
 static int encode_string(lua_State *W) {
-  lua_pushlightuserdata(W, lconc_encode(W, 1, 1, "error", 1));
+  lua_pushstring(W, (const char *)lua_touserdata(W, 1));
+  lua_pushlightuserdata(W, lconc_encode(W, 2, 1, "error", 1));
   return 1;
 }
 

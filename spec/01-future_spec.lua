@@ -488,3 +488,132 @@ describe("cf.partial", function()
     assert.matches("bad argument #1 to 'partial' %(function expected, got number%)", err)
   end)
 end)
+
+-- Ported from CPython's Lib/test/test_concurrent_futures/test_future.py
+-- (spec/CPYTHON.md lists every case). Its fixtures, one future per state;
+-- a cancelled future is always notified here (Python's CANCELLED and
+-- CANCELLED_AND_NOTIFIED are one state).
+describe("Future (CPython test_future)", function()
+  local function states()
+    local pending, running, cancelled = cf.Future(), cf.Future(), cf.Future()
+    local failed, succeeded = cf.Future(), cf.Future()
+    running:set_running_or_notify_cancel()
+    cancelled:cancel()
+    failed:set_exception({ oserror = true })
+    succeeded:set_result(42)
+    return { pending = pending, running = running, cancelled = cancelled,
+             failed = failed, succeeded = succeeded }
+  end
+
+  it("calls a callback that reads the result (test_done_callback_with_result)", function()
+    local f, got = cf.Future(), nil
+    f:add_done_callback(function(fut) got = fut:result() end)
+    f:set_result(5)
+    assert.equal(5, got)
+  end)
+
+  it("calls a callback that reads the error (test_done_callback_with_exception)", function()
+    local f, got = cf.Future(), nil
+    f:add_done_callback(function(fut) got = fut:exception() end)
+    f:set_exception({ "test" })
+    assert.same({ "test" }, got)
+  end)
+
+  it("calls a callback at cancel (test_done_callback_with_cancel)", function()
+    local f, was = cf.Future(), nil
+    f:add_done_callback(function(fut) was = fut:cancelled() end)
+    assert.is_true(f:cancel())
+    assert.is_true(was)
+  end)
+
+  it("calls a callback added after a failure at once "
+     .. "(test_done_callback_already_failed)", function()
+    local f, got = cf.Future(), nil
+    f:set_exception({ "test" })
+    f:add_done_callback(function(fut) got = fut:exception() end)
+    assert.same({ "test" }, got)
+  end)
+
+  it("calls a callback added after a cancel at once "
+     .. "(test_done_callback_already_cancelled)", function()
+    local f, was = cf.Future(), nil
+    assert.is_true(f:cancel())
+    f:add_done_callback(function(fut) was = fut:cancelled() end)
+    assert.is_true(was)
+  end)
+
+  it("reports a raising callback added to a done future "
+     .. "(test_done_callback_raises_already_succeeded)", function()
+    local out, ok = helpers.run_lua [[
+      local cf = require "concurrent.futures"
+      local f = cf.Future()
+      f:set_result(5)
+      f:add_done_callback(function() error("doh!") end)
+      print("still here")
+    ]]
+    assert.is_true(ok, out)
+    assert.matches("error in done callback: .*doh!", out)
+    assert.matches("still here", out)
+  end)
+
+  it("cancels only a pending future (test_cancel)", function()
+    local s = states()
+    assert.is_true(s.pending:cancel())
+    assert.equal("Future<cancelled>", tostring(s.pending))
+    assert.is_false(s.running:cancel())
+    assert.equal("Future<running>", tostring(s.running))
+    assert.is_true(s.cancelled:cancel())
+    assert.equal("Future<cancelled>", tostring(s.cancelled))
+    assert.is_false(s.failed:cancel())
+    assert.equal("Future<finished>", tostring(s.failed))
+    assert.is_false(s.succeeded:cancel())
+    assert.equal(42, s.succeeded:result(0))
+  end)
+
+  it("tells each state by cancelled(), done() and running() "
+     .. "(test_cancelled, test_done, test_running, test_repr)", function()
+    local s = states()
+    local want = {  -- cancelled, done, running, tostring
+      pending = { false, false, false, "pending" },
+      running = { false, false, true, "running" },
+      cancelled = { true, true, false, "cancelled" },
+      failed = { false, true, false, "finished" },
+      succeeded = { false, true, false, "finished" },
+    }
+    for name, w in pairs(want) do
+      local f = s[name]
+      assert.same({ name, w[1], w[2], w[3], "Future<" .. w[4] .. ">" },
+                  { name, f:cancelled(), f:done(), f:running(), tostring(f) })
+    end
+  end)
+
+  it("result(0) raises, returns or times out by state (test_result_with_timeout)", function()
+    local s = states()
+    for _, name in ipairs { "pending", "running" } do
+      assert.is_true(cf.TimeoutError:is(select(2, pcall(s[name].result, s[name], 0))))
+    end
+    assert.is_true(cf.CancelledError:is(select(2, pcall(s.cancelled.result, s.cancelled, 0))))
+    assert.same({ oserror = true }, select(2, pcall(s.failed.result, s.failed, 0)))
+    assert.equal(42, s.succeeded:result(0))
+  end)
+
+  it("exception(0) raises, returns or times out by state (test_exception_with_timeout)", function()
+    local s = states()
+    for _, name in ipairs { "pending", "running" } do
+      assert.is_true(cf.TimeoutError:is(select(2, pcall(s[name].exception, s[name], 0))))
+    end
+    assert.is_true(cf.CancelledError:is(select(2, pcall(s.cancelled.exception, s.cancelled, 0))))
+    assert.same({ oserror = true }, s.failed:exception(0))
+    assert.is_nil(s.succeeded:exception(0))
+  end)
+
+  it("keeps the first error when set twice (test_multiple_set_exception)", function()
+    local f = cf.Future()
+    local e = { "value error" }
+    f:set_exception(e)
+    local ok, err = pcall(f.set_exception, f, { "another" })
+    assert.is_false(ok)
+    assert.is_true(cf.InvalidStateError:is(err))
+    assert.equal(e, f:exception())
+  end)
+end)

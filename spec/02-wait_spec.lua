@@ -34,10 +34,12 @@ describe("cf.as_completed", function()
   it("yields already-done futures first, each once, duplicates included", function()
     local fs = futures(3)
     fs[2]:set_result("b")
-    local seen = {}
-    local job = th.complete({ fs[3], fs[1] }, 0.01, "result", 0)
+    local seen, job = {}, nil
     for f in cf.as_completed({ fs[1], fs[2], fs[2], fs[3], fs[1] }, 10) do
       seen[#seen + 1] = f
+      -- the others complete only once the loop watches them (a host
+      -- thread started before it could finish both first, on a slow day)
+      if not job then job = th.complete({ fs[3], fs[1] }, 0.01, "result", 0) end
     end
     job:join()
     assert.equal(3, #seen)
@@ -250,5 +252,205 @@ describe("#stress host threads completing futures", function()
       local done = cf.wait(fs, 10)
       assert.equal(50, #done)
     end
+  end)
+end)
+
+-- Ported from CPython's test_wait.py and test_as_completed.py (spec/
+-- CPYTHON.md lists every case), for both pools as there. A task that
+-- waits on an event there waits on a gate future here. A cancelled
+-- future counts as done here (API.md), where Python's wait leaves a
+-- cancelled but not yet notified one out.
+local function fixtures()
+  local cancelled, failed, succeeded = cf.Future(), cf.Future(), cf.Future()
+  cancelled:cancel()
+  failed:set_exception({ oserror = true })
+  succeeded:set_result(42)
+  return cancelled, failed, succeeded
+end
+
+local function waits(g) return g:result(30) end
+local function mul(a, b) return a * b end
+local function raises() error("this is an exception", 0) end
+
+for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+  local Pool = cf[class]
+
+  describe(class .. " cf.wait (CPython test_wait)", function()
+    it("lists a duplicated task future once (test_20369)", function()
+      local ex <close> = Pool(2)
+      local f = ex:submit(mul, 1, 2)
+      local done, not_done = cf.wait({ f, f }, nil, cf.ALL_COMPLETED)
+      assert.same({ f }, done)
+      assert.same({}, not_done)
+    end)
+
+    it("returns the first task done (test_first_completed)", function()
+      local ex <close> = Pool(2)
+      local gate = cf.Future()
+      local f1 = ex:submit(mul, 21, 2)
+      local f2 = ex:submit(waits, gate)
+      local done, not_done = cf.wait({ f1, f2 }, nil, cf.FIRST_COMPLETED)
+      assert.same({ f1 }, done)
+      assert.same({ f2 }, not_done)
+      gate:set_result(true)
+      assert.is_true(f2:result(30))
+    end)
+
+    it("returns at once with what is done already "
+       .. "(test_first_completed_some_already_completed)", function()
+      local ex <close> = Pool(1)
+      local gate = cf.Future()
+      local cancelled, _, succeeded = fixtures()
+      local f1 = ex:submit(waits, gate)
+      local done, not_done = cf.wait({ cancelled, succeeded, f1 }, nil, cf.FIRST_COMPLETED)
+      assert.same({ cancelled, succeeded }, done)
+      assert.same({ f1 }, not_done)
+      gate:set_result(true)
+      f1:result(30)
+    end)
+
+    it("returns at the first failure, with what completed before it "
+       .. "(test_first_exception)", function()
+      local ex <close> = Pool(3)
+      local gate1, gate2 = cf.Future(), cf.Future()
+      local f1 = ex:submit(mul, 2, 21)
+      local f2 = ex:submit(function(g) g:result(30) error("this is an exception", 0) end, gate1)
+      local f3 = ex:submit(waits, gate2)
+      -- f2 fails only once f1 is done: its callback opens f2's gate
+      f1:add_done_callback(function() gate1:set_result(true) end)
+      local done, not_done = cf.wait({ f1, f2, f3 }, nil, cf.FIRST_EXCEPTION)
+      assert.same({ f1, f2 }, done)
+      assert.same({ f3 }, not_done)
+      gate2:set_result(true)
+      f3:result(30)
+    end)
+
+    it("counts what is done already, a cancel being no failure "
+       .. "(test_first_exception_some_already_complete)", function()
+      local ex <close> = Pool(2)
+      local gate = cf.Future()
+      local cancelled, _, succeeded = fixtures()
+      local f1 = ex:submit(raises)
+      local f2 = ex:submit(waits, gate)
+      local done, not_done = cf.wait({ succeeded, cancelled, f1, f2 }, nil, cf.FIRST_EXCEPTION)
+      assert.same({ succeeded, cancelled, f1 }, done)
+      assert.same({ f2 }, not_done)
+      gate:set_result(true)
+      f2:result(30)
+    end)
+
+    it("returns at once when one has failed already "
+       .. "(test_first_exception_one_already_failed)", function()
+      local ex <close> = Pool(1)
+      local gate = cf.Future()
+      local _, failed = fixtures()
+      local f1 = ex:submit(waits, gate)
+      local done, not_done = cf.wait({ failed, f1 }, nil, cf.FIRST_EXCEPTION)
+      assert.same({ failed }, done)
+      assert.same({ f1 }, not_done)
+      gate:set_result(true)
+      f1:result(30)
+    end)
+
+    it("waits for every one, whatever its outcome (test_all_completed)", function()
+      local ex <close> = Pool(2)
+      local cancelled, failed, succeeded = fixtures()
+      local f1 = ex:submit(raises)
+      local f2 = ex:submit(mul, 2, 21)
+      local all = { succeeded, cancelled, failed, f1, f2 }
+      local done, not_done = cf.wait(all, nil, cf.ALL_COMPLETED)
+      assert.same(all, done)
+      assert.same({}, not_done)
+    end)
+
+    it("returns what is done when its timeout passes (test_timeout)", function()
+      local ex <close> = Pool(1)
+      local gate = cf.Future()
+      local cancelled, failed, succeeded = fixtures()
+      local f = ex:submit(waits, gate)
+      local done, not_done = cf.wait({ cancelled, failed, succeeded, f }, 0.05, cf.ALL_COMPLETED)
+      assert.same({ cancelled, failed, succeeded }, done)
+      assert.same({ f }, not_done)
+      gate:set_result(true)
+      f:result(30)
+    end)
+
+    it("sees every task of a crowd released at once (test_pending_calls_race)", function()
+      local ex <close> = Pool(4)
+      local gate = cf.Future()
+      local fs = {}
+      for i = 1, 100 do fs[i] = ex:submit(waits, gate) end
+      gate:set_result(true)
+      local done, not_done = cf.wait(fs, nil, cf.ALL_COMPLETED)
+      assert.equal(100, #done)
+      assert.same({}, not_done)
+    end)
+  end)
+
+  describe(class .. " cf.as_completed (CPython test_as_completed)", function()
+    it("yields done fixtures and tasks alike (test_no_timeout)", function()
+      local ex <close> = Pool(2)
+      local cancelled, failed, succeeded = fixtures()
+      local f1, f2 = ex:submit(mul, 2, 21), ex:submit(mul, 7, 6)
+      local seen = {}
+      for f in cf.as_completed({ cancelled, failed, succeeded, f1, f2 }) do seen[f] = true end
+      assert.same({ [cancelled] = true, [failed] = true, [succeeded] = true,
+                    [f1] = true, [f2] = true }, seen)
+    end)
+
+    it("yields the done ones, then times out on the rest (test_future_times_out)", function()
+      local ex <close> = Pool(1)
+      local gate = cf.Future()
+      for _, timeout in ipairs { 0, 0.1 } do
+        local cancelled, failed, succeeded = fixtures()
+        local f = ex:submit(waits, gate)
+        local seen = {}
+        local ok, err = pcall(function()
+          for g in cf.as_completed({ cancelled, failed, succeeded, f }, timeout) do
+            seen[g] = true
+          end
+        end)
+        assert.is_false(ok)
+        assert.is_true(cf.TimeoutError:is(err))
+        assert.same({ [cancelled] = true, [failed] = true, [succeeded] = true }, seen)
+      end
+      gate:set_result(true)
+    end)
+
+    it("yields a task future given three times once (test_duplicate_futures)", function()
+      local ex <close> = Pool(1)
+      local f = ex:submit(mul, 1, 2)
+      local n = 0
+      for _ in cf.as_completed({ f, f, f }) do n = n + 1 end
+      assert.equal(1, n)
+    end)
+  end)
+end
+
+describe("cf.as_completed (CPython test_as_completed)", function()
+  it("keeps no future it has yielded (test_free_reference_yielded_future)", function()
+    -- the generic for holds the future of the current step: each step
+    -- checks that the one before is gone
+    local fs = {}
+    for i = 1, 8 do fs[i] = cf.Future() end
+    local last = cf.Future()
+    last:set_result(42)
+    fs[#fs + 1] = last
+    last = nil  -- luacheck: ignore 311
+    local gone = setmetatable({}, { __mode = "k" })
+    local steps = 0
+    for f in cf.as_completed(fs) do
+      for i = #fs, 1, -1 do if fs[i] == f then table.remove(fs, i) end end
+      collectgarbage()  -- a finalized key leaves a weak table one cycle later
+      collectgarbage()
+      assert.is_true(next(gone) == nil, "a yielded future is still held")
+      gone[f] = true
+      steps = steps + 1
+      if fs[1] then fs[1]:set_result("test") end
+    end
+    assert.equal(9, steps)
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(next(gone) == nil)
   end)
 end)
