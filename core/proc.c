@@ -96,7 +96,8 @@ struct proc {
   conc_executor_t base;
   conc_executor_opts_t o;
   pid_t self;
-  int wakefd;               /* eventfd: work, shutdown or a fired future */
+  int wakefd;               /* eventfd: work, shutdown or a fired future
+                            ** (made with the supervisor, else -1) */
   fwd *fired;               /* stack, pushed atomically */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
@@ -125,6 +126,8 @@ struct proc {
 static void wake(proc *p) {
   uint64_t one = 1;
   ssize_t k;
+  if (p->wakefd < 0)  /* no supervisor to wake */
+    return;
   do
     k = write(p->wakefd, &one, sizeof(one));
   while (k < 0 && errno == EINTR);
@@ -943,10 +946,17 @@ static void *supervise(void *arg) {
 ** ======================================================================= */
 
 /* Start the supervisor with every asynchronous signal blocked, so that
-** a host's handlers run on its own threads (lock held). */
-static int startsupervisor(proc *p) {
+** a host's handlers run on its own threads (lock held): 0, or -1 with
+** the reason in 'why'. Its wake-up fd is made here, not with the pool,
+** so that a pool that never runs a task holds no descriptor. */
+static int startsupervisor(proc *p, char *why, size_t n) {
   sigset_t all, old;
   int r;
+  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->wakefd < 0) {
+    snprintf(why, n, "cannot start a worker: %s", strerror(errno));
+    return -1;
+  }
   sigfillset(&all);
   sigdelset(&all, SIGSEGV);
   sigdelset(&all, SIGBUS);
@@ -955,8 +965,13 @@ static int startsupervisor(proc *p) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   r = pthread_create(&p->sup, NULL, supervise, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0)
-    return CONC_ESYS;
+  if (r != 0) {
+    snprintf(why, n, "cannot start a worker: cannot create a thread (%s)",
+             strerror(r));
+    close(p->wakefd);
+    p->wakefd = -1;
+    return -1;
+  }
   p->supervising = 1;
   return 0;
 }
@@ -965,6 +980,7 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
   ptask *t = (ptask *)calloc(1, sizeof(*t));
+  char why[128];
   int r = 0, first;
   if (t == NULL)
     return CONC_ENOMEM;
@@ -974,8 +990,11 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
     r = CONC_EBROKEN;
   else if (p->shutdown)
     r = CONC_ESHUTDOWN;
-  else if (!p->supervising)
-    r = startsupervisor(p);
+  else if (!p->supervising && startsupervisor(p, why, sizeof(why)) != 0) {
+    p->broken = 1;  /* no worker can ever start */
+    p->brokenmsg = strdup(why);
+    r = CONC_EBROKEN;
+  }
   if (r != 0) {
     pthread_mutex_unlock(&p->mu);
     free(t);
@@ -1071,7 +1090,8 @@ static void px_free(conc_executor_t *b) {
     conc__future_unwatch(p->fwds->f, &p->fwds->w);
     unlinkfwd(p, p->fwds);
   }
-  close(p->wakefd);
+  if (p->wakefd >= 0)
+    close(p->wakefd);
   pthread_mutex_destroy(&p->mu);
   free(p->brokenmsg);
   free(p->scratch);
@@ -1091,11 +1111,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   if (p == NULL)
     return NULL;
   p->scratch = (char *)malloc(READCHUNK);
-  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (p->scratch == NULL || p->wakefd < 0
-      || pthread_mutex_init(&p->mu, NULL) != 0) {
-    if (p->wakefd >= 0)
-      close(p->wakefd);
+  p->wakefd = -1;
+  if (p->scratch == NULL || pthread_mutex_init(&p->mu, NULL) != 0) {
     free(p->scratch);
     free(p);
     return NULL;

@@ -7,6 +7,7 @@
  * Callbacks and event loops.
  * @submodule concurrent.futures
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -423,10 +424,14 @@ static int cf_dispatch(lua_State *L) {
  * A file descriptor that is readable while callbacks of this state wait;
  * an event loop polls it and calls `dispatch(0)`.
  * @function notify_fd
- * @treturn integer the descriptor (an eventfd)
+ * @treturn integer the descriptor (an eventfd, made on the first call)
+ * @raise when no descriptor can be made (e.g. too many open files)
  */
 static int cf_notify_fd(lua_State *L) {
-  lua_pushinteger(L, conc_mailbox_fd(getmailbox(L)));
+  int fd = conc_mailbox_fd(getmailbox(L));
+  if (fd < 0)
+    return luaL_error(L, "cannot create the notify fd (%s)", strerror(errno));
+  lua_pushinteger(L, fd);
   return 1;
 }
 

@@ -191,6 +191,8 @@ void conc_mailbox_unref(conc_mailbox_t *mb);
 ** queued ones are discarded. The owner calls it when it goes away. */
 void conc_mailbox_close(conc_mailbox_t *mb);
 
+/* The eventfd readable while posts are queued, made on first call; -1
+** (errno set) when it cannot be made. */
 int conc_mailbox_fd(conc_mailbox_t *mb);
 
 /* Ask 'f' to post itself to 'mb' once when done (at once if it is done).
