@@ -225,6 +225,24 @@ static void fwd_fire(conc__wnode *w) {
   wake(p);
 }
 
+/* The id under which 'f' crosses: CONC__FWD_TASK and its task's id when
+** it is the future of one of the pool's tasks that has not ended (sent
+** to a child: only this thread frees those; or pending), else the next
+** plain id. */
+static uint64_t fwdid(proc *p, conc_future_t *f) {
+  ptask *t = (ptask *)conc__future_stopperarg(f, stoptask);
+  uint64_t id = 0;
+  conc__queue *q;
+  if (t != NULL && t->p == p)
+    return CONC__FWD_TASK | t->id;
+  pthread_mutex_lock(&p->mu);
+  for (q = conc__queue_head(&p->pending); q != &p->pending; q = q->next)
+    if (qtask(q)->f == f)
+      id = CONC__FWD_TASK | qtask(q)->id;
+  pthread_mutex_unlock(&p->mu);
+  return id != 0 ? id : ++p->nextfwd;
+}
+
 /* The forwarding entry of 'f' that 'c' knows (made and linked on first
 ** use), or NULL when out of memory. */
 static fwd *forward(proc *p, conc_future_t *f, child *c) {
@@ -237,7 +255,7 @@ static fwd *forward(proc *p, conc_future_t *f, child *c) {
       return NULL;
     x->p = p;
     x->f = f;
-    x->id = ++p->nextfwd;
+    x->id = fwdid(p, f);
     x->w.fire = fwd_fire;
     conc_future_ref(f);
     x->next = p->fwds;

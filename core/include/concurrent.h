@@ -322,6 +322,11 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 ** elsewhere): waiting on it there could only deadlock. */
 conc_future_t *conc_pool_current(void);
 
+/* Whether 'f' is the future of the task the calling thread runs, in a
+** thread pool or (through the proxy of its future) in a process pool's
+** worker: waiting on it there could only deadlock. */
+int conc_future_is_current(conc_future_t *f);
+
 /* }====================================================================== */
 
 /* {======================================================================
