@@ -48,6 +48,15 @@ typedef struct child {
   conc__tasktimer timer;
 } child;
 
+/* On the thread that runs tasks: the forwarded id of the running task's
+** own future (proc.h), which its proxy carries. initial-exec, as
+** pool.c's 'cur'. */
+static __thread uint64_t runningtag __attribute__((tls_model("initial-exec")));
+
+uint64_t conc__child_running(void) {
+  return runningtag;
+}
+
 /* Ask the running task to stop for 'why' unless it was asked already
 ** ('mu' held, or the running task's limit fired: it still runs). */
 static void stoprunning(child *c, int why) {
@@ -74,6 +83,7 @@ static conc_future_t *proxyof(child *c, uint64_t id) {
   x = (proxy *)malloc(sizeof(*x));
   if (x == NULL || (x->f = conc__future_new_foreign()) == NULL)
     leave(CONC__CHILD_ENOMEM);
+  conc__future_tag_foreign(x->f, id);
   x->id = id;
   x->next = c->proxies;
   c->proxies = x;
@@ -305,10 +315,12 @@ static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   if (t->timeout > 0)
     timed = conc__tasktimer_add(&c->timer, &c->limit,
                             conc_now() + t->timeout) == 0;
+  runningtag = CONC__FWD_TASK | t->id;
   if (t->timeout > 0 && !timed)
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
     out = c->rt->run(c->ctx, t->payload, &c->ctl, failed);
+  runningtag = 0;
   if (timed)
     conc__tasktimer_remove(&c->timer, &c->limit);
   pthread_mutex_lock(&c->mu);

@@ -25,6 +25,7 @@ struct conc_future {
   int failed;             /* payload is an exception */
   int foreign;            /* a proxy of another process's future: only
                           ** conc__future_settle_foreign completes it */
+  uint64_t tag;           /* a proxy's forwarded id (proc.h), or 0 */
   /* running cancels (conc__future_stoppable onwards) */
   int stoppable;          /* its executor can stop its task */
   int stopreq;            /* a running cancel was asked: ends CANCELLED */
@@ -243,6 +244,15 @@ void conc__future_begin(conc_future_t *f, void (*stopper)(void *arg),
   pthread_mutex_unlock(&f->mu);
 }
 
+void *conc__future_stopperarg(conc_future_t *f,
+                              void (*stopper)(void *arg)) {
+  void *arg;
+  pthread_mutex_lock(&f->mu);
+  arg = f->stopper == stopper ? f->stopperarg : NULL;
+  pthread_mutex_unlock(&f->mu);
+  return arg;
+}
+
 int conc__future_end(conc_future_t *f) {
   int r;
   pthread_mutex_lock(&f->mu);
@@ -361,6 +371,18 @@ conc_future_t *conc__future_new_foreign(void) {
     f->state = CONC_RUNNING;
   }
   return f;
+}
+
+void conc__future_tag_foreign(conc_future_t *f, uint64_t id) {
+  f->tag = id;
+}
+
+/* A task waiting on its own future waits forever: on a pool's worker
+** thread, that future; in a forked child, the proxy of it (its tag
+** names the running task). */
+int conc_future_is_current(conc_future_t *f) {
+  return f == conc_pool_current()
+         || (f->tag != 0 && f->tag == conc__child_running());
 }
 
 /* Complete a proxy: FINISHED with the payload, or CANCELLED ('data' is

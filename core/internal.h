@@ -104,6 +104,15 @@ CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
 /* future.c: proxies of another process's futures (proc.c), which only
 ** the process pool completes: users of this process cannot set them. */
 CONC__FUNC conc_future_t *conc__future_new_foreign(void);
+/* child.c: the forwarded id (proc.h) of the future of the task the
+** calling thread runs in a process pool's child, or 0. */
+CONC__FUNC uint64_t conc__child_running(void);
+/* Name proxy 'f' by its forwarded id, before anyone else sees it. */
+CONC__FUNC void conc__future_tag_foreign(conc_future_t *f, uint64_t id);
+/* The argument of 'f's stopper when it is 'stopper' (its task runs), or
+** NULL. */
+CONC__FUNC void *conc__future_stopperarg(conc_future_t *f,
+                                         void (*stopper)(void *arg));
 CONC__FUNC void conc__future_settle_foreign(conc_future_t *f, int cancelled,
                                             void *data, size_t len,
                                             conc_free_fn freefn, int failed);

@@ -18,7 +18,8 @@ struct conc_mailbox {
   int closed;
   int waiters;         /* threads blocked on 'cv' */
   int interrupted;     /* waits return at once (also read atomically) */
-  int efd;             /* readable while 'posts' is not empty */
+  int efd;             /* readable while 'posts' is not empty; made on
+                       ** first demand (conc_mailbox_fd), else -1 */
   conc__queue posts;   /* fired post watchers, oldest first */
   int nposts;          /* their number, also read atomically by 'poll' */
 };
@@ -56,19 +57,13 @@ conc_mailbox_t *conc_mailbox_new(void) {
   conc_mailbox_t *mb = (conc_mailbox_t *)calloc(1, sizeof(*mb));
   if (mb == NULL)
     return NULL;
-  mb->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (mb->efd < 0) {
-    free(mb);
-    return NULL;
-  }
+  mb->efd = -1;
   if (pthread_mutex_init(&mb->mu, NULL) != 0) {
-    close(mb->efd);
     free(mb);
     return NULL;
   }
   if (conc__cond_init(&mb->cv) != 0) {
     pthread_mutex_destroy(&mb->mu);
-    close(mb->efd);
     free(mb);
     return NULL;
   }
@@ -87,25 +82,40 @@ void conc_mailbox_unref(conc_mailbox_t *mb) {
   if (r != 0)
     return;
   conc_assert(conc__queue_empty(&mb->posts));
-  close(mb->efd);
+  if (mb->efd >= 0)
+    close(mb->efd);
   pthread_cond_destroy(&mb->cv);
   pthread_mutex_destroy(&mb->mu);
   free(mb);
-}
-
-int conc_mailbox_fd(conc_mailbox_t *mb) {
-  return mb->efd;
 }
 
 /* With 'mb->mu' held: the fd follows whether posts are queued. */
 static void signal_fd(conc_mailbox_t *mb, int readable) {
   uint64_t v = 1;
   ssize_t r;
+  if (mb->efd < 0)  /* no one polls it yet */
+    return;
   if (readable)
     r = write(mb->efd, &v, sizeof(v));
   else
     r = read(mb->efd, &v, sizeof(v));
   (void)r;  /* EAGAIN: already in the wanted state */
+}
+
+/* The eventfd is made on first demand: a state that never polls one
+** (every worker) holds no descriptor, so a low 'ulimit -n' does not stop
+** it from starting. */
+int conc_mailbox_fd(conc_mailbox_t *mb) {
+  int fd;
+  pthread_mutex_lock(&mb->mu);
+  if (mb->efd < 0) {
+    mb->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (mb->efd >= 0 && mb->nposts > 0)
+      signal_fd(mb, 1);
+  }
+  fd = mb->efd;
+  pthread_mutex_unlock(&mb->mu);
+  return fd;
 }
 
 static void wake(conc_mailbox_t *mb) {

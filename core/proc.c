@@ -96,7 +96,8 @@ struct proc {
   conc_executor_t base;
   conc_executor_opts_t o;
   pid_t self;
-  int wakefd;               /* eventfd: work, shutdown or a fired future */
+  int wakefd;               /* eventfd: work, shutdown or a fired future
+                            ** (made with the supervisor, else -1) */
   fwd *fired;               /* stack, pushed atomically */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
@@ -125,6 +126,8 @@ struct proc {
 static void wake(proc *p) {
   uint64_t one = 1;
   ssize_t k;
+  if (p->wakefd < 0)  /* no supervisor to wake */
+    return;
   do
     k = write(p->wakefd, &one, sizeof(one));
   while (k < 0 && errno == EINTR);
@@ -222,6 +225,24 @@ static void fwd_fire(conc__wnode *w) {
   wake(p);
 }
 
+/* The id under which 'f' crosses: CONC__FWD_TASK and its task's id when
+** it is the future of one of the pool's tasks that has not ended (sent
+** to a child: only this thread frees those; or pending), else the next
+** plain id. */
+static uint64_t fwdid(proc *p, conc_future_t *f) {
+  ptask *t = (ptask *)conc__future_stopperarg(f, stoptask);
+  uint64_t id = 0;
+  conc__queue *q;
+  if (t != NULL && t->p == p)
+    return CONC__FWD_TASK | t->id;
+  pthread_mutex_lock(&p->mu);
+  for (q = conc__queue_head(&p->pending); q != &p->pending; q = q->next)
+    if (qtask(q)->f == f)
+      id = CONC__FWD_TASK | qtask(q)->id;
+  pthread_mutex_unlock(&p->mu);
+  return id != 0 ? id : ++p->nextfwd;
+}
+
 /* The forwarding entry of 'f' that 'c' knows (made and linked on first
 ** use), or NULL when out of memory. */
 static fwd *forward(proc *p, conc_future_t *f, child *c) {
@@ -234,7 +255,7 @@ static fwd *forward(proc *p, conc_future_t *f, child *c) {
       return NULL;
     x->p = p;
     x->f = f;
-    x->id = ++p->nextfwd;
+    x->id = fwdid(p, f);
     x->w.fire = fwd_fire;
     conc_future_ref(f);
     x->next = p->fwds;
@@ -942,10 +963,22 @@ static void *supervise(void *arg) {
 ** The executor
 ** ======================================================================= */
 
-/* Start the supervisor (lock held). */
-static int startsupervisor(proc *p) {
-  if (conc__thread_start(&p->sup, 0, supervise, p) != 0)
-    return CONC_ESYS;
+/* Start the supervisor (lock held): 0, or -1 with the reason in 'why'.
+** Its wake-up fd is made here, not with the pool, so that a pool that
+** never runs a task holds no descriptor. */
+static int startsupervisor(proc *p, char *why, size_t n) {
+  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->wakefd < 0) {
+    snprintf(why, n, "cannot start a worker: %s", strerror(errno));
+    return -1;
+  }
+  if (conc__thread_start(&p->sup, 0, supervise, p) != 0) {
+    snprintf(why, n, "cannot start a worker: cannot create a thread (%s)",
+             strerror(errno));
+    close(p->wakefd);
+    p->wakefd = -1;
+    return -1;
+  }
   p->supervising = 1;
   return 0;
 }
@@ -954,6 +987,7 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
   ptask *t = (ptask *)calloc(1, sizeof(*t));
+  char why[128];
   int r = 0, first;
   if (t == NULL)
     return CONC_ENOMEM;
@@ -963,8 +997,11 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
     r = CONC_EBROKEN;
   else if (p->shutdown)
     r = CONC_ESHUTDOWN;
-  else if (!p->supervising)
-    r = startsupervisor(p);
+  else if (!p->supervising && startsupervisor(p, why, sizeof(why)) != 0) {
+    p->broken = 1;  /* no worker can ever start */
+    p->brokenmsg = strdup(why);
+    r = CONC_EBROKEN;
+  }
   if (r != 0) {
     pthread_mutex_unlock(&p->mu);
     free(t);
@@ -1060,7 +1097,8 @@ static void px_free(conc_executor_t *b) {
     conc__future_unwatch(p->fwds->f, &p->fwds->w);
     unlinkfwd(p, p->fwds);
   }
-  close(p->wakefd);
+  if (p->wakefd >= 0)
+    close(p->wakefd);
   pthread_mutex_destroy(&p->mu);
   free(p->brokenmsg);
   free(p->scratch);
@@ -1080,11 +1118,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   if (p == NULL)
     return NULL;
   p->scratch = (char *)malloc(READCHUNK);
-  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (p->scratch == NULL || p->wakefd < 0
-      || pthread_mutex_init(&p->mu, NULL) != 0) {
-    if (p->wakefd >= 0)
-      close(p->wakefd);
+  p->wakefd = -1;
+  if (p->scratch == NULL || pthread_mutex_init(&p->mu, NULL) != 0) {
     free(p->scratch);
     free(p);
     return NULL;

@@ -102,8 +102,8 @@ static const conc_lua_api_t capi = {
 
 LUAMOD_API int luaopen_concurrent_core(lua_State *L) {
   lua_newtable(L);
+  lconc_open_errors(L);  /* first: any later failure can be classed */
   lconc_open_mailbox(L);
-  lconc_open_errors(L);
   lconc_open_future(L);
   lconc_open_wait(L);
   lconc_open_executor(L);

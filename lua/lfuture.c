@@ -136,7 +136,7 @@ static int fut_new(lua_State *L) {
 static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
   lconc_stackcheck_begin(L);
   lconc_safepoint(L);
-  if (!conc_future_done(f) && f == conc_pool_current())
+  if (!conc_future_done(f) && conc_future_is_current(f))
     lconc_raise(L, "InvalidStateError",
                 "a task cannot wait for its own future");
   if (!conc_future_done(f)) {

@@ -7,6 +7,7 @@
  * Callbacks and event loops.
  * @submodule concurrent.futures
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -322,17 +323,31 @@ static double slice(double deadline) {
   return (deadline == CONC_FOREVER || deadline > end) ? end : deadline;
 }
 
-/* lua.c's SIGINT handler (as other interrupters) sets a hook on the
-** state, to stop it at its next instruction; a C function blocked in a
-** wait runs none. So when the hook changed since the wait began ('*h'),
-** call a Lua function: the hook fires there (lua.c's raises
-** "interrupted!" through this wait to the script). */
+/* The state's main thread: lua.c's SIGINT handler (as other
+** interrupters) sets its hook there, also while a wait runs in a
+** coroutine, whose own hook it never touches. */
+static lua_State *mainthread(lua_State *L) {
+  lua_State *M;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  M = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return M;
+}
+
+/* An interrupter's hook stops the state at its next instruction; a C
+** function blocked in a wait runs none. So when the main thread's hook
+** changed since the wait began ('*h'), give it to L (a coroutine's is
+** its own) and call a Lua function: the hook fires there (lua.c's
+** raises "interrupted!" through this wait to the script). */
 static void checkhook(lua_State *L, lua_Hook *h) {
-  lua_Hook now = lua_gethook(L);
+  lua_State *M = mainthread(L);
+  lua_Hook now = lua_gethook(M);
   if (now == *h)
     return;
   *h = now;
   if (now != NULL) {
+    if (M != L)
+      lua_sethook(L, now, lua_gethookmask(M), lua_gethookcount(M));
     if (luaL_loadbuffer(L, "return", 6, "=(interrupt)") != LUA_OK)
       lua_error(L);
     lua_call(L, 0, 0);
@@ -363,7 +378,7 @@ void lconc_checkstop(lua_State *L) {
 ** is interrupted) and raises. */
 int lconc_watchnext(lua_State *L, conc_watch_t *set, double deadline,
                     uintptr_t *tag) {
-  lua_Hook h = lua_gethook(L);
+  lua_Hook h = lua_gethook(mainthread(L));
   for (;;) {
     int posts = lconc_getowner(L)->in_callback == 0;
     lconc_checkstop(L);
@@ -402,7 +417,7 @@ double lconc_optdeadline(lua_State *L, int arg) {
 static int cf_dispatch(lua_State *L) {
   double deadline;
   int ran;
-  lua_Hook h = lua_gethook(L);
+  lua_Hook h = lua_gethook(mainthread(L));
   if (lua_isnoneornil(L, 1))
     deadline = conc_now();  /* no timeout: do not wait */
   else
@@ -423,10 +438,14 @@ static int cf_dispatch(lua_State *L) {
  * A file descriptor that is readable while callbacks of this state wait;
  * an event loop polls it and calls `dispatch(0)`.
  * @function notify_fd
- * @treturn integer the descriptor (an eventfd)
+ * @treturn integer the descriptor (an eventfd, made on the first call)
+ * @raise when no descriptor can be made (e.g. too many open files)
  */
 static int cf_notify_fd(lua_State *L) {
-  lua_pushinteger(L, conc_mailbox_fd(getmailbox(L)));
+  int fd = conc_mailbox_fd(getmailbox(L));
+  if (fd < 0)
+    return luaL_error(L, "cannot create the notify fd (%s)", strerror(errno));
+  lua_pushinteger(L, fd);
   return 1;
 }
 

@@ -258,6 +258,23 @@ describe("Future", function()
         assert.matches("^status 1\n.*interrupted!", out)
       end
     end)
+
+    -- lua.c hooks the main thread; a wait in a coroutine looked at the
+    -- coroutine's own hook, so Ctrl-C waited for the wait to end
+    it("ends a wait inside a coroutine at the first signal", function()
+      if not stock then return pending("the sanitizer host has no SIGINT handler") end
+      for _, call in ipairs({ "f:result()", "cf.wait({ f })", "cf.dispatch(math.huge)" }) do
+        local out = interrupt([[
+          local cf = require "concurrent.futures"
+          local f = cf.Future()
+          f:add_done_callback(print)
+          io.open(arg[1], "w"):close()
+          coroutine.wrap(function() ]] .. call .. [[ end)()
+          print("not reached")
+          ]])
+        assert.matches("^status 1\n.*interrupted!", out)
+      end
+    end)
   end)
 
   describe("cancel", function()

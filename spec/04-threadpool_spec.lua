@@ -251,6 +251,28 @@ describe("ThreadPoolExecutor", function()
       ex:shutdown()  -- does not raise
       assert.equal(0, ex:stats().workers)
     end)
+
+    -- issue 9 item 4: each worker state opened the module, which made an
+    -- eventfd at once, so with no descriptor left the pool broke
+    it("run tasks with no file descriptor left (workers hold none)", function()
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(2)
+        local held = {}
+        for _ = 1, 1e4 do held[#held + 1] = io.open("/dev/null") end  -- to the limit
+        local fs, sum = {}, 0
+        for i = 1, 4 do fs[i] = ex:submit(function(x) return x * 2 end, i) end
+        for _, f in ipairs(fs) do sum = sum + f:result(30) end
+        local okfd, err = pcall(cf.notify_fd)
+        for _, f in ipairs(held) do f:close() end
+        ex:shutdown()
+        print(sum, okfd, err)
+        print(math.type(cf.notify_fd()))
+      ]], "ulimit -n 64;")
+      assert.is_true(ok, out)
+      assert.matches("^20\tfalse\tcannot create the notify fd %(Too many open "
+                     .. "files%)\ninteger\n$", out)
+    end)
   end)
 
   describe("cancel and shutdown", function()

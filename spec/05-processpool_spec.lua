@@ -15,11 +15,14 @@ local function nchildren()
   return n - 1  -- the shell running 'cat' is one of them
 end
 
--- This process's open file descriptors, as a sorted list.
+-- This process's open file descriptors, as a sorted list. Listed into
+-- a file, not a pipe: the write end of a popen pipe is still open in
+-- this process for a moment after 'ls' starts, and 'ls' may see it.
 local function fds()
-  local p = io.popen("ls /proc/" .. ph.pid() .. "/fd")
-  local out = p:read("a")
-  p:close()
+  local name = os.tmpname()
+  os.execute("ls /proc/" .. ph.pid() .. "/fd >" .. name)
+  local out = helpers.readfile(name)
+  os.remove(name)
   return out
 end
 
@@ -416,6 +419,33 @@ describe("ProcessPoolExecutor", function()
     assert.equal(before_fds, fds())
   end)
 
+  -- issue 9 item 4: the pool's eventfd was made with the executor, which
+  -- then failed with "cannot create the ProcessPoolExecutor (not enough
+  -- memory)"; now each way of running out of descriptors is a broken pool
+  it("breaks with BrokenProcessPool when no file descriptor is left", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local held = {}
+      for _ = 1, 1e4 do held[#held + 1] = io.open("/dev/null") end  -- to the limit
+      for free = 0, 1 do  -- none (for the supervisor), then too few for a child
+        for _ = 1, free do held[#held]:close() held[#held] = nil end
+        local ex = cf.ProcessPoolExecutor(1)
+        local okf, err = pcall(function() return ex:submit(math.abs, -1):result(30) end)
+        print(free, okf, cf.BrokenProcessPool:is(err), tostring(err))
+        ex:shutdown()
+      end
+      for _, f in ipairs(held) do f:close() end
+      local ex <close> = cf.ProcessPoolExecutor(1)
+      print(ex:submit(math.abs, -1):result(30))
+    ]], "ulimit -n 64;")
+    assert.is_true(ok, out)
+    for free = 0, 1 do
+      assert.matches(free .. "\tfalse\ttrue\tBrokenProcessPool: cannot start a worker: "
+                     .. "Too many open files\n", out)
+    end
+    assert.matches("\n1\n$", out)
+  end)
+
   it("never repeats the parent's buffered output", function()
     local out, ok = helpers.run_lua([[
       io.stdout:setvbuf("full")
@@ -499,18 +529,32 @@ describe("ProcessPoolExecutor", function()
   end)
 end)
 
-describe("ThreadPoolExecutor task", function()
-  it("cannot wait for its own future (it would deadlock its worker)", function()
-    local ex <close> = cf.ThreadPoolExecutor(1)
-    local box = cf.Future()
-    local f = ex:submit(function(b) return b:result(30):result(30) end, box)
-    box:set_result(f)
-    local e = f:exception(30)
-    assert.is_true(cf.InvalidStateError:is(e), tostring(e))
-    assert.matches("a task cannot wait for its own future", tostring(e))
-    assert.equal(1, ex:submit(function() return 1 end):result(30))
+for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+  describe(class .. " task", function()
+    -- issue 9 item 13; a process-pool task waited 30 s on the proxy of
+    -- its own future, and then failed with TimeoutError
+    it("cannot wait for its own future (it would deadlock its worker)", function()
+      local ex <close> = cf[class](1)
+      local box = cf.Future()
+      local f = ex:submit(function(b) return b:result(30):result(30) end, box)
+      box:set_result(f)
+      local e = f:exception(60)
+      assert.is_true(cf.InvalidStateError:is(e), tostring(e))
+      assert.matches("a task cannot wait for its own future", tostring(e))
+      assert.equal(1, ex:submit(function() return 1 end):result(30))
+    end)
+
+    it("can wait for the future of another task, given before it started", function()
+      local ex <close> = cf[class](2)
+      local box, gate = cf.Future(), cf.Future()
+      local first = ex:submit(function(g) return g:result(30) end, gate)
+      local second = ex:submit(function(b) return b:result(30):result(30) + 1 end, box)
+      box:set_result(first)
+      gate:set_result(41)
+      assert.equal(42, second:result(60))
+    end)
   end)
-end)
+end
 
 -- Ported from CPython's executor.py, test_thread_pool.py,
 -- test_process_pool.py, test_shutdown.py and test_init.py (spec/

@@ -191,6 +191,8 @@ void conc_mailbox_unref(conc_mailbox_t *mb);
 ** queued ones are discarded. The owner calls it when it goes away. */
 void conc_mailbox_close(conc_mailbox_t *mb);
 
+/* The eventfd readable while posts are queued, made on first call; -1
+** (errno set) when it cannot be made. */
 int conc_mailbox_fd(conc_mailbox_t *mb);
 
 /* Ask 'f' to post itself to 'mb' once when done (at once if it is done).
@@ -319,6 +321,11 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
 /* On a pool's worker thread, the future of the task it runs (NULL
 ** elsewhere): waiting on it there could only deadlock. */
 conc_future_t *conc_pool_current(void);
+
+/* Whether 'f' is the future of the task the calling thread runs, in a
+** thread pool or (through the proxy of its future) in a process pool's
+** worker: waiting on it there could only deadlock. */
+int conc_future_is_current(conc_future_t *f);
 
 /* }====================================================================== */
 

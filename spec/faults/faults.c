@@ -22,9 +22,10 @@
 ** state, dlopen). Wrapped, call N is the module's own Nth call to one of
 ** these functions, the same from run to run (but for the order of
 ** threads), and the sanitizer runtime still sees every allocation.
-** luaL_newstate is wrapped too: the states the module makes (workers)
-** allocate through a failing allocator ("lua"), where Lua's own memory
-** errors, and any Lua API call outside a protected call, show.
+** luaL_newstate is wrapped too: it fails as a call of its own
+** ("newstate"), and the states the module makes (workers) allocate
+** through a failing allocator ("lua"), where Lua's own memory errors,
+** and any Lua API call outside a protected call, show.
 **
 ** Settings, read from the environment when the module loads:
 **   CONC_FAULT=N        fail call number N (1-based; 0 or unset: none)
@@ -165,7 +166,10 @@ static int l_panic(lua_State *L) {
 }
 
 lua_State *__wrap_luaL_newstate(void) {
-  lua_State *L = lua_newstate(l_alloc, NULL);
+  lua_State *L;
+  if (fails("newstate"))
+    return NULL;
+  L = lua_newstate(l_alloc, NULL);
   if (L != NULL)
     lua_atpanic(L, l_panic);
   return L;

@@ -160,6 +160,27 @@ local scenarios = {
   ]],
 }
 
+-- A case's code: three tasks on an executor of kind 'kind' that cannot
+-- start a worker; each fails, at submit or in its future, with the same
+-- 'class' error. Prints how many did and the error.
+local function broken_code(kind, class)
+  return ([[
+    local ex = cf.%s(2)
+    local seen, n = {}, 0
+    for i = 1, 3 do
+      local ok, f = pcall(ex.submit, ex, function(x) return x end, i)
+      local _, err = pcall(function() return ok and f:result() or error(f) end)
+      if cf.%s:is(err) then
+        n = n + 1
+        seen[tostring(err)] = true
+      end
+    end
+    local msg = next(seen)
+    print(n .. " " .. (next(seen, msg) and "different errors" or msg))
+    ex:shutdown()
+  ]]):format(kind, class)
+end
+
 -- Regression cases of issue 9: a fault at a given call, then what the
 -- script must print.
 local cases = {
@@ -174,6 +195,69 @@ local cases = {
       ex:shutdown()
     ]],
     expect = "^cannot transfer arguments %(not enough memory%)\nEND\n$",
+  },
+  {
+    -- item 4: a worker whose state cannot be made leaves; the pool goes
+    -- on with the one that started (the second task waits for it)
+    name = "the second worker's state failing",
+    env = "CONC_FAULT_ONLY=newstate CONC_FAULT=2",
+    code = [[
+      local ex = cf.ThreadPoolExecutor(2)
+      local gate = cf.Future()
+      local a = ex:submit(function(g) g:result() return 1 end, gate)
+      local b = ex:submit(function() return 2 end)
+      gate:set_result(true)
+      print(a:result() + b:result())
+      ex:shutdown()
+    ]],
+    expect = "^3\nEND\n$",
+  },
+  {
+    -- item 4: with no worker at all, every future (or a submit made once
+    -- the pool broke) fails with BrokenThreadPool saying why
+    name = "every worker state failing",
+    env = "CONC_FAULT_ONLY=newstate CONC_FAULT=1 CONC_FAULT_FROM=1",
+    code = broken_code("ThreadPoolExecutor", "BrokenThreadPool"),
+    expect = "^3 BrokenThreadPool: cannot start a worker: cannot create a Lua "
+             .. "state %(not enough memory%)\nEND\n$",
+  },
+  {
+    name = "every worker thread failing to start",
+    env = "CONC_FAULT_ONLY=pthread_create CONC_FAULT=1 CONC_FAULT_FROM=1",
+    code = broken_code("ThreadPoolExecutor", "BrokenThreadPool"),
+    expect = "^3 BrokenThreadPool: cannot start a worker: cannot create a "
+             .. "thread\nEND\n$",
+  },
+  {
+    -- item 4, processes: the second fork failing leaves one worker
+    name = "the second fork failing",
+    env = "CONC_FAULT_ONLY=fork CONC_FAULT=2",
+    code = [[
+      local ex = cf.ProcessPoolExecutor(2)
+      local fs = {}
+      for i = 1, 4 do fs[i] = ex:submit(function(x) return x end, i) end
+      local sum = 0
+      for _, f in ipairs(fs) do sum = sum + f:result() end
+      print(sum)
+      ex:shutdown()
+    ]],
+    expect = "^10\nEND\n$",
+  },
+  {
+    name = "every fork failing",
+    env = "CONC_FAULT_ONLY=fork CONC_FAULT=1 CONC_FAULT_FROM=1",
+    code = broken_code("ProcessPoolExecutor", "BrokenProcessPool"),
+    expect = "^3 BrokenProcessPool: cannot start a worker: Resource "
+             .. "temporarily unavailable\nEND\n$",
+  },
+  {
+    -- the supervisor thread failing to start said "submit: No such file
+    -- or directory" (errno, which pthread_create does not set)
+    name = "the process pool's supervisor failing to start",
+    env = "CONC_FAULT_ONLY=pthread_create CONC_FAULT=1",
+    code = broken_code("ProcessPoolExecutor", "BrokenProcessPool"),
+    expect = "^3 BrokenProcessPool: cannot start a worker: cannot create a "
+             .. "thread %(Resource temporarily unavailable%)\nEND\n$",
   },
 }
 
