@@ -28,7 +28,6 @@ typedef struct executor {
   const char *broken_class;  /* "BrokenThreadPool" */
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
-  int noqueues;            /* its workers cannot reach a cf.Queue */
   double task_timeout;     /* seconds, or 0: no limit */
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
@@ -77,14 +76,6 @@ static void checkopen(lua_State *L, executor *ex) {
   if (ex->shutdown || ex->core == NULL)
     luaL_error(L, "cannot schedule new futures after shutdown");
   checkbroken(L, ex);
-}
-
-static int holdsqueue(const conc_payload_t *p) {
-  size_t i;
-  for (i = 0; i < p->nfutures; i++)
-    if (conc_payload_queue(p, i) != NULL)
-      return 1;
-  return 0;
 }
 
 /* Longer time limits (about 31 years) mean none: a deadline must stay
@@ -162,11 +153,6 @@ static int ex_submit(lua_State *L) {
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
-  }
-  if (ex->noqueues && holdsqueue(p)) {
-    conc_payload_free(p);
-    return luaL_error(L, "cannot transfer a cf.Queue into a %s task (not "
-                      "supported yet)", ex->name);
   }
   r = ex->core->ops->submit(ex->core, f, p, timeout);
   if (r != 0) {
@@ -250,7 +236,6 @@ typedef struct kind {
   const char *const *options;  /* the option names it knows */
   conc_executor_t *(*make)(const conc_executor_opts_t *o);
   int defworkers;          /* times the number of processors */
-  int queues;              /* cf.Queue handles cross into its tasks */
 } kind;
 
 static char *copystring(lua_State *L, int idx) {
@@ -418,7 +403,6 @@ static int newexecutor(lua_State *L, const kind *k) {
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
-  ex->noqueues = !k->queues;
   ex->shutdown = 1;  /* until it has a back-end */
   ex->closer.close = closer_close;
   lconc_addcloser(L, &ex->closer);  /* raises while the state closes */
@@ -450,10 +434,10 @@ static const char *const processoptions[] = {
 };
 
 static const kind threadkind = {
-  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5, 1
+  THREADPOOL_MT, threadoptions, conc_threadexec_new, 5
 };
 static const kind processkind = {
-  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1, 0
+  PROCESSPOOL_MT, processoptions, conc_procexec_new, 1
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {

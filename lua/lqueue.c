@@ -210,6 +210,9 @@ static int holds(const conc_payload_t *p, conc_chanq_t *q) {
 static int queueerror(lua_State *L, int r, const char *what) {
   if (r == CONC_ECLOSED)
     return luaL_error(L, "queue is closed");
+  if (r == CONC_EINVAL)  /* a put into the parent's queue, in a process */
+    return luaL_error(L, "a future, or a queue made in a worker process, "
+                      "cannot leave it");
   if (r == CONC_ETIMEDOUT)
     return lconc_raise(L, "TimeoutError", "%s timed out", what);
   return lconc_coreerror(L, r, what);

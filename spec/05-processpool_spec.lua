@@ -485,13 +485,6 @@ describe("ProcessPoolExecutor", function()
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
   end)
 
-  it("refuses a cf.Queue at submit with a clear error (not forwarded yet)", function()
-    local ex <close> = cf.ProcessPoolExecutor(1)
-    assert.has_error(function() ex:submit(function(q) return q end, cf.Queue()) end,
-      "cannot transfer a cf.Queue into a ProcessPoolExecutor task (not supported yet)")
-    assert.equal(1, ex:submit(function() return 1 end):result(30))
-  end)
-
   it("refuses options that are not its own", function()
     assert.has_error(function() cf.ProcessPoolExecutor { thread_name_prefix = "x" } end)
     assert.has_error(function() cf.ThreadPoolExecutor { max_tasks_per_child = 1 } end)
