@@ -330,12 +330,15 @@ describe("ProcessPoolExecutor", function()
     local ex = cf.ProcessPoolExecutor(2)
     local gate = cf.Future()
     local slow = ex:submit(function(g) return g:result(30) end, gate)
-    local f = ex:submit(function()
+    local go = cf.Future()  -- the worker dies once the others are queued
+    local f = ex:submit(function(g)
+      g:result(30)
       local h = require "prochelper"
       h.kill(h.pid(), 9)
-    end)
+    end, go)
     local pending = {}
     for i = 1, 5 do pending[i] = ex:submit(function() return i end) end
+    go:set_result(true)
     local e = f:exception(30)
     assert.is_true(cf.BrokenProcessPool:is(e), tostring(e))
     assert.matches("pid %d+, killed by signal 9, SIGKILL", tostring(e))
