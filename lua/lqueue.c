@@ -78,7 +78,8 @@ static int q_gc(lua_State *L) {
 
 /***
  * A FIFO of values shared across states like a future: it crosses into
- * thread-pool tasks as a handle, so workers stream values to the caller
+ * tasks of both pools as a handle (in a worker process, a proxy whose
+ * operations the parent carries out), so workers stream values to the caller
  * or to each other. Values are copied in on `put` (the rules of
  * `Executor:submit`) and decoded on `get`.
  * @function Queue

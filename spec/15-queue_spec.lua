@@ -241,7 +241,8 @@ describe("cf.Queue across a process pool", function()
       a:put("from the child")
       return rawequal(a, t.q), rawequal(a, q), #a, tostring(a), a, t.inner
     end
-    local same, up, len, str, back, backinner = ex:submit(task, q, { q = q, inner = inner }):result(30)
+    local same, up, len, str, back, backinner =
+      ex:submit(task, q, { q = q, inner = inner }):result(30)
     assert.is_true(same)
     assert.is_true(up)
     assert.equal(1, len)
