@@ -69,11 +69,11 @@ typedef struct child {
   pthread_cond_t rcv;      /* a reply came (under 'mu') */
   qreq *reqs;              /* awaiting their reply (under 'mu') */
   uint64_t nextreq;        /* atomic */
-  int gone;                /* the reader ended: no reply comes (under 'mu') */
-  pthread_mutex_t qmu;     /* guards 'proxies' of queues */
+  pthread_mutex_t qmu;     /* guards 'qproxies' */
   qproxy *qproxies;
   ctask *head, **tail;     /* tasks not yet run (under 'mu') */
-  int stop;                /* F_STOP or end of file (under 'mu') */
+  int stop;                /* F_STOP or end of file: the reader ended, no
+                              reply will come (under 'mu') */
   proxy *proxies;          /* the reader's own */
   const conc_runtime_t *rt;
   void *ctx;               /* the runtime's */
@@ -172,7 +172,7 @@ static int ask(child *c, qreq *rq, size_t at) {
   int r = 0;
   conc__frame_end(&c->qw, at);
   pthread_mutex_lock(&c->mu);
-  if (c->gone)
+  if (c->stop)
     r = CONC_EBROKEN;
   else if (c->qw.failed)
     r = CONC_ENOMEM;
@@ -278,7 +278,7 @@ static int qp_info(conc_chanq_t *q, size_t *len, size_t *max, int *closed) {
 static void qp_release(conc_chanq_t *q) {
   qproxy *x = (qproxy *)conc__chanq_remotectx(q), **px;
   child *c = x->c;
-  int gone;
+  int stop;
   pthread_mutex_lock(&c->qmu);
   if (x->linked) {
     for (px = &c->qproxies; *px != x; px = &(*px)->next)
@@ -287,9 +287,9 @@ static void qp_release(conc_chanq_t *q) {
   }
   pthread_mutex_unlock(&c->qmu);
   pthread_mutex_lock(&c->mu);
-  gone = c->gone;  /* then the parent forgets it when this process ends */
+  stop = c->stop;  /* then the parent forgets it when this process ends */
   pthread_mutex_unlock(&c->mu);
-  if (!gone) {
+  if (!stop) {
     size_t at;
     pthread_mutex_lock(&c->wmu);
     at = conc__frame_begin(&c->qw, F_QDROP);
@@ -486,7 +486,6 @@ static void *reader(void *arg) {
   }
   pthread_mutex_lock(&c->mu);
   c->stop = 1;
-  c->gone = 1;
   while (c->reqs != NULL) {  /* no reply will come */
     qreq *rq = c->reqs;
     c->reqs = rq->next;

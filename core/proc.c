@@ -412,8 +412,8 @@ static void qwatch_fire(conc__wnode *n) {
   wake(p);
 }
 
-/* The link of 'q' for 'c', made on first use; NULL when out of memory.
-** Every queue has its own id, the same for every child. */
+/* The link of 'q' for 'c', made on first use (with an id of its own);
+** NULL when out of memory. */
 static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q) {
   qlink *l;
   for (l = c->qlinks; l != NULL && l->q != q; l = l->next)

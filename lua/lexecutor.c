@@ -414,6 +414,12 @@ static int newexecutor(lua_State *L, const kind *k) {
     readinit(L, ex->sh);
     readlimits(L, ex, &o);
   }
+  /* a forked child starts from a copy of the initializer's payload: a
+  ** future or queue there would be a copy of the parent's memory */
+  if (k->make == conc_procexec_new && ex->sh->init != NULL
+      && ex->sh->init->nfutures > 0)
+    luaL_argerror(L, 1, "initargs of a process pool cannot hold a future "
+                  "or a queue");
   o.runtime = lconc_runtime(ex->sh);
   ex->core = k->make(&o);
   if (ex->core == NULL)

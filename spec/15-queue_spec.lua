@@ -283,6 +283,18 @@ describe("cf.Queue across a process pool", function()
     assert.matches("cannot put a queue into itself", e)
   end)
 
+  it("refuses a queue or a future in a process pool's initargs", function()
+    for _, shared in ipairs { cf.Queue(), cf.Future() } do
+      local ok, err = pcall(cf.ProcessPoolExecutor, {
+        initializer = function(x) _G.X = x end, initargs = { { shared } } })
+      assert.is_false(ok)
+      assert.matches("initargs of a process pool cannot hold a future or a queue", err)
+    end
+    local tp <close> = cf.ThreadPoolExecutor {
+      initializer = function(x) _G.X = x end, initargs = { cf.Queue() } }
+    assert.is_true(tp:submit(function() return _G.X ~= nil end):result(30))
+  end)
+
   it("applies back-pressure across the process while the queue is full", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue(2)
