@@ -262,6 +262,46 @@ describe("cf.Queue across a process pool", function()
     end, q):result(30))
   end)
 
+  it("serves a thread pool inside the child, and a queue that came in a future", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local q = cf.Queue(3)
+    local f = ex:submit(function(out)
+      local tp <close> = require("concurrent.futures").ThreadPoolExecutor(4)
+      local fs = {}
+      for k = 1, 4 do
+        fs[k] = tp:submit(function(o, base) for i = 1, 50 do o:put(base + i) end end, out, k * 1000)
+      end
+      for _, g in ipairs(fs) do g:result() end
+      out:close()
+      return "threads done"
+    end, q)
+    local n, sum = 0, 0
+    for v in q:values() do n, sum = n + 1, sum + v end
+    assert.equal("threads done", f:result(30))
+    assert.equal(200, n)
+    assert.equal(10000 * 50 + 4 * (50 * 51 // 2), sum)
+    local gate, later = cf.Future(), cf.Queue()
+    local h = ex:submit(function(g) g:result(30):put("via a future") return true end, gate)
+    gate:set_result(later)
+    assert.is_true(h:result(30))
+    assert.equal("via a future", later:get(0))
+  end)
+
+  -- #forkbusy (spec/05 says why): the child forks while its threads run.
+  it("crosses on into a process pool made inside the child #forkbusy", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local q = cf.Queue(2)
+    local f = ex:submit(function(out)
+      local inner <close> = require("concurrent.futures").ProcessPoolExecutor(1)
+      local function produce(o) for i = 1, 20 do o:put(i) end o:close() return "done" end
+      return inner:submit(produce, out):result(30)
+    end, q)
+    local sum = 0
+    for v in q:values() do sum = sum + v end
+    assert.equal(210, sum)
+    assert.equal("done", f:result(30))
+  end)
+
   it("refuses to let a future, or a queue made in the child, leave it", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue()
