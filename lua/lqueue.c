@@ -227,7 +227,9 @@ static int queueerror(lua_State *L, int r, const char *what) {
  * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
  * @raise `TimeoutError` on timeout, "queue is closed" once closed (also
  * while it waits), or "cannot transfer argument #1.x (userdata)" naming
- * a value that cannot cross
+ * a value that cannot cross; in a worker process, putting a future or a
+ * queue made there into the parent's queue raises "a future, or a queue
+ * made in a worker process, cannot leave it"
  */
 static int q_put(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);
