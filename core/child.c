@@ -149,7 +149,7 @@ static conc_payload_t *readpayload(child *c, conc__rd *r) {
 
 /* The writer ('wmu') is held from here to 'ask': start the frame of
 ** request 'rq' on the queue of 'x'. */
-static size_t begin(qproxy *x, qreq *rq, int type, conc_future_t *wake) {
+static size_t beginask(qproxy *x, qreq *rq, int type, conc_future_t *wake) {
   child *c = x->c;
   size_t at;
   memset(rq, 0, sizeof(*rq));
@@ -228,7 +228,7 @@ static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
   (void)len;
   if (r != 0)
     return r;
-  at = begin(x, &rq, F_QPUT, wake);
+  at = beginask(x, &rq, F_QPUT, wake);
   conc__put8(&x->c->qw, wake != NULL);
   conc__putpayload(&x->c->qw, p, ids);
   free(ids);
@@ -242,7 +242,7 @@ static int qp_tryget(conc_chanq_t *q, void **data, size_t *len,
                      conc_free_fn *freefn, conc_future_t *wake) {
   qproxy *x = (qproxy *)conc__chanq_remotectx(q);
   qreq rq;
-  size_t at = begin(x, &rq, F_QGET, wake);
+  size_t at = beginask(x, &rq, F_QGET, wake);
   int r;
   conc__put8(&x->c->qw, wake != NULL);
   if ((r = ask(x->c, &rq, at)) == 0) {
@@ -256,14 +256,14 @@ static int qp_tryget(conc_chanq_t *q, void **data, size_t *len,
 static void qp_close(conc_chanq_t *q) {
   qproxy *x = (qproxy *)conc__chanq_remotectx(q);
   qreq rq;
-  size_t at = begin(x, &rq, F_QCLOSE, NULL);
+  size_t at = beginask(x, &rq, F_QCLOSE, NULL);
   ask(x->c, &rq, at);
 }
 
 static int qp_info(conc_chanq_t *q, size_t *len, size_t *max, int *closed) {
   qproxy *x = (qproxy *)conc__chanq_remotectx(q);
   qreq rq;
-  size_t at = begin(x, &rq, F_QLEN, NULL);
+  size_t at = beginask(x, &rq, F_QLEN, NULL);
   int r = ask(x->c, &rq, at);
   *len = rq.len;
   if (max != NULL)
