@@ -4,6 +4,8 @@
 ** variable; an owner that must keep running callbacks while it waits
 ** passes a 'wake' future instead, which the queue cancels when it
 ** changes, so the owner waits on it in a watch set with its mailbox.
+** A proxy (a queue of the parent process, in a forked worker) keeps only
+** its wake lists here: every operation goes to its 'remote' (child.c).
 */
 #include <stdlib.h>
 
@@ -33,6 +35,8 @@ struct conc_chanq {
   size_t head, count, cap;
   wakelist getters;        /* woken by a put or close */
   wakelist putters;        /* woken by a get or close */
+  const conc__qremote *remote;  /* a proxy's operations, or NULL */
+  void *rctx;              /* the proxy's, for 'remote' */
 };
 
 #define CHANQ_MINCAP 8
@@ -68,9 +72,41 @@ static void dropwakes(wakelist *w) {
   free(w->v);
 }
 
+conc_chanq_t *conc__chanq_newremote(const conc__qremote *remote,
+                                    void *ctx) {
+  conc_chanq_t *q = conc_chanq_new(0);
+  if (q != NULL) {
+    q->remote = remote;
+    q->rctx = ctx;
+  }
+  return q;
+}
+
+void *conc__chanq_remotectx(conc_chanq_t *q) {
+  return q->remote != NULL ? q->rctx : NULL;
+}
+
+/* A reference on a queue that may be losing its last one: 1, or 0 when
+** it had none left (its release is under way). */
+int conc__chanq_tryref(conc_chanq_t *q) {
+  int n = __atomic_load_n(&q->refs, __ATOMIC_RELAXED);
+  while (n > 0)
+    if (__atomic_compare_exchange_n(&q->refs, &n, n + 1, 1,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+      return 1;
+  return 0;
+}
+
 void conc_chanq_unref(conc_chanq_t *q) {
   if (__atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
+  if (q->remote != NULL)
+    q->remote->release(q);  /* it calls conc__chanq_free */
+  else
+    conc__chanq_free(q);
+}
+
+void conc__chanq_free(conc_chanq_t *q) {
   while (q->count > 0) {
     item *it = &q->ring[q->head];
     if (it->freefn != NULL)
@@ -88,6 +124,9 @@ void conc_chanq_unref(conc_chanq_t *q) {
 
 size_t conc_chanq_len(conc_chanq_t *q) {
   size_t n;
+  int closed;
+  if (q->remote != NULL)
+    return q->remote->info(q, &n, NULL, &closed) == 0 ? n : 0;
   pthread_mutex_lock(&q->mu);
   n = q->count;
   pthread_mutex_unlock(&q->mu);
@@ -95,11 +134,18 @@ size_t conc_chanq_len(conc_chanq_t *q) {
 }
 
 size_t conc_chanq_maxsize(conc_chanq_t *q) {
+  size_t n, max;
+  int closed;
+  if (q->remote != NULL)
+    return q->remote->info(q, &n, &max, &closed) == 0 ? max : 0;
   return q->maxsize;
 }
 
 int conc_chanq_closed(conc_chanq_t *q) {
+  size_t n;
   int c;
+  if (q->remote != NULL)
+    return q->remote->info(q, &n, NULL, &c) == 0 ? c : 1;
   pthread_mutex_lock(&q->mu);
   c = q->closed;
   pthread_mutex_unlock(&q->mu);
@@ -206,6 +252,8 @@ static int full(conc_chanq_t *q) {
 int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
                       conc_free_fn freefn, conc_future_t *wake) {
   int r;
+  if (q->remote != NULL)
+    return q->remote->tryput(q, data, len, freefn, wake);
   pthread_mutex_lock(&q->mu);
   if (q->closed)
     r = CONC_ECLOSED;
@@ -223,6 +271,8 @@ int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
                       conc_free_fn *freefn, conc_future_t *wake) {
   int r;
+  if (q->remote != NULL)
+    return q->remote->tryget(q, data, len, freefn, wake);
   pthread_mutex_lock(&q->mu);
   if (q->count > 0) {
     pop(q, data, len, freefn);
@@ -247,9 +297,35 @@ static int waitcv(conc_chanq_t *q, double deadline) {
   return r;
 }
 
+/* A proxy's blocking put (no 'gdata') or get: it tries again each time
+** a wake future says the queue changed, until 'deadline'. */
+static int waitremote(conc_chanq_t *q, void *data, size_t len,
+                      conc_free_fn freefn, void **gdata, size_t *glen,
+                      conc_free_fn *gfreefn, double deadline) {
+  for (;;) {
+    conc_future_t *wake = conc_future_new();
+    int r, late = 0;
+    if (wake == NULL)
+      return CONC_ENOMEM;
+    r = gdata == NULL ? conc_chanq_tryput(q, data, len, freefn, wake)
+                      : conc_chanq_tryget(q, gdata, glen, gfreefn, wake);
+    if (r == CONC_ETIMEDOUT && conc_future_wait(wake, deadline) != 0) {
+      conc_future_cancel(wake);  /* the last try, then give up */
+      late = 1;
+      r = gdata == NULL ? conc_chanq_tryput(q, data, len, freefn, NULL)
+                        : conc_chanq_tryget(q, gdata, glen, gfreefn, NULL);
+    }
+    conc_future_unref(wake);
+    if (r != CONC_ETIMEDOUT || late)
+      return r;
+  }
+}
+
 int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
                    conc_free_fn freefn, double deadline) {
   int r = 0;
+  if (q->remote != NULL)
+    return waitremote(q, data, len, freefn, NULL, NULL, NULL, deadline);
   pthread_mutex_lock(&q->mu);
   while (!q->closed && full(q) && r == 0)
     r = waitcv(q, deadline);
@@ -266,6 +342,8 @@ int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
 int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline) {
   int r = 0;
+  if (q->remote != NULL)
+    return waitremote(q, NULL, 0, NULL, data, len, freefn, deadline);
   pthread_mutex_lock(&q->mu);
   while (q->count == 0 && !q->closed && r == 0)
     r = waitcv(q, deadline);
@@ -280,9 +358,33 @@ int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
 
 void conc_chanq_close(conc_chanq_t *q) {
   wakelist g;
+  if (q->remote != NULL) {
+    q->remote->close(q);
+    return;
+  }
   pthread_mutex_lock(&q->mu);
   q->closed = 1;
   g = takewakes(&q->getters);
   changed(q, &q->putters);
   fire(&g);
 }
+
+
+/* {======================================================================
+** Proxies: their wake lists, kept here for their remote
+** ======================================================================= */
+
+int conc__chanq_addwake(conc_chanq_t *q, int getters, conc_future_t *wake) {
+  int r;
+  pthread_mutex_lock(&q->mu);
+  r = addwake(getters ? &q->getters : &q->putters, wake);
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+void conc__chanq_wakeup(conc_chanq_t *q, int getters) {
+  pthread_mutex_lock(&q->mu);
+  changed(q, getters ? &q->getters : &q->putters);
+}
+
+/* }====================================================================== */

@@ -25,12 +25,36 @@
 **                                               a forwarded future is done
 **   F_STOP   (parent)                           finish and exit
 **   F_CANCEL (parent)  u64 task                 stop it (running or queued)
+** A child works on the parent's queues by requests, each answered by
+** one F_QREPLY; 'wake' asks, when the queue is full (put) or empty
+** (get), for an F_QCHANGED at its next change of that kind.
+**   F_QPUT   (child)   u64 req, u64 queue, u8 wake, payload
+**   F_QGET   (child)   u64 req, u64 queue, u8 wake
+**   F_QCLOSE (child)   u64 req, u64 queue
+**   F_QLEN   (child)   u64 req, u64 queue
+**   F_QREPLY (parent)  u64 req, i32 code        0 or a CONC_E* code; then
+**                                               a got value's payload
+**                                               (F_QGET), or u64 length,
+**                                               u64 maxsize, u8 closed
+**                                               (F_QLEN)
+**   F_QCHANGED (parent) u64 queue, u8 getters   it changed for its getters
+**                                               (a put, a close) or its
+**                                               putters (a get, a close)
+**   F_QDROP  (child)   u64 queue, u32 n         the child holds it no more,
+**                                               after n mentions of it in
+**                                               payloads the parent sent
 ** f64     := the bits of an IEEE double, as a u64
 ** payload := u8 kind, u32 n, u64 id{n}, bytes to the end of the body:
-**            the ids name forwarded futures (the parent's numbering)
+**            the ids name forwarded futures and queues (the parent's
+**            numbering; a queue's has CONC__QID set). Only queues of
+**            the parent cross from a child.
 ** message := bytes to the end of the body
 */
-enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL };
+enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
+       F_QPUT, F_QGET, F_QCLOSE, F_QLEN, F_QREPLY, F_QCHANGED, F_QDROP };
+
+/* The bit of an id that names a queue, not a future. */
+#define CONC__QID ((uint64_t)1 << 63)
 
 /* Largest frame body: a longer length is corruption (or a result no
 ** process should hold), never an allocation. */

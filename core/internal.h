@@ -117,6 +117,32 @@ CONC__FUNC void conc__future_settle_foreign(conc_future_t *f, int cancelled,
                                             void *data, size_t len,
                                             conc_free_fn freefn, int failed);
 
+/* chanq.c: proxies of another process's queues (child.c). A proxy is a
+** conc_chanq_t whose operations all go to its 'remote'; only its wake
+** lists stay here, which the remote fills and fires. 'release' runs
+** when the last reference went, and calls conc__chanq_free. */
+typedef struct conc__qremote {
+  int (*tryput)(conc_chanq_t *q, void *data, size_t len,
+                conc_free_fn freefn, conc_future_t *wake);
+  int (*tryget)(conc_chanq_t *q, void **data, size_t *len,
+                conc_free_fn *freefn, conc_future_t *wake);
+  void (*close)(conc_chanq_t *q);
+  /* its length, maxsize (when 'max' is not NULL) and closed flag: 0 or
+  ** a negative code */
+  int (*info)(conc_chanq_t *q, size_t *len, size_t *max, int *closed);
+  void (*release)(conc_chanq_t *q);
+} conc__qremote;
+CONC__FUNC conc_chanq_t *conc__chanq_newremote(const conc__qremote *remote,
+                                               void *ctx);
+CONC__FUNC void *conc__chanq_remotectx(conc_chanq_t *q);  /* NULL: local */
+CONC__FUNC int conc__chanq_tryref(conc_chanq_t *q);
+CONC__FUNC void conc__chanq_free(conc_chanq_t *q);
+/* Cancel 'wake' at the queue's next change of that kind (0, or
+** CONC_ENOMEM); fire those of a kind now. */
+CONC__FUNC int conc__chanq_addwake(conc_chanq_t *q, int getters,
+                                   conc_future_t *wake);
+CONC__FUNC void conc__chanq_wakeup(conc_chanq_t *q, int getters);
+
 /* A node in a future's watcher list. 'fire' runs once the future is
 ** settled, with the future's lock held (lock order: future, then
 ** anything 'fire' takes); 'drop' when a future that never completed is

@@ -2,7 +2,8 @@
 ** proc.c: the process pool. One supervisor thread per pool owns every
 ** child: it forks them lazily, writes tasks to their sockets, reads
 ** results, forwards the completion of futures that tasks were given,
-** and watches each child's exit through a pidfd, all in one poll loop.
+** carries out the children's operations on queues they were given, and
+** watches each child's exit through a pidfd, all in one poll loop.
 ** No signal handler is installed in the host process.
 */
 #include <errno.h>
@@ -71,6 +72,29 @@ typedef struct fwd {
   int fired;                /* under the future's lock */
 } fwd;
 
+/* A queue of this process that a child knows, under one id: a
+** reference held while the child may use it. */
+typedef struct qlink {
+  struct qlink *next;       /* in its child's list */
+  child *c;
+  conc_chanq_t *q;
+  uint64_t id;              /* with CONC__QID */
+  uint32_t mentions;        /* in payloads sent, not yet dropped by 'c' */
+  struct qwatch *armed[2];  /* a wait of 'c' for its putters, getters */
+} qlink;
+
+/* A wake future given to a queue for a child that waits: 'fire' pushes
+** it on the pool's stack, and the supervisor tells the child. */
+typedef struct qwatch {
+  conc__wnode w;
+  struct qwatch *firednext;
+  proc *p;
+  qlink *l;                 /* NULL once the child is gone */
+  conc_future_t *f;
+  int getters;
+  int fired;                /* under the future's lock */
+} qwatch;
+
 /* A child, private to the supervisor thread. */
 struct child {
   child *next;
@@ -90,6 +114,7 @@ struct child {
   char *body;               /* then its body */
   size_t bodylen, bodygot, bodysize;
   int toobig;               /* the body did not fit in memory: skipped */
+  qlink *qlinks;            /* the queues it knows */
 };
 
 struct proc {
@@ -99,6 +124,7 @@ struct proc {
   int wakefd;               /* eventfd: work, shutdown or a fired future
                             ** (made with the supervisor, else -1) */
   fwd *fired;               /* stack, pushed atomically */
+  qwatch *qfired;           /* the same, for queues */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
   conc__queue cancels;      /* written ptasks a running cancel asks to stop */
@@ -278,8 +304,26 @@ static fwd *forward(proc *p, conc_future_t *f, child *c) {
   return x;
 }
 
-/* The ids under which the futures of 'pl' cross to 'c' (malloc'd, or
-** NULL when there are none or memory ran out: '*ok' tells). */
+static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q);
+
+/* The id under which entry 'i' of 'pl' crosses to 'c', or 0 when out of
+** memory. */
+static uint64_t forwardone(proc *p, const conc_payload_t *pl, size_t i,
+                           child *c) {
+  conc_future_t *f = conc_payload_future(pl, i);
+  fwd *x;
+  qlink *l;
+  if (f != NULL)
+    return (x = forward(p, f, c)) != NULL ? x->id : 0;
+  if ((l = linkqueue(p, c, conc_payload_queue(pl, i))) == NULL)
+    return 0;
+  l->mentions++;
+  return l->id;
+}
+
+/* The ids under which the futures and queues of 'pl' cross to 'c'
+** (malloc'd, or NULL when there are none or memory ran out: '*ok'
+** tells). */
 static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
                             int *ok) {
   uint64_t *ids = NULL;
@@ -288,13 +332,9 @@ static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
   if (pl->nfutures == 0)
     return NULL;
   ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
-  for (i = 0; ids != NULL && i < pl->nfutures; i++) {
-    conc_future_t *f = conc_payload_future(pl, i);
-    fwd *x = f != NULL ? forward(p, f, c) : NULL;  /* a queue: not yet */
-    if (x == NULL)
+  for (i = 0; ids != NULL && i < pl->nfutures; i++)
+    if ((ids[i] = forwardone(p, pl, i, c)) == 0)
       break;
-    ids[i] = x->id;
-  }
   if (ids == NULL || i < pl->nfutures) {
     free(ids);
     *ok = 0;
@@ -356,15 +396,318 @@ static void forward_fired(proc *p) {
   }
 }
 
+static void unlinkqueue(qlink *l);
+
 /* A child is gone: it knows nothing any more. */
 static void forgetchild(proc *p, child *c) {
   fwd *x;
+  while (c->qlinks != NULL) {
+    qlink *l = c->qlinks;
+    c->qlinks = l->next;
+    unlinkqueue(l);
+  }
   for (x = p->fwds; x != NULL; x = x->next) {
     int i;
     for (i = 0; i < x->nknows; i++)
       if (x->knows[i] == c)
         x->knows[i--] = x->knows[--x->nknows];
   }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Queues that children were given
+** ======================================================================= */
+
+/* Under the future's lock, on any thread, as 'fwd_fire'. */
+static void qwatch_fire(conc__wnode *n) {
+  qwatch *w = conc__container_of(n, qwatch, w);
+  proc *p = w->p;
+  w->fired = 1;
+  w->firednext = __atomic_load_n(&p->qfired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&p->qfired, &w->firednext, w, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+  wake(p);
+}
+
+/* The link of 'q' for 'c', made on first use (with an id of its own);
+** NULL when out of memory. */
+static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q) {
+  qlink *l;
+  for (l = c->qlinks; l != NULL && l->q != q; l = l->next)
+    ;
+  if (l == NULL && (l = (qlink *)calloc(1, sizeof(*l))) != NULL) {
+    l->c = c;
+    l->q = q;
+    l->id = ++p->nextfwd | CONC__QID;
+    conc_chanq_ref(q);
+    l->next = c->qlinks;
+    c->qlinks = l;
+  }
+  return l;
+}
+
+static qlink *linkbyid(child *c, uint64_t id) {
+  qlink *l;
+  for (l = c->qlinks; l != NULL && l->id != id; l = l->next)
+    ;
+  return l;
+}
+
+/* Release a link: a wait it armed is disarmed (or, fired already, left
+** to 'tellchanges' without its child), and the queue let go. */
+static void unlinkqueue(qlink *l) {
+  int k;
+  for (k = 0; k < 2; k++) {
+    qwatch *w = l->armed[k];
+    if (w == NULL)
+      continue;
+    conc__future_unwatch(w->f, &w->w);
+    if (w->fired) {
+      w->l = NULL;
+    } else {
+      conc_future_cancel(w->f);  /* the queue drops it */
+      conc_future_unref(w->f);
+      free(w);
+    }
+  }
+  conc_chanq_unref(l->q);
+  free(l);
+}
+
+/* A wake future for a wait of 'l's child on 'getters' (or putters),
+** unless one is armed already (or memory ran out): NULL then. */
+static qwatch *newwatch(proc *p, qlink *l, int getters) {
+  qwatch *w;
+  if (l->armed[getters] != NULL
+      || (w = (qwatch *)calloc(1, sizeof(*w))) == NULL)
+    return NULL;
+  if ((w->f = conc_future_new()) == NULL) {
+    free(w);
+    return NULL;
+  }
+  w->p = p;
+  w->l = l;
+  w->getters = getters;
+  w->w.fire = qwatch_fire;
+  return w;
+}
+
+/* After a try with 'w' (may be NULL) that returned 'r': the queue holds
+** the wake future only if it said wait, and then the link is armed. */
+static void arm(qwatch *w, int r) {
+  if (w == NULL)
+    return;
+  if (r != CONC_ETIMEDOUT) {
+    conc_future_unref(w->f);
+    free(w);
+    return;
+  }
+  w->l->armed[w->getters] = w;
+  if (!conc__future_watch(w->f, &w->w))
+    qwatch_fire(&w->w);  /* changed already: told on the next round */
+}
+
+/* Tell each child whose wait fired that its queue changed. */
+static void tellchanges(proc *p) {
+  qwatch *w = __atomic_exchange_n(&p->qfired, NULL, __ATOMIC_ACQUIRE);
+  while (w != NULL) {
+    qwatch *next = w->firednext;
+    if (w->l != NULL) {
+      child *c = w->l->c;
+      size_t at = conc__frame_begin(&c->out, F_QCHANGED);
+      conc__put64(&c->out, w->l->id);
+      conc__put8(&c->out, (unsigned)w->getters);
+      conc__frame_end(&c->out, at);
+      if (c->out.failed)  /* it would wait forever: end it */
+        kill(c->pid, SIGKILL);
+      w->l->armed[w->getters] = NULL;
+    }
+    conc_future_unref(w->f);
+    free(w);
+    w = next;
+  }
+}
+
+/* Fill the entries of 'pl' (from 'c') with the queues 'ids' name: 0, or
+** -1 when one is not a queue 'c' knows. */
+static int bindqueues(child *c, conc_payload_t *pl, const uint64_t *ids) {
+  size_t i;
+  for (i = 0; i < pl->nfutures; i++) {
+    qlink *l = linkbyid(c, ids[i]);
+    if (l == NULL)
+      return -1;
+    conc_payload_setqueue(pl, i, l->q);
+  }
+  return 0;
+}
+
+/* Start the reply to request 'req' of 'c'. */
+static size_t beginreply(child *c, uint64_t req, int code) {
+  size_t at = conc__frame_begin(&c->out, F_QREPLY);
+  conc__put64(&c->out, req);
+  conc__put32(&c->out, (uint32_t)code);
+  return at;
+}
+
+/* End a reply; the child waits for it, so one that cannot be made ends
+** the child rather than leave it waiting. */
+static void endreply(child *c, size_t at) {
+  conc__frame_end(&c->out, at);
+  if (c->out.failed)
+    kill(c->pid, SIGKILL);
+}
+
+static void reply(child *c, uint64_t req, int code) {
+  endreply(c, beginreply(c, req, code));
+}
+
+/* A value got for 'c' ('freefn' frees it): a payload, its futures and
+** queues forwarded; raw bytes of a C host, as a payload of them. */
+static int putvalue(proc *p, child *c, uint64_t req, void *data,
+                    size_t len, conc_free_fn freefn) {
+  const conc_payload_t *pl = (const conc_payload_t *)data;
+  uint64_t *ids = NULL;
+  int ok = 1;
+  size_t at;
+  if (freefn == conc_payload_free)
+    ids = forwardall(p, pl, c, &ok);
+  if (!ok)
+    return CONC_ENOMEM;
+  at = beginreply(c, req, 0);
+  if (freefn == conc_payload_free)
+    conc__putpayload(&c->out, pl, ids);
+  else {
+    conc__put8(&c->out, CONC_PAYLOAD_VALUES);
+    conc__put32(&c->out, 0);
+    conc__putbytes(&c->out, data, len);
+  }
+  endreply(c, at);
+  free(ids);
+  return 0;
+}
+
+/* F_QPUT; a value too big for memory ('c->toobig') is refused. */
+static int onqput(proc *p, child *c, conc__rd *r) {
+  uint64_t req = conc__get64(r), *ids = NULL;
+  qlink *l;
+  int wake, nomem = 0, code;
+  conc_payload_t *pl;
+  qwatch *w;
+  if (c->toobig) {  /* only its head was kept */
+    reply(c, req, CONC_ENOMEM);
+    return 0;
+  }
+  l = linkbyid(c, conc__get64(r));
+  wake = (int)conc__get8(r);
+  pl = conc__getpayload(r, &ids, &nomem);
+  if (l == NULL || (pl == NULL && !nomem)
+      || (pl != NULL && ids != NULL && bindqueues(c, pl, ids) != 0)) {
+    conc_payload_free(pl);
+    free(ids);
+    return -1;
+  }
+  free(ids);
+  if (pl == NULL) {
+    reply(c, req, CONC_ENOMEM);
+    return 0;
+  }
+  w = wake ? newwatch(p, l, 0) : NULL;
+  code = conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
+                           conc_payload_free, w != NULL ? w->f : NULL);
+  arm(w, code);
+  if (code != 0)
+    conc_payload_free(pl);
+  reply(c, req, code);
+  return 0;
+}
+
+/* F_QGET: a value taken for 'c' is gone with it if it dies. */
+static int onqget(proc *p, child *c, conc__rd *r) {
+  uint64_t req = conc__get64(r);
+  qlink *l = linkbyid(c, conc__get64(r));
+  int wake = (int)conc__get8(r), code;
+  void *data;
+  size_t len;
+  conc_free_fn freefn;
+  qwatch *w;
+  if (l == NULL)
+    return -1;
+  w = wake ? newwatch(p, l, 1) : NULL;
+  code = conc_chanq_tryget(l->q, &data, &len, &freefn,
+                           w != NULL ? w->f : NULL);
+  arm(w, code);
+  if (code == 0) {
+    code = putvalue(p, c, req, data, len, freefn);
+    if (freefn != NULL)
+      freefn(data);
+  }
+  if (code != 0)
+    reply(c, req, code);
+  return 0;
+}
+
+static int onqlen(child *c, conc__rd *r) {
+  uint64_t req = conc__get64(r);
+  qlink *l = linkbyid(c, conc__get64(r));
+  size_t at;
+  if (l == NULL)
+    return -1;
+  at = beginreply(c, req, 0);
+  conc__put64(&c->out, (uint64_t)conc_chanq_len(l->q));
+  conc__put64(&c->out, (uint64_t)conc_chanq_maxsize(l->q));
+  conc__put8(&c->out, (unsigned)conc_chanq_closed(l->q));
+  endreply(c, at);
+  return 0;
+}
+
+static int onqclose(child *c, conc__rd *r) {
+  uint64_t req = conc__get64(r);
+  qlink *l = linkbyid(c, conc__get64(r));
+  if (l == NULL)
+    return -1;
+  conc_chanq_close(l->q);
+  reply(c, req, 0);
+  return 0;
+}
+
+/* F_QDROP: 'c' holds the queue no more after 'n' mentions; those sent
+** since keep the link. */
+static int onqdrop(child *c, conc__rd *r) {
+  qlink *l = linkbyid(c, conc__get64(r)), **pl;
+  uint32_t n = conc__get32(r);
+  if (l == NULL || n > l->mentions)
+    return -1;
+  if ((l->mentions -= n) > 0)
+    return 0;
+  for (pl = &c->qlinks; *pl != l; pl = &(*pl)->next)
+    ;
+  *pl = l->next;
+  unlinkqueue(l);
+  return 0;
+}
+
+static int isqrequest(unsigned type) {
+  return type == F_QPUT || type == F_QGET || type == F_QLEN
+         || type == F_QCLOSE || type == F_QDROP;
+}
+
+/* A frame of 'type' about queues from 'c': 0, or -1 when corrupt. */
+static int onqueueframe(proc *p, child *c, conc__rd *r, unsigned type) {
+  int bad;
+  if (c->toobig && type != F_QPUT)
+    return -1;
+  switch (type) {
+    case F_QPUT: bad = onqput(p, c, r); break;
+    case F_QGET: bad = onqget(p, c, r); break;
+    case F_QLEN: bad = onqlen(c, r); break;
+    case F_QCLOSE: bad = onqclose(c, r); break;
+    default: bad = onqdrop(c, r); break;
+  }
+  return bad || r->bad ? -1 : 0;
 }
 
 /* }====================================================================== */
@@ -632,13 +975,15 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   }
   if (r->bad || conc__queue_empty(&c->inflight)
       || qtask(conc__queue_head(&c->inflight))->id != id
-      || failed > CONC__FWD_NOVALUES || ids != NULL
-      || (out == NULL && !nomem && failed != CONC__FWD_NOVALUES)) {
+      || failed > CONC__FWD_NOVALUES
+      || (out == NULL && !nomem && failed != CONC__FWD_NOVALUES)
+      || (ids != NULL && bindqueues(c, out, ids) != 0)) {
     conc_payload_free(out);
     free(ids);
     breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
     return;
   }
+  free(ids);
   t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
   c->ninflight--;
@@ -677,7 +1022,7 @@ static int onframe(proc *p, child *c) {
     onresult(p, c, &r);
   else if (type == F_START && !c->started && !c->toobig)
     onstart(p, c, &r);
-  else
+  else if (!isqrequest(type) || onqueueframe(p, c, &r, type) != 0)
     breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
   return p->broken;
 }
@@ -941,6 +1286,7 @@ static void *supervise(void *arg) {
   proc *p = (proc *)arg;
   for (;;) {
     forward_fired(p);
+    tellchanges(p);
     sendcancels(p);
     assign(p);
     if (draining(p)) {
@@ -1097,6 +1443,7 @@ static void px_free(conc_executor_t *b) {
     conc__future_unwatch(p->fwds->f, &p->fwds->w);
     unlinkfwd(p, p->fwds);
   }
+  tellchanges(p);  /* frees the fired waits: their children are gone */
   if (p->wakefd >= 0)
     close(p->wakefd);
   pthread_mutex_destroy(&p->mu);

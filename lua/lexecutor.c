@@ -439,6 +439,11 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
     readinit(L, ex->sh);
     readlimits(L, ex, &o);
   }
+  /* a forked child starts from a copy of the initializer's payload: a
+  ** future or queue there would be a copy of the parent's memory */
+  if (!k->sharedinit && ex->sh->init != NULL && ex->sh->init->nfutures > 0)
+    luaL_argerror(L, 1, lua_pushfstring(L, "initargs of a %s cannot hold a "
+                  "future or a queue", ex->name));
   o.runtime = lconc_runtime(ex->sh);
   ex->core = k->make(L, &o, ex->sh);
   if (ex->core == NULL)
@@ -473,10 +478,10 @@ static conc_executor_t *makeprocesses(lua_State *L,
 }
 
 static const lconc_execkind threadkind = {
-  THREADPOOL_MT, threadoptions, makethreads, 5, 1
+  THREADPOOL_MT, threadoptions, makethreads, 5, 1, 1
 };
 static const lconc_execkind processkind = {
-  PROCESSPOOL_MT, processoptions, makeprocesses, 1, 0
+  PROCESSPOOL_MT, processoptions, makeprocesses, 1, 1, 0
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {

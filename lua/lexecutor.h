@@ -18,6 +18,9 @@ typedef struct lconc_execkind {
   int defworkers;              /* times the number of processors; 0:
                                ** the back-end's own default */
   int queues;                  /* cf.Queue handles cross into its tasks */
+  int sharedinit;              /* its workers share the initializer's
+                               ** futures and queues (threads: not a
+                               ** copy made by fork or sent away) */
 } lconc_execkind;
 
 /* Construct an executor of kind 'k' from the arguments at 1: the

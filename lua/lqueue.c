@@ -78,7 +78,8 @@ static int q_gc(lua_State *L) {
 
 /***
  * A FIFO of values shared across states like a future: it crosses into
- * thread-pool tasks as a handle, so workers stream values to the caller
+ * tasks of both pools as a handle (in a worker process, a proxy whose
+ * operations the parent carries out), so workers stream values to the caller
  * or to each other. Values are copied in on `put` (the rules of
  * `Executor:submit`) and decoded on `get`.
  * @function Queue
@@ -210,6 +211,9 @@ static int holds(const conc_payload_t *p, conc_chanq_t *q) {
 static int queueerror(lua_State *L, int r, const char *what) {
   if (r == CONC_ECLOSED)
     return luaL_error(L, "queue is closed");
+  if (r == CONC_EINVAL)  /* a put into the parent's queue, in a process */
+    return luaL_error(L, "a future, or a queue made in a worker process, "
+                      "cannot leave it");
   if (r == CONC_ETIMEDOUT)
     return lconc_raise(L, "TimeoutError", "%s timed out", what);
   return lconc_coreerror(L, r, what);
@@ -223,7 +227,9 @@ static int queueerror(lua_State *L, int r, const char *what) {
  * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
  * @raise `TimeoutError` on timeout, "queue is closed" once closed (also
  * while it waits), or "cannot transfer argument #1.x (userdata)" naming
- * a value that cannot cross
+ * a value that cannot cross; in a worker process, putting a future or a
+ * queue made there into the parent's queue raises "a future, or a queue
+ * made in a worker process, cannot leave it"
  */
 static int q_put(lua_State *L) {
   conc_chanq_t *q = checkqueue(L);

@@ -18,6 +18,7 @@ local CASES = {
   { "unref", "frees the items left with the last reference" },
   { "timer", "cancels futures at their deadlines and joins at free" },
   { "timeridle", "keeps a thread only while something is due" },
+  { "process", "carries blocking put, get, timeouts and close through a process-pool child" },
 }
 
 local function queuetest(args)

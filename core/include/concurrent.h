@@ -466,7 +466,9 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
 /* A pool of forked processes (proc.c); NULL when out of memory. Each
 ** child runs the runtime in a fresh process image copy: 'start' runs in
 ** the child after fork. Futures in a task's payload are forwarded to
-** the child, where they are proxies that complete when the parent's do. */
+** the child, where they are proxies that complete when the parent's do;
+** queues become proxies whose operations the parent carries out (their
+** items must then be payloads, freed with conc_payload_free). */
 conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 
 /* }====================================================================== */

@@ -1,6 +1,7 @@
 -- `make bench`, queue section: 100,000 small values from one worker
 -- thread to the main state, values/s, for a cf.Queue (unbounded, and
--- bounded at 1000 and at 1), luv's uv.new_async send (which coalesces
+-- bounded at 1000 and at 1; unbounded from a process-pool worker too,
+-- where each put is a round trip to the parent), luv's uv.new_async send (which coalesces
 -- sends, so each value waits for an acknowledgement) and Python's
 -- queue.Queue between two threads. Each run is its own process; the
 -- median of BENCH_REPS (3) runs. The aim: at least 2x luv.
@@ -22,6 +23,7 @@ local impls = {
   { "cf.Queue()", "lua5.4 " .. dir .. "ours.lua 0" },
   { "cf.Queue(1000)", "lua5.4 " .. dir .. "ours.lua 1000" },
   { "cf.Queue(1)", "lua5.4 " .. dir .. "ours.lua 1" },
+  { "cf.Queue() process worker", "lua5.4 " .. dir .. "ours.lua 0 process" },
   has_luv and { "luv uv.new_async + ack", "lua5.4 " .. dir .. "luv.lua" } or nil,
   has_python and { "python queue.Queue", "python3 " .. dir .. "python.py" } or nil,
 }

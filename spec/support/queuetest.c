@@ -270,6 +270,127 @@ static void case_timeridle(void) {
   conc_future_unref(c);
 }
 
+/* {======================================================================
+** A queue in a process-pool child: a proxy whose blocking put and get
+** (the C API's) go through the parent. Items crossing are payloads.
+** ======================================================================= */
+
+static conc_payload_t *intpayload(int v) {
+  conc_payload_t *p = conc_payload_new(&v, sizeof(v), 0);
+  CHECK(p != NULL);
+  return p;
+}
+
+static int payloadint(void *data) {
+  int v;
+  memcpy(&v, conc_payload_data((conc_payload_t *)data), sizeof(v));
+  return v;
+}
+
+static int rt_start(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)id; (void)why;
+  *ctx = NULL;
+  return 0;
+}
+
+static void rt_stop(void *ud, void *ctx) {
+  (void)ud; (void)ctx;
+}
+
+static void rt_interrupt(void *ctx) {
+  (void)ctx;
+}
+
+static size_t rt_memory(void *ctx) {
+  (void)ctx;
+  return 0;
+}
+
+/* In the child: why the steps failed, or NULL. The task carries the
+** queues 'out' (maxsize 2) and 'in'. */
+static const char *childsteps(const conc_payload_t *task) {
+  conc_chanq_t *out = conc_payload_queue(task, 0);
+  conc_chanq_t *in = conc_payload_queue(task, 1);
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  int i;
+  if (out == NULL || in == NULL || conc_chanq_maxsize(out) != 2)
+    return "the queues did not cross";
+  for (i = 0; i < 10; i++) {  /* waits while the parent has not taken */
+    conc_payload_t *p = intpayload(i);
+    if (conc_chanq_put(out, p, conc_payload_sizeof(p), conc_payload_free,
+                       conc_deadline(30)) != 0)
+      return "put failed";
+  }
+  if (conc_chanq_get(in, &data, &len, &fn, conc_deadline(0.05))
+      != CONC_ETIMEDOUT)
+    return "get did not time out";
+  conc_chanq_close(out);  /* the parent puts 42 once it sees this */
+  if (!conc_chanq_closed(out))
+    return "close failed";
+  if (conc_chanq_get(in, &data, &len, &fn, conc_deadline(30)) != 0)
+    return "get failed";
+  i = payloadint(data);
+  fn(data);
+  return i == 42 && conc_chanq_len(in) == 0 ? NULL : "get took a wrong value";
+}
+
+static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
+                              conc_taskctl_t *ctl, int *failed) {
+  const char *why = childsteps(task);
+  (void)ctx; (void)ctl;
+  *failed = why != NULL;
+  return why != NULL ? conc_payload_error("", why) : intpayload(7);
+}
+
+static void case_process(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_chanq_t *out = conc_chanq_new(2), *in = conc_chanq_new(0);
+  conc_payload_t *task = conc_payload_new(NULL, 0, 2), *v;
+  conc_future_t *f = conc_future_new();
+  const void *res;
+  size_t len;
+  void *data;
+  conc_free_fn fn;
+  int i, failed;
+  memset(&o, 0, sizeof(o));
+  o.max_workers = 1;
+  o.runtime.start = rt_start;
+  o.runtime.stop = rt_stop;
+  o.runtime.run = rt_run;
+  o.runtime.interrupt = rt_interrupt;
+  o.runtime.memory = rt_memory;
+  CHECK((ex = conc_procexec_new(&o)) != NULL && task != NULL && f != NULL);
+  conc_payload_setqueue(task, 0, out);
+  conc_payload_setqueue(task, 1, in);
+  CHECK(ex->ops->submit(ex, f, task, 0) == 0);
+  for (i = 0; i < 10; i++) {
+    CHECK(conc_chanq_get(out, &data, &len, &fn, conc_deadline(30)) == 0);
+    CHECK(fn == conc_payload_free && payloadint(data) == i);
+    fn(data);
+  }
+  CHECK(conc_chanq_get(out, &data, &len, &fn, conc_deadline(30))
+        == CONC_ECLOSED);
+  v = intpayload(42);
+  CHECK(conc_chanq_put(in, v, conc_payload_sizeof(v), conc_payload_free,
+                       CONC_FOREVER) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(conc_future_payload(f, &res, &len, &failed) == 0);
+  if (failed)
+    fprintf(stderr, "child: %s\n",
+            strchr(conc_payload_data((const conc_payload_t *)res), 0) + 1);
+  CHECK(!failed && payloadint((void *)res) == 7);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+  conc_chanq_unref(out);
+  conc_chanq_unref(in);
+}
+
+/* }====================================================================== */
+
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -282,6 +403,7 @@ static const struct {
   {"unref", case_unref},
   {"timer", case_timer},
   {"timeridle", case_timeridle},
+  {"process", case_process},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))

@@ -29,3 +29,8 @@ local dt = now() - t0
 thread:join()
 assert(count == N and sum == N * (N + 1) // 2, "lost values")
 print("values_per_s", N / dt)
+-- luv hands 'ack' to this state as a byte copy of its userdata, whose
+-- finalizer would free the thread's handle a second time at lua_close
+-- ("free(): invalid pointer", now and then): leave without closing.
+io.stdout:flush()
+os.exit(0, false)

@@ -1,12 +1,15 @@
 -- The queue workload for concurrent: 100,000 small values from one
 -- worker to the main state through a cf.Queue. usage: lua5.4 ours.lua
--- [maxsize] (0: unbounded)
+-- [maxsize] [process] (maxsize 0: unbounded; "process": the worker is
+-- a process-pool child, each put a request to the parent)
 local cf = require "concurrent.futures"
 local clock = require("concurrent.core").now
 local N = 100000
 local maxsize = tonumber(arg[1]) or 0
+local Pool = arg[2] == "process" and cf.ProcessPoolExecutor or cf.ThreadPoolExecutor
 
-local ex = cf.ThreadPoolExecutor(1)
+local ex = Pool(1)
+ex:submit(function() end):result()  -- the worker is up
 local q = cf.Queue(maxsize)
 local t0 = clock()
 local producer = ex:submit(function(out, n)
