@@ -8,8 +8,13 @@
 #include "lconcurrent.h"
 
 /* Push the binary dump (with debug info) of the Lua function at 'idx'
-** and return it; one dump per function value, cached in a weak table. */
+** and return it; one dump per function value, cached in a weak table.
+** '*len' bytes of dump are followed by its 4-byte check (below), which
+** the cache keeps with it. */
 LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len);
+
+/* The check of a dump: FNV-1a, 32 bits, little-endian into 'out'. */
+LCONC_FUNC void lconc_dumpcheck(const char *b, size_t n, char out[4]);
 
 /* Push a closure of the dump 'b'. Returns 1 when it is the state's
 ** cached closure for that dump (its upvalues are all '_ENV', so one
