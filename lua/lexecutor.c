@@ -33,10 +33,23 @@ typedef struct executor {
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
+/* Upvalues of every method and metamethod: the two class metatables
+** and the Future's (comparing upvalues is cheaper than luaL_checkudata's
+** lookup by name on every submit). */
+#define UP_THREADMT lua_upvalueindex(1)
+#define UP_PROCESSMT lua_upvalueindex(2)
+#define UP_FUTUREMT lua_upvalueindex(3)
+#define NUPS 3
+
 static executor *checkexecutor(lua_State *L) {
-  executor *ex = (executor *)luaL_testudata(L, 1, THREADPOOL_MT);
-  if (ex == NULL)
-    ex = (executor *)luaL_checkudata(L, 1, PROCESSPOOL_MT);
+  executor *ex = (executor *)lua_touserdata(L, 1);
+  int ok = 0;
+  if (ex != NULL && lua_getmetatable(L, 1)) {
+    ok = lua_rawequal(L, -1, UP_THREADMT) || lua_rawequal(L, -1, UP_PROCESSMT);
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    luaL_typeerror(L, 1, "executor");
   return ex;
 }
 
@@ -155,7 +168,8 @@ static int ex_submit(lua_State *L) {
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
-  lconc_newfuture(L, f);  /* the handle owns 'f' from here */
+  lua_pushvalue(L, UP_FUTUREMT);
+  lconc_newfuturemt(L, f);  /* the handle owns 'f' from here */
   conc_future_unref(f);
   lua_insert(L, 2);
   p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);
@@ -481,11 +495,20 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
-/* A class metatable over the shared methods table at the top. */
-static void newclass(lua_State *L, const char *mt) {
-  luaL_newmetatable(L, mt);
-  luaL_setfuncs(L, metamethods, 0);
-  lua_pushvalue(L, -2);
+/* Push the upvalues of the methods: the three metatables from 'base'
+** on (the methods table follows them). */
+static void pushups(lua_State *L, int base) {
+  int i;
+  for (i = 0; i < NUPS; i++)
+    lua_pushvalue(L, base + i);
+}
+
+/* Fill the class metatable at 'mt': metamethods, __index the methods. */
+static void setclass(lua_State *L, int base, int mt) {
+  lua_pushvalue(L, mt);
+  pushups(L, base);
+  luaL_setfuncs(L, metamethods, NUPS);
+  lua_pushvalue(L, base + NUPS);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
@@ -495,11 +518,18 @@ static void newclass(lua_State *L, const char *mt) {
 ** Reopening the module keeps the classes' methods table. */
 void lconc_open_executor(lua_State *L) {
   if (luaL_getmetatable(L, THREADPOOL_MT) == LUA_TNIL) {
+    int base = lua_gettop(L);  /* the nil: the thread class goes there */
     lua_pop(L, 1);
+    luaL_newmetatable(L, THREADPOOL_MT);
+    luaL_newmetatable(L, PROCESSPOOL_MT);
+    luaL_getmetatable(L, LCONC_FUTURE_MT);
     luaL_newlibtable(L, methods);
-    luaL_setfuncs(L, methods, 0);
-    newclass(L, THREADPOOL_MT);
-    newclass(L, PROCESSPOOL_MT);
+    pushups(L, base);
+    luaL_setfuncs(L, methods, NUPS);
+    setclass(L, base, base);
+    setclass(L, base, base + 1);
+    lua_replace(L, base);
+    lua_settop(L, base);
   } else {
     lua_getfield(L, -1, "__index");
     lua_remove(L, -2);
