@@ -14,21 +14,23 @@ typedef struct callback {
 
 /* No condition variable per future: the rare conc_future_wait brings
 ** its own (a 'sleeper' watcher), which saves 48 bytes a future. */
+/* Fields ordered (and flags one byte each) so that no padding is left:
+** every pending task of a pool holds one. */
 struct conc_future {
   int kind;               /* CONC_SHARED_FUTURE: first, as every object
                           ** a payload refers to (payload.c) */
-  pthread_mutex_t mu;
   int refs;               /* atomic */
+  pthread_mutex_t mu;
   conc_state_t state;     /* written under 'mu' with set_state; read
                           ** without it by conc_future_state */
-  int settled;            /* done and every C callback returned */
-  int failed;             /* payload is an exception */
-  int foreign;            /* a proxy of another process's future: only
+  unsigned char settled;  /* done and every C callback returned */
+  unsigned char failed;   /* payload is an exception */
+  unsigned char foreign;  /* a proxy of another process's future: only
                           ** conc__future_settle_foreign completes it */
   /* running cancels (conc__future_stoppable onwards) */
-  int stoppable;          /* its executor can stop its task */
-  int stopreq;            /* a running cancel was asked: ends CANCELLED */
-  int ended;              /* the task unwound: too late to stop it */
+  unsigned char stoppable;  /* its executor can stop its task */
+  unsigned char stopreq;  /* a running cancel was asked: ends CANCELLED */
+  unsigned char ended;    /* the task unwound: too late to stop it */
   void (*stopper)(void *arg);  /* asks the executor to stop the task */
   void *stopperarg;
   void *data;
@@ -174,7 +176,7 @@ static int finish(conc_future_t *f, void *data, size_t len,
     pthread_mutex_unlock(&f->mu);
     return CONC_ESTATE;
   }
-  f->failed = failed;
+  f->failed = (unsigned char)(failed != 0);
   f->data = data;
   f->len = len;
   f->freefn = freefn;
@@ -371,7 +373,7 @@ void conc__future_settle_foreign(conc_future_t *f, int cancelled,
   pthread_mutex_lock(&f->mu);
   conc_assert(f->foreign && f->state == CONC_RUNNING);
   if (!cancelled) {
-    f->failed = failed;
+    f->failed = (unsigned char)(failed != 0);
     f->data = data;
     f->len = len;
     f->freefn = freefn;
