@@ -707,13 +707,12 @@ static void enclfunc(Enc *E, int f) {
     return;
   id = E->nrefs;
   enter(E);
-  dump = lconc_dumpfunc(L, f, &len);
+  dump = lconc_dumpfunc(L, f, &len, &nups);
   ensure(E, 1 + 10 + len + 4 + 10);
   putbyte(E, T_LFUNC);
   putvarint(E, len);
   putblock(E, dump, len + 4);  /* the dump and its check */
   lua_pop(L, 1);
-  nups = lconc_nupvalues(L, f);
   putvarint(E, (lua_Unsigned)nups);
   for (i = 1; i <= nups; i++)
     encupvalue(E, f, id, i);

@@ -10,8 +10,10 @@
 /* Push the binary dump (with debug info) of the Lua function at 'idx'
 ** and return it; one dump per function value, cached in a weak table.
 ** '*len' bytes of dump are followed by its 4-byte check (below), which
-** the cache keeps with it. */
-LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len);
+** the cache keeps with it, as it keeps the function's number of
+** upvalues ('*nups', as lconc_nupvalues). */
+LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len,
+                                      int *nups);
 
 /* The check of a dump: FNV-1a, 32 bits, little-endian into 'out'. */
 LCONC_FUNC void lconc_dumpcheck(const char *b, size_t n, char out[4]);
