@@ -689,6 +689,10 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
 
 /* }====================================================================== */
 
+void *conc__task_ud(const conc_task_t *t) {
+  return t->p_->opts.ud;
+}
+
 int conc__pool_broken(conc_pool_t *p) {
   return __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE);
 }

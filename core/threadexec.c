@@ -22,10 +22,10 @@ typedef struct texec {
 } texec;
 
 /* A task: the core task plus the encoded fn and arguments. It waits
-** in the queue, so it holds only what a pending task needs. */
+** in the queue, so it holds only what a pending task needs (its
+** executor is its pool's 'ud': conc__task_ud). */
 typedef struct ttask {
   conc_task_t base;
-  texec *ex;
   conc_payload_t *payload;
   double timeout;      /* seconds from its start, or 0 */
 } ttask;
@@ -66,7 +66,7 @@ static void task_run(conc_task_t *t, void *ctx) {
   conc_payload_t *out;
   trun r;
   int failed = 1, timed = 0;
-  r.ex = tt->ex;
+  r.ex = (texec *)conc__task_ud(t);
   r.ctx = ctx;
   r.ctl.stop = CONC_STOP_NONE;
   r.ctl.timeout = tt->timeout;
@@ -113,9 +113,10 @@ static char *brokenmsg(texec *ex) {
 static void task_drop(conc_task_t *t, int why) {
   ttask *tt = (ttask *)t;
   if (why == CONC_EBROKEN) {
-    char *msg = brokenmsg(tt->ex);
+    texec *ex = (texec *)conc__task_ud(t);
+    char *msg = brokenmsg(ex);
     conc__payload_complete(t->future, msg != NULL ? conc_payload_error(
-        tt->ex->base.ops->broken_class, msg) : NULL, 1);
+        ex->base.ops->broken_class, msg) : NULL, 1);
     free(msg);
   }
   conc_payload_free(tt->payload);
@@ -195,7 +196,6 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   t = (ttask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
-  t->ex = ex;
   t->payload = task;
   t->timeout = timeout;
   t->base.run = task_run;
