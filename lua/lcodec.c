@@ -42,8 +42,12 @@
 **                                             (luaL_newmetatable), such
 **                                             as an error class
 **             | LFUNC string u32 nups upvalue{nups}
-**                                             a lua_dump with debug info;
-**                                             u32 is its FNV-1a hash
+**                                             a lua_dump with debug info,
+**                                             without its 31-byte header
+**                                             (the receiver's own goes
+**                                             back: lfuncs.c); u32 is an
+**                                             FNV-1a hash of the build's
+**                                             dump format and the string
 **                                             (little-endian): a corrupt
 **                                             dump never reaches lua_load,
 **                                             where a bad size in it can
