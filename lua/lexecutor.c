@@ -156,7 +156,7 @@ static int ex_submit(lua_State *L) {
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
-  int r;
+  int r, n;
   if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
     timeout = unpacktask(L, ex);
   else if (lua_type(L, 2) == LUA_TTABLE)
@@ -168,11 +168,10 @@ static int ex_submit(lua_State *L) {
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
-  lua_pushvalue(L, UP_FUTUREMT);
-  lconc_newfuturemt(L, f);  /* the handle owns 'f' from here */
+  n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
+  lconc_newfuturemt(L, f, UP_FUTUREMT);  /* the handle owns 'f' now */
   conc_future_unref(f);
-  lua_insert(L, 2);
-  p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);
+  p = lconc_encode(L, 2, n, "argument", 1);
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
@@ -188,8 +187,7 @@ static int ex_submit(lua_State *L) {
     checkbroken(L, ex);
     lconc_coreerror(L, r, "submit");
   }
-  lua_settop(L, 2);
-  return 1;
+  return 1;  /* the handle, at the top */
 }
 
 /* Stop the executor: no new work; cancel what is queued if asked; wait

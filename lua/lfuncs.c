@@ -135,12 +135,12 @@ const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups) {
     lua_remove(L, -2);         /* the function copy */
     d = lua_tolstring(L, -1, len);
     lua_pushlstring(L, d + HEADERSIZE, *len - HEADERSIZE);
-    lua_remove(L, -2);
+    lua_replace(L, -2);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);         /* cache[f] = entry */
   }
-  lua_remove(L, -2);           /* the cache */
+  lua_replace(L, -2);          /* over the cache */
   d = lua_tolstring(L, -1, len);
   *len -= 5;
   *nups = (unsigned char)d[*len + 4];

@@ -101,11 +101,14 @@ conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
   return f;
 }
 
-/* A handle of 'f' with the metatable at the top, which it replaces. */
-static handle *newhandlemt(lua_State *L, conc_future_t *f) {
+/* A handle of 'f' with the metatable at 'mt' (0: from the registry). */
+static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
   handle *h = (handle *)lua_newuserdatauv(L, sizeof(*h), 0);
   memset(h, 0, sizeof(*h));
-  lua_insert(L, -2);
+  if (mt != 0)
+    lua_pushvalue(L, mt);
+  else
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_setmetatable(L, -2);
   conc_future_ref(f);
   h->f = f;
@@ -113,16 +116,15 @@ static handle *newhandlemt(lua_State *L, conc_future_t *f) {
 }
 
 static handle *newhandle(lua_State *L, conc_future_t *f) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
-  return newhandlemt(L, f);
+  return newhandlemt(L, f, 0);
 }
 
 void lconc_newfuture(lua_State *L, conc_future_t *f) {
   newhandle(L, f);
 }
 
-void lconc_newfuturemt(lua_State *L, conc_future_t *f) {
-  newhandlemt(L, f);
+void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt) {
+  newhandlemt(L, f, mt);
 }
 
 void lconc_sharefuture(lua_State *L, int idx) {
