@@ -191,6 +191,14 @@ bench:
 	@$(DEPS) cc lua headers luv python3
 	@$(SUBMAKE) run-bench
 
+# Owner-thread instructions per w1 task under callgrind (wall-clock time
+# is noise on a shared machine; instruction counts are not), with the
+# functions that take them.
+callgrind:
+	@$(DEPS) cc lua headers valgrind
+	@$(SUBMAKE) $(MODULE)
+	@$(LUAENV) sh spec/bench/threadpool/callgrind.sh $(LUA)
+
 # Internal: the demo and the benchmarks, once the packages are there.
 run-demo: $(MODULE)
 	$(LUAENV) $(LUA) examples/hello.lua
@@ -321,7 +329,7 @@ print:
 
 .PHONY: all clean print test asan tsan demo bench specs install uninstall \
   installcheck doc lint valgrind run-demo run-bench
-.PHONY: debug faults
+.PHONY: debug faults callgrind
 
 # == MPI (optional) ===========================================================
 

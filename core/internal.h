@@ -97,6 +97,13 @@ CONC__FUNC int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n,
                                double deadline);
 CONC__FUNC void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n);
 
+/* pool.c: whether the pool broke (a worker could not start), without
+** its lock. */
+CONC__FUNC int conc__pool_broken(conc_pool_t *p);
+/* pool.c: the 'ud' of the pool a task was submitted to (from 'run' or
+** 'drop'), so a task need not hold it. */
+CONC__FUNC void *conc__task_ud(const conc_task_t *t);
+
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
                                        int failed);

@@ -84,7 +84,9 @@ struct conc_pool {
   pthread_cond_t cv;       /* idle workers: work queued, or closing */
   pthread_cond_t donecv;   /* shutdown waiters: a worker or task ended */
   conc__queue queue;       /* T_QUEUED tasks, through their 'q_' */
-  int shutdown, broken;
+  int shutdown;
+  int broken;              /* written atomically under the lock, for
+                           ** conc__pool_broken */
   int workers;             /* started and not yet exited */
   int nidle;               /* workers waiting on 'cv' */
   int nwake;               /* signals sent to idle workers, not yet taken */
@@ -386,7 +388,7 @@ static void work(conc_pool_t *p, void *ctx) {
 static void pool_break(conc_pool_t *p) {
   conc__queue taken;
   pthread_mutex_lock(&p->mu);
-  p->broken = 1;
+  __atomic_store_n(&p->broken, 1, __ATOMIC_RELEASE);
   take_all(p, &taken);
   p->workers--;
   pthread_cond_broadcast(&p->cv);
@@ -657,6 +659,14 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
 }
 
 /* }====================================================================== */
+
+void *conc__task_ud(const conc_task_t *t) {
+  return t->p_->opts.ud;
+}
+
+int conc__pool_broken(conc_pool_t *p) {
+  return __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE);
+}
 
 conc_future_t *conc_pool_current(void) {
   return cur != NULL ? cur->f : NULL;

@@ -21,34 +21,41 @@ typedef struct texec {
   int nctxs, sizectxs;
 } texec;
 
-/* A task: the core task plus the encoded fn and arguments, and while
-** it runs, what stops it. */
+/* A task: the core task plus the encoded fn and arguments. It waits
+** in the queue, so it holds only what a pending task needs (its
+** executor is its pool's 'ud': conc__task_ud). */
 typedef struct ttask {
   conc_task_t base;
-  texec *ex;
   conc_payload_t *payload;
   double timeout;      /* seconds from its start, or 0 */
-  void *ctx;           /* the worker's, while it runs */
-  conc_taskctl_t ctl;
-  conc__tnode limit;   /* in the timer while it runs with a timeout */
 } ttask;
 
+/* What stops a running task, on its worker's stack while it runs: the
+** stopper runs only between conc__future_begin and conc__future_end,
+** and the timer lets go of 'limit' before the task ends. */
+typedef struct trun {
+  texec *ex;
+  void *ctx;           /* the worker's */
+  conc_taskctl_t ctl;
+  conc__tnode limit;   /* in the timer while it runs with a timeout */
+} trun;
+
 /* Ask the task to stop for 'why', unless it was asked already. */
-static void stoptask(ttask *tt, int why) {
+static void stoptask(trun *r, int why) {
   int none = CONC_STOP_NONE;
-  if (__atomic_compare_exchange_n(&tt->ctl.stop, &none, why, 0,
+  if (__atomic_compare_exchange_n(&r->ctl.stop, &none, why, 0,
                                   __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-    tt->ex->rt.interrupt(tt->ctx);
+    r->ex->rt.interrupt(r->ctx);
 }
 
 /* A running cancel (under the future's lock, any thread). */
 static void task_stopper(void *arg) {
-  stoptask((ttask *)arg, CONC_STOP_CANCEL);
+  stoptask((trun *)arg, CONC_STOP_CANCEL);
 }
 
 /* The task's time is up (on the timer's thread). */
 static void task_expired(conc__tnode *n) {
-  stoptask(conc__container_of(n, ttask, limit), CONC_STOP_TIMEOUT);
+  stoptask(conc__container_of(n, trun, limit), CONC_STOP_TIMEOUT);
 }
 
 /* Run the task with its stoppers armed; a running cancel asked before
@@ -57,21 +64,24 @@ static void task_run(conc_task_t *t, void *ctx) {
   ttask *tt = (ttask *)t;
   conc_future_t *f = t->future;
   conc_payload_t *out;
+  trun r;
   int failed = 1, timed = 0;
-  tt->ctx = ctx;
-  tt->ctl.timeout = tt->timeout;
-  tt->limit.fire = task_expired;
-  tt->limit.at = -1;
-  conc__future_begin(f, task_stopper, tt);
+  r.ex = (texec *)conc__task_ud(t);
+  r.ctx = ctx;
+  r.ctl.stop = CONC_STOP_NONE;
+  r.ctl.timeout = tt->timeout;
+  r.limit.fire = task_expired;
+  r.limit.at = -1;
+  conc__future_begin(f, task_stopper, &r);
   if (tt->timeout > 0)
-    timed = conc__tasktimer_add(&tt->ex->timer, &tt->limit,
+    timed = conc__tasktimer_add(&r.ex->timer, &r.limit,
                             conc_now() + tt->timeout) == 0;
   if (tt->timeout > 0 && !timed)
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
-    out = tt->ex->rt.run(ctx, tt->payload, &tt->ctl, &failed);
+    out = r.ex->rt.run(ctx, tt->payload, &r.ctl, &failed);
   if (timed)
-    conc__tasktimer_remove(&tt->ex->timer, &tt->limit);
+    conc__tasktimer_remove(&r.ex->timer, &r.limit);
   if (conc_payload_reaches(out, f) != 0) {  /* a cycle no one breaks
                                            ** (or no memory to tell) */
     conc_payload_free(out);
@@ -103,9 +113,10 @@ static char *brokenmsg(texec *ex) {
 static void task_drop(conc_task_t *t, int why) {
   ttask *tt = (ttask *)t;
   if (why == CONC_EBROKEN) {
-    char *msg = brokenmsg(tt->ex);
+    texec *ex = (texec *)conc__task_ud(t);
+    char *msg = brokenmsg(ex);
     conc__payload_complete(t->future, msg != NULL ? conc_payload_error(
-        tt->ex->base.ops->broken_class, msg) : NULL, 1);
+        ex->base.ops->broken_class, msg) : NULL, 1);
     free(msg);
   }
   conc_payload_free(tt->payload);
@@ -185,7 +196,6 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   t = (ttask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
-  t->ex = ex;
   t->payload = task;
   t->timeout = timeout;
   t->base.run = task_run;
@@ -222,10 +232,12 @@ static void tx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   pthread_mutex_unlock(&ex->mu);
 }
 
+/* On every submit: the pool's flag alone, not the whole stats. */
 static char *tx_broken(conc_executor_t *b) {
-  conc_pool_stats_t s;
-  tx_stats(b, &s);
-  return s.broken ? brokenmsg((texec *)b) : NULL;
+  texec *ex = (texec *)b;
+  int broken = conc__pool_broken(ex->pool)
+               || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE);
+  return broken ? brokenmsg(ex) : NULL;
 }
 
 static void tx_free(conc_executor_t *b) {

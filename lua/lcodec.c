@@ -42,8 +42,12 @@
 **                                             (luaL_newmetatable), such
 **                                             as an error class
 **             | LFUNC string u32 nups upvalue{nups}
-**                                             a lua_dump with debug info;
-**                                             u32 is its FNV-1a hash
+**                                             a lua_dump with debug info,
+**                                             without its 31-byte header
+**                                             (the receiver's own goes
+**                                             back: lfuncs.c); u32 is an
+**                                             FNV-1a hash of the build's
+**                                             dump format and the string
 **                                             (little-endian): a corrupt
 **                                             dump never reaches lua_load,
 **                                             where a bad size in it can
@@ -113,9 +117,9 @@
 #define VERSION 1
 #define F_REFS 1
 
-/* The 'seen' table of the state's buffer is kept for the next encode
-** (emptied) if it held at most this many entries, else remade. */
-#define KEEPSEEN 64
+/* The 'seen' map of the state's buffer is kept for the next encode if
+** it has at most this many slots, else freed once the encode ends. */
+#define KEEPSEEN 1024
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
@@ -141,11 +145,32 @@ enum { UV_VAL, UV_ENV, UV_JOIN };
 /* The output buffer of a state, reused by every encode (a userdata in
 ** the registry, so an error in the middle of an encode leaks nothing).
 ** 'b' starts with room for the payload header. */
+/*
+** The 'seen' map: the objects met so far in a transfer (tables, Lua
+** functions, upvalue cells, future and queue handles), by address, with
+** their ids; open addressing, a power-of-two size at most half full. A
+** slot belongs to the encode whose 'gen' it carries, so a new encode
+** starts empty without clearing anything. In C rather than a Lua table:
+** every transfer of a function meets one, and a Lua table cost about a
+** tenth of a small task's submit. The addresses stay valid: every
+** object met is reachable from the values being encoded, and no Lua
+** code runs in between (a finalizer that rewires them would already
+** break 'lua_next').
+*/
+typedef struct Seen {
+  const void *key;
+  lua_Integer val;
+  unsigned gen;
+} Seen;
+
 typedef struct Buffer {
   char *b;
   size_t n, size;
   void **fut;  /* futures and queues met so far (no references yet) */
   size_t nfut, sizefut;
+  Seen *seen;           /* the 'seen' map */
+  size_t nseen, sizeseen;
+  unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
 } Buffer;
 
@@ -165,11 +190,7 @@ typedef struct Seg {
 typedef struct Enc {
   lua_State *L;
   Buffer *B;
-  int seen;           /* stack index: object -> id, handle -> index */
-  int hasseen;        /* the 'seen' slot holds the table (not nil) */
-  int buf;            /* stack index of the buffer userdata */
   int usedrefs;       /* some REF or UV_JOIN was written */
-  size_t nseen;       /* entries added to 'seen' */
   int namekey;        /* stack index of the string "__name" */
   lua_Integer nrefs;  /* ids given so far */
   int depth;
@@ -183,15 +204,17 @@ static int buffer_gc(lua_State *L) {
   Buffer *B = (Buffer *)lua_touserdata(L, 1);
   free(B->b);
   free(B->fut);
+  free(B->seen);
   B->b = NULL;
   B->fut = NULL;
-  B->size = B->sizefut = 0;
+  B->seen = NULL;
+  B->size = B->sizefut = B->sizeseen = 0;
   return 0;
 }
 
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
-  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
+  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 0);
   memset(B, 0, sizeof(*B));
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -279,7 +302,7 @@ static const char *hint(const char *why) {
   return NULL;
 }
 
-static void dropseen(Enc *E, int keep);
+static void seendrop(Buffer *B);
 
 /* Every encode error goes through here: it frees the buffer for the
 ** next encode, then raises "cannot transfer <path> (<why>)", followed
@@ -288,8 +311,8 @@ static void refuse(Enc *E, const char *why) {
   lua_State *L = E->L;
   const char *h = hint(why);
   E->B->busy = 0;
+  seendrop(E->B);
   lua_checkstack(L, 8);
-  dropseen(E, 0);
   pushpath(E);
   luaL_error(L, "cannot transfer %s (%s)%s%s", lua_tostring(L, -1), why,
              h ? ": " : "", h ? h : "");
@@ -380,74 +403,98 @@ static void setseg(Enc *E, int kind, int key, lua_Integer i,
   s->name = name;
 }
 
-/* Empty the table at the top (assigning nil during a traversal is
-** allowed). */
-static void cleartable(lua_State *L) {
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_pushnil(L);
-    lua_rawset(L, -4);
-  }
+static size_t seenhash(const void *k, size_t size) {
+  uint64_t h = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15u;
+  return (size_t)(h >> 32) & (size - 1);
 }
 
-/* The 'seen' table, put in its reserved slot on first need: the
-** buffer's (left empty by the last encode) or a new one. Reusing it
-** saves a table per transfer. */
-static int getseen(Enc *E) {
-  lua_State *L = E->L;
-  if (!E->hasseen) {
-    if (lua_getiuservalue(L, E->buf, 1) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      lua_createtable(L, 0, 8);
-      lua_pushvalue(L, -1);
-      lua_setiuservalue(L, E->buf, 1);
+/* The slot of 'k' in the 'seen' map: where it is, or the free slot
+** where it goes. */
+static Seen *seenslot(Buffer *B, const void *k) {
+  size_t i = seenhash(k, B->sizeseen);
+  while (B->seen[i].gen == B->gen && B->seen[i].key != k)
+    i = (i + 1) & (B->sizeseen - 1);
+  return &B->seen[i];
+}
+
+/* The id of 'k' in this transfer: 1 and '*v', or 0 if not met yet. */
+static int seenget(Enc *E, const void *k, lua_Integer *v) {
+  Seen *s;
+  if (E->B->nseen == 0)
+    return 0;
+  s = seenslot(E->B, k);
+  if (s->gen != E->B->gen)
+    return 0;
+  *v = s->val;
+  return 1;
+}
+
+/* Double the map, keeping this transfer's entries. */
+static void seengrow(Enc *E) {
+  Buffer *B = E->B;
+  size_t n = B->sizeseen ? 2 * B->sizeseen : 16, i;
+  Seen *old = B->seen, *ns = (Seen *)calloc(n, sizeof(*ns));
+  size_t oldsize = B->sizeseen;
+  unsigned gen = B->gen;
+  if (ns == NULL)
+    refuse(E, "not enough memory");
+  B->seen = ns;
+  B->sizeseen = n;
+  B->gen = 1;
+  for (i = 0; i < oldsize; i++)
+    if (old[i].gen == gen) {
+      Seen *s = seenslot(B, old[i].key);
+      *s = old[i];
+      s->gen = 1;
     }
-    lua_replace(L, E->seen);
-    E->hasseen = 1;
-  }
-  return E->seen;
+  free(old);
 }
 
-/* Once an encode ends, its 'seen' table must hold no value of it (the
-** caller's arguments would stay alive until the next transfer): a small
-** one is emptied for the next encode, a big one (or one an error broke
-** off) dropped. */
-static void dropseen(Enc *E, int keep) {
-  lua_State *L = E->L;
-  if (!E->hasseen)
-    return;
-  if (keep && E->nseen <= KEEPSEEN) {
-    lua_pushvalue(L, E->seen);
-    cleartable(L);
-    lua_pop(L, 1);
-  } else {
-    lua_pushnil(L);
-    lua_setiuservalue(L, E->buf, 1);
+/* Enter 'k' (not in the map yet) with the id 'v'. */
+static void seenput(Enc *E, const void *k, lua_Integer v) {
+  Seen *s;
+  if (2 * (E->B->nseen + 1) > E->B->sizeseen)
+    seengrow(E);
+  s = seenslot(E->B, k);
+  s->key = k;
+  s->val = v;
+  s->gen = E->B->gen;
+  E->B->nseen++;
+}
+
+/* A new encode starts with an empty map: a new generation (the slots
+** are cleared only when the counter wraps around). */
+static void seenreset(Buffer *B) {
+  B->nseen = 0;
+  if (++B->gen == 0) {
+    if (B->seen != NULL)
+      memset(B->seen, 0, B->sizeseen * sizeof(*B->seen));
+    B->gen = 1;
+  }
+}
+
+/* Once an encode ends, a big map is freed. */
+static void seendrop(Buffer *B) {
+  if (B->sizeseen > KEEPSEEN) {
+    free(B->seen);
+    B->seen = NULL;
+    B->sizeseen = 0;
   }
 }
 
 /* If the object at 'idx' was met before in this transfer, write a REF
 ** to it and return 1; else give it the next id and return 0. */
 static int encseen(Enc *E, int idx) {
-  lua_State *L = E->L;
-  int seen = getseen(E);
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, seen) == LUA_TNUMBER) {
-    lua_Integer id = lua_tointeger(L, -1);
-    lua_pop(L, 1);
+  const void *k = lua_topointer(E->L, idx);
+  lua_Integer id;
+  if (seenget(E, k, &id)) {
     ensure(E, 11);
     putbyte(E, T_REF);
     putvarint(E, (lua_Unsigned)id);
     E->usedrefs = 1;
     return 1;
   }
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  lua_pushinteger(L, ++E->nrefs);
-  lua_rawset(L, seen);
-  E->nseen++;
+  seenput(E, k, ++E->nrefs);
   return 0;
 }
 
@@ -631,22 +678,19 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
   const char *name = lua_getupvalue(L, f, i);
   void *cell = lua_upvalueid(L, f, i);
   int isenv = strcmp(name, "_ENV") == 0;
+  lua_Integer where;
+  int met = seenget(E, cell, &where);
   ensure(E, 21);
-  if (lua_rawgetp(L, E->seen, cell) == LUA_TNUMBER && !isenv) {
-    lua_Integer where = lua_tointeger(L, -1);
+  if (met && !isenv) {
     putbyte(E, UV_JOIN);
     E->usedrefs = 1;
     putvarint(E, (lua_Unsigned)(where >> 8));
     putvarint(E, (lua_Unsigned)(where & 0xff));
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     return;
   }
-  if (lua_isnil(L, -1)) {
-    lua_pushinteger(L, (id << 8) | i);  /* i <= 255 (MAXUPVAL) */
-    lua_rawsetp(L, E->seen, cell);
-    E->nseen++;
-  }
-  lua_pop(L, 1);
+  if (!met)
+    seenput(E, cell, (id << 8) | i);  /* i <= 255 (MAXUPVAL) */
   if (isenv)
     putbyte(E, UV_ENV);
   else {
@@ -655,15 +699,6 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
     encode(E, lua_gettop(L));
   }
   lua_pop(L, 1);
-}
-
-/* FNV-1a, 32 bits: cheap, and enough to catch a corrupted dump. */
-static uint32_t dumphash(const char *b, size_t n) {
-  uint32_t h = 2166136261u;
-  size_t i;
-  for (i = 0; i < n; i++)
-    h = (h ^ (unsigned char)b[i]) * 16777619u;
-  return h;
 }
 
 static void enclfunc(Enc *E, int f) {
@@ -676,22 +711,12 @@ static void enclfunc(Enc *E, int f) {
     return;
   id = E->nrefs;
   enter(E);
-  dump = lconc_dumpfunc(L, f, &len);
+  dump = lconc_dumpfunc(L, f, &len, &nups);
   ensure(E, 1 + 10 + len + 4 + 10);
   putbyte(E, T_LFUNC);
   putvarint(E, len);
-  putblock(E, dump, len);
-  {
-    uint32_t h = dumphash(dump, len);
-    char hb[4];
-    hb[0] = (char)(h & 0xff);
-    hb[1] = (char)((h >> 8) & 0xff);
-    hb[2] = (char)((h >> 16) & 0xff);
-    hb[3] = (char)(h >> 24);
-    putblock(E, hb, 4);
-  }
+  putblock(E, dump, len + 4);  /* the dump and its check */
   lua_pop(L, 1);
-  nups = lconc_nupvalues(L, f);
   putvarint(E, (lua_Unsigned)nups);
   for (i = 1; i <= nups; i++)
     encupvalue(E, f, id, i);
@@ -724,15 +749,11 @@ static void encfuture(Enc *E, int idx) {
   Buffer *B = E->B;
   void *f = lconc_testfuture(L, idx);
   lua_Integer i;
-  int seen = getseen(E);
   if (f != NULL)
     lconc_sharefuture(L, idx);  /* it may come back: one handle per state */
   else if ((f = lconc_testqueue(L, idx)) == NULL)
     refuse(E, "userdata");
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, seen) == LUA_TNUMBER)
-    i = lua_tointeger(L, -1);
-  else {
+  if (!seenget(E, lua_topointer(L, idx), &i)) {
     if (B->nfut == B->sizefut) {
       size_t want = B->sizefut ? 2 * B->sizefut : 8;
       void **nf = (void **)realloc(B->fut, want * sizeof(*nf));
@@ -743,12 +764,8 @@ static void encfuture(Enc *E, int idx) {
     }
     i = (lua_Integer)B->nfut;
     B->fut[B->nfut++] = f;
-    lua_pushvalue(L, idx);
-    lua_pushinteger(L, i);
-    lua_rawset(L, seen);
-    E->nseen++;
+    seenput(E, lua_topointer(L, idx), i);
   }
-  lua_pop(L, 1);
   ensure(E, 11);
   putbyte(E, T_FUTURE);
   putvarint(E, (lua_Unsigned)i);
@@ -827,15 +844,10 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   int i;
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, "cannot transfer");
-  lua_pushnil(L);  /* slot of the 'seen' table */
   lua_pushnil(L);  /* slot of the string "__name" */
   E.L = L;
-  E.seen = lua_gettop(L) - 1;
-  E.namekey = E.seen + 1;
-  E.buf = E.seen + 2;
-  E.hasseen = 0;
+  E.namekey = lua_gettop(L);
   E.usedrefs = 0;
-  E.nseen = 0;
   E.nrefs = 0;
   E.depth = 0;
   E.label = label;
@@ -845,6 +857,7 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   E.B->busy = 1;
   E.B->n = HEAD;
   E.B->nfut = 0;
+  seenreset(E.B);
   setseg(&E, SEG_ALL, 0, 0, NULL);
   ensure(&E, 12);
   putbyte(&E, VERSION);
@@ -858,9 +871,9 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
     E.B->b[HEAD + 1] = F_REFS;
   setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
-  dropseen(&E, 1);
+  seendrop(E.B);
   E.B->busy = 0;
-  lua_pop(L, 3);
+  lua_pop(L, 2);
   return p;
 }
 
@@ -1084,10 +1097,10 @@ static void declfunc(Dec *D) {
   n = (size_t)loadcount(D, 1);
   b = (const char *)need(D, n);
   {
-    const unsigned char *hb = (const unsigned char *)need(D, 4);
-    uint32_t h = (uint32_t)hb[0] | (uint32_t)hb[1] << 8
-                 | (uint32_t)hb[2] << 16 | (uint32_t)hb[3] << 24;
-    if (h != dumphash(b, n))
+    const char *hb = (const char *)need(D, 4);
+    char check[4];
+    lconc_dumpcheck(b, n, check);
+    if (memcmp(hb, check, 4) != 0)
       error(D, "bad bytecode: hash mismatch");
   }
   shared = lconc_loadfunc(L, b, n);

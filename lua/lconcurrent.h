@@ -117,6 +117,9 @@ LCONC_FUNC void lconc_pushfuture(lua_State *L, conc_future_t *f);
 ** state's handle table until it is shared (lconc_sharefuture), since
 ** until then it cannot come back by pointer */
 LCONC_FUNC void lconc_newfuture(lua_State *L, conc_future_t *f);
+/* the same with the Future metatable at 'mt' (an upvalue of the caller:
+** cheaper than the registry) */
+LCONC_FUNC void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt);
 /* enter the handle at 'idx' in the handle table: its future may come
 ** back by pointer (it crosses to another state, a host saw it, or a
 ** mailbox will post it) */

@@ -33,23 +33,34 @@ typedef struct executor {
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
+/* Upvalues of every method and metamethod: the two class metatables
+** and the Future's (comparing upvalues is cheaper than luaL_checkudata's
+** lookup by name on every submit). */
+#define UP_THREADMT lua_upvalueindex(1)
+#define UP_PROCESSMT lua_upvalueindex(2)
+#define UP_FUTUREMT lua_upvalueindex(3)
+#define NUPS 3
+
 static int ex_gc(lua_State *L);
 
-/* Any executor class made by lconc_newexecclass: its metatable's __gc is
-** ex_gc (the MPI module adds a class of its own). */
+/* Any executor: of the two classes here or of a class added by
+** lconc_newexecclass (the MPI module's), whose __gc is ex_gc. */
 static executor *checkexecutor(lua_State *L) {
-  void *ex = lua_touserdata(L, 1);
+  executor *ex = (executor *)lua_touserdata(L, 1);
+  int ok = 0;
   if (ex != NULL && lua_getmetatable(L, 1)) {
-    int ours;
-    lua_pushliteral(L, "__gc");
-    ours = lua_rawget(L, -2) == LUA_TFUNCTION
+    ok = lua_rawequal(L, -1, UP_THREADMT) || lua_rawequal(L, -1, UP_PROCESSMT);
+    if (!ok) {
+      lua_pushliteral(L, "__gc");
+      ok = lua_rawget(L, -2) == LUA_TFUNCTION
            && lua_tocfunction(L, -1) == ex_gc;
-    lua_pop(L, 2);
-    if (ours)
-      return (executor *)ex;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
   }
-  luaL_typeerror(L, 1, "executor");
-  return NULL;
+  if (!ok)
+    luaL_typeerror(L, 1, "executor");
+  return ex;
 }
 
 /* Free the back-end (waiting for its work) and the runtime's data. */
@@ -155,7 +166,7 @@ static int ex_submit(lua_State *L) {
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
-  int r;
+  int r, n;
   if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
     timeout = unpacktask(L, ex);
   else if (lua_type(L, 2) == LUA_TTABLE)
@@ -167,10 +178,10 @@ static int ex_submit(lua_State *L) {
   f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
-  lconc_newfuture(L, f);  /* the handle owns 'f' from here */
+  n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
+  lconc_newfuturemt(L, f, UP_FUTUREMT);  /* the handle owns 'f' now */
   conc_future_unref(f);
-  lua_insert(L, 2);
-  p = lconc_encode(L, 3, lua_gettop(L) - 2, "argument", 1);
+  p = lconc_encode(L, 2, n, "argument", 1);
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
@@ -186,8 +197,7 @@ static int ex_submit(lua_State *L) {
     checkbroken(L, ex);
     lconc_coreerror(L, r, "submit");
   }
-  lua_settop(L, 2);
-  return 1;
+  return 1;  /* the handle, at the top */
 }
 
 /* Stop the executor: no new work; cancel what is queued if asked; wait
@@ -509,13 +519,36 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
-/* A class metatable over the shared methods table at the top. */
-void lconc_newexecclass(lua_State *L, const char *mt) {
-  luaL_newmetatable(L, mt);
-  luaL_setfuncs(L, metamethods, 0);
-  lua_pushvalue(L, -2);
+/* Push the upvalues of the methods: the three metatables from 'base'
+** on (the methods table follows them). */
+static void pushups(lua_State *L, int base) {
+  int i;
+  for (i = 0; i < NUPS; i++)
+    lua_pushvalue(L, base + i);
+}
+
+/* Fill the class metatable at 'mt': metamethods, __index the methods. */
+static void setclass(lua_State *L, int base, int mt) {
+  lua_pushvalue(L, mt);
+  pushups(L, base);
+  luaL_setfuncs(L, metamethods, NUPS);
+  lua_pushvalue(L, base + NUPS);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+/* The class metatable 'mt' of another module's executors (MPI's) over
+** the methods table at the top, with these classes' metamethods. */
+void lconc_newexecclass(lua_State *L, const char *mt) {
+  int base;
+  luaL_newmetatable(L, mt);
+  base = lua_gettop(L) + 1;
+  luaL_getmetatable(L, THREADPOOL_MT);
+  luaL_getmetatable(L, PROCESSPOOL_MT);
+  luaL_getmetatable(L, LCONC_FUTURE_MT);
+  lua_pushvalue(L, base - 2);  /* the methods */
+  setclass(L, base, base - 1);
+  lua_settop(L, base - 2);
 }
 
 /* Adds both executor classes to the module table at the top, and
@@ -523,11 +556,18 @@ void lconc_newexecclass(lua_State *L, const char *mt) {
 ** Reopening the module keeps the classes' methods table. */
 void lconc_open_executor(lua_State *L) {
   if (luaL_getmetatable(L, THREADPOOL_MT) == LUA_TNIL) {
+    int base = lua_gettop(L);  /* the nil: the thread class goes there */
     lua_pop(L, 1);
+    luaL_newmetatable(L, THREADPOOL_MT);
+    luaL_newmetatable(L, PROCESSPOOL_MT);
+    luaL_getmetatable(L, LCONC_FUTURE_MT);
     luaL_newlibtable(L, methods);
-    luaL_setfuncs(L, methods, 0);
-    lconc_newexecclass(L, THREADPOOL_MT);
-    lconc_newexecclass(L, PROCESSPOOL_MT);
+    pushups(L, base);
+    luaL_setfuncs(L, methods, NUPS);
+    setclass(L, base, base);
+    setclass(L, base, base + 1);
+    lua_replace(L, base);
+    lua_settop(L, base);
   } else {
     lua_getfield(L, -1, "__index");
     lua_remove(L, -2);

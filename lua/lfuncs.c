@@ -24,6 +24,19 @@
 static const char DUMPS = 'd';   /* function -> dump, weak keys */
 static const char LOADS = 'l';   /* dump hash -> {dump, closure}, n = count */
 static const char MAKERS = 'm';  /* n -> prefix of a maker template */
+static const char HEADER = 'h';  /* the header of this state's dumps */
+
+/*
+** A dump crosses without its header: the signature, version, format and
+** the build's sizes and number formats (ldump.c's dumpHeader), the same
+** 31 bytes for every function of a build and a third of a small
+** function's dump, which every queued task would carry. The receiver
+** puts its own header back when it loads. A dump's check hashes the
+** build's fields first, so bytes from a build that differs (another
+** byte order, number size or Lua version) fail the check instead of
+** being read as this build's bytecode.
+*/
+#define HEADERSIZE (15 + sizeof(lua_Integer) + sizeof(lua_Number))
 
 /* Push the registry table at 'key', making it (with metatable mode
 ** 'mode', or none) on first use. */
@@ -65,31 +78,73 @@ static int writer(lua_State *L, const void *b, size_t n, void *ud) {
   return 0;
 }
 
+static uint32_t fnv(uint32_t h, const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ b[i]) * 16777619u;
+  return h;
+}
+
+/* FNV-1a: cheap, and enough to catch a corrupted dump; the fields that
+** tell builds apart go first. */
+void lconc_dumpcheck(const char *b, size_t n, char out[4]) {
+  const unsigned char sizes[] = {
+    LUA_VERSION_NUM / 100, LUA_VERSION_NUM % 100,
+    sizeof(lua_Integer), sizeof(lua_Number)
+  };
+  const lua_Integer i = 0x5678;      /* byte order, as ldump.c writes */
+  const lua_Number x = (lua_Number)370.5;  /* float format */
+  uint32_t h = fnv(2166136261u, sizes, sizeof(sizes));
+  h = fnv(h, &i, sizeof(i));
+  h = fnv(h, &x, sizeof(x));
+  h = fnv(h, b, n);
+  out[0] = (char)(h & 0xff);
+  out[1] = (char)((h >> 8) & 0xff);
+  out[2] = (char)((h >> 16) & 0xff);
+  out[3] = (char)(h >> 24);
+}
+
 /* The cache is keyed by the function value in a weak-keyed table, so an
 ** entry goes with its function: a later function at the same address
 ** can never see a stale dump. Debug info is kept (tracebacks, upvalue
-** names, which the receiver needs to find '_ENV'). */
-const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len) {
+** names, which the receiver needs to find '_ENV'); the header is not
+** (see HEADERSIZE). The check and the
+** upvalue count are found once with the dump: hashing every byte of it
+** again, and lua_getinfo, on every transfer cost a fifth of a small
+** task's submit. An entry is "<dump without header><check (4 bytes)>
+** <nups (1 byte)>" (a Lua function has at most 255 upvalues). */
+const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups) {
   Writer w;
+  const char *d;
+  char check[4];
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) == LUA_TSTRING) {
-    lua_remove(L, -2);
-    return lua_tolstring(L, -1, len);
+  if (lua_rawget(L, -2) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    w.init = 0;
+    lua_dump(L, writer, &w, 0);  /* more than a header */
+    d = luaL_buffaddr(&w.B) + HEADERSIZE;
+    lconc_dumpcheck(d, luaL_bufflen(&w.B) - HEADERSIZE, check);
+    luaL_addlstring(&w.B, check, 4);
+    luaL_addchar(&w.B, (char)lconc_nupvalues(L, idx));
+    luaL_pushresult(&w.B);
+    lua_remove(L, -2);         /* the function copy */
+    d = lua_tolstring(L, -1, len);
+    lua_pushlstring(L, d + HEADERSIZE, *len - HEADERSIZE);
+    lua_replace(L, -2);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);         /* cache[f] = entry */
   }
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  w.init = 0;
-  lua_dump(L, writer, &w, 0);
-  luaL_pushresult(&w.B);     /* a Lua function always dumps some bytes */
-  lua_remove(L, -2);         /* the function copy */
-  lua_pushvalue(L, idx);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, -4);         /* cache[f] = dump */
-  lua_remove(L, -2);         /* the cache */
-  return lua_tolstring(L, -1, len);
+  lua_replace(L, -2);          /* over the cache */
+  d = lua_tolstring(L, -1, len);
+  *len -= 5;
+  *nups = (unsigned char)d[*len + 4];
+  return d;
 }
 
 /* }====================================================================== */
@@ -117,17 +172,44 @@ static lua_Integer dumphash(const char *b, size_t n) {
   return (lua_Integer)h;
 }
 
+/* A dump for lua_load: 'head' (a header, or NULL), then 'n' bytes. */
 typedef struct Reader {
+  const char *head;
   const char *b;
   size_t n;
 } Reader;
 
 static const char *reader(lua_State *L, void *ud, size_t *size) {
   Reader *r = (Reader *)ud;
+  const char *head = r->head;
   (void)L;
+  if (head != NULL) {
+    r->head = NULL;
+    *size = HEADERSIZE;
+    return head;
+  }
   *size = r->n;
   r->n = 0;
   return *size > 0 ? r->b : NULL;
+}
+
+/* Push this state's dump header (HEADERSIZE bytes) and return it. */
+static const char *pushheader(lua_State *L) {
+  Writer w;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HEADER) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (luaL_loadstring(L, "return") != LUA_OK)
+    lua_error(L);  /* no memory */
+  w.init = 0;
+  lua_dump(L, writer, &w, 1);
+  luaL_pushresult(&w.B);
+  lua_pushlstring(L, lua_tostring(L, -1), HEADERSIZE);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &HEADER);
+  return lua_tostring(L, -1);
 }
 
 int lconc_nupvalues(lua_State *L, int idx) {
@@ -166,7 +248,6 @@ static int onlyenv(lua_State *L) {
 ** is then loaded each time), since lua_load checks the result again.
 */
 
-#define HEADERSIZE (15 + sizeof(lua_Integer) + sizeof(lua_Number))
 #define MAXMAKERUPS 200   /* locals of the template (Lua's MAXVARS) */
 
 typedef struct Scan {
@@ -289,8 +370,9 @@ static int checkmaker(lua_State *L, int nups) {
   return ok;
 }
 
-/* Push the maker of the dump 'b' (a function with 'nups' upvalues) and
-** return 1; or return 0, pushing nothing. */
+/* Push the maker of the dump 'b' (without its header: a function with
+** 'nups' upvalues, which this state loaded) and return 1; or return 0,
+** pushing nothing. */
 static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
   luaL_Buffer buf;
   Reader r;
@@ -299,13 +381,12 @@ static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
   const unsigned char *list;
   size_t tlen;
   int i;
-  if (nups < 1 || nups > MAXMAKERUPS || n < HEADERSIZE + 1 ||
-      !pushtemplate(L, nups))
+  if (nups < 1 || nups > MAXMAKERUPS || n < 1 || !pushtemplate(L, nups))
     return 0;
   tpl = lua_tolstring(L, -1, &tlen);
-  s.p = (const unsigned char *)b + HEADERSIZE + 1;
+  s.p = (const unsigned char *)b + 1;
   s.end = (const unsigned char *)b + n;
-  s.ok = memcmp(tpl, b, HEADERSIZE) == 0;  /* the same Lua build */
+  s.ok = 1;
   scanhead(&s);
   if (scansize(&s) != (size_t)nups || !s.ok) {
     lua_pop(L, 1);
@@ -319,8 +400,7 @@ static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
   }
   luaL_buffinit(L, &buf);
   luaL_addlstring(&buf, tpl, tlen);
-  luaL_addlstring(&buf, b + HEADERSIZE + 1,
-                  (size_t)((const char *)list - (b + HEADERSIZE + 1)));
+  luaL_addlstring(&buf, b + 1, (size_t)((const char *)list - (b + 1)));
   for (i = 0; i < nups; i++) {
     luaL_addchar(&buf, 1);            /* instack: the maker's register */
     luaL_addchar(&buf, (char)i);      /* idx */
@@ -329,6 +409,7 @@ static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
   luaL_addlstring(&buf, (const char *)s.p, (size_t)(s.end - s.p));
   luaL_addlstring(&buf, "\x80\x80\x80\x80", 4);
   luaL_pushresult(&buf);
+  r.head = NULL;  /* the template's own header is there */
   r.b = lua_tolstring(L, -1, &r.n);
   if (lua_load(L, reader, &r, "=(maker)", "b") != LUA_OK) {
     lua_pop(L, 3);
@@ -408,12 +489,15 @@ int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
     lua_remove(L, -2);
     return 1;
   }
+  r.head = pushheader(L);
   r.b = b;
   r.n = n;
   if (lua_load(L, reader, &r, "=(transfer)", "b") != LUA_OK) {
     lua_remove(L, -2);
+    lua_remove(L, -2);
     return -1;
   }
+  lua_remove(L, -2);  /* the header */
   shared = onlyenv(L);
   if (shared)
     remember(L, h, b, n, 0);

@@ -8,10 +8,20 @@
 #include "lconcurrent.h"
 
 /* Push the binary dump (with debug info) of the Lua function at 'idx'
-** and return it; one dump per function value, cached in a weak table. */
-LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len);
+** and return it; one dump per function value, cached in a weak table.
+** The dump leaves out its header (the same for every function of a
+** build: lfuncs.c). '*len' bytes are followed by its 4-byte check, which
+** the cache keeps with it, as it keeps the function's number of
+** upvalues ('*nups', as lconc_nupvalues). */
+LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len,
+                                      int *nups);
 
-/* Push a closure of the dump 'b'. Returns 1 when it is the state's
+/* The check of a dump: FNV-1a, 32 bits, of the build's dump format and
+** the bytes, little-endian into 'out'. */
+LCONC_FUNC void lconc_dumpcheck(const char *b, size_t n, char out[4]);
+
+/* Push a closure of the dump 'b' (as lconc_dumpfunc makes it: without
+** the header, which this state supplies). Returns 1 when it is the state's
 ** cached closure for that dump (its upvalues are all '_ENV', so one
 ** closure serves every transfer), 0 when it is a fresh closure (it has
 ** other upvalues, which each transfer fills), or -1 with the load error

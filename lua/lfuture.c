@@ -11,55 +11,124 @@
 
 #include "lconcurrent.h"
 
-/* Handle uservalue: the decoded outcome. Most tasks return one value:
-** that value itself (OUT_ONE); otherwise a table { n = k, failed = b,
-** ... } with the results 1..k, or the error value at 1 and its traceback
-** at 2 (OUT_TABLE). */
-#define UV_OUTCOME 1
-
-enum { OUT_NONE, OUT_ONE, OUT_TABLE };
+/*
+** The decoded outcome of a handle. Most tasks return one value: a nil,
+** boolean or number is kept in the handle itself (OUT_SCALAR); another
+** single value is the handle's entry in the state's outcome table
+** (OUT_ONE); otherwise that entry is a table { n = k, failed = b, ... }
+** with the results 1..k, or the error value at 1 and its traceback at 2
+** (OUT_TABLE). So a handle is a userdata without a uservalue: a pending
+** future costs a third less, and the common outcome no table store.
+*/
+enum { OUT_NONE, OUT_SCALAR, OUT_ONE, OUT_TABLE };
 
 typedef struct handle {
   conc_future_t *f;
-  int out;        /* what UV_OUTCOME holds */
-  int shared;     /* in the state's handle table */
-  int callbacks;  /* add_done_callback was called on it */
+  unsigned char out;        /* OUT_* */
+  unsigned char shared;     /* in the state's handle table */
+  unsigned char callbacks;  /* add_done_callback was called on it */
+  unsigned char vtype;      /* OUT_SCALAR: LUA_TNIL, _TBOOLEAN, _TNUMBER */
+  unsigned char isint;      /* OUT_SCALAR number: an integer */
+  union { lua_Integer i; lua_Number n; } v;  /* OUT_SCALAR number or
+                                             ** boolean (as 'i') */
 } handle;
+
+/* Registry keys: the Future metatable (for callers from other files)
+** and the outcome table (handle -> outcome, weak keys). The methods
+** have the metatable as their upvalue: comparing it is much cheaper
+** than luaL_checkudata's lookup by name, on every call. */
+static const char FUTMT = 'f';
+static const char OUTCOMES = 'o';
+#define UP_MT lua_upvalueindex(1)
 
 static const char *const statenames[] = {
   "pending", "running", "finished", "cancelled"
 };
 
-conc_future_t *lconc_testfuture(lua_State *L, int idx) {
-  handle *h = (handle *)luaL_testudata(L, idx, LCONC_FUTURE_MT);
-  return h != NULL ? h->f : NULL;
+/* The handle at 'idx', or NULL if it is not one. */
+static handle *testhandle(lua_State *L, int idx) {
+  handle *h = (handle *)lua_touserdata(L, idx);
+  int ok;
+  if (h == NULL || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? h : NULL;
 }
 
-/* A handle is finalized before the objects made earlier than it while
-** its state closes: a callback run then may still reach it. */
-conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
-  conc_future_t *f = ((handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT))->f;
+static handle *checkhandle(lua_State *L, int idx) {
+  handle *h = testhandle(L, idx);
+  if (h == NULL)
+    luaL_typeerror(L, idx, LCONC_FUTURE_MT);
+  return h;
+}
+
+/* In a method: the handle at 1, checked against the upvalue. */
+static handle *checkself(lua_State *L) {
+  handle *h = (handle *)lua_touserdata(L, 1);
+  int ok = h != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    ok = lua_rawequal(L, -1, UP_MT);
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
+  return h;
+}
+
+/* In a method: the future of the handle at 1 (see lconc_checkfuture). */
+static conc_future_t *checkselffuture(lua_State *L) {
+  conc_future_t *f = checkself(L)->f;
   if (f == NULL)
     luaL_error(L, "future handle already finalized (the Lua state is "
                "closing)");
   return f;
 }
 
-static handle *newhandle(lua_State *L, conc_future_t *f) {
-  handle *h = (handle *)lua_newuserdatauv(L, sizeof(*h), 1);
+conc_future_t *lconc_testfuture(lua_State *L, int idx) {
+  handle *h = testhandle(L, idx);
+  return h != NULL ? h->f : NULL;
+}
+
+/* A handle is finalized before the objects made earlier than it while
+** its state closes: a callback run then may still reach it. */
+conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
+  conc_future_t *f = checkhandle(L, idx)->f;
+  if (f == NULL)
+    luaL_error(L, "future handle already finalized (the Lua state is "
+               "closing)");
+  return f;
+}
+
+/* A handle of 'f' with the metatable at 'mt' (0: from the registry). */
+static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
+  handle *h = (handle *)lua_newuserdatauv(L, sizeof(*h), 0);
   memset(h, 0, sizeof(*h));
-  luaL_setmetatable(L, LCONC_FUTURE_MT);
+  if (mt != 0)
+    lua_pushvalue(L, mt);
+  else
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
+  lua_setmetatable(L, -2);
   conc_future_ref(f);
   h->f = f;
   return h;
+}
+
+static handle *newhandle(lua_State *L, conc_future_t *f) {
+  return newhandlemt(L, f, 0);
 }
 
 void lconc_newfuture(lua_State *L, conc_future_t *f) {
   newhandle(L, f);
 }
 
+void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt) {
+  newhandlemt(L, f, mt);
+}
+
 void lconc_sharefuture(lua_State *L, int idx) {
-  handle *h = (handle *)luaL_checkudata(L, idx, LCONC_FUTURE_MT);
+  handle *h = checkhandle(L, idx);
   if (h->shared)
     return;
   idx = lua_absindex(L, idx);
@@ -90,7 +159,7 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
 }
 
 static int fut_gc(lua_State *L) {
-  handle *h = (handle *)luaL_checkudata(L, 1, LCONC_FUTURE_MT);
+  handle *h = checkself(L);
   if (h->f != NULL) {
     conc_future_unref(h->f);
     h->f = NULL;
@@ -104,7 +173,7 @@ static int fut_gc(lua_State *L) {
  * @treturn string `Future<pending>`, `Future<running>`, `Future<finished>` or `Future<cancelled>`
  */
 static int fut_tostring(lua_State *L) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   lua_pushfstring(L, "Future<%s>", statenames[conc_future_state(f)]);
   return 1;
 }
@@ -156,11 +225,58 @@ static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
   return 1;
 }
 
+/* Push the state's outcome table, made on first use. */
+static void pushoutcomes(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &OUTCOMES) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &OUTCOMES);
+}
+
+/* Keep a single nil, boolean or number at the top in the handle: 1, or
+** 0 for any other value. */
+static int keepscalar(lua_State *L, handle *h) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TNUMBER) {
+    h->isint = (unsigned char)lua_isinteger(L, -1);
+    if (h->isint)
+      h->v.i = lua_tointeger(L, -1);
+    else
+      h->v.n = lua_tonumber(L, -1);
+  } else if (t == LUA_TBOOLEAN)
+    h->v.i = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL)
+    return 0;
+  h->vtype = (unsigned char)t;
+  h->out = OUT_SCALAR;
+  return 1;
+}
+
+/* Push the outcome kept in the handle (OUT_SCALAR). */
+static void pushscalar(lua_State *L, const handle *h) {
+  switch (h->vtype) {
+    case LUA_TNUMBER:
+      if (h->isint) lua_pushinteger(L, h->v.i);
+      else lua_pushnumber(L, h->v.n);
+      break;
+    case LUA_TBOOLEAN: lua_pushboolean(L, (int)h->v.i); break;
+    default: lua_pushnil(L);
+  }
+}
+
 /* Keep the 'n' values at the top as the outcome of the handle at 1,
-** and leave it on the stack. */
+** and leave it on the stack: the single value, or the table. */
 static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
   int i;
   if (n == 1 && !failed) {
+    if (keepscalar(L, h))
+      return OUT_ONE;
     h->out = OUT_ONE;
   } else {
     lua_createtable(L, n, 2);
@@ -173,8 +289,11 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
     lua_setfield(L, -2, "failed");
     h->out = OUT_TABLE;
   }
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, 1, UV_OUTCOME);
+  pushoutcomes(L);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   return h->out;
 }
 
@@ -185,8 +304,15 @@ static int pushoutcome(lua_State *L) {
   const void *data;
   size_t len;
   int failed;
+  if (h->out == OUT_SCALAR) {
+    pushscalar(L, h);
+    return OUT_ONE;
+  }
   if (h->out != OUT_NONE) {
-    lua_getiuservalue(L, 1, UV_OUTCOME);
+    pushoutcomes(L);
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
     return h->out;
   }
   if (conc_future_payload(h->f, &data, &len, &failed) != 0)
@@ -200,7 +326,7 @@ static int pushoutcome(lua_State *L) {
 /* Wait (argument 2 is the timeout) and push the outcome; raises
 ** TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   double deadline = lconc_optdeadline(L, 2);
   if (!waitdone(L, f, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
@@ -260,7 +386,7 @@ static int fut_exception(lua_State *L) {
  * @treturn ?string the traceback, or `nil` if the future did not fail
  */
 static int fut_traceback(lua_State *L) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   const void *data;
   size_t len;
   int failed;
@@ -290,7 +416,7 @@ static int fut_traceback(lua_State *L) {
  * `false` if it is done (or, without `running`, running)
  */
 static int fut_cancel(lua_State *L) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   int running = 0, r;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -310,7 +436,7 @@ static int fut_cancel(lua_State *L) {
  * @treturn boolean whether it was cancelled
  */
 static int fut_cancelled(lua_State *L) {
-  lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
+  lua_pushboolean(L, conc_future_state(checkselffuture(L))
                      == CONC_CANCELLED);
   return 1;
 }
@@ -320,7 +446,7 @@ static int fut_cancelled(lua_State *L) {
  * @treturn boolean whether its task is running
  */
 static int fut_running(lua_State *L) {
-  lua_pushboolean(L, conc_future_state(lconc_checkfuture(L, 1))
+  lua_pushboolean(L, conc_future_state(checkselffuture(L))
                      == CONC_RUNNING);
   return 1;
 }
@@ -330,7 +456,7 @@ static int fut_running(lua_State *L) {
  * @treturn boolean whether it finished or was cancelled (not a safe point)
  */
 static int fut_done(lua_State *L) {
-  lua_pushboolean(L, conc_future_done(lconc_checkfuture(L, 1)));
+  lua_pushboolean(L, conc_future_done(checkselffuture(L)));
   return 1;
 }
 
@@ -344,7 +470,7 @@ static int fut_done(lua_State *L) {
  * @usage f:add_done_callback(function(fut, id) print(id, fut:result()) end, 1)
  */
 static int fut_add_done_callback(lua_State *L) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   lconc_checkcallable(L, 2);
   ((handle *)lua_touserdata(L, 1))->callbacks = 1;
   lconc_sharefuture(L, 1);  /* the mailbox posts it back by pointer */
@@ -361,7 +487,7 @@ static int fut_add_done_callback(lua_State *L) {
  * @raise `InvalidStateError` if it is running or done
  */
 static int fut_set_running_or_notify_cancel(lua_State *L) {
-  conc_future_t *f = lconc_checkfuture(L, 1);
+  conc_future_t *f = checkselffuture(L);
   int r = conc_future_set_running_or_notify_cancel(f);
   if (r < 0)
     return lconc_raise(L, "InvalidStateError", "future is %s",
@@ -382,7 +508,7 @@ static int encode_protected(lua_State *L) {
 ** this state (so result() returns the very values), encoded for the
 ** others (NULL when they cannot cross: those states get an error). */
 static int finish(lua_State *L, int failed) {
-  handle *h = (handle *)luaL_checkudata(L, 1, LCONC_FUTURE_MT);
+  handle *h = (handle *)lua_touserdata(L, 1);  /* checked by the caller */
   int n = lua_gettop(L) - 1, r;
   conc_payload_t *p = NULL;
   lua_pushcfunction(L, encode_protected);
@@ -425,7 +551,7 @@ static int finish(lua_State *L, int failed) {
  * @raise `InvalidStateError` if it is already done
  */
 static int fut_set_result(lua_State *L) {
-  lconc_checkfuture(L, 1);
+  checkselffuture(L);
   return finish(L, 0);
 }
 
@@ -437,7 +563,7 @@ static int fut_set_result(lua_State *L) {
  * @raise `InvalidStateError` if it is already done
  */
 static int fut_set_exception(lua_State *L) {
-  lconc_checkfuture(L, 1);
+  checkselffuture(L);
   lua_settop(L, 2);
   if (lua_isnil(L, 2))
     lua_pushliteral(L, "(error object is a nil value)"), lua_replace(L, 2);
@@ -482,12 +608,14 @@ static const luaL_Reg metamethods[] = {
 /* Adds Future() to the module table at the top. */
 void lconc_open_future(lua_State *L) {
   if (luaL_newmetatable(L, LCONC_FUTURE_MT)) {
-    luaL_setfuncs(L, metamethods, 0);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, metamethods, 1);
     luaL_newlibtable(L, methods);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
   }
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");
   lua_pushcfunction(L, fut_fail);

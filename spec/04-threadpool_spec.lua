@@ -62,6 +62,28 @@ describe("ThreadPoolExecutor", function()
     assert.is_true(v)
   end)
 
+  it("keeps each decoded outcome with its handle, subtypes and all, and no longer", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local f = ex:submit(function() return { 1 } end)
+    local t = f:result(10)
+    collectgarbage()
+    collectgarbage()
+    assert.equal(t, f:result())         -- the same table, decoded once
+    assert.equal("float", math.type(ex:submit(function() return 3.0 end):result(10)))
+    assert.equal("integer", math.type(ex:submit(function() return 3 end):result(10)))
+    assert.is_false(ex:submit(function() return false end):result(10))
+    assert.equal(1, select("#", ex:submit(function() return nil end):result(10)))
+    -- an outcome that holds its own future does not keep it alive
+    local g = cf.Future()
+    g:set_result({ g })
+    assert.equal(g, g:result()[1])
+    local weak = setmetatable({ g }, { __mode = "v" })
+    g = nil  -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
+  end)
+
   it("re-raises a task's error with its worker-side traceback; the worker lives on", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local f = ex:submit(function() error({ code = 7 }) end)

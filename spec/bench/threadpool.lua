@@ -77,6 +77,7 @@ for rep = 1, REPS do
   io.stderr:write(("thread pool bench: repetition %d of %d done\n"):format(rep, REPS))
 end
 record("ours", "mem", runners.ours("mem"))
+if runners.python then record("python", "mem", runners.python("mem")) end
 
 local function get(impl, w, k)
   local t = results[impl] and results[impl][w] and results[impl][w][k]
@@ -105,8 +106,11 @@ local par, seq = get("ours", "w3", "seconds"), get("ours", "w3seq", "seconds")
 local ONE = "%-34s %12s"
 print(ONE:format("w3 8x fib(27) speedup vs 1 state",
   par and ("%.2fx"):format(seq / par) or "-"))
-print(ONE:format("bytes RSS per pending future",
-  fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f")))
+print(ROW:format("bytes RSS per pending future",
+  fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
+  fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",
+  ratio(get("ours", "mem", "bytes_per_pending_future"),
+        get("python", "mem", "bytes_per_pending_future"))))
 print(ONE:format("RSS of an idle worker, KiB",
   fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
 print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")

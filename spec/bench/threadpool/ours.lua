@@ -72,10 +72,12 @@ elseif which == "w4" then
   local dt = now() - t0
   print("mb_per_s", N * M * 8 * 2 / dt / 1e6)  -- floats in and out
 elseif which == "mem" then
-  local N = 1000000
-  local ex = cf.ThreadPoolExecutor(1)
+  local N = 1000000  -- queued behind both workers, held on a gate
+  local ex = cf.ThreadPoolExecutor(2)
   local gate = cf.Future()
   ex:submit(function(g) return g:result() end, gate)
+  ex:submit(function(g) return g:result() end, gate)
+  while ex:stats().running < 2 do end
   collectgarbage() collectgarbage()
   local before = rss_kb()
   local fs = {}

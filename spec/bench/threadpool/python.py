@@ -1,7 +1,7 @@
 # One workload of the pool benchmark, for Python's ThreadPoolExecutor(2)
 # or, with "process", ProcessPoolExecutor(2).
-# usage: python3 python.py w1|w2|w3|w3seq|w4 [process]
-import sys, time
+# usage: python3 python.py w1|w2|w3|w3seq|w4|mem [process]
+import sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor
 
 which = sys.argv[1]
@@ -63,3 +63,21 @@ elif which == "w4":
             assert f.result()[-1] == M * 1.0
         dt = now() - t0
     print("mb_per_s", N * M * 8 * 2 / dt / 1e6)
+elif which == "mem":
+    # 1,000,000 tasks queued behind both workers, held on a gate
+    def rss_kb():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    N = 1000000
+    gate = threading.Event()
+    ex = ThreadPoolExecutor(2)
+    ex.submit(gate.wait)
+    ex.submit(gate.wait)
+    before = rss_kb()
+    fs = [ex.submit(inc, i) for i in range(1, N + 1)]
+    after = rss_kb()
+    print("bytes_per_pending_future", (after - before) * 1024 / N)
+    gate.set()
+    ex.shutdown(True)
