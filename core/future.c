@@ -278,9 +278,9 @@ void conc__future_begin(conc_future_t *f, void (*stopper)(void *arg),
 void *conc__future_stopperarg(conc_future_t *f,
                               void (*stopper)(void *arg)) {
   void *arg;
-  pthread_mutex_lock(&f->mu);
+  lock(&f->mu);
   arg = f->stopper == stopper ? f->stopperarg : NULL;
-  pthread_mutex_unlock(&f->mu);
+  unlock(&f->mu);
   return arg;
 }
 
