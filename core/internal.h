@@ -34,6 +34,20 @@ static inline void conc__cpu_relax(void) {
 #endif
 }
 
+/*
+** pool.c: who may poll. A waiting owner and an idle worker poll a while
+** before they sleep, which spares a wake-up when the work comes soon;
+** but a polling thread takes a core, and on a small machine that core
+** may be the one a worker with a task needs. So a thread polls only
+** while the workers running tasks (of every pool of the process) and
+** the threads polling, itself included, fit in the cores the process
+** may use; and it stops as soon as they no longer do.
+*/
+CONC__FUNC void conc__spin_busy(int d);  /* a worker starts (1)/ends (-1) */
+CONC__FUNC int conc__spin_begin(void);   /* 1: poll, then conc__spin_end */
+CONC__FUNC void conc__spin_end(void);
+CONC__FUNC int conc__spin_ok(void);      /* polling may go on */
+
 /* clock.c: condition variables wait on CLOCK_MONOTONIC. */
 CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 /* Wait on 'cv' until signalled or 'deadline' (CONC_FOREVER: no limit):

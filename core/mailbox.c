@@ -297,9 +297,10 @@ int conc_watch_take(conc_watch_t *set, uintptr_t *tag) {
   return 1;
 }
 
-/* Poll (no lock) until something is ready or CONC_WAIT_SPIN passes;
-** yield the core now and then: on a busy machine the thread we wait for
-** may need it. */
+/* Poll (no lock) until something is ready or CONC_WAIT_SPIN passes, or
+** the workers running tasks need the cores (conc__spin_ok); yield the
+** core now and then: on a busy machine the thread we wait for may need
+** it. */
 static int poll(conc_watch_t *set, double deadline, int posts) {
   double end = conc_now() + CONC_WAIT_SPIN;
   unsigned i;
@@ -312,7 +313,7 @@ static int poll(conc_watch_t *set, double deadline, int posts) {
       return 1;
     conc__cpu_relax();
     if (i % 64 == 0) {
-      if (conc_now() >= end)
+      if (conc_now() >= end || !conc__spin_ok())
         return 0;
       sched_yield();
     }
@@ -321,9 +322,13 @@ static int poll(conc_watch_t *set, double deadline, int posts) {
 
 int conc_watch_wait(conc_watch_t *set, double deadline, int posts) {
   conc_mailbox_t *mb = set->mb;
-  int r = 0;
-  if (poll(set, deadline, posts))
-    return 0;
+  int r = 0, ready;
+  if (conc__spin_begin()) {
+    ready = poll(set, deadline, posts);
+    conc__spin_end();
+    if (ready)
+      return 0;
+  }
   pthread_mutex_lock(&mb->mu);
   if (conc__queue_empty(&set->ready) && !mb->interrupted
       && (!posts || conc__queue_empty(&mb->posts))) {

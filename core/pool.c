@@ -44,8 +44,9 @@
 ** A task submitted meanwhile starts without a wake-up system call: this
 ** cuts a sequential submit/wait round trip about threefold (a Lua
 ** 'submit' right after a 'result' comes within microseconds). Only one
-** worker polls at a time, and it yields its core between polls, so a
-** busy owner thread on a small machine still gets the CPU.
+** worker polls at a time, only while a core is left for it (see
+** conc__spin_begin), and it yields its core between polls, so a busy
+** owner thread on a small machine still gets the CPU.
 */
 #if !defined(CONC_POOL_SPIN)
 #define CONC_POOL_SPIN 50e-6
@@ -292,14 +293,55 @@ static void cpu_relax(void) {
 #endif
 }
 
-/* Poll for queued work for up to CONC_POOL_SPIN seconds (no lock held). */
+/* Workers running a task and threads polling, in the whole process;
+** the cores the process may use (0: not known yet). A forked child
+** inherits the counts of that moment, which never go down there: it
+** polls less, never more. */
+static int nbusy, nspinning, ncores;
+
+static int cores(void) {
+  int n = __atomic_load_n(&ncores, __ATOMIC_RELAXED);
+  if (n == 0) {
+    cpu_set_t set;
+    n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+        : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+      n = 1;
+    __atomic_store_n(&ncores, n, __ATOMIC_RELAXED);
+  }
+  return n;
+}
+
+void conc__spin_busy(int d) {
+  __atomic_add_fetch(&nbusy, d, __ATOMIC_RELAXED);
+}
+
+int conc__spin_ok(void) {
+  return __atomic_load_n(&nbusy, __ATOMIC_RELAXED)
+         + __atomic_load_n(&nspinning, __ATOMIC_RELAXED) <= cores();
+}
+
+int conc__spin_begin(void) {
+  __atomic_add_fetch(&nspinning, 1, __ATOMIC_RELAXED);
+  if (conc__spin_ok())
+    return 1;
+  conc__spin_end();
+  return 0;
+}
+
+void conc__spin_end(void) {
+  __atomic_sub_fetch(&nspinning, 1, __ATOMIC_RELAXED);
+}
+
+/* Poll for queued work for up to CONC_POOL_SPIN seconds (no lock held),
+** while the cores allow (conc__spin_ok). */
 static void spin(conc_pool_t *p) {
   double end = conc_now() + CONC_POOL_SPIN;
   unsigned i;
   for (i = 1; __atomic_load_n(&p->pending, __ATOMIC_RELAXED) == 0; i++) {
     cpu_relax();
     if (i % 64 == 0) {
-      if (conc_now() >= end)
+      if (conc_now() >= end || !conc__spin_ok())
         return;
       sched_yield();
     }
@@ -319,10 +361,11 @@ static conc_task_t *next_task(conc_pool_t *p) {
   while (conc__queue_empty(&p->queue)) {
     if (p->shutdown || p->broken)
       return NULL;
-    if (p->nspin == 0 && !spun) {
+    if (p->nspin == 0 && !spun && conc__spin_begin()) {
       p->nspin++;
       pthread_mutex_unlock(&p->mu);
       spin(p);
+      conc__spin_end();
       pthread_mutex_lock(&p->mu);
       p->nspin--;
       spun = 1;
@@ -375,7 +418,9 @@ static void work(conc_pool_t *p, void *ctx) {
   while ((t = next_task(p)) != NULL) {
     int ran;
     pthread_mutex_unlock(&p->mu);
+    conc__spin_busy(1);
     ran = perform(p, t, ctx);
+    conc__spin_busy(-1);
     pthread_mutex_lock(&p->mu);
     if (ran)
       task_end(p);

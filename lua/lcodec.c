@@ -541,11 +541,6 @@ static int encmodule(Enc *E, int t) {
   return 1;
 }
 
-/* Is the key at 'k' the integer 'i'? */
-static int iskey(lua_State *L, int k, lua_Integer i) {
-  return lua_isinteger(L, k) && lua_tointeger(L, k) == i;
-}
-
 /* Patch the table's counts (5-byte varints at 'at') and, for a small
 ** table, close the gap they leave (no offsets point into the bytes, so
 ** moving them is safe; the move is bounded by the small size). */
@@ -598,44 +593,84 @@ static void closerun(Enc *E, Run *r) {
   r->tag = 0;
 }
 
-/* Element t[i], at 'v': a number joins a run of its subtype (the common
-** numeric arrays decode without a tag per element); the rest is a
-** value. */
-static void encelement(Enc *E, Run *r, int v, lua_Integer i) {
-  lua_State *L = E->L;
-  if (lua_type(L, v) == LUA_TNUMBER) {
-    int tag = lua_isinteger(L, v) ? T_INTS : T_FLTS;
-    if (r->tag != tag) {
-      closerun(E, r);
-      ensure(E, 6);
-      putbyte(E, tag);
-      r->tag = tag;
-      r->at = E->B->n;
-      r->n = 0;
-      E->B->n += 5;
-    }
-    r->n++;
-    ensure(E, 10);
-    if (tag == T_FLTS)
-      putfloat(E, lua_tonumber(L, v));
-    else
-      putvarint(E, zigzag(lua_tointeger(L, v)));
-  } else {
-    closerun(E, r);
-    setseg(E, SEG_INDEX, 0, i, NULL);
-    encode(E, v);
-  }
+/* Close the open run, if any, and open one of 'tag' (T_FLTS, T_INTS). */
+static void openrun(Enc *E, Run *r, int tag) {
+  closerun(E, r);
+  ensure(E, 6);
+  putbyte(E, tag);
+  r->tag = tag;
+  r->at = E->B->n;
+  r->n = 0;
+  E->B->n += 5;
 }
 
-/* One pass of lua_next: the keys 1, 2, 3... that come first (the array
-** part, in order) are the array; every other pair follows; then the
+/* Pairs an array's traversal leaves on the stack before it drops them
+** all at once: pushing the next key costs less than popping a value. */
+#define KEEPPAIRS 32
+
+/*
+** The array: t[1], t[2]... for as long as lua_next gives these keys in
+** that order (it gives the array part first, in order). Numbers join a
+** run of their subtype (the common numeric arrays decode without a tag
+** per element); the rest are values. Returns 1 when it stopped at the
+** first pair outside the array, then moved to 'k' and 'k' + 1, or 0 at
+** the end. Per element this is one lua_next and the few calls that read
+** its key and value: the Lua API offers nothing cheaper that sees every
+** key of the table.
+*/
+static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
+  lua_State *L = E->L;
+  lua_Integer n = 0;
+  int more, kept = 0;
+  Run run;
+  if (!lua_checkstack(L, 2 * KEEPPAIRS + 2))
+    refuse(E, "stack overflow");
+  run.tag = 0;
+  while ((more = lua_next(L, t)) != 0) {
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != n + 1)
+      break;
+    n++;
+    if (lua_isinteger(L, -1)) {
+      if (run.tag != T_INTS)
+        openrun(E, &run, T_INTS);
+      ensure(E, 10);
+      putvarint(E, zigzag(lua_tointeger(L, -1)));
+      run.n++;
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      if (run.tag != T_FLTS)
+        openrun(E, &run, T_FLTS);
+      ensure(E, 8);
+      putfloat(E, lua_tonumber(L, -1));
+      run.n++;
+    } else {
+      closerun(E, &run);
+      setseg(E, SEG_INDEX, 0, n, NULL);
+      encode(E, lua_gettop(L));
+    }
+    if (++kept == KEEPPAIRS) {
+      lua_settop(L, k - 1);
+      kept = 0;
+    }
+    lua_pushinteger(L, n);  /* the key lua_next goes on from */
+  }
+  closerun(E, &run);
+  if (more) {
+    lua_copy(L, -2, k);
+    lua_copy(L, -1, k + 1);
+    lua_settop(L, k + 1);
+  } else
+    lua_settop(L, k - 1);
+  *narr = n;
+  return more;
+}
+
+/* One pass of lua_next: the array, then every other pair, then the
 ** metatable. The counts are patched in once known. */
 static void enctable(Enc *E, int t) {
   lua_State *L = E->L;
-  lua_Integer narr = 0, nhash = 0;
+  lua_Integer narr, nhash = 0;
   size_t at;
-  int mt, k, inarray = 1;
-  Run run;
+  int mt, k;
   if (encnamed(E, t) || encmodule(E, t) || encseen(E, t))
     return;
   enter(E);
@@ -644,23 +679,17 @@ static void enctable(Enc *E, int t) {
   putbyte(E, mt ? T_TABLEMT : T_TABLE);
   at = E->B->n;
   E->B->n += 10;
-  run.tag = 0;
   lua_pushnil(L);
   k = lua_gettop(L);  /* lua_next keeps the key here, the value above */
-  while (lua_next(L, t) != 0) {
-    if (inarray && iskey(L, k, narr + 1))
-      encelement(E, &run, k + 1, ++narr);
-    else {
-      closerun(E, &run);
-      inarray = 0;
+  if (encarray(E, t, k, &narr)) {
+    do {
       setseg(E, SEG_KEY, k, 0, NULL);
       encode(E, k);
       encode(E, k + 1);
       nhash++;
-    }
-    lua_pop(L, 1);
+      lua_settop(L, k);
+    } while (lua_next(L, t) != 0);
   }
-  closerun(E, &run);
   patchcounts(E, at, narr, nhash);
   if (mt) {
     setseg(E, SEG_META, 0, 0, NULL);
@@ -915,17 +944,39 @@ static int loadbyte(Dec *D) {
   return *need(D, 1);
 }
 
+/* Read through a local pointer, the tenth byte apart (only its lowest
+** bit fits): INTS runs decode one per element. */
 static lua_Unsigned loadvarint(Dec *D) {
+  const unsigned char *p = D->p, *end = D->end;
   lua_Unsigned x = 0;
-  int shift = 0, c;
-  do {
-    c = loadbyte(D);
-    if (shift > 63 || (shift == 63 && (c & 0x7e) != 0))
-      error(D, "varint overflow");
+  int shift;
+  unsigned c;
+  for (shift = 0; shift < 63; shift += 7) {
+    if (p == end)
+      goto truncated;
+    c = *p++;
     x |= (lua_Unsigned)(c & 0x7f) << shift;
-    shift += 7;
-  } while (c & 0x80);
-  return x;
+    if (!(c & 0x80)) {
+      D->p = p;
+      return x;
+    }
+  }
+  if (p == end)
+    goto truncated;
+  c = *p++;
+  if ((c & 0x7e) == 0 && (c & 0x80)) {  /* an 11th byte follows */
+    if (p == end)
+      goto truncated;
+    p++;
+  }
+  D->p = p;
+  if (c > 1)
+    error(D, "varint overflow");
+  return x | (lua_Unsigned)c << 63;
+truncated:
+  D->p = p;
+  error(D, "truncated");
+  return 0;
 }
 
 /* A count of items taking at least 'unit' bytes each: more than the
@@ -942,8 +993,8 @@ static void loadstring(Dec *D) {
   lua_pushlstring(D->L, (const char *)need(D, n), n);
 }
 
-static lua_Number loadfloat(Dec *D) {
-  const unsigned char *s = need(D, 8);
+/* The f64 at 's' (8 bytes the caller checked). */
+static lua_Number getfloat(const unsigned char *s) {
   double d;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   memcpy(&d, s, 8);
@@ -955,6 +1006,10 @@ static lua_Number loadfloat(Dec *D) {
   memcpy(&d, &u, 8);
 #endif
   return (lua_Number)d;
+}
+
+static lua_Number loadfloat(Dec *D) {
+  return getfloat(need(D, 8));
 }
 
 static void enterd(Dec *D) {
@@ -995,21 +1050,74 @@ static lua_Integer unzigzag(lua_Unsigned z) {
 }
 
 /* A FLTS or INTS run of t[i...] (at most up to 'narr'); returns the
-** next i. */
+** next i. With t == 0 the elements stay on the stack, in order. The
+** count was checked against the bytes left, so floats are read without
+** a check each. */
 static int decrun(Dec *D, int t, int i, int narr) {
   lua_State *L = D->L;
   int floats = loadbyte(D) == T_FLTS;
   int run = loadcount(D, floats ? 8 : 1), j;
   if (run == 0 || run > narr - i + 1)
     error(D, "bad number run");
-  for (j = 0; j < run; j++) {
-    if (floats)
-      lua_pushnumber(L, loadfloat(D));
-    else
+  if (floats) {
+    const unsigned char *s = need(D, (size_t)run * 8);
+    for (j = 0; j < run; j++, s += 8) {
+      lua_pushnumber(L, getfloat(s));
+      if (t)
+        lua_rawseti(L, t, i + j);
+    }
+  } else {
+    for (j = 0; j < run; j++) {
       lua_pushinteger(L, unzigzag(loadvarint(D)));
-    lua_rawseti(L, t, i + j);
+      if (t)
+        lua_rawseti(L, t, i + j);
+    }
   }
   return i + run;
+}
+
+/* The items t[i..narr] (into 't', or onto the stack with t == 0). */
+static void decitems(Dec *D, int t, int narr) {
+  int i;
+  for (i = 1; i <= narr; ) {
+    if (D->p < D->end && (*D->p == T_FLTS || *D->p == T_INTS))
+      i = decrun(D, t, i, narr);
+    else {
+      decode(D);
+      if (t)
+        lua_rawseti(D->L, t, i);
+      i++;
+    }
+  }
+}
+
+static const char MAKER = 'k';  /* registry key of 'maker' below */
+
+/*
+** An array of at least MINSTACKED items and no other pairs is made the
+** way Lua's own constructor makes one: the items go onto the stack and
+** a Lua function returns {...}, which stores them in one pass (about
+** half the cost of a lua_rawseti each). Not for a transfer with
+** references: a REF inside may point back to the table, which must then
+** exist before its items. At most MAXSTACKED items, so the stack stays
+** small next to the table itself.
+*/
+#define MINSTACKED 16
+#define MAXSTACKED (1 << 16)
+
+static int stacked(Dec *D, int narr, int nhash) {
+  lua_State *L = D->L;
+  if (D->userefs || nhash != 0 || narr < MINSTACKED || narr > MAXSTACKED
+      || !lua_checkstack(L, narr + LUA_MINSTACK))
+    return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MAKER) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, "return {...}", 12, "=(transfer)") != LUA_OK)
+      lua_error(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MAKER);
+  }
+  return 1;
 }
 
 static void dectable(Dec *D, int hasmt) {
@@ -1018,16 +1126,16 @@ static void dectable(Dec *D, int hasmt) {
   enterd(D);
   narr = loadcount(D, 1);
   nhash = loadcount(D, 2);
-  lua_createtable(L, narr, nhash);
-  t = lua_gettop(L);
-  addref(D);
-  for (i = 1; i <= narr; ) {
-    if (D->p < D->end && (*D->p == T_FLTS || *D->p == T_INTS))
-      i = decrun(D, t, i, narr);
-    else {
-      decode(D);
-      lua_rawseti(L, t, i++);
-    }
+  if (stacked(D, narr, nhash)) {
+    D->nrefs++;  /* its id (no F_REFS: none is kept) */
+    decitems(D, 0, narr);
+    lua_call(L, narr, 1);
+    t = lua_gettop(L);
+  } else {
+    lua_createtable(L, narr, nhash);
+    t = lua_gettop(L);
+    addref(D);
+    decitems(D, t, narr);
   }
   for (i = 0; i < nhash; i++) {
     decode(D);

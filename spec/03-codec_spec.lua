@@ -107,6 +107,92 @@ describe("transfer", function()
       assert.is_true(same(fl, (S:roundtrip(fl))))
     end)
 
+    -- Arrays: numbers travel as runs of one subtype (FLTS, INTS), and
+    -- an array of 16 to 65536 items without other pairs or references
+    -- is built in one call on the receiving side (lcodec.c, 'stacked').
+    local function seq(n, f)
+      local t = {}
+      for i = 1, n do t[i] = f(i) end
+      return t
+    end
+
+    it("keeps the subtype and the bits of every number in a run", function()
+      local specials = { 0.0, -0.0, 0 / 0, math.huge, -math.huge, 5e-324,
+        2 ^ 53, 3.0, math.maxinteger, math.mininteger, 0, -1, 1, 127, 128 }
+      for _, n in ipairs({ 15, 16, 17, 40, 1000 }) do
+        local t = seq(n, function(i) return specials[(i - 1) % #specials + 1] end)
+        local r = S:roundtrip(t)
+        assert.is_true(same(t, r), "length " .. n)
+        for i = 1, n do
+          assert.equal(math.type(t[i]), math.type(r[i]), "element " .. i)
+        end
+      end
+      local r = S:roundtrip(seq(20, function() return -0.0 end))
+      assert.equal(-math.huge, 1 / r[20])
+    end)
+
+    it("keeps mixed arrays, holes and a hash part beside the array", function()
+      local mixed = seq(100, function(i)
+        local k = i % 7
+        if k == 0 then return "s" .. i end
+        if k == 1 then return i end
+        if k == 2 then return { i } end
+        if k == 3 then return i % 2 == 0 end
+        return i + 0.5
+      end)
+      assert.is_true(same(mixed, (S:roundtrip(mixed))))
+      local holes = seq(100, function(i) return i * 1.5 end)
+      holes[1], holes[33], holes[64], holes[100] = nil, nil, nil, nil
+      assert.is_true(same(holes, (S:roundtrip(holes))))
+      local hashed = seq(100, function(i) return i end)
+      hashed.n, hashed[101.5], hashed[1000] = 100, "f", "far"
+      hashed["50"] = "a string key, not t[50]"
+      local r = S:roundtrip(hashed)
+      assert.is_true(same(hashed, r))
+      assert.equal(50, r[50])
+      assert.equal("a string key, not t[50]", r["50"])
+      -- keys 1..40 inserted backwards live in the hash part, not in order
+      local back = { x = 1, y = 2 }
+      for i = 40, 1, -1 do back[i] = i / 4 end
+      assert.is_true(same(back, (S:roundtrip(back))))
+      local meta = setmetatable(seq(50, function(i) return i end),
+                                { __index = function() return "mt" end })
+      r = S:roundtrip(meta)
+      assert.equal(50, #r)
+      assert.equal(50, r[50])
+      assert.equal("mt", r[51])
+    end)
+
+    it("keeps huge and nested arrays", function()
+      for _, n in ipairs({ 65535, 65536, 65537, 200000 }) do
+        local t = seq(n, function(i) return i % 3 == 0 and i or i / 2 end)
+        local r = S:roundtrip(t)
+        assert.equal(n, #r)
+        assert.is_true(same(t, r), "length " .. n)
+      end
+      local grid = seq(64, function(i)
+        return seq(64, function(j) return { i, j + 0.5, tostring(i * j) } end)
+      end)
+      assert.is_true(same(grid, (S:roundtrip(grid))))
+      local deep = seq(20, function(i) return i end)
+      for _ = 1, 150 do deep = seq(20, function(i) return i == 7 and deep or i + 0.5 end) end
+      assert.is_true(same(deep, (S:roundtrip(deep))))
+    end)
+
+    it("keeps references into and out of a long array", function()
+      local t = seq(100, function(i) return i end)
+      local shared = { "shared" }
+      t[50], t[60], t[70] = t, shared, shared
+      local r = S:roundtrip(t)
+      assert.equal(r, r[50])
+      assert.equal(r[60], r[70])
+      assert.is_true(same(t, r))
+      local outer = { t, t }
+      r = S:roundtrip(outer)
+      assert.equal(r[1], r[2])
+      assert.equal(r[1], r[1][50])
+    end)
+
     it("keeps cycles and shared references as one object", function()
       local t = { name = "t" }
       t.self = t
@@ -330,6 +416,12 @@ describe("transfer", function()
               { config = { handle = io.stdout } })
       refused("value #2.x (userdata)", 1, { x = io.stdout })
       refused("value #1[3] (userdata)", { 1, 2, io.stdout })
+      local long = {}
+      for i = 1, 99 do long[i] = i % 2 == 0 and i or { i } end
+      long[100] = io.stdout
+      refused("value #1[100] (userdata)", long)
+      long[100], long.key = 100, { [77] = io.stdout }
+      refused("value #1.key[77] (userdata)", long)
       refused("value #1[10] (userdata)", { [10] = io.stdout })
       local co = coroutine.create(print)
       refused("value #1[2.5] (thread)", { [2.5] = co })
@@ -413,6 +505,21 @@ describe("transfer", function()
                                          ("\0"):rep(16)))
       rejected("bad number run", raw(0, 1, "\6\1\0\14\2\0\0"))
       rejected("bad number run", raw(0, 1, "\6\1\0\14\0\0"))
+      -- an array long enough to be built on the stack
+      rejected("bad number run", raw(0, 1, "\6\20\0\14\21" .. ("\0"):rep(21)))
+      rejected("count larger than the input",
+               raw(0, 1, "\6\20\0\14\20" .. ("\0"):rep(19)))
+      rejected("count larger than the input",
+               raw(0, 1, "\6\20\0\13\20" .. ("\0"):rep(159)))
+      rejected("truncated", raw(0, 1, "\6\20\0\14\19" .. ("\0"):rep(19)))
+      local pad = ("\0"):rep(19)  -- 20 items need 20 bytes at least
+      rejected("varint overflow", raw(0, 1, "\6\20\0\14\1" ..
+                                          ("\255"):rep(9) .. "\2" .. pad))
+      rejected("varint overflow", raw(0, 1, "\6\20\0\14\1" ..
+                                          ("\255"):rep(9) .. "\129" .. pad))
+      rejected("truncated", raw(0, 1, "\3" .. ("\255"):rep(9) .. "\129"))
+      assert.equal(math.mininteger,
+                   ch.decode(raw(0, 1, "\3" .. ("\255"):rep(9) .. "\1")))
       rejected("bad tag", raw(0, 1, "\14\1\0"))
       rejected("bad tag", raw(0, 1, "\13\1" .. ("\0"):rep(8)))
       rejected("no registry table 'no.such' here", raw(0, 1, "\9\7no.such"))

@@ -2,7 +2,11 @@
 -- work queue (UV_THREADPOOL_SIZE=2) and Python's ThreadPoolExecutor(2),
 -- all with 2 workers, interleaved, 3 repetitions, medians and ratios.
 -- Each run is its own process (spec/bench/threadpool/*), so one cannot
--- warm or pollute another's heap.
+-- warm or pollute another's heap. Beside the rates, the CPU time per
+-- task of the whole process (every thread, user + system): a waiter that
+-- spins shows up there. The same workloads also run with 4 workers
+-- (BENCH_WORKERS=4, UV_THREADPOOL_SIZE=4), more threads than cores on
+-- the 2-core machine: spinning must not collapse the throughput there.
 
 local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
 local dir = "spec/bench/threadpool/"
@@ -32,6 +36,16 @@ local runners = {
   python = has_python and function(w)
     return run("python3 " .. dir .. "python.py " .. w)
   end,
+  -- oversubscribed: 4 workers
+  ours4 = function(w)
+    return run("BENCH_WORKERS=4 lua5.4 " .. dir .. "ours.lua " .. w)
+  end,
+  luv4 = has_luv and function(w)
+    return run("UV_THREADPOOL_SIZE=4 lua5.4 " .. dir .. "luv.lua " .. w)
+  end,
+  python4 = has_python and function(w)
+    return run("BENCH_WORKERS=4 python3 " .. dir .. "python.py " .. w)
+  end,
   -- the process pools: the same workloads over ProcessPoolExecutor(2)
   ours_proc = function(w) return run("lua5.4 " .. dir .. "ours.lua " .. w .. " process") end,
   python_proc = has_python and function(w)
@@ -39,9 +53,11 @@ local runners = {
   end,
 }
 
+-- (on a copy: the samples stay in repetition order, for w3's pairs)
 local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
+  local c = table.move(xs, 1, #xs, 1, {})
+  table.sort(c)
+  return c[(#c + 1) // 2]
 end
 
 -- results[impl][workload][key] = { samples }
@@ -62,6 +78,10 @@ local workloads = {
   { "w3", { "ours" } },
   { "w3seq", { "ours" } },
   { "w4", { "ours", "luv", "python" } },
+  { "w1", { "ours4", "luv4", "python4" } },
+  { "w2", { "ours4", "luv4", "python4" } },
+  { "w3", { "ours4" } },
+  { "w4", { "ours4", "luv4", "python4" } },
   { "w1", { "ours_proc", "python_proc" } },
   { "w2", { "ours_proc", "python_proc" } },
   { "w3", { "ours_proc", "python_proc" } },
@@ -96,16 +116,42 @@ local rows = {
   { "w2 round trip p99, us", "w2", "p99_us", "%.1f" },
   { "w4 1000-float arrays, MB/s", "w4", "mb_per_s", "%.1f" },
 }
-for _, row in ipairs(rows) do
-  local o = get("ours", row[2], row[3])
-  local l, p = get("luv", row[2], row[3]), get("python", row[2], row[3])
-  print(ROW:format(row[1], fmt(o, row[4]), fmt(l, row[4]), fmt(p, row[4]),
-    ratio(o, l), ratio(o, p)))
+-- CPU time per task (process, user + system; lower is better)
+local cpurows = {
+  { "w1 CPU per task, us", "w1", "cpu_us_per_task", "%.2f" },
+  { "w2 CPU per round trip, us", "w2", "cpu_us_per_task", "%.2f" },
+  { "w4 CPU per task, us", "w4", "cpu_us_per_task", "%.1f" },
+}
+local function table3(o, l, p, list)
+  for _, row in ipairs(list) do
+    local a, b, c = get(o, row[2], row[3]), get(l, row[2], row[3]),
+                    get(p, row[2], row[3])
+    print(ROW:format(row[1], fmt(a, row[4]), fmt(b, row[4]), fmt(c, row[4]),
+      ratio(a, b), ratio(a, c)))
+  end
 end
-local par, seq = get("ours", "w3", "seconds"), get("ours", "w3seq", "seconds")
+table3("ours", "luv", "python", rows)
+table3("ours", "luv", "python", cpurows)
+-- w3: the speedup of the medians, and of each repetition (its parallel
+-- run against the sequential run next to it) for the spread; its CPU
+-- time over the sequential run's (1.00: no core spent on waiting).
+local function speedups(impl)
+  local par = results[impl] and results[impl].w3 and results[impl].w3.seconds
+  local seq = results.ours.w3seq and results.ours.w3seq.seconds
+  if not par or not seq then return "-" end
+  local each = {}
+  for i = 1, math.min(#par, #seq) do each[i] = seq[i] / par[i] end
+  table.sort(each)
+  return ("%.2fx (%.2f-%.2f)"):format(median(seq) / median(par), each[1], each[#each])
+end
+local function cpuratio(impl)
+  local c = get(impl, "w3", "cpu_seconds")
+  local s = get("ours", "w3seq", "cpu_seconds")
+  return c and s and ("%.2f"):format(c / s) or "-"
+end
 local ONE = "%-34s %12s"
-print(ONE:format("w3 8x fib(27) speedup vs 1 state",
-  par and ("%.2fx"):format(seq / par) or "-"))
+print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours")))
+print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours")))
 print(ROW:format("bytes RSS per pending future",
   fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
   fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",
@@ -113,7 +159,15 @@ print(ROW:format("bytes RSS per pending future",
         get("python", "mem", "bytes_per_pending_future"))))
 print(ONE:format("RSS of an idle worker, KiB",
   fmt(get("ours", "mem", "idle_worker_rss_kb"), "%.0f")))
-print("(ratios are concurrent / other: higher is better for rates, lower for latencies)")
+print("(ratios are concurrent / other: higher is better for rates, lower for latencies and CPU)")
+
+print()
+print(ROW:format("4 workers (oversubscribed), median", "concurrent", "luv",
+  "python", "vs luv", "vs python"))
+table3("ours4", "luv4", "python4", rows)
+table3("ours4", "luv4", "python4", cpurows)
+print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours4")))
+print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours4")))
 
 local PROW = "%-34s %12s %12s %10s"
 print()
@@ -122,6 +176,7 @@ for _, row in ipairs(rows) do
   local o, p = get("ours_proc", row[2], row[3]), get("python_proc", row[2], row[3])
   print(PROW:format(row[1], fmt(o, row[4]), fmt(p, row[4]), ratio(o, p)))
 end
+local seq = get("ours", "w3seq", "seconds")
 local opar, ppar = get("ours_proc", "w3", "seconds"), get("python_proc", "w3", "seconds")
 local pseq = get("python", "w3seq", "seconds")
 print(PROW:format("w3 8x fib(27) speedup vs 1 state",

@@ -1,10 +1,19 @@
 -- One workload of the pool benchmark, for concurrent.futures.
 -- usage: lua5.4 ours.lua w1|w2|w3|w3seq|w4|mem [process] ; prints "key
 -- value" lines. With "process" the pool is a ProcessPoolExecutor.
+-- BENCH_WORKERS sets the number of workers (default 2). cpu_us_per_task
+-- (thread pools) is the CPU time of the whole process, every thread,
+-- user + system (os.clock), over the timed part, per task.
 local cf = require "concurrent.futures"
 local now = require("concurrent.core").now
 local which = arg[1]
 local Pool = arg[2] == "process" and cf.ProcessPoolExecutor or cf.ThreadPoolExecutor
+local W = tonumber(os.getenv("BENCH_WORKERS")) or 2
+local clock = os.clock
+
+local function cpu(c0, n)
+  print("cpu_us_per_task", (clock() - c0) / n * 1e6)
+end
 
 local function inc(x) return x + 1 end
 
@@ -19,42 +28,47 @@ end
 
 if which == "w1" then
   local N = 100000
-  local ex <close> = Pool(2)
-  local t0 = now()
+  local ex <close> = Pool(W)
+  local t0, c0 = now(), clock()
   local fs = {}
   for i = 1, N do fs[i] = ex:submit(inc, i) end
   local sum = 0
   for i = 1, N do sum = sum + fs[i]:result() end
   local dt = now() - t0
+  cpu(c0, N)
   assert(sum == N * (N + 1) // 2 + N)
   print("tasks_per_s", N / dt)
 elseif which == "w2" then
   local N = 10000
-  local ex <close> = Pool(2)
+  local ex <close> = Pool(W)
   for i = 1, 200 do ex:submit(inc, i):result() end  -- warm up both workers
   local lat = {}
+  local c0 = clock()
   for i = 1, N do
     local t0 = now()
     local v = ex:submit(inc, i):result()
     lat[i] = now() - t0
     assert(v == i + 1)
   end
+  cpu(c0, N)
   table.sort(lat)
   print("median_us", lat[N // 2] * 1e6)
   print("p99_us", lat[math.floor(N * 0.99)] * 1e6)
 elseif which == "w3" then
-  local ex <close> = Pool(2)
+  local ex <close> = Pool(W)
   ex:submit(inc, 1):result()
   ex:submit(inc, 1):result()
-  local t0 = now()
+  local t0, c0 = now(), clock()
   local fs = {}
   for i = 1, 8 do fs[i] = ex:submit(fib, 27) end
   for i = 1, 8 do assert(fs[i]:result() == 196418) end
   print("seconds", now() - t0)
+  print("cpu_seconds", clock() - c0)
 elseif which == "w3seq" then
-  local t0 = now()
+  local t0, c0 = now(), clock()
   for _ = 1, 8 do assert(fib(27) == 196418) end
   print("seconds", now() - t0)
+  print("cpu_seconds", clock() - c0)
 elseif which == "w4" then
   local N, M = 2000, 1000
   local xs = {}
@@ -64,12 +78,13 @@ elseif which == "w4" then
     for i = 1, #a do out[i] = a[i] * 2.0 end
     return out
   end
-  local ex <close> = Pool(2)
-  local t0 = now()
+  local ex <close> = Pool(W)
+  local t0, c0 = now(), clock()
   local fs = {}
   for i = 1, N do fs[i] = ex:submit(scale, xs) end
   for i = 1, N do assert(fs[i]:result()[M] == M * 1.0) end
   local dt = now() - t0
+  cpu(c0, N)
   print("mb_per_s", N * M * 8 * 2 / dt / 1e6)  -- floats in and out
 elseif which == "mem" then
   local N = 1000000  -- queued behind both workers, held on a gate

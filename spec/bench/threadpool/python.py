@@ -1,12 +1,19 @@
 # One workload of the pool benchmark, for Python's ThreadPoolExecutor(2)
 # or, with "process", ProcessPoolExecutor(2).
 # usage: python3 python.py w1|w2|w3|w3seq|w4|mem [process]
-import sys, threading, time
+# BENCH_WORKERS sets the number of workers (default 2). cpu_us_per_task
+# (thread pools): CPU time of the whole process, user + system.
+import os, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor
 
 which = sys.argv[1]
 Pool = ProcessPoolExecutor if sys.argv[2:] == ["process"] else ThreadPoolExecutor
+W = int(os.environ.get("BENCH_WORKERS", "2"))
 now = time.perf_counter
+clock = time.process_time
+
+def cpu(c0, n):
+    print("cpu_us_per_task", (clock() - c0) / n * 1e6)
 
 def inc(x):
     return x + 1
@@ -19,49 +26,55 @@ def scale(a):
 
 if which == "w1":
     N = 100000
-    with Pool(2) as ex:
-        t0 = now()
+    with Pool(W) as ex:
+        t0, c0 = now(), clock()
         fs = [ex.submit(inc, i) for i in range(1, N + 1)]
         s = sum(f.result() for f in fs)
         dt = now() - t0
+        cpu(c0, N)
     assert s == N * (N + 1) // 2 + N
     print("tasks_per_s", N / dt)
 elif which == "w2":
     N = 10000
-    with Pool(2) as ex:
+    with Pool(W) as ex:
         for i in range(200):
             ex.submit(inc, i).result()
         lat = []
+        c0 = clock()
         for i in range(N):
             t0 = now()
             assert ex.submit(inc, i).result() == i + 1
             lat.append(now() - t0)
+        cpu(c0, N)
     lat.sort()
     print("median_us", lat[N // 2] * 1e6)
     print("p99_us", lat[int(N * 0.99)] * 1e6)
 elif which == "w3":
-    with Pool(2) as ex:
+    with Pool(W) as ex:
         ex.submit(inc, 1).result()
         ex.submit(inc, 1).result()
-        t0 = now()
+        t0, c0 = now(), clock()
         fs = [ex.submit(fib, 27) for _ in range(8)]
         for f in fs:
             assert f.result() == 196418
         print("seconds", now() - t0)
+        print("cpu_seconds", clock() - c0)
 elif which == "w3seq":
-    t0 = now()
+    t0, c0 = now(), clock()
     for _ in range(8):
         assert fib(27) == 196418
     print("seconds", now() - t0)
+    print("cpu_seconds", clock() - c0)
 elif which == "w4":
     N, M = 2000, 1000
     xs = [i * 0.5 for i in range(1, M + 1)]
-    with Pool(2) as ex:
-        t0 = now()
+    with Pool(W) as ex:
+        t0, c0 = now(), clock()
         fs = [ex.submit(scale, xs) for _ in range(N)]
         for f in fs:
             assert f.result()[-1] == M * 1.0
         dt = now() - t0
+        cpu(c0, N)
     print("mb_per_s", N * M * 8 * 2 / dt / 1e6)
 elif which == "mem":
     # 1,000,000 tasks queued behind both workers, held on a gate
