@@ -23,10 +23,11 @@ enum { CONC__FWD_VALUES = 0, CONC__FWD_CANCELLED = 1 };
 #define CONC__FWD_NOVALUES 2
 
 /* A forwarded id with this bit names the future of the pool's own task
-** whose id is in the other bits, so that the task, waiting on the proxy
+** whose id is in the low bits, so that the task, waiting on the proxy
 ** of its own future in the child, is told it would deadlock. Ids of
-** other futures count up from 1 and never reach it. */
-#define CONC__FWD_TASK ((uint64_t)1 << 63)
+** other futures count up from 1 and never reach it; a queue's id has
+** CONC__QID (frame.h), the bit above. */
+#define CONC__FWD_TASK ((uint64_t)1 << 62)
 
 /* The child's life after fork; never returns. */
 CONC__FUNC void conc__child_main(int sock, const conc_runtime_t *rt,

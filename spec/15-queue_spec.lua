@@ -328,7 +328,7 @@ describe("cf.Queue across a process pool", function()
       local ok, err = pcall(cf.ProcessPoolExecutor, {
         initializer = function(x) _G.X = x end, initargs = { { shared } } })
       assert.is_false(ok)
-      assert.matches("initargs of a process pool cannot hold a future or a queue", err)
+      assert.matches("initargs of a ProcessPoolExecutor cannot hold a future or a queue", err)
     end
     local tp <close> = cf.ThreadPoolExecutor {
       initializer = function(x) _G.X = x end, initargs = { cf.Queue() } }
