@@ -294,6 +294,13 @@ describe("concurrent.futures.mpi", function()
     it("refuses what cannot cross, naming it", function()
       local ex <close> = Pool(1)
       assert.has_error(function() ex:submit(print, io.stdout) end)
+      -- a queue or a future in initargs would reach the ranks as copies;
+      -- a queue in a task has no way to the ranks (futures do)
+      assert.has_error(function() ex:submit(print, { q = cf.Queue() }) end,
+        "cannot transfer a cf.Queue into a MPIPoolExecutor task (not supported yet)")
+      local ok, err = pcall(Pool, { initializer = print, initargs = { cf.Future() } })
+      assert.is_false(ok)
+      assert.matches("initargs of a MPIPoolExecutor cannot hold a future or a queue", err)
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
