@@ -15,9 +15,13 @@ local function nchildren()
   return n - 1  -- the shell running 'cat' is one of them
 end
 
--- This process's open file descriptors, as a sorted list.
+-- This process's open file descriptors, as a sorted list, without the
+-- pipe of this very popen: the parent closes its copy of the child's end
+-- just after the child started, and on a loaded machine a listing could
+-- run first and show it (a descriptor "left behind" that was not).
 local function fds()
-  local p = io.popen("ls /proc/" .. ph.pid() .. "/fd")
+  local p = io.popen(("cd /proc/%d/fd && me=$(readlink /proc/$$/fd/1) && "
+    .. 'for f in *; do [ "$(readlink "$f")" = "$me" ] || echo "$f"; done'):format(ph.pid()))
   local out = p:read("a")
   p:close()
   return out
