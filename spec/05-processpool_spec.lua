@@ -581,6 +581,12 @@ end
 
 for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
   local Pool = cf[class]
+  -- Under a sanitizer (its own Lua host), a process pool forks spare
+  -- children while its first ones start (STARTWAIT in core/proc.c): how
+  -- many it started tells nothing there about reuse.
+  local host = os.getenv("SPEC_LUA")
+  local spares = class == "ProcessPoolExecutor"
+                 and host ~= nil and host ~= (os.getenv("LUA") or "lua5.4")
 
   describe(class .. " (CPython executor cases)", function()
     it("maps over two arrays, with and without chunks (test_map)", function()
@@ -719,11 +725,15 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
     it("runs sequential tasks on the one idle worker (test_idle_thread_reuse, "
        .. "test_idle_process_reuse_one)", function()
       local ex <close> = Pool(4)
-      for _ = 1, 3 do
+      assert.equal(42, ex:submit(pow, 42, 1):result(30))
+      until_idle(ex)
+      local started = ex:stats().workers
+      if not spares then assert.equal(1, started) end
+      for _ = 1, 2 do
         assert.equal(42, ex:submit(pow, 42, 1):result(30))
         until_idle(ex)
       end
-      assert.equal(1, ex:stats().workers)
+      assert.equal(started, ex:stats().workers)
     end)
 
     it("starts no more workers than tasks waiting at once "
@@ -738,7 +748,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       ex:submit(pow, 1, 1):result(30)
       until_idle(ex)
       ex:submit(pow, 0, 1)
-      assert.is_true(ex:stats().workers <= 3)
+      if not spares then assert.is_true(ex:stats().workers <= 3) end
     end)
 
     it("starts max_workers workers and no more for a crowd of tasks (test_saturation)", function()
@@ -858,7 +868,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       local gate = cf.Future()
       for _ = 1, 3 do ex:submit(waits, gate) end
       until_workers(ex, 3)
-      assert.equal(3, ex:stats().workers)
+      if not spares then assert.equal(3, ex:stats().workers) end
       gate:set_result(true)
       ex:shutdown()
       assert.equal(0, ex:stats().workers)
