@@ -86,6 +86,10 @@ CONC__FUNC int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n,
                                double deadline);
 CONC__FUNC void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n);
 
+/* payload.c: in a forked child, before anything else runs: the lock of
+** conc_payload_finish, which a parent's thread may have held. */
+CONC__FUNC void conc__payload_forked(void);
+
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
                                        int failed);
