@@ -293,6 +293,23 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_string(f:traceback())
       end)
 
+      -- as for result() (issue 9 bad input): NaN is not a number, not a
+      -- negative or zero one
+      it("says a NaN time limit or map timeout is not a number", function()
+        local nan = 0 / 0
+        local ex <close> = Pool(1)
+        for what, call in pairs {
+          task_timeout = function() Pool { task_timeout = nan } end,
+          timeout = function() ex:submit { print, timeout = nan } end,
+          ["map timeout"] = function() ex:map { print, { 1 }, timeout = nan } end,
+          ["map task_timeout"] = function() ex:map { print, { 1 }, task_timeout = nan } end,
+        } do
+          local ok, err = pcall(call)
+          assert.is_false(ok)
+          assert.matches(what:gsub("map ", "") .. " is not a number %(NaN%)", err)
+        end
+      end)
+
       it("refuses submit after shutdown", function()
         local ex = Pool(1)
         ex:shutdown()
