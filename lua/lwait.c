@@ -17,6 +17,7 @@ typedef struct waiter {
   conc_watch_t *set;
   int total;        /* distinct futures */
   int yielded;      /* reported done so far */
+  int own;          /* the calling task's own future is among them */
   double deadline;
 } waiter;
 
@@ -65,12 +66,21 @@ static waiter *newwaiter(lua_State *L) {
       lua_rawseti(L, -5, ++w->total);
       if (conc_watch_add(w->set, f, (uintptr_t)w->total) != 0)
         return luaL_error(L, "not enough memory"), (waiter *)NULL;
+      w->own = w->own || (!conc_future_done(f) && conc_future_is_current(f));
     }
     lua_pop(L, 2);
   }
   lua_pop(L, 1);  /* seen */
   lua_setiuservalue(L, -2, 1);
   return w;
+}
+
+/* A wait that needs the calling task's own future to end would wait
+** forever (as result() on it: lfuture.c). */
+static void checkown(lua_State *L, waiter *w) {
+  if (w->own)
+    lconc_raise(L, "InvalidStateError",
+                "a task cannot wait for its own future");
 }
 
 /* The next completed future of the waiter at 'idx', pushed; or nothing
@@ -114,6 +124,7 @@ static int cf_as_completed(lua_State *L) {
   lua_settop(L, 1);
   w = newwaiter(L);
   w->deadline = deadline;
+  checkown(L, w);  /* it yields them all */
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, ac_step, 1);
   lua_insert(L, -2);
@@ -172,6 +183,8 @@ static int cf_wait(lua_State *L) {
   lua_settop(L, 1);
   w = newwaiter(L);
   w->deadline = deadline;
+  if (mode != FIRST || w->total == 1)  /* another one may end the first */
+    checkown(L, w);
   while (w->yielded < w->total && !(mode == FIRST && w->yielded > 0)) {
     if (!nextdone(L, 2, w))
       break;

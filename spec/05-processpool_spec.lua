@@ -561,6 +561,24 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+    it("cannot wait for its own future through wait or as_completed", function()
+      local ex <close> = cf[class](1)
+      for _, how in ipairs { "all", "each", "first" } do
+        local box = cf.Future()
+        local f = ex:submit(function(b, h)
+          local cf = require "concurrent.futures"  -- luacheck: ignore 431
+          local own = b:result(30)
+          if h == "all" then cf.wait({ own }, 30)
+          elseif h == "first" then cf.wait({ own }, 30, cf.FIRST_COMPLETED)
+          else for _ in cf.as_completed({ own }, 30) do end end
+        end, box, how)
+        box:set_result(f)
+        local e = f:exception(60)
+        assert.is_true(cf.InvalidStateError:is(e), how .. ": " .. tostring(e))
+        assert.matches("a task cannot wait for its own future", tostring(e))
+      end
+    end)
+
     it("can wait for the future of another task, given before it started", function()
       local ex <close> = cf[class](2)
       local box, gate = cf.Future(), cf.Future()
