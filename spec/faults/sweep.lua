@@ -146,12 +146,15 @@ local scenarios = {
     local ex = cf.ProcessPoolExecutor(2)
     local given = cf.Future()
     local fs = {}
+    local function task(x, g) return x * 2, g:result(10) end
     for i = 1, 4 do
-      try(function() fs[#fs + 1] = ex:submit(function(x, g) return x * 2, g:result(10) end, i, given) end)
+      try(function() fs[#fs + 1] = ex:submit(task, i, given) end)
     end
     try(given.set_result, given, { 1, "two" })
     for _, f in ipairs(fs) do try(f.result, f, 15) end
-    try(function() for _ in ex:map{ function(x) return x end, { 1, 2, 3 }, chunksize = 2 } do end end)
+    try(function()
+      for _ in ex:map{ function(x) return x end, { 1, 2, 3 }, chunksize = 2 } do end
+    end)
     try(function() ex:submit(function() error({ code = 1 }) end):exception(15) end)
     try(ex.shutdown, ex)
     local re = cf.ProcessPoolExecutor { max_workers = 1, respawn = true, max_tasks_per_child = 2 }
