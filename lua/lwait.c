@@ -75,18 +75,15 @@ static waiter *newwaiter(lua_State *L) {
   return w;
 }
 
-/* A wait that needs the calling task's own future to end would wait
-** forever (as result() on it: lfuture.c). */
-static void checkown(lua_State *L, waiter *w) {
-  if (w->own)
-    lconc_raise(L, "InvalidStateError",
-                "a task cannot wait for its own future");
-}
-
 /* The next completed future of the waiter at 'idx', pushed; or nothing
-** and 0 once its deadline passed. */
+** and 0 once its deadline passed. The calling task's own future cannot
+** end while the task waits: once it is the only one left, waiting would
+** last forever (as result() on it: lfuture.c). */
 static int nextdone(lua_State *L, int idx, waiter *w) {
   uintptr_t tag;
+  if (w->own && w->yielded == w->total - 1)
+    return lconc_raise(L, "InvalidStateError",
+                       "a task cannot wait for its own future");
   if (!lconc_watchnext(L, w->set, w->deadline, &tag))
     return 0;
   w->yielded++;
@@ -124,7 +121,6 @@ static int cf_as_completed(lua_State *L) {
   lua_settop(L, 1);
   w = newwaiter(L);
   w->deadline = deadline;
-  checkown(L, w);  /* it yields them all */
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, ac_step, 1);
   lua_insert(L, -2);
@@ -183,8 +179,6 @@ static int cf_wait(lua_State *L) {
   lua_settop(L, 1);
   w = newwaiter(L);
   w->deadline = deadline;
-  if (mode != FIRST || w->total == 1)  /* another one may end the first */
-    checkown(L, w);
   while (w->yielded < w->total && !(mode == FIRST && w->yielded > 0)) {
     if (!nextdone(L, 2, w))
       break;

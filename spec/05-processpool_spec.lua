@@ -561,16 +561,20 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
-    it("cannot wait for its own future through wait or as_completed", function()
+    it("cannot wait for its own future in wait or as_completed, once it is the last", function()
       local ex <close> = cf[class](1)
       for _, how in ipairs { "all", "each", "first" } do
         local box = cf.Future()
         local f = ex:submit(function(b, h)
           local cf = require "concurrent.futures"  -- luacheck: ignore 431
           local own = b:result(30)
-          if h == "all" then cf.wait({ own }, 30)
+          local other = cf.Future()
+          other:set_exception("other failed")
+          -- not refused: the other future ends this one
+          assert(#cf.wait({ own, other }, 30, cf.FIRST_EXCEPTION) == 1)
+          if h == "all" then cf.wait({ own, other }, 30)
           elseif h == "first" then cf.wait({ own }, 30, cf.FIRST_COMPLETED)
-          else for _ in cf.as_completed({ own }, 30) do end end
+          else for _ in cf.as_completed({ other, own }, 30) do end end
         end, box, how)
         box:set_result(f)
         local e = f:exception(60)
