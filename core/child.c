@@ -660,6 +660,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.limit.fire = expired;
   c.limit.at = -1;
   reset(&c, parent);
+  conc__payload_forked();
   snprintf(name, sizeof(name), "conc_proc_%d", id);
   prctl(PR_SET_NAME, name);  /* what cf.worker() and ps show */
   r = rt->start(rt->ud, id, &ctx, &why);

@@ -117,6 +117,9 @@ CONC__FUNC int conc__pool_broken(conc_pool_t *p);
 /* pool.c: the 'ud' of the pool a task was submitted to (from 'run' or
 ** 'drop'), so a task need not hold it. */
 CONC__FUNC void *conc__task_ud(const conc_task_t *t);
+/* payload.c: in a forked child, before anything else runs: the lock of
+** conc_payload_finish, which a parent's thread may have held. */
+CONC__FUNC void conc__payload_forked(void);
 
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,

@@ -255,3 +255,36 @@ int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f) {
   free((void *)w.stack);
   return r;
 }
+
+/* Held from the cycle check to the completion of every payload that
+** holds futures: only such completions add edges that a cycle needs, so
+** one lock for them all costs the common case (no futures) nothing.
+** Recursive: a C callback run by the completion may complete another. */
+static pthread_mutex_t cyclemu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+void conc__payload_forked(void) {
+  pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+  cyclemu = fresh;
+}
+
+int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
+                        const char *cls, const char *msg) {
+  int locked = p != NULL && p->nfutures > 0, r;
+  if (locked) {
+    pthread_mutex_lock(&cyclemu);
+    if (conc_payload_reaches(p, f) != 0) {
+      conc_payload_free(p);
+      p = msg != NULL ? conc_payload_error(cls, msg) : NULL;
+      failed = failed || msg != NULL;
+    }
+  }
+  r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
+                                         conc_payload_free)
+             : conc_future_set_result(f, p, conc_payload_sizeof(p),
+                                      conc_payload_free);
+  if (locked)
+    pthread_mutex_unlock(&cyclemu);
+  if (r != 0)
+    conc_payload_free(p);
+  return r;
+}

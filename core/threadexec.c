@@ -82,18 +82,12 @@ static void task_run(conc_task_t *t, void *ctx) {
     out = r.ex->rt.run(ctx, tt->payload, &r.ctl, &failed);
   if (timed)
     conc__tasktimer_remove(&r.ex->timer, &r.limit);
-  if (conc_payload_reaches(out, f) != 0) {  /* a cycle no one breaks
-                                           ** (or no memory to tell) */
-    conc_payload_free(out);
-    out = conc_payload_error("InvalidStateError",
-                             "a task's outcome cannot hold its own future");
-    failed = 1;
-  }
   if (conc__future_end(f)) {
     conc_payload_free(out);
     conc__future_stopped(f);
-  } else {
-    conc__payload_complete(f, out, failed);
+  } else {  /* an outcome reaching 'f' is a cycle no one breaks */
+    conc_payload_finish(f, out, failed, "InvalidStateError",
+                        "a task's outcome cannot hold its own future");
   }
   conc_payload_free(tt->payload);
   free(tt);

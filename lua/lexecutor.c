@@ -123,6 +123,9 @@ static double checklimit(lua_State *L, int idx, int arg, const char *what,
   if (lua_isnil(L, idx))
     return def;
   t = lua_tonumber(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER && t != t)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s is not a number (NaN)",
+                                          what));
   if (lua_type(L, idx) != LUA_TNUMBER || !(t > 0))
     luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive "
                                           "number", what));

@@ -522,17 +522,9 @@ static int finish(lua_State *L, int failed) {
   if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (conc_payload_reaches(p, h->f) != 0) {  /* a cycle (or no memory
-                                    ** to tell): not for others, no leak */
-    conc_payload_free(p);
-    p = NULL;
-  }
-  r = failed ? conc_future_set_exception(h->f, p, conc_payload_sizeof(p),
-                                         conc_payload_free)
-             : conc_future_set_result(h->f, p, conc_payload_sizeof(p),
-                                      conc_payload_free);
+  /* values reaching h->f (a cycle): for this state only, no leak */
+  r = conc_payload_finish(h->f, p, failed, NULL, NULL);
   if (r != 0) {
-    conc_payload_free(p);
     return lconc_raise(L, "InvalidStateError", "future is %s",
                        statenames[conc_future_state(h->f)]);
   }

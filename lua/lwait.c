@@ -17,6 +17,7 @@ typedef struct waiter {
   conc_watch_t *set;
   int total;        /* distinct futures */
   int yielded;      /* reported done so far */
+  int own;          /* the calling task's own future is among them */
   double deadline;
 } waiter;
 
@@ -65,6 +66,7 @@ static waiter *newwaiter(lua_State *L) {
       lua_rawseti(L, -5, ++w->total);
       if (conc_watch_add(w->set, f, (uintptr_t)w->total) != 0)
         return luaL_error(L, "not enough memory"), (waiter *)NULL;
+      w->own = w->own || (!conc_future_done(f) && conc_future_is_current(f));
     }
     lua_pop(L, 2);
   }
@@ -76,9 +78,14 @@ static waiter *newwaiter(lua_State *L) {
 /* The next completed future of the waiter at 'idx', pushed; or nothing
 ** and 0 once its deadline passed. 'drop' forgets it in the waiter:
 ** as_completed keeps no future it yielded (a long loop would hold them
-** all), while wait's 'partition' reads them all again. */
+** all), while wait's 'partition' reads them all again. The calling
+** task's own future cannot end while the task waits: once it is the only
+** one left, waiting would last forever (as result() on it: lfuture.c). */
 static int nextdone(lua_State *L, int idx, waiter *w, int drop) {
   uintptr_t tag;
+  if (w->own && w->yielded == w->total - 1)
+    return lconc_raise(L, "InvalidStateError",
+                       "a task cannot wait for its own future");
   if (!lconc_watchnext(L, w->set, w->deadline, &tag))
     return 0;
   w->yielded++;

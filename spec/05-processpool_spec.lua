@@ -293,6 +293,23 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_string(f:traceback())
       end)
 
+      -- as for result() (issue 9 bad input): NaN is not a number, not a
+      -- negative or zero one
+      it("says a NaN time limit or map timeout is not a number", function()
+        local nan = 0 / 0
+        local ex <close> = Pool(1)
+        for what, call in pairs {
+          task_timeout = function() Pool { task_timeout = nan } end,
+          timeout = function() ex:submit { print, timeout = nan } end,
+          ["map timeout"] = function() ex:map { print, { 1 }, timeout = nan } end,
+          ["map task_timeout"] = function() ex:map { print, { 1 }, task_timeout = nan } end,
+        } do
+          local ok, err = pcall(call)
+          assert.is_false(ok)
+          assert.matches(what:gsub("map ", "") .. " is not a number %(NaN%)", err)
+        end
+      end)
+
       it("refuses submit after shutdown", function()
         local ex = Pool(1)
         ex:shutdown()
@@ -538,6 +555,28 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.is_true(cf.InvalidStateError:is(e), tostring(e))
       assert.matches("a task cannot wait for its own future", tostring(e))
       assert.equal(1, ex:submit(function() return 1 end):result(30))
+    end)
+
+    it("cannot wait for its own future in wait or as_completed, once it is the last", function()
+      local ex <close> = cf[class](1)
+      for _, how in ipairs { "all", "each", "first" } do
+        local box = cf.Future()
+        local f = ex:submit(function(b, h)
+          local cf = require "concurrent.futures"  -- luacheck: ignore 431
+          local own = b:result(30)
+          local other = cf.Future()
+          other:set_exception("other failed")
+          -- not refused: the other future ends this one
+          assert(#cf.wait({ own, other }, 30, cf.FIRST_EXCEPTION) == 1)
+          if h == "all" then cf.wait({ own, other }, 30)
+          elseif h == "first" then cf.wait({ own }, 30, cf.FIRST_COMPLETED)
+          else for _ in cf.as_completed({ other, own }, 30) do end end
+        end, box, how)
+        box:set_result(f)
+        local e = f:exception(60)
+        assert.is_true(cf.InvalidStateError:is(e), how .. ": " .. tostring(e))
+        assert.matches("a task cannot wait for its own future", tostring(e))
+      end
     end)
 
     it("can wait for the future of another task, given before it started", function()

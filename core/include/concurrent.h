@@ -171,6 +171,14 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 ** Completing 'f' with such a payload would make a cycle of references
 ** (f -> payload -> ... -> f) that nothing breaks. */
 int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
+/* Complete 'f' with 'p' (taken in every case): its result, or its
+** exception when 'failed'. When 'p' reaches 'f' (or memory runs out to
+** tell), 'f' gets the error 'cls: msg' instead, or no values when 'msg'
+** is NULL. For payloads that hold futures the check and the completion
+** are one step, so two threads completing 'a' with 'b' and 'b' with 'a'
+** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
+int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
+                        const char *cls, const char *msg);
 
 /* }====================================================================== */
 

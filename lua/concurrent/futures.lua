@@ -240,12 +240,16 @@ local function check_map(ex, ...)
   if iterables.n == 0 then
     error("bad argument #2 to 'map' (at least one iterable expected)", 3)
   end
-  local timeout = o.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
+  local timeout, limit = o.timeout, o.task_timeout
+  for name, t in pairs { timeout = timeout, task_timeout = limit } do
+    if t ~= t then
+      error(("bad argument #1 to 'map' (%s is not a number (NaN))"):format(name), 3)
+    end
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
     error("bad argument #1 to 'map' (timeout must be a non-negative number)", 3)
   end
-  local limit = o.task_timeout
-  if limit ~= nil and (type(limit) ~= "number" or (limit ~= limit or limit <= 0)) then
+  if limit ~= nil and (type(limit) ~= "number" or limit <= 0) then
     error("bad argument #1 to 'map' (task_timeout must be a positive number)", 3)
   end
   if o.ordered ~= nil and type(o.ordered) ~= "boolean" then

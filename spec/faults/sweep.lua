@@ -140,6 +140,28 @@ local scenarios = {
     end
     try(ex.shutdown, ex)
   ]],
+  -- the supervisor's allocations (tasks, frames, forwarded futures, its
+  -- poll set), its fork and socketpair, and a child's own calls
+  process = [[
+    local ex = cf.ProcessPoolExecutor(2)
+    local given = cf.Future()
+    local fs = {}
+    local function task(x, g) return x * 2, g:result(10) end
+    for i = 1, 4 do
+      try(function() fs[#fs + 1] = ex:submit(task, i, given) end)
+    end
+    try(given.set_result, given, { 1, "two" })
+    for _, f in ipairs(fs) do try(f.result, f, 15) end
+    try(function()
+      for _ in ex:map{ function(x) return x end, { 1, 2, 3 }, chunksize = 2 } do end
+    end)
+    try(function() ex:submit(function() error({ code = 1 }) end):exception(15) end)
+    try(ex.shutdown, ex)
+    local re = cf.ProcessPoolExecutor { max_workers = 1, respawn = true, max_tasks_per_child = 2 }
+    try(function() re:submit(os.exit, 3):exception(15) end)
+    for i = 1, 3 do try(function() re:submit(math.abs, -i):result(15) end) end
+    try(re.shutdown, re)
+  ]],
   codec = [[
     local ex = cf.ThreadPoolExecutor(1)
     local big = string.rep("x", 100000)
