@@ -15,9 +15,12 @@ local function nchildren()
   return n - 1  -- the shell running 'cat' is one of them
 end
 
--- This process's open file descriptors, as a sorted list.
+-- This process's open file descriptors, as a sorted list, but for the
+-- pipe of this io.popen itself (the listing may run before this process
+-- closed the pipe's other end: a flake under load).
 local function fds()
-  local p = io.popen("ls /proc/" .. ph.pid() .. "/fd")
+  local p = io.popen("me=$(readlink /proc/$$/fd/1); for f in /proc/" .. ph.pid()
+    .. "/fd/*; do [ \"$(readlink \"$f\")\" = \"$me\" ] || echo \"${f##*/}\"; done")
   local out = p:read("a")
   p:close()
   return out
