@@ -478,22 +478,27 @@ static void unlinkqueue(qlink *l) {
   free(l);
 }
 
-/* A wake future for a wait of 'l's child on 'getters' (or putters),
-** unless one is armed already (or memory ran out): NULL then. */
-static qwatch *newwatch(proc *p, qlink *l, int getters) {
+/* The wake future for a wait of 'l's child on 'getters' (or putters):
+** 0 and a new one in '*pw', or NULL when none is asked ('wake' 0) or
+** one is armed already; CONC_ENOMEM (a wait nothing would end). */
+static int newwatch(proc *p, qlink *l, int getters, int wake,
+                    qwatch **pw) {
   qwatch *w;
-  if (l->armed[getters] != NULL
-      || (w = (qwatch *)calloc(1, sizeof(*w))) == NULL)
-    return NULL;
+  *pw = NULL;
+  if (!wake || l->armed[getters] != NULL)
+    return 0;
+  if ((w = (qwatch *)calloc(1, sizeof(*w))) == NULL)
+    return CONC_ENOMEM;
   if ((w->f = conc_future_new()) == NULL) {
     free(w);
-    return NULL;
+    return CONC_ENOMEM;
   }
   w->p = p;
   w->l = l;
   w->getters = getters;
   w->w.fire = qwatch_fire;
-  return w;
+  *pw = w;
+  return 0;
 }
 
 /* After a try with 'w' (may be NULL) that returned 'r': the queue holds
@@ -615,10 +620,11 @@ static int onqput(proc *p, child *c, conc__rd *r) {
     reply(c, req, CONC_ENOMEM);
     return 0;
   }
-  w = wake ? newwatch(p, l, 0) : NULL;
-  code = conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
-                           conc_payload_free, w != NULL ? w->f : NULL);
-  arm(w, code);
+  if ((code = newwatch(p, l, 0, wake, &w)) == 0) {
+    code = conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
+                             conc_payload_free, w != NULL ? w->f : NULL);
+    arm(w, code);
+  }
   if (code != 0)
     conc_payload_free(pl);
   reply(c, req, code);
@@ -636,10 +642,11 @@ static int onqget(proc *p, child *c, conc__rd *r) {
   qwatch *w;
   if (l == NULL)
     return -1;
-  w = wake ? newwatch(p, l, 1) : NULL;
-  code = conc_chanq_tryget(l->q, &data, &len, &freefn,
-                           w != NULL ? w->f : NULL);
-  arm(w, code);
+  if ((code = newwatch(p, l, 1, wake, &w)) == 0) {
+    code = conc_chanq_tryget(l->q, &data, &len, &freefn,
+                             w != NULL ? w->f : NULL);
+    arm(w, code);
+  }
   if (code == 0) {
     code = putvalue(p, c, req, data, len, freefn);
     if (freefn != NULL)
