@@ -149,9 +149,19 @@ local function cpuratio(impl)
   local s = get("ours", "w3seq", "cpu_seconds")
   return c and s and ("%.2f"):format(c / s) or "-"
 end
+-- the cores the run had on average (CPU time over wall time): below 2
+-- with 2 workers, other processes took the rest of the machine
+local function cores(impl)
+  local r = results[impl] and results[impl].w3
+  if not r or not r.cpu_seconds then return "-" end
+  local each = {}
+  for i = 1, #r.seconds do each[i] = r.cpu_seconds[i] / r.seconds[i] end
+  return ("%.2f"):format(median(each))
+end
 local ONE = "%-34s %12s"
 print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours")))
 print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours")))
+print(ONE:format("w3 cores it had (CPU / wall)", cores("ours")))
 print(ROW:format("bytes RSS per pending future",
   fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
   fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",
@@ -168,6 +178,7 @@ table3("ours4", "luv4", "python4", rows)
 table3("ours4", "luv4", "python4", cpurows)
 print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours4")))
 print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours4")))
+print(ONE:format("w3 cores it had (CPU / wall)", cores("ours4")))
 
 local PROW = "%-34s %12s %12s %10s"
 print()
