@@ -1,0 +1,325 @@
+-- The cases API.md asks of every pool, for one executor class: spec/05
+-- runs them for ThreadPoolExecutor and ProcessPoolExecutor, spec/mpi for
+-- MPIPoolExecutor. 'caps' says what the class can do:
+--   options   the option names its constructor lists when refusing one
+--   fresh     its cases may run in a fresh interpreter (helpers.run_lua:
+--             not an MPI rank 0, which the launch line makes)
+--   copies    a task's futures are proxies (set_result refused there)
+--   limits    it takes task_timeout (and a submit's timeout)
+
+local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
+
+return function(class, Pool, Broken, caps)
+  describe(class .. " (shared)", function()
+    it("returns every result of a task, and its error as a deep copy", function()
+      local ex <close> = Pool(2)
+      assert.same({ 13, 42, nil, n = 3 },
+        table.pack(ex:submit(function(a, b) return a + b, a * b, nil end, 6, 7):result(30)))
+      local e = ex:submit(function() error({ code = 7, list = { 1, 2 } }) end)
+      assert.same({ code = 7, list = { 1, 2 } }, e:exception(30))
+      assert.matches("in function", e:traceback())
+      assert.equal(42, ex:submit(function() error(42) end):exception(30))
+      assert.equal(2.5, ex:submit(function() error(2.5) end):exception(30))
+      assert.equal("(error object is a nil value)",
+        ex:submit(function() error() end):exception(30))
+      assert.equal(false, ex:submit(function() error(false) end):exception(30))
+    end)
+
+    it("copies upvalues, submits C functions by name, keeps worker globals", function()
+      local ex <close> = Pool(1)
+      local counter = 10
+      local function bump() counter = counter + 1 return counter end
+      assert.equal(11, ex:submit(bump):result(30))
+      assert.equal(10, counter)
+      assert.equal(3.0, ex:submit(math.sqrt, 9):result(30))
+      ex:submit(function() _G.wg = 1 end):result(30)
+      assert.equal(1, ex:submit(function() return _G.wg end):result(30))
+      assert.equal(package.path, ex:submit(function() return package.path end):result(30))
+    end)
+
+    it("keeps the class of module errors that cross back", function()
+      local ex <close> = Pool(1)
+      local e = ex:submit(function()
+        local m = require "concurrent.futures"
+        return m.Future():result(0)
+      end):exception(30)
+      assert.is_true(cf.TimeoutError:is(e))
+    end)
+
+    it("lets a task wait on futures it was given, and refuses to set them", function()
+      local ex <close> = Pool(2)
+      local gate, other = cf.Future(), cf.Future()
+      local f = ex:submit(function(g, o)
+        local a = g:result(30)
+        local ok, err = pcall(o.set_result, o, 1)
+        return a * 2, ok or tostring(err)
+      end, gate, other)
+      gate:set_result(21)
+      local v, msg = f:result(30)
+      assert.equal(42, v)
+      if caps.copies then
+        assert.matches("InvalidStateError", msg)
+      end
+    end)
+
+    it("forwards cancels, errors and futures already done", function()
+      local ex <close> = Pool(2)
+      local done, failed, cancelled = cf.Future(), cf.Future(), cf.Future()
+      done:set_result("early", 2)
+      failed:set_exception({ why = "no" })
+      cancelled:cancel()
+      local r = table.pack(ex:submit(function(d, x, c)
+        local m = require "concurrent.futures"
+        local dn, nd = m.wait({ d, x, c }, 30)
+        local n = 0
+        for _ in m.as_completed({ d, x, c }, 30) do n = n + 1 end
+        return select("#", d:result()), x:exception().why, c:cancelled(), #dn, #nd, n
+      end, done, failed, cancelled):result(30))
+      assert.same({ 2, "no", true, 3, 0, 3, n = 6 }, r)
+    end)
+
+    it("runs the seed's pattern: callbacks collect results, complete after shutdown", function()
+      local ex = Pool(2)
+      local got = {}
+      for i = 1, 20 do
+        ex:submit(function(x) return x * x end, i):add_done_callback(function(f)
+          got[#got + 1] = f:result()
+        end)
+      end
+      ex:shutdown()
+      table.sort(got)
+      local want = {}
+      for i = 1, 20 do want[i] = i * i end
+      assert.same(want, got)
+    end)
+
+    it("maps in input order, with chunksize, and stops on a task's error", function()
+      local ex <close> = Pool(2)
+      for _, chunksize in ipairs { 1, 2, 3, 7, 50 } do
+        local out = {}
+        for i, v in ex:map { function(x, y) return x * y end, { 1, 2, 3, 4, 5, 6, 7 },
+                             { 7, 6, 5, 4, 3, 2, 1 }, chunksize = chunksize } do
+          out[i] = v
+        end
+        assert.same({ 7, 12, 15, 16, 15, 12, 7 }, out)
+      end
+      assert.has_error(function()
+        local function two(x) if x == 2 then error("two") end return x end
+        for _ in ex:map { two, { 1, 2, 3 }, chunksize = 2 } do end
+      end)
+    end)
+
+    it("runs the initializer once per worker with its initargs", function()
+      local ex <close> = Pool { max_workers = 2, initargs = { "x", "y", n = 3 },
+                                initializer = function(a, b, c) _G.iv = a .. b .. tostring(c) end }
+      assert.equal("xynil", ex:submit(function() return _G.iv end):result(30))
+    end)
+
+    it("gives each pool its own worker states", function()
+      local a <close> = Pool(2)
+      local b <close> = Pool { max_workers = 2, initializer = function() _G.which = "b" end }
+      a:submit(function() _G.which = "a" end):result(30)
+      assert.equal("b", b:submit(function() return _G.which end):result(30))
+      assert.equal("a", a:submit(function() return _G.which end):result(30))
+    end)
+
+    it("carries large values both ways", function()
+      local ex <close> = Pool(2)
+      local big = string.rep("x", 8 * 1024 * 1024)
+      assert.equal(#big * 2, ex:submit(function(s) return s .. s end, big):result(60):len())
+    end)
+
+    it("breaks when the initializer fails", function()
+      local ex <close> = Pool { max_workers = 1, initializer = function() error("init boom") end }
+      local f = ex:submit(function() return 1 end)
+      local e = f:exception(30)
+      assert.is_true(Broken:is(e), tostring(e))
+      assert.is_true(cf.BrokenExecutor:is(e))
+      assert.matches("init boom", tostring(e))
+      local ok, err = pcall(ex.submit, ex, print)
+      assert.is_false(ok)
+      assert.is_true(Broken:is(err))
+      ex:shutdown()  -- does not raise on a broken pool
+    end)
+
+    it("shutdown(wait, true) cancels what is pending and waits for the rest", function()
+      local ex = Pool(1)
+      local gate = cf.Future()
+      local first = ex:submit(function(g) return g:result(30) end, gate)
+      local fs = {}
+      for i = 1, 10 do fs[i] = ex:submit(function() return i end) end
+      local t = os.time()
+      while not first:running() and os.time() - t < 30 do end
+      ex:shutdown(false, true)
+      gate:set_result("ran")
+      ex:shutdown(true)
+      assert.equal("ran", first:result(0))
+      local cancelled = 0
+      for _, f in ipairs(fs) do
+        assert.is_true(f:done())
+        if f:cancelled() then cancelled = cancelled + 1 end
+      end
+      assert.is_true(cancelled >= 8)  -- a process pool may hold one ahead
+      assert.equal(0, ex:stats().workers)
+    end)
+
+    it("counts completed, failed and cancelled tasks in stats", function()
+      local ex <close> = Pool(1)
+      ex:submit(function() end):result(30)
+      ex:submit(error, "x"):exception(30)
+      local st = ex:stats()
+      assert.equal(1, st.completed)
+      assert.equal(1, st.failed)
+      assert.equal(0, st.pending)
+      assert.equal(0, st.running)
+    end)
+
+    -- in a fresh interpreter: the state closing, callbacks at exit
+    if caps.fresh then
+      it("survives a done-callback that shuts the executor down during shutdown", function()
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s(1)
+          local f = ex:submit(function()
+            local t = os.clock() + 0.05 while os.clock() < t do end return 1
+          end)
+          f:add_done_callback(function() io.write("inner ") ex:shutdown() end)
+          while not f:done() do end
+          ex:shutdown()
+          local g = ex
+          local h = cf.%s(1)
+          local k = h:submit(function() return 2 end)
+          k:add_done_callback(function() h:shutdown(true) end)
+          h:shutdown(false)
+          io.write(tostring(g), " ", k:result(30), "\n")
+        ]]):format(class, class))
+        assert.is_true(ok, out)
+        assert.matches("inner %w+<shutdown> 2", out)
+      end)
+
+      it("refuses an executor or a submit from a finalizer while the state closes", function()
+        -- Lua runs no finalizer of what is made then: a worker would outlive
+        -- the module's code (a crash at exit), a handle would leak
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s(1)
+          local keep = setmetatable({}, { __gc = function()
+            local ok, err = pcall(cf.%s, 1)
+            io.write(tostring(ok), " ",
+              tostring(err):match("the Lua state is closing") or err, "; ")
+            ok, err = pcall(ex.submit, ex, function() end)
+            io.write(tostring(ok), " ",
+              tostring(err):match("the Lua state is closing") or err, "; ")
+          end })
+          do  -- a finalizer of a normal collection may still use the module
+            setmetatable({}, { __gc = function()
+              local k = cf.%s(1)
+              io.write(k:submit(function() return "in gc" end):result(30), "; ")
+              k:shutdown()
+            end })
+          end
+          collectgarbage()
+          io.write("end; ")
+          return keep
+        ]]):format(class, class, class))
+        assert.is_true(ok, out)
+        local closing = "false the Lua state is closing; "
+        assert.equal("in gc; end; " .. closing .. closing, out)
+      end)
+
+      it("refuses to start anything once the module's state is closing", function()
+        local out, ok = helpers.run_lua(([[
+          local keep = setmetatable({}, { __gc = function(self)
+            local ok, err = pcall(self.cf.%s, 1)
+            io.write(tostring(ok), " ", tostring(err):match("closing") or tostring(err))
+          end })
+          keep.cf = require "concurrent.futures"
+        ]]):format(class))
+        assert.is_true(ok, out)
+        assert.equal("false closing", out)
+      end)
+
+      it("finishes its work when the owner state closes, without a crash", function()
+        -- the futures' handles are finalized before the executor (newer
+        -- objects first): their callbacks get an error, not a dangling handle
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s(2)
+          for i = 1, 4 do
+            ex:submit(function(x)
+              local t = os.clock() + 0.05 while os.clock() < t do end return x
+            end, i)
+              :add_done_callback(function(f)
+                io.write(pcall(f.result, f) and "" or "finalized ")
+              end)
+          end
+          io.write("main ")
+        ]]):format(class))
+        assert.is_true(ok, out)
+        assert.matches("^main ", out)
+      end)
+    end
+
+    describe("bad input", function()
+      it("accepts integral floats and names unknown options", function()
+        local ex <close> = Pool { max_workers = 2.0 }
+        assert.equal(1, ex:submit(function() return 1 end):result(30))
+        local ok, err = pcall(Pool, { maxworkers = 2 })
+        assert.is_false(ok)
+        assert.matches("^bad argument #1 to '[%w.]*" .. class .. "' %(unknown", err)
+        assert.equal("(unknown option 'maxworkers' (known: " .. caps.options .. "))",
+          err:match("%(unknown.*"))
+        assert.has_error(function() Pool(2.5) end)
+        assert.has_error(function() Pool(0) end)
+        assert.has_error(function() Pool { max_workers = -1 } end)
+      end)
+
+      -- as for result() (issue 9 bad input): NaN is not a number, not a
+      -- negative or zero one
+      if caps.limits then
+        it("says a NaN time limit or map timeout is not a number", function()
+          local nan = 0 / 0
+          local ex <close> = Pool(1)
+          for what, call in pairs {
+            task_timeout = function() Pool { task_timeout = nan } end,
+            timeout = function() ex:submit { print, timeout = nan } end,
+            ["map timeout"] = function() ex:map { print, { 1 }, timeout = nan } end,
+            ["map task_timeout"] = function() ex:map { print, { 1 }, task_timeout = nan } end,
+          } do
+            local ok, err = pcall(call)
+            assert.is_false(ok)
+            assert.matches(what:gsub("map ", "") .. " is not a number %(NaN%)", err)
+          end
+        end)
+      end
+
+      it("refuses initargs.n that table.unpack would refuse", function()
+        for _, n in ipairs { 2.5, "3" } do
+          local ok, err = pcall(Pool, { initializer = print, initargs = { 1, 2, n = n } })
+          assert.is_false(ok)
+          assert.matches("initargs.n must be an integer", err)
+        end
+      end)
+
+      it("keeps the text of an error that cannot cross", function()
+        local ex <close> = Pool(1)
+        local f = ex:submit(function()
+          error(setmetatable({ h = io.stdout }, { __tostring = function() return "custom" end }))
+        end)
+        local e = f:exception(30)
+        assert.equal("string", type(e))
+        assert.matches("^custom %(cannot transfer", e)
+        assert.matches("userdata", e)
+        assert.is_string(f:traceback())
+      end)
+
+      it("refuses submit after shutdown", function()
+        local ex = Pool(1)
+        ex:shutdown()
+        assert.has_error(function() ex:submit(print) end,
+          "cannot schedule new futures after shutdown")
+      end)
+    end)
+  end)
+end
