@@ -80,6 +80,7 @@ typedef struct child {
   uint64_t running;        /* the running task's id, or 0 (under 'mu') */
   conc_taskctl_t ctl;      /* its controls */
   conc__tnode limit;       /* in 'timer' while it runs with a timeout */
+  conc__tnode again;       /* in 'timer' once it was asked to stop */
   conc__tasktimer timer;
 } child;
 
@@ -97,8 +98,16 @@ uint64_t conc__child_running(void) {
 static void stoprunning(child *c, int why) {
   int none = CONC_STOP_NONE;
   if (__atomic_compare_exchange_n(&c->ctl.stop, &none, why, 0,
-                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
     c->rt->interrupt(c->ctx);
+    conc__tasktimer_every(&c->timer, &c->again, CONC__STOP_AGAIN);
+  }
+}
+
+/* The stop asked again (on the timer's thread), until the task ends. */
+static void again(conc__tnode *n) {
+  child *c = conc__container_of(n, child, again);
+  c->rt->interrupt(c->ctx);
 }
 
 /* Leave without the parent's atexit handlers or stdio buffers, and
@@ -637,8 +646,9 @@ static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   if (timed)
     conc__tasktimer_remove(&c->timer, &c->limit);
   pthread_mutex_lock(&c->mu);
-  c->running = 0;
+  c->running = 0;  /* no stop for it after this */
   pthread_mutex_unlock(&c->mu);
+  conc__tasktimer_remove(&c->timer, &c->again);
   return out;
 }
 
@@ -659,6 +669,8 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.rt = rt;
   c.limit.fire = expired;
   c.limit.at = -1;
+  c.again.fire = again;
+  c.again.at = -1;
   reset(&c, parent);
   conc__payload_forked();
   snprintf(name, sizeof(name), "conc_proc_%d", id);

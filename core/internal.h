@@ -89,6 +89,7 @@ CONC__FUNC void conc__future_stopped(conc_future_t *f);
 ** from a 'fire'). */
 typedef struct conc__tnode {
   double deadline;
+  double period;                            /* > 0: fires again after */
   int at;                                   /* heap index, -1: none */
   void (*fire)(struct conc__tnode *n);
 } conc__tnode;
@@ -110,6 +111,16 @@ CONC__FUNC void conc__tasktimer_free(conc__tasktimer *t);
 CONC__FUNC int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n,
                                double deadline);
 CONC__FUNC void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n);
+/* 'n' fires every 'period' seconds from now until removed (unless in
+** the heap already): 0, or as conc__tasktimer_add. */
+CONC__FUNC int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
+                                     double period);
+
+/* threadexec.c, child.c: how often a running task's stop is asked again
+** until the task ends. lua_sethook from another thread (how a stop
+** reaches a running Lua task) can be undone by the state's own thread
+** turning its traps off at the same instant; asked again, it holds. */
+#define CONC__STOP_AGAIN 0.01
 
 /* pool.c: whether the pool broke (a worker could not start), without
 ** its lock. */

@@ -32,20 +32,29 @@ typedef struct ttask {
 
 /* What stops a running task, on its worker's stack while it runs: the
 ** stopper runs only between conc__future_begin and conc__future_end,
-** and the timer lets go of 'limit' before the task ends. */
+** and the timer lets go of 'limit' and 'again' before the task ends. */
 typedef struct trun {
   texec *ex;
   void *ctx;           /* the worker's */
   conc_taskctl_t ctl;
   conc__tnode limit;   /* in the timer while it runs with a timeout */
+  conc__tnode again;   /* in the timer once it was asked to stop */
 } trun;
+
+/* The stop asked again (on the timer's thread), until the task ends. */
+static void task_again(conc__tnode *n) {
+  trun *r = conc__container_of(n, trun, again);
+  r->ex->rt.interrupt(r->ctx);
+}
 
 /* Ask the task to stop for 'why', unless it was asked already. */
 static void stoptask(trun *r, int why) {
   int none = CONC_STOP_NONE;
   if (__atomic_compare_exchange_n(&r->ctl.stop, &none, why, 0,
-                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
     r->ex->rt.interrupt(r->ctx);
+    conc__tasktimer_every(&r->ex->timer, &r->again, CONC__STOP_AGAIN);
+  }
 }
 
 /* A running cancel (under the future's lock, any thread). */
@@ -65,13 +74,15 @@ static void task_run(conc_task_t *t, void *ctx) {
   conc_future_t *f = t->future;
   conc_payload_t *out;
   trun r;
-  int failed = 1, timed = 0;
+  int failed = 1, timed = 0, stopped;
   r.ex = (texec *)conc__task_ud(t);
   r.ctx = ctx;
   r.ctl.stop = CONC_STOP_NONE;
   r.ctl.timeout = tt->timeout;
   r.limit.fire = task_expired;
   r.limit.at = -1;
+  r.again.fire = task_again;
+  r.again.at = -1;
   conc__future_begin(f, task_stopper, &r);
   if (tt->timeout > 0)
     timed = conc__tasktimer_add(&r.ex->timer, &r.limit,
@@ -82,7 +93,9 @@ static void task_run(conc_task_t *t, void *ctx) {
     out = r.ex->rt.run(ctx, tt->payload, &r.ctl, &failed);
   if (timed)
     conc__tasktimer_remove(&r.ex->timer, &r.limit);
-  if (conc__future_end(f)) {
+  stopped = conc__future_end(f);  /* no stopper runs after this */
+  conc__tasktimer_remove(&r.ex->timer, &r.again);
+  if (stopped) {
     conc_payload_free(out);
     conc__future_stopped(f);
   } else {  /* an outcome reaching 'f' is a cycle no one breaks */

@@ -81,7 +81,10 @@ static void unlink_at(conc__tasktimer *t, int i) {
   siftdown(t, last->at);
 }
 
-/* Fire what is due, sleep until the next deadline; leave on 'quit' or
+static int reserve(conc__tasktimer *t);
+
+/* Fire what is due (again after its period, for a repeating node),
+** sleep until the next deadline; leave on 'quit' or
 ** once the heap is empty. A node fires with the lock released (it may
 ** cancel a future, whose watchers may come back to this timer), marked
 ** as 'firing' so that removing it waits until it is done. */
@@ -96,6 +99,11 @@ static void *timer_main(void *arg) {
       pthread_mutex_unlock(&t->mu);
       n->fire(n);
       pthread_mutex_lock(&t->mu);
+      if (n->period > 0 && n->at < 0 && reserve(t) == 0) {
+        n->deadline = conc_now() + n->period;
+        place(t, n, t->n++);
+        siftup(t, n->at);
+      }
       t->firing = NULL;
       pthread_cond_broadcast(&t->fired);
     } else
@@ -135,13 +143,16 @@ static int reserve(conc__tasktimer *t) {
   return 0;
 }
 
-/* Lock held: 'n' in the heap at 'deadline'. */
-static int add(conc__tasktimer *t, conc__tnode *n, double deadline) {
+/* Lock held: 'n' in the heap at 'deadline', again every 'period' (if
+** positive). */
+static int add(conc__tasktimer *t, conc__tnode *n, double deadline,
+               double period) {
   int r = reserve(t);
   if (r == 0)
     r = serve(t);
   if (r == 0) {
     n->deadline = deadline;
+    n->period = period;
     place(t, n, t->n++);
     siftup(t, n->at);
     if (n->at == 0)
@@ -153,7 +164,17 @@ static int add(conc__tasktimer *t, conc__tnode *n, double deadline) {
 int conc__tasktimer_add(conc__tasktimer *t, conc__tnode *n, double deadline) {
   int r;
   pthread_mutex_lock(&t->mu);
-  r = add(t, n, deadline);
+  r = add(t, n, deadline, 0);
+  pthread_mutex_unlock(&t->mu);
+  return r;
+}
+
+int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
+                          double period) {
+  int r = 0;
+  pthread_mutex_lock(&t->mu);
+  if (n->at < 0 && t->firing != n)
+    r = add(t, n, conc_now() + period, period);
   pthread_mutex_unlock(&t->mu);
   return r;
 }
@@ -164,9 +185,11 @@ void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n) {
     unlink_at(t, n->at);
     if (t->n == 0)
       pthread_cond_signal(&t->cv);  /* nothing left: the thread leaves */
-  } else if (!(t->started && pthread_equal(pthread_self(), t->tid))) {
-    while (t->firing == n)
-      conc__cond_wait(&t->fired, &t->mu, CONC_FOREVER);
+  } else if (t->firing == n) {
+    n->period = 0;  /* not again */
+    if (!pthread_equal(pthread_self(), t->tid))
+      while (t->firing == n)
+        conc__cond_wait(&t->fired, &t->mu, CONC_FOREVER);
   }
   pthread_mutex_unlock(&t->mu);
 }
@@ -259,7 +282,7 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
   e->node.at = -1;
   pthread_mutex_lock(&t->heap.mu);
   purge(t);
-  r = add(&t->heap, &e->node, deadline);
+  r = add(&t->heap, &e->node, deadline, 0);
   if (r == 0)
     conc_future_ref(f);
   pthread_mutex_unlock(&t->heap.mu);

@@ -90,14 +90,32 @@ static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 ** instruction until the task unwound, so a 'pcall' in the task cannot
 ** keep it alive. Found stale (the task ended), it removes itself.
 */
+static void stophook(lua_State *L, lua_Debug *ar);
+
+static int stopasked(worker *w) {
+  return w->ctl != NULL
+         && __atomic_load_n(&w->ctl->stop, __ATOMIC_SEQ_CST) != CONC_STOP_NONE;
+}
+
+/* Remove the hook unless a stop is asked: 1 if it stays. A stopper sets
+** the flag and then the hook, from its own thread; its lua_sethook may
+** land just before ours removes the hook, so the flag is read again
+** after the removal (the fence keeps our writes to the hook before that
+** read), and a stop seen then sets the hook again. */
+static int unhook(lua_State *L, worker *w) {
+  lua_sethook(L, NULL, 0, 0);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (!stopasked(w))
+    return 0;
+  lua_sethook(L, stophook, LUA_MASKCOUNT, 1);
+  return 1;
+}
+
 static void stophook(lua_State *L, lua_Debug *ar) {
   worker *w = *(worker **)lua_getextraspace(L);
   (void)ar;
-  if (w->ctl == NULL
-      || __atomic_load_n(&w->ctl->stop, __ATOMIC_ACQUIRE) == CONC_STOP_NONE) {
-    lua_sethook(L, NULL, 0, 0);
+  if (!stopasked(w) && !unhook(L, w))
     return;
-  }
   lua_sethook(L, stophook, LUA_MASKCOUNT, 1);
   lconc_checkstop(L);
 }
@@ -301,13 +319,12 @@ static conc_payload_t *stopped(lua_State *W, conc_taskctl_t *ctl) {
 /* Arm the task's controls: no hook left from an earlier task, waits
 ** not interrupted, unless this one was asked to stop before it began. */
 static void arm(worker *w, conc_taskctl_t *ctl) {
-  lua_sethook(w->W, NULL, 0, 0);
   conc_mailbox_interrupt(w->mb, 0);
   w->ctl = ctl;
   w->owner->ctl = ctl;
   w->tasks++;
-  if (__atomic_load_n(&ctl->stop, __ATOMIC_SEQ_CST) != CONC_STOP_NONE)
-    rt_interrupt(w);
+  if (unhook(w->W, w))
+    conc_mailbox_interrupt(w->mb, 1);
 }
 
 static void disarm(worker *w) {
