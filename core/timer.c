@@ -94,12 +94,13 @@ static void *timer_main(void *arg) {
   while (!t->quit && t->n > 0) {
     if (t->heap[0]->deadline <= conc_now()) {
       conc__tnode *n = t->heap[0];
+      int repeats = n->period > 0;  /* else 'fire' may free 'n' */
       unlink_at(t, 0);
       t->firing = n;
       pthread_mutex_unlock(&t->mu);
       n->fire(n);
       pthread_mutex_lock(&t->mu);
-      if (n->period > 0 && n->at < 0 && reserve(t) == 0) {
+      if (repeats && n->period > 0 && n->at < 0 && reserve(t) == 0) {
         n->deadline = conc_now() + n->period;
         place(t, n, t->n++);
         siftup(t, n->at);
