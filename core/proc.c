@@ -724,6 +724,22 @@ static int onqueueframe(proc *p, child *c, conc__rd *r, unsigned type) {
 ** Children
 ** ======================================================================= */
 
+/* The child's end of its socket moved to a high descriptor number
+** before the fork: a fork handler of another library runs in the child
+** before conc__child_main and may close and reuse low numbers there.
+** libuv's closes, by number, the pipe it made when first used in the
+** parent, and makes a new one; in a pool made inside a child that old
+** number could be this socket, which then was a pipe by the child's
+** first frame. Best effort: where no number that high is allowed (a low
+** 'ulimit -n'), the socket stays where it is. */
+static void movehigh(int *fd) {
+  int hi = fcntl(*fd, F_DUPFD_CLOEXEC, CONC__CHILD_FDFLOOR);
+  if (hi >= 0) {
+    close(*fd);
+    *fd = hi;
+  }
+}
+
 /* A new child, or NULL (errno tells why). The supervisor thread forks
 ** it, so PR_SET_PDEATHSIG in the child fires when this thread exits,
 ** which it does only after reaping every child. */
@@ -736,6 +752,7 @@ static child *spawn(proc *p) {
     free(c);
     return NULL;
   }
+  movehigh(&sv[1]);
   c->pid = fork();
   if (c->pid == 0) {
     close(sv[0]);

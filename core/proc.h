@@ -12,6 +12,8 @@
 /* The socket's descriptor in a child (every other one above it is
 ** closed; 0, 1 and 2 stay). */
 #define CONC__CHILD_FD 3
+/* Where the child's socket waits across fork (proc.c's movehigh). */
+#define CONC__CHILD_FDFLOOR 256
 
 /* Exit statuses of a child that gives up (the parent reports them). */
 #define CONC__CHILD_ENOMEM 70   /* out of memory outside any task */

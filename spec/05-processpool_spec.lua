@@ -254,6 +254,33 @@ describe("ProcessPoolExecutor", function()
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
   end)
 
+  -- #forkbusy (the child forks while its threads run). A library's fork
+  -- handler runs in every child before our code: libuv's closes the pipe
+  -- it made in this process, by number, and makes a new one. A pool made
+  -- inside a child had its new child's socket under that old number,
+  -- which was a pipe by its first frame (the pool broke, exit status 71).
+  -- Which number it was depends on what was open when luv started: each
+  -- layout from none to four files open before it.
+  it("survives a library's fork handler that reuses low descriptors (luv) #forkbusy", function()
+    for k = 0, 4 do
+      local out, ok = helpers.run_lua(([[
+        local hold = {}
+        for i = 1, %d do hold[i] = io.open("/dev/null") end
+        local uv = require "luv"
+        uv.loop_alive()
+        for _, f in ipairs(hold) do f:close() end
+        local cf = require "concurrent.futures"
+        local ex <close> = cf.ProcessPoolExecutor(1)
+        io.write(ex:submit(function()
+          local inner <close> = require("concurrent.futures").ProcessPoolExecutor(1)
+          return inner:submit(function() return 42 end):result(30)
+        end):result(60))
+      ]]):format(k))
+      assert.is_true(ok, out)
+      assert.equal("42", out, k .. " files open before luv")
+    end
+  end)
+
   it("refuses options that are not its own", function()
     assert.has_error(function() cf.ProcessPoolExecutor { thread_name_prefix = "x" } end)
     assert.has_error(function() cf.ThreadPoolExecutor { max_tasks_per_child = 1 } end)

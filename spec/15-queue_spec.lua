@@ -288,12 +288,7 @@ describe("cf.Queue across a process pool", function()
   end)
 
   -- #forkbusy (spec/05 says why): the child forks while its threads run.
-  -- Known defect: after the rest of the suite has run in this process,
-  -- the grandchild's fd 3 is no longer its socket when it sends its
-  -- first frame (ENOTSOCK, exit 71), so the inner pool breaks. Alone,
-  -- or after either half of the suite, it passes. Pending until found
-  -- (the session note has what is known).
-  pending("crosses on into a process pool made inside the child #forkbusy", function()
+  it("crosses on into a process pool made inside the child #forkbusy", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue(2)
     local f = ex:submit(function(out)
