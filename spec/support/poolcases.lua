@@ -117,8 +117,9 @@ return function(class, Pool, Broken, caps)
     end)
 
     it("gives each pool its own worker states", function()
-      local a <close> = Pool(2)
-      local b <close> = Pool { max_workers = 2, initializer = function() _G.which = "b" end }
+      -- one worker each: the two tasks of 'a' meet the same state
+      local a <close> = Pool(1)
+      local b <close> = Pool { max_workers = 1, initializer = function() _G.which = "b" end }
       a:submit(function() _G.which = "a" end):result(30)
       assert.equal("b", b:submit(function() return _G.which end):result(30))
       assert.equal("a", a:submit(function() return _G.which end):result(30))
