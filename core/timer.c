@@ -1,9 +1,10 @@
 /*
 ** timer.c: deadlines. A binary heap of nodes served by one thread that
-** runs only while nodes are due, so an idle pool or state keeps no
-** thread (and a process pool forking later meets fewer threads). The
-** executors' task time limits are nodes (conc__tasktimer_*); conc_timer_t,
-** for cf.await's timeouts, is a heap whose nodes cancel futures.
+** runs only while nodes are due (and a moment after), so an idle pool or
+** state keeps no thread (a process pool forking later meets fewer
+** threads). The executors' task time limits are nodes
+** (conc__tasktimer_*); conc_timer_t, for cf.await's timeouts, is a heap
+** whose nodes cancel futures.
 */
 #include <stdlib.h>
 
@@ -14,6 +15,13 @@
 ** plenty. */
 #if !defined(CONC_TIMER_STACK)
 #define CONC_TIMER_STACK (256 * 1024)
+#endif
+
+/* How long (seconds) the thread stays once the heap is empty: a pool
+** that cancels or times out task after task keeps one thread, instead
+** of starting one per stop. */
+#if !defined(CONC_TIMER_LINGER)
+#define CONC_TIMER_LINGER 0.5
 #endif
 
 
@@ -90,9 +98,16 @@ static int reserve(conc__tasktimer *t);
 ** as 'firing' so that removing it waits until it is done. */
 static void *timer_main(void *arg) {
   conc__tasktimer *t = (conc__tasktimer *)arg;
+  double idle = 0;  /* when the heap emptied */
   pthread_mutex_lock(&t->mu);
-  while (!t->quit && t->n > 0) {
-    if (t->heap[0]->deadline <= conc_now()) {
+  while (!t->quit) {
+    if (t->n == 0) {  /* leave once idle for CONC_TIMER_LINGER */
+      if (idle == 0)
+        idle = conc_now();
+      else if (conc_now() - idle >= CONC_TIMER_LINGER)
+        break;
+      conc__cond_wait(&t->cv, &t->mu, idle + CONC_TIMER_LINGER);
+    } else if (t->heap[0]->deadline <= conc_now()) {
       conc__tnode *n = t->heap[0];
       int repeats = n->period > 0;  /* else 'fire' may free 'n' */
       unlink_at(t, 0);
@@ -107,8 +122,11 @@ static void *timer_main(void *arg) {
       }
       t->firing = NULL;
       pthread_cond_broadcast(&t->fired);
-    } else
+      idle = 0;
+    } else {
+      idle = 0;
       conc__cond_wait(&t->cv, &t->mu, t->heap[0]->deadline);
+    }
   }
   t->running = 0;
   pthread_mutex_unlock(&t->mu);
@@ -185,7 +203,7 @@ void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n) {
   if (n->at >= 0) {
     unlink_at(t, n->at);
     if (t->n == 0)
-      pthread_cond_signal(&t->cv);  /* nothing left: the thread leaves */
+      pthread_cond_signal(&t->cv);  /* nothing left: it lingers, leaves */
   } else if (t->firing == n) {
     n->period = 0;  /* not again */
     if (!pthread_equal(pthread_self(), t->tid))
@@ -302,7 +320,7 @@ void conc_timer_remove(conc_timer_t *t, conc_future_t *f) {
   if (e != NULL) {
     unlink_at(&t->heap, e->node.at);
     if (t->heap.n == 0)
-      pthread_cond_signal(&t->heap.cv);  /* nothing left: it leaves */
+      pthread_cond_signal(&t->heap.cv);  /* nothing left: it lingers */
   }
   pthread_mutex_unlock(&t->heap.mu);
   if (e != NULL)
