@@ -67,6 +67,9 @@ LCONC_FUNC void lconc_open_mailbox(lua_State *L);
 /* run the queued callbacks of the state, unless inside a callback;
 ** returns how many ran */
 LCONC_FUNC int lconc_safepoint(lua_State *L);
+/* cf.dispatch's work: run this state's ready callbacks, waiting until
+** the absolute 'deadline' for one; how many ran. */
+LCONC_FUNC int lconc_dispatch(lua_State *L, double deadline);
 /* run the state's callbacks of the done future whose handle is at 'idx';
 ** 'always' = 0 skips it inside a callback (a safe point does that) */
 LCONC_FUNC int lconc_firecallbacks(lua_State *L, int idx, int always);

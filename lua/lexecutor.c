@@ -203,14 +203,30 @@ static int ex_submit(lua_State *L) {
   return 1;  /* the handle, at the top */
 }
 
+/* Whether 'ex' still has tasks queued or running. */
+static int busy(executor *ex) {
+  conc_pool_stats_t st;
+  ex->core->ops->stats(ex->core, &st);
+  return st.pending + st.running > 0;
+}
+
+/* How often (seconds) shutdown(true) looks whether the work is done
+** while it runs callbacks that come. */
+#define SHUTDOWN_POLL 0.01
+
 /* Stop the executor: no new work; cancel what is queued if asked; wait
-** for the rest if asked (workers joined or reaped), running callbacks at
-** safe points before and after. A callback may release 'ex' itself. */
+** for the rest if asked (workers joined or reaped). Callbacks run while
+** it waits, as in any blocking call of the module: one of them may be
+** what lets a running task end. A callback may release 'ex' itself. */
 static void shutdown(lua_State *L, executor *ex, int wait, int cancel) {
   ex->shutdown = 1;
   if (ex->core != NULL) {
     ex->core->ops->shutdown(ex->core, 0, cancel);
     lconc_safepoint(L);
+    /* (inside a callback none runs: then it only waits, below) */
+    while (wait && ex->core != NULL && !lconc_getowner(L)->in_callback
+           && busy(ex))
+      lconc_dispatch(L, conc_deadline(SHUTDOWN_POLL));
     if (wait && ex->core != NULL) {
       ex->core->ops->shutdown(ex->core, 1, 0);
       release(ex);

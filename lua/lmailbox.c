@@ -416,12 +416,17 @@ double lconc_optdeadline(lua_State *L, int arg) {
  */
 static int cf_dispatch(lua_State *L) {
   double deadline;
-  int ran;
-  lua_Hook h = lua_gethook(mainthread(L));
   if (lua_isnoneornil(L, 1))
     deadline = conc_now();  /* no timeout: do not wait */
   else
     deadline = lconc_optdeadline(L, 1);
+  lua_pushinteger(L, lconc_dispatch(L, deadline));
+  return 1;
+}
+
+int lconc_dispatch(lua_State *L, double deadline) {
+  int ran;
+  lua_Hook h = lua_gethook(mainthread(L));
   ran = lconc_safepoint(L);
   while (ran == 0 && lconc_getowner(L)->in_callback == 0
          && (deadline == CONC_FOREVER || conc_now() < deadline)) {
@@ -430,8 +435,7 @@ static int cf_dispatch(lua_State *L) {
     lconc_checkstop(L);
     ran = lconc_safepoint(L);
   }
-  lua_pushinteger(L, ran);
-  return 1;
+  return ran;
 }
 
 /***
