@@ -14,17 +14,11 @@
 #include <unistd.h>
 
 #include "concurrent.h"
+#include "ctest.h"
 
 /* A case that takes longer than this has hung. */
 #define CASE_TIMEOUT 120
 
-#define CHECK(c) \
-  ((c) ? (void)0 : fail(__FILE__, __LINE__, #c))
-
-static void fail(const char *file, int line, const char *what) {
-  fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-  exit(1);
-}
 
 static void sleep_ms(long ms) {
   struct timespec ts;
@@ -855,7 +849,7 @@ static void b_run(conc_task_t *t, void *ctx) {
 static void b_drop(conc_task_t *t, int why) {
   (void)t;
   (void)why;
-  fail(__FILE__, __LINE__, "no benchmark task is dropped");
+  ctest_fail(__FILE__, __LINE__, "no benchmark task is dropped");
 }
 
 static double bench(long n, int workers) {
@@ -923,10 +917,7 @@ static void run_bench(long n) {
 /* }====================================================================== */
 
 
-static const struct {
-  const char *name;
-  void (*fn)(void);
-} cases[] = {
+static const ctest_case cases[] = {
   {"many1", case_many1},
   {"many2", case_many2},
   {"many8", case_many8},
@@ -951,35 +942,13 @@ static const struct {
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
 
 int main(int argc, char **argv) {
-  int i, ran = 0;
   if (argc < 2) {
     fprintf(stderr, "usage: %s list | bench [n] | all | <case>...\n", argv[0]);
     return 2;
-  }
-  if (strcmp(argv[1], "list") == 0) {
-    for (i = 0; i < NCASES; i++)
-      printf("%s\n", cases[i].name);
-    return 0;
   }
   if (strcmp(argv[1], "bench") == 0) {
     run_bench(argc > 2 ? atol(argv[2]) : 1000000L);
     return 0;
   }
-  alarm(CASE_TIMEOUT);  /* a hung case dies of SIGALRM */
-  for (i = 0; i < NCASES; i++) {
-    int k, want = strcmp(argv[1], "all") == 0;
-    for (k = 1; k < argc && !want; k++)
-      want = strcmp(argv[k], cases[i].name) == 0;
-    if (want) {
-      cases[i].fn();
-      printf("ok %s\n", cases[i].name);
-      fflush(stdout);
-      ran++;
-    }
-  }
-  if (ran == 0) {
-    fprintf(stderr, "%s: no such case '%s'\n", argv[0], argv[1]);
-    return 2;
-  }
-  return 0;
+  return ctest_main(argc, argv, cases, NCASES, CASE_TIMEOUT);
 }

@@ -10,17 +10,11 @@
 #include <unistd.h>
 
 #include "concurrent.h"
+#include "ctest.h"
 
 /* A case that takes longer than this has hung. */
 #define CASE_TIMEOUT 60
 
-#define CHECK(c) \
-  ((c) ? (void)0 : fail(__FILE__, __LINE__, #c))
-
-static void fail(const char *file, int line, const char *what) {
-  fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what);
-  exit(1);
-}
 
 static int freed;  /* items released through 'freeint' (atomic) */
 
@@ -397,10 +391,7 @@ static void case_process(void) {
 /* }====================================================================== */
 
 
-static const struct {
-  const char *name;
-  void (*fn)(void);
-} cases[] = {
+static const ctest_case cases[] = {
   {"fifo", case_fifo},
   {"bounded", case_bounded},
   {"threads", case_threads},
@@ -415,31 +406,9 @@ static const struct {
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
 
 int main(int argc, char **argv) {
-  int i, k, ran = 0;
   if (argc < 2) {
     fprintf(stderr, "usage: %s list | all | <case>...\n", argv[0]);
     return 2;
   }
-  if (strcmp(argv[1], "list") == 0) {
-    for (i = 0; i < NCASES; i++)
-      printf("%s\n", cases[i].name);
-    return 0;
-  }
-  alarm(CASE_TIMEOUT);  /* a hung case dies of SIGALRM */
-  for (i = 0; i < NCASES; i++) {
-    int want = strcmp(argv[1], "all") == 0;
-    for (k = 1; k < argc && !want; k++)
-      want = strcmp(argv[k], cases[i].name) == 0;
-    if (want) {
-      cases[i].fn();
-      printf("ok %s\n", cases[i].name);
-      fflush(stdout);
-      ran++;
-    }
-  }
-  if (ran == 0) {
-    fprintf(stderr, "%s: no such case '%s'\n", argv[0], argv[1]);
-    return 2;
-  }
-  return 0;
+  return ctest_main(argc, argv, cases, NCASES, CASE_TIMEOUT);
 }
