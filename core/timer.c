@@ -92,8 +92,8 @@ static void unlink_at(conc__tasktimer *t, int i) {
 static int reserve(conc__tasktimer *t);
 
 /* Fire what is due (again after its period, for a repeating node),
-** sleep until the next deadline; leave on 'quit' or
-** once the heap is empty. A node fires with the lock released (it may
+** sleep until the next deadline; leave on 'quit' or once the heap has
+** been empty for CONC_TIMER_LINGER. A node fires with the lock released (it may
 ** cancel a future, whose watchers may come back to this timer), marked
 ** as 'firing' so that removing it waits until it is done. */
 static void *timer_main(void *arg) {

@@ -83,13 +83,6 @@ static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return np;
 }
 
-/*
-** The hook that stops a task: installed only when one must stop (from
-** another thread, as lua.c's Ctrl-C handler does from a signal), so a
-** task that is not stopped runs without a hook. It raises at every
-** instruction until the task unwound, so a 'pcall' in the task cannot
-** keep it alive. Found stale (the task ended), it removes itself.
-*/
 static void stophook(lua_State *L, lua_Debug *ar);
 
 static int stopasked(worker *w) {
@@ -111,6 +104,13 @@ static int unhook(lua_State *L, worker *w) {
   return 1;
 }
 
+/*
+** The hook that stops a task: installed only when one must stop (from
+** another thread, as lua.c's Ctrl-C handler does from a signal), so a
+** task that is not stopped runs without a hook. It raises at every
+** instruction until the task unwound, so a 'pcall' in the task cannot
+** keep it alive. Found stale (the task ended), it removes itself.
+*/
 static void stophook(lua_State *L, lua_Debug *ar) {
   worker *w = *(worker **)lua_getextraspace(L);
   (void)ar;
