@@ -676,9 +676,10 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   snprintf(name, sizeof(name), "conc_proc_%d", id);
   prctl(PR_SET_NAME, name);  /* what cf.worker() and ps show */
   r = rt->start(rt->ud, id, &ctx, &why);
-  send_start(&c, r, why);
-  if (r != 0)
+  if (r != 0) {
+    send_start(&c, r, why);
     leave(0);
+  }
   c.ctx = ctx;
   if (pthread_mutex_init(&c.mu, NULL) != 0 || conc__cond_init(&c.cv) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
@@ -687,6 +688,13 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
       || conc__tasktimer_init(&c.timer) != 0
       || pthread_create(&tid, NULL, reader, &c) != 0)
     leave(CONC__CHILD_ENOMEM);
+  /* started once its reader thread runs too: under a sanitizer, whose
+  ** runtime may hang a child forked while another thread held its locks
+  ** (in thread creation too), the parent forks again a child that has
+  ** not said so in time (proc.c's STARTWAIT) */
+  pthread_mutex_lock(&c.wmu);
+  send_start(&c, 0, NULL);
+  pthread_mutex_unlock(&c.wmu);
   while ((maxtasks == 0 || done < maxtasks) && (t = nexttask(&c)) != NULL) {
     int failed = 1;
     uint64_t *ids;
