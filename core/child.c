@@ -688,10 +688,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
       || conc__tasktimer_init(&c.timer) != 0
       || pthread_create(&tid, NULL, reader, &c) != 0)
     leave(CONC__CHILD_ENOMEM);
-  /* started once its reader thread runs too: under a sanitizer, whose
-  ** runtime may hang a child forked while another thread held its locks
-  ** (in thread creation too), the parent forks again a child that has
-  ** not said so in time (proc.c's STARTWAIT) */
+  /* started once everything it serves with runs, its reader too */
   pthread_mutex_lock(&c.wmu);
   send_start(&c, 0, NULL);
   pthread_mutex_unlock(&c.wmu);

@@ -29,18 +29,6 @@
 /* Bytes read from a child per read call. */
 #define READCHUNK (64 * 1024)
 
-/*
-** Sanitizer builds only. glibc's fork takes malloc's locks around the
-** fork, so a child never inherits one held; the allocators of gcc 12's
-** ASan and TSan do not, and a child forked while another thread was
-** inside one of them hangs at its first allocation. There, a child gets
-** no task before it has started (F_START), and one that has not started
-** within STARTWAIT seconds is killed, reaped and forked again.
-*/
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define STARTWAIT 3.0
-#endif
-
 typedef struct proc proc;
 typedef struct child child;
 
@@ -103,7 +91,6 @@ struct child {
   int started;              /* F_START came */
   int stopping;             /* F_STOP sent */
   int eof;                  /* its socket ended: no more polling of it */
-  double forked;            /* when (conc_now), for STARTWAIT */
   conc__queue inflight;     /* ptasks written, results awaited in order */
   int ninflight;
   long sent;                /* tasks written, for max_tasks_per_child */
@@ -769,7 +756,6 @@ static child *spawn(proc *p) {
   }
   p->nspawned++;
   c->sock = sv[0];
-  c->forked = conc_now();
   fcntl(c->sock, F_SETFL, fcntl(c->sock, F_GETFL) | O_NONBLOCK);
   c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
   conc__queue_init(&c->inflight);
@@ -900,10 +886,6 @@ static int sendtask(proc *p, child *c, ptask *t) {
 
 /* Whether 'c' may take another task now. */
 static int takes(proc *p, child *c, int ahead) {
-#if defined(STARTWAIT)
-  if (!c->started)
-    return 0;
-#endif
   return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
@@ -919,7 +901,7 @@ static child *pick(proc *p) {
       return c;
   if (p->nchildren < p->o.max_workers) {
     if ((c = spawn(p)) != NULL)
-      return takes(p, c, 0) ? c : NULL;  /* STARTWAIT: not yet */
+      return c;
     if (p->nchildren == 0) {
       char msg[128];
       snprintf(msg, sizeof(msg), "cannot start a worker: %s",
@@ -928,11 +910,6 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
-#if defined(STARTWAIT)
-  for (c = p->children; c != NULL; c = c->next)
-    if (!c->started && !c->stopping)
-      return NULL;  /* it takes the task once started, not a busy one */
-#endif
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
       return c;
@@ -1226,39 +1203,12 @@ static void publish(proc *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-#if defined(STARTWAIT)
-/* Kill the children that hang before they started (see STARTWAIT): they
-** hold no task. The poll timeout (ms) until the next such check, or -1. */
-static int startwait(proc *p) {
-  double now = conc_now(), next = -1;
-  child *c, *nx;
-  for (c = p->children; c != NULL; c = nx) {
-    int status;
-    nx = c->next;
-    if (c->started || c->ninflight > 0)
-      continue;
-    if (now - c->forked >= STARTWAIT) {
-      kill(c->pid, SIGKILL);
-      while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
-        ;
-      freechild(p, c);
-      wake(p);  /* a new child may be forked for the pending tasks */
-    } else if (next < 0 || c->forked + STARTWAIT - now < next) {
-      next = c->forked + STARTWAIT - now;
-    }
-  }
-  return next < 0 ? -1 : (int)(next * 1000) + 1;
-}
-#else
-#define startwait(p) (-1)
-#endif
-
 /* Wait for the next event and handle it: the wake-up fd, each child's
 ** socket (results, end of file) and pidfd (exit). */
 static void poll_once(proc *p) {
   struct pollfd *fds;
   child *c, *next;
-  int n = 1, i, timeout = startwait(p);  /* first: it may free children */
+  int n = 1, i;
   uint64_t v;
   fds = (struct pollfd *)calloc((size_t)(1 + 2 * p->nchildren), sizeof(*fds));
   if (fds == NULL) {
@@ -1273,7 +1223,7 @@ static void poll_once(proc *p) {
     fds[n].fd = c->pidfd;
     fds[n++].events = POLLIN;
   }
-  while (poll(fds, (nfds_t)n, timeout) < 0 && errno == EINTR)
+  while (poll(fds, (nfds_t)n, -1) < 0 && errno == EINTR)
     ;
   if (fds[0].revents & POLLIN)
     while (read(p->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)

@@ -9,6 +9,8 @@
 #   busted   busted in PATH, its runner loadable by $LUA (lua-busted)
 #   luv      the luv module loadable by $LUA (lua-luv)
 #   fuzzer   $CC (clang) links a libFuzzer target (libclang-rt-<major>-dev)
+#   sanitizers $CC (clang) links programs under ASan+UBSan and under TSan
+#            (libclang-rt-<major>-dev)
 #   valgrind valgrind in PATH (valgrind)
 #   python3  python3 in PATH, the benchmark's Python baseline (python3)
 #   luarocks luarocks in PATH (luarocks)
@@ -22,7 +24,8 @@
 #   mpi4py   mpi4py importable by Debian's /usr/bin/python3 (python3-mpi4py), the MPI
 #            benchmark's baseline
 # Environment: LUA (default lua5.4), LUA_INC (default /usr/include/lua5.4),
-# CC (default gcc); CONCURRENT_NO_INSTALL=1 reports instead of installing
+# CC (default gcc; a versioned clang such as clang-16 is its own package);
+# CONCURRENT_NO_INSTALL=1 reports instead of installing
 # even as root (the specs use it).
 
 LUA=${LUA:-lua5.4}
@@ -47,23 +50,35 @@ have_module() {
   fi
 }
 
-# Can $CC link an empty libFuzzer target?  Trying is the only sure test:
-# the runtime sits in a directory named for clang's full version.
-have_fuzzer() {
+# Can $CC link program text $1 with compiler flags $2?  Trying is the only
+# sure test: the runtimes sit in a directory named for clang's full version.
+can_link() {
   dir=$(mktemp -d "${TMPDIR:-/tmp}/concurrent-deps.XXXXXX") || return 1
-  printf '%s\n' '#include <stddef.h>' \
-    'int LLVMFuzzerTestOneInput(const char *d, size_t n);' \
-    'int LLVMFuzzerTestOneInput(const char *d, size_t n) {' \
-    '  (void)d; (void)n; return 0;' '}' >"$dir/f.c"
-  "$CC" -fsanitize=fuzzer "$dir/f.c" -o "$dir/f" >/dev/null 2>&1
+  printf '%s\n' "$1" >"$dir/f.c"
+  # word splitting of $2 is wanted: one argument per flag
+  "$CC" $2 "$dir/f.c" -o "$dir/f" >/dev/null 2>&1
   ok=$?
   rm -rf "$dir"
   return $ok
 }
 
-# The major version of $CC (clang), for the versioned runtime package;
-# Debian 12's clang is 14.
+have_fuzzer() {
+  can_link '#include <stddef.h>
+int LLVMFuzzerTestOneInput(const char *d, size_t n);
+int LLVMFuzzerTestOneInput(const char *d, size_t n) { (void)d; (void)n; return 0; }' \
+    -fsanitize=fuzzer
+}
+
+have_sanitizers() {
+  can_link 'int main(void) { return 0; }' -fsanitize=address,undefined &&
+    can_link 'int main(void) { return 0; }' -fsanitize=thread
+}
+
+# The major version of $CC (clang), for the versioned runtime package:
+# from the name of a versioned clang (clang-16), which may not be installed
+# yet, else from the compiler; Debian 12's plain clang is 14.
 clang_major() {
+  case $CC in clang-[0-9]*) echo "${CC#clang-}"; return ;; esac
   v=$("$CC" -dumpversion 2>/dev/null)
   echo "${v%%.*}" | grep -x '[0-9][0-9]*' || echo 14
 }
@@ -73,7 +88,7 @@ check() {
   case $1 in
     cc)
       if ! have_cmd "$CC"; then
-        case $CC in *clang*) echo clang ;; *) echo gcc ;; esac
+        case $CC in clang-[0-9]*) echo "$CC" ;; *clang*) echo clang ;; *) echo gcc ;; esac
       fi ;;
     lua) have_lua || echo lua5.4 ;;
     headers)
@@ -86,6 +101,7 @@ check() {
       fi ;;
     luv) have_module luv lua-luv || echo lua-luv ;;
     fuzzer) have_fuzzer || echo "libclang-rt-$(clang_major)-dev" ;;
+    sanitizers) have_sanitizers || echo "libclang-rt-$(clang_major)-dev" ;;
     valgrind) have_cmd valgrind || echo valgrind ;;
     python3) have_cmd python3 || echo python3 ;;
     luarocks) have_cmd luarocks || echo luarocks ;;
@@ -120,10 +136,10 @@ missing() {
 for need in "$@"; do
   case $need in
     cc|lua|headers|busted|luv|valgrind|python3|luarocks|pkgconfig|ldoc|script|gnuplot|mpi|mpi4py) ;;
-    fuzzer)
+    fuzzer|sanitizers)
       case $CC in
         *clang*) ;;
-        *) echo "mk/deps.sh: the fuzzer need wants CC=clang, not '$CC'" >&2
+        *) echo "mk/deps.sh: the $need need wants CC=clang, not '$CC'" >&2
            exit 2 ;;
       esac ;;
     *) echo "mk/deps.sh: unknown need '$need'" >&2; exit 2 ;;

@@ -202,11 +202,11 @@ describe("ProcessPoolExecutor", function()
     assert.equal(4, c)
   end)
 
-  -- #forkbusy: with glibc's malloc only. The sanitizers' allocators of
-  -- gcc 12 take no lock around fork, so a child forked while another
-  -- thread allocates can inherit their lock held and hang (theirs, not
-  -- this module's): 'make asan' and 'make tsan' leave this case out.
-  it("forks safely while thread-pool workers and other pools are busy #forkbusy", function()
+  -- A child forked while another thread allocates must not inherit the
+  -- allocator's lock held: glibc's malloc and the sanitizers' runtimes of
+  -- clang 19 lock it around fork (gcc 12's do not: the Makefile says why
+  -- the sanitizer builds use clang).
+  it("forks safely while thread-pool workers and other pools are busy", function()
     local threads <close> = cf.ThreadPoolExecutor(4)
     local busy = {}
     for i = 1, 8 do
@@ -254,14 +254,13 @@ describe("ProcessPoolExecutor", function()
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
   end)
 
-  -- #forkbusy (the child forks while its threads run). A library's fork
-  -- handler runs in every child before our code: libuv's closes the pipe
+  -- A library's fork handler runs in every child before our code: libuv's closes the pipe
   -- it made in this process, by number, and makes a new one. A pool made
   -- inside a child had its new child's socket under that old number,
   -- which was a pipe by its first frame (the pool broke, exit status 71).
   -- Which number it was depends on what was open when luv started: each
   -- layout from none to four files open before it.
-  it("survives a library's fork handler that reuses low descriptors (luv) #forkbusy", function()
+  it("survives a library's fork handler that reuses low descriptors (luv)", function()
     for k = 0, 4 do
       local out, ok = helpers.run_lua(([[
         local hold = {}
@@ -366,12 +365,6 @@ end
 
 for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
   local Pool = cf[class]
-  -- Under a sanitizer (its own Lua host), a process pool forks spare
-  -- children while its first ones start (STARTWAIT in core/proc.c): how
-  -- many it started tells nothing there about reuse.
-  local host = os.getenv("SPEC_LUA")
-  local spares = class == "ProcessPoolExecutor"
-                 and host ~= nil and host ~= (os.getenv("LUA") or "lua5.4")
 
   describe(class .. " (CPython executor cases)", function()
     it("maps over two arrays, with and without chunks (test_map)", function()
@@ -513,7 +506,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       assert.equal(42, ex:submit(pow, 42, 1):result(30))
       until_idle(ex)
       local started = ex:stats().workers
-      if not spares then assert.equal(1, started) end
+      assert.equal(1, started)
       for _ = 1, 2 do
         assert.equal(42, ex:submit(pow, 42, 1):result(30))
         until_idle(ex)
@@ -533,7 +526,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       ex:submit(pow, 1, 1):result(30)
       until_idle(ex)
       ex:submit(pow, 0, 1)
-      if not spares then assert.is_true(ex:stats().workers <= 3) end
+      assert.is_true(ex:stats().workers <= 3)
     end)
 
     it("starts max_workers workers and no more for a crowd of tasks (test_saturation)", function()
@@ -653,7 +646,7 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
       local gate = cf.Future()
       for _ = 1, 3 do ex:submit(waits, gate) end
       until_workers(ex, 3)
-      if not spares then assert.equal(3, ex:stats().workers) end
+      assert.equal(3, ex:stats().workers)
       gate:set_result(true)
       ex:shutdown()
       assert.equal(0, ex:stats().workers)

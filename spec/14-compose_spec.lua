@@ -390,9 +390,7 @@ describe("cf.async and cf.await", function()
   end)
 end)
 
--- #forkbusy (spec/05 says why): children forked while the pool's own
--- threads allocate; 'make asan' and 'make tsan' leave these out.
-describe("composition over a process pool #forkbusy", function()
+describe("composition over a process pool", function()
   it("maps in completion order and with a buffer", function()
     local ex <close> = cf.ProcessPoolExecutor(2)
     local seen = {}

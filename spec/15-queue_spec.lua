@@ -287,8 +287,7 @@ describe("cf.Queue across a process pool", function()
     assert.equal("via a future", later:get(0))
   end)
 
-  -- #forkbusy (spec/05 says why): the child forks while its threads run.
-  it("crosses on into a process pool made inside the child #forkbusy", function()
+  it("crosses on into a process pool made inside the child", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue(2)
     local f = ex:submit(function(out)
