@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "forward.h"
 #include "proc.h"
 
 /* Tasks a child holds at once: the running one and one ahead (API.md:
@@ -44,21 +44,6 @@ typedef struct ptask {
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
   int incq;
 } ptask;
-
-/* A future that tasks were given, forwarded to the children that know
-** it once it is done. It watches the future ('w'); 'fire' pushes it on
-** the pool's fired stack from whatever thread completes the future. */
-typedef struct fwd {
-  conc__wnode w;
-  struct fwd *next;         /* in the pool's list */
-  struct fwd *firednext;    /* on the fired stack */
-  proc *p;
-  conc_future_t *f;         /* a reference */
-  uint64_t id;
-  child **knows;            /* children told about it */
-  int nknows, sizeknows;
-  int fired;                /* under the future's lock */
-} fwd;
 
 /* A queue of this process that a child knows, under one id: a
 ** reference held while the child may use it. */
@@ -110,8 +95,8 @@ struct proc {
   pid_t self;
   int wakefd;               /* eventfd: work, shutdown or a fired future
                             ** (made with the supervisor, else -1) */
-  fwd *fired;               /* stack, pushed atomically */
-  qwatch *qfired;           /* the same, for queues */
+  conc__fwdtab fwd;         /* the supervisor's, but for its fired stack */
+  qwatch *qfired;           /* stack of fired waits, pushed atomically */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
   conc__queue cancels;      /* written ptasks a running cancel asks to stop */
@@ -129,8 +114,6 @@ struct proc {
   /* the supervisor's own */
   child *children;
   int nchildren;
-  fwd *fwds;
-  uint64_t nextfwd;
   char *scratch;            /* READCHUNK bytes */
 };
 
@@ -226,23 +209,15 @@ static void sendcancels(proc *p) {
 ** Forwarded futures
 ** ======================================================================= */
 
-/* Under the future's lock, on any thread: no pool lock is taken here. */
-static void fwd_fire(conc__wnode *w) {
-  fwd *x = conc__container_of(w, fwd, w);
-  proc *p = x->p;
-  x->fired = 1;
-  x->firednext = __atomic_load_n(&p->fired, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(&p->fired, &x->firednext, x, 1,
-                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
-  wake(p);
+static void fwd_wake(conc__fwdtab *t) {
+  wake(conc__container_of(t, proc, fwd));
 }
 
-/* The id under which 'f' crosses: CONC__FWD_TASK and its task's id when
-** it is the future of one of the pool's tasks that has not ended (sent
-** to a child: only this thread frees those; or pending), else the next
-** plain id. */
-static uint64_t fwdid(proc *p, conc_future_t *f) {
+/* The id under which 'f' crosses when it is the future of one of the
+** pool's tasks that has not ended (sent to a child: only this thread
+** frees those; or pending): CONC__FWD_TASK and its task's id; else 0. */
+static uint64_t fwd_taskid(conc__fwdtab *tab, conc_future_t *f) {
+  proc *p = conc__container_of(tab, proc, fwd);
   ptask *t = (ptask *)conc__future_stopperarg(f, stoptask);
   uint64_t id = 0;
   conc__queue *q;
@@ -253,42 +228,7 @@ static uint64_t fwdid(proc *p, conc_future_t *f) {
     if (qtask(q)->f == f)
       id = CONC__FWD_TASK | qtask(q)->id;
   pthread_mutex_unlock(&p->mu);
-  return id != 0 ? id : ++p->nextfwd;
-}
-
-/* The forwarding entry of 'f' that 'c' knows (made and linked on first
-** use), or NULL when out of memory. */
-static fwd *forward(proc *p, conc_future_t *f, child *c) {
-  fwd *x;
-  int i;
-  for (x = p->fwds; x != NULL && x->f != f; x = x->next)
-    ;
-  if (x == NULL) {
-    if ((x = (fwd *)calloc(1, sizeof(*x))) == NULL)
-      return NULL;
-    x->p = p;
-    x->f = f;
-    x->id = fwdid(p, f);
-    x->w.fire = fwd_fire;
-    conc_future_ref(f);
-    x->next = p->fwds;
-    p->fwds = x;
-    if (!conc__future_watch(f, &x->w))
-      fwd_fire(&x->w);  /* done already: forwarded on the next round */
-  }
-  for (i = 0; i < x->nknows; i++)
-    if (x->knows[i] == c)
-      return x;
-  if (x->nknows == x->sizeknows) {
-    int n = x->sizeknows ? 2 * x->sizeknows : 2;
-    child **k = (child **)realloc(x->knows, (size_t)n * sizeof(*k));
-    if (k == NULL)
-      return NULL;
-    x->knows = k;
-    x->sizeknows = n;
-  }
-  x->knows[x->nknows++] = c;
-  return x;
+  return id;
 }
 
 static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q);
@@ -298,10 +238,10 @@ static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q);
 static uint64_t forwardone(proc *p, const conc_payload_t *pl, size_t i,
                            child *c) {
   conc_future_t *f = conc_payload_future(pl, i);
-  fwd *x;
+  conc__fwd *x;
   qlink *l;
   if (f != NULL)
-    return (x = forward(p, f, c)) != NULL ? x->id : 0;
+    return (x = conc__fwd_tell(&p->fwd, f, (uintptr_t)c)) != NULL ? x->id : 0;
   if ((l = linkqueue(p, c, conc_payload_queue(pl, i))) == NULL)
     return 0;
   l->mentions++;
@@ -330,55 +270,38 @@ static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
   return ids;
 }
 
-static void unlinkfwd(proc *p, fwd *x) {
-  fwd **px;
-  for (px = &p->fwds; *px != x; px = &(*px)->next)
-    ;
-  *px = x->next;
-  free(x->knows);
-  conc_future_unref(x->f);
-  free(x);
-}
+/* Whom a forwarded future's news goes to, for 'newsids'. */
+typedef struct news {
+  proc *p;
+  child *c;
+} news;
 
-/* Tell 'c' that the future of 'x' is done. */
-static void sendfuture(proc *p, child *c, fwd *x) {
-  const void *data;
-  size_t len, at;
-  int failed = 0, ok = 1;
-  conc_state_t s = conc_future_state(x->f);
-  const conc_payload_t *pl = NULL;
-  uint64_t *ids = NULL;
-  if (s == CONC_FINISHED && conc_future_payload(x->f, &data, &len,
-                                                &failed) == 0)
-    pl = (const conc_payload_t *)data;
-  if (pl != NULL)
-    ids = forwardall(p, pl, c, &ok);
-  at = conc__frame_begin(&c->out, F_FUTURE);
-  conc__put64(&c->out, x->id);
-  conc__put8(&c->out, s == CONC_CANCELLED ? CONC__FWD_CANCELLED
-                      : pl != NULL && ok ? CONC__FWD_VALUES
-                      : CONC__FWD_NOVALUES);
-  conc__put8(&c->out, (unsigned)failed);
-  if (s != CONC_CANCELLED && pl != NULL && ok)
-    conc__putpayload(&c->out, pl, ids);
-  conc__frame_end(&c->out, at);
-  free(ids);
+/* forwardall, for conc__fwd_putnews. */
+static uint64_t *newsids(void *ud, const conc_payload_t *pl, int *ok) {
+  news *n = (news *)ud;
+  return forwardall(n->p, pl, n->c, ok);
 }
 
 /* Forward every fired future to the children that know it. A frame
 ** that could not be made (no memory) leaves that child's proxy pending:
 ** the child then breaks the pool by dying, rather than waiting forever. */
 static void forward_fired(proc *p) {
-  fwd *x = __atomic_exchange_n(&p->fired, NULL, __ATOMIC_ACQUIRE);
+  conc__fwd *x = conc__fwd_takefired(&p->fwd);
   while (x != NULL) {
-    fwd *next = x->firednext;
+    conc__fwd *next = x->firednext;
     int i;
     for (i = 0; i < x->nknows; i++) {
-      sendfuture(p, x->knows[i], x);
-      if (x->knows[i]->out.failed)
-        kill(x->knows[i]->pid, SIGKILL);
+      child *c = (child *)x->knows[i];
+      news n;
+      size_t at = conc__frame_begin(&c->out, F_FUTURE);
+      n.p = p;
+      n.c = c;
+      conc__fwd_putnews(&c->out, x, newsids, &n);
+      conc__frame_end(&c->out, at);
+      if (c->out.failed)
+        kill(c->pid, SIGKILL);
     }
-    unlinkfwd(p, x);
+    conc__fwd_free(x);
     x = next;
   }
 }
@@ -387,18 +310,12 @@ static void unlinkqueue(qlink *l);
 
 /* A child is gone: it knows nothing any more. */
 static void forgetchild(proc *p, child *c) {
-  fwd *x;
   while (c->qlinks != NULL) {
     qlink *l = c->qlinks;
     c->qlinks = l->next;
     unlinkqueue(l);
   }
-  for (x = p->fwds; x != NULL; x = x->next) {
-    int i;
-    for (i = 0; i < x->nknows; i++)
-      if (x->knows[i] == c)
-        x->knows[i--] = x->knows[--x->nknows];
-  }
+  conc__fwd_forget(&p->fwd, (uintptr_t)c);
 }
 
 /* }====================================================================== */
@@ -408,7 +325,7 @@ static void forgetchild(proc *p, child *c) {
 ** Queues that children were given
 ** ======================================================================= */
 
-/* Under the future's lock, on any thread, as 'fwd_fire'. */
+/* Under the future's lock, on any thread, as forward.c's 'fire'. */
 static void qwatch_fire(conc__wnode *n) {
   qwatch *w = conc__container_of(n, qwatch, w);
   proc *p = w->p;
@@ -429,7 +346,7 @@ static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q) {
   if (l == NULL && (l = (qlink *)calloc(1, sizeof(*l))) != NULL) {
     l->c = c;
     l->q = q;
-    l->id = ++p->nextfwd | CONC__QID;
+    l->id = ++p->fwd.nextid | CONC__QID;
     conc_chanq_ref(q);
     l->next = c->qlinks;
     c->qlinks = l;
@@ -1413,10 +1330,7 @@ static char *px_broken(conc_executor_t *b) {
 static void px_free(conc_executor_t *b) {
   proc *p = (proc *)b;
   px_shutdown(b, 1, 0);
-  while (p->fwds != NULL) {
-    conc__future_unwatch(p->fwds->f, &p->fwds->w);
-    unlinkfwd(p, p->fwds);
-  }
+  conc__fwd_clear(&p->fwd);
   tellchanges(p);  /* frees the fired waits: their children are gone */
   if (p->wakefd >= 0)
     close(p->wakefd);
@@ -1440,6 +1354,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
     return NULL;
   p->scratch = (char *)malloc(READCHUNK);
   p->wakefd = -1;
+  p->fwd.wake = fwd_wake;
+  p->fwd.taskid = fwd_taskid;
   if (p->scratch == NULL || pthread_mutex_init(&p->mu, NULL) != 0) {
     free(p->scratch);
     free(p);

@@ -7,7 +7,7 @@
 
 #include <sys/types.h>
 
-#include "internal.h"
+#include "forward.h"
 
 /* The socket's descriptor in a child (every other one above it is
 ** closed; 0, 1 and 2 stay). */
@@ -18,11 +18,6 @@
 /* Exit statuses of a child that gives up (the parent reports them). */
 #define CONC__CHILD_ENOMEM 70   /* out of memory outside any task */
 #define CONC__CHILD_EPROTO 71   /* the parent is gone or spoke nonsense */
-
-/* The 'failed'/state byte of F_RESULT and F_FUTURE: outcomes that carry
-** no payload (values that could not be made) or a cancel. */
-enum { CONC__FWD_VALUES = 0, CONC__FWD_CANCELLED = 1 };
-#define CONC__FWD_NOVALUES 2
 
 /* A forwarded id with this bit names the future of the pool's own task
 ** whose id is in the low bits, so that the task, waiting on the proxy

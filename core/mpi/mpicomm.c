@@ -20,7 +20,7 @@
 
 #include <mpi.h>
 
-#include "frame.h"
+#include "forward.h"
 #include "mpicomm.h"
 
 /*
@@ -33,10 +33,9 @@
 **   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
-** payload and the state/failed bytes: as frame.h and proc.h say.
+** payload and the state/failed bytes: as frame.h and forward.h say.
 */
 enum { M_OPEN = 1, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
-enum { FWD_VALUES = 0, FWD_CANCELLED = 1, FWD_NOVALUES = 2 };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -94,16 +93,6 @@ typedef struct mpool {
   long running, completed, failed, cancelled;
 } mpool;
 
-/* Rank 0: a future that tasks were given, forwarded to the ranks that
-** know it once done (proc.c's scheme). */
-typedef struct fwd {
-  conc__wnode w;
-  struct fwd *next, *firednext;
-  conc_future_t *f;
-  uint64_t id;
-  int *knows, nknows, sizeknows;
-} fwd;
-
 /* Ranks >= 1: what the worker loop is asked to do, in order. */
 typedef struct job {
   struct job *next;
@@ -150,13 +139,12 @@ static struct {
   pthread_mutex_t wmu;
   pthread_cond_t wcv;
   int woken;
-  fwd *fired;               /* stack, pushed atomically */
+  conc__fwdtab fwd;         /* rank 0: forwarded futures, the comm
+                            ** thread's but for their fired stack */
   /* the comm thread's own */
   out *sending;
   MPI_Comm inter;           /* to the spawned ranks, or to the parent */
   long nsent;               /* frames handed to MPI_Isend */
-  fwd *fwds;
-  uint64_t nextfwd;
   proxy *proxies;
   int exitseen;
 } G;
@@ -283,115 +271,70 @@ static double backoff(double b, double idle, double max) {
 ** Rank 0: forwarded futures
 ** ======================================================================= */
 
-/* Under the future's lock, on any thread: only the wake lock is taken. */
-static void fwd_fire(conc__wnode *w) {
-  fwd *x = conc__container_of(w, fwd, w);
-  x->firednext = __atomic_load_n(&G.fired, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(&G.fired, &x->firednext, x, 1,
-                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
+/* Called under a future's lock, on any thread: only the wake lock is
+** taken. */
+static void fwd_wake(conc__fwdtab *t) {
+  (void)t;
   wake();
 }
 
-/* The forwarding entry of 'f' that 'rank' knows, or NULL (no memory). */
-static fwd *forward(conc_future_t *f, int rank) {
-  fwd *x;
-  int i;
-  for (x = G.fwds; x != NULL && x->f != f; x = x->next)
-    ;
-  if (x == NULL) {
-    if ((x = (fwd *)calloc(1, sizeof(*x))) == NULL)
-      return NULL;
-    x->f = f;
-    x->id = ++G.nextfwd;
-    x->w.fire = fwd_fire;
-    conc_future_ref(f);
-    x->next = G.fwds;
-    G.fwds = x;
-    if (!conc__future_watch(f, &x->w))
-      fwd_fire(&x->w);  /* done already: forwarded on the next round */
+/* The ids under which the futures of 'pl' cross to 'rank' (malloc'd;
+** NULL when it has none, or with '*ok' 0 when out of memory). */
+static uint64_t *forwardall(const conc_payload_t *pl, int rank, int *ok) {
+  uint64_t *ids;
+  size_t i;
+  *ok = 1;
+  if (pl->nfutures == 0)
+    return NULL;
+  ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
+  for (i = 0; ids != NULL && i < pl->nfutures; i++) {
+    conc__fwd *x = conc__fwd_tell(&G.fwd, conc_payload_future(pl, i),
+                                  (uintptr_t)rank);
+    if (x == NULL)
+      break;
+    ids[i] = x->id;
   }
-  for (i = 0; i < x->nknows; i++)
-    if (x->knows[i] == rank)
-      return x;
-  if (x->nknows == x->sizeknows) {
-    int n = x->sizeknows ? 2 * x->sizeknows : 2;
-    int *k = (int *)realloc(x->knows, (size_t)n * sizeof(*k));
-    if (k == NULL)
-      return NULL;
-    x->knows = k;
-    x->sizeknows = n;
+  if (ids == NULL || i < pl->nfutures) {
+    free(ids);
+    *ok = 0;
+    return NULL;
   }
-  x->knows[x->nknows++] = rank;
-  return x;
+  return ids;
 }
 
 /* Put 'pl' in 'o' with its futures forwarded to 'rank': 0, or -1. */
 static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
-  uint64_t *ids = NULL;
-  size_t i;
-  if (pl->nfutures > 0) {
-    ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
-    if (ids == NULL)
-      return -1;
-    for (i = 0; i < pl->nfutures; i++) {
-      fwd *x = forward(conc_payload_future(pl, i), rank);
-      if (x == NULL) {
-        free(ids);
-        return -1;
-      }
-      ids[i] = x->id;
-    }
-  }
+  int ok;
+  uint64_t *ids = forwardall(pl, rank, &ok);
+  if (!ok)
+    return -1;
   conc__putpayload(&o->w, pl, ids);
   free(ids);
   return 0;
 }
 
-static void unlinkfwd(fwd *x) {
-  fwd **px;
-  for (px = &G.fwds; *px != x; px = &(*px)->next)
-    ;
-  *px = x->next;
-  free(x->knows);
-  conc_future_unref(x->f);
-  free(x);
+/* forwardall, for conc__fwd_putnews. */
+static uint64_t *newsids(void *ud, const conc_payload_t *pl, int *ok) {
+  return forwardall(pl, (int)(intptr_t)ud, ok);
 }
 
-/* Tell 'rank' that the future of 'x' is done. A frame that cannot be
-** made (no memory) leaves the rank's proxy pending. */
-static void sendfuture(fwd *x, int rank) {
-  const void *data;
-  size_t len;
-  int failed = 0;
-  conc_state_t s = conc_future_state(x->f);
-  const conc_payload_t *pl = NULL;
-  out *o = newout(rank, M_FUTURE);
-  if (o == NULL)
-    return;
-  if (s == CONC_FINISHED
-      && conc_future_payload(x->f, &data, &len, &failed) == 0)
-    pl = (const conc_payload_t *)data;
-  conc__put64(&o->w, x->id);
-  conc__put8(&o->w, s == CONC_CANCELLED ? FWD_CANCELLED
-                    : pl != NULL ? FWD_VALUES : FWD_NOVALUES);
-  conc__put8(&o->w, (unsigned)failed);
-  if (s != CONC_CANCELLED && pl != NULL && putforwarded(o, pl, rank) != 0) {
-    freeout(o);
-    return;
-  }
-  if ((o = endout(o)) != NULL)
-    isend(o);
-}
-
+/* Tell each rank that knows a fired future that it is done. A message
+** that cannot be made (no memory) leaves that rank's proxy pending. */
 static void forward_fired(void) {
-  fwd *x = __atomic_exchange_n(&G.fired, NULL, __ATOMIC_ACQUIRE);
+  conc__fwd *x = conc__fwd_takefired(&G.fwd);
   while (x != NULL) {
-    fwd *next = x->firednext;
+    conc__fwd *next = x->firednext;
     int i;
-    for (i = 0; i < x->nknows; i++)
-      sendfuture(x, x->knows[i]);
-    unlinkfwd(x);
+    for (i = 0; i < x->nknows; i++) {
+      int rank = (int)x->knows[i];
+      out *o = newout(rank, M_FUTURE);
+      if (o == NULL)
+        continue;
+      conc__fwd_putnews(&o->w, x, newsids, (void *)(intptr_t)rank);
+      if ((o = endout(o)) != NULL)
+        isend(o);
+    }
+    conc__fwd_free(x);
     x = next;
   }
 }
@@ -601,12 +544,12 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   int nomem = 0;
   mrank *k = &p->ranks[rank - 1];
   mtask *t;
-  if (failed != FWD_NOVALUES && !r->bad)
+  if (failed != CONC__FWD_NOVALUES && !r->bad)
     outcome = conc__getpayload(r, &ids, &nomem);
   if (r->bad || conc__queue_empty(&k->inflight)
       || qtask(conc__queue_head(&k->inflight))->id != id
-      || failed > FWD_NOVALUES || ids != NULL
-      || (outcome == NULL && !nomem && failed != FWD_NOVALUES)) {
+      || failed > CONC__FWD_NOVALUES || ids != NULL
+      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)) {
     conc_payload_free(outcome);
     free(ids);
     breakf(p, "worker rank %d sent a corrupt frame", rank, done);
@@ -790,10 +733,7 @@ static void master(void) {
     }
   }
   sayexit();
-  while (G.fwds != NULL) {
-    conc__future_unwatch(G.fwds->f, &G.fwds->w);
-    unlinkfwd(G.fwds);
-  }
+  conc__fwd_clear(&G.fwd);
   spawnasked();  /* one asked while it stopped: none made */
 }
 
@@ -1088,9 +1028,9 @@ static void onfuture(conc__rd *r) {
   proxy **px, *x;
   if (f == NULL)
     fail("out of memory");
-  if (state == FWD_VALUES)
+  if (state == CONC__FWD_VALUES)
     p = readpayload(r);
-  conc__future_settle_foreign(f, state == FWD_CANCELLED, p,
+  conc__future_settle_foreign(f, state == CONC__FWD_CANCELLED, p,
                               conc_payload_sizeof(p), conc_payload_free,
                               failed);
   for (px = &G.proxies; (x = *px) != NULL; px = &x->next)
@@ -1313,7 +1253,7 @@ static void runtask(wpool *pools, job *j, int cut) {
   conc__put32(&o->w, j->pool);
   if (!cut) {
     conc__put64(&o->w, j->task);
-    conc__put8(&o->w, res != NULL ? (unsigned)failed : FWD_NOVALUES);
+    conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
     if (res != NULL)
       conc__putpayload(&o->w, res, NULL);
   }
@@ -1408,6 +1348,7 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.startcalled = 1;
     G.outtail = &G.outq;
     G.jobtail = &G.jobs;
+    G.fwd.wake = fwd_wake;
     if (pthread_mutex_init(&G.mu, NULL) != 0 || conc__cond_init(&G.cv) != 0
         || pthread_mutex_init(&G.wmu, NULL) != 0
         || conc__cond_init(&G.wcv) != 0) {

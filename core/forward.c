@@ -1,0 +1,117 @@
+/*
+** forward.c: forwarded futures. A task sent to another process may hold
+** futures of this one; the peer gets a proxy for each, under an id, and
+** this process tells it once the future is done. An entry per future
+** watches it; the thread that completes the future (any thread) only
+** pushes the entry on a lock-free stack and wakes the back-end's thread,
+** which sends the news to every peer told of it and frees the entry.
+*/
+#include <stdlib.h>
+
+#include "forward.h"
+
+/* Under the future's lock, on any thread: no lock of the back-end. */
+static void fire(conc__wnode *w) {
+  conc__fwd *x = conc__container_of(w, conc__fwd, w);
+  conc__fwdtab *t = x->tab;
+  x->firednext = __atomic_load_n(&t->fired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&t->fired, &x->firednext, x, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+  t->wake(t);
+}
+
+static conc__fwd *newentry(conc__fwdtab *t, conc_future_t *f) {
+  conc__fwd *x = (conc__fwd *)calloc(1, sizeof(*x));
+  uint64_t id = t->taskid != NULL ? t->taskid(t, f) : 0;
+  if (x == NULL)
+    return NULL;
+  x->tab = t;
+  x->f = f;
+  x->id = id != 0 ? id : ++t->nextid;
+  x->w.fire = fire;
+  conc_future_ref(f);
+  x->next = t->list;
+  t->list = x;
+  if (!conc__future_watch(f, &x->w))
+    fire(&x->w);  /* done already: the news goes out on the next round */
+  return x;
+}
+
+conc__fwd *conc__fwd_tell(conc__fwdtab *t, conc_future_t *f,
+                          uintptr_t peer) {
+  conc__fwd *x;
+  int i;
+  for (x = t->list; x != NULL && x->f != f; x = x->next)
+    ;
+  if (x == NULL && (x = newentry(t, f)) == NULL)
+    return NULL;
+  for (i = 0; i < x->nknows; i++)
+    if (x->knows[i] == peer)
+      return x;
+  if (x->nknows == x->sizeknows) {
+    int n = x->sizeknows ? 2 * x->sizeknows : 2;
+    uintptr_t *k = (uintptr_t *)realloc(x->knows, (size_t)n * sizeof(*k));
+    if (k == NULL)
+      return NULL;
+    x->knows = k;
+    x->sizeknows = n;
+  }
+  x->knows[x->nknows++] = peer;
+  return x;
+}
+
+conc__fwd *conc__fwd_takefired(conc__fwdtab *t) {
+  return __atomic_exchange_n(&t->fired, NULL, __ATOMIC_ACQUIRE);
+}
+
+void conc__fwd_free(conc__fwd *x) {
+  conc__fwd **px;
+  for (px = &x->tab->list; *px != x; px = &(*px)->next)
+    ;
+  *px = x->next;
+  free(x->knows);
+  conc_future_unref(x->f);
+  free(x);
+}
+
+void conc__fwd_forget(conc__fwdtab *t, uintptr_t peer) {
+  conc__fwd *x;
+  for (x = t->list; x != NULL; x = x->next) {
+    int i;
+    for (i = 0; i < x->nknows; i++)
+      if (x->knows[i] == peer)
+        x->knows[i--] = x->knows[--x->nknows];
+  }
+}
+
+void conc__fwd_clear(conc__fwdtab *t) {
+  conc__fwd *x;
+  while ((x = t->list) != NULL) {
+    conc__future_unwatch(x->f, &x->w);
+    conc__fwd_free(x);
+  }
+  t->fired = NULL;  /* those were in the list too: freed */
+}
+
+void conc__fwd_putnews(conc__wbuf *w, const conc__fwd *x,
+                       conc__fwd_ids ids, void *ud) {
+  const void *data;
+  size_t len;
+  int failed = 0, ok = 1;
+  conc_state_t s = conc_future_state(x->f);
+  const conc_payload_t *pl = NULL;
+  uint64_t *pids = NULL;
+  if (s == CONC_FINISHED && conc_future_payload(x->f, &data, &len,
+                                                &failed) == 0)
+    pl = (const conc_payload_t *)data;
+  if (pl != NULL)
+    pids = ids(ud, pl, &ok);
+  conc__put64(w, x->id);
+  conc__put8(w, s == CONC_CANCELLED ? CONC__FWD_CANCELLED
+                : pl != NULL && ok ? CONC__FWD_VALUES : CONC__FWD_NOVALUES);
+  conc__put8(w, (unsigned)failed);
+  if (s != CONC_CANCELLED && pl != NULL && ok)
+    conc__putpayload(w, pl, pids);
+  free(pids);
+}
