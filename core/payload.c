@@ -25,11 +25,50 @@ static int kindof(const void *obj) {
   return *(const int *)obj;
 }
 
+/* Shared bytes: immutable once made, so only the count needs care. */
+struct conc_bytes {
+  int kind;         /* CONC_SHARED_BYTES: first, as every shared object */
+  int refs;         /* atomic */
+  size_t len;
+  char data[1];     /* 'len' bytes */
+};
+
+conc_bytes_t *conc_bytes_new(const void *b, size_t len) {
+  conc_bytes_t *s;
+  if (len > SIZE_MAX - sizeof(*s))
+    return NULL;
+  s = (conc_bytes_t *)malloc(offsetof(conc_bytes_t, data) + len);
+  if (s == NULL)
+    return NULL;
+  s->kind = CONC_SHARED_BYTES;
+  s->refs = 1;
+  s->len = len;
+  memcpy(s->data, b, len);
+  return s;
+}
+
+void conc_bytes_ref(conc_bytes_t *s) {
+  __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void conc_bytes_unref(conc_bytes_t *s) {
+  if (s != NULL && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    free(s);
+}
+
+const char *conc_bytes_data(const conc_bytes_t *s, size_t *len) {
+  *len = s->len;
+  return s->data;
+}
+
 /* Take (+1) or release (-1) a reference on a shared object. */
 static void objref(void *obj, int delta) {
   if (kindof(obj) == CONC_SHARED_QUEUE) {
     if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
     else conc_chanq_unref((conc_chanq_t *)obj);
+  } else if (kindof(obj) == CONC_SHARED_BYTES) {
+    if (delta > 0) conc_bytes_ref((conc_bytes_t *)obj);
+    else conc_bytes_unref((conc_bytes_t *)obj);
   } else {
     if (delta > 0) conc_future_ref((conc_future_t *)obj);
     else conc_future_unref((conc_future_t *)obj);
@@ -116,6 +155,12 @@ conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i) {
          ? (conc_chanq_t *)obj : NULL;
 }
 
+conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i) {
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_BYTES
+         ? (conc_bytes_t *)obj : NULL;
+}
+
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
   conc_assert(i < p->nfutures && objects(p)[i] == NULL);
   conc_future_ref(f);
@@ -126,6 +171,12 @@ void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q) {
   conc_assert(i < p->nfutures && objects(p)[i] == NULL);
   conc_chanq_ref(q);
   objects(p)[i] = q;
+}
+
+void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s) {
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
+  conc_bytes_ref(s);
+  objects(p)[i] = s;
 }
 
 conc_payload_t *conc_payload_dup(const conc_payload_t *p) {

@@ -152,6 +152,13 @@ LCONC_FUNC int lconc_coreerror(lua_State *L, int code, const char *what);
 ** Never leaks on error. */
 LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                                         const char *label, int labelbase);
+/* As lconc_encode; 'flags' LCONC_ENC_LOCAL names each Lua function's
+** cached dump (shared bytes) instead of copying it: for a payload that
+** stays in the process (a thread pool's task). */
+#define LCONC_ENC_LOCAL 1
+LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
+                                         const char *label, int labelbase,
+                                         int flags);
 /* Decode a payload's values onto the stack (of a possibly different state
 ** of the same process); returns how many were pushed. A core error
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.

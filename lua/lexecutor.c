@@ -29,6 +29,8 @@ typedef struct executor {
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
   int noqueues;            /* its workers cannot reach a cf.Queue */
+  int local;               /* its tasks stay in the process (threads):
+                           ** LCONC_ENC_LOCAL */
   double task_timeout;     /* seconds, or 0: no limit */
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
@@ -184,7 +186,7 @@ static int ex_submit(lua_State *L) {
   n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
   lconc_newfuturemt(L, f, UP_FUTUREMT);  /* the handle owns 'f' now */
   conc_future_unref(f);
-  p = lconc_encode(L, 2, n, "argument", 1);
+  p = lconc_encodex(L, 2, n, "argument", 1, ex->local ? LCONC_ENC_LOCAL : 0);
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
@@ -457,6 +459,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
   ex->noqueues = !k->queues;
+  ex->local = k->sharedinit;
   ex->shutdown = 1;  /* until it has a back-end */
   ex->closer.close = closer_close;
   lconc_addcloser(L, &ex->closer);  /* raises while the state closes */

@@ -126,9 +126,21 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 typedef struct conc_payload conc_payload_t;
 typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
 
-/* What a payload's list refers to: futures and queues, each starting
-** with its kind (an int), so an entry tells what it is. */
-enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1 };
+/* What a payload's list refers to: futures, queues and shared bytes,
+** each starting with its kind (an int), so an entry tells what it is. */
+enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1, CONC_SHARED_BYTES = 2 };
+
+/* Shared bytes: an immutable, refcounted block of bytes that payloads
+** name instead of carrying a copy (a thread pool's tasks name the dump
+** of their function so: one copy for every task that sends it). Only a
+** payload that stays in the process may hold them: the transports of
+** the process and MPI pools carry futures and queues only. */
+typedef struct conc_bytes conc_bytes_t;
+/* A copy of 'len' bytes with one reference, or NULL. */
+conc_bytes_t *conc_bytes_new(const void *b, size_t len);
+void conc_bytes_ref(conc_bytes_t *s);
+void conc_bytes_unref(conc_bytes_t *s);
+const char *conc_bytes_data(const conc_bytes_t *s, size_t *len);
 
 /* What the bytes are: the Lua codec's encoding of values, or an error
 ** made by the core (a broken pool): "<class>\0<message>". */
@@ -158,12 +170,14 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 void conc_payload_free(void *p);
 size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
 char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
-/* Entry 'i' if it is a future (a queue), else NULL. */
+/* Entry 'i' if it is a future (a queue, shared bytes), else NULL. */
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
 conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i);
+conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i);
 /* Fill the empty entry 'i' with 'f', taking a reference. */
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
 void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
+void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 /* Whether future 'f' is among the futures 'p' carries or, through the
