@@ -62,10 +62,11 @@ CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
                                   void *(*fn)(void *), void *arg);
 
 /* future.c: the one callback of the pool that runs a future's task,
-** kept in the future itself (no allocation): as conc_future_add_callback,
-** but it runs before the others and cannot fail. */
-CONC__FUNC void conc__future_hook(conc_future_t *f, conc_callback_fn fn,
-                                  void *arg);
+** conc__pool_done(f, task), kept in the future itself (no allocation):
+** as conc_future_add_callback, but it runs before the others and cannot
+** fail. */
+CONC__FUNC void conc__future_hook(conc_future_t *f, void *task);
+CONC__FUNC void conc__pool_done(conc_future_t *f, void *task);
 
 /*
 ** future.c: running cancels. An executor marks a future it can stop at

@@ -235,6 +235,11 @@ static void on_done(conc_future_t *f, void *arg) {
     drop_task(p, t, 0);
 }
 
+/* The future's hook (conc__future_hook) is 'on_done'. */
+void conc__pool_done(conc_future_t *f, void *task) {
+  on_done(f, task);
+}
+
 /* Move every queued task to 'to' as T_TAKEN (lock held). */
 static void take_all(conc_pool_t *p, conc__queue *to) {
   conc__queue *q;
@@ -619,7 +624,7 @@ int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
     return CONC_EINVAL;
   t->p_ = p;
   t->s_ = T_SUBMITTING;
-  conc__future_hook(t->future, on_done, t);
+  conc__future_hook(t->future, t);
   pthread_mutex_lock(&p->mu);
   r = closed(p);
   if (r == 0 && t->s_ == T_SEEN) {  /* cancelled before it was queued */
