@@ -147,6 +147,15 @@ conc_future_t *conc_future_new(void) {
   return alloc_future(0);
 }
 
+conc_future_t *conc__future_new_room(size_t room) {
+  return room <= SIZE_MAX - sizeof(conc_future_t) ? alloc_future(room)
+                                                  : NULL;
+}
+
+void *conc__future_room(conc_future_t *f) {
+  return f + 1;
+}
+
 void conc_future_ref(conc_future_t *f) {
   int r = __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
   conc_assert(r > 1);  /* a reference is taken only from another one */

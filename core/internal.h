@@ -133,6 +133,19 @@ CONC__FUNC void *conc__task_ud(const conc_task_t *t);
 ** conc_payload_finish, which a parent's thread may have held. */
 CONC__FUNC void conc__payload_forked(void);
 
+/* payload.c: the bytes a payload of 'len' bytes and 'nfutures' list
+** entries takes (a multiple of the pointer size; 0: too large), and such
+** a payload made at 'at' (that many bytes, pointer-aligned) inside its
+** future's block (an executor's 'newtask'). */
+CONC__FUNC size_t conc__payload_room(size_t len, size_t nfutures);
+CONC__FUNC conc_payload_t *conc__payload_place(void *at, size_t len,
+                                               size_t nfutures);
+
+/* future.c: a future followed by 'room' bytes of its block (pointer-
+** aligned, zeroed), which go with it: NULL when out of memory. */
+CONC__FUNC conc_future_t *conc__future_new_room(size_t room);
+CONC__FUNC void *conc__future_room(conc_future_t *f);
+
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
                                        int failed);

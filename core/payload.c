@@ -76,7 +76,8 @@ static void objref(void *obj, int delta) {
 }
 
 static size_t total(size_t size, size_t nfutures) {
-  if (size > SIZE_MAX / 2 || nfutures > SIZE_MAX / (4 * sizeof(void *)))
+  if (size > SIZE_MAX / 2 || nfutures > UINT32_MAX
+      || nfutures > SIZE_MAX / (4 * sizeof(void *)))
     return 0;
   return PTRALIGN(HEAD + size) + nfutures * sizeof(conc_future_t *);
 }
@@ -86,10 +87,21 @@ static conc_payload_t *init(void *block, size_t size, size_t nfutures,
                             int kind) {
   conc_payload_t *p = (conc_payload_t *)block;
   p->size = size;
-  p->nfutures = nfutures;
-  p->kind = kind;
+  p->nfutures = (uint32_t)nfutures;
+  p->kind = (unsigned char)kind;
+  p->inblock = 0;
   if (nfutures > 0)
     memset(objects(p), 0, nfutures * sizeof(void *));
+  return p;
+}
+
+size_t conc__payload_room(size_t len, size_t nfutures) {
+  return total(len, nfutures);
+}
+
+conc_payload_t *conc__payload_place(void *at, size_t len, size_t nfutures) {
+  conc_payload_t *p = init(at, len, nfutures, CONC_PAYLOAD_VALUES);
+  p->inblock = 1;
   return p;
 }
 
@@ -124,6 +136,8 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
   return p;
 }
 
+/* A payload in its future's block (inblock) gives back its references
+** and keeps its bytes: they go with the block. */
 void conc_payload_free(void *data) {
   conc_payload_t *p = (conc_payload_t *)data;
   size_t i;
@@ -132,7 +146,10 @@ void conc_payload_free(void *data) {
   for (i = 0; i < p->nfutures; i++)
     if (objects(p)[i] != NULL)
       objref(objects(p)[i], -1);
-  free(p);
+  if (p->inblock)
+    memset(objects(p), 0, p->nfutures * sizeof(void *));
+  else
+    free(p);
 }
 
 size_t conc_payload_sizeof(const conc_payload_t *p) {
@@ -185,6 +202,7 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
   if (p == NULL || (q = (conc_payload_t *)malloc(n)) == NULL)
     return NULL;
   memcpy(q, p, n);
+  q->inblock = 0;
   for (i = 0; i < q->nfutures; i++)
     if (objects(q)[i] != NULL)
       objref(objects(q)[i], 1);

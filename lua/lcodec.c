@@ -200,6 +200,8 @@ typedef struct Enc {
   Buffer *B;
   int usedrefs;       /* some REF or UV_JOIN was written */
   int local;          /* LCONC_ENC_LOCAL: functions as LFUNCREF */
+  lconc_payalloc alloc;  /* makes the payload, or NULL */
+  void *ud;           /* of 'alloc' */
   int namekey;        /* stack index of the string "__name" */
   lua_Integer nrefs;  /* ids given so far */
   int depth;
@@ -872,7 +874,12 @@ static conc_payload_t *finish(Enc *E) {
   size_t size = B->n - HEAD;
   conc_payload_t *p;
   size_t i;
-  if (size >= CONC_HANDOVER) {
+  if (E->alloc != NULL) {
+    p = E->alloc(E->ud, size, B->nfut);
+    if (p == NULL)
+      refuse(E, "not enough memory");
+    memcpy(conc_payload_data(p), B->b + HEAD, size);
+  } else if (size >= CONC_HANDOVER) {
     p = conc_payload_adopt(B->b, size, B->nfut);
     if (p == NULL)
       refuse(E, "not enough memory");
@@ -899,11 +906,12 @@ static conc_payload_t *finish(Enc *E) {
 
 conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                             const char *label, int labelbase) {
-  return lconc_encodex(L, first, n, label, labelbase, 0);
+  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL);
 }
 
 conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
-                             const char *label, int labelbase, int flags) {
+                             const char *label, int labelbase, int flags,
+                             lconc_payalloc alloc, void *ud) {
   Enc E;
   conc_payload_t *p;
   int i;
@@ -914,6 +922,8 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.namekey = lua_gettop(L);
   E.usedrefs = 0;
   E.local = (flags & LCONC_ENC_LOCAL) != 0;
+  E.alloc = alloc;
+  E.ud = ud;
   E.nrefs = 0;
   E.depth = 0;
   E.label = label;

@@ -164,6 +164,54 @@ static double unpacktask(lua_State *L, executor *ex) {
   return timeout;
 }
 
+/* The payload of a task whose back-end makes future, task and payload
+** as one block ('newtask'): the future goes to 'f'. Finalizers that ran
+** during the encode may have freed the back-end (ex_submit checks that
+** next): then a plain payload. */
+typedef struct taskalloc {
+  executor *ex;
+  conc_future_t *f;
+  conc_payload_t *p;
+} taskalloc;
+
+static conc_payload_t *allocblock(void *ud, size_t len, size_t nfutures) {
+  taskalloc *a = (taskalloc *)ud;
+  conc_executor_t *core = a->ex->core;
+  if (core == NULL)
+    return conc_payload_new(NULL, len, nfutures);
+  a->f = core->ops->newtask(core, len, nfutures, &a->p);
+  return a->f != NULL ? a->p : NULL;
+}
+
+/* Encode the task at 2.. ('n' values) and push its handle, which owns
+** its future 'f'. When the back-end makes future and payload as one
+** block, the handle comes first, without a future, so that nothing can
+** raise between the block's allocation and its owner. */
+static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
+                                conc_future_t **f) {
+  taskalloc a;
+  conc_payload_t *p;
+  int flags = ex->local ? LCONC_ENC_LOCAL : 0;
+  if (ex->core->ops->newtask == NULL) {
+    if ((*f = conc_future_new()) == NULL)
+      luaL_error(L, "not enough memory");
+    lconc_newfuturemt(L, *f, UP_FUTUREMT);  /* the handle owns 'f' now */
+    conc_future_unref(*f);
+    return lconc_encodex(L, 2, n, "argument", 1, flags, NULL, NULL);
+  }
+  lconc_newfuturemt(L, NULL, UP_FUTUREMT);
+  a.ex = ex;
+  a.f = NULL;
+  p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a);
+  if (a.f == NULL && (a.f = conc_future_new()) == NULL) {
+    conc_payload_free(p);  /* the back-end went: 'p' is never queued */
+    luaL_error(L, "not enough memory");
+  }
+  lconc_bindfuture(L, -1, a.f);
+  *f = a.f;
+  return p;
+}
+
 /* ex:submit(fn, ...) or ex:submit{fn, ..., n =, timeout =} -> Future.
 ** 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
@@ -180,13 +228,8 @@ static int ex_submit(lua_State *L) {
   checkopen(L, ex);
   if (lconc_closing(L))
     return luaL_error(L, "the Lua state is closing");
-  f = conc_future_new();
-  if (f == NULL)
-    return luaL_error(L, "not enough memory");
   n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
-  lconc_newfuturemt(L, f, UP_FUTUREMT);  /* the handle owns 'f' now */
-  conc_future_unref(f);
-  p = lconc_encodex(L, 2, n, "argument", 1, ex->local ? LCONC_ENC_LOCAL : 0);
+  p = maketask(L, ex, n, &f);
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);

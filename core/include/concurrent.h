@@ -149,9 +149,12 @@ enum { CONC_PAYLOAD_VALUES = 0, CONC_PAYLOAD_ERROR = 1 };
 /* The header is spelled out for hosts that build payloads of raw bytes;
 ** the bytes follow it, then (pointer-aligned) the future list. */
 struct conc_payload {
-  size_t size;       /* bytes, right after this header */
-  size_t nfutures;   /* entries of the future list */
-  int kind;          /* CONC_PAYLOAD_* */
+  size_t size;         /* bytes, right after this header */
+  uint32_t nfutures;   /* entries of the future list */
+  unsigned char kind;  /* CONC_PAYLOAD_* */
+  unsigned char inblock;  /* made by an executor's 'newtask': it lives in
+                          ** its future's block, and conc_payload_free
+                          ** releases only its list */
 };
 
 /* A block holding a copy of 'len' bytes (or room for them when 'bytes'
@@ -291,8 +294,7 @@ struct conc_task {
   void (*drop)(conc_task_t *t, int why);
   /* private to the pool */
   void *q_[2];
-  conc_pool_t *p_;
-  int s_;
+  uintptr_t ps_;  /* the pool, its low bits the task's state there */
 };
 
 typedef struct conc_pool_opts {
@@ -468,6 +470,14 @@ typedef struct conc_executor_ops {
   char *(*broken)(conc_executor_t *ex);
   /* shutdown(wait), then release everything. */
   void (*free)(conc_executor_t *ex);
+  /* Optional (NULL: none). A new PENDING future in one block with what
+  ** the back-end needs to queue its task, and room for that task's
+  ** payload of 'len' bytes and 'nfutures' list entries: '*task', to be
+  ** filled (its list is empty) and then handed to 'submit' with that
+  ** future only. So a queued task costs one allocation; its payload's
+  ** bytes go with the future. NULL when out of memory or too large. */
+  conc_future_t *(*newtask)(conc_executor_t *ex, size_t len,
+                            size_t nfutures, conc_payload_t **task);
 } conc_executor_ops_t;
 
 /* Every back-end starts with this. */
