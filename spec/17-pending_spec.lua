@@ -49,6 +49,37 @@ describe("pending thread-pool tasks", function()
     ex:shutdown()
   end)
 
+  it("keep an outcome a host gave a running task's future", function()
+    -- the room of a running future's stopper is its outcome's once it
+    -- finished: the task's end must not touch it
+    local th = require "testhelper"
+    local ex = cf.ThreadPoolExecutor(1)
+    local gate = cf.Future()
+    local fut = ex:submit(function(g) return g:result() end, gate)
+    while ex:stats().running < 1 do end
+    local calls = th.c_callback(fut)
+    assert.equal(0, th.complete({fut}, 0, "result", 10):join())
+    assert.is_false(fut:cancel({running = true}))  -- done already
+    gate:set_result("late")
+    ex:shutdown()
+    assert.equal(11, fut:result())
+    assert.equal(1, calls:get())
+  end)
+
+  it("run C callbacks once, in order, beside waiters", function()
+    local th = require "testhelper"
+    local f = cf.Future()
+    local c1 = th.c_callback(f)
+    local done = cf.as_completed({f}, 5)  -- a watcher between callbacks
+    local c2 = th.c_callback(f)
+    local job = th.complete({f}, 0.01, "result", 1)
+    assert.equal(f, done())
+    assert.equal(0, job:join())
+    assert.equal(1, c1:get())
+    assert.equal(1, c2:get())
+    assert.equal(2, f:result())
+  end)
+
   it("send the same function to a process pool as bytes", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local k = 7
