@@ -874,10 +874,7 @@ static conc_payload_t *finish(Enc *E) {
   size_t size = B->n - HEAD;
   conc_payload_t *p;
   size_t i;
-  if (E->alloc != NULL) {
-    p = E->alloc(E->ud, size, B->nfut);
-    if (p == NULL)
-      refuse(E, "not enough memory");
+  if (E->alloc != NULL && (p = E->alloc(E->ud, size, B->nfut)) != NULL) {
     memcpy(conc_payload_data(p), B->b + HEAD, size);
   } else if (size >= CONC_HANDOVER) {
     p = conc_payload_adopt(B->b, size, B->nfut);

@@ -160,8 +160,9 @@ LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
 ** cached dump (shared bytes) instead of copying it: for a payload that
 ** stays in the process (a thread pool's task). 'alloc' (if not NULL)
 ** makes the payload for 'len' bytes and 'nfutures' entries (an empty
-** list), once the encoding is done: NULL when out of memory. No Lua
-** runs and nothing raises between it and the return. */
+** list), once the encoding is done, or returns NULL to have the encoder
+** make its own. No Lua runs and nothing raises between it and the
+** return. */
 #define LCONC_ENC_LOCAL 1
 typedef conc_payload_t *(*lconc_payalloc)(void *ud, size_t len,
                                           size_t nfutures);

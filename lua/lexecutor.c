@@ -164,10 +164,17 @@ static double unpacktask(lua_State *L, executor *ex) {
   return timeout;
 }
 
+/* The largest encoding (bytes) that goes in its future's block: a
+** finished future keeps its block as long as it lives, so a bigger one
+** goes in a payload of its own, freed once its task ends. */
+#define BLOCKMAX 256
+
 /* The payload of a task whose back-end makes future, task and payload
-** as one block ('newtask'): the future goes to 'f'. Finalizers that ran
-** during the encode may have freed the back-end (ex_submit checks that
-** next): then a plain payload. */
+** as one block ('newtask'): the future goes to 'f'. NULL (the encoder
+** makes a payload of its own, and the task a future of its own) when
+** the encoding is big, when the block cannot be had, or when finalizers
+** that ran during the encode freed the back-end (ex_submit checks that
+** next). */
 typedef struct taskalloc {
   executor *ex;
   conc_future_t *f;
@@ -177,8 +184,8 @@ typedef struct taskalloc {
 static conc_payload_t *allocblock(void *ud, size_t len, size_t nfutures) {
   taskalloc *a = (taskalloc *)ud;
   conc_executor_t *core = a->ex->core;
-  if (core == NULL)
-    return conc_payload_new(NULL, len, nfutures);
+  if (core == NULL || len > BLOCKMAX)
+    return NULL;
   a->f = core->ops->newtask(core, len, nfutures, &a->p);
   return a->f != NULL ? a->p : NULL;
 }
@@ -204,7 +211,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
   a.f = NULL;
   p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a);
   if (a.f == NULL && (a.f = conc_future_new()) == NULL) {
-    conc_payload_free(p);  /* the back-end went: 'p' is never queued */
+    conc_payload_free(p);
     luaL_error(L, "not enough memory");
   }
   lconc_bindfuture(L, -1, a.f);
