@@ -9,45 +9,59 @@
 
 #include "internal.h"
 
+/* A C callback: a watcher whose 'fire' is NULL, run outside the lock
+** by settle. */
 typedef struct callback {
-  struct callback *next;
+  conc__wnode n;
   conc_callback_fn fn;
   void *arg;
 } callback;
 
 /*
-** Every pending task of a pool holds a future, so it is kept small: its
-** fields ordered (and flags one byte each) so that no padding is left;
-** no condition variable (the rare conc_future_wait brings its own, in a
-** 'sleeper' watcher); and its lock an int (below), not a 40-byte
-** pthread_mutex_t.
+** Every pending task of a pool holds a future, so it is kept small (48
+** bytes): no condition variable (the rare conc_future_wait brings its
+** own, in a 'sleeper' watcher); its lock an int (below), not a 40-byte
+** pthread_mutex_t; one list for watchers and C callbacks, headed by one
+** pointer; and what only a future that runs needs shares its room with
+** what only a finished one needs. A proxy of another process's future
+** carries its forwarded id after the struct.
 */
 struct conc_future {
   int kind;               /* CONC_SHARED_FUTURE: first, as every object
                           ** a payload refers to (payload.c) */
   int refs;               /* atomic */
   int mu;                 /* the lock: lock() and unlock() */
-  conc_state_t state;     /* written under 'mu' with set_state; read
-                          ** without it by conc_future_state */
-  unsigned char settled;  /* done and every C callback returned */
+  unsigned char state;    /* conc_state_t, written under 'mu' with
+                          ** set_state; read without it by
+                          ** conc_future_state */
   unsigned char failed;   /* payload is an exception */
   unsigned char foreign;  /* a proxy of another process's future: only
-                          ** conc__future_settle_foreign completes it */
-  uint64_t tag;           /* a proxy's forwarded id (proc.h), or 0 */
-  /* running cancels (conc__future_stoppable onwards) */
-  unsigned char stoppable;  /* its executor can stop its task */
-  unsigned char stopreq;  /* a running cancel was asked: ends CANCELLED */
-  unsigned char ended;    /* the task unwound: too late to stop it */
-  void (*stopper)(void *arg);  /* asks the executor to stop the task */
-  void *stopperarg;
-  void *data;
-  size_t len;
-  conc_free_fn freefn;
-  conc_callback_fn hook;    /* the owning pool's callback, before 'cbs' */
-  void *hookarg;
-  callback *cbs;            /* C callbacks, the newest first */
-  conc__queue watchers;     /* conc__wnode nodes, fired when settled */
+                          ** conc__future_settle_foreign completes it;
+                          ** set before anyone else sees the future */
+  unsigned char settled:1;  /* done and every C callback returned */
+  /* running cancels (conc__future_stoppable onwards), under 'mu' */
+  unsigned char stoppable:1;  /* its executor can stop its task */
+  unsigned char stopreq:1;  /* a running cancel was asked: ends CANCELLED */
+  unsigned char ended:1;  /* the task unwound: too late to stop it */
+  union {
+    struct {              /* until it is done: */
+      void (*stopper)(void *arg);  /* asks the executor to stop the task
+                                   ** (only while RUNNING) */
+      void *stopperarg;
+      void *hookarg;      /* the owning pool's task (conc__future_hook),
+                          ** or NULL */
+    } run;
+    struct {              /* once FINISHED (set_state orders it): */
+      void *data;
+      size_t len;
+      conc_free_fn freefn;
+    } out;
+  } u;
+  conc__wnode *watchers;  /* first node of a ring, or NULL: conc__wnode
+                          ** nodes (fired when settled) and callbacks */
 };
+
+#define TAG(f) ((uint64_t *)(void *)((f) + 1))  /* a proxy's id */
 
 /*
 ** The lock: 0 free, 1 held, 2 held and maybe waited for; a waiter
@@ -74,6 +88,33 @@ static void unlock(int *l) {
     syscall(SYS_futex, l, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* The watcher list (lock held): a ring of nodes without a sentinel, so
+** its head is one pointer; a node out of the ring is self-linked. */
+static void link_tail(conc_future_t *f, conc__wnode *n) {
+  if (f->watchers == NULL) {
+    conc__queue_init(&n->q);
+    f->watchers = n;
+  } else {
+    conc__queue_insert_tail(&f->watchers->q, &n->q);
+  }
+}
+
+/* Harmless when 'n' is not linked. */
+static void unlink_node(conc_future_t *f, conc__wnode *n) {
+  if (f->watchers == n)
+    f->watchers = n->q.next == &n->q ? NULL
+                  : conc__container_of(n->q.next, conc__wnode, q);
+  conc__queue_remove(&n->q);
+}
+
+/* Unlink and return the first node, or NULL. */
+static conc__wnode *pop_first(conc_future_t *f) {
+  conc__wnode *n = f->watchers;
+  if (n != NULL)
+    unlink_node(f, n);
+  return n;
+}
+
 
 const char *conc_strerror(int code) {
   switch (code) {
@@ -91,15 +132,28 @@ const char *conc_strerror(int code) {
 }
 
 
-conc_future_t *conc_future_new(void) {
-  conc_future_t *f = (conc_future_t *)calloc(1, sizeof(*f));
+/* A future followed by 'extra' bytes in the same block. */
+static conc_future_t *alloc_future(size_t extra) {
+  conc_future_t *f = (conc_future_t *)calloc(1, sizeof(*f) + extra);
   if (f == NULL)
     return NULL;
   f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
   f->state = CONC_PENDING;
-  conc__queue_init(&f->watchers);
   return f;
+}
+
+conc_future_t *conc_future_new(void) {
+  return alloc_future(0);
+}
+
+conc_future_t *conc__future_new_room(size_t room) {
+  return room <= SIZE_MAX - sizeof(conc_future_t) ? alloc_future(room)
+                                                  : NULL;
+}
+
+void *conc__future_room(conc_future_t *f) {
+  return f + 1;
 }
 
 void conc_future_ref(conc_future_t *f) {
@@ -111,23 +165,17 @@ void conc_future_ref(conc_future_t *f) {
 /* The last reference: a future that never completed may still hold
 ** callbacks (never to run) and mailbox posts (dropped). */
 void conc_future_unref(conc_future_t *f) {
-  callback *cb;
+  conc__wnode *n;
   int r = __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
   conc_assert(r >= 0);
   if (r != 0)
     return;
-  while ((cb = f->cbs) != NULL) {
-    f->cbs = cb->next;
-    free(cb);
-  }
-  while (!conc__queue_empty(&f->watchers)) {
-    conc__wnode *n = (conc__wnode *)conc__queue_head(&f->watchers);
-    conc__queue_remove(&n->q);
+  while ((n = pop_first(f)) != NULL) {
     conc_assert(n->drop != NULL);
     n->drop(n);
   }
-  if (f->freefn != NULL)
-    f->freefn(f->data);
+  if (f->state == CONC_FINISHED && f->u.out.freefn != NULL)
+    f->u.out.freefn(f->u.out.data);
   free(f);
 }
 
@@ -136,11 +184,11 @@ void conc_future_unref(conc_future_t *f) {
 ** again: reading either needs no lock. */
 static void set_state(conc_future_t *f, conc_state_t s) {
   conc_assert(f->state == CONC_PENDING || f->state == CONC_RUNNING);
-  __atomic_store_n(&f->state, s, __ATOMIC_RELEASE);
+  __atomic_store_n(&f->state, (unsigned char)s, __ATOMIC_RELEASE);
 }
 
 conc_state_t conc_future_state(conc_future_t *f) {
-  return __atomic_load_n(&f->state, __ATOMIC_ACQUIRE);
+  return (conc_state_t)__atomic_load_n(&f->state, __ATOMIC_ACQUIRE);
 }
 
 int conc_future_done(conc_future_t *f) {
@@ -164,38 +212,59 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 /*
 ** Completion, in three steps so that waiters never see a half-done
 ** future: (1) under the lock, the state and payload change and the
-** callback list is taken; (2) the C callbacks run outside the lock, so
-** they may call back into this future; (3) under the lock again, the
-** future is 'settled' and its watchers fire (waking its waiters). Lock
-** order: future, then whatever a watcher takes (a mailbox's lock).
+** callbacks are taken off the list; (2) the pool's hook ('hookarg', read
+** before the payload took its room) and the C callbacks run outside the
+** lock, so they may call back into this future; (3) under the lock
+** again, the future is 'settled' and its watchers fire (waking its
+** waiters). Lock order: future, then whatever a watcher takes (a
+** mailbox's lock).
 */
-static void settle(conc_future_t *f) {
-  callback *cb = NULL, *next;
-  conc_callback_fn hook = f->hook;
-  while (f->cbs != NULL) {  /* reversed: in registration order */
-    next = f->cbs->next;
-    f->cbs->next = cb;
-    cb = f->cbs;
-    f->cbs = next;
+static void settle(conc_future_t *f, void *hookarg) {
+  conc__queue cbs;
+  conc__wnode *n = f->watchers, *next;
+  conc__queue_init(&cbs);
+  while (n != NULL) {  /* from the first: in registration order */
+    next = n->q.next == &f->watchers->q ? NULL
+           : conc__container_of(n->q.next, conc__wnode, q);
+    if (n->fire == NULL) {
+      unlink_node(f, n);
+      conc__queue_insert_tail(&cbs, &n->q);
+    }
+    n = next;
   }
-  f->hook = NULL;
   unlock(&f->mu);
-  if (hook != NULL)
-    hook(f, f->hookarg);
-  while (cb != NULL) {
-    next = cb->next;
+  if (hookarg != NULL)
+    conc__pool_done(f, hookarg);
+  while (!conc__queue_empty(&cbs)) {
+    callback *cb = conc__container_of(conc__queue_head(&cbs), callback, n.q);
+    conc__queue_remove(&cb->n.q);
     cb->fn(f, cb->arg);
     free(cb);
-    cb = next;
   }
   lock(&f->mu);
   f->settled = 1;
-  while (!conc__queue_empty(&f->watchers)) {
-    conc__wnode *n = (conc__wnode *)conc__queue_head(&f->watchers);
-    conc__queue_remove(&n->q);
+  while ((n = pop_first(f)) != NULL)
     n->fire(n);
-  }
   unlock(&f->mu);
+}
+
+/* Set the payload (lock held, RUNNING or PENDING): its room was the
+** running future's, so the hook is read first; then settle. */
+static void complete(conc_future_t *f, void *data, size_t len,
+                     conc_free_fn freefn, int failed) {
+  void *hookarg = f->u.run.hookarg;
+  f->failed = (unsigned char)(failed != 0);
+  f->u.out.data = data;
+  f->u.out.len = len;
+  f->u.out.freefn = freefn;
+  set_state(f, CONC_FINISHED);
+  settle(f, hookarg);  /* unlocks */
+}
+
+/* Cancel (lock held, RUNNING or PENDING), then settle. */
+static void cancel_now(conc_future_t *f) {
+  set_state(f, CONC_CANCELLED);
+  settle(f, f->u.run.hookarg);  /* unlocks */
 }
 
 static int finish(conc_future_t *f, void *data, size_t len,
@@ -206,12 +275,7 @@ static int finish(conc_future_t *f, void *data, size_t len,
     unlock(&f->mu);
     return CONC_ESTATE;
   }
-  f->failed = (unsigned char)(failed != 0);
-  f->data = data;
-  f->len = len;
-  f->freefn = freefn;
-  set_state(f, CONC_FINISHED);
-  settle(f);  /* unlocks */
+  complete(f, data, len, freefn, failed);
   return 0;
 }
 
@@ -229,8 +293,7 @@ int conc_future_cancel(conc_future_t *f) {
   lock(&f->mu);
   switch (f->state) {
     case CONC_PENDING:
-      set_state(f, CONC_CANCELLED);
-      settle(f);  /* unlocks */
+      cancel_now(f);
       return 1;
     case CONC_CANCELLED:
       unlock(&f->mu);
@@ -249,8 +312,8 @@ int conc_future_cancel_running(conc_future_t *f) {
   if (f->state == CONC_RUNNING && f->stoppable && !f->ended) {
     if (!f->stopreq) {
       f->stopreq = 1;
-      if (f->stopper != NULL)
-        f->stopper(f->stopperarg);
+      if (f->u.run.stopper != NULL)
+        f->u.run.stopper(f->u.run.stopperarg);
     }
     unlock(&f->mu);
     return 1;
@@ -265,21 +328,27 @@ void conc__future_stoppable(conc_future_t *f) {
   unlock(&f->mu);
 }
 
+/* The stopper's room is the payload's once the future finished (someone
+** else may complete a running future): it is read and written only
+** while the future is RUNNING. */
 void conc__future_begin(conc_future_t *f, void (*stopper)(void *arg),
                         void *arg) {
   lock(&f->mu);
-  f->stopper = stopper;
-  f->stopperarg = arg;
-  if (f->stopreq && !f->ended)
-    stopper(arg);
+  if (f->state == CONC_RUNNING) {
+    f->u.run.stopper = stopper;
+    f->u.run.stopperarg = arg;
+    if (f->stopreq && !f->ended)
+      stopper(arg);
+  }
   unlock(&f->mu);
 }
 
 void *conc__future_stopperarg(conc_future_t *f,
                               void (*stopper)(void *arg)) {
-  void *arg;
+  void *arg = NULL;
   lock(&f->mu);
-  arg = f->stopper == stopper ? f->stopperarg : NULL;
+  if (f->state == CONC_RUNNING && f->u.run.stopper == stopper)
+    arg = f->u.run.stopperarg;
   unlock(&f->mu);
   return arg;
 }
@@ -288,7 +357,8 @@ int conc__future_end(conc_future_t *f) {
   int r;
   lock(&f->mu);
   f->ended = 1;
-  f->stopper = NULL;
+  if (f->state == CONC_RUNNING)
+    f->u.run.stopper = NULL;
   r = f->stopreq;
   unlock(&f->mu);
   return r;
@@ -300,8 +370,7 @@ void conc__future_stopped(conc_future_t *f) {
     unlock(&f->mu);
     return;
   }
-  set_state(f, CONC_CANCELLED);
-  settle(f);  /* unlocks */
+  cancel_now(f);
 }
 
 /* A thread blocked in conc_future_wait: a watcher on its own stack,
@@ -333,7 +402,7 @@ static int sleeper_init(conc_future_t *f, sleeper *s) {
   s->fired = 0;
   s->n.fire = sleeper_fire;
   s->n.drop = NULL;  /* the caller holds a reference */
-  conc__queue_insert_tail(&f->watchers, &s->n.q);
+  link_tail(f, &s->n);
   return 0;
 }
 
@@ -359,7 +428,7 @@ int conc_future_wait(conc_future_t *f, double deadline) {
   lock(&f->mu);
   fired = s.fired;
   if (!fired)
-    conc__queue_remove(&s.n.q);
+    unlink_node(f, &s.n);
   unlock(&f->mu);
   pthread_cond_destroy(&s.cv);
   pthread_mutex_destroy(&s.mu);
@@ -370,10 +439,15 @@ int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed) {
   if (conc_future_state(f) != CONC_FINISHED)
     return CONC_ESTATE;
-  *data = f->data;
-  *len = f->len;
+  *data = f->u.out.data;
+  *len = f->u.out.len;
   *failed = f->failed;
   return 0;
+}
+
+/* A never-run callback goes with its future. */
+static void callback_drop(conc__wnode *n) {
+  free(conc__container_of(n, callback, n));
 }
 
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
@@ -390,27 +464,28 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
     unlock(&f->mu);
     return CONC_ENOMEM;
   }
-  cb->next = f->cbs;
+  cb->n.fire = NULL;  /* a callback, not a watcher (settle) */
+  cb->n.drop = callback_drop;
   cb->fn = fn;
   cb->arg = arg;
-  f->cbs = cb;
+  link_tail(f, &cb->n);
   unlock(&f->mu);
   return 0;
 }
 
 
-/* The pool's callback in the future's own slot: no allocation, cannot
-** fail. One per future; at once if it is done already. */
-void conc__future_hook(conc_future_t *f, conc_callback_fn fn, void *arg) {
+/* The pool's callback (conc__pool_done) in the future's own slot: no
+** allocation, cannot fail. One per future; at once if it is done
+** already. */
+void conc__future_hook(conc_future_t *f, void *task) {
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
     unlock(&f->mu);
-    fn(f, arg);
+    conc__pool_done(f, task);
     return;
   }
-  conc_assert(f->hook == NULL);
-  f->hook = fn;
-  f->hookarg = arg;
+  conc_assert(f->u.run.hookarg == NULL);
+  f->u.run.hookarg = task;
   unlock(&f->mu);
 }
 
@@ -419,7 +494,7 @@ void conc__future_hook(conc_future_t *f, conc_callback_fn fn, void *arg) {
 ** (proc.c): RUNNING from the start, so no one here cancels it, and
 ** completed only with what the parent forwards. */
 conc_future_t *conc__future_new_foreign(void) {
-  conc_future_t *f = conc_future_new();
+  conc_future_t *f = alloc_future(sizeof(uint64_t));
   if (f != NULL) {
     f->foreign = 1;
     f->state = CONC_RUNNING;
@@ -428,7 +503,7 @@ conc_future_t *conc__future_new_foreign(void) {
 }
 
 void conc__future_tag_foreign(conc_future_t *f, uint64_t id) {
-  f->tag = id;
+  *TAG(f) = id;
 }
 
 /* A task waiting on its own future waits forever: on a pool's worker
@@ -436,7 +511,7 @@ void conc__future_tag_foreign(conc_future_t *f, uint64_t id) {
 ** names the running task). */
 int conc_future_is_current(conc_future_t *f) {
   return f == conc_pool_current()
-         || (f->tag != 0 && f->tag == conc__child_running());
+         || (f->foreign && *TAG(f) != 0 && *TAG(f) == conc__child_running());
 }
 
 /* Complete a proxy: FINISHED with the payload, or CANCELLED ('data' is
@@ -446,14 +521,10 @@ void conc__future_settle_foreign(conc_future_t *f, int cancelled,
                                  int failed) {
   lock(&f->mu);
   conc_assert(f->foreign && f->state == CONC_RUNNING);
-  if (!cancelled) {
-    f->failed = (unsigned char)(failed != 0);
-    f->data = data;
-    f->len = len;
-    f->freefn = freefn;
-  }
-  set_state(f, cancelled ? CONC_CANCELLED : CONC_FINISHED);
-  settle(f);  /* unlocks */
+  if (cancelled)
+    cancel_now(f);
+  else
+    complete(f, data, len, freefn, failed);
 }
 
 
@@ -467,14 +538,14 @@ int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   lock(&f->mu);
   linked = !f->settled;
   if (linked)
-    conc__queue_insert_tail(&f->watchers, &n->q);
+    link_tail(f, n);
   unlock(&f->mu);
   return linked;
 }
 
 void conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
   lock(&f->mu);
-  conc__queue_remove(&n->q);  /* harmless when already unlinked */
+  unlink_node(f, n);  /* harmless when already unlinked */
   unlock(&f->mu);
 }
 

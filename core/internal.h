@@ -62,10 +62,11 @@ CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
                                   void *(*fn)(void *), void *arg);
 
 /* future.c: the one callback of the pool that runs a future's task,
-** kept in the future itself (no allocation): as conc_future_add_callback,
-** but it runs before the others and cannot fail. */
-CONC__FUNC void conc__future_hook(conc_future_t *f, conc_callback_fn fn,
-                                  void *arg);
+** conc__pool_done(f, task), kept in the future itself (no allocation):
+** as conc_future_add_callback, but it runs before the others and cannot
+** fail. */
+CONC__FUNC void conc__future_hook(conc_future_t *f, void *task);
+CONC__FUNC void conc__pool_done(conc_future_t *f, void *task);
 
 /*
 ** future.c: running cancels. An executor marks a future it can stop at
@@ -131,6 +132,19 @@ CONC__FUNC void *conc__task_ud(const conc_task_t *t);
 /* payload.c: in a forked child, before anything else runs: the lock of
 ** conc_payload_finish, which a parent's thread may have held. */
 CONC__FUNC void conc__payload_forked(void);
+
+/* payload.c: the bytes a payload of 'len' bytes and 'nfutures' list
+** entries takes (a multiple of the pointer size; 0: too large), and such
+** a payload made at 'at' (that many bytes, pointer-aligned) inside its
+** future's block (an executor's 'newtask'). */
+CONC__FUNC size_t conc__payload_room(size_t len, size_t nfutures);
+CONC__FUNC conc_payload_t *conc__payload_place(void *at, size_t len,
+                                               size_t nfutures);
+
+/* future.c: a future followed by 'room' bytes of its block (pointer-
+** aligned, zeroed), which go with it: NULL when out of memory. */
+CONC__FUNC conc_future_t *conc__future_new_room(size_t room);
+CONC__FUNC void *conc__future_room(conc_future_t *f);
 
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,

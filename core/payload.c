@@ -25,11 +25,50 @@ static int kindof(const void *obj) {
   return *(const int *)obj;
 }
 
+/* Shared bytes: immutable once made, so only the count needs care. */
+struct conc_bytes {
+  int kind;         /* CONC_SHARED_BYTES: first, as every shared object */
+  int refs;         /* atomic */
+  size_t len;
+  char data[1];     /* 'len' bytes */
+};
+
+conc_bytes_t *conc_bytes_new(const void *b, size_t len) {
+  conc_bytes_t *s;
+  if (len > SIZE_MAX - sizeof(*s))
+    return NULL;
+  s = (conc_bytes_t *)malloc(offsetof(conc_bytes_t, data) + len);
+  if (s == NULL)
+    return NULL;
+  s->kind = CONC_SHARED_BYTES;
+  s->refs = 1;
+  s->len = len;
+  memcpy(s->data, b, len);
+  return s;
+}
+
+void conc_bytes_ref(conc_bytes_t *s) {
+  __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void conc_bytes_unref(conc_bytes_t *s) {
+  if (s != NULL && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    free(s);
+}
+
+const char *conc_bytes_data(const conc_bytes_t *s, size_t *len) {
+  *len = s->len;
+  return s->data;
+}
+
 /* Take (+1) or release (-1) a reference on a shared object. */
 static void objref(void *obj, int delta) {
   if (kindof(obj) == CONC_SHARED_QUEUE) {
     if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
     else conc_chanq_unref((conc_chanq_t *)obj);
+  } else if (kindof(obj) == CONC_SHARED_BYTES) {
+    if (delta > 0) conc_bytes_ref((conc_bytes_t *)obj);
+    else conc_bytes_unref((conc_bytes_t *)obj);
   } else {
     if (delta > 0) conc_future_ref((conc_future_t *)obj);
     else conc_future_unref((conc_future_t *)obj);
@@ -37,7 +76,8 @@ static void objref(void *obj, int delta) {
 }
 
 static size_t total(size_t size, size_t nfutures) {
-  if (size > SIZE_MAX / 2 || nfutures > SIZE_MAX / (4 * sizeof(void *)))
+  if (size > SIZE_MAX / 2 || nfutures > UINT32_MAX
+      || nfutures > SIZE_MAX / (4 * sizeof(void *)))
     return 0;
   return PTRALIGN(HEAD + size) + nfutures * sizeof(conc_future_t *);
 }
@@ -47,10 +87,21 @@ static conc_payload_t *init(void *block, size_t size, size_t nfutures,
                             int kind) {
   conc_payload_t *p = (conc_payload_t *)block;
   p->size = size;
-  p->nfutures = nfutures;
-  p->kind = kind;
+  p->nfutures = (uint32_t)nfutures;
+  p->kind = (unsigned char)kind;
+  p->inblock = 0;
   if (nfutures > 0)
     memset(objects(p), 0, nfutures * sizeof(void *));
+  return p;
+}
+
+size_t conc__payload_room(size_t len, size_t nfutures) {
+  return total(len, nfutures);
+}
+
+conc_payload_t *conc__payload_place(void *at, size_t len, size_t nfutures) {
+  conc_payload_t *p = init(at, len, nfutures, CONC_PAYLOAD_VALUES);
+  p->inblock = 1;
   return p;
 }
 
@@ -85,6 +136,8 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
   return p;
 }
 
+/* A payload in its future's block (inblock) gives back its references
+** and keeps its bytes: they go with the block. */
 void conc_payload_free(void *data) {
   conc_payload_t *p = (conc_payload_t *)data;
   size_t i;
@@ -93,7 +146,10 @@ void conc_payload_free(void *data) {
   for (i = 0; i < p->nfutures; i++)
     if (objects(p)[i] != NULL)
       objref(objects(p)[i], -1);
-  free(p);
+  if (p->inblock)
+    memset(objects(p), 0, p->nfutures * sizeof(void *));
+  else
+    free(p);
 }
 
 size_t conc_payload_sizeof(const conc_payload_t *p) {
@@ -116,6 +172,12 @@ conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i) {
          ? (conc_chanq_t *)obj : NULL;
 }
 
+conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i) {
+  void *obj = i < p->nfutures ? objects(p)[i] : NULL;
+  return obj != NULL && kindof(obj) == CONC_SHARED_BYTES
+         ? (conc_bytes_t *)obj : NULL;
+}
+
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
   conc_assert(i < p->nfutures && objects(p)[i] == NULL);
   conc_future_ref(f);
@@ -128,12 +190,19 @@ void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q) {
   objects(p)[i] = q;
 }
 
+void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s) {
+  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
+  conc_bytes_ref(s);
+  objects(p)[i] = s;
+}
+
 conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
   size_t n = conc_payload_sizeof(p), i;
   conc_payload_t *q;
   if (p == NULL || (q = (conc_payload_t *)malloc(n)) == NULL)
     return NULL;
   memcpy(q, p, n);
+  q->inblock = 0;
   for (i = 0; i < q->nfutures; i++)
     if (objects(q)[i] != NULL)
       objref(objects(q)[i], 1);

@@ -63,7 +63,8 @@ typedef char qsize_check[sizeof(((conc_task_t *)0)->q_) == sizeof(conc__queue)
 #define qtask(q) conc__container_of((void *)(q), conc_task_t, q_)
 
 /*
-** A task's life in the pool: its 's_', read and written under the pool
+** A task's life in the pool: its state (the low bits of its 'ps_',
+** above them its pool), read and written under the pool
 ** lock. At submit the pool registers 'on_done' on the task's future, so
 ** a user's cancel drops a queued task at once. Both 'on_done' and a
 ** thread that took the task off the queue (a worker, shutdown, a broken
@@ -79,6 +80,17 @@ enum {
   T_LEFT,         /* the taker saw it cancelled first: 'on_done' drops it */
   T_REFUSED       /* submit failed: the task is the caller's again */
 };
+
+/* A task's pool and state share its 'ps_' (a pool is malloc'd, so its
+** low bits are free): the state changes under the pool lock while other
+** threads read the pool without it, so the word is accessed atomically. */
+#define SMASK ((uintptr_t)7)
+#define tpool(t) \
+  ((conc_pool_t *)(__atomic_load_n(&(t)->ps_, __ATOMIC_RELAXED) & ~SMASK))
+#define tstate(t) ((int)(__atomic_load_n(&(t)->ps_, __ATOMIC_RELAXED) & SMASK))
+#define tset(t, s) __atomic_store_n(&(t)->ps_, \
+  (__atomic_load_n(&(t)->ps_, __ATOMIC_RELAXED) & ~SMASK) | (uintptr_t)(s), \
+  __ATOMIC_RELAXED)
 
 struct conc_pool {
   pthread_mutex_t mu;
@@ -177,9 +189,9 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
   int mine = 1;
   if (r == 0) {
     pthread_mutex_lock(&p->mu);
-    mine = (t->s_ == T_SEEN);
+    mine = (tstate(t) == T_SEEN);
     if (!mine)
-      t->s_ = T_LEFT;
+      tset(t, T_LEFT);
     pthread_mutex_unlock(&p->mu);
   }
   if (mine)
@@ -213,9 +225,9 @@ static void on_done(conc_future_t *f, void *arg) {
     cur->counted = 1;
     return;
   }
-  p = t->p_;  /* not finished but done: cancelled */
+  p = tpool(t);  /* not finished but done: cancelled */
   pthread_mutex_lock(&p->mu);
-  switch (t->s_) {
+  switch (tstate(t)) {
     case T_QUEUED:
       conc__queue_remove(taskq(t));
       addpending(p, -1);
@@ -225,7 +237,7 @@ static void on_done(conc_future_t *f, void *arg) {
       mine = 1;
       break;
     case T_SUBMITTING: case T_TAKEN:
-      t->s_ = T_SEEN;
+      tset(t, T_SEEN);
       break;
     default:  /* T_REFUSED: the caller's task */
       break;
@@ -235,12 +247,17 @@ static void on_done(conc_future_t *f, void *arg) {
     drop_task(p, t, 0);
 }
 
+/* The future's hook (conc__future_hook) is 'on_done'. */
+void conc__pool_done(conc_future_t *f, void *task) {
+  on_done(f, task);
+}
+
 /* Move every queued task to 'to' as T_TAKEN (lock held). */
 static void take_all(conc_pool_t *p, conc__queue *to) {
   conc__queue *q;
   conc__queue_move(&p->queue, to);
   for (q = conc__queue_head(to); q != to; q = q->next) {
-    qtask(q)->s_ = T_TAKEN;
+    tset(qtask(q), T_TAKEN);
     addpending(p, -1);
   }
 }
@@ -380,7 +397,7 @@ static conc_task_t *next_task(conc_pool_t *p) {
   }
   t = qtask(conc__queue_head(&p->queue));
   conc__queue_remove(taskq(t));
-  t->s_ = T_TAKEN;
+  tset(t, T_TAKEN);
   addpending(p, -1);
   bump(p, running, 1);
   return t;
@@ -586,7 +603,7 @@ static int ensure_worker(conc_pool_t *p) {
 ** polling worker will take it (lock held). */
 static void enqueue(conc_pool_t *p, conc_task_t *t) {
   conc__queue_insert_tail(&p->queue, taskq(t));
-  t->s_ = T_QUEUED;
+  tset(t, T_QUEUED);
   addpending(p, 1);
   p->tasks++;
   if (p->nidle > p->nwake && p->pending > p->nspin) {
@@ -617,12 +634,11 @@ int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
   if (p == NULL || t == NULL || t->future == NULL || t->run == NULL ||
       t->drop == NULL)
     return CONC_EINVAL;
-  t->p_ = p;
-  t->s_ = T_SUBMITTING;
-  conc__future_hook(t->future, on_done, t);
+  t->ps_ = (uintptr_t)p | T_SUBMITTING;
+  conc__future_hook(t->future, t);
   pthread_mutex_lock(&p->mu);
   r = closed(p);
-  if (r == 0 && t->s_ == T_SEEN) {  /* cancelled before it was queued */
+  if (r == 0 && tstate(t) == T_SEEN) {  /* cancelled before it was queued */
     p->tasks++;
     pthread_mutex_unlock(&p->mu);
     drop_task(p, t, 0);
@@ -635,7 +651,7 @@ int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
     pthread_mutex_unlock(&p->mu);
     return 0;
   }
-  t->s_ = T_REFUSED;
+  tset(t, T_REFUSED);
   pthread_mutex_unlock(&p->mu);
   refuse(t);
   return r;
@@ -706,7 +722,7 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
 /* }====================================================================== */
 
 void *conc__task_ud(const conc_task_t *t) {
-  return t->p_->opts.ud;
+  return tpool(t)->opts.ud;
 }
 
 int conc__pool_broken(conc_pool_t *p) {

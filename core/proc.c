@@ -1342,7 +1342,7 @@ static void px_free(conc_executor_t *b) {
 
 static const conc_executor_ops_t ops = {
   "ProcessPoolExecutor", "BrokenProcessPool",
-  px_submit, px_shutdown, px_stats, px_broken, px_free
+  px_submit, px_shutdown, px_stats, px_broken, px_free, NULL
 };
 
 conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {

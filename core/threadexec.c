@@ -23,7 +23,8 @@ typedef struct texec {
 
 /* A task: the core task plus the encoded fn and arguments. It waits
 ** in the queue, so it holds only what a pending task needs (its
-** executor is its pool's 'ud': conc__task_ud). */
+** executor is its pool's 'ud': conc__task_ud). Made by 'tx_newtask', it
+** lives in its future's block, its payload right after it. */
 typedef struct ttask {
   conc_task_t base;
   conc_payload_t *payload;
@@ -67,6 +68,15 @@ static void task_expired(conc__tnode *n) {
   stoptask(conc__container_of(n, trun, limit), CONC_STOP_TIMEOUT);
 }
 
+/* Release what the task holds: its payload's references, and its
+** memory unless that is its future's. */
+static void task_free(ttask *tt) {
+  int inblock = tt->payload->inblock;
+  conc_payload_free(tt->payload);
+  if (!inblock)
+    free(tt);
+}
+
 /* Run the task with its stoppers armed; a running cancel asked before
 ** it unwound ends its future CANCELLED, whatever came out. */
 static void task_run(conc_task_t *t, void *ctx) {
@@ -102,8 +112,7 @@ static void task_run(conc_task_t *t, void *ctx) {
     conc_payload_finish(f, out, failed, "InvalidStateError",
                         "a task's outcome cannot hold its own future");
   }
-  conc_payload_free(tt->payload);
-  free(tt);
+  task_free(tt);
 }
 
 /* The message of a broken pool (a copy), or NULL. */
@@ -126,8 +135,7 @@ static void task_drop(conc_task_t *t, int why) {
         ex->base.ops->broken_class, msg) : NULL, 1);
     free(msg);
   }
-  conc_payload_free(tt->payload);
-  free(tt);
+  task_free(tt);
 }
 
 /* Record why a worker could not start; "<prefix><reason>". */
@@ -200,9 +208,11 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   int r;
   if (__atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
     return CONC_EBROKEN;
-  t = (ttask *)calloc(1, sizeof(*t));
+  t = task->inblock ? (ttask *)conc__future_room(f)
+                    : (ttask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
+  conc_assert(!task->inblock || t->payload == task);  /* its own future */
   t->payload = task;
   t->timeout = timeout;
   t->base.run = task_run;
@@ -213,7 +223,8 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   r = conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
-    free(t);
+    if (!task->inblock)
+      free(t);
   }
   if (r == CONC_ESYS) {  /* no worker at all could start: it is broken */
     setwhy(ex, "cannot start a worker: ", "cannot create a thread");
@@ -221,6 +232,21 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
     r = CONC_EBROKEN;
   }
   return r;
+}
+
+/* Future, task and payload in one block: the payload's room follows the
+** task (a multiple of the pointer size). */
+static conc_future_t *tx_newtask(conc_executor_t *b, size_t len,
+                                 size_t nfutures, conc_payload_t **task) {
+  size_t room = conc__payload_room(len, nfutures);
+  conc_future_t *f;
+  ttask *t;
+  (void)b;
+  if (room == 0 || (f = conc__future_new_room(sizeof(*t) + room)) == NULL)
+    return NULL;
+  t = (ttask *)conc__future_room(f);
+  t->payload = *task = conc__payload_place(t + 1, len, nfutures);
+  return f;
 }
 
 static int tx_shutdown(conc_executor_t *b, int wait, int cancel) {
@@ -259,7 +285,7 @@ static void tx_free(conc_executor_t *b) {
 
 static const conc_executor_ops_t ops = {
   "ThreadPoolExecutor", "BrokenThreadPool",
-  tx_submit, tx_shutdown, tx_stats, tx_broken, tx_free
+  tx_submit, tx_shutdown, tx_stats, tx_broken, tx_free, tx_newtask
 };
 
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {

@@ -52,6 +52,12 @@
 **                                             dump never reaches lua_load,
 **                                             where a bad size in it can
 **                                             allocate gigabytes
+**             | LFUNCREF index nups upvalue{nups}
+**                                             as LFUNC, its dump and check
+**                                             in the payload's list[index]
+**                                             (shared bytes: a thread
+**                                             pool's tasks, which stay in
+**                                             the process)
 **             | CFUNC string string           package.loaded[mod][key]
 **             | MODULE string                 require(name): a table that
 **                                             is a value of the sender's
@@ -126,7 +132,8 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_TABLEMT,
-  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS, T_INTS, T_MODULE
+  T_REF, T_NAMED, T_LFUNC, T_CFUNC, T_FUTURE, T_FLTS, T_INTS, T_MODULE,
+  T_LFUNCREF
 };
 
 enum { UV_VAL, UV_ENV, UV_JOIN };
@@ -166,7 +173,8 @@ typedef struct Seen {
 typedef struct Buffer {
   char *b;
   size_t n, size;
-  void **fut;  /* futures and queues met so far (no references yet) */
+  void **fut;  /* futures, queues and dumps met so far (no references
+               ** yet) */
   size_t nfut, sizefut;
   Seen *seen;           /* the 'seen' map */
   size_t nseen, sizeseen;
@@ -191,6 +199,9 @@ typedef struct Enc {
   lua_State *L;
   Buffer *B;
   int usedrefs;       /* some REF or UV_JOIN was written */
+  int local;          /* LCONC_ENC_LOCAL: functions as LFUNCREF */
+  lconc_payalloc alloc;  /* makes the payload, or NULL */
+  void *ud;           /* of 'alloc' */
   int namekey;        /* stack index of the string "__name" */
   lua_Integer nrefs;  /* ids given so far */
   int depth;
@@ -730,9 +741,14 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
   lua_pop(L, 1);
 }
 
+static lua_Integer addshared(Enc *E, void *obj);
+
+/* A Lua function: its cached dump, copied, or (LCONC_ENC_LOCAL) named
+** in the payload's list, so that queued tasks share one copy. */
 static void enclfunc(Enc *E, int f) {
   lua_State *L = E->L;
   const char *dump;
+  conc_bytes_t *ref;
   size_t len;
   lua_Integer id;
   int nups, i;
@@ -740,11 +756,18 @@ static void enclfunc(Enc *E, int f) {
     return;
   id = E->nrefs;
   enter(E);
-  dump = lconc_dumpfunc(L, f, &len, &nups);
-  ensure(E, 1 + 10 + len + 4 + 10);
-  putbyte(E, T_LFUNC);
-  putvarint(E, len);
-  putblock(E, dump, len + 4);  /* the dump and its check */
+  dump = lconc_dumpfunc(L, f, &len, &nups, &ref);
+  if (E->local) {
+    lua_Integer at = addshared(E, ref);  /* alive with its entry */
+    ensure(E, 1 + 10 + 10);
+    putbyte(E, T_LFUNCREF);
+    putvarint(E, (lua_Unsigned)at);
+  } else {
+    ensure(E, 1 + 10 + len + 4 + 10);
+    putbyte(E, T_LFUNC);
+    putvarint(E, len);
+    putblock(E, dump, len + 4);  /* the dump and its check */
+  }
   lua_pop(L, 1);
   putvarint(E, (lua_Unsigned)nups);
   for (i = 1; i <= nups; i++)
@@ -771,11 +794,25 @@ static void enccfunc(Enc *E, int f) {
   lua_pop(L, 2);
 }
 
+/* Add a shared object to the payload's list; its index. */
+static lua_Integer addshared(Enc *E, void *obj) {
+  Buffer *B = E->B;
+  if (B->nfut == B->sizefut) {
+    size_t want = B->sizefut ? 2 * B->sizefut : 8;
+    void **nf = (void **)realloc(B->fut, want * sizeof(*nf));
+    if (nf == NULL)
+      refuse(E, "not enough memory");
+    B->fut = nf;
+    B->sizefut = want;
+  }
+  B->fut[B->nfut] = obj;
+  return (lua_Integer)B->nfut++;
+}
+
 /* A future or a queue crosses as an index into the payload's list of
 ** shared objects; a handle met twice is one entry. */
 static void encfuture(Enc *E, int idx) {
   lua_State *L = E->L;
-  Buffer *B = E->B;
   void *f = lconc_testfuture(L, idx);
   lua_Integer i;
   if (f != NULL)
@@ -783,16 +820,7 @@ static void encfuture(Enc *E, int idx) {
   else if ((f = lconc_testqueue(L, idx)) == NULL)
     refuse(E, "userdata");
   if (!seenget(E, lua_topointer(L, idx), &i)) {
-    if (B->nfut == B->sizefut) {
-      size_t want = B->sizefut ? 2 * B->sizefut : 8;
-      void **nf = (void **)realloc(B->fut, want * sizeof(*nf));
-      if (nf == NULL)
-        refuse(E, "not enough memory");
-      B->fut = nf;
-      B->sizefut = want;
-    }
-    i = (lua_Integer)B->nfut;
-    B->fut[B->nfut++] = f;
+    i = addshared(E, f);
     seenput(E, lua_topointer(L, idx), i);
   }
   ensure(E, 11);
@@ -846,7 +874,9 @@ static conc_payload_t *finish(Enc *E) {
   size_t size = B->n - HEAD;
   conc_payload_t *p;
   size_t i;
-  if (size >= CONC_HANDOVER) {
+  if (E->alloc != NULL && (p = E->alloc(E->ud, size, B->nfut)) != NULL) {
+    memcpy(conc_payload_data(p), B->b + HEAD, size);
+  } else if (size >= CONC_HANDOVER) {
     p = conc_payload_adopt(B->b, size, B->nfut);
     if (p == NULL)
       refuse(E, "not enough memory");
@@ -858,16 +888,27 @@ static conc_payload_t *finish(Enc *E) {
       refuse(E, "not enough memory");
   }
   for (i = 0; i < B->nfut; i++) {
-    if (*(int *)B->fut[i] == CONC_SHARED_QUEUE)  /* its kind, first */
-      conc_payload_setqueue(p, i, (conc_chanq_t *)B->fut[i]);
-    else
-      conc_payload_setfuture(p, i, (conc_future_t *)B->fut[i]);
+    switch (*(int *)B->fut[i]) {  /* its kind, first */
+      case CONC_SHARED_QUEUE:
+        conc_payload_setqueue(p, i, (conc_chanq_t *)B->fut[i]);
+        break;
+      case CONC_SHARED_BYTES:
+        conc_payload_setbytes(p, i, (conc_bytes_t *)B->fut[i]);
+        break;
+      default: conc_payload_setfuture(p, i, (conc_future_t *)B->fut[i]);
+    }
   }
   return p;
 }
 
 conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                             const char *label, int labelbase) {
+  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL);
+}
+
+conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
+                             const char *label, int labelbase, int flags,
+                             lconc_payalloc alloc, void *ud) {
   Enc E;
   conc_payload_t *p;
   int i;
@@ -877,6 +918,9 @@ conc_payload_t *lconc_encode(lua_State *L, int first, int n,
   E.L = L;
   E.namekey = lua_gettop(L);
   E.usedrefs = 0;
+  E.local = (flags & LCONC_ENC_LOCAL) != 0;
+  E.alloc = alloc;
+  E.ud = ud;
   E.nrefs = 0;
   E.depth = 0;
   E.label = label;
@@ -1194,7 +1238,9 @@ static void decupvalue(Dec *D, int f, int i, int shared) {
   }
 }
 
-static void declfunc(Dec *D) {
+/* LFUNC, or LFUNCREF ('ref'): the dump is in the bytes, or in shared
+** bytes of the payload's list (made by this process: no check). */
+static void declfunc(Dec *D, int ref) {
   lua_State *L = D->L;
   const char *b;
   size_t n;
@@ -1202,11 +1248,22 @@ static void declfunc(Dec *D) {
   if (D->flags & LCONC_DEC_NOCODE)
     error(D, "function refused");
   enterd(D);
-  n = (size_t)loadcount(D, 1);
-  b = (const char *)need(D, n);
-  {
-    const char *hb = (const char *)need(D, 4);
+  if (ref) {
+    lua_Unsigned at = loadvarint(D);
+    conc_bytes_t *s = D->pl != NULL && at < D->pl->nfutures
+                      ? conc_payload_bytes(D->pl, (size_t)at) : NULL;
+    if (s == NULL)
+      error(D, "bad function index");
+    b = conc_bytes_data(s, &n);
+    if (n < 5)
+      error(D, "bad function index");
+    n -= 5;  /* its check and upvalue count follow it */
+  } else {
+    const char *hb;
     char check[4];
+    n = (size_t)loadcount(D, 1);
+    b = (const char *)need(D, n);
+    hb = (const char *)need(D, 4);
     lconc_dumpcheck(b, n, check);
     if (memcmp(hb, check, 4) != 0)
       error(D, "bad bytecode: hash mismatch");
@@ -1296,7 +1353,7 @@ static void decode(Dec *D) {
     case T_TABLE: case T_TABLEMT: dectable(D, tag == T_TABLEMT); break;
     case T_REF: loadref(D); break;
     case T_NAMED: decnamed(D); break;
-    case T_LFUNC: declfunc(D); break;
+    case T_LFUNC: case T_LFUNCREF: declfunc(D, tag == T_LFUNCREF); break;
     case T_CFUNC: deccfunc(D); break;
     case T_FUTURE: decfuture(D); break;
     case T_MODULE: decmodule(D); break;

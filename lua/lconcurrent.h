@@ -121,8 +121,12 @@ LCONC_FUNC void lconc_pushfuture(lua_State *L, conc_future_t *f);
 ** until then it cannot come back by pointer */
 LCONC_FUNC void lconc_newfuture(lua_State *L, conc_future_t *f);
 /* the same with the Future metatable at 'mt' (an upvalue of the caller:
-** cheaper than the registry) */
+** cheaper than the registry); 'f' NULL: a handle of no future yet, to be
+** given one by lconc_bindfuture before anyone else sees it */
 LCONC_FUNC void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt);
+/* give the handle at 'idx' (made with no future) 'f': the caller's
+** reference becomes the handle's */
+LCONC_FUNC void lconc_bindfuture(lua_State *L, int idx, conc_future_t *f);
 /* enter the handle at 'idx' in the handle table: its future may come
 ** back by pointer (it crosses to another state, a host saw it, or a
 ** mailbox will post it) */
@@ -152,6 +156,20 @@ LCONC_FUNC int lconc_coreerror(lua_State *L, int code, const char *what);
 ** Never leaks on error. */
 LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                                         const char *label, int labelbase);
+/* As lconc_encode; 'flags' LCONC_ENC_LOCAL names each Lua function's
+** cached dump (shared bytes) instead of copying it: for a payload that
+** stays in the process (a thread pool's task). 'alloc' (if not NULL)
+** makes the payload for 'len' bytes and 'nfutures' entries (an empty
+** list), once the encoding is done, or returns NULL to have the encoder
+** make its own. No Lua runs and nothing raises between it and the
+** return. */
+#define LCONC_ENC_LOCAL 1
+typedef conc_payload_t *(*lconc_payalloc)(void *ud, size_t len,
+                                          size_t nfutures);
+LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
+                                         const char *label, int labelbase,
+                                         int flags, lconc_payalloc alloc,
+                                         void *ud);
 /* Decode a payload's values onto the stack (of a possibly different state
 ** of the same process); returns how many were pushed. A core error
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.

@@ -29,6 +29,8 @@ typedef struct executor {
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
   int noqueues;            /* its workers cannot reach a cf.Queue */
+  int local;               /* its tasks stay in the process (threads):
+                           ** LCONC_ENC_LOCAL */
   double task_timeout;     /* seconds, or 0: no limit */
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
@@ -162,6 +164,61 @@ static double unpacktask(lua_State *L, executor *ex) {
   return timeout;
 }
 
+/* The largest encoding (bytes) that goes in its future's block: a
+** finished future keeps its block as long as it lives, so a bigger one
+** goes in a payload of its own, freed once its task ends. */
+#define BLOCKMAX 256
+
+/* The payload of a task whose back-end makes future, task and payload
+** as one block ('newtask'): the future goes to 'f'. NULL (the encoder
+** makes a payload of its own, and the task a future of its own) when
+** the encoding is big, when the block cannot be had, or when finalizers
+** that ran during the encode freed the back-end (ex_submit checks that
+** next). */
+typedef struct taskalloc {
+  executor *ex;
+  conc_future_t *f;
+  conc_payload_t *p;
+} taskalloc;
+
+static conc_payload_t *allocblock(void *ud, size_t len, size_t nfutures) {
+  taskalloc *a = (taskalloc *)ud;
+  conc_executor_t *core = a->ex->core;
+  if (core == NULL || len > BLOCKMAX)
+    return NULL;
+  a->f = core->ops->newtask(core, len, nfutures, &a->p);
+  return a->f != NULL ? a->p : NULL;
+}
+
+/* Encode the task at 2.. ('n' values) and push its handle, which owns
+** its future 'f'. When the back-end makes future and payload as one
+** block, the handle comes first, without a future, so that nothing can
+** raise between the block's allocation and its owner. */
+static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
+                                conc_future_t **f) {
+  taskalloc a;
+  conc_payload_t *p;
+  int flags = ex->local ? LCONC_ENC_LOCAL : 0;
+  if (ex->core->ops->newtask == NULL) {
+    if ((*f = conc_future_new()) == NULL)
+      luaL_error(L, "not enough memory");
+    lconc_newfuturemt(L, *f, UP_FUTUREMT);  /* the handle owns 'f' now */
+    conc_future_unref(*f);
+    return lconc_encodex(L, 2, n, "argument", 1, flags, NULL, NULL);
+  }
+  lconc_newfuturemt(L, NULL, UP_FUTUREMT);
+  a.ex = ex;
+  a.f = NULL;
+  p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a);
+  if (a.f == NULL && (a.f = conc_future_new()) == NULL) {
+    conc_payload_free(p);
+    luaL_error(L, "not enough memory");
+  }
+  lconc_bindfuture(L, -1, a.f);
+  *f = a.f;
+  return p;
+}
+
 /* ex:submit(fn, ...) or ex:submit{fn, ..., n =, timeout =} -> Future.
 ** 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
@@ -178,13 +235,8 @@ static int ex_submit(lua_State *L) {
   checkopen(L, ex);
   if (lconc_closing(L))
     return luaL_error(L, "the Lua state is closing");
-  f = conc_future_new();
-  if (f == NULL)
-    return luaL_error(L, "not enough memory");
   n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
-  lconc_newfuturemt(L, f, UP_FUTUREMT);  /* the handle owns 'f' now */
-  conc_future_unref(f);
-  p = lconc_encode(L, 2, n, "argument", 1);
+  p = maketask(L, ex, n, &f);
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
@@ -457,6 +509,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
   ex->noqueues = !k->queues;
+  ex->local = k->sharedinit;
   ex->shutdown = 1;  /* until it has a back-end */
   ex->closer.close = closer_close;
   lconc_addcloser(L, &ex->closer);  /* raises while the state closes */

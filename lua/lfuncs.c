@@ -105,6 +105,37 @@ void lconc_dumpcheck(const char *b, size_t n, char out[4]) {
   out[3] = (char)(h >> 24);
 }
 
+/* An entry of the sending cache: a userdata holding the shared bytes
+** "<dump without header><check (4 bytes)><nups (1 byte)>", so that a
+** thread pool's task names them (conc_bytes_t) instead of copying the
+** dump, and other transfers copy them from there. */
+static const char ENTRYMT = 'e';  /* registry key of the entries' metatable */
+
+static int entry_gc(lua_State *L) {
+  conc_bytes_t **e = (conc_bytes_t **)lua_touserdata(L, 1);
+  conc_bytes_unref(*e);
+  *e = NULL;
+  return 0;
+}
+
+/* Push an entry holding 'n' bytes of 'b'. */
+static conc_bytes_t *newentry(lua_State *L, const char *b, size_t n) {
+  conc_bytes_t **e = (conc_bytes_t **)lua_newuserdatauv(L, sizeof(*e), 0);
+  *e = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ENTRYMT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, entry_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ENTRYMT);
+  }
+  lua_setmetatable(L, -2);
+  if ((*e = conc_bytes_new(b, n)) == NULL)
+    luaL_error(L, "not enough memory");
+  return *e;
+}
+
 /* The cache is keyed by the function value in a weak-keyed table, so an
 ** entry goes with its function: a later function at the same address
 ** can never see a stale dump. Debug info is kept (tracebacks, upvalue
@@ -112,17 +143,18 @@ void lconc_dumpcheck(const char *b, size_t n, char out[4]) {
 ** (see HEADERSIZE). The check and the
 ** upvalue count are found once with the dump: hashing every byte of it
 ** again, and lua_getinfo, on every transfer cost a fifth of a small
-** task's submit. An entry is "<dump without header><check (4 bytes)>
-** <nups (1 byte)>" (a Lua function has at most 255 upvalues). */
-const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups) {
+** task's submit (a Lua function has at most 255 upvalues). */
+const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups,
+                           conc_bytes_t **ref) {
   Writer w;
   const char *d;
   char check[4];
+  conc_bytes_t *e;
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) != LUA_TSTRING) {
+  if (lua_rawget(L, -2) != LUA_TUSERDATA) {
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     w.init = 0;
@@ -134,16 +166,19 @@ const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups) {
     luaL_pushresult(&w.B);
     lua_remove(L, -2);         /* the function copy */
     d = lua_tolstring(L, -1, len);
-    lua_pushlstring(L, d + HEADERSIZE, *len - HEADERSIZE);
+    newentry(L, d + HEADERSIZE, *len - HEADERSIZE);
     lua_replace(L, -2);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);         /* cache[f] = entry */
   }
   lua_replace(L, -2);          /* over the cache */
-  d = lua_tolstring(L, -1, len);
+  e = *(conc_bytes_t **)lua_touserdata(L, -1);
+  d = conc_bytes_data(e, len);
   *len -= 5;
   *nups = (unsigned char)d[*len + 4];
+  if (ref != NULL)
+    *ref = e;
   return d;
 }
 

@@ -7,14 +7,18 @@
 
 #include "lconcurrent.h"
 
-/* Push the binary dump (with debug info) of the Lua function at 'idx'
-** and return it; one dump per function value, cached in a weak table.
+/* Return the binary dump (with debug info) of the Lua function at
+** 'idx', pushing the cache entry that holds it (valid while the entry
+** is on the stack); one dump per function value, cached in a weak table.
 ** The dump leaves out its header (the same for every function of a
 ** build: lfuncs.c). '*len' bytes are followed by its 4-byte check, which
 ** the cache keeps with it, as it keeps the function's number of
-** upvalues ('*nups', as lconc_nupvalues). */
+** upvalues ('*nups', as lconc_nupvalues). With 'ref', '*ref' is the
+** shared bytes of the entry: the dump, its check and one more byte,
+** which a payload may name instead of a copy (a reference is the
+** taker's to add). */
 LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len,
-                                      int *nups);
+                                      int *nups, conc_bytes_t **ref);
 
 /* The check of a dump: FNV-1a, 32 bits, of the build's dump format and
 ** the bytes, little-endian into 'out'. */

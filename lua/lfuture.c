@@ -110,9 +110,14 @@ static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
   else
     lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_setmetatable(L, -2);
-  conc_future_ref(f);
+  if (f != NULL)
+    conc_future_ref(f);
   h->f = f;
   return h;
+}
+
+void lconc_bindfuture(lua_State *L, int idx, conc_future_t *f) {
+  ((handle *)lua_touserdata(L, idx))->f = f;
 }
 
 static handle *newhandle(lua_State *L, conc_future_t *f) {

@@ -126,9 +126,21 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 typedef struct conc_payload conc_payload_t;
 typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
 
-/* What a payload's list refers to: futures and queues, each starting
-** with its kind (an int), so an entry tells what it is. */
-enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1 };
+/* What a payload's list refers to: futures, queues and shared bytes,
+** each starting with its kind (an int), so an entry tells what it is. */
+enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1, CONC_SHARED_BYTES = 2 };
+
+/* Shared bytes: an immutable, refcounted block of bytes that payloads
+** name instead of carrying a copy (a thread pool's tasks name the dump
+** of their function so: one copy for every task that sends it). Only a
+** payload that stays in the process may hold them: the transports of
+** the process and MPI pools carry futures and queues only. */
+typedef struct conc_bytes conc_bytes_t;
+/* A copy of 'len' bytes with one reference, or NULL. */
+conc_bytes_t *conc_bytes_new(const void *b, size_t len);
+void conc_bytes_ref(conc_bytes_t *s);
+void conc_bytes_unref(conc_bytes_t *s);
+const char *conc_bytes_data(const conc_bytes_t *s, size_t *len);
 
 /* What the bytes are: the Lua codec's encoding of values, or an error
 ** made by the core (a broken pool): "<class>\0<message>". */
@@ -137,9 +149,12 @@ enum { CONC_PAYLOAD_VALUES = 0, CONC_PAYLOAD_ERROR = 1 };
 /* The header is spelled out for hosts that build payloads of raw bytes;
 ** the bytes follow it, then (pointer-aligned) the future list. */
 struct conc_payload {
-  size_t size;       /* bytes, right after this header */
-  size_t nfutures;   /* entries of the future list */
-  int kind;          /* CONC_PAYLOAD_* */
+  size_t size;         /* bytes, right after this header */
+  uint32_t nfutures;   /* entries of the future list */
+  unsigned char kind;  /* CONC_PAYLOAD_* */
+  unsigned char inblock;  /* made by an executor's 'newtask': it lives in
+                          ** its future's block, and conc_payload_free
+                          ** releases only its list */
 };
 
 /* A block holding a copy of 'len' bytes (or room for them when 'bytes'
@@ -158,12 +173,14 @@ conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 void conc_payload_free(void *p);
 size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
 char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
-/* Entry 'i' if it is a future (a queue), else NULL. */
+/* Entry 'i' if it is a future (a queue, shared bytes), else NULL. */
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
 conc_chanq_t *conc_payload_queue(const conc_payload_t *p, size_t i);
+conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i);
 /* Fill the empty entry 'i' with 'f', taking a reference. */
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
 void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
+void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 /* Whether future 'f' is among the futures 'p' carries or, through the
@@ -277,8 +294,7 @@ struct conc_task {
   void (*drop)(conc_task_t *t, int why);
   /* private to the pool */
   void *q_[2];
-  conc_pool_t *p_;
-  int s_;
+  uintptr_t ps_;  /* the pool, its low bits the task's state there */
 };
 
 typedef struct conc_pool_opts {
@@ -454,6 +470,14 @@ typedef struct conc_executor_ops {
   char *(*broken)(conc_executor_t *ex);
   /* shutdown(wait), then release everything. */
   void (*free)(conc_executor_t *ex);
+  /* Optional (NULL: none). A new PENDING future in one block with what
+  ** the back-end needs to queue its task, and room for that task's
+  ** payload of 'len' bytes and 'nfutures' list entries: '*task', to be
+  ** filled (its list is empty) and then handed to 'submit' with that
+  ** future only. So a queued task costs one allocation; its payload's
+  ** bytes go with the future. NULL when out of memory or too large. */
+  conc_future_t *(*newtask)(conc_executor_t *ex, size_t len,
+                            size_t nfutures, conc_payload_t **task);
 } conc_executor_ops_t;
 
 /* Every back-end starts with this. */

@@ -864,7 +864,7 @@ static void mx_free(conc_executor_t *b) {
 
 static const conc_executor_ops_t ops = {
   "MPIPoolExecutor", "BrokenMPIPool",
-  mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free
+  mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free, NULL
 };
 
 conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
