@@ -67,6 +67,9 @@ LCONC_FUNC void lconc_open_mailbox(lua_State *L);
 /* run the queued callbacks of the state, unless inside a callback;
 ** returns how many ran */
 LCONC_FUNC int lconc_safepoint(lua_State *L);
+/* the same with the state's owner at hand (an upvalue of the caller:
+** cheaper than the registry) */
+LCONC_FUNC int lconc_ownersafepoint(lua_State *L, lconc_owner *o);
 /* cf.dispatch's work: run this state's ready callbacks, waiting until
 ** the absolute 'deadline' for one; how many ran. */
 LCONC_FUNC int lconc_dispatch(lua_State *L, double deadline);
@@ -157,6 +160,16 @@ LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.
 ** Corrupt input raises a Lua error, never crashes. */
 LCONC_FUNC int lconc_decode(lua_State *L, const conc_payload_t *p);
+/* A nil, boolean or number read from a payload without a Lua state. */
+typedef struct lconc_scalar {
+  int type;   /* LUA_TNIL, LUA_TBOOLEAN or LUA_TNUMBER */
+  int isint;  /* a number: an integer */
+  union { lua_Integer i; lua_Number n; } v;  /* a boolean is 'i' */
+} lconc_scalar;
+/* Whether the values payload 'p' is exactly one nil, boolean or number
+** (the common single result), read into '*s'; 0 for anything else,
+** which lconc_decode handles (and rejects, if corrupt). */
+LCONC_FUNC int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s);
 /* Decode raw bytes (from a pipe, a socket, the fuzzer): as lconc_decode
 ** of a payload without futures. 'flags' LCONC_DEC_NOCODE also refuses
 ** Lua functions (bytecode) and module loading, for untrusted peers:

@@ -248,7 +248,10 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
 }
 
 int lconc_safepoint(lua_State *L) {
-  lconc_owner *o = lconc_getowner(L);
+  return lconc_ownersafepoint(L, lconc_getowner(L));
+}
+
+int lconc_ownersafepoint(lua_State *L, lconc_owner *o) {
   conc_future_t *f;
   uintptr_t tag;
   int ran = 0;
