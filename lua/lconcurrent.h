@@ -40,16 +40,18 @@ LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
 ** its own thread, at safe points (see API.md, "Callbacks"). */
 /* Something the owner must close before the module's code may go (an
 ** executor whose workers run that code): linked while open. */
+typedef struct lconc_owner lconc_owner;
 typedef struct lconc_closer {
   struct lconc_closer *next, **prev;
   void (*close)(struct lconc_closer *c);
+  lconc_owner *owner;  /* set by lconc_addcloser: lives as the state */
 } lconc_closer;
-typedef struct lconc_owner {
+struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
-} lconc_owner;
+};
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
 ** linked when the state closes (Lua runs no finalizer of an object made
@@ -58,6 +60,8 @@ LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
 /* whether the state is closing (see lconc_addcloser) */
 LCONC_FUNC int lconc_closing(lua_State *L);
+/* the same with the state's owner at hand (cheaper than the registry) */
+LCONC_FUNC int lconc_ownerclosing(lua_State *L, lconc_owner *o);
 LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);

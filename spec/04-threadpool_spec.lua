@@ -392,6 +392,21 @@ describe("ThreadPoolExecutor", function()
       assert.matches("shutdown returned\tfalse", out)
     end)
 
+    it("refuses a submit from a finalizer while the state closes", function()
+      -- Lua gives nothing made then a finalizer: the handle would leak
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(1)
+        assert(ex:submit(function() return 1 end):result(10) == 1)
+        setmetatable({}, { __gc = function()
+          print("submit", pcall(ex.submit, ex, function() return 2 end))
+        end })
+        os.exit(0, true)  -- close the state: the finalizer runs
+      ]])
+      assert.is_true(ok)
+      assert.matches("submit\tfalse\t[^\n]*the Lua state is closing", out)
+    end)
+
     it("finishes submitted work when the executor is collected", function()
       local f
       do
