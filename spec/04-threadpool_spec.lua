@@ -448,8 +448,13 @@ describe("ThreadPoolExecutor", function()
     it("make the notify fd readable and run in cf.dispatch", function()
       local ex <close> = cf.ThreadPoolExecutor(1)
       local got
-      local f = ex:submit(function() return "hi" end)
+      -- held until the callback is added: on a done future it would run
+      -- at once, and no dispatch would ever count it (a hang under TSan)
+      local gate = cf.Future()
+      local f = ex:submit(function(g) g:result(10) return "hi" end, gate)
       f:add_done_callback(function(fut) got = fut:result() end)
+      assert.is_nil(got)
+      gate:set_result(true)
       local n = 0
       while n == 0 do n = cf.dispatch(10) end
       assert.equal("hi", got)
