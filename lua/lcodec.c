@@ -1336,15 +1336,19 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   n = loadcount(&D, 1);
   if (n == 1 && D.p < D.end && *D.p <= T_STR && !D.userefs)
     return decodescalar(&D);
-  lua_pushnil(L);  /* slot of the 'refs' table */
-  D.refs = lua_gettop(L);
+  D.refs = 0;
+  if (D.userefs) {  /* else no REF can follow: no slot to remove after */
+    lua_pushnil(L);  /* slot of the 'refs' table */
+    D.refs = lua_gettop(L);
+  }
   if (n > INT_MAX - LUA_MINSTACK || !lua_checkstack(L, n + LUA_MINSTACK))
     error(&D, "too many values");
   for (i = 0; i < n; i++)
     decode(&D);
   if (D.p != D.end)
     error(&D, "trailing bytes");
-  lua_remove(L, D.refs);
+  if (D.userefs)
+    lua_remove(L, D.refs);
   return n;
 }
 
