@@ -648,7 +648,10 @@ static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   pthread_mutex_lock(&c->mu);
   c->running = 0;  /* no stop for it after this */
   pthread_mutex_unlock(&c->mu);
-  conc__tasktimer_remove(&c->timer, &c->again);
+  /* 'again' is armed only by a stop: a task no one stopped skips the
+  ** timer's lock */
+  if (__atomic_load_n(&c->ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
+    conc__tasktimer_remove(&c->timer, &c->again);
   return out;
 }
 

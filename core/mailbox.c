@@ -219,7 +219,11 @@ int conc_mailbox_wait(conc_mailbox_t *mb, double deadline) {
   return r;
 }
 
+/* Clearing a flag that is clear needs no lock (a worker does it before
+** every task): a concurrent 'on' then simply comes after it. */
 void conc_mailbox_interrupt(conc_mailbox_t *mb, int on) {
+  if (!on && __atomic_load_n(&mb->interrupted, __ATOMIC_ACQUIRE) == 0)
+    return;
   pthread_mutex_lock(&mb->mu);
   __atomic_store_n(&mb->interrupted, on, __ATOMIC_RELEASE);
   if (on)

@@ -104,7 +104,10 @@ static void task_run(conc_task_t *t, void *ctx) {
   if (timed)
     conc__tasktimer_remove(&r.ex->timer, &r.limit);
   stopped = conc__future_end(f);  /* no stopper runs after this */
-  conc__tasktimer_remove(&r.ex->timer, &r.again);
+  /* 'again' is armed only by a stop, and none can come now: a task no
+  ** one stopped skips the timer's lock */
+  if (__atomic_load_n(&r.ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
+    conc__tasktimer_remove(&r.ex->timer, &r.again);
   if (stopped) {
     conc_payload_free(out);
     conc__future_stopped(f);

@@ -1361,6 +1361,15 @@ static void decode(Dec *D) {
   }
 }
 
+/* A transfer of one nil, boolean, number or string (most results): it
+** needs neither the 'refs' slot nor more than one stack slot. */
+static int decodescalar(Dec *D) {
+  decode(D);
+  if (D->p != D->end)
+    error(D, "trailing bytes");
+  return 1;
+}
+
 /* Decode a whole transfer; nothing of it stays on the stack but its
 ** values (objects of a failed decode are garbage, nothing leaks). */
 static int decodeall(lua_State *L, const void *b, size_t size,
@@ -1376,21 +1385,27 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   D.depth = 0;
   D.flags = flags;
   luaL_checkstack(L, 8, "cannot decode transfer");
-  lua_pushnil(L);  /* slot of the 'refs' table */
-  D.refs = lua_gettop(L);
   if (loadbyte(&D) != VERSION)
     error(&D, "unknown format version");
   D.userefs = loadbyte(&D);
   if (D.userefs & ~F_REFS)
     error(&D, "unknown flags");
   n = loadcount(&D, 1);
+  if (n == 1 && D.p < D.end && *D.p <= T_STR && !D.userefs)
+    return decodescalar(&D);
+  D.refs = 0;
+  if (D.userefs) {  /* else no REF can follow: no slot to remove after */
+    lua_pushnil(L);  /* slot of the 'refs' table */
+    D.refs = lua_gettop(L);
+  }
   if (n > INT_MAX - LUA_MINSTACK || !lua_checkstack(L, n + LUA_MINSTACK))
     error(&D, "too many values");
   for (i = 0; i < n; i++)
     decode(&D);
   if (D.p != D.end)
     error(&D, "trailing bytes");
-  lua_remove(L, D.refs);
+  if (D.userefs)
+    lua_remove(L, D.refs);
   return n;
 }
 
@@ -1407,6 +1422,53 @@ static int decodeerror(lua_State *L, const conc_payload_t *p) {
     lua_remove(L, -2);
   }
   return 1;
+}
+
+/* The varint that fills 's'..'end' exactly, in at most 9 bytes; else 0
+** (longer or padded forms are left to loadvarint). */
+static int peekvarint(const unsigned char *s, const unsigned char *end,
+                      lua_Unsigned *x) {
+  int shift;
+  *x = 0;
+  for (shift = 0; s < end && shift < 63; shift += 7) {
+    unsigned c = *s++;
+    *x |= (lua_Unsigned)(c & 0x7f) << shift;
+    if (!(c & 0x80))
+      return s == end;
+  }
+  return 0;
+}
+
+/* The header VERSION, no flags, a count of 1, then one scalar tag: a
+** task's usual result, read with no decoder setup and no stack use. */
+int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
+  const unsigned char *b = (const unsigned char *)conc_payload_data(p);
+  const unsigned char *end = b + p->size;
+  lua_Unsigned z;
+  if (p->kind != CONC_PAYLOAD_VALUES || p->size < 4 || b[0] != VERSION
+      || b[1] != 0 || b[2] != 1)
+    return 0;
+  s->type = LUA_TBOOLEAN;
+  s->isint = 0;
+  switch (b[3]) {
+    case T_NIL: s->type = LUA_TNIL; return p->size == 4;
+    case T_FALSE: s->v.i = 0; return p->size == 4;
+    case T_TRUE: s->v.i = 1; return p->size == 4;
+    case T_INT:
+      s->type = LUA_TNUMBER;
+      s->isint = 1;
+      if (!peekvarint(b + 4, end, &z))
+        return 0;
+      s->v.i = unzigzag(z);
+      return 1;
+    case T_FLT:
+      s->type = LUA_TNUMBER;
+      if (p->size != 12)
+        return 0;
+      s->v.n = getfloat(b + 4);
+      return 1;
+    default: return 0;
+  }
 }
 
 int lconc_decode(lua_State *L, const conc_payload_t *p) {

@@ -40,16 +40,18 @@ LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
 ** its own thread, at safe points (see API.md, "Callbacks"). */
 /* Something the owner must close before the module's code may go (an
 ** executor whose workers run that code): linked while open. */
+typedef struct lconc_owner lconc_owner;
 typedef struct lconc_closer {
   struct lconc_closer *next, **prev;
   void (*close)(struct lconc_closer *c);
+  lconc_owner *owner;  /* set by lconc_addcloser: lives as the state */
 } lconc_closer;
-typedef struct lconc_owner {
+struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
-} lconc_owner;
+};
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
 ** linked when the state closes (Lua runs no finalizer of an object made
@@ -58,6 +60,8 @@ LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
 /* whether the state is closing (see lconc_addcloser) */
 LCONC_FUNC int lconc_closing(lua_State *L);
+/* the same with the state's owner at hand (cheaper than the registry) */
+LCONC_FUNC int lconc_ownerclosing(lua_State *L, lconc_owner *o);
 LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);
@@ -67,6 +71,9 @@ LCONC_FUNC void lconc_open_mailbox(lua_State *L);
 /* run the queued callbacks of the state, unless inside a callback;
 ** returns how many ran */
 LCONC_FUNC int lconc_safepoint(lua_State *L);
+/* the same with the state's owner at hand (an upvalue of the caller:
+** cheaper than the registry) */
+LCONC_FUNC int lconc_ownersafepoint(lua_State *L, lconc_owner *o);
 /* cf.dispatch's work: run this state's ready callbacks, waiting until
 ** the absolute 'deadline' for one; how many ran. */
 LCONC_FUNC int lconc_dispatch(lua_State *L, double deadline);
@@ -175,6 +182,16 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.
 ** Corrupt input raises a Lua error, never crashes. */
 LCONC_FUNC int lconc_decode(lua_State *L, const conc_payload_t *p);
+/* A nil, boolean or number read from a payload without a Lua state. */
+typedef struct lconc_scalar {
+  int type;   /* LUA_TNIL, LUA_TBOOLEAN or LUA_TNUMBER */
+  int isint;  /* a number: an integer */
+  union { lua_Integer i; lua_Number n; } v;  /* a boolean is 'i' */
+} lconc_scalar;
+/* Whether the values payload 'p' is exactly one nil, boolean or number
+** (the common single result), read into '*s'; 0 for anything else,
+** which lconc_decode handles (and rejects, if corrupt). */
+LCONC_FUNC int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s);
 /* Decode raw bytes (from a pipe, a socket, the fuzzer): as lconc_decode
 ** of a payload without futures. 'flags' LCONC_DEC_NOCODE also refuses
 ** Lua functions (bytecode) and module loading, for untrusted peers:

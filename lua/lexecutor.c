@@ -233,7 +233,7 @@ static int ex_submit(lua_State *L) {
     lua_pop(L, 1);  /* the __call field */
   lconc_checkcallable(L, 2);
   checkopen(L, ex);
-  if (lconc_closing(L))
+  if (lconc_ownerclosing(L, ex->closer.owner))
     return luaL_error(L, "the Lua state is closing");
   n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
   p = maketask(L, ex, n, &f);

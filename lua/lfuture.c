@@ -36,10 +36,13 @@ typedef struct handle {
 /* Registry keys: the Future metatable (for callers from other files)
 ** and the outcome table (handle -> outcome, weak keys). The methods
 ** have the metatable as their upvalue: comparing it is much cheaper
-** than luaL_checkudata's lookup by name, on every call. */
+** than luaL_checkudata's lookup by name, on every call; and the state's
+** owner (a light userdata: it lives as long as the state), cheaper than
+** its registry lookup at the safe point of every result(). */
 static const char FUTMT = 'f';
 static const char OUTCOMES = 'o';
 #define UP_MT lua_upvalueindex(1)
+#define UP_OWNER lua_upvalueindex(2)
 
 static const char *const statenames[] = {
   "pending", "running", "finished", "cancelled"
@@ -64,12 +67,14 @@ static handle *checkhandle(lua_State *L, int idx) {
   return h;
 }
 
-/* In a method: the handle at 1, checked against the upvalue. */
+/* In a method: the handle at 1, checked against the upvalue (tables
+** are equal when they are the same object: lua_topointer compares them
+** at a third of lua_rawequal's cost). */
 static handle *checkself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   int ok = h != NULL && lua_getmetatable(L, 1);
   if (ok) {
-    ok = lua_rawequal(L, -1, UP_MT);
+    ok = lua_topointer(L, -1) == lua_topointer(L, UP_MT);
     lua_pop(L, 1);
   }
   if (!ok)
@@ -77,13 +82,18 @@ static handle *checkself(lua_State *L) {
   return h;
 }
 
-/* In a method: the future of the handle at 1 (see lconc_checkfuture). */
-static conc_future_t *checkselffuture(lua_State *L) {
-  conc_future_t *f = checkself(L)->f;
-  if (f == NULL)
+/* In a method: the handle at 1, its future still there (see
+** lconc_checkfuture). */
+static handle *checkselflive(lua_State *L) {
+  handle *h = checkself(L);
+  if (h->f == NULL)
     luaL_error(L, "future handle already finalized (the Lua state is "
                "closing)");
-  return f;
+  return h;
+}
+
+static conc_future_t *checkselffuture(lua_State *L) {
+  return checkselflive(L)->f;
 }
 
 conc_future_t *lconc_testfuture(lua_State *L, int idx) {
@@ -204,12 +214,13 @@ static int fut_new(lua_State *L) {
 ** Waiting and outcomes
 ** ======================================================================= */
 
-/* Block until the future at 1 is done or 'deadline' passes (0), running
-** callbacks at safe points; when done, this state's callbacks of it have
-** run (unless called inside a callback). */
-static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
+/* Block until the future of the handle at 1 is done or 'deadline'
+** passes (0), running callbacks at safe points; when done, this state's
+** callbacks of it have run (unless called inside a callback). */
+static int waitdone(lua_State *L, handle *h, double deadline) {
+  conc_future_t *f = h->f;
   lconc_stackcheck_begin(L);
-  lconc_safepoint(L);
+  lconc_ownersafepoint(L, (lconc_owner *)lua_touserdata(L, UP_OWNER));
   if (!conc_future_done(f) && conc_future_is_current(f))
     lconc_raise(L, "InvalidStateError",
                 "a task cannot wait for its own future");
@@ -225,7 +236,8 @@ static int waitdone(lua_State *L, conc_future_t *f, double deadline) {
     if (!got)
       return 0;
   }
-  lconc_firecallbacks(L, 1, 0);
+  if (h->callbacks)
+    lconc_firecallbacks(L, 1, 0);
   lconc_stackcheck_end(L, 0);
   return 1;
 }
@@ -302,13 +314,14 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
   return h->out;
 }
 
-/* Push the outcome of the FINISHED future of the handle at 1, decoding
-** it on first use: the single result itself (OUT_ONE) or the table. */
-static int pushoutcome(lua_State *L) {
-  handle *h = (handle *)lua_touserdata(L, 1);
+/* Push the outcome of the FINISHED future of the handle 'h' at 1,
+** decoding it on first use: the single result itself (OUT_ONE) or the
+** table. */
+static int pushoutcome(lua_State *L, handle *h) {
   const void *data;
   size_t len;
   int failed;
+  lconc_scalar s;
   if (h->out == OUT_SCALAR) {
     pushscalar(L, h);
     return OUT_ONE;
@@ -324,6 +337,17 @@ static int pushoutcome(lua_State *L) {
     luaL_error(L, "future has no outcome");
   if (data == NULL)
     luaL_error(L, "the future's values could not be transferred to this state");
+  if (!failed && lconc_peekscalar((const conc_payload_t *)data, &s)) {
+    h->vtype = (unsigned char)s.type;
+    h->isint = (unsigned char)s.isint;
+    if (s.type == LUA_TNUMBER && !s.isint)
+      h->v.n = s.v.n;
+    else
+      h->v.i = s.v.i;
+    h->out = OUT_SCALAR;
+    pushscalar(L, h);
+    return OUT_ONE;
+  }
   return keepoutcome(L, h, lconc_decode(L, (const conc_payload_t *)data),
                      failed);
 }
@@ -331,14 +355,14 @@ static int pushoutcome(lua_State *L) {
 /* Wait (argument 2 is the timeout) and push the outcome; raises
 ** TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
-  conc_future_t *f = checkselffuture(L);
+  handle *h = checkselflive(L);
   double deadline = lconc_optdeadline(L, 2);
-  if (!waitdone(L, f, deadline))
+  if (!waitdone(L, h, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
-  if (conc_future_state(f) == CONC_CANCELLED)
+  if (conc_future_state(h->f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
   lua_settop(L, 1);
-  return pushoutcome(L);
+  return pushoutcome(L, h);
 }
 
 /***
@@ -391,14 +415,14 @@ static int fut_exception(lua_State *L) {
  * @treturn ?string the traceback, or `nil` if the future did not fail
  */
 static int fut_traceback(lua_State *L) {
-  conc_future_t *f = checkselffuture(L);
+  handle *h = checkselflive(L);
   const void *data;
   size_t len;
   int failed;
-  if (conc_future_payload(f, &data, &len, &failed) != 0 || !failed)
+  if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed)
     return 0;
   lua_settop(L, 1);
-  pushoutcome(L);
+  pushoutcome(L, h);
   lua_rawgeti(L, 2, 2);
   return 1;
 }
@@ -606,10 +630,12 @@ static const luaL_Reg metamethods[] = {
 void lconc_open_future(lua_State *L) {
   if (luaL_newmetatable(L, LCONC_FUTURE_MT)) {
     lua_pushvalue(L, -1);
-    luaL_setfuncs(L, metamethods, 1);
+    lua_pushlightuserdata(L, lconc_getowner(L));
+    luaL_setfuncs(L, metamethods, 2);
     luaL_newlibtable(L, methods);
     lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);
+    lua_pushlightuserdata(L, lconc_getowner(L));
+    luaL_setfuncs(L, methods, 2);
     lua_setfield(L, -2, "__index");
   }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &FUTMT);

@@ -68,9 +68,13 @@ static conc_mailbox_t *getmailbox(lua_State *L) {
 ** too.
 */
 int lconc_closing(lua_State *L) {
+  return lconc_ownerclosing(L, lconc_getowner(L));
+}
+
+int lconc_ownerclosing(lua_State *L, lconc_owner *o) {
   lua_Debug ar;
   int n = 0;
-  if (lconc_getowner(L)->mb == NULL)
+  if (o->mb == NULL)
     return 1;
   if (lua_gc(L, LUA_GCISRUNNING) >= 0)
     return 0;
@@ -82,7 +86,8 @@ int lconc_closing(lua_State *L) {
 
 void lconc_addcloser(lua_State *L, lconc_closer *c) {
   lconc_owner *o = lconc_getowner(L);
-  if (lconc_closing(L))
+  c->owner = o;
+  if (lconc_ownerclosing(L, o))
     luaL_error(L, "the Lua state is closing");
   c->next = o->closers;
   if (c->next != NULL)
@@ -248,7 +253,10 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
 }
 
 int lconc_safepoint(lua_State *L) {
-  lconc_owner *o = lconc_getowner(L);
+  return lconc_ownersafepoint(L, lconc_getowner(L));
+}
+
+int lconc_ownersafepoint(lua_State *L, lconc_owner *o) {
   conc_future_t *f;
   uintptr_t tag;
   int ran = 0;

@@ -59,6 +59,7 @@ typedef struct worker {
   size_t used;          /* bytes W holds; written by W's thread only */
   size_t limit;         /* max_memory, or 0 */
   int id;
+  int handler;          /* registry ref of W's message handler (msgh) */
   lua_Integer tasks;    /* tasks started, the running one included */
 } worker;
 
@@ -209,7 +210,9 @@ static const char *errortext(lua_State *W, int idx) {
 }
 
 /* Message handler: keeps the error value as it is (it crosses back to the
-** owner unchanged) and stores the traceback in the upvalue table. */
+** owner unchanged) and stores the traceback in the upvalue table. One
+** per worker state, made once (a table and a closure per task were a
+** sixth of a small task's cost in the worker, with their collection). */
 static int msgh(lua_State *W) {
   luaL_traceback(W, W, errortext(W, 1), 1);
   lua_rawseti(W, lua_upvalueindex(1), 1);
@@ -219,23 +222,33 @@ static int msgh(lua_State *W) {
   return 1;
 }
 
+/* Push the traceback msgh kept (nil if it did not run: a memory
+** error), emptying its slot for the next task. */
+static void pushtraceback(lua_State *W, int handler) {
+  lua_getupvalue(W, handler, 1);
+  lua_rawgeti(W, -1, 1);
+  lua_pushnil(W);
+  lua_rawseti(W, -3, 1);
+  lua_remove(W, -2);
+}
+
 /* Decode the payload at 1 (fn, args...) and call it under 'msgh'. Leaves
 ** the call's status, then its results or (error, traceback). */
 static int call_payload(lua_State *W) {
   const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(W, 1);
+  worker *w = *(worker **)lua_getextraspace(W);
   int n, status;
   lua_settop(W, 0);
-  lua_newtable(W);                      /* 1: traceback slot */
-  lua_pushvalue(W, 1);
-  lua_pushcclosure(W, msgh, 1);         /* 2: handler */
+  lua_rawgeti(W, LUA_REGISTRYINDEX, w->handler);  /* 1: handler */
+  lua_pushnil(W);                       /* 2: status, below */
   n = lconc_decode(W, p);
-  status = lua_pcall(W, n - 1, LUA_MULTRET, 2);
+  status = lua_pcall(W, n - 1, LUA_MULTRET, 1);
   if (status == LUA_ERRMEM)  /* room to report it (max_memory) */
     lua_gc(W, LUA_GCCOLLECT);
   if (status != LUA_OK)
-    lua_rawgeti(W, 1, 1);               /* the traceback */
+    pushtraceback(W, 1);
   lua_pushinteger(W, status);
-  lua_replace(W, 2);                    /* 2: status */
+  lua_replace(W, 2);
   return lua_gettop(W) - 1;
 }
 
@@ -263,8 +276,10 @@ static int tryencode(lua_State *W, int first, const char *label,
 }
 
 /* (Protected.) Run a task's payload at 1; return (failed, outcome, the
-** call's status) with the outcome encoded, results or error + traceback. An outcome that
-** cannot cross becomes an error that says so: an error value is then
+** call's status) with the outcome encoded, results or error + traceback.
+** An outcome that cannot cross becomes an error that says so: results
+** raise it here, and rt_run makes the message the task's error (no
+** protected call of its own for the common case); an error value is
 ** kept as its text ('tostring'), with its traceback. */
 static int run_task(lua_State *W) {
   conc_payload_t *out = NULL;
@@ -272,20 +287,16 @@ static int run_task(lua_State *W) {
   call_payload(W);
   status = (int)lua_tointeger(W, 2);
   failed = status != LUA_OK;
-  if (tryencode(W, 3, failed ? "error" : "result", &out) == 0) {
-    lua_settop(W, 0);
-  } else if (!failed) {  /* results that cannot cross: the message */
-    lua_replace(W, 3);
-    lua_settop(W, 3);
-    failed = 1;
-  } else {  /* "<text of the error> (cannot transfer error #1.x (...))" */
+  if (!failed)
+    out = lconc_encode(W, 3, lua_gettop(W) - 2, "result", 1);
+  else if (tryencode(W, 3, "error", &out) != 0) {
+    /* "<text of the error> (cannot transfer error #1.x (...))" */
     const char *why = lua_tostring(W, -1);
     lua_pushfstring(W, "%s (%s)", errortext(W, 3), why);
     lua_replace(W, 3);
     lua_settop(W, 4);
-  }
-  if (out == NULL)
     out = lconc_encode(W, 3, lua_gettop(W) - 2, "error", 1);
+  }
   lua_settop(W, 0);
   lua_pushboolean(W, failed);
   lua_pushlightuserdata(W, out);
@@ -411,6 +422,9 @@ static int pmain(lua_State *W) {
   conc_mailbox_ref(w->mb);
   lua_pushlightuserdata(W, w);
   lua_rawsetp(W, LUA_REGISTRYINDEX, &workerkey);
+  lua_createtable(W, 1, 0);
+  lua_pushcclosure(W, msgh, 1);
+  w->handler = luaL_ref(W, LUA_REGISTRYINDEX);
   if (sh->init != NULL) {
     *ininit = 1;
     lua_pushcfunction(W, call_payload);

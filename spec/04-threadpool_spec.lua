@@ -13,6 +13,32 @@ describe("ThreadPoolExecutor", function()
     assert.equal("Future<finished>", tostring(f))
   end)
 
+  it("keeps the subtype and bits of a single nil, boolean or number result", function()
+    -- one scalar result is read straight into the handle (no decoder):
+    -- integers near the limits need the longest varints, floats keep -0.0
+    -- and NaN, and result() returns the same value every time
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local values = { 0, 1, -1, 63, -64, 64, 8191, -8192, 2 ^ 62 // 1,
+      math.maxinteger, math.mininteger, 0.0, -0.0, 1.5, 0.1, 1e308, 5e-324,
+      math.huge, -math.huge, 3.0, true, false, "s" }
+    local fs = {}
+    for i, v in ipairs(values) do fs[i] = ex:submit(function(x) return x end, v) end
+    fs.nan = ex:submit(function() return 0 / 0 end)
+    fs.none = ex:submit(function() return nil end)
+    for i, v in ipairs(values) do
+      for _ = 1, 2 do
+        local r = fs[i]:result(10)
+        assert.equal(v, r, "value " .. i)
+        assert.equal(math.type(v), math.type(r), "value " .. i)
+        assert.is_nil(fs[i]:exception(10))
+      end
+    end
+    assert.equal(-math.huge, 1 / fs[13]:result(10))
+    local nan = fs.nan:result(10)
+    assert.is_true(nan ~= nan)
+    assert.same({ nil, n = 1 }, table.pack(fs.none:result(10)))
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
@@ -366,6 +392,21 @@ describe("ThreadPoolExecutor", function()
       assert.matches("shutdown returned\tfalse", out)
     end)
 
+    it("refuses a submit from a finalizer while the state closes", function()
+      -- Lua gives nothing made then a finalizer: the handle would leak
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(1)
+        assert(ex:submit(function() return 1 end):result(10) == 1)
+        setmetatable({}, { __gc = function()
+          print("submit", pcall(ex.submit, ex, function() return 2 end))
+        end })
+        os.exit(0, true)  -- close the state: the finalizer runs
+      ]])
+      assert.is_true(ok)
+      assert.matches("submit\tfalse\t[^\n]*the Lua state is closing", out)
+    end)
+
     it("finishes submitted work when the executor is collected", function()
       local f
       do
@@ -407,8 +448,13 @@ describe("ThreadPoolExecutor", function()
     it("make the notify fd readable and run in cf.dispatch", function()
       local ex <close> = cf.ThreadPoolExecutor(1)
       local got
-      local f = ex:submit(function() return "hi" end)
+      -- held until the callback is added: on a done future it would run
+      -- at once, and no dispatch would ever count it (a hang under TSan)
+      local gate = cf.Future()
+      local f = ex:submit(function(g) g:result(10) return "hi" end, gate)
       f:add_done_callback(function(fut) got = fut:result() end)
+      assert.is_nil(got)
+      gate:set_result(true)
       local n = 0
       while n == 0 do n = cf.dispatch(10) end
       assert.equal("hi", got)

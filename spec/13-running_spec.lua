@@ -284,6 +284,25 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.is_true(mem > 0 and mem < 8 * 1024 * 1024, tostring(mem))
       end)
 
+      it("gives a task that ran out of memory no traceback, not an earlier task's", function()
+        -- a worker keeps one message handler for all its tasks; Lua runs
+        -- none for a memory error
+        local ex <close> = Pool { max_workers = 1, max_memory = 8 * 1024 * 1024 }
+        local a = ex:submit(function() error("the first task failed") end)
+        a:exception(30)
+        assert.matches("the first task failed", a:traceback() or "", 1, true)
+        local b = ex:submit(function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+          return #t
+        end)
+        assert.equal("not enough memory", b:exception(30))
+        assert.is_nil(b:traceback())
+        local c = ex:submit(function() error("the third task failed") end)
+        c:exception(30)
+        assert.not_matches("first", c:traceback())
+      end)
+
       it("reports the memory the workers hold", function()
         local ex <close> = Pool(2)
         local f = ex:submit(function() _G.keep = ("x"):rep(4 * 1024 * 1024) return #_G.keep end)
