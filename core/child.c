@@ -463,46 +463,100 @@ static void oncancel(child *c, conc__rd *r) {
   pthread_mutex_unlock(&c->mu);
 }
 
-/* The reader thread: frames until F_STOP or the end of the socket. */
+/* Handle one frame body of 'len' bytes at 'body': 0, or 1 for F_STOP;
+** leaves on a corrupt frame. */
+static int onframe(child *c, const unsigned char *body, uint32_t len) {
+  conc__rd r;
+  int type;
+  r.p = body;
+  r.end = body + len;
+  r.bad = 0;
+  type = (int)conc__get8(&r);
+  switch (type) {
+    case F_TASK: ontask(c, &r); break;
+    case F_FUTURE: onfuture(c, &r); break;
+    case F_CANCEL: oncancel(c, &r); break;
+    case F_QREPLY: onqreply(c, &r); break;
+    case F_QCHANGED: onqchanged(c, &r); break;
+    case F_STOP: return 1;
+    default: leave(CONC__CHILD_EPROTO);
+  }
+  if (r.bad)
+    leave(CONC__CHILD_EPROTO);
+  return 0;
+}
+
+/* Bytes the reader asks for per read: a frame longer than that gets a
+** buffer of its own size, given back once it is handled. */
+#define RDCHUNK (16 * 1024)
+
+/* The reader's buffer: bytes read, the first 'have' not yet handled. */
+typedef struct rdbuf {
+  unsigned char *b;
+  size_t have, size;
+} rdbuf;
+
+/* The length of the frame whose first 'have' bytes are at 'b' (0 while
+** its header is not all there); leaves on a corrupt one. */
+static uint32_t headlen(const unsigned char *b, size_t have) {
+  uint32_t len;
+  if (have < 4)
+    return 0;
+  len = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16
+        | (uint32_t)b[3] << 24;
+  if (len == 0 || len > CONC_FRAME_MAX)
+    leave(CONC__CHILD_EPROTO);
+  return len;
+}
+
+/* Handle every whole frame 'rb' holds, then keep the rest at its start
+** with room for the frame it begins: 0, or 1 after F_STOP. */
+static int onframes(child *c, rdbuf *rb) {
+  size_t at = 0, want;
+  uint32_t len;
+  for (;;) {
+    len = headlen(rb->b + at, rb->have - at);
+    if (len == 0 || rb->have - at - 4 < len)
+      break;
+    if (onframe(c, rb->b + at + 4, len))
+      return 1;
+    at += 4 + (size_t)len;
+  }
+  rb->have -= at;
+  if (rb->have > 0 && at > 0)
+    memmove(rb->b, rb->b + at, rb->have);
+  want = len > 0 ? 4 + (size_t)len : RDCHUNK;
+  if (want < RDCHUNK)
+    want = RDCHUNK;
+  if (want != rb->size) {  /* what is kept is shorter than 'want' */
+    unsigned char *b = (unsigned char *)realloc(rb->b, want);
+    if (b == NULL)
+      leave(CONC__CHILD_ENOMEM);
+    rb->b = b;
+    rb->size = want;
+  }
+  return 0;
+}
+
+/* The reader thread: frames until F_STOP or the end of the socket. Each
+** read takes what the socket holds, and every whole frame in it is
+** handled before the next read. */
 static void *reader(void *arg) {
   child *c = (child *)arg;
-  unsigned char hdr[4];
-  for (;;) {
-    conc__rd r;
-    unsigned char *body;
-    uint32_t len;
-    int type;
-    if (conc__readall(c->sock, hdr, 4) != 0)
+  rdbuf rb = { NULL, 0, RDCHUNK };
+  if ((rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL)
+    leave(CONC__CHILD_ENOMEM);
+  while (onframes(c, &rb) == 0) {
+    ssize_t k = read(c->sock, rb.b + rb.have, rb.size - rb.have);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0 && rb.have >= 4)  /* the end inside a frame's body */
+      leave(CONC__CHILD_EPROTO);
+    if (k <= 0)
       break;
-    len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16
-          | (uint32_t)hdr[3] << 24;
-    if (len == 0 || len > CONC_FRAME_MAX)
-      leave(CONC__CHILD_EPROTO);
-    if ((body = (unsigned char *)malloc(len)) == NULL)
-      leave(CONC__CHILD_ENOMEM);
-    if (conc__readall(c->sock, body, len) != 0)
-      leave(CONC__CHILD_EPROTO);
-    r.p = body;
-    r.end = body + len;
-    r.bad = 0;
-    type = (int)conc__get8(&r);
-    if (type == F_TASK)
-      ontask(c, &r);
-    else if (type == F_FUTURE)
-      onfuture(c, &r);
-    else if (type == F_CANCEL)
-      oncancel(c, &r);
-    else if (type == F_QREPLY)
-      onqreply(c, &r);
-    else if (type == F_QCHANGED)
-      onqchanged(c, &r);
-    free(body);
-    if (type == F_STOP)
-      break;
-    if ((type != F_TASK && type != F_FUTURE && type != F_CANCEL
-         && type != F_QREPLY && type != F_QCHANGED) || r.bad)
-      leave(CONC__CHILD_EPROTO);
+    rb.have += (size_t)k;
   }
+  free(rb.b);
   pthread_mutex_lock(&c->mu);
   c->stop = 1;
   while (c->reqs != NULL) {  /* no reply will come */
@@ -537,10 +591,11 @@ static ctask *nexttask(child *c) {
   return t;
 }
 
-static void send_frame(child *c, conc__wbuf *w) {
+/* Send what 'w' holds, then the 'n' bytes at 'tail'. */
+static void send_frame(child *c, conc__wbuf *w, const void *tail, size_t n) {
   if (w->failed)
     leave(CONC__CHILD_ENOMEM);
-  if (conc__wbuf_flushall(c->sock, w) != 0)
+  if (conc__wbuf_flushtail(c->sock, w, tail, n) != 0)
     leave(CONC__CHILD_EPROTO);  /* the parent is gone */
 }
 
@@ -553,7 +608,7 @@ static void send_start(child *c, int code, const char *why) {
   if (why != NULL)
     conc__putbytes(&w, why, strlen(why));
   conc__frame_end(&w, at);
-  send_frame(c, &w);
+  send_frame(c, &w, NULL, 0);
   conc__wbuf_free(&w);
 }
 
@@ -574,18 +629,20 @@ static conc_payload_t *backable(conc_payload_t *out, int *failed,
                             "made in a worker process, cannot leave it");
 }
 
+/* The result's bytes go out from the payload itself, after the head. */
 static void send_result(child *c, conc__wbuf *w, uint64_t id,
                         conc_payload_t *out, int failed,
                         const uint64_t *ids) {
   size_t at = conc__frame_begin(w, F_RESULT);
+  size_t n = out != NULL ? out->size : 0;
   conc__put64(w, id);
   conc__put8(w, out != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
   conc__put64(w, (uint64_t)c->rt->memory(c->ctx));
   if (out != NULL)
-    conc__putpayload(w, out, ids);
-  conc__frame_end(w, at);
+    conc__putpayloadhead(w, out, ids);
+  conc__frame_endtail(w, at, n);
   pthread_mutex_lock(&c->wmu);
-  send_frame(c, w);
+  send_frame(c, w, n > 0 ? conc_payload_data(out) : NULL, n);
   pthread_mutex_unlock(&c->wmu);
 }
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
+#include <sys/uio.h>
 
 #include "frame.h"
 
@@ -85,11 +85,15 @@ size_t conc__frame_begin(conc__wbuf *w, int type) {
   return start;
 }
 
-/* Patch the length; a failed or oversized frame is taken back whole. */
 void conc__frame_end(conc__wbuf *w, size_t start) {
-  size_t len = w->n - start - 4;
+  conc__frame_endtail(w, start, 0);
+}
+
+/* Patch the length; a failed or oversized frame is taken back whole. */
+void conc__frame_endtail(conc__wbuf *w, size_t start, size_t tail) {
+  size_t len = w->n - start - 4 + tail;
   int i;
-  if (w->failed || len > CONC_FRAME_MAX) {
+  if (w->failed || tail > CONC_FRAME_MAX || len > CONC_FRAME_MAX) {
     w->n = start;
     w->failed = 1;
     return;
@@ -98,13 +102,18 @@ void conc__frame_end(conc__wbuf *w, size_t start) {
     w->b[start + i] = (char)(unsigned char)(len >> (8 * i));
 }
 
-void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
-                      const uint64_t *ids) {
+void conc__putpayloadhead(conc__wbuf *w, const conc_payload_t *p,
+                          const uint64_t *ids) {
   size_t i;
   conc__put8(w, (unsigned)p->kind);
   conc__put32(w, (uint32_t)p->nfutures);
   for (i = 0; i < p->nfutures; i++)
     conc__put64(w, ids[i]);
+}
+
+void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
+                      const uint64_t *ids) {
+  conc__putpayloadhead(w, p, ids);
   conc__putbytes(w, conc_payload_data(p), p->size);
 }
 
@@ -127,13 +136,40 @@ int conc__wbuf_flush(int fd, conc__wbuf *w) {
 }
 
 int conc__wbuf_flushall(int fd, conc__wbuf *w) {
-  while (w->off < w->n) {
-    ssize_t k = send(fd, w->b + w->off, w->n - w->off, MSG_NOSIGNAL);
+  return conc__wbuf_flushtail(fd, w, NULL, 0);
+}
+
+/* One sendmsg of both parts, as long as the socket takes them whole. */
+int conc__wbuf_flushtail(int fd, conc__wbuf *w, const void *tail,
+                         size_t n) {
+  const char *t = (const char *)tail;
+  while (w->off < w->n || n > 0) {
+    struct iovec iov[2];
+    struct msghdr m;
+    size_t head = w->n - w->off;
+    ssize_t k;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    if (head > 0) {
+      iov[m.msg_iovlen].iov_base = w->b + w->off;
+      iov[m.msg_iovlen++].iov_len = head;
+    }
+    if (n > 0) {
+      iov[m.msg_iovlen].iov_base = (void *)t;
+      iov[m.msg_iovlen++].iov_len = n;
+    }
+    k = sendmsg(fd, &m, MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
       return CONC_ESYS;
-    w->off += (size_t)k;
+    if ((size_t)k <= head) {
+      w->off += (size_t)k;
+    } else {
+      w->off = w->n;
+      t += (size_t)k - head;
+      n -= (size_t)k - head;
+    }
   }
   w->off = w->n = 0;
   return 0;
@@ -196,19 +232,4 @@ conc_payload_t *conc__getpayload(conc__rd *r, uint64_t **ids, int *nomem) {
   p->kind = (int)kind;
   r->p = r->end;
   return p;
-}
-
-int conc__readall(int fd, void *b, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t k = read(fd, (char *)b + got, n - got);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k == 0 && got == 0)
-      return 1;
-    if (k <= 0)
-      return CONC_ESYS;
-    got += (size_t)k;
-  }
-  return 0;
 }

@@ -73,6 +73,10 @@ CONC__FUNC void conc__wbuf_free(conc__wbuf *w);
 /* Start a frame of 'type' (its length is patched by frame_end). */
 CONC__FUNC size_t conc__frame_begin(conc__wbuf *w, int type);
 CONC__FUNC void conc__frame_end(conc__wbuf *w, size_t start);
+/* As frame_end, for a frame whose last 'tail' bytes are not in 'w': they
+** go out after it (conc__wbuf_flushtail). */
+CONC__FUNC void conc__frame_endtail(conc__wbuf *w, size_t start,
+                                    size_t tail);
 CONC__FUNC void conc__put8(conc__wbuf *w, unsigned v);
 CONC__FUNC void conc__put32(conc__wbuf *w, uint32_t v);
 CONC__FUNC void conc__put64(conc__wbuf *w, uint64_t v);
@@ -81,10 +85,18 @@ CONC__FUNC void conc__putbytes(conc__wbuf *w, const void *b, size_t n);
 /* A payload whose futures are named by 'ids'. */
 CONC__FUNC void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
                                  const uint64_t *ids);
+/* The same but its bytes (conc_payload_data, p->size), for a frame that
+** sends them as its tail. */
+CONC__FUNC void conc__putpayloadhead(conc__wbuf *w, const conc_payload_t *p,
+                                     const uint64_t *ids);
 /* Write what the socket takes without blocking: 0, or CONC_ESYS. */
 CONC__FUNC int conc__wbuf_flush(int fd, conc__wbuf *w);
 /* Write everything to the socket, blocking: 0, or CONC_ESYS. */
 CONC__FUNC int conc__wbuf_flushall(int fd, conc__wbuf *w);
+/* The same, then the 'n' bytes at 'tail', in one call where the socket
+** takes them (no copy of the tail into 'w'). */
+CONC__FUNC int conc__wbuf_flushtail(int fd, conc__wbuf *w, const void *tail,
+                                    size_t n);
 
 /* A frame body being read. */
 typedef struct conc__rd {
@@ -101,9 +113,5 @@ CONC__FUNC double conc__getf64(conc__rd *r);
 ** ('*nomem' tells which); its future entries are left empty. */
 CONC__FUNC conc_payload_t *conc__getpayload(conc__rd *r, uint64_t **ids,
                                             int *nomem);
-
-/* Read exactly 'n' bytes, blocking: 0; 1 at a clean end of file before
-** any byte; CONC_ESYS otherwise. */
-CONC__FUNC int conc__readall(int fd, void *b, size_t n);
 
 #endif

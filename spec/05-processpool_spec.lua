@@ -798,6 +798,24 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     assert.is_true(cf.BrokenProcessPool:is(err), tostring(err))
   end)
 
+  it("carries inputs and results of every size intact, small frames and "
+     .. "frames longer than one read mixed in one backlog", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local sizes = { 0, 1, 100, 16 * 1024 - 40, 16 * 1024, 70000, 3, 1 << 20, 5 }
+    local fs = {}
+    for round = 1, 3 do
+      for i, n in ipairs(sizes) do
+        local s = ("%d:%d:"):format(round, i):rep(n // 6 + 1):sub(1, n)
+        fs[#fs + 1] = { s, ex:submit(function(x) return x .. x, #x end, s) }
+      end
+    end
+    for _, c in ipairs(fs) do
+      local twice, n = c[2]:result(60)
+      assert.equal(#c[1], n)
+      assert.is_true(twice == c[1] .. c[1])
+    end
+  end)
+
   it("maps with chunks smaller than, larger than and as large as the input "
      .. "(test_map_chunksize)", function()
     local ex <close> = cf.ProcessPoolExecutor(2)
