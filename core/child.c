@@ -12,6 +12,7 @@
 #include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,7 +66,9 @@ typedef struct child {
   pthread_mutex_t wmu;     /* writing to 'sock': results and requests */
   conc__wbuf qw;           /* the requests' frames (under 'wmu') */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  uint32_t news;           /* atomic: bumped when a task or the stop
+                              comes; the main thread waits on it */
+  int idle;                /* atomic: the main thread waits on 'news' */
   pthread_cond_t rcv;      /* a reply came (under 'mu') */
   qreq *reqs;              /* awaiting their reply (under 'mu') */
   uint64_t nextreq;        /* atomic */
@@ -410,6 +413,15 @@ static void onqchanged(child *c, conc__rd *r) {
 /* }====================================================================== */
 
 
+/* A task or the stop came: wake the main thread if it waits for one.
+** Not a condition variable: the main thread would take 'mu' back on
+** waking, and its unlock would then cost a system call a task. */
+static void tellmain(child *c) {
+  __atomic_add_fetch(&c->news, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&c->idle, __ATOMIC_SEQ_CST))
+    syscall(SYS_futex, &c->news, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static void ontask(child *c, conc__rd *r) {
   ctask *t = (ctask *)malloc(sizeof(*t));
   if (t == NULL)
@@ -422,8 +434,8 @@ static void ontask(child *c, conc__rd *r) {
   pthread_mutex_lock(&c->mu);
   *c->tail = t;
   c->tail = &t->next;
-  pthread_cond_signal(&c->cv);
   pthread_mutex_unlock(&c->mu);
+  tellmain(c);
 }
 
 /* A forwarded future is done: complete its proxy, then forget it (the
@@ -565,18 +577,17 @@ static void *reader(void *arg) {
     rq->code = CONC_EBROKEN;
     rq->done = 1;
   }
-  pthread_cond_signal(&c->cv);
   pthread_cond_broadcast(&c->rcv);
   pthread_mutex_unlock(&c->mu);
+  tellmain(c);
   return NULL;
 }
 
-/* The next task, or NULL once the parent said stop and none is left. */
-static ctask *nexttask(child *c) {
+/* Take the next task (NULL when there is none), made running with its
+** controls armed, under 'mu'; '*stop' tells whether the parent said stop. */
+static ctask *taketask(child *c, int *stop) {
   ctask *t;
   pthread_mutex_lock(&c->mu);
-  while (c->head == NULL && !c->stop)
-    pthread_cond_wait(&c->cv, &c->mu);
   t = c->head;
   if (t != NULL && (c->head = t->next) == NULL)
     c->tail = &c->head;
@@ -587,8 +598,26 @@ static ctask *nexttask(child *c) {
                      __ATOMIC_SEQ_CST);
     c->ctl.timeout = t->timeout;
   }
+  *stop = c->stop;
   pthread_mutex_unlock(&c->mu);
   return t;
+}
+
+/* The next task, or NULL once the parent said stop and none is left.
+** 'news' is read before the queue is looked at: a task queued after
+** the look bumped it, and the futex does not wait then. */
+static ctask *nexttask(child *c) {
+  for (;;) {
+    uint32_t seen = __atomic_load_n(&c->news, __ATOMIC_SEQ_CST);
+    int stop;
+    ctask *t = taketask(c, &stop);
+    if (t != NULL || stop)
+      return t;
+    __atomic_store_n(&c->idle, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->news, __ATOMIC_SEQ_CST) == seen)
+      syscall(SYS_futex, &c->news, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+    __atomic_store_n(&c->idle, 0, __ATOMIC_SEQ_CST);
+  }
 }
 
 /* Send what 'w' holds, then the 'n' bytes at 'tail'. */
@@ -738,7 +767,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
     leave(0);
   }
   c.ctx = ctx;
-  if (pthread_mutex_init(&c.mu, NULL) != 0 || conc__cond_init(&c.cv) != 0
+  if (pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
       || pthread_mutex_init(&c.qmu, NULL) != 0
       || conc__cond_init(&c.rcv) != 0
