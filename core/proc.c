@@ -36,15 +36,17 @@
 typedef struct proc proc;
 typedef struct child child;
 
-/* A submitted task: queued in 'pending', then in its child's 'inflight'. */
+/* A submitted task: queued in 'pending', then in its child's 'inflight',
+** then, with its outcome, in the supervisor's 'done'. */
 typedef struct ptask {
   conc__queue q;
   conc_future_t *f;
-  conc_payload_t *payload;  /* freed once written */
+  conc_payload_t *payload;  /* freed once written; then its outcome */
+  int failed;               /* of that outcome */
   uint64_t id;
   double timeout;           /* seconds from its start in the child, or 0 */
   proc *p;
-  child *c;                 /* its child, once written */
+  child *c;                 /* its child, from written to done */
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
   int incq;
 } ptask;
@@ -118,6 +120,7 @@ struct proc {
   /* the supervisor's own */
   child *children;
   int nchildren;
+  conc__queue done;         /* ptasks whose outcome came, to complete */
   char *scratch;            /* READCHUNK bytes */
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
@@ -204,6 +207,8 @@ static void sendcancels(proc *p) {
     size_t at;
     conc__queue_remove(&t->cq);
     t->incq = 0;
+    if (t->c == NULL)  /* its outcome came: past stopping */
+      continue;
     at = conc__frame_begin(&t->c->out, F_CANCEL);
     conc__put64(&t->c->out, t->id);
     conc__frame_end(&t->c->out, at);
@@ -920,7 +925,23 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
-  endtask(p, t, out, (int)failed, 1);
+  t->payload = out;
+  t->failed = (int)failed;
+  t->c = NULL;
+  conc__queue_insert_tail(&p->done, &t->q);
+}
+
+/* Complete the tasks whose outcome came: after the turn's frames went
+** out, so that a child has the tasks that replace its results before
+** the supervisor spends time on their futures (and their waiters). */
+static void completedone(proc *p) {
+  while (!conc__queue_empty(&p->done)) {
+    ptask *t = qtask(conc__queue_head(&p->done));
+    conc_payload_t *out = t->payload;
+    conc__queue_remove(&t->q);
+    t->payload = NULL;
+    endtask(p, t, out, t->failed, 1);
+  }
 }
 
 static void onstart(proc *p, child *c, conc__rd *r) {
@@ -1248,9 +1269,11 @@ static void *supervise(void *arg) {
       stopidle(p);
     }
     flushall(p);
+    completedone(p);
     publish(p);
     poll_once(p);
   }
+  completedone(p);
   publish(p);
   free(p->fds);
   p->fds = NULL;
@@ -1431,6 +1454,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->self = getpid();
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
+  conc__queue_init(&p->done);
   return &p->base;
 }
 
