@@ -695,9 +695,19 @@ static child *spawn(proc *p) {
   return c;
 }
 
+/* Set the count of tasks in flight to 'c'. A child with any counts as
+** a busy worker (conc__spin_busy): a thread waiting for a result polls
+** only while a core is left beside the busy children. */
+static void setinflight(child *c, int n) {
+  if ((c->ninflight > 0) != (n > 0))
+    conc__spin_busy(n > 0 ? 1 : -1);
+  c->ninflight = n;
+}
+
 /* Close a child's descriptors and free it (it is reaped). */
 static void freechild(proc *p, child *c) {
   child **pc;
+  setinflight(c, 0);
   for (pc = &p->children; *pc != c; pc = &(*pc)->next)
     ;
   *pc = c->next;
@@ -808,7 +818,7 @@ static int sendtask(proc *p, child *c, ptask *t) {
   conc_payload_free(t->payload);
   t->payload = NULL;
   conc__queue_insert_tail(&c->inflight, &t->q);
-  c->ninflight++;
+  setinflight(c, c->ninflight + 1);
   c->sent++;
   t->c = c;
   conc__future_begin(t->f, stoptask, t);
@@ -918,7 +928,7 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   free(ids);
   t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
-  c->ninflight--;
+  setinflight(c, c->ninflight - 1);
   pthread_mutex_lock(&p->mu);  /* in stats once the future completes */
   p->memory = p->memory - c->memory + (size_t)memory;
   pthread_mutex_unlock(&p->mu);
@@ -1123,7 +1133,7 @@ static void onexit(proc *p, child *c, int status) {
     conc__queue_remove(&t->q);
     failtask(p, t, msg, 1);
   }
-  c->ninflight = 0;
+  setinflight(c, 0);
   freechild(p, c);  /* 'assign' starts another when work comes */
 }
 
