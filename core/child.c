@@ -1,10 +1,11 @@
 /*
 ** child.c: a forked worker process of the process pool. Its main thread
-** runs tasks through the runtime in a fresh state; a reader thread takes
-** frames from the parent, queues tasks and completes the proxies of the
-** parent's futures, so a task may wait on one while it runs. Proxies of
-** the parent's queues send each operation to the parent and wait for
-** its reply (the reader hands it over).
+** runs tasks through the runtime in a fresh state, and reads the frames
+** from the parent while idle; while a task runs, a reader thread takes
+** the reading over (see 'follow'): it queues tasks and completes the
+** proxies of the parent's futures, so a task may wait on one while it
+** runs. Proxies of the parent's queues send each operation to the
+** parent and wait for its reply (whichever thread reads hands it over).
 */
 #include <errno.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,21 +62,39 @@ typedef struct qreq {
   int closed;
 } qreq;
 
+/* Bytes read from the socket, the first 'have' not yet handled. */
+typedef struct rdbuf {
+  unsigned char *b;
+  size_t have, size;
+} rdbuf;
+
 typedef struct child {
   int sock;
   pthread_mutex_t wmu;     /* writing to 'sock': results and requests */
   conc__wbuf qw;           /* the requests' frames (under 'wmu') */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  uint32_t news;           /* atomic: bumped when a task or the stop
+                              comes, or the reading comes back; the
+                              main thread waits on it */
+  int idle;                /* atomic: the main thread waits on 'news' */
+  /* Who reads the socket (see 'follow'); what follows up to 'fnews' is
+  ** about that; 'rb' and 'proxies' are the reading thread's. */
+  rdbuf rb;
+  int mainreads;           /* the main thread, when idle (under 'mu') */
+  uint32_t runs;           /* tasks started (under 'mu') */
+  int wantreader;          /* a request awaits its reply (under 'mu') */
+  int fasleep;             /* the reader thread waits for a task to
+                              start, with no time limit (under 'mu') */
+  uint32_t fnews;          /* atomic: the reader thread waits on it */
   pthread_cond_t rcv;      /* a reply came (under 'mu') */
   qreq *reqs;              /* awaiting their reply (under 'mu') */
   uint64_t nextreq;        /* atomic */
   pthread_mutex_t qmu;     /* guards 'qproxies' */
   qproxy *qproxies;
   ctask *head, **tail;     /* tasks not yet run (under 'mu') */
-  int stop;                /* F_STOP or end of file: the reader ended, no
-                              reply will come (under 'mu') */
-  proxy *proxies;          /* the reader's own */
+  int stop;                /* F_STOP or end of file: the reading ended,
+                              no reply will come (under 'mu') */
+  proxy *proxies;
   const conc_runtime_t *rt;
   void *ctx;               /* the runtime's */
   uint64_t running;        /* the running task's id, or 0 (under 'mu') */
@@ -183,12 +203,15 @@ static size_t beginask(qproxy *x, qreq *rq, int type, conc_future_t *wake) {
   return at;
 }
 
+static void tellreader(child *c);
+
 /* Send the request begun at 'at', release the writer and wait for the
 ** reply: its code (CONC_EBROKEN when none can come). The parent answers
 ** at once, or at once that the caller must wait for a wake, so this
-** does not block for long. */
+** does not block for long. When the main thread, which would read the
+** reply, runs a task, the reader thread reads from now on. */
 static int ask(child *c, qreq *rq, size_t at) {
-  int r = 0;
+  int r = 0, wake = 0;
   conc__frame_end(&c->qw, at);
   pthread_mutex_lock(&c->mu);
   if (c->stop)
@@ -198,8 +221,12 @@ static int ask(child *c, qreq *rq, size_t at) {
   else {
     rq->next = c->reqs;
     c->reqs = rq;
+    wake = c->mainreads && c->running != 0;
+    c->wantreader |= wake;
   }
   pthread_mutex_unlock(&c->mu);
+  if (wake)
+    tellreader(c);
   if (r == 0 && conc__wbuf_flushall(c->sock, &c->qw) != 0)
     leave(CONC__CHILD_EPROTO);  /* the parent is gone */
   c->qw.off = c->qw.n = 0;  /* sent, or dropped */
@@ -410,6 +437,22 @@ static void onqchanged(child *c, conc__rd *r) {
 /* }====================================================================== */
 
 
+/* A task or the stop came: wake the main thread if it waits for one.
+** Not a condition variable: the main thread would take 'mu' back on
+** waking, and its unlock would then cost a system call a task. */
+static void tellmain(child *c) {
+  __atomic_add_fetch(&c->news, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&c->idle, __ATOMIC_SEQ_CST))
+    syscall(SYS_futex, &c->news, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Wake the reader thread: the reading is its, or a task it must watch
+** started, or the end came. */
+static void tellreader(child *c) {
+  __atomic_add_fetch(&c->fnews, 1, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, &c->fnews, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static void ontask(child *c, conc__rd *r) {
   ctask *t = (ctask *)malloc(sizeof(*t));
   if (t == NULL)
@@ -422,8 +465,8 @@ static void ontask(child *c, conc__rd *r) {
   pthread_mutex_lock(&c->mu);
   *c->tail = t;
   c->tail = &t->next;
-  pthread_cond_signal(&c->cv);
   pthread_mutex_unlock(&c->mu);
+  tellmain(c);
 }
 
 /* A forwarded future is done: complete its proxy, then forget it (the
@@ -486,15 +529,9 @@ static int onframe(child *c, const unsigned char *body, uint32_t len) {
   return 0;
 }
 
-/* Bytes the reader asks for per read: a frame longer than that gets a
-** buffer of its own size, given back once it is handled. */
+/* Bytes asked for per read: a frame longer than that gets a buffer of
+** its own size, given back once it is handled. */
 #define RDCHUNK (16 * 1024)
-
-/* The reader's buffer: bytes read, the first 'have' not yet handled. */
-typedef struct rdbuf {
-  unsigned char *b;
-  size_t have, size;
-} rdbuf;
 
 /* The length of the frame whose first 'have' bytes are at 'b' (0 while
 ** its header is not all there); leaves on a corrupt one. */
@@ -538,45 +575,114 @@ static int onframes(child *c, rdbuf *rb) {
   return 0;
 }
 
-/* The reader thread: frames until F_STOP or the end of the socket. Each
-** read takes what the socket holds, and every whole frame in it is
-** handled before the next read. */
-static void *reader(void *arg) {
-  child *c = (child *)arg;
-  rdbuf rb = { NULL, 0, RDCHUNK };
-  if ((rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL)
-    leave(CONC__CHILD_ENOMEM);
-  while (onframes(c, &rb) == 0) {
-    ssize_t k = read(c->sock, rb.b + rb.have, rb.size - rb.have);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0 && rb.have >= 4)  /* the end inside a frame's body */
-      leave(CONC__CHILD_EPROTO);
-    if (k <= 0)
-      break;
-    rb.have += (size_t)k;
-  }
-  free(rb.b);
+/* The parent said stop, or the socket ended: no reply will come. */
+static void ended(child *c) {
   pthread_mutex_lock(&c->mu);
   c->stop = 1;
-  while (c->reqs != NULL) {  /* no reply will come */
+  while (c->reqs != NULL) {
     qreq *rq = c->reqs;
     c->reqs = rq->next;
     rq->code = CONC_EBROKEN;
     rq->done = 1;
   }
-  pthread_cond_signal(&c->cv);
   pthread_cond_broadcast(&c->rcv);
   pthread_mutex_unlock(&c->mu);
+  tellmain(c);
+  tellreader(c);
+}
+
+/* By the thread that reads: one read, which takes what the socket
+** holds, and every whole frame in it handled. 0; 1 once the parent said
+** stop or the socket ended. */
+static int readsome(child *c) {
+  rdbuf *rb = &c->rb;
+  ssize_t k;
+  do
+    k = read(c->sock, rb->b + rb->have, rb->size - rb->have);
+  while (k < 0 && errno == EINTR);
+  if (k <= 0 && rb->have >= 4)  /* the end inside a frame's body */
+    leave(CONC__CHILD_EPROTO);
+  if (k > 0) {
+    rb->have += (size_t)k;
+    if (onframes(c, rb) == 0)
+      return 0;
+  }
+  ended(c);
+  return 1;
+}
+
+/* How long a task runs before the reader thread takes the reading over
+** from the main thread, in nanoseconds (less than a second). */
+#define FOLLOW_NS 200000
+
+/*
+** Who reads. An idle main thread reads the socket itself, so that a
+** task that comes wakes only the thread that runs it. While a task runs
+** something must read (a cancel, a forwarded future, a queue's reply):
+** the reader thread takes the reading over once the same task has run
+** for FOLLOW_NS, or at once when a request awaits its reply. It gives it
+** back once it finds the main thread idle after a read. While tasks
+** start it wakes every FOLLOW_NS to look; when none started in a whole
+** period it waits until one does. Returns 1 with the reading taken, 0
+** once the parent said stop.
+*/
+static int follow(child *c) {
+  uint32_t runs = 0;
+  int first = 1;
+  for (;;) {
+    uint32_t seen = __atomic_load_n(&c->fnews, __ATOMIC_SEQ_CST);
+    struct timespec period = { 0, FOLLOW_NS };
+    int still, asleep;
+    pthread_mutex_lock(&c->mu);
+    c->fasleep = 0;
+    still = !first && c->runs == runs;  /* no task started meanwhile */
+    if (c->stop) {
+      pthread_mutex_unlock(&c->mu);
+      return 0;
+    }
+    if (c->mainreads && c->running != 0 && (c->wantreader || still)) {
+      c->mainreads = c->wantreader = 0;
+      pthread_mutex_unlock(&c->mu);
+      return 1;
+    }
+    asleep = c->fasleep = still && c->running == 0;
+    runs = c->runs;
+    first = 0;
+    pthread_mutex_unlock(&c->mu);
+    syscall(SYS_futex, &c->fnews, FUTEX_WAIT_PRIVATE, seen,
+            asleep ? NULL : &period, NULL, 0);
+  }
+}
+
+/* By the reader thread after a read: give the reading back to the main
+** thread if it is idle. */
+static int handback(child *c) {
+  int idle;
+  pthread_mutex_lock(&c->mu);
+  if ((idle = c->running == 0 && !c->stop))
+    c->mainreads = 1;
+  pthread_mutex_unlock(&c->mu);
+  if (idle)
+    tellmain(c);
+  return idle;
+}
+
+/* The reader thread: reads while the main thread runs a task. */
+static void *reader(void *arg) {
+  child *c = (child *)arg;
+  while (follow(c))
+    while (readsome(c) == 0 && !handback(c))
+      ;
   return NULL;
 }
 
-/* The next task, or NULL once the parent said stop and none is left. */
-static ctask *nexttask(child *c) {
+/* Take the next task (NULL when there is none), made running with its
+** controls armed, under 'mu'; '*reads' tells whether the main thread
+** reads, '*stop' whether the parent said stop. */
+static ctask *taketask(child *c, int *reads, int *stop) {
   ctask *t;
+  int wake = 0;
   pthread_mutex_lock(&c->mu);
-  while (c->head == NULL && !c->stop)
-    pthread_cond_wait(&c->cv, &c->mu);
   t = c->head;
   if (t != NULL && (c->head = t->next) == NULL)
     c->tail = &c->head;
@@ -586,9 +692,36 @@ static ctask *nexttask(child *c) {
                                                 : CONC_STOP_NONE,
                      __ATOMIC_SEQ_CST);
     c->ctl.timeout = t->timeout;
+    c->runs++;
+    wake = c->fasleep && c->mainreads;
   }
+  *reads = c->mainreads;
+  *stop = c->stop;
   pthread_mutex_unlock(&c->mu);
+  if (wake)  /* it must watch this task's time */
+    tellreader(c);
   return t;
+}
+
+/* The next task, or NULL once the parent said stop and none is left.
+** 'news' is read before the queue is looked at: a task queued after
+** the look bumped it, and the futex does not wait then. */
+static ctask *nexttask(child *c) {
+  for (;;) {
+    uint32_t seen = __atomic_load_n(&c->news, __ATOMIC_SEQ_CST);
+    int reads, stop;
+    ctask *t = taketask(c, &reads, &stop);
+    if (t != NULL || stop)
+      return t;
+    if (reads) {
+      readsome(c);
+      continue;
+    }
+    __atomic_store_n(&c->idle, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->news, __ATOMIC_SEQ_CST) == seen)
+      syscall(SYS_futex, &c->news, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+    __atomic_store_n(&c->idle, 0, __ATOMIC_SEQ_CST);
+  }
 }
 
 /* Send what 'w' holds, then the 'n' bytes at 'tail'. */
@@ -731,6 +864,8 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.limit.at = -1;
   c.again.fire = again;
   c.again.at = -1;
+  c.mainreads = 1;
+  c.rb.size = RDCHUNK;
   reset(&c, parent);
   conc__payload_forked();
   snprintf(name, sizeof(name), "conc_proc_%d", id);
@@ -741,7 +876,8 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
     leave(0);
   }
   c.ctx = ctx;
-  if (pthread_mutex_init(&c.mu, NULL) != 0 || conc__cond_init(&c.cv) != 0
+  if ((c.rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL
+      || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
       || pthread_mutex_init(&c.qmu, NULL) != 0
       || conc__cond_init(&c.rcv) != 0

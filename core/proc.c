@@ -22,6 +22,10 @@
 #include "forward.h"
 #include "proc.h"
 
+/* Bytes of a frame's head kept when its body does not fit in memory:
+** its type and task id. */
+#define HEADKEPT 9
+
 /* Tasks a child holds at once: the running one and one ahead (API.md:
 ** those count as running and cannot be cancelled). */
 #define AHEAD 2
@@ -32,15 +36,17 @@
 typedef struct proc proc;
 typedef struct child child;
 
-/* A submitted task: queued in 'pending', then in its child's 'inflight'. */
+/* A submitted task: queued in 'pending', then in its child's 'inflight',
+** then, with its outcome, in the supervisor's 'done'. */
 typedef struct ptask {
   conc__queue q;
   conc_future_t *f;
-  conc_payload_t *payload;  /* freed once written */
+  conc_payload_t *payload;  /* freed once written; then its outcome */
+  int failed;               /* of that outcome */
   uint64_t id;
   double timeout;           /* seconds from its start in the child, or 0 */
   proc *p;
-  child *c;                 /* its child, once written */
+  child *c;                 /* its child, from written to done */
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
   int incq;
 } ptask;
@@ -114,7 +120,11 @@ struct proc {
   /* the supervisor's own */
   child *children;
   int nchildren;
+  conc__queue done;         /* ptasks whose outcome came, to complete */
   char *scratch;            /* READCHUNK bytes */
+  struct pollfd *fds;       /* the wake-up fd, then each child's socket
+                            ** and pidfd, in the order of 'children' */
+  int nfds;                 /* 0: 'children' changed, refill 'fds' */
 };
 
 #define qtask(n) conc__container_of((void *)(n), ptask, q)
@@ -197,6 +207,8 @@ static void sendcancels(proc *p) {
     size_t at;
     conc__queue_remove(&t->cq);
     t->incq = 0;
+    if (t->c == NULL)  /* its outcome came: past stopping */
+      continue;
     at = conc__frame_begin(&t->c->out, F_CANCEL);
     conc__put64(&t->c->out, t->id);
     conc__frame_end(&t->c->out, at);
@@ -679,16 +691,28 @@ static child *spawn(proc *p) {
   c->next = p->children;
   p->children = c;
   p->nchildren++;
+  p->nfds = 0;
   return c;
+}
+
+/* Set the count of tasks in flight to 'c'. A child with any counts as
+** a busy worker (conc__spin_busy): a thread waiting for a result polls
+** only while a core is left beside the busy children. */
+static void setinflight(child *c, int n) {
+  if ((c->ninflight > 0) != (n > 0))
+    conc__spin_busy(n > 0 ? 1 : -1);
+  c->ninflight = n;
 }
 
 /* Close a child's descriptors and free it (it is reaped). */
 static void freechild(proc *p, child *c) {
   child **pc;
+  setinflight(c, 0);
   for (pc = &p->children; *pc != c; pc = &(*pc)->next)
     ;
   *pc = c->next;
   p->nchildren--;
+  p->nfds = 0;
   forgetchild(p, c);
   close(c->sock);
   if (c->pidfd >= 0)
@@ -794,7 +818,7 @@ static int sendtask(proc *p, child *c, ptask *t) {
   conc_payload_free(t->payload);
   t->payload = NULL;
   conc__queue_insert_tail(&c->inflight, &t->q);
-  c->ninflight++;
+  setinflight(c, c->ninflight + 1);
   c->sent++;
   t->c = c;
   conc__future_begin(t->f, stoptask, t);
@@ -904,14 +928,30 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   free(ids);
   t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
-  c->ninflight--;
+  setinflight(c, c->ninflight - 1);
   pthread_mutex_lock(&p->mu);  /* in stats once the future completes */
   p->memory = p->memory - c->memory + (size_t)memory;
   pthread_mutex_unlock(&p->mu);
   c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
-  endtask(p, t, out, (int)failed, 1);
+  t->payload = out;
+  t->failed = (int)failed;
+  t->c = NULL;
+  conc__queue_insert_tail(&p->done, &t->q);
+}
+
+/* Complete the tasks whose outcome came: after the turn's frames went
+** out, so that a child has the tasks that replace its results before
+** the supervisor spends time on their futures (and their waiters). */
+static void completedone(proc *p) {
+  while (!conc__queue_empty(&p->done)) {
+    ptask *t = qtask(conc__queue_head(&p->done));
+    conc_payload_t *out = t->payload;
+    conc__queue_remove(&t->q);
+    t->payload = NULL;
+    endtask(p, t, out, t->failed, 1);
+  }
 }
 
 static void onstart(proc *p, child *c, conc__rd *r) {
@@ -927,13 +967,14 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   breakpool(p, msg);
 }
 
-/* One whole frame body came from 'c': 0, or nonzero when it broke the
-** pool (then 'c' is gone). */
-static int onframe(proc *p, child *c) {
+/* One whole frame body of 'len' bytes came from 'c' at 'body' (only
+** its head when 'c->toobig'): 0, or nonzero when it broke the pool
+** (then 'c' is gone). */
+static int onframe(proc *p, child *c, const void *body, size_t len) {
   conc__rd r;
   unsigned type;
-  r.p = (const unsigned char *)c->body;
-  r.end = r.p + (c->toobig && c->bodylen > 9 ? 9 : c->bodylen);
+  r.p = (const unsigned char *)body;
+  r.end = r.p + (c->toobig && len > HEADKEPT ? HEADKEPT : len);
   r.bad = 0;
   type = conc__get8(&r);
   if (type == F_RESULT)
@@ -948,7 +989,6 @@ static int onframe(proc *p, child *c) {
 /* Take 'k' read bytes of a frame body. A body that does not fit in
 ** memory keeps only its head (type and task id: HEADKEPT bytes, room
 ** made when its length came) and fails its task. */
-#define HEADKEPT 9
 static void addbody(child *c, const char *b, size_t k) {
   size_t want = c->bodygot + k;
   if (!c->toobig && want > c->bodysize) {
@@ -974,16 +1014,24 @@ static void addbody(child *c, const char *b, size_t k) {
   c->bodygot = want;
 }
 
-/* A frame's length came: 0, or -1 when it breaks the pool. */
+/* The length of a frame from 'c' whose header is at 'h': 0 when it
+** breaks the pool. */
+static size_t framelen(proc *p, child *c, const unsigned char *h) {
+  size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16
+               | (size_t)h[3] << 24;
+  if (len == 0 || len > CONC_FRAME_MAX) {
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+    return 0;
+  }
+  return len;
+}
+
+/* A frame's length came in pieces: 0, or -1 when it breaks the pool. */
 static int startbody(proc *p, child *c) {
-  c->bodylen = (size_t)c->hdr[0] | (size_t)c->hdr[1] << 8
-               | (size_t)c->hdr[2] << 16 | (size_t)c->hdr[3] << 24;
   c->bodygot = 0;
   c->toobig = 0;
-  if (c->bodylen == 0 || c->bodylen > CONC_FRAME_MAX) {
-    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+  if ((c->bodylen = framelen(p, c, c->hdr)) == 0)
     return -1;
-  }
   if (c->bodysize < 256) {
     char *nb = (char *)realloc(c->body, 256);
     if (nb == NULL) {
@@ -997,36 +1045,62 @@ static int startbody(proc *p, child *c) {
   return 0;
 }
 
+/* Take the 'k' bytes read into the scratch buffer: a frame wholly in
+** them is handled where it lies, the pieces of one split across reads
+** are gathered in 'c->body'. 0, or 1 when the pool broke. */
+static int handle(proc *p, child *c, size_t k) {
+  const unsigned char *b = (const unsigned char *)p->scratch;
+  size_t i = 0, len;
+  while (i < k) {
+    if (c->hdrgot == 0 && k - i >= 4) {
+      if ((len = framelen(p, c, b + i)) == 0)
+        return 1;
+      if (k - i - 4 >= len) {
+        if (onframe(p, c, b + i + 4, len) != 0)
+          return 1;
+        i += 4 + len;
+        continue;
+      }
+    }
+    if (c->hdrgot < 4) {
+      c->hdr[c->hdrgot++] = b[i++];
+      if (c->hdrgot == 4 && startbody(p, c) != 0)
+        return 1;
+    } else {
+      len = k - i;
+      if (len > c->bodylen - c->bodygot)
+        len = c->bodylen - c->bodygot;
+      addbody(c, (const char *)b + i, len);
+      i += len;
+    }
+    if (c->hdrgot == 4 && c->bodygot == c->bodylen) {
+      c->hdrgot = 0;
+      if (onframe(p, c, c->body, c->bodylen) != 0)
+        return 1;
+      c->toobig = 0;  /* the frames handled in place fit */
+    }
+  }
+  return 0;
+}
+
 /* Read what 'c' sent: 0; 1 when the pool broke (then 'c' is gone); -1
-** at the end of its socket. */
-static int readchild(proc *p, child *c) {
+** at the end of its socket. Unless 'drain', a read that did not fill the
+** chunk ends it: it took what the socket held (a stream socket's read
+** gathers the queued bytes it has room for), and poll tells of more,
+** without a second read to learn that the socket is empty. */
+static int readchild(proc *p, child *c, int drain) {
   for (;;) {
     ssize_t k = read(c->sock, p->scratch, READCHUNK);
-    size_t i = 0;
     if (k < 0 && errno == EINTR)
       continue;
     if (k < 0)
       return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
     if (k == 0)
       return -1;
-    while (i < (size_t)k) {
-      if (c->hdrgot < 4) {
-        c->hdr[c->hdrgot++] = (unsigned char)p->scratch[i++];
-        if (c->hdrgot == 4 && startbody(p, c) != 0)
-          return 1;
-      } else {
-        size_t n = (size_t)k - i;
-        if (n > c->bodylen - c->bodygot)
-          n = c->bodylen - c->bodygot;
-        addbody(c, p->scratch + i, n);
-        i += n;
-      }
-      if (c->hdrgot == 4 && c->bodygot == c->bodylen) {
-        c->hdrgot = 0;
-        if (onframe(p, c) != 0)
-          return 1;
-      }
-    }
+    if (handle(p, c, (size_t)k) != 0)
+      return 1;
+    if (k < READCHUNK && !drain)
+      return 0;
   }
 }
 
@@ -1059,7 +1133,7 @@ static void onexit(proc *p, child *c, int status) {
     conc__queue_remove(&t->q);
     failtask(p, t, msg, 1);
   }
-  c->ninflight = 0;
+  setinflight(c, 0);
   freechild(p, c);  /* 'assign' starts another when work comes */
 }
 
@@ -1069,7 +1143,7 @@ static void onexit(proc *p, child *c, int status) {
 static int reap(proc *p, child *c, int block) {
   int status;
   pid_t r;
-  if (!c->eof && readchild(p, c) > 0)
+  if (!c->eof && readchild(p, c, 1) > 0)
     return 1;  /* broken: 'c' is gone */
   do
     r = waitpid(c->pid, &status, block ? 0 : WNOHANG);
@@ -1120,27 +1194,47 @@ static void publish(proc *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
+/* The descriptors to poll: kept between wake-ups, filled again when a
+** child came or went; a child's events follow what it has to write. 0,
+** or -1 when out of memory. */
+static int pollset(proc *p) {
+  child *c;
+  int n = 1;
+  if (p->nfds == 0) {
+    struct pollfd *fds = (struct pollfd *)realloc(
+        p->fds, (size_t)(1 + 2 * p->nchildren) * sizeof(*fds));
+    if (fds == NULL)
+      return -1;
+    p->fds = fds;
+    fds[0].fd = p->wakefd;
+    fds[0].events = POLLIN;
+    for (c = p->children; c != NULL; c = c->next, n += 2) {
+      fds[n + 1].fd = c->pidfd;
+      fds[n + 1].events = POLLIN;
+    }
+    p->nfds = n;
+  }
+  for (c = p->children, n = 1; c != NULL; c = c->next, n += 2) {
+    p->fds[n].fd = c->eof ? -1 : c->sock;
+    p->fds[n].events = (short)(POLLIN
+                               | (c->out.off < c->out.n ? POLLOUT : 0));
+  }
+  return 0;
+}
+
 /* Wait for the next event and handle it: the wake-up fd, each child's
 ** socket (results, end of file) and pidfd (exit). */
 static void poll_once(proc *p) {
   struct pollfd *fds;
   child *c, *next;
-  int n = 1, i;
+  int i;
   uint64_t v;
-  fds = (struct pollfd *)calloc((size_t)(1 + 2 * p->nchildren), sizeof(*fds));
-  if (fds == NULL) {
+  if (pollset(p) != 0) {
     breakpool(p, "out of memory in the process pool's supervisor");
     return;
   }
-  fds[0].fd = p->wakefd;
-  fds[0].events = POLLIN;
-  for (c = p->children; c != NULL; c = c->next) {
-    fds[n].fd = c->eof ? -1 : c->sock;
-    fds[n++].events = (short)(POLLIN | (c->out.off < c->out.n ? POLLOUT : 0));
-    fds[n].fd = c->pidfd;
-    fds[n++].events = POLLIN;
-  }
-  while (poll(fds, (nfds_t)n, -1) < 0 && errno == EINTR)
+  fds = p->fds;
+  while (poll(fds, (nfds_t)p->nfds, -1) < 0 && errno == EINTR)
     ;
   if (fds[0].revents & POLLIN)
     while (read(p->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
@@ -1151,7 +1245,7 @@ static void poll_once(proc *p) {
     if (fds[i].revents & POLLOUT)
       conc__wbuf_flush(c->sock, &c->out);
     if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
-      r = readchild(p, c);
+      r = readchild(p, c, 0);
     if (r == 1)
       break;  /* broken: every child is gone */
     if (r < 0)
@@ -1163,7 +1257,6 @@ static void poll_once(proc *p) {
     if (gone && p->broken)
       break;
   }
-  free(fds);
 }
 
 /* Write what each child has waiting, without blocking. */
@@ -1186,10 +1279,14 @@ static void *supervise(void *arg) {
       stopidle(p);
     }
     flushall(p);
+    completedone(p);
     publish(p);
     poll_once(p);
   }
+  completedone(p);
   publish(p);
+  free(p->fds);
+  p->fds = NULL;
   return NULL;
 }
 
@@ -1367,6 +1464,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->self = getpid();
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
+  conc__queue_init(&p->done);
   return &p->base;
 }
 

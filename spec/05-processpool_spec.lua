@@ -798,6 +798,19 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     assert.is_true(cf.BrokenProcessPool:is(err), tostring(err))
   end)
 
+  it("hears of a forwarded future that completes long after its task began "
+     .. "waiting, while another task runs in the same worker", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local gate = cf.Future()
+    local f = ex:submit(function(g) return g:result(30) + 1 end, gate)
+    local busy = ex:submit(function(n) local x = 0 for i = 1, n do x = x + i end return x end, 10)
+    cf.wait({ cf.Future() }, 0.2)  -- the task waits in the worker meanwhile
+    assert.is_false(f:done())
+    gate:set_result(41)
+    assert.equal(42, f:result(30))
+    assert.equal(55, busy:result(30))
+  end)
+
   it("carries inputs and results of every size intact, small frames and "
      .. "frames longer than one read mixed in one backlog", function()
     local ex <close> = cf.ProcessPoolExecutor(2)

@@ -287,6 +287,23 @@ describe("cf.Queue across a process pool", function()
     assert.equal("via a future", later:get(0))
   end)
 
+  it("answers a thread the child keeps after its task returned, while the "
+     .. "worker is idle", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local q, go = cf.Queue(), cf.Queue()
+    assert.is_true(ex:submit(function(out, start)
+      -- luacheck: push ignore KEPT
+      KEPT = require("concurrent.futures").ThreadPoolExecutor(1)
+      KEPT:submit(function(o, s) o:put(s:get(30) * 2) end, out, start)
+      -- luacheck: pop
+      return true
+    end, q, go):result(30))
+    cf.wait({ cf.Future() }, 0.1)  -- the worker idles, its thread waits on 'go'
+    go:put(21)
+    assert.equal(42, q:get(30))
+    assert.equal("done", ex:submit(function() KEPT:shutdown(true) return "done" end):result(30))  -- luacheck: ignore
+  end)
+
   it("crosses on into a process pool made inside the child", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue(2)
