@@ -242,6 +242,15 @@ static Buffer *newbuffer(lua_State *L) {
   return B;
 }
 
+void lconc_pushencbuffer(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFER) == LUA_TUSERDATA)
+    return;
+  lua_pop(L, 1);
+  newbuffer(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFER);
+}
+
 /* Push the state's buffer; a temporary one if it is busy (an encode
 ** re-entered from a finalizer that ran during an allocation). */
 static Buffer *getbuffer(lua_State *L) {
@@ -905,12 +914,12 @@ static conc_payload_t *finish(Enc *E) {
 
 conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                             const char *label, int labelbase) {
-  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL);
+  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL, 0);
 }
 
 conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                              const char *label, int labelbase, int flags,
-                             lconc_payalloc alloc, void *ud) {
+                             lconc_payalloc alloc, void *ud, int buffer) {
   Enc E;
   conc_payload_t *p;
   int i;
@@ -928,7 +937,11 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.label = label;
   E.labelbase = labelbase;
   E.names.checked = 0;
-  E.B = getbuffer(L);
+  E.B = buffer != 0 ? (Buffer *)lua_touserdata(L, buffer) : NULL;
+  if (E.B != NULL && !E.B->busy)
+    lua_pushvalue(L, buffer);
+  else
+    E.B = getbuffer(L);
   E.buffer = lua_gettop(L);
   E.B->busy = 1;
   E.B->n = HEAD;
