@@ -186,9 +186,9 @@ static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
     return 0;
   if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
     hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
+    lua_settop(L, -3);
+  } else
     lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
   return hit;
 }
 
