@@ -147,7 +147,7 @@ CONC__FUNC conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
                                               size_t room);
 
 /* future.c: a future followed by 'room' bytes of its block (pointer-
-** aligned, zeroed), which go with it: NULL when out of memory. */
+** aligned, not zeroed), which go with it: NULL when out of memory. */
 CONC__FUNC conc_future_t *conc__future_new_room(size_t room);
 CONC__FUNC void *conc__future_room(conc_future_t *f);
 
