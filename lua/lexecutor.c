@@ -234,11 +234,13 @@ static int ex_submit(lua_State *L) {
   conc_payload_t *p;
   double timeout = ex->task_timeout;
   int r, n;
-  if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
-    timeout = unpacktask(L, ex);
-  else if (lua_type(L, 2) == LUA_TTABLE)
-    lua_pop(L, 1);  /* the __call field */
-  lconc_checkcallable(L, 2);
+  if (lua_type(L, 2) != LUA_TFUNCTION) {  /* (else the common case) */
+    if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
+      timeout = unpacktask(L, ex);
+    else if (lua_type(L, 2) == LUA_TTABLE)
+      lua_pop(L, 1);  /* the __call field */
+    lconc_checkcallable(L, 2);
+  }
   checkopen(L, ex);
   if (lconc_ownerclosing(L, ex->closer.owner))
     return luaL_error(L, "the Lua state is closing");

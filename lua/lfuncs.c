@@ -206,8 +206,7 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
-    if (!lua_setiuservalue(L, holder, 1))
-      luaL_error(L, "function memo holder without a user value");
+    lua_setiuservalue(L, holder, 1);
   }
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, 1);
