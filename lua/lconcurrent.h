@@ -180,6 +180,7 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          const char *label, int labelbase,
                                          int flags, lconc_payalloc alloc,
                                          void *ud, int buffer);
+/* Push the state's encoding buffer, made on first use. */
 LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state
 ** of the same process); returns how many were pushed. A core error

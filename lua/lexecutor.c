@@ -35,9 +35,10 @@ typedef struct executor {
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
-/* Upvalues of every method and metamethod: the two class metatables,
-** the Future's and the codec's buffer (comparing upvalues is cheaper than luaL_checkudata's
-** lookup by name on every submit). */
+/* Upvalues of every method and metamethod: the two class metatables
+** and the Future's (comparing upvalues is cheaper than luaL_checkudata's
+** lookup by name on every submit), and the codec's buffer (cheaper than
+** its registry lookup). */
 #define UP_THREADMT lua_upvalueindex(1)
 #define UP_PROCESSMT lua_upvalueindex(2)
 #define UP_FUTUREMT lua_upvalueindex(3)
