@@ -4,6 +4,7 @@
 */
 #include <linux/futex.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -132,11 +133,13 @@ const char *conc_strerror(int code) {
 }
 
 
-/* A future followed by 'extra' bytes in the same block. */
+/* A future followed by 'extra' bytes in the same block, which its
+** maker fills (zeroing them would cost every task's submit). */
 static conc_future_t *alloc_future(size_t extra) {
-  conc_future_t *f = (conc_future_t *)calloc(1, sizeof(*f) + extra);
+  conc_future_t *f = (conc_future_t *)malloc(sizeof(*f) + extra);
   if (f == NULL)
     return NULL;
+  memset(f, 0, sizeof(*f));
   f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
   f->state = CONC_PENDING;

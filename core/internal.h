@@ -140,9 +140,14 @@ CONC__FUNC void conc__payload_forked(void);
 CONC__FUNC size_t conc__payload_room(size_t len, size_t nfutures);
 CONC__FUNC conc_payload_t *conc__payload_place(void *at, size_t len,
                                                size_t nfutures);
+/* payload.c: 'p' (taken) moved to 'at' (pointer-aligned, 'room' bytes:
+** a released payload's room in its future's block) when it fits there,
+** its list with it; else 'p' itself. */
+CONC__FUNC conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
+                                              size_t room);
 
 /* future.c: a future followed by 'room' bytes of its block (pointer-
-** aligned, zeroed), which go with it: NULL when out of memory. */
+** aligned, not zeroed), which go with it: NULL when out of memory. */
 CONC__FUNC conc_future_t *conc__future_new_room(size_t room);
 CONC__FUNC void *conc__future_room(conc_future_t *f);
 

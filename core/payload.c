@@ -105,6 +105,21 @@ conc_payload_t *conc__payload_place(void *at, size_t len, size_t nfutures) {
   return p;
 }
 
+/* The owner frees a task's outcome with its future: in the block the
+** owner allocated, rather than in a worker's malloc'd block, whose free
+** from the owner's thread costs a cross-thread free every task. */
+conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
+                                   size_t room) {
+  size_t n = conc_payload_sizeof(p);
+  if (p == NULL || p->inblock || n == 0 || n > room)
+    return p;
+  memcpy(at, p, n);  /* header, bytes and list: the references move */
+  free(p);
+  p = (conc_payload_t *)at;
+  p->inblock = 1;
+  return p;
+}
+
 conc_payload_t *conc_payload_new(const void *bytes, size_t len,
                                  size_t nfutures) {
   size_t n = total(len, nfutures);

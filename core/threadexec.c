@@ -77,6 +77,17 @@ static void task_free(ttask *tt) {
     free(tt);
 }
 
+/* Free the task once it ran; the outcome '*out' moves into the room
+** its payload leaves in its future's block, when it fits. */
+static void taskdone(ttask *tt, conc_payload_t **out) {
+  conc_payload_t *args = tt->payload;
+  size_t room = conc__payload_room(args->size, args->nfutures);
+  int inblock = args->inblock;
+  task_free(tt);
+  if (inblock)
+    *out = conc__payload_move(*out, args, room);
+}
+
 /* Run the task with its stoppers armed; a running cancel asked before
 ** it unwound ends its future CANCELLED, whatever came out. */
 static void task_run(conc_task_t *t, void *ctx) {
@@ -108,6 +119,7 @@ static void task_run(conc_task_t *t, void *ctx) {
   ** one stopped skips the timer's lock */
   if (__atomic_load_n(&r.ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
     conc__tasktimer_remove(&r.ex->timer, &r.again);
+  taskdone(tt, &out);
   if (stopped) {
     conc_payload_free(out);
     conc__future_stopped(f);
@@ -115,7 +127,6 @@ static void task_run(conc_task_t *t, void *ctx) {
     conc_payload_finish(f, out, failed, "InvalidStateError",
                         "a task's outcome cannot hold its own future");
   }
-  task_free(tt);
 }
 
 /* The message of a broken pool (a copy), or NULL. */

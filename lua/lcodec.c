@@ -180,6 +180,8 @@ typedef struct Buffer {
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
+  lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
+                        ** weakly in the buffer's user value */
 } Buffer;
 
 static const char BUFFER = 'b';    /* registry key of the state's buffer */
@@ -200,6 +202,7 @@ typedef struct Enc {
   Buffer *B;
   int usedrefs;       /* some REF or UV_JOIN was written */
   int local;          /* LCONC_ENC_LOCAL: functions as LFUNCREF */
+  int buffer;         /* stack index of B's userdata */
   lconc_payalloc alloc;  /* makes the payload, or NULL */
   void *ud;           /* of 'alloc' */
   int namekey;        /* stack index of the string "__name" */
@@ -225,7 +228,7 @@ static int buffer_gc(lua_State *L) {
 
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
-  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 0);
+  Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -237,6 +240,15 @@ static Buffer *newbuffer(lua_State *L) {
   }
   lua_setmetatable(L, -2);
   return B;
+}
+
+void lconc_pushencbuffer(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFER) == LUA_TUSERDATA)
+    return;
+  lua_pop(L, 1);
+  newbuffer(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFER);
 }
 
 /* Push the state's buffer; a temporary one if it is busy (an encode
@@ -756,7 +768,7 @@ static void enclfunc(Enc *E, int f) {
     return;
   id = E->nrefs;
   enter(E);
-  dump = lconc_dumpfunc(L, f, &len, &nups, &ref);
+  dump = lconc_dumpfunc(L, f, &E->B->memo, E->buffer, &len, &nups, &ref);
   if (E->local) {
     lua_Integer at = addshared(E, ref);  /* alive with its entry */
     ensure(E, 1 + 10 + 10);
@@ -768,7 +780,6 @@ static void enclfunc(Enc *E, int f) {
     putvarint(E, len);
     putblock(E, dump, len + 4);  /* the dump and its check */
   }
-  lua_pop(L, 1);
   putvarint(E, (lua_Unsigned)nups);
   for (i = 1; i <= nups; i++)
     encupvalue(E, f, id, i);
@@ -903,12 +914,12 @@ static conc_payload_t *finish(Enc *E) {
 
 conc_payload_t *lconc_encode(lua_State *L, int first, int n,
                             const char *label, int labelbase) {
-  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL);
+  return lconc_encodex(L, first, n, label, labelbase, 0, NULL, NULL, 0);
 }
 
 conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                              const char *label, int labelbase, int flags,
-                             lconc_payalloc alloc, void *ud) {
+                             lconc_payalloc alloc, void *ud, int buffer) {
   Enc E;
   conc_payload_t *p;
   int i;
@@ -926,7 +937,12 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.label = label;
   E.labelbase = labelbase;
   E.names.checked = 0;
-  E.B = getbuffer(L);
+  E.B = buffer != 0 ? (Buffer *)lua_touserdata(L, buffer) : NULL;
+  if (E.B != NULL && !E.B->busy)
+    lua_pushvalue(L, buffer);
+  else
+    E.B = getbuffer(L);
+  E.buffer = lua_gettop(L);
   E.B->busy = 1;
   E.B->n = HEAD;
   E.B->nfut = 0;

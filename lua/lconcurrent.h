@@ -173,10 +173,15 @@ LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
 #define LCONC_ENC_LOCAL 1
 typedef conc_payload_t *(*lconc_payalloc)(void *ud, size_t len,
                                           size_t nfutures);
+/* 'buffer' is the index of the state's encoding buffer (as
+** lconc_pushencbuffer pushes it, e.g. an upvalue: cheaper than its
+** registry lookup), or 0. */
 LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          const char *label, int labelbase,
                                          int flags, lconc_payalloc alloc,
-                                         void *ud);
+                                         void *ud, int buffer);
+/* Push the state's encoding buffer, made on first use. */
+LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state
 ** of the same process); returns how many were pushed. A core error
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.

@@ -37,11 +37,13 @@ typedef struct executor {
 
 /* Upvalues of every method and metamethod: the two class metatables
 ** and the Future's (comparing upvalues is cheaper than luaL_checkudata's
-** lookup by name on every submit). */
+** lookup by name on every submit), and the codec's buffer (cheaper than
+** its registry lookup). */
 #define UP_THREADMT lua_upvalueindex(1)
 #define UP_PROCESSMT lua_upvalueindex(2)
 #define UP_FUTUREMT lua_upvalueindex(3)
-#define NUPS 3
+#define UP_BUFFER lua_upvalueindex(4)  /* the codec's buffer */
+#define NUPS 4
 
 static int ex_gc(lua_State *L);
 
@@ -51,7 +53,11 @@ static executor *checkexecutor(lua_State *L) {
   executor *ex = (executor *)lua_touserdata(L, 1);
   int ok = 0;
   if (ex != NULL && lua_getmetatable(L, 1)) {
-    ok = lua_rawequal(L, -1, UP_THREADMT) || lua_rawequal(L, -1, UP_PROCESSMT);
+    /* tables are equal when they are the same object: comparing their
+    ** addresses costs a third of lua_rawequal */
+    const void *mt = lua_topointer(L, -1);
+    ok = mt == lua_topointer(L, UP_THREADMT)
+         || mt == lua_topointer(L, UP_PROCESSMT);
     if (!ok) {
       lua_pushliteral(L, "__gc");
       ok = lua_rawget(L, -2) == LUA_TFUNCTION
@@ -204,12 +210,14 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
       luaL_error(L, "not enough memory");
     lconc_newfuturemt(L, *f, UP_FUTUREMT);  /* the handle owns 'f' now */
     conc_future_unref(*f);
-    return lconc_encodex(L, 2, n, "argument", 1, flags, NULL, NULL);
+    return lconc_encodex(L, 2, n, "argument", 1, flags, NULL, NULL,
+                         UP_BUFFER);
   }
   lconc_newfuturemt(L, NULL, UP_FUTUREMT);
   a.ex = ex;
   a.f = NULL;
-  p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a);
+  p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
+                    UP_BUFFER);
   if (a.f == NULL && (a.f = conc_future_new()) == NULL) {
     conc_payload_free(p);
     luaL_error(L, "not enough memory");
@@ -227,11 +235,13 @@ static int ex_submit(lua_State *L) {
   conc_payload_t *p;
   double timeout = ex->task_timeout;
   int r, n;
-  if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
-    timeout = unpacktask(L, ex);
-  else if (lua_type(L, 2) == LUA_TTABLE)
-    lua_pop(L, 1);  /* the __call field */
-  lconc_checkcallable(L, 2);
+  if (lua_type(L, 2) != LUA_TFUNCTION) {  /* (else the common case) */
+    if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
+      timeout = unpacktask(L, ex);
+    else if (lua_type(L, 2) == LUA_TTABLE)
+      lua_pop(L, 1);  /* the __call field */
+    lconc_checkcallable(L, 2);
+  }
   checkopen(L, ex);
   if (lconc_ownerclosing(L, ex->closer.owner))
     return luaL_error(L, "the Lua state is closing");
@@ -591,8 +601,8 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
-/* Push the upvalues of the methods: the three metatables from 'base'
-** on (the methods table follows them). */
+/* Push the upvalues of the methods: the three metatables and the
+** buffer from 'base' on (the methods table follows them). */
 static void pushups(lua_State *L, int base) {
   int i;
   for (i = 0; i < NUPS; i++)
@@ -618,6 +628,7 @@ void lconc_newexecclass(lua_State *L, const char *mt) {
   luaL_getmetatable(L, THREADPOOL_MT);
   luaL_getmetatable(L, PROCESSPOOL_MT);
   luaL_getmetatable(L, LCONC_FUTURE_MT);
+  lconc_pushencbuffer(L);
   lua_pushvalue(L, base - 2);  /* the methods */
   setclass(L, base, base - 1);
   lua_settop(L, base - 2);
@@ -633,6 +644,7 @@ void lconc_open_executor(lua_State *L) {
     luaL_newmetatable(L, THREADPOOL_MT);
     luaL_newmetatable(L, PROCESSPOOL_MT);
     luaL_getmetatable(L, LCONC_FUTURE_MT);
+    lconc_pushencbuffer(L);
     luaL_newlibtable(L, methods);
     pushups(L, base);
     luaL_setfuncs(L, methods, NUPS);

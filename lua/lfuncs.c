@@ -143,14 +143,13 @@ static conc_bytes_t *newentry(lua_State *L, const char *b, size_t n) {
 ** (see HEADERSIZE). The check and the
 ** upvalue count are found once with the dump: hashing every byte of it
 ** again, and lua_getinfo, on every transfer cost a fifth of a small
-** task's submit (a Lua function has at most 255 upvalues). */
-const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups,
-                           conc_bytes_t **ref) {
+** task's submit (a Lua function has at most 255 upvalues). Pushes the
+** entry of the function at 'idx'. */
+static conc_bytes_t **pushentry(lua_State *L, int idx) {
   Writer w;
   const char *d;
   char check[4];
-  conc_bytes_t *e;
-  idx = lua_absindex(L, idx);
+  size_t len;
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
@@ -165,15 +164,75 @@ const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len, int *nups,
     luaL_addchar(&w.B, (char)lconc_nupvalues(L, idx));
     luaL_pushresult(&w.B);
     lua_remove(L, -2);         /* the function copy */
-    d = lua_tolstring(L, -1, len);
-    newentry(L, d + HEADERSIZE, *len - HEADERSIZE);
+    d = lua_tolstring(L, -1, &len);
+    newentry(L, d + HEADERSIZE, len - HEADERSIZE);
     lua_replace(L, -2);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);         /* cache[f] = entry */
   }
   lua_replace(L, -2);          /* over the cache */
-  e = *(conc_bytes_t **)lua_touserdata(L, -1);
+  return (conc_bytes_t **)lua_touserdata(L, -1);
+}
+
+/* Whether 'm' holds the function at 'idx' (at address 'fn'): its
+** holder's weak slot still has it, so it is that very function, not a
+** later one at the same address (a collected function leaves the slot
+** empty before its memory can be reused). */
+static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
+                   const void *fn) {
+  int hit = 0;
+  if (fn != m->fn || fn == NULL)
+    return 0;
+  if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
+    hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
+    lua_settop(L, -3);
+  } else
+    lua_pop(L, 1);
+  return hit;
+}
+
+/* Remember the function at 'idx' ('fn') and its entry in 'm', its
+** holder's weak slot made on first use. The memo is emptied first: an
+** error (out of memory) halfway leaves it empty, not half new. */
+static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
+                    const void *fn, conc_bytes_t **entry) {
+  m->fn = NULL;
+  if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, holder, 1);
+  }
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
+  m->fn = fn;
+  m->entry = entry;
+}
+
+const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,
+                           int holder, size_t *len, int *nups,
+                           conc_bytes_t **ref) {
+  const void *fn = lua_topointer(L, idx);
+  conc_bytes_t **entry, *e;
+  const char *d;
+  if (m != NULL && memohit(L, m, holder, fn))
+    entry = m->entry;
+  else {
+    idx = lua_absindex(L, idx);
+    entry = pushentry(L, idx);
+    if (m != NULL)
+      memoset(L, m, holder, idx, fn, entry);
+    lua_pop(L, 1);  /* the entry: alive as long as its function */
+  }
+  if ((e = *entry) == NULL)  /* finalized while the state closes */
+    luaL_error(L, "cannot transfer a function while the Lua state is "
+               "closing");
   d = conc_bytes_data(e, len);
   *len -= 5;
   *nups = (unsigned char)d[*len + 4];

@@ -7,9 +7,19 @@
 
 #include "lconcurrent.h"
 
+/* A sender's memo of the function it dumped last: a submit loop sends
+** one function again and again, and finding its entry in the cache is
+** most of the cost of sending it. Zero it before first use. */
+typedef struct lconc_dumpmemo {
+  const void *fn;         /* that function, while the holder's weak slot
+                          ** holds it */
+  conc_bytes_t **entry;   /* where its cache entry keeps its bytes */
+} lconc_dumpmemo;
+
 /* Return the binary dump (with debug info) of the Lua function at
-** 'idx', pushing the cache entry that holds it (valid while the entry
-** is on the stack); one dump per function value, cached in a weak table.
+** 'idx', valid while that function lives; one dump per function value,
+** cached in a weak table, and with 'm' (or NULL) remembered in 'm' and
+** in a weak slot of the first user value of the userdata at 'holder'.
 ** The dump leaves out its header (the same for every function of a
 ** build: lfuncs.c). '*len' bytes are followed by its 4-byte check, which
 ** the cache keeps with it, as it keeps the function's number of
@@ -17,8 +27,10 @@
 ** shared bytes of the entry: the dump, its check and one more byte,
 ** which a payload may name instead of a copy (a reference is the
 ** taker's to add). */
-LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx, size_t *len,
-                                      int *nups, conc_bytes_t **ref);
+LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx,
+                                      lconc_dumpmemo *m, int holder,
+                                      size_t *len, int *nups,
+                                      conc_bytes_t **ref);
 
 /* The check of a dump: FNV-1a, 32 bits, of the build's dump format and
 ** the bytes, little-endian into 'out'. */

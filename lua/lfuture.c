@@ -70,6 +70,14 @@ static handle *checkhandle(lua_State *L, int idx) {
 /* In a method: the handle at 1, checked against the upvalue (tables
 ** are equal when they are the same object: lua_topointer compares them
 ** at a third of lua_rawequal's cost). */
+/* The handle at 1, or NULL, leaving its metatable above the arguments
+** (for a method that looks at no other argument: __gc). */
+static handle *testself(lua_State *L) {
+  handle *h = (handle *)lua_touserdata(L, 1);
+  return h != NULL && lua_getmetatable(L, 1)
+         && lua_topointer(L, -1) == lua_topointer(L, UP_MT) ? h : NULL;
+}
+
 static handle *checkself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   int ok = h != NULL && lua_getmetatable(L, 1);
@@ -174,7 +182,9 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
 }
 
 static int fut_gc(lua_State *L) {
-  handle *h = checkself(L);
+  handle *h = testself(L);
+  if (h == NULL)
+    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
   if (h->f != NULL) {
     conc_future_unref(h->f);
     h->f = NULL;

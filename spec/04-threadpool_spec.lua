@@ -110,6 +110,34 @@ describe("ThreadPoolExecutor", function()
     assert.is_nil(weak[1])
   end)
 
+  it("sends each function's own code, though a collected one's address is reused", function()
+    -- the encoder remembers the function it sent last: a later function
+    -- at a collected one's address must not get its code, and the memo
+    -- must not keep the function alive
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local makers, weak = {}, setmetatable({}, { __mode = "v" })
+    for i = 1, 100 do
+      makers[i] = load("return function() return function() return " .. i .. " end end")()
+    end
+    local last
+    for i = 1, 100 do
+      local f, others = nil, {}
+      for _ = 1, 20 do  -- malloc hands the last one's memory back soon
+        f = makers[i]()  -- a closure of a prototype of its own
+        if tostring(f) == last then break end
+        table.insert(others, f)  -- held: the next try gets other memory
+      end
+      last = tostring(f)
+      assert.equal(i, ex:submit(f):result(10))
+      assert.equal(i, ex:submit(f):result(10))
+      weak[i] = f
+      f, others = nil, nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+    end
+    assert.is_nil(next(weak))
+  end)
+
   it("re-raises a task's error with its worker-side traceback; the worker lives on", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local f = ex:submit(function() error({ code = 7 }) end)
