@@ -230,15 +230,7 @@ static int buffer_gc(lua_State *L) {
 static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFERMT);
-  }
-  lua_setmetatable(L, -2);
+  lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
   return B;
 }
 

@@ -31,6 +31,18 @@ void lconc_checkcallable(lua_State *L, int arg) {
 }
 
 /* Monotonic seconds, for deadlines computed in Lua (map's timeout). */
+void lconc_setgcmeta(lua_State *L, const void *key, lua_CFunction gc) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  lua_setmetatable(L, -2);
+}
+
 static int cf_now(lua_State *L) {
   lua_pushnumber(L, conc_now());
   return 1;

@@ -35,6 +35,11 @@ LUAMOD_API int luaopen_concurrent_core(lua_State *L);
 
 /* lconcurrent.c: a function, or a value with __call, at 'arg' */
 LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
+/* lconcurrent.c: give the userdata on top the metatable registered
+** under the address 'key', made on first use with 'gc' as its __gc (a
+** light key: cheaper than luaL_newmetatable's lookup by name) */
+LCONC_FUNC void lconc_setgcmeta(lua_State *L, const void *key,
+                                lua_CFunction gc);
 
 /* lmailbox.c: the per-state owner. Lua callbacks of a state run only on
 ** its own thread, at safe points (see API.md, "Callbacks"). */

@@ -122,15 +122,7 @@ static int entry_gc(lua_State *L) {
 static conc_bytes_t *newentry(lua_State *L, const char *b, size_t n) {
   conc_bytes_t **e = (conc_bytes_t **)lua_newuserdatauv(L, sizeof(*e), 0);
   *e = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ENTRYMT) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, entry_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ENTRYMT);
-  }
-  lua_setmetatable(L, -2);
+  lconc_setgcmeta(L, &ENTRYMT, entry_gc);
   if ((*e = conc_bytes_new(b, n)) == NULL)
     luaL_error(L, "not enough memory");
   return *e;
