@@ -77,6 +77,7 @@ local workloads = {
   { "w2", { "ours", "luv", "python" } },
   { "w3", { "ours" } },
   { "w3seq", { "ours" } },
+  { "w3free", { "ours" } },
   { "w4", { "ours", "luv", "python" } },
   { "w1", { "ours4", "luv4", "python4" } },
   { "w2", { "ours4", "luv4", "python4" } },
@@ -162,6 +163,10 @@ local ONE = "%-34s %12s"
 print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours")))
 print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours")))
 print(ONE:format("w3 cores it had (CPU / wall)", cores("ours")))
+-- what two separate interpreters reach on this machine: w3's ceiling
+local free = get("ours", "w3free", "seconds")
+print(ONE:format("w3 ceiling: 2 separate processes",
+  free and ("%.2fx"):format(get("ours", "w3seq", "seconds") / free) or "-"))
 print(ROW:format("bytes RSS per pending future",
   fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
   fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",

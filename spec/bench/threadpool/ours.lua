@@ -9,6 +9,7 @@ local now = require("concurrent.core").now
 local which = arg[1]
 local Pool = arg[2] == "process" and cf.ProcessPoolExecutor or cf.ThreadPoolExecutor
 local W = tonumber(os.getenv("BENCH_WORKERS")) or 2
+local W3_ROUNDS = 5
 local clock = os.clock
 
 local function cpu(c0, n)
@@ -54,24 +55,49 @@ elseif which == "w2" then
   table.sort(lat)
   print("median_us", lat[N // 2] * 1e6)
   print("p99_us", lat[math.floor(N * 0.99)] * 1e6)
-elseif which == "w3" then
-  local ex <close> = Pool(W)
-  -- start every worker before the clock does (they start on demand: one
-  -- task at a time would leave the others to start inside the timing)
-  local warm = {}
-  for i = 1, W do warm[i] = ex:submit(fib, 20) end
-  for i = 1, W do warm[i]:result() end
-  local t0, c0 = now(), clock()
-  local fs = {}
-  for i = 1, 8 do fs[i] = ex:submit(fib, 27) end
-  for i = 1, 8 do assert(fs[i]:result() == 196418) end
-  print("seconds", now() - t0)
-  print("cpu_seconds", clock() - c0)
-elseif which == "w3seq" then
-  local t0, c0 = now(), clock()
-  for _ = 1, 8 do assert(fib(27) == 196418) end
-  print("seconds", now() - t0)
-  print("cpu_seconds", clock() - c0)
+elseif which == "w3free" then
+  -- The machine's own ceiling for w3: two separate interpreters, 4 x
+  -- fib(27) each, from the start of both to the end of the last (the
+  -- fastest of W3_ROUNDS). A VM's two cores may not give twice one.
+  local code = "local function fib(n) if n < 2 then return n end "
+               .. "return fib(n - 1) + fib(n - 2) end for _ = 1, 4 do fib(27) end"
+  local cmd = ("%s -e %q"):format(arg[-1], code)
+  local best = math.huge
+  for _ = 1, W3_ROUNDS do
+    local t0 = now()
+    local a, b = io.popen(cmd), io.popen(cmd)
+    a:close()
+    b:close()
+    best = math.min(best, now() - t0)
+  end
+  print("seconds", best)
+elseif which == "w3" or which == "w3seq" then
+  -- The fastest of W3_ROUNDS rounds (as timeit takes the minimum): a
+  -- round lasts about 40 ms, so on a shared VM a single one is timed
+  -- with whatever else took a core meanwhile.
+  local run = function() for _ = 1, 8 do assert(fib(27) == 196418) end end
+  if which == "w3" then
+    local ex = Pool(W)
+    -- start every worker before the clock does (they start on demand:
+    -- one task at a time would leave the others to start in the timing)
+    local warm = {}
+    for i = 1, W do warm[i] = ex:submit(fib, 20) end
+    for i = 1, W do warm[i]:result() end
+    run = function()
+      local fs = {}
+      for i = 1, 8 do fs[i] = ex:submit(fib, 27) end
+      for i = 1, 8 do assert(fs[i]:result() == 196418) end
+    end
+  end
+  local best, bestcpu = math.huge, nil
+  for _ = 1, W3_ROUNDS do
+    local t0, c0 = now(), clock()
+    run()
+    local dt = now() - t0
+    if dt < best then best, bestcpu = dt, clock() - c0 end
+  end
+  print("seconds", best)
+  print("cpu_seconds", bestcpu)
 elseif which == "w4" then
   local N, M = 2000, 1000
   local xs = {}

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor
 which = sys.argv[1]
 Pool = ProcessPoolExecutor if sys.argv[2:] == ["process"] else ThreadPoolExecutor
 W = int(os.environ.get("BENCH_WORKERS", "2"))
+W3_ROUNDS = 5
 now = time.perf_counter
 clock = time.process_time
 
@@ -49,22 +50,32 @@ elif which == "w2":
     lat.sort()
     print("median_us", lat[N // 2] * 1e6)
     print("p99_us", lat[int(N * 0.99)] * 1e6)
-elif which == "w3":
-    with Pool(W) as ex:
-        ex.submit(inc, 1).result()
-        ex.submit(inc, 1).result()
-        t0, c0 = now(), clock()
-        fs = [ex.submit(fib, 27) for _ in range(8)]
-        for f in fs:
-            assert f.result() == 196418
-        print("seconds", now() - t0)
-        print("cpu_seconds", clock() - c0)
-elif which == "w3seq":
-    t0, c0 = now(), clock()
-    for _ in range(8):
-        assert fib(27) == 196418
-    print("seconds", now() - t0)
-    print("cpu_seconds", clock() - c0)
+elif which in ("w3", "w3seq"):
+    # the fastest of W3_ROUNDS rounds, as ours.lua measures
+    def best_of(run):
+        best = None
+        for _ in range(W3_ROUNDS):
+            t0, c0 = now(), clock()
+            run()
+            dt = now() - t0
+            if best is None or dt < best[0]:
+                best = (dt, clock() - c0)
+        print("seconds", best[0])
+        print("cpu_seconds", best[1])
+    def seq():
+        for _ in range(8):
+            assert fib(27) == 196418
+    if which == "w3seq":
+        best_of(seq)
+    else:
+        with Pool(W) as ex:
+            ex.submit(inc, 1).result()
+            ex.submit(inc, 1).result()
+            def par():
+                fs = [ex.submit(fib, 27) for _ in range(8)]
+                for f in fs:
+                    assert f.result() == 196418
+            best_of(par)
 elif which == "w4":
     N, M = 2000, 1000
     xs = [i * 0.5 for i in range(1, M + 1)]
