@@ -8,7 +8,7 @@
 -- (BENCH_WORKERS=4, UV_THREADPOOL_SIZE=4), more threads than cores on
 -- the 2-core machine: spinning must not collapse the throughput there.
 
-local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
+local REPS = tonumber(os.getenv("BENCH_REPS")) or 5
 local dir = "spec/bench/threadpool/"
 
 local function have(cmd)
