@@ -85,6 +85,9 @@ typedef struct child {
   int wantreader;          /* a request awaits its reply (under 'mu') */
   int fasleep;             /* the reader thread waits for a task to
                               start, with no time limit (under 'mu') */
+  int closing;             /* the main thread ran its last task: it
+                              closes its state and reads no more, so
+                              the reader thread reads (under 'mu') */
   uint32_t fnews;          /* atomic: the reader thread waits on it */
   pthread_cond_t rcv;      /* a reply came (under 'mu') */
   qreq *reqs;              /* awaiting their reply (under 'mu') */
@@ -640,7 +643,8 @@ static int follow(child *c) {
       pthread_mutex_unlock(&c->mu);
       return 0;
     }
-    if (c->mainreads && c->running != 0 && (c->wantreader || still)) {
+    if (c->mainreads && (c->closing
+                         || (c->running != 0 && (c->wantreader || still)))) {
       c->mainreads = c->wantreader = 0;
       pthread_mutex_unlock(&c->mu);
       return 1;
@@ -659,7 +663,7 @@ static int follow(child *c) {
 static int handback(child *c) {
   int idle;
   pthread_mutex_lock(&c->mu);
-  if ((idle = c->running == 0 && !c->stop))
+  if ((idle = c->running == 0 && !c->stop && !c->closing))
     c->mainreads = 1;
   pthread_mutex_unlock(&c->mu);
   if (idle)
@@ -901,6 +905,13 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
     free(t);
     done++;
   }
+  /* Closing the state may still run queue operations (a finalizer, a
+  ** thread the state keeps, which it joins): their replies need a
+  ** reader. */
+  pthread_mutex_lock(&c.mu);
+  c.closing = 1;
+  pthread_mutex_unlock(&c.mu);
+  tellreader(&c);
   rt->stop(rt->ud, ctx);
   fflush(stdout);
   leave(0);

@@ -173,8 +173,8 @@ typedef struct Seen {
 typedef struct Buffer {
   char *b;
   size_t n, size;
-  void **fut;  /* futures, queues and dumps met so far (no references
-               ** yet) */
+  void **fut;  /* futures, queues and dumps met so far, each with a
+               ** reference of the buffer's own (see 'addshared') */
   size_t nfut, sizefut;
   Seen *seen;           /* the 'seen' map */
   size_t nseen, sizeseen;
@@ -214,8 +214,11 @@ typedef struct Enc {
   Seg path[CONC_MAXDEPTH + 1];
 } Enc;
 
+static void releaseheld(Buffer *B);
+
 static int buffer_gc(lua_State *L) {
   Buffer *B = (Buffer *)lua_touserdata(L, 1);
+  releaseheld(B);
   free(B->b);
   free(B->fut);
   free(B->seen);
@@ -798,6 +801,36 @@ static void enccfunc(Enc *E, int f) {
 }
 
 /* Add a shared object to the payload's list; its index. */
+/* Take (+1) or give back (-1) a reference on a shared object of the
+** list, by its kind (first in every such object). */
+static void sharedref(void *obj, int delta) {
+  switch (*(int *)obj) {
+    case CONC_SHARED_QUEUE:
+      if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
+      else conc_chanq_unref((conc_chanq_t *)obj);
+      break;
+    case CONC_SHARED_BYTES:
+      if (delta > 0) conc_bytes_ref((conc_bytes_t *)obj);
+      else conc_bytes_unref((conc_bytes_t *)obj);
+      break;
+    default:
+      if (delta > 0) conc_future_ref((conc_future_t *)obj);
+      else conc_future_unref((conc_future_t *)obj);
+  }
+}
+
+/* Give back the list's references: once its payload took its own, or
+** at the next encode after an error. */
+static void releaseheld(Buffer *B) {
+  while (B->nfut > 0)
+    sharedref(B->fut[--B->nfut], -1);
+}
+
+/* The list holds a reference on each object until the payload takes
+** its own: what holds the object may let go of it before then (a
+** future handle or a function met only through a weak table, collected
+** by a step of the collector that an allocation of this encode ran,
+** takes its future or its dump's bytes with it). */
 static lua_Integer addshared(Enc *E, void *obj) {
   Buffer *B = E->B;
   if (B->nfut == B->sizefut) {
@@ -808,6 +841,7 @@ static lua_Integer addshared(Enc *E, void *obj) {
     B->fut = nf;
     B->sizefut = want;
   }
+  sharedref(obj, 1);
   B->fut[B->nfut] = obj;
   return (lua_Integer)B->nfut++;
 }
@@ -937,7 +971,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.buffer = lua_gettop(L);
   E.B->busy = 1;
   E.B->n = HEAD;
-  E.B->nfut = 0;
+  releaseheld(E.B);  /* what an encode that raised left */
   seenreset(E.B);
   setseg(&E, SEG_ALL, 0, 0, NULL);
   ensure(&E, 12);
@@ -952,6 +986,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
     E.B->b[HEAD + 1] = F_REFS;
   setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
+  releaseheld(E.B);
   seendrop(E.B);
   E.B->busy = 0;
   lua_pop(L, 2);

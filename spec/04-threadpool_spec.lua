@@ -138,6 +138,42 @@ describe("ThreadPoolExecutor", function()
     assert.is_nil(next(weak))
   end)
 
+  it("sends functions and futures that only a weak table holds", function()
+    -- the encoder names a function's dump bytes and a future in the
+    -- payload's list; a step of the collector during the encode (dumping
+    -- the other functions allocates) may collect a value only a weak
+    -- table holds, and its bytes or its future with it, before the
+    -- payload takes its references: a use after free (make asan)
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local tp = cf.ThreadPoolExecutor(1)
+      for _ = 1, 20 do
+        local t = setmetatable({}, { __mode = "v" })
+        for i = 1, 50 do t[i] = tp:submit(function(k) return k end, i) end
+        for i = 1, 2000 do
+          t[100 + i] = load("return function() return " .. i .. " end")()
+        end
+        local f = ex:submit(function(tt)
+          local n = 0
+          for k, v in pairs(tt) do
+            local got
+            if type(v) == "function" then got = v() else got = v:result() end
+            assert(got == (k > 100 and k - 100 or k), "wrong value at " .. k)
+            n = n + 1
+          end
+          return n
+        end, t)
+        f:result(60)
+      end
+      ex:shutdown()
+      tp:shutdown()
+      print("done")
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("done\n", out)
+  end)
+
   it("re-raises a task's error with its worker-side traceback; the worker lives on", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local f = ex:submit(function() error({ code = 7 }) end)

@@ -879,6 +879,29 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     for i = 1, 6 do assert.equal(i * i, fs[i]:result(0)) end
   end)
 
+  it("answers the queue operations of a worker closing its state after its last "
+     .. "task (max_tasks_per_child)", function()
+    -- after its last task the main thread closes its state, where a
+    -- finalizer (or a thread the state joins) may wait for the parent's
+    -- reply; the main thread reads no more then: without a reader the
+    -- worker never exits and shutdown(true) hangs
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ProcessPoolExecutor { max_workers = 1, max_tasks_per_child = 1 }
+      local q = cf.Queue()
+      local f = ex:submit(function(qq)
+        _G.keep = setmetatable({}, { __gc = function() qq:put(#qq + 1) end })
+        return "ran"
+      end, q)
+      print(f:result(30))
+      print((q:get(30)))  -- before shutdown, which stops the worker
+      ex:shutdown(true)
+      print(ex:stats().workers)
+    ]], "timeout 60")
+    assert.is_true(ok, out)
+    assert.equal("ran\n1\n0\n", out)
+  end)
+
   it("shuts down without waiting after a failed task, max_tasks_per_child = 1 "
      .. "(test_shutdown_gh_132969_case_1, test_shutdown_gh_132969_case_2)", function()
     for _, n in ipairs { 2, 4 } do

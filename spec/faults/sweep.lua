@@ -162,6 +162,29 @@ local scenarios = {
     for i = 1, 3 do try(function() re:submit(math.abs, -i):result(15) end) end
     try(re.shutdown, re)
   ]],
+  -- a task's one block (future, task and arguments of at most 256
+  -- bytes; an outcome moved into the arguments' room), the shared bytes
+  -- of function dumps (several functions, one met only through a weak
+  -- table), and a process child's read buffer grown for a long frame
+  blocks = [[
+    local ex = cf.ThreadPoolExecutor(1)
+    local fs = {}
+    for _, n in ipairs { 0, 200, 250, 300 } do
+      try(function() fs[#fs + 1] = ex:submit(function(s) return #s, s end, ("b"):rep(n)) end)
+    end
+    local weak = setmetatable({ function() return 1 end }, { __mode = "v" })
+    for i = 1, 3 do
+      try(function()
+        fs[#fs + 1] = ex:submit(function(w, k) return k + (w[1] and w[1]() or 0) end, weak, i)
+      end)
+    end
+    for _, f in ipairs(fs) do try(f.result, f) try(f.result, f) end
+    try(ex.shutdown, ex)
+    local px = cf.ProcessPoolExecutor(1)
+    try(function() px:submit(function(s) return #s end, ("p"):rep(40000)):result(15) end)
+    try(function() px:submit(function() return 1 end):result(15) end)
+    try(px.shutdown, px)
+  ]],
   codec = [[
     local ex = cf.ThreadPoolExecutor(1)
     local big = string.rep("x", 100000)
