@@ -67,17 +67,19 @@ static handle *checkhandle(lua_State *L, int idx) {
   return h;
 }
 
-/* In a method: the handle at 1, checked against the upvalue (tables
-** are equal when they are the same object: lua_topointer compares them
-** at a third of lua_rawequal's cost). */
-/* The handle at 1, or NULL, leaving its metatable above the arguments
-** (for a method that looks at no other argument: __gc). */
+/* In a method: the handle at 1, or NULL, checked against the upvalue
+** (tables are equal when they are the same object: lua_topointer
+** compares them at a third of lua_rawequal's cost). Its metatable, when
+** it has one, is left above the arguments. */
 static handle *testself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   return h != NULL && lua_getmetatable(L, 1)
          && lua_topointer(L, -1) == lua_topointer(L, UP_MT) ? h : NULL;
 }
 
+/* In a method: the handle at 1, the stack as it was (testself's test,
+** written out: this one is on every result()'s path, where calling
+** testself and restoring the top cost ~60 instructions a task). */
 static handle *checkself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   int ok = h != NULL && lua_getmetatable(L, 1);
