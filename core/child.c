@@ -101,9 +101,8 @@ typedef struct child {
   const conc_runtime_t *rt;
   void *ctx;               /* the runtime's */
   uint64_t running;        /* the running task's id, or 0 (under 'mu') */
-  conc_taskctl_t ctl;      /* its controls */
+  conc__taskstop tstop;    /* its controls, on 'timer' */
   conc__tnode limit;       /* in 'timer' while it runs with a timeout */
-  conc__tnode again;       /* in 'timer' once it was asked to stop */
   conc__tasktimer timer;
 } child;
 
@@ -119,18 +118,7 @@ uint64_t conc__child_running(void) {
 /* Ask the running task to stop for 'why' unless it was asked already
 ** ('mu' held, or the running task's limit fired: it still runs). */
 static void stoprunning(child *c, int why) {
-  int none = CONC_STOP_NONE;
-  if (__atomic_compare_exchange_n(&c->ctl.stop, &none, why, 0,
-                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    c->rt->interrupt(c->ctx);
-    conc__tasktimer_every(&c->timer, &c->again, CONC__STOP_AGAIN);
-  }
-}
-
-/* The stop asked again (on the timer's thread), until the task ends. */
-static void again(conc__tnode *n) {
-  child *c = conc__container_of(n, child, again);
-  c->rt->interrupt(c->ctx);
+  conc__taskstop_ask(&c->tstop, why);
 }
 
 /* Leave without the parent's atexit handlers or stdio buffers, and
@@ -692,10 +680,10 @@ static ctask *taketask(child *c, int *reads, int *stop) {
     c->tail = &c->head;
   if (t != NULL) {  /* running from here: a cancel now finds it so */
     c->running = t->id;
-    __atomic_store_n(&c->ctl.stop, t->cancelled ? CONC_STOP_CANCEL
-                                                : CONC_STOP_NONE,
+    __atomic_store_n(&c->tstop.ctl.stop, t->cancelled ? CONC_STOP_CANCEL
+                                                     : CONC_STOP_NONE,
                      __ATOMIC_SEQ_CST);
-    c->ctl.timeout = t->timeout;
+    c->tstop.ctl.timeout = t->timeout;
     c->runs++;
     wake = c->fasleep && c->mainreads;
   }
@@ -835,17 +823,14 @@ static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   if (t->timeout > 0 && !timed)
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
-    out = c->rt->run(c->ctx, t->payload, &c->ctl, failed);
+    out = c->rt->run(c->ctx, t->payload, &c->tstop.ctl, failed);
   runningtag = 0;
   if (timed)
     conc__tasktimer_remove(&c->timer, &c->limit);
   pthread_mutex_lock(&c->mu);
   c->running = 0;  /* no stop for it after this */
   pthread_mutex_unlock(&c->mu);
-  /* 'again' is armed only by a stop: a task no one stopped skips the
-  ** timer's lock */
-  if (__atomic_load_n(&c->ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
-    conc__tasktimer_remove(&c->timer, &c->again);
+  conc__taskstop_end(&c->tstop);
   return out;
 }
 
@@ -866,8 +851,6 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.rt = rt;
   c.limit.fire = expired;
   c.limit.at = -1;
-  c.again.fire = again;
-  c.again.at = -1;
   c.mainreads = 1;
   c.rb.size = RDCHUNK;
   reset(&c, parent);
@@ -880,6 +863,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
     leave(0);
   }
   c.ctx = ctx;
+  conc__taskstop_init(&c.tstop, &c.timer, rt->interrupt, ctx);
   if ((c.rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0

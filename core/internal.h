@@ -117,11 +117,32 @@ CONC__FUNC void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n);
 CONC__FUNC int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
                                      double period);
 
-/* threadexec.c, child.c: how often a running task's stop is asked again
-** until the task ends. lua_sethook from another thread (how a stop
-** reaches a running Lua task) can be undone by the state's own thread
-** turning its traps off at the same instant; asked again, it holds. */
+/* timer.c: how often a running task's stop is asked again until the
+** task ends. lua_sethook from another thread (how a stop reaches a
+** running Lua task) can be undone by the state's own thread turning its
+** traps off at the same instant; asked again, it holds. */
 #define CONC__STOP_AGAIN 0.01
+
+/* timer.c: a running task's stop, for the back-ends that run tasks
+** (threadexec.c, child.c). Whichever of a running cancel and the task's
+** time limit comes first sets 'ctl.stop' and interrupts the runtime;
+** 'again', on 'timer', then asks again every CONC__STOP_AGAIN until
+** conc__taskstop_end. */
+typedef struct conc__taskstop {
+  conc_taskctl_t ctl;                /* the running task's controls */
+  conc__tasktimer *timer;
+  conc__tnode again;                 /* in 'timer' once a stop was asked */
+  void (*interrupt)(void *ctx);      /* the runtime's */
+  void *ctx;
+} conc__taskstop;
+CONC__FUNC void conc__taskstop_init(conc__taskstop *s, conc__tasktimer *t,
+                                    void (*interrupt)(void *ctx),
+                                    void *ctx);
+/* Ask the task to stop for 'why', unless it was asked already. */
+CONC__FUNC void conc__taskstop_ask(conc__taskstop *s, int why);
+/* The task ended and no stopper can run any more: 'again' is let go
+** (a task no one stopped skips the timer's lock). */
+CONC__FUNC void conc__taskstop_end(conc__taskstop *s);
 
 /* pool.c: whether the pool broke (a worker could not start), without
 ** its lock. */

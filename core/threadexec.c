@@ -33,39 +33,23 @@ typedef struct ttask {
 
 /* What stops a running task, on its worker's stack while it runs: the
 ** stopper runs only between conc__future_begin and conc__future_end,
-** and the timer lets go of 'limit' and 'again' before the task ends. */
+** and the timer lets go of 'limit' and the stop's 'again' before the
+** task ends. */
 typedef struct trun {
   texec *ex;
-  void *ctx;           /* the worker's */
-  conc_taskctl_t ctl;
+  conc__taskstop stop; /* its controls, the worker's interrupt */
   conc__tnode limit;   /* in the timer while it runs with a timeout */
-  conc__tnode again;   /* in the timer once it was asked to stop */
 } trun;
-
-/* The stop asked again (on the timer's thread), until the task ends. */
-static void task_again(conc__tnode *n) {
-  trun *r = conc__container_of(n, trun, again);
-  r->ex->rt.interrupt(r->ctx);
-}
-
-/* Ask the task to stop for 'why', unless it was asked already. */
-static void stoptask(trun *r, int why) {
-  int none = CONC_STOP_NONE;
-  if (__atomic_compare_exchange_n(&r->ctl.stop, &none, why, 0,
-                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    r->ex->rt.interrupt(r->ctx);
-    conc__tasktimer_every(&r->ex->timer, &r->again, CONC__STOP_AGAIN);
-  }
-}
 
 /* A running cancel (under the future's lock, any thread). */
 static void task_stopper(void *arg) {
-  stoptask((trun *)arg, CONC_STOP_CANCEL);
+  conc__taskstop_ask(&((trun *)arg)->stop, CONC_STOP_CANCEL);
 }
 
 /* The task's time is up (on the timer's thread). */
 static void task_expired(conc__tnode *n) {
-  stoptask(conc__container_of(n, trun, limit), CONC_STOP_TIMEOUT);
+  conc__taskstop_ask(&conc__container_of(n, trun, limit)->stop,
+                     CONC_STOP_TIMEOUT);
 }
 
 /* Release what the task holds: its payload's references, and its
@@ -97,13 +81,10 @@ static void task_run(conc_task_t *t, void *ctx) {
   trun r;
   int failed = 1, timed = 0, stopped;
   r.ex = (texec *)conc__task_ud(t);
-  r.ctx = ctx;
-  r.ctl.stop = CONC_STOP_NONE;
-  r.ctl.timeout = tt->timeout;
+  conc__taskstop_init(&r.stop, &r.ex->timer, r.ex->rt.interrupt, ctx);
+  r.stop.ctl.timeout = tt->timeout;
   r.limit.fire = task_expired;
   r.limit.at = -1;
-  r.again.fire = task_again;
-  r.again.at = -1;
   conc__future_begin(f, task_stopper, &r);
   if (tt->timeout > 0)
     timed = conc__tasktimer_add(&r.ex->timer, &r.limit,
@@ -111,14 +92,11 @@ static void task_run(conc_task_t *t, void *ctx) {
   if (tt->timeout > 0 && !timed)
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
-    out = r.ex->rt.run(ctx, tt->payload, &r.ctl, &failed);
+    out = r.ex->rt.run(ctx, tt->payload, &r.stop.ctl, &failed);
   if (timed)
     conc__tasktimer_remove(&r.ex->timer, &r.limit);
   stopped = conc__future_end(f);  /* no stopper runs after this */
-  /* 'again' is armed only by a stop, and none can come now: a task no
-  ** one stopped skips the timer's lock */
-  if (__atomic_load_n(&r.ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
-    conc__tasktimer_remove(&r.ex->timer, &r.again);
+  conc__taskstop_end(&r.stop);
   taskdone(tt, &out);
   if (stopped) {
     conc_payload_free(out);

@@ -198,6 +198,36 @@ int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
   return r;
 }
 
+static void stop_again(conc__tnode *n) {
+  conc__taskstop *s = conc__container_of(n, conc__taskstop, again);
+  s->interrupt(s->ctx);
+}
+
+void conc__taskstop_init(conc__taskstop *s, conc__tasktimer *t,
+                         void (*interrupt)(void *ctx), void *ctx) {
+  s->ctl.stop = CONC_STOP_NONE;
+  s->ctl.timeout = 0;
+  s->timer = t;
+  s->again.fire = stop_again;
+  s->again.at = -1;
+  s->interrupt = interrupt;
+  s->ctx = ctx;
+}
+
+void conc__taskstop_ask(conc__taskstop *s, int why) {
+  int none = CONC_STOP_NONE;
+  if (__atomic_compare_exchange_n(&s->ctl.stop, &none, why, 0,
+                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    s->interrupt(s->ctx);
+    conc__tasktimer_every(s->timer, &s->again, CONC__STOP_AGAIN);
+  }
+}
+
+void conc__taskstop_end(conc__taskstop *s) {
+  if (__atomic_load_n(&s->ctl.stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE)
+    conc__tasktimer_remove(s->timer, &s->again);
+}
+
 void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n) {
   pthread_mutex_lock(&t->mu);
   if (n->at >= 0) {
