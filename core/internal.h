@@ -150,9 +150,13 @@ CONC__FUNC int conc__pool_broken(conc_pool_t *p);
 /* pool.c: the 'ud' of the pool a task was submitted to (from 'run' or
 ** 'drop'), so a task need not hold it. */
 CONC__FUNC void *conc__task_ud(const conc_task_t *t);
-/* payload.c: in a forked child, before anything else runs: the lock of
-** conc_payload_finish, which a parent's thread may have held. */
+/* payload.c: in a forked child, before anything else runs: the locks of
+** conc_payload_finish and of the block cache, which a parent's thread
+** may have held. */
 CONC__FUNC void conc__payload_forked(void);
+/* payload.c: a thread pool starts (+1) or ends (-1) using the cache of
+** big payload blocks; the last one to end frees it. */
+CONC__FUNC void conc__payload_cacheuse(int delta);
 
 /* payload.c: the bytes a payload of 'len' bytes and 'nfutures' list
 ** entries takes (a multiple of the pointer size; 0: too large), and such
@@ -163,7 +167,8 @@ CONC__FUNC conc_payload_t *conc__payload_place(void *at, size_t len,
                                                size_t nfutures);
 /* payload.c: 'p' (taken) moved to 'at' (pointer-aligned, 'room' bytes:
 ** a released payload's room in its future's block) when it fits there,
-** its list with it; else 'p' itself. */
+** its list with it; else 'p' itself (NULL, an outcome that could not be
+** made, stays NULL). */
 CONC__FUNC conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
                                               size_t room);
 

@@ -82,6 +82,72 @@ static size_t total(size_t size, size_t nfutures) {
   return PTRALIGN(HEAD + size) + nfutures * sizeof(conc_future_t *);
 }
 
+/* {======================================================================
+** The cache of payload blocks
+** ======================================================================= */
+
+/* A big payload (a task's arguments, its results) is made on one thread
+** and freed on another, task after task, and malloc's arenas then give
+** its memory back to the kernel and take it again every few tasks (brk,
+** madvise, mprotect, then page faults). While a thread pool lives, one
+** cache for the process keeps such blocks for the next payloads. Every
+** block of a payload (but one in its future's block) has room for the
+** rounded size of its whole (conc_bufcache_round), so a kept one serves
+** any payload that rounds alike. */
+#if !defined(CONC_PAYLOADCACHE)
+#define CONC_PAYLOADCACHE (4 * 1024 * 1024)
+#endif
+
+static pthread_mutex_t cachemu = PTHREAD_MUTEX_INITIALIZER;
+static conc_bufcache_t *cache;  /* while 'cacheusers' > 0 */
+static int cacheusers;          /* (both under 'cachemu') */
+
+void conc__payload_cacheuse(int delta) {
+  conc_bufcache_t *old = NULL;
+  pthread_mutex_lock(&cachemu);
+  cacheusers += delta;
+  if (cacheusers > 0 && cache == NULL)
+    cache = conc_bufcache_new(CONC_PAYLOADCACHE);
+  else if (cacheusers == 0) {
+    old = cache;
+    cache = NULL;
+  }
+  pthread_mutex_unlock(&cachemu);
+  conc_bufcache_free(old);
+}
+
+static int cacheable(size_t n) {
+  return n >= CONC_BUFCACHE_MIN && n <= CONC_BUFCACHE_MAX;
+}
+
+/* A block for a payload of 'n' bytes in all (rounded up). */
+static void *blockalloc(size_t n) {
+  void *b = NULL;
+  n = conc_bufcache_round(n);
+  if (cacheable(n)) {
+    pthread_mutex_lock(&cachemu);
+    b = conc_bufcache_take(cache, n);
+    pthread_mutex_unlock(&cachemu);
+  }
+  return b != NULL ? b : malloc(n);
+}
+
+/* Free the block of 'p', which is no future's. */
+static void blockfree(conc_payload_t *p) {
+  size_t n = conc_bufcache_round(total(p->size, p->nfutures));
+  int kept = 0;
+  if (cacheable(n)) {
+    pthread_mutex_lock(&cachemu);
+    kept = conc_bufcache_keep(cache, p, n);
+    pthread_mutex_unlock(&cachemu);
+  }
+  if (!kept)
+    free(p);
+}
+
+/* }====================================================================== */
+
+
 /* Fill the header of a block of the right size. */
 static conc_payload_t *init(void *block, size_t size, size_t nfutures,
                             int kind) {
@@ -110,11 +176,14 @@ conc_payload_t *conc__payload_place(void *at, size_t len, size_t nfutures) {
 ** from the owner's thread costs a cross-thread free every task. */
 conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
                                    size_t room) {
-  size_t n = conc_payload_sizeof(p);
-  if (p == NULL || p->inblock || n == 0 || n > room)
+  size_t n;
+  if (p == NULL || p->inblock)  /* none (no memory), or in a block */
+    return p;
+  n = conc_payload_sizeof(p);
+  if (n > room)
     return p;
   memcpy(at, p, n);  /* header, bytes and list: the references move */
-  free(p);
+  blockfree(p);
   p = (conc_payload_t *)at;
   p->inblock = 1;
   return p;
@@ -123,7 +192,7 @@ conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
 conc_payload_t *conc_payload_new(const void *bytes, size_t len,
                                  size_t nfutures) {
   size_t n = total(len, nfutures);
-  void *b = n != 0 ? malloc(n) : NULL;
+  void *b = n != 0 ? blockalloc(n) : NULL;
   if (b == NULL)
     return NULL;
   if (bytes != NULL && len > 0)
@@ -134,7 +203,7 @@ conc_payload_t *conc_payload_new(const void *bytes, size_t len,
 conc_payload_t *conc_payload_adopt(void *block, size_t len,
                                    size_t nfutures) {
   size_t n = total(len, nfutures);
-  void *b = n != 0 ? realloc(block, n) : NULL;
+  void *b = n != 0 ? realloc(block, conc_bufcache_round(n)) : NULL;
   if (b == NULL)
     return NULL;
   return init(b, len, nfutures, CONC_PAYLOAD_VALUES);
@@ -164,7 +233,7 @@ void conc_payload_free(void *data) {
   if (p->inblock)
     memset(objects(p), 0, p->nfutures * sizeof(void *));
   else
-    free(p);
+    blockfree(p);
 }
 
 size_t conc_payload_sizeof(const conc_payload_t *p) {
@@ -214,7 +283,7 @@ void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s) {
 conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
   size_t n = conc_payload_sizeof(p), i;
   conc_payload_t *q;
-  if (p == NULL || (q = (conc_payload_t *)malloc(n)) == NULL)
+  if (p == NULL || (q = (conc_payload_t *)blockalloc(n)) == NULL)
     return NULL;
   memcpy(q, p, n);
   q->inblock = 0;
@@ -348,7 +417,11 @@ static pthread_mutex_t cyclemu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
 void conc__payload_forked(void) {
   pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+  pthread_mutex_t freshcache = PTHREAD_MUTEX_INITIALIZER;
   cyclemu = fresh;
+  cachemu = freshcache;
+  cache = NULL;  /* the parent's, maybe half changed: left alone */
+  cacheusers = 0;  /* the parent's pools have no thread here */
 }
 
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,

@@ -268,6 +268,7 @@ static char *tx_broken(conc_executor_t *b) {
 static void tx_free(conc_executor_t *b) {
   texec *ex = (texec *)b;
   conc_pool_free(ex->pool);
+  conc__payload_cacheuse(-1);
   conc__tasktimer_free(&ex->timer);
   pthread_mutex_destroy(&ex->mu);
   free(ex->why);
@@ -309,5 +310,6 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     free(ex);
     return NULL;
   }
+  conc__payload_cacheuse(1);
   return &ex->base;
 }

@@ -49,6 +49,14 @@ void lconc_shared_free(lconc_shared *sh) {
 ** Workers: a state, its memory and its running task's controls
 ** ======================================================================= */
 
+/* Bytes of big freed blocks a worker state keeps for its next ones: a
+** worker that decodes, builds and encodes the same shapes task after
+** task then allocates them without malloc, and malloc no longer gives
+** their memory back to the kernel only to take it again. */
+#if !defined(LCONC_WORKERCACHE)
+#define LCONC_WORKERCACHE (1024 * 1024)
+#endif
+
 /* A worker's context. The extra space of its state (and of the threads
 ** made in it) points here, for the hook. */
 typedef struct worker {
@@ -56,6 +64,7 @@ typedef struct worker {
   lconc_owner *owner;   /* W's, which holds the running task's controls */
   conc_mailbox_t *mb;   /* W's mailbox (a reference), woken to stop */
   conc_taskctl_t *ctl;  /* the running task's, or NULL */
+  conc_bufcache_t *cache;  /* W's big freed blocks (W's thread only) */
   size_t used;          /* bytes W holds; written by W's thread only */
   size_t limit;         /* max_memory, or 0 */
   int id;
@@ -65,6 +74,31 @@ typedef struct worker {
 
 static const char workerkey = 'w';  /* registry: light userdata worker */
 
+static void release(worker *w, void *p, size_t n) {
+  if (!conc_bufcache_keep(w->cache, p, n))
+    free(p);
+}
+
+/* Lua's realloc of 'p' ('o' bytes, 0 when NULL) to 'n' > 0 bytes. A big
+** block comes from the cache, and one given up for it goes there. A
+** shrink never fails: when realloc would, the block stays as it is. */
+static void *resize(worker *w, void *p, size_t o, size_t n) {
+  void *np;
+  if (n <= o) {
+    np = realloc(p, n);
+    return np != NULL ? np : p;
+  }
+  if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX)
+    return realloc(p, n);
+  np = conc_bufcache_take(w->cache, n);
+  if (np == NULL && (np = malloc(n)) == NULL)
+    return NULL;
+  if (o > 0)
+    memcpy(np, p, o);
+  release(w, p, o);
+  return np;
+}
+
 /* W's allocator: counts its bytes (read atomically by stats) and
 ** refuses to grow past the cap; shrinking never fails, as Lua needs. */
 static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -72,13 +106,13 @@ static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   size_t old = ptr != NULL ? osize : 0;
   void *np;
   if (nsize == 0) {
-    free(ptr);
+    release(w, ptr, old);
     __atomic_store_n(&w->used, w->used - old, __ATOMIC_RELAXED);
     return NULL;
   }
   if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit)
     return NULL;
-  np = realloc(ptr, nsize);
+  np = resize(w, ptr, old, nsize);
   if (np != NULL)
     __atomic_store_n(&w->used, w->used - old + nsize, __ATOMIC_RELAXED);
   return np;
@@ -441,14 +475,19 @@ static void closeworker(worker *w) {
   lua_close(w->W);
   if (w->mb != NULL)
     conc_mailbox_unref(w->mb);
+  conc_bufcache_free(w->cache);
   free(w);
 }
 
 /* A worker: luaL_newstate's state (its panic and warning functions)
-** with the counting allocator, which starts from what it holds. */
+** with the counting allocator, which starts from what it holds (the
+** blocks of luaL_newstate's allocator: free() frees them too). */
 static worker *newworker(lconc_shared *sh, int id) {
   worker *w = (worker *)calloc(1, sizeof(*w));
-  if (w == NULL || (w->W = luaL_newstate()) == NULL) {
+  if (w == NULL || (w->cache = conc_bufcache_new(LCONC_WORKERCACHE)) == NULL
+      || (w->W = luaL_newstate()) == NULL) {
+    if (w != NULL)
+      conc_bufcache_free(w->cache);
     free(w);
     return NULL;
   }

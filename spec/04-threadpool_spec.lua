@@ -364,6 +364,43 @@ describe("ThreadPoolExecutor", function()
       assert.equal(0, ex:stats().workers)
     end)
 
+    -- issue 11 w4: a worker state's freed blocks of 4 KiB to 256 KiB
+    -- serve its next ones, and big payloads' blocks serve the next
+    -- payloads, whichever thread frees them
+    it("keep big tables and strings intact through the reuse of their blocks", function()
+      local ex <close> = cf.ThreadPoolExecutor(2)
+      local sizes = { 200, 256, 257, 1000, 1024, 4000, 4096, 4097, 9000, 16384, 16385, 40000 }
+      local function task(n, seed, given)
+        for i = 1, n do assert(given[i] == i + seed, "argument corrupted") end
+        local t, h = {}, {}
+        for i = 1, n do t[i] = i + seed end  -- through every power of two
+        for i = 1, n // 8 do h["k" .. i] = i end
+        local s = ("%d;"):format(seed):rep(n // 3 + 1)
+        for i = 1, n // 8 do h["k" .. i] = nil end
+        h.last = seed  -- a rehash: its node part shrinks
+        collectgarbage()  -- 'given' and the rest go back to the cache
+        return t, s, h
+      end
+      for round = 1, 3 do
+        local fs = {}
+        for k, n in ipairs(sizes) do
+          local seed, given = round * 100 + k, {}
+          for i = 1, n do given[i] = i + seed end
+          fs[k] = ex:submit(task, n, seed, given)
+        end
+        for k, n in ipairs(sizes) do
+          local seed = round * 100 + k
+          local t, s, h = fs[k]:result(30)
+          assert.equal(n, #t)
+          for i = 1, n do
+            if t[i] ~= i + seed then assert.equal(i + seed, t[i]) end
+          end
+          assert.equal(("%d;"):format(seed):rep(n // 3 + 1), s)
+          assert.same({ last = seed }, h)
+        end
+      end
+    end)
+
     -- issue 9 item 4: each worker state opened the module, which made an
     -- eventfd at once, so with no descriptor left the pool broke
     it("run tasks with no file descriptor left (workers hold none)", function()

@@ -1,5 +1,6 @@
--- The core queue (core/chanq.c) and timer (core/timer.c) from C alone:
--- each case of spec/support/queuetest.c runs in its own process.
+-- The core queue (core/chanq.c), timer (core/timer.c) and block caches
+-- (core/bufcache.c, core/payload.c's) from C alone: each case of
+-- spec/support/queuetest.c runs in its own process.
 
 -- 'make specs' passes the binary of its build (build-asan/queuetest
 -- under 'make asan'); a bare busted run builds build/queuetest.
@@ -19,6 +20,8 @@ local CASES = {
   { "timer", "cancels futures at their deadlines and joins at free" },
   { "timeridle", "keeps a thread only while something is due" },
   { "process", "carries blocking put, get, timeouts and close through a process-pool child" },
+  { "bufcache", "keeps big blocks within its bounds, gives back one that fits, latest first" },
+  { "payloadcache", "reuses big payloads' blocks across threads while a thread pool lives" },
 }
 
 local function queuetest(args)
@@ -27,7 +30,7 @@ local function queuetest(args)
   return out, p:close()
 end
 
-describe("core queue and timer (C)", function()
+describe("core queue, timer and block caches (C)", function()
   it("lists exactly the cases this spec runs", function()
     local out, ok = queuetest("list")
     assert.is_true(ok, out)

@@ -171,7 +171,7 @@ conc_payload_t *conc_payload_adopt(void *block, size_t len,
 conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 /* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
 void conc_payload_free(void *p);
-size_t conc_payload_sizeof(const conc_payload_t *p);  /* whole block */
+size_t conc_payload_sizeof(const conc_payload_t *p);  /* block; NULL: 0 */
 char *conc_payload_data(const conc_payload_t *p);     /* its bytes */
 /* Entry 'i' if it is a future (a queue, shared bytes), else NULL. */
 conc_future_t *conc_payload_future(const conc_payload_t *p, size_t i);
@@ -196,6 +196,38 @@ int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 ** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
                         const char *cls, const char *msg);
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Block caches (bufcache.c): blocks of CONC_BUFCACHE_MIN to _MAX bytes
+** that a thread frees and soon needs again (a payload per task, a worker
+** state's tables) are kept, up to a bound, instead of going back to
+** malloc, which gives their memory back to the kernel and takes it
+** again. Not thread-safe: one per thread, or under the user's lock; the
+** caller calls malloc and free itself, outside that lock.
+** ======================================================================= */
+
+#define CONC_BUFCACHE_MIN ((size_t)4096)
+#define CONC_BUFCACHE_MAX ((size_t)256 * 1024)
+
+typedef struct conc_bufcache conc_bufcache_t;
+
+/* A cache keeping at most 'max' bytes; NULL when out of memory. */
+conc_bufcache_t *conc_bufcache_new(size_t max);
+/* A kept block of at least 'n' bytes (taken out of the cache), or NULL:
+** none, 'n' out of range, or 'c' NULL. */
+void *conc_bufcache_take(conc_bufcache_t *c, size_t n);
+/* Keep 'p', a malloc'd block of at least 'n' bytes: 1, the cache owns it
+** now; 0 when it does not fit (the caller still owns it). */
+int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n);
+/* The size at or above 'n' that suits a block made for 'n' bytes: kept
+** at that size, it is taken back for any 'n' that rounds to it (a block
+** kept at a size of its own is taken only for requests up to it). */
+size_t conc_bufcache_round(size_t n);
+/* Frees every kept block and the cache; NULL is allowed. */
+void conc_bufcache_free(conc_bufcache_t *c);
 
 /* }====================================================================== */
 

@@ -165,12 +165,27 @@ local scenarios = {
   -- a task's one block (future, task and arguments of at most 256
   -- bytes; an outcome moved into the arguments' room), the shared bytes
   -- of function dumps (several functions, one met only through a weak
-  -- table), and a process child's read buffer grown for a long frame
+  -- table), a process child's read buffer grown for a long frame, and
+  -- the block caches (big payloads; a worker state's big tables, from
+  -- its cache and back)
   blocks = [[
     local ex = cf.ThreadPoolExecutor(1)
     local fs = {}
-    for _, n in ipairs { 0, 200, 250, 300 } do
+    for _, n in ipairs { 0, 200, 250, 300, 5000, 5000 } do
       try(function() fs[#fs + 1] = ex:submit(function(s) return #s, s end, ("b"):rep(n)) end)
+    end
+    for _, n in ipairs { 1000, 1000 } do
+      try(function()
+        fs[#fs + 1] = ex:submit(function(k)
+          local t = {}
+          for i = 1, k do t[i] = i end
+          t = nil
+          collectgarbage()
+          local u = {}
+          for i = 1, k do u[i] = i end
+          return u
+        end, n)
+      end)
     end
     local weak = setmetatable({ function() return 1 end }, { __mode = "v" })
     for i = 1, 3 do

@@ -1,7 +1,8 @@
 /*
-** queuetest.c: the core queue (chanq.c) and timer (timer.c) driven from
-** C alone, as a C host would. "queuetest <case>" runs one case and prints
-** "ok <case>"; "queuetest list" names them.
+** queuetest.c: the core queue (chanq.c), timer (timer.c) and block caches
+** (bufcache.c, and payload.c's) driven from C alone, as a C host would.
+** "queuetest <case>" runs one case and prints "ok <case>"; "queuetest
+** list" names them.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +12,28 @@
 
 #include "concurrent.h"
 #include "ctest.h"
+
+/* The bytes the program's blocks hold: the sanitizer's count under one,
+** else malloc's. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED
+#endif
+#if defined(SANITIZED)
+#include <sanitizer/allocator_interface.h>
+static size_t heapbytes(void) {
+  return __sanitizer_get_current_allocated_bytes();
+}
+#else
+#include <malloc.h>
+static size_t heapbytes(void) {
+  return mallinfo2().uordblks;
+}
+#endif
 
 /* A case that takes longer than this has hung. */
 #define CASE_TIMEOUT 60
@@ -388,6 +411,157 @@ static void case_process(void) {
   conc_chanq_unref(in);
 }
 
+/* {======================================================================
+** Block caches: a cache alone, then the one of payloads while a thread
+** pool lives.
+** ======================================================================= */
+
+static void case_bufcache(void) {
+  conc_bufcache_t *c = conc_bufcache_new(64 * 1024);
+  void *a = malloc(9216), *b = malloc(9216), *big = malloc(16384);
+  void *small = malloc(100), *p[5];
+  int i, kept = 0;
+  CHECK(c != NULL && a != NULL && b != NULL && big != NULL && small != NULL);
+  CHECK(conc_bufcache_round(100) == 100);  /* out of range: as it is */
+  CHECK(conc_bufcache_round(4096) == 4096);
+  CHECK(conc_bufcache_round(4097) == 4608);  /* eighths of 4096 */
+  CHECK(conc_bufcache_round(9000) == 9216);
+  CHECK(conc_bufcache_round(CONC_BUFCACHE_MAX) == CONC_BUFCACHE_MAX);
+  CHECK(conc_bufcache_round(CONC_BUFCACHE_MAX + 1) == CONC_BUFCACHE_MAX + 1);
+  CHECK(!conc_bufcache_keep(c, small, 100));  /* still the caller's */
+  free(small);
+  CHECK(conc_bufcache_keep(c, a, 9216) && conc_bufcache_keep(c, b, 9216));
+  CHECK(conc_bufcache_take(c, 9000) == b);  /* the latest first */
+  CHECK(conc_bufcache_take(c, 9217) == NULL);  /* none big enough */
+  CHECK(conc_bufcache_take(c, 8192) == a);  /* 1/8 more: it serves */
+  CHECK(conc_bufcache_keep(c, big, 16384));
+  CHECK(conc_bufcache_take(c, 9216) == NULL);  /* would waste too much */
+  CHECK(conc_bufcache_take(c, 100) == NULL);
+  CHECK(conc_bufcache_take(c, 16000) == big);
+  CHECK(conc_bufcache_take(c, 16000) == NULL);  /* taken once */
+  for (i = 0; i < 5; i++) {  /* 64 KiB: four of 16 KiB */
+    CHECK((p[i] = malloc(16384)) != NULL);
+    kept += conc_bufcache_keep(c, p[i], 16384);
+  }
+  CHECK(kept == 4);
+  CHECK(conc_bufcache_take(NULL, 9216) == NULL);
+  CHECK(!conc_bufcache_keep(NULL, a, 9216));
+  free(a);
+  free(b);
+  free(big);
+  free(p[4]);
+  conc_bufcache_free(c);  /* and the four it keeps (ASan: no leak) */
+  c = conc_bufcache_new((size_t)64 * 1024 * 1024);  /* bytes: no bound */
+  CHECK(c != NULL);
+  for (kept = 0; kept < 1000; kept++) {  /* but blocks are bounded */
+    void *q = malloc(4096);
+    CHECK(q != NULL);
+    if (!conc_bufcache_keep(c, q, 4096)) {
+      free(q);
+      break;
+    }
+  }
+  CHECK(kept > 0 && kept < 1000);
+  conc_bufcache_free(c);
+}
+
+/* A task's outcome is a copy of it. */
+static conc_payload_t *echo_run(void *ctx, const conc_payload_t *task,
+                                conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)ctl;
+  *failed = 0;
+  return conc_payload_dup(task);
+}
+
+static conc_executor_t *echopool(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  memset(&o, 0, sizeof(o));
+  o.max_workers = 2;
+  o.runtime.start = rt_start;
+  o.runtime.stop = rt_stop;
+  o.runtime.run = echo_run;
+  o.runtime.interrupt = rt_interrupt;
+  o.runtime.memory = rt_memory;
+  CHECK((ex = conc_threadexec_new(&o)) != NULL);
+  return ex;
+}
+
+/* A payload of 'len' bytes, 'seed' + i at each. */
+static conc_payload_t *bytespayload(size_t len, int seed) {
+  conc_payload_t *p = conc_payload_new(NULL, len, 0);
+  size_t i;
+  CHECK(p != NULL);
+  for (i = 0; i < len; i++)
+    conc_payload_data(p)[i] = (char)(seed + (int)i);
+  return p;
+}
+
+static int samebytes(const conc_payload_t *p, size_t len, int seed) {
+  size_t i;
+  for (i = 0; i < len; i++)
+    if (conc_payload_data(p)[i] != (char)(seed + (int)i))
+      return 0;
+  return p->size == len;
+}
+
+/* Tasks of every size, their outcomes made from blocks their arguments
+** gave back (on the workers) and the other way round (here). */
+static void echotasks(conc_executor_t *ex) {
+  conc_future_t *f[200];
+  size_t len[200];
+  int i;
+  for (i = 0; i < 200; i++) {
+    len[i] = 3000 + (size_t)i * 1531 % 300000;
+    CHECK((f[i] = conc_future_new()) != NULL);
+    CHECK(ex->ops->submit(ex, f[i], bytespayload(len[i], i), 0) == 0);
+  }
+  for (i = 0; i < 200; i++) {
+    const void *data;
+    size_t n;
+    int failed;
+    CHECK(conc_future_wait(f[i], conc_deadline(30)) == 0);
+    CHECK(conc_future_payload(f[i], &data, &n, &failed) == 0 && !failed);
+    CHECK(samebytes((const conc_payload_t *)data, len[i], i));
+    conc_future_unref(f[i]);
+  }
+}
+
+/* Each payload's block goes to the cache, which the last pool frees. */
+static void case_payloadcache(void) {
+  conc_executor_t *ex;
+  conc_payload_t *p, *q[16];
+  void *other;
+  size_t before, kept;
+  int i;
+  conc_payload_free(bytespayload(30000, 1));  /* malloc's own first needs */
+  before = heapbytes();
+  conc_payload_free(bytespayload(30000, 1));  /* no pool: freed */
+  CHECK(heapbytes() == before);
+  ex = echopool();
+  p = bytespayload(9000, 2);
+  conc_payload_free(p);
+  other = malloc(9216);  /* malloc would give this one 'p''s block */
+  q[0] = conc_payload_new(NULL, 8990, 2);  /* the same class, a list */
+  CHECK(q[0] == p && other != p);  /* (compared, never read) */
+  CHECK(conc_payload_future(q[0], 0) == NULL);
+  CHECK(conc_payload_future(q[0], 1) == NULL);
+  conc_payload_free(q[0]);
+  free(other);
+  echotasks(ex);
+  ex->ops->free(ex);
+  ex = echopool();
+  before = heapbytes();
+  for (i = 0; i < 16; i++)
+    q[i] = bytespayload(30000 + (size_t)i * 1000, i);
+  for (i = 0; i < 16; i++)
+    conc_payload_free(q[i]);
+  kept = heapbytes();
+  CHECK(kept - before >= 16 * 30000);  /* kept */
+  ex->ops->free(ex);
+  CHECK(kept - heapbytes() >= 16 * 30000);  /* but not past the pool */
+}
+
 /* }====================================================================== */
 
 
@@ -401,6 +575,8 @@ static const ctest_case cases[] = {
   {"timer", case_timer},
   {"timeridle", case_timeridle},
   {"process", case_process},
+  {"bufcache", case_bufcache},
+  {"payloadcache", case_payloadcache},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))

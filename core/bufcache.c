@@ -1,0 +1,110 @@
+/*
+** bufcache.c: a bounded cache of big memory blocks. A thread that frees
+** a block and soon needs one of about that size takes it back here,
+** instead of making malloc give memory back to the kernel and take it
+** again (brk, mprotect, madvise, and page faults after).
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Cached blocks poisoned under ASan: a use after free of a block this
+** cache keeps is still reported. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CONC_ASAN
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CONC_ASAN)
+#define CONC_ASAN
+#endif
+#if defined(CONC_ASAN)
+#include <sanitizer/asan_interface.h>
+#define poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define poison(p, n) ((void)(p), (void)(n))
+#define unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Blocks kept at most, whatever their sizes: a burst of frees (a
+** collection) beyond it goes to free(). */
+#if !defined(CONC_BUFCACHE_SLOTS)
+#define CONC_BUFCACHE_SLOTS 32
+#endif
+
+typedef struct Slot {
+  void *p;
+  size_t size;  /* bytes the block has, at least */
+} Slot;
+
+/* The blocks are kept in slots outside them, so that a kept block is
+** never written (and can be poisoned whole). */
+struct conc_bufcache {
+  size_t held, max;  /* bytes kept; their bound */
+  int n;             /* slots used */
+  Slot slot[CONC_BUFCACHE_SLOTS];
+};
+
+static int inrange(size_t n) {
+  return n >= CONC_BUFCACHE_MIN && n <= CONC_BUFCACHE_MAX;
+}
+
+/* Sizes are rounded up to an eighth of their power of two: a block made
+** so wastes at most 1/8 of it, and holds any size that rounds alike. */
+size_t conc_bufcache_round(size_t n) {
+  int e;
+  size_t step;
+  if (!inrange(n))
+    return n;
+  e = (int)(sizeof(unsigned long) * 8 - 1) - __builtin_clzl((unsigned long)n);
+  step = (size_t)1 << (e - 3);
+  return (n + step - 1) & ~(step - 1);
+}
+
+conc_bufcache_t *conc_bufcache_new(size_t max) {
+  conc_bufcache_t *c = (conc_bufcache_t *)calloc(1, sizeof(*c));
+  if (c != NULL)
+    c->max = max;
+  return c;
+}
+
+/* The latest block kept that fits (warm in the CPU's cache), among those
+** no bigger than 9/8 of 'n'. */
+void *conc_bufcache_take(conc_bufcache_t *c, size_t n) {
+  int i;
+  if (c == NULL || !inrange(n))
+    return NULL;
+  for (i = c->n - 1; i >= 0; i--) {
+    Slot s = c->slot[i];
+    if (s.size >= n && s.size - n <= n / 8) {
+      c->slot[i] = c->slot[--c->n];
+      c->held -= s.size;
+      unpoison(s.p, s.size);
+      return s.p;
+    }
+  }
+  return NULL;
+}
+
+int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n) {
+  if (c == NULL || p == NULL || !inrange(n) || c->held + n > c->max
+      || c->n == CONC_BUFCACHE_SLOTS)
+    return 0;
+  poison(p, n);
+  c->slot[c->n].p = p;
+  c->slot[c->n++].size = n;
+  c->held += n;
+  return 1;
+}
+
+void conc_bufcache_free(conc_bufcache_t *c) {
+  int i;
+  if (c == NULL)
+    return;
+  for (i = 0; i < c->n; i++) {
+    unpoison(c->slot[i].p, c->slot[i].size);
+    free(c->slot[i].p);
+  }
+  free(c);
+}
