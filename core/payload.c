@@ -120,7 +120,20 @@ static int cacheable(size_t n) {
   return n >= CONC_BUFCACHE_MIN && n <= CONC_BUFCACHE_MAX;
 }
 
-/* A block for a payload of 'n' bytes in all (rounded up). */
+/* Out of memory: the blocks kept go back to malloc (1), if any may. */
+static int emptycache(void) {
+  conc_bufcache_t *old;
+  pthread_mutex_lock(&cachemu);
+  old = cache;
+  if (old != NULL)
+    cache = conc_bufcache_new(CONC_PAYLOADCACHE);  /* NULL: none */
+  pthread_mutex_unlock(&cachemu);
+  conc_bufcache_free(old);
+  return old != NULL;
+}
+
+/* A block for a payload of 'n' bytes in all (rounded up): a kept one,
+** else malloc's, asked again once the cache gave its blocks back. */
 static void *blockalloc(size_t n) {
   void *b = NULL;
   n = conc_bufcache_round(n);
@@ -129,7 +142,9 @@ static void *blockalloc(size_t n) {
     b = conc_bufcache_take(cache, n);
     pthread_mutex_unlock(&cachemu);
   }
-  return b != NULL ? b : malloc(n);
+  if (b == NULL && (b = malloc(n)) == NULL && cacheable(n) && emptycache())
+    b = malloc(n);
+  return b;
 }
 
 /* Free the block of 'p', which is no future's. */

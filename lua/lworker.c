@@ -79,6 +79,18 @@ static void release(worker *w, void *p, size_t n) {
     free(p);
 }
 
+/* A big block: a kept one, else malloc's. Out of memory, the blocks
+** kept (of other sizes) go back to malloc, and it is asked again. */
+static void *bigalloc(worker *w, size_t n) {
+  void *p = conc_bufcache_take(w->cache, n);
+  if (p == NULL && (p = malloc(n)) == NULL && w->cache != NULL) {
+    conc_bufcache_free(w->cache);
+    w->cache = conc_bufcache_new(LCONC_WORKERCACHE);  /* NULL: none */
+    p = malloc(n);
+  }
+  return p;
+}
+
 /* Lua's realloc of 'p' ('o' bytes, 0 when NULL) to 'n' > 0 bytes. A big
 ** block comes from the cache, and one given up for it goes there. A
 ** shrink never fails: when realloc would, the block stays as it is. */
@@ -90,8 +102,7 @@ static void *resize(worker *w, void *p, size_t o, size_t n) {
   }
   if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX)
     return realloc(p, n);
-  np = conc_bufcache_take(w->cache, n);
-  if (np == NULL && (np = malloc(n)) == NULL)
+  if ((np = bigalloc(w, n)) == NULL)
     return NULL;
   if (o > 0)
     memcpy(np, p, o);
