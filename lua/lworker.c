@@ -54,7 +54,7 @@ void lconc_shared_free(lconc_shared *sh) {
 ** task then allocates them without malloc, and malloc no longer gives
 ** their memory back to the kernel only to take it again. */
 #if !defined(LCONC_WORKERCACHE)
-#define LCONC_WORKERCACHE (1024 * 1024)
+#define LCONC_WORKERCACHE (512 * 1024)
 #endif
 
 /* A worker's context. The extra space of its state (and of the threads
