@@ -10,6 +10,7 @@
 #include "lconcurrent.h"
 #include "lfuncs.h"
 #include "lnames.h"
+#include "ltable54.h"
 
 /*
 ** {======================================================================
@@ -159,10 +160,13 @@ enum { UV_VAL, UV_ENV, UV_JOIN };
 ** slot belongs to the encode whose 'gen' it carries, so a new encode
 ** starts empty without clearing anything. In C rather than a Lua table:
 ** every transfer of a function meets one, and a Lua table cost about a
-** tenth of a small task's submit. The addresses stay valid: every
-** object met is reachable from the values being encoded, and no Lua
-** code runs in between (a finalizer that rewires them would already
-** break 'lua_next').
+** tenth of a small task's submit. An address names its object while
+** the object lives: what the values reach stays alive, but an object
+** met only through a weak table may be collected once the encoder has
+** moved past it (a collector step that a later allocation of the
+** encode runs: see 'addshared'). Its address can then only come back
+** as an object made during the encode, which only a finalizer could
+** place in values yet to be encoded, rewiring them under the encode.
 */
 typedef struct Seen {
   const void *key;
@@ -180,6 +184,8 @@ typedef struct Buffer {
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
+  int fastarray;        /* lconc_arraycheck passed: arrays are read
+                        ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
                         ** weakly in the buffer's user value */
 } Buffer;
@@ -234,6 +240,7 @@ static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
   lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
+  B->fastarray = lconc_arraycheck(L);
   return B;
 }
 
@@ -357,13 +364,20 @@ static void grow(Enc *E, size_t k) {
 
 #define putbyte(E, c) ((E)->B->b[(E)->B->n++] = (char)(c))
 
-static void putvarint(Enc *E, lua_Unsigned x) {
-  Buffer *B = E->B;
+/* The store* write at 'p' and return the byte after: loops over many
+** numbers keep the position in a local. */
+static char *storevarint(char *p, lua_Unsigned x) {
   while (x >= 0x80) {
-    B->b[B->n++] = (char)(x | 0x80);
+    *p++ = (char)(x | 0x80);
     x >>= 7;
   }
-  B->b[B->n++] = (char)x;
+  *p++ = (char)x;
+  return p;
+}
+
+static void putvarint(Enc *E, lua_Unsigned x) {
+  Buffer *B = E->B;
+  B->n = (size_t)(storevarint(B->b + B->n, x) - B->b);
 }
 
 /* A varint in exactly 5 bytes at 'p' (x < 2^35): patched in place. */
@@ -385,7 +399,7 @@ static void putstring(Enc *E, const char *s, size_t n) {
   putblock(E, s, n);
 }
 
-static void putfloat(Enc *E, lua_Number x) {
+static char *storefloat(char *p, lua_Number x) {
   double d = (double)x;
   uint64_t u;
   memcpy(&u, &d, 8);
@@ -398,7 +412,13 @@ static void putfloat(Enc *E, lua_Number x) {
     memcpy(&u, le, 8);
   }
 #endif
-  putblock(E, &u, 8);
+  memcpy(p, &u, 8);
+  return p + 8;
+}
+
+static void putfloat(Enc *E, lua_Number x) {
+  Buffer *B = E->B;
+  B->n = (size_t)(storefloat(B->b + B->n, x) - B->b);
 }
 
 static void encode(Enc *E, int idx);
@@ -622,6 +642,68 @@ static void openrun(Enc *E, Run *r, int tag) {
   E->B->n += 5;
 }
 
+/* Elements of an INTS run encoded per check of the buffer's room. */
+#define INTCHUNK 64
+
+/* The numbers s[0..m-1], all of the run's subtype, added to it. */
+static void putslots(Enc *E, Run *r, const lconc_slot *s, lua_Unsigned m) {
+  Buffer *B = E->B;
+  lua_Unsigned i = 0, end;
+  char *p;
+  r->n += (lua_Integer)m;
+  if (r->tag == T_FLTS) {
+    ensure(E, 8 * m);
+    for (p = B->b + B->n; i < m; i++)
+      p = storefloat(p, s[i].v.n);
+    B->n = (size_t)(p - B->b);
+    return;
+  }
+  while (i < m) {
+    end = m - i < INTCHUNK ? m : i + INTCHUNK;
+    ensure(E, 10 * (end - i));
+    for (p = B->b + B->n; i < end; i++)
+      p = storevarint(p, zigzag(s[i].v.i));
+    B->n = (size_t)(p - B->b);
+  }
+}
+
+/*
+** The array's first elements read straight from the table's array part
+** (ltable54.h), t[1], t[2]... while it is known to hold them, up to the
+** first nil: the pairs lua_next gives first, in the same order, at a
+** few instructions a number instead of a call per key and value. Each
+** run of one subtype is added at once. Any other value is encoded
+** through the API: an allocation there may run a finalizer that
+** resizes the table, so the view is read again after it. Returns the
+** count n; lua_next goes on from the key n, in the array part.
+*/
+static lua_Integer encslots(Enc *E, int t, Run *r) {
+  lua_State *L = E->L;
+  lua_Unsigned n = 0, size, m;
+  const lconc_slot *s = lconc_arraypart(L, t, &size);
+  while (n < size) {
+    int tt = s[n].tt;
+    if (tt == LCONC_VNUMFLT || tt == LCONC_VNUMINT) {
+      for (m = n + 1; m < size && s[m].tt == tt; m++)
+        ;
+      if (r->tag != (tt == LCONC_VNUMFLT ? T_FLTS : T_INTS))
+        openrun(E, r, tt == LCONC_VNUMFLT ? T_FLTS : T_INTS);
+      putslots(E, r, s + n, m - n);
+      n = m;
+    } else if (lconc_slotisnil(&s[n]))
+      break;
+    else {
+      closerun(E, r);
+      lua_rawgeti(L, t, (lua_Integer)++n);
+      setseg(E, SEG_INDEX, 0, (lua_Integer)n, NULL);
+      encode(E, lua_gettop(L));
+      lua_pop(L, 1);
+      s = lconc_arraypart(L, t, &size);
+    }
+  }
+  return (lua_Integer)n;
+}
+
 /* Pairs an array's traversal leaves on the stack before it drops them
 ** all at once: pushing the next key costs less than popping a value. */
 #define KEEPPAIRS 32
@@ -632,9 +714,10 @@ static void openrun(Enc *E, Run *r, int tag) {
 ** run of their subtype (the common numeric arrays decode without a tag
 ** per element); the rest are values. Returns 1 when it stopped at the
 ** first pair outside the array, then moved to 'k' and 'k' + 1, or 0 at
-** the end. Per element this is one lua_next and the few calls that read
-** its key and value: the Lua API offers nothing cheaper that sees every
-** key of the table.
+** the end. Where the layout is known, encslots takes the elements first;
+** lua_next then goes on from its last key, or from the start. Per
+** element lua_next costs a call for the pair and a few to read its key
+** and value: the Lua API offers nothing cheaper that sees every key.
 */
 static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
   lua_State *L = E->L;
@@ -644,6 +727,10 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
   if (!lua_checkstack(L, 2 * KEEPPAIRS + 2))
     refuse(E, "stack overflow");
   run.tag = 0;
+  if (E->B->fastarray && (n = encslots(E, t, &run)) > 0) {
+    lua_pushinteger(L, n);
+    lua_replace(L, k);
+  }
   while ((more = lua_next(L, t)) != 0) {
     if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != n + 1)
       break;
