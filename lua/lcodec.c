@@ -1118,21 +1118,28 @@ static int loadbyte(Dec *D) {
   return *need(D, 1);
 }
 
-/* Read through a local pointer, the tenth byte apart (only its lowest
-** bit fits): INTS runs decode one per element. */
-static lua_Unsigned loadvarint(Dec *D) {
-  const unsigned char *p = D->p, *end = D->end;
-  lua_Unsigned x = 0;
+enum { VAR_OK, VAR_TRUNCATED, VAR_OVERFLOW };
+
+/* The varint at '*pp' (before 'end') into '*x', and '*pp' moved past
+** what was read; VAR_OK or what is wrong. Read through a local
+** pointer, the tenth byte apart (only its lowest bit fits), inline:
+** INTS runs decode one per element (a call each cost them 10-20%).
+** It also reads a payload with no decoder (lconc_peekscalar). */
+static inline int getvarint(const unsigned char **pp,
+                            const unsigned char *end, lua_Unsigned *x) {
+  const unsigned char *p = *pp;
+  lua_Unsigned r = 0;
   int shift;
   unsigned c;
   for (shift = 0; shift < 63; shift += 7) {
     if (p == end)
       goto truncated;
     c = *p++;
-    x |= (lua_Unsigned)(c & 0x7f) << shift;
+    r |= (lua_Unsigned)(c & 0x7f) << shift;
     if (!(c & 0x80)) {
-      D->p = p;
-      return x;
+      *pp = p;
+      *x = r;
+      return VAR_OK;
     }
   }
   if (p == end)
@@ -1143,14 +1150,22 @@ static lua_Unsigned loadvarint(Dec *D) {
       goto truncated;
     p++;
   }
-  D->p = p;
-  if (c > 1)
-    error(D, "varint overflow");
-  return x | (lua_Unsigned)c << 63;
+  *pp = p;
+  *x = r | (lua_Unsigned)c << 63;
+  return c > 1 ? VAR_OVERFLOW : VAR_OK;
 truncated:
+  *pp = p;
+  return VAR_TRUNCATED;
+}
+
+static lua_Unsigned loadvarint(Dec *D) {
+  const unsigned char *p = D->p;
+  lua_Unsigned x = 0;
+  int status = getvarint(&p, D->end, &x);
   D->p = p;
-  error(D, "truncated");
-  return 0;
+  if (status != VAR_OK)
+    error(D, status == VAR_TRUNCATED ? "truncated" : "varint overflow");
+  return x;
 }
 
 /* A count of items taking at least 'unit' bytes each: more than the
@@ -1554,26 +1569,11 @@ static int decodeerror(lua_State *L, const conc_payload_t *p) {
   return 1;
 }
 
-/* The varint that fills 's'..'end' exactly, in at most 9 bytes; else 0
-** (longer or padded forms are left to loadvarint). */
-static int peekvarint(const unsigned char *s, const unsigned char *end,
-                      lua_Unsigned *x) {
-  int shift;
-  *x = 0;
-  for (shift = 0; s < end && shift < 63; shift += 7) {
-    unsigned c = *s++;
-    *x |= (lua_Unsigned)(c & 0x7f) << shift;
-    if (!(c & 0x80))
-      return s == end;
-  }
-  return 0;
-}
-
 /* The header VERSION, no flags, a count of 1, then one scalar tag: a
 ** task's usual result, read with no decoder setup and no stack use. */
 int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
   const unsigned char *b = (const unsigned char *)conc_payload_data(p);
-  const unsigned char *end = b + p->size;
+  const unsigned char *end = b + p->size, *val = b + 4;
   lua_Unsigned z;
   if (p->kind != CONC_PAYLOAD_VALUES || p->size < 4 || b[0] != VERSION
       || b[1] != 0 || b[2] != 1)
@@ -1587,8 +1587,8 @@ int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
     case T_INT:
       s->type = LUA_TNUMBER;
       s->isint = 1;
-      if (!peekvarint(b + 4, end, &z))
-        return 0;
+      if (getvarint(&val, end, &z) != VAR_OK || val != end)
+        return 0;  /* the decoder says what is wrong */
       s->v.i = unzigzag(z);
       return 1;
     case T_FLT:
