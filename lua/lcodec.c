@@ -642,54 +642,55 @@ static void openrun(Enc *E, Run *r, int tag) {
   E->B->n += 5;
 }
 
-/* Elements of an INTS run encoded per check of the buffer's room. */
-#define INTCHUNK 64
+/* Numbers of a run written per check of the buffer's room: the room
+** asked for stays near what the run needs. */
+#define CHUNK 256
 
-/* The numbers s[0..m-1], all of the run's subtype, added to it. */
-static void putslots(Enc *E, Run *r, const lconc_slot *s, lua_Unsigned m) {
+/* The numbers of the run's subtype at s[n], s[n + 1]... (before
+** 'size'), added to it; returns the index after the last. */
+static lua_Unsigned putslots(Enc *E, Run *r, const lconc_slot *s,
+                             lua_Unsigned n, lua_Unsigned size) {
   Buffer *B = E->B;
-  lua_Unsigned i = 0, end;
+  lua_Unsigned i = n, end;
   char *p;
-  r->n += (lua_Integer)m;
-  if (r->tag == T_FLTS) {
-    ensure(E, 8 * m);
-    for (p = B->b + B->n; i < m; i++)
-      p = storefloat(p, s[i].v.n);
+  do {
+    end = size - i < CHUNK ? size : i + CHUNK;
+    if (r->tag == T_FLTS) {
+      ensure(E, 8 * (end - i));
+      for (p = B->b + B->n; i < end && s[i].tt == LCONC_VNUMFLT; i++)
+        p = storefloat(p, s[i].v.n);
+    } else {
+      ensure(E, 10 * (end - i));
+      for (p = B->b + B->n; i < end && s[i].tt == LCONC_VNUMINT; i++)
+        p = storevarint(p, zigzag(s[i].v.i));
+    }
     B->n = (size_t)(p - B->b);
-    return;
-  }
-  while (i < m) {
-    end = m - i < INTCHUNK ? m : i + INTCHUNK;
-    ensure(E, 10 * (end - i));
-    for (p = B->b + B->n; i < end; i++)
-      p = storevarint(p, zigzag(s[i].v.i));
-    B->n = (size_t)(p - B->b);
-  }
+  } while (i == end && i < size);
+  r->n += (lua_Integer)(i - n);
+  return i;
 }
 
 /*
 ** The array's first elements read straight from the table's array part
 ** (ltable54.h), t[1], t[2]... while it is known to hold them, up to the
 ** first nil: the pairs lua_next gives first, in the same order, at a
-** few instructions a number instead of a call per key and value. Each
-** run of one subtype is added at once. Any other value is encoded
-** through the API: an allocation there may run a finalizer that
-** resizes the table, so the view is read again after it. Returns the
-** count n; lua_next goes on from the key n, in the array part.
+** few instructions a number instead of a call per key and value. Any
+** other value is encoded through the API: an allocation there may run
+** a finalizer that resizes the table, so the view is read again after
+** it. Returns the count n; lua_next goes on from the key n, in the
+** array part.
 */
 static lua_Integer encslots(Enc *E, int t, Run *r) {
   lua_State *L = E->L;
-  lua_Unsigned n = 0, size, m;
+  lua_Unsigned n = 0, size;
   const lconc_slot *s = lconc_arraypart(L, t, &size);
   while (n < size) {
     int tt = s[n].tt;
     if (tt == LCONC_VNUMFLT || tt == LCONC_VNUMINT) {
-      for (m = n + 1; m < size && s[m].tt == tt; m++)
-        ;
-      if (r->tag != (tt == LCONC_VNUMFLT ? T_FLTS : T_INTS))
-        openrun(E, r, tt == LCONC_VNUMFLT ? T_FLTS : T_INTS);
-      putslots(E, r, s + n, m - n);
-      n = m;
+      int tag = tt == LCONC_VNUMFLT ? T_FLTS : T_INTS;
+      if (r->tag != tag)
+        openrun(E, r, tag);
+      n = putslots(E, r, s, n, size);
     } else if (lconc_slotisnil(&s[n]))
       break;
     else {
