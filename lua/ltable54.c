@@ -62,7 +62,7 @@ static int agrees(lua_State *L, lua_Unsigned lo, lua_Unsigned hi) {
 }
 
 /*
-** Three shapes, a few thousand instructions in all: an array part
+** Three shapes, some 25,000 instructions once a state: an array part
 ** made by size (the offset of 'alimit' and 'array', the slot size, the
 ** tags of both number subtypes, nil and a string); integer keys placed
 ** in the hash, which the view must not claim; an array part grown by
