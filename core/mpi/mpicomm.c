@@ -3,11 +3,15 @@
 ** makes every MPI call. On rank 0 it does what the process pool's
 ** supervisor does over sockets (proc.c): tasks out to the worker ranks,
 ** results and initializer outcomes back, the completion of futures that
-** tasks were given forwarded. On ranks >= 1 it queues what comes for the
-** worker loop (conc_mpi_serve, the caller's thread, which runs tasks
-** through a runtime) and sends what that loop answers. Receives are
+** tasks were given forwarded, the ranks' operations on queues that
+** tasks were given carried out (remoteq.c, as the supervisor does for
+** its children). On ranks >= 1 it queues what comes for the worker loop
+** (conc_mpi_serve, the caller's thread, which runs tasks through a
+** runtime), sends what that loop answers and the requests of the proxies
+** of rank 0's queues, and hands their replies over. Receives are
 ** non-blocking probes (MPI_Improbe) with a back-off (see SPIN); rank 0
-** sleeps without probing while it awaits nothing.
+** sleeps without probing while it awaits nothing and no rank knows one
+** of its queues.
 ** Message bodies are frame.c's frames without their length prefix.
 */
 #include <errno.h>
@@ -20,8 +24,8 @@
 
 #include <mpi.h>
 
-#include "forward.h"
 #include "mpicomm.h"
+#include "remoteq.h"
 
 /*
 ** body := type field*
@@ -34,8 +38,11 @@
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
 ** payload and the state/failed bytes: as frame.h and forward.h say.
+** Queues: a rank's requests and rank 0's replies and news are frame.h's
+** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
+** stay apart from.
 */
-enum { M_OPEN = 1, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
+enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -104,6 +111,13 @@ typedef struct job {
   size_t setuplen;
 } job;
 
+/* Rank 0: a worker rank as the host of the queues knows it, with the
+** frame being made to it. */
+typedef struct qrank {
+  conc__qpeer qp;
+  conc__wbuf w;
+} qrank;
+
 /* Ranks >= 1: a proxy of one of rank 0's futures. */
 typedef struct proxy {
   struct proxy *next;
@@ -141,8 +155,14 @@ static struct {
   int woken;
   conc__fwdtab fwd;         /* rank 0: forwarded futures, the comm
                             ** thread's but for their fired stack */
+  conc__qhost qh;           /* rank 0: its queues that ranks know, the
+                            ** same */
+  conc__qproxies qpx;       /* ranks >= 1: rank 0's queues (requests
+                            ** under 'mu') */
   /* the comm thread's own */
   out *sending;
+  qrank **qranks;           /* rank 0: by rank, made on first use */
+  int nqranks;
   MPI_Comm inter;           /* to the spawned ranks, or to the parent */
   long nsent;               /* frames handed to MPI_Isend */
   proxy *proxies;
@@ -278,44 +298,40 @@ static void fwd_wake(conc__fwdtab *t) {
   wake();
 }
 
-/* The ids under which the futures of 'pl' cross to 'rank' (malloc'd;
-** NULL when it has none, or with '*ok' 0 when out of memory). */
-static uint64_t *forwardall(const conc_payload_t *pl, int rank, int *ok) {
-  uint64_t *ids;
-  size_t i;
-  *ok = 1;
-  if (pl->nfutures == 0)
-    return NULL;
-  ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
-  for (i = 0; ids != NULL && i < pl->nfutures; i++) {
-    conc__fwd *x = conc__fwd_tell(&G.fwd, conc_payload_future(pl, i),
-                                  (uintptr_t)rank);
-    if (x == NULL)
-      break;
-    ids[i] = x->id;
+/* The host's peer 'rank', made on first use when 'make' (the ranks
+** are all there by then: a job of one rank spawns them before its first
+** pool); NULL when out of memory or, unless 'make', unknown. */
+static conc__qpeer *qpeerof(int rank, int make) {
+  if (rank >= G.nqranks && make) {
+    qrank **v = (qrank **)realloc(G.qranks, (size_t)G.size * sizeof(*v));
+    if (v == NULL)
+      return NULL;
+    memset(v + G.nqranks, 0, (size_t)(G.size - G.nqranks) * sizeof(*v));
+    G.qranks = v;
+    G.nqranks = G.size;
   }
-  if (ids == NULL || i < pl->nfutures) {
-    free(ids);
-    *ok = 0;
+  if (rank < 1 || rank >= G.nqranks)
     return NULL;
+  if (G.qranks[rank] == NULL && make
+      && (G.qranks[rank] = (qrank *)calloc(1, sizeof(qrank))) != NULL) {
+    G.qranks[rank]->qp.who = (uintptr_t)rank;
+    G.qranks[rank]->qp.host = &G.qh;
+    G.qranks[rank]->qp.out = &G.qranks[rank]->w;
   }
-  return ids;
+  return G.qranks[rank] != NULL ? &G.qranks[rank]->qp : NULL;
 }
 
-/* Put 'pl' in 'o' with its futures forwarded to 'rank': 0, or -1. */
+/* Put 'pl' in 'o' with its futures and queues forwarded to 'rank': 0,
+** or -1. */
 static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
-  int ok;
-  uint64_t *ids = forwardall(pl, rank, &ok);
+  int ok = 0;
+  conc__qpeer *peer = qpeerof(rank, 1);
+  uint64_t *ids = peer != NULL ? conc__qhost_ids(peer, pl, &ok) : NULL;
   if (!ok)
     return -1;
   conc__putpayload(&o->w, pl, ids);
   free(ids);
   return 0;
-}
-
-/* forwardall, for conc__fwd_putnews. */
-static uint64_t *newsids(void *ud, const conc_payload_t *pl, int *ok) {
-  return forwardall(pl, (int)(intptr_t)ud, ok);
 }
 
 /* Tell each rank that knows a fired future that it is done. A message
@@ -330,13 +346,78 @@ static void forward_fired(void) {
       out *o = newout(rank, M_FUTURE);
       if (o == NULL)
         continue;
-      conc__fwd_putnews(&o->w, x, newsids, (void *)(intptr_t)rank);
+      conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
       if ((o = endout(o)) != NULL)
         isend(o);
     }
     conc__fwd_free(x);
     x = next;
   }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: queues that ranks were given (the comm thread's own)
+** ======================================================================= */
+
+static void qh_wake(conc__qhost *h) {
+  (void)h;
+  wake();
+}
+
+/* A frame made in a rank's own buffer is moved to an 'out' of its own
+** and sent. One that cannot be (no memory) is dropped: the rank then
+** waits on, as for a forwarded future's news. */
+static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
+  conc__wbuf *w = peer->out;
+  out *o = NULL;
+  (void)h;
+  if (!w->failed && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
+    o->w = *w;
+    o->dest = (int)peer->who;
+    memset(w, 0, sizeof(*w));
+    isend(o);
+  }
+  w->n = w->off = 0;
+}
+
+/* A queue request of 'src': 0, or -1 when corrupt (unlocked: the
+** queue's wake-ups run other threads' watchers). */
+static int onrequest(const unsigned char *body, size_t len, int src) {
+  conc__qpeer *peer = qpeerof(src, 0);
+  conc__rd r;
+  r.p = body + 1;
+  r.end = body + len;
+  r.bad = 0;
+  return peer != NULL ? conc__qhost_request(peer, &r, body[0], 0) : -1;
+}
+
+/* Whether a rank knows a queue: it may still use it (a thread its task
+** left), and it says when it no longer does (F_QDROP, once its pool's
+** state closed), so rank 0 keeps probing. */
+static int linked(void) {
+  int i;
+  for (i = 0; i < G.nqranks; i++)
+    if (G.qranks[i] != NULL && G.qranks[i]->qp.links != NULL)
+      return 1;
+  return 0;
+}
+
+/* The end: no rank knows a queue any more. */
+static void forgetqueues(void) {
+  int i;
+  for (i = 0; i < G.nqranks; i++)
+    if (G.qranks[i] != NULL) {
+      conc__qhost_forget(&G.qranks[i]->qp);
+      conc__wbuf_free(&G.qranks[i]->w);
+      free(G.qranks[i]);
+    }
+  free(G.qranks);
+  G.qranks = NULL;
+  G.nqranks = 0;
+  conc__qhost_tell(&G.qh);  /* frees the fired waits: no one to tell */
 }
 
 /* }====================================================================== */
@@ -548,13 +629,17 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
     outcome = conc__getpayload(r, &ids, &nomem);
   if (r->bad || conc__queue_empty(&k->inflight)
       || qtask(conc__queue_head(&k->inflight))->id != id
-      || failed > CONC__FWD_NOVALUES || ids != NULL
-      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)) {
+      || failed > CONC__FWD_NOVALUES
+      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)
+      || (ids != NULL && (qpeerof(rank, 0) == NULL
+                          || conc__qhost_bind(qpeerof(rank, 0), outcome,
+                                              ids) != 0))) {
     conc_payload_free(outcome);
     free(ids);
     breakf(p, "worker rank %d sent a corrupt frame", rank, done);
     return;
   }
+  free(ids);
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
@@ -679,6 +764,24 @@ static int round0(conc__queue *done, int *quit) {
   return awaited;
 }
 
+/* What came from 'src' ('r' as receive says): queue requests are carried
+** out unlocked (the queue's wake-ups run other threads' watchers), the
+** rest under G.mu. */
+static void onreceived(int r, const unsigned char *body, size_t len,
+                       int src, conc__queue *done) {
+  int request = r > 0 && conc__qhost_isrequest(body[0]);
+  if (request && onrequest(body, len, src) == 0)
+    return;
+  pthread_mutex_lock(&G.mu);
+  if (r < 0)
+    badrank(src, "a message from worker rank %d could not be read", done);
+  else if (request)
+    badrank(src, "worker rank %d sent a corrupt frame", done);
+  else
+    onmessage(body, len, src, done);
+  pthread_mutex_unlock(&G.mu);
+}
+
 static void sayexit(void) {
   int i;
   for (i = 1; i < G.size; i++) {
@@ -700,6 +803,7 @@ static void master(void) {
     int src, got, quit, awaited, r;
     conc__queue_init(&done);
     spawnasked();
+    conc__qhost_tell(&G.qh);
     awaited = round0(&done, &quit);
     got = G.nsent != sent;
     complete(&done);
@@ -707,13 +811,7 @@ static void master(void) {
       break;
     awaited |= testsends() > 0;
     while ((r = receive(&body, &len, &src)) != 0) {
-      pthread_mutex_lock(&G.mu);
-      if (r > 0)
-        onmessage(body, len, src, &done);
-      else
-        badrank(src, "a message from worker rank %d could not be read",
-                &done);
-      pthread_mutex_unlock(&G.mu);
+      onreceived(r, body, len, src, &done);
       if (r > 0)
         free(body);
       complete(&done);
@@ -724,16 +822,18 @@ static void master(void) {
       last = conc_now();
       continue;
     }
-    if (!awaited) {
+    if (!awaited && !linked()) {
       wait = 0;
       nap(-1);
       last = conc_now();  /* woken for new work */
     } else {
-      nap(wait = backoff(wait, conc_now() - last, BUSY_MAX));
+      nap(wait = backoff(wait, conc_now() - last,
+                         awaited ? BUSY_MAX : IDLE_MAX));
     }
   }
   sayexit();
   conc__fwd_clear(&G.fwd);
+  forgetqueues();
   spawnasked();  /* one asked while it stopped: none made */
 }
 
@@ -1010,13 +1110,48 @@ static conc_payload_t *readpayload(conc__rd *r) {
   if (p == NULL)
     fail(nomem ? "out of memory" : "rank 0 sent a corrupt frame");
   for (i = 0; i < p->nfutures; i++) {
-    conc_future_t *f = proxyof(ids[i]);
-    if (f == NULL)
-      fail("out of memory");
-    conc_payload_setfuture(p, i, f);
+    if (ids[i] & CONC__QID) {
+      conc_chanq_t *q = conc__qproxies_get(&G.qpx, ids[i]);
+      if (q == NULL)
+        fail("out of memory");
+      conc_payload_setqueue(p, i, q);
+      conc_chanq_unref(q);
+    } else {
+      conc_future_t *f = proxyof(ids[i]);
+      if (f == NULL)
+        fail("out of memory");
+      conc_payload_setfuture(p, i, f);
+    }
   }
   free(ids);
   return p;
+}
+
+static void post(out *o);
+
+/* The proxies' hooks (remoteq.h): a request is a message of its own,
+** which the comm thread sends; it reads every reply. */
+static conc__wbuf *qpx_begin(conc__qproxies *t, int type, size_t *at) {
+  out *o = newout(0, type);
+  (void)t;
+  if (o == NULL)
+    fail("out of memory");
+  *at = 0;
+  return &o->w;
+}
+
+static void qpx_send(conc__qproxies *t, conc__wbuf *w, int drop) {
+  out *o = conc__container_of(w, out, w);
+  (void)t;
+  if (drop)
+    freeout(o);
+  else
+    post(o);
+}
+
+static conc_payload_t *qpx_readpayload(conc__qproxies *t, conc__rd *r) {
+  (void)t;
+  return readpayload(r);
 }
 
 static void onfuture(conc__rd *r) {
@@ -1059,6 +1194,13 @@ static void onorder(const unsigned char *body, size_t len) {
   r.end = body + len;
   r.bad = 0;
   j->type = (int)conc__get8(&r);
+  if (j->type == F_QREPLY || j->type == F_QCHANGED) {
+    int bad = conc__qproxies_onframe(&G.qpx, (unsigned)j->type, &r) != 0;
+    free(j);
+    if (bad)
+      fail("rank 0 sent a corrupt frame");
+    return;
+  }
   if (j->type == M_FUTURE) {
     free(j);
     onfuture(&r);
@@ -1085,6 +1227,9 @@ static void onorder(const unsigned char *body, size_t len) {
       j->payload = readpayload(&r);
   } else if (j->type == M_EXIT) {
     G.exitseen = 1;
+    pthread_mutex_lock(&G.mu);
+    conc__qproxies_stop(&G.qpx);  /* rank 0 reads no more */
+    pthread_mutex_unlock(&G.mu);
   } else if (j->type != M_CLOSE) {
     r.bad = 1;
   }
@@ -1229,7 +1374,8 @@ static int corrupt(void) {
 static void runtask(wpool *pools, job *j, int cut) {
   wpool *p;
   conc_payload_t *res = NULL;
-  int failed = 1;
+  uint64_t *ids = NULL;
+  int failed = 1, r;
   out *o;
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
@@ -1240,12 +1386,14 @@ static void runtask(wpool *pools, job *j, int cut) {
   }
   else
     res = conc_payload_error("", "the pool's worker did not start");
-  if (res != NULL && res->nfutures > 0) {
-    /* futures do not cross back: rank 0 could not tell them from its own */
+  if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
+    /* only rank 0's own queues cross back: it could not tell others
+    ** from its own */
     conc_payload_free(res);
     failed = 1;
-    res = conc_payload_error("InvalidStateError",
-                             "a future cannot leave a worker rank");
+    res = r == CONC_ENOMEM ? conc_payload_error("", "not enough memory")
+          : conc_payload_error("InvalidStateError", "a future, or a queue "
+                               "made in a worker rank, cannot leave it");
   }
   fflush(stdout);  /* the task's own output, before its result */
   if ((o = newout(0, M_RESULT)) == NULL)
@@ -1255,8 +1403,9 @@ static void runtask(wpool *pools, job *j, int cut) {
     conc__put64(&o->w, j->task);
     conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
     if (res != NULL)
-      conc__putpayload(&o->w, res, NULL);
+      conc__putpayload(&o->w, res, ids);
   }
+  free(ids);
   conc_payload_free(res);
   post(endout(o));
 }
@@ -1349,7 +1498,14 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.outtail = &G.outq;
     G.jobtail = &G.jobs;
     G.fwd.wake = fwd_wake;
+    G.qh.fwd = &G.fwd;
+    G.qh.wake = qh_wake;
+    G.qh.sent = qh_sent;
+    G.qpx.begin = qpx_begin;
+    G.qpx.send = qpx_send;
+    G.qpx.readpayload = qpx_readpayload;
     if (pthread_mutex_init(&G.mu, NULL) != 0 || conc__cond_init(&G.cv) != 0
+        || conc__qproxies_init(&G.qpx, &G.mu) != 0
         || pthread_mutex_init(&G.wmu, NULL) != 0
         || conc__cond_init(&G.wcv) != 0) {
       G.err = 1;

@@ -129,7 +129,7 @@ static const char *const mpioptions[] = {
 };
 
 static const lconc_execkind mpikind = {
-  MPIPOOL_MT, mpioptions, makempi, 0, 0, 0
+  MPIPOOL_MT, mpioptions, makempi, 0, 0
 };
 
 /***

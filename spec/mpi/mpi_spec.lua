@@ -70,7 +70,7 @@ describe("concurrent.futures.mpi", function()
       return require("concurrent.futures").Future()
     end):exception(30)
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
-    assert.matches("cannot leave a worker rank", tostring(e))
+    assert.matches("a future, or a queue made in a worker rank, cannot leave it", tostring(e))
   end)
 
   it("serves as_completed and wait", function()
@@ -139,15 +139,59 @@ describe("concurrent.futures.mpi", function()
     it("refuses what cannot cross, naming it", function()
       local ex <close> = Pool(1)
       assert.has_error(function() ex:submit(print, io.stdout) end)
-      -- a queue or a future in initargs would reach the ranks as copies;
-      -- a queue in a task has no way to the ranks (futures do)
-      assert.has_error(function() ex:submit(print, { q = cf.Queue() }) end,
-        "cannot transfer a cf.Queue into a MPIPoolExecutor task (not supported yet)")
+      -- a queue or a future in initargs would reach the ranks as copies
       local ok, err = pcall(Pool, { initializer = print, initargs = { cf.Future() } })
       assert.is_false(ok)
       assert.matches("initargs of a MPIPoolExecutor cannot hold a future or a queue", err)
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+  end)
+end)
+
+-- A queue crosses into an MPI task as into a process-pool task: the rank
+-- holds a proxy whose operations rank 0's communication thread carries
+-- out on the queue itself (API.md, "Queues" and "Across machines"). The
+-- cases every pool of other processes shares are queuecases.lua's; these
+-- are MPI's own.
+local queuecases = assert(loadfile("spec/support/queuecases.lua", "t", _ENV))()
+queuecases("MPIPoolExecutor", Pool, "worker rank")
+
+describe("cf.Queue across the worker ranks", function()
+  it("collects from one queue passed to several tasks on both ranks", function()
+    local ex <close> = Pool(2)
+    local q = cf.Queue(4)
+    local fs = {}
+    for k = 1, 6 do
+      fs[k] = ex:submit(function(out, base)
+        for i = 1, 50 do out:put(base + i) end
+        return require("concurrent.futures.mpi").rank()
+      end, q, k * 1000)
+    end
+    local all = cf.all(fs)
+    all:add_done_callback(function() q:close() end)
+    local n, sum = 0, 0
+    for v in q:values() do n, sum = n + 1, sum + v end
+    local ranks = {}
+    for _, r in ipairs(all:result(30)) do ranks[r[1]] = true end
+    assert.equal(300, n)
+    assert.equal(21000 * 50 + 6 * (50 * 51 // 2), sum)
+    assert.is_true(ranks[1] and ranks[2])
+  end)
+
+  it("serves a queue to the next pool on the same ranks once one shut down", function()
+    local q = cf.Queue()
+    for round = 1, 3 do
+      local ex <close> = Pool(2)
+      local fs = {}
+      for k = 1, 4 do fs[k] = ex:submit(function(out, v) out:put(v) end, q, round * 10 + k) end
+      for _, f in ipairs(fs) do f:result(30) end
+      ex:shutdown()
+      local got = {}
+      for _ = 1, 4 do got[#got + 1] = q:get(0) end
+      table.sort(got)
+      assert.same({ round * 10 + 1, round * 10 + 2, round * 10 + 3, round * 10 + 4 }, got)
+    end
+    assert.equal(0, #q)
   end)
 end)
