@@ -565,18 +565,9 @@ static void expired(conc__tnode *n) {
 ** may stop it meanwhile. */
 static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   conc_payload_t *out;
-  int timed = 0;
-  if (t->timeout > 0)
-    timed = conc__tasktimer_add(&c->timer, &c->limit,
-                            conc_now() + t->timeout) == 0;
   runningtag = CONC__FWD_TASK | t->id;
-  if (t->timeout > 0 && !timed)
-    out = conc_payload_error("", "cannot start the timer of task_timeout");
-  else
-    out = c->rt->run(c->ctx, t->payload, &c->tstop.ctl, failed);
+  out = conc__taskstop_run(&c->tstop, &c->limit, c->rt, t->payload, failed);
   runningtag = 0;
-  if (timed)
-    conc__tasktimer_remove(&c->timer, &c->limit);
   pthread_mutex_lock(&c->mu);
   c->running = 0;  /* no stop for it after this */
   pthread_mutex_unlock(&c->mu);

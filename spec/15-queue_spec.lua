@@ -160,22 +160,6 @@ describe("cf.Queue across a thread pool", function()
     assert.equal(200 * 201 // 2, sum)
   end)
 
-  it("links two workers: one puts, the other gets", function()
-    local ex <close> = cf.ThreadPoolExecutor(2)
-    local q = cf.Queue(1)
-    local consumer = ex:submit(function(inq)
-      local s = 0
-      for v in inq:values() do s = s + v end
-      return s
-    end, q)
-    local producer = ex:submit(function(outq)
-      for i = 1, 100 do outq:put(i) end
-      outq:close()
-    end, q)
-    producer:result(10)
-    assert.equal(5050, consumer:result(10))
-  end)
-
   it("wakes a task waiting in get when the main state closes the queue", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local q = cf.Queue()
@@ -301,35 +285,6 @@ describe("cf.Queue across a process pool", function()
   end)
 end)
 
--- API.md, "Running work": every blocking call of this module inside a
--- task returns at once when the task must stop; queue waits too.
-for _, Pool in ipairs { cf.ThreadPoolExecutor, cf.ProcessPoolExecutor } do
-  local name = Pool == cf.ThreadPoolExecutor and "thread" or "process"
-  describe("a " .. name .. " task blocked on a cf.Queue", function()
-    it("is stopped by cancel{running = true} in get and in put", function()
-      local ex <close> = Pool(2)
-      local q, full, started = cf.Queue(), cf.Queue(1), cf.Queue()
-      full:put(0)
-      local getter = ex:submit(function(inq, s) s:put(true) return inq:get() end, q, started)
-      local putter = ex:submit(function(outq, s) s:put(true) outq:put(1) end, full, started)
-      started:get(30)
-      started:get(30)
-      assert.is_true(getter:cancel { running = true })
-      assert.is_true(putter:cancel { running = true })
-      assert.is_true(cf.CancelledError:is(select(2, pcall(getter.result, getter, 30))))
-      assert.is_true(cf.CancelledError:is(select(2, pcall(putter.result, putter, 30))))
-      -- the queues serve on: nothing was taken or added
-      assert.equal(1, #full)
-      q:put("v")
-      assert.equal("v", ex:submit(function(inq) return inq:get(30) end, q):result(30))
-    end)
-
-    it("is stopped by its time limit", function()
-      local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
-      local q = cf.Queue()
-      local err = ex:submit(function(inq) return inq:get() end, q):exception(30)
-      assert.is_true(cf.TimeoutError:is(err), tostring(err))
-      assert.matches("task exceeded its 0.2 s time limit", tostring(err))
-    end)
-  end)
-end
+-- The thread pool's tasks linked by a queue or blocked on one (the
+-- process pool's are in the queuecases above).
+queuecases("ThreadPoolExecutor", cf.ThreadPoolExecutor)

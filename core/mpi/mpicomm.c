@@ -5,10 +5,12 @@
 ** results and initializer outcomes back, the completion of futures that
 ** tasks were given forwarded, the ranks' operations on queues that
 ** tasks were given carried out (remoteq.c, as the supervisor does for
-** its children). On ranks >= 1 it queues what comes for the worker loop
-** (conc_mpi_serve, the caller's thread, which runs tasks through a
-** runtime), sends what that loop answers and the requests of the proxies
-** of rank 0's queues, and hands their replies over. Receives are
+** its children), running cancels sent. On ranks >= 1 it queues what
+** comes for the worker loop (conc_mpi_serve, the caller's thread, which
+** runs tasks through a runtime, each under its stop and time limit),
+** stops the running task when told, sends what that loop answers and the
+** requests of the proxies of rank 0's queues, and hands their replies
+** over. Receives are
 ** non-blocking probes (MPI_Improbe) with a back-off (see SPIN); rank 0
 ** sleeps without probing while it awaits nothing and no rank knows one
 ** of its queues.
@@ -32,9 +34,12 @@
 **   M_OPEN   (0 -> w)  u32 pool, u32 n, setup{n}, u8 hasinit, [payload]
 **   M_START  (w -> 0)  u32 pool, i32 code, message   the pool's runtime
 **                                                    started (0) or not
-**   M_TASK   (0 -> w)  u32 pool, u64 task, payload
+**   M_TASK   (0 -> w)  u32 pool, u64 task, f64 timeout, payload
+**                                                    (timeout 0: none)
 **   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, payload
 **   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
+**   M_CANCEL (0 -> w)  u32 pool, u64 task            stop it (running or
+**                                                    queued)
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
 ** payload and the state/failed bytes: as frame.h and forward.h say.
@@ -42,7 +47,8 @@
 ** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
 ** stay apart from.
 */
-enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
+enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
+       M_EXIT };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -65,13 +71,21 @@ typedef struct out {
   MPI_Request req;
 } out;
 
+typedef struct mpool mpool;
+
 /* Rank 0: a submitted task, pending, then in flight on a rank. */
 typedef struct mtask {
   conc__queue q;
   conc_future_t *f;
   conc_payload_t *payload;  /* the task; then the outcome, when done */
   uint64_t id;
+  double timeout;           /* seconds from its start on the rank, or 0 */
   int failed;
+  int stopped;              /* a running cancel ended it (when done) */
+  mpool *p;
+  int rank;                 /* where it runs, once sent */
+  conc__queue cq;           /* in G.cancels while 'incq' (under G.cmu) */
+  int incq;
 } mtask;
 
 #define qtask(n) conc__container_of((void *)(n), mtask, q)
@@ -83,7 +97,7 @@ typedef struct mrank {
   int opened, started;      /* M_OPEN sent; M_START 0 came */
 } mrank;
 
-typedef struct mpool {
+struct mpool {
   conc_executor_t base;
   struct mpool *next;       /* in G.pools */
   uint32_t id;
@@ -98,7 +112,7 @@ typedef struct mpool {
   int shutdown, broken, closed;
   char *brokenmsg;
   long running, completed, failed, cancelled;
-} mpool;
+};
 
 /* Ranks >= 1: what the worker loop is asked to do, in order. */
 typedef struct job {
@@ -106,6 +120,9 @@ typedef struct job {
   int type;                 /* M_OPEN, M_TASK, M_CLOSE or M_EXIT */
   uint32_t pool;
   uint64_t task;
+  double timeout;           /* M_TASK's, or 0 */
+  int cancelled;            /* M_CANCEL came before it started */
+  int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
   char *setup;
   size_t setuplen;
@@ -149,6 +166,11 @@ static struct {
   /* ranks >= 1 */
   job *jobs, **jobtail;
   int mainstop;             /* the worker loop ended */
+  job *current;             /* the task taken by the worker loop */
+  /* rank 0: the tasks a running cancel asks to stop, under their own
+  ** lock, which a stopper takes under its future's */
+  pthread_mutex_t cmu;
+  conc__queue cancels;
   /* waking the comm thread: its own lock, taken under any other */
   pthread_mutex_t wmu;
   pthread_cond_t wcv;
@@ -167,6 +189,10 @@ static struct {
   long nsent;               /* frames handed to MPI_Isend */
   proxy *proxies;
   int exitseen;
+  /* ranks >= 1: the worker loop's */
+  conc__taskstop tstop;     /* the running task's controls, on 'timer' */
+  conc__tnode limit;        /* in 'timer' while it runs with a timeout */
+  conc__tasktimer timer;
 } G;
 
 
@@ -433,15 +459,23 @@ static void freetask(mtask *t) {
   free(t);
 }
 
-/* 't' ends with 'outcome' (taken): queued on 'done', completed once the
-** lock is released (callbacks must not run under it). */
+/* 't' ends with 'outcome' (taken), or CANCELLED when a running cancel
+** got there first: queued on 'done', completed once the lock is released
+** (callbacks must not run under it). */
 static void finish(mpool *p, mtask *t, conc_payload_t *outcome, int failed,
                    conc__queue *done) {
   conc_payload_free(t->payload);
   t->payload = outcome;
   t->failed = failed || outcome == NULL;
+  t->stopped = conc__future_end(t->f);  /* no stopper runs after this */
+  pthread_mutex_lock(&G.cmu);
+  if (t->incq)
+    conc__queue_remove(&t->cq);
+  pthread_mutex_unlock(&G.cmu);
   p->running--;
-  if (t->failed)
+  if (t->stopped)
+    p->cancelled++;
+  else if (t->failed)
     p->failed++;
   else
     p->completed++;
@@ -453,10 +487,45 @@ static void complete(conc__queue *done) {
   while (!conc__queue_empty(done)) {
     mtask *t = qtask(conc__queue_head(done));
     conc__queue_remove(&t->q);
-    conc__payload_complete(t->f, t->payload, t->failed);
-    t->payload = NULL;
+    if (t->stopped) {
+      conc__future_stopped(t->f);  /* the outcome goes with 't' */
+    } else {
+      conc__payload_complete(t->f, t->payload, t->failed);
+      t->payload = NULL;
+    }
     freetask(t);
   }
+}
+
+/* A running cancel (under the future's lock, any thread): the comm
+** thread tells the task's rank. */
+static void stoptask(void *arg) {
+  mtask *t = (mtask *)arg;
+  pthread_mutex_lock(&G.cmu);
+  conc__queue_insert_tail(&G.cancels, &t->cq);
+  t->incq = 1;
+  pthread_mutex_unlock(&G.cmu);
+  wake();
+}
+
+/* Tell the ranks to stop the tasks a running cancel asked for: all
+** still in flight, as 'finish' takes a task off the list. */
+static void sendcancels(void) {
+  pthread_mutex_lock(&G.cmu);
+  while (!conc__queue_empty(&G.cancels)) {
+    mtask *t = conc__container_of((void *)conc__queue_head(&G.cancels),
+                                  mtask, cq);
+    out *o = newout(t->rank, M_CANCEL);
+    conc__queue_remove(&t->cq);
+    t->incq = 0;
+    if (o == NULL)
+      continue;  /* no memory: the task runs to its end */
+    conc__put32(&o->w, t->p->id);
+    conc__put64(&o->w, t->id);
+    if ((o = endout(o)) != NULL)
+      isend(o);
+  }
+  pthread_mutex_unlock(&G.cmu);
 }
 
 static void sendclose(mpool *p) {
@@ -546,6 +615,7 @@ static int sendtask(mpool *p, int rank, mtask *t) {
     return -1;
   conc__put32(&o->w, p->id);
   conc__put64(&o->w, t->id);
+  conc__putf64(&o->w, t->timeout);
   if (putforwarded(o, t->payload, rank) != 0) {
     freeout(o);
     return -1;
@@ -554,6 +624,8 @@ static int sendtask(mpool *p, int rank, mtask *t) {
     return -1;
   conc_payload_free(t->payload);
   t->payload = NULL;
+  t->rank = rank;
+  conc__future_begin(t->f, stoptask, t);  /* a stop asked: told at once */
   return 0;
 }
 
@@ -750,6 +822,7 @@ static int round0(conc__queue *done, int *quit) {
   int awaited = 0, open = 0;
   pthread_mutex_lock(&G.mu);
   forward_fired();
+  sendcancels();
   for (p = G.pools; p != NULL; p = p->next) {
     if (p->closed)
       continue;
@@ -844,17 +917,14 @@ static void master(void) {
 ** Rank 0: the executor
 ** ======================================================================= */
 
-/* No task time limits over MPI yet ('timeout' must be 0). */
 static int mx_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   mpool *p = (mpool *)b;
-  mtask *t;
+  mtask *t = (mtask *)calloc(1, sizeof(*t));
   int r = 0;
-  if (timeout != 0)
-    return CONC_EINVAL;
-  t = (mtask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
+  conc__future_stoppable(f);  /* not under G.mu: a stopper may run */
   pthread_mutex_lock(&G.mu);
   if (p->broken)
     r = CONC_EBROKEN;
@@ -867,6 +937,8 @@ static int mx_submit(conc_executor_t *b, conc_future_t *f,
   }
   t->f = f;
   t->payload = task;
+  t->timeout = timeout;
+  t->p = p;
   t->id = ++p->nexttask;
   conc_future_ref(f);
   conc__queue_insert_tail(&p->pending, &t->q);
@@ -1177,6 +1249,32 @@ static void onfuture(conc__rd *r) {
     }
 }
 
+/* (Under G.mu.) If 'j' is task 'task' of 'pool', stop it: at once when
+** it runs, else when it starts. */
+static void stopjob(job *j, uint32_t pool, uint64_t task) {
+  if (j == NULL || j->type != M_TASK || j->pool != pool || j->task != task)
+    return;
+  if (j->started)
+    conc__taskstop_ask(&G.tstop, CONC_STOP_CANCEL);
+  else
+    j->cancelled = 1;
+}
+
+/* M_CANCEL: the task taken or queued stops; one that ended is past
+** stopping (rank 0 knows from its result). */
+static void oncancel(conc__rd *r) {
+  uint32_t pool = conc__get32(r);
+  uint64_t task = conc__get64(r);
+  job *j;
+  if (r->bad)
+    fail("rank 0 sent a corrupt frame");
+  pthread_mutex_lock(&G.mu);
+  stopjob(G.current, pool, task);
+  for (j = G.jobs; j != NULL; j = j->next)
+    stopjob(j, pool, task);
+  pthread_mutex_unlock(&G.mu);
+}
+
 static void queuejob(job *j) {
   pthread_mutex_lock(&G.mu);
   *G.jobtail = j;
@@ -1201,9 +1299,13 @@ static void onorder(const unsigned char *body, size_t len) {
       fail("rank 0 sent a corrupt frame");
     return;
   }
-  if (j->type == M_FUTURE) {
+  if (j->type == M_FUTURE || j->type == M_CANCEL) {
+    int type = j->type;
     free(j);
-    onfuture(&r);
+    if (type == M_FUTURE)
+      onfuture(&r);
+    else
+      oncancel(&r);
     return;
   }
   if (j->type != M_EXIT)
@@ -1223,6 +1325,7 @@ static void onorder(const unsigned char *body, size_t len) {
     }
   } else if (j->type == M_TASK) {
     j->task = conc__get64(&r);
+    j->timeout = conc__getf64(&r);
     if (!r.bad)
       j->payload = readpayload(&r);
   } else if (j->type == M_EXIT) {
@@ -1305,8 +1408,40 @@ static job *nextjob(void) {
   j = G.jobs;
   if ((G.jobs = j->next) == NULL)
     G.jobtail = &G.jobs;
+  if (j->type == M_TASK)  /* a cancel finds it from now on */
+    G.current = j;
   pthread_mutex_unlock(&G.mu);
   return j;
+}
+
+/* The running task's time is up (on the timer's thread). */
+static void expired(conc__tnode *n) {
+  (void)n;
+  conc__taskstop_ask(&G.tstop, CONC_STOP_TIMEOUT);
+}
+
+/* Run task 'j' (G.current) on the runtime of 'p', or not when 'p' is
+** NULL: a cancel or its time limit may stop it meanwhile. */
+static conc_payload_t *runcurrent(wpool *p, job *j, int *failed) {
+  conc_payload_t *res = NULL;
+  if (p != NULL) {
+    pthread_mutex_lock(&G.mu);
+    conc__taskstop_init(&G.tstop, &G.timer, p->rt.interrupt, p->ctx);
+    __atomic_store_n(&G.tstop.ctl.stop, j->cancelled ? CONC_STOP_CANCEL
+                                                     : CONC_STOP_NONE,
+                     __ATOMIC_SEQ_CST);
+    G.tstop.ctl.timeout = j->timeout;
+    j->started = 1;
+    pthread_mutex_unlock(&G.mu);
+    res = conc__taskstop_run(&G.tstop, &G.limit, &p->rt, j->payload,
+                             failed);
+  }
+  pthread_mutex_lock(&G.mu);
+  G.current = NULL;  /* no stop for it after this */
+  pthread_mutex_unlock(&G.mu);
+  if (p != NULL)
+    conc__taskstop_end(&G.tstop);
+  return res;
 }
 
 static void post(out *o) {
@@ -1379,12 +1514,8 @@ static void runtask(wpool *pools, job *j, int cut) {
   out *o;
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
-  if (p != NULL && p->ok) {
-    conc_taskctl_t ctl;  /* no running-work control over MPI yet */
-    memset(&ctl, 0, sizeof(ctl));
-    res = p->rt.run(p->ctx, j->payload, &ctl, &failed);
-  }
-  else
+  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
+  if (p == NULL || !p->ok)
     res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
@@ -1504,8 +1635,13 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.qpx.begin = qpx_begin;
     G.qpx.send = qpx_send;
     G.qpx.readpayload = qpx_readpayload;
+    conc__queue_init(&G.cancels);
+    G.limit.fire = expired;
+    G.limit.at = -1;
     if (pthread_mutex_init(&G.mu, NULL) != 0 || conc__cond_init(&G.cv) != 0
         || conc__qproxies_init(&G.qpx, &G.mu) != 0
+        || pthread_mutex_init(&G.cmu, NULL) != 0
+        || conc__tasktimer_init(&G.timer) != 0
         || pthread_mutex_init(&G.wmu, NULL) != 0
         || conc__cond_init(&G.wcv) != 0) {
       G.err = 1;

@@ -11,7 +11,7 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs", copies = true,
+  options = "max_workers, initializer, initargs, task_timeout", copies = true, limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -156,6 +156,46 @@ end)
 -- are MPI's own.
 local queuecases = assert(loadfile("spec/support/queuecases.lua", "t", _ENV))()
 queuecases("MPIPoolExecutor", Pool, "worker rank")
+
+-- API.md, "Running work", over MPI: rank 0 tells the rank (M_CANCEL), whose
+-- communication thread stops the task the worker loop runs.
+describe("running work on a worker rank", function()
+  local function spin(started)
+    started:put(true)
+    while true do end
+  end
+
+  it("stops a running task and one queued behind it; the rank serves on", function()
+    local ex <close> = Pool(1)
+    local started = cf.Queue()
+    local running = ex:submit(spin, started)
+    local ahead = ex:submit(spin, started)  -- sent to the rank: running
+    started:get(30)
+    assert.is_false(running:cancel())  -- Python's meaning: pending only
+    assert.is_true(ahead:cancel { running = true })
+    assert.is_true(running:cancel { running = true })
+    for _, f in ipairs { running, ahead } do
+      assert.is_true(cf.CancelledError:is(select(2, pcall(f.result, f, 30))))
+    end
+    assert.equal(0, #started)  -- the one queued behind never ran
+    assert.equal(42, ex:submit(function() return 42 end):result(30))
+    local st = ex:stats()
+    assert.equal(2, st.cancelled)
+    assert.equal(1, st.completed)
+    assert.equal(0, st.running)
+  end)
+
+  it("fails a task past its time limit, from the option or the submit", function()
+    local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
+    local e = ex:submit(spin, cf.Queue()):exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.2 s time limit", e.message)
+    e = ex:submit { spin, cf.Queue(), timeout = 0.1 }:exception(30)
+    assert.equal("task exceeded its 0.1 s time limit", e.message)
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+    assert.equal(2, ex:stats().failed)
+  end)
+end)
 
 describe("cf.Queue across the worker ranks", function()
   it("collects from one queue passed to several tasks on both ranks", function()

@@ -1,13 +1,62 @@
--- The cf.Queue cases of every pool whose workers are other processes,
--- for one executor class: spec/15 runs them for ProcessPoolExecutor,
--- spec/mpi for MPIPoolExecutor. There a task holds a proxy of the queue,
--- whose operations the pool's owner carries out on the queue itself
--- (core/remoteq.c). 'where' names the worker in the refusal of what
--- cannot leave it ("worker process", "worker rank").
+-- The cf.Queue cases of every pool, for one executor class: spec/15 runs
+-- them for ThreadPoolExecutor and ProcessPoolExecutor, spec/mpi for
+-- MPIPoolExecutor. 'where' names the worker of a pool of other processes
+-- ("worker process", "worker rank"; nil for threads), whose tasks hold a
+-- proxy of the queue: the pool's owner carries out its operations on the
+-- queue itself (core/remoteq.c).
 
 local cf = require "concurrent.futures"
 
-return function(class, Pool, where)
+-- Two tasks linked by a queue, and (API.md, "Running work") a task
+-- blocked on one: every blocking call of this module inside a task
+-- returns at once when the task must stop; queue waits too.
+local function linked(class, Pool)
+  describe("a " .. class .. " task on a cf.Queue (shared)", function()
+    it("links a producer and a consumer task", function()
+      local ex <close> = Pool(2)
+      local q = cf.Queue(1)
+      local consumer = ex:submit(function(inq)
+        local s, n = 0, 0
+        for v in inq:values() do s, n = s + v, n + 1 end
+        return s, n
+      end, q)
+      local producer = ex:submit(function(outq)
+        for i = 1, 500 do outq:put(i) end
+        outq:close()
+      end, q)
+      producer:result(30)
+      assert.same({ 500 * 501 // 2, 500 }, { consumer:result(30) })
+    end)
+
+    it("is stopped by cancel{running = true} in get and in put", function()
+      local ex <close> = Pool(2)
+      local q, full, started = cf.Queue(), cf.Queue(1), cf.Queue()
+      full:put(0)
+      local getter = ex:submit(function(inq, s) s:put(true) return inq:get() end, q, started)
+      local putter = ex:submit(function(outq, s) s:put(true) outq:put(1) end, full, started)
+      started:get(30)
+      started:get(30)
+      assert.is_true(getter:cancel { running = true })
+      assert.is_true(putter:cancel { running = true })
+      assert.is_true(cf.CancelledError:is(select(2, pcall(getter.result, getter, 30))))
+      assert.is_true(cf.CancelledError:is(select(2, pcall(putter.result, putter, 30))))
+      -- the queues serve on: nothing was taken or added
+      assert.equal(1, #full)
+      q:put("v")
+      assert.equal("v", ex:submit(function(inq) return inq:get(30) end, q):result(30))
+    end)
+
+    it("is stopped by its time limit", function()
+      local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
+      local q = cf.Queue()
+      local err = ex:submit(function(inq) return inq:get() end, q):exception(30)
+      assert.is_true(cf.TimeoutError:is(err), tostring(err))
+      assert.matches("task exceeded its 0.2 s time limit", tostring(err))
+    end)
+  end)
+end
+
+local function remote(class, Pool, where)
   describe("cf.Queue across a " .. class .. " (shared)", function()
     it("streams 10,000 values from a producer task while other tasks run", function()
       local ex <close> = Pool(2)
@@ -154,21 +203,10 @@ return function(class, Pool, where)
       assert.matches("queue is closed", putter:exception(30))
       assert.equal("full", full:get(0))
     end)
-
-    it("links a producer and a consumer task", function()
-      local ex <close> = Pool(2)
-      local q = cf.Queue(1)
-      local consumer = ex:submit(function(inq)
-        local s, n = 0, 0
-        for v in inq:values() do s, n = s + v, n + 1 end
-        return s, n
-      end, q)
-      local producer = ex:submit(function(outq)
-        for i = 1, 500 do outq:put(i) end
-        outq:close()
-      end, q)
-      producer:result(30)
-      assert.same({ 500 * 501 // 2, 500 }, { consumer:result(30) })
-    end)
   end)
+end
+
+return function(class, Pool, where)
+  if where then remote(class, Pool, where) end
+  linked(class, Pool)
 end
