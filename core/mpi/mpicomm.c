@@ -508,6 +508,18 @@ static void stoptask(void *arg) {
   wake();
 }
 
+/* Tell the rank of 't' (in flight) to stop it; without memory for
+** that, it runs to its end. */
+static void tellstop(mtask *t) {
+  out *o = newout(t->rank, M_CANCEL);
+  if (o == NULL)
+    return;
+  conc__put32(&o->w, t->p->id);
+  conc__put64(&o->w, t->id);
+  if ((o = endout(o)) != NULL)
+    isend(o);
+}
+
 /* Tell the ranks to stop the tasks a running cancel asked for: all
 ** still in flight, as 'finish' takes a task off the list. */
 static void sendcancels(void) {
@@ -515,15 +527,9 @@ static void sendcancels(void) {
   while (!conc__queue_empty(&G.cancels)) {
     mtask *t = conc__container_of((void *)conc__queue_head(&G.cancels),
                                   mtask, cq);
-    out *o = newout(t->rank, M_CANCEL);
     conc__queue_remove(&t->cq);
     t->incq = 0;
-    if (o == NULL)
-      continue;  /* no memory: the task runs to its end */
-    conc__put32(&o->w, t->p->id);
-    conc__put64(&o->w, t->id);
-    if ((o = endout(o)) != NULL)
-      isend(o);
+    tellstop(t);
   }
   pthread_mutex_unlock(&G.cmu);
 }
@@ -549,8 +555,8 @@ static void closepool(mpool *p) {
 }
 
 /* The pool breaks ('msg'): its pending and running futures fail with it,
-** later submits fail, its ranks release its runtime (they end what they
-** run; their answers are ignored). */
+** later submits fail, its ranks stop what they run (a task blocked on a
+** queue too; their answers are ignored) and release its runtime. */
 static void breakpool(mpool *p, const char *msg, conc__queue *done) {
   int i;
   if (p->broken)
@@ -577,6 +583,7 @@ static void breakpool(mpool *p, const char *msg, conc__queue *done) {
     while (!conc__queue_empty(&k->inflight)) {
       mtask *t = qtask(conc__queue_head(&k->inflight));
       conc__queue_remove(&t->q);
+      tellstop(t);
       finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
              done);
     }

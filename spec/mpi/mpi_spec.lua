@@ -219,6 +219,30 @@ describe("cf.Queue across the worker ranks", function()
     assert.is_true(ranks[1] and ranks[2])
   end)
 
+  it("stops a rank's task blocked on a queue when the pool breaks; the rank serves on", function()
+    local q, started = cf.Queue(), cf.Queue()
+    local ex <close> = Pool { max_workers = 2, initializer = function()
+      if require("concurrent.futures.mpi").rank() == 2 then error("init boom") end
+    end }
+    local blocked = ex:submit(function(inq, s) s:put(true) return inq:get() end, q, started)
+    started:get(30)
+    local e = ex:submit(function() return 1 end):exception(30)  -- rank 2: broken
+    assert.matches("rank 2", tostring(e))
+    assert.is_true(Broken:is(blocked:exception(30)))
+    ex:shutdown()
+    local again <close> = Pool(2)
+    local gate = cf.Future()
+    local function rank(g) g:result(30) return require("concurrent.futures.mpi").rank() end
+    local a, b = again:submit(rank, gate), again:submit(rank, gate)
+    gate:set_result(true)
+    local ranks = { a:result(30), b:result(30) }
+    table.sort(ranks)
+    assert.same({ 1, 2 }, ranks)
+    assert.equal(0, #q)  -- the stopped get took nothing
+    q:put("x")
+    assert.equal("x", again:submit(function(inq) return inq:get(30) end, q):result(30))
+  end)
+
   it("serves a queue to the next pool on the same ranks once one shut down", function()
     local q = cf.Queue()
     for round = 1, 3 do
