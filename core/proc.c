@@ -2,8 +2,9 @@
 ** proc.c: the process pool. One supervisor thread per pool owns every
 ** child: it forks them lazily, writes tasks to their sockets, reads
 ** results, forwards the completion of futures that tasks were given,
-** carries out the children's operations on queues they were given, and
-** watches each child's exit through a pidfd, all in one poll loop.
+** carries out the children's operations on queues they were given
+** (remoteq.c, shared with the MPI pool), and watches each child's exit
+** through a pidfd, all in one poll loop.
 ** No signal handler is installed in the host process.
 */
 #include <errno.h>
