@@ -18,8 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "frame.h"
 #include "proc.h"
+#include "remoteq.h"
 
 /* A queued task. */
 typedef struct ctask {
@@ -36,31 +36,6 @@ typedef struct proxy {
   uint64_t id;
   conc_future_t *f;
 } proxy;
-
-struct child;
-
-/* A proxy of a parent's queue (the context of its conc_chanq_t). */
-typedef struct qproxy {
-  struct qproxy *next;     /* in the table, while 'linked' */
-  int linked;
-  uint64_t id;             /* the parent's, with CONC__QID */
-  uint32_t mentions;       /* payloads from the parent that named it */
-  conc_chanq_t *q;
-  struct child *c;
-} qproxy;
-
-/* A queue operation waiting for the parent's reply. */
-typedef struct qreq {
-  struct qreq *next;
-  uint64_t id;
-  int type;                /* F_QPUT ... F_QLEN */
-  conc_chanq_t *q;         /* the proxy */
-  conc_future_t *wake;     /* given to the proxy if the reply says wait */
-  int done, code;
-  conc_payload_t *got;     /* F_QGET's value */
-  size_t len, max;         /* F_QLEN's answer */
-  int closed;
-} qreq;
 
 /* Bytes read from the socket, the first 'have' not yet handled. */
 typedef struct rdbuf {
@@ -89,11 +64,7 @@ typedef struct child {
                               closes its state and reads no more, so
                               the reader thread reads (under 'mu') */
   uint32_t fnews;          /* atomic: the reader thread waits on it */
-  pthread_cond_t rcv;      /* a reply came (under 'mu') */
-  qreq *reqs;              /* awaiting their reply (under 'mu') */
-  uint64_t nextreq;        /* atomic */
-  pthread_mutex_t qmu;     /* guards 'qproxies' */
-  qproxy *qproxies;
+  conc__qproxies qpx;      /* the parent's queues (requests under 'mu') */
   ctask *head, **tail;     /* tasks not yet run (under 'mu') */
   int stop;                /* F_STOP or end of file: the reading ended,
                               no reply will come (under 'mu') */
@@ -145,14 +116,14 @@ static conc_future_t *proxyof(child *c, uint64_t id) {
   return x->f;
 }
 
-static conc_chanq_t *qproxyof(child *c, uint64_t id);
-
 /* Fill the entries of 'p' with the proxies its ids name. */
 static void bindproxies(child *c, conc_payload_t *p, const uint64_t *ids) {
   size_t i;
   for (i = 0; i < p->nfutures; i++)
     if (ids[i] & CONC__QID) {
-      conc_chanq_t *q = qproxyof(c, ids[i]);
+      conc_chanq_t *q = conc__qproxies_get(&c->qpx, ids[i]);
+      if (q == NULL)
+        leave(CONC__CHILD_ENOMEM);
       conc_payload_setqueue(p, i, q);
       conc_chanq_unref(q);
     } else {
@@ -174,255 +145,38 @@ static conc_payload_t *readpayload(child *c, conc__rd *r) {
 
 
 /* {======================================================================
-** Proxies of the parent's queues
+** Proxies of the parent's queues (remoteq.c): how their requests go
 ** ======================================================================= */
 
-/* The writer ('wmu') is held from here to 'ask': start the frame of
-** request 'rq' on the queue of 'x'. */
-static size_t beginask(qproxy *x, qreq *rq, int type, conc_future_t *wake) {
-  child *c = x->c;
-  size_t at;
-  memset(rq, 0, sizeof(*rq));
-  rq->id = __atomic_add_fetch(&c->nextreq, 1, __ATOMIC_RELAXED);
-  rq->type = type;
-  rq->q = x->q;
-  rq->wake = wake;
+static conc__wbuf *qpx_begin(conc__qproxies *t, int type, size_t *at) {
+  child *c = conc__container_of(t, child, qpx);
   pthread_mutex_lock(&c->wmu);
-  at = conc__frame_begin(&c->qw, type);
-  conc__put64(&c->qw, rq->id);
-  conc__put64(&c->qw, x->id);
-  return at;
+  *at = conc__frame_begin(&c->qw, type);
+  return &c->qw;
+}
+
+static void qpx_send(conc__qproxies *t, conc__wbuf *w, int drop) {
+  child *c = conc__container_of(t, child, qpx);
+  if (!drop && conc__wbuf_flushall(c->sock, w) != 0)
+    leave(CONC__CHILD_EPROTO);  /* the parent is gone */
+  w->off = w->n = 0;  /* sent, or dropped */
+  pthread_mutex_unlock(&c->wmu);
 }
 
 static void tellreader(child *c);
 
-/* Send the request begun at 'at', release the writer and wait for the
-** reply: its code (CONC_EBROKEN when none can come). The parent answers
-** at once, or at once that the caller must wait for a wake, so this
-** does not block for long. When the main thread, which would read the
-** reply, runs a task, the reader thread reads from now on. */
-static int ask(child *c, qreq *rq, size_t at) {
-  int r = 0, wake = 0;
-  conc__frame_end(&c->qw, at);
-  pthread_mutex_lock(&c->mu);
-  if (c->stop)
-    r = CONC_EBROKEN;
-  else if (c->qw.failed)
-    r = CONC_ENOMEM;
-  else {
-    rq->next = c->reqs;
-    c->reqs = rq;
-    wake = c->mainreads && c->running != 0;
-    c->wantreader |= wake;
-  }
-  pthread_mutex_unlock(&c->mu);
+/* (Under 'mu'.) When the main thread, which would read the reply, runs
+** a task, the reader thread reads from now on. */
+static void qpx_asked(conc__qproxies *t) {
+  child *c = conc__container_of(t, child, qpx);
+  int wake = c->mainreads && c->running != 0;
+  c->wantreader |= wake;
   if (wake)
     tellreader(c);
-  if (r == 0 && conc__wbuf_flushall(c->sock, &c->qw) != 0)
-    leave(CONC__CHILD_EPROTO);  /* the parent is gone */
-  c->qw.off = c->qw.n = 0;  /* sent, or dropped */
-  pthread_mutex_unlock(&c->wmu);
-  if (r != 0)
-    return r;
-  pthread_mutex_lock(&c->mu);
-  while (!rq->done)
-    pthread_cond_wait(&c->rcv, &c->mu);
-  pthread_mutex_unlock(&c->mu);
-  return rq->code;
 }
 
-/* The ids under which the shared objects of 'p' cross to the parent
-** ('*ids' malloc'd, NULL when none): 0, CONC_ENOMEM, or CONC_EINVAL when
-** one cannot cross: only the parent's own queues can (a future, or a
-** queue made here, could not be told from the parent's). */
-static int outids(const conc_payload_t *p, uint64_t **ids) {
-  size_t i;
-  *ids = NULL;
-  for (i = 0; i < p->nfutures; i++) {
-    conc_chanq_t *q = conc_payload_queue(p, i);
-    if (q == NULL || conc__chanq_remotectx(q) == NULL)
-      return CONC_EINVAL;
-  }
-  if (p->nfutures == 0)
-    return 0;
-  if ((*ids = (uint64_t *)malloc(p->nfutures * sizeof(**ids))) == NULL)
-    return CONC_ENOMEM;
-  for (i = 0; i < p->nfutures; i++) {
-    qproxy *x = (qproxy *)conc__chanq_remotectx(conc_payload_queue(p, i));
-    (*ids)[i] = x->id;
-  }
-  return 0;
-}
-
-static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
-                     conc_free_fn freefn, conc_future_t *wake) {
-  qproxy *x = (qproxy *)conc__chanq_remotectx(q);
-  conc_payload_t *p = (conc_payload_t *)data;
-  uint64_t *ids;
-  qreq rq;
-  size_t at;
-  int r = freefn == conc_payload_free ? outids(p, &ids) : CONC_EINVAL;
-  (void)len;
-  if (r != 0)
-    return r;
-  at = beginask(x, &rq, F_QPUT, wake);
-  conc__put8(&x->c->qw, wake != NULL);
-  conc__putpayload(&x->c->qw, p, ids);
-  free(ids);
-  r = ask(x->c, &rq, at);
-  if (r == 0)
-    conc_payload_free(p);  /* the parent's queue holds its copy */
-  return r;
-}
-
-static int qp_tryget(conc_chanq_t *q, void **data, size_t *len,
-                     conc_free_fn *freefn, conc_future_t *wake) {
-  qproxy *x = (qproxy *)conc__chanq_remotectx(q);
-  qreq rq;
-  size_t at = beginask(x, &rq, F_QGET, wake);
-  int r;
-  conc__put8(&x->c->qw, wake != NULL);
-  if ((r = ask(x->c, &rq, at)) == 0) {
-    *data = rq.got;
-    *len = conc_payload_sizeof(rq.got);
-    *freefn = conc_payload_free;
-  }
-  return r;
-}
-
-static void qp_close(conc_chanq_t *q) {
-  qproxy *x = (qproxy *)conc__chanq_remotectx(q);
-  qreq rq;
-  size_t at = beginask(x, &rq, F_QCLOSE, NULL);
-  ask(x->c, &rq, at);
-}
-
-static int qp_info(conc_chanq_t *q, size_t *len, size_t *max, int *closed) {
-  qproxy *x = (qproxy *)conc__chanq_remotectx(q);
-  qreq rq;
-  size_t at = beginask(x, &rq, F_QLEN, NULL);
-  int r = ask(x->c, &rq, at);
-  *len = rq.len;
-  if (max != NULL)
-    *max = rq.max;
-  *closed = rq.closed;
-  return r;
-}
-
-/* The last reference went: out of the table (unless the reader took it
-** out already), and the parent may let go of the queue once it has
-** seen as many mentions dropped as it sent. */
-static void qp_release(conc_chanq_t *q) {
-  qproxy *x = (qproxy *)conc__chanq_remotectx(q), **px;
-  child *c = x->c;
-  int stop;
-  pthread_mutex_lock(&c->qmu);
-  if (x->linked) {
-    for (px = &c->qproxies; *px != x; px = &(*px)->next)
-      ;
-    *px = x->next;
-  }
-  pthread_mutex_unlock(&c->qmu);
-  pthread_mutex_lock(&c->mu);
-  stop = c->stop;  /* then the parent forgets it when this process ends */
-  pthread_mutex_unlock(&c->mu);
-  if (!stop) {
-    size_t at;
-    pthread_mutex_lock(&c->wmu);
-    at = conc__frame_begin(&c->qw, F_QDROP);
-    conc__put64(&c->qw, x->id);
-    conc__put32(&c->qw, x->mentions);
-    conc__frame_end(&c->qw, at);
-    if (!c->qw.failed && conc__wbuf_flushall(c->sock, &c->qw) != 0)
-      leave(CONC__CHILD_EPROTO);
-    c->qw.off = c->qw.n = 0;
-    pthread_mutex_unlock(&c->wmu);
-  }
-  conc__chanq_free(q);
-  free(x);
-}
-
-static const conc__qremote qremote = {
-  qp_tryput, qp_tryget, qp_close, qp_info, qp_release
-};
-
-/* With 'qmu' held: the proxy of queue 'id' with a new reference, or
-** NULL. One whose last reference is going is taken out of the table. */
-static qproxy *findproxy(child *c, uint64_t id) {
-  qproxy **px, *x;
-  for (px = &c->qproxies; (x = *px) != NULL; px = &x->next)
-    if (x->id == id) {
-      if (conc__chanq_tryref(x->q))
-        return x;
-      *px = x->next;
-      x->linked = 0;
-      return NULL;
-    }
-  return NULL;
-}
-
-/* The proxy of the parent's queue 'id', named once more by a payload
-** from the parent, made on first sight: a reference for the caller. */
-static conc_chanq_t *qproxyof(child *c, uint64_t id) {
-  qproxy *x;
-  pthread_mutex_lock(&c->qmu);
-  if ((x = findproxy(c, id)) == NULL) {
-    x = (qproxy *)calloc(1, sizeof(*x));
-    if (x == NULL || (x->q = conc__chanq_newremote(&qremote, x)) == NULL)
-      leave(CONC__CHILD_ENOMEM);
-    x->id = id;
-    x->c = c;
-    x->linked = 1;
-    x->next = c->qproxies;
-    c->qproxies = x;
-  }
-  x->mentions++;
-  pthread_mutex_unlock(&c->qmu);
-  return x->q;
-}
-
-/* The reply to a request: the reader hands it over. A wait's wake is
-** added to the proxy here, before any later F_QCHANGED is read. */
-static void onqreply(child *c, conc__rd *r) {
-  uint64_t id = conc__get64(r);
-  int code = (int)(int32_t)conc__get32(r);
-  qreq *rq, **pr;
-  pthread_mutex_lock(&c->mu);
-  for (pr = &c->reqs; (rq = *pr) != NULL && rq->id != id; pr = &rq->next)
-    ;
-  if (rq != NULL)
-    *pr = rq->next;
-  pthread_mutex_unlock(&c->mu);
-  if (rq == NULL || r->bad)
-    leave(CONC__CHILD_EPROTO);
-  if (code == 0 && rq->type == F_QGET)
-    rq->got = readpayload(c, r);
-  else if (code == 0 && rq->type == F_QLEN) {
-    rq->len = (size_t)conc__get64(r);
-    rq->max = (size_t)conc__get64(r);
-    rq->closed = (int)conc__get8(r);
-  } else if (code == CONC_ETIMEDOUT && rq->wake != NULL
-             && conc__chanq_addwake(rq->q, rq->type == F_QGET, rq->wake) != 0)
-    code = CONC_ENOMEM;
-  pthread_mutex_lock(&c->mu);
-  rq->code = code;
-  rq->done = 1;
-  pthread_cond_broadcast(&c->rcv);
-  pthread_mutex_unlock(&c->mu);
-}
-
-/* A queue of the parent changed: wake the waiters of that kind here. */
-static void onqchanged(child *c, conc__rd *r) {
-  uint64_t id = conc__get64(r);
-  int getters = (int)conc__get8(r);
-  qproxy *x;
-  pthread_mutex_lock(&c->qmu);
-  x = findproxy(c, id);
-  pthread_mutex_unlock(&c->qmu);
-  if (x != NULL) {
-    conc__chanq_wakeup(x->q, getters);
-    conc_chanq_unref(x->q);
-  }
+static conc_payload_t *qpx_readpayload(conc__qproxies *t, conc__rd *r) {
+  return readpayload(conc__container_of(t, child, qpx), r);
 }
 
 /* }====================================================================== */
@@ -510,8 +264,10 @@ static int onframe(child *c, const unsigned char *body, uint32_t len) {
     case F_TASK: ontask(c, &r); break;
     case F_FUTURE: onfuture(c, &r); break;
     case F_CANCEL: oncancel(c, &r); break;
-    case F_QREPLY: onqreply(c, &r); break;
-    case F_QCHANGED: onqchanged(c, &r); break;
+    case F_QREPLY: case F_QCHANGED:
+      if (conc__qproxies_onframe(&c->qpx, (unsigned)type, &r) != 0)
+        leave(CONC__CHILD_EPROTO);
+      break;
     case F_STOP: return 1;
     default: leave(CONC__CHILD_EPROTO);
   }
@@ -570,13 +326,7 @@ static int onframes(child *c, rdbuf *rb) {
 static void ended(child *c) {
   pthread_mutex_lock(&c->mu);
   c->stop = 1;
-  while (c->reqs != NULL) {
-    qreq *rq = c->reqs;
-    c->reqs = rq->next;
-    rq->code = CONC_EBROKEN;
-    rq->done = 1;
-  }
-  pthread_cond_broadcast(&c->rcv);
+  conc__qproxies_stop(&c->qpx);
   pthread_mutex_unlock(&c->mu);
   tellmain(c);
   tellreader(c);
@@ -738,13 +488,13 @@ static void send_start(child *c, int code, const char *why) {
 }
 
 /* Of shared objects, only the parent's queues cross back (see
-** 'outids'); an outcome with another becomes an error. '*ids' names
-** them. */
+** conc__qproxies_outids); an outcome with another becomes an error.
+** '*ids' names them. */
 static conc_payload_t *backable(conc_payload_t *out, int *failed,
                                 uint64_t **ids) {
   int r;
   *ids = NULL;
-  if (out == NULL || (r = outids(out, ids)) == 0)
+  if (out == NULL || (r = conc__qproxies_outids(out, ids)) == 0)
     return out;
   conc_payload_free(out);
   *failed = 1;
@@ -815,18 +565,9 @@ static void expired(conc__tnode *n) {
 ** may stop it meanwhile. */
 static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
   conc_payload_t *out;
-  int timed = 0;
-  if (t->timeout > 0)
-    timed = conc__tasktimer_add(&c->timer, &c->limit,
-                            conc_now() + t->timeout) == 0;
   runningtag = CONC__FWD_TASK | t->id;
-  if (t->timeout > 0 && !timed)
-    out = conc_payload_error("", "cannot start the timer of task_timeout");
-  else
-    out = c->rt->run(c->ctx, t->payload, &c->tstop.ctl, failed);
+  out = conc__taskstop_run(&c->tstop, &c->limit, c->rt, t->payload, failed);
   runningtag = 0;
-  if (timed)
-    conc__tasktimer_remove(&c->timer, &c->limit);
   pthread_mutex_lock(&c->mu);
   c->running = 0;  /* no stop for it after this */
   pthread_mutex_unlock(&c->mu);
@@ -863,12 +604,15 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
     leave(0);
   }
   c.ctx = ctx;
+  c.qpx.begin = qpx_begin;
+  c.qpx.send = qpx_send;
+  c.qpx.asked = qpx_asked;
+  c.qpx.readpayload = qpx_readpayload;
   conc__taskstop_init(&c.tstop, &c.timer, rt->interrupt, ctx);
   if ((c.rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
-      || pthread_mutex_init(&c.qmu, NULL) != 0
-      || conc__cond_init(&c.rcv) != 0
+      || conc__qproxies_init(&c.qpx, &c.mu) != 0
       || conc__tasktimer_init(&c.timer) != 0
       || pthread_create(&tid, NULL, reader, &c) != 0)
     leave(CONC__CHILD_ENOMEM);

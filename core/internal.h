@@ -143,6 +143,15 @@ CONC__FUNC void conc__taskstop_ask(conc__taskstop *s, int why);
 /* The task ended and no stopper can run any more: 'again' is let go
 ** (a task no one stopped skips the timer's lock). */
 CONC__FUNC void conc__taskstop_end(conc__taskstop *s);
+/* Run 'task' through 'rt' (whose context is the stop's) with the stop's
+** controls and, when 'ctl.timeout' > 0, its time limit: 'limit' (its
+** 'fire' set, asking the stop with CONC_STOP_TIMEOUT) on the stop's
+** timer until the run returns. The outcome, as 'rt->run' gives it. */
+CONC__FUNC conc_payload_t *conc__taskstop_run(conc__taskstop *s,
+                                              conc__tnode *limit,
+                                              const conc_runtime_t *rt,
+                                              conc_payload_t *task,
+                                              int *failed);
 
 /* pool.c: whether the pool broke (a worker could not start), without
 ** its lock. */

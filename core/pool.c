@@ -64,20 +64,20 @@ typedef char qsize_check[sizeof(((conc_task_t *)0)->q_) == sizeof(conc__queue)
 
 /*
 ** A task's life in the pool: its state (the low bits of its 'ps_',
-** above them its pool), read and written under the pool
-** lock. At submit the pool registers 'on_done' on the task's future, so
-** a user's cancel drops a queued task at once. Both 'on_done' and a
-** thread that took the task off the queue (a worker, shutdown, a broken
-** pool's drain) may learn that the future was cancelled; the second of
-** the two to look drops the task, so the first never touches it again
-** and neither sees it freed.
+** above them its pool), read and written under the pool lock. At
+** submit the pool registers 'conc__pool_done' on the task's future, so
+** a user's cancel drops a queued task at once. Both 'conc__pool_done'
+** and a thread that took the task off the queue (a worker, shutdown, a
+** broken pool's drain) may learn that the future was cancelled; the
+** second of the two to look drops the task, so the first never touches
+** it again and neither sees it freed.
 */
 enum {
-  T_SUBMITTING,   /* 'on_done' registered, not queued yet */
+  T_SUBMITTING,   /* the hook ('conc__pool_done') registered, not queued */
   T_QUEUED,       /* linked in 'p->queue' */
   T_TAKEN,        /* off the queue: the taker asks the future what to do */
-  T_SEEN,         /* 'on_done' saw it cancelled first: the taker drops it */
-  T_LEFT,         /* the taker saw it cancelled first: 'on_done' drops it */
+  T_SEEN,         /* the hook saw it cancelled first: the taker drops it */
+  T_LEFT,         /* the taker saw it cancelled first: the hook drops it */
   T_REFUSED       /* submit failed: the task is the caller's again */
 };
 
@@ -109,7 +109,7 @@ struct conc_pool {
   pthread_t *tids;
   long tasks;              /* accepted and not yet run or dropped */
   long pending;            /* queued tasks; written atomically for 'spin' */
-  /* counted atomically, some by 'on_done' without the lock */
+  /* counted atomically, some by 'conc__pool_done' without the lock */
   long running, completed, failed, cancelled;
   size_t stack;
   char prefix[NAMELEN + 1];
@@ -124,7 +124,7 @@ struct conc_pool {
 #define peek(p, field) __atomic_load_n(&(p)->field, __ATOMIC_RELAXED)
 
 /*
-** The task a worker thread is running, so that 'on_done' counts its
+** The task a worker thread is running, so that 'conc__pool_done' counts its
 ** outcome while the future completes, before the future's waiters wake:
 ** stats read after a wait include the task. It is found through the
 ** thread (not the task, which 'run' may have freed already), and set
@@ -134,7 +134,7 @@ struct conc_pool {
 typedef struct current {
   conc_pool_t *p;
   conc_future_t *f;   /* the future of the running task, or NULL */
-  int counted;        /* 'on_done' counted its outcome */
+  int counted;        /* 'conc__pool_done' counted its outcome */
 } current;
 
 /* initial-exec: glibc then reserves it when the module loads, instead
@@ -181,7 +181,7 @@ static void drop_task(conc_pool_t *p, conc_task_t *t, int why) {
 
 /*
 ** The taker of 't' asked its future to start (or to cancel) and got 'r':
-** 0 means it is cancelled, and whichever of the taker and 'on_done'
+** 0 means it is cancelled, and whichever of the taker and 'conc__pool_done'
 ** looks second drops it; CONC_ESTATE means someone else completed it, so
 ** the task will never run and is dropped at once.
 */
@@ -199,14 +199,15 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
 }
 
 /*
-** The C callback of every accepted task's future. When the future was
-** cancelled the task never ran, so 't' is alive until this callback and
-** its taker agree who drops it. A finished future means the task ran or
-** was dropped by the pool, and 't' may be gone: it is not touched.
+** The C callback of every accepted task's future, its hook
+** (conc__future_hook). When the future was cancelled the task never
+** ran, so 't' is alive until this callback and its taker agree who
+** drops it. A finished future means the task ran or was dropped by the
+** pool, and 't' may be gone: it is not touched.
 ** It may run on any thread, inside conc_future_cancel, with no future
 ** lock held: the lock order is never future -> pool.
 */
-static void on_done(conc_future_t *f, void *arg) {
+void conc__pool_done(conc_future_t *f, void *arg) {
   conc_task_t *t = (conc_task_t *)arg;
   conc_pool_t *p;
   const void *data;
@@ -245,11 +246,6 @@ static void on_done(conc_future_t *f, void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (mine)
     drop_task(p, t, 0);
-}
-
-/* The future's hook (conc__future_hook) is 'on_done'. */
-void conc__pool_done(conc_future_t *f, void *task) {
-  on_done(f, task);
 }
 
 /* Move every queued task to 'to' as T_TAKEN (lock held). */
@@ -613,11 +609,11 @@ static void enqueue(conc_pool_t *p, conc_task_t *t) {
 }
 
 /*
-** A refused task goes back to its caller, but 'on_done' stays registered
-** on its future. Cancel the future and wait until its callbacks returned,
-** so that 'on_done' has seen T_REFUSED and can never look at the task
-** again. A future someone else already started or completed never
-** reaches 'on_done' as cancelled.
+** A refused task goes back to its caller, but 'conc__pool_done' stays
+** registered on its future. Cancel the future and wait until its
+** callbacks returned, so that 'conc__pool_done' has seen T_REFUSED and
+** can never look at the task again. A future someone else already
+** started or completed never reaches 'conc__pool_done' as cancelled.
 */
 static void refuse(conc_task_t *t) {
   if (conc_future_cancel(t->future) == 1)
@@ -626,8 +622,8 @@ static void refuse(conc_task_t *t) {
 
 /*
 ** Lock order: the pool lock is never held while a future function is
-** called here, and 'on_done' (which takes it) runs outside any future
-** lock, so a future's lock and the pool's are never nested.
+** called here, and 'conc__pool_done' (which takes it) runs outside any
+** future lock, so a future's lock and the pool's are never nested.
 */
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t) {
   int r;

@@ -2,8 +2,9 @@
 ** proc.c: the process pool. One supervisor thread per pool owns every
 ** child: it forks them lazily, writes tasks to their sockets, reads
 ** results, forwards the completion of futures that tasks were given,
-** carries out the children's operations on queues they were given, and
-** watches each child's exit through a pidfd, all in one poll loop.
+** carries out the children's operations on queues they were given
+** (remoteq.c, shared with the MPI pool), and watches each child's exit
+** through a pidfd, all in one poll loop.
 ** No signal handler is installed in the host process.
 */
 #include <errno.h>
@@ -19,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "forward.h"
 #include "proc.h"
+#include "remoteq.h"
 
 /* Bytes of a frame's head kept when its body does not fit in memory:
 ** its type and task id. */
@@ -51,29 +52,6 @@ typedef struct ptask {
   int incq;
 } ptask;
 
-/* A queue of this process that a child knows, under one id: a
-** reference held while the child may use it. */
-typedef struct qlink {
-  struct qlink *next;       /* in its child's list */
-  child *c;
-  conc_chanq_t *q;
-  uint64_t id;              /* with CONC__QID */
-  uint32_t mentions;        /* in payloads sent, not yet dropped by 'c' */
-  struct qwatch *armed[2];  /* a wait of 'c' for its putters, getters */
-} qlink;
-
-/* A wake future given to a queue for a child that waits: 'fire' pushes
-** it on the pool's stack, and the supervisor tells the child. */
-typedef struct qwatch {
-  conc__wnode w;
-  struct qwatch *firednext;
-  proc *p;
-  qlink *l;                 /* NULL once the child is gone */
-  conc_future_t *f;
-  int getters;
-  int fired;                /* under the future's lock */
-} qwatch;
-
 /* A child, private to the supervisor thread. */
 struct child {
   child *next;
@@ -92,7 +70,7 @@ struct child {
   char *body;               /* then its body */
   size_t bodylen, bodygot, bodysize;
   int toobig;               /* the body did not fit in memory: skipped */
-  qlink *qlinks;            /* the queues it knows */
+  conc__qpeer qp;           /* the queues it knows */
 };
 
 struct proc {
@@ -102,7 +80,8 @@ struct proc {
   int wakefd;               /* eventfd: work, shutdown or a fired future
                             ** (made with the supervisor, else -1) */
   conc__fwdtab fwd;         /* the supervisor's, but for its fired stack */
-  qwatch *qfired;           /* stack of fired waits, pushed atomically */
+  conc__qhost qh;           /* the children's queues, but for its
+                            ** fired stack the supervisor's */
   pthread_mutex_t mu;       /* guards what follows, up to 'children' */
   conc__queue pending;      /* ptasks not yet written */
   conc__queue cancels;      /* written ptasks a running cancel asks to stop */
@@ -243,57 +222,6 @@ static uint64_t fwd_taskid(conc__fwdtab *tab, conc_future_t *f) {
   return id;
 }
 
-static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q);
-
-/* The id under which entry 'i' of 'pl' crosses to 'c', or 0 when out of
-** memory. */
-static uint64_t forwardone(proc *p, const conc_payload_t *pl, size_t i,
-                           child *c) {
-  conc_future_t *f = conc_payload_future(pl, i);
-  conc__fwd *x;
-  qlink *l;
-  if (f != NULL)
-    return (x = conc__fwd_tell(&p->fwd, f, (uintptr_t)c)) != NULL ? x->id : 0;
-  if ((l = linkqueue(p, c, conc_payload_queue(pl, i))) == NULL)
-    return 0;
-  l->mentions++;
-  return l->id;
-}
-
-/* The ids under which the futures and queues of 'pl' cross to 'c'
-** (malloc'd, or NULL when there are none or memory ran out: '*ok'
-** tells). */
-static uint64_t *forwardall(proc *p, const conc_payload_t *pl, child *c,
-                            int *ok) {
-  uint64_t *ids = NULL;
-  size_t i;
-  *ok = 1;
-  if (pl->nfutures == 0)
-    return NULL;
-  ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
-  for (i = 0; ids != NULL && i < pl->nfutures; i++)
-    if ((ids[i] = forwardone(p, pl, i, c)) == 0)
-      break;
-  if (ids == NULL || i < pl->nfutures) {
-    free(ids);
-    *ok = 0;
-    return NULL;
-  }
-  return ids;
-}
-
-/* Whom a forwarded future's news goes to, for 'newsids'. */
-typedef struct news {
-  proc *p;
-  child *c;
-} news;
-
-/* forwardall, for conc__fwd_putnews. */
-static uint64_t *newsids(void *ud, const conc_payload_t *pl, int *ok) {
-  news *n = (news *)ud;
-  return forwardall(n->p, pl, n->c, ok);
-}
-
 /* Forward every fired future to the children that know it. A frame
 ** that could not be made (no memory) leaves that child's proxy pending:
 ** the child then breaks the pool by dying, rather than waiting forever. */
@@ -304,11 +232,8 @@ static void forward_fired(proc *p) {
     int i;
     for (i = 0; i < x->nknows; i++) {
       child *c = (child *)x->knows[i];
-      news n;
       size_t at = conc__frame_begin(&c->out, F_FUTURE);
-      n.p = p;
-      n.c = c;
-      conc__fwd_putnews(&c->out, x, newsids, &n);
+      conc__fwd_putnews(&c->out, x, conc__qhost_ids, &c->qp);
       conc__frame_end(&c->out, at);
       if (c->out.failed)
         kill(c->pid, SIGKILL);
@@ -318,15 +243,9 @@ static void forward_fired(proc *p) {
   }
 }
 
-static void unlinkqueue(qlink *l);
-
 /* A child is gone: it knows nothing any more. */
 static void forgetchild(proc *p, child *c) {
-  while (c->qlinks != NULL) {
-    qlink *l = c->qlinks;
-    c->qlinks = l->next;
-    unlinkqueue(l);
-  }
+  conc__qhost_forget(&c->qp);
   conc__fwd_forget(&p->fwd, (uintptr_t)c);
 }
 
@@ -337,300 +256,17 @@ static void forgetchild(proc *p, child *c) {
 ** Queues that children were given
 ** ======================================================================= */
 
-/* Under the future's lock, on any thread, as forward.c's 'fire'. */
-static void qwatch_fire(conc__wnode *n) {
-  qwatch *w = conc__container_of(n, qwatch, w);
-  proc *p = w->p;
-  w->fired = 1;
-  w->firednext = __atomic_load_n(&p->qfired, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(&p->qfired, &w->firednext, w, 1,
-                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
-  wake(p);
+static void qh_wake(conc__qhost *h) {
+  wake(conc__container_of(h, proc, qh));
 }
 
-/* The link of 'q' for 'c', made on first use (with an id of its own);
-** NULL when out of memory. */
-static qlink *linkqueue(proc *p, child *c, conc_chanq_t *q) {
-  qlink *l;
-  for (l = c->qlinks; l != NULL && l->q != q; l = l->next)
-    ;
-  if (l == NULL && (l = (qlink *)calloc(1, sizeof(*l))) != NULL) {
-    l->c = c;
-    l->q = q;
-    l->id = ++p->fwd.nextid | CONC__QID;
-    conc_chanq_ref(q);
-    l->next = c->qlinks;
-    c->qlinks = l;
-  }
-  return l;
-}
-
-static qlink *linkbyid(child *c, uint64_t id) {
-  qlink *l;
-  for (l = c->qlinks; l != NULL && l->id != id; l = l->next)
-    ;
-  return l;
-}
-
-/* Release a link: a wait it armed is disarmed (or, fired already, left
-** to 'tellchanges' without its child), and the queue let go. */
-static void unlinkqueue(qlink *l) {
-  int k;
-  for (k = 0; k < 2; k++) {
-    qwatch *w = l->armed[k];
-    if (w == NULL)
-      continue;
-    conc__future_unwatch(w->f, &w->w);
-    if (w->fired) {
-      w->l = NULL;
-    } else {
-      conc_future_cancel(w->f);  /* the queue drops it */
-      conc_future_unref(w->f);
-      free(w);
-    }
-  }
-  conc_chanq_unref(l->q);
-  free(l);
-}
-
-/* The wake future for a wait of 'l's child on 'getters' (or putters):
-** 0 and a new one in '*pw', or NULL when none is asked ('wake' 0) or
-** one is armed already; CONC_ENOMEM (a wait nothing would end). */
-static int newwatch(proc *p, qlink *l, int getters, int wake,
-                    qwatch **pw) {
-  qwatch *w;
-  *pw = NULL;
-  if (!wake || l->armed[getters] != NULL)
-    return 0;
-  if ((w = (qwatch *)calloc(1, sizeof(*w))) == NULL)
-    return CONC_ENOMEM;
-  if ((w->f = conc_future_new()) == NULL) {
-    free(w);
-    return CONC_ENOMEM;
-  }
-  w->p = p;
-  w->l = l;
-  w->getters = getters;
-  w->w.fire = qwatch_fire;
-  *pw = w;
-  return 0;
-}
-
-/* After a try with 'w' (may be NULL) that returned 'r': the queue holds
-** the wake future only if it said wait, and then the link is armed. */
-static void arm(qwatch *w, int r) {
-  if (w == NULL)
-    return;
-  if (r != CONC_ETIMEDOUT) {
-    conc_future_unref(w->f);
-    free(w);
-    return;
-  }
-  w->l->armed[w->getters] = w;
-  if (!conc__future_watch(w->f, &w->w))
-    qwatch_fire(&w->w);  /* changed already: told on the next round */
-}
-
-/* Tell each child whose wait fired that its queue changed. */
-static void tellchanges(proc *p) {
-  qwatch *w = __atomic_exchange_n(&p->qfired, NULL, __ATOMIC_ACQUIRE);
-  while (w != NULL) {
-    qwatch *next = w->firednext;
-    if (w->l != NULL) {
-      child *c = w->l->c;
-      size_t at = conc__frame_begin(&c->out, F_QCHANGED);
-      conc__put64(&c->out, w->l->id);
-      conc__put8(&c->out, (unsigned)w->getters);
-      conc__frame_end(&c->out, at);
-      if (c->out.failed)  /* it would wait forever: end it */
-        kill(c->pid, SIGKILL);
-      w->l->armed[w->getters] = NULL;
-    }
-    conc_future_unref(w->f);
-    free(w);
-    w = next;
-  }
-}
-
-/* Fill the entries of 'pl' (from 'c') with the queues 'ids' name: 0, or
-** -1 when one is not a queue 'c' knows. */
-static int bindqueues(child *c, conc_payload_t *pl, const uint64_t *ids) {
-  size_t i;
-  for (i = 0; i < pl->nfutures; i++) {
-    qlink *l = linkbyid(c, ids[i]);
-    if (l == NULL)
-      return -1;
-    conc_payload_setqueue(pl, i, l->q);
-  }
-  return 0;
-}
-
-/* Start the reply to request 'req' of 'c'. */
-static size_t beginreply(child *c, uint64_t req, int code) {
-  size_t at = conc__frame_begin(&c->out, F_QREPLY);
-  conc__put64(&c->out, req);
-  conc__put32(&c->out, (uint32_t)code);
-  return at;
-}
-
-/* End a reply; the child waits for it, so one that cannot be made ends
-** the child rather than leave it waiting. */
-static void endreply(child *c, size_t at) {
-  conc__frame_end(&c->out, at);
-  if (c->out.failed)
-    kill(c->pid, SIGKILL);
-}
-
-static void reply(child *c, uint64_t req, int code) {
-  endreply(c, beginreply(c, req, code));
-}
-
-/* A value got for 'c' ('freefn' frees it): a payload, its futures and
-** queues forwarded; raw bytes of a C host, as a payload of them. */
-static int putvalue(proc *p, child *c, uint64_t req, void *data,
-                    size_t len, conc_free_fn freefn) {
-  const conc_payload_t *pl = (const conc_payload_t *)data;
-  uint64_t *ids = NULL;
-  int ok = 1;
-  size_t at;
-  if (freefn == conc_payload_free)
-    ids = forwardall(p, pl, c, &ok);
-  if (!ok)
-    return CONC_ENOMEM;
-  at = beginreply(c, req, 0);
-  if (freefn == conc_payload_free)
-    conc__putpayload(&c->out, pl, ids);
-  else {
-    conc__put8(&c->out, CONC_PAYLOAD_VALUES);
-    conc__put32(&c->out, 0);
-    conc__putbytes(&c->out, data, len);
-  }
-  endreply(c, at);
-  free(ids);
-  return 0;
-}
-
-/* F_QPUT; a value too big for memory ('c->toobig') is refused. */
-static int onqput(proc *p, child *c, conc__rd *r) {
-  uint64_t req = conc__get64(r), *ids = NULL;
-  qlink *l;
-  int wake, nomem = 0, code;
-  conc_payload_t *pl;
-  qwatch *w;
-  if (c->toobig) {  /* only its head was kept */
-    reply(c, req, CONC_ENOMEM);
-    return 0;
-  }
-  l = linkbyid(c, conc__get64(r));
-  wake = (int)conc__get8(r);
-  pl = conc__getpayload(r, &ids, &nomem);
-  if (l == NULL || (pl == NULL && !nomem)
-      || (pl != NULL && ids != NULL && bindqueues(c, pl, ids) != 0)) {
-    conc_payload_free(pl);
-    free(ids);
-    return -1;
-  }
-  free(ids);
-  if (pl == NULL) {
-    reply(c, req, CONC_ENOMEM);
-    return 0;
-  }
-  if ((code = newwatch(p, l, 0, wake, &w)) == 0) {
-    code = conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
-                             conc_payload_free, w != NULL ? w->f : NULL);
-    arm(w, code);
-  }
-  if (code != 0)
-    conc_payload_free(pl);
-  reply(c, req, code);
-  return 0;
-}
-
-/* F_QGET: a value taken for 'c' is gone with it if it dies. */
-static int onqget(proc *p, child *c, conc__rd *r) {
-  uint64_t req = conc__get64(r);
-  qlink *l = linkbyid(c, conc__get64(r));
-  int wake = (int)conc__get8(r), code;
-  void *data;
-  size_t len;
-  conc_free_fn freefn;
-  qwatch *w;
-  if (l == NULL)
-    return -1;
-  if ((code = newwatch(p, l, 1, wake, &w)) == 0) {
-    code = conc_chanq_tryget(l->q, &data, &len, &freefn,
-                             w != NULL ? w->f : NULL);
-    arm(w, code);
-  }
-  if (code == 0) {
-    code = putvalue(p, c, req, data, len, freefn);
-    if (freefn != NULL)
-      freefn(data);
-  }
-  if (code != 0)
-    reply(c, req, code);
-  return 0;
-}
-
-static int onqlen(child *c, conc__rd *r) {
-  uint64_t req = conc__get64(r);
-  qlink *l = linkbyid(c, conc__get64(r));
-  size_t at;
-  if (l == NULL)
-    return -1;
-  at = beginreply(c, req, 0);
-  conc__put64(&c->out, (uint64_t)conc_chanq_len(l->q));
-  conc__put64(&c->out, (uint64_t)conc_chanq_maxsize(l->q));
-  conc__put8(&c->out, (unsigned)conc_chanq_closed(l->q));
-  endreply(c, at);
-  return 0;
-}
-
-static int onqclose(child *c, conc__rd *r) {
-  uint64_t req = conc__get64(r);
-  qlink *l = linkbyid(c, conc__get64(r));
-  if (l == NULL)
-    return -1;
-  conc_chanq_close(l->q);
-  reply(c, req, 0);
-  return 0;
-}
-
-/* F_QDROP: 'c' holds the queue no more after 'n' mentions; those sent
-** since keep the link. */
-static int onqdrop(child *c, conc__rd *r) {
-  qlink *l = linkbyid(c, conc__get64(r)), **pl;
-  uint32_t n = conc__get32(r);
-  if (l == NULL || n > l->mentions)
-    return -1;
-  if ((l->mentions -= n) > 0)
-    return 0;
-  for (pl = &c->qlinks; *pl != l; pl = &(*pl)->next)
-    ;
-  *pl = l->next;
-  unlinkqueue(l);
-  return 0;
-}
-
-static int isqrequest(unsigned type) {
-  return type == F_QPUT || type == F_QGET || type == F_QLEN
-         || type == F_QCLOSE || type == F_QDROP;
-}
-
-/* A frame of 'type' about queues from 'c': 0, or -1 when corrupt. */
-static int onqueueframe(proc *p, child *c, conc__rd *r, unsigned type) {
-  int bad;
-  if (c->toobig && type != F_QPUT)
-    return -1;
-  switch (type) {
-    case F_QPUT: bad = onqput(p, c, r); break;
-    case F_QGET: bad = onqget(p, c, r); break;
-    case F_QLEN: bad = onqlen(c, r); break;
-    case F_QCLOSE: bad = onqclose(c, r); break;
-    default: bad = onqdrop(c, r); break;
-  }
-  return bad || r->bad ? -1 : 0;
+/* A frame to 'c' goes out with the rest of its buffer; a child waits for
+** what it is told, so one that cannot be told is ended rather than left
+** waiting. */
+static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
+  (void)h;
+  if (peer->out->failed)
+    kill(conc__container_of(peer, child, qp)->pid, SIGKILL);
 }
 
 /* }====================================================================== */
@@ -688,6 +324,9 @@ static child *spawn(proc *p) {
   fcntl(c->sock, F_SETFL, fcntl(c->sock, F_GETFL) | O_NONBLOCK);
   c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
   conc__queue_init(&c->inflight);
+  c->qp.who = (uintptr_t)c;
+  c->qp.host = &p->qh;
+  c->qp.out = &c->out;
   c->next = p->children;
   p->children = c;
   p->nchildren++;
@@ -801,9 +440,9 @@ static void breakf(proc *p, const char *fmt, pid_t pid) {
 
 /* Write 't' to 'c'; 0, or -1 when out of memory (then 't' is still the
 ** caller's, and RUNNING). */
-static int sendtask(proc *p, child *c, ptask *t) {
+static int sendtask(child *c, ptask *t) {
   int ok;
-  uint64_t *ids = forwardall(p, t->payload, c, &ok);
+  uint64_t *ids = conc__qhost_ids(&c->qp, t->payload, &ok);
   size_t at;
   if (!ok)
     return -1;
@@ -886,7 +525,7 @@ static void assign(proc *p) {
     pthread_mutex_unlock(&p->mu);
     if (r != 1)
       freetask(t);
-    else if (sendtask(p, c, t) != 0)
+    else if (sendtask(c, t) != 0)
       endtask(p, t, NULL, 1, 1);  /* no memory for the frame */
   }
 }
@@ -919,7 +558,7 @@ static void onresult(proc *p, child *c, conc__rd *r) {
       || qtask(conc__queue_head(&c->inflight))->id != id
       || failed > CONC__FWD_NOVALUES
       || (out == NULL && !nomem && failed != CONC__FWD_NOVALUES)
-      || (ids != NULL && bindqueues(c, out, ids) != 0)) {
+      || (ids != NULL && conc__qhost_bind(&c->qp, out, ids) != 0)) {
     conc_payload_free(out);
     free(ids);
     breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
@@ -981,7 +620,8 @@ static int onframe(proc *p, child *c, const void *body, size_t len) {
     onresult(p, c, &r);
   else if (type == F_START && !c->started && !c->toobig)
     onstart(p, c, &r);
-  else if (!isqrequest(type) || onqueueframe(p, c, &r, type) != 0)
+  else if (!conc__qhost_isrequest(type)
+           || conc__qhost_request(&c->qp, &r, type, c->toobig) != 0)
     breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
   return p->broken;
 }
@@ -1270,7 +910,7 @@ static void *supervise(void *arg) {
   proc *p = (proc *)arg;
   for (;;) {
     forward_fired(p);
-    tellchanges(p);
+    conc__qhost_tell(&p->qh);
     sendcancels(p);
     assign(p);
     if (draining(p)) {
@@ -1428,7 +1068,8 @@ static void px_free(conc_executor_t *b) {
   proc *p = (proc *)b;
   px_shutdown(b, 1, 0);
   conc__fwd_clear(&p->fwd);
-  tellchanges(p);  /* frees the fired waits: their children are gone */
+  conc__qhost_tell(&p->qh);  /* frees the fired waits: their children
+                             ** are gone */
   if (p->wakefd >= 0)
     close(p->wakefd);
   pthread_mutex_destroy(&p->mu);
@@ -1453,6 +1094,9 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->wakefd = -1;
   p->fwd.wake = fwd_wake;
   p->fwd.taskid = fwd_taskid;
+  p->qh.fwd = &p->fwd;
+  p->qh.wake = qh_wake;
+  p->qh.sent = qh_sent;
   if (p->scratch == NULL || pthread_mutex_init(&p->mu, NULL) != 0) {
     free(p->scratch);
     free(p);

@@ -79,22 +79,15 @@ static void task_run(conc_task_t *t, void *ctx) {
   conc_future_t *f = t->future;
   conc_payload_t *out;
   trun r;
-  int failed = 1, timed = 0, stopped;
+  int failed = 1, stopped;
   r.ex = (texec *)conc__task_ud(t);
   conc__taskstop_init(&r.stop, &r.ex->timer, r.ex->rt.interrupt, ctx);
   r.stop.ctl.timeout = tt->timeout;
   r.limit.fire = task_expired;
   r.limit.at = -1;
   conc__future_begin(f, task_stopper, &r);
-  if (tt->timeout > 0)
-    timed = conc__tasktimer_add(&r.ex->timer, &r.limit,
-                            conc_now() + tt->timeout) == 0;
-  if (tt->timeout > 0 && !timed)
-    out = conc_payload_error("", "cannot start the timer of task_timeout");
-  else
-    out = r.ex->rt.run(ctx, tt->payload, &r.stop.ctl, &failed);
-  if (timed)
-    conc__tasktimer_remove(&r.ex->timer, &r.limit);
+  out = conc__taskstop_run(&r.stop, &r.limit, &r.ex->rt, tt->payload,
+                           &failed);
   stopped = conc__future_end(f);  /* no stopper runs after this */
   conc__taskstop_end(&r.stop);
   taskdone(tt, &out);

@@ -228,6 +228,23 @@ void conc__taskstop_end(conc__taskstop *s) {
     conc__tasktimer_remove(s->timer, &s->again);
 }
 
+conc_payload_t *conc__taskstop_run(conc__taskstop *s, conc__tnode *limit,
+                                   const conc_runtime_t *rt,
+                                   conc_payload_t *task, int *failed) {
+  conc_payload_t *out;
+  double timeout = s->ctl.timeout;
+  int timed = timeout > 0
+              && conc__tasktimer_add(s->timer, limit, conc_now() + timeout)
+                 == 0;
+  if (timeout > 0 && !timed)
+    out = conc_payload_error("", "cannot start the timer of task_timeout");
+  else
+    out = rt->run(s->ctx, task, &s->ctl, failed);
+  if (timed)
+    conc__tasktimer_remove(s->timer, limit);
+  return out;
+}
+
 void conc__tasktimer_remove(conc__tasktimer *t, conc__tnode *n) {
   pthread_mutex_lock(&t->mu);
   if (n->at >= 0) {

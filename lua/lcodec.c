@@ -10,6 +10,7 @@
 #include "lconcurrent.h"
 #include "lfuncs.h"
 #include "lnames.h"
+#include "ltable54.h"
 
 /*
 ** {======================================================================
@@ -159,10 +160,13 @@ enum { UV_VAL, UV_ENV, UV_JOIN };
 ** slot belongs to the encode whose 'gen' it carries, so a new encode
 ** starts empty without clearing anything. In C rather than a Lua table:
 ** every transfer of a function meets one, and a Lua table cost about a
-** tenth of a small task's submit. The addresses stay valid: every
-** object met is reachable from the values being encoded, and no Lua
-** code runs in between (a finalizer that rewires them would already
-** break 'lua_next').
+** tenth of a small task's submit. An address names its object while
+** the object lives: what the values reach stays alive, but an object
+** met only through a weak table may be collected once the encoder has
+** moved past it (a collector step that a later allocation of the
+** encode runs: see 'addshared'). Its address can then only come back
+** as an object made during the encode, which only a finalizer could
+** place in values yet to be encoded, rewiring them under the encode.
 */
 typedef struct Seen {
   const void *key;
@@ -180,6 +184,8 @@ typedef struct Buffer {
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
+  int fastarray;        /* lconc_arraycheck passed: arrays are read
+                        ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
                         ** weakly in the buffer's user value */
 } Buffer;
@@ -234,6 +240,7 @@ static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
   lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
+  B->fastarray = lconc_arraycheck(L);
   return B;
 }
 
@@ -357,13 +364,20 @@ static void grow(Enc *E, size_t k) {
 
 #define putbyte(E, c) ((E)->B->b[(E)->B->n++] = (char)(c))
 
-static void putvarint(Enc *E, lua_Unsigned x) {
-  Buffer *B = E->B;
+/* The store* write at 'p' and return the byte after: loops over many
+** numbers keep the position in a local. */
+static char *storevarint(char *p, lua_Unsigned x) {
   while (x >= 0x80) {
-    B->b[B->n++] = (char)(x | 0x80);
+    *p++ = (char)(x | 0x80);
     x >>= 7;
   }
-  B->b[B->n++] = (char)x;
+  *p++ = (char)x;
+  return p;
+}
+
+static void putvarint(Enc *E, lua_Unsigned x) {
+  Buffer *B = E->B;
+  B->n = (size_t)(storevarint(B->b + B->n, x) - B->b);
 }
 
 /* A varint in exactly 5 bytes at 'p' (x < 2^35): patched in place. */
@@ -385,7 +399,7 @@ static void putstring(Enc *E, const char *s, size_t n) {
   putblock(E, s, n);
 }
 
-static void putfloat(Enc *E, lua_Number x) {
+static char *storefloat(char *p, lua_Number x) {
   double d = (double)x;
   uint64_t u;
   memcpy(&u, &d, 8);
@@ -398,7 +412,13 @@ static void putfloat(Enc *E, lua_Number x) {
     memcpy(&u, le, 8);
   }
 #endif
-  putblock(E, &u, 8);
+  memcpy(p, &u, 8);
+  return p + 8;
+}
+
+static void putfloat(Enc *E, lua_Number x) {
+  Buffer *B = E->B;
+  B->n = (size_t)(storefloat(B->b + B->n, x) - B->b);
 }
 
 static void encode(Enc *E, int idx);
@@ -622,6 +642,69 @@ static void openrun(Enc *E, Run *r, int tag) {
   E->B->n += 5;
 }
 
+/* Numbers of a run written per check of the buffer's room: the room
+** asked for stays near what the run needs. */
+#define CHUNK 256
+
+/* The numbers of the run's subtype at s[n], s[n + 1]... (before
+** 'size'), added to it; returns the index after the last. */
+static lua_Unsigned putslots(Enc *E, Run *r, const lconc_slot *s,
+                             lua_Unsigned n, lua_Unsigned size) {
+  Buffer *B = E->B;
+  lua_Unsigned i = n, end;
+  char *p;
+  do {
+    end = size - i < CHUNK ? size : i + CHUNK;
+    if (r->tag == T_FLTS) {
+      ensure(E, 8 * (end - i));
+      for (p = B->b + B->n; i < end && s[i].tt == LCONC_VNUMFLT; i++)
+        p = storefloat(p, s[i].v.n);
+    } else {
+      ensure(E, 10 * (end - i));
+      for (p = B->b + B->n; i < end && s[i].tt == LCONC_VNUMINT; i++)
+        p = storevarint(p, zigzag(s[i].v.i));
+    }
+    B->n = (size_t)(p - B->b);
+  } while (i == end && i < size);
+  r->n += (lua_Integer)(i - n);
+  return i;
+}
+
+/*
+** The array's first elements read straight from the table's array part
+** (ltable54.h), t[1], t[2]... while it is known to hold them, up to the
+** first nil: the pairs lua_next gives first, in the same order, at a
+** few instructions a number instead of a call per key and value. Any
+** other value is encoded through the API: an allocation there may run
+** a finalizer that resizes the table, so the view is read again after
+** it. Returns the count n; lua_next goes on from the key n, in the
+** array part.
+*/
+static lua_Integer encslots(Enc *E, int t, Run *r) {
+  lua_State *L = E->L;
+  lua_Unsigned n = 0, size;
+  const lconc_slot *s = lconc_arraypart(L, t, &size);
+  while (n < size) {
+    int tt = s[n].tt;
+    if (tt == LCONC_VNUMFLT || tt == LCONC_VNUMINT) {
+      int tag = tt == LCONC_VNUMFLT ? T_FLTS : T_INTS;
+      if (r->tag != tag)
+        openrun(E, r, tag);
+      n = putslots(E, r, s, n, size);
+    } else if (lconc_slotisnil(&s[n]))
+      break;
+    else {
+      closerun(E, r);
+      lua_rawgeti(L, t, (lua_Integer)++n);
+      setseg(E, SEG_INDEX, 0, (lua_Integer)n, NULL);
+      encode(E, lua_gettop(L));
+      lua_pop(L, 1);
+      s = lconc_arraypart(L, t, &size);
+    }
+  }
+  return (lua_Integer)n;
+}
+
 /* Pairs an array's traversal leaves on the stack before it drops them
 ** all at once: pushing the next key costs less than popping a value. */
 #define KEEPPAIRS 32
@@ -632,9 +715,10 @@ static void openrun(Enc *E, Run *r, int tag) {
 ** run of their subtype (the common numeric arrays decode without a tag
 ** per element); the rest are values. Returns 1 when it stopped at the
 ** first pair outside the array, then moved to 'k' and 'k' + 1, or 0 at
-** the end. Per element this is one lua_next and the few calls that read
-** its key and value: the Lua API offers nothing cheaper that sees every
-** key of the table.
+** the end. Where the layout is known, encslots takes the elements first;
+** lua_next then goes on from its last key, or from the start. Per
+** element lua_next costs a call for the pair and a few to read its key
+** and value: the Lua API offers nothing cheaper that sees every key.
 */
 static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
   lua_State *L = E->L;
@@ -644,6 +728,10 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
   if (!lua_checkstack(L, 2 * KEEPPAIRS + 2))
     refuse(E, "stack overflow");
   run.tag = 0;
+  if (E->B->fastarray && (n = encslots(E, t, &run)) > 0) {
+    lua_pushinteger(L, n);
+    lua_replace(L, k);
+  }
   while ((more = lua_next(L, t)) != 0) {
     if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != n + 1)
       break;
@@ -1031,21 +1119,28 @@ static int loadbyte(Dec *D) {
   return *need(D, 1);
 }
 
-/* Read through a local pointer, the tenth byte apart (only its lowest
-** bit fits): INTS runs decode one per element. */
-static lua_Unsigned loadvarint(Dec *D) {
-  const unsigned char *p = D->p, *end = D->end;
-  lua_Unsigned x = 0;
+enum { VAR_OK, VAR_TRUNCATED, VAR_OVERFLOW };
+
+/* The varint at '*pp' (before 'end') into '*x', and '*pp' moved past
+** what was read; VAR_OK or what is wrong. Read through a local
+** pointer, the tenth byte apart (only its lowest bit fits), inline:
+** INTS runs decode one per element (a call each cost them 10-20%).
+** It also reads a payload with no decoder (lconc_peekscalar). */
+static inline int getvarint(const unsigned char **pp,
+                            const unsigned char *end, lua_Unsigned *x) {
+  const unsigned char *p = *pp;
+  lua_Unsigned r = 0;
   int shift;
   unsigned c;
   for (shift = 0; shift < 63; shift += 7) {
     if (p == end)
       goto truncated;
     c = *p++;
-    x |= (lua_Unsigned)(c & 0x7f) << shift;
+    r |= (lua_Unsigned)(c & 0x7f) << shift;
     if (!(c & 0x80)) {
-      D->p = p;
-      return x;
+      *pp = p;
+      *x = r;
+      return VAR_OK;
     }
   }
   if (p == end)
@@ -1056,14 +1151,22 @@ static lua_Unsigned loadvarint(Dec *D) {
       goto truncated;
     p++;
   }
-  D->p = p;
-  if (c > 1)
-    error(D, "varint overflow");
-  return x | (lua_Unsigned)c << 63;
+  *pp = p;
+  *x = r | (lua_Unsigned)c << 63;
+  return c > 1 ? VAR_OVERFLOW : VAR_OK;
 truncated:
+  *pp = p;
+  return VAR_TRUNCATED;
+}
+
+static lua_Unsigned loadvarint(Dec *D) {
+  const unsigned char *p = D->p;
+  lua_Unsigned x = 0;
+  int status = getvarint(&p, D->end, &x);
   D->p = p;
-  error(D, "truncated");
-  return 0;
+  if (status != VAR_OK)
+    error(D, status == VAR_TRUNCATED ? "truncated" : "varint overflow");
+  return x;
 }
 
 /* A count of items taking at least 'unit' bytes each: more than the
@@ -1467,26 +1570,11 @@ static int decodeerror(lua_State *L, const conc_payload_t *p) {
   return 1;
 }
 
-/* The varint that fills 's'..'end' exactly, in at most 9 bytes; else 0
-** (longer or padded forms are left to loadvarint). */
-static int peekvarint(const unsigned char *s, const unsigned char *end,
-                      lua_Unsigned *x) {
-  int shift;
-  *x = 0;
-  for (shift = 0; s < end && shift < 63; shift += 7) {
-    unsigned c = *s++;
-    *x |= (lua_Unsigned)(c & 0x7f) << shift;
-    if (!(c & 0x80))
-      return s == end;
-  }
-  return 0;
-}
-
 /* The header VERSION, no flags, a count of 1, then one scalar tag: a
 ** task's usual result, read with no decoder setup and no stack use. */
 int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
   const unsigned char *b = (const unsigned char *)conc_payload_data(p);
-  const unsigned char *end = b + p->size;
+  const unsigned char *end = b + p->size, *val = b + 4;
   lua_Unsigned z;
   if (p->kind != CONC_PAYLOAD_VALUES || p->size < 4 || b[0] != VERSION
       || b[1] != 0 || b[2] != 1)
@@ -1500,8 +1588,8 @@ int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
     case T_INT:
       s->type = LUA_TNUMBER;
       s->isint = 1;
-      if (!peekvarint(b + 4, end, &z))
-        return 0;
+      if (getvarint(&val, end, &z) != VAR_OK || val != end)
+        return 0;  /* the decoder says what is wrong */
       s->v.i = unzigzag(z);
       return 1;
     case T_FLT:

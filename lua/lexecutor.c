@@ -28,7 +28,6 @@ typedef struct executor {
   const char *broken_class;  /* "BrokenThreadPool" */
   lconc_closer closer;     /* linked to the owner while 'core' lives */
   int shutdown;            /* no new submissions */
-  int noqueues;            /* its workers cannot reach a cf.Queue */
   int local;               /* its tasks stay in the process (threads):
                            ** LCONC_ENC_LOCAL */
   double task_timeout;     /* seconds, or 0: no limit */
@@ -108,14 +107,6 @@ static void checkopen(lua_State *L, executor *ex) {
   if (ex->shutdown || ex->core == NULL)
     luaL_error(L, "cannot schedule new futures after shutdown");
   checkbroken(L, ex);
-}
-
-static int holdsqueue(const conc_payload_t *p) {
-  size_t i;
-  for (i = 0; i < p->nfutures; i++)
-    if (conc_payload_queue(p, i) != NULL)
-      return 1;
-  return 0;
 }
 
 /* Longer time limits (about 31 years) mean none: a deadline must stay
@@ -250,11 +241,6 @@ static int ex_submit(lua_State *L) {
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
-  }
-  if (ex->noqueues && holdsqueue(p)) {
-    conc_payload_free(p);
-    return luaL_error(L, "cannot transfer a cf.Queue into a %s task (not "
-                      "supported yet)", ex->name);
   }
   r = ex->core->ops->submit(ex->core, f, p, timeout);
   if (r != 0) {
@@ -518,7 +504,6 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
   ex->name = k->mt + sizeof("concurrent.") - 1;
-  ex->noqueues = !k->queues;
   ex->local = k->sharedinit;
   ex->shutdown = 1;  /* until it has a back-end */
   ex->closer.close = closer_close;
@@ -570,10 +555,10 @@ static conc_executor_t *makeprocesses(lua_State *L,
 }
 
 static const lconc_execkind threadkind = {
-  THREADPOOL_MT, threadoptions, makethreads, 5, 1, 1
+  THREADPOOL_MT, threadoptions, makethreads, 5, 1
 };
 static const lconc_execkind processkind = {
-  PROCESSPOOL_MT, processoptions, makeprocesses, 1, 1, 0
+  PROCESSPOOL_MT, processoptions, makeprocesses, 1, 0
 };
 
 static int cf_ThreadPoolExecutor(lua_State *L) {

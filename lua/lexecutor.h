@@ -17,7 +17,6 @@ typedef struct lconc_execkind {
                            lconc_shared *sh);
   int defworkers;              /* times the number of processors; 0:
                                ** the back-end's own default */
-  int queues;                  /* cf.Queue handles cross into its tasks */
   int sharedinit;              /* its workers share the initializer's
                                ** futures and queues (threads: not a
                                ** copy made by fork or sent away) */

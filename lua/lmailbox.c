@@ -222,11 +222,24 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
 }
 
 /* The first callback of a handle subscribes the state's mailbox to its
-** future; the handle stays anchored (as a key) until they have run. */
+** future; the handle stays anchored (as a key) until they have run.
+** The entry is made first: an allocation may run a finalizer, and an
+** executor's (shutdown) is a safe point that may fire the handle's list.
+** Between fetching the list and appending to it nothing allocates, so
+** the entry never lands in a list that was fired meanwhile (it would
+** never run). A new list is made before it is stored: a safe point
+** then finds none, and the caller's done check runs the callback. */
 void lconc_addcallback(lua_State *L, int h, int fn) {
   int i, n = lua_gettop(L) - fn;
   lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
+  lua_createtable(L, n + 1, 1);
+  for (i = 0; i <= n; i++) {
+    lua_pushvalue(L, fn + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TNIL) {
@@ -240,15 +253,9 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
   }
-  lua_createtable(L, n + 1, 1);
-  for (i = 0; i <= n; i++) {
-    lua_pushvalue(L, fn + i);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
-  lua_pop(L, 2);
+  lua_pushvalue(L, -3);  /* the entry */
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 3);
   lconc_stackcheck_end(L, 0);
 }
 

@@ -3,11 +3,17 @@
 ** makes every MPI call. On rank 0 it does what the process pool's
 ** supervisor does over sockets (proc.c): tasks out to the worker ranks,
 ** results and initializer outcomes back, the completion of futures that
-** tasks were given forwarded. On ranks >= 1 it queues what comes for the
-** worker loop (conc_mpi_serve, the caller's thread, which runs tasks
-** through a runtime) and sends what that loop answers. Receives are
+** tasks were given forwarded, the ranks' operations on queues that
+** tasks were given carried out (remoteq.c, as the supervisor does for
+** its children), running cancels sent. On ranks >= 1 it queues what
+** comes for the worker loop (conc_mpi_serve, the caller's thread, which
+** runs tasks through a runtime, each under its stop and time limit),
+** stops the running task when told, sends what that loop answers and the
+** requests of the proxies of rank 0's queues, and hands their replies
+** over. Receives are
 ** non-blocking probes (MPI_Improbe) with a back-off (see SPIN); rank 0
-** sleeps without probing while it awaits nothing.
+** sleeps without probing while it awaits nothing and no rank knows one
+** of its queues.
 ** Message bodies are frame.c's frames without their length prefix.
 */
 #include <errno.h>
@@ -20,22 +26,29 @@
 
 #include <mpi.h>
 
-#include "forward.h"
 #include "mpicomm.h"
+#include "remoteq.h"
 
 /*
 ** body := type field*
 **   M_OPEN   (0 -> w)  u32 pool, u32 n, setup{n}, u8 hasinit, [payload]
 **   M_START  (w -> 0)  u32 pool, i32 code, message   the pool's runtime
 **                                                    started (0) or not
-**   M_TASK   (0 -> w)  u32 pool, u64 task, payload
+**   M_TASK   (0 -> w)  u32 pool, u64 task, f64 timeout, payload
+**                                                    (timeout 0: none)
 **   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, payload
 **   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
+**   M_CANCEL (0 -> w)  u32 pool, u64 task            stop it (running or
+**                                                    queued)
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
 ** payload and the state/failed bytes: as frame.h and forward.h say.
+** Queues: a rank's requests and rank 0's replies and news are frame.h's
+** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
+** stay apart from.
 */
-enum { M_OPEN = 1, M_START, M_TASK, M_RESULT, M_FUTURE, M_CLOSE, M_EXIT };
+enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
+       M_EXIT };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -58,13 +71,21 @@ typedef struct out {
   MPI_Request req;
 } out;
 
+typedef struct mpool mpool;
+
 /* Rank 0: a submitted task, pending, then in flight on a rank. */
 typedef struct mtask {
   conc__queue q;
   conc_future_t *f;
   conc_payload_t *payload;  /* the task; then the outcome, when done */
   uint64_t id;
+  double timeout;           /* seconds from its start on the rank, or 0 */
   int failed;
+  int stopped;              /* a running cancel ended it (when done) */
+  mpool *p;
+  int rank;                 /* where it runs, once sent */
+  conc__queue cq;           /* in G.cancels while 'incq' (under G.cmu) */
+  int incq;
 } mtask;
 
 #define qtask(n) conc__container_of((void *)(n), mtask, q)
@@ -76,7 +97,7 @@ typedef struct mrank {
   int opened, started;      /* M_OPEN sent; M_START 0 came */
 } mrank;
 
-typedef struct mpool {
+struct mpool {
   conc_executor_t base;
   struct mpool *next;       /* in G.pools */
   uint32_t id;
@@ -91,7 +112,7 @@ typedef struct mpool {
   int shutdown, broken, closed;
   char *brokenmsg;
   long running, completed, failed, cancelled;
-} mpool;
+};
 
 /* Ranks >= 1: what the worker loop is asked to do, in order. */
 typedef struct job {
@@ -99,10 +120,20 @@ typedef struct job {
   int type;                 /* M_OPEN, M_TASK, M_CLOSE or M_EXIT */
   uint32_t pool;
   uint64_t task;
+  double timeout;           /* M_TASK's, or 0 */
+  int cancelled;            /* M_CANCEL came before it started */
+  int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
   char *setup;
   size_t setuplen;
 } job;
+
+/* Rank 0: a worker rank as the host of the queues knows it, with the
+** frame being made to it. */
+typedef struct qrank {
+  conc__qpeer qp;
+  conc__wbuf w;
+} qrank;
 
 /* Ranks >= 1: a proxy of one of rank 0's futures. */
 typedef struct proxy {
@@ -135,18 +166,33 @@ static struct {
   /* ranks >= 1 */
   job *jobs, **jobtail;
   int mainstop;             /* the worker loop ended */
+  job *current;             /* the task taken by the worker loop */
+  /* rank 0: the tasks a running cancel asks to stop, under their own
+  ** lock, which a stopper takes under its future's */
+  pthread_mutex_t cmu;
+  conc__queue cancels;
   /* waking the comm thread: its own lock, taken under any other */
   pthread_mutex_t wmu;
   pthread_cond_t wcv;
   int woken;
   conc__fwdtab fwd;         /* rank 0: forwarded futures, the comm
                             ** thread's but for their fired stack */
+  conc__qhost qh;           /* rank 0: its queues that ranks know, the
+                            ** same */
+  conc__qproxies qpx;       /* ranks >= 1: rank 0's queues (requests
+                            ** under 'mu') */
   /* the comm thread's own */
   out *sending;
+  qrank **qranks;           /* rank 0: by rank, made on first use */
+  int nqranks;
   MPI_Comm inter;           /* to the spawned ranks, or to the parent */
   long nsent;               /* frames handed to MPI_Isend */
   proxy *proxies;
   int exitseen;
+  /* ranks >= 1: the worker loop's */
+  conc__taskstop tstop;     /* the running task's controls, on 'timer' */
+  conc__tnode limit;        /* in 'timer' while it runs with a timeout */
+  conc__tasktimer timer;
 } G;
 
 
@@ -278,44 +324,40 @@ static void fwd_wake(conc__fwdtab *t) {
   wake();
 }
 
-/* The ids under which the futures of 'pl' cross to 'rank' (malloc'd;
-** NULL when it has none, or with '*ok' 0 when out of memory). */
-static uint64_t *forwardall(const conc_payload_t *pl, int rank, int *ok) {
-  uint64_t *ids;
-  size_t i;
-  *ok = 1;
-  if (pl->nfutures == 0)
-    return NULL;
-  ids = (uint64_t *)malloc(pl->nfutures * sizeof(*ids));
-  for (i = 0; ids != NULL && i < pl->nfutures; i++) {
-    conc__fwd *x = conc__fwd_tell(&G.fwd, conc_payload_future(pl, i),
-                                  (uintptr_t)rank);
-    if (x == NULL)
-      break;
-    ids[i] = x->id;
+/* The host's peer 'rank', made on first use when 'make' (the ranks
+** are all there by then: a job of one rank spawns them before its first
+** pool); NULL when out of memory or, unless 'make', unknown. */
+static conc__qpeer *qpeerof(int rank, int make) {
+  if (rank >= G.nqranks && make) {
+    qrank **v = (qrank **)realloc(G.qranks, (size_t)G.size * sizeof(*v));
+    if (v == NULL)
+      return NULL;
+    memset(v + G.nqranks, 0, (size_t)(G.size - G.nqranks) * sizeof(*v));
+    G.qranks = v;
+    G.nqranks = G.size;
   }
-  if (ids == NULL || i < pl->nfutures) {
-    free(ids);
-    *ok = 0;
+  if (rank < 1 || rank >= G.nqranks)
     return NULL;
+  if (G.qranks[rank] == NULL && make
+      && (G.qranks[rank] = (qrank *)calloc(1, sizeof(qrank))) != NULL) {
+    G.qranks[rank]->qp.who = (uintptr_t)rank;
+    G.qranks[rank]->qp.host = &G.qh;
+    G.qranks[rank]->qp.out = &G.qranks[rank]->w;
   }
-  return ids;
+  return G.qranks[rank] != NULL ? &G.qranks[rank]->qp : NULL;
 }
 
-/* Put 'pl' in 'o' with its futures forwarded to 'rank': 0, or -1. */
+/* Put 'pl' in 'o' with its futures and queues forwarded to 'rank': 0,
+** or -1. */
 static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
-  int ok;
-  uint64_t *ids = forwardall(pl, rank, &ok);
+  int ok = 0;
+  conc__qpeer *peer = qpeerof(rank, 1);
+  uint64_t *ids = peer != NULL ? conc__qhost_ids(peer, pl, &ok) : NULL;
   if (!ok)
     return -1;
   conc__putpayload(&o->w, pl, ids);
   free(ids);
   return 0;
-}
-
-/* forwardall, for conc__fwd_putnews. */
-static uint64_t *newsids(void *ud, const conc_payload_t *pl, int *ok) {
-  return forwardall(pl, (int)(intptr_t)ud, ok);
 }
 
 /* Tell each rank that knows a fired future that it is done. A message
@@ -330,13 +372,78 @@ static void forward_fired(void) {
       out *o = newout(rank, M_FUTURE);
       if (o == NULL)
         continue;
-      conc__fwd_putnews(&o->w, x, newsids, (void *)(intptr_t)rank);
+      conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
       if ((o = endout(o)) != NULL)
         isend(o);
     }
     conc__fwd_free(x);
     x = next;
   }
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Rank 0: queues that ranks were given (the comm thread's own)
+** ======================================================================= */
+
+static void qh_wake(conc__qhost *h) {
+  (void)h;
+  wake();
+}
+
+/* A frame made in a rank's own buffer is moved to an 'out' of its own
+** and sent. One that cannot be (no memory) is dropped: the rank then
+** waits on, as for a forwarded future's news. */
+static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
+  conc__wbuf *w = peer->out;
+  out *o = NULL;
+  (void)h;
+  if (!w->failed && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
+    o->w = *w;
+    o->dest = (int)peer->who;
+    memset(w, 0, sizeof(*w));
+    isend(o);
+  }
+  w->n = w->off = 0;
+}
+
+/* A queue request of 'src': 0, or -1 when corrupt (unlocked: the
+** queue's wake-ups run other threads' watchers). */
+static int onrequest(const unsigned char *body, size_t len, int src) {
+  conc__qpeer *peer = qpeerof(src, 0);
+  conc__rd r;
+  r.p = body + 1;
+  r.end = body + len;
+  r.bad = 0;
+  return peer != NULL ? conc__qhost_request(peer, &r, body[0], 0) : -1;
+}
+
+/* Whether a rank knows a queue: it may still use it (a thread its task
+** left), and it says when it no longer does (F_QDROP, once its pool's
+** state closed), so rank 0 keeps probing. */
+static int linked(void) {
+  int i;
+  for (i = 0; i < G.nqranks; i++)
+    if (G.qranks[i] != NULL && G.qranks[i]->qp.links != NULL)
+      return 1;
+  return 0;
+}
+
+/* The end: no rank knows a queue any more. */
+static void forgetqueues(void) {
+  int i;
+  for (i = 0; i < G.nqranks; i++)
+    if (G.qranks[i] != NULL) {
+      conc__qhost_forget(&G.qranks[i]->qp);
+      conc__wbuf_free(&G.qranks[i]->w);
+      free(G.qranks[i]);
+    }
+  free(G.qranks);
+  G.qranks = NULL;
+  G.nqranks = 0;
+  conc__qhost_tell(&G.qh);  /* frees the fired waits: no one to tell */
 }
 
 /* }====================================================================== */
@@ -352,15 +459,23 @@ static void freetask(mtask *t) {
   free(t);
 }
 
-/* 't' ends with 'outcome' (taken): queued on 'done', completed once the
-** lock is released (callbacks must not run under it). */
+/* 't' ends with 'outcome' (taken), or CANCELLED when a running cancel
+** got there first: queued on 'done', completed once the lock is released
+** (callbacks must not run under it). */
 static void finish(mpool *p, mtask *t, conc_payload_t *outcome, int failed,
                    conc__queue *done) {
   conc_payload_free(t->payload);
   t->payload = outcome;
   t->failed = failed || outcome == NULL;
+  t->stopped = conc__future_end(t->f);  /* no stopper runs after this */
+  pthread_mutex_lock(&G.cmu);
+  if (t->incq)
+    conc__queue_remove(&t->cq);
+  pthread_mutex_unlock(&G.cmu);
   p->running--;
-  if (t->failed)
+  if (t->stopped)
+    p->cancelled++;
+  else if (t->failed)
     p->failed++;
   else
     p->completed++;
@@ -372,10 +487,51 @@ static void complete(conc__queue *done) {
   while (!conc__queue_empty(done)) {
     mtask *t = qtask(conc__queue_head(done));
     conc__queue_remove(&t->q);
-    conc__payload_complete(t->f, t->payload, t->failed);
-    t->payload = NULL;
+    if (t->stopped) {
+      conc__future_stopped(t->f);  /* the outcome goes with 't' */
+    } else {
+      conc__payload_complete(t->f, t->payload, t->failed);
+      t->payload = NULL;
+    }
     freetask(t);
   }
+}
+
+/* A running cancel (under the future's lock, any thread): the comm
+** thread tells the task's rank. */
+static void stoptask(void *arg) {
+  mtask *t = (mtask *)arg;
+  pthread_mutex_lock(&G.cmu);
+  conc__queue_insert_tail(&G.cancels, &t->cq);
+  t->incq = 1;
+  pthread_mutex_unlock(&G.cmu);
+  wake();
+}
+
+/* Tell the rank of 't' (in flight) to stop it; without memory for
+** that, it runs to its end. */
+static void tellstop(mtask *t) {
+  out *o = newout(t->rank, M_CANCEL);
+  if (o == NULL)
+    return;
+  conc__put32(&o->w, t->p->id);
+  conc__put64(&o->w, t->id);
+  if ((o = endout(o)) != NULL)
+    isend(o);
+}
+
+/* Tell the ranks to stop the tasks a running cancel asked for: all
+** still in flight, as 'finish' takes a task off the list. */
+static void sendcancels(void) {
+  pthread_mutex_lock(&G.cmu);
+  while (!conc__queue_empty(&G.cancels)) {
+    mtask *t = conc__container_of((void *)conc__queue_head(&G.cancels),
+                                  mtask, cq);
+    conc__queue_remove(&t->cq);
+    t->incq = 0;
+    tellstop(t);
+  }
+  pthread_mutex_unlock(&G.cmu);
 }
 
 static void sendclose(mpool *p) {
@@ -399,8 +555,8 @@ static void closepool(mpool *p) {
 }
 
 /* The pool breaks ('msg'): its pending and running futures fail with it,
-** later submits fail, its ranks release its runtime (they end what they
-** run; their answers are ignored). */
+** later submits fail, its ranks stop what they run (a task blocked on a
+** queue too; their answers are ignored) and release its runtime. */
 static void breakpool(mpool *p, const char *msg, conc__queue *done) {
   int i;
   if (p->broken)
@@ -427,6 +583,7 @@ static void breakpool(mpool *p, const char *msg, conc__queue *done) {
     while (!conc__queue_empty(&k->inflight)) {
       mtask *t = qtask(conc__queue_head(&k->inflight));
       conc__queue_remove(&t->q);
+      tellstop(t);
       finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
              done);
     }
@@ -465,6 +622,7 @@ static int sendtask(mpool *p, int rank, mtask *t) {
     return -1;
   conc__put32(&o->w, p->id);
   conc__put64(&o->w, t->id);
+  conc__putf64(&o->w, t->timeout);
   if (putforwarded(o, t->payload, rank) != 0) {
     freeout(o);
     return -1;
@@ -473,6 +631,8 @@ static int sendtask(mpool *p, int rank, mtask *t) {
     return -1;
   conc_payload_free(t->payload);
   t->payload = NULL;
+  t->rank = rank;
+  conc__future_begin(t->f, stoptask, t);  /* a stop asked: told at once */
   return 0;
 }
 
@@ -548,13 +708,17 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
     outcome = conc__getpayload(r, &ids, &nomem);
   if (r->bad || conc__queue_empty(&k->inflight)
       || qtask(conc__queue_head(&k->inflight))->id != id
-      || failed > CONC__FWD_NOVALUES || ids != NULL
-      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)) {
+      || failed > CONC__FWD_NOVALUES
+      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)
+      || (ids != NULL && (qpeerof(rank, 0) == NULL
+                          || conc__qhost_bind(qpeerof(rank, 0), outcome,
+                                              ids) != 0))) {
     conc_payload_free(outcome);
     free(ids);
     breakf(p, "worker rank %d sent a corrupt frame", rank, done);
     return;
   }
+  free(ids);
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
@@ -665,6 +829,7 @@ static int round0(conc__queue *done, int *quit) {
   int awaited = 0, open = 0;
   pthread_mutex_lock(&G.mu);
   forward_fired();
+  sendcancels();
   for (p = G.pools; p != NULL; p = p->next) {
     if (p->closed)
       continue;
@@ -677,6 +842,24 @@ static int round0(conc__queue *done, int *quit) {
   *quit = G.exiting && !open;
   pthread_mutex_unlock(&G.mu);
   return awaited;
+}
+
+/* What came from 'src' ('r' as receive says): queue requests are carried
+** out unlocked (the queue's wake-ups run other threads' watchers), the
+** rest under G.mu. */
+static void onreceived(int r, const unsigned char *body, size_t len,
+                       int src, conc__queue *done) {
+  int request = r > 0 && conc__qhost_isrequest(body[0]);
+  if (request && onrequest(body, len, src) == 0)
+    return;
+  pthread_mutex_lock(&G.mu);
+  if (r < 0)
+    badrank(src, "a message from worker rank %d could not be read", done);
+  else if (request)
+    badrank(src, "worker rank %d sent a corrupt frame", done);
+  else
+    onmessage(body, len, src, done);
+  pthread_mutex_unlock(&G.mu);
 }
 
 static void sayexit(void) {
@@ -700,6 +883,7 @@ static void master(void) {
     int src, got, quit, awaited, r;
     conc__queue_init(&done);
     spawnasked();
+    conc__qhost_tell(&G.qh);
     awaited = round0(&done, &quit);
     got = G.nsent != sent;
     complete(&done);
@@ -707,13 +891,7 @@ static void master(void) {
       break;
     awaited |= testsends() > 0;
     while ((r = receive(&body, &len, &src)) != 0) {
-      pthread_mutex_lock(&G.mu);
-      if (r > 0)
-        onmessage(body, len, src, &done);
-      else
-        badrank(src, "a message from worker rank %d could not be read",
-                &done);
-      pthread_mutex_unlock(&G.mu);
+      onreceived(r, body, len, src, &done);
       if (r > 0)
         free(body);
       complete(&done);
@@ -724,16 +902,18 @@ static void master(void) {
       last = conc_now();
       continue;
     }
-    if (!awaited) {
+    if (!awaited && !linked()) {
       wait = 0;
       nap(-1);
       last = conc_now();  /* woken for new work */
     } else {
-      nap(wait = backoff(wait, conc_now() - last, BUSY_MAX));
+      nap(wait = backoff(wait, conc_now() - last,
+                         awaited ? BUSY_MAX : IDLE_MAX));
     }
   }
   sayexit();
   conc__fwd_clear(&G.fwd);
+  forgetqueues();
   spawnasked();  /* one asked while it stopped: none made */
 }
 
@@ -744,17 +924,14 @@ static void master(void) {
 ** Rank 0: the executor
 ** ======================================================================= */
 
-/* No task time limits over MPI yet ('timeout' must be 0). */
 static int mx_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   mpool *p = (mpool *)b;
-  mtask *t;
+  mtask *t = (mtask *)calloc(1, sizeof(*t));
   int r = 0;
-  if (timeout != 0)
-    return CONC_EINVAL;
-  t = (mtask *)calloc(1, sizeof(*t));
   if (t == NULL)
     return CONC_ENOMEM;
+  conc__future_stoppable(f);  /* not under G.mu: a stopper may run */
   pthread_mutex_lock(&G.mu);
   if (p->broken)
     r = CONC_EBROKEN;
@@ -767,6 +944,8 @@ static int mx_submit(conc_executor_t *b, conc_future_t *f,
   }
   t->f = f;
   t->payload = task;
+  t->timeout = timeout;
+  t->p = p;
   t->id = ++p->nexttask;
   conc_future_ref(f);
   conc__queue_insert_tail(&p->pending, &t->q);
@@ -1010,13 +1189,48 @@ static conc_payload_t *readpayload(conc__rd *r) {
   if (p == NULL)
     fail(nomem ? "out of memory" : "rank 0 sent a corrupt frame");
   for (i = 0; i < p->nfutures; i++) {
-    conc_future_t *f = proxyof(ids[i]);
-    if (f == NULL)
-      fail("out of memory");
-    conc_payload_setfuture(p, i, f);
+    if (ids[i] & CONC__QID) {
+      conc_chanq_t *q = conc__qproxies_get(&G.qpx, ids[i]);
+      if (q == NULL)
+        fail("out of memory");
+      conc_payload_setqueue(p, i, q);
+      conc_chanq_unref(q);
+    } else {
+      conc_future_t *f = proxyof(ids[i]);
+      if (f == NULL)
+        fail("out of memory");
+      conc_payload_setfuture(p, i, f);
+    }
   }
   free(ids);
   return p;
+}
+
+static void post(out *o);
+
+/* The proxies' hooks (remoteq.h): a request is a message of its own,
+** which the comm thread sends; it reads every reply. */
+static conc__wbuf *qpx_begin(conc__qproxies *t, int type, size_t *at) {
+  out *o = newout(0, type);
+  (void)t;
+  if (o == NULL)
+    fail("out of memory");
+  *at = 0;
+  return &o->w;
+}
+
+static void qpx_send(conc__qproxies *t, conc__wbuf *w, int drop) {
+  out *o = conc__container_of(w, out, w);
+  (void)t;
+  if (drop)
+    freeout(o);
+  else
+    post(o);
+}
+
+static conc_payload_t *qpx_readpayload(conc__qproxies *t, conc__rd *r) {
+  (void)t;
+  return readpayload(r);
 }
 
 static void onfuture(conc__rd *r) {
@@ -1042,6 +1256,32 @@ static void onfuture(conc__rd *r) {
     }
 }
 
+/* (Under G.mu.) If 'j' is task 'task' of 'pool', stop it: at once when
+** it runs, else when it starts. */
+static void stopjob(job *j, uint32_t pool, uint64_t task) {
+  if (j == NULL || j->type != M_TASK || j->pool != pool || j->task != task)
+    return;
+  if (j->started)
+    conc__taskstop_ask(&G.tstop, CONC_STOP_CANCEL);
+  else
+    j->cancelled = 1;
+}
+
+/* M_CANCEL: the task taken or queued stops; one that ended is past
+** stopping (rank 0 knows from its result). */
+static void oncancel(conc__rd *r) {
+  uint32_t pool = conc__get32(r);
+  uint64_t task = conc__get64(r);
+  job *j;
+  if (r->bad)
+    fail("rank 0 sent a corrupt frame");
+  pthread_mutex_lock(&G.mu);
+  stopjob(G.current, pool, task);
+  for (j = G.jobs; j != NULL; j = j->next)
+    stopjob(j, pool, task);
+  pthread_mutex_unlock(&G.mu);
+}
+
 static void queuejob(job *j) {
   pthread_mutex_lock(&G.mu);
   *G.jobtail = j;
@@ -1059,9 +1299,20 @@ static void onorder(const unsigned char *body, size_t len) {
   r.end = body + len;
   r.bad = 0;
   j->type = (int)conc__get8(&r);
-  if (j->type == M_FUTURE) {
+  if (j->type == F_QREPLY || j->type == F_QCHANGED) {
+    int bad = conc__qproxies_onframe(&G.qpx, (unsigned)j->type, &r) != 0;
     free(j);
-    onfuture(&r);
+    if (bad)
+      fail("rank 0 sent a corrupt frame");
+    return;
+  }
+  if (j->type == M_FUTURE || j->type == M_CANCEL) {
+    int type = j->type;
+    free(j);
+    if (type == M_FUTURE)
+      onfuture(&r);
+    else
+      oncancel(&r);
     return;
   }
   if (j->type != M_EXIT)
@@ -1081,10 +1332,14 @@ static void onorder(const unsigned char *body, size_t len) {
     }
   } else if (j->type == M_TASK) {
     j->task = conc__get64(&r);
+    j->timeout = conc__getf64(&r);
     if (!r.bad)
       j->payload = readpayload(&r);
   } else if (j->type == M_EXIT) {
     G.exitseen = 1;
+    pthread_mutex_lock(&G.mu);
+    conc__qproxies_stop(&G.qpx);  /* rank 0 reads no more */
+    pthread_mutex_unlock(&G.mu);
   } else if (j->type != M_CLOSE) {
     r.bad = 1;
   }
@@ -1160,8 +1415,40 @@ static job *nextjob(void) {
   j = G.jobs;
   if ((G.jobs = j->next) == NULL)
     G.jobtail = &G.jobs;
+  if (j->type == M_TASK)  /* a cancel finds it from now on */
+    G.current = j;
   pthread_mutex_unlock(&G.mu);
   return j;
+}
+
+/* The running task's time is up (on the timer's thread). */
+static void expired(conc__tnode *n) {
+  (void)n;
+  conc__taskstop_ask(&G.tstop, CONC_STOP_TIMEOUT);
+}
+
+/* Run task 'j' (G.current) on the runtime of 'p', or not when 'p' is
+** NULL: a cancel or its time limit may stop it meanwhile. */
+static conc_payload_t *runcurrent(wpool *p, job *j, int *failed) {
+  conc_payload_t *res = NULL;
+  if (p != NULL) {
+    pthread_mutex_lock(&G.mu);
+    conc__taskstop_init(&G.tstop, &G.timer, p->rt.interrupt, p->ctx);
+    __atomic_store_n(&G.tstop.ctl.stop, j->cancelled ? CONC_STOP_CANCEL
+                                                     : CONC_STOP_NONE,
+                     __ATOMIC_SEQ_CST);
+    G.tstop.ctl.timeout = j->timeout;
+    j->started = 1;
+    pthread_mutex_unlock(&G.mu);
+    res = conc__taskstop_run(&G.tstop, &G.limit, &p->rt, j->payload,
+                             failed);
+  }
+  pthread_mutex_lock(&G.mu);
+  G.current = NULL;  /* no stop for it after this */
+  pthread_mutex_unlock(&G.mu);
+  if (p != NULL)
+    conc__taskstop_end(&G.tstop);
+  return res;
 }
 
 static void post(out *o) {
@@ -1229,23 +1516,22 @@ static int corrupt(void) {
 static void runtask(wpool *pools, job *j, int cut) {
   wpool *p;
   conc_payload_t *res = NULL;
-  int failed = 1;
+  uint64_t *ids = NULL;
+  int failed = 1, r;
   out *o;
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
-  if (p != NULL && p->ok) {
-    conc_taskctl_t ctl;  /* no running-work control over MPI yet */
-    memset(&ctl, 0, sizeof(ctl));
-    res = p->rt.run(p->ctx, j->payload, &ctl, &failed);
-  }
-  else
+  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
+  if (p == NULL || !p->ok)
     res = conc_payload_error("", "the pool's worker did not start");
-  if (res != NULL && res->nfutures > 0) {
-    /* futures do not cross back: rank 0 could not tell them from its own */
+  if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
+    /* only rank 0's own queues cross back: it could not tell others
+    ** from its own */
     conc_payload_free(res);
     failed = 1;
-    res = conc_payload_error("InvalidStateError",
-                             "a future cannot leave a worker rank");
+    res = r == CONC_ENOMEM ? conc_payload_error("", "not enough memory")
+          : conc_payload_error("InvalidStateError", "a future, or a queue "
+                               "made in a worker rank, cannot leave it");
   }
   fflush(stdout);  /* the task's own output, before its result */
   if ((o = newout(0, M_RESULT)) == NULL)
@@ -1255,8 +1541,9 @@ static void runtask(wpool *pools, job *j, int cut) {
     conc__put64(&o->w, j->task);
     conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
     if (res != NULL)
-      conc__putpayload(&o->w, res, NULL);
+      conc__putpayload(&o->w, res, ids);
   }
+  free(ids);
   conc_payload_free(res);
   post(endout(o));
 }
@@ -1349,7 +1636,19 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.outtail = &G.outq;
     G.jobtail = &G.jobs;
     G.fwd.wake = fwd_wake;
+    G.qh.fwd = &G.fwd;
+    G.qh.wake = qh_wake;
+    G.qh.sent = qh_sent;
+    G.qpx.begin = qpx_begin;
+    G.qpx.send = qpx_send;
+    G.qpx.readpayload = qpx_readpayload;
+    conc__queue_init(&G.cancels);
+    G.limit.fire = expired;
+    G.limit.at = -1;
     if (pthread_mutex_init(&G.mu, NULL) != 0 || conc__cond_init(&G.cv) != 0
+        || conc__qproxies_init(&G.qpx, &G.mu) != 0
+        || pthread_mutex_init(&G.cmu, NULL) != 0
+        || conc__tasktimer_init(&G.timer) != 0
         || pthread_mutex_init(&G.wmu, NULL) != 0
         || conc__cond_init(&G.wcv) != 0) {
       G.err = 1;

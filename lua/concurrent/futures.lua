@@ -177,12 +177,33 @@ local function zip(iterables, first)
   end
 end
 
--- Runs a chunk of calls in a worker: the results of each call, packed.
+-- The key that marks the error of a chunk whose call j > 1 failed.
+local PARTIAL = "concurrent.futures.partial"
+
+-- Runs a chunk of calls in a worker: each call's pcall, packed (its
+-- results from index 2). A failing call ends the chunk. The first call's error is raised as
+-- it is; a later one's goes in a table { [PARTIAL] = true, err = the
+-- error, the results before it... }, so the caller yields those results
+-- first and raises the error at its own index (a nil error as a task's
+-- reads, API.md). A stop of the task (a running cancel, a time limit) is
+-- caught here as any error, which is harmless: the worker raises it
+-- again at every instruction until the task has unwound, and decides a
+-- stopped task's outcome from the stop, whatever the task raised
+-- (lua/lworker.c, 'stophook' and 'rt_run'). Telling it apart by its
+-- class would be wrong: a call may fail with its own TimeoutError.
 local function run_chunk(fn, chunk)
   local out = {}
   for j = 1, #chunk do
     local args = chunk[j]
-    out[j] = table.pack(fn(table.unpack(args, 1, args.n)))
+    local r = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
+    if not r[1] then
+      if j == 1 then error(r[2], 0) end
+      out[PARTIAL] = true
+      if r[2] == nil then out.err = "(error object is a nil value)"
+      else out.err = r[2] end
+      error(out, 0)
+    end
+    out[j] = r
   end
   return out
 end
@@ -320,15 +341,22 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
     if T.waiter then getmetatable(T.waiter).__close(T.waiter) end
   end
   -- Task t is done: forget it and return its results (packed), or
-  -- raise its error after cancelling the rest.
+  -- raise its error after cancelling the rest. A chunk that failed after
+  -- its first call also cancels the rest, but returns its partial
+  -- results (run_chunk): the caller raises its error after them.
   function T.take(t)
     local f = T.fs[t]
     T.fs[t], T.first[t], T.index[f] = nil, nil, nil
     T.live = T.live - 1
     while T.lo <= T.nt and T.fs[T.lo] == nil do T.lo = T.lo + 1 end
     local ok, r = pcall(function() return pack(f:result(0)) end)
-    if not ok then T.cancel() error(r, 0) end
-    return r
+    if ok then return r end
+    T.cancel()
+    if chunksize == 1 or type(r) ~= "table" or rawget(r, PARTIAL) ~= true then
+      error(r, 0)
+    end
+    T.over = true  -- nothing more to submit
+    return pack(r)
   end
   return T
 end
@@ -339,8 +367,8 @@ local function wait_ordered(T, opts)
   if t > T.nt then return nil end
   local f = T.fs[t]
   local ok, err = pcall(f.result, f, remaining(opts))
-  if not ok then T.cancel() error(err, 0) end
-  return t
+  if not ok and not f:done() then T.cancel() error(err, 0) end
+  return t  -- T.take raises a task's error
 end
 
 -- The next task to complete. With every task submitted up front, one
@@ -387,9 +415,11 @@ end
 -- and `buffersize = k` (at most `k` tasks submitted ahead of the
 -- consumer, inputs read lazily: an endless iterator maps in bounded
 -- memory) and `task_timeout` (each task's time limit, as `submit`'s). A
--- task's error is raised when the iteration reaches it; the
--- remaining tasks are then cancelled, as when the timeout passes (the
--- task waited on included) or the loop is left early.
+-- call's error is raised when the iteration reaches it (in a chunk,
+-- after the results of the calls before it); the remaining tasks are
+-- then cancelled, as when the timeout passes (the task waited on
+-- included) or the loop is left early. A chunk stopped by its time
+-- limit raises at its first index.
 -- @function Executor:map
 -- @tparam function fn
 -- @param xs an array or an iterator function; more may follow
@@ -404,12 +434,18 @@ local function map(ex, ...)
   local k, buffered = opts.buffersize, opts.buffersize ~= nil
   local chunk, ci, cfirst
   T.fill(k, 2)
-  -- Yield the rest of a chunk's results before taking the next task.
+  -- Yield the rest of a chunk's results before taking the next task;
+  -- past a partial chunk's results, raise the error of its failed call.
   local function fromchunk()
     ci = ci + 1
     local r = chunk[ci]
-    if ci == #chunk then chunk = nil end
-    return cfirst + ci - 1, unpack(r, 1, r.n)
+    if r == nil then
+      local err = chunk.err
+      chunk = nil
+      error(err, 0)
+    end
+    if ci == #chunk and not chunk[PARTIAL] then chunk = nil end
+    return cfirst + ci - 1, unpack(r, 2, r.n)
   end
   local function step()
     if chunk then return fromchunk() end

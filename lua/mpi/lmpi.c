@@ -125,11 +125,11 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
 }
 
 static const char *const mpioptions[] = {
-  "max_workers", "initializer", "initargs", NULL
+  "max_workers", "initializer", "initargs", "task_timeout", NULL
 };
 
 static const lconc_execkind mpikind = {
-  MPIPOOL_MT, mpioptions, makempi, 0, 0, 0
+  MPIPOOL_MT, mpioptions, makempi, 0, 0
 };
 
 /***
@@ -142,7 +142,7 @@ static const lconc_execkind mpikind = {
  * @function MPIPoolExecutor
  * @tparam[opt] integer|table max_workers the most worker ranks (default
  * and limit: the worker ranks there are), or a table of options:
- * `max_workers`, `initializer`, `initargs`
+ * `max_workers`, `initializer`, `initargs`, `task_timeout`
  * @treturn Executor an executor, shut down by `<close>` and `__gc` too
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */

@@ -11,7 +11,7 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs", copies = true,
+  options = "max_workers, initializer, initargs, task_timeout", copies = true, limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -70,7 +70,7 @@ describe("concurrent.futures.mpi", function()
       return require("concurrent.futures").Future()
     end):exception(30)
     assert.is_true(cf.InvalidStateError:is(e), tostring(e))
-    assert.matches("cannot leave a worker rank", tostring(e))
+    assert.matches("a future, or a queue made in a worker rank, cannot leave it", tostring(e))
   end)
 
   it("serves as_completed and wait", function()
@@ -139,15 +139,123 @@ describe("concurrent.futures.mpi", function()
     it("refuses what cannot cross, naming it", function()
       local ex <close> = Pool(1)
       assert.has_error(function() ex:submit(print, io.stdout) end)
-      -- a queue or a future in initargs would reach the ranks as copies;
-      -- a queue in a task has no way to the ranks (futures do)
-      assert.has_error(function() ex:submit(print, { q = cf.Queue() }) end,
-        "cannot transfer a cf.Queue into a MPIPoolExecutor task (not supported yet)")
+      -- a queue or a future in initargs would reach the ranks as copies
       local ok, err = pcall(Pool, { initializer = print, initargs = { cf.Future() } })
       assert.is_false(ok)
       assert.matches("initargs of a MPIPoolExecutor cannot hold a future or a queue", err)
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+  end)
+end)
+
+-- A queue crosses into an MPI task as into a process-pool task: the rank
+-- holds a proxy whose operations rank 0's communication thread carries
+-- out on the queue itself (API.md, "Queues" and "Across machines"). The
+-- cases every pool of other processes shares are queuecases.lua's; these
+-- are MPI's own.
+local queuecases = assert(loadfile("spec/support/queuecases.lua", "t", _ENV))()
+queuecases("MPIPoolExecutor", Pool, "worker rank")
+
+-- API.md, "Running work", over MPI: rank 0 tells the rank (M_CANCEL), whose
+-- communication thread stops the task the worker loop runs.
+describe("running work on a worker rank", function()
+  local function spin(started)
+    started:put(true)
+    while true do end
+  end
+
+  it("stops a running task and one queued behind it; the rank serves on", function()
+    local ex <close> = Pool(1)
+    local started = cf.Queue()
+    local running = ex:submit(spin, started)
+    local ahead = ex:submit(spin, started)  -- sent to the rank: running
+    started:get(30)
+    assert.is_false(running:cancel())  -- Python's meaning: pending only
+    assert.is_true(ahead:cancel { running = true })
+    assert.is_true(running:cancel { running = true })
+    for _, f in ipairs { running, ahead } do
+      assert.is_true(cf.CancelledError:is(select(2, pcall(f.result, f, 30))))
+    end
+    assert.equal(0, #started)  -- the one queued behind never ran
+    assert.equal(42, ex:submit(function() return 42 end):result(30))
+    local st = ex:stats()
+    assert.equal(2, st.cancelled)
+    assert.equal(1, st.completed)
+    assert.equal(0, st.running)
+  end)
+
+  it("fails a task past its time limit, from the option or the submit", function()
+    local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
+    local e = ex:submit(spin, cf.Queue()):exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.2 s time limit", e.message)
+    e = ex:submit { spin, cf.Queue(), timeout = 0.1 }:exception(30)
+    assert.equal("task exceeded its 0.1 s time limit", e.message)
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+    assert.equal(2, ex:stats().failed)
+  end)
+end)
+
+describe("cf.Queue across the worker ranks", function()
+  it("collects from one queue passed to several tasks on both ranks", function()
+    local ex <close> = Pool(2)
+    local q = cf.Queue(4)
+    local fs = {}
+    for k = 1, 6 do
+      fs[k] = ex:submit(function(out, base)
+        for i = 1, 50 do out:put(base + i) end
+        return require("concurrent.futures.mpi").rank()
+      end, q, k * 1000)
+    end
+    local all = cf.all(fs)
+    all:add_done_callback(function() q:close() end)
+    local n, sum = 0, 0
+    for v in q:values() do n, sum = n + 1, sum + v end
+    local ranks = {}
+    for _, r in ipairs(all:result(30)) do ranks[r[1]] = true end
+    assert.equal(300, n)
+    assert.equal(21000 * 50 + 6 * (50 * 51 // 2), sum)
+    assert.is_true(ranks[1] and ranks[2])
+  end)
+
+  it("stops a rank's task blocked on a queue when the pool breaks; the rank serves on", function()
+    local q, started = cf.Queue(), cf.Queue()
+    local ex <close> = Pool { max_workers = 2, initializer = function()
+      if require("concurrent.futures.mpi").rank() == 2 then error("init boom") end
+    end }
+    local blocked = ex:submit(function(inq, s) s:put(true) return inq:get() end, q, started)
+    started:get(30)
+    local e = ex:submit(function() return 1 end):exception(30)  -- rank 2: broken
+    assert.matches("rank 2", tostring(e))
+    assert.is_true(Broken:is(blocked:exception(30)))
+    ex:shutdown()
+    local again <close> = Pool(2)
+    local gate = cf.Future()
+    local function rank(g) g:result(30) return require("concurrent.futures.mpi").rank() end
+    local a, b = again:submit(rank, gate), again:submit(rank, gate)
+    gate:set_result(true)
+    local ranks = { a:result(30), b:result(30) }
+    table.sort(ranks)
+    assert.same({ 1, 2 }, ranks)
+    assert.equal(0, #q)  -- the stopped get took nothing
+    q:put("x")
+    assert.equal("x", again:submit(function(inq) return inq:get(30) end, q):result(30))
+  end)
+
+  it("serves a queue to the next pool on the same ranks once one shut down", function()
+    local q = cf.Queue()
+    for round = 1, 3 do
+      local ex <close> = Pool(2)
+      local fs = {}
+      for k = 1, 4 do fs[k] = ex:submit(function(out, v) out:put(v) end, q, round * 10 + k) end
+      for _, f in ipairs(fs) do f:result(30) end
+      ex:shutdown()
+      local got = {}
+      for _ = 1, 4 do got[#got + 1] = q:get(0) end
+      table.sort(got)
+      assert.same({ round * 10 + 1, round * 10 + 2, round * 10 + 3, round * 10 + 4 }, got)
+    end
+    assert.equal(0, #q)
   end)
 end)

@@ -11,6 +11,7 @@
 #include "lualib.h"
 
 #include "concurrent.h"  /* the payload layout, for raw bytes */
+#include "ltable54.h"    /* the encoder's view of arrays, linked in */
 
 #define STATE_MT "codechelper.State"
 
@@ -270,6 +271,31 @@ static int ch_memcpy(lua_State *L) {
   return 1;
 }
 
+/* ch.arrayview(t): whether the encoder's check of Lua's table layout
+** (lua/ltable54.c) passes in this state and, if so, what its view of
+** t's array part reads: a list of slots, each a number, true (another
+** value) or false (nil), for the specs to compare with rawget. */
+static int ch_arrayview(lua_State *L) {
+  const lconc_slot *s;
+  lua_Unsigned n, i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushboolean(L, lconc_arraycheck(L));
+  if (!lua_toboolean(L, -1))
+    return 1;
+  lua_newtable(L);  /* allocates before the view is read; nothing after */
+  s = lconc_arraypart(L, 1, &n);
+  for (i = 0; i < n; i++) {
+    if (s[i].tt == LCONC_VNUMINT)
+      lua_pushinteger(L, s[i].v.i);
+    else if (s[i].tt == LCONC_VNUMFLT)
+      lua_pushnumber(L, s[i].v.n);
+    else
+      lua_pushboolean(L, !lconc_slotisnil(&s[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 2;
+}
+
 static const luaL_Reg st_methods[] = {
   {"roundtrip", st_roundtrip},
   {"call", st_call},
@@ -285,6 +311,7 @@ static const luaL_Reg funcs[] = {
   {"decode", ch_decode},
   {"bench", ch_bench},
   {"memcpy", ch_memcpy},
+  {"arrayview", ch_arrayview},
   {NULL, NULL}
 };
 

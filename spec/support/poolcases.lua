@@ -110,6 +110,101 @@ return function(class, Pool, Broken, caps)
       end)
     end)
 
+    -- Drain a map over 1..9 whose call fails at x == bad: the values
+    -- yielded by index, their order, and the error raised.
+    local function failing_map(ex, opts, bad, err)
+      local got, order = {}, {}
+      local ok, e = pcall(function()
+        for i, v, w in ex:map { function(x)
+                                  if x == bad then error(err, 0) end
+                                  return x * 10, x
+                                end, { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, chunksize = 3,
+                                ordered = opts.ordered, buffersize = opts.buffersize } do
+          assert.equal(i, w)
+          got[i], order[#order + 1] = v, i
+        end
+      end)
+      assert.is_false(ok)
+      return got, order, e
+    end
+
+    it("yields the results before a failing call of a chunk, then raises its error", function()
+      local ex <close> = Pool(2)
+      for _, opts in ipairs { {}, { buffersize = 1 }, { ordered = false },
+                              { ordered = false, buffersize = 2 } } do
+        for _, bad in ipairs { 4, 5, 6 } do  -- first, middle, last of chunk 4..6
+          local got, order, e = failing_map(ex, opts, bad, { code = bad })
+          assert.same({ code = bad }, e)
+          if opts.ordered == false then
+            -- other chunks may come first; the failing one's calls before
+            -- the failure are yielded, at their own indices, and it ends the loop
+            local tail = {}
+            for x = 4, bad - 1 do tail[#tail + 1] = x end
+            assert.same(tail, { table.unpack(order, #order - #tail + 1) })
+            for x = 4, bad - 1 do assert.equal(x * 10, got[x]) end
+            for x = bad, 6 do assert.is_nil(got[x]) end
+          else
+            local want = {}
+            for x = 1, bad - 1 do want[x] = x * 10 end
+            assert.same(want, got)
+          end
+        end
+      end
+      -- the error of a later call crosses as a task's would
+      local _, _, e = failing_map(ex, {}, 5, nil)
+      assert.equal("(error object is a nil value)", e)
+      _, _, e = failing_map(ex, {}, 5, cf.TimeoutError("its own"))
+      assert.is_true(cf.TimeoutError:is(e))
+      assert.equal("its own", e.message)
+    end)
+
+    if caps.limits then
+      -- A stop raised inside a call of a chunk is not that call's error:
+      -- the chunk ends as a stopped task does, with none of its results.
+      local core = require "concurrent.core"
+      local function chunk_stopped(ex, opts, stop)
+        local gate, q = cf.Future(), cf.Queue()
+        local fs, submit = {}, core.executor_methods.submit
+        core.executor_methods.submit = function(...)
+          local f = submit(...)
+          fs[#fs + 1] = f
+          return f
+        end
+        local ok, it, s, c, closer = pcall(ex.map, ex, {
+          function(g, x, sq) if x == 2 then sq:put(x) g:result(60) end return x end,
+          { gate, gate, gate }, { 1, 2, 3 }, { q, q, q },
+          chunksize = 3, ordered = opts.ordered, task_timeout = opts.task_timeout })
+        core.executor_methods.submit = submit
+        assert.is_true(ok, it)
+        assert.equal(1, #fs)
+        assert.equal(2, q:get(30))  -- the chunk's second call waits on 'gate'
+        stop(fs[1])
+        local got = {}
+        local ran, e = pcall(function()
+          for i in it, s, c, closer do got[#got + 1] = i end
+        end)
+        gate:set_result(true)
+        assert.is_false(ran)
+        assert.same({}, got)
+        return fs[1], e
+      end
+
+      it("ends a chunk stopped while a call runs as cancelled or timed out", function()
+        local ex <close> = Pool(2)
+        for _, ordered in ipairs { true, false } do
+          local f, e = chunk_stopped(ex, { ordered = ordered }, function(f)
+            assert.is_true(f:cancel { running = true })
+          end)
+          assert.is_true(cf.CancelledError:is(e))
+          assert.is_true(f:cancelled())
+          f, e = chunk_stopped(ex, { ordered = ordered, task_timeout = 0.5 }, function() end)
+          assert.is_true(cf.TimeoutError:is(e))
+          assert.equal("task exceeded its 0.5 s time limit", e.message)
+          assert.is_false(f:cancelled())
+        end
+      end)
+    end
+
     it("runs the initializer once per worker with its initargs", function()
       local ex <close> = Pool { max_workers = 2, initargs = { "x", "y", n = 3 },
                                 initializer = function(a, b, c) _G.iv = a .. b .. tostring(c) end }
