@@ -181,16 +181,17 @@ end
 local PARTIAL = "concurrent.futures.partial"
 
 -- Runs a chunk of calls in a worker: each call's pcall, packed (its
--- results from index 2). A failing call ends the chunk. The first call's error is raised as
--- it is; a later one's goes in a table { [PARTIAL] = true, err = the
--- error, the results before it... }, so the caller yields those results
--- first and raises the error at its own index (a nil error as a task's
--- reads, API.md). A stop of the task (a running cancel, a time limit) is
--- caught here as any error, which is harmless: the worker raises it
--- again at every instruction until the task has unwound, and decides a
--- stopped task's outcome from the stop, whatever the task raised
--- (lua/lworker.c, 'stophook' and 'rt_run'). Telling it apart by its
--- class would be wrong: a call may fail with its own TimeoutError.
+-- results from index 2). A failing call ends the chunk. The first
+-- call's error is raised as it is; a later one's goes in a table
+-- { [PARTIAL] = true, err = the error, the results before it... }, so
+-- the caller yields those results first and raises the error at its own
+-- index (a nil error as a task's reads, API.md). A stop of the task (a
+-- running cancel, a time limit) is caught here as any error, which is
+-- harmless: the worker raises it again at every instruction until the
+-- task has unwound, and decides a stopped task's outcome from the stop,
+-- whatever the task raised (lua/lworker.c, 'stophook' and 'rt_run').
+-- Telling it apart by its class would be wrong: a call may fail with
+-- its own TimeoutError.
 local function run_chunk(fn, chunk)
   local out = {}
   for j = 1, #chunk do
