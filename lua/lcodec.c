@@ -1095,6 +1095,8 @@ typedef struct Dec {
   int refs;           /* stack index: id -> table or Lua function */
   int hasrefs;        /* the 'refs' slot holds the table (not nil) */
   int userefs;        /* F_REFS: objects must be numbered */
+  int fastarray;      /* numbers go straight into array parts (see
+                      ** 'decrun'); -1 until a table asks */
   lua_Integer nrefs;
   int depth;
   int flags;
@@ -1239,20 +1241,61 @@ static lua_Integer unzigzag(lua_Unsigned z) {
   return (lua_Integer)((z >> 1) ^ (0 - (z & 1)));
 }
 
+/* Whether this state's Lua passed lconc_arraycheck (asked once a
+** transfer, of the state's buffer, which keeps the answer). */
+static int fastarray(Dec *D) {
+  if (D->fastarray < 0) {
+    lconc_pushencbuffer(D->L);
+    D->fastarray = ((Buffer *)lua_touserdata(D->L, -1))->fastarray;
+    lua_pop(D->L, 1);
+  }
+  return D->fastarray;
+}
+
+/* The run's 'run' numbers written into slots s[0..run-1] of a new
+** table (ltable54.h, lconc_arraynew: why no barrier is owed): a few
+** instructions a float, where pushing it for the constructor (stacked)
+** and storing it there took about 30. */
+static void slotrun(Dec *D, lconc_slot *s, int run, int floats) {
+  int j;
+  if (floats) {
+    const unsigned char *f = need(D, (size_t)run * 8);
+    for (j = 0; j < run; j++, f += 8) {
+      s[j].v.n = getfloat(f);
+      s[j].tt = LCONC_VNUMFLT;
+    }
+  } else {
+    for (j = 0; j < run; j++) {
+      s[j].v.i = unzigzag(loadvarint(D));
+      s[j].tt = LCONC_VNUMINT;
+    }
+  }
+}
+
 /* A FLTS or INTS run of t[i...] (at most up to 'narr'); returns the
 ** next i. With t == 0 the elements stay on the stack, in order. The
 ** count was checked against the bytes left, so floats are read without
-** a check each. */
+** a check each. Into a table 't' made here (dectable) where the layout
+** check passed, they are written into its array part: the view is read
+** again for each run, as decoding an item between runs allocates. The
+** table exists before its items, so a REF among them may point back to
+** it, as on the lua_rawseti path. */
 static int decrun(Dec *D, int t, int i, int narr) {
   lua_State *L = D->L;
   int floats = loadbyte(D) == T_FLTS;
   int run = loadcount(D, floats ? 8 : 1), j;
+  lconc_slot *s = NULL;
+  lua_Unsigned n = 0;  /* slots in the view: none without one */
   if (run == 0 || run > narr - i + 1)
     error(D, "bad number run");
-  if (floats) {
-    const unsigned char *s = need(D, (size_t)run * 8);
-    for (j = 0; j < run; j++, s += 8) {
-      lua_pushnumber(L, getfloat(s));
+  if (t && D->fastarray > 0)
+    s = lconc_arraynew(L, t, &n);
+  if (n >= (lua_Unsigned)(i - 1 + run))
+    slotrun(D, s + (i - 1), run, floats);
+  else if (floats) {
+    const unsigned char *f = need(D, (size_t)run * 8);
+    for (j = 0; j < run; j++, f += 8) {
+      lua_pushnumber(L, getfloat(f));
       if (t)
         lua_rawseti(L, t, i + j);
     }
@@ -1287,10 +1330,11 @@ static const char MAKER = 'k';  /* registry key of 'maker' below */
 ** An array of at least MINSTACKED items and no other pairs is made the
 ** way Lua's own constructor makes one: the items go onto the stack and
 ** a Lua function returns {...}, which stores them in one pass (about
-** half the cost of a lua_rawseti each). Not for a transfer with
-** references: a REF inside may point back to the table, which must then
-** exist before its items. At most MAXSTACKED items, so the stack stays
-** small next to the table itself.
+** half the cost of a lua_rawseti each), where the state cannot write
+** them straight into the table's array part (fastarray, cheaper still).
+** Not for a transfer with references: a REF inside may point back to
+** the table, which must then exist before its items. At most MAXSTACKED
+** items, so the stack stays small next to the table itself.
 */
 #define MINSTACKED 16
 #define MAXSTACKED (1 << 16)
@@ -1316,7 +1360,7 @@ static void dectable(Dec *D, int hasmt) {
   enterd(D);
   narr = loadcount(D, 1);
   nhash = loadcount(D, 2);
-  if (stacked(D, narr, nhash)) {
+  if (!fastarray(D) && stacked(D, narr, nhash)) {
     D->nrefs++;  /* its id (no F_REFS: none is kept) */
     decitems(D, 0, narr);
     lua_call(L, narr, 1);
@@ -1527,6 +1571,7 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   D.end = D.b + size;
   D.pl = pl;
   D.hasrefs = 0;
+  D.fastarray = -1;
   D.nrefs = 0;
   D.depth = 0;
   D.flags = flags;

@@ -1,6 +1,7 @@
 /*
-** ltable54.c: reads the array part of a Lua 5.4 table through Lua's own
-** layout, checked against the API before the first use in a state.
+** ltable54.c: reads the array part of a Lua 5.4 table, and writes the
+** numbers of a new one, through Lua's own layout, checked against the
+** API before the first use in a state.
 */
 #include "ltable54.h"
 
@@ -24,6 +25,12 @@ typedef struct Table54 {
 #define VTABLE (LUA_TTABLE | (0 << 4))
 
 const lconc_slot *lconc_arraypart(lua_State *L, int idx, lua_Unsigned *n) {
+  const Table54 *t = (const Table54 *)lua_topointer(L, idx);
+  *n = t->alimit;
+  return t->array;
+}
+
+lconc_slot *lconc_arraynew(lua_State *L, int idx, lua_Unsigned *n) {
   const Table54 *t = (const Table54 *)lua_topointer(L, idx);
   *n = t->alimit;
   return t->array;
@@ -62,11 +69,47 @@ static int agrees(lua_State *L, lua_Unsigned lo, lua_Unsigned hi) {
 }
 
 /*
+** Whether numbers written through lconc_arraynew read back through the
+** API: a float and an integer into the first two of three slots, then
+** the border '#' must be 2, and 3 once the last is written too.
+*/
+static int writes(lua_State *L) {
+  lconc_slot *s;
+  lua_Unsigned n;
+  int ok;
+  lua_createtable(L, 3, 0);
+  s = lconc_arraynew(L, -1, &n);
+  if (n != 3) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  s[0].v.n = 0.75;
+  s[0].tt = LCONC_VNUMFLT;
+  s[1].v.i = LUA_MININTEGER;
+  s[1].tt = LCONC_VNUMINT;
+  ok = lua_rawlen(L, -1) == 2;
+  ok = lua_rawgeti(L, -1, 1) == LUA_TNUMBER && !lua_isinteger(L, -1)
+       && lua_tonumber(L, -1) == 0.75 && ok;
+  ok = lua_rawgeti(L, -2, 2) == LUA_TNUMBER && lua_isinteger(L, -1)
+       && lua_tointeger(L, -1) == LUA_MININTEGER && ok;
+  ok = lua_rawgeti(L, -3, 3) == LUA_TNIL && ok;
+  lua_pop(L, 3);
+  if (ok) {
+    s[2].v.i = 3;
+    s[2].tt = LCONC_VNUMINT;
+    ok = lua_rawlen(L, -1) == 3;
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
+/*
 ** Three shapes, some 25,000 instructions once a state: an array part
 ** made by size (the offset of 'alimit' and 'array', the slot size, the
 ** tags of both number subtypes, nil and a string); integer keys placed
 ** in the hash, which the view must not claim; an array part grown by
 ** rehashes whose length '#' then lowered 'alimit' below its real size.
+** Then writes through the layout, only once the reads agreed.
 */
 int lconc_arraycheck(lua_State *L) {
   int i, ok;
@@ -96,5 +139,6 @@ int lconc_arraycheck(lua_State *L) {
     lua_rawseti(L, -2, i);
   }
   ok = lua_rawlen(L, -1) == 5 && ok;
-  return agrees(L, 5, 8) && ok;
+  ok = agrees(L, 5, 8) && ok;
+  return ok && writes(L);
 }

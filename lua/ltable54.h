@@ -1,6 +1,7 @@
 /*
-** ltable54.h: a read-only view of the array part of a Lua 5.4 table
-** (ltable54.c), for the encoder's arrays of numbers (lcodec.c).
+** ltable54.h: a view of the array part of a Lua 5.4 table
+** (ltable54.c), for the codec's arrays of numbers (lcodec.c): the
+** encoder reads them, the decoder writes the numbers of a new table.
 */
 #ifndef LTABLE54_H
 #define LTABLE54_H
@@ -8,8 +9,8 @@
 #include "lconcurrent.h"
 
 /* One slot of the array part: Lua 5.4's TValue (lobject.h), a Value
-** and its type tag. Read only: a write would skip the collector's
-** barrier. */
+** and its type tag. Written only as lconc_arraynew says: any other
+** write would skip the collector's barrier or the table's own upkeep. */
 typedef struct lconc_slot {
   union { void *p; lua_Integer i; lua_Number n; } v;
   unsigned char tt;
@@ -22,8 +23,10 @@ typedef struct lconc_slot {
 #define lconc_slotisnil(s) (((s)->tt & 0x0f) == LUA_TNIL)
 
 /* Whether this process's Lua lays tables out as ltable54.c reads them:
-** 1 after it read tables of known shapes exactly as the API does, else
-** 0 (another Lua, another layout), and lconc_arraypart must not run. */
+** 1 after it read tables of known shapes exactly as the API does, and
+** numbers it wrote into a new table read back through the API, else 0
+** (another Lua, another layout), and neither lconc_arraypart nor
+** lconc_arraynew must run. */
 LCONC_FUNC int lconc_arraycheck(lua_State *L);
 
 /* The slots of t[1..*n] of the table at 'idx' (valid index): how many
@@ -32,5 +35,19 @@ LCONC_FUNC int lconc_arraycheck(lua_State *L);
 ** resize the table. */
 LCONC_FUNC const lconc_slot *lconc_arraypart(lua_State *L, int idx,
                                             lua_Unsigned *n);
+
+/* The array part of the table at 'idx', which the caller made with
+** lua_createtable(L, narr, ...) and alone holds: '*n' slots (narr, as
+** long as nothing but lua_rawseti of keys 1..narr touched the table),
+** empty until written. Only numbers may be written into them: a tag
+** LCONC_VNUMINT or LCONC_VNUMFLT and its value. Sound because numbers
+** are not collectable (no write barrier is owed, whatever colour the
+** collector gave the table), the table's size, border hint ('alimit')
+** and flags (absent metamethods, by string key) do not depend on what
+** an array slot holds, and no one else can read or resize the table
+** meanwhile. Valid until the state allocates (a collector step may run
+** a finalizer): read it again after any call that may. */
+LCONC_FUNC lconc_slot *lconc_arraynew(lua_State *L, int idx,
+                                      lua_Unsigned *n);
 
 #endif

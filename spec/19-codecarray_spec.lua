@@ -1,7 +1,10 @@
--- The encoder's arrays (issue 11): it reads t[1], t[2]... straight from
--- a table's array part where Lua 5.4's layout is known (lua/ltable54.c),
--- then goes on with lua_next. Every pair must cross once: none dropped,
--- none twice, whichever part of the table holds the integer keys.
+-- The codec's arrays (issue 11): the encoder reads t[1], t[2]...
+-- straight from a table's array part where Lua 5.4's layout is known
+-- (lua/ltable54.c), then goes on with lua_next. Every pair must cross
+-- once: none dropped, none twice, whichever part of the table holds the
+-- integer keys. The decoder writes runs of numbers straight into the
+-- array part of the table it makes: the copy must be an ordinary table
+-- ('#', ipairs, table.insert), equal to the original.
 
 local cf = require "concurrent.futures"
 local ch = require "codechelper"
@@ -93,6 +96,25 @@ local shapes = {
   end,
   ["weak values"] = function()
     return setmetatable({ 1.5, 2, 3.5, 4 }, { __mode = "v" })
+  end,
+  ["runs longer than 256, integers then floats"] = function()
+    return seq(1500, function(i)
+      if i <= 600 then return i % 3 == 0 and math.mininteger or -i end
+      return i == 900 and 0 / 0 or i * -0.125
+    end)
+  end,
+  ["runs split by strings, booleans and a nil"] = function()
+    return seq(700, function(i)
+      if i % 97 == 0 then return "s" .. i end
+      if i % 131 == 0 then return i % 2 == 0 end
+      if i == 333 then return nil end
+      return i % 5 == 0 and i or i - 0.5
+    end)
+  end,
+  ["a trailing nil in a sized array"] = function()
+    local t = seq(20, function(i) return i + 0.5 end)
+    t[20] = nil
+    return t
   end,
 }
 
@@ -186,6 +208,125 @@ describe("transfer of arrays", function()
     assert.is_true(same(t, r))
     assert.equal(r[2], r[4])
     assert.equal(r, r[6])
+  end)
+
+  it("decodes arrays that behave as arrays", function()
+    -- '#' finds the last item, ipairs walks them all, table.insert
+    -- appends past them and the array part grows: whatever the decoder
+    -- wrote into the array part, Lua reads as its own
+    local kinds = {
+      floats = function(i) return i / 3 end,
+      integers = function(i) return i * 7 - 3000 end,
+      mixed = function(i) return i % 4 == 0 and "s" or i % 2 == 0 and i or -0.0 end,
+    }
+    for _, n in ipairs({ 1, 2, 15, 16, 17, 256, 257, 1000, 4100 }) do
+      for kind, f in pairs(kinds) do
+        local name = kind .. " " .. n
+        local t = seq(n, f)
+        for _, r in ipairs({ ch.decode(ch.encode(t)), (S:roundtrip(t)) }) do
+          assert.is_true(same(t, r), name)
+          assert.equal(n, #r, name)
+          local walked = 0
+          for i, v in ipairs(r) do
+            walked = i
+            assert.is_true(same(t[i], v), name)
+          end
+          assert.equal(n, walked, name)
+          table.insert(r, 0.25)
+          table.insert(r, 1, "first")
+          assert.equal(n + 2, #r, name)
+          assert.equal("first", r[1], name)
+          assert.is_true(same(t[n], r[n + 1]), name)
+          assert.equal(0.25, r[n + 2], name)
+          for i = n + 3, 2 * n + 10 do r[i] = i end
+          assert.equal(2 * n + 10, #r, name)
+          assert.equal(0.25, table.remove(r, n + 2), name)
+          assert.equal(2 * n + 9, #r, name)
+        end
+      end
+    end
+    local r = ch.decode(ch.encode(seq(20, function(i)
+      return i < 20 and i + 0.5 or nil
+    end)))
+    assert.equal(19, #r)
+    r[20] = 1
+    assert.equal(20, #r)
+  end)
+
+  it("returns a pool task's array as an array", function()
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local xs = seq(1000, function(i) return i * 0.5 end)
+    local fs = {}
+    for i = 1, 20 do
+      fs[i] = ex:submit(function(a, k)
+        local out = {}
+        for j = 1, #a do out[j] = a[j] * k end
+        out[#out + 1] = k  -- an integer after the floats
+        return out
+      end, xs, i)
+    end
+    for i = 1, 20 do
+      local r = fs[i]:result(30)
+      assert.equal(1001, #r)
+      assert.equal(math.type(xs[1] * i), math.type(r[1]))
+      for j = 1, 1000 do assert.equal(xs[j] * i, r[j]) end
+      assert.equal("integer", math.type(r[1001]))
+      assert.equal(i, r[1001])
+      r[#r + 1] = "more"
+      assert.equal(1002, #r)
+    end
+  end)
+
+  it("decodes arrays while the collector steps and finalizers run", function()
+    -- strings and tables between runs allocate: collector steps (each
+    -- mode) run finalizers that allocate too, mid-decode; the numbers
+    -- written straight into the array part must all survive, and a
+    -- collection after must find every table whole (make asan)
+    local out, ok = helpers.run_lua([[
+      local ch = require "codechelper"
+      local arrays = require "spec.support.arrays"
+      local S = ch.state()
+      local t = arrays.seq(1200, function(i)
+        if i % 50 == 0 then return { i, "n" .. i, i + 0.5 } end
+        if i % 77 == 0 then return ("x"):rep(i % 300) end
+        return i % 3 == 0 and i or i / 7
+      end)
+      t[1201] = t
+      t.k = { t[50], 1.5 }
+      local junk, decoding, during = {}, false, 0
+      local function arm()
+        for _ = 1, 10 do
+          setmetatable({}, { __gc = function()
+            if decoding then during = during + 1 end
+            junk[#junk % 8 + 1] = arrays.seq(50, function(i) return { i } end)
+          end })
+        end
+      end
+      for _, mode in ipairs({ "incremental", "generational" }) do
+        if mode == "incremental" then
+          collectgarbage("incremental", 10, 1000, 0)
+        else
+          collectgarbage("generational", 1, 10)
+        end
+        for _ = 1, 4 do
+          local b = ch.encode(t)
+          arm()
+          decoding = true
+          local r = ch.decode(b)
+          decoding = false
+          arm()
+          local r2 = S:roundtrip(t)
+          collectgarbage()
+          assert(arrays.same(t, r) and arrays.same(t, r2), mode)
+          assert(r[1201] == r and r.k[1] == r[50], mode)
+        end
+      end
+      S:close()
+      assert(during > 0, "no finalizer ran during a decode")
+      print("gc ok " .. during)
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("gc ok", out)
   end)
 
   it("rereads the array after a finalizer resized it mid-encode", function()
