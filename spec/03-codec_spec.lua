@@ -6,29 +6,7 @@ local core = require "concurrent.core"
 
 -- Deep equality that keeps subtypes (-0.0, nan) and the sharing shape:
 -- an object of 'a' met twice must map to one object of 'b'.
-local function same(a, b, fwd, back)
-  fwd, back = fwd or {}, back or {}
-  if type(a) ~= type(b) then return false end
-  if type(a) == "number" then
-    if math.type(a) ~= math.type(b) then return false end
-    if a ~= a then return b ~= b end
-    if a == 0 and b == 0 then return 1 / a == 1 / b end
-    return a == b
-  end
-  if type(a) ~= "table" then return a == b end
-  if fwd[a] ~= nil or back[b] ~= nil then
-    return fwd[a] == b and back[b] == a
-  end
-  fwd[a], back[b] = b, a
-  for k, v in pairs(a) do
-    if type(k) == "table" then return false end  -- not generated
-    if not same(v, rawget(b, k), fwd, back) then return false end
-  end
-  for k in pairs(b) do
-    if rawget(a, k) == nil then return false end
-  end
-  return same(getmetatable(a), getmetatable(b), fwd, back)
-end
+local same = require("spec.support.arrays").same
 
 local function nest(n)
   local t = {}

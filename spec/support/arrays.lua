@@ -1,5 +1,5 @@
--- Checks for the array specs (spec 19), shared with the child process
--- its huge case runs in.
+-- Checks for the codec specs (03 and 19, and the child process that
+-- spec 19's huge case runs in).
 local M = {}
 
 -- Deep equality keeping subtypes (-0.0, NaN) and the sharing shape.
