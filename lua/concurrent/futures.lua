@@ -185,7 +185,9 @@ local PARTIAL = "concurrent.futures.partial"
 -- call's error is raised as it is; a later one's goes in a table
 -- { [PARTIAL] = true, err = the error, the results before it... }, so
 -- the caller yields those results first and raises the error at its own
--- index (a nil error as a task's reads, API.md). A stop of the task (a
+-- index (a nil error as a task's reads, API.md). A first call's own
+-- error that carries the key is wrapped too (with no results), else
+-- the caller would take it for the mark and unwrap it. A stop of the task (a
 -- running cancel, a time limit) is caught here as any error, which is
 -- harmless: the worker raises it again at every instruction until the
 -- task has unwound, and decides a stopped task's outcome from the stop,
@@ -198,10 +200,13 @@ local function run_chunk(fn, chunk)
     local args = chunk[j]
     local r = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
     if not r[1] then
-      if j == 1 then error(r[2], 0) end
+      local e = r[2]
+      if j == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
+        error(e, 0)
+      end
       out[PARTIAL] = true
-      if r[2] == nil then out.err = "(error object is a nil value)"
-      else out.err = r[2] end
+      if e == nil then out.err = "(error object is a nil value)"
+      else out.err = e end
       error(out, 0)
     end
     out[j] = r

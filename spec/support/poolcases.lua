@@ -158,6 +158,23 @@ return function(class, Pool, Broken, caps)
       assert.equal("its own", e.message)
     end)
 
+    it("raises a call's own error carrying the partial chunk's key as it is", function()
+      -- a task may raise a table that looks like the marked error of a
+      -- partial chunk: it is the call's error, wherever it is in its chunk
+      local ex <close> = Pool(2)
+      local key = "concurrent.futures.partial"
+      for _, spoof in ipairs { { [key] = true, err = "inner" },
+                               { [key] = true, err = "inner", 99, { n = 1 } } } do
+        for _, opts in ipairs { {}, { ordered = false } } do
+          for _, bad in ipairs { 4, 5 } do
+            local got, _, e = failing_map(ex, opts, bad, spoof)
+            assert.same(spoof, e)
+            for x = 4, 6 do assert.equal(x < bad and x * 10 or nil, got[x]) end
+          end
+        end
+      end
+    end)
+
     if caps.limits then
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
