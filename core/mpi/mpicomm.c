@@ -636,10 +636,27 @@ static int sendtask(mpool *p, int rank, mtask *t) {
   return 0;
 }
 
-/* The rank index for the next task: an idle one, else one with room for
-** a task ahead; -1 when none. */
+/* (Under G.mu.) The tasks every pool has in flight on worker rank
+** 'rank': the rank runs them one at a time, whichever pool sent them. */
+static int rankload(int rank) {
+  mpool *q;
+  int n = 0;
+  for (q = G.pools; q != NULL; q = q->next)
+    if (rank <= q->nranks)
+      n += q->ranks[rank - 1].ninflight;
+  return n;
+}
+
+/* The rank index for the next task: one no pool keeps busy, else one
+** idle for this pool, else one with room for a task ahead; -1 when none.
+** Pools live at once share the ranks: a task sent behind another pool's
+** would wait for it (forever, if that one waits on a queue this one
+** feeds) while another rank idles. */
 static int pick(mpool *p) {
   int i;
+  for (i = 0; i < p->nranks; i++)
+    if (p->ranks[i].ninflight == 0 && rankload(i + 1) == 0)
+      return i;
   for (i = 0; i < p->nranks; i++)
     if (p->ranks[i].ninflight == 0)
       return i;

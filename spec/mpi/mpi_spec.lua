@@ -243,6 +243,28 @@ describe("cf.Queue across the worker ranks", function()
     assert.equal("x", again:submit(function(inq) return inq:get(30) end, q):result(30))
   end)
 
+  it("sends a task of one of two live pools to a rank the other keeps idle", function()
+    -- the consumer of one pool waits on a queue that a task of the other
+    -- feeds: behind it on the same rank, the producer would never run
+    local ex1 <close> = Pool(2)
+    local ex2 <close> = Pool(2)
+    local q = cf.Queue(2)
+    local consumer = ex1:submit(function(inq)
+      local s = 0
+      for v in inq:values() do s = s + v end
+      return s
+    end, q)
+    local producer = ex2:submit(function(outq)
+      for i = 1, 100 do outq:put(i) end
+      outq:close()
+      return true
+    end, q)
+    local ok, e = pcall(producer.result, producer, 10)
+    if not ok then q:close() end  -- the consumer ends, the pools close
+    assert.is_true(ok, tostring(e))
+    assert.equal(5050, consumer:result(30))
+  end)
+
   it("serves a queue to the next pool on the same ranks once one shut down", function()
     local q = cf.Queue()
     for round = 1, 3 do
