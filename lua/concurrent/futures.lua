@@ -195,25 +195,6 @@ local PARTIAL = "concurrent.futures.partial"
 -- Telling it apart by its class would be wrong: a call may fail with
 -- its own TimeoutError.
 local function run_chunk(fn, chunk)
-  -- The error at 'e' as the worker sends back one that cannot cross
-  -- (lua/lworker.c, 'run_task'): its text and why, else 'e' itself.
-  -- A queue made here copies it in, refusing as the encoder of a
-  -- task's error would, under another label.
-  local function crossing(e)
-    local q = require("concurrent.futures").Queue()
-    local ok, why = pcall(q.put, q, e)
-    if ok then return e end
-    local text = type(e) == "number" and tostring(e) or type(e) == "string" and e
-    if not text then
-      local mt = getmetatable(e)
-      local ts = type(mt) == "table" and rawget(mt, "__tostring")
-      local tok, t = pcall(function() return ts and ts(e) end)
-      text = tok and type(t) == "string" and t
-             or ("(error object is a %s value)"):format(type(e))
-    end
-    why = tostring(why):gsub("^cannot transfer argument #", "cannot transfer error #", 1)
-    return ("%s (%s)"):format(text, why)
-  end
   local out = {}
   for j = 1, #chunk do
     local args = chunk[j]
@@ -225,7 +206,7 @@ local function run_chunk(fn, chunk)
       end
       out[PARTIAL] = true
       if e == nil then out.err = "(error object is a nil value)"
-      else out.err = crossing(e) end
+      else out.err = e end
       error(out, 0)
     end
     out[j] = r

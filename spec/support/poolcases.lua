@@ -175,34 +175,6 @@ return function(class, Pool, Broken, caps)
       end
     end)
 
-    it("yields the calls before a later one whose error cannot cross, then its error", function()
-      local ex <close> = Pool(2)
-      local function bad(x, how)
-        if x ~= 5 then return x * 10 end
-        local co = coroutine.create(print)
-        if how == "thread" then error(co) end
-        error(setmetatable({ co = co }, { __tostring = function() return "has a thread" end }))
-      end
-      for _, how in ipairs { "thread", "table" } do
-        local msgs = {}
-        for _, chunksize in ipairs { 1, 3 } do
-          local got = {}
-          local ok, e = pcall(function()
-            for i, v in ex:map { bad, { 1, 2, 3, 4, 5, 6 }, { how, how, how, how, how, how },
-                                 chunksize = chunksize } do
-              got[i] = v
-            end
-          end)
-          assert.is_false(ok)
-          assert.same({ 10, 20, 30, 40 }, got)
-          msgs[chunksize] = e
-        end
-        assert.equal("string", type(msgs[1]))
-        assert.matches("cannot transfer error #1", msgs[1], 1, true)
-        assert.equal(msgs[1], msgs[3])
-      end
-    end)
-
     if caps.limits then
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
