@@ -187,13 +187,13 @@ local PARTIAL = "concurrent.futures.partial"
 -- the caller yields those results first and raises the error at its own
 -- index (a nil error as a task's reads, API.md). A first call's own
 -- error that carries the key is wrapped too (with no results), else
--- the caller would take it for the mark and unwrap it. A stop of the task (a
--- running cancel, a time limit) is caught here as any error, which is
--- harmless: the worker raises it again at every instruction until the
--- task has unwound, and decides a stopped task's outcome from the stop,
--- whatever the task raised (lua/lworker.c, 'stophook' and 'rt_run').
--- Telling it apart by its class would be wrong: a call may fail with
--- its own TimeoutError.
+-- the caller would take it for the mark and unwrap it. A stop of the
+-- task (a running cancel, a time limit) is caught here as any error,
+-- which is harmless: the worker raises it again at every instruction
+-- until the task has unwound, and decides a stopped task's outcome from
+-- the stop, whatever the task raised (lua/lworker.c, 'stophook' and
+-- 'rt_run'). Telling it apart by its class would be wrong: a call may
+-- fail with its own TimeoutError.
 local function run_chunk(fn, chunk)
   local out = {}
   for j = 1, #chunk do
