@@ -221,6 +221,7 @@ typedef struct Enc {
 } Enc;
 
 static void releaseheld(Buffer *B);
+static void seendrop(Buffer *B);
 
 static int buffer_gc(lua_State *L) {
   Buffer *B = (Buffer *)lua_touserdata(L, 1);
@@ -235,11 +236,32 @@ static int buffer_gc(lua_State *L) {
   return 0;
 }
 
+/* An encode's buffer is to-be-closed while it runs: an error raised by
+** the API inside it (lua_next's "invalid key" once a finalizer rehashed
+** the table, out of memory), which is no refusal, frees it for the next
+** encode too. Busy forever, every encode after would make a new one. */
+static int buffer_close(lua_State *L) {
+  Buffer *B = (Buffer *)lua_touserdata(L, 1);
+  B->busy = 0;
+  seendrop(B);
+  return 0;
+}
+
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
-  lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, buffer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, buffer_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFERMT);
+  }
+  lua_setmetatable(L, -2);
   B->fastarray = lconc_arraycheck(L);
   return B;
 }
@@ -326,8 +348,6 @@ static const char *hint(const char *why) {
       return hints[i][1];
   return NULL;
 }
-
-static void seendrop(Buffer *B);
 
 /* Every encode error goes through here: it frees the buffer for the
 ** next encode, then raises "cannot transfer <path> (<why>)", followed
@@ -1057,6 +1077,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   else
     E.B = getbuffer(L);
   E.buffer = lua_gettop(L);
+  lua_toclose(L, E.buffer);  /* see buffer_close */
   E.B->busy = 1;
   E.B->n = HEAD;
   releaseheld(E.B);  /* what an encode that raised left */

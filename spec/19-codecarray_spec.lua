@@ -387,4 +387,57 @@ describe("transfer of arrays", function()
     assert.is_true(ok, out)
     assert.matches("ok", out)
   end)
+
+  it("keeps the state's buffer after an error that is no refusal", function()
+    -- a finalizer run by an allocation of the encode empties the table
+    -- being encoded and rehashes it: lua_next then raises "invalid key
+    -- to 'next'" from inside the encode, not through its refusal. The
+    -- state's buffer must not stay marked busy: every encode after
+    -- would make a new buffer (and check the layout again), which the
+    -- collector's count shows (some 0.75 KB an encode) as memory
+    -- allocated by encodes of a small table that allocate next to none
+    -- with the state's buffer
+    local out, ok = helpers.run_lua([[
+      local ch = require "codechelper"
+      local small = { 1, 2, 3 }
+      local function allocated()
+        ch.encode(small)
+        collectgarbage()
+        collectgarbage("stop")
+        local before = collectgarbage("count")
+        for _ = 1, 100 do ch.encode(small) end
+        local kb = collectgarbage("count") - before
+        collectgarbage("restart")
+        return kb
+      end
+      assert(allocated() < 8, "encodes allocate before any error")
+      collectgarbage("incremental", 10, 1000, 0)
+      local raised
+      for _ = 1, 300 do
+        collectgarbage("stop")
+        local t = {}
+        for i = 1, 64 do
+          t[i] = i % 4 == 0 and load("return function() end")() or i + 0.5
+        end
+        setmetatable({}, { __gc = function()
+          for j = 1, 64 do t[j] = nil end
+          for j = 1, 40 do t["k" .. j] = j end
+        end })
+        collectgarbage("restart")  -- a step per allocation (the dumps)
+        local ok, e = pcall(ch.encode, t)
+        if not ok then
+          assert(tostring(e):find("invalid key to 'next'", 1, true), e)
+          raised = true
+          break
+        end
+      end
+      collectgarbage("incremental", 200, 100)
+      assert(raised, "no encode raised")
+      local kb = allocated()
+      assert(kb < 8, kb .. " KB allocated by 100 encodes after the error")
+      print("ok")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("ok", out)
+  end)
 end)
