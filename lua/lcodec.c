@@ -184,6 +184,7 @@ typedef struct Buffer {
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
+  lua_State *user;      /* the thread of the latest encode (busy or not) */
   int fastarray;        /* lconc_arraycheck passed: arrays are read
                         ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
@@ -239,11 +240,16 @@ static int buffer_gc(lua_State *L) {
 /* An encode's buffer is to-be-closed while it runs: an error raised by
 ** the API inside it (lua_next's "invalid key" once a finalizer rehashed
 ** the table, out of memory), which is no refusal, frees it for the next
-** encode too. Busy forever, every encode after would make a new one. */
+** encode too. Busy forever, every encode after would make a new one.
+** A coroutine that died in an encode closes it only when closed itself
+** (coroutine.close), maybe from a finalizer while another thread's
+** encode uses the buffer again: only the latest user's close counts. */
 static int buffer_close(lua_State *L) {
   Buffer *B = (Buffer *)lua_touserdata(L, 1);
-  B->busy = 0;
-  seendrop(B);
+  if (B->user == L) {
+    B->busy = 0;
+    seendrop(B);
+  }
   return 0;
 }
 
@@ -1079,6 +1085,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.buffer = lua_gettop(L);
   lua_toclose(L, E.buffer);  /* see buffer_close */
   E.B->busy = 1;
+  E.B->user = L;
   E.B->n = HEAD;
   releaseheld(E.B);  /* what an encode that raised left */
   seenreset(E.B);

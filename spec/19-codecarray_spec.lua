@@ -440,4 +440,40 @@ describe("transfer of arrays", function()
     assert.is_true(ok, out)
     assert.matches("ok", out)
   end)
+
+  it("keeps an encode's buffer when a coroutine that died in one is closed", function()
+    -- a coroutine whose encode raised holds the buffer to be closed
+    -- until coroutine.close; a finalizer closing it in the middle of the
+    -- owner's next encode (a big 'seen' map) must leave that encode's
+    -- buffer alone (a freed map read after, make asan)
+    local out, ok = helpers.run_lua([[
+      local ch = require "codechelper"
+      local co = coroutine.create(function() return ch.encode({ io.stdout }) end)
+      assert(not coroutine.resume(co))
+      collectgarbage("incremental", 10, 1000, 0)
+      local closed, inside = false, false
+      for _ = 1, 50 do
+        collectgarbage("stop")
+        local t = {}
+        for i = 1, 3000 do t[i] = { i } end
+        for i = 1500, 3000, 20 do t[i] = load("return function() end")() end
+        setmetatable({}, { __gc = function()
+          if inside then closed = true coroutine.close(co) end
+        end })
+        inside = true
+        collectgarbage("restart")  -- a step per allocation (the dumps)
+        local r = ch.decode((ch.encode(t)))
+        inside = false
+        for i = 1, 3000 do
+          assert(type(r[i]) == type(t[i]) and (type(t[i]) ~= "table" or r[i][1] == i))
+        end
+        if closed then break end
+      end
+      collectgarbage("incremental", 200, 100)
+      assert(closed, "the coroutine was not closed during an encode")
+      print("ok")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("ok", out)
+  end)
 end)
