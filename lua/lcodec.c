@@ -194,8 +194,10 @@ typedef struct Buffer {
 static const char BUFFER = 'b';    /* registry key of the state's buffer */
 static const char BUFFERMT = 'm';  /* registry key of its metatable */
 
-/* One step of the path from an argument to the value being encoded. */
-enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
+/* One step of the path from an argument to the value being encoded;
+** SEG_NONE while a table's own bytes are written (its header, runs of
+** numbers), so that a refusal there names the table. */
+enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META, SEG_NONE };
 
 typedef struct Seg {
   int kind;
@@ -309,6 +311,8 @@ static void pushpath(Enc *E) {
   luaL_buffinit(L, &b);
   for (d = 0; d <= E->depth; d++) {
     const Seg *s = &E->path[d];
+    if (s->kind == SEG_NONE)
+      continue;
     switch (s->kind) {
       case SEG_ALL: lua_pushfstring(L, "%ss", E->label); break;
       case SEG_TOP:
@@ -455,7 +459,7 @@ static void enter(Enc *E) {
     refuse(E, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
   if (!lua_checkstack(E->L, 8))
     refuse(E, "stack overflow");
-  E->depth++;
+  E->path[++E->depth].kind = SEG_NONE;
 }
 
 static void setseg(Enc *E, int kind, int key, lua_Integer i,
@@ -724,6 +728,7 @@ static lua_Integer encslots(Enc *E, int t, Run *r) {
       lua_rawgeti(L, t, (lua_Integer)++n);
       setseg(E, SEG_INDEX, 0, (lua_Integer)n, NULL);
       encode(E, lua_gettop(L));
+      E->path[E->depth].kind = SEG_NONE;
       lua_pop(L, 1);
       s = lconc_arraypart(L, t, &size);
     }
@@ -778,6 +783,7 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
       closerun(E, &run);
       setseg(E, SEG_INDEX, 0, n, NULL);
       encode(E, lua_gettop(L));
+      E->path[E->depth].kind = SEG_NONE;
     }
     if (++kept == KEEPPAIRS) {
       lua_settop(L, k - 1);
