@@ -184,6 +184,7 @@ typedef struct Buffer {
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
   int busy;             /* an encode is using it */
+  lua_State *user;      /* the thread of the latest encode (busy or not) */
   int fastarray;        /* lconc_arraycheck passed: arrays are read
                         ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
@@ -193,8 +194,10 @@ typedef struct Buffer {
 static const char BUFFER = 'b';    /* registry key of the state's buffer */
 static const char BUFFERMT = 'm';  /* registry key of its metatable */
 
-/* One step of the path from an argument to the value being encoded. */
-enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META };
+/* One step of the path from an argument to the value being encoded;
+** SEG_NONE while a table's own bytes are written (its header, runs of
+** numbers), so that a refusal there names the table. */
+enum { SEG_ALL, SEG_TOP, SEG_INDEX, SEG_KEY, SEG_UPVAL, SEG_META, SEG_NONE };
 
 typedef struct Seg {
   int kind;
@@ -221,6 +224,7 @@ typedef struct Enc {
 } Enc;
 
 static void releaseheld(Buffer *B);
+static void seendrop(Buffer *B);
 
 static int buffer_gc(lua_State *L) {
   Buffer *B = (Buffer *)lua_touserdata(L, 1);
@@ -235,11 +239,37 @@ static int buffer_gc(lua_State *L) {
   return 0;
 }
 
+/* An encode's buffer is to-be-closed while it runs: an error raised by
+** the API inside it (lua_next's "invalid key" once a finalizer rehashed
+** the table, out of memory), which is no refusal, frees it for the next
+** encode too. Busy forever, every encode after would make a new one.
+** A coroutine that died in an encode closes it only when closed itself
+** (coroutine.close), maybe from a finalizer while another thread's
+** encode uses the buffer again: only the latest user's close counts. */
+static int buffer_close(lua_State *L) {
+  Buffer *B = (Buffer *)lua_touserdata(L, 1);
+  if (B->user == L) {
+    B->busy = 0;
+    seendrop(B);
+  }
+  return 0;
+}
+
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
-  lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, buffer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, buffer_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFERMT);
+  }
+  lua_setmetatable(L, -2);
   B->fastarray = lconc_arraycheck(L);
   return B;
 }
@@ -281,6 +311,8 @@ static void pushpath(Enc *E) {
   luaL_buffinit(L, &b);
   for (d = 0; d <= E->depth; d++) {
     const Seg *s = &E->path[d];
+    if (s->kind == SEG_NONE)
+      continue;
     switch (s->kind) {
       case SEG_ALL: lua_pushfstring(L, "%ss", E->label); break;
       case SEG_TOP:
@@ -326,8 +358,6 @@ static const char *hint(const char *why) {
       return hints[i][1];
   return NULL;
 }
-
-static void seendrop(Buffer *B);
 
 /* Every encode error goes through here: it frees the buffer for the
 ** next encode, then raises "cannot transfer <path> (<why>)", followed
@@ -429,7 +459,7 @@ static void enter(Enc *E) {
     refuse(E, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
   if (!lua_checkstack(E->L, 8))
     refuse(E, "stack overflow");
-  E->depth++;
+  E->path[++E->depth].kind = SEG_NONE;
 }
 
 static void setseg(Enc *E, int kind, int key, lua_Integer i,
@@ -698,6 +728,7 @@ static lua_Integer encslots(Enc *E, int t, Run *r) {
       lua_rawgeti(L, t, (lua_Integer)++n);
       setseg(E, SEG_INDEX, 0, (lua_Integer)n, NULL);
       encode(E, lua_gettop(L));
+      E->path[E->depth].kind = SEG_NONE;
       lua_pop(L, 1);
       s = lconc_arraypart(L, t, &size);
     }
@@ -752,6 +783,7 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
       closerun(E, &run);
       setseg(E, SEG_INDEX, 0, n, NULL);
       encode(E, lua_gettop(L));
+      E->path[E->depth].kind = SEG_NONE;
     }
     if (++kept == KEEPPAIRS) {
       lua_settop(L, k - 1);
@@ -1057,7 +1089,9 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   else
     E.B = getbuffer(L);
   E.buffer = lua_gettop(L);
+  lua_toclose(L, E.buffer);  /* see buffer_close */
   E.B->busy = 1;
+  E.B->user = L;
   E.B->n = HEAD;
   releaseheld(E.B);  /* what an encode that raised left */
   seenreset(E.B);

@@ -218,6 +218,30 @@ local scenarios = {
     try(function() ex:submit(function(g) return g:result() end, f):result() end)
     try(ex.shutdown, ex)
   ]],
+  -- Arrays through the layout paths (ltable54.c): the encoder's runs read
+  -- from array parts, with tables between numbers (the view read again),
+  -- and the decoder's runs written into new tables, in the owner and in
+  -- a worker; a refused value inside a run, then the buffer used again.
+  arrays = [[
+    local ex = cf.ThreadPoolExecutor(1)
+    local nums = {}
+    for i = 1, 3000 do nums[i] = i % 3 == 0 and i or i + 0.5 end
+    local mixed = {}
+    for i = 1, 600 do mixed[i] = i % 50 == 0 and { i, "s" } or i * 0.25 end
+    local bad = { 1, 2, 3.5, io.stdout, 5 }
+    for _ = 1, 2 do
+      try(function() ex:submit(function(a, b) return a, b, #a + #b end, nums, mixed):result() end)
+      try(function() ex:submit(function(a) return a end, bad):result() end)
+      try(function()
+        ex:submit(function(k)
+          local t = {}
+          for i = 1, k do t[i] = i % 7 == 0 and { i } or i / 2 end
+          return t
+        end, 2000):result()
+      end)
+    end
+    try(ex.shutdown, ex)
+  ]],
 }
 
 -- A case's code: three tasks on an executor of kind 'kind' that cannot
@@ -255,6 +279,23 @@ local cases = {
       ex:shutdown()
     ]],
     expect = "^cannot transfer arguments %(not enough memory%)\nEND\n$",
+  },
+  {
+    -- the encoder's growth failing while it writes a table's own bytes
+    -- (its header, a run of numbers) named the table from the path entry
+    -- an earlier value left ("argument #2[1]arguments"); the buffer is
+    -- used again after
+    name = "encoder growth failing in a table",
+    env = "CONC_FAULT_ONLY=realloc CONC_FAULT=3",
+    code = [[
+      local ex = cf.ThreadPoolExecutor(1)
+      local a = {}
+      for i = 1, 300 do a[i] = i + 0.5 end
+      print(select(2, pcall(ex.submit, ex, function() end, { a })))
+      print(ex:submit(function(t) return #t[1] end, { a }):result())
+      ex:shutdown()
+    ]],
+    expect = "^cannot transfer argument #2%[1%] %(not enough memory%)\n300\nEND\n$",
   },
   {
     -- item 4: a worker whose state cannot be made leaves; the pool goes
