@@ -183,8 +183,8 @@ typedef struct Buffer {
   Seen *seen;           /* the 'seen' map */
   size_t nseen, sizeseen;
   unsigned gen;         /* the running encode's slots carry it */
-  int busy;             /* an encode is using it */
-  lua_State *user;      /* the thread of the latest encode (busy or not) */
+  int busy;             /* an encode is using it (see 'taken') */
+  const char *frame;    /* the C frame of the encode that set 'busy' */
   int fastarray;        /* lconc_arraycheck passed: arrays are read
                         ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
@@ -239,37 +239,27 @@ static int buffer_gc(lua_State *L) {
   return 0;
 }
 
-/* An encode's buffer is to-be-closed while it runs: an error raised by
-** the API inside it (lua_next's "invalid key" once a finalizer rehashed
-** the table, out of memory), which is no refusal, frees it for the next
-** encode too. Busy forever, every encode after would make a new one.
-** A coroutine that died in an encode closes it only when closed itself
-** (coroutine.close), maybe from a finalizer while another thread's
-** encode uses the buffer again: only the latest user's close counts. */
-static int buffer_close(lua_State *L) {
-  Buffer *B = (Buffer *)lua_touserdata(L, 1);
-  if (B->user == L) {
-    B->busy = 0;
-    seendrop(B);
-  }
-  return 0;
+/*
+** Whether an encode running in C frame 'frame' finds the buffer taken.
+** An encode that raised an error the API made (lua_next's "invalid key"
+** once a finalizer rehashed the table, out of memory), which is no
+** refusal, leaves it busy. The encode that set 'busy' is still running
+** only if this one runs inside it, re-entered from a finalizer, so in a
+** deeper frame: below its frame, as the C stack grows down. A frame at
+** or above it means that encode is gone, and the buffer is free again.
+** (One state's encodes run on one C stack at a time: coroutines share
+** the resumer's, and no encode yields.) Costs nothing per encode, where
+** a to-be-closed buffer cost about 400 instructions.
+*/
+static int taken(const Buffer *B, const char *frame) {
+  return B->busy && frame < B->frame;
 }
 
 /* Push a new, empty buffer userdata. */
 static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFERMT) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, buffer_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFERMT);
-  }
-  lua_setmetatable(L, -2);
+  lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
   B->fastarray = lconc_arraycheck(L);
   return B;
 }
@@ -283,13 +273,13 @@ void lconc_pushencbuffer(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFFER);
 }
 
-/* Push the state's buffer; a temporary one if it is busy (an encode
+/* Push the state's buffer; a temporary one if it is taken (an encode
 ** re-entered from a finalizer that ran during an allocation). */
-static Buffer *getbuffer(lua_State *L) {
+static Buffer *getbuffer(lua_State *L, const char *frame) {
   Buffer *B;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFFER) == LUA_TUSERDATA) {
     B = (Buffer *)lua_touserdata(L, -1);
-    if (!B->busy)
+    if (!taken(B, frame))
       return B;
     lua_pop(L, 1);
     return newbuffer(L);
@@ -1068,6 +1058,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                              lconc_payalloc alloc, void *ud, int buffer) {
   Enc E;
   conc_payload_t *p;
+  const char *frame = (const char *)__builtin_frame_address(0);
   int i;
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, "cannot transfer");
@@ -1084,14 +1075,13 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.labelbase = labelbase;
   E.names.checked = 0;
   E.B = buffer != 0 ? (Buffer *)lua_touserdata(L, buffer) : NULL;
-  if (E.B != NULL && !E.B->busy)
+  if (E.B != NULL && !taken(E.B, frame))
     lua_pushvalue(L, buffer);
   else
-    E.B = getbuffer(L);
+    E.B = getbuffer(L, frame);
   E.buffer = lua_gettop(L);
-  lua_toclose(L, E.buffer);  /* see buffer_close */
   E.B->busy = 1;
-  E.B->user = L;
+  E.B->frame = frame;
   E.B->n = HEAD;
   releaseheld(E.B);  /* what an encode that raised left */
   seenreset(E.B);
