@@ -248,11 +248,12 @@ static int buffer_gc(lua_State *L) {
 ** deeper frame: below its frame, as the C stack grows down. A frame at
 ** or above it means that encode is gone, and the buffer is free again.
 ** (One state's encodes run on one C stack at a time: coroutines share
-** the resumer's, and no encode yields.) Costs nothing per encode, where
-** a to-be-closed buffer cost about 400 instructions.
+** the resumer's, and no encode yields; the frames compare as integers,
+** as unrelated pointers may not.) Costs nothing per encode, where a
+** to-be-closed buffer cost about 400 instructions.
 */
 static int taken(const Buffer *B, const char *frame) {
-  return B->busy && frame < B->frame;
+  return B->busy && (uintptr_t)frame < (uintptr_t)B->frame;
 }
 
 /* Push a new, empty buffer userdata. */
