@@ -75,6 +75,14 @@ static void objref(void *obj, int delta) {
   }
 }
 
+void conc_shared_ref(void *obj) {
+  objref(obj, 1);
+}
+
+void conc_shared_unref(void *obj) {
+  objref(obj, -1);
+}
+
 static size_t total(size_t size, size_t nfutures) {
   if (size > SIZE_MAX / 2 || nfutures > UINT32_MAX
       || nfutures > SIZE_MAX / (4 * sizeof(void *)))
@@ -277,22 +285,18 @@ conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i) {
          ? (conc_bytes_t *)obj : NULL;
 }
 
-void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
+void conc_payload_setshared(conc_payload_t *p, size_t i, void *obj) {
   conc_assert(i < p->nfutures && objects(p)[i] == NULL);
-  conc_future_ref(f);
-  objects(p)[i] = f;
+  objref(obj, 1);
+  objects(p)[i] = obj;
+}
+
+void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f) {
+  conc_payload_setshared(p, i, f);
 }
 
 void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q) {
-  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
-  conc_chanq_ref(q);
-  objects(p)[i] = q;
-}
-
-void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s) {
-  conc_assert(i < p->nfutures && objects(p)[i] == NULL);
-  conc_bytes_ref(s);
-  objects(p)[i] = s;
+  conc_payload_setshared(p, i, q);
 }
 
 conc_payload_t *conc_payload_dup(const conc_payload_t *p) {

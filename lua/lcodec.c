@@ -912,29 +912,11 @@ static void enccfunc(Enc *E, int f) {
 }
 
 /* Add a shared object to the payload's list; its index. */
-/* Take (+1) or give back (-1) a reference on a shared object of the
-** list, by its kind (first in every such object). */
-static void sharedref(void *obj, int delta) {
-  switch (*(int *)obj) {
-    case CONC_SHARED_QUEUE:
-      if (delta > 0) conc_chanq_ref((conc_chanq_t *)obj);
-      else conc_chanq_unref((conc_chanq_t *)obj);
-      break;
-    case CONC_SHARED_BYTES:
-      if (delta > 0) conc_bytes_ref((conc_bytes_t *)obj);
-      else conc_bytes_unref((conc_bytes_t *)obj);
-      break;
-    default:
-      if (delta > 0) conc_future_ref((conc_future_t *)obj);
-      else conc_future_unref((conc_future_t *)obj);
-  }
-}
-
 /* Give back the list's references: once its payload took its own, or
 ** at the next encode after an error. */
 static void releaseheld(Buffer *B) {
   while (B->nfut > 0)
-    sharedref(B->fut[--B->nfut], -1);
+    conc_shared_unref(B->fut[--B->nfut]);
 }
 
 /* The list holds a reference on each object until the payload takes
@@ -952,7 +934,7 @@ static lua_Integer addshared(Enc *E, void *obj) {
     B->fut = nf;
     B->sizefut = want;
   }
-  sharedref(obj, 1);
+  conc_shared_ref(obj);
   B->fut[B->nfut] = obj;
   return (lua_Integer)B->nfut++;
 }
@@ -1035,17 +1017,8 @@ static conc_payload_t *finish(Enc *E) {
     if (p == NULL)
       refuse(E, "not enough memory");
   }
-  for (i = 0; i < B->nfut; i++) {
-    switch (*(int *)B->fut[i]) {  /* its kind, first */
-      case CONC_SHARED_QUEUE:
-        conc_payload_setqueue(p, i, (conc_chanq_t *)B->fut[i]);
-        break;
-      case CONC_SHARED_BYTES:
-        conc_payload_setbytes(p, i, (conc_bytes_t *)B->fut[i]);
-        break;
-      default: conc_payload_setfuture(p, i, (conc_future_t *)B->fut[i]);
-    }
-  }
+  for (i = 0; i < B->nfut; i++)
+    conc_payload_setshared(p, i, B->fut[i]);
   return p;
 }
 

@@ -129,6 +129,9 @@ typedef struct conc_chanq conc_chanq_t;  /* a queue (Queues, below) */
 /* What a payload's list refers to: futures, queues and shared bytes,
 ** each starting with its kind (an int), so an entry tells what it is. */
 enum { CONC_SHARED_FUTURE = 0, CONC_SHARED_QUEUE = 1, CONC_SHARED_BYTES = 2 };
+/* Take or give back a reference on any of them, by its kind. */
+void conc_shared_ref(void *obj);
+void conc_shared_unref(void *obj);
 
 /* Shared bytes: an immutable, refcounted block of bytes that payloads
 ** name instead of carrying a copy (a thread pool's tasks name the dump
@@ -180,7 +183,9 @@ conc_bytes_t *conc_payload_bytes(const conc_payload_t *p, size_t i);
 /* Fill the empty entry 'i' with 'f', taking a reference. */
 void conc_payload_setfuture(conc_payload_t *p, size_t i, conc_future_t *f);
 void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
-void conc_payload_setbytes(conc_payload_t *p, size_t i, conc_bytes_t *s);
+/* The same for any shared object (shared bytes among them), by its
+** kind. */
+void conc_payload_setshared(conc_payload_t *p, size_t i, void *obj);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 /* Whether future 'f' is among the futures 'p' carries or, through the
