@@ -663,6 +663,16 @@ static void openrun(Enc *E, Run *r, int tag) {
   E->B->n += 5;
 }
 
+/* The array's item t[i], at the top, that is no number: it ends the
+** open run and is encoded as a value; then the path names the table
+** again, for its own bytes. */
+static void encitem(Enc *E, Run *r, lua_Integer i) {
+  closerun(E, r);
+  setseg(E, SEG_INDEX, 0, i, NULL);
+  encode(E, lua_gettop(E->L));
+  E->path[E->depth].kind = SEG_NONE;
+}
+
 /* Numbers of a run written per check of the buffer's room: the room
 ** asked for stays near what the run needs. */
 #define CHUNK 256
@@ -715,11 +725,8 @@ static lua_Integer encslots(Enc *E, int t, Run *r) {
     } else if (lconc_slotisnil(&s[n]))
       break;
     else {
-      closerun(E, r);
       lua_rawgeti(L, t, (lua_Integer)++n);
-      setseg(E, SEG_INDEX, 0, (lua_Integer)n, NULL);
-      encode(E, lua_gettop(L));
-      E->path[E->depth].kind = SEG_NONE;
+      encitem(E, r, (lua_Integer)n);
       lua_pop(L, 1);
       s = lconc_arraypart(L, t, &size);
     }
@@ -770,12 +777,8 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
       ensure(E, 8);
       putfloat(E, lua_tonumber(L, -1));
       run.n++;
-    } else {
-      closerun(E, &run);
-      setseg(E, SEG_INDEX, 0, n, NULL);
-      encode(E, lua_gettop(L));
-      E->path[E->depth].kind = SEG_NONE;
-    }
+    } else
+      encitem(E, &run, n);
     if (++kept == KEEPPAIRS) {
       lua_settop(L, k - 1);
       kept = 0;
