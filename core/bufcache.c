@@ -98,13 +98,18 @@ int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n) {
   return 1;
 }
 
-void conc_bufcache_free(conc_bufcache_t *c) {
-  int i;
-  if (c == NULL)
-    return;
-  for (i = 0; i < c->n; i++) {
+int conc_bufcache_empty(conc_bufcache_t *c) {
+  int i, had = c != NULL && c->n > 0;
+  for (i = 0; had && i < c->n; i++) {
     unpoison(c->slot[i].p, c->slot[i].size);
     free(c->slot[i].p);
   }
+  if (had)
+    c->n = 0, c->held = 0;
+  return had;
+}
+
+void conc_bufcache_free(conc_bufcache_t *c) {
+  conc_bufcache_empty(c);
   free(c);
 }

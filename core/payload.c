@@ -128,16 +128,13 @@ static int cacheable(size_t n) {
   return n >= CONC_BUFCACHE_MIN && n <= CONC_BUFCACHE_MAX;
 }
 
-/* Out of memory: the blocks kept go back to malloc (1), if any may. */
+/* Out of memory: the blocks kept go back to malloc (1), if any. */
 static int emptycache(void) {
-  conc_bufcache_t *old;
+  int had;
   pthread_mutex_lock(&cachemu);
-  old = cache;
-  if (old != NULL)
-    cache = conc_bufcache_new(CONC_PAYLOADCACHE);  /* NULL: none */
+  had = conc_bufcache_empty(cache);
   pthread_mutex_unlock(&cachemu);
-  conc_bufcache_free(old);
-  return old != NULL;
+  return had;
 }
 
 /* A block for a payload of 'n' bytes in all (rounded up): a kept one,

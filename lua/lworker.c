@@ -83,11 +83,8 @@ static void release(worker *w, void *p, size_t n) {
 ** kept (of other sizes) go back to malloc, and it is asked again. */
 static void *bigalloc(worker *w, size_t n) {
   void *p = conc_bufcache_take(w->cache, n);
-  if (p == NULL && (p = malloc(n)) == NULL && w->cache != NULL) {
-    conc_bufcache_free(w->cache);
-    w->cache = conc_bufcache_new(LCONC_WORKERCACHE);  /* NULL: none */
+  if (p == NULL && (p = malloc(n)) == NULL && conc_bufcache_empty(w->cache))
     p = malloc(n);
-  }
   return p;
 }
 

@@ -231,6 +231,9 @@ int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n);
 ** at that size, it is taken back for any 'n' that rounds to it (a block
 ** kept at a size of its own is taken only for requests up to it). */
 size_t conc_bufcache_round(size_t n);
+/* Gives every kept block back to malloc (out of memory, so that malloc
+** may try again): 1 if there was any. NULL is allowed. */
+int conc_bufcache_empty(conc_bufcache_t *c);
 /* Frees every kept block and the cache; NULL is allowed. */
 void conc_bufcache_free(conc_bufcache_t *c);
 
