@@ -367,6 +367,20 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   return why != NULL ? conc_payload_error("", why) : intpayload(7);
 }
 
+/* The options of a pool of 'workers' running tasks with 'run' and the
+** runtime above. */
+static void pooloptions(conc_executor_opts_t *o, int workers,
+                        conc_payload_t *(*run)(void *, const conc_payload_t *,
+                                               conc_taskctl_t *, int *)) {
+  memset(o, 0, sizeof(*o));
+  o->max_workers = workers;
+  o->runtime.start = rt_start;
+  o->runtime.stop = rt_stop;
+  o->runtime.run = run;
+  o->runtime.interrupt = rt_interrupt;
+  o->runtime.memory = rt_memory;
+}
+
 static void case_process(void) {
   conc_executor_opts_t o;
   conc_executor_t *ex;
@@ -378,13 +392,7 @@ static void case_process(void) {
   void *data;
   conc_free_fn fn;
   int i, failed;
-  memset(&o, 0, sizeof(o));
-  o.max_workers = 1;
-  o.runtime.start = rt_start;
-  o.runtime.stop = rt_stop;
-  o.runtime.run = rt_run;
-  o.runtime.interrupt = rt_interrupt;
-  o.runtime.memory = rt_memory;
+  pooloptions(&o, 1, rt_run);
   CHECK((ex = conc_procexec_new(&o)) != NULL && task != NULL && f != NULL);
   conc_payload_setqueue(task, 0, out);
   conc_payload_setqueue(task, 1, in);
@@ -476,13 +484,7 @@ static conc_payload_t *echo_run(void *ctx, const conc_payload_t *task,
 static conc_executor_t *echopool(void) {
   conc_executor_opts_t o;
   conc_executor_t *ex;
-  memset(&o, 0, sizeof(o));
-  o.max_workers = 2;
-  o.runtime.start = rt_start;
-  o.runtime.stop = rt_stop;
-  o.runtime.run = echo_run;
-  o.runtime.interrupt = rt_interrupt;
-  o.runtime.memory = rt_memory;
+  pooloptions(&o, 2, echo_run);
   CHECK((ex = conc_threadexec_new(&o)) != NULL);
   return ex;
 }
