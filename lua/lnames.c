@@ -8,6 +8,7 @@
 #include "lualib.h"
 
 #include "lnames.h"
+#include "ltable54.h"
 
 /* Stack slots the functions below use at most (the codec calls them
 ** deep in a nested value, where only a few are guaranteed). */
@@ -19,8 +20,19 @@
 **       function -> {module, key, rank}
 **   [2] package.loaded's table entries when [1] was made: name -> table
 **   [3] how many entries [2] has
+**   [4] a Snapshot of package.loaded, or false where this Lua's tables
+**       cannot be read (lconc_hashcheck failed): then every transfer
+**       walks package.loaded
 */
 static const char NAMES = 'n';
+
+/* The bytes of package.loaded's hash part when a walk last found [2]
+** to describe it exactly. */
+typedef struct Snapshot {
+  size_t len;          /* bytes held; 0: none (the next check walks) */
+  size_t size;         /* room in 'nodes' */
+  unsigned char nodes[];
+} Snapshot;
 
 /* Lua's standard libraries (lualib.h): their names win. */
 static const char *const stdlibs[] = {
@@ -135,6 +147,12 @@ static void scanmodule(lua_State *L, int rev, int mod, int t) {
   }
 }
 
+/* Push package.loaded (the registry's, which 'require' uses); return
+** whether it is a table. */
+static int pushloaded(lua_State *L) {
+  return lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE;
+}
+
 /* Fill the names table at 'names' anew from package.loaded. */
 static void rebuild(lua_State *L, int names) {
   int rev, snap, loaded;
@@ -147,9 +165,8 @@ static void rebuild(lua_State *L, int names) {
   lua_setmetatable(L, rev);
   lua_newtable(L);
   snap = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  loaded = lua_gettop(L);
-  if (lua_istable(L, loaded)) {
+  if (pushloaded(L)) {
+    loaded = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, loaded) != 0) {
       int mod = lua_gettop(L) - 1, t = mod + 1;
@@ -172,13 +189,13 @@ static void rebuild(lua_State *L, int names) {
 }
 
 /* Do the names at 'names' still describe package.loaded: the same
-** tables under the same names, and no others? */
+** tables under the same names, and no others? Neither allocates nor
+** runs Lua code. */
 static int uptodate(lua_State *L, int names) {
   lua_Integer count = 0;
   int ok = 1;
   lua_rawgeti(L, names, 2);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_istable(L, -1)) {
+  if (pushloaded(L)) {
     lua_pushnil(L);
     while (ok && lua_next(L, -2) != 0) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
@@ -200,6 +217,96 @@ static int uptodate(lua_State *L, int names) {
   return ok;
 }
 
+/*
+** Does package.loaded hold what it held at the snapshot? If so, the
+** names are up to date, without a walk (which cost about 7,000
+** instructions a transfer). Sound because:
+** - the snapshot was taken (see 'snapshot') when a walk found [2] to
+**   hold exactly the string-keyed tables of those bytes, with nothing
+**   allocated nor run in between; [2] and the snapshot are replaced
+**   together (the snapshot is emptied first), so while it is valid, [2]
+**   keeps each key string and table of those pairs alive;
+** - an address names one object while the object lives, so a table
+**   with the same bytes in its hash part (its node array, wherever it
+**   is now; the same table or another one the registry holds instead)
+**   holds the same pairs: each node the same key and value tags and
+**   payloads, any string key with a table value the very objects [2]
+**   holds. Tags decide which pairs count, so a node that does not count
+**   in one does not in the other; string keys never live in the array
+**   part;
+** - so the walk would find the same string-keyed tables, and no others.
+** Bytes that differ where the pairs do not (padding, a dead key the
+** collector marked, a rehash to the same pairs) only cost a walk.
+*/
+static int unchanged(lua_State *L, int names) {
+  const Snapshot *s;
+  int same = 0;
+  lua_rawgeti(L, names, 4);
+  s = (const Snapshot *)lua_touserdata(L, -1);
+  if (pushloaded(L) && s != NULL && s->len != 0) {
+    size_t len;
+    const void *nodes = lconc_hashpart(L, -1, &len);
+    same = len == s->len && memcmp(nodes, s->nodes, len) == 0;
+  }
+  lua_pop(L, 2);
+  return same;
+}
+
+/* Push a new, empty snapshot with room for 'size' bytes. */
+static Snapshot *newsnapshot(lua_State *L, size_t size) {
+  Snapshot *s = (Snapshot *)lua_newuserdatauv(
+      L, sizeof(Snapshot) + size, 0);
+  s->len = 0;
+  s->size = size;
+  return s;
+}
+
+/* Take the snapshot of package.loaded, valid only if a walk right after
+** the copy finds the names up to date. Its room is made first: an
+** allocation may run a finalizer that changes package.loaded. */
+static void snapshot(lua_State *L, int names) {
+  Snapshot *s;
+  size_t len = 0;
+  if (pushloaded(L))
+    lconc_hashpart(L, -1, &len);
+  lua_pop(L, 1);
+  lua_rawgeti(L, names, 4);
+  s = (Snapshot *)lua_touserdata(L, -1);
+  if (s->size < len) {
+    lua_pop(L, 1);
+    s = newsnapshot(L, len);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, names, 4);
+  }
+  if (pushloaded(L)) {  /* from here on nothing allocates */
+    const void *nodes = lconc_hashpart(L, -1, &len);
+    if (len <= s->size) {
+      memcpy(s->nodes, nodes, len);
+      if (uptodate(L, names))
+        s->len = len;
+    }
+  }
+  lua_pop(L, 2);
+}
+
+/* Check the names against package.loaded by a walk (unless known to be
+** 'stale'), make them anew if they are stale, and take a new snapshot.
+** The old one is emptied first: it must not outlive the [2] it was
+** checked against, and if the rebuild or the snapshot raises (out of
+** memory), the next transfer walks again. */
+static void recheck(lua_State *L, int names, int stale) {
+  Snapshot *s;
+  lua_rawgeti(L, names, 4);
+  s = (Snapshot *)lua_touserdata(L, -1);  /* [4] keeps it alive */
+  lua_pop(L, 1);
+  if (s != NULL)
+    s->len = 0;
+  if (stale || !uptodate(L, names))
+    rebuild(L, names);
+  if (s != NULL)
+    snapshot(L, names);
+}
+
 /* Push the state's names, checked against package.loaded once per
 ** transfer; return its stack index. */
 static int getnames(lua_State *L, lconc_names *N) {
@@ -207,16 +314,20 @@ static int getnames(lua_State *L, lconc_names *N) {
   luaL_checkstack(L, STACKNEED, NULL);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 3, 0);
+    lua_createtable(L, 4, 0);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
+    if (lconc_hashcheck(L))
+      newsnapshot(L, 0);
+    else
+      lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, 4);
     rebuild(L, lua_gettop(L));
-    N->checked = 1;
   }
   names = lua_gettop(L);
   if (!N->checked) {
-    if (!uptodate(L, names))
-      rebuild(L, names);
+    if (!unchanged(L, names))
+      recheck(L, names, 0);
     N->checked = 1;
   }
   return names;
@@ -286,7 +397,7 @@ int lconc_cfuncname(lua_State *L, lconc_names *N, int idx) {
     }
     lua_settop(L, names);
     if (pass == 0)  /* unknown or stale: look at what is loaded now */
-      rebuild(L, names);
+      recheck(L, names, 1);
   }
   lua_pop(L, 1);
   return 0;

@@ -1,18 +1,38 @@
 /*
 ** ltable54.c: reads the array part of a Lua 5.4 table, and writes the
-** numbers of a new one, through Lua's own layout, checked against the
-** API before the first use in a state.
+** numbers of a new one, through Lua's own layout; gives the bytes of
+** its hash part. Each is checked against the API before its first use
+** in a state.
 */
+#include <string.h>
+
 #include "ltable54.h"
 
 /*
+** One node of the hash part: Lua 5.4's Node (lobject.h, union Node's
+** NodeKey, the same in 5.4.0 to 5.4.7): the value and its tag, the
+** key's tag, the chain link, the key's value. The unions have Value's
+** size and alignment (its other members are no larger), so the node
+** has Lua's size: 24 bytes on a 64-bit build, two of them padding.
+*/
+typedef struct Node54 {
+  union { void *p; lua_Integer i; lua_Number n; } v;
+  unsigned char tt;
+  unsigned char keytt;
+  int next;
+  union { void *p; lua_Integer i; lua_Number n; } key;
+} Node54;
+
+/*
 ** The head of Lua 5.4's 'Table' (lobject.h, the same in 5.4.0 to 5.4.7;
-** 5.5 lays the array out otherwise, which the check below refuses).
+** 5.5 lays the array out otherwise, which the checks below refuse).
 ** lua_topointer returns the Table itself. Keys 1..alimit live in
 ** t->array[0..alimit-1]: luaH_getint looks them up there and nowhere
 ** else. 'alimit' may be below the array's real size (luaH_getn lowers
 ** it to a border found, as a hint, when the real size is a power of 2),
-** never above it, so the view may stop short, never run past.
+** never above it, so the view may stop short, never run past. Every
+** other key lives in t->node[0 .. 2^lsizenode - 1] (an empty table's
+** 'node' is Lua's static dummy node, one empty node).
 */
 typedef struct Table54 {
   void *next;                     /* CommonHeader */
@@ -20,6 +40,7 @@ typedef struct Table54 {
   unsigned char flags, lsizenode;
   unsigned int alimit;
   lconc_slot *array;
+  Node54 *node;
 } Table54;
 
 #define VTABLE (LUA_TTABLE | (0 << 4))
@@ -36,18 +57,27 @@ lconc_slot *lconc_arraynew(lua_State *L, int idx, lua_Unsigned *n) {
   return t->array;
 }
 
-/* Whether slot 's' holds what the API reads at t[i] ('t' at the top). */
-static int sameslot(lua_State *L, const lconc_slot *s, lua_Integer i) {
-  int type = lua_rawgeti(L, -1, i), ok;
+/* Whether slot 's' holds the value at the top, which is popped. */
+static int sametop(lua_State *L, const lconc_slot *s) {
+  int type = lua_type(L, -1), ok;
   if (type == LUA_TNUMBER && lua_isinteger(L, -1))
     ok = s->tt == LCONC_VNUMINT && s->v.i == lua_tointeger(L, -1);
   else if (type == LUA_TNUMBER)
     ok = s->tt == LCONC_VNUMFLT && s->v.n == lua_tonumber(L, -1);
-  else  /* the rest by type alone: the low four bits of the tag */
+  else  /* the rest by type: the low four bits of the tag; tables and
+        ** strings also by address (lua_topointer gives the object) */
     ok = s->tt != LCONC_VNUMINT && s->tt != LCONC_VNUMFLT
-         && (s->tt & 0x0f) == type;
+         && (s->tt & 0x0f) == type
+         && ((type != LUA_TTABLE && type != LUA_TSTRING)
+             || s->v.p == lua_topointer(L, -1));
   lua_pop(L, 1);
   return ok;
+}
+
+/* Whether slot 's' holds what the API reads at t[i] ('t' at the top). */
+static int sameslot(lua_State *L, const lconc_slot *s, lua_Integer i) {
+  lua_rawgeti(L, -1, i);
+  return sametop(L, s);
 }
 
 /* Whether the table at the top is a table to the layout, its view
@@ -142,3 +172,111 @@ int lconc_arraycheck(lua_State *L) {
   ok = agrees(L, 5, 8) && ok;
   return ok && writes(L);
 }
+
+
+/* {======================================================================
+** The hash part
+** ======================================================================= */
+
+/* The tag of a short string key (lobject.h: LUA_VSHRSTR, collectable). */
+#define KEYSHRSTR (LUA_TSTRING | (0 << 4) | (1 << 6))
+
+const void *lconc_hashpart(lua_State *L, int idx, size_t *len) {
+  const Table54 *t = (const Table54 *)lua_topointer(L, idx);
+  *len = sizeof(Node54) << t->lsizenode;
+  return t->node;
+}
+
+/* The stack index of the string among 'nk' at 'k', 'k' + 1... whose
+** object is at 'p', or 0. */
+static int keyat(lua_State *L, const void *p, int k, int nk) {
+  int i;
+  for (i = k; i < k + nk; i++)
+    if (lua_topointer(L, i) == p)
+      return i;
+  return 0;
+}
+
+/* Whether the table at the top has a hash part of 'size' nodes, where
+** lconc_hashpart finds it, and the nodes read as the API reads the
+** table: 'used' of them hold one of the 'nk' strings at 'k'... as key
+** and rawget's value for it, the others an empty value. */
+static int hashagrees(lua_State *L, int k, int nk, unsigned size,
+                      int used) {
+  const Table54 *t = (const Table54 *)lua_topointer(L, -1);
+  size_t len;
+  unsigned i;
+  int ok = t->tt == VTABLE && t->lsizenode < 8
+           && (1u << t->lsizenode) == size
+           && lconc_hashpart(L, -1, &len) == (const void *)t->node
+           && len == size * sizeof(Node54);
+  for (i = 0; ok && i < size; i++) {
+    const Node54 *n = &t->node[i];
+    lconc_slot v;
+    int key;
+    if ((n->tt & 0x0f) == LUA_TNIL)  /* an empty value: no pair */
+      continue;
+    key = n->keytt == KEYSHRSTR ? keyat(L, n->key.p, k, nk) : 0;
+    ok = key != 0 && used-- > 0;
+    if (ok) {  /* the node's value and tag, as the slot's first bytes */
+      memcpy(&v.v, &n->v, sizeof(v.v));
+      v.tt = n->tt;
+      lua_pushvalue(L, key);
+      lua_rawget(L, -2);
+      ok = sametop(L, &v);
+    }
+  }
+  return ok && used == 0;
+}
+
+/* t[k] = the value at the top (popped), the table just below it. */
+static void setkey(lua_State *L, int k) {
+  lua_pushvalue(L, k);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+/*
+** An empty table shows the dummy node. A table made with room for four
+** pairs gets three (a table, an integer, a float: four nodes, three
+** used), loses one (its node's value reads empty), gets one more (in a
+** node of the same array), then two more, which fill the array and
+** rehash the table to eight nodes, in a new array. Each step's nodes
+** must read as the API reads the table. Some 3,000 instructions once a
+** state.
+*/
+int lconc_hashcheck(lua_State *L) {
+  static const char *const keys[] = { "a", "b", "c", "d", "e", "f" };
+  int k, i, ok;
+  if (LUA_VERSION_NUM != 504 || !lua_checkstack(L, 12))
+    return 0;
+  k = lua_gettop(L) + 1;
+  for (i = 0; i < 6; i++)
+    lua_pushstring(L, keys[i]);
+  lua_createtable(L, 0, 0);
+  ok = hashagrees(L, k, 6, 1, 0);
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  lua_newtable(L);
+  setkey(L, k);
+  lua_pushinteger(L, 42);
+  setkey(L, k + 1);
+  lua_pushnumber(L, 0.25);
+  setkey(L, k + 2);
+  ok = ok && hashagrees(L, k, 6, 4, 3);
+  lua_pushnil(L);
+  setkey(L, k + 1);
+  ok = ok && hashagrees(L, k, 6, 4, 2);
+  lua_pushvalue(L, k);
+  setkey(L, k + 3);
+  ok = ok && hashagrees(L, k, 6, 4, 3);
+  lua_pushboolean(L, 1);
+  setkey(L, k + 4);
+  lua_pushinteger(L, LUA_MININTEGER);
+  setkey(L, k + 5);
+  ok = ok && hashagrees(L, k, 6, 8, 5);
+  lua_settop(L, k - 1);
+  return ok;
+}
+
+/* }====================================================================== */

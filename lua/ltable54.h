@@ -1,7 +1,8 @@
 /*
-** ltable54.h: a view of the array part of a Lua 5.4 table
-** (ltable54.c), for the codec's arrays of numbers (lcodec.c): the
-** encoder reads them, the decoder writes the numbers of a new table.
+** ltable54.h: a view of the parts of a Lua 5.4 table (ltable54.c): the
+** array part for the codec's arrays of numbers (lcodec.c), which the
+** encoder reads and the decoder writes into a new table; the bytes of
+** the hash part, which lnames.c compares with a snapshot.
 */
 #ifndef LTABLE54_H
 #define LTABLE54_H
@@ -49,5 +50,20 @@ LCONC_FUNC const lconc_slot *lconc_arraypart(lua_State *L, int idx,
 ** a finalizer): read it again after any call that may. */
 LCONC_FUNC lconc_slot *lconc_arraynew(lua_State *L, int idx,
                                       lua_Unsigned *n);
+
+/* Whether this process's Lua lays out the hash part as ltable54.c reads
+** it: 1 after the nodes of tables of known contents read exactly as the
+** API reads them, before and after changes and a rehash, else 0, and
+** lconc_hashpart must not run. */
+LCONC_FUNC int lconc_hashcheck(lua_State *L);
+
+/* The bytes of the hash part of the table at 'idx' (valid index), its
+** whole node array, '*len' bytes: every key and value the table holds
+** outside its array part, with their tags (and padding). Two reads of
+** equal bytes hold the same pairs (values compare as by rawequal) as
+** long as the objects they point to lived in between (an address names
+** one object while it lives). Valid until Lua code runs or the state
+** allocates. */
+LCONC_FUNC const void *lconc_hashpart(lua_State *L, int idx, size_t *len);
 
 #endif

@@ -9,7 +9,7 @@ local ch = require "codechelper"
 -- Fixture modules: spec/support/modules/*.lua.
 local MODULES = "spec/support/modules/?.lua;"
 local FIXTURES = { "point", "counted", "broken", "m", "zzzz_alias",
-  "longname", "ab", "ba", "aa", "x_longer" }
+  "longname", "ab", "ba", "aa", "x_longer", "mod_a", "mod_b" }
 
 -- The bytes of one transfer of a single value: version 1, no flags, one
 -- value, then 'body'.
@@ -28,7 +28,7 @@ describe("names", function()
   after_each(function()
     package.path = saved_path
     for _, m in ipairs(FIXTURES) do package.loaded[m] = nil end
-    for i = 1, 20 do package.loaded["alias" .. i] = nil end
+    for i = 1, 40 do package.loaded["alias" .. i] = nil end
     spec_global_encode = nil  -- luacheck: ignore 111
   end)
 
@@ -102,6 +102,89 @@ describe("names", function()
       assert.matches("cannot require 'no.such': module 'no.such' not found at byte", err,
                      1, true)
       S:close()
+    end)
+  end)
+
+  describe("follow package.loaded from one transfer to the next", function()
+    -- Each transfer checks the names against package.loaded: where this
+    -- Lua's tables can be read (ch.hashview), a compare of its nodes
+    -- with a snapshot, and a walk when they differ. Each case below
+    -- makes its change between two transfers that find the names made.
+    local PLAIN = one("\6\0\0")  -- an empty table, by value
+    local function named(name) return one(T_MODULE .. str(name)) end
+    local function enc(v) return (ch.encode(v)) end
+
+    it("through the layout view in this build", function()
+      assert.is_true(ch.hashview())
+    end)
+
+    it("see modules added, as many as make package.loaded grow", function()
+      enc({})
+      local ts = {}
+      for i = 1, 40 do
+        ts[i] = {}
+        package.loaded["alias" .. i] = ts[i]
+        assert.equal(named("alias" .. i), enc(ts[i]))
+      end
+      for i = 1, 40 do assert.equal(named("alias" .. i), enc(ts[i])) end
+    end)
+
+    it("see a table become a module after it crossed by value", function()
+      local t = {}
+      assert.equal(PLAIN, enc(t))
+      package.loaded.mod_a = t
+      assert.equal(named("mod_a"), enc(t))
+    end)
+
+    it("see a module replaced under its name", function()
+      local t1, t2 = {}, {}
+      package.loaded.mod_a = t1
+      assert.equal(named("mod_a"), enc(t1))
+      package.loaded.mod_a = t2
+      assert.equal(named("mod_a"), enc(t2))
+      assert.equal(PLAIN, enc(t1))
+    end)
+
+    it("see a module removed", function()
+      local t = {}
+      package.loaded.mod_a = t
+      assert.equal(named("mod_a"), enc(t))
+      package.loaded.mod_a = nil
+      assert.equal(PLAIN, enc(t))
+    end)
+
+    it("see a module set and removed by rawset", function()
+      local t = {}
+      enc({})
+      rawset(package.loaded, "mod_a", t)
+      assert.equal(named("mod_a"), enc(t))
+      rawset(package.loaded, "mod_a", nil)
+      assert.equal(PLAIN, enc(t))
+    end)
+
+    it("see one module added and another removed (the same count)", function()
+      local t1, t2 = {}, {}
+      package.loaded.mod_a = t1
+      assert.equal(named("mod_a"), enc(t1))
+      package.loaded.mod_a = nil
+      package.loaded.mod_b = t2
+      assert.equal(named("mod_b"), enc(t2))
+      assert.equal(PLAIN, enc(t1))
+    end)
+
+    it("see package.loaded itself replaced in the registry", function()
+      local registry = debug.getregistry()
+      local old, new, t = registry._LOADED, {}, {}
+      for k, v in pairs(old) do new[k] = v end
+      new.mod_a = t
+      assert.equal(PLAIN, enc(t))
+      registry._LOADED = new
+      local ok, a, b = pcall(function() return enc(t), enc(math) end)
+      registry._LOADED = old
+      assert.is_true(ok, a)
+      assert.equal(named("mod_a"), a)
+      assert.equal(named("math"), b)
+      assert.equal(PLAIN, enc(t))
     end)
   end)
 

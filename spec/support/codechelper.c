@@ -296,6 +296,14 @@ static int ch_arrayview(lua_State *L) {
   return 2;
 }
 
+/* ch.hashview(): whether the check of Lua's table layout for the hash
+** part (lua/ltable54.c, used on package.loaded by lua/lnames.c)
+** passes in this state. */
+static int ch_hashview(lua_State *L) {
+  lua_pushboolean(L, lconc_hashcheck(L));
+  return 1;
+}
+
 static const luaL_Reg st_methods[] = {
   {"roundtrip", st_roundtrip},
   {"call", st_call},
@@ -312,6 +320,7 @@ static const luaL_Reg funcs[] = {
   {"bench", ch_bench},
   {"memcpy", ch_memcpy},
   {"arrayview", ch_arrayview},
+  {"hashview", ch_hashview},
   {NULL, NULL}
 };
 
