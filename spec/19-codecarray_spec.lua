@@ -178,6 +178,22 @@ describe("transfer of arrays", function()
     end
   end)
 
+  it("sends float runs of every length, ended at every place", function()
+    -- the encoder and the decoder take floats eight at a time while they
+    -- last: each length and each place of another value in the run
+    for n = 0, 20 do
+      for at = 1, n + 1 do
+        for _, other in ipairs({ 7, "s", 0.5 }) do
+          local t = seq(n, function(i) return i + 0.25 end)
+          t[at] = other
+          local name = n .. " floats, " .. tostring(other) .. " at " .. at
+          assert.is_true(same(t, ch.decode(ch.encode(t))), name)
+          assert.is_true(same(t, (S:roundtrip(t))), name)
+        end
+      end
+    end
+  end)
+
   it("sends huge arrays with every kind of element", function()
     -- in a child: freeing the 16 MB arrays would raise glibc's mmap and
     -- trim thresholds for the rest of the suite, whose RSS checks
