@@ -308,21 +308,22 @@ static void recheck(lua_State *L, int names, int stale) {
 }
 
 /* Push the state's names, checked against package.loaded once per
-** transfer; return its stack index. */
+** transfer; return its stack index. A new names table goes into the
+** registry once complete: making it allocates, which may raise. */
 static int getnames(lua_State *L, lconc_names *N) {
   int names;
   luaL_checkstack(L, STACKNEED, NULL);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 4, 0);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
     if (lconc_hashcheck(L))
       newsnapshot(L, 0);
     else
       lua_pushboolean(L, 0);
     lua_rawseti(L, -2, 4);
     rebuild(L, lua_gettop(L));
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
   }
   names = lua_gettop(L);
   if (!N->checked) {

@@ -5,6 +5,7 @@
 
 local cf = require "concurrent.futures"
 local ch = require "codechelper"
+local helpers = require "spec.helpers"
 
 -- Fixture modules: spec/support/modules/*.lua.
 local MODULES = "spec/support/modules/?.lua;"
@@ -170,6 +171,41 @@ describe("names", function()
       package.loaded.mod_b = t2
       assert.equal(named("mod_b"), enc(t2))
       assert.equal(PLAIN, enc(t1))
+    end)
+
+    it("survive running out of memory while they are made", function()
+      -- a worker near its max_memory returns a table: the encode makes
+      -- the state's names (a layout check, a snapshot, a table of every
+      -- module's C functions), and an allocation among them fails. The
+      -- next task of that worker must find no half-made names (it
+      -- crashed reading them); each slack below fails another one.
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local CAP = 1024 * 1024
+        for slack = 0, 49152, 128 do
+          local ex = cf.ThreadPoolExecutor { max_workers = 1, max_memory = CAP }
+          local f = ex:submit(function(k)
+            local function used()
+              collectgarbage()
+              return math.floor(collectgarbage("count") * 1024)
+            end
+            local pad, unit = {}, string.rep("x", 1000)
+            while used() < CAP - k - 4000 do
+              for _ = 1, (CAP - k - used()) // 1100 do pad[#pad + 1] = unit .. #pad end
+            end
+            KEEP = { pad, string.rep("y", math.max(0, CAP - k - used() - 60)) }
+            return { 1 }
+          end, slack)
+          pcall(f.result, f)
+          local g = ex:submit(function() KEEP = nil return { 1, 2 } end)
+          local got, err = pcall(g.result, g)
+          assert(got or tostring(err):find("not enough memory"), err)
+          ex:shutdown(true)
+        end
+        print("done")
+      ]])
+      assert.is_true(ok, out)
+      assert.matches("done", out)
     end)
 
     it("see package.loaded itself replaced in the registry", function()
