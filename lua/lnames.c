@@ -219,8 +219,9 @@ static int uptodate(lua_State *L, int names) {
 
 /*
 ** Does package.loaded hold what it held at the snapshot? If so, the
-** names are up to date, without a walk (which cost about 7,000
-** instructions a transfer). Sound because:
+** names are up to date, without a walk (some 6,500 instructions a
+** transfer with the standard libraries and this module loaded; the
+** compare costs some 600). Sound because:
 ** - the snapshot was taken (see 'snapshot') when a walk found [2] to
 **   hold exactly the string-keyed tables of those bytes, with nothing
 **   allocated nor run in between; [2] and the snapshot are replaced

@@ -242,8 +242,8 @@ static void setkey(lua_State *L, int k) {
 ** used), loses one (its node's value reads empty), gets one more (in a
 ** node of the same array), then two more, which fill the array and
 ** rehash the table to eight nodes, in a new array. Each step's nodes
-** must read as the API reads the table. Some 3,000 instructions once a
-** state.
+** must read as the API reads the table. Some 12,000 instructions once
+** a state.
 */
 int lconc_hashcheck(lua_State *L) {
   static const char *const keys[] = { "a", "b", "c", "d", "e", "f" };
