@@ -1093,6 +1093,8 @@ typedef struct Dec {
   lua_State *L;
   const unsigned char *b, *p, *end;
   const conc_payload_t *pl;  /* futures come from its list, or NULL */
+  lconc_loadmemo *memo;      /* where LFUNCREF functions are found first,
+                             ** or NULL */
   int refs;           /* stack index: id -> table or Lua function */
   int hasrefs;        /* the 'refs' slot holds the table (not nil) */
   int userefs;        /* F_REFS: objects must be numbered */
@@ -1448,7 +1450,8 @@ static void declfunc(Dec *D, int ref) {
     b = conc_bytes_data(s, &n);
     if (n < 5)
       error(D, "bad function index");
-    n -= 5;  /* its check and upvalue count follow it */
+    shared = D->memo != NULL ? lconc_loadshared(L, s, D->memo, &nups)
+                             : lconc_loadfunc(L, b, n - 5, &nups);
   } else {
     const char *hb;
     char check[4];
@@ -1458,18 +1461,12 @@ static void declfunc(Dec *D, int ref) {
     lconc_dumpcheck(b, n, check);
     if (memcmp(hb, check, 4) != 0)
       error(D, "bad bytecode: hash mismatch");
+    shared = lconc_loadfunc(L, b, n, &nups);
   }
-  shared = lconc_loadfunc(L, b, n);
   if (shared < 0)
     error(D, lua_pushfstring(L, "bad bytecode: %s", lua_tostring(L, -1)));
   f = lua_gettop(L);
   addref(D);
-  nups = lconc_nupvalues(L, f);
-  for (i = 1; i <= nups; i++) {  /* the prototype must agree */
-    if (lua_getupvalue(L, f, i) == NULL)
-      error(D, "bad bytecode: upvalue count");
-    lua_pop(L, 1);
-  }
   if (loadvarint(D) != (lua_Unsigned)nups)
     error(D, "wrong upvalue count");
   for (i = 1; i <= nups; i++)
@@ -1564,13 +1561,15 @@ static int decodescalar(Dec *D) {
 /* Decode a whole transfer; nothing of it stays on the stack but its
 ** values (objects of a failed decode are garbage, nothing leaks). */
 static int decodeall(lua_State *L, const void *b, size_t size,
-                     const conc_payload_t *pl, int flags) {
+                     const conc_payload_t *pl, lconc_loadmemo *memo,
+                     int flags) {
   Dec D;
   int n, i;
   D.L = L;
   D.b = D.p = (const unsigned char *)b;
   D.end = D.b + size;
   D.pl = pl;
+  D.memo = memo;
   D.hasrefs = 0;
   D.fastarray = -1;
   D.nrefs = 0;
@@ -1648,17 +1647,22 @@ int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
   }
 }
 
-int lconc_decode(lua_State *L, const conc_payload_t *p) {
+int lconc_decodememo(lua_State *L, const conc_payload_t *p,
+                     lconc_loadmemo *memo) {
   if (p == NULL)
     return luaL_error(L, "cannot decode transfer (no payload)");
   if (p->kind == CONC_PAYLOAD_ERROR)
     return decodeerror(L, p);
-  return decodeall(L, conc_payload_data(p), p->size, p, 0);
+  return decodeall(L, conc_payload_data(p), p->size, p, memo, 0);
+}
+
+int lconc_decode(lua_State *L, const conc_payload_t *p) {
+  return lconc_decodememo(L, p, NULL);
 }
 
 int lconc_decode_bytes(lua_State *L, const void *b, size_t len,
                        int flags) {
-  return decodeall(L, b, len, NULL, flags);
+  return decodeall(L, b, len, NULL, NULL, flags);
 }
 
 /* }====================================================================== */

@@ -192,6 +192,11 @@ LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.
 ** Corrupt input raises a Lua error, never crashes. */
 LCONC_FUNC int lconc_decode(lua_State *L, const conc_payload_t *p);
+/* As lconc_decode, finding functions of shared bytes in 'memo' first
+** (lfuncs.h): a worker decoding task after task. */
+struct lconc_loadmemo;
+LCONC_FUNC int lconc_decodememo(lua_State *L, const conc_payload_t *p,
+                                struct lconc_loadmemo *memo);
 /* A nil, boolean or number read from a payload without a Lua state. */
 typedef struct lconc_scalar {
   int type;   /* LUA_TNIL, LUA_TBOOLEAN or LUA_TNUMBER */

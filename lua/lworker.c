@@ -19,6 +19,7 @@
 #include "lualib.h"
 
 #include "lconcurrent.h"
+#include "lfuncs.h"
 #include "lworker.h"
 
 
@@ -70,6 +71,7 @@ typedef struct worker {
   int id;
   int handler;          /* registry ref of W's message handler (msgh) */
   lua_Integer tasks;    /* tasks started, the running one included */
+  lconc_loadmemo funcs; /* the functions of W's tasks, by their bytes */
 } worker;
 
 static const char workerkey = 'w';  /* registry: light userdata worker */
@@ -283,7 +285,7 @@ static int call_payload(lua_State *W) {
   lua_settop(W, 0);
   lua_rawgeti(W, LUA_REGISTRYINDEX, w->handler);  /* 1: handler */
   lua_pushnil(W);                       /* 2: status, below */
-  n = lconc_decode(W, p);
+  n = lconc_decodememo(W, p, &w->funcs);
   status = lua_pcall(W, n - 1, LUA_MULTRET, 1);
   if (status == LUA_ERRMEM)  /* room to report it (max_memory) */
     lua_gc(W, LUA_GCCOLLECT);
@@ -481,6 +483,7 @@ static int pmain(lua_State *W) {
 /* Close the worker's state and free it. */
 static void closeworker(worker *w) {
   lua_close(w->W);
+  lconc_loadmemo_free(&w->funcs);
   if (w->mb != NULL)
     conc_mailbox_unref(w->mb);
   conc_bufcache_free(w->cache);
@@ -503,6 +506,7 @@ static worker *newworker(lconc_shared *sh, int id) {
             + (size_t)lua_gc(w->W, LUA_GCCOUNTB);
   w->limit = sh->max_memory;
   w->id = id;
+  lconc_loadmemo_init(&w->funcs);
   lua_setallocf(w->W, countalloc, w);
   *(worker **)lua_getextraspace(w->W) = w;
   return w;
