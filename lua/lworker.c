@@ -331,9 +331,11 @@ static int run_task(lua_State *W) {
   call_payload(W);
   status = (int)lua_tointeger(W, 2);
   failed = status != LUA_OK;
-  if (!failed)
-    out = lconc_encode(W, 3, lua_gettop(W) - 2, "result", 1);
-  else if (tryencode(W, 3, "error", &out) != 0) {
+  if (!failed) {
+    out = lconc_encodescalars(W, 3, lua_gettop(W) - 2);
+    if (out == NULL)
+      out = lconc_encode(W, 3, lua_gettop(W) - 2, "result", 1);
+  } else if (tryencode(W, 3, "error", &out) != 0) {
     /* "<text of the error> (cannot transfer error #1.x (...))" */
     const char *why = lua_tostring(W, -1);
     lua_pushfstring(W, "%s (%s)", errortext(W, 3), why);

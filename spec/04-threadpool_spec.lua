@@ -39,6 +39,64 @@ describe("ThreadPoolExecutor", function()
     assert.same({ nil, n = 1 }, table.pack(fs.none:result(10)))
   end)
 
+  it("returns strings and several plain results as they were, and tables among them", function()
+    -- results that are all nil, booleans, numbers and strings skip the
+    -- encoder's buffer: lengths that need a longer varint, NUL bytes, no
+    -- result at all, holes; a table among them takes the encoder's path
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local long = string.rep("ab\0", 30000)
+    local cases = {
+      { "" }, { "a\0b" }, { string.rep("x", 127) }, { string.rep("y", 128) },
+      { long }, {}, { nil, nil }, { 1, nil, "z", false, 2.5, n = 5 },
+      { math.mininteger, -0.0, true, n = 3 },
+    }
+    local fs = {}
+    for i, c in ipairs(cases) do
+      fs[i] = ex:submit(function(t) return table.unpack(t, 1, t.n or #t) end, c)
+    end
+    for i, c in ipairs(cases) do
+      local r = table.pack(fs[i]:result(10))
+      assert.equal(c.n or #c, r.n, "case " .. i)
+      for j = 1, r.n do
+        assert.equal(c[j], r[j], "case " .. i .. " value " .. j)
+        assert.equal(math.type(c[j]), math.type(r[j]), "case " .. i .. " value " .. j)
+      end
+    end
+    assert.equal(-math.huge, 1 / select(2, fs[9]:result(10)))
+    local t = { k = "v" }
+    local r = table.pack(ex:submit(function(x) return 1, x, "s" end, t):result(10))
+    assert.same({ 1, { k = "v" }, "s", n = 3 }, r)
+  end)
+
+  it("runs each of many functions, with and without upvalues, in turn on one worker", function()
+    -- a worker remembers the functions of its recent tasks by their
+    -- bytes; more functions than it remembers, in turn, each with this
+    -- submit's upvalues, and functions made anew once others were
+    -- collected, must each run their own code
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    for round = 1, 3 do
+      local fns = {}
+      for i = 1, 20 do
+        if i % 2 == 0 then
+          fns[i] = load("return function(x) return x + " .. (i + 100 * round) .. " end")()
+        else
+          local k = i + 100 * round
+          fns[i] = function(x) return x + k end
+        end
+      end
+      local fs = {}
+      for rep = 1, 3 do
+        for i = 1, 20 do fs[#fs + 1] = { ex:submit(fns[i], rep), i + 100 * round + rep } end
+      end
+      for _, p in ipairs(fs) do assert.equal(p[2], p[1]:result(10)) end
+      collectgarbage()
+      collectgarbage()
+    end
+    local n = 0
+    local function bump() n = n + 1 return n end
+    for _ = 1, 3 do assert.equal(1, ex:submit(bump):result(10)) end
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
