@@ -307,6 +307,39 @@ describe("ThreadPoolExecutor", function()
     assert.matches("cannot transfer result #1 %(thread%)", f:exception(10))
   end)
 
+  it("tells a task's own error from one decoding it or encoding what it gave back", function()
+    -- a worker runs each task in one protected call: only an error of
+    -- the task itself gets a traceback; an outcome that cannot cross or
+    -- a task that cannot be decoded is reported as it was raised
+    local saved = package.path
+    package.path = "spec/support/modules/?.lua;" .. package.path
+    local broken = require "broken"
+    local ex <close> = cf.ThreadPoolExecutor {
+      max_workers = 1,
+      initializer = function() FAIL_BROKEN = true end,  -- luacheck: ignore
+    }
+    local bad = ex:submit(function() return broken end)
+    package.path, package.loaded.broken = saved, nil
+    local e = bad:exception(10)
+    assert.matches("^cannot decode transfer %(cannot require 'broken': .*broken on purpose", e)
+    assert.is_nil(bad:traceback())
+    local res = ex:submit(function() return 1, { co = coroutine.create(print) } end)
+    assert.equal("cannot transfer result #2.co (thread): create the coroutine inside the task",
+                 res:exception(10))
+    assert.is_nil(res:traceback())
+    local err = ex:submit(function()
+      error(setmetatable({ co = coroutine.create(print) },
+                         { __tostring = function() return "custom" end }))
+    end)
+    assert.equal("custom (cannot transfer error #1.co (thread): create the coroutine "
+                 .. "inside the task)", err:exception(10))
+    assert.matches("stack traceback:.*04%-threadpool_spec.lua:%d+:", err:traceback())
+    local plain = ex:submit(function() error({}) end)
+    assert.same({}, plain:exception(10))
+    assert.matches("04%-threadpool_spec.lua:%d+: in function", plain:traceback())
+    assert.equal(3, ex:submit(function() return 3 end):result(10))
+  end)
+
   describe("bad input", function()
     it("names the argument", function()
       local ex <close> = cf.ThreadPoolExecutor(1)
