@@ -1136,7 +1136,8 @@ static char *storescalar(lua_State *L, int idx, char *p) {
 ** a payload of their size: a task's usual results need none of the
 ** encoder's state (its buffer, its path, its 'seen' map), which cost a
 ** fifth of a small task in a worker. */
-conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n) {
+conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n,
+                                    lconc_payalloc alloc, void *ud) {
   size_t size = 2 + varintsize((lua_Unsigned)n), k;
   conc_payload_t *p;
   char *b;
@@ -1146,7 +1147,8 @@ conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n) {
       return NULL;
     size += k;
   }
-  if ((p = conc_payload_new(NULL, size, 0)) == NULL)
+  if ((alloc == NULL || (p = alloc(ud, size, 0)) == NULL)
+      && (p = conc_payload_new(NULL, size, 0)) == NULL)
     return NULL;
   b = conc_payload_data(p);
   *b++ = VERSION;

@@ -185,12 +185,13 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          const char *label, int labelbase,
                                          int flags, lconc_payalloc alloc,
                                          void *ud, int buffer);
-/* As lconc_encode when the 'n' values are all nil, booleans, numbers
-** or strings (the same bytes); NULL for any other value, and when out
-** of memory: lconc_encode then does it, or says why not. Raises
-** nothing. */
+/* As lconc_encodex when the 'n' values are all nil, booleans, numbers
+** or strings (the same bytes; 'alloc' as there); NULL for any other
+** value, and when out of memory: lconc_encode then does it, or says why
+** not. Raises nothing. */
 LCONC_FUNC conc_payload_t *lconc_encodescalars(lua_State *L, int first,
-                                               int n);
+                                               int n, lconc_payalloc alloc,
+                                               void *ud);
 /* Push the state's encoding buffer, made on first use. */
 LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state

@@ -311,6 +311,13 @@ static int tryencode(lua_State *W, int first, const char *label,
   return 1;
 }
 
+/* A payload where the back-end keeps the outcome ('ud' is the running
+** task's controls), or NULL. */
+static conc_payload_t *placeout(void *ud, size_t len, size_t nfutures) {
+  conc_taskctl_t *ctl = (conc_taskctl_t *)ud;
+  return ctl->place != NULL ? ctl->place(ctl, len, nfutures) : NULL;
+}
+
 /*
 ** (Protected, under msgh.) Run the worker's task: decode it (fn,
 ** args...), call it and encode its results into 'out'. One protected
@@ -325,9 +332,10 @@ static int run_task(lua_State *W) {
   w->phase = RUN_CALL;
   lua_call(W, n - 1, LUA_MULTRET);
   w->phase = RUN_ENCODE;
-  n = lua_gettop(W);
-  if ((w->out = lconc_encodescalars(W, 1, n)) == NULL)
-    w->out = lconc_encode(W, 1, n, "result", 1);
+  n = lua_gettop(W);  /* the task is read: its room may take them */
+  w->out = lconc_encodescalars(W, 1, n, placeout, w->ctl);
+  if (w->out == NULL)
+    w->out = lconc_encodex(W, 1, n, "result", 1, 0, placeout, w->ctl, 0);
   return 0;
 }
 

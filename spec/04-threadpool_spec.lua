@@ -68,6 +68,42 @@ describe("ThreadPoolExecutor", function()
     assert.same({ 1, { k = "v" }, "s", n = 3 }, r)
   end)
 
+  it("keeps every outcome whole, whether or not it fits where its task's arguments were", function()
+    -- an outcome is written where its task's arguments were, in its
+    -- future's block, when it fits there: results and errors a little
+    -- smaller and bigger than the arguments, with and without futures
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local g = cf.Future()
+    g:set_result("g")
+    local fs = {}
+    for k = 0, 40 do
+      local arg = string.rep("a", k)
+      for d = -3, 3 do
+        fs[#fs + 1] = { ex:submit(function(s, n)
+          if n < 0 then return s:sub(1, #s + n) end
+          return s .. ("b"):rep(n)
+        end, arg, d), arg, d }
+        fs[#fs + 1] = { ex:submit(function(s, fut, n) return fut, s .. ("c"):rep(n) end, arg, g,
+                                  d + 3), arg, d, true }
+      end
+      fs[#fs + 1] = { ex:submit(function(s) error(s .. "!", 0) end, arg), arg, "error" }
+    end
+    for _, c in ipairs(fs) do
+      local f, arg, d = c[1], c[2], c[3]
+      if d == "error" then
+        assert.equal(arg .. "!", f:exception(10))
+      elseif c[4] then
+        local fut, s = f:result(10)
+        assert.equal(g, fut)
+        assert.equal(arg .. ("c"):rep(d + 3), s)
+      elseif d < 0 then
+        assert.equal(arg:sub(1, #arg + d), f:result(10))
+      else
+        assert.equal(arg .. ("b"):rep(d), f:result(10))
+      end
+    end
+  end)
+
   it("runs each of many functions, with and without upvalues, in turn on one worker", function()
     -- a worker remembers the functions of its recent tasks by their
     -- bytes; more functions than it remembers, in turn, each with this
