@@ -1082,80 +1082,94 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   return p;
 }
 
-/* The bytes of a varint of 'x'. */
-static size_t varintsize(lua_Unsigned x) {
-  size_t k = 1;
-  for (; x >= 0x80; x >>= 7)
-    k++;
-  return k;
-}
+/* Where lconc_encodescalars writes: the first 'max' bytes at 'b'; 'n'
+** counts every byte, written or not. */
+typedef struct Scalars {
+  char *b;
+  size_t n, max;
+} Scalars;
 
-/* The bytes the value at 'idx' takes in a transfer if it is a nil,
-** boolean, number or string; else 0. */
-static size_t scalarsize(lua_State *L, int idx) {
-  size_t len;
+/* Add the value at 'idx' as 'encode' writes it; 0 if it is no nil,
+** boolean, number or string. */
+static int addscalar(lua_State *L, int idx, Scalars *s) {
+  char head[11];  /* a tag and a varint */
+  char *p = head;
+  const char *str = NULL;
+  size_t len = 0, k;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: case LUA_TBOOLEAN: return 1;
-    case LUA_TNUMBER:
-      return lua_isinteger(L, idx)
-             ? 1 + varintsize(zigzag(lua_tointeger(L, idx))) : 9;
-    case LUA_TSTRING:
-      lua_tolstring(L, idx, &len);
-      return len < SIZE_MAX / 4 ? 1 + varintsize(len) + len : 0;
-    default: return 0;
-  }
-}
-
-/* Write the value at 'idx' (scalarsize said its size) at 'p', as
-** 'encode' writes it; returns the byte after. */
-static char *storescalar(lua_State *L, int idx, char *p) {
-  size_t len;
-  const char *s;
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL: *p++ = T_NIL; return p;
-    case LUA_TBOOLEAN:
-      *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
-      return p;
+    case LUA_TNIL: *p++ = T_NIL; break;
+    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) {
         *p++ = T_INT;
-        return storevarint(p, zigzag(lua_tointeger(L, idx)));
+        p = storevarint(p, zigzag(lua_tointeger(L, idx)));
+      } else {
+        *p++ = T_FLT;
+        p = storefloat(p, lua_tonumber(L, idx));
       }
-      *p++ = T_FLT;
-      return storefloat(p, lua_tonumber(L, idx));
-    default:
-      s = lua_tolstring(L, idx, &len);
+      break;
+    case LUA_TSTRING:
+      str = lua_tolstring(L, idx, &len);
       *p++ = T_STR;
       p = storevarint(p, len);
-      memcpy(p, s, len);
-      return p + len;
+      break;
+    default: return 0;
   }
+  k = (size_t)(p - head);
+  if (k + len > SIZE_MAX / 4 - s->n)  /* 's->n' stays below SIZE_MAX / 4 */
+    return 0;  /* too large: lconc_encode says so */
+  if (s->n + k + len <= s->max) {
+    if (s->n + sizeof(head) <= s->max)  /* a fixed size: no call */
+      memcpy(s->b + s->n, head, sizeof(head));
+    else
+      memcpy(s->b + s->n, head, k);
+    if (len > 0)
+      memcpy(s->b + s->n + k, str, len);
+  }
+  s->n += k + len;
+  return 1;
+}
+
+/* Add the header and the 'n' values at 'first'...; 0 if one is no
+** scalar. */
+static int addscalars(lua_State *L, int first, int n, Scalars *s) {
+  char *p = s->b;  /* the header fits: 12 bytes at most */
+  int i;
+  *p++ = VERSION;
+  *p++ = 0;  /* no flags */
+  p = storevarint(p, (lua_Unsigned)n);
+  s->n = (size_t)(p - s->b);
+  for (i = 0; i < n; i++)
+    if (!addscalar(L, first + i, s))
+      return 0;
+  return 1;
 }
 
 /* The bytes lconc_encode makes for such values, written straight into
 ** a payload of their size: a task's usual results need none of the
 ** encoder's state (its buffer, its path, its 'seen' map), which cost a
-** fifth of a small task in a worker. */
+** fifth of a small task in a worker. One pass writes them on the C
+** stack while they fit there (then a copy); past that, a second one
+** writes them into their payload. */
 conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n,
                                     lconc_payalloc alloc, void *ud) {
-  size_t size = 2 + varintsize((lua_Unsigned)n), k;
+  char buf[128];
+  Scalars s;
   conc_payload_t *p;
-  char *b;
-  int i;
-  for (i = 0; i < n; i++) {
-    if ((k = scalarsize(L, first + i)) == 0 || k > SIZE_MAX / 2 - size)
-      return NULL;
-    size += k;
-  }
-  if ((alloc == NULL || (p = alloc(ud, size, 0)) == NULL)
-      && (p = conc_payload_new(NULL, size, 0)) == NULL)
+  s.b = buf;
+  s.max = sizeof(buf);
+  if (!addscalars(L, first, n, &s))
     return NULL;
-  b = conc_payload_data(p);
-  *b++ = VERSION;
-  *b++ = 0;  /* no flags */
-  b = storevarint(b, (lua_Unsigned)n);
-  for (i = 0; i < n; i++)
-    b = storescalar(L, first + i, b);
+  if ((alloc == NULL || (p = alloc(ud, s.n, 0)) == NULL)
+      && (p = conc_payload_new(NULL, s.n, 0)) == NULL)
+    return NULL;
+  if (s.n <= sizeof(buf))
+    memcpy(conc_payload_data(p), buf, s.n);
+  else {
+    s.b = conc_payload_data(p);
+    s.max = s.n;
+    addscalars(L, first, n, &s);
+  }
   return p;
 }
 
@@ -1241,7 +1255,7 @@ truncated:
   return VAR_TRUNCATED;
 }
 
-static lua_Unsigned loadvarint(Dec *D) {
+static lua_Unsigned loadlongvarint(Dec *D) {
   const unsigned char *p = D->p;
   lua_Unsigned x = 0;
   int status = getvarint(&p, D->end, &x);
@@ -1249,6 +1263,14 @@ static lua_Unsigned loadvarint(Dec *D) {
   if (status != VAR_OK)
     error(D, status == VAR_TRUNCATED ? "truncated" : "varint overflow");
   return x;
+}
+
+/* Most varints (counts, ids, small integers) are one byte, read here
+** without a call. */
+static inline lua_Unsigned loadvarint(Dec *D) {
+  if (D->p < D->end && *D->p < 0x80)
+    return *D->p++;
+  return loadlongvarint(D);
 }
 
 /* A count of items taking at least 'unit' bytes each: more than the
@@ -1284,10 +1306,12 @@ static lua_Number loadfloat(Dec *D) {
   return getfloat(need(D, 8));
 }
 
+/* One level deeper, with stack to spare: a value at the top level has
+** the LUA_MINSTACK slots that decodeall keeps free for each. */
 static void enterd(Dec *D) {
   if (D->depth >= CONC_MAXDEPTH)
     error(D, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
-  if (!lua_checkstack(D->L, 8))
+  if (D->depth > 0 && !lua_checkstack(D->L, 8))
     error(D, "stack overflow");
   D->depth++;
 }
