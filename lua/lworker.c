@@ -426,10 +426,14 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   wk->task = task;
   wk->phase = RUN_DECODE;
   lua_pushcfunction(W, run_task);
-  status = lua_pcall(W, 0, 0, 1);
+  status = lua_pcall(W, 0, 0, 1);  /* leaves msgh alone, if OK */
   *failed = status != LUA_OK;
-  out = status == LUA_OK ? wk->out : failure(wk, &status);
-  lua_settop(W, 1);  /* msgh */
+  if (status == LUA_OK)
+    out = wk->out;
+  else {
+    out = failure(wk, &status);
+    lua_settop(W, 1);
+  }
   disarm(wk);
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
     conc_payload_free(out);
