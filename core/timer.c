@@ -207,6 +207,7 @@ void conc__taskstop_init(conc__taskstop *s, conc__tasktimer *t,
                          void (*interrupt)(void *ctx), void *ctx) {
   s->ctl.stop = CONC_STOP_NONE;
   s->ctl.timeout = 0;
+  s->ctl.place = NULL;
   s->timer = t;
   s->again.fire = stop_again;
   s->again.at = -1;

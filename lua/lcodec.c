@@ -1115,6 +1115,97 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   return p;
 }
 
+/* Where lconc_encodescalars writes: the first 'max' bytes at 'b'; 'n'
+** counts every byte, written or not. */
+typedef struct Scalars {
+  char *b;
+  size_t n, max;
+} Scalars;
+
+/* Add the value at 'idx' as 'encode' writes it; 0 if it is no nil,
+** boolean, number or string. */
+static int addscalar(lua_State *L, int idx, Scalars *s) {
+  char head[11];  /* a tag and a varint */
+  char *p = head;
+  const char *str = NULL;
+  size_t len = 0, k;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: *p++ = T_NIL; break;
+    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        *p++ = T_INT;
+        p = storevarint(p, zigzag(lua_tointeger(L, idx)));
+      } else {
+        *p++ = T_FLT;
+        p = storefloat(p, lua_tonumber(L, idx));
+      }
+      break;
+    case LUA_TSTRING:
+      str = lua_tolstring(L, idx, &len);
+      *p++ = T_STR;
+      p = storevarint(p, len);
+      break;
+    default: return 0;
+  }
+  k = (size_t)(p - head);
+  if (k + len > SIZE_MAX / 4 - s->n)  /* 's->n' stays below SIZE_MAX / 4 */
+    return 0;  /* too large: lconc_encode says so */
+  if (s->n + k + len <= s->max) {
+    if (s->n + sizeof(head) <= s->max)  /* a fixed size: no call */
+      memcpy(s->b + s->n, head, sizeof(head));
+    else
+      memcpy(s->b + s->n, head, k);
+    if (len > 0)
+      memcpy(s->b + s->n + k, str, len);
+  }
+  s->n += k + len;
+  return 1;
+}
+
+/* Add the header and the 'n' values at 'first'...; 0 if one is no
+** scalar. */
+static int addscalars(lua_State *L, int first, int n, Scalars *s) {
+  char *p = s->b;  /* the header fits: 12 bytes at most */
+  int i;
+  *p++ = VERSION;
+  *p++ = 0;  /* no flags */
+  p = storevarint(p, (lua_Unsigned)n);
+  s->n = (size_t)(p - s->b);
+  for (i = 0; i < n; i++)
+    if (!addscalar(L, first + i, s))
+      return 0;
+  return 1;
+}
+
+/* The bytes lconc_encode makes for such values, written straight into
+** a payload of their size: a task's usual results need none of the
+** encoder's state (its buffer, its path, its 'seen' map), which cost a
+** fifth of a small task in a worker. One pass writes them on the C
+** stack while they fit there (then a copy); past that, a second one
+** writes them into their payload. */
+conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n,
+                                    lconc_payalloc alloc, void *ud) {
+  char buf[128];
+  Scalars s;
+  conc_payload_t *p;
+  s.b = buf;
+  s.max = sizeof(buf);
+  if (!addscalars(L, first, n, &s))
+    return NULL;
+  if ((alloc == NULL || (p = alloc(ud, s.n, 0)) == NULL)
+      && (p = conc_payload_new(NULL, s.n, 0)) == NULL)
+    return NULL;
+  if (s.n <= sizeof(buf))
+    memcpy(conc_payload_data(p), buf, s.n);
+  else {
+    s.b = conc_payload_data(p);
+    s.max = s.n;
+    addscalars(L, first, n, &s);
+  }
+  return p;
+}
+
 /* }====================================================================== */
 
 
@@ -1126,6 +1217,8 @@ typedef struct Dec {
   lua_State *L;
   const unsigned char *b, *p, *end;
   const conc_payload_t *pl;  /* futures come from its list, or NULL */
+  lconc_loadmemo *memo;      /* where LFUNCREF functions are found first,
+                             ** or NULL */
   int refs;           /* stack index: id -> table or Lua function */
   int hasrefs;        /* the 'refs' slot holds the table (not nil) */
   int userefs;        /* F_REFS: objects must be numbered */
@@ -1195,7 +1288,7 @@ truncated:
   return VAR_TRUNCATED;
 }
 
-static lua_Unsigned loadvarint(Dec *D) {
+static lua_Unsigned loadlongvarint(Dec *D) {
   const unsigned char *p = D->p;
   lua_Unsigned x = 0;
   int status = getvarint(&p, D->end, &x);
@@ -1203,6 +1296,14 @@ static lua_Unsigned loadvarint(Dec *D) {
   if (status != VAR_OK)
     error(D, status == VAR_TRUNCATED ? "truncated" : "varint overflow");
   return x;
+}
+
+/* Most varints (counts, ids, small integers) are one byte, read here
+** without a call. */
+static inline lua_Unsigned loadvarint(Dec *D) {
+  if (D->p < D->end && *D->p < 0x80)
+    return *D->p++;
+  return loadlongvarint(D);
 }
 
 /* A count of items taking at least 'unit' bytes each: more than the
@@ -1238,10 +1339,12 @@ static lua_Number loadfloat(Dec *D) {
   return getfloat(need(D, 8));
 }
 
+/* One level deeper, with stack to spare: a value at the top level has
+** the LUA_MINSTACK slots that decodeall keeps free for each. */
 static void enterd(Dec *D) {
   if (D->depth >= CONC_MAXDEPTH)
     error(D, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
-  if (!lua_checkstack(D->L, 8))
+  if (D->depth > 0 && !lua_checkstack(D->L, 8))
     error(D, "stack overflow");
   D->depth++;
 }
@@ -1498,7 +1601,8 @@ static void declfunc(Dec *D, int ref) {
     b = conc_bytes_data(s, &n);
     if (n < 5)
       error(D, "bad function index");
-    n -= 5;  /* its check and upvalue count follow it */
+    shared = D->memo != NULL ? lconc_loadshared(L, s, D->memo, &nups)
+                             : lconc_loadfunc(L, b, n - 5, &nups);
   } else {
     const char *hb;
     char check[4];
@@ -1508,18 +1612,12 @@ static void declfunc(Dec *D, int ref) {
     lconc_dumpcheck(b, n, check);
     if (memcmp(hb, check, 4) != 0)
       error(D, "bad bytecode: hash mismatch");
+    shared = lconc_loadfunc(L, b, n, &nups);
   }
-  shared = lconc_loadfunc(L, b, n);
   if (shared < 0)
     error(D, lua_pushfstring(L, "bad bytecode: %s", lua_tostring(L, -1)));
   f = lua_gettop(L);
   addref(D);
-  nups = lconc_nupvalues(L, f);
-  for (i = 1; i <= nups; i++) {  /* the prototype must agree */
-    if (lua_getupvalue(L, f, i) == NULL)
-      error(D, "bad bytecode: upvalue count");
-    lua_pop(L, 1);
-  }
   if (loadvarint(D) != (lua_Unsigned)nups)
     error(D, "wrong upvalue count");
   for (i = 1; i <= nups; i++)
@@ -1614,13 +1712,15 @@ static int decodescalar(Dec *D) {
 /* Decode a whole transfer; nothing of it stays on the stack but its
 ** values (objects of a failed decode are garbage, nothing leaks). */
 static int decodeall(lua_State *L, const void *b, size_t size,
-                     const conc_payload_t *pl, int flags) {
+                     const conc_payload_t *pl, lconc_loadmemo *memo,
+                     int flags) {
   Dec D;
   int n, i;
   D.L = L;
   D.b = D.p = (const unsigned char *)b;
   D.end = D.b + size;
   D.pl = pl;
+  D.memo = memo;
   D.hasrefs = 0;
   D.fastarray = -1;
   D.nrefs = 0;
@@ -1698,17 +1798,22 @@ int lconc_peekscalar(const conc_payload_t *p, lconc_scalar *s) {
   }
 }
 
-int lconc_decode(lua_State *L, const conc_payload_t *p) {
+int lconc_decodememo(lua_State *L, const conc_payload_t *p,
+                     lconc_loadmemo *memo) {
   if (p == NULL)
     return luaL_error(L, "cannot decode transfer (no payload)");
   if (p->kind == CONC_PAYLOAD_ERROR)
     return decodeerror(L, p);
-  return decodeall(L, conc_payload_data(p), p->size, p, 0);
+  return decodeall(L, conc_payload_data(p), p->size, p, memo, 0);
+}
+
+int lconc_decode(lua_State *L, const conc_payload_t *p) {
+  return lconc_decodememo(L, p, NULL);
 }
 
 int lconc_decode_bytes(lua_State *L, const void *b, size_t len,
                        int flags) {
-  return decodeall(L, b, len, NULL, flags);
+  return decodeall(L, b, len, NULL, NULL, flags);
 }
 
 /* }====================================================================== */

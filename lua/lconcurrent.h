@@ -185,6 +185,13 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          const char *label, int labelbase,
                                          int flags, lconc_payalloc alloc,
                                          void *ud, int buffer);
+/* As lconc_encodex when the 'n' values are all nil, booleans, numbers
+** or strings (the same bytes; 'alloc' as there); NULL for any other
+** value, and when out of memory: lconc_encode then does it, or says why
+** not. Raises nothing. */
+LCONC_FUNC conc_payload_t *lconc_encodescalars(lua_State *L, int first,
+                                               int n, lconc_payalloc alloc,
+                                               void *ud);
 /* Push the state's encoding buffer, made on first use. */
 LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state
@@ -192,6 +199,11 @@ LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 ** payload (CONC_PAYLOAD_ERROR) pushes one error object of its class.
 ** Corrupt input raises a Lua error, never crashes. */
 LCONC_FUNC int lconc_decode(lua_State *L, const conc_payload_t *p);
+/* As lconc_decode, finding functions of shared bytes in 'memo' first
+** (lfuncs.h): a worker decoding task after task. */
+struct lconc_loadmemo;
+LCONC_FUNC int lconc_decodememo(lua_State *L, const conc_payload_t *p,
+                                struct lconc_loadmemo *memo);
 /* A nil, boolean or number read from a payload without a Lua state. */
 typedef struct lconc_scalar {
   int type;   /* LUA_TNIL, LUA_TBOOLEAN or LUA_TNUMBER */

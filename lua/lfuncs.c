@@ -22,7 +22,7 @@
 
 /* Registry keys (static addresses, one per cache). */
 static const char DUMPS = 'd';   /* function -> dump, weak keys */
-static const char LOADS = 'l';   /* dump hash -> {dump, closure}, n = count */
+static const char LOADS = 'l';   /* dump hash -> {dump, loader, info}, n */
 static const char MAKERS = 'm';  /* n -> prefix of a maker template */
 static const char HEADER = 'h';  /* the header of this state's dumps */
 
@@ -305,16 +305,19 @@ int lconc_nupvalues(lua_State *L, int idx) {
   return ar.nups;
 }
 
-/* Are all upvalues of the Lua function at the top named '_ENV'? */
-static int onlyenv(lua_State *L) {
+/* Do the first 'nups' upvalues of the Lua function at the top exist (its
+** prototype, which loaded bytecode may get wrong, agrees with its
+** closure), and are they all named '_ENV' ('*env')? */
+static int checkupvalues(lua_State *L, int nups, int *env) {
   const char *name;
-  int i, n = lconc_nupvalues(L, -1);
-  for (i = 1; i <= n; i++) {
+  int i;
+  *env = 1;
+  for (i = 1; i <= nups; i++) {
     if ((name = lua_getupvalue(L, -1, i)) == NULL)
-      return 0;  /* bad bytecode: the codec refuses it */
+      return 0;
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
-      return 0;
+      *env = 0;
   }
   return 1;
 }
@@ -506,36 +509,45 @@ static int makemaker(lua_State *L, const char *b, size_t n, int nups) {
   return checkmaker(L, nups);
 }
 
-/* With the cache at the top, push its function for the dump if it holds
-** one and return 1 (a shared closure) or 2 (a maker); else push nothing
-** and return 0. */
-static int cached(lua_State *L, lua_Integer h, const char *b, size_t n) {
+/* What the receiving cache keeps for a dump, its loader: LD_SHARED, a
+** closure that every transfer shares (its upvalues are all '_ENV', so
+** no transfer's values go into its cells); LD_MAKER, a maker of fresh
+** closures (see Makers). LD_FRESH: a closure just loaded, for one use
+** (no maker could be made). */
+enum { LD_SHARED, LD_MAKER, LD_FRESH };
+
+/* With the cache at the top, push its loader of the dump if it holds one
+** and return its kind, with its closures' number of upvalues in
+** '*nups'; else push nothing and return -1. */
+static int cached(lua_State *L, lua_Integer h, const char *b, size_t n,
+                  int *nups) {
   const char *d;
   size_t dn;
-  int kind;
+  lua_Integer info;
   if (lua_rawgeti(L, -1, h) != LUA_TTABLE) {
     lua_pop(L, 1);
-    return 0;
+    return -1;
   }
   lua_rawgeti(L, -1, 1);
   d = lua_tolstring(L, -1, &dn);
   if (d == NULL || dn != n || memcmp(d, b, n) != 0) {
     lua_pop(L, 2);
-    return 0;
+    return -1;
   }
   lua_pop(L, 1);
   lua_rawgeti(L, -1, 2);
   lua_rawgeti(L, -2, 3);
-  kind = lua_toboolean(L, -1) ? 2 : 1;
+  info = lua_tointeger(L, -1);
   lua_pop(L, 1);
   lua_remove(L, -2);
-  return kind;
+  *nups = (int)(info >> 1);
+  return (int)(info & 1);  /* LD_SHARED or LD_MAKER */
 }
 
-/* With the cache at -2 and a function at -1, remember the function, a
-** shared closure or (if 'maker') a maker. */
+/* With the cache at -2 and a loader at -1, remember the loader: its
+** kind and its closures' number of upvalues go into one integer. */
 static void remember(lua_State *L, lua_Integer h, const char *b, size_t n,
-                     int maker) {
+                     int kind, int nups) {
   lua_Integer count;
   lua_getfield(L, -2, "n");
   count = lua_tointeger(L, -1);
@@ -552,29 +564,21 @@ static void remember(lua_State *L, lua_Integer h, const char *b, size_t n,
   lua_rawseti(L, -2, 1);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 2);
-  lua_pushboolean(L, maker);
+  lua_pushinteger(L, (lua_Integer)nups << 1 | kind);
   lua_rawseti(L, -2, 3);
   lua_rawseti(L, -3, h);
   lua_pushinteger(L, count + 1);
   lua_setfield(L, -3, "n");
 }
 
-int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
-  lua_Integer h = dumphash(b, n);
+/* With the cache at the top, load the dump and replace the cache with
+** its loader; returns its kind, or -1 with the message instead. A
+** closure whose prototype disagrees with it about its number of
+** upvalues ('*nups', the closure's) is refused here, once per dump. */
+static int loadnew(lua_State *L, lua_Integer h, const char *b, size_t n,
+                   int *nups) {
   Reader r;
-  int kind, shared;
-  luaL_checkstack(L, STACKNEED, NULL);
-  getcache(L, &LOADS, NULL);
-  kind = cached(L, h, b, n);
-  if (kind == 2) {  /* a maker: call it for a fresh closure */
-    lua_call(L, 0, 1);
-    lua_remove(L, -2);
-    return 0;
-  }
-  if (kind == 1) {
-    lua_remove(L, -2);
-    return 1;
-  }
+  int env;
   r.head = pushheader(L);
   r.b = b;
   r.n = n;
@@ -584,17 +588,107 @@ int lconc_loadfunc(lua_State *L, const char *b, size_t n) {
     return -1;
   }
   lua_remove(L, -2);  /* the header */
-  shared = onlyenv(L);
-  if (shared)
-    remember(L, h, b, n, 0);
-  else if (makemaker(L, b, n, lconc_nupvalues(L, -1))) {
-    lua_pushvalue(L, -3);  /* cache, closure, maker -> ..., cache, maker */
-    lua_insert(L, -2);
-    remember(L, h, b, n, 1);
-    lua_pop(L, 2);  /* the loaded closure serves this time */
+  *nups = lconc_nupvalues(L, -1);
+  if (!checkupvalues(L, *nups, &env)) {
+    lua_pop(L, 2);
+    lua_pushliteral(L, "upvalue count");
+    return -1;
   }
+  if (env) {
+    remember(L, h, b, n, LD_SHARED, *nups);
+    lua_remove(L, -2);
+    return LD_SHARED;
+  }
+  if (!makemaker(L, b, n, *nups)) {
+    lua_remove(L, -2);
+    return LD_FRESH;
+  }
+  lua_remove(L, -2);  /* the closure: the maker makes them */
+  remember(L, h, b, n, LD_MAKER, *nups);
   lua_remove(L, -2);
-  return shared;
+  return LD_MAKER;
+}
+
+/* Push the loader of the dump 'b' ('n' bytes); its kind, or -1. */
+static int loader(lua_State *L, const char *b, size_t n, int *nups) {
+  lua_Integer h = dumphash(b, n);
+  int kind;
+  luaL_checkstack(L, STACKNEED, NULL);
+  getcache(L, &LOADS, NULL);
+  if ((kind = cached(L, h, b, n, nups)) < 0)
+    return loadnew(L, h, b, n, nups);
+  lua_remove(L, -2);
+  return kind;
+}
+
+/* Replace the loader at the top with the closure to use; 1 if shared. */
+static int closure(lua_State *L, int kind) {
+  if (kind == LD_MAKER)
+    lua_call(L, 0, 1);
+  return kind == LD_SHARED;
+}
+
+int lconc_loadfunc(lua_State *L, const char *b, size_t n, int *nups) {
+  int kind = loader(L, b, n, nups);
+  return kind < 0 ? -1 : closure(L, kind);
+}
+
+void lconc_loadmemo_init(lconc_loadmemo *m) {
+  int i;
+  for (i = 0; i < LCONC_LOADMEMO; i++) {
+    m->slot[i].bytes = NULL;
+    m->slot[i].ref = LUA_NOREF;
+  }
+}
+
+void lconc_loadmemo_free(lconc_loadmemo *m) {
+  int i;
+  for (i = 0; i < LCONC_LOADMEMO; i++) {
+    conc_bytes_unref(m->slot[i].bytes);
+    m->slot[i].bytes = NULL;
+  }
+}
+
+/* Keep the loader at the top (of kind 'kind') in slot 'e' for 's'. The
+** slot is emptied first: an error (out of memory) halfway leaves it
+** empty, not half new. */
+static void memoload(lua_State *L, lconc_loadslot *e, conc_bytes_t *s,
+                     int kind, int nups) {
+  conc_bytes_t *old = e->bytes;
+  e->bytes = NULL;
+  conc_bytes_unref(old);
+  lua_pushvalue(L, -1);
+  if (e->ref == LUA_NOREF)
+    e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_rawseti(L, LUA_REGISTRYINDEX, e->ref);
+  conc_bytes_ref(s);
+  e->bytes = s;
+  e->kind = kind;
+  e->nups = nups;
+}
+
+/* A slot per shared bytes object, by its address: a task's function
+** is found by one comparison and one registry read, where hashing and
+** comparing its dump, with two table lookups, cost a sixth of a small
+** task in a worker. The reference the slot holds keeps the address from
+** naming other bytes while it is there. */
+int lconc_loadshared(lua_State *L, conc_bytes_t *s, lconc_loadmemo *m,
+                     int *nups) {
+  lconc_loadslot *e = &m->slot[((uintptr_t)s >> 4) % LCONC_LOADMEMO];
+  size_t n;
+  const char *b;
+  int kind;
+  if (e->bytes == s) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+    *nups = e->nups;
+    return closure(L, e->kind);
+  }
+  b = conc_bytes_data(s, &n);
+  kind = loader(L, b, n - 5, nups);  /* its check and upvalue count */
+  if (kind == LD_SHARED || kind == LD_MAKER)
+    memoload(L, e, s, kind, *nups);
+  return kind < 0 ? -1 : closure(L, kind);
 }
 
 /* }====================================================================== */

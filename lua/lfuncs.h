@@ -41,8 +41,37 @@ LCONC_FUNC void lconc_dumpcheck(const char *b, size_t n, char out[4]);
 ** cached closure for that dump (its upvalues are all '_ENV', so one
 ** closure serves every transfer), 0 when it is a fresh closure (it has
 ** other upvalues, which each transfer fills), or -1 with the load error
-** message pushed instead. Loads binary chunks only. */
-LCONC_FUNC int lconc_loadfunc(lua_State *L, const char *b, size_t n);
+** message pushed instead. '*nups' is the closure's number of upvalues
+** (as lconc_nupvalues), which its prototype was checked to agree with.
+** Loads binary chunks only. */
+LCONC_FUNC int lconc_loadfunc(lua_State *L, const char *b, size_t n,
+                              int *nups);
+
+/* A receiver's memo of the shared bytes (conc_bytes_t) it loaded
+** functions from, by address: a worker of a thread pool gets the same
+** bytes for every task of one function. Each slot holds a reference on
+** its bytes and a registry reference to what the cache keeps for them.
+** Made by lconc_loadmemo_init, for one state; lconc_loadmemo_free lets
+** go of the bytes (the state's references go with the state). */
+#define LCONC_LOADMEMO 8
+typedef struct lconc_loadslot {
+  conc_bytes_t *bytes;    /* or NULL */
+  int ref;                /* registry, or LUA_NOREF */
+  int kind;               /* lfuncs.c's LD_SHARED or LD_MAKER */
+  int nups;
+} lconc_loadslot;
+
+typedef struct lconc_loadmemo {
+  lconc_loadslot slot[LCONC_LOADMEMO];
+} lconc_loadmemo;
+
+LCONC_FUNC void lconc_loadmemo_init(lconc_loadmemo *m);
+LCONC_FUNC void lconc_loadmemo_free(lconc_loadmemo *m);
+
+/* As lconc_loadfunc, for the dump in shared bytes 's' (lconc_dumpfunc's
+** '*ref': the dump, then 5 bytes), found first in 'm'. */
+LCONC_FUNC int lconc_loadshared(lua_State *L, conc_bytes_t *s,
+                                lconc_loadmemo *m, int *nups);
 
 /* The number of upvalues of the function at 'idx', as its closure holds
 ** them. Loaded bytecode is not verified: its prototype may claim more,

@@ -19,6 +19,7 @@
 #include "lualib.h"
 
 #include "lconcurrent.h"
+#include "lfuncs.h"
 #include "lworker.h"
 
 
@@ -68,9 +69,16 @@ typedef struct worker {
   size_t used;          /* bytes W holds; written by W's thread only */
   size_t limit;         /* max_memory, or 0 */
   int id;
-  int handler;          /* registry ref of W's message handler (msgh) */
+  int phase;            /* how far the running task got (RUN_*) */
+  const conc_payload_t *task;  /* the running task's payload */
+  conc_payload_t *out;  /* its outcome, once encoded */
   lua_Integer tasks;    /* tasks started, the running one included */
+  lconc_loadmemo funcs; /* the functions of W's tasks, by their bytes */
 } worker;
+
+/* The steps of a task (see run_task): only an error raised in RUN_CALL
+** is the task's own. */
+enum { RUN_DECODE, RUN_CALL, RUN_ENCODE };
 
 static const char workerkey = 'w';  /* registry: light userdata worker */
 
@@ -251,11 +259,17 @@ static const char *errortext(lua_State *W, int idx) {
                          luaL_typename(W, idx));
 }
 
-/* Message handler: keeps the error value as it is (it crosses back to the
-** owner unchanged) and stores the traceback in the upvalue table. One
-** per worker state, made once (a table and a closure per task were a
-** sixth of a small task's cost in the worker, with their collection). */
+/* Message handler, at 1 on a worker's stack between tasks (see
+** run_task): for an error of the task itself (RUN_CALL), it keeps the
+** error value as it is (it crosses back to the owner unchanged) and
+** stores the traceback in the upvalue table; any other error goes by
+** untouched, as if no handler ran. One per worker state, made once (a
+** table and a closure per task were a sixth of a small task's cost in
+** the worker, with their collection). */
 static int msgh(lua_State *W) {
+  worker *w = *(worker **)lua_getextraspace(W);
+  if (w->phase != RUN_CALL)
+    return 1;
   luaL_traceback(W, W, errortext(W, 1), 1);
   lua_rawseti(W, lua_upvalueindex(1), 1);
   lua_settop(W, 1);
@@ -272,26 +286,6 @@ static void pushtraceback(lua_State *W, int handler) {
   lua_pushnil(W);
   lua_rawseti(W, -3, 1);
   lua_remove(W, -2);
-}
-
-/* Decode the payload at 1 (fn, args...) and call it under 'msgh'. Leaves
-** the call's status, then its results or (error, traceback). */
-static int call_payload(lua_State *W) {
-  const conc_payload_t *p = (const conc_payload_t *)lua_touserdata(W, 1);
-  worker *w = *(worker **)lua_getextraspace(W);
-  int n, status;
-  lua_settop(W, 0);
-  lua_rawgeti(W, LUA_REGISTRYINDEX, w->handler);  /* 1: handler */
-  lua_pushnil(W);                       /* 2: status, below */
-  n = lconc_decode(W, p);
-  status = lua_pcall(W, n - 1, LUA_MULTRET, 1);
-  if (status == LUA_ERRMEM)  /* room to report it (max_memory) */
-    lua_gc(W, LUA_GCCOLLECT);
-  if (status != LUA_OK)
-    pushtraceback(W, 1);
-  lua_pushinteger(W, status);
-  lua_replace(W, 2);
-  return lua_gettop(W) - 1;
 }
 
 /* (Protected.) Encode the values 3..top; 1 is the label, 2 a light
@@ -317,33 +311,70 @@ static int tryencode(lua_State *W, int first, const char *label,
   return 1;
 }
 
-/* (Protected.) Run a task's payload at 1; return (failed, outcome, the
-** call's status) with the outcome encoded, results or error + traceback.
-** An outcome that cannot cross becomes an error that says so: results
-** raise it here, and rt_run makes the message the task's error (no
-** protected call of its own for the common case); an error value is
-** kept as its text ('tostring'), with its traceback. */
+/* A payload where the back-end keeps the outcome ('ud' is the running
+** task's controls), or NULL. */
+static conc_payload_t *placeout(void *ud, size_t len, size_t nfutures) {
+  conc_taskctl_t *ctl = (conc_taskctl_t *)ud;
+  return ctl->place != NULL ? ctl->place(ctl, len, nfutures) : NULL;
+}
+
+/*
+** (Protected, under msgh.) Run the worker's task: decode it (fn,
+** args...), call it and encode its results into 'out'. One protected
+** call for the whole task, where a second one around the call alone
+** cost a tenth of a small task: 'phase' tells rt_run whose error
+** ended it, the task's own (RUN_CALL, which msgh saw) or the decoder's
+** or encoder's (which msgh let pass as they were).
+*/
 static int run_task(lua_State *W) {
-  conc_payload_t *out = NULL;
-  int failed, status;
-  call_payload(W);
-  status = (int)lua_tointeger(W, 2);
-  failed = status != LUA_OK;
-  if (!failed)
-    out = lconc_encode(W, 3, lua_gettop(W) - 2, "result", 1);
-  else if (tryencode(W, 3, "error", &out) != 0) {
-    /* "<text of the error> (cannot transfer error #1.x (...))" */
+  worker *w = *(worker **)lua_getextraspace(W);
+  int n = lconc_decodememo(W, w->task, &w->funcs);
+  w->phase = RUN_CALL;
+  lua_call(W, n - 1, LUA_MULTRET);
+  w->phase = RUN_ENCODE;
+  n = lua_gettop(W);  /* the task is read: its room may take them */
+  w->out = lconc_encodescalars(W, 1, n, placeout, w->ctl);
+  if (w->out == NULL)
+    w->out = lconc_encodex(W, 1, n, "result", 1, 0, placeout, w->ctl, 0);
+  return 0;
+}
+
+/* (Protected.) Encode the error of a task that raised (at 2; msgh at 1)
+** with its traceback into 'out'. An error value that cannot cross is
+** kept as its text ('tostring'), with its traceback:
+** "<text of the error> (cannot transfer error #1.x (...))". */
+static int encode_failure(lua_State *W) {
+  worker *w = *(worker **)lua_getextraspace(W);
+  pushtraceback(W, 1);
+  if (tryencode(W, 2, "error", &w->out) != 0) {
     const char *why = lua_tostring(W, -1);
-    lua_pushfstring(W, "%s (%s)", errortext(W, 3), why);
-    lua_replace(W, 3);
-    lua_settop(W, 4);
-    out = lconc_encode(W, 3, lua_gettop(W) - 2, "error", 1);
+    lua_pushfstring(W, "%s (%s)", errortext(W, 2), why);
+    lua_replace(W, 2);
+    lua_settop(W, 3);
+    w->out = lconc_encode(W, 2, 2, "error", 1);
   }
-  lua_settop(W, 0);
-  lua_pushboolean(W, failed);
-  lua_pushlightuserdata(W, out);
-  lua_pushinteger(W, status);
-  return 3;
+  return 0;
+}
+
+/* The outcome of a task that raised (its error at the top, 'status'
+** its call's), encoded; or NULL. An outcome that cannot be encoded
+** becomes the message of the error that says so, and '*status' that
+** error's status. */
+static conc_payload_t *failure(worker *w, int *status) {
+  lua_State *W = w->W;
+  int st;
+  if (w->phase != RUN_CALL)  /* the task could not be decoded or its
+                             ** results encoded */
+    return encode_message(W, lua_tostring(W, -1));
+  if (*status == LUA_ERRMEM)  /* room to report it (max_memory) */
+    lua_gc(W, LUA_GCCOLLECT);
+  lua_pushcfunction(W, encode_failure);
+  lua_pushvalue(W, 1);
+  lua_pushvalue(W, -3);
+  if ((st = lua_pcall(W, 2, 0, 0)) == LUA_OK)
+    return w->out;
+  *status = st;
+  return encode_message(W, lua_tostring(W, -1));
 }
 
 /* (Protected.) The error of a task stopped by its time limit, encoded;
@@ -360,12 +391,11 @@ static conc_payload_t *stopped(lua_State *W, conc_taskctl_t *ctl) {
   conc_payload_t *p = NULL;
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
     return NULL;
-  lua_settop(W, 0);
   lua_pushcfunction(W, encode_timeout);
   lua_pushlightuserdata(W, ctl);
   if (lua_pcall(W, 1, 1, 0) == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(W, -1);
-  lua_settop(W, 0);
+  lua_settop(W, 1);
   return p;
 }
 
@@ -393,19 +423,17 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   conc_payload_t *out;
   int status;
   arm(wk, ctl);
-  lua_settop(W, 0);
+  wk->task = task;
+  wk->phase = RUN_DECODE;
   lua_pushcfunction(W, run_task);
-  lua_pushlightuserdata(W, (void *)task);
-  status = lua_pcall(W, 1, 3, 0);
-  if (status == LUA_OK) {
-    *failed = lua_toboolean(W, 1);
-    out = (conc_payload_t *)lua_touserdata(W, 2);
-    status = (int)lua_tointeger(W, 3);  /* the task's own */
-  } else {  /* the task could not be decoded or its outcome encoded */
-    *failed = 1;
-    out = encode_message(W, lua_tostring(W, -1));
+  status = lua_pcall(W, 0, 0, 1);  /* leaves msgh alone, if OK */
+  *failed = status != LUA_OK;
+  if (status == LUA_OK)
+    out = wk->out;
+  else {
+    out = failure(wk, &status);
+    lua_settop(W, 1);
   }
-  lua_settop(W, 0);
   disarm(wk);
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
     conc_payload_free(out);
@@ -465,22 +493,26 @@ static int pmain(lua_State *W) {
   lua_pushlightuserdata(W, w);
   lua_rawsetp(W, LUA_REGISTRYINDEX, &workerkey);
   lua_createtable(W, 1, 0);
-  lua_pushcclosure(W, msgh, 1);
-  w->handler = luaL_ref(W, LUA_REGISTRYINDEX);
+  lua_pushcclosure(W, msgh, 1);  /* 1 */
   if (sh->init != NULL) {
+    int n, status;
     *ininit = 1;
-    lua_pushcfunction(W, call_payload);
-    lua_pushlightuserdata(W, sh->init);
-    lua_call(W, 1, LUA_MULTRET);
-    if (lua_tointeger(W, 1) != LUA_OK)  /* error value, traceback */
-      return lua_pushvalue(W, 2), lua_error(W);
+    n = lconc_decodememo(W, sh->init, &w->funcs);
+    w->phase = RUN_CALL;
+    if ((status = lua_pcall(W, n - 1, 0, 1)) != LUA_OK) {
+      if (status == LUA_ERRMEM)  /* room to report it */
+        lua_gc(W, LUA_GCCOLLECT);
+      return lua_error(W);  /* its error value, as msgh left it */
+    }
   }
-  return 0;
+  lua_settop(W, 1);
+  return 1;  /* msgh, which stays at 1 */
 }
 
 /* Close the worker's state and free it. */
 static void closeworker(worker *w) {
   lua_close(w->W);
+  lconc_loadmemo_free(&w->funcs);
   if (w->mb != NULL)
     conc_mailbox_unref(w->mb);
   conc_bufcache_free(w->cache);
@@ -503,6 +535,7 @@ static worker *newworker(lconc_shared *sh, int id) {
             + (size_t)lua_gc(w->W, LUA_GCCOUNTB);
   w->limit = sh->max_memory;
   w->id = id;
+  lconc_loadmemo_init(&w->funcs);
   lua_setallocf(w->W, countalloc, w);
   *(worker **)lua_getextraspace(w->W) = w;
   return w;
@@ -519,7 +552,7 @@ static int rt_start(void *ud, int id, void **ctx, char **why) {
   lua_pushlightuserdata(w->W, w);
   lua_pushlightuserdata(w->W, &ininit);
   lua_pushlightuserdata(w->W, ud);
-  status = lua_pcall(w->W, 3, 0, 0);
+  status = lua_pcall(w->W, 3, 1, 0);
   if (status != LUA_OK) {
     const char *msg = lua_tostring(w->W, -1);
     *why = strdup(msg != NULL ? msg : "(error object is not a string)");

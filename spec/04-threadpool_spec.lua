@@ -39,6 +39,100 @@ describe("ThreadPoolExecutor", function()
     assert.same({ nil, n = 1 }, table.pack(fs.none:result(10)))
   end)
 
+  it("returns strings and several plain results as they were, and tables among them", function()
+    -- results that are all nil, booleans, numbers and strings skip the
+    -- encoder's buffer: lengths that need a longer varint, NUL bytes, no
+    -- result at all, holes; a table among them takes the encoder's path
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local long = string.rep("ab\0", 30000)
+    local cases = {
+      { "" }, { "a\0b" }, { string.rep("x", 127) }, { string.rep("y", 128) },
+      { long }, {}, { nil, nil }, { 1, nil, "z", false, 2.5, n = 5 },
+      { math.mininteger, -0.0, true, n = 3 },
+    }
+    local fs = {}
+    for i, c in ipairs(cases) do
+      fs[i] = ex:submit(function(t) return table.unpack(t, 1, t.n or #t) end, c)
+    end
+    for i, c in ipairs(cases) do
+      local r = table.pack(fs[i]:result(10))
+      assert.equal(c.n or #c, r.n, "case " .. i)
+      for j = 1, r.n do
+        assert.equal(c[j], r[j], "case " .. i .. " value " .. j)
+        assert.equal(math.type(c[j]), math.type(r[j]), "case " .. i .. " value " .. j)
+      end
+    end
+    assert.equal(-math.huge, 1 / select(2, fs[9]:result(10)))
+    local t = { k = "v" }
+    local r = table.pack(ex:submit(function(x) return 1, x, "s" end, t):result(10))
+    assert.same({ 1, { k = "v" }, "s", n = 3 }, r)
+  end)
+
+  it("keeps every outcome whole, whether or not it fits where its task's arguments were", function()
+    -- an outcome is written where its task's arguments were, in its
+    -- future's block, when it fits there: results and errors a little
+    -- smaller and bigger than the arguments, with and without futures
+    local ex <close> = cf.ThreadPoolExecutor(2)
+    local g = cf.Future()
+    g:set_result("g")
+    local fs = {}
+    for k = 0, 40 do
+      local arg = string.rep("a", k)
+      for d = -3, 3 do
+        fs[#fs + 1] = { ex:submit(function(s, n)
+          if n < 0 then return s:sub(1, #s + n) end
+          return s .. ("b"):rep(n)
+        end, arg, d), arg, d }
+        fs[#fs + 1] = { ex:submit(function(s, fut, n) return fut, s .. ("c"):rep(n) end, arg, g,
+                                  d + 3), arg, d, true }
+      end
+      fs[#fs + 1] = { ex:submit(function(s) error(s .. "!", 0) end, arg), arg, "error" }
+    end
+    for _, c in ipairs(fs) do
+      local f, arg, d = c[1], c[2], c[3]
+      if d == "error" then
+        assert.equal(arg .. "!", f:exception(10))
+      elseif c[4] then
+        local fut, s = f:result(10)
+        assert.equal(g, fut)
+        assert.equal(arg .. ("c"):rep(d + 3), s)
+      elseif d < 0 then
+        assert.equal(arg:sub(1, #arg + d), f:result(10))
+      else
+        assert.equal(arg .. ("b"):rep(d), f:result(10))
+      end
+    end
+  end)
+
+  it("runs each of many functions, with and without upvalues, in turn on one worker", function()
+    -- a worker remembers the functions of its recent tasks by their
+    -- bytes; more functions than it remembers, in turn, each with this
+    -- submit's upvalues, and functions made anew once others were
+    -- collected, must each run their own code
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    for round = 1, 3 do
+      local fns = {}
+      for i = 1, 20 do
+        if i % 2 == 0 then
+          fns[i] = load("return function(x) return x + " .. (i + 100 * round) .. " end")()
+        else
+          local k = i + 100 * round
+          fns[i] = function(x) return x + k end
+        end
+      end
+      local fs = {}
+      for rep = 1, 3 do
+        for i = 1, 20 do fs[#fs + 1] = { ex:submit(fns[i], rep), i + 100 * round + rep } end
+      end
+      for _, p in ipairs(fs) do assert.equal(p[2], p[1]:result(10)) end
+      collectgarbage()
+      collectgarbage()
+    end
+    local n = 0
+    local function bump() n = n + 1 return n end
+    for _ = 1, 3 do assert.equal(1, ex:submit(bump):result(10)) end
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
@@ -247,6 +341,39 @@ describe("ThreadPoolExecutor", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local f = ex:submit(function() return coroutine.create(print) end)
     assert.matches("cannot transfer result #1 %(thread%)", f:exception(10))
+  end)
+
+  it("tells a task's own error from one decoding it or encoding what it gave back", function()
+    -- a worker runs each task in one protected call: only an error of
+    -- the task itself gets a traceback; an outcome that cannot cross or
+    -- a task that cannot be decoded is reported as it was raised
+    local saved = package.path
+    package.path = "spec/support/modules/?.lua;" .. package.path
+    local broken = require "broken"
+    local ex <close> = cf.ThreadPoolExecutor {
+      max_workers = 1,
+      initializer = function() FAIL_BROKEN = true end,  -- luacheck: ignore
+    }
+    local bad = ex:submit(function() return broken end)
+    package.path, package.loaded.broken = saved, nil
+    local e = bad:exception(10)
+    assert.matches("^cannot decode transfer %(cannot require 'broken': .*broken on purpose", e)
+    assert.is_nil(bad:traceback())
+    local res = ex:submit(function() return 1, { co = coroutine.create(print) } end)
+    assert.equal("cannot transfer result #2.co (thread): create the coroutine inside the task",
+                 res:exception(10))
+    assert.is_nil(res:traceback())
+    local err = ex:submit(function()
+      error(setmetatable({ co = coroutine.create(print) },
+                         { __tostring = function() return "custom" end }))
+    end)
+    assert.equal("custom (cannot transfer error #1.co (thread): create the coroutine "
+                 .. "inside the task)", err:exception(10))
+    assert.matches("stack traceback:.*04%-threadpool_spec.lua:%d+:", err:traceback())
+    local plain = ex:submit(function() error({}) end)
+    assert.same({}, plain:exception(10))
+    assert.matches("04%-threadpool_spec.lua:%d+: in function", plain:traceback())
+    assert.equal(3, ex:submit(function() return 3 end):result(10))
   end)
 
   describe("bad input", function()

@@ -466,6 +466,13 @@ enum { CONC_STOP_NONE = 0, CONC_STOP_CANCEL, CONC_STOP_TIMEOUT };
 typedef struct conc_taskctl {
   int stop;          /* CONC_STOP_*: read with __atomic_load_n */
   double timeout;    /* the task's time limit in seconds, or 0 */
+  /* Room the back-end offers for the outcome, or NULL: a payload for
+  ** 'len' bytes and 'nfutures' entries (an empty list) that the
+  ** back-end keeps, or NULL when it has none, and the runtime makes
+  ** its own. The room may be the task's: ask once 'task' is read no
+  ** more (its references are given back then). */
+  conc_payload_t *(*place)(struct conc_taskctl *ctl, size_t len,
+                           size_t nfutures);
 } conc_taskctl_t;
 
 /* What a worker runs: the same for a thread and a forked child. */
