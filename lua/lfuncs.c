@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lfuncs.h"
+#include "ltable54.h"
 
 /*
 ** The receiving cache holds at most this many dumps per state; past it,
@@ -170,12 +171,16 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
 /* Whether 'm' holds the function at 'idx' (at address 'fn'): its
 ** holder's weak slot still has it, so it is that very function, not a
 ** later one at the same address (a collected function leaves the slot
-** empty before its memory can be reused). */
+** empty before its memory can be reused: the collector clears weak
+** values before it frees anything). The slot read in place costs a
+** tenth of the four API calls. */
 static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
                    const void *fn) {
   int hit = 0;
   if (fn != m->fn || fn == NULL)
     return 0;
+  if (m->weak != NULL)
+    return lconc_arrayholds(m->weak, 1, fn);
   if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
     hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
     lua_settop(L, -3);
@@ -184,12 +189,20 @@ static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
   return hit;
 }
 
+static int onlyenv(lua_State *L);
+
 /* Remember the function at 'idx' ('fn') and its entry in 'm', its
-** holder's weak slot made on first use. The memo is emptied first: an
-** error (out of memory) halfway leaves it empty, not half new. */
+** holder's weak slot made on first use, and whether its upvalues are
+** all '_ENV'. The memo is emptied first: an error (out of memory)
+** halfway leaves it empty, not half new. The slot is read in place only
+** once such a read found the function there. */
 static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
                     const void *fn, conc_bytes_t **entry) {
   m->fn = NULL;
+  m->weak = NULL;
+  lua_pushvalue(L, idx);
+  m->envups = onlyenv(L) ? lconc_nupvalues(L, -1) : -1;
+  lua_pop(L, 1);
   if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 1, 0);
@@ -202,9 +215,20 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   }
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, 1);
+  if (m->inplace && lconc_arrayholds(lua_topointer(L, -1), 1, fn))
+    m->weak = lua_topointer(L, -1);
   lua_pop(L, 1);
   m->fn = fn;
   m->entry = entry;
+}
+
+conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx,
+                                  const lconc_dumpmemo *m, int holder,
+                                  int *nups) {
+  if (m->envups < 0 || !memohit(L, m, holder, lua_topointer(L, idx)))
+    return NULL;
+  *nups = m->envups;
+  return *m->entry;  /* NULL once finalized while the state closes */
 }
 
 const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,

@@ -50,4 +50,13 @@ LCONC_FUNC const lconc_slot *lconc_arraypart(lua_State *L, int idx,
 LCONC_FUNC lconc_slot *lconc_arraynew(lua_State *L, int idx,
                                       lua_Unsigned *n);
 
+/* Whether t[i] is within the view of the array part of the table 't'
+** (its lua_topointer) and holds the object at 'p': a table or a function
+** (whose lua_topointer is the object itself). Not the API's answer for
+** a key past the view, which may be in the hash: the caller knows its
+** table's shape. An empty slot, as the collector leaves a weak one, holds
+** nothing. */
+LCONC_FUNC int lconc_arrayholds(const void *t, lua_Unsigned i,
+                                const void *p);
+
 #endif
