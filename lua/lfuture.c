@@ -78,8 +78,7 @@ static handle *testself(lua_State *L) {
 }
 
 /* In a method: the handle at 1, the stack as it was (testself's test,
-** written out: this one is on every result()'s path, where calling
-** testself and restoring the top cost ~60 instructions a task). */
+** written out). */
 static handle *checkself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   int ok = h != NULL && lua_getmetatable(L, 1);
@@ -92,13 +91,18 @@ static handle *checkself(lua_State *L) {
   return h;
 }
 
-/* In a method: the handle at 1, its future still there (see
-** lconc_checkfuture). */
+/* A handle is finalized before the objects made earlier than it while
+** its state closes: a callback run then may still reach it. */
+static int finalized(lua_State *L) {
+  return luaL_error(L, "future handle already finalized (the Lua state "
+                    "is closing)");
+}
+
+/* In a method: the handle at 1, its future still there. */
 static handle *checkselflive(lua_State *L) {
   handle *h = checkself(L);
   if (h->f == NULL)
-    luaL_error(L, "future handle already finalized (the Lua state is "
-               "closing)");
+    finalized(L);
   return h;
 }
 
@@ -111,13 +115,10 @@ conc_future_t *lconc_testfuture(lua_State *L, int idx) {
   return h != NULL ? h->f : NULL;
 }
 
-/* A handle is finalized before the objects made earlier than it while
-** its state closes: a callback run then may still reach it. */
 conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
   conc_future_t *f = checkhandle(L, idx)->f;
   if (f == NULL)
-    luaL_error(L, "future handle already finalized (the Lua state is "
-               "closing)");
+    finalized(L);
   return f;
 }
 
@@ -136,10 +137,6 @@ static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
   return h;
 }
 
-void lconc_bindfuture(lua_State *L, int idx, conc_future_t *f) {
-  ((handle *)lua_touserdata(L, idx))->f = f;
-}
-
 static handle *newhandle(lua_State *L, conc_future_t *f) {
   return newhandlemt(L, f, 0);
 }
@@ -148,8 +145,9 @@ void lconc_newfuture(lua_State *L, conc_future_t *f) {
   newhandle(L, f);
 }
 
-void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt) {
-  newhandlemt(L, f, mt);
+conc_future_t **lconc_newfuturemt(lua_State *L, conc_future_t *f,
+                                  int mt) {
+  return &newhandlemt(L, f, mt)->f;
 }
 
 void lconc_sharefuture(lua_State *L, int idx) {
@@ -367,8 +365,14 @@ static int pushoutcome(lua_State *L, handle *h) {
 /* Wait (argument 2 is the timeout) and push the outcome; raises
 ** TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
-  handle *h = checkselflive(L);
-  double deadline = lconc_optdeadline(L, 2);
+  int top = lua_gettop(L);
+  handle *h = testself(L);  /* (its metatable at top + 1) */
+  double deadline;
+  if (h == NULL)
+    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
+  if (h->f == NULL)
+    finalized(L);
+  deadline = top < 2 ? CONC_FOREVER : lconc_optdeadline(L, 2);
   if (!waitdone(L, h, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
   if (conc_future_state(h->f) == CONC_CANCELLED)
