@@ -56,6 +56,8 @@ struct lconc_owner {
   int in_callback;   /* > 0 while a callback runs: no safe points */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
+  const void *futmt;    /* the Future metatable (lfuture.c), as the
+                        ** registry holds it all the state's life */
 };
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still

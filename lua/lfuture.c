@@ -77,6 +77,14 @@ static handle *testself(lua_State *L) {
          && lua_topointer(L, -1) == lua_topointer(L, UP_MT) ? h : NULL;
 }
 
+/* The same against the metatable's address that the state's owner 'o'
+** keeps: one lua_topointer less, for a caller with 'o' at hand. */
+static handle *testselfowner(lua_State *L, const lconc_owner *o) {
+  handle *h = (handle *)lua_touserdata(L, 1);
+  return h != NULL && lua_getmetatable(L, 1)
+         && lua_topointer(L, -1) == o->futmt ? h : NULL;
+}
+
 /* In a method: the handle at 1, the stack as it was (testself's test,
 ** written out). */
 static handle *checkself(lua_State *L) {
@@ -227,10 +235,11 @@ static int fut_new(lua_State *L) {
 /* Block until the future of the handle at 1 is done or 'deadline'
 ** passes (0), running callbacks at safe points; when done, this state's
 ** callbacks of it have run (unless called inside a callback). */
-static int waitdone(lua_State *L, handle *h, double deadline) {
+static int waitdone(lua_State *L, lconc_owner *o, handle *h,
+                    double deadline) {
   conc_future_t *f = h->f;
   lconc_stackcheck_begin(L);
-  lconc_ownersafepoint(L, (lconc_owner *)lua_touserdata(L, UP_OWNER));
+  lconc_ownersafepoint(L, o);
   if (!conc_future_done(f) && conc_future_is_current(f))
     lconc_raise(L, "InvalidStateError",
                 "a task cannot wait for its own future");
@@ -366,14 +375,15 @@ static int pushoutcome(lua_State *L, handle *h) {
 ** TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
   int top = lua_gettop(L);
-  handle *h = testself(L);  /* (its metatable at top + 1) */
+  lconc_owner *o = (lconc_owner *)lua_touserdata(L, UP_OWNER);
+  handle *h = testselfowner(L, o);  /* (its metatable at top + 1) */
   double deadline;
   if (h == NULL)
     luaL_typeerror(L, 1, LCONC_FUTURE_MT);
   if (h->f == NULL)
     finalized(L);
   deadline = top < 2 ? CONC_FOREVER : lconc_optdeadline(L, 2);
-  if (!waitdone(L, h, deadline))
+  if (!waitdone(L, o, h, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
   if (conc_future_state(h->f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
@@ -654,6 +664,7 @@ void lconc_open_future(lua_State *L) {
     luaL_setfuncs(L, methods, 2);
     lua_setfield(L, -2, "__index");
   }
+  lconc_getowner(L)->futmt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");
