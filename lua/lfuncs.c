@@ -189,20 +189,19 @@ static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
   return hit;
 }
 
-static int onlyenv(lua_State *L);
+/* (lconc_dumpmemoplain: not known yet) */
+#define ENVUPS_UNKNOWN (-2)
 
 /* Remember the function at 'idx' ('fn') and its entry in 'm', its
-** holder's weak slot made on first use, and whether its upvalues are
-** all '_ENV'. The memo is emptied first: an error (out of memory)
-** halfway leaves it empty, not half new. The slot is read in place only
-** once such a read found the function there. */
+** holder's weak slot made on first use. The memo is emptied first: an
+** error (out of memory) halfway leaves it empty, not half new. The slot
+** is read in place only once such a read found the function there. */
 static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
                     const void *fn, conc_bytes_t **entry) {
+  const void *t;
   m->fn = NULL;
   m->weak = NULL;
-  lua_pushvalue(L, idx);
-  m->envups = onlyenv(L) ? lconc_nupvalues(L, -1) : -1;
-  lua_pop(L, 1);
+  m->envups = ENVUPS_UNKNOWN;
   if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 1, 0);
@@ -215,20 +214,44 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   }
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, 1);
-  if (m->inplace && lconc_arrayholds(lua_topointer(L, -1), 1, fn))
-    m->weak = lua_topointer(L, -1);
+  t = lua_topointer(L, -1);
+  if (m->inplace && lconc_arrayholds(t, 1, fn))
+    m->weak = t;
   lua_pop(L, 1);
   m->fn = fn;
   m->entry = entry;
 }
 
-conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx,
-                                  const lconc_dumpmemo *m, int holder,
-                                  int *nups) {
-  if (m->envups < 0 || !memohit(L, m, holder, lua_topointer(L, idx)))
+static int onlyenv(lua_State *L);
+
+/* The number of upvalues of the function at 'idx' (with the dump 'e')
+** when they are all '_ENV', else -1; asked once a memo, on its first
+** hit (a function sent once costs nothing more), through the API:
+** nothing raises, no Lua runs. */
+static int envupvalues(lua_State *L, int idx, const conc_bytes_t *e) {
+  size_t len;
+  const char *d = conc_bytes_data(e, &len);
+  int nups = (unsigned char)d[len - 1], ok;
+  if (nups == 0)
+    return 0;
+  if (!lua_checkstack(L, 3))
+    return -1;
+  lua_pushvalue(L, idx);
+  ok = onlyenv(L);
+  lua_pop(L, 1);
+  return ok ? nups : -1;
+}
+
+conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx, lconc_dumpmemo *m,
+                                  int holder, int *nups) {
+  conc_bytes_t *e;
+  if (!memohit(L, m, holder, lua_topointer(L, idx))
+      || (e = *m->entry) == NULL)  /* finalized while the state closes */
     return NULL;
+  if (m->envups == ENVUPS_UNKNOWN)
+    m->envups = envupvalues(L, idx, e);
   *nups = m->envups;
-  return *m->entry;  /* NULL once finalized while the state closes */
+  return m->envups >= 0 ? e : NULL;
 }
 
 const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,

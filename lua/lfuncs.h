@@ -15,7 +15,8 @@ typedef struct lconc_dumpmemo {
                           ** holds it */
   conc_bytes_t **entry;   /* where its cache entry keeps its bytes */
   int envups;             /* its upvalues are all '_ENV': how many; -1
-                          ** when some other is among them */
+                          ** when some other is among them, -2 not
+                          ** known yet */
   int inplace;            /* set by the holder: lconc_arraycheck passed,
                           ** so the weak slot is read in place */
   const void *weak;       /* the table of the weak slot, when 'inplace'
@@ -45,7 +46,7 @@ LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx,
 ** state closes). The common task's fast path: no Lua runs, nothing
 ** raises. */
 LCONC_FUNC conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx,
-                                             const lconc_dumpmemo *m,
+                                             lconc_dumpmemo *m,
                                              int holder, int *nups);
 
 /* The check of a dump: FNV-1a, 32 bits, of the build's dump format and

@@ -240,13 +240,14 @@ static int waitdone(lua_State *L, lconc_owner *o, handle *h,
   conc_future_t *f = h->f;
   lconc_stackcheck_begin(L);
   lconc_ownersafepoint(L, o);
-  if (!conc_future_done(f) && conc_future_is_current(f))
-    lconc_raise(L, "InvalidStateError",
-                "a task cannot wait for its own future");
   if (!conc_future_done(f)) {
-    conc_watch_t *set = lconc_pushwatch(L);
+    conc_watch_t *set;
     uintptr_t tag;
     int got;
+    if (conc_future_is_current(f))
+      lconc_raise(L, "InvalidStateError",
+                  "a task cannot wait for its own future");
+    set = lconc_pushwatch(L);
     if (conc_watch_add(set, f, 0) != 0)
       return luaL_error(L, "not enough memory");
     got = lconc_watchnext(L, set, deadline, &tag);
@@ -334,8 +335,8 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
 }
 
 /* Push the outcome of the FINISHED future of the handle 'h' at 1,
-** decoding it on first use: the single result itself (OUT_ONE) or the
-** table. */
+** decoding it on first use: the single result itself (OUT_ONE), at the
+** top, or the table, at 2 (the stack is cut to the handle first). */
 static int pushoutcome(lua_State *L, handle *h) {
   const void *data;
   size_t len;
@@ -346,6 +347,7 @@ static int pushoutcome(lua_State *L, handle *h) {
     return OUT_ONE;
   }
   if (h->out != OUT_NONE) {
+    lua_settop(L, 1);
     pushoutcomes(L);
     lua_pushvalue(L, 1);
     lua_rawget(L, -2);
@@ -367,12 +369,13 @@ static int pushoutcome(lua_State *L, handle *h) {
     pushscalar(L, h);
     return OUT_ONE;
   }
+  lua_settop(L, 1);
   return keepoutcome(L, h, lconc_decode(L, (const conc_payload_t *)data),
                      failed);
 }
 
-/* Wait (argument 2 is the timeout) and push the outcome; raises
-** TimeoutError or CancelledError. */
+/* Wait (argument 2 is the timeout) and push the outcome as
+** pushoutcome does; raises TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
   int top = lua_gettop(L);
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, UP_OWNER);
@@ -387,7 +390,6 @@ static int outcome(lua_State *L, const char *what) {
     lconc_raise(L, "TimeoutError", "%s timed out", what);
   if (conc_future_state(h->f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
-  lua_settop(L, 1);
   return pushoutcome(L, h);
 }
 
@@ -447,8 +449,7 @@ static int fut_traceback(lua_State *L) {
   int failed;
   if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed)
     return 0;
-  lua_settop(L, 1);
-  pushoutcome(L, h);
+  pushoutcome(L, h);  /* a table (failed), at 2 */
   lua_rawgeti(L, 2, 2);
   return 1;
 }
