@@ -227,7 +227,8 @@ static int onlyenv(lua_State *L);
 /* The number of upvalues of the function at 'idx' (with the dump 'e')
 ** when they are all '_ENV', else -1; asked once a memo, on its first
 ** hit (a function sent once costs nothing more), through the API:
-** nothing raises, no Lua runs. */
+** nothing raises, no Lua runs. Still unknown when the stack cannot
+** grow (asked again next time). */
 static int envupvalues(lua_State *L, int idx, const conc_bytes_t *e) {
   size_t len;
   const char *d = conc_bytes_data(e, &len);
@@ -235,7 +236,7 @@ static int envupvalues(lua_State *L, int idx, const conc_bytes_t *e) {
   if (nups == 0)
     return 0;
   if (!lua_checkstack(L, 3))
-    return -1;
+    return ENVUPS_UNKNOWN;
   lua_pushvalue(L, idx);
   ok = onlyenv(L);
   lua_pop(L, 1);
