@@ -150,9 +150,12 @@ conc_future_t *conc_future_new(void) {
   return alloc_future(0);
 }
 
-conc_future_t *conc__future_new_room(size_t room) {
-  return room <= SIZE_MAX - sizeof(conc_future_t) ? alloc_future(room)
-                                                  : NULL;
+conc_future_t *conc__future_new_room(size_t room, int stoppable) {
+  conc_future_t *f = room <= SIZE_MAX - sizeof(conc_future_t)
+                     ? alloc_future(room) : NULL;
+  if (f != NULL)
+    f->stoppable = stoppable != 0;
+  return f;
 }
 
 void *conc__future_room(conc_future_t *f) {

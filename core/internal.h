@@ -182,8 +182,11 @@ CONC__FUNC conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
                                               size_t room);
 
 /* future.c: a future followed by 'room' bytes of its block (pointer-
-** aligned, not zeroed), which go with it: NULL when out of memory. */
-CONC__FUNC conc_future_t *conc__future_new_room(size_t room);
+** aligned, not zeroed), which go with it: NULL when out of memory.
+** 'stoppable': made so, as conc__future_stoppable would (without its
+** lock: no one else sees the future yet). */
+CONC__FUNC conc_future_t *conc__future_new_room(size_t room,
+                                                int stoppable);
 CONC__FUNC void *conc__future_room(conc_future_t *f);
 
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */

@@ -250,8 +250,10 @@ void conc_payload_free(void *data) {
   for (i = 0; i < p->nfutures; i++)
     if (objects(p)[i] != NULL)
       objref(objects(p)[i], -1);
-  if (p->inblock)
-    memset(objects(p), 0, p->nfutures * sizeof(void *));
+  if (p->inblock) {
+    if (p->nfutures > 0)  /* (a call saved on most outcomes) */
+      memset(objects(p), 0, p->nfutures * sizeof(void *));
+  }
   else
     blockfree(p);
 }

@@ -228,7 +228,8 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   t->base.drop = task_drop;
   t->base.future = f;
   conc_future_ref(f);
-  conc__future_stoppable(f);
+  if (!task->inblock)  /* (tx_newtask made its future stoppable) */
+    conc__future_stoppable(f);
   r = conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
@@ -251,7 +252,8 @@ static conc_future_t *tx_newtask(conc_executor_t *b, size_t len,
   conc_future_t *f;
   ttask *t;
   (void)b;
-  if (room == 0 || (f = conc__future_new_room(sizeof(*t) + room)) == NULL)
+  if (room == 0
+      || (f = conc__future_new_room(sizeof(*t) + room, 1)) == NULL)
     return NULL;
   t = (ttask *)conc__future_room(f);
   t->payload = *task = conc__payload_place(t + 1, len, nfutures);

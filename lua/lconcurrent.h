@@ -56,6 +56,8 @@ struct lconc_owner {
   int in_callback;   /* > 0 while a callback runs: no safe points */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
+  const void *futmt;    /* the Future metatable (lfuture.c), as the
+                        ** registry holds it all the state's life */
 };
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
@@ -133,12 +135,11 @@ LCONC_FUNC void lconc_pushfuture(lua_State *L, conc_future_t *f);
 ** until then it cannot come back by pointer */
 LCONC_FUNC void lconc_newfuture(lua_State *L, conc_future_t *f);
 /* the same with the Future metatable at 'mt' (an upvalue of the caller:
-** cheaper than the registry); 'f' NULL: a handle of no future yet, to be
-** given one by lconc_bindfuture before anyone else sees it */
-LCONC_FUNC void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt);
-/* give the handle at 'idx' (made with no future) 'f': the caller's
-** reference becomes the handle's */
-LCONC_FUNC void lconc_bindfuture(lua_State *L, int idx, conc_future_t *f);
+** cheaper than the registry); 'f' NULL: a handle of no future yet, whose
+** future the caller stores through the slot returned (a reference of
+** the caller's becomes the handle's) before anyone else sees it */
+LCONC_FUNC conc_future_t **lconc_newfuturemt(lua_State *L,
+                                             conc_future_t *f, int mt);
 /* enter the handle at 'idx' in the handle table: its future may come
 ** back by pointer (it crosses to another state, a host saw it, or a
 ** mailbox will post it) */

@@ -47,8 +47,10 @@ typedef struct executor {
 static int ex_gc(lua_State *L);
 
 /* Any executor: of the two classes here or of a class added by
-** lconc_newexecclass (the MPI module's), whose __gc is ex_gc. */
-static executor *checkexecutor(lua_State *L) {
+** lconc_newexecclass (the MPI module's), whose __gc is ex_gc. Its
+** metatable is left above the arguments (submit, which does not mind
+** it, saves the pop). */
+static executor *toexecutor(lua_State *L) {
   executor *ex = (executor *)lua_touserdata(L, 1);
   int ok = 0;
   if (ex != NULL && lua_getmetatable(L, 1)) {
@@ -63,10 +65,15 @@ static executor *checkexecutor(lua_State *L) {
            && lua_tocfunction(L, -1) == ex_gc;
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
   if (!ok)
     luaL_typeerror(L, 1, "executor");
+  return ex;
+}
+
+static executor *checkexecutor(lua_State *L) {
+  executor *ex = toexecutor(L);
+  lua_pop(L, 1);
   return ex;
 }
 
@@ -195,6 +202,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
                                 conc_future_t **f) {
   taskalloc a;
   conc_payload_t *p;
+  conc_future_t **slot;
   int flags = ex->local ? LCONC_ENC_LOCAL : 0;
   if (ex->core->ops->newtask == NULL) {
     if ((*f = conc_future_new()) == NULL)
@@ -204,7 +212,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
     return lconc_encodex(L, 2, n, "argument", 1, flags, NULL, NULL,
                          UP_BUFFER);
   }
-  lconc_newfuturemt(L, NULL, UP_FUTUREMT);
+  slot = lconc_newfuturemt(L, NULL, UP_FUTUREMT);
   a.ex = ex;
   a.f = NULL;
   p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
@@ -213,31 +221,32 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
     conc_payload_free(p);
     luaL_error(L, "not enough memory");
   }
-  lconc_bindfuture(L, -1, a.f);
-  *f = a.f;
+  *slot = *f = a.f;  /* the handle's reference */
   return p;
 }
 
 /* ex:submit(fn, ...) or ex:submit{fn, ..., n =, timeout =} -> Future.
 ** 'fn' is argument #1 of the transfer. */
 static int ex_submit(lua_State *L) {
-  executor *ex = checkexecutor(L);
+  int top = lua_gettop(L);
+  executor *ex = toexecutor(L);  /* (its metatable at top + 1) */
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
-  int r, n;
+  int r;
   if (lua_type(L, 2) != LUA_TFUNCTION) {  /* (else the common case) */
+    lua_settop(L, top);
     if (lua_type(L, 2) == LUA_TTABLE && !luaL_getmetafield(L, 2, "__call"))
       timeout = unpacktask(L, ex);
     else if (lua_type(L, 2) == LUA_TTABLE)
       lua_pop(L, 1);  /* the __call field */
     lconc_checkcallable(L, 2);
+    top = lua_gettop(L);
   }
   checkopen(L, ex);
   if (lconc_ownerclosing(L, ex->closer.owner))
     return luaL_error(L, "the Lua state is closing");
-  n = lua_gettop(L) - 1;  /* fn and its arguments, at 2.. */
-  p = maketask(L, ex, n, &f);
+  p = maketask(L, ex, top - 1, &f);  /* fn and its arguments, at 2.. */
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);

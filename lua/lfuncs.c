@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lfuncs.h"
+#include "ltable54.h"
 
 /*
 ** The receiving cache holds at most this many dumps per state; past it,
@@ -170,12 +171,16 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
 /* Whether 'm' holds the function at 'idx' (at address 'fn'): its
 ** holder's weak slot still has it, so it is that very function, not a
 ** later one at the same address (a collected function leaves the slot
-** empty before its memory can be reused). */
+** empty before its memory can be reused: the collector clears weak
+** values before it frees anything). The slot read in place costs a
+** tenth of the four API calls. */
 static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
                    const void *fn) {
   int hit = 0;
   if (fn != m->fn || fn == NULL)
     return 0;
+  if (m->weak != NULL)
+    return lconc_arrayholds(m->weak, 1, fn);
   if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
     hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
     lua_settop(L, -3);
@@ -184,12 +189,19 @@ static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
   return hit;
 }
 
+/* (lconc_dumpmemoplain: not known yet) */
+#define ENVUPS_UNKNOWN (-2)
+
 /* Remember the function at 'idx' ('fn') and its entry in 'm', its
 ** holder's weak slot made on first use. The memo is emptied first: an
-** error (out of memory) halfway leaves it empty, not half new. */
+** error (out of memory) halfway leaves it empty, not half new. The slot
+** is read in place only once such a read found the function there. */
 static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
                     const void *fn, conc_bytes_t **entry) {
+  const void *t;
   m->fn = NULL;
+  m->weak = NULL;
+  m->envups = ENVUPS_UNKNOWN;
   if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 1, 0);
@@ -202,9 +214,45 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   }
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, 1);
+  t = lua_topointer(L, -1);
+  if (m->inplace && lconc_arrayholds(t, 1, fn))
+    m->weak = t;
   lua_pop(L, 1);
   m->fn = fn;
   m->entry = entry;
+}
+
+static int onlyenv(lua_State *L);
+
+/* The number of upvalues of the function at 'idx' (with the dump 'e')
+** when they are all '_ENV', else -1; asked once a memo, on its first
+** hit (a function sent once costs nothing more), through the API:
+** nothing raises, no Lua runs. Still unknown when the stack cannot
+** grow (asked again next time). */
+static int envupvalues(lua_State *L, int idx, const conc_bytes_t *e) {
+  size_t len;
+  const char *d = conc_bytes_data(e, &len);
+  int nups = (unsigned char)d[len - 1], ok;
+  if (nups == 0)
+    return 0;
+  if (!lua_checkstack(L, 3))
+    return ENVUPS_UNKNOWN;
+  lua_pushvalue(L, idx);
+  ok = onlyenv(L);
+  lua_pop(L, 1);
+  return ok ? nups : -1;
+}
+
+conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx, lconc_dumpmemo *m,
+                                  int holder, int *nups) {
+  conc_bytes_t *e;
+  if (!memohit(L, m, holder, lua_topointer(L, idx))
+      || (e = *m->entry) == NULL)  /* finalized while the state closes */
+    return NULL;
+  if (m->envups == ENVUPS_UNKNOWN)
+    m->envups = envupvalues(L, idx, e);
+  *nups = m->envups;
+  return m->envups >= 0 ? e : NULL;
 }
 
 const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,

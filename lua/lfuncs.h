@@ -14,6 +14,13 @@ typedef struct lconc_dumpmemo {
   const void *fn;         /* that function, while the holder's weak slot
                           ** holds it */
   conc_bytes_t **entry;   /* where its cache entry keeps its bytes */
+  int envups;             /* its upvalues are all '_ENV': how many; -1
+                          ** when some other is among them, -2 not
+                          ** known yet */
+  int inplace;            /* set by the holder: lconc_arraycheck passed,
+                          ** so the weak slot is read in place */
+  const void *weak;       /* the table of the weak slot, when 'inplace'
+                          ** and a read in place found the function */
 } lconc_dumpmemo;
 
 /* Return the binary dump (with debug info) of the Lua function at
@@ -31,6 +38,16 @@ LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx,
                                       lconc_dumpmemo *m, int holder,
                                       size_t *len, int *nups,
                                       conc_bytes_t **ref);
+
+/* The shared bytes of the Lua function at 'idx' when it is the one 'm'
+** holds (as lconc_dumpfunc remembered it with 'holder') and its
+** upvalues are all '_ENV', with their number in '*nups'; else NULL
+** (another value, the function changed, its entry finalized while the
+** state closes). The common task's fast path: no Lua runs, nothing
+** raises. */
+LCONC_FUNC conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx,
+                                             lconc_dumpmemo *m,
+                                             int holder, int *nups);
 
 /* The check of a dump: FNV-1a, 32 bits, of the build's dump format and
 ** the bytes, little-endian into 'out'. */

@@ -77,9 +77,16 @@ static handle *testself(lua_State *L) {
          && lua_topointer(L, -1) == lua_topointer(L, UP_MT) ? h : NULL;
 }
 
+/* The same against the metatable's address that the state's owner 'o'
+** keeps: one lua_topointer less, for a caller with 'o' at hand. */
+static handle *testselfowner(lua_State *L, const lconc_owner *o) {
+  handle *h = (handle *)lua_touserdata(L, 1);
+  return h != NULL && lua_getmetatable(L, 1)
+         && lua_topointer(L, -1) == o->futmt ? h : NULL;
+}
+
 /* In a method: the handle at 1, the stack as it was (testself's test,
-** written out: this one is on every result()'s path, where calling
-** testself and restoring the top cost ~60 instructions a task). */
+** written out). */
 static handle *checkself(lua_State *L) {
   handle *h = (handle *)lua_touserdata(L, 1);
   int ok = h != NULL && lua_getmetatable(L, 1);
@@ -92,13 +99,18 @@ static handle *checkself(lua_State *L) {
   return h;
 }
 
-/* In a method: the handle at 1, its future still there (see
-** lconc_checkfuture). */
+/* A handle is finalized before the objects made earlier than it while
+** its state closes: a callback run then may still reach it. */
+static int finalized(lua_State *L) {
+  return luaL_error(L, "future handle already finalized (the Lua state "
+                    "is closing)");
+}
+
+/* In a method: the handle at 1, its future still there. */
 static handle *checkselflive(lua_State *L) {
   handle *h = checkself(L);
   if (h->f == NULL)
-    luaL_error(L, "future handle already finalized (the Lua state is "
-               "closing)");
+    finalized(L);
   return h;
 }
 
@@ -111,13 +123,10 @@ conc_future_t *lconc_testfuture(lua_State *L, int idx) {
   return h != NULL ? h->f : NULL;
 }
 
-/* A handle is finalized before the objects made earlier than it while
-** its state closes: a callback run then may still reach it. */
 conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
   conc_future_t *f = checkhandle(L, idx)->f;
   if (f == NULL)
-    luaL_error(L, "future handle already finalized (the Lua state is "
-               "closing)");
+    finalized(L);
   return f;
 }
 
@@ -136,10 +145,6 @@ static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
   return h;
 }
 
-void lconc_bindfuture(lua_State *L, int idx, conc_future_t *f) {
-  ((handle *)lua_touserdata(L, idx))->f = f;
-}
-
 static handle *newhandle(lua_State *L, conc_future_t *f) {
   return newhandlemt(L, f, 0);
 }
@@ -148,8 +153,9 @@ void lconc_newfuture(lua_State *L, conc_future_t *f) {
   newhandle(L, f);
 }
 
-void lconc_newfuturemt(lua_State *L, conc_future_t *f, int mt) {
-  newhandlemt(L, f, mt);
+conc_future_t **lconc_newfuturemt(lua_State *L, conc_future_t *f,
+                                  int mt) {
+  return &newhandlemt(L, f, mt)->f;
 }
 
 void lconc_sharefuture(lua_State *L, int idx) {
@@ -229,17 +235,19 @@ static int fut_new(lua_State *L) {
 /* Block until the future of the handle at 1 is done or 'deadline'
 ** passes (0), running callbacks at safe points; when done, this state's
 ** callbacks of it have run (unless called inside a callback). */
-static int waitdone(lua_State *L, handle *h, double deadline) {
+static int waitdone(lua_State *L, lconc_owner *o, handle *h,
+                    double deadline) {
   conc_future_t *f = h->f;
   lconc_stackcheck_begin(L);
-  lconc_ownersafepoint(L, (lconc_owner *)lua_touserdata(L, UP_OWNER));
-  if (!conc_future_done(f) && conc_future_is_current(f))
-    lconc_raise(L, "InvalidStateError",
-                "a task cannot wait for its own future");
+  lconc_ownersafepoint(L, o);
   if (!conc_future_done(f)) {
-    conc_watch_t *set = lconc_pushwatch(L);
+    conc_watch_t *set;
     uintptr_t tag;
     int got;
+    if (conc_future_is_current(f))
+      lconc_raise(L, "InvalidStateError",
+                  "a task cannot wait for its own future");
+    set = lconc_pushwatch(L);
     if (conc_watch_add(set, f, 0) != 0)
       return luaL_error(L, "not enough memory");
     got = lconc_watchnext(L, set, deadline, &tag);
@@ -327,8 +335,8 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
 }
 
 /* Push the outcome of the FINISHED future of the handle 'h' at 1,
-** decoding it on first use: the single result itself (OUT_ONE) or the
-** table. */
+** decoding it on first use: the single result itself (OUT_ONE), at the
+** top, or the table, at 2 (the stack is cut to the handle first). */
 static int pushoutcome(lua_State *L, handle *h) {
   const void *data;
   size_t len;
@@ -339,6 +347,7 @@ static int pushoutcome(lua_State *L, handle *h) {
     return OUT_ONE;
   }
   if (h->out != OUT_NONE) {
+    lua_settop(L, 1);
     pushoutcomes(L);
     lua_pushvalue(L, 1);
     lua_rawget(L, -2);
@@ -360,20 +369,27 @@ static int pushoutcome(lua_State *L, handle *h) {
     pushscalar(L, h);
     return OUT_ONE;
   }
+  lua_settop(L, 1);
   return keepoutcome(L, h, lconc_decode(L, (const conc_payload_t *)data),
                      failed);
 }
 
-/* Wait (argument 2 is the timeout) and push the outcome; raises
-** TimeoutError or CancelledError. */
+/* Wait (argument 2 is the timeout) and push the outcome as
+** pushoutcome does; raises TimeoutError or CancelledError. */
 static int outcome(lua_State *L, const char *what) {
-  handle *h = checkselflive(L);
-  double deadline = lconc_optdeadline(L, 2);
-  if (!waitdone(L, h, deadline))
+  int top = lua_gettop(L);
+  lconc_owner *o = (lconc_owner *)lua_touserdata(L, UP_OWNER);
+  handle *h = testselfowner(L, o);  /* (its metatable at top + 1) */
+  double deadline;
+  if (h == NULL)
+    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
+  if (h->f == NULL)
+    finalized(L);
+  deadline = top < 2 ? CONC_FOREVER : lconc_optdeadline(L, 2);
+  if (!waitdone(L, o, h, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
   if (conc_future_state(h->f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
-  lua_settop(L, 1);
   return pushoutcome(L, h);
 }
 
@@ -433,8 +449,7 @@ static int fut_traceback(lua_State *L) {
   int failed;
   if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed)
     return 0;
-  lua_settop(L, 1);
-  pushoutcome(L, h);
+  pushoutcome(L, h);  /* a table (failed), at 2 */
   lua_rawgeti(L, 2, 2);
   return 1;
 }
@@ -650,6 +665,7 @@ void lconc_open_future(lua_State *L) {
     luaL_setfuncs(L, methods, 2);
     lua_setfield(L, -2, "__index");
   }
+  lconc_getowner(L)->futmt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");

@@ -120,6 +120,7 @@ void lconc_open_owner(lua_State *L) {
   o->in_callback = 0;
   o->closers = NULL;
   o->ctl = NULL;
+  o->futmt = NULL;  /* (lconc_open_future) */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, owner_gc);
   lua_setfield(L, -2, "__gc");

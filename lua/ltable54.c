@@ -57,6 +57,18 @@ lconc_slot *lconc_arraynew(lua_State *L, int idx, lua_Unsigned *n) {
   return t->array;
 }
 
+/* Lua 5.4's tag bit of a collectable value (lobject.h, BIT_ISCOLLECTABLE). */
+#define COLLECTABLE (1 << 6)
+
+int lconc_arrayholds(const void *t, lua_Unsigned i, const void *p) {
+  const Table54 *h = (const Table54 *)t;
+  const lconc_slot *s;
+  if (i < 1 || i > h->alimit)
+    return 0;
+  s = h->array + (i - 1);
+  return (s->tt & COLLECTABLE) && s->v.p == p;
+}
+
 /* Whether slot 's' holds the value at the top, which is popped. */
 static int sametop(lua_State *L, const lconc_slot *s) {
   int type = lua_type(L, -1), ok;

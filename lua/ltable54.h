@@ -66,4 +66,13 @@ LCONC_FUNC int lconc_hashcheck(lua_State *L);
 ** allocates. */
 LCONC_FUNC const void *lconc_hashpart(lua_State *L, int idx, size_t *len);
 
+/* Whether t[i] is within the view of the array part of the table 't'
+** (its lua_topointer) and holds the object at 'p': a table or a function
+** (whose lua_topointer is the object itself). Not the API's answer for
+** a key past the view, which may be in the hash: the caller knows its
+** table's shape. An empty slot, as the collector leaves a weak one, holds
+** nothing. */
+LCONC_FUNC int lconc_arrayholds(const void *t, lua_Unsigned i,
+                                const void *p);
+
 #endif

@@ -133,6 +133,48 @@ describe("ThreadPoolExecutor", function()
     for _ = 1, 3 do assert.equal(1, ex:submit(bump):result(10)) end
   end)
 
+  it("sends a function again with each submit's own arguments and upvalues", function()
+    -- a function sent again with nils, booleans and numbers takes the
+    -- encoder's short way: the arguments, their subtypes and count must
+    -- come through as the long way sends them
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local function echo(...) return select("#", ...), ... end
+    local args = { { 1 }, { -1, 2.5 }, { math.mininteger, math.maxinteger },
+      { -0.0, 0 / 0, math.huge }, { true, false, nil }, { nil, nil, 7 },
+      { 1.0, 3 }, { 1, 2, 3, 4, 5, 6, 7 }, { 1, 2, 3, 4, 5, 6, 7, 8 },
+      { "s", 1 }, { {}, 1 }, {} }
+    local ns = { 1, 2, 2, 3, 3, 3, 2, 7, 8, 2, 2, 0 }
+    for i, a in ipairs(args) do
+      local got = table.pack(ex:submit(echo, table.unpack(a, 1, ns[i])):result(10))
+      assert.equal(ns[i], got[1], "args " .. i)
+      for k = 1, ns[i] do
+        local v, w = a[k], got[k + 1]
+        if type(v) == "table" then
+          assert.same(v, w)
+        elseif v ~= v then
+          assert.is_true(w ~= w, "args " .. i)
+        else
+          assert.equal(v, w, "args " .. i)
+          assert.equal(math.type(v), math.type(w), "args " .. i)
+          if v == 0 then assert.equal(1 / v, 1 / w, "args " .. i) end
+        end
+      end
+    end
+    -- an upvalue other than _ENV is copied by every submit
+    local k = 1
+    local function addk(x) return x + k end
+    for i = 1, 3 do
+      k = i * 10
+      assert.equal(i * 10 + 1, ex:submit(addk, 1):result(10))
+    end
+    -- _ENV is the worker's globals, every time
+    ex:submit(function() rawset(_G, "seen_in_worker", 5) end):result(10)
+    local function readg(x) return rawget(_G, "seen_in_worker"), x end
+    for _ = 1, 2 do
+      assert.same({ 5, 1, n = 2 }, table.pack(ex:submit(readg, 1):result(10)))
+    end
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
