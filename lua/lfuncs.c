@@ -222,7 +222,7 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   m->entry = entry;
 }
 
-static int onlyenv(lua_State *L);
+static int checkupvalues(lua_State *L, int nups, int *env);
 
 /* The number of upvalues of the function at 'idx' (with the dump 'e')
 ** when they are all '_ENV', else -1; asked once a memo, on its first
@@ -232,13 +232,13 @@ static int onlyenv(lua_State *L);
 static int envupvalues(lua_State *L, int idx, const conc_bytes_t *e) {
   size_t len;
   const char *d = conc_bytes_data(e, &len);
-  int nups = (unsigned char)d[len - 1], ok;
+  int nups = (unsigned char)d[len - 1], ok, env;
   if (nups == 0)
     return 0;
   if (!lua_checkstack(L, 3))
     return ENVUPS_UNKNOWN;
   lua_pushvalue(L, idx);
-  ok = onlyenv(L);
+  ok = checkupvalues(L, nups, &env) && env;
   lua_pop(L, 1);
   return ok ? nups : -1;
 }
