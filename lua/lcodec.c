@@ -1274,6 +1274,31 @@ conc_payload_t *lconc_encodescalars(lua_State *L, int first, int n,
   return p;
 }
 
+/* The bytes lconc_encode makes for the one string 'msg' (nil for
+** NULL), in a payload made without the state: a worker whose state is
+** out of memory (max_memory) can still say why its task failed. */
+conc_payload_t *lconc_encodetext(const char *msg) {
+  size_t len = msg != NULL ? strlen(msg) : 0, k;
+  char head[2 + 2 * 10 + 1], *p = head;  /* two varints and three bytes */
+  conc_payload_t *pl;
+  *p++ = VERSION;
+  *p++ = 0;  /* no flags */
+  p = storevarint(p, 1);
+  if (msg == NULL)
+    *p++ = T_NIL;
+  else {
+    *p++ = T_STR;
+    p = storevarint(p, len);
+  }
+  k = (size_t)(p - head);
+  if (len > SIZE_MAX - k || (pl = conc_payload_new(NULL, k + len, 0)) == NULL)
+    return NULL;
+  memcpy(conc_payload_data(pl), head, k);
+  if (len > 0)
+    memcpy((char *)conc_payload_data(pl) + k, msg, len);
+  return pl;
+}
+
 /* }====================================================================== */
 
 

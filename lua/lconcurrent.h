@@ -193,6 +193,9 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
 LCONC_FUNC conc_payload_t *lconc_encodescalars(lua_State *L, int first,
                                                int n, lconc_payalloc alloc,
                                                void *ud);
+/* A payload of the one string 'msg' (nil for NULL) made without a
+** state (one of out of memory can still report it), or NULL. */
+LCONC_FUNC conc_payload_t *lconc_encodetext(const char *msg);
 /* Push the state's encoding buffer, made on first use. */
 LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state

@@ -224,27 +224,6 @@ void lconc_open_worker(lua_State *L) {
 ** Running code in a worker state
 ** ======================================================================= */
 
-/* (Protected.) Encode the C string at 1 (a light userdata) as a
-** one-value payload; returns it as a light userdata. */
-static int encode_string(lua_State *W) {
-  lua_pushstring(W, (const char *)lua_touserdata(W, 1));
-  lua_pushlightuserdata(W, lconc_encode(W, 2, 1, "error", 1));
-  return 1;
-}
-
-/* A payload of one string, or NULL when even that cannot be made (no
-** memory). Nothing here allocates outside the protected call: a light C
-** function and a light userdata cost no memory. */
-static conc_payload_t *encode_message(lua_State *W, const char *msg) {
-  conc_payload_t *p = NULL;
-  lua_pushcfunction(W, encode_string);
-  lua_pushlightuserdata(W, (void *)msg);
-  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
-    p = (conc_payload_t *)lua_touserdata(W, -1);
-  lua_pop(W, 1);
-  return p;
-}
-
 /* The text of the error value at 'idx' for a traceback, as lua.c's
 ** msghandler makes it; pushed on the stack. */
 static const char *errortext(lua_State *W, int idx) {
@@ -363,18 +342,19 @@ static int encode_failure(lua_State *W) {
 static conc_payload_t *failure(worker *w, int *status) {
   lua_State *W = w->W;
   int st;
+  if (*status == LUA_ERRMEM)  /* room to report it (max_memory): the
+                             ** task's values are garbage by now */
+    lua_gc(W, LUA_GCCOLLECT);
   if (w->phase != RUN_CALL)  /* the task could not be decoded or its
                              ** results encoded */
-    return encode_message(W, lua_tostring(W, -1));
-  if (*status == LUA_ERRMEM)  /* room to report it (max_memory) */
-    lua_gc(W, LUA_GCCOLLECT);
+    return lconc_encodetext(lua_tostring(W, -1));
   lua_pushcfunction(W, encode_failure);
   lua_pushvalue(W, 1);
   lua_pushvalue(W, -3);
   if ((st = lua_pcall(W, 2, 0, 0)) == LUA_OK)
     return w->out;
   *status = st;
-  return encode_message(W, lua_tostring(W, -1));
+  return lconc_encodetext(lua_tostring(W, -1));
 }
 
 /* (Protected.) The error of a task stopped by its time limit, encoded;

@@ -3,6 +3,7 @@
 -- workers, and cf.worker(). Every case runs for both pools.
 
 local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
 
 -- Wait (without a timed assertion) until 'f' runs.
 local function until_running(f)
@@ -301,6 +302,32 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         local c = ex:submit(function() error("the third task failed") end)
         c:exception(30)
         assert.not_matches("first", c:traceback())
+      end)
+
+      it("says 'not enough memory' when a worker is too full to encode even that", function()
+        -- the task fills its state to the last bytes, then returns a
+        -- table: encoding it runs out of memory, and encoding the message
+        -- in that state did too (the future read "could not be
+        -- transferred"); then a task that cannot be decoded. In a child:
+        -- the bytes left depend on the sizes of the code sent.
+        local out = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s { max_workers = 1, max_memory = 1024 * 1024 }
+          local f = ex:submit(function()
+            KEEP = {} local t = { 1, 2, 3 }
+            local size = 65536
+            while size >= 1 do
+              local ok = pcall(function() KEEP = { KEEP, string.rep("f", size) } end)
+              if not ok then size = size // 2 end
+            end
+            return t
+          end)
+          print("f", pcall(f.result, f, 30))
+          local g = ex:submit(function(s) return #s end, string.rep("z", 100000))
+          print("g", pcall(g.result, g, 30))
+          ex:shutdown(true)
+        ]]):format(class))
+        assert.matches("f\tfalse\tnot enough memory\ng\tfalse\tnot enough memory\n", out)
       end)
 
       it("reports the memory the workers hold", function()
