@@ -195,6 +195,21 @@ static void endframe(conc__qpeer *peer, size_t at) {
   peer->host->sent(peer->host, peer);
 }
 
+/* The peer's brief frame (remoteq.h): 'type', 'id', then 'code' as a
+** u32 (F_QREPLY) or a u8. */
+static void setbrief(conc__qpeer *peer, int type, uint64_t id,
+                     unsigned code) {
+  conc__wbuf b = { peer->brief, 0, 0, sizeof(peer->brief), 0 };
+  size_t at = conc__frame_begin(&b, type);  /* room enough: never grown */
+  conc__put64(&b, id);
+  if (type == F_QREPLY)
+    conc__put32(&b, code);
+  else
+    conc__put8(&b, code);
+  conc__frame_end(&b, at);
+  peer->nbrief = b.n;
+}
+
 void conc__qhost_tell(conc__qhost *h) {
   conc__qwatch *w = __atomic_exchange_n(&h->fired, NULL, __ATOMIC_ACQUIRE);
   while (w != NULL) {
@@ -204,6 +219,7 @@ void conc__qhost_tell(conc__qhost *h) {
       size_t at = conc__frame_begin(peer->out, F_QCHANGED);
       conc__put64(peer->out, w->l->id);
       conc__put8(peer->out, (unsigned)w->getters);
+      setbrief(peer, F_QCHANGED, w->l->id, (unsigned)w->getters);
       endframe(peer, at);
       w->l->armed[w->getters] = NULL;
     }
@@ -213,11 +229,13 @@ void conc__qhost_tell(conc__qhost *h) {
   }
 }
 
-/* Start the reply to request 'req' of 'peer'. */
+/* Start the reply to request 'req' of 'peer' (its brief form says
+** CONC_ENOMEM, should this one fail: a value too big for memory). */
 static size_t beginreply(conc__qpeer *peer, uint64_t req, int code) {
   size_t at = conc__frame_begin(peer->out, F_QREPLY);
   conc__put64(peer->out, req);
   conc__put32(peer->out, (uint32_t)code);
+  setbrief(peer, F_QREPLY, req, (uint32_t)CONC_ENOMEM);
   return at;
 }
 

@@ -23,19 +23,26 @@ typedef struct conc__qhost conc__qhost;
 typedef struct conc__qlink conc__qlink;
 typedef struct conc__qwatch conc__qwatch;
 
-/* A peer of the host (a child, a rank), private to the host's thread. */
+/* A peer of the host (a child, a rank), private to the host's thread.
+** 'brief' holds, whole and length-prefixed as in 'out', the frame that
+** stands in for the one last made in 'out' if that one cannot be sent:
+** for a reply, the same reply saying CONC_ENOMEM; for a change notice,
+** itself. Small and in place, it needs no memory to send. */
 typedef struct conc__qpeer {
   conc__qlink *links;           /* the queues it knows */
   uintptr_t who;                /* its name in 'host->fwd' */
   conc__qhost *host;
   conc__wbuf *out;              /* where frames to it are made */
+  char brief[24];
+  size_t nbrief;
 } conc__qpeer;
 
 /* One back-end's host. 'sent' is told of each frame ended in a peer's
 ** 'out', to send it: the peer waits for it, so one that cannot be sent
 ** (the buffer 'failed': out of memory) must end that wait some other
-** way. 'wake' is called on any thread, under a future's lock, to make
-** the back-end's thread call conc__qhost_tell. */
+** way (the peer's 'brief', or ending the peer). 'wake' is called on any
+** thread, under a future's lock, to make the back-end's thread call
+** conc__qhost_tell. */
 struct conc__qhost {
   conc__fwdtab *fwd;            /* futures forwarded beside: its ids
                                 ** number the queues too */

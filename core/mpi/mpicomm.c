@@ -169,6 +169,7 @@ static struct {
   const char *spawncmd, *spawnerr;
   char **spawnargv;
   int spawnn, spawned;
+  int testnomem;            /* see testnomem() */
   mpool *pools;
   uint32_t nextpool;
   int exiting;
@@ -264,6 +265,24 @@ static int isend(out *o) {
   G.sending = o;
   G.nsent++;
   return 0;
+}
+
+/* (Comm thread.) Send the frame 'b' ('n' bytes with its length prefix)
+** to 'dest' from where it lies, before returning: for what a rank waits
+** for when no memory is left to queue it. A small frame leaves at once
+** (MPI's eager protocol); a rank's comm thread never blocks, so it takes
+** a large one soon. */
+static void sendnow(const char *b, size_t n, int dest) {
+  MPI_Send(b + 4, (int)(n - 4), MPI_BYTE, dest, TAG, G.world);
+  G.nsent++;
+}
+
+/* A test-only hook (the specs set it with mpiexec -x): rank 0 takes a
+** queue reply or a future's news to a rank longer than TESTNOMEM_MAX
+** bytes, and its exit orders, as frames it found no memory for. */
+#define TESTNOMEM_MAX 64
+static int testnomem(const conc__wbuf *w) {
+  return G.testnomem && w->n > TESTNOMEM_MAX;
 }
 
 /* (Comm thread.) Free the sends that completed; the number left. */
@@ -369,8 +388,27 @@ static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
   return 0;
 }
 
-/* Tell each rank that knows a fired future that it is done. A message
-** that cannot be made (no memory) leaves that rank's proxy pending. */
+/* As conc__qhost_ids when out of memory: the news goes without values. */
+static uint64_t *noids(void *ud, const conc_payload_t *pl, int *ok) {
+  (void)ud;
+  (void)pl;
+  *ok = 0;
+  return NULL;
+}
+
+/* The news of 'x' without its values, from the stack: a rank's proxy is
+** settled even when no memory is left for its values (its result()
+** then raises that they could not be transferred). */
+static void sendbare(const conc__fwd *x, int rank) {
+  char b[32];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_FUTURE);  /* never grown */
+  conc__fwd_putnews(&w, x, noids, NULL);
+  conc__frame_end(&w, at);
+  sendnow(w.b, w.n, rank);
+}
+
+/* Tell each rank that knows a fired future that it is done. */
 static void forward_fired(void) {
   conc__fwd *x = conc__fwd_takefired(&G.fwd);
   while (x != NULL) {
@@ -379,11 +417,18 @@ static void forward_fired(void) {
     for (i = 0; i < x->nknows; i++) {
       int rank = (int)x->knows[i];
       out *o = newout(rank, M_FUTURE);
-      if (o == NULL)
-        continue;
-      conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
-      if ((o = endout(o)) != NULL)
+      if (o != NULL) {
+        conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
+        o = endout(o);
+      }
+      if (o != NULL && testnomem(&o->w)) {
+        freeout(o);
+        o = NULL;
+      }
+      if (o != NULL)
         isend(o);
+      else
+        sendbare(x, rank);
     }
     conc__fwd_free(x);
     x = next;
@@ -403,17 +448,23 @@ static void qh_wake(conc__qhost *h) {
 }
 
 /* A frame made in a rank's own buffer is moved to an 'out' of its own
-** and sent. One that cannot be (no memory) is dropped: the rank then
-** waits on, as for a forwarded future's news. */
+** and sent; without memory for an 'out' it is sent from the buffer. One
+** that could not be made (no memory for its value) is replaced by the
+** peer's brief form: the rank waits for it. */
 static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
   conc__wbuf *w = peer->out;
+  int fits = !w->failed && !testnomem(w);
   out *o = NULL;
   (void)h;
-  if (!w->failed && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
+  if (fits && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
     o->w = *w;
     o->dest = (int)peer->who;
     memset(w, 0, sizeof(*w));
     isend(o);
+  } else if (fits) {
+    sendnow(w->b, w->n, (int)peer->who);
+  } else {
+    sendnow(peer->brief, peer->nbrief, (int)peer->who);
   }
   w->n = w->off = 0;
 }
@@ -911,12 +962,21 @@ static void onreceived(int r, const unsigned char *body, size_t len,
   pthread_mutex_unlock(&G.mu);
 }
 
+/* Every worker rank exits; one waits for it, so without memory to queue
+** it, it goes from here. */
 static void sayexit(void) {
+  static const char bare[] = { 1, 0, 0, 0, M_EXIT };
   int i;
   for (i = 1; i < G.size; i++) {
     out *o = newout(i, M_EXIT);
-    if (o != NULL && (o = endout(o)) != NULL)
+    if (o != NULL && (o = endout(o)) != NULL && G.testnomem) {
+      freeout(o);
+      o = NULL;
+    }
+    if (o != NULL)
       isend(o);
+    else
+      sendnow(bare, sizeof(bare), i);
   }
   while (testsends() > 0)
     nap(BACKOFF_MIN);
@@ -1676,6 +1736,8 @@ static void *comm_main(void *arg) {
   MPI_Comm_set_errhandler(G.world, MPI_ERRORS_RETURN);
   MPI_Comm_rank(G.world, &G.rank);
   MPI_Comm_size(G.world, &G.size);
+  G.testnomem = G.rank == 0 && getenv("CONCURRENT_MPI_TEST_NOMEM") != NULL
+                && strcmp(getenv("CONCURRENT_MPI_TEST_NOMEM"), "1") == 0;
   started(0, NULL);
   if (G.rank == 0)
     master();
