@@ -49,7 +49,21 @@ struct conc__qhost {
   conc__qwatch *fired;          /* stack of fired waits, pushed atomically */
   void (*wake)(conc__qhost *h);
   void (*sent)(conc__qhost *h, conc__qpeer *peer);
+  int fifo;                     /* see conc__qhost_fifo */
+  conc__queue line[2];          /* the peers' waits for putters, getters,
+                                ** in the order they came (fifo) */
 };
+
+/* From now on the peers' waits on a queue are served in the order they
+** came: what the queue holds (its values for getters, its free slots for
+** putters) goes first to the peers that wait longest, and a later peer's
+** try waits behind them. The back-end then calls conc__qhost_release
+** when a peer's task ends, since a task stopped while it waited never
+** says so. Threads of the host itself take their turn as they come. */
+CONC__FUNC void conc__qhost_fifo(conc__qhost *h);
+/* The peer's task ended: its waits leave the line (a wait of a thread
+** that outlived its task is still told when the queue changes). */
+CONC__FUNC void conc__qhost_release(conc__qpeer *peer);
 
 /* The ids under which the futures and queues of 'pl' cross to the peer
 ** (malloc'd; NULL when none, or with '*ok' 0 when out of memory). Its

@@ -862,6 +862,8 @@ static void onmessage(const unsigned char *body, size_t len, int src,
     badrank(src, "worker rank %d sent a corrupt frame", done);
     return;
   }
+  if (type == M_RESULT && qpeerof(src, 0) != NULL)
+    conc__qhost_release(qpeerof(src, 0));  /* its task's waits are over */
   /* answers for a pool that broke or went are dropped */
   if (p == NULL || p->broken || src < 1 || src > p->nranks)
     return;
@@ -1761,6 +1763,7 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.qh.fwd = &G.fwd;
     G.qh.wake = qh_wake;
     G.qh.sent = qh_sent;
+    conc__qhost_fifo(&G.qh);
     G.qpx.begin = qpx_begin;
     G.qpx.send = qpx_send;
     G.qpx.readpayload = qpx_readpayload;
