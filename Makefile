@@ -381,8 +381,9 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
 
 # Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
-# case (a test-only switch makes every worker rank cut its results), a
-# singleton job spawning its workers, and os.exit with a task running,
+# case (a test-only switch makes every worker rank cut its results), the
+# out-of-memory case (another makes rank 0 fail the frames ranks wait
+# for), a singleton job spawning its workers, and os.exit with a task running,
 # each bounded by MPI_TIMEOUT seconds.
 mpi-specs: $(MPI_MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
@@ -390,6 +391,9 @@ mpi-specs: $(MPI_MODULE)
 	@$(LUAENV) CONCURRENT_MPI_TEST_CORRUPT=1 timeout $(MPI_TIMEOUT) \
 	  $(MPIEXEC) -x CONCURRENT_MPI_TEST_CORRUPT -n 2 \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/corrupt_spec.lua
+	@$(LUAENV) CONCURRENT_MPI_TEST_NOMEM=1 timeout $(MPI_TIMEOUT) \
+	  $(MPIEXEC) -x CONCURRENT_MPI_TEST_NOMEM -n 2 \
+	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/nomem_spec.lua
 	@$(LUAENV) $(MPI_SINGLETON_ENV) timeout $(MPI_TIMEOUT) \
 	  $(LUA) $(MPI_BUSTED) spec/mpi/spawn_spec.lua
 	@out=$$($(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \

@@ -17,6 +17,14 @@
 ** The host
 ** ======================================================================= */
 
+/* A peer's place in the host's line of waits of one kind (fifo). */
+typedef struct qturn {
+  conc__queue node;             /* in the host's 'line'; self-linked: none */
+  conc__qlink *l;
+} qturn;
+
+#define turnof(n) conc__container_of(n, qturn, node)
+
 /* A queue of the host that a peer knows, under one id: a reference held
 ** while the peer may use it. */
 struct conc__qlink {
@@ -26,6 +34,7 @@ struct conc__qlink {
   uint64_t id;                  /* with CONC__QID */
   uint32_t mentions;            /* in payloads sent, not yet dropped */
   conc__qwatch *armed[2];       /* a wait of the peer for putters, getters */
+  qturn turn[2];                /* its place in line for putters, getters */
 };
 
 /* A wake future given to a queue for a peer that waits: 'fire' pushes it
@@ -59,6 +68,11 @@ static conc__qlink *linkqueue(conc__qpeer *peer, conc_chanq_t *q) {
   for (l = peer->links; l != NULL && l->q != q; l = l->next)
     ;
   if (l == NULL && (l = (conc__qlink *)calloc(1, sizeof(*l))) != NULL) {
+    int k;
+    for (k = 0; k < 2; k++) {
+      conc__queue_init(&l->turn[k].node);
+      l->turn[k].l = l;
+    }
     l->peer = peer;
     l->q = q;
     l->id = ++peer->host->fwd->nextid | CONC__QID;
@@ -76,12 +90,111 @@ static conc__qlink *linkbyid(conc__qpeer *peer, uint64_t id) {
   return l;
 }
 
-/* Release a link: a wait it armed is disarmed (or, fired already, left
-** to conc__qhost_tell without its peer), and the queue let go. */
-static void unlinkqueue(conc__qlink *l) {
+/* The peer's brief frame (remoteq.h): 'type', 'id', then 'code' as a
+** u32 (F_QREPLY) or a u8. */
+static void setbrief(conc__qpeer *peer, int type, uint64_t id,
+                     unsigned code) {
+  conc__wbuf b = { peer->brief, 0, 0, sizeof(peer->brief), 0 };
+  size_t at = conc__frame_begin(&b, type);  /* room enough: never grown */
+  conc__put64(&b, id);
+  if (type == F_QREPLY)
+    conc__put32(&b, code);
+  else
+    conc__put8(&b, code);
+  conc__frame_end(&b, at);
+  peer->nbrief = b.n;
+}
+
+static void endframe(conc__qpeer *peer, size_t at) {
+  conc__frame_end(peer->out, at);
+  peer->host->sent(peer->host, peer);
+}
+
+/* Tell the peer of 'l' that its queue changed for its 'getters' (or
+** putters): its waits there try again. */
+static void notify(conc__qlink *l, int getters) {
+  conc__qpeer *peer = l->peer;
+  size_t at = conc__frame_begin(peer->out, F_QCHANGED);
+  conc__put64(peer->out, l->id);
+  conc__put8(peer->out, (unsigned)getters);
+  setbrief(peer, F_QCHANGED, l->id, (unsigned)getters);
+  endframe(peer, at);
+}
+
+
+/* {======================================================================
+** The line of waits (conc__qhost_fifo)
+** ======================================================================= */
+
+void conc__qhost_fifo(conc__qhost *h) {
+  conc__queue_init(&h->line[0]);
+  conc__queue_init(&h->line[1]);
+  h->fifo = 1;
+}
+
+/* Whether another peer waits for 'k' on the queue of 'l' before it (any
+** other, when it does not wait). */
+static int ahead(conc__qlink *l, int k) {
+  conc__queue *h = &l->peer->host->line[k], *n;
+  for (n = conc__queue_head(h); n != h && n != &l->turn[k].node;
+       n = n->next)
+    if (turnof(n)->l->q == l->q)
+      return 1;
+  return 0;
+}
+
+/* Whether a try of the peer of 'l' for 'k' must wait behind the peers
+** before it: only the first in line may take (a value, a free slot), so
+** the values go out in the order the peers came. A try that would end
+** (a closed queue) goes on. */
+static int due(conc__qlink *l, int k) {
+  return l->peer->host->fifo && ahead(l, k) && !conc_chanq_closed(l->q);
+}
+
+/* 'l' leaves the line of 'k'; the peers behind it for the same queue
+** are told to try again ('tell'), as one of them may now come first. */
+static void leave(conc__qlink *l, int k, int tell) {
+  conc__queue *h = &l->peer->host->line[k], *n;
+  if (conc__queue_empty(&l->turn[k].node))
+    return;
+  for (n = l->turn[k].node.next; tell && n != h; n = n->next)
+    if (turnof(n)->l->q == l->q)
+      notify(turnof(n)->l, k);
+  conc__queue_remove(&l->turn[k].node);
+}
+
+/* After a try of the peer of 'l' for 'k' that returned 'code' ('wake':
+** it waits if told to): in line while it waits, out once it gave up or
+** got through. */
+static void line(conc__qlink *l, int k, int wake, int code) {
+  conc__qhost *h = l->peer->host;
+  if (!h->fifo)
+    return;
+  if (code != CONC_ETIMEDOUT || !wake)
+    leave(l, k, 1);
+  else if (conc__queue_empty(&l->turn[k].node))
+    conc__queue_insert_tail(&h->line[k], &l->turn[k].node);
+}
+
+void conc__qhost_release(conc__qpeer *peer) {
+  conc__qlink *l;
+  for (l = peer->links; l != NULL; l = l->next) {
+    leave(l, 0, 1);
+    leave(l, 1, 1);
+  }
+}
+
+/* }====================================================================== */
+
+
+/* Release a link: it leaves the line ('tell': telling those behind), a
+** wait it armed is disarmed (or, fired already, left to conc__qhost_tell
+** without its peer), and the queue let go. */
+static void unlinkqueue(conc__qlink *l, int tell) {
   int k;
   for (k = 0; k < 2; k++) {
     conc__qwatch *w = l->armed[k];
+    leave(l, k, tell);
     if (w == NULL)
       continue;
     conc__future_unwatch(w->f, &w->w);
@@ -101,7 +214,7 @@ void conc__qhost_forget(conc__qpeer *peer) {
   while (peer->links != NULL) {
     conc__qlink *l = peer->links;
     peer->links = l->next;
-    unlinkqueue(l);
+    unlinkqueue(l, 0);
   }
 }
 
@@ -190,9 +303,12 @@ static void arm(conc__qwatch *w, int r) {
     qwatch_fire(&w->w);  /* changed already: told on the next round */
 }
 
-static void endframe(conc__qpeer *peer, size_t at) {
-  conc__frame_end(peer->out, at);
-  peer->host->sent(peer->host, peer);
+/* A try of the peer of 'l' for 'k' waits behind the peers before it
+** ('due'): the queue is given the wake of 'w' (when one is asked), so
+** its next change tells this peer too. */
+static int holdback(conc__qlink *l, int k, conc__qwatch *w) {
+  return w != NULL && conc__chanq_addwake(l->q, k, w->f) != 0
+         ? CONC_ENOMEM : CONC_ETIMEDOUT;
 }
 
 void conc__qhost_tell(conc__qhost *h) {
@@ -200,11 +316,7 @@ void conc__qhost_tell(conc__qhost *h) {
   while (w != NULL) {
     conc__qwatch *next = w->firednext;
     if (w->l != NULL) {
-      conc__qpeer *peer = w->l->peer;
-      size_t at = conc__frame_begin(peer->out, F_QCHANGED);
-      conc__put64(peer->out, w->l->id);
-      conc__put8(peer->out, (unsigned)w->getters);
-      endframe(peer, at);
+      notify(w->l, w->getters);
       w->l->armed[w->getters] = NULL;
     }
     conc_future_unref(w->f);
@@ -213,11 +325,13 @@ void conc__qhost_tell(conc__qhost *h) {
   }
 }
 
-/* Start the reply to request 'req' of 'peer'. */
+/* Start the reply to request 'req' of 'peer' (its brief form says
+** CONC_ENOMEM, should this one fail: a value too big for memory). */
 static size_t beginreply(conc__qpeer *peer, uint64_t req, int code) {
   size_t at = conc__frame_begin(peer->out, F_QREPLY);
   conc__put64(peer->out, req);
   conc__put32(peer->out, (uint32_t)code);
+  setbrief(peer, F_QREPLY, req, (uint32_t)CONC_ENOMEM);
   return at;
 }
 
@@ -276,13 +390,15 @@ static int onqput(conc__qpeer *peer, conc__rd *r, int toobig) {
     return 0;
   }
   if ((code = newwatch(l, 0, wake, &w)) == 0) {
-    code = conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
-                             conc_payload_free, w != NULL ? w->f : NULL);
+    code = due(l, 0) ? holdback(l, 0, w)
+           : conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
+                               conc_payload_free, w != NULL ? w->f : NULL);
     arm(w, code);
   }
   if (code != 0)
     conc_payload_free(pl);
   reply(peer, req, code);
+  line(l, 0, wake, code);
   return 0;
 }
 
@@ -298,8 +414,9 @@ static int onqget(conc__qpeer *peer, conc__rd *r) {
   if (l == NULL)
     return -1;
   if ((code = newwatch(l, 1, wake, &w)) == 0) {
-    code = conc_chanq_tryget(l->q, &data, &len, &freefn,
-                             w != NULL ? w->f : NULL);
+    code = due(l, 1) ? holdback(l, 1, w)
+           : conc_chanq_tryget(l->q, &data, &len, &freefn,
+                               w != NULL ? w->f : NULL);
     arm(w, code);
   }
   if (code == 0) {
@@ -309,6 +426,7 @@ static int onqget(conc__qpeer *peer, conc__rd *r) {
   }
   if (code != 0)
     reply(peer, req, code);
+  line(l, 1, wake, code);
   return 0;
 }
 
@@ -348,7 +466,7 @@ static int onqdrop(conc__qpeer *peer, conc__rd *r) {
   for (pl = &peer->links; *pl != l; pl = &(*pl)->next)
     ;
   *pl = l->next;
-  unlinkqueue(l);
+  unlinkqueue(l, 1);
   return 0;
 }
 

@@ -23,26 +23,47 @@ typedef struct conc__qhost conc__qhost;
 typedef struct conc__qlink conc__qlink;
 typedef struct conc__qwatch conc__qwatch;
 
-/* A peer of the host (a child, a rank), private to the host's thread. */
+/* A peer of the host (a child, a rank), private to the host's thread.
+** 'brief' holds, whole and length-prefixed as in 'out', the frame that
+** stands in for the one last made in 'out' if that one cannot be sent:
+** for a reply, the same reply saying CONC_ENOMEM; for a change notice,
+** itself. Small and in place, it needs no memory to send. */
 typedef struct conc__qpeer {
   conc__qlink *links;           /* the queues it knows */
   uintptr_t who;                /* its name in 'host->fwd' */
   conc__qhost *host;
   conc__wbuf *out;              /* where frames to it are made */
+  char brief[24];
+  size_t nbrief;
 } conc__qpeer;
 
 /* One back-end's host. 'sent' is told of each frame ended in a peer's
 ** 'out', to send it: the peer waits for it, so one that cannot be sent
 ** (the buffer 'failed': out of memory) must end that wait some other
-** way. 'wake' is called on any thread, under a future's lock, to make
-** the back-end's thread call conc__qhost_tell. */
+** way (the peer's 'brief', or ending the peer). 'wake' is called on any
+** thread, under a future's lock, to make the back-end's thread call
+** conc__qhost_tell. */
 struct conc__qhost {
   conc__fwdtab *fwd;            /* futures forwarded beside: its ids
                                 ** number the queues too */
   conc__qwatch *fired;          /* stack of fired waits, pushed atomically */
   void (*wake)(conc__qhost *h);
   void (*sent)(conc__qhost *h, conc__qpeer *peer);
+  int fifo;                     /* see conc__qhost_fifo */
+  conc__queue line[2];          /* the peers' waits for putters, getters,
+                                ** in the order they came (fifo) */
 };
+
+/* From now on the peers' waits on a queue are served in the order they
+** came: what the queue holds (its values for getters, its free slots for
+** putters) goes first to the peers that wait longest, and a later peer's
+** try waits behind them. The back-end then calls conc__qhost_release
+** when a peer's task ends, since a task stopped while it waited never
+** says so. Threads of the host itself take their turn as they come. */
+CONC__FUNC void conc__qhost_fifo(conc__qhost *h);
+/* The peer's task ended: its waits leave the line (a wait of a thread
+** that outlived its task is still told when the queue changes). */
+CONC__FUNC void conc__qhost_release(conc__qpeer *peer);
 
 /* The ids under which the futures and queues of 'pl' cross to the peer
 ** (malloc'd; NULL when none, or with '*ok' 0 when out of memory). Its

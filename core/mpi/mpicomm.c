@@ -42,13 +42,19 @@
 **                                                    queued)
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
+**   M_SKIP   (0 -> w)  u32 pool, u64 task            drop it unless it
+**                                                    began (its result
+**                                                    says R_SKIPPED)
 ** payload and the state/failed bytes: as frame.h and forward.h say.
 ** Queues: a rank's requests and rank 0's replies and news are frame.h's
 ** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
 ** stay apart from.
 */
 enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
-       M_EXIT };
+       M_EXIT, M_SKIP };
+
+/* M_RESULT's 'failed' for a task M_SKIP dropped: it never ran. */
+#define R_SKIPPED (CONC__FWD_NOVALUES + 1)
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -82,6 +88,7 @@ typedef struct mtask {
   double timeout;           /* seconds from its start on the rank, or 0 */
   int failed;
   int stopped;              /* a running cancel ended it (when done) */
+  int skipped;              /* its rank dropped it before it began */
   mpool *p;
   int rank;                 /* where it runs, once sent */
   conc__queue cq;           /* in G.cancels while 'incq' (under G.cmu) */
@@ -110,6 +117,7 @@ struct mpool {
   long npending;
   uint64_t nexttask;
   int shutdown, broken, closed;
+  int skip;                 /* M_SKIP is owed for its tasks in flight */
   char *brokenmsg;
   long running, completed, failed, cancelled;
 };
@@ -122,6 +130,7 @@ typedef struct job {
   uint64_t task;
   double timeout;           /* M_TASK's, or 0 */
   int cancelled;            /* M_CANCEL came before it started */
+  int skipped;              /* M_SKIP came before it started */
   int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
   char *setup;
@@ -160,6 +169,7 @@ static struct {
   const char *spawncmd, *spawnerr;
   char **spawnargv;
   int spawnn, spawned;
+  int testnomem;            /* see testnomem() */
   mpool *pools;
   uint32_t nextpool;
   int exiting;
@@ -255,6 +265,24 @@ static int isend(out *o) {
   G.sending = o;
   G.nsent++;
   return 0;
+}
+
+/* (Comm thread.) Send the frame 'b' ('n' bytes with its length prefix)
+** to 'dest' from where it lies, before returning: for what a rank waits
+** for when no memory is left to queue it. A small frame leaves at once
+** (MPI's eager protocol); a rank's comm thread never blocks, so it takes
+** a large one soon. */
+static void sendnow(const char *b, size_t n, int dest) {
+  MPI_Send(b + 4, (int)(n - 4), MPI_BYTE, dest, TAG, G.world);
+  G.nsent++;
+}
+
+/* A test-only hook (the specs set it with mpiexec -x): rank 0 takes a
+** queue reply or a future's news to a rank longer than TESTNOMEM_MAX
+** bytes, and its exit orders, as frames it found no memory for. */
+#define TESTNOMEM_MAX 64
+static int testnomem(const conc__wbuf *w) {
+  return G.testnomem && w->n > TESTNOMEM_MAX;
 }
 
 /* (Comm thread.) Free the sends that completed; the number left. */
@@ -360,8 +388,27 @@ static int putforwarded(out *o, const conc_payload_t *pl, int rank) {
   return 0;
 }
 
-/* Tell each rank that knows a fired future that it is done. A message
-** that cannot be made (no memory) leaves that rank's proxy pending. */
+/* As conc__qhost_ids when out of memory: the news goes without values. */
+static uint64_t *noids(void *ud, const conc_payload_t *pl, int *ok) {
+  (void)ud;
+  (void)pl;
+  *ok = 0;
+  return NULL;
+}
+
+/* The news of 'x' without its values, from the stack: a rank's proxy is
+** settled even when no memory is left for its values (its result()
+** then raises that they could not be transferred). */
+static void sendbare(const conc__fwd *x, int rank) {
+  char b[32];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_FUTURE);  /* never grown */
+  conc__fwd_putnews(&w, x, noids, NULL);
+  conc__frame_end(&w, at);
+  sendnow(w.b, w.n, rank);
+}
+
+/* Tell each rank that knows a fired future that it is done. */
 static void forward_fired(void) {
   conc__fwd *x = conc__fwd_takefired(&G.fwd);
   while (x != NULL) {
@@ -370,11 +417,18 @@ static void forward_fired(void) {
     for (i = 0; i < x->nknows; i++) {
       int rank = (int)x->knows[i];
       out *o = newout(rank, M_FUTURE);
-      if (o == NULL)
-        continue;
-      conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
-      if ((o = endout(o)) != NULL)
+      if (o != NULL) {
+        conc__fwd_putnews(&o->w, x, conc__qhost_ids, qpeerof(rank, 0));
+        o = endout(o);
+      }
+      if (o != NULL && testnomem(&o->w)) {
+        freeout(o);
+        o = NULL;
+      }
+      if (o != NULL)
         isend(o);
+      else
+        sendbare(x, rank);
     }
     conc__fwd_free(x);
     x = next;
@@ -394,17 +448,23 @@ static void qh_wake(conc__qhost *h) {
 }
 
 /* A frame made in a rank's own buffer is moved to an 'out' of its own
-** and sent. One that cannot be (no memory) is dropped: the rank then
-** waits on, as for a forwarded future's news. */
+** and sent; without memory for an 'out' it is sent from the buffer. One
+** that could not be made (no memory for its value) is replaced by the
+** peer's brief form: the rank waits for it. */
 static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
   conc__wbuf *w = peer->out;
+  int fits = !w->failed && !testnomem(w);
   out *o = NULL;
   (void)h;
-  if (!w->failed && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
+  if (fits && (o = (out *)calloc(1, sizeof(*o))) != NULL) {
     o->w = *w;
     o->dest = (int)peer->who;
     memset(w, 0, sizeof(*w));
     isend(o);
+  } else if (fits) {
+    sendnow(w->b, w->n, (int)peer->who);
+  } else {
+    sendnow(peer->brief, peer->nbrief, (int)peer->who);
   }
   w->n = w->off = 0;
 }
@@ -467,7 +527,8 @@ static void finish(mpool *p, mtask *t, conc_payload_t *outcome, int failed,
   conc_payload_free(t->payload);
   t->payload = outcome;
   t->failed = failed || outcome == NULL;
-  t->stopped = conc__future_end(t->f);  /* no stopper runs after this */
+  t->stopped = conc__future_end(t->f)  /* no stopper runs after this */
+               || t->skipped;
   pthread_mutex_lock(&G.cmu);
   if (t->incq)
     conc__queue_remove(&t->cq);
@@ -508,10 +569,11 @@ static void stoptask(void *arg) {
   wake();
 }
 
-/* Tell the rank of 't' (in flight) to stop it; without memory for
-** that, it runs to its end. */
-static void tellstop(mtask *t) {
-  out *o = newout(t->rank, M_CANCEL);
+/* Tell the rank of 't' (in flight) to stop it (M_CANCEL) or to drop it
+** unless it began (M_SKIP); without memory for that, it runs to its
+** end. */
+static void tell(mtask *t, int type) {
+  out *o = newout(t->rank, type);
   if (o == NULL)
     return;
   conc__put32(&o->w, t->p->id);
@@ -529,9 +591,28 @@ static void sendcancels(void) {
                                   mtask, cq);
     conc__queue_remove(&t->cq);
     t->incq = 0;
-    tellstop(t);
+    tell(t, M_CANCEL);
   }
   pthread_mutex_unlock(&G.cmu);
+}
+
+/* shutdown(cancel_futures): a task 'p' handed ahead to a rank, behind
+** the one it runs there, is dropped if the rank has not begun it, as
+** Python cancels every call not started; the rank's answer ends it
+** (R_SKIPPED, or its outcome). The first one in flight is the one the
+** rank runs for 'p' (or is about to, once the task of another pool
+** there ends): it is left to run. */
+static void sendskips(mpool *p) {
+  int i;
+  conc__queue *n;
+  for (i = 0; i < p->nranks; i++) {
+    conc__queue *h = &p->ranks[i].inflight;
+    if (conc__queue_empty(h))
+      continue;
+    for (n = conc__queue_head(h)->next; n != h; n = n->next)
+      tell(qtask(n), M_SKIP);
+  }
+  p->skip = 0;
 }
 
 static void sendclose(mpool *p) {
@@ -583,7 +664,7 @@ static void breakpool(mpool *p, const char *msg, conc__queue *done) {
     while (!conc__queue_empty(&k->inflight)) {
       mtask *t = qtask(conc__queue_head(&k->inflight));
       conc__queue_remove(&t->q);
-      tellstop(t);
+      tell(t, M_CANCEL);
       finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
              done);
     }
@@ -721,12 +802,12 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   int nomem = 0;
   mrank *k = &p->ranks[rank - 1];
   mtask *t;
-  if (failed != CONC__FWD_NOVALUES && !r->bad)
+  int bare = failed == CONC__FWD_NOVALUES || failed == R_SKIPPED;
+  if (!bare && !r->bad)
     outcome = conc__getpayload(r, &ids, &nomem);
   if (r->bad || conc__queue_empty(&k->inflight)
       || qtask(conc__queue_head(&k->inflight))->id != id
-      || failed > CONC__FWD_NOVALUES
-      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)
+      || failed > R_SKIPPED || (outcome == NULL && !nomem && !bare)
       || (ids != NULL && (qpeerof(rank, 0) == NULL
                           || conc__qhost_bind(qpeerof(rank, 0), outcome,
                                               ids) != 0))) {
@@ -739,6 +820,7 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
+  t->skipped = failed == R_SKIPPED;
   finish(p, t, outcome, failed != 0, done);
 }
 
@@ -781,6 +863,8 @@ static void onmessage(const unsigned char *body, size_t len, int src,
     badrank(src, "worker rank %d sent a corrupt frame", done);
     return;
   }
+  if (type == M_RESULT && qpeerof(src, 0) != NULL)
+    conc__qhost_release(qpeerof(src, 0));  /* its task's waits are over */
   /* answers for a pool that broke or went are dropped */
   if (p == NULL || p->broken || src < 1 || src > p->nranks)
     return;
@@ -850,6 +934,8 @@ static int round0(conc__queue *done, int *quit) {
   for (p = G.pools; p != NULL; p = p->next) {
     if (p->closed)
       continue;
+    if (p->skip)
+      sendskips(p);
     assign(p, done);
     if (p->shutdown && conc__queue_empty(&p->pending) && !awaits(p))
       closepool(p);
@@ -879,12 +965,21 @@ static void onreceived(int r, const unsigned char *body, size_t len,
   pthread_mutex_unlock(&G.mu);
 }
 
+/* Every worker rank exits; one waits for it, so without memory to queue
+** it, it goes from here. */
 static void sayexit(void) {
+  static const char bare[] = { 1, 0, 0, 0, M_EXIT };
   int i;
   for (i = 1; i < G.size; i++) {
     out *o = newout(i, M_EXIT);
-    if (o != NULL && (o = endout(o)) != NULL)
+    if (o != NULL && (o = endout(o)) != NULL && G.testnomem) {
+      freeout(o);
+      o = NULL;
+    }
+    if (o != NULL)
       isend(o);
+    else
+      sendnow(bare, sizeof(bare), i);
   }
   while (testsends() > 0)
     nap(BACKOFF_MIN);
@@ -998,8 +1093,10 @@ static int mx_shutdown(conc_executor_t *b, int wait, int cancel) {
   conc__queue_init(&taken);
   pthread_mutex_lock(&G.mu);
   p->shutdown = 1;
-  if (cancel)
+  if (cancel) {
     takepending(p, &taken);
+    p->skip = 1;
+  }
   pthread_mutex_unlock(&G.mu);
   cancelall(p, &taken);
   wake();
@@ -1273,29 +1370,32 @@ static void onfuture(conc__rd *r) {
     }
 }
 
-/* (Under G.mu.) If 'j' is task 'task' of 'pool', stop it: at once when
-** it runs, else when it starts. */
-static void stopjob(job *j, uint32_t pool, uint64_t task) {
+/* (Under G.mu.) If 'j' is task 'task' of 'pool': M_CANCEL stops it, at
+** once when it runs, else when it starts; M_SKIP drops it unless it
+** began. */
+static void stopjob(job *j, int type, uint32_t pool, uint64_t task) {
   if (j == NULL || j->type != M_TASK || j->pool != pool || j->task != task)
     return;
-  if (j->started)
+  if (type == M_SKIP)
+    j->skipped |= !j->started;
+  else if (j->started)
     conc__taskstop_ask(&G.tstop, CONC_STOP_CANCEL);
   else
     j->cancelled = 1;
 }
 
-/* M_CANCEL: the task taken or queued stops; one that ended is past
-** stopping (rank 0 knows from its result). */
-static void oncancel(conc__rd *r) {
+/* M_CANCEL or M_SKIP: for the task taken or queued; one that ended is
+** past stopping (rank 0 knows from its result). */
+static void oncancel(int type, conc__rd *r) {
   uint32_t pool = conc__get32(r);
   uint64_t task = conc__get64(r);
   job *j;
   if (r->bad)
     fail("rank 0 sent a corrupt frame");
   pthread_mutex_lock(&G.mu);
-  stopjob(G.current, pool, task);
+  stopjob(G.current, type, pool, task);
   for (j = G.jobs; j != NULL; j = j->next)
-    stopjob(j, pool, task);
+    stopjob(j, type, pool, task);
   pthread_mutex_unlock(&G.mu);
 }
 
@@ -1323,13 +1423,13 @@ static void onorder(const unsigned char *body, size_t len) {
       fail("rank 0 sent a corrupt frame");
     return;
   }
-  if (j->type == M_FUTURE || j->type == M_CANCEL) {
+  if (j->type == M_FUTURE || j->type == M_CANCEL || j->type == M_SKIP) {
     int type = j->type;
     free(j);
     if (type == M_FUTURE)
       onfuture(&r);
     else
-      oncancel(&r);
+      oncancel(type, &r);
     return;
   }
   if (j->type != M_EXIT)
@@ -1445,25 +1545,30 @@ static void expired(conc__tnode *n) {
 }
 
 /* Run task 'j' (G.current) on the runtime of 'p', or not when 'p' is
-** NULL: a cancel or its time limit may stop it meanwhile. */
+** NULL or M_SKIP dropped it ('*failed' then R_SKIPPED): a cancel or its
+** time limit may stop it meanwhile. */
 static conc_payload_t *runcurrent(wpool *p, job *j, int *failed) {
   conc_payload_t *res = NULL;
-  if (p != NULL) {
-    pthread_mutex_lock(&G.mu);
+  int run;
+  pthread_mutex_lock(&G.mu);
+  if (j->skipped)
+    *failed = R_SKIPPED;
+  if ((run = p != NULL && !j->skipped)) {
     conc__taskstop_init(&G.tstop, &G.timer, p->rt.interrupt, p->ctx);
     __atomic_store_n(&G.tstop.ctl.stop, j->cancelled ? CONC_STOP_CANCEL
                                                      : CONC_STOP_NONE,
                      __ATOMIC_SEQ_CST);
     G.tstop.ctl.timeout = j->timeout;
     j->started = 1;
-    pthread_mutex_unlock(&G.mu);
+  }
+  pthread_mutex_unlock(&G.mu);
+  if (run)
     res = conc__taskstop_run(&G.tstop, &G.limit, &p->rt, j->payload,
                              failed);
-  }
   pthread_mutex_lock(&G.mu);
   G.current = NULL;  /* no stop for it after this */
   pthread_mutex_unlock(&G.mu);
-  if (p != NULL)
+  if (run)
     conc__taskstop_end(&G.tstop);
   return res;
 }
@@ -1539,7 +1644,7 @@ static void runtask(wpool *pools, job *j, int cut) {
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
   res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
-  if (p == NULL || !p->ok)
+  if ((p == NULL || !p->ok) && failed != R_SKIPPED)
     res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
@@ -1556,7 +1661,8 @@ static void runtask(wpool *pools, job *j, int cut) {
   conc__put32(&o->w, j->pool);
   if (!cut) {
     conc__put64(&o->w, j->task);
-    conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
+    conc__put8(&o->w, res != NULL || failed == R_SKIPPED ? (unsigned)failed
+                                                         : CONC__FWD_NOVALUES);
     if (res != NULL)
       conc__putpayload(&o->w, res, ids);
   }
@@ -1633,6 +1739,8 @@ static void *comm_main(void *arg) {
   MPI_Comm_set_errhandler(G.world, MPI_ERRORS_RETURN);
   MPI_Comm_rank(G.world, &G.rank);
   MPI_Comm_size(G.world, &G.size);
+  G.testnomem = G.rank == 0 && getenv("CONCURRENT_MPI_TEST_NOMEM") != NULL
+                && strcmp(getenv("CONCURRENT_MPI_TEST_NOMEM"), "1") == 0;
   started(0, NULL);
   if (G.rank == 0)
     master();
@@ -1656,6 +1764,7 @@ int conc_mpi_start(int *rank, int *size, const char **why) {
     G.qh.fwd = &G.fwd;
     G.qh.wake = qh_wake;
     G.qh.sent = qh_sent;
+    conc__qhost_fifo(&G.qh);
     G.qpx.begin = qpx_begin;
     G.qpx.send = qpx_send;
     G.qpx.readpayload = qpx_readpayload;

@@ -185,6 +185,32 @@ describe("running work on a worker rank", function()
     assert.equal(0, st.running)
   end)
 
+  it("drops a task handed ahead to a rank on shutdown(cancel_futures) unless it began", function()
+    -- Python's cancel_futures cancels every future whose call has not
+    -- started; the task a rank holds beside its running one counts as
+    -- running (cancel() is false), but the rank drops it and it ends cancelled
+    local ex = Pool(1)
+    local started, ran, gate = cf.Queue(), cf.Queue(), cf.Future()
+    local first = ex:submit(function(s, g) s:put(true) return g:result(30) end, started, gate)
+    local ahead = ex:submit(function(r) r:put("ahead") return 1 end, ran)
+    local later = ex:submit(function(r) r:put("later") return 2 end, ran)
+    started:get(30)
+    local t = os.time()
+    while not ahead:running() and os.time() - t < 30 do end  -- sent to the rank
+    assert.is_true(ahead:running())
+    assert.is_false(ahead:cancel())
+    ex:shutdown(false, true)
+    assert.is_true(later:cancelled())
+    gate:set_result("began")
+    ex:shutdown(true)
+    assert.equal("began", first:result(0))
+    assert.is_true(ahead:cancelled())
+    assert.is_true(cf.CancelledError:is(select(2, pcall(ahead.result, ahead, 0))))
+    assert.equal(0, #ran)
+    local st = ex:stats()
+    assert.same({ 1, 2, 0, 0 }, { st.completed, st.cancelled, st.running, st.pending })
+  end)
+
   it("fails a task past its time limit, from the option or the submit", function()
     local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
     local e = ex:submit(spin, cf.Queue()):exception(30)
@@ -263,6 +289,77 @@ describe("cf.Queue across the worker ranks", function()
     if not ok then q:close() end  -- the consumer ends, the pools close
     assert.is_true(ok, tostring(e))
     assert.equal(5050, consumer:result(30))
+  end)
+
+  it("serves the waiters of one queue on several ranks in the order they came", function()
+    local ex <close> = Pool(2)
+    local q, started = cf.Queue(), cf.Queue()
+    local function take(inq, s)
+      s:put(true)
+      return inq:get(30), require("concurrent.futures.mpi").rank()
+    end
+    -- a task waits in get once it started; a pause lets the get reach
+    -- rank 0 (only the order of the gets matters, not how long they take)
+    local function pause() pcall(cf.Future().result, cf.Future(), 0.3) end
+    local function start()
+      local f = ex:submit(take, q, started)
+      started:get(30)
+      pause()
+      return f
+    end
+    for round = 0, 2 do
+      local v = 10 * round
+      -- rank 1 waits first, then rank 2
+      local a, b = start(), start()
+      q:put(v + 1)
+      q:put(v + 2)
+      local va, ra = a:result(30)
+      local vb, rb = b:result(30)
+      assert.same({ v + 1, v + 2, 1, 2 }, { va, vb, ra, rb })
+      -- rank 2 waits first, then rank 1 (behind a task held by a gate)
+      local gate = cf.Future()
+      local held = ex:submit(function(g, s) s:put(true) return g:result(30) end, gate, started)
+      started:get(30)
+      a = start()
+      b = ex:submit(take, q, started)
+      gate:set_result("open")
+      started:get(30)
+      pause()
+      q:put(v + 3)
+      q:put(v + 4)
+      va, ra = a:result(30)
+      vb, rb = b:result(30)
+      assert.same({ v + 3, v + 4, 2, 1 }, { va, vb, ra, rb })
+      assert.equal("open", held:result(30))
+    end
+  end)
+
+  it("serves the waiters behind one that left the line: stopped, timed out", function()
+    local ex <close> = Pool(2)
+    local q, started = cf.Queue(), cf.Queue()
+    local function take(inq, s, t)
+      s:put(true)
+      rawset(_G, "kept", inq)  -- the rank holds the queue on after the task
+      return inq:get(t)
+    end
+    local function start(t)
+      local f = ex:submit(take, q, started, t)
+      started:get(30)
+      pcall(cf.Future().result, cf.Future(), 0.3)  -- its get reaches rank 0
+      return f
+    end
+    -- the first waiter's task is stopped in its wait: it never says it
+    -- left, and its rank still holds the queue; its task's end tells
+    local a, b = start(30), start(30)
+    assert.is_true(a:cancel { running = true })
+    assert.is_true(cf.CancelledError:is(select(2, pcall(a.result, a, 30))))
+    q:put("after the cancel")
+    assert.equal("after the cancel", b:result(30))
+    -- the first waiter gives up at its timeout
+    a, b = start(0.5), start(30)
+    assert.is_true(cf.TimeoutError:is(a:exception(30)))
+    q:put("after the timeout")
+    assert.equal("after the timeout", b:result(30))
   end)
 
   it("serves a queue to the next pool on the same ranks once one shut down", function()
