@@ -607,9 +607,8 @@ static void sendskips(mpool *p) {
   conc__queue *n;
   for (i = 0; i < p->nranks; i++) {
     conc__queue *h = &p->ranks[i].inflight;
-    if (conc__queue_empty(h))
-      continue;
-    for (n = conc__queue_head(h)->next; n != h; n = n->next)
+    for (n = conc__queue_head(h)->next; !conc__queue_empty(h) && n != h;
+         n = n->next)
       tell(qtask(n), M_SKIP);
   }
   p->skip = 0;
