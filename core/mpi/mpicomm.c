@@ -42,19 +42,13 @@
 **                                                    queued)
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
-**   M_SKIP   (0 -> w)  u32 pool, u64 task            drop it unless it
-**                                                    began (its result
-**                                                    says R_SKIPPED)
 ** payload and the state/failed bytes: as frame.h and forward.h say.
 ** Queues: a rank's requests and rank 0's replies and news are frame.h's
 ** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
 ** stay apart from.
 */
 enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
-       M_EXIT, M_SKIP };
-
-/* M_RESULT's 'failed' for a task M_SKIP dropped: it never ran. */
-#define R_SKIPPED (CONC__FWD_NOVALUES + 1)
+       M_EXIT };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -88,7 +82,6 @@ typedef struct mtask {
   double timeout;           /* seconds from its start on the rank, or 0 */
   int failed;
   int stopped;              /* a running cancel ended it (when done) */
-  int skipped;              /* its rank dropped it before it began */
   mpool *p;
   int rank;                 /* where it runs, once sent */
   conc__queue cq;           /* in G.cancels while 'incq' (under G.cmu) */
@@ -117,7 +110,6 @@ struct mpool {
   long npending;
   uint64_t nexttask;
   int shutdown, broken, closed;
-  int skip;                 /* M_SKIP is owed for its tasks in flight */
   char *brokenmsg;
   long running, completed, failed, cancelled;
 };
@@ -130,7 +122,6 @@ typedef struct job {
   uint64_t task;
   double timeout;           /* M_TASK's, or 0 */
   int cancelled;            /* M_CANCEL came before it started */
-  int skipped;              /* M_SKIP came before it started */
   int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
   char *setup;
@@ -527,8 +518,7 @@ static void finish(mpool *p, mtask *t, conc_payload_t *outcome, int failed,
   conc_payload_free(t->payload);
   t->payload = outcome;
   t->failed = failed || outcome == NULL;
-  t->stopped = conc__future_end(t->f)  /* no stopper runs after this */
-               || t->skipped;
+  t->stopped = conc__future_end(t->f);  /* no stopper runs after this */
   pthread_mutex_lock(&G.cmu);
   if (t->incq)
     conc__queue_remove(&t->cq);
@@ -569,11 +559,10 @@ static void stoptask(void *arg) {
   wake();
 }
 
-/* Tell the rank of 't' (in flight) to stop it (M_CANCEL) or to drop it
-** unless it began (M_SKIP); without memory for that, it runs to its
-** end. */
-static void tell(mtask *t, int type) {
-  out *o = newout(t->rank, type);
+/* Tell the rank of 't' (in flight) to stop it; without memory for
+** that, it runs to its end. */
+static void tellstop(mtask *t) {
+  out *o = newout(t->rank, M_CANCEL);
   if (o == NULL)
     return;
   conc__put32(&o->w, t->p->id);
@@ -591,27 +580,9 @@ static void sendcancels(void) {
                                   mtask, cq);
     conc__queue_remove(&t->cq);
     t->incq = 0;
-    tell(t, M_CANCEL);
+    tellstop(t);
   }
   pthread_mutex_unlock(&G.cmu);
-}
-
-/* shutdown(cancel_futures): a task 'p' handed ahead to a rank, behind
-** the one it runs there, is dropped if the rank has not begun it, as
-** Python cancels every call not started; the rank's answer ends it
-** (R_SKIPPED, or its outcome). The first one in flight is the one the
-** rank runs for 'p' (or is about to, once the task of another pool
-** there ends): it is left to run. */
-static void sendskips(mpool *p) {
-  int i;
-  conc__queue *n;
-  for (i = 0; i < p->nranks; i++) {
-    conc__queue *h = &p->ranks[i].inflight;
-    for (n = conc__queue_head(h)->next; !conc__queue_empty(h) && n != h;
-         n = n->next)
-      tell(qtask(n), M_SKIP);
-  }
-  p->skip = 0;
 }
 
 static void sendclose(mpool *p) {
@@ -663,7 +634,7 @@ static void breakpool(mpool *p, const char *msg, conc__queue *done) {
     while (!conc__queue_empty(&k->inflight)) {
       mtask *t = qtask(conc__queue_head(&k->inflight));
       conc__queue_remove(&t->q);
-      tell(t, M_CANCEL);
+      tellstop(t);
       finish(p, t, conc_payload_error(p->base.ops->broken_class, msg), 1,
              done);
     }
@@ -801,12 +772,12 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   int nomem = 0;
   mrank *k = &p->ranks[rank - 1];
   mtask *t;
-  int bare = failed == CONC__FWD_NOVALUES || failed == R_SKIPPED;
-  if (!bare && !r->bad)
+  if (failed != CONC__FWD_NOVALUES && !r->bad)
     outcome = conc__getpayload(r, &ids, &nomem);
   if (r->bad || conc__queue_empty(&k->inflight)
       || qtask(conc__queue_head(&k->inflight))->id != id
-      || failed > R_SKIPPED || (outcome == NULL && !nomem && !bare)
+      || failed > CONC__FWD_NOVALUES
+      || (outcome == NULL && !nomem && failed != CONC__FWD_NOVALUES)
       || (ids != NULL && (qpeerof(rank, 0) == NULL
                           || conc__qhost_bind(qpeerof(rank, 0), outcome,
                                               ids) != 0))) {
@@ -819,7 +790,6 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
-  t->skipped = failed == R_SKIPPED;
   finish(p, t, outcome, failed != 0, done);
 }
 
@@ -933,8 +903,6 @@ static int round0(conc__queue *done, int *quit) {
   for (p = G.pools; p != NULL; p = p->next) {
     if (p->closed)
       continue;
-    if (p->skip)
-      sendskips(p);
     assign(p, done);
     if (p->shutdown && conc__queue_empty(&p->pending) && !awaits(p))
       closepool(p);
@@ -1092,10 +1060,8 @@ static int mx_shutdown(conc_executor_t *b, int wait, int cancel) {
   conc__queue_init(&taken);
   pthread_mutex_lock(&G.mu);
   p->shutdown = 1;
-  if (cancel) {
+  if (cancel)
     takepending(p, &taken);
-    p->skip = 1;
-  }
   pthread_mutex_unlock(&G.mu);
   cancelall(p, &taken);
   wake();
@@ -1369,32 +1335,29 @@ static void onfuture(conc__rd *r) {
     }
 }
 
-/* (Under G.mu.) If 'j' is task 'task' of 'pool': M_CANCEL stops it, at
-** once when it runs, else when it starts; M_SKIP drops it unless it
-** began. */
-static void stopjob(job *j, int type, uint32_t pool, uint64_t task) {
+/* (Under G.mu.) If 'j' is task 'task' of 'pool', stop it: at once when
+** it runs, else when it starts. */
+static void stopjob(job *j, uint32_t pool, uint64_t task) {
   if (j == NULL || j->type != M_TASK || j->pool != pool || j->task != task)
     return;
-  if (type == M_SKIP)
-    j->skipped |= !j->started;
-  else if (j->started)
+  if (j->started)
     conc__taskstop_ask(&G.tstop, CONC_STOP_CANCEL);
   else
     j->cancelled = 1;
 }
 
-/* M_CANCEL or M_SKIP: for the task taken or queued; one that ended is
-** past stopping (rank 0 knows from its result). */
-static void oncancel(int type, conc__rd *r) {
+/* M_CANCEL: the task taken or queued stops; one that ended is past
+** stopping (rank 0 knows from its result). */
+static void oncancel(conc__rd *r) {
   uint32_t pool = conc__get32(r);
   uint64_t task = conc__get64(r);
   job *j;
   if (r->bad)
     fail("rank 0 sent a corrupt frame");
   pthread_mutex_lock(&G.mu);
-  stopjob(G.current, type, pool, task);
+  stopjob(G.current, pool, task);
   for (j = G.jobs; j != NULL; j = j->next)
-    stopjob(j, type, pool, task);
+    stopjob(j, pool, task);
   pthread_mutex_unlock(&G.mu);
 }
 
@@ -1422,13 +1385,13 @@ static void onorder(const unsigned char *body, size_t len) {
       fail("rank 0 sent a corrupt frame");
     return;
   }
-  if (j->type == M_FUTURE || j->type == M_CANCEL || j->type == M_SKIP) {
+  if (j->type == M_FUTURE || j->type == M_CANCEL) {
     int type = j->type;
     free(j);
     if (type == M_FUTURE)
       onfuture(&r);
     else
-      oncancel(type, &r);
+      oncancel(&r);
     return;
   }
   if (j->type != M_EXIT)
@@ -1544,30 +1507,25 @@ static void expired(conc__tnode *n) {
 }
 
 /* Run task 'j' (G.current) on the runtime of 'p', or not when 'p' is
-** NULL or M_SKIP dropped it ('*failed' then R_SKIPPED): a cancel or its
-** time limit may stop it meanwhile. */
+** NULL: a cancel or its time limit may stop it meanwhile. */
 static conc_payload_t *runcurrent(wpool *p, job *j, int *failed) {
   conc_payload_t *res = NULL;
-  int run;
-  pthread_mutex_lock(&G.mu);
-  if (j->skipped)
-    *failed = R_SKIPPED;
-  if ((run = p != NULL && !j->skipped)) {
+  if (p != NULL) {
+    pthread_mutex_lock(&G.mu);
     conc__taskstop_init(&G.tstop, &G.timer, p->rt.interrupt, p->ctx);
     __atomic_store_n(&G.tstop.ctl.stop, j->cancelled ? CONC_STOP_CANCEL
                                                      : CONC_STOP_NONE,
                      __ATOMIC_SEQ_CST);
     G.tstop.ctl.timeout = j->timeout;
     j->started = 1;
-  }
-  pthread_mutex_unlock(&G.mu);
-  if (run)
+    pthread_mutex_unlock(&G.mu);
     res = conc__taskstop_run(&G.tstop, &G.limit, &p->rt, j->payload,
                              failed);
+  }
   pthread_mutex_lock(&G.mu);
   G.current = NULL;  /* no stop for it after this */
   pthread_mutex_unlock(&G.mu);
-  if (run)
+  if (p != NULL)
     conc__taskstop_end(&G.tstop);
   return res;
 }
@@ -1643,7 +1601,7 @@ static void runtask(wpool *pools, job *j, int cut) {
   for (p = pools; p != NULL && p->id != j->pool; p = p->next)
     ;
   res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
-  if ((p == NULL || !p->ok) && failed != R_SKIPPED)
+  if (p == NULL || !p->ok)
     res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
@@ -1660,8 +1618,7 @@ static void runtask(wpool *pools, job *j, int cut) {
   conc__put32(&o->w, j->pool);
   if (!cut) {
     conc__put64(&o->w, j->task);
-    conc__put8(&o->w, res != NULL || failed == R_SKIPPED ? (unsigned)failed
-                                                         : CONC__FWD_NOVALUES);
+    conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
     if (res != NULL)
       conc__putpayload(&o->w, res, ids);
   }

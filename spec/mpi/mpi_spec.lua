@@ -185,32 +185,6 @@ describe("running work on a worker rank", function()
     assert.equal(0, st.running)
   end)
 
-  it("drops a task handed ahead to a rank on shutdown(cancel_futures) unless it began", function()
-    -- Python's cancel_futures cancels every future whose call has not
-    -- started; the task a rank holds beside its running one counts as
-    -- running (cancel() is false), but the rank drops it and it ends cancelled
-    local ex = Pool(1)
-    local started, ran, gate = cf.Queue(), cf.Queue(), cf.Future()
-    local first = ex:submit(function(s, g) s:put(true) return g:result(30) end, started, gate)
-    local ahead = ex:submit(function(r) r:put("ahead") return 1 end, ran)
-    local later = ex:submit(function(r) r:put("later") return 2 end, ran)
-    started:get(30)
-    local t = os.time()
-    while not ahead:running() and os.time() - t < 30 do end  -- sent to the rank
-    assert.is_true(ahead:running())
-    assert.is_false(ahead:cancel())
-    ex:shutdown(false, true)
-    assert.is_true(later:cancelled())
-    gate:set_result("began")
-    ex:shutdown(true)
-    assert.equal("began", first:result(0))
-    assert.is_true(ahead:cancelled())
-    assert.is_true(cf.CancelledError:is(select(2, pcall(ahead.result, ahead, 0))))
-    assert.equal(0, #ran)
-    local st = ex:stats()
-    assert.same({ 1, 2, 0, 0 }, { st.completed, st.cancelled, st.running, st.pending })
-  end)
-
   it("fails a task past its time limit, from the option or the submit", function()
     local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
     local e = ex:submit(spin, cf.Queue()):exception(30)
