@@ -221,14 +221,15 @@ static int uptodate(lua_State *L, int names) {
 ** Does package.loaded hold what it held at the snapshot? If so, the
 ** names are up to date, without a walk (some 6,500 instructions a
 ** transfer with the standard libraries and this module loaded; the
-** compare costs some 600). Sound because:
+** compare costs some 1,000). Sound because:
 ** - the snapshot was taken (see 'snapshot') when a walk found [2] to
 **   hold exactly the string-keyed tables of those bytes, with nothing
 **   allocated nor run in between; [2] and the snapshot are replaced
 **   together (the snapshot is emptied first), so while it is valid, [2]
 **   keeps each key string and table of those pairs alive;
 ** - an address names one object while the object lives, so a table
-**   with the same bytes in its hash part (its node array, wherever it
+**   with the same canonical nodes in its hash part (lconc_hashcopy:
+**   tags, and the values and keys they give one; its node array, wherever it
 **   is now; the same table or another one the registry holds instead)
 **   holds the same pairs: each node the same key and value tags and
 **   payloads, any string key with a table value the very objects [2]
@@ -236,8 +237,8 @@ static int uptodate(lua_State *L, int names) {
 **   in one does not in the other; string keys never live in the array
 **   part;
 ** - so the walk would find the same string-keyed tables, and no others.
-** Bytes that differ where the pairs do not (padding, a dead key the
-** collector marked, a rehash to the same pairs) only cost a walk.
+** Nodes that differ where the pairs do not (a dead key the collector
+** marked, a rehash to the same pairs) only cost a walk.
 */
 static int unchanged(lua_State *L, int names) {
   const Snapshot *s;
@@ -245,9 +246,7 @@ static int unchanged(lua_State *L, int names) {
   lua_rawgeti(L, names, 4);
   s = (const Snapshot *)lua_touserdata(L, -1);
   if (pushloaded(L) && s != NULL && s->len != 0) {
-    size_t len;
-    const void *nodes = lconc_hashpart(L, -1, &len);
-    same = len == s->len && memcmp(nodes, s->nodes, len) == 0;
+    same = lconc_hashsame(L, -1, s->nodes, s->len);
   }
   lua_pop(L, 2);
   return same;
@@ -269,7 +268,7 @@ static void snapshot(lua_State *L, int names) {
   Snapshot *s;
   size_t len = 0;
   if (pushloaded(L))
-    lconc_hashpart(L, -1, &len);
+    len = lconc_hashcopy(L, -1, NULL, 0);
   lua_pop(L, 1);
   lua_rawgeti(L, names, 4);
   s = (Snapshot *)lua_touserdata(L, -1);
@@ -280,9 +279,8 @@ static void snapshot(lua_State *L, int names) {
     lua_rawseti(L, names, 4);
   }
   if (pushloaded(L)) {  /* from here on nothing allocates */
-    const void *nodes = lconc_hashpart(L, -1, &len);
+    len = lconc_hashcopy(L, -1, s->nodes, s->size);
     if (len <= s->size) {
-      memcpy(s->nodes, nodes, len);
       if (uptodate(L, names))
         s->len = len;
     }

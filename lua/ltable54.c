@@ -193,10 +193,42 @@ int lconc_arraycheck(lua_State *L) {
 /* The tag of a short string key (lobject.h: LUA_VSHRSTR, collectable). */
 #define KEYSHRSTR (LUA_TSTRING | (0 << 4) | (1 << 6))
 
-const void *lconc_hashpart(lua_State *L, int idx, size_t *len) {
+/* Node 'n' with only the bytes that say what it holds: the tags, and
+** a value or key only where its tag gives it one (Lua leaves the value
+** bytes of an empty slot or a boolean unwritten, and the padding);
+** the rest zeroed. Equal canonical nodes hold the same pair. */
+static void canonical(const Node54 *n, Node54 *c) {
+  int vt = n->tt & 0x0f, kt = n->keytt & 0x0f;
+  memset(c, 0, sizeof(*c));
+  c->tt = n->tt;
+  c->keytt = n->keytt;
+  if (vt != LUA_TNIL && vt != LUA_TBOOLEAN)
+    memcpy(&c->v, &n->v, sizeof(c->v));
+  if (kt != LUA_TNIL && kt != LUA_TBOOLEAN)
+    memcpy(&c->key, &n->key, sizeof(c->key));
+}
+
+size_t lconc_hashcopy(lua_State *L, int idx, void *copy, size_t room) {
   const Table54 *t = (const Table54 *)lua_topointer(L, idx);
-  *len = sizeof(Node54) << t->lsizenode;
-  return t->node;
+  size_t i, size = (size_t)1 << t->lsizenode;
+  if (size * sizeof(Node54) <= room)
+    for (i = 0; i < size; i++)
+      canonical(&t->node[i], (Node54 *)copy + i);
+  return size * sizeof(Node54);
+}
+
+int lconc_hashsame(lua_State *L, int idx, const void *copy, size_t len) {
+  const Table54 *t = (const Table54 *)lua_topointer(L, idx);
+  size_t i, size = (size_t)1 << t->lsizenode;
+  Node54 c;
+  if (len != size * sizeof(Node54))
+    return 0;
+  for (i = 0; i < size; i++) {
+    canonical(&t->node[i], &c);
+    if (memcmp(&c, (const Node54 *)copy + i, sizeof(c)) != 0)
+      return 0;
+  }
+  return 1;
 }
 
 /* The stack index of the string among 'nk' at 'k', 'k' + 1... whose
@@ -209,19 +241,16 @@ static int keyat(lua_State *L, const void *p, int k, int nk) {
   return 0;
 }
 
-/* Whether the table at the top has a hash part of 'size' nodes, where
-** lconc_hashpart finds it, and the nodes read as the API reads the
-** table: 'used' of them hold one of the 'nk' strings at 'k'... as key
-** and rawget's value for it, the others an empty value. */
+/* Whether the table at the top has a hash part of 'size' nodes that
+** read as the API reads the table: 'used' of them hold one of the 'nk'
+** strings at 'k'... as key and rawget's value for it, the others an
+** empty value. */
 static int hashagrees(lua_State *L, int k, int nk, unsigned size,
                       int used) {
   const Table54 *t = (const Table54 *)lua_topointer(L, -1);
-  size_t len;
   unsigned i;
   int ok = t->tt == VTABLE && t->lsizenode < 8
-           && (1u << t->lsizenode) == size
-           && lconc_hashpart(L, -1, &len) == (const void *)t->node
-           && len == size * sizeof(Node54);
+           && (1u << t->lsizenode) == size;
   for (i = 0; ok && i < size; i++) {
     const Node54 *n = &t->node[i];
     lconc_slot v;

@@ -54,17 +54,24 @@ LCONC_FUNC lconc_slot *lconc_arraynew(lua_State *L, int idx,
 /* Whether this process's Lua lays out the hash part as ltable54.c reads
 ** it: 1 after the nodes of tables of known contents read exactly as the
 ** API reads them, before and after changes and a rehash, else 0, and
-** lconc_hashpart must not run. */
+** lconc_hashcopy and lconc_hashsame must not run. */
 LCONC_FUNC int lconc_hashcheck(lua_State *L);
 
-/* The bytes of the hash part of the table at 'idx' (valid index), its
-** whole node array, '*len' bytes: every key and value the table holds
-** outside its array part, with their tags (and padding). Two reads of
-** equal bytes hold the same pairs (values compare as by rawequal) as
-** long as the objects they point to lived in between (an address names
-** one object while it lives). Valid until Lua code runs or the state
-** allocates. */
-LCONC_FUNC const void *lconc_hashpart(lua_State *L, int idx, size_t *len);
+/* A copy of the hash part of the table at 'idx' (valid index): every
+** key and value it holds outside its array part, with their tags, node
+** by node, in the bytes that say what each node holds (the rest zeroed:
+** Lua leaves some unwritten). Returns the bytes a copy takes, and makes
+** one at 'copy' only if they fit in 'room'. */
+LCONC_FUNC size_t lconc_hashcopy(lua_State *L, int idx, void *copy,
+                                 size_t room);
+
+/* Whether the hash part of the table at 'idx' holds what 'copy' ('len'
+** bytes, made by lconc_hashcopy) does: the same pairs (values compare as
+** by rawequal) as long as the objects they point to lived in between
+** (an address names one object while it lives). Allocates nothing, runs
+** no Lua. */
+LCONC_FUNC int lconc_hashsame(lua_State *L, int idx, const void *copy,
+                              size_t len);
 
 /* Whether t[i] is within the view of the array part of the table 't'
 ** (its lua_topointer) and holds the object at 'p': a table or a function
