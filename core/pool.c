@@ -205,7 +205,9 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
 ** drops it. A finished future means the task ran or was dropped by the
 ** pool, and 't' may be gone: it is not touched.
 ** It may run on any thread, inside conc_future_cancel, with no future
-** lock held: the lock order is never future -> pool.
+** lock held: the lock order is never future -> pool. For a FINISHED
+** future it takes no lock and calls no future function, so the future
+** may run it under its own lock (settle).
 */
 void conc__pool_done(conc_future_t *f, void *arg) {
   conc_task_t *t = (conc_task_t *)arg;
