@@ -684,6 +684,12 @@ void conc__future_hook(conc_future_t *f, void *task) {
   unlock(&f->mu);
 }
 
+/* No thread but the caller's sees 'f' yet (its maker's): no lock. */
+void conc__future_hooknew(conc_future_t *f, void *task) {
+  conc_assert(f->state == CONC_PENDING && f->u.run.hookarg == NULL);
+  f->u.run.hookarg = task;
+}
+
 
 /* A proxy stands for a future of the parent process in a forked worker
 ** (proc.c): RUNNING from the start, so no one here cancels it, and

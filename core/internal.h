@@ -77,6 +77,10 @@ CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
 ** as conc_future_add_callback, but it runs before the others and cannot
 ** fail. */
 CONC__FUNC void conc__future_hook(conc_future_t *f, void *task);
+/* ... and on a future only its maker's thread sees yet, without the
+** lock: conc__pool_submitnew, which submits such a future's task. */
+CONC__FUNC void conc__future_hooknew(conc_future_t *f, void *task);
+CONC__FUNC int conc__pool_submitnew(conc_pool_t *p, conc_task_t *t);
 CONC__FUNC void conc__pool_done(conc_future_t *f, void *task);
 
 /*

@@ -230,7 +230,9 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   conc_future_ref(f);
   if (!task->inblock)  /* (tx_newtask made its future stoppable) */
     conc__future_stoppable(f);
-  r = conc_pool_submit(ex->pool, &t->base);
+  r = task->inblock  /* its future was made for it, just now */
+      ? conc__pool_submitnew(ex->pool, &t->base)
+      : conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
     if (!task->inblock)
