@@ -230,7 +230,9 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   conc_future_ref(f);
   if (!task->inblock)  /* (tx_newtask made its future stoppable) */
     conc__future_stoppable(f);
-  r = conc_pool_submit(ex->pool, &t->base);
+  r = task->inblock  /* its future was made for it, just now */
+      ? conc__pool_submitnew(ex->pool, &t->base)
+      : conc_pool_submit(ex->pool, &t->base);
   if (r != 0) {
     conc_future_unref(f);
     if (!task->inblock)
@@ -288,6 +290,7 @@ static void tx_free(conc_executor_t *b) {
   texec *ex = (texec *)b;
   conc_pool_free(ex->pool);
   conc__payload_cacheuse(-1);
+  conc__future_blockuse(-1);
   conc__tasktimer_free(&ex->timer);
   pthread_mutex_destroy(&ex->mu);
   free(ex->why);
@@ -330,5 +333,6 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     return NULL;
   }
   conc__payload_cacheuse(1);
+  conc__future_blockuse(1);
   return &ex->base;
 }
