@@ -232,13 +232,19 @@ static int encode_string(lua_State *W) {
   return 1;
 }
 
-/* A payload of one string, or NULL when even that cannot be made (no
-** memory). Nothing here allocates outside the protected call: a light C
-** function and a light userdata cost no memory. */
-static conc_payload_t *encode_message(lua_State *W, const char *msg) {
+/* A payload of the message at the top, or NULL when even that cannot
+** be made (no memory). A string is written without the Lua allocator
+** first: after a memory error the state may be at its max_memory,
+** where the encoder's own stack and tables cannot grow. Nothing here
+** allocates outside the protected call: a light C function and a light
+** userdata cost no memory. */
+static conc_payload_t *encode_message(lua_State *W) {
   conc_payload_t *p = NULL;
+  if (lua_type(W, -1) == LUA_TSTRING
+      && (p = lconc_encodescalars(W, lua_gettop(W), 1, NULL, NULL)) != NULL)
+    return p;
   lua_pushcfunction(W, encode_string);
-  lua_pushlightuserdata(W, (void *)msg);
+  lua_pushlightuserdata(W, (void *)lua_tostring(W, -2));
   if (lua_pcall(W, 1, 1, 0) == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(W, -1);
   lua_pop(W, 1);
@@ -365,7 +371,7 @@ static conc_payload_t *failure(worker *w, int *status) {
   int st;
   if (w->phase != RUN_CALL)  /* the task could not be decoded or its
                              ** results encoded */
-    return encode_message(W, lua_tostring(W, -1));
+    return encode_message(W);
   if (*status == LUA_ERRMEM)  /* room to report it (max_memory) */
     lua_gc(W, LUA_GCCOLLECT);
   lua_pushcfunction(W, encode_failure);
@@ -374,7 +380,7 @@ static conc_payload_t *failure(worker *w, int *status) {
   if ((st = lua_pcall(W, 2, 0, 0)) == LUA_OK)
     return w->out;
   *status = st;
-  return encode_message(W, lua_tostring(W, -1));
+  return encode_message(W);
 }
 
 /* (Protected.) The error of a task stopped by its time limit, encoded;

@@ -3,6 +3,7 @@
 -- workers, and cf.worker(). Every case runs for both pools.
 
 local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
 
 -- Wait (without a timed assertion) until 'f' runs.
 local function until_running(f)
@@ -301,6 +302,41 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         local c = ex:submit(function() error("the third task failed") end)
         c:exception(30)
         assert.not_matches("first", c:traceback())
+      end)
+
+      it("fails a task that a full worker cannot even decode with the memory error", function()
+        -- the first task keeps its worker within a few hundred bytes of
+        -- the cap (a global); the next one fails to decode, and its
+        -- message could not be encoded either (the future had no
+        -- outcome: "the future's values could not be transferred").
+        -- Each slack leaves the worker a little more room.
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local CAP = 1024 * 1024
+          for slack = 20480, 22528, 8 do
+            local ex = cf.%s { max_workers = 1, max_memory = CAP }
+            local f = ex:submit(function(k)
+              local function used()
+                collectgarbage()
+                return math.floor(collectgarbage("count") * 1024)
+              end
+              local pad, unit = {}, string.rep("x", 1000)
+              while used() < CAP - k - 4000 do
+                for _ = 1, (CAP - k - used()) // 1100 do pad[#pad + 1] = unit .. #pad end
+              end
+              KEEP = { pad, string.rep("y", math.max(0, CAP - k - used() - 60)) }
+              return { 1 }
+            end, slack)
+            pcall(f.result, f)
+            local g = ex:submit(function() KEEP = nil return { 1, 2 } end)
+            local got, err = pcall(g.result, g)
+            assert(got or tostring(err):find("not enough memory"), slack .. ": " .. tostring(err))
+            ex:shutdown(true)
+          end
+          print("done")
+        ]]):format(class))
+        assert.is_true(ok, out)
+        assert.matches("done", out)
       end)
 
       it("reports the memory the workers hold", function()
