@@ -173,14 +173,16 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
 ** later one at the same address (a collected function leaves the slot
 ** empty before its memory can be reused: the collector clears weak
 ** values before it frees anything). The slot read in place costs a
-** tenth of the four API calls. */
+** tenth of the four API calls; it goes through the holder's user value
+** each time, as the API would (debug.setuservalue may replace it, and
+** the table read last is then no one's to keep alive). */
 static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
                    const void *fn) {
   int hit = 0;
   if (fn != m->fn || fn == NULL)
     return 0;
-  if (m->weak != NULL)
-    return lconc_arrayholds(m->weak, 1, fn);
+  if (m->uv != NULL)
+    return lconc_uvholds(m->uv, 1, fn);
   if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
     hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
     lua_settop(L, -3);
@@ -200,7 +202,7 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
                     const void *fn, conc_bytes_t **entry) {
   const void *t;
   m->fn = NULL;
-  m->weak = NULL;
+  m->uv = NULL;
   m->envups = ENVUPS_UNKNOWN;
   if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -216,7 +218,7 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   lua_rawseti(L, -2, 1);
   t = lua_topointer(L, -1);
   if (m->inplace && lconc_arrayholds(t, 1, fn))
-    m->weak = t;
+    m->uv = lconc_uvplace(L, holder);
   lua_pop(L, 1);
   m->fn = fn;
   m->entry = entry;

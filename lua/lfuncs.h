@@ -19,14 +19,16 @@ typedef struct lconc_dumpmemo {
                           ** known yet */
   int inplace;            /* set by the holder: lconc_arraycheck passed,
                           ** so the weak slot is read in place */
-  const void *weak;       /* the table of the weak slot, when 'inplace'
+  const void *uv;         /* where the holder keeps the table of the
+                          ** weak slot (lconc_uvplace), when 'inplace'
                           ** and a read in place found the function */
 } lconc_dumpmemo;
 
 /* Return the binary dump (with debug info) of the Lua function at
 ** 'idx', valid while that function lives; one dump per function value,
 ** cached in a weak table, and with 'm' (or NULL) remembered in 'm' and
-** in a weak slot of the first user value of the userdata at 'holder'.
+** in a weak slot of the user value of the userdata at 'holder' (made
+** with one).
 ** The dump leaves out its header (the same for every function of a
 ** build: lfuncs.c). '*len' bytes are followed by its 4-byte check, which
 ** the cache keeps with it, as it keeps the function's number of

@@ -69,6 +69,32 @@ int lconc_arrayholds(const void *t, lua_Unsigned i, const void *p) {
   return (s->tt & COLLECTABLE) && s->v.p == p;
 }
 
+/* Lua 5.4's UValue (lobject.h): a TValue, the size of the largest
+** alignment. A full userdata's user values sit just below its memory
+** (Udata's 'uv', then the bytes: udatamemoffset). */
+typedef union UValue54 {
+  lconc_slot uv;
+  lua_Number n;
+  double u;
+  void *s;
+  lua_Integer i;
+  long l;
+} UValue54;
+
+/* A collectable table's tag */
+#define VTABLEREF (VTABLE | COLLECTABLE)
+
+const void *lconc_uvplace(lua_State *L, int idx) {
+  const UValue54 *u = (const UValue54 *)lua_touserdata(L, idx) - 1;
+  return u->uv.tt == VTABLEREF && u->uv.v.p == lua_topointer(L, -1)
+         ? (const void *)u : NULL;
+}
+
+int lconc_uvholds(const void *uv, lua_Unsigned i, const void *p) {
+  const lconc_slot *s = &((const UValue54 *)uv)->uv;
+  return s->tt == VTABLEREF && lconc_arrayholds(s->v.p, i, p);
+}
+
 /* Whether slot 's' holds the value at the top, which is popped. */
 static int sametop(lua_State *L, const lconc_slot *s) {
   int type = lua_type(L, -1), ok;

@@ -82,4 +82,15 @@ LCONC_FUNC int lconc_hashsame(lua_State *L, int idx, const void *copy,
 LCONC_FUNC int lconc_arrayholds(const void *t, lua_Unsigned i,
                                 const void *p);
 
+/* Where the full userdata at 'idx', made with one user value, keeps it,
+** when it is found there holding the table at the top (as the API reads
+** that user value); else NULL. Valid while the userdata lives. */
+LCONC_FUNC const void *lconc_uvplace(lua_State *L, int idx);
+
+/* Whether the table that the place 'uv' (lconc_uvplace's) holds now
+** holds the object at 'p' at [i], as lconc_arrayholds; 0 when it holds
+** no table. The user value is read anew: whatever it holds now lives
+** (the userdata holds it), even after debug.setuservalue. */
+LCONC_FUNC int lconc_uvholds(const void *uv, lua_Unsigned i, const void *p);
+
 #endif

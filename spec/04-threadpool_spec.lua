@@ -175,6 +175,38 @@ describe("ThreadPoolExecutor", function()
     end
   end)
 
+  it("sends a function again after the encoder's user value was replaced", function()
+    -- the memo of the function sent last reads its weak slot in place;
+    -- debug.setuservalue on the encoder's buffer (an upvalue of submit)
+    -- dropped the table it read, which was freed: the next submit read
+    -- freed memory (make asan, valgrind)
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local function fn(a) return a + 1 end
+      assert(ex:submit(fn, 1):result() == 2)
+      local i, found = 1, 0
+      while debug.getupvalue(ex.submit, i) ~= nil do
+        local _, v = debug.getupvalue(ex.submit, i)
+        if type(v) == "userdata" and type(debug.getuservalue(v, 1)) == "table" then
+          debug.setuservalue(v, {}, 1)
+          found = found + 1
+        end
+        i = i + 1
+      end
+      assert(found > 0, "no buffer among submit's upvalues")
+      collectgarbage()
+      collectgarbage()
+      local junk = {}
+      for k = 1, 1000 do junk[k] = { k, k } end
+      for k = 1, 3 do assert(ex:submit(fn, k):result() == k + 1) end
+      ex:shutdown()
+      print("done")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("done", out)
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
