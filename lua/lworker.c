@@ -212,9 +212,16 @@ static int cf_worker(lua_State *L) {
   return 1;
 }
 
+static int cf_chunkerror(lua_State *W);
+static int cf_chunkresults(lua_State *W);
+
 void lconc_open_worker(lua_State *L) {
   lua_pushcfunction(L, cf_worker);
   lua_setfield(L, -2, "worker");
+  lua_pushcfunction(L, cf_chunkerror);
+  lua_setfield(L, -2, "_chunkerror");
+  lua_pushcfunction(L, cf_chunkresults);
+  lua_setfield(L, -2, "_chunkresults");
 }
 
 /* }====================================================================== */
@@ -339,6 +346,16 @@ static int run_task(lua_State *W) {
   return 0;
 }
 
+/* Replace the error value at 'idx', which cannot cross for the reason
+** at the top (the encoder's refusal, popped), by the text the owner
+** gets instead: "<text of the error> (<reason>)". */
+static void errorwhy(lua_State *W, int idx) {
+  const char *why = lua_tostring(W, -1);
+  lua_pushfstring(W, "%s (%s)", errortext(W, idx), why);
+  lua_replace(W, idx);
+  lua_pop(W, 2);  /* the reason and the error's text */
+}
+
 /* (Protected.) Encode the error of a task that raised (at 2; msgh at 1)
 ** with its traceback into 'out'. An error value that cannot cross is
 ** kept as its text ('tostring'), with its traceback:
@@ -347,12 +364,111 @@ static int encode_failure(lua_State *W) {
   worker *w = *(worker **)lua_getextraspace(W);
   pushtraceback(W, 1);
   if (tryencode(W, 2, "error", &w->out) != 0) {
-    const char *why = lua_tostring(W, -1);
-    lua_pushfstring(W, "%s (%s)", errortext(W, 2), why);
-    lua_replace(W, 2);
-    lua_settop(W, 3);
+    errorwhy(W, 2);
     w->out = lconc_encode(W, 2, 2, "error", 1);
   }
+  return 0;
+}
+
+/*
+** A chunk of map's calls runs as one task (run_chunk, in futures.lua),
+** and its call j fails as that call's own task would: the two
+** functions below tell run_chunk what crosses back for it, by the
+** encodes and the text of a task's outcome above.
+*/
+
+/* core._chunkerror(e): 'e' if it crosses as a task's error, else the
+** text that crosses for it (encode_failure). */
+static int cf_chunkerror(lua_State *W) {
+  conc_payload_t *p = NULL;
+  lua_settop(W, 1);
+  if (tryencode(W, 1, "error", &p) != 0)
+    errorwhy(W, 1);
+  conc_payload_free(p);
+  return 1;
+}
+
+/* The count of the results at 'r' (a call's pcall, packed: its results
+** from index 2, their count at the key at 'nkey'). */
+static lua_Integer nresults(lua_State *W, int r, int nkey) {
+  lua_Integer n;
+  lua_pushvalue(W, nkey);
+  lua_rawget(W, r);
+  n = lua_tointeger(W, -1);
+  lua_pop(W, 1);
+  if (n > LUAI_MAXSTACK)  /* no call returns that many */
+    luaL_error(W, "too many results");
+  return n;
+}
+
+/* Whether nil, booleans, numbers and strings (which always cross) are
+** all the results of calls 1..n of a chunk: 'out', at 1, holds each
+** call's pcall packed; the key "n" is at 3. */
+static int plainresults(lua_State *W, lua_Integer n) {
+  lua_Integer i, j, k;
+  for (j = 1; j <= n; j++) {
+    lua_rawgeti(W, 1, j);
+    luaL_checktype(W, 4, LUA_TTABLE);
+    k = nresults(W, 4, 3);
+    for (i = 2; i <= k; i++) {
+      int t = lua_rawgeti(W, 4, i);
+      lua_pop(W, 1);
+      if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER
+          && t != LUA_TSTRING) {
+        lua_settop(W, 3);
+        return 0;
+      }
+    }
+    lua_settop(W, 3);
+  }
+  return 1;
+}
+
+/* Whether the results of call 'j' (out[j], 'out' at 1) cross as a
+** task's (run_task); if not, pushes the refusal. */
+static int resultscross(lua_State *W, lua_Integer j) {
+  conc_payload_t *p = NULL;
+  lua_Integer i, n;
+  lua_rawgeti(W, 1, j);  /* 4 */
+  n = nresults(W, 4, 3);
+  luaL_checkstack(W, 2 * (int)n + 8, "too many results");
+  for (i = 2; i <= n; i++)  /* 5.. */
+    lua_rawgeti(W, 4, i);
+  if (tryencode(W, 5, "result", &p) != 0) {
+    lua_replace(W, 4);
+    lua_settop(W, 4);
+    return 0;
+  }
+  conc_payload_free(p);
+  lua_settop(W, 3);
+  return 1;
+}
+
+/* core._chunkresults(out, n): nothing if the results of calls 1..n of
+** a chunk (out[j], a call's pcall packed) all cross as a task's; else
+** the first j whose results do not and the error that says so. Plain
+** values cost a scan; others one encode of 'out' (thrown away), and
+** one a call only when that is refused. */
+static int cf_chunkresults(lua_State *W) {
+  lua_Integer j, n = luaL_checkinteger(W, 2);
+  conc_payload_t *p = NULL;
+  luaL_checktype(W, 1, LUA_TTABLE);
+  lua_settop(W, 2);
+  lua_pushliteral(W, "n");  /* 3: once, not a lookup a call */
+  if (plainresults(W, n))
+    return 0;
+  lua_pushvalue(W, 1);
+  if (tryencode(W, 4, "result", &p) == 0) {
+    conc_payload_free(p);
+    return 0;
+  }
+  lua_settop(W, 3);
+  for (j = 1; j <= n; j++)
+    if (!resultscross(W, j)) {
+      lua_pushinteger(W, j);
+      lua_insert(W, -2);
+      return 2;
+    }
   return 0;
 }
 

@@ -180,12 +180,22 @@ end
 -- The key that marks the error of a chunk whose call j > 1 failed.
 local PARTIAL = "concurrent.futures.partial"
 
+-- What crosses back for a task's error value, and the first call of a
+-- chunk whose results do not cross (lua/lworker.c): the worker's own
+-- rules and texts.
+local chunkerror, chunkresults = core._chunkerror, core._chunkresults
+
 -- Runs a chunk of calls in a worker: each call's pcall, packed (its
--- results from index 2). A failing call ends the chunk. The first
--- call's error is raised as it is; a later one's goes in a table
+-- results from index 2). A failing call ends the chunk. Call j fails
+-- as its own task would: by raising, or by returning results that
+-- cannot cross (the error then says so; checked once the calls ran:
+-- nils, booleans, numbers and strings cost a scan, other results one
+-- more encode in the worker). The first call's error is raised as it
+-- is; a later one's goes in a table
 -- { [PARTIAL] = true, err = the error, the results before it... }, so
 -- the caller yields those results first and raises the error at its own
--- index (a nil error as a task's reads, API.md). A first call's own
+-- index (a nil error as a task's reads, API.md; an error that cannot
+-- cross as its text, as the worker sends a task's). A first call's own
 -- error that carries the key is wrapped too (with no results), else
 -- the caller would take it for the mark and unwrap it. A stop of the
 -- task (a running cancel, a time limit) is caught here as any error,
@@ -195,23 +205,29 @@ local PARTIAL = "concurrent.futures.partial"
 -- 'rt_run'). Telling it apart by its class would be wrong: a call may
 -- fail with its own TimeoutError.
 local function run_chunk(fn, chunk)
-  local out = {}
+  local out, failed, e = {}, nil, nil
   for j = 1, #chunk do
     local args = chunk[j]
     local r = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
     if not r[1] then
-      local e = r[2]
-      if j == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
-        error(e, 0)
-      end
-      out[PARTIAL] = true
-      if e == nil then out.err = "(error object is a nil value)"
-      else out.err = e end
-      error(out, 0)
+      failed, e = j, r[2]
+      break
     end
     out[j] = r
   end
-  return out
+  local j, why = chunkresults(out, #out)
+  if j then
+    for k = #out, j, -1 do out[k] = nil end
+    failed, e = j, why
+  end
+  if not failed then return out end
+  if failed == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
+    error(e, 0)
+  end
+  out[PARTIAL] = true
+  if e == nil then out.err = "(error object is a nil value)"
+  else out.err = chunkerror(e) end
+  error(out, 0)
 end
 
 -- ex:submit, but a refusal reads as raised at 'level' above the caller
