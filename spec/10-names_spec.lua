@@ -199,7 +199,9 @@ describe("names", function()
           pcall(f.result, f)
           local g = ex:submit(function() KEEP = nil return { 1, 2 } end)
           local got, err = pcall(g.result, g)
-          assert(got or tostring(err):find("not enough memory"), err)
+          -- a worker too full to encode even its error sends no outcome
+          assert(got or tostring(err):find("not enough memory")
+                 or tostring(err):find("could not be transferred"), err)
           ex:shutdown(true)
         end
         print("done")
