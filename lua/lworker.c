@@ -73,6 +73,7 @@ typedef struct worker {
   const conc_payload_t *task;  /* the running task's payload */
   conc_payload_t *out;  /* its outcome, once encoded */
   lua_Integer tasks;    /* tasks started, the running one included */
+  lua_Integer kept;     /* the task that kept a chunk ('tasks'), or 0 */
   lconc_loadmemo funcs; /* the functions of W's tasks, by their bytes */
 } worker;
 
@@ -81,6 +82,10 @@ typedef struct worker {
 enum { RUN_DECODE, RUN_CALL, RUN_ENCODE };
 
 static const char workerkey = 'w';  /* registry: light userdata worker */
+
+/* Registry key of what the running task kept for its results' refusal
+** (core._chunkkeep): a function. */
+static const char keptkey = 'k';
 
 static void release(worker *w, void *p, size_t n) {
   if (!conc_bufcache_keep(w->cache, p, n))
@@ -212,9 +217,19 @@ static int cf_worker(lua_State *L) {
   return 1;
 }
 
+static int cf_chunkerror(lua_State *W);
+static int cf_chunkresults(lua_State *W);
+static int cf_chunkkeep(lua_State *W);
+
 void lconc_open_worker(lua_State *L) {
   lua_pushcfunction(L, cf_worker);
   lua_setfield(L, -2, "worker");
+  lua_pushcfunction(L, cf_chunkerror);
+  lua_setfield(L, -2, "_chunkerror");
+  lua_pushcfunction(L, cf_chunkresults);
+  lua_setfield(L, -2, "_chunkresults");
+  lua_pushcfunction(L, cf_chunkkeep);
+  lua_setfield(L, -2, "_chunkkeep");
 }
 
 /* }====================================================================== */
@@ -318,6 +333,17 @@ static int run_task(lua_State *W) {
   return 0;
 }
 
+/* Replace the error value at 'idx', which cannot cross for the reason
+** at the top (the encoder's refusal, popped), by the text the owner
+** gets instead: "<text of the error> (<reason>)". */
+static void errorwhy(lua_State *W, int idx) {
+  int why = lua_gettop(W);
+  const char *text = errortext(W, idx);
+  lua_pushfstring(W, "%s (%s)", text, lua_tostring(W, why));
+  lua_replace(W, idx);
+  lua_settop(W, why - 1);
+}
+
 /* (Protected.) Encode the error of a task that raised (at 2; msgh at 1)
 ** with its traceback into 'out'. An error value that cannot cross is
 ** kept as its text ('tostring'), with its traceback:
@@ -326,27 +352,131 @@ static int encode_failure(lua_State *W) {
   worker *w = *(worker **)lua_getextraspace(W);
   pushtraceback(W, 1);
   if (tryencode(W, 2, "error", &w->out) != 0) {
-    const char *why = lua_tostring(W, -1);
-    lua_pushfstring(W, "%s (%s)", errortext(W, 2), why);
-    lua_replace(W, 2);
-    lua_settop(W, 3);
+    errorwhy(W, 2);
     w->out = lconc_encode(W, 2, 2, "error", 1);
   }
   return 0;
 }
 
+/*
+** A chunk of map's calls runs as one task (run_chunk, in futures.lua),
+** and its call j fails as that call's own task would. The functions
+** below tell run_chunk what crosses back for a call, by the encodes
+** and the text of a task's outcome above; results of a chunk that
+** cannot cross are found only once the worker's encode of them refused
+** ('refused'): a chunk that crosses costs no check.
+*/
+
+/* core._chunkerror(e): 'e' if it crosses as a task's error, else the
+** text that crosses for it (encode_failure). */
+static int cf_chunkerror(lua_State *W) {
+  conc_payload_t *p = NULL;
+  lua_settop(W, 1);
+  if (tryencode(W, 1, "error", &p) != 0)
+    errorwhy(W, 1);
+  conc_payload_free(p);
+  return 1;
+}
+
+/* Whether the results of call 'j' of a chunk cross as a task's
+** (run_task); if not, pushes the refusal. 'out', at 1, holds each
+** call's pcall packed (its results from index 2). */
+static int resultscross(lua_State *W, lua_Integer j) {
+  conc_payload_t *p = NULL;
+  lua_Integer i, n;
+  int r = lua_gettop(W) + 1;
+  lua_rawgeti(W, 1, j);
+  luaL_checktype(W, r, LUA_TTABLE);
+  lua_getfield(W, r, "n");
+  n = lua_tointeger(W, -1);
+  lua_pop(W, 1);
+  if (n > LUAI_MAXSTACK)  /* no call returns that many */
+    luaL_error(W, "too many results");
+  luaL_checkstack(W, 2 * (int)n + 8, "too many results");
+  for (i = 2; i <= n; i++)
+    lua_rawgeti(W, r, i);
+  if (tryencode(W, r + 1, "result", &p) != 0) {
+    lua_replace(W, r);
+    lua_settop(W, r);
+    return 0;
+  }
+  conc_payload_free(p);
+  lua_settop(W, r - 1);
+  return 1;
+}
+
+/* core._chunkresults(out, n): nothing if the results of calls 1..n of
+** a chunk (out[j], a call's pcall packed) all cross as a task's; else
+** the first j whose results do not and the error that says so. */
+static int cf_chunkresults(lua_State *W) {
+  lua_Integer j, n = luaL_checkinteger(W, 2);
+  luaL_checktype(W, 1, LUA_TTABLE);
+  lua_settop(W, 2);
+  for (j = 1; j <= n; j++)
+    if (!resultscross(W, j)) {
+      lua_pushinteger(W, j);
+      lua_insert(W, -2);
+      return 2;
+    }
+  return 0;
+}
+
+/* core._chunkkeep(f): should the results the running task returns be
+** refused, its error is f()'s result ('refused'). Nothing outside a
+** task. */
+static int cf_chunkkeep(lua_State *W) {
+  worker *w;
+  luaL_checktype(W, 1, LUA_TFUNCTION);
+  lua_settop(W, 1);
+  lua_rawgetp(W, LUA_REGISTRYINDEX, &workerkey);
+  w = (worker *)lua_touserdata(W, 2);
+  if (w == NULL || w->ctl == NULL)
+    return 0;
+  lua_pushvalue(W, 1);
+  lua_rawsetp(W, LUA_REGISTRYINDEX, &keptkey);
+  w->kept = w->tasks;
+  return 0;
+}
+
+/* Forget what the task kept (its function holds its results). */
+static void unkeep(worker *w) {
+  lua_pushnil(w->W);
+  lua_rawsetp(w->W, LUA_REGISTRYINDEX, &keptkey);
+  w->kept = 0;
+}
+
+/* Whether the refusal at the top, of the results of a task that kept a
+** function, is now the task's error that the function gives. It is not
+** if the function raised or gave nil (no call's results are refused on
+** their own). */
+static int refused(worker *w) {
+  lua_State *W = w->W;
+  if (w->phase != RUN_ENCODE || w->kept != w->tasks)
+    return 0;
+  lua_rawgetp(W, LUA_REGISTRYINDEX, &keptkey);
+  unkeep(w);
+  if (lua_pcall(W, 0, 1, 0) != LUA_OK || lua_isnil(W, -1)) {
+    lua_pop(W, 1);
+    return 0;
+  }
+  lua_replace(W, -2);
+  return 1;
+}
+
 /* The outcome of a task that raised (its error at the top, 'status'
 ** its call's), encoded; or NULL. An outcome that cannot be encoded
 ** becomes the message of the error that says so, and '*status' that
-** error's status. */
+** error's status; results refused of a task that kept a function
+** become the error it gives ('refused'). */
 static conc_payload_t *failure(worker *w, int *status) {
   lua_State *W = w->W;
   int st;
   if (*status == LUA_ERRMEM)  /* room to report it (max_memory): the
                              ** task's values are garbage by now */
     lua_gc(W, LUA_GCCOLLECT);
-  if (w->phase != RUN_CALL)  /* the task could not be decoded or its
-                             ** results encoded */
+  if (w->phase != RUN_CALL  /* the task could not be decoded or its
+                           ** results encoded */
+      && !(*status == LUA_ERRRUN && refused(w)))
     return lconc_encodetext(lua_tostring(W, -1));
   lua_pushcfunction(W, encode_failure);
   lua_pushvalue(W, 1);
@@ -414,6 +544,8 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
     out = failure(wk, &status);
     lua_settop(W, 1);
   }
+  if (wk->kept != 0)
+    unkeep(wk);
   disarm(wk);
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
     conc_payload_free(out);

@@ -181,36 +181,52 @@ end
 local PARTIAL = "concurrent.futures.partial"
 
 -- Runs a chunk of calls in a worker: each call's pcall, packed (its
--- results from index 2). A failing call ends the chunk. The first
--- call's error is raised as it is; a later one's goes in a table
+-- results from index 2). A failing call ends the chunk. Call j fails
+-- as its own task would, by raising or by returning results that
+-- cannot cross (the error then says so). The first call's error is
+-- raised as it is; a later one's goes in a table
 -- { [PARTIAL] = true, err = the error, the results before it... }, so
 -- the caller yields those results first and raises the error at its own
--- index (a nil error as a task's reads, API.md). A first call's own
--- error that carries the key is wrapped too (with no results), else
--- the caller would take it for the mark and unwrap it. A stop of the
--- task (a running cancel, a time limit) is caught here as any error,
--- which is harmless: the worker raises it again at every instruction
--- until the task has unwound, and decides a stopped task's outcome from
--- the stop, whatever the task raised (lua/lworker.c, 'stophook' and
--- 'rt_run'). Telling it apart by its class would be wrong: a call may
--- fail with its own TimeoutError.
+-- index (a nil error as a task's reads, API.md; an error that cannot
+-- cross as its text, as the worker sends a task's: core._chunkerror).
+-- A first call's own error that carries the key is wrapped too (with
+-- no results), else the caller would take it for the mark and unwrap
+-- it. The results are checked (core._chunkresults) when a call failed,
+-- else only once the worker's encode of them refused: the worker then
+-- raises the error 'settle()' gives for the task (core._chunkkeep,
+-- lua/lworker.c 'refused'), so a chunk that crosses costs no check.
+-- A stop of the task (a running cancel, a time limit) is caught here
+-- as any error, which is harmless: the worker raises it again at every
+-- instruction until the task has unwound, and decides a stopped task's
+-- outcome from the stop, whatever the task raised (lua/lworker.c,
+-- 'stophook' and 'rt_run'). Telling it apart by its class would be
+-- wrong: a call may fail with its own TimeoutError.
 local function run_chunk(fn, chunk)
   local out = {}
+  -- The chunk's error: call j's, which failed with 'e', unless the
+  -- results of a call before it cannot cross; with no j, the first
+  -- call's whose results cannot, or nil if none (all of them at once
+  -- may still fail, e.g. too deep).
+  local function settle(j, e)
+    local bad, why = core._chunkresults(out, (j or #out + 1) - 1)
+    if bad then j, e = bad, why
+    elseif j == nil then return nil end
+    if j == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
+      return e
+    end
+    for k = #out, j, -1 do out[k] = nil end
+    out[PARTIAL] = true
+    if e == nil then out.err = "(error object is a nil value)"
+    else out.err = core._chunkerror(e) end
+    return out
+  end
   for j = 1, #chunk do
     local args = chunk[j]
     local r = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
-    if not r[1] then
-      local e = r[2]
-      if j == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
-        error(e, 0)
-      end
-      out[PARTIAL] = true
-      if e == nil then out.err = "(error object is a nil value)"
-      else out.err = e end
-      error(out, 0)
-    end
+    if not r[1] then error(settle(j, r[2]), 0) end
     out[j] = r
   end
+  core._chunkkeep(settle)
   return out
 end
 
@@ -422,8 +438,9 @@ end
 -- consumer, inputs read lazily: an endless iterator maps in bounded
 -- memory) and `task_timeout` (each task's time limit, as `submit`'s). A
 -- call's error is raised when the iteration reaches it (in a chunk,
--- after the results of the calls before it); the remaining tasks are
--- then cancelled, as when the timeout passes (the task waited on
+-- after the results of the calls before it, and as it would be without
+-- chunks when the error or the results cannot cross); the remaining
+-- tasks are then cancelled, as when the timeout passes (the task waited on
 -- included) or the loop is left early. A chunk stopped by its time
 -- limit raises at its first index.
 -- @function Executor:map

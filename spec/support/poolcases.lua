@@ -175,6 +175,84 @@ return function(class, Pool, Broken, caps)
       end
     end)
 
+    -- Drain a map of fn over 1..9, in order: what each index yielded and
+    -- the error raised.
+    local function drain(ex, fn, chunksize)
+      local got = {}
+      local ok, e = pcall(function()
+        for i, v, w in ex:map { fn, { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, chunksize = chunksize } do
+          got[#got + 1] = { i, v, w }
+        end
+      end)
+      assert.is_false(ok)
+      return got, e
+    end
+
+    it("fails a chunk's call whose error or results cannot cross as its own task", function()
+      -- calls 1..j-1 yield their results, then call j raises what an
+      -- unchunked map raises for it: an error value that cannot cross
+      -- as its text with the reason, results that cannot as the error
+      -- saying so
+      local ex <close> = Pool(2)
+      local cases = {  -- name, its function failing at x == bad, its error
+        { "thread", function(bad) return function(x)
+            if x == bad then error(coroutine.create(print)) end
+            return x * 10, x
+          end end,
+          "^%(error object is a thread value%) %(cannot transfer error #1 %(thread%)" },
+        { "field", function(bad) return function(x)
+            if x == bad then error({ f = io.stdout }) end
+            return x * 10, x
+          end end,
+          "^%(error object is a table value%) %(cannot transfer error #1%.f %(userdata%)" },
+        { "tostring", function(bad) return function(x)
+            if x == bad then
+              error(setmetatable({ co = coroutine.create(print) },
+                                 { __tostring = function() return "boxed" end }))
+            end
+            return x * 10, x
+          end end,
+          "^boxed %(cannot transfer error #1%.co %(thread%)" },
+        { "upvalue", function(bad) return function(x)
+            local co = coroutine.create(print)
+            if x == bad then error(function() return co end) end
+            return x * 10, x
+          end end,
+          "^%(error object is a function value%) %(cannot transfer " ..
+          "error #1%(upvalue 'co'%) %(thread%)" },
+        { "result", function(bad) return function(x)
+            if x == bad then return x * 10, coroutine.create(print) end
+            return x * 10, x
+          end end,
+          "^cannot transfer result #2 %(thread%)" },
+        { "nested", function(bad) return function(x)
+            if x == bad then return { deep = { io.stdout } } end
+            return x * 10, x
+          end end,
+          "^cannot transfer result #1%.deep%[1%] %(userdata%)" },
+        -- results that cannot cross, then a later call's error
+        { "result, then error", function(bad) return function(x)
+            if x == bad then return x * 10, coroutine.create(print) end
+            if x > bad then error("later") end
+            return x * 10, x
+          end end,
+          "^cannot transfer result #2 %(thread%)" },
+      }
+      for _, case in ipairs(cases) do
+        local name, make, text = case[1], case[2], case[3]
+        for _, bad in ipairs { 4, 5, 6 } do  -- first, middle, last of chunk 4..6
+          local want, werr = drain(ex, make(bad), 1)
+          assert.equal(bad - 1, #want)
+          assert.matches(text, werr, 1)
+          for _, chunksize in ipairs { 3, 9 } do
+            local got, err = drain(ex, make(bad), chunksize)
+            assert.same(want, got, name .. " at " .. bad)
+            assert.equal(werr, err, name .. " at " .. bad)
+          end
+        end
+      end
+    end)
+
     if caps.limits then
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
