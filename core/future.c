@@ -3,7 +3,6 @@
 ** PENDING -> CANCELLED; a lock per future.
 */
 #include <linux/futex.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -45,8 +44,6 @@ struct conc_future {
   unsigned char stoppable:1;  /* its executor can stop its task */
   unsigned char stopreq:1;  /* a running cancel was asked: ends CANCELLED */
   unsigned char ended:1;  /* the task unwound: too late to stop it */
-  unsigned char inslab:1;  /* its block is a slab's (below): set when
-                           ** made, read at the last reference only */
   union {
     struct {              /* until it is done: */
       void (*stopper)(void *arg);  /* asks the executor to stop the task
@@ -136,174 +133,12 @@ const char *conc_strerror(int code) {
 }
 
 
-/* {======================================================================
-** Task blocks
-** ======================================================================= */
-
-/*
-** A thread pool's task lives in its future's block (future, task and
-** payload: 152 bytes for x -> x+1), made at submit and freed at the last
-** reference, one per task. At that size glibc serves it from neither
-** its fast bins nor, once a collection frees thousands at a time, its
-** thread cache: malloc and free cost some 335 instructions a task. So
-** blocks of up to SLOT bytes are carved from slabs of SLAB bytes,
-** aligned to their size so that a block finds its slab by masking its
-** address: taking or giving one back is a lock, a pop or push and a
-** count. A slab goes back to malloc with its last block, but for one
-** empty slab kept while a thread pool exists, so that a loop whose
-** blocks all go and come does not make a slab each time. The cost is
-** memory: a kept future keeps its slab (4 KiB, 25 blocks).
-** Under AddressSanitizer every block is malloc's, so that LeakSanitizer
-** names a leaked future and a use after free is caught.
-*/
-#if !defined(CONC__ASAN)
-#define SLAB 4096
-#define SLOT 160
-
-typedef struct slab {
-  struct slab *next, *prev;  /* in 'partial' while it has a free slot */
-  void *free;                /* first free slot, which links the next */
-  int used;                  /* slots taken */
-  unsigned gen;              /* 'gen' when made: another process's if
-                             ** not the current one (after a fork) */
-} slab;
-
-#define HDR ((sizeof(slab) + 15) & ~(size_t)15)
-#define NSLOTS ((int)((SLAB - HDR) / SLOT))
-
-static int slotfits(size_t room) {
-  return room <= SLOT - sizeof(conc_future_t);
-}
-
-static int slabmu;               /* the lock of what follows */
-static slab *partial;            /* slabs with free slots (a ring) */
-static slab *spare;              /* an empty slab kept, or NULL */
-static int slabusers;            /* thread pools alive */
-static unsigned gen;             /* forks of this process's line */
-
-static void ring_add(slab *s) {
-  if (partial == NULL)
-    s->next = s->prev = s;
-  else {
-    s->next = partial;
-    s->prev = partial->prev;
-    partial->prev->next = s;
-    partial->prev = s;
-  }
-  partial = s;
-}
-
-static void ring_remove(slab *s) {
-  if (s->next == s)
-    partial = NULL;
-  else {
-    s->prev->next = s->next;
-    s->next->prev = s->prev;
-    if (partial == s)
-      partial = s->next;
-  }
-}
-
-/* A new slab with every slot free, in 'partial' (lock held), or NULL. */
-static slab *slab_new(void) {
-  void *m;
-  slab *s;
-  char *at;
-  int i;
-  if (spare != NULL) {
-    s = spare;
-    spare = NULL;
-  } else {
-    if (posix_memalign(&m, SLAB, SLAB) != 0)
-      return NULL;
-    s = (slab *)m;
-    s->gen = gen;
-    s->free = NULL;
-    at = (char *)s + HDR + (size_t)NSLOTS * SLOT;
-    for (i = 0; i < NSLOTS; i++) {  /* the lowest address first */
-      at -= SLOT;
-      *(void **)at = s->free;
-      s->free = at;
-    }
-    s->used = 0;
-  }
-  ring_add(s);
-  return s;
-}
-
-/* A block of SLOT bytes, or NULL. */
-static void *slot_take(void) {
-  slab *s;
-  void *b = NULL;
-  lock(&slabmu);
-  s = partial != NULL ? partial : slab_new();
-  if (s != NULL) {
-    b = s->free;
-    s->free = *(void **)b;
-    if (++s->used == NSLOTS)
-      ring_remove(s);
-  }
-  unlock(&slabmu);
-  return b;
-}
-
-/* Give back a block of slot_take. A slab of the process this one forked
-** from is left as it is: its state may have been half changed. */
-static void slot_give(void *b) {
-  slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
-  slab *gone = NULL;
-  lock(&slabmu);
-  if (s->gen == gen) {
-    *(void **)b = s->free;
-    s->free = b;
-    if (s->used-- == NSLOTS)
-      ring_add(s);
-    if (s->used == 0) {
-      ring_remove(s);
-      if (spare == NULL && slabusers > 0)
-        spare = s;
-      else
-        gone = s;
-    }
-  }
-  unlock(&slabmu);
-  free(gone);
-}
-
-void conc__future_blockuse(int delta) {
-  slab *gone = NULL;
-  lock(&slabmu);
-  slabusers += delta;
-  if (slabusers == 0) {
-    gone = spare;
-    spare = NULL;
-  }
-  unlock(&slabmu);
-  free(gone);
-}
-
-/* In a forked child: the parent's slabs are left alone. */
-void conc__future_forked(void) {
-  slabmu = 0;
-  partial = spare = NULL;
-  slabusers = 0;
-  gen++;
-}
-
-#else
-static int slotfits(size_t room) { (void)room; return 0; }
-static void *slot_take(void) { return NULL; }
-static void slot_give(void *b) { (void)b; }
-void conc__future_blockuse(int delta) { (void)delta; }
-void conc__future_forked(void) {}
-#endif
-
-/* }====================================================================== */
-
-
-/* Fill the header of a future's block. */
-static conc_future_t *init_future(void *block) {
-  conc_future_t *f = (conc_future_t *)block;
+/* A future followed by 'extra' bytes in the same block, which its
+** maker fills (zeroing them would cost every task's submit). */
+static conc_future_t *alloc_future(size_t extra) {
+  conc_future_t *f = (conc_future_t *)malloc(sizeof(*f) + extra);
+  if (f == NULL)
+    return NULL;
   memset(f, 0, sizeof(*f));
   f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
@@ -311,25 +146,13 @@ static conc_future_t *init_future(void *block) {
   return f;
 }
 
-/* A future followed by 'extra' bytes in the same block, which its
-** maker fills (zeroing them would cost every task's submit). */
-static conc_future_t *alloc_future(size_t extra) {
-  void *b = malloc(sizeof(conc_future_t) + extra);
-  return b != NULL ? init_future(b) : NULL;
-}
-
 conc_future_t *conc_future_new(void) {
   return alloc_future(0);
 }
 
 conc_future_t *conc__future_new_room(size_t room, int stoppable) {
-  conc_future_t *f = NULL;
-  void *b;
-  if (slotfits(room) && (b = slot_take()) != NULL) {
-    f = init_future(b);
-    f->inslab = 1;
-  } else if (room <= SIZE_MAX - sizeof(*f))
-    f = alloc_future(room);
+  conc_future_t *f = room <= SIZE_MAX - sizeof(conc_future_t)
+                     ? alloc_future(room) : NULL;
   if (f != NULL)
     f->stoppable = stoppable != 0;
   return f;
@@ -359,10 +182,7 @@ void conc_future_unref(conc_future_t *f) {
   }
   if (f->state == CONC_FINISHED && f->u.out.freefn != NULL)
     f->u.out.freefn(f->u.out.data);
-  if (f->inslab)
-    slot_give(f);
-  else
-    free(f);
+  free(f);
 }
 
 /* The payload is written before the state (release), so a reader that
