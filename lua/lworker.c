@@ -221,15 +221,16 @@ static int cf_chunkerror(lua_State *W);
 static int cf_chunkresults(lua_State *W);
 static int cf_chunkkeep(lua_State *W);
 
+static const luaL_Reg workerfuncs[] = {
+  {"worker", cf_worker},
+  {"_chunkerror", cf_chunkerror},
+  {"_chunkresults", cf_chunkresults},
+  {"_chunkkeep", cf_chunkkeep},
+  {NULL, NULL}
+};
+
 void lconc_open_worker(lua_State *L) {
-  lua_pushcfunction(L, cf_worker);
-  lua_setfield(L, -2, "worker");
-  lua_pushcfunction(L, cf_chunkerror);
-  lua_setfield(L, -2, "_chunkerror");
-  lua_pushcfunction(L, cf_chunkresults);
-  lua_setfield(L, -2, "_chunkresults");
-  lua_pushcfunction(L, cf_chunkkeep);
-  lua_setfield(L, -2, "_chunkkeep");
+  luaL_setfuncs(L, workerfuncs, 0);
 }
 
 /* }====================================================================== */
