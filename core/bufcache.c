@@ -10,15 +10,7 @@
 
 /* Cached blocks poisoned under ASan: a use after free of a block this
 ** cache keeps is still reported. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONC_ASAN
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(CONC_ASAN)
-#define CONC_ASAN
-#endif
-#if defined(CONC_ASAN)
+#if defined(CONC__ASAN)
 #include <sanitizer/asan_interface.h>
 #define poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)

@@ -3,6 +3,7 @@
 ** PENDING -> CANCELLED; a lock per future.
 */
 #include <linux/futex.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -44,6 +45,8 @@ struct conc_future {
   unsigned char stoppable:1;  /* its executor can stop its task */
   unsigned char stopreq:1;  /* a running cancel was asked: ends CANCELLED */
   unsigned char ended:1;  /* the task unwound: too late to stop it */
+  unsigned char inslab:1;  /* its block is a slab's (below): set when
+                           ** made, read at the last reference only */
   union {
     struct {              /* until it is done: */
       void (*stopper)(void *arg);  /* asks the executor to stop the task
@@ -133,12 +136,283 @@ const char *conc_strerror(int code) {
 }
 
 
-/* A future followed by 'extra' bytes in the same block, which its
-** maker fills (zeroing them would cost every task's submit). */
-static conc_future_t *alloc_future(size_t extra) {
-  conc_future_t *f = (conc_future_t *)malloc(sizeof(*f) + extra);
-  if (f == NULL)
+/* {======================================================================
+** Task blocks
+** ======================================================================= */
+
+/*
+** A thread pool's task lives in its future's block (future, task and
+** payload: 152 bytes for x -> x+1), made at submit and freed at the last
+** reference, one per task. At that size glibc serves it from neither
+** its fast bins nor, once a collection frees thousands at a time, its
+** thread cache: malloc and free cost some 335 instructions a task. So
+** blocks of up to SLOT bytes are carved from slabs of SLAB bytes,
+** aligned to their size so that a block finds its slab by masking its
+** address: taking or giving one back is a lock, a pop or push and a
+** count. The slabs are cut from chunks that mmap gives: page aligned,
+** so the slabs inside are aligned with nothing lost (posix_memalign
+** left a fragment beside each slab that the process never filled), and
+** a page past the slabs cut so far is no memory yet. A chunk's header
+** sits in its first slab, in the room its slots leave. An empty slab goes back to its chunk, and a chunk
+** with none in use goes back to the system, but for one empty slab kept
+** while a thread pool exists, so that a loop whose blocks all go and
+** come does not make a slab each time. A kept future keeps its slab
+** (4 KiB, 26 blocks) and its chunk mapped. Chunks are big so that even
+** millions of pending tasks take a few thousand mappings at most.
+** Under AddressSanitizer every block is malloc's, so that LeakSanitizer
+** names a leaked future and a use after free is caught; under valgrind
+** memcheck is told of each block as an allocation of its own.
+*/
+#if !defined(CONC__ASAN)
+#include <sys/mman.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#if !defined(VALGRIND_MAKE_MEM_UNDEFINED)
+#define VALGRIND_MALLOCLIKE_BLOCK(p, n, rz, zeroed) ((void)0)
+#define VALGRIND_FREELIKE_BLOCK(p, rz) ((void)0)
+#define VALGRIND_MAKE_MEM_UNDEFINED(p, n) ((void)0)
+#endif
+
+#define SLAB 4096
+#define SLOT 152
+#define CHUNK (64 * SLAB)
+
+typedef struct chunk chunk;
+
+typedef struct slab {
+  struct slab *next, *prev;  /* in 'partial' while it has a free slot;
+                             ** empty in its chunk, 'next' links them */
+  void *free;                /* first free slot, which links the next */
+  chunk *home;               /* the chunk it was cut from */
+  int used;                  /* slots taken */
+  unsigned gen;              /* 'gen' when cut: another process's if
+                             ** not the current one (after a fork) */
+} slab;
+
+/* In its first slab, after that slab's header. */
+struct chunk {
+  chunk *next, *prev;  /* in 'open' while it has a slab to give */
+  slab *empty;         /* its empty slabs */
+  int cut;             /* slabs cut so far */
+  int inuse;           /* slabs out of it, 'spare' included */
+};
+
+#define HDR ((sizeof(slab) + 7) & ~(size_t)7)
+/* Every slab leaves room for a chunk header: only the first holds one. */
+#define NSLOTS ((int)((SLAB - HDR - sizeof(chunk)) / SLOT))
+#define NSLABS (CHUNK / SLAB)
+
+static int slotfits(size_t room) {
+  return room <= SLOT - sizeof(conc_future_t);
+}
+
+static int slabmu;               /* the lock of what follows */
+static slab *partial;            /* slabs with free slots (a ring) */
+static slab *spare;              /* an empty slab kept, or NULL */
+static chunk *open;              /* chunks with a slab to give (a list) */
+static int slabusers;            /* thread pools alive */
+static unsigned gen;             /* forks of this process's line */
+
+static void ring_add(slab *s) {
+  if (partial == NULL)
+    s->next = s->prev = s;
+  else {
+    s->next = partial;
+    s->prev = partial->prev;
+    partial->prev->next = s;
+    partial->prev = s;
+  }
+  partial = s;
+}
+
+static void ring_remove(slab *s) {
+  if (s->next == s)
+    partial = NULL;
+  else {
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    if (partial == s)
+      partial = s->next;
+  }
+}
+
+static void open_add(chunk *c) {
+  c->prev = NULL;
+  c->next = open;
+  if (open != NULL)
+    open->prev = c;
+  open = c;
+}
+
+static void open_remove(chunk *c) {
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    open = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+}
+
+static int chunk_full(const chunk *c) {
+  return c->empty == NULL && c->cut == NSLABS;
+}
+
+/* A new chunk, in 'open' (lock held), or NULL. */
+static chunk *chunk_new(void) {
+  char *m = (char *)mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  chunk *c;
+  if (m == (char *)MAP_FAILED)
     return NULL;
+  c = (chunk *)(m + HDR);
+  c->empty = NULL;
+  c->cut = 0;
+  c->inuse = 0;
+  open_add(c);
+  return c;
+}
+
+/* The next slab place of 'c', with every slot free. */
+static slab *slab_cut(chunk *c) {
+  slab *s = (slab *)((char *)c - HDR + (size_t)c->cut++ * SLAB);
+  char *at = (char *)s + SLAB;
+  int i;
+  s->home = c;
+  s->gen = gen;
+  s->free = NULL;
+  for (i = 0; i < NSLOTS; i++) {  /* the lowest address first */
+    at -= SLOT;
+    *(void **)at = s->free;
+    s->free = at;
+  }
+  s->used = 0;
+  return s;
+}
+
+/* An empty slab, in 'partial' (lock held), or NULL. */
+static slab *slab_new(void) {
+  slab *s = spare;
+  chunk *c;
+  if (s != NULL)
+    spare = NULL;
+  else {
+    c = open != NULL ? open : chunk_new();
+    if (c == NULL)
+      return NULL;
+    if (c->empty != NULL) {  /* its slots all free, as they were left */
+      s = c->empty;
+      c->empty = s->next;
+    } else
+      s = slab_cut(c);
+    if (chunk_full(c))
+      open_remove(c);
+    c->inuse++;
+  }
+  ring_add(s);
+  return s;
+}
+
+/* An empty slab back to its chunk (lock held); the chunk, out of every
+** list, when it has no slab out any more (to unmap), else NULL. */
+static chunk *slab_drop(slab *s) {
+  chunk *c = s->home;
+  if (chunk_full(c))
+    open_add(c);
+  s->next = c->empty;
+  c->empty = s;
+  if (--c->inuse > 0)
+    return NULL;
+  open_remove(c);
+  return c;
+}
+
+static void chunk_free(chunk *c) {
+  if (c != NULL)
+    munmap((char *)c - HDR, CHUNK);
+}
+
+/* A block of SLOT bytes, or NULL. */
+static void *slot_take(void) {
+  slab *s;
+  void *b = NULL;
+  lock(&slabmu);
+  s = partial != NULL ? partial : slab_new();
+  if (s != NULL) {
+    b = s->free;
+    s->free = *(void **)b;
+    if (++s->used == NSLOTS)
+      ring_remove(s);
+  }
+  unlock(&slabmu);
+  if (b != NULL)
+    VALGRIND_MALLOCLIKE_BLOCK(b, SLOT, 0, 0);
+  return b;
+}
+
+/* Give back a block of slot_take. A slab of the process this one forked
+** from is left as it is: its state may have been half changed. Under
+** memcheck a block is freed before its first word links the free ones. */
+static void slot_give(void *b) {
+  slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
+  chunk *gone = NULL;
+  if (s->gen != gen)
+    return;
+  VALGRIND_FREELIKE_BLOCK(b, 0);
+  VALGRIND_MAKE_MEM_UNDEFINED(b, sizeof(void *));
+  lock(&slabmu);
+  *(void **)b = s->free;
+  s->free = b;
+  if (s->used-- == NSLOTS)
+    ring_add(s);
+  if (s->used == 0) {
+    ring_remove(s);
+    if (spare == NULL && slabusers > 0)
+      spare = s;
+    else
+      gone = slab_drop(s);
+  }
+  unlock(&slabmu);
+  chunk_free(gone);
+}
+
+void conc__future_blockuse(int delta) {
+  chunk *gone = NULL;
+  lock(&slabmu);
+  slabusers += delta;
+  if (slabusers == 0 && spare != NULL) {
+    gone = slab_drop(spare);
+    spare = NULL;
+  }
+  unlock(&slabmu);
+  chunk_free(gone);
+}
+
+/* In a forked child: the parent's slabs and chunks are left alone. */
+void conc__future_forked(void) {
+  slabmu = 0;
+  partial = spare = NULL;
+  open = NULL;
+  slabusers = 0;
+  gen++;
+}
+#else
+static int slotfits(size_t room) { (void)room; return 0; }
+static void *slot_take(void) { return NULL; }
+static void slot_give(void *b) { (void)b; }
+void conc__future_blockuse(int delta) { (void)delta; }
+void conc__future_forked(void) {}
+#endif
+
+/* }====================================================================== */
+
+
+/* Fill the header of a future's block. */
+static conc_future_t *init_future(void *block) {
+  conc_future_t *f = (conc_future_t *)block;
   memset(f, 0, sizeof(*f));
   f->kind = CONC_SHARED_FUTURE;
   f->refs = 1;
@@ -146,13 +420,25 @@ static conc_future_t *alloc_future(size_t extra) {
   return f;
 }
 
+/* A future followed by 'extra' bytes in the same block, which its
+** maker fills (zeroing them would cost every task's submit). */
+static conc_future_t *alloc_future(size_t extra) {
+  void *b = malloc(sizeof(conc_future_t) + extra);
+  return b != NULL ? init_future(b) : NULL;
+}
+
 conc_future_t *conc_future_new(void) {
   return alloc_future(0);
 }
 
 conc_future_t *conc__future_new_room(size_t room, int stoppable) {
-  conc_future_t *f = room <= SIZE_MAX - sizeof(conc_future_t)
-                     ? alloc_future(room) : NULL;
+  conc_future_t *f = NULL;
+  void *b;
+  if (slotfits(room) && (b = slot_take()) != NULL) {
+    f = init_future(b);
+    f->inslab = 1;
+  } else if (room <= SIZE_MAX - sizeof(*f))
+    f = alloc_future(room);
   if (f != NULL)
     f->stoppable = stoppable != 0;
   return f;
@@ -182,7 +468,10 @@ void conc_future_unref(conc_future_t *f) {
   }
   if (f->state == CONC_FINISHED && f->u.out.freefn != NULL)
     f->u.out.freefn(f->u.out.data);
-  free(f);
+  if (f->inslab)
+    slot_give(f);
+  else
+    free(f);
 }
 
 /* The payload is written before the state (release), so a reader that

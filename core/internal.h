@@ -25,6 +25,17 @@
 #define conc_assert(c) ((void)0)
 #endif
 
+/* Built with AddressSanitizer: memory the core keeps for reuse is
+** poisoned or not kept at all, so that its checks still see it. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CONC__ASAN
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CONC__ASAN)
+#define CONC__ASAN
+#endif
+
 /* A hint to the CPU inside a polling loop. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -192,6 +203,11 @@ CONC__FUNC conc_payload_t *conc__payload_move(conc_payload_t *p, void *at,
 CONC__FUNC conc_future_t *conc__future_new_room(size_t room,
                                                 int stoppable);
 CONC__FUNC void *conc__future_room(conc_future_t *f);
+/* future.c: a thread pool starts (+1) or ends (-1) using the slabs of
+** task blocks (an empty one is kept while any does); in a forked child,
+** before anything else runs, the parent's slabs are left alone. */
+CONC__FUNC void conc__future_blockuse(int delta);
+CONC__FUNC void conc__future_forked(void);
 
 /* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,

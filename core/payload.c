@@ -440,6 +440,7 @@ void conc__payload_forked(void) {
   cachemu = freshcache;
   cache = NULL;  /* the parent's, maybe half changed: left alone */
   cacheusers = 0;  /* the parent's pools have no thread here */
+  conc__future_forked();
 }
 
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,

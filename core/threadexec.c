@@ -290,6 +290,7 @@ static void tx_free(conc_executor_t *b) {
   texec *ex = (texec *)b;
   conc_pool_free(ex->pool);
   conc__payload_cacheuse(-1);
+  conc__future_blockuse(-1);
   conc__tasktimer_free(&ex->timer);
   pthread_mutex_destroy(&ex->mu);
   free(ex->why);
@@ -332,5 +333,6 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     return NULL;
   }
   conc__payload_cacheuse(1);
+  conc__future_blockuse(1);
   return &ex->base;
 }
