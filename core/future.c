@@ -153,28 +153,29 @@ const char *conc_strerror(int code) {
 ** so the slabs inside are aligned with nothing lost (posix_memalign
 ** left a fragment beside each slab that the process never filled), and
 ** a page past the slabs cut so far is no memory yet. A chunk's header
-** sits in its first slab, in the room its slots leave. An empty slab goes back to its chunk, and a chunk
-** with none in use goes back to the system, but for one empty slab kept
-** while a thread pool exists, so that a loop whose blocks all go and
-** come does not make a slab each time. A kept future keeps its slab
-** (4 KiB, 26 blocks) and its chunk mapped. Chunks are big so that even
-** millions of pending tasks take a few thousand mappings at most.
+** sits in its first slab, in the room the slots leave. An empty slab
+** goes back to its chunk, and a chunk with none in use goes back to the
+** system, but for one empty slab kept while a thread pool exists, so
+** that a loop whose blocks all go and come does not make a slab each
+** time. A kept future keeps its slab (4 KiB, 26 blocks) and its chunk
+** mapped. Chunks are big so that even millions of pending tasks take a
+** few thousand mappings at most (mmap failing, blocks are malloc's).
 ** Under AddressSanitizer every block is malloc's, so that LeakSanitizer
-** names a leaked future and a use after free is caught; under valgrind
-** memcheck is told of each block as an allocation of its own.
+** names a leaked future and a use after free is caught. Under valgrind
+** chunks are malloc's: memcheck scans mapped memory for pointers, and a
+** leaked future in a mapped chunk points at itself (its task does); a
+** leak in a chunk of malloc is reported as the chunk's.
 */
 #if !defined(CONC__ASAN)
 #include <sys/mman.h>
 
 #if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
 #endif
 #endif
-#if !defined(VALGRIND_MAKE_MEM_UNDEFINED)
-#define VALGRIND_MALLOCLIKE_BLOCK(p, n, rz, zeroed) ((void)0)
-#define VALGRIND_FREELIKE_BLOCK(p, rz) ((void)0)
-#define VALGRIND_MAKE_MEM_UNDEFINED(p, n) ((void)0)
+#if !defined(RUNNING_ON_VALGRIND)
+#define RUNNING_ON_VALGRIND 0
 #endif
 
 #define SLAB 4096
@@ -199,6 +200,7 @@ struct chunk {
   slab *empty;         /* its empty slabs */
   int cut;             /* slabs cut so far */
   int inuse;           /* slabs out of it, 'spare' included */
+  int mapped;          /* mmap's, else malloc's (under valgrind) */
 };
 
 #define HDR ((sizeof(slab) + 7) & ~(size_t)7)
@@ -263,12 +265,18 @@ static int chunk_full(const chunk *c) {
 
 /* A new chunk, in 'open' (lock held), or NULL. */
 static chunk *chunk_new(void) {
-  char *m = (char *)mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *m = NULL;
+  int mapped = !RUNNING_ON_VALGRIND;
   chunk *c;
-  if (m == (char *)MAP_FAILED)
+  if (mapped) {
+    m = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      return NULL;
+  } else if (posix_memalign(&m, SLAB, CHUNK) != 0)
     return NULL;
-  c = (chunk *)(m + HDR);
+  c = (chunk *)((char *)m + HDR);
+  c->mapped = mapped;
   c->empty = NULL;
   c->cut = 0;
   c->inuse = 0;
@@ -331,8 +339,12 @@ static chunk *slab_drop(slab *s) {
 }
 
 static void chunk_free(chunk *c) {
-  if (c != NULL)
+  if (c == NULL)
+    return;
+  if (c->mapped)
     munmap((char *)c - HDR, CHUNK);
+  else
+    free((char *)c - HDR);
 }
 
 /* A block of SLOT bytes, or NULL. */
@@ -348,21 +360,16 @@ static void *slot_take(void) {
       ring_remove(s);
   }
   unlock(&slabmu);
-  if (b != NULL)
-    VALGRIND_MALLOCLIKE_BLOCK(b, SLOT, 0, 0);
   return b;
 }
 
 /* Give back a block of slot_take. A slab of the process this one forked
-** from is left as it is: its state may have been half changed. Under
-** memcheck a block is freed before its first word links the free ones. */
+** from is left as it is: its state may have been half changed. */
 static void slot_give(void *b) {
   slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
   chunk *gone = NULL;
   if (s->gen != gen)
     return;
-  VALGRIND_FREELIKE_BLOCK(b, 0);
-  VALGRIND_MAKE_MEM_UNDEFINED(b, sizeof(void *));
   lock(&slabmu);
   *(void **)b = s->free;
   s->free = b;
