@@ -445,11 +445,43 @@ static void putfloat(Enc *E, lua_Number x) {
 
 static void encode(Enc *E, int idx);
 
+/* (Called.) Take the LUA_MINSTACK slots a call has, and as many again
+** for each of the 'k' - 1 calls it nests (the integer at 1). */
+static int takeroom(lua_State *L) {
+  lua_Integer k = lua_tointeger(L, 1);
+  if (k > 1) {
+    lua_settop(L, LUA_MINSTACK - 2);  /* the next call's room above them */
+    lua_pushcfunction(L, takeroom);
+    lua_pushinteger(L, k - 1);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+/* Whether the stack has room for 'n' more values. lua_checkstack gives
+** 0 both when the stack would pass LUAI_MAXSTACK and when growing it
+** failed (a worker at its max_memory): that failure is raised here as
+** Lua's memory error, not taken for an overflow. A call makes room as
+** lua_checkstack does but fails with the error that happened, so nested
+** calls taking as much room as 'n' tell the two apart. */
+static int stackroom(lua_State *L, int n) {
+  int st;
+  if (lua_checkstack(L, n))
+    return 1;
+  lua_pushcfunction(L, takeroom);
+  lua_pushinteger(L, n / (LUA_MINSTACK - 2) + 1);
+  if ((st = lua_pcall(L, 1, 0, 0)) == LUA_ERRMEM)
+    lua_error(L);  /* Lua's memory message: raised as a memory error */
+  if (st != LUA_OK)
+    lua_pop(L, 1);
+  return lua_checkstack(L, n);
+}
+
 /* One level deeper, within CONC_MAXDEPTH, with Lua stack to spare. */
 static void enter(Enc *E) {
   if (E->depth >= CONC_MAXDEPTH)
     refuse(E, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
-  if (!lua_checkstack(E->L, 8))
+  if (!stackroom(E->L, 8))
     refuse(E, "stack overflow");
   E->path[++E->depth].kind = SEG_NONE;
 }
@@ -788,7 +820,7 @@ static int encarray(Enc *E, int t, int k, lua_Integer *narr) {
   lua_Integer n = 0;
   int more, kept = 0;
   Run run;
-  if (!lua_checkstack(L, 2 * KEEPPAIRS + 2))
+  if (!stackroom(L, 2 * KEEPPAIRS + 2))
     refuse(E, "stack overflow");
   run.tag = 0;
   if (E->B->fastarray && (n = encslots(E, t, &run)) > 0) {
@@ -1437,7 +1469,7 @@ static lua_Number loadfloat(Dec *D) {
 static void enterd(Dec *D) {
   if (D->depth >= CONC_MAXDEPTH)
     error(D, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
-  if (D->depth > 0 && !lua_checkstack(D->L, 8))
+  if (D->depth > 0 && !stackroom(D->L, 8))
     error(D, "stack overflow");
   D->depth++;
 }

@@ -241,15 +241,23 @@ void lconc_open_worker(lua_State *L) {
 ** ======================================================================= */
 
 /* The text of the error value at 'idx' for a traceback, as lua.c's
-** msghandler makes it; pushed on the stack. */
+** msghandler makes it; pushed on the stack. Its __tostring runs
+** protected: one that raises or yields would replace the task's error
+** (msgh) or end a chunk before its earlier calls' results (cf_chunkerror),
+** so it gives the text of a value without one. */
 static const char *errortext(lua_State *W, int idx) {
   int t = lua_type(W, idx);
+  idx = lua_absindex(W, idx);
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
     lua_pushvalue(W, idx);  /* converted on the copy, not in place */
     return lua_tostring(W, -1);
   }
-  if (luaL_callmeta(W, idx, "__tostring") && lua_type(W, -1) == LUA_TSTRING)
-    return lua_tostring(W, -1);
+  if (luaL_getmetafield(W, idx, "__tostring") != LUA_TNIL) {
+    lua_pushvalue(W, idx);
+    if (lua_pcall(W, 1, 1, 0) == LUA_OK && lua_type(W, -1) == LUA_TSTRING)
+      return lua_tostring(W, -1);
+    lua_pop(W, 1);
+  }
   return lua_pushfstring(W, "(error object is a %s value)",
                          luaL_typename(W, idx));
 }

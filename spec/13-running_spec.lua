@@ -330,6 +330,36 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.matches("f\tfalse\tnot enough memory\ng\tfalse\tnot enough memory\n", out)
       end)
 
+      it("says 'not enough memory' when the stack cannot grow to encode a deep table", function()
+        -- the task fills its state to the last bytes, frees 'x' of them
+        -- and returns a table 190 deep: the encoder's stack must grow at
+        -- each level, and a growth that failed read "cannot transfer
+        -- result #1[1]... (stack overflow)" at many x
+        local out = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          for x = 0, 60000, 512 do  -- a fresh worker each: its stack as small
+            local ex = cf.%s { max_workers = 1, max_memory = 1024 * 1024 }
+            local f = ex:submit(function(x)
+              local t = {} for _ = 1, 190 do t = { t } end
+              KEEP = {}
+              local spare, size = string.rep("s", x), 65536
+              while size >= 1 do
+                local ok = pcall(function() KEEP = { KEEP, string.rep("f", size) } end)
+                if not ok then size = size // 2 end
+              end
+              spare = nil
+              collectgarbage()
+              return t
+            end, x)
+            local ok, e = pcall(f.result, f, 30)
+            ex:shutdown(true)
+            if not ok and e ~= "not enough memory" then print(x, e) end
+          end
+          print("done")
+        ]]):format(class))
+        assert.equal("done\n", out)
+      end)
+
       it("reports the memory the workers hold", function()
         local ex <close> = Pool(2)
         local f = ex:submit(function() _G.keep = ("x"):rep(4 * 1024 * 1024) return #_G.keep end)

@@ -213,6 +213,24 @@ return function(class, Pool, Broken, caps)
             return x * 10, x
           end end,
           "^boxed %(cannot transfer error #1%.co %(thread%)" },
+        -- a __tostring that raises or yields: the text of a value
+        -- without one, and the calls before still yield their results
+        { "tostring raises", function(bad) return function(x)
+            if x == bad then
+              error(setmetatable({ co = coroutine.create(print) },
+                                 { __tostring = function() error("no text") end }))
+            end
+            return x * 10, x
+          end end,
+          "^%(error object is a table value%) %(cannot transfer error #1%.co %(thread%)" },
+        { "tostring yields", function(bad) return function(x)
+            if x == bad then
+              error(setmetatable({ co = coroutine.create(print) },
+                                 { __tostring = function() coroutine.yield() end }))
+            end
+            return x * 10, x
+          end end,
+          "^%(error object is a table value%) %(cannot transfer error #1%.co %(thread%)" },
         { "upvalue", function(bad) return function(x)
             local co = coroutine.create(print)
             if x == bad then error(function() return co end) end
