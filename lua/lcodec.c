@@ -1226,28 +1226,15 @@ typedef struct Scalars {
 ** boolean, number or string. */
 static int addscalar(lua_State *L, int idx, Scalars *s) {
   char head[11];  /* a tag and a varint */
-  char *p = head;
+  char *p;
   const char *str = NULL;
   size_t len = 0, k;
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL: *p++ = T_NIL; break;
-    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        *p++ = T_INT;
-        p = storevarint(p, zigzag(lua_tointeger(L, idx)));
-      } else {
-        *p++ = T_FLT;
-        p = storefloat(p, lua_tonumber(L, idx));
-      }
-      break;
-    case LUA_TSTRING:
-      str = lua_tolstring(L, idx, &len);
-      *p++ = T_STR;
-      p = storevarint(p, len);
-      break;
-    default: return 0;
-  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    str = lua_tolstring(L, idx, &len);
+    head[0] = T_STR;
+    p = storevarint(head + 1, len);
+  } else if ((p = storescalar(L, idx, head)) == NULL)
+    return 0;
   k = (size_t)(p - head);
   if (k + len > SIZE_MAX / 4 - s->n)  /* 's->n' stays below SIZE_MAX / 4 */
     return 0;  /* too large: lconc_encode says so */
