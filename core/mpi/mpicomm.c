@@ -36,7 +36,9 @@
 **                                                    started (0) or not
 **   M_TASK   (0 -> w)  u32 pool, u64 task, f64 timeout, payload
 **                                                    (timeout 0: none)
-**   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, payload
+**   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, u64 memory, payload
+**                                                    (memory: bytes the
+**                                                    pool's state holds)
 **   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
 **   M_CANCEL (0 -> w)  u32 pool, u64 task            stop it (running or
 **                                                    queued)
@@ -95,6 +97,7 @@ typedef struct mrank {
   conc__queue inflight;     /* in order of sending */
   int ninflight;
   int opened, started;      /* M_OPEN sent; M_START 0 came */
+  size_t memory;            /* its state's bytes, after its last task */
 } mrank;
 
 struct mpool {
@@ -767,6 +770,7 @@ static mpool *findpool(uint32_t id) {
 static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   uint64_t id = conc__get64(r);
   unsigned failed = conc__get8(r);
+  uint64_t memory = conc__get64(r);
   conc_payload_t *outcome = NULL;
   uint64_t *ids = NULL;
   int nomem = 0;
@@ -790,6 +794,7 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
+  k->memory = (size_t)memory;  /* in stats once the future completes */
   finish(p, t, outcome, failed != 0, done);
 }
 
@@ -1079,10 +1084,12 @@ static void mx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   int i;
   pthread_mutex_lock(&G.mu);
   s->workers = s->idle = 0;
+  s->memory = 0;
   for (i = 0; i < p->nranks; i++)
     if (p->ranks[i].started && !p->closed) {
       s->workers++;
       s->idle += p->ranks[i].ninflight == 0;
+      s->memory += p->ranks[i].memory;
     }
   s->broken = p->broken;
   s->pending = p->npending;
@@ -1619,6 +1626,7 @@ static void runtask(wpool *pools, job *j, int cut) {
   if (!cut) {
     conc__put64(&o->w, j->task);
     conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
+    conc__put64(&o->w, p != NULL && p->ok ? p->rt.memory(p->ctx) : 0);
     if (res != NULL)
       conc__putpayload(&o->w, res, ids);
   }

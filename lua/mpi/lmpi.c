@@ -34,20 +34,36 @@ static int rank_, size_;
 
 
 /* {======================================================================
-** Worker ranks: a pool's runtime from its setup "path\0cpath"
+** Worker ranks: a pool's runtime from its setup "path\0cpath\0cap"
 ** ======================================================================= */
+
+/* The field after the one at 's' (NUL-ended, or cut by 'end'). */
+static const char *nextfield(const char *s, const char *end) {
+  s += strnlen(s, (size_t)(end - s));
+  return s < end ? s + 1 : end;
+}
+
+/* The cap, max_memory in decimal (0: none), as makempi writes it. */
+static size_t readcap(const char *s, const char *end) {
+  size_t cap = 0;
+  for (; s < end && *s >= '0' && *s <= '9'; s++)
+    cap = cap * 10 + (size_t)(*s - '0');
+  return cap;
+}
 
 static int w_open(const char *setup, size_t len, conc_payload_t *init,
                   conc_runtime_t *rt) {
   lconc_shared *sh = lconc_shared_new();
-  size_t n = strnlen(setup, len);
+  const char *end = setup + len;
+  const char *cpath = nextfield(setup, end), *cap = nextfield(cpath, end);
   if (sh == NULL) {
     conc_payload_free(init);
     return CONC_ENOMEM;
   }
   sh->init = init;
-  sh->path = strndup(setup, n);
-  sh->cpath = n < len ? strndup(setup + n + 1, len - n - 1) : strdup("");
+  sh->path = strndup(setup, strnlen(setup, len));
+  sh->cpath = strndup(cpath, strnlen(cpath, (size_t)(end - cpath)));
+  sh->max_memory = readcap(cap, end);
   if (sh->path == NULL || sh->cpath == NULL) {
     lconc_shared_free(sh);
     return CONC_ENOMEM;
@@ -111,7 +127,8 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
   size_t len;
   if (size_ < 2)
     spawnworkers(L, o->max_workers);
-  setup = lua_pushfstring(L, "%s%c%s", sh->path, 0, sh->cpath);
+  setup = lua_pushfstring(L, "%s%c%s%c%I", sh->path, 0, sh->cpath, 0,
+                          (lua_Integer)sh->max_memory);
   len = lua_rawlen(L, -1);
   init = sh->init;  /* the back-end takes it */
   sh->init = NULL;
@@ -125,7 +142,8 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
 }
 
 static const char *const mpioptions[] = {
-  "max_workers", "initializer", "initargs", "task_timeout", NULL
+  "max_workers", "initializer", "initargs", "task_timeout", "max_memory",
+  NULL
 };
 
 static const lconc_execkind mpikind = {

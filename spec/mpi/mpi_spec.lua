@@ -11,7 +11,8 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs, task_timeout", copies = true, limits = true,
+  options = "max_workers, initializer, initargs, task_timeout, max_memory", copies = true,
+  limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -194,6 +195,89 @@ describe("running work on a worker rank", function()
     assert.equal("task exceeded its 0.1 s time limit", e.message)
     assert.equal(7, ex:submit(function() return 7 end):result(30))
     assert.equal(2, ex:stats().failed)
+  end)
+end)
+
+-- The process pool's options over MPI (API.md, "Across machines": the
+-- same options as the process pool).
+describe("process pool options on worker ranks", function()
+  -- the error of a constructor call, without the function's name
+  local function err(fn, ...)
+    local ok, e = pcall(fn, ...)
+    assert.is_false(ok)
+    return tostring(e):match("%((.*)%)$") or tostring(e)
+  end
+
+  describe("max_memory", function()
+    local function hog()
+      local t = {}
+      for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+      return #t
+    end
+
+    it("fails a task that grows past the cap; the rank serves on", function()
+      local ex <close> = Pool { max_workers = 1, max_memory = 8 * 1024 * 1024 }
+      assert.equal(1, ex:submit(function() return 1 end):result(30))
+      assert.equal("not enough memory", ex:submit(hog):exception(30))
+      -- its garbage is collected at once: the rank says so with the result
+      local left = ex:stats().memory
+      assert.is_true(left > 0 and left < 4 * 1024 * 1024, tostring(left))
+      local r = table.pack(ex:submit(function()
+        return require("concurrent.futures.mpi").rank(), collectgarbage("count")
+      end):result(30))
+      assert.equal(1, r[1])
+      assert.is_true(r[2] * 1024 < 8 * 1024 * 1024)
+    end)
+
+    it("caps each rank of the pool, and only that pool's states", function()
+      local ex <close> = Pool { max_workers = 2, max_memory = 8 * 1024 * 1024 }
+      local free <close> = Pool(2)
+      local gate = cf.Future()
+      local function hogat(g)
+        g:result(30)
+        local ok, e = pcall(function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+        end)
+        return require("concurrent.futures.mpi").rank(), ok, e
+      end
+      local a, b = ex:submit(hogat, gate), ex:submit(hogat, gate)
+      gate:set_result(true)
+      local ra, oka, ea = a:result(30)
+      local rb, okb, eb = b:result(30)
+      assert.same({ false, false }, { oka, okb })
+      assert.same({ "not enough memory", "not enough memory" }, { ea, eb })
+      assert.same({ 1, 2 }, { math.min(ra, rb), math.max(ra, rb) })
+      local big = free:submit(function() return #("y"):rep(16 * 1024 * 1024) end)
+      assert.equal(16 * 1024 * 1024, big:result(30))
+    end)
+
+    it("reports the memory the ranks' states hold in stats()", function()
+      local ex <close> = Pool(2)
+      assert.equal(0, ex:stats().memory)
+      local gate = cf.Future()
+      local function keep(g, n)
+        g:result(30)
+        _G.keep = ("x"):rep(n)
+        return require("concurrent.futures.mpi").rank()
+      end
+      local a = ex:submit(keep, gate, 4 * 1024 * 1024)
+      local b = ex:submit(keep, gate, 2 * 1024 * 1024)
+      gate:set_result(true)
+      assert.are_not.equal(a:result(30), b:result(30))
+      local mem = ex:stats().memory
+      assert.is_true(mem >= 6 * 1024 * 1024 and mem < 8 * 1024 * 1024, tostring(mem))
+      ex:shutdown()
+      assert.equal(0, ex:stats().memory)
+    end)
+
+    it("refuses the values ThreadPoolExecutor refuses, with its words", function()
+      for _, v in ipairs { 0, -5, 1.5, "1k", 2^63 } do
+        local want = err(cf.ThreadPoolExecutor, { max_memory = v })
+        assert.matches("max_memory must be a positive integer", want)
+        assert.equal(want, err(Pool, { max_memory = v }))
+      end
+    end)
   end)
 end)
 
