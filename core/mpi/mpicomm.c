@@ -31,9 +31,13 @@
 
 /*
 ** body := type field*
-**   M_OPEN   (0 -> w)  u32 pool, u32 n, setup{n}, u8 hasinit, [payload]
+**   M_OPEN   (0 -> w)  u32 pool, u32 maxtasks, u32 n, setup{n}, u8 hasinit,
+**                      [payload]             (maxtasks: a state's tasks
+**                                            before a fresh one, 0: all)
 **   M_START  (w -> 0)  u32 pool, i32 code, message   the pool's runtime
-**                                                    started (0) or not
+**                                                    started (0) or not;
+**                                                    a fresh state says
+**                                                    only if not
 **   M_TASK   (0 -> w)  u32 pool, u64 task, f64 timeout, payload
 **                                                    (timeout 0: none)
 **   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, u64 memory, payload
@@ -98,6 +102,9 @@ typedef struct mrank {
   int ninflight;
   int opened, started;      /* M_OPEN sent; M_START 0 came */
   size_t memory;            /* its state's bytes, after its last task */
+  int ran;                  /* results of its state (under 'maxtasks') */
+  int retired;              /* its state closed after its last task; a
+                            ** fresh one opens with its next */
 } mrank;
 
 struct mpool {
@@ -105,6 +112,7 @@ struct mpool {
   struct mpool *next;       /* in G.pools */
   uint32_t id;
   int nranks;               /* it uses ranks 1..nranks */
+  int maxtasks;             /* max_tasks_per_child, or 0 */
   mrank *ranks;
   char *setup;
   size_t setuplen;
@@ -124,6 +132,7 @@ typedef struct job {
   uint32_t pool;
   uint64_t task;
   double timeout;           /* M_TASK's, or 0 */
+  int maxtasks;             /* M_OPEN's */
   int cancelled;            /* M_CANCEL came before it started */
   int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
@@ -657,6 +666,7 @@ static int sendopen(mpool *p, int rank) {
   if (o == NULL)
     return -1;
   conc__put32(&o->w, p->id);
+  conc__put32(&o->w, (uint32_t)p->maxtasks);
   conc__put32(&o->w, (uint32_t)p->setuplen);
   conc__putbytes(&o->w, p->setup, p->setuplen);
   conc__put8(&o->w, p->init != NULL);
@@ -747,6 +757,7 @@ static void assign(mpool *p, conc__queue *done) {
     }
     conc__queue_insert_tail(&p->ranks[i].inflight, &t->q);
     p->ranks[i].ninflight++;
+    p->ranks[i].retired = 0;  /* it opens a fresh state for it */
   }
 }
 
@@ -795,6 +806,10 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   conc__queue_remove(&t->q);
   k->ninflight--;
   k->memory = (size_t)memory;  /* in stats once the future completes */
+  if (p->maxtasks > 0 && ++k->ran == p->maxtasks) {  /* its state closed */
+    k->ran = 0;
+    k->retired = k->ninflight == 0;  /* else a fresh one runs the next */
+  }
   finish(p, t, outcome, failed != 0, done);
 }
 
@@ -1086,7 +1101,7 @@ static void mx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   s->workers = s->idle = 0;
   s->memory = 0;
   for (i = 0; i < p->nranks; i++)
-    if (p->ranks[i].started && !p->closed) {
+    if (p->ranks[i].started && !p->ranks[i].retired && !p->closed) {
       s->workers++;
       s->idle += p->ranks[i].ninflight == 0;
       s->memory += p->ranks[i].memory;
@@ -1132,8 +1147,9 @@ static const conc_executor_ops_t ops = {
   mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free, NULL
 };
 
-conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
-                                  size_t len, conc_payload_t *init) {
+conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
+                                  const void *setup, size_t len,
+                                  conc_payload_t *init) {
   mpool *p;
   int i;
   if (max_workers > G.size - 1)
@@ -1157,6 +1173,7 @@ conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
   p->init = init;
   p->base.ops = &ops;
   p->nranks = max_workers;
+  p->maxtasks = max_tasks;
   for (i = 0; i < max_workers; i++)
     conc__queue_init(&p->ranks[i].inflight);
   conc__queue_init(&p->pending);
@@ -1404,7 +1421,9 @@ static void onorder(const unsigned char *body, size_t len) {
   if (j->type != M_EXIT)
     j->pool = conc__get32(&r);
   if (j->type == M_OPEN) {
-    uint32_t n = conc__get32(&r);
+    uint32_t n;
+    j->maxtasks = (int)conc__get32(&r);
+    n = conc__get32(&r);
     if (!r.bad && n <= (size_t)(r.end - r.p)) {
       if ((j->setup = (char *)malloc(n + 1)) == NULL)
         fail("out of memory");
@@ -1490,7 +1509,9 @@ typedef struct wpool {
   uint32_t id;
   conc_runtime_t rt;
   void *ctx;
-  int ok;                   /* its runtime started */
+  int ok;                   /* its runtime is made */
+  int live;                 /* a state of it runs ('ctx') */
+  int maxtasks, ran;        /* tasks a state serves (0: all); its count */
 } wpool;
 
 static job *nextjob(void) {
@@ -1547,34 +1568,56 @@ static void post(out *o) {
   wake();
 }
 
-static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
-  wpool *p = (wpool *)calloc(1, sizeof(*p));
-  char *why = NULL;
-  int code;
-  out *o;
-  if (p == NULL)
+static void sendstart(uint32_t pool, int code, const char *why) {
+  out *o = newout(0, M_START);
+  if (o == NULL)
     fail("out of memory");
-  p->id = j->pool;
-  code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
-  j->payload = NULL;
-  if (code == 0) {
-    code = p->rt.start(p->rt.ud, G.rank, &p->ctx, &why);
-    p->ok = code == 0;
-    if (!p->ok)
-      w->close(&p->rt);
-  }
-  p->next = *pools;
-  *pools = p;
-  if ((o = newout(0, M_START)) == NULL)
-    fail("out of memory");
-  conc__put32(&o->w, p->id);
+  conc__put32(&o->w, pool);
   conc__put32(&o->w, (uint32_t)code);
   if (code != 0) {
     const char *msg = why != NULL ? why : conc_strerror(code);
     conc__putbytes(&o->w, msg, strlen(msg));
   }
-  free(why);
   post(endout(o));
+}
+
+/* Start a state of 'p' (its runtime made): its first, or a fresh one
+** after the last served its max_tasks_per_child. 0; or the code and
+** '*why' of the failure, and then the runtime is released. */
+static int startstate(const conc_mpi_worker *w, wpool *p, char **why) {
+  int code = p->rt.start(p->rt.ud, G.rank, &p->ctx, why);
+  p->live = code == 0;
+  if (code != 0) {
+    w->close(&p->rt);
+    p->ok = 0;
+  }
+  return code;
+}
+
+static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
+  wpool *p = (wpool *)calloc(1, sizeof(*p));
+  char *why = NULL;
+  int code;
+  if (p == NULL)
+    fail("out of memory");
+  p->id = j->pool;
+  p->maxtasks = j->maxtasks;
+  code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
+  j->payload = NULL;
+  p->ok = code == 0;
+  if (code == 0)
+    code = startstate(w, p, &why);
+  p->next = *pools;
+  *pools = p;
+  sendstart(p->id, code, why);
+  free(why);
+}
+
+/* Close the state of 'p' (max_tasks_per_child, or the pool's end). */
+static void endstate(wpool *p) {
+  p->rt.stop(p->rt.ud, p->ctx);
+  p->live = 0;
+  p->ran = 0;
 }
 
 static void closepool_w(const conc_mpi_worker *w, wpool **pools,
@@ -1583,10 +1626,10 @@ static void closepool_w(const conc_mpi_worker *w, wpool **pools,
   for (pp = pools; (p = *pp) != NULL; pp = &p->next)
     if (p->id == id) {
       *pp = p->next;
-      if (p->ok) {
-        p->rt.stop(p->rt.ud, p->ctx);
+      if (p->live)
+        endstate(p);
+      if (p->ok)
         w->close(&p->rt);
-      }
       free(p);
       return;
     }
@@ -1599,17 +1642,13 @@ static int corrupt(void) {
   return e != NULL && strcmp(e, "1") == 0;
 }
 
-static void runtask(wpool *pools, job *j, int cut) {
-  wpool *p;
-  conc_payload_t *res = NULL;
+/* Send the result 'res' (taken) of 'j' with the bytes its pool's state
+** holds ('memory'). */
+static void sendresult(job *j, conc_payload_t *res, int failed,
+                       size_t memory, int cut) {
   uint64_t *ids = NULL;
-  int failed = 1, r;
+  int r;
   out *o;
-  for (p = pools; p != NULL && p->id != j->pool; p = p->next)
-    ;
-  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
-  if (p == NULL || !p->ok)
-    res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
     ** from its own */
@@ -1626,13 +1665,41 @@ static void runtask(wpool *pools, job *j, int cut) {
   if (!cut) {
     conc__put64(&o->w, j->task);
     conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
-    conc__put64(&o->w, p != NULL && p->ok ? p->rt.memory(p->ctx) : 0);
+    conc__put64(&o->w, (uint64_t)memory);
     if (res != NULL)
       conc__putpayload(&o->w, res, ids);
   }
   free(ids);
   conc_payload_free(res);
   post(endout(o));
+}
+
+/* Run 'j' in its pool's state. A pool with max_tasks_per_child closes
+** its state once that many tasks ran there (a rank cannot be replaced
+** as a worker process is) and opens a fresh one, with its initializer,
+** for its next task; one that cannot start breaks the pool (M_START). */
+static void runtask(const conc_mpi_worker *w, wpool *pools, job *j,
+                    int cut) {
+  wpool *p;
+  conc_payload_t *res;
+  int failed = 1, last;
+  for (p = pools; p != NULL && p->id != j->pool; p = p->next)
+    ;
+  if (p != NULL && p->ok && !p->live) {
+    char *why = NULL;
+    int code = startstate(w, p, &why);
+    if (code != 0)
+      sendstart(p->id, code, why);
+    free(why);
+  }
+  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
+  if (p == NULL || !p->ok)
+    res = conc_payload_error("", "the pool's worker did not start");
+  last = p != NULL && p->ok && p->maxtasks > 0 && ++p->ran == p->maxtasks;
+  sendresult(j, res, failed, p != NULL && p->ok && !last
+                             ? p->rt.memory(p->ctx) : 0, cut);
+  if (last)  /* after its result: the future need not wait for it */
+    endstate(p);
 }
 
 int conc_mpi_serve(const conc_mpi_worker *w) {
@@ -1644,7 +1711,7 @@ int conc_mpi_serve(const conc_mpi_worker *w) {
     if (type == M_OPEN)
       openpool(w, &pools, j);
     else if (type == M_TASK)
-      runtask(pools, j, cut);
+      runtask(w, pools, j, cut);
     else if (type == M_CLOSE)
       closepool_w(w, &pools, j->pool);
     conc_payload_free(j->payload);

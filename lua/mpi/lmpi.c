@@ -133,7 +133,7 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
   init = sh->init;  /* the back-end takes it */
   sh->init = NULL;
   core = conc_mpiexec_new(o->max_workers > 0 ? o->max_workers : size_ - 1,
-                          setup, len, init);
+                          o->max_tasks_per_child, setup, len, init);
   if (core == NULL)
     luaL_error(L, "cannot create the MPIPoolExecutor (not enough memory, "
                "or MPI has stopped)");
@@ -142,8 +142,8 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
 }
 
 static const char *const mpioptions[] = {
-  "max_workers", "initializer", "initargs", "task_timeout", "max_memory",
-  NULL
+  "max_workers", "initializer", "initargs", "max_tasks_per_child",
+  "task_timeout", "max_memory", NULL
 };
 
 static const lconc_execkind mpikind = {

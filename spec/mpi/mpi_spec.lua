@@ -11,8 +11,8 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs, task_timeout, max_memory", copies = true,
-  limits = true,
+  options = "max_workers, initializer, initargs, max_tasks_per_child, task_timeout, max_memory",
+  copies = true, limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -134,7 +134,6 @@ describe("concurrent.futures.mpi", function()
     it("cuts max_workers to the ranks there are", function()
       local many <close> = Pool(64)
       assert.equal(1, many:submit(function() return 1 end):result(30))
-      assert.has_error(function() Pool { max_tasks_per_child = 1 } end)
     end)
 
     it("refuses what cannot cross, naming it", function()
@@ -276,6 +275,76 @@ describe("process pool options on worker ranks", function()
         local want = err(cf.ThreadPoolExecutor, { max_memory = v })
         assert.matches("max_memory must be a positive integer", want)
         assert.equal(want, err(Pool, { max_memory = v }))
+      end
+    end)
+  end)
+
+  -- A rank cannot be replaced as a worker process is: it closes the
+  -- pool's state after that many tasks and opens a fresh one (the
+  -- initializer runs again) for the next, so per-task leaks are bounded
+  -- the same way. stats() and cf.worker().tasks read as for processes.
+  describe("max_tasks_per_child", function()
+    local function probe()
+      local w = require("concurrent.futures").worker()
+      local had = rawget(_G, "mark") or false
+      _G.mark = true
+      _G.keep = ("k"):rep(1024 * 1024)
+      return w.tasks, had, _G.inits, w.id
+    end
+    local function init() _G.inits = (_G.inits or 0) + 1 end
+
+    it("gives a rank a fresh state after that many tasks", function()
+      local ex <close> = Pool { max_workers = 1, max_tasks_per_child = 2, initializer = init }
+      local seen = {}
+      for i = 1, 5 do
+        local tasks, had, inits, id = ex:submit(probe):result(30)
+        seen[i] = { tasks, had, inits, id }
+        local st = ex:stats()
+        -- as a process pool whose worker exited: no worker, no memory,
+        -- until the next task opens the fresh state
+        if i % 2 == 0 then
+          assert.same({ 0, 0 }, { st.workers, st.memory })
+        else
+          assert.equal(1, st.workers)
+          assert.is_true(st.memory > 1024 * 1024, tostring(st.memory))
+        end
+        assert.equal(i, st.completed)
+      end
+      assert.same({ { 1, false, 1, 1 }, { 2, true, 1, 1 }, { 1, false, 1, 1 },
+                    { 2, true, 1, 1 }, { 1, false, 1, 1 } }, seen)
+    end)
+
+    it("runs a backlog sent ahead to its ranks", function()
+      local ex <close> = Pool { max_workers = 2, max_tasks_per_child = 1 }
+      local fs = {}
+      for i = 1, 12 do fs[i] = ex:submit(probe) end
+      for i = 1, 12 do
+        local tasks, had = fs[i]:result(30)
+        assert.same({ 1, false }, { tasks, had })
+      end
+      assert.equal(12, ex:stats().completed)
+    end)
+
+    it("breaks the pool when the fresh state's initializer fails", function()
+      local path = os.tmpname()
+      os.remove(path)
+      local ex <close> = Pool { max_workers = 1, max_tasks_per_child = 1, initargs = { path },
+        initializer = function(p)
+          if io.open(p) then error("init boom again") end
+          io.open(p, "w"):close()
+        end }
+      assert.equal(1, ex:submit(function() return 1 end):result(30))
+      local e = ex:submit(function() return 2 end):exception(30)
+      os.remove(path)
+      assert.is_true(Broken:is(e), tostring(e))
+      assert.matches("initializer failed: .*init boom again.*%(rank 1%)", tostring(e))
+    end)
+
+    it("refuses the values ProcessPoolExecutor refuses, with its words", function()
+      for _, v in ipairs { 0, -1, 1.5, "x" } do
+        local want = err(cf.ProcessPoolExecutor, { max_tasks_per_child = v })
+        assert.matches("max_tasks_per_child must be a positive integer", want)
+        assert.equal(want, err(Pool, { max_tasks_per_child = v }))
       end
     end)
   end)
