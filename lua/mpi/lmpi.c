@@ -118,13 +118,18 @@ static void spawnworkers(lua_State *L, int n) {
 }
 
 /* The back-end over ranks 1..max_workers (0: all the worker ranks),
-** spawning them first in a job of one rank. */
+** spawning them first in a job of one rank. respawn is the process
+** pool's option that cannot be kept: Open MPI ends the job with a rank
+** that dies, so no pool outlives it. */
 static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
                                 lconc_shared *sh) {
   conc_executor_t *core;
   conc_payload_t *init;
   const char *setup;
   size_t len;
+  if (o->respawn)
+    luaL_argerror(L, 1, "respawn is not possible in an MPIPoolExecutor (a "
+                  "worker rank that dies ends the whole MPI job)");
   if (size_ < 2)
     spawnworkers(L, o->max_workers);
   setup = lua_pushfstring(L, "%s%c%s%c%I", sh->path, 0, sh->cpath, 0,
@@ -143,7 +148,7 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
 
 static const char *const mpioptions[] = {
   "max_workers", "initializer", "initargs", "max_tasks_per_child",
-  "task_timeout", "max_memory", NULL
+  "task_timeout", "max_memory", "respawn", NULL
 };
 
 static const lconc_execkind mpikind = {

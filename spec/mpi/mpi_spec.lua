@@ -11,8 +11,8 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs, max_tasks_per_child, task_timeout, max_memory",
-  copies = true, limits = true,
+  options = "max_workers, initializer, initargs, max_tasks_per_child, task_timeout, "
+    .. "max_memory, respawn", copies = true, limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -347,6 +347,15 @@ describe("process pool options on worker ranks", function()
         assert.equal(want, err(Pool, { max_tasks_per_child = v }))
       end
     end)
+  end)
+
+  it("refuses respawn = true, saying why; takes respawn = false", function()
+    local e = err(Pool, { max_workers = 1, respawn = true })
+    assert.equal("respawn is not possible in an MPIPoolExecutor (a worker rank that "
+                 .. "dies ends the whole MPI job)", e)
+    assert.equal("respawn must be a boolean", err(Pool, { respawn = 1 }))
+    local ex <close> = Pool { max_workers = 1, respawn = false }
+    assert.equal(3, ex:submit(function() return 3 end):result(30))
   end)
 end)
 
