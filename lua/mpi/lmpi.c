@@ -160,12 +160,16 @@ static const lconc_execkind mpikind = {
  * transfer rules of the process pool. Its broken-pool error is
  * `BrokenMPIPool` (a `BrokenExecutor`), raised when an initializer fails
  * or a rank sends what cannot be read; a rank that dies ends the whole
- * job (Open MPI). Started without `mpiexec` (one rank), the first pool
- * spawns its workers with `MPI_Comm_spawn`.
+ * job (Open MPI), so `respawn = true` raises an error. A rank cannot be
+ * replaced either: `max_tasks_per_child` gives it a fresh state of the
+ * pool (initializer again) after that many tasks. Started without
+ * `mpiexec` (one rank), the first pool spawns its workers with
+ * `MPI_Comm_spawn`.
  * @function MPIPoolExecutor
  * @tparam[opt] integer|table max_workers the most worker ranks (default
  * and limit: the worker ranks there are), or a table of options:
- * `max_workers`, `initializer`, `initargs`, `task_timeout`
+ * `max_workers`, `initializer`, `initargs`, `max_tasks_per_child`,
+ * `task_timeout`, `max_memory`, `respawn` (`false` only)
  * @treturn Executor an executor, shut down by `<close>` and `__gc` too
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */
