@@ -237,6 +237,7 @@ describe("process pool options on worker ranks", function()
         local ok, e = pcall(function()
           local t = {}
           for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+          return #t
         end)
         return require("concurrent.futures.mpi").rank(), ok, e
       end
