@@ -282,10 +282,29 @@ static void sendnow(const char *b, size_t n, int dest) {
 
 /* A test-only hook (the specs set it with mpiexec -x): rank 0 takes a
 ** queue reply or a future's news to a rank longer than TESTNOMEM_MAX
-** bytes, and its exit orders, as frames it found no memory for. */
+** bytes, and its orders (stop a task, close a pool, exit), as frames it
+** found no memory for. */
 #define TESTNOMEM_MAX 64
 static int testnomem(const conc__wbuf *w) {
   return G.testnomem && w->n > TESTNOMEM_MAX;
+}
+
+/* (Comm thread.) Send the order made in 'w' (a few bytes on the
+** caller's stack) to 'dest': from a copy queued for MPI_Isend or, with
+** no memory for one, from 'w' itself. Never lost: a task whose stop
+** was dropped could spin on its rank forever, a pool whose close was
+** dropped would keep its state there. */
+static void sendorder(const conc__wbuf *w, int dest) {
+  out *o = G.testnomem ? NULL : (out *)calloc(1, sizeof(*o));
+  if (o != NULL && (o->w.b = (char *)malloc(w->n)) != NULL) {
+    memcpy(o->w.b, w->b, w->n);
+    o->w.n = o->w.size = w->n;
+    o->dest = dest;
+    isend(o);
+  } else {
+    free(o);
+    sendnow(w->b, w->n, dest);
+  }
 }
 
 /* (Comm thread.) Free the sends that completed; the number left. */
@@ -571,16 +590,15 @@ static void stoptask(void *arg) {
   wake();
 }
 
-/* Tell the rank of 't' (in flight) to stop it; without memory for
-** that, it runs to its end. */
+/* Tell the rank of 't' (in flight) to stop it. */
 static void tellstop(mtask *t) {
-  out *o = newout(t->rank, M_CANCEL);
-  if (o == NULL)
-    return;
-  conc__put32(&o->w, t->p->id);
-  conc__put64(&o->w, t->id);
-  if ((o = endout(o)) != NULL)
-    isend(o);
+  char b[32];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_CANCEL);  /* never grown */
+  conc__put32(&w, t->p->id);
+  conc__put64(&w, t->id);
+  conc__frame_end(&w, at);
+  sendorder(&w, t->rank);
 }
 
 /* Tell the ranks to stop the tasks a running cancel asked for: all
@@ -600,12 +618,15 @@ static void sendcancels(void) {
 static void sendclose(mpool *p) {
   int i;
   for (i = 0; i < p->nranks; i++) {
-    out *o;
-    if (!p->ranks[i].opened || (o = newout(i + 1, M_CLOSE)) == NULL)
+    char b[16];
+    conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+    size_t at;
+    if (!p->ranks[i].opened)
       continue;
-    conc__put32(&o->w, p->id);
-    if ((o = endout(o)) != NULL)
-      isend(o);
+    at = conc__frame_begin(&w, M_CLOSE);  /* never grown */
+    conc__put32(&w, p->id);
+    conc__frame_end(&w, at);
+    sendorder(&w, i + 1);
   }
 }
 
@@ -952,22 +973,15 @@ static void onreceived(int r, const unsigned char *body, size_t len,
   pthread_mutex_unlock(&G.mu);
 }
 
-/* Every worker rank exits; one waits for it, so without memory to queue
-** it, it goes from here. */
+/* Every worker rank exits: it waits for the order, never lost. */
 static void sayexit(void) {
-  static const char bare[] = { 1, 0, 0, 0, M_EXIT };
+  char b[8];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_EXIT);  /* never grown */
   int i;
-  for (i = 1; i < G.size; i++) {
-    out *o = newout(i, M_EXIT);
-    if (o != NULL && (o = endout(o)) != NULL && G.testnomem) {
-      freeout(o);
-      o = NULL;
-    }
-    if (o != NULL)
-      isend(o);
-    else
-      sendnow(bare, sizeof(bare), i);
-  }
+  conc__frame_end(&w, at);
+  for (i = 1; i < G.size; i++)
+    sendorder(&w, i);
   while (testsends() > 0)
     nap(BACKOFF_MIN);
 }
