@@ -31,12 +31,18 @@
 
 /*
 ** body := type field*
-**   M_OPEN   (0 -> w)  u32 pool, u32 n, setup{n}, u8 hasinit, [payload]
+**   M_OPEN   (0 -> w)  u32 pool, u32 maxtasks, u32 n, setup{n}, u8 hasinit,
+**                      [payload]             (maxtasks: a state's tasks
+**                                            before a fresh one, 0: all)
 **   M_START  (w -> 0)  u32 pool, i32 code, message   the pool's runtime
-**                                                    started (0) or not
+**                                                    started (0) or not;
+**                                                    a fresh state says
+**                                                    only if not
 **   M_TASK   (0 -> w)  u32 pool, u64 task, f64 timeout, payload
 **                                                    (timeout 0: none)
-**   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, payload
+**   M_RESULT (w -> 0)  u32 pool, u64 task, u8 failed, u64 memory, payload
+**                                                    (memory: bytes the
+**                                                    pool's state holds)
 **   M_FUTURE (0 -> w)  u64 id, u8 state, u8 failed, [payload]
 **   M_CANCEL (0 -> w)  u32 pool, u64 task            stop it (running or
 **                                                    queued)
@@ -95,6 +101,10 @@ typedef struct mrank {
   conc__queue inflight;     /* in order of sending */
   int ninflight;
   int opened, started;      /* M_OPEN sent; M_START 0 came */
+  size_t memory;            /* its state's bytes, after its last task */
+  int ran;                  /* results of its state (under 'maxtasks') */
+  int retired;              /* its state closed after its last task; a
+                            ** fresh one opens with its next */
 } mrank;
 
 struct mpool {
@@ -102,6 +112,7 @@ struct mpool {
   struct mpool *next;       /* in G.pools */
   uint32_t id;
   int nranks;               /* it uses ranks 1..nranks */
+  int maxtasks;             /* max_tasks_per_child, or 0 */
   mrank *ranks;
   char *setup;
   size_t setuplen;
@@ -121,6 +132,7 @@ typedef struct job {
   uint32_t pool;
   uint64_t task;
   double timeout;           /* M_TASK's, or 0 */
+  int maxtasks;             /* M_OPEN's */
   int cancelled;            /* M_CANCEL came before it started */
   int started;              /* it runs with its controls armed */
   conc_payload_t *payload;  /* the task, or the initializer */
@@ -270,10 +282,29 @@ static void sendnow(const char *b, size_t n, int dest) {
 
 /* A test-only hook (the specs set it with mpiexec -x): rank 0 takes a
 ** queue reply or a future's news to a rank longer than TESTNOMEM_MAX
-** bytes, and its exit orders, as frames it found no memory for. */
+** bytes, and its orders (stop a task, close a pool, exit), as frames it
+** found no memory for. */
 #define TESTNOMEM_MAX 64
 static int testnomem(const conc__wbuf *w) {
   return G.testnomem && w->n > TESTNOMEM_MAX;
+}
+
+/* (Comm thread.) Send the order made in 'w' (a few bytes on the
+** caller's stack) to 'dest': from a copy queued for MPI_Isend or, with
+** no memory for one, from 'w' itself. Never lost: a task whose stop
+** was dropped could spin on its rank forever, a pool whose close was
+** dropped would keep its state there. */
+static void sendorder(const conc__wbuf *w, int dest) {
+  out *o = G.testnomem ? NULL : (out *)calloc(1, sizeof(*o));
+  if (o != NULL && (o->w.b = (char *)malloc(w->n)) != NULL) {
+    memcpy(o->w.b, w->b, w->n);
+    o->w.n = o->w.size = w->n;
+    o->dest = dest;
+    isend(o);
+  } else {
+    free(o);
+    sendnow(w->b, w->n, dest);
+  }
 }
 
 /* (Comm thread.) Free the sends that completed; the number left. */
@@ -559,16 +590,15 @@ static void stoptask(void *arg) {
   wake();
 }
 
-/* Tell the rank of 't' (in flight) to stop it; without memory for
-** that, it runs to its end. */
+/* Tell the rank of 't' (in flight) to stop it. */
 static void tellstop(mtask *t) {
-  out *o = newout(t->rank, M_CANCEL);
-  if (o == NULL)
-    return;
-  conc__put32(&o->w, t->p->id);
-  conc__put64(&o->w, t->id);
-  if ((o = endout(o)) != NULL)
-    isend(o);
+  char b[32];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_CANCEL);  /* never grown */
+  conc__put32(&w, t->p->id);
+  conc__put64(&w, t->id);
+  conc__frame_end(&w, at);
+  sendorder(&w, t->rank);
 }
 
 /* Tell the ranks to stop the tasks a running cancel asked for: all
@@ -588,12 +618,15 @@ static void sendcancels(void) {
 static void sendclose(mpool *p) {
   int i;
   for (i = 0; i < p->nranks; i++) {
-    out *o;
-    if (!p->ranks[i].opened || (o = newout(i + 1, M_CLOSE)) == NULL)
+    char b[16];
+    conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+    size_t at;
+    if (!p->ranks[i].opened)
       continue;
-    conc__put32(&o->w, p->id);
-    if ((o = endout(o)) != NULL)
-      isend(o);
+    at = conc__frame_begin(&w, M_CLOSE);  /* never grown */
+    conc__put32(&w, p->id);
+    conc__frame_end(&w, at);
+    sendorder(&w, i + 1);
   }
 }
 
@@ -654,6 +687,7 @@ static int sendopen(mpool *p, int rank) {
   if (o == NULL)
     return -1;
   conc__put32(&o->w, p->id);
+  conc__put32(&o->w, (uint32_t)p->maxtasks);
   conc__put32(&o->w, (uint32_t)p->setuplen);
   conc__putbytes(&o->w, p->setup, p->setuplen);
   conc__put8(&o->w, p->init != NULL);
@@ -744,6 +778,7 @@ static void assign(mpool *p, conc__queue *done) {
     }
     conc__queue_insert_tail(&p->ranks[i].inflight, &t->q);
     p->ranks[i].ninflight++;
+    p->ranks[i].retired = 0;  /* it opens a fresh state for it */
   }
 }
 
@@ -767,6 +802,7 @@ static mpool *findpool(uint32_t id) {
 static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   uint64_t id = conc__get64(r);
   unsigned failed = conc__get8(r);
+  uint64_t memory = conc__get64(r);
   conc_payload_t *outcome = NULL;
   uint64_t *ids = NULL;
   int nomem = 0;
@@ -790,6 +826,11 @@ static void onresult(mpool *p, int rank, conc__rd *r, conc__queue *done) {
   t = qtask(conc__queue_head(&k->inflight));
   conc__queue_remove(&t->q);
   k->ninflight--;
+  k->memory = (size_t)memory;  /* in stats once the future completes */
+  if (p->maxtasks > 0 && ++k->ran == p->maxtasks) {  /* its state closed */
+    k->ran = 0;
+    k->retired = k->ninflight == 0;  /* else a fresh one runs the next */
+  }
   finish(p, t, outcome, failed != 0, done);
 }
 
@@ -932,22 +973,15 @@ static void onreceived(int r, const unsigned char *body, size_t len,
   pthread_mutex_unlock(&G.mu);
 }
 
-/* Every worker rank exits; one waits for it, so without memory to queue
-** it, it goes from here. */
+/* Every worker rank exits: it waits for the order, never lost. */
 static void sayexit(void) {
-  static const char bare[] = { 1, 0, 0, 0, M_EXIT };
+  char b[8];
+  conc__wbuf w = { b, 0, 0, sizeof(b), 0 };
+  size_t at = conc__frame_begin(&w, M_EXIT);  /* never grown */
   int i;
-  for (i = 1; i < G.size; i++) {
-    out *o = newout(i, M_EXIT);
-    if (o != NULL && (o = endout(o)) != NULL && G.testnomem) {
-      freeout(o);
-      o = NULL;
-    }
-    if (o != NULL)
-      isend(o);
-    else
-      sendnow(bare, sizeof(bare), i);
-  }
+  conc__frame_end(&w, at);
+  for (i = 1; i < G.size; i++)
+    sendorder(&w, i);
   while (testsends() > 0)
     nap(BACKOFF_MIN);
 }
@@ -1079,10 +1113,12 @@ static void mx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   int i;
   pthread_mutex_lock(&G.mu);
   s->workers = s->idle = 0;
+  s->memory = 0;
   for (i = 0; i < p->nranks; i++)
-    if (p->ranks[i].started && !p->closed) {
+    if (p->ranks[i].started && !p->ranks[i].retired && !p->closed) {
       s->workers++;
       s->idle += p->ranks[i].ninflight == 0;
+      s->memory += p->ranks[i].memory;
     }
   s->broken = p->broken;
   s->pending = p->npending;
@@ -1125,8 +1161,9 @@ static const conc_executor_ops_t ops = {
   mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free, NULL
 };
 
-conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
-                                  size_t len, conc_payload_t *init) {
+conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
+                                  const void *setup, size_t len,
+                                  conc_payload_t *init) {
   mpool *p;
   int i;
   if (max_workers > G.size - 1)
@@ -1150,6 +1187,7 @@ conc_executor_t *conc_mpiexec_new(int max_workers, const void *setup,
   p->init = init;
   p->base.ops = &ops;
   p->nranks = max_workers;
+  p->maxtasks = max_tasks;
   for (i = 0; i < max_workers; i++)
     conc__queue_init(&p->ranks[i].inflight);
   conc__queue_init(&p->pending);
@@ -1397,7 +1435,9 @@ static void onorder(const unsigned char *body, size_t len) {
   if (j->type != M_EXIT)
     j->pool = conc__get32(&r);
   if (j->type == M_OPEN) {
-    uint32_t n = conc__get32(&r);
+    uint32_t n;
+    j->maxtasks = (int)conc__get32(&r);
+    n = conc__get32(&r);
     if (!r.bad && n <= (size_t)(r.end - r.p)) {
       if ((j->setup = (char *)malloc(n + 1)) == NULL)
         fail("out of memory");
@@ -1483,7 +1523,9 @@ typedef struct wpool {
   uint32_t id;
   conc_runtime_t rt;
   void *ctx;
-  int ok;                   /* its runtime started */
+  int ok;                   /* its runtime is made */
+  int live;                 /* a state of it runs ('ctx') */
+  int maxtasks, ran;        /* tasks a state serves (0: all); its count */
 } wpool;
 
 static job *nextjob(void) {
@@ -1540,34 +1582,56 @@ static void post(out *o) {
   wake();
 }
 
-static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
-  wpool *p = (wpool *)calloc(1, sizeof(*p));
-  char *why = NULL;
-  int code;
-  out *o;
-  if (p == NULL)
+static void sendstart(uint32_t pool, int code, const char *why) {
+  out *o = newout(0, M_START);
+  if (o == NULL)
     fail("out of memory");
-  p->id = j->pool;
-  code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
-  j->payload = NULL;
-  if (code == 0) {
-    code = p->rt.start(p->rt.ud, G.rank, &p->ctx, &why);
-    p->ok = code == 0;
-    if (!p->ok)
-      w->close(&p->rt);
-  }
-  p->next = *pools;
-  *pools = p;
-  if ((o = newout(0, M_START)) == NULL)
-    fail("out of memory");
-  conc__put32(&o->w, p->id);
+  conc__put32(&o->w, pool);
   conc__put32(&o->w, (uint32_t)code);
   if (code != 0) {
     const char *msg = why != NULL ? why : conc_strerror(code);
     conc__putbytes(&o->w, msg, strlen(msg));
   }
-  free(why);
   post(endout(o));
+}
+
+/* Start a state of 'p' (its runtime made): its first, or a fresh one
+** after the last served its max_tasks_per_child. 0; or the code and
+** '*why' of the failure, and then the runtime is released. */
+static int startstate(const conc_mpi_worker *w, wpool *p, char **why) {
+  int code = p->rt.start(p->rt.ud, G.rank, &p->ctx, why);
+  p->live = code == 0;
+  if (code != 0) {
+    w->close(&p->rt);
+    p->ok = 0;
+  }
+  return code;
+}
+
+static void openpool(const conc_mpi_worker *w, wpool **pools, job *j) {
+  wpool *p = (wpool *)calloc(1, sizeof(*p));
+  char *why = NULL;
+  int code;
+  if (p == NULL)
+    fail("out of memory");
+  p->id = j->pool;
+  p->maxtasks = j->maxtasks;
+  code = w->open(j->setup, j->setuplen, j->payload, &p->rt);
+  j->payload = NULL;
+  p->ok = code == 0;
+  if (code == 0)
+    code = startstate(w, p, &why);
+  p->next = *pools;
+  *pools = p;
+  sendstart(p->id, code, why);
+  free(why);
+}
+
+/* Close the state of 'p' (max_tasks_per_child, or the pool's end). */
+static void endstate(wpool *p) {
+  p->rt.stop(p->rt.ud, p->ctx);
+  p->live = 0;
+  p->ran = 0;
 }
 
 static void closepool_w(const conc_mpi_worker *w, wpool **pools,
@@ -1576,10 +1640,10 @@ static void closepool_w(const conc_mpi_worker *w, wpool **pools,
   for (pp = pools; (p = *pp) != NULL; pp = &p->next)
     if (p->id == id) {
       *pp = p->next;
-      if (p->ok) {
-        p->rt.stop(p->rt.ud, p->ctx);
+      if (p->live)
+        endstate(p);
+      if (p->ok)
         w->close(&p->rt);
-      }
       free(p);
       return;
     }
@@ -1592,17 +1656,13 @@ static int corrupt(void) {
   return e != NULL && strcmp(e, "1") == 0;
 }
 
-static void runtask(wpool *pools, job *j, int cut) {
-  wpool *p;
-  conc_payload_t *res = NULL;
+/* Send the result 'res' (taken) of 'j' with the bytes its pool's state
+** holds ('memory'). */
+static void sendresult(job *j, conc_payload_t *res, int failed,
+                       size_t memory, int cut) {
   uint64_t *ids = NULL;
-  int failed = 1, r;
+  int r;
   out *o;
-  for (p = pools; p != NULL && p->id != j->pool; p = p->next)
-    ;
-  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
-  if (p == NULL || !p->ok)
-    res = conc_payload_error("", "the pool's worker did not start");
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
     ** from its own */
@@ -1619,12 +1679,41 @@ static void runtask(wpool *pools, job *j, int cut) {
   if (!cut) {
     conc__put64(&o->w, j->task);
     conc__put8(&o->w, res != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
+    conc__put64(&o->w, (uint64_t)memory);
     if (res != NULL)
       conc__putpayload(&o->w, res, ids);
   }
   free(ids);
   conc_payload_free(res);
   post(endout(o));
+}
+
+/* Run 'j' in its pool's state. A pool with max_tasks_per_child closes
+** its state once that many tasks ran there (a rank cannot be replaced
+** as a worker process is) and opens a fresh one, with its initializer,
+** for its next task; one that cannot start breaks the pool (M_START). */
+static void runtask(const conc_mpi_worker *w, wpool *pools, job *j,
+                    int cut) {
+  wpool *p;
+  conc_payload_t *res;
+  int failed = 1, last;
+  for (p = pools; p != NULL && p->id != j->pool; p = p->next)
+    ;
+  if (p != NULL && p->ok && !p->live) {
+    char *why = NULL;
+    int code = startstate(w, p, &why);
+    if (code != 0)
+      sendstart(p->id, code, why);
+    free(why);
+  }
+  res = runcurrent(p != NULL && p->ok ? p : NULL, j, &failed);
+  if (p == NULL || !p->ok)
+    res = conc_payload_error("", "the pool's worker did not start");
+  last = p != NULL && p->ok && p->maxtasks > 0 && ++p->ran == p->maxtasks;
+  sendresult(j, res, failed, p != NULL && p->ok && !last
+                             ? p->rt.memory(p->ctx) : 0, cut);
+  if (last)  /* after its result: the future need not wait for it */
+    endstate(p);
 }
 
 int conc_mpi_serve(const conc_mpi_worker *w) {
@@ -1636,7 +1725,7 @@ int conc_mpi_serve(const conc_mpi_worker *w) {
     if (type == M_OPEN)
       openpool(w, &pools, j);
     else if (type == M_TASK)
-      runtask(pools, j, cut);
+      runtask(w, pools, j, cut);
     else if (type == M_CLOSE)
       closepool_w(w, &pools, j->pool);
     conc_payload_free(j->payload);

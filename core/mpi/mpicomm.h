@@ -33,9 +33,10 @@ CONC__FUNC int conc_mpi_serve(const conc_mpi_worker *w);
 
 /* Rank 0: an executor over ranks 1..max_workers (at most the worker
 ** ranks there are), whose workers build their runtime from 'setup' and
-** 'init' (taken, NULL when none) with conc_mpi_worker.open. NULL when
+** 'init' (taken, NULL when none) with conc_mpi_worker.open, and start a
+** fresh state of it after every 'max_tasks' tasks (0: never). NULL when
 ** out of memory. */
-CONC__FUNC conc_executor_t *conc_mpiexec_new(int max_workers,
+CONC__FUNC conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
                                              const void *setup, size_t len,
                                              conc_payload_t *init);
 

@@ -34,20 +34,36 @@ static int rank_, size_;
 
 
 /* {======================================================================
-** Worker ranks: a pool's runtime from its setup "path\0cpath"
+** Worker ranks: a pool's runtime from its setup "path\0cpath\0cap"
 ** ======================================================================= */
+
+/* The field after the one at 's' (NUL-ended, or cut by 'end'). */
+static const char *nextfield(const char *s, const char *end) {
+  s += strnlen(s, (size_t)(end - s));
+  return s < end ? s + 1 : end;
+}
+
+/* The cap, max_memory in decimal (0: none), as makempi writes it. */
+static size_t readcap(const char *s, const char *end) {
+  size_t cap = 0;
+  for (; s < end && *s >= '0' && *s <= '9'; s++)
+    cap = cap * 10 + (size_t)(*s - '0');
+  return cap;
+}
 
 static int w_open(const char *setup, size_t len, conc_payload_t *init,
                   conc_runtime_t *rt) {
   lconc_shared *sh = lconc_shared_new();
-  size_t n = strnlen(setup, len);
+  const char *end = setup + len;
+  const char *cpath = nextfield(setup, end), *cap = nextfield(cpath, end);
   if (sh == NULL) {
     conc_payload_free(init);
     return CONC_ENOMEM;
   }
   sh->init = init;
-  sh->path = strndup(setup, n);
-  sh->cpath = n < len ? strndup(setup + n + 1, len - n - 1) : strdup("");
+  sh->path = strndup(setup, strnlen(setup, len));
+  sh->cpath = strndup(cpath, strnlen(cpath, (size_t)(end - cpath)));
+  sh->max_memory = readcap(cap, end);
   if (sh->path == NULL || sh->cpath == NULL) {
     lconc_shared_free(sh);
     return CONC_ENOMEM;
@@ -102,21 +118,27 @@ static void spawnworkers(lua_State *L, int n) {
 }
 
 /* The back-end over ranks 1..max_workers (0: all the worker ranks),
-** spawning them first in a job of one rank. */
+** spawning them first in a job of one rank. respawn is the process
+** pool's option that cannot be kept: Open MPI ends the job with a rank
+** that dies, so no pool outlives it. */
 static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
                                 lconc_shared *sh) {
   conc_executor_t *core;
   conc_payload_t *init;
   const char *setup;
   size_t len;
+  if (o->respawn)
+    luaL_argerror(L, 1, "respawn is not possible in an MPIPoolExecutor (a "
+                  "worker rank that dies ends the whole MPI job)");
   if (size_ < 2)
     spawnworkers(L, o->max_workers);
-  setup = lua_pushfstring(L, "%s%c%s", sh->path, 0, sh->cpath);
+  setup = lua_pushfstring(L, "%s%c%s%c%I", sh->path, 0, sh->cpath, 0,
+                          (lua_Integer)sh->max_memory);
   len = lua_rawlen(L, -1);
   init = sh->init;  /* the back-end takes it */
   sh->init = NULL;
   core = conc_mpiexec_new(o->max_workers > 0 ? o->max_workers : size_ - 1,
-                          setup, len, init);
+                          o->max_tasks_per_child, setup, len, init);
   if (core == NULL)
     luaL_error(L, "cannot create the MPIPoolExecutor (not enough memory, "
                "or MPI has stopped)");
@@ -125,7 +147,8 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
 }
 
 static const char *const mpioptions[] = {
-  "max_workers", "initializer", "initargs", "task_timeout", NULL
+  "max_workers", "initializer", "initargs", "max_tasks_per_child",
+  "task_timeout", "max_memory", "respawn", NULL
 };
 
 static const lconc_execkind mpikind = {
@@ -137,12 +160,16 @@ static const lconc_execkind mpikind = {
  * transfer rules of the process pool. Its broken-pool error is
  * `BrokenMPIPool` (a `BrokenExecutor`), raised when an initializer fails
  * or a rank sends what cannot be read; a rank that dies ends the whole
- * job (Open MPI). Started without `mpiexec` (one rank), the first pool
- * spawns its workers with `MPI_Comm_spawn`.
+ * job (Open MPI), so `respawn = true` raises an error. A rank cannot be
+ * replaced either: `max_tasks_per_child` gives it a fresh state of the
+ * pool (initializer again) after that many tasks. Started without
+ * `mpiexec` (one rank), the first pool spawns its workers with
+ * `MPI_Comm_spawn`.
  * @function MPIPoolExecutor
  * @tparam[opt] integer|table max_workers the most worker ranks (default
  * and limit: the worker ranks there are), or a table of options:
- * `max_workers`, `initializer`, `initargs`, `task_timeout`
+ * `max_workers`, `initializer`, `initargs`, `max_tasks_per_child`,
+ * `task_timeout`, `max_memory`, `respawn` (`false` only)
  * @treturn Executor an executor, shut down by `<close>` and `__gc` too
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */

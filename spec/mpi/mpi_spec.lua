@@ -11,7 +11,8 @@ local Pool, Broken = mpi.MPIPoolExecutor, mpi.BrokenMPIPool
 -- loaded in this file's environment, where busted's describe and it are
 local poolcases = assert(loadfile("spec/support/poolcases.lua", "t", _ENV))()
 poolcases("MPIPoolExecutor", Pool, Broken, {
-  options = "max_workers, initializer, initargs, task_timeout", copies = true, limits = true,
+  options = "max_workers, initializer, initargs, max_tasks_per_child, task_timeout, "
+    .. "max_memory, respawn", copies = true, limits = true,
 })
 
 describe("concurrent.futures.mpi", function()
@@ -133,7 +134,6 @@ describe("concurrent.futures.mpi", function()
     it("cuts max_workers to the ranks there are", function()
       local many <close> = Pool(64)
       assert.equal(1, many:submit(function() return 1 end):result(30))
-      assert.has_error(function() Pool { max_tasks_per_child = 1 } end)
     end)
 
     it("refuses what cannot cross, naming it", function()
@@ -194,6 +194,169 @@ describe("running work on a worker rank", function()
     assert.equal("task exceeded its 0.1 s time limit", e.message)
     assert.equal(7, ex:submit(function() return 7 end):result(30))
     assert.equal(2, ex:stats().failed)
+  end)
+end)
+
+-- The process pool's options over MPI (API.md, "Across machines": the
+-- same options as the process pool).
+describe("process pool options on worker ranks", function()
+  -- the error of a constructor call, without the function's name
+  local function err(fn, ...)
+    local ok, e = pcall(fn, ...)
+    assert.is_false(ok)
+    return tostring(e):match("%((.*)%)$") or tostring(e)
+  end
+
+  describe("max_memory", function()
+    local function hog()
+      local t = {}
+      for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+      return #t
+    end
+
+    it("fails a task that grows past the cap; the rank serves on", function()
+      local ex <close> = Pool { max_workers = 1, max_memory = 8 * 1024 * 1024 }
+      assert.equal(1, ex:submit(function() return 1 end):result(30))
+      assert.equal("not enough memory", ex:submit(hog):exception(30))
+      -- its garbage is collected at once: the rank says so with the result
+      local left = ex:stats().memory
+      assert.is_true(left > 0 and left < 4 * 1024 * 1024, tostring(left))
+      local r = table.pack(ex:submit(function()
+        return require("concurrent.futures.mpi").rank(), collectgarbage("count")
+      end):result(30))
+      assert.equal(1, r[1])
+      assert.is_true(r[2] * 1024 < 8 * 1024 * 1024)
+    end)
+
+    it("caps each rank of the pool, and only that pool's states", function()
+      local ex <close> = Pool { max_workers = 2, max_memory = 8 * 1024 * 1024 }
+      local free <close> = Pool(2)
+      local gate = cf.Future()
+      local function hogat(g)
+        g:result(30)
+        local ok, e = pcall(function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = ("x"):rep(16) .. i end
+          return #t
+        end)
+        return require("concurrent.futures.mpi").rank(), ok, e
+      end
+      local a, b = ex:submit(hogat, gate), ex:submit(hogat, gate)
+      gate:set_result(true)
+      local ra, oka, ea = a:result(30)
+      local rb, okb, eb = b:result(30)
+      assert.same({ false, false }, { oka, okb })
+      assert.same({ "not enough memory", "not enough memory" }, { ea, eb })
+      assert.same({ 1, 2 }, { math.min(ra, rb), math.max(ra, rb) })
+      local big = free:submit(function() return #("y"):rep(16 * 1024 * 1024) end)
+      assert.equal(16 * 1024 * 1024, big:result(30))
+    end)
+
+    it("reports the memory the ranks' states hold in stats()", function()
+      local ex <close> = Pool(2)
+      assert.equal(0, ex:stats().memory)
+      local gate = cf.Future()
+      local function keep(g, n)
+        g:result(30)
+        _G.keep = ("x"):rep(n)
+        return require("concurrent.futures.mpi").rank()
+      end
+      local a = ex:submit(keep, gate, 4 * 1024 * 1024)
+      local b = ex:submit(keep, gate, 2 * 1024 * 1024)
+      gate:set_result(true)
+      assert.are_not.equal(a:result(30), b:result(30))
+      local mem = ex:stats().memory
+      assert.is_true(mem >= 6 * 1024 * 1024 and mem < 8 * 1024 * 1024, tostring(mem))
+      ex:shutdown()
+      assert.equal(0, ex:stats().memory)
+    end)
+
+    it("refuses the values ThreadPoolExecutor refuses, with its words", function()
+      for _, v in ipairs { 0, -5, 1.5, "1k", 2^63 } do
+        local want = err(cf.ThreadPoolExecutor, { max_memory = v })
+        assert.matches("max_memory must be a positive integer", want)
+        assert.equal(want, err(Pool, { max_memory = v }))
+      end
+    end)
+  end)
+
+  -- A rank cannot be replaced as a worker process is: it closes the
+  -- pool's state after that many tasks and opens a fresh one (the
+  -- initializer runs again) for the next, so per-task leaks are bounded
+  -- the same way. stats() and cf.worker().tasks read as for processes.
+  describe("max_tasks_per_child", function()
+    local function probe()
+      local w = require("concurrent.futures").worker()
+      local had = rawget(_G, "mark") or false
+      _G.mark = true
+      _G.keep = ("k"):rep(1024 * 1024)
+      return w.tasks, had, _G.inits, w.id
+    end
+    local function init() _G.inits = (_G.inits or 0) + 1 end
+
+    it("gives a rank a fresh state after that many tasks", function()
+      local ex <close> = Pool { max_workers = 1, max_tasks_per_child = 2, initializer = init }
+      local seen = {}
+      for i = 1, 5 do
+        local tasks, had, inits, id = ex:submit(probe):result(30)
+        seen[i] = { tasks, had, inits, id }
+        local st = ex:stats()
+        -- as a process pool whose worker exited: no worker, no memory,
+        -- until the next task opens the fresh state
+        if i % 2 == 0 then
+          assert.same({ 0, 0 }, { st.workers, st.memory })
+        else
+          assert.equal(1, st.workers)
+          assert.is_true(st.memory > 1024 * 1024, tostring(st.memory))
+        end
+        assert.equal(i, st.completed)
+      end
+      assert.same({ { 1, false, 1, 1 }, { 2, true, 1, 1 }, { 1, false, 1, 1 },
+                    { 2, true, 1, 1 }, { 1, false, 1, 1 } }, seen)
+    end)
+
+    it("runs a backlog sent ahead to its ranks", function()
+      local ex <close> = Pool { max_workers = 2, max_tasks_per_child = 1 }
+      local fs = {}
+      for i = 1, 12 do fs[i] = ex:submit(probe) end
+      for i = 1, 12 do
+        local tasks, had = fs[i]:result(30)
+        assert.same({ 1, false }, { tasks, had })
+      end
+      assert.equal(12, ex:stats().completed)
+    end)
+
+    it("breaks the pool when the fresh state's initializer fails", function()
+      local path = os.tmpname()
+      os.remove(path)
+      local ex <close> = Pool { max_workers = 1, max_tasks_per_child = 1, initargs = { path },
+        initializer = function(p)
+          if io.open(p) then error("init boom again") end
+          io.open(p, "w"):close()
+        end }
+      assert.equal(1, ex:submit(function() return 1 end):result(30))
+      local e = ex:submit(function() return 2 end):exception(30)
+      os.remove(path)
+      assert.is_true(Broken:is(e), tostring(e))
+      assert.matches("initializer failed: .*init boom again.*%(rank 1%)", tostring(e))
+    end)
+
+    it("refuses the values ProcessPoolExecutor refuses, with its words", function()
+      for _, v in ipairs { 0, -1, 1.5, "x" } do
+        local want = err(cf.ProcessPoolExecutor, { max_tasks_per_child = v })
+        assert.matches("max_tasks_per_child must be a positive integer", want)
+        assert.equal(want, err(Pool, { max_tasks_per_child = v }))
+      end
+    end)
+  end)
+
+  it("refuses respawn = true, saying why; takes respawn = false", function()
+    local e = err(Pool, { max_workers = 1, respawn = true })
+    assert.equal("respawn is not possible in an MPIPoolExecutor (a worker rank that "
+                 .. "dies ends the whole MPI job)", e)
+    assert.equal("respawn must be a boolean", err(Pool, { respawn = 1 }))
+    local ex <close> = Pool { max_workers = 1, respawn = false }
+    assert.equal(3, ex:submit(function() return 3 end):result(30))
   end)
 end)
 

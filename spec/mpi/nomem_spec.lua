@@ -1,9 +1,9 @@
 -- Run by 'make test-mpi' under mpiexec -n 2 with a test-only switch
 -- (CONCURRENT_MPI_TEST_NOMEM=1) that makes rank 0 take every queue reply
 -- and every future's news it sends a rank, longer than 64 bytes, and its
--- exit orders, as frames it found no memory for. The rank waits for such
--- a frame: it must get a memory error in its place (or exit), never wait
--- forever, so the job ends.
+-- orders (stop a task, close a pool, exit), as frames it found no memory
+-- for. The rank waits for such a frame: it must get a memory error in
+-- its place (or the order itself), never wait forever, so the job ends.
 
 local mpi = require "concurrent.futures.mpi"
 local cf = require "concurrent.futures"
@@ -48,5 +48,32 @@ describe("concurrent.futures.mpi when rank 0 has no memory for a frame a rank wa
     local small = cf.Future()
     small:set_result(7)
     assert.equal(7, ex:submit(function(f) return f:result(30) end, small):result(30))
+  end)
+
+  it("stops a running task all the same; the rank serves on", function()
+    local ex <close> = mpi.MPIPoolExecutor(1)
+    local started = cf.Queue()
+    -- bounded, so that a lost stop fails this case and not the whole job
+    local f = ex:submit(function(s)
+      s:put(true)
+      local t = os.time() + 20
+      while os.time() < t do end
+    end, started)
+    started:get(30)
+    assert.is_true(f:cancel { running = true })
+    local ok, e = pcall(f.result, f, 10)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(e), tostring(e))
+    assert.equal(1, ex:submit(function() return 1 end):result(30))
+  end)
+
+  it("closes a shut down pool's state on its ranks all the same", function()
+    local q = cf.Queue()
+    local ex = mpi.MPIPoolExecutor(1)
+    ex:submit(function(out)
+      _G.guard = setmetatable({}, { __gc = function() out:put("closed") end })
+    end, q):result(30)
+    ex:shutdown()
+    assert.equal("closed", q:get(10))
   end)
 end)
