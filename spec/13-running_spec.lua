@@ -330,6 +330,30 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.matches("f\tfalse\tnot enough memory\ng\tfalse\tnot enough memory\n", out)
       end)
 
+      it("says 'not enough memory' when a worker is too full to load a task's function", function()
+        -- the load of a function new to the worker runs out of memory:
+        -- that is no bad bytecode (it read "cannot decode transfer (bad
+        -- bytecode: not enough memory at byte 5)")
+        local out = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s { max_workers = 1, max_memory = 1024 * 1024 }
+          local f = ex:submit(function()
+            KEEP = {}
+            local size = 65536
+            while size >= 1 do
+              local ok = pcall(function() KEEP = { KEEP, string.rep("f", size) } end)
+              if not ok then size = size // 2 end
+            end
+            return 1
+          end)
+          print("f", pcall(f.result, f, 30))
+          local h = ex:submit(function(a) local b, c = a + 1, a * 2 return b + c end, 1)
+          print("h", pcall(h.result, h, 30))
+          ex:shutdown(true)
+        ]]):format(class))
+        assert.matches("f\ttrue\t1\nh\tfalse\tnot enough memory\n", out)
+      end)
+
       it("says 'not enough memory' when the stack cannot grow to encode a deep table", function()
         -- the task fills its state to the last bytes, frees 'x' of them
         -- and returns a table 190 deep: the encoder's stack must grow at
