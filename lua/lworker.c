@@ -94,11 +94,31 @@ static void release(worker *w, void *p, size_t n) {
     free(p);
 }
 
+/*
+** max_memory bounds what W's allocator holds, its blocks in use and
+** those it keeps: kept blocks are malloc's memory that this worker
+** holds as much as the ones in use, and a worker at its cap with 512
+** KiB kept made the process hold that much more than the cap. So before
+** W's allocator asks malloc for 'more' bytes, kept blocks go back until
+** the bytes in use, the kept ones and those fit the cap. The cap itself
+** counts only the bytes in use (checked in 'countalloc'): kept blocks
+** make way for a task, never fail it. A freed block that is kept moves
+** its bytes from in use to kept, and one taken back the other way, so
+** neither passes the cap.
+*/
+static void makeroom(worker *w, size_t more) {
+  if (w->limit != 0)  /* countalloc checked 'used + more <= limit' */
+    conc_bufcache_trim(w->cache, w->limit - w->used - more);
+}
+
 /* A big block: a kept one, else malloc's. Out of memory, the blocks
 ** kept (of other sizes) go back to malloc, and it is asked again. */
 static void *bigalloc(worker *w, size_t n) {
   void *p = conc_bufcache_take(w->cache, n);
-  if (p == NULL && (p = malloc(n)) == NULL && conc_bufcache_empty(w->cache))
+  if (p != NULL)
+    return p;
+  makeroom(w, n);
+  if ((p = malloc(n)) == NULL && conc_bufcache_empty(w->cache))
     p = malloc(n);
   return p;
 }
@@ -112,8 +132,10 @@ static void *resize(worker *w, void *p, size_t o, size_t n) {
     np = realloc(p, n);
     return np != NULL ? np : p;
   }
-  if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX)
+  if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX) {
+    makeroom(w, n - o);
     return realloc(p, n);
+  }
   if ((np = bigalloc(w, n)) == NULL)
     return NULL;
   if (o > 0)
@@ -219,12 +241,27 @@ static int cf_worker(lua_State *L) {
   return 1;
 }
 
+/* core._memory(): inside a task, the bytes its worker's state uses and
+** the bytes its allocator keeps besides (freed big blocks), for the
+** specs of max_memory; nothing in a state that is no worker. */
+static int cf_memory(lua_State *L) {
+  worker *w;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &workerkey);
+  w = (worker *)lua_touserdata(L, -1);
+  if (w == NULL)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)w->used);
+  lua_pushinteger(L, (lua_Integer)conc_bufcache_held(w->cache));
+  return 2;
+}
+
 static int cf_chunkerror(lua_State *W);
 static int cf_chunkresults(lua_State *W);
 static int cf_chunkkeep(lua_State *W);
 
 static const luaL_Reg workerfuncs[] = {
   {"worker", cf_worker},
+  {"_memory", cf_memory},
   {"_chunkerror", cf_chunkerror},
   {"_chunkresults", cf_chunkresults},
   {"_chunkkeep", cf_chunkkeep},
