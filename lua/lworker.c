@@ -543,9 +543,13 @@ static int refused(worker *w) {
 static conc_payload_t *failure(worker *w, int *status) {
   lua_State *W = w->W;
   int st;
-  if (*status == LUA_ERRMEM)  /* room to report it (max_memory): the
-                             ** task's values are garbage by now */
+  if (*status == LUA_ERRMEM) {  /* room to report it (max_memory): the
+                               ** task's values are garbage by now, once
+                               ** a chunk's kept ones are let go */
+    if (w->kept != 0)
+      unkeep(w);
     lua_gc(W, LUA_GCCOLLECT);
+  }
   if (w->phase != RUN_CALL  /* the task could not be decoded or its
                            ** results encoded */
       && !(*status == LUA_ERRRUN && refused(w)))
