@@ -101,6 +101,26 @@ int conc_bufcache_empty(conc_bufcache_t *c) {
   return had;
 }
 
+size_t conc_bufcache_held(const conc_bufcache_t *c) {
+  return c != NULL ? c->held : 0;
+}
+
+/* The slots run from the oldest kept (take moves the last slot into the
+** one it empties, so roughly): the latest, warm ones stay. */
+void conc_bufcache_trim(conc_bufcache_t *c, size_t max) {
+  int i, k;
+  if (c == NULL || c->held <= max)
+    return;
+  for (i = 0; c->held > max; i++) {
+    unpoison(c->slot[i].p, c->slot[i].size);
+    free(c->slot[i].p);
+    c->held -= c->slot[i].size;
+  }
+  for (k = i; k < c->n; k++)
+    c->slot[k - i] = c->slot[k];
+  c->n -= i;
+}
+
 void conc_bufcache_free(conc_bufcache_t *c) {
   conc_bufcache_empty(c);
   free(c);

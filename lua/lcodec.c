@@ -25,7 +25,9 @@
 **   transfer := VERSION flags count value{count}
 **                                             VERSION is the byte 1;
 **                                             flags bit 0 (F_REFS): some
-**                                             REF or UV_JOIN follows
+**                                             REF or UV_JOIN follows;
+**                                             bit 1 (F_WRAP): nesting may
+**                                             be 2 levels deeper (below)
 **   value    := NIL | FALSE | TRUE
 **             | INT  zigzag                   integer subtype
 **             | FLT  f64                      float subtype (also -0.0,
@@ -90,7 +92,10 @@
 ** arrays); the other pairs follow.
 **
 ** Limits: nesting (tables, functions, metatables) is at most
-** CONC_MAXDEPTH deep, on encode and on decode. The decoder checks every
+** CONC_MAXDEPTH deep, on encode and on decode; CONC_MAXDEPTH + 2 with
+** F_WRAP, which the encoder sets for a chunk of map's calls
+** (LCONC_ENC_WRAP): their results come wrapped two tables deep, and
+** each of them may be as deep as a task's own. The decoder checks every
 ** count against the bytes left before it allocates anything, every tag,
 ** every id, index and upvalue number, and that nothing trails.
 **
@@ -123,6 +128,10 @@
 
 #define VERSION 1
 #define F_REFS 1
+#define F_WRAP 2
+
+/* The levels F_WRAP adds (see the format). */
+#define WRAPDEPTH 2
 
 /* The 'seen' map of the state's buffer is kept for the next encode if
 ** it has at most this many slots, else freed once the encode ends. */
@@ -217,10 +226,11 @@ typedef struct Enc {
   int namekey;        /* stack index of the string "__name" */
   lua_Integer nrefs;  /* ids given so far */
   int depth;
+  int maxdepth;       /* CONC_MAXDEPTH, or more with LCONC_ENC_WRAP */
   const char *label;
   int labelbase;
   lconc_names names;  /* C functions and modules by name (lnames.c) */
-  Seg path[CONC_MAXDEPTH + 1];
+  Seg path[CONC_MAXDEPTH + WRAPDEPTH + 1];
 } Enc;
 
 static void releaseheld(Buffer *B);
@@ -477,9 +487,11 @@ static int stackroom(lua_State *L, int n) {
   return lua_checkstack(L, n);
 }
 
-/* One level deeper, within CONC_MAXDEPTH, with Lua stack to spare. */
+/* One level deeper, within the limit, with Lua stack to spare. A chunk's
+** wrapping is not the user's nesting: the message names the limit of
+** a value of its own. */
 static void enter(Enc *E) {
-  if (E->depth >= CONC_MAXDEPTH)
+  if (E->depth >= E->maxdepth)
     refuse(E, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
   if (!stackroom(E->L, 8))
     refuse(E, "stack overflow");
@@ -1181,6 +1193,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.ud = ud;
   E.nrefs = 0;
   E.depth = 0;
+  E.maxdepth = CONC_MAXDEPTH + ((flags & LCONC_ENC_WRAP) ? WRAPDEPTH : 0);
   E.label = label;
   E.labelbase = labelbase;
   E.names.checked = 0;
@@ -1204,8 +1217,8 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
     setseg(&E, SEG_TOP, 0, i, NULL);
     encode(&E, first + i);
   }
-  if (E.usedrefs)
-    E.B->b[HEAD + 1] = F_REFS;
+  E.B->b[HEAD + 1] = (char)((E.usedrefs ? F_REFS : 0)
+                             | ((flags & LCONC_ENC_WRAP) ? F_WRAP : 0));
   setseg(&E, SEG_ALL, 0, 0, NULL);
   p = finish(&E);
   releaseheld(E.B);
@@ -1338,6 +1351,7 @@ typedef struct Dec {
                       ** 'decrun'); -1 until a table asks */
   lua_Integer nrefs;
   int depth;
+  int maxdepth;       /* CONC_MAXDEPTH, or more with F_WRAP */
   int flags;
 } Dec;
 
@@ -1454,7 +1468,7 @@ static lua_Number loadfloat(Dec *D) {
 /* One level deeper, with stack to spare: a value at the top level has
 ** the LUA_MINSTACK slots that decodeall keeps free for each. */
 static void enterd(Dec *D) {
-  if (D->depth >= CONC_MAXDEPTH)
+  if (D->depth >= D->maxdepth)
     error(D, "nesting deeper than " STRINGIFY(CONC_MAXDEPTH));
   if (D->depth > 0 && !stackroom(D->L, 8))
     error(D, "stack overflow");
@@ -1842,8 +1856,10 @@ static int decodeall(lua_State *L, const void *b, size_t size,
   if (loadbyte(&D) != VERSION)
     error(&D, "unknown format version");
   D.userefs = loadbyte(&D);
-  if (D.userefs & ~F_REFS)
+  if (D.userefs & ~(F_REFS | F_WRAP))
     error(&D, "unknown flags");
+  D.maxdepth = CONC_MAXDEPTH + ((D.userefs & F_WRAP) ? WRAPDEPTH : 0);
+  D.userefs &= F_REFS;
   n = loadcount(&D, 1);
   if (n == 1 && D.p < D.end && *D.p <= T_STR && !D.userefs)
     return decodescalar(&D);

@@ -177,6 +177,10 @@ LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
 ** make its own. No Lua runs and nothing raises between it and the
 ** return. */
 #define LCONC_ENC_LOCAL 1
+/* 'flags' LCONC_ENC_WRAP: the one value is a chunk of map's calls
+** (run_chunk in futures.lua), whose results lie two tables deep; those
+** two levels do not count toward the nesting limit (lcodec.c). */
+#define LCONC_ENC_WRAP 2
 typedef conc_payload_t *(*lconc_payalloc)(void *ud, size_t len,
                                           size_t nfutures);
 /* 'buffer' is the index of the state's encoding buffer (as

@@ -624,15 +624,21 @@ static void remember(lua_State *L, lua_Integer h, const char *b, size_t n,
 /* With the cache at the top, load the dump and replace the cache with
 ** its loader; returns its kind, or -1 with the message instead. A
 ** closure whose prototype disagrees with it about its number of
-** upvalues ('*nups', the closure's) is refused here, once per dump. */
+** upvalues ('*nups', the closure's) is refused here, once per dump. A
+** load that ran out of memory is no bad dump: its error goes on as a
+** memory error (lua_error raises Lua's own message as one), as in the
+** rest of a decode, so a worker at its max_memory fails the task with
+** "not enough memory". */
 static int loadnew(lua_State *L, lua_Integer h, const char *b, size_t n,
                    int *nups) {
   Reader r;
-  int env;
+  int env, st;
   r.head = pushheader(L);
   r.b = b;
   r.n = n;
-  if (lua_load(L, reader, &r, "=(transfer)", "b") != LUA_OK) {
+  if ((st = lua_load(L, reader, &r, "=(transfer)", "b")) != LUA_OK) {
+    if (st == LUA_ERRMEM)
+      lua_error(L);
     lua_remove(L, -2);
     lua_remove(L, -2);
     return -1;

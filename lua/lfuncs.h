@@ -62,7 +62,7 @@ LCONC_FUNC void lconc_dumpcheck(const char *b, size_t n, char out[4]);
 ** other upvalues, which each transfer fills), or -1 with the load error
 ** message pushed instead. '*nups' is the closure's number of upvalues
 ** (as lconc_nupvalues), which its prototype was checked to agree with.
-** Loads binary chunks only. */
+** Loads binary chunks only; out of memory, raises a memory error. */
 LCONC_FUNC int lconc_loadfunc(lua_State *L, const char *b, size_t n,
                               int *nups);
 

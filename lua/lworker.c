@@ -73,7 +73,7 @@ typedef struct worker {
   const conc_payload_t *task;  /* the running task's payload */
   conc_payload_t *out;  /* its outcome, once encoded */
   lua_Integer tasks;    /* tasks started, the running one included */
-  lua_Integer kept;     /* the task that kept a chunk ('tasks'), or 0 */
+  lua_Integer kept;     /* the task that is a chunk ('tasks'), or 0 */
   lconc_loadmemo funcs; /* the functions of W's tasks, by their bytes */
 } worker;
 
@@ -83,20 +83,42 @@ enum { RUN_DECODE, RUN_CALL, RUN_ENCODE };
 
 static const char workerkey = 'w';  /* registry: light userdata worker */
 
-/* Registry key of what the running task kept for its results' refusal
-** (core._chunkkeep): a function. */
+/* Registry keys of what a chunk's task kept (core._chunkkeep): the
+** function that gives the error for its results' refusal, and the table
+** that wraps its calls' results. */
 static const char keptkey = 'k';
+static const char wrapkey = 'o';
 
 static void release(worker *w, void *p, size_t n) {
   if (!conc_bufcache_keep(w->cache, p, n))
     free(p);
 }
 
+/*
+** max_memory bounds what W's allocator holds, its blocks in use and
+** those it keeps: kept blocks are malloc's memory that this worker
+** holds as much as the ones in use, and a worker at its cap with 512
+** KiB kept made the process hold that much more than the cap. So before
+** W's allocator asks malloc for 'more' bytes, kept blocks go back until
+** the bytes in use, the kept ones and those fit the cap. The cap itself
+** counts only the bytes in use (checked in 'countalloc'): kept blocks
+** make way for a task, never fail it. A freed block that is kept moves
+** its bytes from in use to kept, and one taken back the other way, so
+** neither passes the cap.
+*/
+static void makeroom(worker *w, size_t more) {
+  if (w->limit != 0)  /* countalloc checked 'used + more <= limit' */
+    conc_bufcache_trim(w->cache, w->limit - w->used - more);
+}
+
 /* A big block: a kept one, else malloc's. Out of memory, the blocks
 ** kept (of other sizes) go back to malloc, and it is asked again. */
 static void *bigalloc(worker *w, size_t n) {
   void *p = conc_bufcache_take(w->cache, n);
-  if (p == NULL && (p = malloc(n)) == NULL && conc_bufcache_empty(w->cache))
+  if (p != NULL)
+    return p;
+  makeroom(w, n);
+  if ((p = malloc(n)) == NULL && conc_bufcache_empty(w->cache))
     p = malloc(n);
   return p;
 }
@@ -110,8 +132,10 @@ static void *resize(worker *w, void *p, size_t o, size_t n) {
     np = realloc(p, n);
     return np != NULL ? np : p;
   }
-  if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX)
+  if (n < CONC_BUFCACHE_MIN || n > CONC_BUFCACHE_MAX) {
+    makeroom(w, n - o);
     return realloc(p, n);
+  }
   if ((np = bigalloc(w, n)) == NULL)
     return NULL;
   if (o > 0)
@@ -217,12 +241,27 @@ static int cf_worker(lua_State *L) {
   return 1;
 }
 
+/* core._memory(): inside a task, the bytes its worker's state uses and
+** the bytes its allocator keeps besides (freed big blocks), for the
+** specs of max_memory; nothing in a state that is no worker. */
+static int cf_memory(lua_State *L) {
+  worker *w;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &workerkey);
+  w = (worker *)lua_touserdata(L, -1);
+  if (w == NULL)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)w->used);
+  lua_pushinteger(L, (lua_Integer)conc_bufcache_held(w->cache));
+  return 2;
+}
+
 static int cf_chunkerror(lua_State *W);
 static int cf_chunkresults(lua_State *W);
 static int cf_chunkkeep(lua_State *W);
 
 static const luaL_Reg workerfuncs[] = {
   {"worker", cf_worker},
+  {"_memory", cf_memory},
   {"_chunkerror", cf_chunkerror},
   {"_chunkresults", cf_chunkresults},
   {"_chunkkeep", cf_chunkkeep},
@@ -291,27 +330,42 @@ static void pushtraceback(lua_State *W, int handler) {
   lua_remove(W, -2);
 }
 
-/* (Protected.) Encode the values 3..top; 1 is the label, 2 a light
-** userdata where the payload goes. */
+/* (Protected.) Encode the values 4..top; 1 is the label, 2 a light
+** userdata where the payload goes, 3 the encoder's flags. */
 static int encode_outcome(lua_State *W) {
   conc_payload_t **out = (conc_payload_t **)lua_touserdata(W, 2);
-  *out = lconc_encode(W, 3, lua_gettop(W) - 2, lua_tostring(W, 1), 1);
+  *out = lconc_encodex(W, 4, lua_gettop(W) - 3, lua_tostring(W, 1), 1,
+                       (int)lua_tointeger(W, 3), NULL, NULL, 0);
   return 0;
 }
 
-/* Encode the outcome at 'first'..top: 0, or the message of the refusal
-** on the stack. */
-static int tryencode(lua_State *W, int first, const char *label,
+/* Encode the outcome at 'first'..top (with lconc_encodex's 'flags'): 0,
+** or the message of the refusal on the stack. */
+static int tryencode(lua_State *W, int first, const char *label, int flags,
                      conc_payload_t **out) {
   int i, top = lua_gettop(W);
   lua_pushcfunction(W, encode_outcome);
   lua_pushstring(W, label);
   lua_pushlightuserdata(W, out);
+  lua_pushinteger(W, flags);
   for (i = first; i <= top; i++)
     lua_pushvalue(W, i);
-  if (lua_pcall(W, top - first + 3, 0, 0) == LUA_OK)
+  if (lua_pcall(W, top - first + 4, 0, 0) == LUA_OK)
     return 0;
   return 1;
+}
+
+/* The encoder's flags for the 'n' values at 'idx' of W's running task:
+** LCONC_ENC_WRAP when they are the one table that wraps a chunk's
+** results (core._chunkkeep), else 0. */
+static int wrapflags(worker *w, int idx, int n) {
+  int wrap;
+  if (n != 1 || w->kept != w->tasks || !lua_istable(w->W, idx))
+    return 0;
+  lua_rawgetp(w->W, LUA_REGISTRYINDEX, &wrapkey);
+  wrap = lua_rawequal(w->W, idx, -1);
+  lua_pop(w->W, 1);
+  return wrap ? LCONC_ENC_WRAP : 0;
 }
 
 /* A payload where the back-end keeps the outcome ('ud' is the running
@@ -338,7 +392,8 @@ static int run_task(lua_State *W) {
   n = lua_gettop(W);  /* the task is read: its room may take them */
   w->out = lconc_encodescalars(W, 1, n, placeout, w->ctl);
   if (w->out == NULL)
-    w->out = lconc_encodex(W, 1, n, "result", 1, 0, placeout, w->ctl, 0);
+    w->out = lconc_encodex(W, 1, n, "result", 1, wrapflags(w, 1, n),
+                           placeout, w->ctl, 0);
   return 0;
 }
 
@@ -360,7 +415,7 @@ static void errorwhy(lua_State *W, int idx) {
 static int encode_failure(lua_State *W) {
   worker *w = *(worker **)lua_getextraspace(W);
   pushtraceback(W, 1);
-  if (tryencode(W, 2, "error", &w->out) != 0) {
+  if (tryencode(W, 2, "error", wrapflags(w, 2, 1), &w->out) != 0) {
     errorwhy(W, 2);
     w->out = lconc_encode(W, 2, 2, "error", 1);
   }
@@ -381,7 +436,7 @@ static int encode_failure(lua_State *W) {
 static int cf_chunkerror(lua_State *W) {
   conc_payload_t *p = NULL;
   lua_settop(W, 1);
-  if (tryencode(W, 1, "error", &p) != 0)
+  if (tryencode(W, 1, "error", 0, &p) != 0)
     errorwhy(W, 1);
   conc_payload_free(p);
   return 1;
@@ -404,7 +459,7 @@ static int resultscross(lua_State *W, lua_Integer j) {
   luaL_checkstack(W, 2 * (int)n + 8, "too many results");
   for (i = 2; i <= n; i++)
     lua_rawgeti(W, r, i);
-  if (tryencode(W, r + 1, "result", &p) != 0) {
+  if (tryencode(W, r + 1, "result", 0, &p) != 0) {
     lua_replace(W, r);
     lua_settop(W, r);
     return 0;
@@ -430,27 +485,33 @@ static int cf_chunkresults(lua_State *W) {
   return 0;
 }
 
-/* core._chunkkeep(f): should the results the running task returns be
+/* core._chunkkeep(f, out): the running task is a chunk whose calls'
+** results 'out' wraps ('wrapflags'); should the results it returns be
 ** refused, its error is f()'s result ('refused'). Nothing outside a
 ** task. */
 static int cf_chunkkeep(lua_State *W) {
   worker *w;
   luaL_checktype(W, 1, LUA_TFUNCTION);
-  lua_settop(W, 1);
+  luaL_checktype(W, 2, LUA_TTABLE);
+  lua_settop(W, 2);
   lua_rawgetp(W, LUA_REGISTRYINDEX, &workerkey);
-  w = (worker *)lua_touserdata(W, 2);
+  w = (worker *)lua_touserdata(W, 3);
   if (w == NULL || w->ctl == NULL)
     return 0;
   lua_pushvalue(W, 1);
   lua_rawsetp(W, LUA_REGISTRYINDEX, &keptkey);
+  lua_pushvalue(W, 2);
+  lua_rawsetp(W, LUA_REGISTRYINDEX, &wrapkey);
   w->kept = w->tasks;
   return 0;
 }
 
-/* Forget what the task kept (its function holds its results). */
+/* Forget what the task kept (it holds its results). */
 static void unkeep(worker *w) {
   lua_pushnil(w->W);
   lua_rawsetp(w->W, LUA_REGISTRYINDEX, &keptkey);
+  lua_pushnil(w->W);
+  lua_rawsetp(w->W, LUA_REGISTRYINDEX, &wrapkey);
   w->kept = 0;
 }
 
@@ -463,7 +524,9 @@ static int refused(worker *w) {
   if (w->phase != RUN_ENCODE || w->kept != w->tasks)
     return 0;
   lua_rawgetp(W, LUA_REGISTRYINDEX, &keptkey);
-  unkeep(w);
+  lua_pushnil(W);  /* called once; the wrapping table stays kept for
+                   ** the encode of the error it gives (wrapflags) */
+  lua_rawsetp(W, LUA_REGISTRYINDEX, &keptkey);
   if (lua_pcall(W, 0, 1, 0) != LUA_OK || lua_isnil(W, -1)) {
     lua_pop(W, 1);
     return 0;
@@ -480,9 +543,13 @@ static int refused(worker *w) {
 static conc_payload_t *failure(worker *w, int *status) {
   lua_State *W = w->W;
   int st;
-  if (*status == LUA_ERRMEM)  /* room to report it (max_memory): the
-                             ** task's values are garbage by now */
+  if (*status == LUA_ERRMEM) {  /* room to report it (max_memory): the
+                               ** task's values are garbage by now, once
+                               ** a chunk's kept ones are let go */
+    if (w->kept != 0)
+      unkeep(w);
     lua_gc(W, LUA_GCCOLLECT);
+  }
   if (w->phase != RUN_CALL  /* the task could not be decoded or its
                            ** results encoded */
       && !(*status == LUA_ERRRUN && refused(w)))

@@ -459,7 +459,7 @@ describe("transfer", function()
     it("checks the header", function()
       rejected("truncated", "")
       rejected("unknown format version", "\2\0\0")
-      rejected("unknown flags", "\1\2\0")
+      rejected("unknown flags", "\1\4\0")
       rejected("trailing bytes", raw(0, 1, "\0\0"))
       rejected("count larger than the input", "\1\0\5\0")
     end)
@@ -515,6 +515,12 @@ describe("transfer", function()
     it("limits the nesting on decode", function()
       rejected("nesting deeper than 200",
                raw(0, 1, ("\6\1\0"):rep(201) .. "\0"))
+      -- flag 2: a chunk of map's calls, two levels of wrapping more
+      local t = ch.decode(raw(2, 1, ("\6\1\0"):rep(202) .. "\0"))
+      for _ = 1, 201 do t = t[1] end
+      assert.same({}, t)
+      rejected("nesting deeper than 200",
+               raw(2, 1, ("\6\1\0"):rep(203) .. "\0"))
     end)
 
     it("checks upvalue descriptors", function()

@@ -330,6 +330,30 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.matches("f\tfalse\tnot enough memory\ng\tfalse\tnot enough memory\n", out)
       end)
 
+      it("says 'not enough memory' when a worker is too full to load a task's function", function()
+        -- the load of a function new to the worker runs out of memory:
+        -- that is no bad bytecode (it read "cannot decode transfer (bad
+        -- bytecode: not enough memory at byte 5)")
+        local out = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s { max_workers = 1, max_memory = 1024 * 1024 }
+          local f = ex:submit(function()
+            KEEP = {}
+            local size = 65536
+            while size >= 1 do
+              local ok = pcall(function() KEEP = { KEEP, string.rep("f", size) } end)
+              if not ok then size = size // 2 end
+            end
+            return 1
+          end)
+          print("f", pcall(f.result, f, 30))
+          local h = ex:submit(function(a) local b, c = a + 1, a * 2 return b + c end, 1)
+          print("h", pcall(h.result, h, 30))
+          ex:shutdown(true)
+        ]]):format(class))
+        assert.matches("f\ttrue\t1\nh\tfalse\tnot enough memory\n", out)
+      end)
+
       it("says 'not enough memory' when the stack cannot grow to encode a deep table", function()
         -- the task fills its state to the last bytes, frees 'x' of them
         -- and returns a table 190 deep: the encoder's stack must grow at
@@ -358,6 +382,47 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
           print("done")
         ]]):format(class))
         assert.equal("done\n", out)
+      end)
+
+      it("keeps a worker's freed blocks within its cap, and counts the bytes in use", function()
+        -- a worker's allocator keeps big freed blocks for its next tasks
+        -- (core._memory: bytes in use, bytes kept besides): they never
+        -- make it hold more than max_memory, they make way for a task
+        -- that needs the room, and stats().memory counts the bytes in use
+        local cap = 4 * 1024 * 1024
+        local ex <close> = Pool { max_workers = 1, max_memory = cap }
+        local used, cached = ex:submit(function()
+          local core = require "concurrent.core"
+          local function fill()  -- blocks of 100 KB up to the cap
+            local keep = {}
+            pcall(function()
+              for i = 1, 1e6 do keep[i] = string.rep(string.char(65 + i % 26), 100000) end
+            end)
+            return #keep
+          end
+          assert(fill() > 20)
+          collectgarbage()
+          return core._memory()
+        end):result(30)
+        assert.is_true(cached >= 256 * 1024, tostring(cached))
+        assert.is_true(used + cached <= cap, ("%d + %d"):format(used, cached))
+        local mem = ex:stats().memory
+        assert.is_true(mem > 0 and mem < used + 128 * 1024, ("%d, %d"):format(mem, used))
+        -- the next task fills the state with small blocks up to the cap
+        local last, held = ex:submit(function()
+          local core = require "concurrent.core"
+          local keep, size, held = {}, 2048, 0
+          while size >= 1 do
+            local ok = pcall(function() keep = { keep, string.rep("s", size) } end)
+            if not ok then size = size // 2 end
+            local u, c = core._memory()
+            held = math.max(held, u + c)
+          end
+          return core._memory(), held
+        end):result(30)
+        assert.is_true(last >= cap - 64 * 1024, tostring(last))
+        assert.is_true(held <= cap, tostring(held))
+        assert.equal(1, ex:submit(function() return 1 end):result(30))
       end)
 
       it("reports the memory the workers hold", function()

@@ -234,6 +234,11 @@ size_t conc_bufcache_round(size_t n);
 /* Gives every kept block back to malloc (out of memory, so that malloc
 ** may try again): 1 if there was any. NULL is allowed. */
 int conc_bufcache_empty(conc_bufcache_t *c);
+/* The bytes the blocks kept have (0 for NULL). */
+size_t conc_bufcache_held(const conc_bufcache_t *c);
+/* Gives kept blocks back to malloc, the oldest first, until at most
+** 'max' bytes are kept. NULL is allowed. */
+void conc_bufcache_trim(conc_bufcache_t *c, size_t max);
 /* Frees every kept block and the cache; NULL is allowed. */
 void conc_bufcache_free(conc_bufcache_t *c);
 

@@ -195,6 +195,17 @@ local PARTIAL = "concurrent.futures.partial"
 -- else only once the worker's encode of them refused: the worker then
 -- raises the error 'settle()' gives for the task (core._chunkkeep,
 -- lua/lworker.c 'refused'), so a chunk that crosses costs no check.
+-- 'out' wraps each result two tables deeper than its own task would
+-- send it; core._chunkkeep names 'out' to the worker, whose encode of
+-- it (as the results, or as the error) does not count those two levels
+-- toward the codec's nesting limit (LCONC_ENC_WRAP, lua/lcodec.c). So a
+-- result as deep as a task's may be crosses in a chunk too, and one
+-- deeper fails alone as its task would. The error in 'out' is one level
+-- deeper only and crosses alone (core._chunkerror) before it goes in.
+-- Flat results (counts, then every call's values) would need no such
+-- allowance, but not every chunk could return them: the calls' values
+-- together can pass Lua's stack limit where each call's do not, and a
+-- partial chunk raises one error value, which must hold its results.
 -- A stop of the task (a running cancel, a time limit) is caught here
 -- as any error, which is harmless: the worker raises it again at every
 -- instruction until the task has unwound, and decides a stopped task's
@@ -205,12 +216,11 @@ local function run_chunk(fn, chunk)
   local out = {}
   -- The chunk's error: call j's, which failed with 'e', unless the
   -- results of a call before it cannot cross; with no j, the first
-  -- call's whose results cannot, or nil if none (all of them at once
-  -- may still fail, e.g. too deep).
+  -- call's whose results cannot, or nil if none.
   local function settle(j, e)
     local bad, why = core._chunkresults(out, (j or #out + 1) - 1)
     if bad then j, e = bad, why
-    elseif j == nil then return nil end
+    elseif j == nil then return nil end  -- all at once failed (memory)
     if j == 1 and not (type(e) == "table" and rawget(e, PARTIAL) ~= nil) then
       return e
     end
@@ -220,13 +230,13 @@ local function run_chunk(fn, chunk)
     else out.err = core._chunkerror(e) end
     return out
   end
+  core._chunkkeep(settle, out)
   for j = 1, #chunk do
     local args = chunk[j]
     local r = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
     if not r[1] then error(settle(j, r[2]), 0) end
     out[j] = r
   end
-  core._chunkkeep(settle)
   return out
 end
 

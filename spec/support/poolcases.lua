@@ -271,6 +271,59 @@ return function(class, Pool, Broken, caps)
       end
     end)
 
+    it("yields a chunk's results and errors as deep as a task's own", function()
+      -- a chunk wraps its calls' results two tables deeper than their
+      -- tasks send them: a result or error at the codec's limit (200)
+      -- still crosses, and one past it fails alone, as its own task does
+      local ex <close> = Pool(2)
+      local function depth(v)
+        local d = 0
+        while type(v) == "table" do d, v = d + 1, v[1] end
+        return d
+      end
+      -- fn over 1..9 in order: each index with the depth of its result,
+      -- then the error (its depth, or its text)
+      local function deepdrain(fn, chunksize)
+        local got = {}
+        local ok, e = pcall(function()
+          for i, v, w in ex:map { fn, { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, chunksize = chunksize } do
+            got[#got + 1] = { i, depth(v), w }
+          end
+        end)
+        return got, type(e) == "table" and depth(e) or e, ok
+      end
+      local function make(bad, d, how)
+        return function(x)
+          local function nest()
+            local t = {}
+            for _ = 2, d do t = { t } end
+            return t
+          end
+          if x == bad and how == "error" then error(nest()) end
+          if x == bad then return nest(), x end
+          if x > bad and how == "later" then error("later") end
+          return x, x
+        end
+      end
+      for _, how in ipairs { "result", "error", "later" } do
+        for _, d in ipairs { 199, 200, 201 } do
+          for _, bad in ipairs { 4, 5, 6 } do  -- first, middle, last of chunk 4..6
+            local want, werr, wok = deepdrain(make(bad, d, how), 1)
+            local yields = (how == "error" or d > 200) and bad - 1
+                           or how == "result" and 9 or bad
+            assert.equal(yields, #want)
+            for _, chunksize in ipairs { 3, 9 } do
+              local got, err, ok = deepdrain(make(bad, d, how), chunksize)
+              local name = ("%s %d deep at %d, chunks of %d"):format(how, d, bad, chunksize)
+              assert.same(want, got, name)
+              assert.equal(werr, err, name)
+              assert.equal(wok, ok, name)
+            end
+          end
+        end
+      end
+    end)
+
     if caps.limits then
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
