@@ -13,7 +13,10 @@
 typedef struct lconc_dumpmemo {
   const void *fn;         /* that function, while the holder's weak slot
                           ** holds it */
-  conc_bytes_t **entry;   /* where its cache entry keeps its bytes */
+  conc_bytes_t **entry;   /* where its cache entry keeps its bytes,
+                          ** while the weak slot beside holds the entry */
+  const void *entryobj;   /* that entry as the slot holds it, when 'uv'
+                          ** (lconc_arrayobj) */
   int envups;             /* its upvalues are all '_ENV': how many; -1
                           ** when some other is among them, -2 not
                           ** known yet */
