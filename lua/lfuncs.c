@@ -129,6 +129,18 @@ static conc_bytes_t *newentry(lua_State *L, const char *b, size_t n) {
   return *e;
 }
 
+/* Is the value at the top an entry? The cache is a table the registry
+** holds, where anything may have been put (debug.getregistry). */
+static int isentry(lua_State *L) {
+  int ok = lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1);
+  if (ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ENTRYMT);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return ok;
+}
+
 /* The cache is keyed by the function value in a weak-keyed table, so an
 ** entry goes with its function: a later function at the same address
 ** can never see a stale dump. Debug info is kept (tracebacks, upvalue
@@ -146,7 +158,8 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) != LUA_TUSERDATA) {
+  lua_rawget(L, -2);
+  if (!isentry(L)) {
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     w.init = 0;

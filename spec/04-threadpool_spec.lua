@@ -239,6 +239,38 @@ describe("ThreadPoolExecutor", function()
     assert.matches("done", out)
   end)
 
+  it("sends a function whose dump cache entry was replaced by another value", function()
+    -- the dump cache (a registry table) took any userdata found under a
+    -- function for its entry: a file handle or a future there was read
+    -- as the shared bytes of a dump (a crash, "double free or corruption")
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local pp = cf.ProcessPoolExecutor(1)
+      local function fn(a) return a + 1 end
+      local function other(a) return a end
+      assert(ex:submit(fn, 1):result() == 2)
+      local dumps
+      for k, v in pairs(debug.getregistry()) do
+        local mt = type(k) == "userdata" and type(v) == "table" and getmetatable(v)
+        if mt and mt.__mode == "k" and v[fn] ~= nil then dumps = v end
+      end
+      assert(dumps, "no dump cache in the registry")
+      for _, fake in ipairs { io.stdout, cf.Future(), io.stderr } do
+        assert(ex:submit(other, 1):result() == 1)  -- the memo: not 'fn'
+        dumps[fn] = fake
+        assert(ex:submit(fn, 2):result() == 3)
+        dumps[fn] = fake
+        assert(pp:submit(fn, 3):result(10) == 4)
+      end
+      ex:shutdown()
+      pp:shutdown()
+      print("done")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("done", out)
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()
