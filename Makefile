@@ -146,15 +146,16 @@ debug:
 	@$(SUBMAKE) BUILD=build-debug COPT='-O1 -g' \
 	  MYCFLAGS='$(MYCFLAGS) -DCONC_DEBUG -DLCONC_DEBUG' specs
 
-# Fault injection: the module rebuilt under ASan+UBSan with
-# spec/faults/faults.c wrapped around its malloc, calloc, realloc,
+# Fault injection: the module rebuilt under ASan+UBSan (with its task
+# blocks' slabs, CONC_FAULTS) with
+# spec/faults/faults.c wrapped around its malloc, calloc, realloc, mmap,
 # pthread_create, eventfd, socketpair, fork and its worker states'
 # allocator (faults.c says why --wrap), then spec/faults/sweep.lua fails each call in turn of every
 # scenario, within FAULTS_TIME seconds: each failure must end as a Lua
 # error or a failed future, never a crash, hang, abort or leak.
 FAULTS_BUILD = build-faults
 FAULTS_TIME = 120
-FAULTS_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+FAULTS_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=mmap \
               -Wl,--wrap=pthread_create,--wrap=eventfd,--wrap=socketpair,--wrap=fork \
               -Wl,--wrap=luaL_newstate
 
@@ -162,6 +163,7 @@ faults:
 	@$(CLANGDEPS) cc sanitizers lua headers
 	@$(SUBMAKE) CC=$(CLANG) SAN=address,undefined BUILD=$(FAULTS_BUILD) $(FAULTS_BUILD)/host
 	@$(SUBMAKE) CC=$(CLANG) SAN=address,undefined BUILD=$(FAULTS_BUILD) \
+	  MYCFLAGS='$(MYCFLAGS) -DCONC_FAULTS' \
 	  MYLDFLAGS='$(MYLDFLAGS) $(FAULTS_WRAP)' $(FAULTS_BUILD)/concurrent/core.so
 	@$(ASAN_ENV) $(LUA) spec/faults/sweep.lua $(FAULTS_BUILD) $(FAULTS_TIME)
 

@@ -129,6 +129,18 @@ static conc_bytes_t *newentry(lua_State *L, const char *b, size_t n) {
   return *e;
 }
 
+/* Is the value at the top an entry? The cache is a table the registry
+** holds, where anything may have been put (debug.getregistry). */
+static int isentry(lua_State *L) {
+  int ok = lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1);
+  if (ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ENTRYMT);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return ok;
+}
+
 /* The cache is keyed by the function value in a weak-keyed table, so an
 ** entry goes with its function: a later function at the same address
 ** can never see a stale dump. Debug info is kept (tracebacks, upvalue
@@ -146,7 +158,8 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
   luaL_checkstack(L, STACKNEED, NULL);
   getcache(L, &DUMPS, "k");
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) != LUA_TUSERDATA) {
+  lua_rawget(L, -2);
+  if (!isentry(L)) {
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     w.init = 0;
@@ -169,44 +182,52 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
 }
 
 /* Whether 'm' holds the function at 'idx' (at address 'fn'): its
-** holder's weak slot still has it, so it is that very function, not a
-** later one at the same address (a collected function leaves the slot
-** empty before its memory can be reused: the collector clears weak
-** values before it frees anything). The slot read in place costs a
-** tenth of the four API calls; it goes through the holder's user value
-** each time, as the API would (debug.setuservalue may replace it, and
-** the table read last is then no one's to keep alive). */
+** holder's weak slots still have it and its cache entry, so it is that
+** very function, not a later one at the same address (a collected
+** function leaves the slot empty before its memory can be reused: the
+** collector clears weak values before it frees anything), and the entry
+** that 'm' points into still lives (a function outlives its entry when
+** the entry is taken out of the cache, a table the registry holds). The
+** slots read in place cost a tenth of the API calls; they go through
+** the holder's user value each time, as the API would
+** (debug.setuservalue may replace it, and the table read last is then
+** no one's to keep alive). */
 static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
                    const void *fn) {
-  int hit = 0;
+  int hit = 0, top;
   if (fn != m->fn || fn == NULL)
     return 0;
   if (m->uv != NULL)
-    return lconc_uvholds(m->uv, 1, fn);
-  if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE) {
-    hit = lua_rawgeti(L, -1, 1) == LUA_TFUNCTION && lua_topointer(L, -1) == fn;
-    lua_settop(L, -3);
-  } else
-    lua_pop(L, 1);
+    return lconc_uvholds(m->uv, 1, fn)
+           && lconc_uvholds(m->uv, 2, m->entryobj);
+  top = lua_gettop(L);
+  if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE)
+    hit = lua_rawgeti(L, top + 1, 1) == LUA_TFUNCTION
+          && lua_topointer(L, -1) == fn
+          && lua_rawgeti(L, top + 1, 2) == LUA_TUSERDATA
+          && lua_touserdata(L, -1) == (void *)m->entry;
+  lua_settop(L, top);
   return hit;
 }
 
 /* (lconc_dumpmemoplain: not known yet) */
 #define ENVUPS_UNKNOWN (-2)
 
-/* Remember the function at 'idx' ('fn') and its entry in 'm', its
-** holder's weak slot made on first use. The memo is emptied first: an
-** error (out of memory) halfway leaves it empty, not half new. The slot
-** is read in place only once such a read found the function there. */
+/* Remember the function at 'idx' ('fn') and its entry (at the top) in
+** 'm', both in its holder's weak slots, made on first use. The memo is
+** emptied first: an error (out of memory) halfway leaves it empty, not
+** half new. The slots are read in place only once such a read found
+** them there. */
 static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
-                    const void *fn, conc_bytes_t **entry) {
+                    const void *fn) {
   const void *t;
+  conc_bytes_t **entry = (conc_bytes_t **)lua_touserdata(L, -1);
   m->fn = NULL;
   m->uv = NULL;
   m->envups = ENVUPS_UNKNOWN;
   if (lua_getiuservalue(L, holder, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 1, 0);
+    lua_createtable(L, 2, 0);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
@@ -216,8 +237,11 @@ static void memoset(lua_State *L, lconc_dumpmemo *m, int holder, int idx,
   }
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 2);
   t = lua_topointer(L, -1);
-  if (m->inplace && lconc_arrayholds(t, 1, fn))
+  if (m->inplace && lconc_arrayholds(t, 1, fn)
+      && (m->entryobj = lconc_arrayobj(t, 2)) != NULL)
     m->uv = lconc_uvplace(L, holder);
   lua_pop(L, 1);
   m->fn = fn;
@@ -269,7 +293,7 @@ const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,
     idx = lua_absindex(L, idx);
     entry = pushentry(L, idx);
     if (m != NULL)
-      memoset(L, m, holder, idx, fn, entry);
+      memoset(L, m, holder, idx, fn);
     lua_pop(L, 1);  /* the entry: alive as long as its function */
   }
   if ((e = *entry) == NULL)  /* finalized while the state closes */

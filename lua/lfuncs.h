@@ -12,23 +12,26 @@
 ** most of the cost of sending it. Zero it before first use. */
 typedef struct lconc_dumpmemo {
   const void *fn;         /* that function, while the holder's weak slot
-                          ** holds it */
-  conc_bytes_t **entry;   /* where its cache entry keeps its bytes */
+                          ** [1] holds it */
+  conc_bytes_t **entry;   /* where its cache entry keeps its bytes,
+                          ** while the weak slot [2] holds the entry */
+  const void *entryobj;   /* that entry as slot [2] holds it, when 'uv'
+                          ** (lconc_arrayobj) */
   int envups;             /* its upvalues are all '_ENV': how many; -1
                           ** when some other is among them, -2 not
                           ** known yet */
   int inplace;            /* set by the holder: lconc_arraycheck passed,
-                          ** so the weak slot is read in place */
+                          ** so the weak slots are read in place */
   const void *uv;         /* where the holder keeps the table of the
-                          ** weak slot (lconc_uvplace), when 'inplace'
-                          ** and a read in place found the function */
+                          ** weak slots (lconc_uvplace), when 'inplace'
+                          ** and a read in place found both */
 } lconc_dumpmemo;
 
 /* Return the binary dump (with debug info) of the Lua function at
 ** 'idx', valid while that function lives; one dump per function value,
-** cached in a weak table, and with 'm' (or NULL) remembered in 'm' and
-** in a weak slot of the user value of the userdata at 'holder' (made
-** with one).
+** cached in a weak table, and with 'm' (or NULL) remembered in 'm' and,
+** with its cache entry, in weak slots of the user value of the userdata
+** at 'holder' (made with one).
 ** The dump leaves out its header (the same for every function of a
 ** build: lfuncs.c). '*len' bytes are followed by its 4-byte check, which
 ** the cache keeps with it, as it keeps the function's number of

@@ -60,13 +60,17 @@ lconc_slot *lconc_arraynew(lua_State *L, int idx, lua_Unsigned *n) {
 /* Lua 5.4's tag bit of a collectable value (lobject.h, BIT_ISCOLLECTABLE). */
 #define COLLECTABLE (1 << 6)
 
-int lconc_arrayholds(const void *t, lua_Unsigned i, const void *p) {
+const void *lconc_arrayobj(const void *t, lua_Unsigned i) {
   const Table54 *h = (const Table54 *)t;
   const lconc_slot *s;
   if (i < 1 || i > h->alimit)
-    return 0;
+    return NULL;
   s = h->array + (i - 1);
-  return (s->tt & COLLECTABLE) && s->v.p == p;
+  return (s->tt & COLLECTABLE) ? s->v.p : NULL;
+}
+
+int lconc_arrayholds(const void *t, lua_Unsigned i, const void *p) {
+  return p != NULL && lconc_arrayobj(t, i) == p;
 }
 
 /* Lua 5.4's UValue (lobject.h): a TValue, the size of the largest

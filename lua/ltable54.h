@@ -82,6 +82,12 @@ LCONC_FUNC int lconc_hashsame(lua_State *L, int idx, const void *copy,
 LCONC_FUNC int lconc_arrayholds(const void *t, lua_Unsigned i,
                                 const void *p);
 
+/* The object t[i] holds (within the view, as lconc_arrayholds), in the
+** form lconc_arrayholds compares: for a full userdata, its header, not
+** its lua_topointer. NULL for an empty slot or a value that is no
+** object. */
+LCONC_FUNC const void *lconc_arrayobj(const void *t, lua_Unsigned i);
+
 /* Where the full userdata at 'idx', made with one user value, keeps it,
 ** when it is found there holding the table at the top (as the API reads
 ** that user value); else NULL. Valid while the userdata lives. */

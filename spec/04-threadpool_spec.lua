@@ -207,6 +207,70 @@ describe("ThreadPoolExecutor", function()
     assert.matches("done", out)
   end)
 
+  it("sends a function again after its dump's cache entry was dropped", function()
+    -- the memo of the function sent last kept a pointer into the dump
+    -- cache's entry; the entry, taken out of that (registry) table and
+    -- collected while the function lived on, was freed: the next submit
+    -- read freed memory (make asan) or refused the function as if the
+    -- state were closing
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local function fn(a) return a + 1 end
+      assert(ex:submit(fn, 1):result() == 2)
+      local cleared = 0
+      for k, v in pairs(debug.getregistry()) do
+        local mt = type(k) == "userdata" and type(v) == "table" and getmetatable(v)
+        if mt and mt.__mode == "k" and v[fn] ~= nil then
+          v[fn] = nil
+          cleared = cleared + 1
+        end
+      end
+      assert(cleared == 1, "no dump cache in the registry")
+      collectgarbage()
+      collectgarbage()
+      local junk = {}
+      for k = 1, 2000 do junk[k] = ("j"):rep(8) .. k .. ("x"):rep(10) end
+      for k = 1, 3 do assert(ex:submit(fn, k):result() == k + 1) end
+      ex:shutdown()
+      print("done")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("done", out)
+  end)
+
+  it("sends a function whose dump cache entry was replaced by another value", function()
+    -- the dump cache (a registry table) took any userdata found under a
+    -- function for its entry: a file handle or a future there was read
+    -- as the shared bytes of a dump (a crash, "double free or corruption")
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local pp = cf.ProcessPoolExecutor(1)
+      local function fn(a) return a + 1 end
+      local function other(a) return a end
+      assert(ex:submit(fn, 1):result() == 2)
+      local dumps
+      for k, v in pairs(debug.getregistry()) do
+        local mt = type(k) == "userdata" and type(v) == "table" and getmetatable(v)
+        if mt and mt.__mode == "k" and v[fn] ~= nil then dumps = v end
+      end
+      assert(dumps, "no dump cache in the registry")
+      for _, fake in ipairs { io.stdout, cf.Future(), io.stderr } do
+        assert(ex:submit(other, 1):result() == 1)  -- the memo: not 'fn'
+        dumps[fn] = fake
+        assert(ex:submit(fn, 2):result() == 3)
+        dumps[fn] = fake
+        assert(pp:submit(fn, 3):result(10) == 4)
+      end
+      ex:shutdown()
+      pp:shutdown()
+      print("done")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("done", out)
+  end)
+
   it("runs tasks truly in parallel, each worker with its own state", function()
     local ex <close> = cf.ThreadPoolExecutor(2)
     local gate = cf.Future()

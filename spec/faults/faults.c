@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,7 +23,9 @@
 ** state, dlopen). Wrapped, call N is the module's own Nth call to one of
 ** these functions, the same from run to run (but for the order of
 ** threads), and the sanitizer runtime still sees every allocation.
-** luaL_newstate is wrapped too: it fails as a call of its own
+** mmap gives only the chunks of task blocks (core/future.c, which
+** keeps its slabs in this build: CONC_FAULTS). luaL_newstate is wrapped
+** too: it fails as a call of its own
 ** ("newstate"), and the states the module makes (workers) allocate
 ** through a failing allocator ("lua"), where Lua's own memory errors,
 ** and any Lua API call outside a protected call, show.
@@ -44,6 +47,8 @@ int __real_pthread_create(pthread_t *t, const pthread_attr_t *a,
 int __real_eventfd(unsigned int v, int flags);
 int __real_socketpair(int d, int type, int proto, int sv[2]);
 pid_t __real_fork(void);
+void *__real_mmap(void *a, size_t n, int prot, int flags, int fd,
+                  off_t off);
 lua_State *__real_luaL_newstate(void);
 
 void *__wrap_malloc(size_t n);
@@ -54,6 +59,8 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a,
 int __wrap_eventfd(unsigned int v, int flags);
 int __wrap_socketpair(int d, int type, int proto, int sv[2]);
 pid_t __wrap_fork(void);
+void *__wrap_mmap(void *a, size_t n, int prot, int flags, int fd,
+                  off_t off);
 lua_State *__wrap_luaL_newstate(void);
 
 static long target;
@@ -141,6 +148,16 @@ pid_t __wrap_fork(void) {
     return -1;
   }
   return __real_fork();
+}
+
+/* The chunks of task blocks (future.c, built with CONC_FAULTS). */
+void *__wrap_mmap(void *a, size_t n, int prot, int flags, int fd,
+                  off_t off) {
+  if (fails("mmap")) {
+    errno = ENOMEM;
+    return MAP_FAILED;
+  }
+  return __real_mmap(a, n, prot, flags, fd, off);
 }
 
 /* As lauxlib's allocator, but growth may fail; Lua assumes shrinking
