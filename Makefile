@@ -385,8 +385,9 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 # Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
 # case (a test-only switch makes every worker rank cut its results), the
 # out-of-memory case (another makes rank 0 fail the frames ranks wait
-# for), a singleton job spawning its workers, and os.exit with a task running,
-# each bounded by MPI_TIMEOUT seconds.
+# for), a singleton job spawning its workers, os.exit with a task running,
+# each bounded by MPI_TIMEOUT seconds, and a rank's wait on rank 0's
+# future at the job's end (endwait.lua: a hang fails it after 30 s).
 mpi-specs: $(MPI_MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
@@ -402,5 +403,9 @@ mpi-specs: $(MPI_MODULE)
 	  $(LUA) -l concurrent.futures.mpi spec/mpi/osexit.lua) && \
 	  echo "$$out" | grep -q "the running task finished" && \
 	  echo "os.exit: 1 passed, 0 failed"
+	@out=$$($(LUAENV) timeout 30 $(MPIEXEC) -n 2 \
+	  $(LUA) -l concurrent.futures.mpi spec/mpi/endwait.lua) && \
+	  echo "$$out" | grep -q "queue false (get: the pool is broken), future false (BrokenMPIPool: rank 0 has ended)" && \
+	  echo "endwait: 1 passed, 0 failed"
 
 .PHONY: mpi test-mpi mpi-specs

@@ -794,4 +794,14 @@ void conc__qproxies_stop(conc__qproxies *t) {
   pthread_cond_broadcast(&t->rcv);
 }
 
+void conc__qproxies_wakeall(conc__qproxies *t) {
+  conc__qproxy *x;
+  pthread_mutex_lock(&t->qmu);
+  for (x = t->list; x != NULL; x = x->next) {
+    conc__chanq_wakeup(x->q, 1);
+    conc__chanq_wakeup(x->q, 0);
+  }
+  pthread_mutex_unlock(&t->qmu);
+}
+
 /* }====================================================================== */

@@ -138,6 +138,10 @@ CONC__FUNC int conc__qproxies_onframe(conc__qproxies *t, unsigned type,
 /* (Under 'mu'.) No reply will come: every request waiting fails with
 ** CONC_EBROKEN, and later ones at once. */
 CONC__FUNC void conc__qproxies_stop(conc__qproxies *t);
+/* (Not under 'mu', after conc__qproxies_stop.) Wake every wait here on
+** a queue of the host: each asks again and fails, as no change notice
+** can come any more. */
+CONC__FUNC void conc__qproxies_wakeall(conc__qproxies *t);
 
 /* }====================================================================== */
 

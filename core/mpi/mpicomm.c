@@ -1350,6 +1350,24 @@ static conc_payload_t *qpx_readpayload(conc__qproxies *t, conc__rd *r) {
   return readpayload(r);
 }
 
+/* Settle and let go of every proxy: rank 0 has ended (M_EXIT), so no
+** news of its futures will come. A wait on one (in a finalizer as a
+** pool's state closes, in a thread a task left) then fails as one on
+** its queues does, instead of holding this rank, and with it the whole
+** job, forever. */
+static void endproxies(void) {
+  while (G.proxies != NULL) {
+    proxy *x = G.proxies;
+    conc_payload_t *e = conc_payload_error(ops.broken_class,
+                                           "rank 0 has ended");
+    G.proxies = x->next;
+    conc__future_settle_foreign(x->f, e == NULL, e, conc_payload_sizeof(e),
+                                conc_payload_free, 1);
+    conc_future_unref(x->f);
+    free(x);
+  }
+}
+
 static void onfuture(conc__rd *r) {
   uint64_t id = conc__get64(r);
   unsigned state = conc__get8(r);
@@ -1459,6 +1477,8 @@ static void onorder(const unsigned char *body, size_t len) {
     pthread_mutex_lock(&G.mu);
     conc__qproxies_stop(&G.qpx);  /* rank 0 reads no more */
     pthread_mutex_unlock(&G.mu);
+    conc__qproxies_wakeall(&G.qpx);  /* nor says a queue changed */
+    endproxies();
   } else if (j->type != M_CLOSE) {
     r.bad = 1;
   }
@@ -1502,12 +1522,7 @@ static void worker(void) {
       nap(wait = backoff(wait, conc_now() - last, IDLE_MAX));
     }
   }
-  while (G.proxies != NULL) {
-    proxy *x = G.proxies;
-    G.proxies = x->next;
-    conc_future_unref(x->f);
-    free(x);
-  }
+  endproxies();
 }
 
 /* }====================================================================== */
