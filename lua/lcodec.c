@@ -1111,14 +1111,14 @@ static conc_payload_t *finish(Enc *E) {
 /* The bytes of a scalar value at 'idx' at 'p' (as 'encode' writes them);
 ** NULL if it is no nil, boolean or number. */
 static char *storescalar(lua_State *L, int idx, char *p) {
+  if (lua_isinteger(L, idx)) {  /* the common argument: no lua_type */
+    *p++ = T_INT;
+    return storevarint(p, zigzag(lua_tointeger(L, idx)));
+  }
   switch (lua_type(L, idx)) {
     case LUA_TNIL: *p++ = T_NIL; break;
     case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        *p++ = T_INT;
-        return storevarint(p, zigzag(lua_tointeger(L, idx)));
-      }
       *p++ = T_FLT;
       return storefloat(p, lua_tonumber(L, idx));
     default: return NULL;
