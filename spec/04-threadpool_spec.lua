@@ -783,15 +783,21 @@ describe("ThreadPoolExecutor", function()
         local ex = cf.ThreadPoolExecutor(1)
         local function finalize(x) getmetatable(x).__gc(x) end
         for _, method in ipairs { "result", "exception" } do
-          local done = ex:submit(function() return 1 end)
+          -- (each task waits for its gate: its callback is added first)
+          local gate = cf.Future()
+          local done = ex:submit(function(g) return g:result(10) end, gate)
           done:add_done_callback(finalize)
+          gate:set_result(1)
           while not done:done() do end  -- not a safe point
           print(method, "done", pcall(done[method], done))
-          local slow = ex:submit(function()
+          gate = cf.Future()
+          local slow = ex:submit(function(g)
+            g:result(10)
             local t = os.clock() + 0.02 while os.clock() < t do end
             return 2
-          end)
+          end, gate)
           slow:add_done_callback(finalize)
+          gate:set_result(1)
           print(method, "waits", pcall(slow[method], slow, 10))
         end
         ex:shutdown()
