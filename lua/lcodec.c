@@ -1111,14 +1111,14 @@ static conc_payload_t *finish(Enc *E) {
 /* The bytes of a scalar value at 'idx' at 'p' (as 'encode' writes them);
 ** NULL if it is no nil, boolean or number. */
 static char *storescalar(lua_State *L, int idx, char *p) {
+  if (lua_isinteger(L, idx)) {  /* the common argument: no lua_type */
+    *p++ = T_INT;
+    return storevarint(p, zigzag(lua_tointeger(L, idx)));
+  }
   switch (lua_type(L, idx)) {
     case LUA_TNIL: *p++ = T_NIL; break;
     case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        *p++ = T_INT;
-        return storevarint(p, zigzag(lua_tointeger(L, idx)));
-      }
       *p++ = T_FLT;
       return storefloat(p, lua_tonumber(L, idx));
     default: return NULL;
@@ -1135,15 +1135,20 @@ static char *storescalar(lua_State *L, int idx, char *p) {
 ** another form or 'alloc' has no block: the general encoder then does
 ** it all, and reports what it must. No Lua runs, nothing raises: it
 ** needs no buffer, 'seen' map or path. A fifth of the general cost.
+** Its own function, called before lconc_encodex, not inside it: the
+** general encoder's frame (its 'Enc', a few KiB, and six saved
+** registers) cost this path some 20 instructions a task.
 */
-static conc_payload_t *encplain(lua_State *L, int first, int n, int holder,
-                                lconc_payalloc alloc, void *ud) {
+conc_payload_t *lconc_encodeplain(lua_State *L, int first, int n,
+                                  lconc_payalloc alloc, void *ud,
+                                  int holder) {
   char b[6 + PLAINUPS + (PLAINMAX - 1) * 11], *p = b;
-  Buffer *B = (Buffer *)lua_touserdata(L, holder);
+  Buffer *B;
   conc_bytes_t *dump;
   conc_payload_t *pay;
   int i, nups;
-  if (n < 1 || n > PLAINMAX || B == NULL
+  if (first < 1 || n < 1 || n > PLAINMAX
+      || (B = (Buffer *)lua_touserdata(L, holder)) == NULL
       || (dump = lconc_dumpmemoplain(L, first, &B->memo, holder,
                                      &nups)) == NULL
       || nups > PLAINUPS)
@@ -1178,10 +1183,6 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   conc_payload_t *p;
   const char *frame = (const char *)__builtin_frame_address(0);
   int i;
-  if ((flags & LCONC_ENC_LOCAL) && alloc != NULL && buffer != 0
-      && first > 0
-      && (p = encplain(L, first, n, buffer, alloc, ud)) != NULL)
-    return p;
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, "cannot transfer");
   lua_pushnil(L);  /* slot of the string "__name" */

@@ -215,8 +215,11 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
   slot = lconc_newfuturemt(L, NULL, UP_FUTUREMT);
   a.ex = ex;
   a.f = NULL;
-  p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
-                    UP_BUFFER);
+  p = ex->local ? lconc_encodeplain(L, 2, n, allocblock, &a, UP_BUFFER)
+                : NULL;
+  if (p == NULL)
+    p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
+                      UP_BUFFER);
   if (a.f == NULL && (a.f = conc_future_new()) == NULL) {
     conc_payload_free(p);
     luaL_error(L, "not enough memory");

@@ -234,12 +234,16 @@ static int fut_new(lua_State *L) {
 
 /* Block until the future of the handle at 1 is done or 'deadline'
 ** passes (0), running callbacks at safe points; when done, this state's
-** callbacks of it have run (unless called inside a callback). */
+** callbacks of it have run (unless called inside a callback). A
+** callback may finalize the handle by hand (getmetatable(f).__gc(f)),
+** letting go of its future: the caller checks 'h->f' again after it. */
 static int waitdone(lua_State *L, lconc_owner *o, handle *h,
                     double deadline) {
-  conc_future_t *f = h->f;
+  conc_future_t *f;
   lconc_stackcheck_begin(L);
   lconc_ownersafepoint(L, o);
+  if ((f = h->f) == NULL)
+    finalized(L);
   if (!conc_future_done(f)) {
     conc_watch_t *set;
     uintptr_t tag;
@@ -388,6 +392,8 @@ static int outcome(lua_State *L, const char *what) {
   deadline = top < 2 ? CONC_FOREVER : lconc_optdeadline(L, 2);
   if (!waitdone(L, o, h, deadline))
     lconc_raise(L, "TimeoutError", "%s timed out", what);
+  if (h->f == NULL)  /* finalized by a callback that ran meanwhile */
+    finalized(L);
   if (conc_future_state(h->f) == CONC_CANCELLED)
     lconc_raise(L, "CancelledError", "the future was cancelled");
   return pushoutcome(L, h);

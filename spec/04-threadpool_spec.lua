@@ -773,6 +773,45 @@ describe("ThreadPoolExecutor", function()
       assert.matches("submit\tfalse\t[^\n]*the Lua state is closing", out)
     end)
 
+    it("raises, and does not crash, when a callback finalizes the handle that result() waits on", function()
+      -- the callback runs at result()'s safe point (the task is done
+      -- already) or while it waits; it calls __gc by hand, which lets
+      -- go of the handle's future: result() went on with that future
+      -- (freed memory, then a NULL one: a crash)
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(1)
+        local function finalize(x) getmetatable(x).__gc(x) end
+        for _, method in ipairs { "result", "exception" } do
+          -- (each task waits for its gate: its callback is added first)
+          local gate = cf.Future()
+          local done = ex:submit(function(g) return g:result(10) end, gate)
+          done:add_done_callback(finalize)
+          gate:set_result(1)
+          while not done:done() do end  -- not a safe point
+          print(method, "done", pcall(done[method], done))
+          gate = cf.Future()
+          local slow = ex:submit(function(g)
+            g:result(10)
+            local t = os.clock() + 0.02 while os.clock() < t do end
+            return 2
+          end, gate)
+          slow:add_done_callback(finalize)
+          gate:set_result(1)
+          print(method, "waits", pcall(slow[method], slow, 10))
+        end
+        ex:shutdown()
+        print("survived")
+      ]])
+      assert.is_true(ok, out)
+      for _, method in ipairs { "result", "exception" } do
+        for _, how in ipairs { "done", "waits" } do
+          assert.matches(method .. "\t" .. how .. "\tfalse\t[^\n]*future handle already finalized", out)
+        end
+      end
+      assert.matches("survived", out)
+    end)
+
     it("finishes submitted work when the executor is collected", function()
       local f
       do
