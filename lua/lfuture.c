@@ -584,6 +584,11 @@ static int finish(lua_State *L, int failed) {
   if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  if (h->f == NULL) {  /* a finalizer run by the encode's allocations
+                       ** finalized the handle by hand (waitdone) */
+    conc_payload_free(p);
+    return finalized(L);
+  }
   /* values reaching h->f (a cycle): for this state only, no leak */
   r = conc_payload_finish(h->f, p, failed, NULL, NULL);
   if (r != 0) {

@@ -812,6 +812,30 @@ describe("ThreadPoolExecutor", function()
       assert.matches("survived", out)
     end)
 
+    it("raises, and does not crash, when a finalizer finalizes the handle that set_result() encodes for", function()
+      -- the encode's allocations (here: the refusal's message) run
+      -- collection steps, and with them a finalizer that calls the
+      -- handle's __gc by hand: set_result went on with a NULL future
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        collectgarbage("incremental", 0, 1000, 0)  -- a step per allocation
+        local hits = 0
+        for i = 1, 20000 do
+          local f = cf.Future()
+          setmetatable({}, { __gc = function() getmetatable(f).__gc(f) end })
+          -- (values that cannot cross are kept for this state alone)
+          local ok, err = pcall(f.set_result, f,
+            { coroutine.create(print), string.rep("x", i % 50) })
+          if not ok and tostring(err):find("future handle already finalized") then
+            hits = hits + 1
+          end
+        end
+        print("survived", hits > 0)
+      ]])
+      assert.is_true(ok, out)
+      assert.matches("survived\ttrue", out)
+    end)
+
     it("finishes submitted work when the executor is collected", function()
       local f
       do
