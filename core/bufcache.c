@@ -8,17 +8,6 @@
 
 #include "internal.h"
 
-/* Cached blocks poisoned under ASan: a use after free of a block this
-** cache keeps is still reported. */
-#if defined(CONC__ASAN)
-#include <sanitizer/asan_interface.h>
-#define poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define poison(p, n) ((void)(p), (void)(n))
-#define unpoison(p, n) ((void)(p), (void)(n))
-#endif
-
 /* Blocks kept at most, whatever their sizes: a burst of frees (a
 ** collection) beyond it goes to free(). */
 #if !defined(CONC_BUFCACHE_SLOTS)
@@ -72,7 +61,7 @@ void *conc_bufcache_take(conc_bufcache_t *c, size_t n) {
     if (s.size >= n && s.size - n <= n / 8) {
       c->slot[i] = c->slot[--c->n];
       c->held -= s.size;
-      unpoison(s.p, s.size);
+      conc__unpoison(s.p, s.size);
       return s.p;
     }
   }
@@ -83,7 +72,7 @@ int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n) {
   if (c == NULL || p == NULL || !inrange(n) || c->held + n > c->max
       || c->n == CONC_BUFCACHE_SLOTS)
     return 0;
-  poison(p, n);
+  conc__poison(p, n);
   c->slot[c->n].p = p;
   c->slot[c->n++].size = n;
   c->held += n;
@@ -93,7 +82,7 @@ int conc_bufcache_keep(conc_bufcache_t *c, void *p, size_t n) {
 int conc_bufcache_empty(conc_bufcache_t *c) {
   int i, had = c != NULL && c->n > 0;
   for (i = 0; had && i < c->n; i++) {
-    unpoison(c->slot[i].p, c->slot[i].size);
+    conc__unpoison(c->slot[i].p, c->slot[i].size);
     free(c->slot[i].p);
   }
   if (had)
@@ -112,7 +101,7 @@ void conc_bufcache_trim(conc_bufcache_t *c, size_t max) {
   if (c == NULL || c->held <= max)
     return;
   for (i = 0; c->held > max; i++) {
-    unpoison(c->slot[i].p, c->slot[i].size);
+    conc__unpoison(c->slot[i].p, c->slot[i].size);
     free(c->slot[i].p);
     c->held -= c->slot[i].size;
   }

@@ -182,15 +182,6 @@ const char *conc_strerror(int code) {
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-#if defined(CONC__ASAN)
-#include <sanitizer/asan_interface.h>
-#define poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define poison(p, n) ((void)(p), (void)(n))
-#define unpoison(p, n) ((void)(p), (void)(n))
-#endif
-
 #define SLAB 4096
 #define SLOT 152
 #define CHUNK (64 * SLAB)
@@ -329,7 +320,7 @@ static slab *slab_cut(chunk *c) {
     at -= SLOT;
     *(void **)at = s->free;
     s->free = at;
-    poison(at, SLOT);
+    conc__poison(at, SLOT);
   }
   s->used = 0;
   return s;
@@ -376,7 +367,7 @@ static chunk *slab_drop(slab *s) {
 static void chunk_free(chunk *c) {
   if (c == NULL)
     return;
-  unpoison((char *)c - HDR, CHUNK);
+  conc__unpoison((char *)c - HDR, CHUNK);
   if (c->mapped)
     munmap((char *)c - HDR, CHUNK);
   else
@@ -391,7 +382,7 @@ static void *slot_take(void) {
   s = partial != NULL ? partial : slab_new();
   if (s != NULL) {
     b = s->free;
-    unpoison(b, SLOT);
+    conc__unpoison(b, SLOT);
     s->free = *(void **)b;
     if (++s->used == NSLOTS)
       ring_remove(s);
@@ -410,7 +401,7 @@ static void slot_give(void *b) {
   lock(&slabmu);
   *(void **)b = s->free;
   s->free = b;
-  poison(b, SLOT);
+  conc__poison(b, SLOT);
   if (s->used-- == NSLOTS)
     ring_add(s);
   if (s->used == 0) {

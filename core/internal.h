@@ -36,6 +36,17 @@
 #define CONC__ASAN
 #endif
 
+/* Kept memory poisoned under ASan: a use after free of a block the core
+** keeps for reuse is still reported. */
+#if defined(CONC__ASAN)
+#include <sanitizer/asan_interface.h>
+#define conc__poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define conc__unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define conc__poison(p, n) ((void)(p), (void)(n))
+#define conc__unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
 /* A hint to the CPU inside a polling loop. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -7,21 +7,8 @@ local which = arg[1]
 local now = function() return uv.hrtime() / 1e9 end
 local clock = os.clock
 
-local function cpu(c0, n)
-  print("cpu_us_per_task", (clock() - c0) / n * 1e6)
-end
-
--- The process's minor page faults so far (as ours.lua reads them).
-local function minflt()
-  local f = assert(io.open("/proc/self/stat"))
-  local rest = f:read("a"):match("%) (.*)")
-  f:close()
-  local k = 0
-  for v in rest:gmatch("%S+") do
-    k = k + 1
-    if k == 8 then return tonumber(v) end
-  end
-end
+local measure = dofile(arg[0]:gsub("[^/]*$", "") .. "measure.lua")
+local cpu, minflt = measure.cpu, measure.minflt
 
 if which == "w1" then
   local N = 100000

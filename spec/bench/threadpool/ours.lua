@@ -12,22 +12,8 @@ local W = tonumber(os.getenv("BENCH_WORKERS")) or 2
 local W3_ROUNDS = 5
 local clock = os.clock
 
-local function cpu(c0, n)
-  print("cpu_us_per_task", (clock() - c0) / n * 1e6)
-end
-
--- The process's minor page faults so far: field 10 of /proc/self/stat,
--- the 8th after the command name (in parentheses, which may hold spaces).
-local function minflt()
-  local f = assert(io.open("/proc/self/stat"))
-  local rest = f:read("a"):match("%) (.*)")
-  f:close()
-  local k = 0
-  for v in rest:gmatch("%S+") do
-    k = k + 1
-    if k == 8 then return tonumber(v) end
-  end
-end
+local measure = dofile(arg[0]:gsub("[^/]*$", "") .. "measure.lua")
+local cpu, minflt = measure.cpu, measure.minflt
 
 local function inc(x) return x + 1 end
 
