@@ -820,7 +820,7 @@ describe("ThreadPoolExecutor", function()
         local cf = require "concurrent.futures"
         collectgarbage("incremental", 0, 1000, 0)  -- a step per allocation
         local hits = 0
-        for i = 1, 20000 do
+        for i = 1, 2000 do
           local f = cf.Future()
           setmetatable({}, { __gc = function() getmetatable(f).__gc(f) end })
           -- (values that cannot cross are kept for this state alone)
