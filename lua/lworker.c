@@ -107,8 +107,11 @@ static void release(worker *w, void *p, size_t n) {
 ** neither passes the cap.
 */
 static void makeroom(worker *w, size_t more) {
-  if (w->limit != 0)  /* countalloc checked 'used + more <= limit' */
-    conc_bufcache_trim(w->cache, w->limit - w->used - more);
+  /* 'more' may be a whole new block while the old one is still in use
+  ** (resize), so 'used + more' can pass the cap: then nothing is kept */
+  if (w->limit != 0)
+    conc_bufcache_trim(w->cache, w->used + more < w->limit
+                                     ? w->limit - w->used - more : 0);
 }
 
 /* A big block: a kept one, else malloc's. Out of memory, the blocks
@@ -140,7 +143,10 @@ static void *resize(worker *w, void *p, size_t o, size_t n) {
     return NULL;
   if (o > 0)
     memcpy(np, p, o);
-  release(w, p, o);
+  if (w->limit != 0 && w->used + n > w->limit)
+    free(p);  /* kept, the old block would put W past its cap */
+  else
+    release(w, p, o);
   return np;
 }
 

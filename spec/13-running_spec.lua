@@ -425,6 +425,34 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.equal(1, ex:submit(function() return 1 end):result(30))
       end)
 
+      it("keeps a worker within its cap while a block it keeps grows", function()
+        -- a growing table's array moves to a bigger block and the old one
+        -- is kept for later: near the cap, keeping it held up to the old
+        -- block's size past max_memory; bytes in use and kept are read
+        -- right after each growth, before any other allocation
+        local cap = 2 * 1024 * 1024
+        local ex <close> = Pool { max_workers = 1, max_memory = cap }
+        local held = ex:submit(function()
+          local core = require "concurrent.core"
+          local keep, held, n = {}, 0, 0
+          repeat
+            local t = {}
+            keep[#keep + 1] = t
+            n = 0
+            pcall(function()
+              for i = 1, 16384 do
+                t[i] = i
+                n = i
+                local u, c = core._memory()
+                if u + c > held then held = u + c end
+              end
+            end)
+          until n < 64 or #keep > 1000
+          return held
+        end):result(60)
+        assert.is_true(held <= cap, ("%d > %d"):format(held, cap))
+      end)
+
       it("reports the memory the workers hold", function()
         local ex <close> = Pool(2)
         local f = ex:submit(function() _G.keep = ("x"):rep(4 * 1024 * 1024) return #_G.keep end)
