@@ -76,7 +76,6 @@ local workloads = {
   { "w1", { "ours", "luv", "python" } },
   { "w2", { "ours", "luv", "python" } },
   { "w3", { "ours" } },
-  { "w3seq", { "ours" } },
   { "w3free", { "ours" } },
   { "w4", { "ours", "luv", "python" } },
   { "w4drop", { "ours", "luv", "python" } },
@@ -143,21 +142,22 @@ end
 table3("ours", "luv", "python", rows)
 table3("ours", "luv", "python", droprows)
 table3("ours", "luv", "python", cpurows)
--- w3: the speedup of the medians, and of each repetition (its parallel
--- run against the sequential run next to it) for the spread; its CPU
--- time over the sequential run's (1.00: no core spent on waiting).
-local function speedups(impl)
-  local par = results[impl] and results[impl].w3 and results[impl].w3.seconds
-  local seq = results.ours.w3seq and results.ours.w3seq.seconds
-  if not par or not seq then return "-" end
+-- w3: the speedup of the medians, each parallel run against the
+-- sequential one its process timed beside it (ours.lua), and of each
+-- repetition for the spread; its CPU time over the sequential run's
+-- (1.00: no core spent on waiting).
+local function speedups(impl, w)
+  local r = results[impl] and results[impl][w or "w3"]
+  if not r then return "-" end
+  local par, seq = r.seconds, r.seq_seconds
   local each = {}
-  for i = 1, math.min(#par, #seq) do each[i] = seq[i] / par[i] end
+  for i = 1, #par do each[i] = seq[i] / par[i] end
   table.sort(each)
   return ("%.2fx (%.2f-%.2f)"):format(median(seq) / median(par), each[1], each[#each])
 end
 local function cpuratio(impl)
   local c = get(impl, "w3", "cpu_seconds")
-  local s = get("ours", "w3seq", "cpu_seconds")
+  local s = get(impl, "w3", "seq_cpu_seconds")
   return c and s and ("%.2f"):format(c / s) or "-"
 end
 -- the cores the run had on average (CPU time over wall time): below 2
@@ -174,9 +174,7 @@ print(ONE:format("w3 8x fib(27) speedup vs 1 state", speedups("ours")))
 print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours")))
 print(ONE:format("w3 cores it had (CPU / wall)", cores("ours")))
 -- what two separate interpreters reach on this machine: w3's ceiling
-local free = get("ours", "w3free", "seconds")
-print(ONE:format("w3 ceiling: 2 separate processes",
-  free and ("%.2fx"):format(get("ours", "w3seq", "seconds") / free) or "-"))
+print(ONE:format("w3 ceiling: 2 separate processes", speedups("ours", "w3free")))
 print(ROW:format("bytes RSS per pending future",
   fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
   fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",
@@ -202,11 +200,8 @@ for _, row in ipairs(rows) do
   local o, p = get("ours_proc", row[2], row[3]), get("python_proc", row[2], row[3])
   print(PROW:format(row[1], fmt(o, row[4]), fmt(p, row[4]), ratio(o, p)))
 end
-local seq = get("ours", "w3seq", "seconds")
-local opar, ppar = get("ours_proc", "w3", "seconds"), get("python_proc", "w3", "seconds")
-local pseq = get("python", "w3seq", "seconds")
-print(PROW:format("w3 8x fib(27) speedup vs 1 state",
-  opar and ("%.2fx"):format(seq / opar) or "-",
+local ppar, pseq = get("python_proc", "w3", "seconds"), get("python", "w3seq", "seconds")
+print(PROW:format("w3 8x fib(27) speedup vs 1 state", speedups("ours_proc"),
   ppar and pseq and ("%.2fx"):format(pseq / ppar) or "-", ""))
 
 -- The table as data for the chart (mk/bench.gp draws doc/bench.svg):

@@ -1,5 +1,5 @@
 -- One workload of the pool benchmark, for concurrent.futures.
--- usage: lua5.4 ours.lua w1|w2|w3|w3seq|w4|w4drop|mem [process] ; prints "key
+-- usage: lua5.4 ours.lua w1|w2|w3|w3free|w4|w4drop|mem [process] ; prints "key
 -- value" lines. With "process" the pool is a ProcessPoolExecutor.
 -- BENCH_WORKERS sets the number of workers (default 2). cpu_us_per_task
 -- (thread pools) is the CPU time of the whole process, every thread,
@@ -54,27 +54,17 @@ elseif which == "w2" then
   table.sort(lat)
   print("median_us", lat[N // 2] * 1e6)
   print("p99_us", lat[math.floor(N * 0.99)] * 1e6)
-elseif which == "w3free" then
-  -- The machine's own ceiling for w3: two separate interpreters, 4 x
-  -- fib(27) each, from the start of both to the end of the last (the
-  -- fastest of W3_ROUNDS). A VM's two cores may not give twice one.
-  local code = "local function fib(n) if n < 2 then return n end "
-               .. "return fib(n - 1) + fib(n - 2) end for _ = 1, 4 do fib(27) end"
-  local cmd = ("%s -e %q"):format(arg[-1], code)
-  local best = math.huge
-  for _ = 1, W3_ROUNDS do
-    local t0 = now()
-    local a, b = io.popen(cmd), io.popen(cmd)
-    a:close()
-    b:close()
-    best = math.min(best, now() - t0)
-  end
-  print("seconds", best)
-elseif which == "w3" or which == "w3seq" then
-  -- The fastest of W3_ROUNDS rounds (as timeit takes the minimum): a
-  -- round lasts about 40 ms, so on a shared VM a single one is timed
-  -- with whatever else took a core meanwhile.
-  local run = function() for _ = 1, 8 do assert(fib(27) == 196418) end end
+elseif which == "w3" or which == "w3free" then
+  -- w3: 8 x fib(27) on the pool; w3free, the machine's own ceiling for
+  -- it: two separate interpreters, 4 x fib(27) each, from the start of
+  -- both to the end of the last (a VM's two cores may not give twice
+  -- one). Each of W3_ROUNDS rounds runs the 8 x fib(27) in this
+  -- process's own state first, then the parallel form, so the two are
+  -- timed side by side under the same load; the fastest of each is
+  -- kept (a round lasts about 40 ms: on a shared VM a single one is
+  -- timed with whatever else took a core meanwhile).
+  local function sequential() for _ = 1, 8 do assert(fib(27) == 196418) end end
+  local parallel
   if which == "w3" then
     local ex = Pool(W)
     -- start every worker before the clock does (they start on demand:
@@ -82,21 +72,40 @@ elseif which == "w3" or which == "w3seq" then
     local warm = {}
     for i = 1, W do warm[i] = ex:submit(fib, 20) end
     for i = 1, W do warm[i]:result() end
-    run = function()
+    parallel = function()
       local fs = {}
       for i = 1, 8 do fs[i] = ex:submit(fib, 27) end
       for i = 1, 8 do assert(fs[i]:result() == 196418) end
     end
+  else
+    local code = "local function fib(n) if n < 2 then return n end "
+                 .. "return fib(n - 1) + fib(n - 2) end for _ = 1, 4 do fib(27) end"
+    local cmd = ("%s -e %q"):format(arg[-1], code)
+    parallel = function()
+      local a, b = io.popen(cmd), io.popen(cmd)
+      a:close()
+      b:close()
+    end
   end
-  local best, bestcpu = math.huge, nil
-  for _ = 1, W3_ROUNDS do
+  local function timed(fn, best)
     local t0, c0 = now(), clock()
-    run()
+    fn()
     local dt = now() - t0
-    if dt < best then best, bestcpu = dt, clock() - c0 end
+    if dt < best.seconds then best.seconds, best.cpu = dt, clock() - c0 end
   end
-  print("seconds", best)
-  print("cpu_seconds", bestcpu)
+  local seq, par = { seconds = math.huge }, { seconds = math.huge }
+  for _ = 1, W3_ROUNDS do
+    timed(sequential, seq)
+    timed(parallel, par)
+  end
+  print("seconds", par.seconds)
+  print("seq_seconds", seq.seconds)
+  -- os.clock counts this process's threads: a thread pool's workers,
+  -- not a process pool's or w3free's children
+  if which == "w3" and Pool == cf.ThreadPoolExecutor then
+    print("cpu_seconds", par.cpu)
+    print("seq_cpu_seconds", seq.cpu)
+  end
 elseif which == "w4" or which == "w4drop" then
   -- w4drop lets go of each future once its result is read, as luv.lua's
   -- callback lets go of its string: w4 keeps all 2,000 futures and their
