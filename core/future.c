@@ -551,10 +551,15 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 ** mailbox's lock). A task's usual end has no C callback, and the hook
 ** of a FINISHED future only counts it (no lock, no call back here): it
 ** then runs under the lock, which is held once instead of twice.
+** While the hook and the callbacks run, settle holds a reference of its
+** own: a callback may release the last one its caller had (its owner
+** letting go of the future once it is done), and step (3) still needs
+** the future.
 */
 static void settle(conc_future_t *f, void *hookarg) {
   conc__queue cbs;
   conc__wnode *n = f->watchers, *next;
+  int held = 0;
   conc__queue_init(&cbs);
   while (n != NULL) {  /* from the first: in registration order */
     next = n->q.next == &f->watchers->q ? NULL
@@ -570,6 +575,8 @@ static void settle(conc_future_t *f, void *hookarg) {
     if (hookarg != NULL)  /* takes no lock for a finished future */
       conc__pool_done(f, hookarg);
   } else {
+    held = 1;
+    conc_future_ref(f);
     unlock(&f->mu);
     if (hookarg != NULL)
       conc__pool_done(f, hookarg);
@@ -586,6 +593,8 @@ static void settle(conc_future_t *f, void *hookarg) {
   while ((n = pop_first(f)) != NULL)
     n->fire(n);
   unlock(&f->mu);
+  if (held)
+    conc_future_unref(f);
 }
 
 /* Set the payload (lock held, RUNNING or PENDING): its room was the

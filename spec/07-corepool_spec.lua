@@ -13,7 +13,7 @@ local CASES = {
   "many1", "many2", "many8", "lazy", "maxworkers", "cancelqueued",
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
-  "stopctx", "threadattrs", "stress",
+  "stopctx", "threadattrs", "stress", "cbrelease",
 }
 
 local DESCRIPTIONS = {
@@ -36,6 +36,7 @@ local DESCRIPTIONS = {
   stopctx = "calls worker_stop with each worker's context",
   threadattrs = "gives workers their stack size and blocks async signals",
   stress = "accounts for every future with 4 submitters and concurrent cancels",
+  cbrelease = "lets a future's C callback release its last reference",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

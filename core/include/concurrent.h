@@ -64,7 +64,9 @@ typedef void (*conc_free_fn)(void *data);
 
 /* A C callback: runs exactly once, after the future is done, on the
 ** thread that completed it (or at once, on the registering thread, if the
-** future is already done). It must not block for long. */
+** future is already done). It must not block for long. It may release a
+** reference to 'f', the last one included: the future stays valid for
+** the call and goes once the callbacks returned. */
 typedef void (*conc_callback_fn)(conc_future_t *f, void *arg);
 
 /* A new PENDING future with one reference, or NULL when out of memory. */

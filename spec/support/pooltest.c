@@ -825,6 +825,50 @@ static void case_stress(void) {
   conc_pool_free(p);
 }
 
+/* A callback that lets go of the reference it was given (its future's
+** last, in the cases below), then one that checks the future is still
+** whole and counts its calls. */
+static void cb_release(conc_future_t *f, void *arg) {
+  (void)arg;
+  conc_future_unref(f);
+}
+
+static void cb_count(conc_future_t *f, void *arg) {
+  CHECK(conc_future_done(f));
+  __atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A callback may release the last reference to its future, whichever
+** completion runs it (set_result, cancel, a pool's task), and the
+** callbacks after it still see the future. */
+static void case_cbrelease(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_future_t *f;
+  int calls = 0, i;
+  ttask *tt;
+  alarm(30);  /* it hung (a lock in the freed future) */
+  for (i = 0; i < 100; i++) {
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK(conc_future_add_callback(f, cb_release, NULL) == 0);
+    CHECK(conc_future_add_callback(f, cb_count, &calls) == 0);
+    if (i % 2 == 0)
+      CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+    else
+      CHECK(conc_future_cancel(f) == 1);
+  }
+  CHECK(calls == 100);
+  for (i = 0; i < 100; i++) {  /* on the worker, the pool's hook first */
+    tt = new_task(i, &c, NULL, &f);
+    CHECK(conc_future_add_callback(f, cb_release, NULL) == 0);
+    CHECK(conc_future_add_callback(f, cb_count, &calls) == 0);
+    CHECK(conc_pool_submit(p, &tt->base) == 0);
+  }
+  conc_pool_shutdown(p, 1, 0);
+  CHECK(calls == 200 && load(&c.runs) == 100);
+  conc_pool_free(p);
+}
+
 /* }====================================================================== */
 
 
@@ -937,6 +981,7 @@ static const ctest_case cases[] = {
   {"stopctx", case_stopctx},
   {"threadattrs", case_threadattrs},
   {"stress", case_stress},
+  {"cbrelease", case_cbrelease},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
