@@ -541,6 +541,34 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 
 
 /*
+** The futures whose C callbacks the calling thread is running, the
+** innermost first (a callback may complete another future): a chain of
+** frames on that thread's stack. Such a future is done but not yet
+** settled, and it settles only once this thread's callbacks returned,
+** so a wait on it here (conc_future_wait, a watch) would wait for
+** itself: it counts as settled instead (settled_here).
+** initial-exec: reserved when the library loads, as pool.c's 'cur'.
+*/
+typedef struct running_cbs {
+  conc_future_t *f;
+  struct running_cbs *outer;
+} running_cbs;
+
+static __thread running_cbs *cbs_top
+    __attribute__((tls_model("initial-exec")));
+
+/* Lock held: whether a wait on 'f' by this thread is over. */
+static int settled_here(conc_future_t *f) {
+  running_cbs *r;
+  if (f->settled)
+    return 1;
+  for (r = cbs_top; r != NULL; r = r->outer)
+    if (r->f == f)
+      return 1;
+  return 0;
+}
+
+/*
 ** Completion, in three steps so that waiters never see a half-done
 ** future: (1) under the lock, the state and payload change and the
 ** callbacks are taken off the list; (2) the pool's hook ('hookarg', read
@@ -559,6 +587,7 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 static void settle(conc_future_t *f, void *hookarg) {
   conc__queue cbs;
   conc__wnode *n = f->watchers, *next;
+  running_cbs me;
   int held = 0;
   conc__queue_init(&cbs);
   while (n != NULL) {  /* from the first: in registration order */
@@ -578,6 +607,9 @@ static void settle(conc_future_t *f, void *hookarg) {
     held = 1;
     conc_future_ref(f);
     unlock(&f->mu);
+    me.f = f;
+    me.outer = cbs_top;
+    cbs_top = &me;
     if (hookarg != NULL)
       conc__pool_done(f, hookarg);
     while (!conc__queue_empty(&cbs)) {
@@ -587,6 +619,7 @@ static void settle(conc_future_t *f, void *hookarg) {
       cb->fn(f, cb->arg);
       free(cb);
     }
+    cbs_top = me.outer;
     lock(&f->mu);
   }
   f->settled = 1;
@@ -762,7 +795,7 @@ int conc_future_wait(conc_future_t *f, double deadline) {
   sleeper s;
   int r = 0, fired;
   lock(&f->mu);
-  if (f->settled) {
+  if (settled_here(f)) {
     unlock(&f->mu);
     return 0;
   }
@@ -891,7 +924,7 @@ void conc__future_settle_foreign(conc_future_t *f, int cancelled,
 int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   int linked;
   lock(&f->mu);
-  linked = !f->settled;
+  linked = !settled_here(f);
   if (linked)
     link_tail(f, n);
   unlock(&f->mu);

@@ -277,8 +277,10 @@ typedef struct conc__wnode {
 } conc__wnode;
 
 /* future.c: link 'n' to the future's watchers: 1, or 0 if the future is
-** settled already (then it is not linked and the caller treats it as
-** fired). Unlinking an unlinked node is harmless. */
+** settled already, or done with its C callbacks running on the calling
+** thread (then it is not linked and the caller treats it as fired: it
+** would fire only once they returned). Unlinking an unlinked node is
+** harmless. */
 CONC__FUNC int conc__future_watch(conc_future_t *f, conc__wnode *n);
 CONC__FUNC void conc__future_unwatch(conc_future_t *f, conc__wnode *n);
 

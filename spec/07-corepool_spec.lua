@@ -13,7 +13,7 @@ local CASES = {
   "many1", "many2", "many8", "lazy", "maxworkers", "cancelqueued",
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
-  "stopctx", "threadattrs", "stress", "cbrelease",
+  "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
 }
 
 local DESCRIPTIONS = {
@@ -37,6 +37,7 @@ local DESCRIPTIONS = {
   threadattrs = "gives workers their stack size and blocks async signals",
   stress = "accounts for every future with 4 submitters and concurrent cancels",
   cbrelease = "lets a future's C callback release its last reference",
+  cbwait = "returns at once from a wait on a future inside its own C callback",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

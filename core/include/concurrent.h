@@ -100,7 +100,10 @@ int conc_future_cancel_running(conc_future_t *f);
 
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
-** future has returned. */
+** future has returned, but in one case: called from one of the future's
+** own C callbacks (the callbacks of a future that the calling thread is
+** running), it returns 0 at once, as the future is done, instead of
+** waiting for itself. */
 int conc_future_wait(conc_future_t *f, double deadline);
 
 /* The payload of a FINISHED future: 0 and the fields, or CONC_ESTATE if

@@ -869,6 +869,72 @@ static void case_cbrelease(void) {
   conc_pool_free(p);
 }
 
+/* What a callback saw of its own future's waits. */
+typedef struct cbwaits {
+  int wait, timed, watch;  /* returns of the waits */
+  conc_future_t *outer, *inner;  /* the inner one is completed inside
+                                 ** the outer one's callback */
+  conc_mailbox_t *mb;
+} cbwaits;
+
+static void cb_waitself(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  conc_watch_t *ws = conc_watch_new(w->mb);
+  uintptr_t tag = 0;
+  CHECK(ws != NULL);
+  w->wait = conc_future_wait(f, CONC_FOREVER);
+  w->timed = conc_future_wait(f, conc_deadline(30));
+  CHECK(conc_watch_add(ws, f, 7) == 0);
+  w->watch = conc_watch_wait(ws, CONC_FOREVER, 0);
+  CHECK(conc_watch_take(ws, &tag) == 1 && tag == 7);
+  conc_watch_free(ws);
+}
+
+/* The outer future's callback completes 'inner', whose callback waits
+** on the outer one: the thread runs both futures' callbacks. */
+static void cb_completeinner(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  (void)f;
+  CHECK(conc_future_set_result(w->inner, NULL, 0, NULL) == 0);
+}
+
+static void cb_waitouter(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  (void)f;
+  w->wait = conc_future_wait(w->outer, CONC_FOREVER);
+}
+
+/* A future's callback that waits on that future (conc_future_wait, with
+** or without a deadline, or a watch set) returns at once: the future
+** is done. So does one of a future its callback completed. */
+static void case_cbwait(void) {
+  cbwaits w;
+  conc_future_t *f = conc_future_new();
+  alarm(30);  /* it hung: the wait waited for its own callback */
+  memset(&w, 0, sizeof(w));
+  w.wait = w.timed = w.watch = 99;
+  w.mb = conc_mailbox_new();
+  CHECK(f != NULL && w.mb != NULL);
+  CHECK(conc_future_add_callback(f, cb_waitself, &w) == 0);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(w.wait == 0 && w.timed == 0 && w.watch == 0);
+  CHECK(conc_future_wait(f, CONC_FOREVER) == 0);
+  conc_mailbox_unref(w.mb);
+  conc_future_unref(f);
+  /* nested: the outer's callback completes the inner, whose callback
+  ** waits on the outer */
+  memset(&w, 0, sizeof(w));
+  w.wait = 99;
+  CHECK((w.outer = conc_future_new()) != NULL);
+  CHECK((w.inner = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(w.inner, cb_waitouter, &w) == 0);
+  CHECK(conc_future_add_callback(w.outer, cb_completeinner, &w) == 0);
+  CHECK(conc_future_cancel(w.outer) == 1);
+  CHECK(w.wait == 0);
+  conc_future_unref(w.inner);
+  conc_future_unref(w.outer);
+}
+
 /* }====================================================================== */
 
 
@@ -982,6 +1048,7 @@ static const ctest_case cases[] = {
   {"threadattrs", case_threadattrs},
   {"stress", case_stress},
   {"cbrelease", case_cbrelease},
+  {"cbwait", case_cbwait},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
