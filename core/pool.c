@@ -685,11 +685,14 @@ static void join_all(conc_pool_t *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Must not be called with 'wait' from one of the pool's own tasks (a
-** worker would wait for itself). No worker starts after shutdown, so
-** 'tids' no longer moves once 'shutdown' is set. */
+/* With 'wait', refused on one of the pool's own workers (a task, a
+** callback it runs, worker_start): the worker would join itself. No
+** worker starts after shutdown, so 'tids' no longer moves once
+** 'shutdown' is set. */
 int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel) {
   conc__queue taken;
+  if (wait && cur != NULL && cur->p == p)
+    return CONC_EINVAL;
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
   conc__queue_init(&taken);

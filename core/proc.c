@@ -1020,6 +1020,10 @@ static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
   proc *p = (proc *)b;
   int join;
   pthread_mutex_lock(&p->mu);
+  if (wait && p->supervising && pthread_equal(p->sup, pthread_self())) {
+    pthread_mutex_unlock(&p->mu);  /* a callback it runs: it would join */
+    return CONC_EINVAL;            /* itself */
+  }
   p->shutdown = 1;
   pthread_mutex_unlock(&p->mu);
   if (cancel)

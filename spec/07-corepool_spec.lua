@@ -14,6 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
+  "shutdownself",
 }
 
 local DESCRIPTIONS = {
@@ -38,6 +39,7 @@ local DESCRIPTIONS = {
   stress = "accounts for every future with 4 submitters and concurrent cancels",
   cbrelease = "lets a future's C callback release its last reference",
   cbwait = "returns at once from a wait on a future inside its own C callback",
+  shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

@@ -381,13 +381,15 @@ conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
 
 /* No new tasks. cancel: cancel every queued task. wait: return once
-** every task ended and every worker exited; must not be called with
-** 'wait' from one of the pool's own tasks. Workers leave only once the
-** queue is empty. Idempotent. Returns 0. */
+** every task ended and every worker exited. Workers leave only once the
+** queue is empty. Idempotent. Returns 0; or CONC_EINVAL, and does
+** nothing, when called with 'wait' on one of the pool's own workers (in
+** a task, a callback it runs, worker_start): it would wait for itself. */
 int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel);
 
 /* shutdown(wait, no cancel), then free: it waits for running and queued
-** tasks to end, even after shutdown(0, ...). */
+** tasks to end, even after shutdown(0, ...). Not on the pool's own
+** workers (see conc_pool_shutdown). */
 void conc_pool_free(conc_pool_t *p);
 
 void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
@@ -520,12 +522,15 @@ typedef struct conc_executor_ops {
   ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
   int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
                 double timeout);
-  /* As conc_pool_shutdown. */
+  /* As conc_pool_shutdown: CONC_EINVAL with 'wait' on one of the
+  ** executor's own threads (a thread pool's worker; a process pool's
+  ** supervisor, which runs its futures' C callbacks). */
   int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
   void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
   /* Why it broke (a malloc'd copy), or NULL while it is sound. */
   char *(*broken)(conc_executor_t *ex);
-  /* shutdown(wait), then release everything. */
+  /* shutdown(wait), then release everything (not on the executor's
+  ** own threads, as shutdown). */
   void (*free)(conc_executor_t *ex);
   /* Optional (NULL: none). A new PENDING future in one block with what
   ** the back-end needs to queue its task, and room for that task's

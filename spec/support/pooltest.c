@@ -935,6 +935,116 @@ static void case_cbwait(void) {
   conc_future_unref(w.outer);
 }
 
+/* A task that shuts its own pool down: with 'wait' it is refused (the
+** worker would join itself), without it goes through. */
+typedef struct selftask {
+  conc_task_t base;
+  conc_pool_t *p;
+  int waited, nowait;  /* what the two shutdowns returned */
+} selftask;
+
+static void self_run(conc_task_t *t, void *ctx) {
+  selftask *st = (selftask *)t;
+  (void)ctx;
+  st->waited = conc_pool_shutdown(st->p, 1, 0);
+  st->nowait = conc_pool_shutdown(st->p, 0, 0);
+  CHECK(conc_future_set_result(t->future, NULL, 0, NULL) == 0);
+}
+
+/* An executor's runtime for the cases below: 'ud' is the executor's
+** slot, so a task can reach its own executor. */
+typedef struct xslot {
+  conc_executor_t *ex;
+  int shut;  /* what a shutdown(wait) from inside returned */
+} xslot;
+
+static int x_start(void *ud, int id, void **ctx, char **why) {
+  (void)id; (void)why;
+  *ctx = ud;
+  return 0;
+}
+
+static void x_stop(void *ud, void *ctx) {
+  (void)ud; (void)ctx;
+}
+
+static conc_payload_t *x_runshut(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  xslot *x = (xslot *)ctx;
+  (void)task; (void)ctl;
+  x->shut = x->ex->ops->shutdown(x->ex, 1, 0);
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+static conc_payload_t *x_runnothing(void *ctx, const conc_payload_t *task,
+                                    conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+static void x_options(conc_executor_opts_t *o, int workers, xslot *x,
+                      conc_payload_t *(*run)(void *, const conc_payload_t *,
+                                             conc_taskctl_t *, int *)) {
+  memset(o, 0, sizeof(*o));
+  o->max_workers = workers;
+  o->runtime.start = x_start;
+  o->runtime.stop = x_stop;
+  o->runtime.run = run;
+  o->runtime.ud = x;
+}
+
+/* A process pool's C callbacks run on its supervisor thread. */
+static void cb_shutdown(conc_future_t *f, void *arg) {
+  xslot *x = (xslot *)arg;
+  (void)f;
+  x->shut = x->ex->ops->shutdown(x->ex, 1, 0);
+}
+
+/* A shutdown with 'wait' from one of the pool's or executor's own
+** threads is refused with CONC_EINVAL (it joined itself: a hang). */
+static void case_shutdownself(void) {
+  selftask st;
+  conc_executor_opts_t o;
+  conc_future_t *f;
+  xslot x;
+  alarm(30);
+  memset(&st, 0, sizeof(st));
+  st.p = new_pool(1);
+  st.waited = st.nowait = 99;
+  CHECK((st.base.future = f = conc_future_new()) != NULL);
+  conc_future_ref(f);
+  st.base.run = self_run;
+  st.base.drop = t_drop;
+  CHECK(conc_pool_submit(st.p, &st.base) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(st.waited == CONC_EINVAL && st.nowait == 0);
+  conc_future_unref(f);
+  conc_pool_free(st.p);  /* joins the worker */
+  /* a thread pool executor's task */
+  x.shut = 99;
+  x_options(&o, 1, &x, x_runshut);
+  CHECK((x.ex = conc_threadexec_new(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(x.ex->ops->submit(x.ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(x.shut == CONC_EINVAL);
+  conc_future_unref(f);
+  x.ex->ops->free(x.ex);
+  /* a process pool's callback, on its supervisor */
+  x.shut = 99;
+  x_options(&o, 1, &x, x_runnothing);
+  CHECK((x.ex = conc_procexec_new(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(f, cb_shutdown, &x) == 0);
+  CHECK(x.ex->ops->submit(x.ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(x.shut == CONC_EINVAL);
+  conc_future_unref(f);
+  x.ex->ops->free(x.ex);
+}
+
 /* }====================================================================== */
 
 
@@ -1049,6 +1159,7 @@ static const ctest_case cases[] = {
   {"stress", case_stress},
   {"cbrelease", case_cbrelease},
   {"cbwait", case_cbwait},
+  {"shutdownself", case_shutdownself},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
