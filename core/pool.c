@@ -559,8 +559,11 @@ static int init_sync(conc_pool_t *p) {
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts) {
   conc_pool_t *p;
   const char *prefix;
-  if (opts == NULL || opts->max_workers <= 0)
+  if (opts == NULL || opts->max_workers <= 0
+      || opts->max_workers > CONC_MAX_WORKERS) {
+    errno = EINVAL;
     return NULL;
+  }
   p = (conc_pool_t *)calloc(1, sizeof(*p));
   if (p == NULL)
     return NULL;
@@ -569,6 +572,7 @@ conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts) {
   if (p->tids == NULL || init_sync(p) != 0) {
     free(p->tids);
     free(p);
+    errno = ENOMEM;
     return NULL;
   }
   conc__queue_init(&p->queue);

@@ -1089,7 +1089,7 @@ static const conc_executor_ops_t ops = {
 
 conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   proc *p;
-  if (o == NULL || o->max_workers <= 0)
+  if (!conc__execopts_ok(o))
     return NULL;
   p = (proc *)calloc(1, sizeof(*p));
   if (p == NULL)

@@ -3,7 +3,8 @@
 ** timers). Each starts with every asynchronous signal blocked, so that
 ** a host's handlers (lua.c's SIGINT) run on the host's own threads and
 ** never on one of ours; faults stay deliverable to the thread that
-** makes them.
+** makes them. And what every executor's options must be, as their
+** workers are threads or processes started here and there.
 */
 #include <errno.h>
 #include <limits.h>
@@ -37,4 +38,12 @@ int conc__thread_start(pthread_t *tid, size_t stack, void *(*fn)(void *),
     return CONC_ESYS;
   }
   return 0;
+}
+
+int conc__execopts_ok(const conc_executor_opts_t *o) {
+  if (o == NULL || o->max_workers <= 0 || o->max_workers > CONC_MAX_WORKERS) {
+    errno = EINVAL;
+    return 0;
+  }
+  return 1;
 }

@@ -305,8 +305,10 @@ static const conc_executor_ops_t ops = {
 
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   conc_pool_opts_t po;
-  texec *ex = (texec *)calloc(1, sizeof(*ex));
-  if (ex == NULL)
+  texec *ex;
+  if (!conc__execopts_ok(o))
+    return NULL;
+  if ((ex = (texec *)calloc(1, sizeof(*ex))) == NULL)
     return NULL;
   if (conc__tasktimer_init(&ex->timer) != 0) {
     free(ex);

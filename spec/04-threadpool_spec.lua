@@ -548,6 +548,17 @@ describe("ThreadPoolExecutor", function()
       assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(integer or table expected, got string%)", err)
       ok, err = pcall(cf.ThreadPoolExecutor, { max_workers = 0 })
       assert.matches("max_workers must be a positive integer", err)
+      -- a huge pool is refused by name, not tried thread by thread
+      for _, huge in ipairs { 100001, 1000000000, math.maxinteger } do
+        ok, err = pcall(function() return cf.ThreadPoolExecutor(huge) end)
+        assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(max_workers must be at most 100000%)", err)
+        ok, err = pcall(cf.ThreadPoolExecutor, { max_workers = huge })
+        assert.matches("max_workers must be at most 100000", err, 1, true)
+        ok, err = pcall(cf.ProcessPoolExecutor, { max_workers = huge })
+        assert.matches("max_workers must be at most 100000", err, 1, true)
+      end
+      local ex <close> = cf.ThreadPoolExecutor(100000)  -- the most, lazily
+      assert.equal(2, ex:submit(function() return 2 end):result())
       ok, err = pcall(cf.ThreadPoolExecutor, { initializer = print, initargs = 5 })
       assert.matches("initargs must be a table, got number", err)
       ok, err = pcall(cf.ThreadPoolExecutor, { initializer = 5 })

@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself",
+  "shutdownself", "maxbound",
 }
 
 local DESCRIPTIONS = {
@@ -40,6 +40,7 @@ local DESCRIPTIONS = {
   cbrelease = "lets a future's C callback release its last reference",
   cbwait = "returns at once from a wait on a future inside its own C callback",
   shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
+  maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

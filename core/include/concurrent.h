@@ -347,8 +347,13 @@ struct conc_task {
   uintptr_t ps_;  /* the pool, its low bits the task's state there */
 };
 
+/* The most workers a pool or an executor may have: a pool asked for
+** more would start a thread (or a process) per queued task, far past
+** what a machine can hold, before it failed. */
+#define CONC_MAX_WORKERS 100000
+
 typedef struct conc_pool_opts {
-  int max_workers;            /* > 0 */
+  int max_workers;            /* 1 to CONC_MAX_WORKERS */
   const char *name_prefix;    /* OS thread names "<prefix>_<n>"; or NULL */
   size_t stack_size;          /* 0: the pool's default */
   /* Optional: make a worker's context on its own thread before its first
@@ -368,7 +373,9 @@ typedef struct conc_pool_stats {
   size_t memory;  /* executors: bytes their workers' states hold */
 } conc_pool_stats_t;
 
-/* A pool with no workers yet (they start lazily), or NULL. */
+/* A pool with no workers yet (they start lazily), or NULL: errno
+** EINVAL when 'opts' is NULL or its max_workers is out of range,
+** ENOMEM when out of memory. */
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 
 /* Queue a task; starts a worker if none is idle and the maximum is not
@@ -548,16 +555,17 @@ struct conc_executor {
 };
 
 typedef struct conc_executor_opts {
-  int max_workers;             /* > 0 */
+  int max_workers;             /* 1 to CONC_MAX_WORKERS */
   const char *name_prefix;     /* threads: OS thread names; or NULL */
   int max_tasks_per_child;     /* processes: 0 = no limit */
   int respawn;                 /* processes: a dead worker is replaced */
   conc_runtime_t runtime;
 } conc_executor_opts_t;
 
-/* A thread pool (pool.c) running payloads; NULL when out of memory. */
+/* A thread pool (pool.c) running payloads; NULL with errno EINVAL for
+** bad options (max_workers out of range), ENOMEM when out of memory. */
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
-/* A pool of forked processes (proc.c); NULL when out of memory. Each
+/* A pool of forked processes (proc.c); NULL as conc_threadexec_new. Each
 ** child runs the runtime in a fresh process image copy: 'start' runs in
 ** the child after fork. Futures in a task's payload are forwarded to
 ** the child, where they are proxies that complete when the parent's do;

@@ -1045,6 +1045,42 @@ static void case_shutdownself(void) {
   x.ex->ops->free(x.ex);
 }
 
+/* max_workers past CONC_MAX_WORKERS (or not positive) is refused at
+** once with EINVAL, by the pool and by both executors: such a pool
+** started a thread per queued task until the system refused. */
+static void case_maxbound(void) {
+  static const int bad[] = {0, -1, CONC_MAX_WORKERS + 1, INT_MAX};
+  conc_pool_opts_t po;
+  conc_executor_opts_t o;
+  conc_pool_t *p;
+  conc_executor_t *ex;
+  xslot x;
+  size_t i;
+  memset(&po, 0, sizeof(po));
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    po.max_workers = bad[i];
+    errno = 0;
+    CHECK(conc_pool_new(&po) == NULL && errno == EINVAL);
+    x_options(&o, bad[i], &x, x_runnothing);
+    errno = 0;
+    CHECK(conc_threadexec_new(&o) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(conc_procexec_new(&o) == NULL && errno == EINVAL);
+  }
+  errno = 0;
+  CHECK(conc_pool_new(NULL) == NULL && errno == EINVAL);
+  CHECK(conc_threadexec_new(NULL) == NULL && errno == EINVAL);
+  CHECK(conc_procexec_new(NULL) == NULL && errno == EINVAL);
+  po.max_workers = CONC_MAX_WORKERS;  /* the most: workers start lazily */
+  CHECK((p = conc_pool_new(&po)) != NULL);
+  conc_pool_free(p);
+  x_options(&o, CONC_MAX_WORKERS, &x, x_runnothing);
+  CHECK((ex = conc_threadexec_new(&o)) != NULL);
+  ex->ops->free(ex);
+  CHECK((ex = conc_procexec_new(&o)) != NULL);
+  ex->ops->free(ex);
+}
+
 /* }====================================================================== */
 
 
@@ -1160,6 +1196,7 @@ static const ctest_case cases[] = {
   {"cbrelease", case_cbrelease},
   {"cbwait", case_cbwait},
   {"shutdownself", case_shutdownself},
+  {"maxbound", case_maxbound},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
