@@ -78,8 +78,10 @@ CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
 
 /* thread.c: whether 'o' can make an executor (threadexec.c, proc.c):
-** 1, or 0 with errno EINVAL. */
-CONC__FUNC int conc__execopts_ok(const conc_executor_opts_t *o);
+** 1 and its runtime in '*rt', with a no-op for each optional hook left
+** NULL (so no caller checks); or 0 with errno EINVAL. */
+CONC__FUNC int conc__execopts(const conc_executor_opts_t *o,
+                              conc_runtime_t *rt);
 
 /* thread.c: start a thread running fn(arg) with 'stack' bytes of stack
 ** (0: the default) and every asynchronous signal blocked: 0, or

@@ -1088,8 +1088,9 @@ static const conc_executor_ops_t ops = {
 };
 
 conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
+  conc_runtime_t rt;
   proc *p;
-  if (!conc__execopts_ok(o))
+  if (!conc__execopts(o, &rt))
     return NULL;
   p = (proc *)calloc(1, sizeof(*p));
   if (p == NULL)
@@ -1108,6 +1109,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   }
   p->base.ops = &ops;
   p->o = *o;
+  p->o.runtime = rt;
   p->o.name_prefix = NULL;  /* the caller's string may go */
   p->self = getpid();
   conc__queue_init(&p->pending);

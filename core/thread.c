@@ -40,10 +40,41 @@ int conc__thread_start(pthread_t *tid, size_t stack, void *(*fn)(void *),
   return 0;
 }
 
-int conc__execopts_ok(const conc_executor_opts_t *o) {
-  if (o == NULL || o->max_workers <= 0 || o->max_workers > CONC_MAX_WORKERS) {
+/* The hooks a runtime may leave NULL, as the header says what that
+** means. */
+static int nostart(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)id; (void)why;
+  *ctx = NULL;
+  return 0;
+}
+
+static void nostop(void *ud, void *ctx) {
+  (void)ud; (void)ctx;
+}
+
+static void nointerrupt(void *ctx) {
+  (void)ctx;
+}
+
+static size_t nomemory(void *ctx) {
+  (void)ctx;
+  return 0;
+}
+
+int conc__execopts(const conc_executor_opts_t *o, conc_runtime_t *rt) {
+  if (o == NULL || o->max_workers <= 0 || o->max_workers > CONC_MAX_WORKERS
+      || o->runtime.run == NULL) {
     errno = EINVAL;
     return 0;
   }
+  *rt = o->runtime;
+  if (rt->start == NULL)
+    rt->start = nostart;
+  if (rt->stop == NULL)
+    rt->stop = nostop;
+  if (rt->interrupt == NULL)
+    rt->interrupt = nointerrupt;
+  if (rt->memory == NULL)
+    rt->memory = nomemory;
   return 1;
 }

@@ -305,8 +305,9 @@ static const conc_executor_ops_t ops = {
 
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   conc_pool_opts_t po;
+  conc_runtime_t rt;
   texec *ex;
-  if (!conc__execopts_ok(o))
+  if (!conc__execopts(o, &rt))
     return NULL;
   if ((ex = (texec *)calloc(1, sizeof(*ex))) == NULL)
     return NULL;
@@ -320,7 +321,7 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     return NULL;
   }
   ex->base.ops = &ops;
-  ex->rt = o->runtime;
+  ex->rt = rt;
   memset(&po, 0, sizeof(po));
   po.max_workers = o->max_workers;
   po.name_prefix = o->name_prefix;

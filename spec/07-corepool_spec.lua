@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound",
+  "shutdownself", "maxbound", "nullhooks",
 }
 
 local DESCRIPTIONS = {
@@ -41,6 +41,7 @@ local DESCRIPTIONS = {
   cbwait = "returns at once from a wait on a future inside its own C callback",
   shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
   maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
+  nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

@@ -494,7 +494,11 @@ typedef struct conc_taskctl {
                            size_t nfutures);
 } conc_taskctl_t;
 
-/* What a worker runs: the same for a thread and a forked child. */
+/* What a worker runs: the same for a thread and a forked child. Only
+** 'run' is required; a hook left NULL means: 'start', no context (NULL);
+** 'stop', nothing to release; 'interrupt', a task notices 'ctl->stop'
+** only at its own checks (a cancel or a time limit waits for them);
+** 'memory', 0 bytes. */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
   ** process); 'id' numbers the workers of an executor from 1. 0; or
@@ -563,7 +567,8 @@ typedef struct conc_executor_opts {
 } conc_executor_opts_t;
 
 /* A thread pool (pool.c) running payloads; NULL with errno EINVAL for
-** bad options (max_workers out of range), ENOMEM when out of memory. */
+** bad options (max_workers out of range, no runtime.run), ENOMEM when
+** out of memory. */
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
 /* A pool of forked processes (proc.c); NULL as conc_threadexec_new. Each
 ** child runs the runtime in a fresh process image copy: 'start' runs in

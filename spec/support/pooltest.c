@@ -1081,6 +1081,57 @@ static void case_maxbound(void) {
   ex->ops->free(ex);
 }
 
+/* A task that runs until it is asked to stop, read at its own checks
+** (a runtime without 'interrupt'). */
+static conc_payload_t *x_runspin(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task;
+  while (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) == CONC_STOP_NONE)
+    sleep_ms(1);
+  *failed = 1;
+  return conc_payload_error("", "stopped");
+}
+
+/* An executor whose runtime has 'run' only: tasks run, a time limit and
+** a running cancel stop them, stats count no memory, free stops the
+** workers (the NULL hooks were called: a crash). */
+static void nullhooks(conc_executor_t *(*make)(const conc_executor_opts_t *)) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_pool_stats_t s;
+  conc_future_t *f, *g;
+  xslot x;
+  x_options(&o, 2, &x, x_runspin);
+  o.runtime.start = NULL;
+  o.runtime.stop = NULL;
+  o.runtime.ud = NULL;
+  CHECK((ex = make(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL && (g = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0.05) == 0);
+  CHECK(ex->ops->submit(ex, g, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(f) == CONC_FINISHED);
+  while (conc_future_state(g) != CONC_RUNNING)
+    sleep_ms(1);
+  ex->ops->stats(ex, &s);
+  CHECK(s.memory == 0);
+  CHECK(conc_future_cancel_running(g) == 1);
+  CHECK(conc_future_wait(g, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(g) == CONC_CANCELLED);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  o.runtime.run = NULL;  /* the one hook it needs */
+  errno = 0;
+  CHECK(make(&o) == NULL && errno == EINVAL);
+}
+
+static void case_nullhooks(void) {
+  alarm(60);
+  nullhooks(conc_threadexec_new);
+  nullhooks(conc_procexec_new);
+}
+
 /* }====================================================================== */
 
 
@@ -1197,6 +1248,7 @@ static const ctest_case cases[] = {
   {"cbwait", case_cbwait},
   {"shutdownself", case_shutdownself},
   {"maxbound", case_maxbound},
+  {"nullhooks", case_nullhooks},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
