@@ -83,6 +83,12 @@ CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
 CONC__FUNC int conc__execopts(const conc_executor_opts_t *o,
                               conc_runtime_t *rt);
 
+/* thread.c: the reason a worker did not start when its runtime's
+** 'start' returned 'code' and gave none (its '*why' NULL): what failed
+** and the code, so that the pool's error never ends in nothing. */
+#define CONC__STARTWHY 64
+CONC__FUNC void conc__startwhy(char *buf, size_t n, int code);
+
 /* thread.c: start a thread running fn(arg) with 'stack' bytes of stack
 ** (0: the default) and every asynchronous signal blocked: 0, or
 ** CONC_ESYS with errno set. */

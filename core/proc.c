@@ -595,14 +595,20 @@ static void completedone(proc *p) {
 
 static void onstart(proc *p, child *c, conc__rd *r) {
   int code = (int)conc__get32(r);
-  char msg[512];
+  char msg[512], none[CONC__STARTWHY];
+  const char *why = (const char *)r->p;
+  int len = (int)(r->end - r->p);
   if (code == 0) {
     c->started = 1;
     return;
   }
+  if (len == 0) {  /* the runtime gave no reason */
+    conc__startwhy(none, sizeof(none), code);
+    why = none;
+    len = (int)strlen(none);
+  }
   snprintf(msg, sizeof(msg), "%s%.*s", code == CONC_EBROKEN
-           ? "initializer failed: " : "cannot start a worker: ",
-           (int)(r->end - r->p), (const char *)r->p);
+           ? "initializer failed: " : "cannot start a worker: ", len, why);
   breakpool(p, msg);
 }
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 
 #include "internal.h"
 
@@ -77,4 +78,9 @@ int conc__execopts(const conc_executor_opts_t *o, conc_runtime_t *rt) {
   if (rt->memory == NULL)
     rt->memory = nomemory;
   return 1;
+}
+
+void conc__startwhy(char *buf, size_t n, int code) {
+  snprintf(buf, n, "its runtime's start returned %d (%s)", code,
+           conc_strerror(code));
 }

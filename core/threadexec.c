@@ -189,9 +189,12 @@ static int worker_start(void *ud, void **ctx) {
   if (r == 0 && (r = addctx(ex, *ctx)) != 0)
     ex->rt.stop(ex->rt.ud, *ctx);
   if (r != 0) {
+    char none[CONC__STARTWHY];
+    if (why == NULL)
+      conc__startwhy(none, sizeof(none), r);
     setwhy(ex, r == CONC_EBROKEN ? "initializer failed: "
                                  : "cannot start a worker: ",
-           why != NULL ? why : conc_strerror(r));
+           why != NULL ? why : none);
     free(why);
   }
   return r;

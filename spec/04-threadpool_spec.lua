@@ -617,6 +617,32 @@ describe("ThreadPoolExecutor", function()
       assert.equal("xnilz", ex:submit(function() return init_value end):result(10))
     end)
 
+    it("say what failed when a worker cannot start", function()
+      -- the initializer's error object, told as text (it said only
+      -- "(error object is not a string)"), and the bound a worker's
+      -- state could not start within
+      local cases = {
+        { { initializer = function() error({ code = 1 }) end },
+          "initializer failed: (error object is a table value)" },
+        { { initializer = function()
+              error(setmetatable({}, { __tostring = function() return "no disk" end }))
+            end },
+          "initializer failed: no disk" },
+        { { max_memory = 1000 },
+          "cannot start a worker: not enough memory (max_memory is 1000 bytes)" },
+      }
+      for _, Pool in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+        for _, c in ipairs(cases) do
+          c[1].max_workers = 1
+          local ex <close> = cf[Pool](c[1])
+          local ok, f = pcall(ex.submit, ex, function() return 1 end)
+          local err = ok and f:exception(30) or f
+          assert.is_true(cf.BrokenExecutor:is(err), tostring(err))
+          assert.equal(c[2], err.message)
+        end
+      end
+    end)
+
     it("break the pool when the initializer fails", function()
       local ex = cf.ThreadPoolExecutor {
         max_workers = 2,

@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks",
+  "shutdownself", "maxbound", "nullhooks", "startwhy",
 }
 
 local DESCRIPTIONS = {
@@ -42,6 +42,7 @@ local DESCRIPTIONS = {
   shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
   maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
   nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
+  startwhy = "says what failed when a runtime's start fails without a reason",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

@@ -1132,6 +1132,70 @@ static void case_nullhooks(void) {
   nullhooks(conc_procexec_new);
 }
 
+/* A runtime whose start fails with the code in '*ud' and no reason. */
+static int x_startfail(void *ud, int id, void **ctx, char **why) {
+  (void)id; (void)ctx; (void)why;
+  return *(int *)ud;
+}
+
+/* The message of the error that fails 'f', a CONC_PAYLOAD_ERROR
+** ("<class>\0<message>", not terminated), in 'buf'. */
+static const char *errmsg(conc_future_t *f, char *buf, size_t n) {
+  const void *data;
+  size_t len, lc;
+  int failed;
+  const conc_payload_t *p;
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(conc_future_payload(f, &data, &len, &failed) == 0 && failed);
+  p = (const conc_payload_t *)data;
+  CHECK(p != NULL && p->kind == CONC_PAYLOAD_ERROR);
+  lc = strnlen(conc_payload_data(p), p->size);
+  CHECK(lc < p->size && p->size - lc - 1 < n);
+  memcpy(buf, conc_payload_data(p) + lc + 1, p->size - lc - 1);
+  buf[p->size - lc - 1] = '\0';
+  return buf;
+}
+
+/* A runtime's start that fails without a reason: the pool's error says
+** that it did, with its code (it was empty in a process pool, "the pool
+** is broken" in a thread pool). */
+static void startfail(conc_executor_t *(*make)(const conc_executor_opts_t *),
+                      int code, const char *want) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_future_t *f;
+  char *why, msg[256];
+  xslot x;
+  x_options(&o, 1, &x, x_runnothing);
+  o.runtime.start = x_startfail;
+  o.runtime.ud = &code;
+  CHECK((ex = make(&o)) != NULL && (f = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  if (strcmp(errmsg(f, msg, sizeof(msg)), want) != 0) {
+    fprintf(stderr, "got '%s', want '%s'\n", msg, want);
+    CHECK(0);
+  }
+  CHECK((why = ex->ops->broken(ex)) != NULL && strcmp(why, want) == 0);
+  free(why);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+}
+
+static void case_startwhy(void) {
+  int k;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    startfail(make, CONC_EBROKEN, "initializer failed: its runtime's start "
+              "returned -6 (the pool is broken)");
+    startfail(make, CONC_ENOMEM, "cannot start a worker: its runtime's "
+              "start returned -4 (not enough memory)");
+    startfail(make, 42, "cannot start a worker: its runtime's start "
+              "returned 42 (unknown error)");
+  }
+}
+
 /* }====================================================================== */
 
 
@@ -1249,6 +1313,7 @@ static const ctest_case cases[] = {
   {"shutdownself", case_shutdownself},
   {"maxbound", case_maxbound},
   {"nullhooks", case_nullhooks},
+  {"startwhy", case_startwhy},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
