@@ -617,6 +617,10 @@ typedef struct conc_lua_api {
   void (*future_unref)(conc_future_t *f);
   conc_state_t (*future_state)(conc_future_t *f);
   int (*future_set_running_or_notify_cancel)(conc_future_t *f);
+  /* 'data' must be NULL (no values) or a payload of 'encode' with its
+  ** 'len' and 'freepayload' as 'freefn': anything else (raw bytes a
+  ** state would misread as a transfer) is refused with CONC_EINVAL, and
+  ** 'data' stays the caller's. */
   int (*future_set_result)(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn);
   int (*future_set_exception)(conc_future_t *f, void *data, size_t len,
