@@ -835,6 +835,8 @@ static void callback_drop(conc__wnode *n) {
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
                              void *arg) {
   callback *cb;
+  if (fn == NULL)  /* settle would call it */
+    return CONC_EINVAL;
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
     unlock(&f->mu);
@@ -857,18 +859,24 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 
 /* The pool's callback (conc__pool_done) in the future's own slot: no
-** allocation, cannot fail. One per future; at once if it is done
-** already. */
-void conc__future_hook(conc_future_t *f, void *task) {
+** allocation. One per future, so a future that has one already (its
+** task submitted, not done) refuses another: a second hook would have
+** replaced the first, whose task a cancel then never dropped (and its
+** pool never finished). At once if it is done already. */
+int conc__future_hook(conc_future_t *f, void *task) {
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
     unlock(&f->mu);
     conc__pool_done(f, task);
-    return;
+    return 0;
   }
-  conc_assert(f->u.run.hookarg == NULL);
+  if (f->u.run.hookarg != NULL) {
+    unlock(&f->mu);
+    return CONC_ESTATE;
+  }
   f->u.run.hookarg = task;
   unlock(&f->mu);
+  return 0;
 }
 
 /* No thread but the caller's sees 'f' yet (its maker's): no lock. */

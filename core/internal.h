@@ -97,9 +97,10 @@ CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
 
 /* future.c: the one callback of the pool that runs a future's task,
 ** conc__pool_done(f, task), kept in the future itself (no allocation):
-** as conc_future_add_callback, but it runs before the others and cannot
-** fail. */
-CONC__FUNC void conc__future_hook(conc_future_t *f, void *task);
+** as conc_future_add_callback, but it runs before the others and needs
+** no memory: 0, or CONC_ESTATE (nothing done) when the future has a hook
+** already, another task's. */
+CONC__FUNC int conc__future_hook(conc_future_t *f, void *task);
 /* ... and on a future only its maker's thread sees yet, without the
 ** lock: conc__pool_submitnew, which submits such a future's task. */
 CONC__FUNC void conc__future_hooknew(conc_future_t *f, void *task);

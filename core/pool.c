@@ -639,8 +639,8 @@ static int submit(conc_pool_t *p, conc_task_t *t, int fresh) {
   t->ps_ = (uintptr_t)p | T_SUBMITTING;
   if (fresh)
     conc__future_hooknew(t->future, t);
-  else
-    conc__future_hook(t->future, t);
+  else if (conc__future_hook(t->future, t) != 0)
+    return CONC_ESTATE;  /* another task's future: nothing changed */
   pthread_mutex_lock(&p->mu);
   r = closed(p);
   if (r == 0 && tstate(t) == T_SEEN) {  /* cancelled before it was queued */

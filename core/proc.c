@@ -966,10 +966,12 @@ static int startsupervisor(proc *p, char *why, size_t n) {
 static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
-  ptask *t = (ptask *)calloc(1, sizeof(*t));
+  ptask *t;
   char why[128];
   int r = 0, first;
-  if (t == NULL)
+  if (f == NULL || task == NULL)
+    return CONC_EINVAL;
+  if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
     return CONC_ENOMEM;
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);

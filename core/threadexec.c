@@ -218,6 +218,8 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   texec *ex = (texec *)b;
   ttask *t;
   int r;
+  if (f == NULL || task == NULL)
+    return CONC_EINVAL;
   if (__atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
     return CONC_EBROKEN;
   t = task->inblock ? (ttask *)conc__future_room(f)

@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks", "startwhy",
+  "shutdownself", "maxbound", "nullhooks", "startwhy", "misuse",
 }
 
 local DESCRIPTIONS = {
@@ -43,6 +43,7 @@ local DESCRIPTIONS = {
   maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
   nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
   startwhy = "says what failed when a runtime's start fails without a reason",
+  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

@@ -112,8 +112,9 @@ int conc_future_wait(conc_future_t *f, double deadline);
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed);
 
-/* Register a C callback. Returns 0, or CONC_ENOMEM. If the future is done
-** already, 'fn' runs before this returns. */
+/* Register a C callback. Returns 0, CONC_EINVAL (a NULL 'fn') or
+** CONC_ENOMEM. If the future is done already, 'fn' runs before this
+** returns. */
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
                              void *arg);
 
@@ -379,12 +380,14 @@ typedef struct conc_pool_stats {
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 
 /* Queue a task; starts a worker if none is idle and the maximum is not
-** reached. 0, CONC_EINVAL, CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM or
-** CONC_ESYS (no worker could start). On failure the task never runs and
-** stays the caller's, with the future reference; after CONC_ESHUTDOWN,
-** CONC_EBROKEN and CONC_ESYS its future is cancelled (unless it was
-** started or completed by someone else). A task whose future is already
-** cancelled is accepted and dropped at once. */
+** reached. 0, CONC_EINVAL, CONC_ESTATE (its future is another task's
+** that is not done: a future runs one task), CONC_ESHUTDOWN,
+** CONC_EBROKEN, CONC_ENOMEM or CONC_ESYS (no worker could start). On
+** failure the task never runs and stays the caller's, with the future
+** reference; after CONC_ESHUTDOWN, CONC_EBROKEN and CONC_ESYS its future
+** is cancelled (unless it was started or completed by someone else). A
+** task whose future is already cancelled is accepted and dropped at
+** once. */
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
 
 /* No new tasks. cancel: cancel every queued task. wait: return once
@@ -530,7 +533,9 @@ typedef struct conc_executor_ops {
   /* Queue 'task' for 'f' (PENDING), to be stopped 'timeout' seconds
   ** after it starts (0: no limit): 0, and the executor owns 'task' and
   ** one reference to 'f'; or a negative code and both stay the caller's
-  ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
+  ** (CONC_EINVAL for a NULL 'f' or 'task', CONC_ESTATE when 'f' is a
+  ** thread pool's task's already, CONC_ESHUTDOWN, CONC_EBROKEN,
+  ** CONC_ENOMEM, CONC_ESYS). */
   int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
                 double timeout);
   /* As conc_pool_shutdown: CONC_EINVAL with 'wait' on one of the

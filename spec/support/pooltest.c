@@ -1196,6 +1196,96 @@ static void case_startwhy(void) {
   }
 }
 
+/* A callback that submits a task to its executor, shut down by then:
+** refused, the task still the callback's. */
+typedef struct latesub {
+  conc_executor_t *ex;
+  int r;
+  conc_state_t state;
+} latesub;
+
+static void cb_latesubmit(conc_future_t *f, void *arg) {
+  latesub *ls = (latesub *)arg;
+  conc_future_t *g = conc_future_new();
+  conc_payload_t *t = conc_payload_new(NULL, 0, 0);
+  (void)f;
+  CHECK(g != NULL && t != NULL);
+  ls->r = ls->ex->ops->submit(ls->ex, g, t, 0);
+  ls->state = conc_future_state(g);
+  if (ls->r != 0)
+    conc_payload_free(t);
+  conc_future_unref(g);
+}
+
+/* Misuse a host may make of the API: refused with a code, no crash,
+** hang or leak. */
+static void case_misuse(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_future_t *f, *g;
+  conc_payload_t *t;
+  counters c = {0, 0, 0};
+  conc_pool_t *p;
+  ttask *t1, *t2;
+  gate gt;
+  latesub ls;
+  xslot x;
+  int k;
+  alarm(60);
+  /* a NULL callback (it was called at completion) */
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
+  conc_future_unref(f);
+  /* one future for two tasks of a pool: the second is refused (it took
+  ** the first one's hook, so a cancel never dropped the first and the
+  ** pool never finished) */
+  gate_init(&gt);
+  p = new_pool(1);
+  g = submit(p, 0, &c, &gt);
+  gate_await(&gt, 1);
+  t1 = new_task(1, &c, NULL, &f);
+  t2 = (ttask *)calloc(1, sizeof(*t2));
+  CHECK(t2 != NULL);
+  *t2 = *t1;
+  CHECK(conc_pool_submit(p, &t1->base) == 0);
+  CHECK(conc_pool_submit(p, &t2->base) == CONC_ESTATE);
+  free(t2);
+  CHECK(conc_future_cancel(f) == 1);
+  CHECK(load(&c.drops) == 1);
+  gate_open(&gt);
+  conc_pool_free(p);
+  CHECK(load(&c.runs) == 1);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  gate_free(&gt);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    x_options(&o, 1, &x, x_runnothing);
+    CHECK((ex = make(&o)) != NULL);
+    /* NULL future or task */
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK((t = conc_payload_new(NULL, 0, 0)) != NULL);
+    CHECK(ex->ops->submit(ex, NULL, t, 0) == CONC_EINVAL);
+    CHECK(ex->ops->submit(ex, f, NULL, 0) == CONC_EINVAL);
+    /* a callback that submits once its executor is shut down (on the
+    ** worker or supervisor, or here if the task ended already) */
+    ls.ex = ex;
+    ls.r = 99;
+    CHECK(ex->ops->submit(ex, f, t, 0) == 0);
+    ex->ops->shutdown(ex, 0, 0);
+    CHECK(conc_future_add_callback(f, cb_latesubmit, &ls) == 0);
+    CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+    CHECK(ls.r == CONC_ESHUTDOWN);  /* (a thread pool cancels its future,
+                                    ** a process pool leaves it pending) */
+    CHECK(ls.state == (k == 0 ? CONC_CANCELLED : CONC_PENDING));
+    ex->ops->free(ex);
+    conc_future_unref(f);
+  }
+}
+
 /* }====================================================================== */
 
 
@@ -1314,6 +1404,7 @@ static const ctest_case cases[] = {
   {"maxbound", case_maxbound},
   {"nullhooks", case_nullhooks},
   {"startwhy", case_startwhy},
+  {"misuse", case_misuse},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
