@@ -541,6 +541,34 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 
 
 /*
+** The futures whose C callbacks the calling thread is running, the
+** innermost first (a callback may complete another future): a chain of
+** frames on that thread's stack. Such a future is done but not yet
+** settled, and it settles only once this thread's callbacks returned,
+** so a wait on it here (conc_future_wait, a watch) would wait for
+** itself: it counts as settled instead (settled_here).
+** initial-exec: reserved when the library loads, as pool.c's 'cur'.
+*/
+typedef struct running_cbs {
+  conc_future_t *f;
+  struct running_cbs *outer;
+} running_cbs;
+
+static __thread running_cbs *cbs_top
+    __attribute__((tls_model("initial-exec")));
+
+/* Lock held: whether a wait on 'f' by this thread is over. */
+static int settled_here(conc_future_t *f) {
+  running_cbs *r;
+  if (f->settled)
+    return 1;
+  for (r = cbs_top; r != NULL; r = r->outer)
+    if (r->f == f)
+      return 1;
+  return 0;
+}
+
+/*
 ** Completion, in three steps so that waiters never see a half-done
 ** future: (1) under the lock, the state and payload change and the
 ** callbacks are taken off the list; (2) the pool's hook ('hookarg', read
@@ -551,10 +579,16 @@ int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
 ** mailbox's lock). A task's usual end has no C callback, and the hook
 ** of a FINISHED future only counts it (no lock, no call back here): it
 ** then runs under the lock, which is held once instead of twice.
+** While the hook and the callbacks run, settle holds a reference of its
+** own: a callback may release the last one its caller had (its owner
+** letting go of the future once it is done), and step (3) still needs
+** the future.
 */
 static void settle(conc_future_t *f, void *hookarg) {
   conc__queue cbs;
   conc__wnode *n = f->watchers, *next;
+  running_cbs me;
+  int held = 0;
   conc__queue_init(&cbs);
   while (n != NULL) {  /* from the first: in registration order */
     next = n->q.next == &f->watchers->q ? NULL
@@ -570,7 +604,12 @@ static void settle(conc_future_t *f, void *hookarg) {
     if (hookarg != NULL)  /* takes no lock for a finished future */
       conc__pool_done(f, hookarg);
   } else {
+    held = 1;
+    conc_future_ref(f);
     unlock(&f->mu);
+    me.f = f;
+    me.outer = cbs_top;
+    cbs_top = &me;
     if (hookarg != NULL)
       conc__pool_done(f, hookarg);
     while (!conc__queue_empty(&cbs)) {
@@ -580,12 +619,15 @@ static void settle(conc_future_t *f, void *hookarg) {
       cb->fn(f, cb->arg);
       free(cb);
     }
+    cbs_top = me.outer;
     lock(&f->mu);
   }
   f->settled = 1;
   while ((n = pop_first(f)) != NULL)
     n->fire(n);
   unlock(&f->mu);
+  if (held)
+    conc_future_unref(f);
 }
 
 /* Set the payload (lock held, RUNNING or PENDING): its room was the
@@ -753,7 +795,7 @@ int conc_future_wait(conc_future_t *f, double deadline) {
   sleeper s;
   int r = 0, fired;
   lock(&f->mu);
-  if (f->settled) {
+  if (settled_here(f)) {
     unlock(&f->mu);
     return 0;
   }
@@ -793,6 +835,8 @@ static void callback_drop(conc__wnode *n) {
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
                              void *arg) {
   callback *cb;
+  if (fn == NULL)  /* settle would call it */
+    return CONC_EINVAL;
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
     unlock(&f->mu);
@@ -815,18 +859,24 @@ int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
 
 
 /* The pool's callback (conc__pool_done) in the future's own slot: no
-** allocation, cannot fail. One per future; at once if it is done
-** already. */
-void conc__future_hook(conc_future_t *f, void *task) {
+** allocation. One per future, so a future that has one already (its
+** task submitted, not done) refuses another: a second hook would have
+** replaced the first, whose task a cancel then never dropped (and its
+** pool never finished). At once if it is done already. */
+int conc__future_hook(conc_future_t *f, void *task) {
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {
     unlock(&f->mu);
     conc__pool_done(f, task);
-    return;
+    return 0;
   }
-  conc_assert(f->u.run.hookarg == NULL);
+  if (f->u.run.hookarg != NULL) {
+    unlock(&f->mu);
+    return CONC_ESTATE;
+  }
   f->u.run.hookarg = task;
   unlock(&f->mu);
+  return 0;
 }
 
 /* No thread but the caller's sees 'f' yet (its maker's): no lock. */
@@ -882,7 +932,7 @@ void conc__future_settle_foreign(conc_future_t *f, int cancelled,
 int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   int linked;
   lock(&f->mu);
-  linked = !f->settled;
+  linked = !settled_here(f);
   if (linked)
     link_tail(f, n);
   unlock(&f->mu);

@@ -77,6 +77,18 @@ CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
 
+/* thread.c: whether 'o' can make an executor (threadexec.c, proc.c):
+** 1 and its runtime in '*rt', with a no-op for each optional hook left
+** NULL (so no caller checks); or 0 with errno EINVAL. */
+CONC__FUNC int conc__execopts(const conc_executor_opts_t *o,
+                              conc_runtime_t *rt);
+
+/* thread.c: the reason a worker did not start when its runtime's
+** 'start' returned 'code' and gave none (its '*why' NULL): what failed
+** and the code, so that the pool's error never ends in nothing. */
+#define CONC__STARTWHY 64
+CONC__FUNC void conc__startwhy(char *buf, size_t n, int code);
+
 /* thread.c: start a thread running fn(arg) with 'stack' bytes of stack
 ** (0: the default) and every asynchronous signal blocked: 0, or
 ** CONC_ESYS with errno set. */
@@ -85,9 +97,10 @@ CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
 
 /* future.c: the one callback of the pool that runs a future's task,
 ** conc__pool_done(f, task), kept in the future itself (no allocation):
-** as conc_future_add_callback, but it runs before the others and cannot
-** fail. */
-CONC__FUNC void conc__future_hook(conc_future_t *f, void *task);
+** as conc_future_add_callback, but it runs before the others and needs
+** no memory: 0, or CONC_ESTATE (nothing done) when the future has a hook
+** already, another task's. */
+CONC__FUNC int conc__future_hook(conc_future_t *f, void *task);
 /* ... and on a future only its maker's thread sees yet, without the
 ** lock: conc__pool_submitnew, which submits such a future's task. */
 CONC__FUNC void conc__future_hooknew(conc_future_t *f, void *task);
@@ -277,8 +290,10 @@ typedef struct conc__wnode {
 } conc__wnode;
 
 /* future.c: link 'n' to the future's watchers: 1, or 0 if the future is
-** settled already (then it is not linked and the caller treats it as
-** fired). Unlinking an unlinked node is harmless. */
+** settled already, or done with its C callbacks running on the calling
+** thread (then it is not linked and the caller treats it as fired: it
+** would fire only once they returned). Unlinking an unlinked node is
+** harmless. */
 CONC__FUNC int conc__future_watch(conc_future_t *f, conc__wnode *n);
 CONC__FUNC void conc__future_unwatch(conc_future_t *f, conc__wnode *n);
 

@@ -559,8 +559,11 @@ static int init_sync(conc_pool_t *p) {
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts) {
   conc_pool_t *p;
   const char *prefix;
-  if (opts == NULL || opts->max_workers <= 0)
+  if (opts == NULL || opts->max_workers <= 0
+      || opts->max_workers > CONC_MAX_WORKERS) {
+    errno = EINVAL;
     return NULL;
+  }
   p = (conc_pool_t *)calloc(1, sizeof(*p));
   if (p == NULL)
     return NULL;
@@ -569,6 +572,7 @@ conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts) {
   if (p->tids == NULL || init_sync(p) != 0) {
     free(p->tids);
     free(p);
+    errno = ENOMEM;
     return NULL;
   }
   conc__queue_init(&p->queue);
@@ -635,8 +639,8 @@ static int submit(conc_pool_t *p, conc_task_t *t, int fresh) {
   t->ps_ = (uintptr_t)p | T_SUBMITTING;
   if (fresh)
     conc__future_hooknew(t->future, t);
-  else
-    conc__future_hook(t->future, t);
+  else if (conc__future_hook(t->future, t) != 0)
+    return CONC_ESTATE;  /* another task's future: nothing changed */
   pthread_mutex_lock(&p->mu);
   r = closed(p);
   if (r == 0 && tstate(t) == T_SEEN) {  /* cancelled before it was queued */
@@ -685,11 +689,14 @@ static void join_all(conc_pool_t *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Must not be called with 'wait' from one of the pool's own tasks (a
-** worker would wait for itself). No worker starts after shutdown, so
-** 'tids' no longer moves once 'shutdown' is set. */
+/* With 'wait', refused on one of the pool's own workers (a task, a
+** callback it runs, worker_start): the worker would join itself. No
+** worker starts after shutdown, so 'tids' no longer moves once
+** 'shutdown' is set. */
 int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel) {
   conc__queue taken;
+  if (wait && cur != NULL && cur->p == p)
+    return CONC_EINVAL;
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
   conc__queue_init(&taken);

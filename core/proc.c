@@ -595,14 +595,20 @@ static void completedone(proc *p) {
 
 static void onstart(proc *p, child *c, conc__rd *r) {
   int code = (int)conc__get32(r);
-  char msg[512];
+  char msg[512], none[CONC__STARTWHY];
+  const char *why = (const char *)r->p;
+  int len = (int)(r->end - r->p);
   if (code == 0) {
     c->started = 1;
     return;
   }
+  if (len == 0) {  /* the runtime gave no reason */
+    conc__startwhy(none, sizeof(none), code);
+    why = none;
+    len = (int)strlen(none);
+  }
   snprintf(msg, sizeof(msg), "%s%.*s", code == CONC_EBROKEN
-           ? "initializer failed: " : "cannot start a worker: ",
-           (int)(r->end - r->p), (const char *)r->p);
+           ? "initializer failed: " : "cannot start a worker: ", len, why);
   breakpool(p, msg);
 }
 
@@ -960,10 +966,12 @@ static int startsupervisor(proc *p, char *why, size_t n) {
 static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
-  ptask *t = (ptask *)calloc(1, sizeof(*t));
+  ptask *t;
   char why[128];
   int r = 0, first;
-  if (t == NULL)
+  if (f == NULL || task == NULL)
+    return CONC_EINVAL;
+  if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
     return CONC_ENOMEM;
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);
@@ -1020,6 +1028,10 @@ static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
   proc *p = (proc *)b;
   int join;
   pthread_mutex_lock(&p->mu);
+  if (wait && p->supervising && pthread_equal(p->sup, pthread_self())) {
+    pthread_mutex_unlock(&p->mu);  /* a callback it runs: it would join */
+    return CONC_EINVAL;            /* itself */
+  }
   p->shutdown = 1;
   pthread_mutex_unlock(&p->mu);
   if (cancel)
@@ -1084,8 +1096,9 @@ static const conc_executor_ops_t ops = {
 };
 
 conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
+  conc_runtime_t rt;
   proc *p;
-  if (o == NULL || o->max_workers <= 0)
+  if (!conc__execopts(o, &rt))
     return NULL;
   p = (proc *)calloc(1, sizeof(*p));
   if (p == NULL)
@@ -1104,6 +1117,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   }
   p->base.ops = &ops;
   p->o = *o;
+  p->o.runtime = rt;
   p->o.name_prefix = NULL;  /* the caller's string may go */
   p->self = getpid();
   conc__queue_init(&p->pending);

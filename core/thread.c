@@ -3,11 +3,13 @@
 ** timers). Each starts with every asynchronous signal blocked, so that
 ** a host's handlers (lua.c's SIGINT) run on the host's own threads and
 ** never on one of ours; faults stay deliverable to the thread that
-** makes them.
+** makes them. And what every executor's options must be, as their
+** workers are threads or processes started here and there.
 */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 
 #include "internal.h"
 
@@ -37,4 +39,48 @@ int conc__thread_start(pthread_t *tid, size_t stack, void *(*fn)(void *),
     return CONC_ESYS;
   }
   return 0;
+}
+
+/* The hooks a runtime may leave NULL, as the header says what that
+** means. */
+static int nostart(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)id; (void)why;
+  *ctx = NULL;
+  return 0;
+}
+
+static void nostop(void *ud, void *ctx) {
+  (void)ud; (void)ctx;
+}
+
+static void nointerrupt(void *ctx) {
+  (void)ctx;
+}
+
+static size_t nomemory(void *ctx) {
+  (void)ctx;
+  return 0;
+}
+
+int conc__execopts(const conc_executor_opts_t *o, conc_runtime_t *rt) {
+  if (o == NULL || o->max_workers <= 0 || o->max_workers > CONC_MAX_WORKERS
+      || o->runtime.run == NULL) {
+    errno = EINVAL;
+    return 0;
+  }
+  *rt = o->runtime;
+  if (rt->start == NULL)
+    rt->start = nostart;
+  if (rt->stop == NULL)
+    rt->stop = nostop;
+  if (rt->interrupt == NULL)
+    rt->interrupt = nointerrupt;
+  if (rt->memory == NULL)
+    rt->memory = nomemory;
+  return 1;
+}
+
+void conc__startwhy(char *buf, size_t n, int code) {
+  snprintf(buf, n, "its runtime's start returned %d (%s)", code,
+           conc_strerror(code));
 }

@@ -189,9 +189,12 @@ static int worker_start(void *ud, void **ctx) {
   if (r == 0 && (r = addctx(ex, *ctx)) != 0)
     ex->rt.stop(ex->rt.ud, *ctx);
   if (r != 0) {
+    char none[CONC__STARTWHY];
+    if (why == NULL)
+      conc__startwhy(none, sizeof(none), r);
     setwhy(ex, r == CONC_EBROKEN ? "initializer failed: "
                                  : "cannot start a worker: ",
-           why != NULL ? why : conc_strerror(r));
+           why != NULL ? why : none);
     free(why);
   }
   return r;
@@ -215,6 +218,8 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   texec *ex = (texec *)b;
   ttask *t;
   int r;
+  if (f == NULL || task == NULL)
+    return CONC_EINVAL;
   if (__atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
     return CONC_EBROKEN;
   t = task->inblock ? (ttask *)conc__future_room(f)
@@ -305,8 +310,11 @@ static const conc_executor_ops_t ops = {
 
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   conc_pool_opts_t po;
-  texec *ex = (texec *)calloc(1, sizeof(*ex));
-  if (ex == NULL)
+  conc_runtime_t rt;
+  texec *ex;
+  if (!conc__execopts(o, &rt))
+    return NULL;
+  if ((ex = (texec *)calloc(1, sizeof(*ex))) == NULL)
     return NULL;
   if (conc__tasktimer_init(&ex->timer) != 0) {
     free(ex);
@@ -318,7 +326,7 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     return NULL;
   }
   ex->base.ops = &ops;
-  ex->rt = o->runtime;
+  ex->rt = rt;
   memset(&po, 0, sizeof(po));
   po.max_workers = o->max_workers;
   po.name_prefix = o->name_prefix;

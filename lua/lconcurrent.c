@@ -71,6 +71,30 @@ static int capi_decode(lua_State *L, const void *payload) {
   return lconc_decode(L, (const conc_payload_t *)payload);
 }
 
+/* What a host completes a future with is what a state will decode: a
+** payload of 'encode', freed with 'freepayload' (the only mark a payload
+** carries), or NULL for no values. Raw bytes would be read as a
+** payload's header and a transfer: refused, and they stay the host's. */
+static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
+  return data == NULL
+         || (freefn == conc_payload_free
+             && len == conc_payload_sizeof((const conc_payload_t *)data));
+}
+
+static int capi_set_result(conc_future_t *f, void *data, size_t len,
+                           conc_free_fn freefn) {
+  if (!capi_isvalues(data, len, freefn))
+    return CONC_EINVAL;
+  return conc_future_set_result(f, data, len, freefn);
+}
+
+static int capi_set_exception(conc_future_t *f, void *data, size_t len,
+                              conc_free_fn freefn) {
+  if (!capi_isvalues(data, len, freefn))
+    return CONC_EINVAL;
+  return conc_future_set_exception(f, data, len, freefn);
+}
+
 /* The values of a FINISHED future, decoded in L (conc_lua_api_t). */
 static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
   const void *data;
@@ -97,8 +121,8 @@ static const conc_lua_api_t capi = {
   conc_future_unref,
   conc_future_state,
   conc_future_set_running_or_notify_cancel,
-  conc_future_set_result,
-  conc_future_set_exception,
+  capi_set_result,
+  capi_set_exception,
   conc_future_cancel,
   conc_future_wait,
   conc_future_add_callback,

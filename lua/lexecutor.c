@@ -3,6 +3,7 @@
 ** face over the core's executor back-ends (conc_executor_ops_t), whose
 ** workers run the Lua runtime of lworker.c.
 */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,6 @@
 #define THREADPOOL_MT "concurrent.ThreadPoolExecutor"
 #define PROCESSPOOL_MT "concurrent.ProcessPoolExecutor"
 
-/* Most workers an executor may have. */
-#define MAXWORKERS 100000
 
 /* Most arguments of a task in submit's table form (a C call's limit is
 ** about LUAI_MAXCCALLS stack slots away; this stays well inside). */
@@ -353,13 +352,18 @@ static char *copystring(lua_State *L, int idx) {
   return c;
 }
 
-/* A positive integer option at 'idx' ("4.0" is an integer to Lua). */
-static int checkcount(lua_State *L, int idx, const char *what) {
+/* A positive integer option at 'idx', at most 'max' ("4.0" is an integer
+** to Lua). */
+static int checkcount(lua_State *L, int idx, const char *what,
+                      lua_Integer max) {
   int isint;
   lua_Integer m = lua_tointegerx(L, idx, &isint);
-  if (!isint || m <= 0 || m > MAXWORKERS)
+  if (!isint || m <= 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a positive integer",
                                         what));
+  if (m > max)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s must be at most %I", what,
+                                        max));
   return (int)m;
 }
 
@@ -473,13 +477,14 @@ static void readoptions(lua_State *L, const lconc_execkind *k,
     luaL_argerror(L, 1, "respawn is an option of ProcessPoolExecutor only");
   checkoptionnames(L, k);
   if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
-    o->max_workers = checkcount(L, -1, "max_workers");
+    o->max_workers = checkcount(L, -1, "max_workers", CONC_MAX_WORKERS);
   if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL
       && lua_type(L, -1) != LUA_TSTRING)
     luaL_argerror(L, 1, "thread_name_prefix must be a string");
   o->name_prefix = lua_tostring(L, -1);
   if (lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL)
-    o->max_tasks_per_child = checkcount(L, -1, "max_tasks_per_child");
+    o->max_tasks_per_child = checkcount(L, -1, "max_tasks_per_child",
+                                         INT_MAX);
 }
 
 /* The caller's package.path and cpath, for the workers. */
@@ -508,7 +513,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   else if (!lua_isnoneornil(L, 1)) {
     if (!lua_isnumber(L, 1))
       return luaL_typeerror(L, 1, "integer or table");
-    o.max_workers = checkcount(L, 1, "max_workers");
+    o.max_workers = checkcount(L, 1, "max_workers", CONC_MAX_WORKERS);
   }
   if (lconc_closing(L))  /* before anything that a finalizer must free */
     return luaL_error(L, "the Lua state is closing");

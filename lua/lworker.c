@@ -696,7 +696,9 @@ static int pmain(lua_State *W) {
     if ((status = lua_pcall(W, n - 1, 0, 1)) != LUA_OK) {
       if (status == LUA_ERRMEM)  /* room to report it */
         lua_gc(W, LUA_GCCOLLECT);
-      return lua_error(W);  /* its error value, as msgh left it */
+      errortext(W, -1);  /* the pool's error is a message: a table's
+                         ** __tostring, or its type, not "not a string" */
+      return lua_error(W);
     }
   }
   lua_settop(W, 1);
@@ -749,6 +751,12 @@ static int rt_start(void *ud, int id, void **ctx, char **why) {
   status = lua_pcall(w->W, 3, 1, 0);
   if (status != LUA_OK) {
     const char *msg = lua_tostring(w->W, -1);
+    char cap[96];
+    if (status == LUA_ERRMEM && w->limit != 0) {  /* say which bound */
+      snprintf(cap, sizeof(cap), "not enough memory (max_memory is %zu "
+               "bytes)", w->limit);
+      msg = cap;
+    }
     *why = strdup(msg != NULL ? msg : "(error object is not a string)");
     closeworker(w);
     return ininit && status != LUA_ERRMEM ? CONC_EBROKEN : CONC_ENOMEM;

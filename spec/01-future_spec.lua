@@ -430,6 +430,21 @@ describe("Future", function()
       assert.equal("lua first", f:result())
     end)
 
+    it("refuses raw bytes as a result: a state never decodes them", function()
+      -- what the host sets must be a payload of api->encode (with
+      -- api->freepayload), else CONC_EINVAL (-1): raw bytes read as a
+      -- transfer were a header of garbage (a crash)
+      for _, bytes in ipairs { "hello", string.rep("\255", 64), "" } do
+        for _, exc in ipairs { false, true } do
+          local f = cf.Future()
+          assert.equal(-1, th.set_raw(f, bytes, exc))
+          assert.is_false(f:done())
+          f:set_result("lua's")
+          assert.equal("lua's", f:result())
+        end
+      end
+    end)
+
     it("runs C callbacks exactly once, on completion", function()
       local f = cf.Future()
       local c1 = th.c_callback(f)

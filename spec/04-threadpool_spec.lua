@@ -548,6 +548,17 @@ describe("ThreadPoolExecutor", function()
       assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(integer or table expected, got string%)", err)
       ok, err = pcall(cf.ThreadPoolExecutor, { max_workers = 0 })
       assert.matches("max_workers must be a positive integer", err)
+      -- a huge pool is refused by name, not tried thread by thread
+      for _, huge in ipairs { 100001, 1000000000, math.maxinteger } do
+        ok, err = pcall(function() return cf.ThreadPoolExecutor(huge) end)
+        assert.matches("bad argument #1 to 'ThreadPoolExecutor' %(max_workers must be at most 100000%)", err)
+        ok, err = pcall(cf.ThreadPoolExecutor, { max_workers = huge })
+        assert.matches("max_workers must be at most 100000", err, 1, true)
+        ok, err = pcall(cf.ProcessPoolExecutor, { max_workers = huge })
+        assert.matches("max_workers must be at most 100000", err, 1, true)
+      end
+      local ex <close> = cf.ThreadPoolExecutor(100000)  -- the most, lazily
+      assert.equal(2, ex:submit(function() return 2 end):result())
       ok, err = pcall(cf.ThreadPoolExecutor, { initializer = print, initargs = 5 })
       assert.matches("initargs must be a table, got number", err)
       ok, err = pcall(cf.ThreadPoolExecutor, { initializer = 5 })
@@ -604,6 +615,32 @@ describe("ThreadPoolExecutor", function()
         initargs = { "x", nil, "z", n = 3 },
       }
       assert.equal("xnilz", ex:submit(function() return init_value end):result(10))
+    end)
+
+    it("say what failed when a worker cannot start", function()
+      -- the initializer's error object, told as text (it said only
+      -- "(error object is not a string)"), and the bound a worker's
+      -- state could not start within
+      local cases = {
+        { { initializer = function() error({ code = 1 }) end },
+          "initializer failed: (error object is a table value)" },
+        { { initializer = function()
+              error(setmetatable({}, { __tostring = function() return "no disk" end }))
+            end },
+          "initializer failed: no disk" },
+        { { max_memory = 1000 },
+          "cannot start a worker: not enough memory (max_memory is 1000 bytes)" },
+      }
+      for _, Pool in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+        for _, c in ipairs(cases) do
+          c[1].max_workers = 1
+          local ex <close> = cf[Pool](c[1])
+          local ok, f = pcall(ex.submit, ex, function() return 1 end)
+          local err = ok and f:exception(30) or f
+          assert.is_true(cf.BrokenExecutor:is(err), tostring(err))
+          assert.equal(c[2], err.message)
+        end
+      end
     end)
 
     it("break the pool when the initializer fails", function()

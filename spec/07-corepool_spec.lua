@@ -13,7 +13,8 @@ local CASES = {
   "many1", "many2", "many8", "lazy", "maxworkers", "cancelqueued",
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
-  "stopctx", "threadattrs", "stress",
+  "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
+  "shutdownself", "maxbound", "nullhooks", "startwhy", "misuse",
 }
 
 local DESCRIPTIONS = {
@@ -36,6 +37,13 @@ local DESCRIPTIONS = {
   stopctx = "calls worker_stop with each worker's context",
   threadattrs = "gives workers their stack size and blocks async signals",
   stress = "accounts for every future with 4 submitters and concurrent cancels",
+  cbrelease = "lets a future's C callback release its last reference",
+  cbwait = "returns at once from a wait on a future inside its own C callback",
+  shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
+  maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
+  nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
+  startwhy = "says what failed when a runtime's start fails without a reason",
+  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

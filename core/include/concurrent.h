@@ -64,7 +64,9 @@ typedef void (*conc_free_fn)(void *data);
 
 /* A C callback: runs exactly once, after the future is done, on the
 ** thread that completed it (or at once, on the registering thread, if the
-** future is already done). It must not block for long. */
+** future is already done). It must not block for long. It may release a
+** reference to 'f', the last one included: the future stays valid for
+** the call and goes once the callbacks returned. */
 typedef void (*conc_callback_fn)(conc_future_t *f, void *arg);
 
 /* A new PENDING future with one reference, or NULL when out of memory. */
@@ -98,7 +100,10 @@ int conc_future_cancel_running(conc_future_t *f);
 
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
-** future has returned. */
+** future has returned, but in one case: called from one of the future's
+** own C callbacks (the callbacks of a future that the calling thread is
+** running), it returns 0 at once, as the future is done, instead of
+** waiting for itself. */
 int conc_future_wait(conc_future_t *f, double deadline);
 
 /* The payload of a FINISHED future: 0 and the fields, or CONC_ESTATE if
@@ -107,8 +112,9 @@ int conc_future_wait(conc_future_t *f, double deadline);
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed);
 
-/* Register a C callback. Returns 0, or CONC_ENOMEM. If the future is done
-** already, 'fn' runs before this returns. */
+/* Register a C callback. Returns 0, CONC_EINVAL (a NULL 'fn') or
+** CONC_ENOMEM. If the future is done already, 'fn' runs before this
+** returns. */
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
                              void *arg);
 
@@ -342,8 +348,13 @@ struct conc_task {
   uintptr_t ps_;  /* the pool, its low bits the task's state there */
 };
 
+/* The most workers a pool or an executor may have: a pool asked for
+** more would start a thread (or a process) per queued task, far past
+** what a machine can hold, before it failed. */
+#define CONC_MAX_WORKERS 100000
+
 typedef struct conc_pool_opts {
-  int max_workers;            /* > 0 */
+  int max_workers;            /* 1 to CONC_MAX_WORKERS */
   const char *name_prefix;    /* OS thread names "<prefix>_<n>"; or NULL */
   size_t stack_size;          /* 0: the pool's default */
   /* Optional: make a worker's context on its own thread before its first
@@ -363,26 +374,32 @@ typedef struct conc_pool_stats {
   size_t memory;  /* executors: bytes their workers' states hold */
 } conc_pool_stats_t;
 
-/* A pool with no workers yet (they start lazily), or NULL. */
+/* A pool with no workers yet (they start lazily), or NULL: errno
+** EINVAL when 'opts' is NULL or its max_workers is out of range,
+** ENOMEM when out of memory. */
 conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 
 /* Queue a task; starts a worker if none is idle and the maximum is not
-** reached. 0, CONC_EINVAL, CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM or
-** CONC_ESYS (no worker could start). On failure the task never runs and
-** stays the caller's, with the future reference; after CONC_ESHUTDOWN,
-** CONC_EBROKEN and CONC_ESYS its future is cancelled (unless it was
-** started or completed by someone else). A task whose future is already
-** cancelled is accepted and dropped at once. */
+** reached. 0, CONC_EINVAL, CONC_ESTATE (its future is another task's
+** that is not done: a future runs one task), CONC_ESHUTDOWN,
+** CONC_EBROKEN, CONC_ENOMEM or CONC_ESYS (no worker could start). On
+** failure the task never runs and stays the caller's, with the future
+** reference; after CONC_ESHUTDOWN, CONC_EBROKEN and CONC_ESYS its future
+** is cancelled (unless it was started or completed by someone else). A
+** task whose future is already cancelled is accepted and dropped at
+** once. */
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
 
 /* No new tasks. cancel: cancel every queued task. wait: return once
-** every task ended and every worker exited; must not be called with
-** 'wait' from one of the pool's own tasks. Workers leave only once the
-** queue is empty. Idempotent. Returns 0. */
+** every task ended and every worker exited. Workers leave only once the
+** queue is empty. Idempotent. Returns 0; or CONC_EINVAL, and does
+** nothing, when called with 'wait' on one of the pool's own workers (in
+** a task, a callback it runs, worker_start): it would wait for itself. */
 int conc_pool_shutdown(conc_pool_t *p, int wait, int cancel);
 
 /* shutdown(wait, no cancel), then free: it waits for running and queued
-** tasks to end, even after shutdown(0, ...). */
+** tasks to end, even after shutdown(0, ...). Not on the pool's own
+** workers (see conc_pool_shutdown). */
 void conc_pool_free(conc_pool_t *p);
 
 void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s);
@@ -480,7 +497,11 @@ typedef struct conc_taskctl {
                            size_t nfutures);
 } conc_taskctl_t;
 
-/* What a worker runs: the same for a thread and a forked child. */
+/* What a worker runs: the same for a thread and a forked child. Only
+** 'run' is required; a hook left NULL means: 'start', no context (NULL);
+** 'stop', nothing to release; 'interrupt', a task notices 'ctl->stop'
+** only at its own checks (a cancel or a time limit waits for them);
+** 'memory', 0 bytes. */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
   ** process); 'id' numbers the workers of an executor from 1. 0; or
@@ -512,15 +533,20 @@ typedef struct conc_executor_ops {
   /* Queue 'task' for 'f' (PENDING), to be stopped 'timeout' seconds
   ** after it starts (0: no limit): 0, and the executor owns 'task' and
   ** one reference to 'f'; or a negative code and both stay the caller's
-  ** (CONC_ESHUTDOWN, CONC_EBROKEN, CONC_ENOMEM, CONC_ESYS). */
+  ** (CONC_EINVAL for a NULL 'f' or 'task', CONC_ESTATE when 'f' is a
+  ** thread pool's task's already, CONC_ESHUTDOWN, CONC_EBROKEN,
+  ** CONC_ENOMEM, CONC_ESYS). */
   int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
                 double timeout);
-  /* As conc_pool_shutdown. */
+  /* As conc_pool_shutdown: CONC_EINVAL with 'wait' on one of the
+  ** executor's own threads (a thread pool's worker; a process pool's
+  ** supervisor, which runs its futures' C callbacks). */
   int (*shutdown)(conc_executor_t *ex, int wait, int cancel);
   void (*stats)(conc_executor_t *ex, conc_pool_stats_t *s);
   /* Why it broke (a malloc'd copy), or NULL while it is sound. */
   char *(*broken)(conc_executor_t *ex);
-  /* shutdown(wait), then release everything. */
+  /* shutdown(wait), then release everything (not on the executor's
+  ** own threads, as shutdown). */
   void (*free)(conc_executor_t *ex);
   /* Optional (NULL: none). A new PENDING future in one block with what
   ** the back-end needs to queue its task, and room for that task's
@@ -538,16 +564,18 @@ struct conc_executor {
 };
 
 typedef struct conc_executor_opts {
-  int max_workers;             /* > 0 */
+  int max_workers;             /* 1 to CONC_MAX_WORKERS */
   const char *name_prefix;     /* threads: OS thread names; or NULL */
   int max_tasks_per_child;     /* processes: 0 = no limit */
   int respawn;                 /* processes: a dead worker is replaced */
   conc_runtime_t runtime;
 } conc_executor_opts_t;
 
-/* A thread pool (pool.c) running payloads; NULL when out of memory. */
+/* A thread pool (pool.c) running payloads; NULL with errno EINVAL for
+** bad options (max_workers out of range, no runtime.run), ENOMEM when
+** out of memory. */
 conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o);
-/* A pool of forked processes (proc.c); NULL when out of memory. Each
+/* A pool of forked processes (proc.c); NULL as conc_threadexec_new. Each
 ** child runs the runtime in a fresh process image copy: 'start' runs in
 ** the child after fork. Futures in a task's payload are forwarded to
 ** the child, where they are proxies that complete when the parent's do;
@@ -594,6 +622,10 @@ typedef struct conc_lua_api {
   void (*future_unref)(conc_future_t *f);
   conc_state_t (*future_state)(conc_future_t *f);
   int (*future_set_running_or_notify_cancel)(conc_future_t *f);
+  /* 'data' must be NULL (no values) or a payload of 'encode' with its
+  ** 'len' and 'freepayload' as 'freefn': anything else (raw bytes a
+  ** state would misread as a transfer) is refused with CONC_EINVAL, and
+  ** 'data' stays the caller's. */
   int (*future_set_result)(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn);
   int (*future_set_exception)(conc_future_t *f, void *data, size_t len,

@@ -33,8 +33,8 @@ end
 -- standard libraries, the caller's `package.path` and `package.cpath`).
 -- Workers start lazily, one per `submit` while none is idle.
 -- @function ThreadPoolExecutor
--- @tparam[opt] integer|table max_workers the most workers (default
--- `cpu_count() * 5`), or a table of options: `max_workers`,
+-- @tparam[opt] integer|table max_workers the most workers, 1 to
+-- 100000 (default `cpu_count() * 5`), or a table of options: `max_workers`,
 -- `initializer` (a function run once in each new worker; if it raises,
 -- the pool is broken), `initargs` (its arguments, an array; `n` counts
 -- them), `thread_name_prefix` (OS thread names), `task_timeout`
@@ -52,8 +52,8 @@ end
 -- `BrokenProcessPool` (naming the pid and the exit status or signal).
 -- Futures passed to a task can be waited on in the worker.
 -- @function ProcessPoolExecutor
--- @tparam[opt] integer|table max_workers the most workers (default
--- `cpu_count()`), or a table of options: `max_workers`, `initializer`,
+-- @tparam[opt] integer|table max_workers the most workers, 1 to
+-- 100000 (default `cpu_count()`), or a table of options: `max_workers`, `initializer`,
 -- `initargs`, `task_timeout`, `max_memory` (as for threads),
 -- `max_tasks_per_child` (a worker exits and is replaced after that many
 -- tasks) and `respawn` (a dead worker fails only its own tasks and is

@@ -825,6 +825,467 @@ static void case_stress(void) {
   conc_pool_free(p);
 }
 
+/* A callback that lets go of the reference it was given (its future's
+** last, in the cases below), then one that checks the future is still
+** whole and counts its calls. */
+static void cb_release(conc_future_t *f, void *arg) {
+  (void)arg;
+  conc_future_unref(f);
+}
+
+static void cb_count(conc_future_t *f, void *arg) {
+  CHECK(conc_future_done(f));
+  __atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A callback may release the last reference to its future, whichever
+** completion runs it (set_result, cancel, a pool's task), and the
+** callbacks after it still see the future. */
+static void case_cbrelease(void) {
+  conc_pool_t *p = new_pool(1);
+  counters c = {0, 0, 0};
+  conc_future_t *f;
+  int calls = 0, i;
+  ttask *tt;
+  alarm(30);  /* it hung (a lock in the freed future) */
+  for (i = 0; i < 100; i++) {
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK(conc_future_add_callback(f, cb_release, NULL) == 0);
+    CHECK(conc_future_add_callback(f, cb_count, &calls) == 0);
+    if (i % 2 == 0)
+      CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+    else
+      CHECK(conc_future_cancel(f) == 1);
+  }
+  CHECK(calls == 100);
+  for (i = 0; i < 100; i++) {  /* on the worker, the pool's hook first */
+    tt = new_task(i, &c, NULL, &f);
+    CHECK(conc_future_add_callback(f, cb_release, NULL) == 0);
+    CHECK(conc_future_add_callback(f, cb_count, &calls) == 0);
+    CHECK(conc_pool_submit(p, &tt->base) == 0);
+  }
+  conc_pool_shutdown(p, 1, 0);
+  CHECK(calls == 200 && load(&c.runs) == 100);
+  conc_pool_free(p);
+}
+
+/* What a callback saw of its own future's waits. */
+typedef struct cbwaits {
+  int wait, timed, watch;  /* returns of the waits */
+  conc_future_t *outer, *inner;  /* the inner one is completed inside
+                                 ** the outer one's callback */
+  conc_mailbox_t *mb;
+} cbwaits;
+
+static void cb_waitself(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  conc_watch_t *ws = conc_watch_new(w->mb);
+  uintptr_t tag = 0;
+  CHECK(ws != NULL);
+  w->wait = conc_future_wait(f, CONC_FOREVER);
+  w->timed = conc_future_wait(f, conc_deadline(30));
+  CHECK(conc_watch_add(ws, f, 7) == 0);
+  w->watch = conc_watch_wait(ws, CONC_FOREVER, 0);
+  CHECK(conc_watch_take(ws, &tag) == 1 && tag == 7);
+  conc_watch_free(ws);
+}
+
+/* The outer future's callback completes 'inner', whose callback waits
+** on the outer one: the thread runs both futures' callbacks. */
+static void cb_completeinner(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  (void)f;
+  CHECK(conc_future_set_result(w->inner, NULL, 0, NULL) == 0);
+}
+
+static void cb_waitouter(conc_future_t *f, void *arg) {
+  cbwaits *w = (cbwaits *)arg;
+  (void)f;
+  w->wait = conc_future_wait(w->outer, CONC_FOREVER);
+}
+
+/* A future's callback that waits on that future (conc_future_wait, with
+** or without a deadline, or a watch set) returns at once: the future
+** is done. So does one of a future its callback completed. */
+static void case_cbwait(void) {
+  cbwaits w;
+  conc_future_t *f = conc_future_new();
+  alarm(30);  /* it hung: the wait waited for its own callback */
+  memset(&w, 0, sizeof(w));
+  w.wait = w.timed = w.watch = 99;
+  w.mb = conc_mailbox_new();
+  CHECK(f != NULL && w.mb != NULL);
+  CHECK(conc_future_add_callback(f, cb_waitself, &w) == 0);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(w.wait == 0 && w.timed == 0 && w.watch == 0);
+  CHECK(conc_future_wait(f, CONC_FOREVER) == 0);
+  conc_mailbox_unref(w.mb);
+  conc_future_unref(f);
+  /* nested: the outer's callback completes the inner, whose callback
+  ** waits on the outer */
+  memset(&w, 0, sizeof(w));
+  w.wait = 99;
+  CHECK((w.outer = conc_future_new()) != NULL);
+  CHECK((w.inner = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(w.inner, cb_waitouter, &w) == 0);
+  CHECK(conc_future_add_callback(w.outer, cb_completeinner, &w) == 0);
+  CHECK(conc_future_cancel(w.outer) == 1);
+  CHECK(w.wait == 0);
+  conc_future_unref(w.inner);
+  conc_future_unref(w.outer);
+}
+
+/* A task that shuts its own pool down: with 'wait' it is refused (the
+** worker would join itself), without it goes through. */
+typedef struct selftask {
+  conc_task_t base;
+  conc_pool_t *p;
+  int waited, nowait;  /* what the two shutdowns returned */
+} selftask;
+
+static void self_run(conc_task_t *t, void *ctx) {
+  selftask *st = (selftask *)t;
+  (void)ctx;
+  st->waited = conc_pool_shutdown(st->p, 1, 0);
+  st->nowait = conc_pool_shutdown(st->p, 0, 0);
+  CHECK(conc_future_set_result(t->future, NULL, 0, NULL) == 0);
+}
+
+/* An executor's runtime for the cases below: 'ud' is the executor's
+** slot, so a task can reach its own executor. */
+typedef struct xslot {
+  conc_executor_t *ex;
+  int shut;  /* what a shutdown(wait) from inside returned */
+} xslot;
+
+static int x_start(void *ud, int id, void **ctx, char **why) {
+  (void)id; (void)why;
+  *ctx = ud;
+  return 0;
+}
+
+static void x_stop(void *ud, void *ctx) {
+  (void)ud; (void)ctx;
+}
+
+static conc_payload_t *x_runshut(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  xslot *x = (xslot *)ctx;
+  (void)task; (void)ctl;
+  x->shut = x->ex->ops->shutdown(x->ex, 1, 0);
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+static conc_payload_t *x_runnothing(void *ctx, const conc_payload_t *task,
+                                    conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+static void x_options(conc_executor_opts_t *o, int workers, xslot *x,
+                      conc_payload_t *(*run)(void *, const conc_payload_t *,
+                                             conc_taskctl_t *, int *)) {
+  memset(o, 0, sizeof(*o));
+  o->max_workers = workers;
+  o->runtime.start = x_start;
+  o->runtime.stop = x_stop;
+  o->runtime.run = run;
+  o->runtime.ud = x;
+}
+
+/* A process pool's C callbacks run on its supervisor thread. */
+static void cb_shutdown(conc_future_t *f, void *arg) {
+  xslot *x = (xslot *)arg;
+  (void)f;
+  x->shut = x->ex->ops->shutdown(x->ex, 1, 0);
+}
+
+/* A shutdown with 'wait' from one of the pool's or executor's own
+** threads is refused with CONC_EINVAL (it joined itself: a hang). */
+static void case_shutdownself(void) {
+  selftask st;
+  conc_executor_opts_t o;
+  conc_future_t *f;
+  xslot x;
+  alarm(30);
+  memset(&st, 0, sizeof(st));
+  st.p = new_pool(1);
+  st.waited = st.nowait = 99;
+  CHECK((st.base.future = f = conc_future_new()) != NULL);
+  conc_future_ref(f);
+  st.base.run = self_run;
+  st.base.drop = t_drop;
+  CHECK(conc_pool_submit(st.p, &st.base) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(st.waited == CONC_EINVAL && st.nowait == 0);
+  conc_future_unref(f);
+  conc_pool_free(st.p);  /* joins the worker */
+  /* a thread pool executor's task */
+  x.shut = 99;
+  x_options(&o, 1, &x, x_runshut);
+  CHECK((x.ex = conc_threadexec_new(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(x.ex->ops->submit(x.ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(x.shut == CONC_EINVAL);
+  conc_future_unref(f);
+  x.ex->ops->free(x.ex);
+  /* a process pool's callback, on its supervisor */
+  x.shut = 99;
+  x_options(&o, 1, &x, x_runnothing);
+  CHECK((x.ex = conc_procexec_new(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(f, cb_shutdown, &x) == 0);
+  CHECK(x.ex->ops->submit(x.ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(x.shut == CONC_EINVAL);
+  conc_future_unref(f);
+  x.ex->ops->free(x.ex);
+}
+
+/* max_workers past CONC_MAX_WORKERS (or not positive) is refused at
+** once with EINVAL, by the pool and by both executors: such a pool
+** started a thread per queued task until the system refused. */
+static void case_maxbound(void) {
+  static const int bad[] = {0, -1, CONC_MAX_WORKERS + 1, INT_MAX};
+  conc_pool_opts_t po;
+  conc_executor_opts_t o;
+  conc_pool_t *p;
+  conc_executor_t *ex;
+  xslot x;
+  size_t i;
+  memset(&po, 0, sizeof(po));
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    po.max_workers = bad[i];
+    errno = 0;
+    CHECK(conc_pool_new(&po) == NULL && errno == EINVAL);
+    x_options(&o, bad[i], &x, x_runnothing);
+    errno = 0;
+    CHECK(conc_threadexec_new(&o) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(conc_procexec_new(&o) == NULL && errno == EINVAL);
+  }
+  errno = 0;
+  CHECK(conc_pool_new(NULL) == NULL && errno == EINVAL);
+  CHECK(conc_threadexec_new(NULL) == NULL && errno == EINVAL);
+  CHECK(conc_procexec_new(NULL) == NULL && errno == EINVAL);
+  po.max_workers = CONC_MAX_WORKERS;  /* the most: workers start lazily */
+  CHECK((p = conc_pool_new(&po)) != NULL);
+  conc_pool_free(p);
+  x_options(&o, CONC_MAX_WORKERS, &x, x_runnothing);
+  CHECK((ex = conc_threadexec_new(&o)) != NULL);
+  ex->ops->free(ex);
+  CHECK((ex = conc_procexec_new(&o)) != NULL);
+  ex->ops->free(ex);
+}
+
+/* A task that runs until it is asked to stop, read at its own checks
+** (a runtime without 'interrupt'). */
+static conc_payload_t *x_runspin(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task;
+  while (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) == CONC_STOP_NONE)
+    sleep_ms(1);
+  *failed = 1;
+  return conc_payload_error("", "stopped");
+}
+
+/* An executor whose runtime has 'run' only: tasks run, a time limit and
+** a running cancel stop them, stats count no memory, free stops the
+** workers (the NULL hooks were called: a crash). */
+static void nullhooks(conc_executor_t *(*make)(const conc_executor_opts_t *)) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_pool_stats_t s;
+  conc_future_t *f, *g;
+  xslot x;
+  x_options(&o, 2, &x, x_runspin);
+  o.runtime.start = NULL;
+  o.runtime.stop = NULL;
+  o.runtime.ud = NULL;
+  CHECK((ex = make(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL && (g = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0.05) == 0);
+  CHECK(ex->ops->submit(ex, g, conc_payload_new(NULL, 0, 0), 0) == 0);
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(f) == CONC_FINISHED);
+  while (conc_future_state(g) != CONC_RUNNING)
+    sleep_ms(1);
+  ex->ops->stats(ex, &s);
+  CHECK(s.memory == 0);
+  CHECK(conc_future_cancel_running(g) == 1);
+  CHECK(conc_future_wait(g, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(g) == CONC_CANCELLED);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  o.runtime.run = NULL;  /* the one hook it needs */
+  errno = 0;
+  CHECK(make(&o) == NULL && errno == EINVAL);
+}
+
+static void case_nullhooks(void) {
+  alarm(60);
+  nullhooks(conc_threadexec_new);
+  nullhooks(conc_procexec_new);
+}
+
+/* A runtime whose start fails with the code in '*ud' and no reason. */
+static int x_startfail(void *ud, int id, void **ctx, char **why) {
+  (void)id; (void)ctx; (void)why;
+  return *(int *)ud;
+}
+
+/* The message of the error that fails 'f', a CONC_PAYLOAD_ERROR
+** ("<class>\0<message>", not terminated), in 'buf'. */
+static const char *errmsg(conc_future_t *f, char *buf, size_t n) {
+  const void *data;
+  size_t len, lc;
+  int failed;
+  const conc_payload_t *p;
+  CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+  CHECK(conc_future_payload(f, &data, &len, &failed) == 0 && failed);
+  p = (const conc_payload_t *)data;
+  CHECK(p != NULL && p->kind == CONC_PAYLOAD_ERROR);
+  lc = strnlen(conc_payload_data(p), p->size);
+  CHECK(lc < p->size && p->size - lc - 1 < n);
+  memcpy(buf, conc_payload_data(p) + lc + 1, p->size - lc - 1);
+  buf[p->size - lc - 1] = '\0';
+  return buf;
+}
+
+/* A runtime's start that fails without a reason: the pool's error says
+** that it did, with its code (it was empty in a process pool, "the pool
+** is broken" in a thread pool). */
+static void startfail(conc_executor_t *(*make)(const conc_executor_opts_t *),
+                      int code, const char *want) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_future_t *f;
+  char *why, msg[256];
+  xslot x;
+  x_options(&o, 1, &x, x_runnothing);
+  o.runtime.start = x_startfail;
+  o.runtime.ud = &code;
+  CHECK((ex = make(&o)) != NULL && (f = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+  if (strcmp(errmsg(f, msg, sizeof(msg)), want) != 0) {
+    fprintf(stderr, "got '%s', want '%s'\n", msg, want);
+    CHECK(0);
+  }
+  CHECK((why = ex->ops->broken(ex)) != NULL && strcmp(why, want) == 0);
+  free(why);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+}
+
+static void case_startwhy(void) {
+  int k;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    startfail(make, CONC_EBROKEN, "initializer failed: its runtime's start "
+              "returned -6 (the pool is broken)");
+    startfail(make, CONC_ENOMEM, "cannot start a worker: its runtime's "
+              "start returned -4 (not enough memory)");
+    startfail(make, 42, "cannot start a worker: its runtime's start "
+              "returned 42 (unknown error)");
+  }
+}
+
+/* A callback that submits a task to its executor, shut down by then:
+** refused, the task still the callback's. */
+typedef struct latesub {
+  conc_executor_t *ex;
+  int r;
+  conc_state_t state;
+} latesub;
+
+static void cb_latesubmit(conc_future_t *f, void *arg) {
+  latesub *ls = (latesub *)arg;
+  conc_future_t *g = conc_future_new();
+  conc_payload_t *t = conc_payload_new(NULL, 0, 0);
+  (void)f;
+  CHECK(g != NULL && t != NULL);
+  ls->r = ls->ex->ops->submit(ls->ex, g, t, 0);
+  ls->state = conc_future_state(g);
+  if (ls->r != 0)
+    conc_payload_free(t);
+  conc_future_unref(g);
+}
+
+/* Misuse a host may make of the API: refused with a code, no crash,
+** hang or leak. */
+static void case_misuse(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_future_t *f, *g;
+  conc_payload_t *t;
+  counters c = {0, 0, 0};
+  conc_pool_t *p;
+  ttask *t1, *t2;
+  gate gt;
+  latesub ls;
+  xslot x;
+  int k;
+  alarm(60);
+  /* a NULL callback (it was called at completion) */
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
+  conc_future_unref(f);
+  /* one future for two tasks of a pool: the second is refused (it took
+  ** the first one's hook, so a cancel never dropped the first and the
+  ** pool never finished) */
+  gate_init(&gt);
+  p = new_pool(1);
+  g = submit(p, 0, &c, &gt);
+  gate_await(&gt, 1);
+  t1 = new_task(1, &c, NULL, &f);
+  t2 = (ttask *)calloc(1, sizeof(*t2));
+  CHECK(t2 != NULL);
+  *t2 = *t1;
+  CHECK(conc_pool_submit(p, &t1->base) == 0);
+  CHECK(conc_pool_submit(p, &t2->base) == CONC_ESTATE);
+  free(t2);
+  CHECK(conc_future_cancel(f) == 1);
+  CHECK(load(&c.drops) == 1);
+  gate_open(&gt);
+  conc_pool_free(p);
+  CHECK(load(&c.runs) == 1);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  gate_free(&gt);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    x_options(&o, 1, &x, x_runnothing);
+    CHECK((ex = make(&o)) != NULL);
+    /* NULL future or task */
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK((t = conc_payload_new(NULL, 0, 0)) != NULL);
+    CHECK(ex->ops->submit(ex, NULL, t, 0) == CONC_EINVAL);
+    CHECK(ex->ops->submit(ex, f, NULL, 0) == CONC_EINVAL);
+    /* a callback that submits once its executor is shut down (on the
+    ** worker or supervisor, or here if the task ended already) */
+    ls.ex = ex;
+    ls.r = 99;
+    CHECK(ex->ops->submit(ex, f, t, 0) == 0);
+    ex->ops->shutdown(ex, 0, 0);
+    CHECK(conc_future_add_callback(f, cb_latesubmit, &ls) == 0);
+    CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+    CHECK(ls.r == CONC_ESHUTDOWN);  /* (a thread pool cancels its future,
+                                    ** a process pool leaves it pending) */
+    CHECK(ls.state == (k == 0 ? CONC_CANCELLED : CONC_PENDING));
+    ex->ops->free(ex);
+    conc_future_unref(f);
+  }
+}
+
 /* }====================================================================== */
 
 
@@ -937,6 +1398,13 @@ static const ctest_case cases[] = {
   {"stopctx", case_stopctx},
   {"threadattrs", case_threadattrs},
   {"stress", case_stress},
+  {"cbrelease", case_cbrelease},
+  {"cbwait", case_cbwait},
+  {"shutdownself", case_shutdownself},
+  {"maxbound", case_maxbound},
+  {"nullhooks", case_nullhooks},
+  {"startwhy", case_startwhy},
+  {"misuse", case_misuse},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))

@@ -186,6 +186,29 @@ static int th_wait_c(lua_State *L) {
   return 1;
 }
 
+/* th.set_raw(f, bytes[, "exception"]) -> the code: a host completing
+** 'f' with raw bytes (a malloc'd copy freed with free), not a payload
+** of 'encode'. A refused block stays the host's: freed here. */
+static int th_set_raw(lua_State *L) {
+  const conc_lua_api_t *api = getapi(L);
+  conc_future_t *f = api->tofuture(L, 1);
+  size_t len;
+  const char *b = luaL_checklstring(L, 2, &len);
+  int exc = lua_toboolean(L, 3);
+  void *copy = malloc(len + 1);
+  int r;
+  luaL_argcheck(L, f != NULL, 1, "future expected");
+  if (copy == NULL)
+    return luaL_error(L, "not enough memory");
+  memcpy(copy, b, len + 1);
+  r = exc ? api->future_set_exception(f, copy, len, free)
+          : api->future_set_result(f, copy, len, free);
+  if (r != 0)
+    free(copy);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
 int luaopen_testhelper(lua_State *L);
 
 __attribute__((visibility("default")))
@@ -194,6 +217,7 @@ int luaopen_testhelper(lua_State *L) {
     {"complete", th_complete},
     {"c_callback", th_c_callback},
     {"wait_c", th_wait_c},
+    {"set_raw", th_set_raw},
     {NULL, NULL}
   };
   if (luaL_newmetatable(L, JOB_MT)) {
