@@ -524,7 +524,11 @@ static void send_result(child *c, conc__wbuf *w, uint64_t id,
 /* The process image is the parent's: reset what it set for itself (its
 ** signal handlers and mask, a pool thread's all-blocked mask), keep only
 ** the socket and the standard streams, drop the parent's buffered
-** output, and die with the supervisor thread that forked it. */
+** output, and die with the supervisor thread that forked it. SIGCHLD
+** goes back to its default even when the host ignored it (or set
+** SA_NOCLDWAIT): then the kernel reaps a task's own children itself,
+** and os.execute or io.popen's close in a task get ECHILD, not their
+** exit status. Other ignored signals stay ignored, as across exec. */
 static void reset(child *c, pid_t parent) {
   sigset_t none;
   struct sigaction dfl;
@@ -537,6 +541,7 @@ static void reset(child *c, pid_t parent) {
         && old.sa_handler != SIG_DFL)
       sigaction(s, &dfl, NULL);
   }
+  sigaction(SIGCHLD, &dfl, NULL);
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -918,3 +918,31 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     end
   end)
 end)
+
+-- What a host program may have done before it uses a pool, and what a
+-- task may do in its worker: each case runs in a fresh Lua process, as
+-- it changes process-wide settings (SIGCHLD, fork, limits, the user).
+describe("ProcessPoolExecutor in a hostile host", function()
+  it("starts workers with SIGCHLD at its default and unblocked, whatever the "
+     .. "host set, so that a task's os.execute and io.popen see exit statuses", function()
+    for _, mode in ipairs { "ignore", "reap" } do
+      local out, ok = helpers.run_lua(([[
+        local cf = require "concurrent.futures"
+        local ph = require "prochelper"
+        assert(ph.sigchld(%q))
+        assert(ph.block_sigchld())
+        local ex = cf.ProcessPoolExecutor(1)
+        print(ex:submit(function()
+          local h = require "prochelper"
+          local how, blocked = h.sigchld_state()
+          local _, what, code = os.execute("exit 3")
+          local _, _, code2 = io.popen("exit 5"):close()
+          return how, blocked, what, code, code2
+        end):result(30))
+        ex:shutdown(true)
+      ]]):format(mode), "timeout 60")
+      assert.is_true(ok, out)
+      assert.equal("default\tfalse\texit\t3\t5\n", out, mode)
+    end
+  end)
+end)
