@@ -8,6 +8,7 @@
 ** parent and wait for its reply (whichever thread reads hands it over).
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -547,8 +548,11 @@ static void reset(child *c, pid_t parent) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent)
     leave(CONC__CHILD_EPROTO);
+  /* close-on-exec, as it was made: a program a task starts must not
+  ** hold the socket (the parent would not see it end when this process
+  ** does) nor be able to write frames to it */
   if (c->sock != CONC__CHILD_FD) {
-    if (dup2(c->sock, CONC__CHILD_FD) < 0)
+    if (dup3(c->sock, CONC__CHILD_FD, O_CLOEXEC) < 0)
       leave(CONC__CHILD_EPROTO);
     c->sock = CONC__CHILD_FD;
   }

@@ -945,4 +945,60 @@ describe("ProcessPoolExecutor in a hostile host", function()
       assert.equal("default\tfalse\texit\t3\t5\n", out, mode)
     end
   end)
+
+  it("keeps its sockets and descriptors from a task's children (close-on-exec, "
+     .. "in the owner and in the workers)", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local function list()  -- what a program this process starts holds
+        local p = io.popen("ls -l /proc/self/fd")
+        local s = p:read("a")
+        p:close()
+        return s
+      end
+      local ex = cf.ProcessPoolExecutor(1)
+      local inworker = ex:submit(list):result(30)
+      local inowner = list()
+      ex:shutdown(true)
+      for _, s in ipairs { inworker, inowner } do
+        for fd, what in s:gmatch("(%d+) %-> (%S+)") do
+          if tonumber(fd) > 2 and what:match("socket") or what:match("anon_inode") then
+            print(fd .. " -> " .. what)
+          end
+        end
+      end
+      print("done")
+    ]], "timeout 60")
+    assert.is_true(ok, out)
+    assert.equal("done\n", out)
+  end)
+
+  it("is not held up by a long-lived process a task started: shutdown(true) and "
+     .. "the news of a worker's death come at once", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ph = require "prochelper"
+      local ex = cf.ProcessPoolExecutor(1)
+      print("sleeper", ex:submit(function()
+        return io.popen("sleep 30 >/dev/null 2>&1 & echo $!"):read("n")
+      end):result(30))
+      local t = os.time()
+      ex:shutdown(true)
+      print("shutdown", os.time() - t < 10)
+      ex = cf.ProcessPoolExecutor(1)
+      local f = ex:submit(function()
+        -- its pipe's other end stays with the sleeper
+        print("sleeper", io.popen("echo $$; exec sleep 30 2>/dev/null"):read("n"))
+        os.exit(3)
+      end)
+      t = os.time()
+      local e = f:exception(30)
+      print("death", os.time() - t < 10, e)
+      ex:shutdown(true)
+    ]], "timeout 90")
+    for pid in out:gmatch("sleeper\t(%d+)") do ph.kill(tonumber(pid), 9) end
+    assert.is_true(ok, out)
+    assert.matches("shutdown\ttrue\n", out)
+    assert.matches("death\ttrue\tBrokenProcessPool: .*exit status 3", out)
+  end)
 end)
