@@ -196,6 +196,19 @@ static void sendcancels(proc *p) {
 }
 
 
+/* Kill 'c' through its pidfd when there is one: a host that ignores
+** SIGCHLD (or reaps every child itself) lets the kernel reap 'c' as it
+** exits, and its pid may then name another process. */
+static void killchild(child *c) {
+  if (c->pidfd >= 0) {
+    if (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) == 0
+        || errno != ENOSYS)
+      return;  /* sent, or it is gone (ESRCH) */
+  }
+  kill(c->pid, SIGKILL);
+}
+
+
 /* {======================================================================
 ** Forwarded futures
 ** ======================================================================= */
@@ -236,7 +249,7 @@ static void forward_fired(proc *p) {
       conc__fwd_putnews(&c->out, x, conc__qhost_ids, &c->qp);
       conc__frame_end(&c->out, at);
       if (c->out.failed)
-        kill(c->pid, SIGKILL);
+        killchild(c);
     }
     conc__fwd_free(x);
     x = next;
@@ -266,7 +279,7 @@ static void qh_wake(conc__qhost *h) {
 static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
   (void)h;
   if (peer->out->failed)
-    kill(conc__container_of(peer, child, qp)->pid, SIGKILL);
+    killchild(conc__container_of(peer, child, qp));
 }
 
 /* }====================================================================== */
@@ -361,9 +374,16 @@ static void freechild(proc *p, child *c) {
   free(c);
 }
 
+/* A wait status that the pool could not learn: the child was reaped by
+** someone else (waitpid failed with ECHILD). */
+#define UNKNOWN (-1)
+
 /* What a wait status says, for messages. */
 static void describe(char *buf, size_t n, pid_t pid, int status) {
-  if (WIFSIGNALED(status)) {
+  if (status == UNKNOWN) {
+    snprintf(buf, n, "a worker process terminated abruptly (pid %d, exit "
+             "status unknown: reaped outside the pool)", (int)pid);
+  } else if (WIFSIGNALED(status)) {
     const char *name = sigabbrev_np(WTERMSIG(status));
     snprintf(buf, n, "a worker process terminated abruptly (pid %d, "
              "killed by signal %d%s%s)", (int)pid, WTERMSIG(status),
@@ -413,7 +433,7 @@ static void breakpool(proc *p, const char *msg) {
   while (p->children != NULL) {
     child *c = p->children;
     int status;
-    kill(c->pid, SIGKILL);
+    killchild(c);
     while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
       ;
     while (!conc__queue_empty(&c->inflight)) {
@@ -751,15 +771,17 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
-/* 'c' exited with 'status': expected when it was told to stop, or when
-** it ran its last task (max_tasks_per_child) and answered all; anything
-** else breaks the pool. */
+/* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
+** when it was told to stop, or when it ran its last task
+** (max_tasks_per_child) and answered all; anything else breaks the
+** pool. */
 static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
-  if (c->ninflight == 0 && (c->stopping || retired) && WIFEXITED(status)
-      && WEXITSTATUS(status) == 0) {
+  if (c->ninflight == 0 && (c->stopping || retired)
+      && (status == UNKNOWN
+          || (WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
     freechild(p, c);
     return;
   }
@@ -790,8 +812,9 @@ static int reap(proc *p, child *c, int block) {
   while (r < 0 && errno == EINTR);
   if (r == 0)
     return 0;
-  if (r < 0)  /* reaped by someone else (a host's SIGCHLD handler) */
-    status = 0, c->stopping = c->stopping || c->ninflight == 0;
+  if (r < 0)  /* reaped by the kernel (SIGCHLD ignored) or a host's
+              ** SIGCHLD handler: what it held fails, with no status */
+    status = UNKNOWN;
   onexit(p, c, status);
   return 1;
 }
@@ -814,7 +837,7 @@ static void stopidle(proc *p) {
       conc__frame_end(&c->out, at);
       c->stopping = 1;
       if (c->out.failed)  /* cannot even say it: end it */
-        kill(c->pid, SIGKILL);
+        killchild(c);
     }
 }
 

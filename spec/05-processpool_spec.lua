@@ -946,6 +946,46 @@ describe("ProcessPoolExecutor in a hostile host", function()
     end
   end)
 
+  it("reports a worker that a host's SIGCHLD setting reaped (waitpid fails with "
+     .. "ECHILD) as gone with an unknown status, and keeps serving", function()
+    for _, mode in ipairs { "ignore", "reap" } do
+      local out, ok = helpers.run_lua(([[
+        local cf = require "concurrent.futures"
+        local ph = require "prochelper"
+        assert(ph.sigchld(%q))
+        local ex = cf.ProcessPoolExecutor { max_workers = 2, respawn = true }
+        local fok = ex:submit(function() return 1 end)
+        print("ok", fok:result(30))
+        local fdie = ex:submit(function() os.exit(5) end)
+        local e = fdie:exception(30)
+        print("died", cf.BrokenProcessPool:is(e), e)
+        print("after", ex:submit(function() return 2 end):result(30))
+        ex:shutdown(true)
+        print("workers", ex:stats().workers)
+        -- retiring workers (they exit on their own) break nothing
+        ex = cf.ProcessPoolExecutor { max_workers = 1, max_tasks_per_child = 1 }
+        local sum = 0
+        for i = 1, 4 do sum = sum + ex:submit(function(x) return x end, i):result(30) end
+        print("retired", sum)
+        ex:shutdown(true)
+        -- and without respawn the pool breaks with that message
+        ex = cf.ProcessPoolExecutor(1)
+        e = ex:submit(function() os.exit(5) end):exception(30)
+        print("broke", cf.BrokenProcessPool:is(e), e)
+        ex:shutdown(true)
+      ]]):format(mode), "timeout 60")
+      assert.is_true(ok, out)
+      assert.matches("^ok\t1\ndied\ttrue\tBrokenProcessPool: [^\n]*\nafter\t2\n"
+                     .. "workers\t0\nretired\t10\nbroke\ttrue\tBrokenProcessPool: ", out)
+      for what in out:gmatch("BrokenProcessPool: ([^\n]*)") do
+        -- the host's handler may reap first or not: either status is right
+        if mode == "ignore" or not what:match("exit status 5%)") then
+          assert.matches("exit status unknown: reaped outside the pool", what, 1, true)
+        end
+      end
+    end
+  end)
+
   it("keeps its sockets and descriptors from a task's children (close-on-exec, "
      .. "in the owner and in the workers)", function()
     local out, ok = helpers.run_lua([[
