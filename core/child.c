@@ -622,9 +622,16 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
       || conc__qproxies_init(&c.qpx, &c.mu) != 0
-      || conc__tasktimer_init(&c.timer) != 0
-      || pthread_create(&tid, NULL, reader, &c) != 0)
+      || conc__tasktimer_init(&c.timer) != 0)
     leave(CONC__CHILD_ENOMEM);
+  /* a thread can fail for want of memory or, as often, of processes (a
+  ** low RLIMIT_NPROC): the parent's error names it, not an exit status */
+  if ((r = pthread_create(&tid, NULL, reader, &c)) != 0) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "its reader thread: %s", strerror(r));
+    send_start(&c, CONC_ESYS, msg);
+    leave(0);
+  }
   /* started once everything it serves with runs, its reader too */
   pthread_mutex_lock(&c.wmu);
   send_start(&c, 0, NULL);

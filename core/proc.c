@@ -305,18 +305,22 @@ static void movehigh(int *fd) {
   }
 }
 
-/* A new child, or NULL (errno tells why). The supervisor thread forks
-** it, so PR_SET_PDEATHSIG in the child fires when this thread exits,
-** which it does only after reaping every child. */
-static child *spawn(proc *p) {
+/* A new child, or NULL: then '*what' names the call that failed and
+** errno tells why ('*what' NULL: out of memory). The supervisor thread forks it, so PR_SET_PDEATHSIG in
+** the child fires when this thread exits, which it does only after
+** reaping every child. */
+static child *spawn(proc *p, const char **what) {
   int sv[2];
   child *c = (child *)calloc(1, sizeof(*c));
+  *what = NULL;
   if (c == NULL)
     return NULL;
+  *what = "socketpair";
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     free(c);
     return NULL;
   }
+  *what = "fork";
   movehigh(&sv[1]);
   c->pid = fork();
   if (c->pid == 0) {
@@ -500,12 +504,17 @@ static child *pick(proc *p) {
     if (takes(p, c, 0))
       return c;
   if (p->nchildren < p->o.max_workers) {
-    if ((c = spawn(p)) != NULL)
+    const char *what;
+    if ((c = spawn(p, &what)) != NULL)
       return c;
     if (p->nchildren == 0) {
-      char msg[128];
-      snprintf(msg, sizeof(msg), "cannot start a worker: %s",
-               strerror(errno));
+      char msg[160];
+      if (what == NULL)
+        snprintf(msg, sizeof(msg), "cannot start a worker process: not "
+                 "enough memory");
+      else
+        snprintf(msg, sizeof(msg), "cannot start a worker process: %s: %s",
+                 what, strerror(errno));
       breakpool(p, msg);
       return NULL;
     }
@@ -621,7 +630,7 @@ static void onstart(proc *p, child *c, conc__rd *r) {
     return;
   }
   snprintf(msg, sizeof(msg), "%s%.*s", code == CONC_EBROKEN
-           ? "initializer failed: " : "cannot start a worker: ",
+           ? "initializer failed: " : "cannot start a worker process: ",
            (int)(r->end - r->p), (const char *)r->p);
   breakpool(p, msg);
 }
@@ -966,12 +975,13 @@ static void *supervise(void *arg) {
 static int startsupervisor(proc *p, char *why, size_t n) {
   p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->wakefd < 0) {
-    snprintf(why, n, "cannot start a worker: %s", strerror(errno));
+    snprintf(why, n, "cannot start the process pool: eventfd: %s",
+             strerror(errno));
     return -1;
   }
   if (conc__thread_start(&p->sup, 0, supervise, p) != 0) {
-    snprintf(why, n, "cannot start a worker: cannot create a thread (%s)",
-             strerror(errno));
+    snprintf(why, n, "cannot start the process pool's supervisor thread: "
+             "%s", strerror(errno));
     close(p->wakefd);
     p->wakefd = -1;
     return -1;

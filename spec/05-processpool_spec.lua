@@ -178,10 +178,11 @@ describe("ProcessPoolExecutor", function()
       print(ex:submit(math.abs, -1):result(30))
     ]], "ulimit -n 64;")
     assert.is_true(ok, out)
-    for free = 0, 1 do
-      assert.matches(free .. "\tfalse\ttrue\tBrokenProcessPool: cannot start a worker: "
-                     .. "Too many open files\n", out)
-    end
+    -- none: the supervisor's eventfd fails; one: a child's socketpair
+    assert.matches("0\tfalse\ttrue\tBrokenProcessPool: cannot start the process pool: "
+                   .. "eventfd: Too many open files\n", out)
+    assert.matches("1\tfalse\ttrue\tBrokenProcessPool: cannot start a worker process: "
+                   .. "socketpair: Too many open files\n", out)
     assert.matches("\n1\n$", out)
   end)
 
@@ -984,6 +985,57 @@ describe("ProcessPoolExecutor in a hostile host", function()
         end
       end
     end
+  end)
+
+  it("names what failed when a process limit (RLIMIT_NPROC) stops the supervisor "
+     .. "thread, the fork or a worker's reader thread", function()
+    local out, ok = helpers.run_lua([[
+      local ph = require "prochelper"
+      if not ph.become(65534) then  -- root is exempt from the limit
+        print("skipped: not root")
+        return
+      end
+      local cf = require "concurrent.futures"
+      local function threads()
+        for l in io.lines("/proc/self/status") do
+          local n = l:match("^Threads:%s*(%d+)")
+          if n then return tonumber(n) end
+        end
+      end
+      for more = 0, 3 do  -- tasks this process may add under the limit
+        local ex = cf.ProcessPoolExecutor(1)
+        assert(ph.nproc(threads() + more))
+        local okf, e = pcall(function() return ex:submit(math.abs, -1):result(30) end)
+        assert(ph.nproc())
+        print(more, okf, tostring(e))
+        ex:shutdown(true)
+      end
+    ]], "timeout 60")
+    assert.is_true(ok, out)
+    if out:match("^skipped") then return end
+    local san = (os.getenv("SPEC_LUA") or ""):match("/host$")
+    local named = {
+      "BrokenProcessPool: cannot start the process pool's supervisor thread: "
+        .. "Resource temporarily unavailable",
+      "BrokenProcessPool: cannot start a worker process: fork: Resource "
+        .. "temporarily unavailable",
+      "BrokenProcessPool: cannot start a worker process: its reader thread: "
+        .. "Resource temporarily unavailable",
+    }
+    local lines = {}
+    for more, okf, what in out:gmatch("(%d)\t(%a+)\t([^\n]*)") do
+      lines[tonumber(more) + 1] = { okf == "true", what }
+    end
+    assert.equal(4, #lines, out)
+    for i = 1, 3 do
+      if san then  -- a sanitizer's own threads count too: some failure, named
+        assert.is_true(lines[i][1] or lines[i][2] == named[1] or lines[i][2] == named[2]
+                       or lines[i][2] == named[3], out)
+      else
+        assert.equal(named[i], lines[i][2], out)
+      end
+    end
+    if not san then assert.same({ true, "1" }, lines[4]) end
   end)
 
   it("keeps its sockets and descriptors from a task's children (close-on-exec, "
