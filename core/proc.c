@@ -382,19 +382,21 @@ static void freechild(proc *p, child *c) {
 ** someone else (waitpid failed with ECHILD). */
 #define UNKNOWN (-1)
 
-/* What a wait status says, for messages. */
-static void describe(char *buf, size_t n, pid_t pid, int status) {
+/* What a wait status says, for messages ('when': " while starting" or
+** ""). */
+static void describe(char *buf, size_t n, pid_t pid, int status,
+                     const char *when) {
   if (status == UNKNOWN) {
-    snprintf(buf, n, "a worker process terminated abruptly (pid %d, exit "
-             "status unknown: reaped outside the pool)", (int)pid);
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, exit "
+             "status unknown: reaped outside the pool)", when, (int)pid);
   } else if (WIFSIGNALED(status)) {
     const char *name = sigabbrev_np(WTERMSIG(status));
-    snprintf(buf, n, "a worker process terminated abruptly (pid %d, "
-             "killed by signal %d%s%s)", (int)pid, WTERMSIG(status),
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, "
+             "killed by signal %d%s%s)", when, (int)pid, WTERMSIG(status),
              name != NULL ? ", SIG" : "", name != NULL ? name : "");
   } else {
-    snprintf(buf, n, "a worker process terminated abruptly (pid %d, exit "
-             "status %d)", (int)pid, WEXITSTATUS(status));
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, exit "
+             "status %d)", when, (int)pid, WEXITSTATUS(status));
   }
 }
 
@@ -783,7 +785,11 @@ static int readchild(proc *p, child *c, int drain) {
 /* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
 ** when it was told to stop, or when it ran its last task
 ** (max_tasks_per_child) and answered all; anything else breaks the
-** pool. */
+** pool. With 'respawn' a worker that dies is replaced, but not one that
+** died while starting (its initializer, or loading the module, ended
+** it): its successor would most likely die the same way, and one per
+** task would be forked for ever. That breaks the pool, as an
+** initializer that raises does. */
 static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
@@ -794,8 +800,9 @@ static void onexit(proc *p, child *c, int status) {
     freechild(p, c);
     return;
   }
-  describe(msg, sizeof(msg), c->pid, status);
-  if (!p->o.respawn) {
+  describe(msg, sizeof(msg), c->pid, status,
+           c->started ? "" : " while starting");
+  if (!p->o.respawn || !c->started) {
     breakpool(p, msg);
     return;
   }

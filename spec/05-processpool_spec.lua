@@ -1038,6 +1038,36 @@ describe("ProcessPoolExecutor in a hostile host", function()
     if not san then assert.same({ true, "1" }, lines[4]) end
   end)
 
+  it("does not respawn workers without end when each dies while it starts "
+     .. "(respawn = true, an initializer that exits): the pool breaks, as for a "
+     .. "failed initializer", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ProcessPoolExecutor { max_workers = 2, respawn = true,
+                                          initializer = function() os.exit(3) end }
+      local fs = {}
+      for i = 1, 20 do fs[i] = ex:submit(function() return i end) end
+      for i = 1, 20 do
+        local e = fs[i]:exception(30)
+        assert(cf.BrokenProcessPool:is(e), tostring(e))
+      end
+      print(fs[1]:exception(0))
+      print(pcall(ex.submit, ex, math.abs, -1))
+      ex:shutdown(true)
+      -- the pids the workers had: a broken start is not tried again
+      local pids = {}
+      for i = 1, 20 do pids[tostring(fs[i]:exception(0)):match("pid (%d+)") or "-"] = true end
+      local n = 0
+      for _ in pairs(pids) do n = n + 1 end
+      print("pids", n <= 2)
+    ]], "timeout 60")
+    assert.is_true(ok, out)
+    assert.matches("^BrokenProcessPool: a worker process terminated abruptly while "
+                   .. "starting %(pid %d+, exit status 3%)\n", out)
+    assert.matches("\nfalse\tBrokenProcessPool: a worker process terminated "
+                   .. "abruptly while starting %(pid %d+, exit status 3%)\npids\ttrue\n$", out)
+  end)
+
   it("keeps its sockets and descriptors from a task's children (close-on-exec, "
      .. "in the owner and in the workers)", function()
     local out, ok = helpers.run_lua([[
