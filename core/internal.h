@@ -47,6 +47,16 @@
 #define conc__unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
+/* Memory left on purpose to the process's exit (a forked copy of a
+** pool, see proc.c): not a leak for LeakSanitizer, which then also
+** takes what it points to as reachable. */
+#if defined(CONC__ASAN)
+#include <sanitizer/lsan_interface.h>
+#define conc__keep(p) __lsan_ignore_object(p)
+#else
+#define conc__keep(p) ((void)(p))
+#endif
+
 /* A hint to the CPU inside a polling loop. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -997,13 +997,31 @@ static int startsupervisor(proc *p, char *why, size_t n) {
   return 0;
 }
 
+/*
+** A host may fork while a pool runs. The child gets a copy of the pool
+** without its supervisor thread, whose locks (and those of the futures
+** it completes) may have been held at the fork and stay held in the
+** copy for ever; its children are the parent's, its eventfd is shared
+** with the parent. So in a forked copy no operation takes a lock, wakes
+** or joins anything: submit fails (the pool is broken there, with a
+** message saying why), shutdown does nothing, stats are empty, and
+** free gives back only the copy's descriptor: the rest may be locked
+** or still linked from futures, and is left to the process's exit. The
+** parent's pool never notices.
+*/
+static int forked(proc *p) {
+  return getpid() != p->self;
+}
+
 static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
-  ptask *t = (ptask *)calloc(1, sizeof(*t));
+  ptask *t;
   char why[128];
   int r = 0, first;
-  if (t == NULL)
+  if (forked(p))
+    return CONC_EBROKEN;
+  if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
     return CONC_ENOMEM;
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);
@@ -1059,6 +1077,8 @@ static void cancelpending(proc *p) {
 static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
   proc *p = (proc *)b;
   int join;
+  if (forked(p))
+    return 0;
   pthread_mutex_lock(&p->mu);
   p->shutdown = 1;
   pthread_mutex_unlock(&p->mu);
@@ -1078,6 +1098,11 @@ static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
 
 static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   proc *p = (proc *)b;
+  if (forked(p)) {
+    memset(s, 0, sizeof(*s));
+    s->broken = 1;
+    return;
+  }
   pthread_mutex_lock(&p->mu);
   s->workers = p->nworkers;
   s->idle = p->nidle;
@@ -1094,6 +1119,12 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
 static char *px_broken(conc_executor_t *b) {
   proc *p = (proc *)b;
   char *msg = NULL;
+  if (forked(p)) {
+    char buf[128];
+    snprintf(buf, sizeof(buf), "this process pool belongs to process %d: "
+             "a forked child cannot use it", (int)p->self);
+    return strdup(buf);
+  }
   pthread_mutex_lock(&p->mu);
   if (p->broken)
     msg = strdup(p->brokenmsg != NULL ? p->brokenmsg : "the pool is broken");
@@ -1106,6 +1137,13 @@ static char *px_broken(conc_executor_t *b) {
 ** freed pool); fired ones are on the stack. */
 static void px_free(conc_executor_t *b) {
   proc *p = (proc *)b;
+  if (forked(p)) {
+    if (p->wakefd >= 0)
+      close(p->wakefd);
+    p->wakefd = -1;
+    conc__keep(p);
+    return;
+  }
   px_shutdown(b, 1, 0);
   conc__fwd_clear(&p->fwd);
   conc__qhost_tell(&p->qh);  /* frees the fired waits: their children

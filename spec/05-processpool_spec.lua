@@ -1068,6 +1068,45 @@ describe("ProcessPoolExecutor in a hostile host", function()
                    .. "abruptly while starting %(pid %d+, exit status 3%)\npids\ttrue\n$", out)
   end)
 
+  it("lets a host fork while a pool runs: the forked child may use, shut down, "
+     .. "close or just leave the parent's pool without hanging or harming it", function()
+    for _, how in ipairs { "leave", "close", "shutdown", "use" } do
+      local out, ok = helpers.run_lua(([[
+        local cf = require "concurrent.futures"
+        local ph = require "prochelper"
+        local ex = cf.ProcessPoolExecutor(2)
+        local gate = cf.Future()
+        local f = ex:submit(function(g) return g:result(30) end, gate)
+        while not f:running() do cf.dispatch(0.01) end  -- a task in flight
+        local pid = ph.fork()
+        if pid == 0 then
+          local how = %q
+          if how == "close" then
+            os.exit(0, true)  -- closes the state: the pool's finalizer runs
+          elseif how == "shutdown" then
+            ex:shutdown(true)
+          elseif how == "use" then
+            local okf, e = pcall(ex.submit, ex, math.abs, -1)
+            io.stdout:write("child\t", tostring(okf), "\t", tostring(e), "\n")
+            io.stdout:flush()
+          end
+          ph.exit(0)
+        end
+        print("child exit", ph.waitpid(pid))
+        gate:set_result("gate")
+        print(f:result(30), ex:submit(math.abs, -1):result(30))
+        ex:shutdown(true)
+        print("workers", ex:stats().workers)
+      ]]):format(how), "timeout 60")
+      assert.is_true(ok, how .. ": " .. out)
+      assert.matches("child exit\t0\ngate\t1\nworkers\t0\n$", out, how)
+      if how == "use" then
+        assert.matches("child\tfalse\tBrokenProcessPool: this process pool belongs to "
+                       .. "process %d+: a forked child cannot use it\n", out)
+      end
+    end
+  end)
+
   it("keeps its sockets and descriptors from a task's children (close-on-exec, "
      .. "in the owner and in the workers)", function()
     local out, ok = helpers.run_lua([[
