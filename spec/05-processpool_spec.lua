@@ -1070,39 +1070,44 @@ describe("ProcessPoolExecutor in a hostile host", function()
 
   it("lets a host fork while a pool runs: the forked child may use, shut down, "
      .. "close or just leave the parent's pool without hanging or harming it", function()
-    for _, how in ipairs { "leave", "close", "shutdown", "use" } do
-      local out, ok = helpers.run_lua(([[
-        local cf = require "concurrent.futures"
-        local ph = require "prochelper"
-        local ex = cf.ProcessPoolExecutor(2)
-        local gate = cf.Future()
-        local f = ex:submit(function(g) return g:result(30) end, gate)
-        while not f:running() do cf.dispatch(0.01) end  -- a task in flight
-        local pid = ph.fork()
-        if pid == 0 then
-          local how = %q
-          if how == "close" then
-            os.exit(0, true)  -- closes the state: the pool's finalizer runs
-          elseif how == "shutdown" then
-            ex:shutdown(true)
-          elseif how == "use" then
-            local okf, e = pcall(ex.submit, ex, math.abs, -1)
-            io.stdout:write("child\t", tostring(okf), "\t", tostring(e), "\n")
-            io.stdout:flush()
+    for _, class in ipairs { "ProcessPoolExecutor", "ThreadPoolExecutor" } do
+      for _, how in ipairs { "leave", "close", "shutdown", "use" } do
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ph = require "prochelper"
+          local ex = cf[%q](2)
+          local gate = cf.Future()
+          local f = ex:submit(function(g) return g:result(30) end, gate)
+          while not f:running() do cf.dispatch(0.01) end  -- a task in flight
+          local pid = ph.fork()
+          if pid == 0 then
+            local how = %q
+            if how == "close" then
+              os.exit(0, true)  -- closes the state: the pool's finalizer runs
+            elseif how == "shutdown" then
+              ex:shutdown(true)
+            elseif how == "use" then
+              local okf, e = pcall(ex.submit, ex, math.abs, -1)
+              io.stdout:write("child\t", tostring(okf), "\t", tostring(e), "\n")
+              io.stdout:flush()
+            end
+            ph.exit(0)
           end
-          ph.exit(0)
+          print("child exit", ph.waitpid(pid))
+          gate:set_result("gate")
+          print(f:result(30), ex:submit(math.abs, -1):result(30))
+          ex:shutdown(true)
+          print("workers", ex:stats().workers)
+        ]]):format(class, how), "timeout 60")
+        local what = class .. ", " .. how .. ": " .. out
+        assert.is_true(ok, what)
+        assert.matches("child exit\t0\ngate\t1\nworkers\t0\n$", out, 1, false, what)
+        if how == "use" then
+          local kind = class == "ThreadPoolExecutor" and "thread" or "process"
+          assert.matches("child\tfalse\tBroken%a+Pool: this " .. kind .. " pool belongs "
+                         .. "to process %d+: a forked child cannot use it\n", out, 1, false,
+                         what)
         end
-        print("child exit", ph.waitpid(pid))
-        gate:set_result("gate")
-        print(f:result(30), ex:submit(math.abs, -1):result(30))
-        ex:shutdown(true)
-        print("workers", ex:stats().workers)
-      ]]):format(how), "timeout 60")
-      assert.is_true(ok, how .. ": " .. out)
-      assert.matches("child exit\t0\ngate\t1\nworkers\t0\n$", out, how)
-      if how == "use" then
-        assert.matches("child\tfalse\tBrokenProcessPool: this process pool belongs to "
-                       .. "process %d+: a forked child cannot use it\n", out)
       end
     end
   end)
