@@ -104,6 +104,7 @@ struct proc {
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
   int nfds;                 /* 0: 'children' changed, refill 'fds' */
+  unsigned long forks;      /* conc__forks() when made (see 'forked') */
 };
 
 #define qtask(n) conc__container_of((void *)(n), ptask, q)
@@ -306,9 +307,9 @@ static void movehigh(int *fd) {
 }
 
 /* A new child, or NULL: then '*what' names the call that failed and
-** errno tells why ('*what' NULL: out of memory). The supervisor thread forks it, so PR_SET_PDEATHSIG in
-** the child fires when this thread exits, which it does only after
-** reaping every child. */
+** errno tells why ('*what' NULL: out of memory). The supervisor thread
+** forks it, so PR_SET_PDEATHSIG in the child fires when this thread
+** exits, which it does only after reaping every child. */
 static child *spawn(proc *p, const char **what) {
   int sv[2];
   child *c = (child *)calloc(1, sizeof(*c));
@@ -1010,7 +1011,7 @@ static int startsupervisor(proc *p, char *why, size_t n) {
 ** parent's pool never notices.
 */
 static int forked(proc *p) {
-  return getpid() != p->self;
+  return conc__forks() != p->forks;
 }
 
 static int px_submit(conc_executor_t *b, conc_future_t *f,
@@ -1184,6 +1185,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->o = *o;
   p->o.name_prefix = NULL;  /* the caller's string may go */
   p->self = getpid();
+  conc__forks_watch();
+  p->forks = conc__forks();
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
   conc__queue_init(&p->done);

@@ -38,3 +38,20 @@ int conc__thread_start(pthread_t *tid, size_t stack, void *(*fn)(void *),
   }
   return 0;
 }
+
+unsigned long conc__nforks;
+
+/* In the child of a fork (one thread only). */
+static void forked(void) {
+  __atomic_add_fetch(&conc__nforks, 1, __ATOMIC_RELAXED);
+}
+
+static pthread_once_t watching = PTHREAD_ONCE_INIT;
+
+static void watch(void) {
+  pthread_atfork(NULL, NULL, forked);
+}
+
+void conc__forks_watch(void) {
+  pthread_once(&watching, watch);
+}

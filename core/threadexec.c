@@ -20,7 +20,8 @@ typedef struct texec {
   int nostart;     /* no worker could ever start: broken without the pool */
   int nextid;      /* numbers the workers */
   void **ctxs;     /* the started workers' contexts (under 'mu') */
-  pid_t self;      /* the process that made it (see 'forked') */
+  pid_t self;      /* the process that made it, */
+  unsigned long forks;  /* and conc__forks() then (see 'forked') */
   int nctxs, sizectxs;
 } texec;
 
@@ -219,7 +220,7 @@ static void worker_stop(void *ud, void *ctx) {
 ** takes a lock or waits: submit fails (broken there, saying why),
 ** shutdown does nothing, stats are empty, free leaves it to the exit. */
 static int forked(texec *ex) {
-  return getpid() != ex->self;
+  return conc__forks() != ex->forks;
 }
 
 static int tx_submit(conc_executor_t *b, conc_future_t *f,
@@ -349,6 +350,8 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
   }
   ex->base.ops = &ops;
   ex->self = getpid();
+  conc__forks_watch();
+  ex->forks = conc__forks();
   ex->rt = o->runtime;
   memset(&po, 0, sizeof(po));
   po.max_workers = o->max_workers;
