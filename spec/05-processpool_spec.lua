@@ -1098,7 +1098,12 @@ describe("ProcessPoolExecutor in a hostile host", function()
           print(f:result(30), ex:submit(math.abs, -1):result(30))
           ex:shutdown(true)
           print("workers", ex:stats().workers)
-        ]]):format(class, how), "timeout 60")
+        ]]):format(class, how),
+          -- (under ASan) the thread pool's task in flight at the fork is
+          -- held by the parent's worker thread, whose stack the child has
+          -- not: a child that exits through exit() would count it leaked
+          (class == "ThreadPoolExecutor" and how == "close"
+           and 'ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ' or "") .. "timeout 60")
         local what = class .. ", " .. how .. ": " .. out
         assert.is_true(ok, what)
         assert.matches("child exit\t0\ngate\t1\nworkers\t0\n$", out, 1, false, what)
