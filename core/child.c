@@ -8,6 +8,7 @@
 ** parent and wait for its reply (whichever thread reads hands it over).
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -524,7 +525,11 @@ static void send_result(child *c, conc__wbuf *w, uint64_t id,
 /* The process image is the parent's: reset what it set for itself (its
 ** signal handlers and mask, a pool thread's all-blocked mask), keep only
 ** the socket and the standard streams, drop the parent's buffered
-** output, and die with the supervisor thread that forked it. */
+** output, and die with the supervisor thread that forked it. SIGCHLD
+** goes back to its default even when the host ignored it (or set
+** SA_NOCLDWAIT): then the kernel reaps a task's own children itself,
+** and os.execute or io.popen's close in a task get ECHILD, not their
+** exit status. Other ignored signals stay ignored, as across exec. */
 static void reset(child *c, pid_t parent) {
   sigset_t none;
   struct sigaction dfl;
@@ -537,13 +542,17 @@ static void reset(child *c, pid_t parent) {
         && old.sa_handler != SIG_DFL)
       sigaction(s, &dfl, NULL);
   }
+  sigaction(SIGCHLD, &dfl, NULL);
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent)
     leave(CONC__CHILD_EPROTO);
+  /* close-on-exec, as it was made: a program a task starts must not
+  ** hold the socket (the parent would not see it end when this process
+  ** does) nor be able to write frames to it */
   if (c->sock != CONC__CHILD_FD) {
-    if (dup2(c->sock, CONC__CHILD_FD) < 0)
+    if (dup3(c->sock, CONC__CHILD_FD, O_CLOEXEC) < 0)
       leave(CONC__CHILD_EPROTO);
     c->sock = CONC__CHILD_FD;
   }
@@ -613,9 +622,16 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0
       || conc__qproxies_init(&c.qpx, &c.mu) != 0
-      || conc__tasktimer_init(&c.timer) != 0
-      || pthread_create(&tid, NULL, reader, &c) != 0)
+      || conc__tasktimer_init(&c.timer) != 0)
     leave(CONC__CHILD_ENOMEM);
+  /* a thread can fail for want of memory or, as often, of processes (a
+  ** low RLIMIT_NPROC): the parent's error names it, not an exit status */
+  if ((r = pthread_create(&tid, NULL, reader, &c)) != 0) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "its reader thread: %s", strerror(r));
+    send_start(&c, CONC_ESYS, msg);
+    leave(0);
+  }
   /* started once everything it serves with runs, its reader too */
   pthread_mutex_lock(&c.wmu);
   send_start(&c, 0, NULL);

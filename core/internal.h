@@ -16,6 +16,7 @@
 #else
 #define CONC__FUNC extern
 #endif
+#define CONC__DATA CONC__FUNC  /* the same, for a variable */
 
 /* Invariant checks, on in debug builds (-DCONC_DEBUG) only. */
 #if defined(CONC_DEBUG)
@@ -45,6 +46,16 @@
 #else
 #define conc__poison(p, n) ((void)(p), (void)(n))
 #define conc__unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Memory left on purpose to the process's exit (a forked copy of a
+** pool, see proc.c): not a leak for LeakSanitizer, which then also
+** takes what it points to as reachable. */
+#if defined(CONC__ASAN)
+#include <sanitizer/lsan_interface.h>
+#define conc__keep(p) __lsan_ignore_object(p)
+#else
+#define conc__keep(p) ((void)(p))
 #endif
 
 /* A hint to the CPU inside a polling loop. */
@@ -94,6 +105,17 @@ CONC__FUNC void conc__startwhy(char *buf, size_t n, int code);
 ** CONC_ESYS with errno set. */
 CONC__FUNC int conc__thread_start(pthread_t *tid, size_t stack,
                                   void *(*fn)(void *), void *arg);
+
+/* thread.c: forks of this process, counted in each child by a
+** pthread_atfork handler. A pool records the count when it is made and
+** compares it on each operation: a difference means that the pool is a
+** copy in a forked child (proc.c and threadexec.c say what they do
+** then). A load, not getpid(), which is a system call: submit checks it
+** per task. conc__forks_watch installs the handler (once; again after
+** the module is reloaded: glibc drops a library's handlers at dlclose). */
+CONC__FUNC void conc__forks_watch(void);
+CONC__DATA unsigned long conc__nforks;
+#define conc__forks() __atomic_load_n(&conc__nforks, __ATOMIC_RELAXED)
 
 /* future.c: the one callback of the pool that runs a future's task,
 ** conc__pool_done(f, task), kept in the future itself (no allocation):

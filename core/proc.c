@@ -104,6 +104,7 @@ struct proc {
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
   int nfds;                 /* 0: 'children' changed, refill 'fds' */
+  unsigned long forks;      /* conc__forks() when made (see 'forked') */
 };
 
 #define qtask(n) conc__container_of((void *)(n), ptask, q)
@@ -196,6 +197,19 @@ static void sendcancels(proc *p) {
 }
 
 
+/* Kill 'c' through its pidfd when there is one: a host that ignores
+** SIGCHLD (or reaps every child itself) lets the kernel reap 'c' as it
+** exits, and its pid may then name another process. */
+static void killchild(child *c) {
+  if (c->pidfd >= 0) {
+    if (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) == 0
+        || errno != ENOSYS)
+      return;  /* sent, or it is gone (ESRCH) */
+  }
+  kill(c->pid, SIGKILL);
+}
+
+
 /* {======================================================================
 ** Forwarded futures
 ** ======================================================================= */
@@ -236,7 +250,7 @@ static void forward_fired(proc *p) {
       conc__fwd_putnews(&c->out, x, conc__qhost_ids, &c->qp);
       conc__frame_end(&c->out, at);
       if (c->out.failed)
-        kill(c->pid, SIGKILL);
+        killchild(c);
     }
     conc__fwd_free(x);
     x = next;
@@ -266,7 +280,7 @@ static void qh_wake(conc__qhost *h) {
 static void qh_sent(conc__qhost *h, conc__qpeer *peer) {
   (void)h;
   if (peer->out->failed)
-    kill(conc__container_of(peer, child, qp)->pid, SIGKILL);
+    killchild(conc__container_of(peer, child, qp));
 }
 
 /* }====================================================================== */
@@ -292,18 +306,22 @@ static void movehigh(int *fd) {
   }
 }
 
-/* A new child, or NULL (errno tells why). The supervisor thread forks
-** it, so PR_SET_PDEATHSIG in the child fires when this thread exits,
-** which it does only after reaping every child. */
-static child *spawn(proc *p) {
+/* A new child, or NULL: then '*what' names the call that failed and
+** errno tells why ('*what' NULL: out of memory). The supervisor thread
+** forks it, so PR_SET_PDEATHSIG in the child fires when this thread
+** exits, which it does only after reaping every child. */
+static child *spawn(proc *p, const char **what) {
   int sv[2];
   child *c = (child *)calloc(1, sizeof(*c));
+  *what = NULL;
   if (c == NULL)
     return NULL;
+  *what = "socketpair";
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     free(c);
     return NULL;
   }
+  *what = "fork";
   movehigh(&sv[1]);
   c->pid = fork();
   if (c->pid == 0) {
@@ -361,16 +379,25 @@ static void freechild(proc *p, child *c) {
   free(c);
 }
 
-/* What a wait status says, for messages. */
-static void describe(char *buf, size_t n, pid_t pid, int status) {
-  if (WIFSIGNALED(status)) {
+/* A wait status that the pool could not learn: the child was reaped by
+** someone else (waitpid failed with ECHILD). */
+#define UNKNOWN (-1)
+
+/* What a wait status says, for messages ('when': " while starting" or
+** ""). */
+static void describe(char *buf, size_t n, pid_t pid, int status,
+                     const char *when) {
+  if (status == UNKNOWN) {
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, exit "
+             "status unknown: reaped outside the pool)", when, (int)pid);
+  } else if (WIFSIGNALED(status)) {
     const char *name = sigabbrev_np(WTERMSIG(status));
-    snprintf(buf, n, "a worker process terminated abruptly (pid %d, "
-             "killed by signal %d%s%s)", (int)pid, WTERMSIG(status),
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, "
+             "killed by signal %d%s%s)", when, (int)pid, WTERMSIG(status),
              name != NULL ? ", SIG" : "", name != NULL ? name : "");
   } else {
-    snprintf(buf, n, "a worker process terminated abruptly (pid %d, exit "
-             "status %d)", (int)pid, WEXITSTATUS(status));
+    snprintf(buf, n, "a worker process terminated abruptly%s (pid %d, exit "
+             "status %d)", when, (int)pid, WEXITSTATUS(status));
   }
 }
 
@@ -413,7 +440,7 @@ static void breakpool(proc *p, const char *msg) {
   while (p->children != NULL) {
     child *c = p->children;
     int status;
-    kill(c->pid, SIGKILL);
+    killchild(c);
     while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
       ;
     while (!conc__queue_empty(&c->inflight)) {
@@ -480,12 +507,17 @@ static child *pick(proc *p) {
     if (takes(p, c, 0))
       return c;
   if (p->nchildren < p->o.max_workers) {
-    if ((c = spawn(p)) != NULL)
+    const char *what;
+    if ((c = spawn(p, &what)) != NULL)
       return c;
     if (p->nchildren == 0) {
-      char msg[128];
-      snprintf(msg, sizeof(msg), "cannot start a worker: %s",
-               strerror(errno));
+      char msg[160];
+      if (what == NULL)
+        snprintf(msg, sizeof(msg), "cannot start a worker process: not "
+                 "enough memory");
+      else
+        snprintf(msg, sizeof(msg), "cannot start a worker process: %s: %s",
+                 what, strerror(errno));
       breakpool(p, msg);
       return NULL;
     }
@@ -608,7 +640,8 @@ static void onstart(proc *p, child *c, conc__rd *r) {
     len = (int)strlen(none);
   }
   snprintf(msg, sizeof(msg), "%s%.*s", code == CONC_EBROKEN
-           ? "initializer failed: " : "cannot start a worker: ", len, why);
+           ? "initializer failed: " : "cannot start a worker process: ",
+           len, why);
   breakpool(p, msg);
 }
 
@@ -757,20 +790,27 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
-/* 'c' exited with 'status': expected when it was told to stop, or when
-** it ran its last task (max_tasks_per_child) and answered all; anything
-** else breaks the pool. */
+/* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
+** when it was told to stop, or when it ran its last task
+** (max_tasks_per_child) and answered all; anything else breaks the
+** pool. With 'respawn' a worker that dies is replaced, but not one that
+** died while starting (its initializer, or loading the module, ended
+** it): its successor would most likely die the same way, and one per
+** task would be forked for ever. That breaks the pool, as an
+** initializer that raises does. */
 static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
-  if (c->ninflight == 0 && (c->stopping || retired) && WIFEXITED(status)
-      && WEXITSTATUS(status) == 0) {
+  if (c->ninflight == 0 && (c->stopping || retired)
+      && (status == UNKNOWN
+          || (WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
     freechild(p, c);
     return;
   }
-  describe(msg, sizeof(msg), c->pid, status);
-  if (!p->o.respawn) {
+  describe(msg, sizeof(msg), c->pid, status,
+           c->started ? "" : " while starting");
+  if (!p->o.respawn || !c->started) {
     breakpool(p, msg);
     return;
   }
@@ -796,8 +836,9 @@ static int reap(proc *p, child *c, int block) {
   while (r < 0 && errno == EINTR);
   if (r == 0)
     return 0;
-  if (r < 0)  /* reaped by someone else (a host's SIGCHLD handler) */
-    status = 0, c->stopping = c->stopping || c->ninflight == 0;
+  if (r < 0)  /* reaped by the kernel (SIGCHLD ignored) or a host's
+              ** SIGCHLD handler: what it held fails, with no status */
+    status = UNKNOWN;
   onexit(p, c, status);
   return 1;
 }
@@ -820,7 +861,7 @@ static void stopidle(proc *p) {
       conc__frame_end(&c->out, at);
       c->stopping = 1;
       if (c->out.failed)  /* cannot even say it: end it */
-        kill(c->pid, SIGKILL);
+        killchild(c);
     }
 }
 
@@ -949,18 +990,35 @@ static void *supervise(void *arg) {
 static int startsupervisor(proc *p, char *why, size_t n) {
   p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->wakefd < 0) {
-    snprintf(why, n, "cannot start a worker: %s", strerror(errno));
+    snprintf(why, n, "cannot start the process pool: eventfd: %s",
+             strerror(errno));
     return -1;
   }
   if (conc__thread_start(&p->sup, 0, supervise, p) != 0) {
-    snprintf(why, n, "cannot start a worker: cannot create a thread (%s)",
-             strerror(errno));
+    snprintf(why, n, "cannot start the process pool's supervisor thread: "
+             "%s", strerror(errno));
     close(p->wakefd);
     p->wakefd = -1;
     return -1;
   }
   p->supervising = 1;
   return 0;
+}
+
+/*
+** A host may fork while a pool runs. The child gets a copy of the pool
+** without its supervisor thread, whose locks (and those of the futures
+** it completes) may have been held at the fork and stay held in the
+** copy for ever; its children are the parent's, its eventfd is shared
+** with the parent. So in a forked copy no operation takes a lock, wakes
+** or joins anything: submit fails (the pool is broken there, with a
+** message saying why), shutdown does nothing, stats are empty, and
+** free gives back only the copy's descriptor: the rest may be locked
+** or still linked from futures, and is left to the process's exit. The
+** parent's pool never notices.
+*/
+static int forked(proc *p) {
+  return conc__forks() != p->forks;
 }
 
 static int px_submit(conc_executor_t *b, conc_future_t *f,
@@ -971,6 +1029,8 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   int r = 0, first;
   if (f == NULL || task == NULL)
     return CONC_EINVAL;
+  if (forked(p))
+    return CONC_EBROKEN;
   if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
     return CONC_ENOMEM;
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
@@ -1027,6 +1087,8 @@ static void cancelpending(proc *p) {
 static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
   proc *p = (proc *)b;
   int join;
+  if (forked(p))
+    return 0;
   pthread_mutex_lock(&p->mu);
   if (wait && p->supervising && pthread_equal(p->sup, pthread_self())) {
     pthread_mutex_unlock(&p->mu);  /* a callback it runs: it would join */
@@ -1050,6 +1112,11 @@ static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
 
 static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   proc *p = (proc *)b;
+  if (forked(p)) {
+    memset(s, 0, sizeof(*s));
+    s->broken = 1;
+    return;
+  }
   pthread_mutex_lock(&p->mu);
   s->workers = p->nworkers;
   s->idle = p->nidle;
@@ -1066,6 +1133,12 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
 static char *px_broken(conc_executor_t *b) {
   proc *p = (proc *)b;
   char *msg = NULL;
+  if (forked(p)) {
+    char buf[128];
+    snprintf(buf, sizeof(buf), "this process pool belongs to process %d: "
+             "a forked child cannot use it", (int)p->self);
+    return strdup(buf);
+  }
   pthread_mutex_lock(&p->mu);
   if (p->broken)
     msg = strdup(p->brokenmsg != NULL ? p->brokenmsg : "the pool is broken");
@@ -1078,6 +1151,13 @@ static char *px_broken(conc_executor_t *b) {
 ** freed pool); fired ones are on the stack. */
 static void px_free(conc_executor_t *b) {
   proc *p = (proc *)b;
+  if (forked(p)) {
+    if (p->wakefd >= 0)
+      close(p->wakefd);
+    p->wakefd = -1;
+    conc__keep(p);
+    return;
+  }
   px_shutdown(b, 1, 0);
   conc__fwd_clear(&p->fwd);
   conc__qhost_tell(&p->qh);  /* frees the fired waits: their children
@@ -1120,6 +1200,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   p->o.runtime = rt;
   p->o.name_prefix = NULL;  /* the caller's string may go */
   p->self = getpid();
+  conc__forks_watch();
+  p->forks = conc__forks();
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
   conc__queue_init(&p->done);

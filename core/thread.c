@@ -84,3 +84,20 @@ void conc__startwhy(char *buf, size_t n, int code) {
   snprintf(buf, n, "its runtime's start returned %d (%s)", code,
            conc_strerror(code));
 }
+
+unsigned long conc__nforks;
+
+/* In the child of a fork (one thread only). */
+static void forked(void) {
+  __atomic_add_fetch(&conc__nforks, 1, __ATOMIC_RELAXED);
+}
+
+static pthread_once_t watching = PTHREAD_ONCE_INIT;
+
+static void watch(void) {
+  pthread_atfork(NULL, NULL, forked);
+}
+
+void conc__forks_watch(void) {
+  pthread_once(&watching, watch);
+}

@@ -3,8 +3,10 @@
 ** payloads that a worker hands to the runtime; the outcome completes the
 ** task's future here, so the runtime never touches a future.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -18,6 +20,8 @@ typedef struct texec {
   int nostart;     /* no worker could ever start: broken without the pool */
   int nextid;      /* numbers the workers */
   void **ctxs;     /* the started workers' contexts (under 'mu') */
+  pid_t self;      /* the process that made it, */
+  unsigned long forks;  /* and conc__forks() then (see 'forked') */
   int nctxs, sizectxs;
 } texec;
 
@@ -213,6 +217,15 @@ static void worker_stop(void *ud, void *ctx) {
   ex->rt.stop(ex->rt.ud, ctx);
 }
 
+/* A host may fork while the pool runs: the child's copy has none of its
+** threads, and their locks may have been held at the fork. As in a
+** forked copy of a process pool (proc.c), no operation of the copy
+** takes a lock or waits: submit fails (broken there, saying why),
+** shutdown does nothing, stats are empty, free leaves it to the exit. */
+static int forked(texec *ex) {
+  return conc__forks() != ex->forks;
+}
+
 static int tx_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   texec *ex = (texec *)b;
@@ -220,7 +233,7 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   int r;
   if (f == NULL || task == NULL)
     return CONC_EINVAL;
-  if (__atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
+  if (forked(ex) || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
     return CONC_EBROKEN;
   t = task->inblock ? (ttask *)conc__future_room(f)
                     : (ttask *)calloc(1, sizeof(*t));
@@ -268,12 +281,19 @@ static conc_future_t *tx_newtask(conc_executor_t *b, size_t len,
 }
 
 static int tx_shutdown(conc_executor_t *b, int wait, int cancel) {
+  if (forked((texec *)b))
+    return 0;
   return conc_pool_shutdown(((texec *)b)->pool, wait, cancel);
 }
 
 static void tx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   texec *ex = (texec *)b;
   int i;
+  if (forked(ex)) {
+    memset(s, 0, sizeof(*s));
+    s->broken = 1;
+    return;
+  }
   conc_pool_stats(ex->pool, s);
   s->broken = s->broken || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE);
   s->memory = 0;
@@ -286,13 +306,24 @@ static void tx_stats(conc_executor_t *b, conc_pool_stats_t *s) {
 /* On every submit: the pool's flag alone, not the whole stats. */
 static char *tx_broken(conc_executor_t *b) {
   texec *ex = (texec *)b;
-  int broken = conc__pool_broken(ex->pool)
-               || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE);
+  int broken;
+  if (forked(ex)) {
+    char buf[128];
+    snprintf(buf, sizeof(buf), "this thread pool belongs to process %d: "
+             "a forked child cannot use it", (int)ex->self);
+    return strdup(buf);
+  }
+  broken = conc__pool_broken(ex->pool)
+           || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE);
   return broken ? brokenmsg(ex) : NULL;
 }
 
 static void tx_free(conc_executor_t *b) {
   texec *ex = (texec *)b;
+  if (forked(ex)) {
+    conc__keep(ex);
+    return;
+  }
   conc_pool_free(ex->pool);
   conc__payload_cacheuse(-1);
   conc__future_blockuse(-1);
@@ -326,6 +357,9 @@ conc_executor_t *conc_threadexec_new(const conc_executor_opts_t *o) {
     return NULL;
   }
   ex->base.ops = &ops;
+  ex->self = getpid();
+  conc__forks_watch();
+  ex->forks = conc__forks();
   ex->rt = rt;
   memset(&po, 0, sizeof(po));
   po.max_workers = o->max_workers;

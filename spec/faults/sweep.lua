@@ -381,8 +381,8 @@ local cases = {
     name = "every fork failing",
     env = "CONC_FAULT_ONLY=fork CONC_FAULT=1 CONC_FAULT_FROM=1",
     code = broken_code("ProcessPoolExecutor", "BrokenProcessPool"),
-    expect = "^3 BrokenProcessPool: cannot start a worker: Resource "
-             .. "temporarily unavailable\nEND\n$",
+    expect = "^3 BrokenProcessPool: cannot start a worker process: fork: "
+             .. "Resource temporarily unavailable\nEND\n$",
   },
   {
     -- the supervisor thread failing to start said "submit: No such file
@@ -390,8 +390,8 @@ local cases = {
     name = "the process pool's supervisor failing to start",
     env = "CONC_FAULT_ONLY=pthread_create CONC_FAULT=1",
     code = broken_code("ProcessPoolExecutor", "BrokenProcessPool"),
-    expect = "^3 BrokenProcessPool: cannot start a worker: cannot create a "
-             .. "thread %(Resource temporarily unavailable%)\nEND\n$",
+    expect = "^3 BrokenProcessPool: cannot start the process pool's "
+             .. "supervisor thread: Resource temporarily unavailable\nEND\n$",
   },
 }
 

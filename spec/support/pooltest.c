@@ -1189,10 +1189,17 @@ static void case_startwhy(void) {
         k == 0 ? conc_threadexec_new : conc_procexec_new;
     startfail(make, CONC_EBROKEN, "initializer failed: its runtime's start "
               "returned -6 (the pool is broken)");
-    startfail(make, CONC_ENOMEM, "cannot start a worker: its runtime's "
-              "start returned -4 (not enough memory)");
-    startfail(make, 42, "cannot start a worker: its runtime's start "
-              "returned 42 (unknown error)");
+    /* a process pool's worker that could not start is a process */
+    startfail(make, CONC_ENOMEM, k == 0
+              ? "cannot start a worker: its runtime's start returned -4 "
+                "(not enough memory)"
+              : "cannot start a worker process: its runtime's start "
+                "returned -4 (not enough memory)");
+    startfail(make, 42, k == 0
+              ? "cannot start a worker: its runtime's start returned 42 "
+                "(unknown error)"
+              : "cannot start a worker process: its runtime's start "
+                "returned 42 (unknown error)");
   }
 }
 
