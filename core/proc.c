@@ -1021,6 +1021,15 @@ static int forked(proc *p) {
   return conc__forks() != p->forks;
 }
 
+/* A refused task's future is cancelled, as a thread pool's is (the
+** executor contract, concurrent.h): left pending, nothing would ever
+** complete it, and a host waiting for it would wait for ever. Called
+** without 'mu': the future's callbacks run here, and may submit. */
+static int refuse(conc_future_t *f, int r) {
+  conc_future_cancel(f);
+  return r;
+}
+
 static int px_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   proc *p = (proc *)b;
@@ -1030,9 +1039,9 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   if (f == NULL || task == NULL)
     return CONC_EINVAL;
   if (forked(p))
-    return CONC_EBROKEN;
+    return refuse(f, CONC_EBROKEN);
   if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
-    return CONC_ENOMEM;
+    return refuse(f, CONC_ENOMEM);
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */
   pthread_mutex_lock(&p->mu);
   if (p->broken)
@@ -1047,7 +1056,7 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   if (r != 0) {
     pthread_mutex_unlock(&p->mu);
     free(t);
-    return r;
+    return refuse(f, r);
   }
   t->f = f;
   t->payload = task;

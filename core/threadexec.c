@@ -233,12 +233,18 @@ static int tx_submit(conc_executor_t *b, conc_future_t *f,
   int r;
   if (f == NULL || task == NULL)
     return CONC_EINVAL;
-  if (forked(ex) || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE))
+  /* refused before the pool saw it: its future is cancelled here, as
+  ** the pool cancels those it refuses (the executor contract) */
+  if (forked(ex) || __atomic_load_n(&ex->nostart, __ATOMIC_ACQUIRE)) {
+    conc_future_cancel(f);
     return CONC_EBROKEN;
+  }
   t = task->inblock ? (ttask *)conc__future_room(f)
                     : (ttask *)calloc(1, sizeof(*t));
-  if (t == NULL)
+  if (t == NULL) {
+    conc_future_cancel(f);
     return CONC_ENOMEM;
+  }
   conc_assert(!task->inblock || t->payload == task);  /* its own future */
   t->payload = task;
   t->timeout = timeout;

@@ -15,6 +15,7 @@ local CASES = {
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
   "shutdownself", "maxbound", "nullhooks", "startwhy", "misuse",
+  "refused",
 }
 
 local DESCRIPTIONS = {
@@ -44,6 +45,8 @@ local DESCRIPTIONS = {
   nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
   startwhy = "says what failed when a runtime's start fails without a reason",
   misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
+  refused = "cancels the future of a submit either executor refuses (shut "
+    .. "down, broken, a forked copy)",
 }
 
 -- Run pooltest with 'args'; its output and whether it exited 0.

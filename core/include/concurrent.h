@@ -384,8 +384,9 @@ conc_pool_t *conc_pool_new(const conc_pool_opts_t *opts);
 ** that is not done: a future runs one task), CONC_ESHUTDOWN,
 ** CONC_EBROKEN, CONC_ENOMEM or CONC_ESYS (no worker could start). On
 ** failure the task never runs and stays the caller's, with the future
-** reference; after CONC_ESHUTDOWN, CONC_EBROKEN and CONC_ESYS its future
-** is cancelled (unless it was started or completed by someone else). A
+** reference; after any failure but CONC_EINVAL and CONC_ESTATE its
+** future is cancelled (unless it was started or completed by someone
+** else). A
 ** task whose future is already cancelled is accepted and dropped at
 ** once. */
 int conc_pool_submit(conc_pool_t *p, conc_task_t *t);
@@ -535,7 +536,10 @@ typedef struct conc_executor_ops {
   ** one reference to 'f'; or a negative code and both stay the caller's
   ** (CONC_EINVAL for a NULL 'f' or 'task', CONC_ESTATE when 'f' is a
   ** thread pool's task's already, CONC_ESHUTDOWN, CONC_EBROKEN,
-  ** CONC_ENOMEM, CONC_ESYS). */
+  ** CONC_ENOMEM, CONC_ESYS). After any failure but CONC_EINVAL and
+  ** CONC_ESTATE, 'f' is cancelled (its callbacks run in the call,
+  ** unless it was started or completed by someone else): nothing
+  ** else would ever complete it. */
   int (*submit)(conc_executor_t *ex, conc_future_t *f, conc_payload_t *task,
                 double timeout);
   /* As conc_pool_shutdown: CONC_EINVAL with 'wait' on one of the

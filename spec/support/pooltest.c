@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1138,6 +1139,27 @@ static int x_startfail(void *ud, int id, void **ctx, char **why) {
   return *(int *)ud;
 }
 
+/* Submit a fresh future with a callback to 'ex', which refuses it with
+** 'want': the future is cancelled, its callback ran, nothing stays with
+** the executor. Returns whether all of that held (so that a forked
+** child can report it through its exit status). */
+static int refusedcancels(conc_executor_t *ex, int want) {
+  conc_future_t *f = conc_future_new();
+  conc_payload_t *t = conc_payload_new(NULL, 0, 0);
+  int calls = 0, r, ok;
+  if (f == NULL || t == NULL)
+    return 0;
+  if (conc_future_add_callback(f, cb_count, &calls) != 0)
+    return 0;
+  r = ex->ops->submit(ex, f, t, 0);
+  ok = r == want && conc_future_state(f) == CONC_CANCELLED
+       && __atomic_load_n(&calls, __ATOMIC_SEQ_CST) == 1;
+  if (r != 0)
+    conc_payload_free(t);
+  conc_future_unref(f);
+  return ok;
+}
+
 /* The message of the error that fails 'f', a CONC_PAYLOAD_ERROR
 ** ("<class>\0<message>", not terminated), in 'buf'. */
 static const char *errmsg(conc_future_t *f, char *buf, size_t n) {
@@ -1177,6 +1199,7 @@ static void startfail(conc_executor_t *(*make)(const conc_executor_opts_t *),
   }
   CHECK((why = ex->ops->broken(ex)) != NULL && strcmp(why, want) == 0);
   free(why);
+  CHECK(refusedcancels(ex, CONC_EBROKEN));  /* later submits */
   ex->ops->free(ex);
   conc_future_unref(f);
 }
@@ -1222,6 +1245,40 @@ static void cb_latesubmit(conc_future_t *f, void *arg) {
   if (ls->r != 0)
     conc_payload_free(t);
   conc_future_unref(g);
+}
+
+/* Every refused submit cancels its future, in both executors (a process
+** pool left it pending: a host waiting for it waited for ever; so did a
+** thread pool's forked copy). */
+static void case_refused(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_future_t *f;
+  xslot x;
+  pid_t pid;
+  int k, st;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    x_options(&o, 1, &x, x_runnothing);
+    CHECK((ex = make(&o)) != NULL);
+    /* a started executor's copy in a forked child: broken there */
+    CHECK((f = conc_future_new()) != NULL);  /* its workers started */
+    CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+    CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+    conc_future_unref(f);
+    fflush(NULL);
+    CHECK((pid = fork()) >= 0);
+    if (pid == 0)
+      _exit(refusedcancels(ex, CONC_EBROKEN) ? 0 : 1);
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* shut down */
+    CHECK(ex->ops->shutdown(ex, 0, 0) == 0);
+    CHECK(refusedcancels(ex, CONC_ESHUTDOWN));
+    ex->ops->free(ex);
+  }
 }
 
 /* Misuse a host may make of the API: refused with a code, no crash,
@@ -1285,9 +1342,8 @@ static void case_misuse(void) {
     ex->ops->shutdown(ex, 0, 0);
     CHECK(conc_future_add_callback(f, cb_latesubmit, &ls) == 0);
     CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
-    CHECK(ls.r == CONC_ESHUTDOWN);  /* (a thread pool cancels its future,
-                                    ** a process pool leaves it pending) */
-    CHECK(ls.state == (k == 0 ? CONC_CANCELLED : CONC_PENDING));
+    CHECK(ls.r == CONC_ESHUTDOWN);  /* refused: its future cancelled */
+    CHECK(ls.state == CONC_CANCELLED);
     ex->ops->free(ex);
     conc_future_unref(f);
   }
@@ -1412,6 +1468,7 @@ static const ctest_case cases[] = {
   {"nullhooks", case_nullhooks},
   {"startwhy", case_startwhy},
   {"misuse", case_misuse},
+  {"refused", case_refused},
 };
 
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
