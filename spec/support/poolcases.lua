@@ -534,6 +534,41 @@ return function(class, Pool, Broken, caps)
         assert.is_true(ok, out)
         assert.matches("^main ", out)
       end)
+
+      it("lets done-callbacks shut their own executor down while the state closes", function()
+        -- fired by the executor's own __gc (shutdown(true)) at lua_close;
+        -- each callback's shutdown(true, true) runs inside that one
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s(1)
+          for i = 1, 6 do
+            ex:submit(function(x)
+              local t = os.clock() + 0.02 while os.clock() < t do end return x
+            end, i):add_done_callback(function()
+              ex:shutdown(true, true)
+              io.write(tostring((pcall(ex.submit, ex, print))), " ")
+            end)
+          end
+          io.write("main ")
+        ]]):format(class))
+        assert.is_true(ok, out)
+        assert.equal("main " .. ("false "):rep(6), out)
+      end)
+
+      it("waits for a running task when a to-be-closed executor's script errors", function()
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex <close> = cf.%s(1)
+          KEEP = ex:submit(function()
+            local t = os.clock() + 0.2 while os.clock() < t do end return "done"
+          end)
+          KEEP:add_done_callback(function(f) io.write(f:result(), " ") end)
+          error("the script fails")
+        ]]):format(class))
+        assert.is_falsy(ok)  -- (stdout and stderr: in either order)
+        assert.matches("the script fails", out, 1, true)
+        assert.matches("done ", out, 1, true)
+      end)
     end
 
     describe("bad input", function()
