@@ -388,7 +388,11 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 # for), a singleton job spawning its workers, os.exit with a task running,
 # each bounded by MPI_TIMEOUT seconds, and a rank's wait on rank 0's
 # future at the job's end (endwait.lua: a hang fails it after 30 s).
-mpi-specs: $(MPI_MODULE)
+# The main module too: mpi_spec.lua runs examples/mpi_primes.lua on the
+# thread and process pools in a plain lua5.4, which loads concurrent.core;
+# a clean tree or a C change must not leave it a missing or stale build.
+# test-mpi reaches it through this target, after the package check.
+mpi-specs: $(MPI_MODULE) $(MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
 	@$(LUAENV) CONCURRENT_MPI_TEST_CORRUPT=1 timeout $(MPI_TIMEOUT) \
