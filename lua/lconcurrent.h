@@ -105,6 +105,10 @@ LCONC_FUNC void lconc_checkstop(lua_State *L);
 /* push the error a stopped task unwinds with and return 1; 0 (nothing
 ** pushed) when 'ctl' asks no stop */
 LCONC_FUNC int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl);
+/* the message of a task stopped by its time limit, written without a
+** state into 'msg' (LCONC_STOPMSG_SIZE bytes) */
+#define LCONC_STOPMSG_SIZE 64
+LCONC_FUNC void lconc_timeoutmsg(char *msg, const conc_taskctl_t *ctl);
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
 

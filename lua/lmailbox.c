@@ -370,14 +370,17 @@ static void checkhook(lua_State *L, lua_Hook *h) {
   }
 }
 
+void lconc_timeoutmsg(char *msg, const conc_taskctl_t *ctl) {
+  snprintf(msg, LCONC_STOPMSG_SIZE, "task exceeded its %g s time limit",
+           ctl->timeout);
+}
+
 int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl) {
   int why = __atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE);
   if (why == CONC_STOP_TIMEOUT) {
-    char secs[32];
-    snprintf(secs, sizeof(secs), "%g", ctl->timeout);
-    lconc_pusherror(L, "TimeoutError", lua_pushfstring(L,
-                    "task exceeded its %s s time limit", secs));
-    lua_remove(L, -2);
+    char msg[LCONC_STOPMSG_SIZE];
+    lconc_timeoutmsg(msg, ctl);
+    lconc_pusherror(L, "TimeoutError", msg);
   } else if (why != CONC_STOP_NONE) {
     lconc_pusherror(L, "CancelledError", "the task was cancelled");
   }

@@ -563,26 +563,18 @@ static conc_payload_t *failure(worker *w, int *status) {
   return lconc_encodetext(lua_tostring(W, -1));
 }
 
-/* (Protected.) The error of a task stopped by its time limit, encoded;
-** the controls are at 1. */
-static int encode_timeout(lua_State *W) {
-  lconc_pushstop(W, (conc_taskctl_t *)lua_touserdata(W, 1));
-  lua_pushlightuserdata(W, lconc_encode(W, 2, 1, "error", 1));
-  return 1;
-}
-
 /* What a stopped task ends with: nothing for a cancel (its future ends
-** CANCELLED), a TimeoutError for a time limit. */
-static conc_payload_t *stopped(lua_State *W, conc_taskctl_t *ctl) {
-  conc_payload_t *p = NULL;
+** CANCELLED), a TimeoutError for a time limit. The error is a core error
+** payload made in C, which the state that reads the future turns into
+** its TimeoutError: built here in the worker's state, it needed room the
+** task may have used up (max_memory), and the future then failed with
+** an encode error in place of the TimeoutError. */
+static conc_payload_t *stopped(conc_taskctl_t *ctl) {
+  char msg[LCONC_STOPMSG_SIZE];
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
     return NULL;
-  lua_pushcfunction(W, encode_timeout);
-  lua_pushlightuserdata(W, ctl);
-  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
-    p = (conc_payload_t *)lua_touserdata(W, -1);
-  lua_settop(W, 1);
-  return p;
+  lconc_timeoutmsg(msg, ctl);
+  return conc_payload_error("TimeoutError", msg);
 }
 
 /* Arm the task's controls: no hook left from an earlier task, waits
@@ -625,7 +617,7 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   disarm(wk);
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
     conc_payload_free(out);
-    out = stopped(W, ctl);
+    out = stopped(ctl);
     *failed = 1;
   }
   /* a task that ran out of memory leaves its garbage: collect it now,

@@ -325,6 +325,23 @@ return function(class, Pool, Broken, caps)
     end)
 
     if caps.limits then
+      it("fails a task past its limit with TimeoutError when it filled its max_memory", function()
+        -- the task holds all the memory its worker may have when its time
+        -- runs out: the TimeoutError cannot be made in the worker's state
+        local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024,
+                                  task_timeout = 0.3 }
+        local f = ex:submit(function()
+          _G.hold = {}
+          pcall(function()
+            for i = 1, 1e8 do _G.hold[i] = ("x"):rep(32) .. i end
+          end)
+          while true do end
+        end)
+        local e = f:exception(30)
+        assert.is_true(cf.TimeoutError:is(e), tostring(e))
+        assert.equal("task exceeded its 0.3 s time limit", e.message)
+      end)
+
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
       local core = require "concurrent.core"
