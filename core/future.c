@@ -848,6 +848,10 @@ conc_future_t *conc__future_new_foreign(void) {
   return f;
 }
 
+int conc__future_held(conc_future_t *f) {
+  return __atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) > 1;
+}
+
 void conc__future_tag_foreign(conc_future_t *f, uint64_t id) {
   *TAG(f) = id;
 }
@@ -889,10 +893,15 @@ int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   return linked;
 }
 
-void conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
+int conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
+  int linked;
   lock(&f->mu);
+  /* out of the ring a node is self-linked: linked if not, or if it is
+  ** the ring's only node */
+  linked = f->watchers == n || n->q.next != &n->q;
   unlink_node(f, n);  /* harmless when already unlinked */
   unlock(&f->mu);
+  return linked;
 }
 
 /* }====================================================================== */

@@ -95,6 +95,44 @@ describe("concurrent.futures.mpi", function()
     assert.equal("ok", slow:result(0))
   end)
 
+  it("drops the proxies of futures that are never set, on the ranks and rank 0", function()
+    -- each future a task is given has a proxy on its rank and an entry on
+    -- rank 0 until it is set; one never set, given to a task that ran,
+    -- or was cancelled on its rank before it ran, or to one a shutdown
+    -- with cancel_futures dropped, stayed on both for the whole job
+    local ex <close> = Pool(1)
+    for _ = 1, 10 do
+      ex:submit(function(n) return n ~= nil end, cf.Future()):result(30)
+      local gate, never = cf.Future(), cf.Future()
+      local first = ex:submit(function(g) return g:result(30) end, gate)
+      local fs = {}
+      for i = 1, 3 do fs[i] = ex:submit(function(n) return n ~= nil end, never) end
+      for i = 3, 1, -1 do fs[i]:cancel { running = true } end
+      gate:set_result(true)
+      first:result(30)
+      local other = Pool(1)
+      local g2 = cf.Future()
+      other:submit(function(g) return g:result(30) end, g2)
+      for _ = 1, 3 do other:submit(function(n) return n ~= nil end, cf.Future()) end
+      other:shutdown(false, true)
+      g2:set_result(true)
+      other:shutdown()
+    end
+    collectgarbage()
+    -- the rank drops a proxy once a job ended after its last holder went
+    -- (here the collection of the first task), and tells rank 0
+    local left
+    for _ = 1, 100 do
+      ex:submit(collectgarbage):result(30)
+      left = ex:submit(function()
+        return require("concurrent.futures.mpi")._proxies()
+      end):result(30)
+      if left == 0 and mpi._proxies() == 0 then break end
+    end
+    assert.equal(0, left)
+    assert.equal(0, mpi._proxies())
+  end)
+
   it("breaks when the initializer fails, naming the rank; the ranks serve the next pool", function()
     local ex <close> = Pool { max_workers = 1, initializer = function() error("init boom") end }
     local e = ex:submit(function() return 1 end):exception(30)
