@@ -30,7 +30,6 @@ static conc__fwd *newentry(conc__fwdtab *t, conc_future_t *f) {
   x->f = f;
   x->id = id != 0 ? id : ++t->nextid;
   x->w.fire = fire;
-  conc__queue_init(&x->w.q);  /* unlinked, also if it never links */
   conc_future_ref(f);
   x->next = t->list;
   t->list = x;

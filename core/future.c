@@ -889,6 +889,10 @@ int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   linked = !f->settled;
   if (linked)
     link_tail(f, n);
+  else  /* out of the ring, as a fired node: unwatching it is harmless
+        ** (a forwarded future's entry, made zeroed, fired at once and
+        ** unwatched as the MPI pool stopped, followed null links) */
+    conc__queue_init(&n->q);
   unlock(&f->mu);
   return linked;
 }

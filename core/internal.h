@@ -281,10 +281,10 @@ typedef struct conc__wnode {
 } conc__wnode;
 
 /* future.c: link 'n' to the future's watchers: 1, or 0 if the future is
-** settled already (then it is not linked and the caller treats it as
-** fired). Unlinking an unlinked node (self-linked, conc__queue_init) is
-** harmless; unwatch returns whether 'n' was linked (1), or fired or
-** never linked (0). */
+** settled already (then it is not linked, but self-linked as a fired
+** node, and the caller treats it as fired). Unlinking an unlinked node
+** is harmless; unwatch returns whether 'n' was linked (1), or fired
+** (0). */
 CONC__FUNC int conc__future_watch(conc_future_t *f, conc__wnode *n);
 CONC__FUNC int conc__future_unwatch(conc_future_t *f, conc__wnode *n);
 
