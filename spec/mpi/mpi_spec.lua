@@ -133,6 +133,56 @@ describe("concurrent.futures.mpi", function()
     assert.equal(0, mpi._proxies())
   end)
 
+  it("keeps a future's news for the ranks that dropped its proxy and were given it again", function()
+    -- a rank drops a proxy no one holds there while rank 0 may be sending
+    -- it again: the mentions each side counted keep the rank told
+    local ex <close> = Pool(2)
+    local g = cf.Future()
+    for _ = 1, 100 do
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = ex:submit(function(f, k)
+          if k == 1 then collectgarbage() end
+          return f:done()
+        end, g, i)
+      end
+      for i = 1, 4 do assert.is_false(fs[i]:result(30)) end
+    end
+    local waiters = {}
+    for i = 1, 4 do waiters[i] = ex:submit(function(f) return f:result(30) end, g) end
+    g:set_result("go")
+    for i = 1, 4 do assert.equal("go", waiters[i]:result(30)) end
+  end)
+
+  it("ends every task of a storm of running cancels racing the sends ahead", function()
+    local ex <close> = Pool(2)
+    local fs, n = {}, 200
+    local rnd = 7
+    for i = 1, n do
+      fs[i] = ex:submit(function(k)
+        local t = os.clock() + 0.001
+        while os.clock() < t do end
+        return k
+      end, i)
+      rnd = (rnd * 1103515245 + 12345) % 2147483648
+      if rnd % 2 == 0 then fs[rnd % i + 1]:cancel { running = true } end
+    end
+    local done, cancelled = 0, 0
+    for i = 1, n do
+      local ok, v = pcall(fs[i].result, fs[i], 30)
+      if ok then
+        assert.equal(i, v)
+        done = done + 1
+      else
+        assert.is_true(cf.CancelledError:is(v), tostring(v))
+        cancelled = cancelled + 1
+      end
+    end
+    local st = ex:stats()
+    assert.same({ done, cancelled, 0, 0 }, { st.completed, st.cancelled, st.running, st.pending })
+    assert.equal("ok", ex:submit(function() return "ok" end):result(30))
+  end)
+
   it("breaks when the initializer fails, naming the rank; the ranks serve the next pool", function()
     local ex <close> = Pool { max_workers = 1, initializer = function() error("init boom") end }
     local e = ex:submit(function() return 1 end):exception(30)
