@@ -122,6 +122,9 @@ LCONC_FUNC void lconc_open_timer(lua_State *L);
 
 /* lworker.c: adds worker (cf.worker) */
 LCONC_FUNC void lconc_open_worker(lua_State *L);
+/* in a worker state with max_memory, let its allocator pass the cap
+** ('lift' 1) or hold it again (0); nothing in another state */
+LCONC_FUNC void lconc_liftcap(lua_State *L, int lift);
 
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
 LCONC_FUNC void lconc_open_executor(lua_State *L);

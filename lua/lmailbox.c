@@ -305,7 +305,8 @@ conc_watch_t *lconc_watchnew(lua_State *L) {
   return set;
 }
 
-conc_watch_t *lconc_pushwatch(lua_State *L) {
+/* (Protected.) The userdata of a watch, empty. */
+static int newwatch(lua_State *L) {
   conc_watch_t **p = (conc_watch_t **)lua_newuserdatauv(L, sizeof(*p), 0);
   *p = NULL;
   if (luaL_newmetatable(L, WATCH_MT)) {
@@ -315,6 +316,22 @@ conc_watch_t *lconc_pushwatch(lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* The userdata is made past a worker's max_memory (lconc_liftcap), as
+** the module's errors are: a task that holds all of it waits, and its
+** wait ends as it should (a TimeoutError), not in "not enough memory". */
+conc_watch_t *lconc_pushwatch(lua_State *L) {
+  conc_watch_t **p;
+  int st;
+  lconc_liftcap(L, 1);
+  lua_pushcfunction(L, newwatch);
+  st = lua_pcall(L, 0, 1, 0);
+  lconc_liftcap(L, 0);
+  if (st != LUA_OK)
+    lua_error(L);
+  p = (conc_watch_t **)lua_touserdata(L, -1);
   *p = lconc_watchnew(L);
   return *p;
 }

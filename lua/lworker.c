@@ -68,6 +68,7 @@ typedef struct worker {
   conc_bufcache_t *cache;  /* W's big freed blocks (W's thread only) */
   size_t used;          /* bytes W holds; written by W's thread only */
   size_t limit;         /* max_memory, or 0 */
+  int lifted;           /* the cap does not hold (lconc_liftcap) */
   int id;
   int phase;            /* how far the running task got (RUN_*) */
   const conc_payload_t *task;  /* the running task's payload */
@@ -155,12 +156,23 @@ static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     __atomic_store_n(&w->used, w->used - old, __ATOMIC_RELAXED);
     return NULL;
   }
-  if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit)
+  if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit
+      && !w->lifted)
     return NULL;
   np = resize(w, ptr, old, nsize);
   if (np != NULL)
     __atomic_store_n(&w->used, w->used - old + nsize, __ATOMIC_RELAXED);
   return np;
+}
+
+/* The module's own errors are a few hundred bytes: made while a task
+** holds its whole max_memory (its waits' timeouts, its stop), they must
+** still say what happened, not "not enough memory". Only W's thread
+** allocates in W, so the flag is its own. */
+void lconc_liftcap(lua_State *L, int lift) {
+  void *ud;
+  if (lua_getallocf(L, &ud) == countalloc)
+    ((worker *)ud)->lifted = lift;
 }
 
 static void stophook(lua_State *L, lua_Debug *ar);
