@@ -359,6 +359,7 @@ MPI_NP = 3
 MPIEXEC = mpiexec --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root) \
           -x LUA_PATH -x LUA_CPATH
 MPI_TIMEOUT = 300
+MPI_END_RUNS = 5
 # A singleton job (no mpiexec) that spawns its workers: Open MPI counts
 # one slot per core, and refuses root unless told.
 MPI_SINGLETON_ENV = OMPI_MCA_rmaps_base_oversubscribe=1 \
@@ -386,9 +387,15 @@ $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 # case (a test-only switch makes every worker rank cut its results), the
 # out-of-memory case (another makes rank 0 fail the frames ranks wait
 # for), a singleton job spawning its workers, os.exit with a task running,
-# each bounded by MPI_TIMEOUT seconds, and a rank's wait on rank 0's
-# future at the job's end (endwait.lua: a hang fails it after 30 s).
-mpi-specs: $(MPI_MODULE)
+# each bounded by MPI_TIMEOUT seconds, a rank's wait on rank 0's
+# future at the job's end (endwait.lua: a hang fails it after 30 s), and
+# a forwarded future set as the job ends, MPI_END_RUNS times each way
+# (endforward.lua: the crash it caught came in most runs, not all).
+# The main module too: mpi_spec.lua runs examples/mpi_primes.lua on the
+# thread and process pools in a plain lua5.4, which loads concurrent.core;
+# a clean tree or a C change must not leave it a missing or stale build.
+# test-mpi reaches it through this target, after the package check.
+mpi-specs: $(MPI_MODULE) $(MODULE)
 	@$(LUAENV) timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $(MPI_NP) \
 	  $(LUA) -l concurrent.futures.mpi $(MPI_BUSTED) spec/mpi/mpi_spec.lua
 	@$(LUAENV) CONCURRENT_MPI_TEST_CORRUPT=1 timeout $(MPI_TIMEOUT) \
@@ -407,5 +414,12 @@ mpi-specs: $(MPI_MODULE)
 	  $(LUA) -l concurrent.futures.mpi spec/mpi/endwait.lua) && \
 	  echo "$$out" | grep -q "queue false (get: the pool is broken), future false (BrokenMPIPool: rank 0 has ended)" && \
 	  echo "endwait: 1 passed, 0 failed"
+	@pass=0; fail=0; \
+	for i in $$(seq $(MPI_END_RUNS)); do for how in close exit; do \
+	  if out=$$($(LUAENV) timeout 60 $(MPIEXEC) -n $(MPI_NP) $(LUA) \
+	       -l concurrent.futures.mpi spec/mpi/endforward.lua $$how 2>&1) \
+	     && echo "$$out" | grep -q "endforward: set"; then pass=$$((pass+1)); \
+	  else echo "endforward ($$how): $$out"; fail=$$((fail+1)); fi; \
+	done; done; echo "endforward: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 .PHONY: mpi test-mpi mpi-specs

@@ -33,6 +33,7 @@ static conc__fwd *newentry(conc__fwdtab *t, conc_future_t *f) {
   conc_future_ref(f);
   x->next = t->list;
   t->list = x;
+  __atomic_add_fetch(&t->n, 1, __ATOMIC_RELAXED);
   if (!conc__future_watch(f, &x->w))
     fire(&x->w);  /* done already: the news goes out on the next round */
   return x;
@@ -47,18 +48,62 @@ conc__fwd *conc__fwd_tell(conc__fwdtab *t, conc_future_t *f,
   if (x == NULL && (x = newentry(t, f)) == NULL)
     return NULL;
   for (i = 0; i < x->nknows; i++)
-    if (x->knows[i] == peer)
+    if (x->knows[i] == peer) {
+      x->mentions[i]++;
       return x;
+    }
   if (x->nknows == x->sizeknows) {
     int n = x->sizeknows ? 2 * x->sizeknows : 2;
     uintptr_t *k = (uintptr_t *)realloc(x->knows, (size_t)n * sizeof(*k));
+    uint32_t *m;
     if (k == NULL)
       return NULL;
     x->knows = k;
+    m = (uint32_t *)realloc(x->mentions, (size_t)n * sizeof(*m));
+    if (m == NULL)
+      return NULL;
+    x->mentions = m;
     x->sizeknows = n;
   }
+  x->mentions[x->nknows] = 1;
   x->knows[x->nknows++] = peer;
   return x;
+}
+
+/* Forget 'peer' at 'i' of the peers told of 'x'. */
+static void untell(conc__fwd *x, int i) {
+  x->nknows--;
+  x->knows[i] = x->knows[x->nknows];
+  x->mentions[i] = x->mentions[x->nknows];
+}
+
+void conc__fwd_drop(conc__fwdtab *t, uint64_t id, uintptr_t peer,
+                    uint32_t n) {
+  conc__fwd *x;
+  int i;
+  for (x = t->list; x != NULL && x->id != id; x = x->next)
+    ;
+  if (x == NULL)
+    return;
+  for (i = 0; i < x->nknows && x->knows[i] != peer; i++)
+    ;
+  if (i == x->nknows)
+    return;
+  if (n < x->mentions[i]) {
+    x->mentions[i] -= n;
+    return;
+  }
+  untell(x, i);
+  if (x->nknows == 0 && conc__future_unwatch(x->f, &x->w))
+    conc__fwd_free(x);  /* else it fired: freed from the fired list */
+}
+
+int conc__fwd_told(const conc__fwdtab *t) {
+  const conc__fwd *x;
+  for (x = t->list; x != NULL; x = x->next)
+    if (x->nknows > 0)
+      return 1;
+  return 0;
 }
 
 conc__fwd *conc__fwd_takefired(conc__fwdtab *t) {
@@ -70,7 +115,9 @@ void conc__fwd_free(conc__fwd *x) {
   for (px = &x->tab->list; *px != x; px = &(*px)->next)
     ;
   *px = x->next;
+  __atomic_sub_fetch(&x->tab->n, 1, __ATOMIC_RELAXED);
   free(x->knows);
+  free(x->mentions);
   conc_future_unref(x->f);
   free(x);
 }
@@ -81,7 +128,7 @@ void conc__fwd_forget(conc__fwdtab *t, uintptr_t peer) {
     int i;
     for (i = 0; i < x->nknows; i++)
       if (x->knows[i] == peer)
-        x->knows[i--] = x->knows[--x->nknows];
+        untell(x, i--);
   }
 }
 

@@ -29,6 +29,8 @@ typedef struct conc__fwd {
   conc_future_t *f;             /* a reference */
   uint64_t id;
   uintptr_t *knows;             /* the peers told of it */
+  uint32_t *mentions;           /* of it in payloads sent to each, not
+                                ** yet dropped (conc__fwd_drop) */
   int nknows, sizeknows;
 } conc__fwd;
 
@@ -39,6 +41,8 @@ typedef struct conc__fwd {
 ** else 0 and the next of 'nextid' is taken. */
 struct conc__fwdtab {
   conc__fwd *list;
+  long n;                       /* entries in 'list' (atomic: read by
+                                ** other threads, for the specs) */
   conc__fwd *fired;             /* stack, pushed atomically */
   uint64_t nextid;
   void (*wake)(conc__fwdtab *t);
@@ -49,6 +53,17 @@ struct conc__fwdtab {
 ** of it; NULL when out of memory. */
 CONC__FUNC conc__fwd *conc__fwd_tell(conc__fwdtab *t, conc_future_t *f,
                                      uintptr_t peer);
+/* 'peer' holds the proxy of future 'id' no more, after 'n' mentions of
+** it: those sent since keep it told. Once no peer is, the entry stops
+** watching and is freed (a fired one is freed with the fired list):
+** a future no peer holds needs no news, and one that is never set would
+** keep its entry, and the peers' proxies, forever. An unknown id or
+** peer is a drop that crossed the news of the future: nothing to do.
+** Exact only where ids never repeat (no 'taskid'): the MPI pool's. */
+CONC__FUNC void conc__fwd_drop(conc__fwdtab *t, uint64_t id, uintptr_t peer,
+                               uint32_t n);
+/* Whether some peer is told of an entry (it may drop it). */
+CONC__FUNC int conc__fwd_told(const conc__fwdtab *t);
 /* The entries fired since the last call, as a list through 'firednext'. */
 CONC__FUNC conc__fwd *conc__fwd_takefired(conc__fwdtab *t);
 /* Unlink and free a fired entry (its future's watch has gone). */

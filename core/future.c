@@ -898,6 +898,10 @@ conc_future_t *conc__future_new_foreign(void) {
   return f;
 }
 
+int conc__future_held(conc_future_t *f) {
+  return __atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) > 1;
+}
+
 void conc__future_tag_foreign(conc_future_t *f, uint64_t id) {
   *TAG(f) = id;
 }
@@ -935,14 +939,23 @@ int conc__future_watch(conc_future_t *f, conc__wnode *n) {
   linked = !settled_here(f);
   if (linked)
     link_tail(f, n);
+  else  /* out of the ring, as a fired node: unwatching it is harmless
+        ** (a forwarded future's entry, made zeroed, fired at once and
+        ** unwatched as the MPI pool stopped, followed null links) */
+    conc__queue_init(&n->q);
   unlock(&f->mu);
   return linked;
 }
 
-void conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
+int conc__future_unwatch(conc_future_t *f, conc__wnode *n) {
+  int linked;
   lock(&f->mu);
+  /* out of the ring a node is self-linked: linked if not, or if it is
+  ** the ring's only node */
+  linked = f->watchers == n || n->q.next != &n->q;
   unlink_node(f, n);  /* harmless when already unlinked */
   unlock(&f->mu);
+  return linked;
 }
 
 /* }====================================================================== */

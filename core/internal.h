@@ -267,6 +267,10 @@ CONC__FUNC conc_future_t *conc__future_new_foreign(void);
 CONC__FUNC uint64_t conc__child_running(void);
 /* Name proxy 'f' by its forwarded id, before anyone else sees it. */
 CONC__FUNC void conc__future_tag_foreign(conc_future_t *f, uint64_t id);
+/* Whether another reference than the caller's one is held: when not,
+** none can appear but from the caller's (a reference is taken only from
+** another one). */
+CONC__FUNC int conc__future_held(conc_future_t *f);
 /* The argument of 'f's stopper when it is 'stopper' (its task runs), or
 ** NULL. */
 CONC__FUNC void *conc__future_stopperarg(conc_future_t *f,
@@ -313,10 +317,11 @@ typedef struct conc__wnode {
 
 /* future.c: link 'n' to the future's watchers: 1, or 0 if the future is
 ** settled already, or done with its C callbacks running on the calling
-** thread (then it is not linked and the caller treats it as fired: it
-** would fire only once they returned). Unlinking an unlinked node is
-** harmless. */
+** thread (then it is not linked, but self-linked as a fired node, and
+** the caller treats it as fired: it would fire only once they
+** returned). Unlinking an unlinked node is harmless; unwatch returns
+** whether 'n' was linked (1), or fired (0). */
 CONC__FUNC int conc__future_watch(conc_future_t *f, conc__wnode *n);
-CONC__FUNC void conc__future_unwatch(conc_future_t *f, conc__wnode *n);
+CONC__FUNC int conc__future_unwatch(conc_future_t *f, conc__wnode *n);
 
 #endif

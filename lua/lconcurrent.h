@@ -105,6 +105,10 @@ LCONC_FUNC void lconc_checkstop(lua_State *L);
 /* push the error a stopped task unwinds with and return 1; 0 (nothing
 ** pushed) when 'ctl' asks no stop */
 LCONC_FUNC int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl);
+/* the message of a task stopped by its time limit, written without a
+** state into 'msg' (LCONC_STOPMSG_SIZE bytes) */
+#define LCONC_STOPMSG_SIZE 64
+LCONC_FUNC void lconc_timeoutmsg(char *msg, const conc_taskctl_t *ctl);
 /* a timeout argument: nil = forever; a number >= 0; else an arg error */
 LCONC_FUNC double lconc_optdeadline(lua_State *L, int arg);
 
@@ -118,6 +122,9 @@ LCONC_FUNC void lconc_open_timer(lua_State *L);
 
 /* lworker.c: adds worker (cf.worker) */
 LCONC_FUNC void lconc_open_worker(lua_State *L);
+/* in a worker state with max_memory, let its allocator pass the cap
+** ('lift' 1) or hold it again (0); nothing in another state */
+LCONC_FUNC void lconc_liftcap(lua_State *L, int lift);
 
 /* lexecutor.c: adds ThreadPoolExecutor and executor_methods */
 LCONC_FUNC void lconc_open_executor(lua_State *L);

@@ -44,19 +44,45 @@ static void newerror(lua_State *L, int cls, const char *msg) {
   lua_setmetatable(L, -2);
 }
 
-void lconc_pusherror(lua_State *L, const char *cls, const char *msg) {
+/* (Protected.) The error of class 1 whose message is 2, or is formatted
+** from 2 with the va_list at 3 (when not NULL), left at the top. */
+static int makeerror(lua_State *L) {
+  const char *cls = (const char *)lua_touserdata(L, 1);
+  const char *msg = (const char *)lua_touserdata(L, 2);
+  va_list *ap = (va_list *)lua_touserdata(L, 3);
+  if (ap != NULL)
+    msg = lua_pushvfstring(L, msg, *ap);
   getclass(L, cls);
   newerror(L, -1, msg);
-  lua_remove(L, -2);
+  return 1;
+}
+
+/* Push the error of class 'cls' (message 'msg', formatted when 'ap' is
+** not NULL). It is made with a worker's max_memory lifted
+** (lconc_liftcap): a task that holds all of it still gets the
+** TimeoutError of its wait, not "not enough memory". The cap holds
+** again before anything else runs, whatever the making did (hence the
+** protected call, whose own error is pushed if it failed all the same). */
+static void pushmade(lua_State *L, const char *cls, const char *msg,
+                     va_list *ap) {
+  lconc_liftcap(L, 1);
+  lua_pushcfunction(L, makeerror);
+  lua_pushlightuserdata(L, (void *)cls);
+  lua_pushlightuserdata(L, (void *)msg);
+  lua_pushlightuserdata(L, ap);
+  lua_pcall(L, 3, 1, 0);
+  lconc_liftcap(L, 0);
+}
+
+void lconc_pusherror(lua_State *L, const char *cls, const char *msg) {
+  pushmade(L, cls, msg, NULL);
 }
 
 int lconc_raise(lua_State *L, const char *cls, const char *fmt, ...) {
   va_list ap;
-  const char *msg;
   va_start(ap, fmt);
-  msg = lua_pushvfstring(L, fmt, ap);
+  pushmade(L, cls, fmt, &ap);
   va_end(ap);
-  lconc_pusherror(L, cls, msg);
   return lua_error(L);
 }
 

@@ -305,7 +305,8 @@ conc_watch_t *lconc_watchnew(lua_State *L) {
   return set;
 }
 
-conc_watch_t *lconc_pushwatch(lua_State *L) {
+/* (Protected.) The userdata of a watch, empty. */
+static int newwatch(lua_State *L) {
   conc_watch_t **p = (conc_watch_t **)lua_newuserdatauv(L, sizeof(*p), 0);
   *p = NULL;
   if (luaL_newmetatable(L, WATCH_MT)) {
@@ -315,6 +316,22 @@ conc_watch_t *lconc_pushwatch(lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* The userdata is made past a worker's max_memory (lconc_liftcap), as
+** the module's errors are: a task that holds all of it waits, and its
+** wait ends as it should (a TimeoutError), not in "not enough memory". */
+conc_watch_t *lconc_pushwatch(lua_State *L) {
+  conc_watch_t **p;
+  int st;
+  lconc_liftcap(L, 1);
+  lua_pushcfunction(L, newwatch);
+  st = lua_pcall(L, 0, 1, 0);
+  lconc_liftcap(L, 0);
+  if (st != LUA_OK)
+    lua_error(L);
+  p = (conc_watch_t **)lua_touserdata(L, -1);
   *p = lconc_watchnew(L);
   return *p;
 }
@@ -370,14 +387,17 @@ static void checkhook(lua_State *L, lua_Hook *h) {
   }
 }
 
+void lconc_timeoutmsg(char *msg, const conc_taskctl_t *ctl) {
+  snprintf(msg, LCONC_STOPMSG_SIZE, "task exceeded its %g s time limit",
+           ctl->timeout);
+}
+
 int lconc_pushstop(lua_State *L, conc_taskctl_t *ctl) {
   int why = __atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE);
   if (why == CONC_STOP_TIMEOUT) {
-    char secs[32];
-    snprintf(secs, sizeof(secs), "%g", ctl->timeout);
-    lconc_pusherror(L, "TimeoutError", lua_pushfstring(L,
-                    "task exceeded its %s s time limit", secs));
-    lua_remove(L, -2);
+    char msg[LCONC_STOPMSG_SIZE];
+    lconc_timeoutmsg(msg, ctl);
+    lconc_pusherror(L, "TimeoutError", msg);
   } else if (why != CONC_STOP_NONE) {
     lconc_pusherror(L, "CancelledError", "the task was cancelled");
   }

@@ -68,6 +68,7 @@ typedef struct worker {
   conc_bufcache_t *cache;  /* W's big freed blocks (W's thread only) */
   size_t used;          /* bytes W holds; written by W's thread only */
   size_t limit;         /* max_memory, or 0 */
+  int lifted;           /* the cap does not hold (lconc_liftcap) */
   int id;
   int phase;            /* how far the running task got (RUN_*) */
   const conc_payload_t *task;  /* the running task's payload */
@@ -161,12 +162,23 @@ static void *countalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     __atomic_store_n(&w->used, w->used - old, __ATOMIC_RELAXED);
     return NULL;
   }
-  if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit)
+  if (w->limit != 0 && nsize > old && w->used + (nsize - old) > w->limit
+      && !w->lifted)
     return NULL;
   np = resize(w, ptr, old, nsize);
   if (np != NULL)
     __atomic_store_n(&w->used, w->used - old + nsize, __ATOMIC_RELAXED);
   return np;
+}
+
+/* The module's own errors are a few hundred bytes: made while a task
+** holds its whole max_memory (its waits' timeouts, its stop), they must
+** still say what happened, not "not enough memory". Only W's thread
+** allocates in W, so the flag is its own. */
+void lconc_liftcap(lua_State *L, int lift) {
+  void *ud;
+  if (lua_getallocf(L, &ud) == countalloc)
+    ((worker *)ud)->lifted = lift;
 }
 
 static void stophook(lua_State *L, lua_Debug *ar);
@@ -569,26 +581,18 @@ static conc_payload_t *failure(worker *w, int *status) {
   return lconc_encodetext(lua_tostring(W, -1));
 }
 
-/* (Protected.) The error of a task stopped by its time limit, encoded;
-** the controls are at 1. */
-static int encode_timeout(lua_State *W) {
-  lconc_pushstop(W, (conc_taskctl_t *)lua_touserdata(W, 1));
-  lua_pushlightuserdata(W, lconc_encode(W, 2, 1, "error", 1));
-  return 1;
-}
-
 /* What a stopped task ends with: nothing for a cancel (its future ends
-** CANCELLED), a TimeoutError for a time limit. */
-static conc_payload_t *stopped(lua_State *W, conc_taskctl_t *ctl) {
-  conc_payload_t *p = NULL;
+** CANCELLED), a TimeoutError for a time limit. The error is a core error
+** payload made in C, which the state that reads the future turns into
+** its TimeoutError: built here in the worker's state, it needed room the
+** task may have used up (max_memory), and the future then failed with
+** an encode error in place of the TimeoutError. */
+static conc_payload_t *stopped(conc_taskctl_t *ctl) {
+  char msg[LCONC_STOPMSG_SIZE];
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
     return NULL;
-  lua_pushcfunction(W, encode_timeout);
-  lua_pushlightuserdata(W, ctl);
-  if (lua_pcall(W, 1, 1, 0) == LUA_OK)
-    p = (conc_payload_t *)lua_touserdata(W, -1);
-  lua_settop(W, 1);
-  return p;
+  lconc_timeoutmsg(msg, ctl);
+  return conc_payload_error("TimeoutError", msg);
 }
 
 /* Arm the task's controls: no hook left from an earlier task, waits
@@ -631,7 +635,7 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   disarm(wk);
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_NONE) {
     conc_payload_free(out);
-    out = stopped(W, ctl);
+    out = stopped(ctl);
     *failed = 1;
   }
   /* a task that ran out of memory leaves its garbage: collect it now,

@@ -348,3 +348,29 @@ describe("mk/specrun.sh", function()
     assert.are.equal(128 + 9, code)
   end)
 end)
+
+describe("the Makefile", function()
+  -- What 'make -n' would run for 'target' with an empty build directory,
+  -- away from the make running this suite (its MAKEFLAGS carry BUILD=).
+  local function plan(target)
+    local code, tmp = shell("mktemp -d")
+    assert(code == 0, tmp)
+    tmp = tmp:gsub("\n$", "")
+    local c, out = shell("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n BUILD=" ..
+                         tmp .. " " .. target)
+    shell("rm -rf " .. tmp)
+    assert(c == 0, out)
+    return out, tmp
+  end
+
+  it("builds the main module before the MPI specs, which load it", function()
+    -- mpi_spec.lua runs examples/mpi_primes.lua in a plain lua5.4 too,
+    -- which loads concurrent.core, not the MPI module
+    local out, tmp = plan("mpi-specs")
+    local core = out:find("-o " .. tmp .. "/concurrent/core.so", 1, true)
+    local mpiexec = out:find("mpiexec", 1, true)
+    assert.is_not_nil(core, out)
+    assert.is_not_nil(mpiexec, out)
+    assert.is_true(core < mpiexec, out)
+  end)
+end)

@@ -48,13 +48,17 @@
 **                                                    queued)
 **   M_CLOSE  (0 -> w)  u32 pool                      release the runtime
 **   M_EXIT   (0 -> w)                                finalize and exit
+**   M_FDROP  (w -> 0)  u64 id, u32 n                 the rank holds the
+**                                                    proxy of future 'id'
+**                                                    no more, after n
+**                                                    mentions of it
 ** payload and the state/failed bytes: as frame.h and forward.h say.
 ** Queues: a rank's requests and rank 0's replies and news are frame.h's
 ** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
 ** stay apart from.
 */
 enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
-       M_EXIT };
+       M_EXIT, M_FDROP };
 
 #define TAG 1071
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
@@ -147,11 +151,13 @@ typedef struct qrank {
   conc__wbuf w;
 } qrank;
 
-/* Ranks >= 1: a proxy of one of rank 0's futures. */
+/* Ranks >= 1: a proxy of one of rank 0's futures, until its news comes
+** or no one on the rank holds it (then M_FDROP says so). */
 typedef struct proxy {
   struct proxy *next;
   uint64_t id;
   conc_future_t *f;
+  uint32_t mentions;        /* of it in payloads that came */
 } proxy;
 
 /* Serializes conc_mpi_start and conc_mpi_stop. */
@@ -180,6 +186,7 @@ static struct {
   job *jobs, **jobtail;
   int mainstop;             /* the worker loop ended */
   job *current;             /* the task taken by the worker loop */
+  long jobsdone;            /* jobs the worker loop is done with */
   /* rank 0: the tasks a running cancel asks to stop, under their own
   ** lock, which a stopper takes under its future's */
   pthread_mutex_t cmu;
@@ -201,6 +208,8 @@ static struct {
   MPI_Comm inter;           /* to the spawned ranks, or to the parent */
   long nsent;               /* frames handed to MPI_Isend */
   proxy *proxies;
+  long nproxies;            /* atomic: read by other threads (specs) */
+  long swept;               /* G.jobsdone at the last sweep */
   int exitseen;
   /* ranks >= 1: the worker loop's */
   conc__taskstop tstop;     /* the running task's controls, on 'timer' */
@@ -955,22 +964,41 @@ static int round0(conc__queue *done, int *quit) {
   return awaited;
 }
 
+static int ondrop(const unsigned char *body, size_t len, int src);
+
 /* What came from 'src' ('r' as receive says): queue requests are carried
 ** out unlocked (the queue's wake-ups run other threads' watchers), the
 ** rest under G.mu. */
 static void onreceived(int r, const unsigned char *body, size_t len,
                        int src, conc__queue *done) {
   int request = r > 0 && conc__qhost_isrequest(body[0]);
+  int drop = r > 0 && body[0] == M_FDROP;
   if (request && onrequest(body, len, src) == 0)
     return;
   pthread_mutex_lock(&G.mu);
   if (r < 0)
     badrank(src, "a message from worker rank %d could not be read", done);
-  else if (request)
+  else if (request || (drop && ondrop(body, len, src) != 0))
     badrank(src, "worker rank %d sent a corrupt frame", done);
-  else
+  else if (!drop)
     onmessage(body, len, src, done);
   pthread_mutex_unlock(&G.mu);
+}
+
+/* M_FDROP of 'src': 0, or -1 when corrupt. */
+static int ondrop(const unsigned char *body, size_t len, int src) {
+  conc__rd r;
+  uint64_t id;
+  uint32_t n;
+  r.p = body + 1;
+  r.end = body + len;
+  r.bad = 0;
+  id = conc__get64(&r);
+  n = conc__get32(&r);
+  if (r.bad || r.p != r.end || src < 1)
+    return -1;
+  conc__fwd_drop(&G.fwd, id, (uintptr_t)src, n);
+  return 0;
 }
 
 /* Every worker rank exits: it waits for the order, never lost. */
@@ -1015,7 +1043,8 @@ static void master(void) {
       last = conc_now();
       continue;
     }
-    if (!awaited && !linked()) {
+    /* a rank that knows a forwarded future may say it dropped it */
+    if (!awaited && !linked() && !conc__fwd_told(&G.fwd)) {
       wait = 0;
       nap(-1);
       last = conc_now();  /* woken for new work */
@@ -1270,22 +1299,65 @@ void conc_mpi_stop(void) {
 ** Ranks >= 1: the communication loop
 ** ======================================================================= */
 
-/* The proxy of rank 0's future 'id', made on first sight; NULL when out
-** of memory. */
-static conc_future_t *proxyof(uint64_t id) {
+/* The proxy of rank 0's future 'id', made on first sight, with
+** 'mention' more mentions; NULL when out of memory. */
+static conc_future_t *proxyof(uint64_t id, int mention) {
   proxy *x;
   for (x = G.proxies; x != NULL; x = x->next)
-    if (x->id == id)
+    if (x->id == id) {
+      x->mentions += (uint32_t)mention;
       return x->f;
+    }
   x = (proxy *)malloc(sizeof(*x));
   if (x == NULL || (x->f = conc__future_new_foreign()) == NULL) {
     free(x);
     return NULL;
   }
   x->id = id;
+  x->mentions = (uint32_t)mention;
   x->next = G.proxies;
   G.proxies = x;
+  __atomic_add_fetch(&G.nproxies, 1, __ATOMIC_RELAXED);
   return x->f;
+}
+
+/* Let go of the proxy at '*px'. */
+static void freeproxy(proxy **px) {
+  proxy *x = *px;
+  *px = x->next;
+  conc_future_unref(x->f);
+  free(x);
+  __atomic_sub_fetch(&G.nproxies, 1, __ATOMIC_RELAXED);
+}
+
+/* (Comm thread.) Drop the proxies that no one on this rank holds any
+** more (their tasks ended, their handles were collected), telling rank
+** 0: one whose future is never set (a task cancelled before it ran was
+** given it, its owner let it go) would otherwise stay here, and its
+** entry on rank 0, for as long as the job runs. No new reference to
+** such a proxy can appear but from this thread (readpayload). Without
+** memory for the message it stays, for the next sweep. */
+static void sweepproxies(void) {
+  proxy **px = &G.proxies, *x;
+  while ((x = *px) != NULL) {
+    out *o;
+    if (conc__future_held(x->f) || (o = newout(0, M_FDROP)) == NULL) {
+      px = &x->next;
+      continue;
+    }
+    conc__put64(&o->w, x->id);
+    conc__put32(&o->w, x->mentions);
+    if ((o = endout(o)) == NULL || isend(o) != 0) {
+      px = &x->next;
+      continue;
+    }
+    freeproxy(px);
+  }
+}
+
+long conc_mpi_proxies(void) {
+  return G.rank == 0 ? __atomic_load_n(&G.fwd.n, __ATOMIC_RELAXED)
+                     : __atomic_load_n(&G.nproxies, __ATOMIC_RELAXED);
 }
 
 /* A worker rank that cannot go on leaves without finalizing (from
@@ -1313,7 +1385,7 @@ static conc_payload_t *readpayload(conc__rd *r) {
       conc_payload_setqueue(p, i, q);
       conc_chanq_unref(q);
     } else {
-      conc_future_t *f = proxyof(ids[i]);
+      conc_future_t *f = proxyof(ids[i], 1);
       if (f == NULL)
         fail("out of memory");
       conc_payload_setfuture(p, i, f);
@@ -1357,14 +1429,12 @@ static conc_payload_t *qpx_readpayload(conc__qproxies *t, conc__rd *r) {
 ** job, forever. */
 static void endproxies(void) {
   while (G.proxies != NULL) {
-    proxy *x = G.proxies;
     conc_payload_t *e = conc_payload_error(ops.broken_class,
                                            "rank 0 has ended");
-    G.proxies = x->next;
-    conc__future_settle_foreign(x->f, e == NULL, e, conc_payload_sizeof(e),
-                                conc_payload_free, 1);
-    conc_future_unref(x->f);
-    free(x);
+    conc__future_settle_foreign(G.proxies->f, e == NULL, e,
+                                conc_payload_sizeof(e), conc_payload_free,
+                                1);
+    freeproxy(&G.proxies);
   }
 }
 
@@ -1372,7 +1442,7 @@ static void onfuture(conc__rd *r) {
   uint64_t id = conc__get64(r);
   unsigned state = conc__get8(r);
   int failed = (int)conc__get8(r);
-  conc_future_t *f = proxyof(id);
+  conc_future_t *f = proxyof(id, 0);
   conc_payload_t *p = NULL;
   proxy **px, *x;
   if (f == NULL)
@@ -1384,9 +1454,7 @@ static void onfuture(conc__rd *r) {
                               failed);
   for (px = &G.proxies; (x = *px) != NULL; px = &x->next)
     if (x->id == id) {
-      *px = x->next;
-      conc_future_unref(x->f);
-      free(x);
+      freeproxy(px);
       break;
     }
 }
@@ -1494,12 +1562,19 @@ static void worker(void) {
     unsigned char *body;
     size_t len;
     int src, r, got = 0, stop, left;
+    long jobsdone;
     pthread_mutex_lock(&G.mu);
     q = G.outq;
     G.outq = NULL;
     G.outtail = &G.outq;
     stop = G.mainstop;
+    jobsdone = G.jobsdone;
     pthread_mutex_unlock(&G.mu);
+    if (jobsdone != G.swept && !G.exitseen) {  /* what a job held is let
+                                               ** go by its end */
+      G.swept = jobsdone;
+      sweepproxies();
+    }
     for (; q != NULL; q = next, got++) {
       next = q->next;
       if (isend(q) != 0)
@@ -1748,6 +1823,10 @@ int conc_mpi_serve(const conc_mpi_worker *w) {
     free(j);
     if (type == M_EXIT)
       break;
+    pthread_mutex_lock(&G.mu);
+    G.jobsdone++;
+    pthread_mutex_unlock(&G.mu);
+    wake();
   }
   while (pools != NULL)
     closepool_w(w, &pools, pools->id);

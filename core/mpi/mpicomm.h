@@ -51,4 +51,8 @@ CONC__FUNC int conc_mpi_spawn(const char *cmd, char **argv, int n,
 ** runs, tell every worker rank to exit, finalize MPI. Idempotent. */
 CONC__FUNC void conc_mpi_stop(void);
 
+/* For the specs: on rank 0 the futures forwarded to ranks that some
+** rank may still hold; on a worker rank its proxies of them. */
+CONC__FUNC long conc_mpi_proxies(void);
+
 #endif

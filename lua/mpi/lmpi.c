@@ -194,6 +194,14 @@ static int mpi_rank(lua_State *L) {
   return 1;
 }
 
+/* mpi._proxies() (for the specs, undocumented): on rank 0, its futures
+** forwarded to worker ranks that a rank may still hold; in a task on a
+** worker rank, that rank's proxies of them. */
+static int mpi_proxies(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_mpi_proxies());
+  return 1;
+}
+
 /***
  * The number of ranks (rank 0 and the workers).
  * @function size
@@ -263,7 +271,7 @@ static int mpi_noexecutor(lua_State *L) {
 
 /* The module table over the core table at the top. */
 static void pushmodule(lua_State *L, lua_CFunction executor) {
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   lua_pushcfunction(L, executor);
   lua_setfield(L, -2, "MPIPoolExecutor");
   lua_getfield(L, -2, "BrokenMPIPool");
@@ -272,6 +280,8 @@ static void pushmodule(lua_State *L, lua_CFunction executor) {
   lua_setfield(L, -2, "rank");
   lua_pushcfunction(L, mpi_size);
   lua_setfield(L, -2, "size");
+  lua_pushcfunction(L, mpi_proxies);
+  lua_setfield(L, -2, "_proxies");
 }
 
 /* Rank 0's first state stops MPI when it closes (a registry sentinel's

@@ -95,6 +95,94 @@ describe("concurrent.futures.mpi", function()
     assert.equal("ok", slow:result(0))
   end)
 
+  it("drops the proxies of futures that are never set, on the ranks and rank 0", function()
+    -- each future a task is given has a proxy on its rank and an entry on
+    -- rank 0 until it is set; one never set, given to a task that ran,
+    -- or was cancelled on its rank before it ran, or to one a shutdown
+    -- with cancel_futures dropped, stayed on both for the whole job
+    local ex <close> = Pool(1)
+    for _ = 1, 10 do
+      ex:submit(function(n) return n ~= nil end, cf.Future()):result(30)
+      local gate, never = cf.Future(), cf.Future()
+      local first = ex:submit(function(g) return g:result(30) end, gate)
+      local fs = {}
+      for i = 1, 3 do fs[i] = ex:submit(function(n) return n ~= nil end, never) end
+      for i = 3, 1, -1 do fs[i]:cancel { running = true } end
+      gate:set_result(true)
+      first:result(30)
+      local other = Pool(1)
+      local g2 = cf.Future()
+      other:submit(function(g) return g:result(30) end, g2)
+      for _ = 1, 3 do other:submit(function(n) return n ~= nil end, cf.Future()) end
+      other:shutdown(false, true)
+      g2:set_result(true)
+      other:shutdown()
+    end
+    collectgarbage()
+    -- the rank drops a proxy once a job ended after its last holder went
+    -- (here the collection of the first task), and tells rank 0
+    local left
+    for _ = 1, 100 do
+      ex:submit(collectgarbage):result(30)
+      left = ex:submit(function()
+        return require("concurrent.futures.mpi")._proxies()
+      end):result(30)
+      if left == 0 and mpi._proxies() == 0 then break end
+    end
+    assert.equal(0, left)
+    assert.equal(0, mpi._proxies())
+  end)
+
+  it("keeps a future's news for the ranks that dropped its proxy and were given it again", function()
+    -- a rank drops a proxy no one holds there while rank 0 may be sending
+    -- it again: the mentions each side counted keep the rank told
+    local ex <close> = Pool(2)
+    local g = cf.Future()
+    for _ = 1, 100 do
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = ex:submit(function(f, k)
+          if k == 1 then collectgarbage() end
+          return f:done()
+        end, g, i)
+      end
+      for i = 1, 4 do assert.is_false(fs[i]:result(30)) end
+    end
+    local waiters = {}
+    for i = 1, 4 do waiters[i] = ex:submit(function(f) return f:result(30) end, g) end
+    g:set_result("go")
+    for i = 1, 4 do assert.equal("go", waiters[i]:result(30)) end
+  end)
+
+  it("ends every task of a storm of running cancels racing the sends ahead", function()
+    local ex <close> = Pool(2)
+    local fs, n = {}, 200
+    local rnd = 7
+    for i = 1, n do
+      fs[i] = ex:submit(function(k)
+        local t = os.clock() + 0.001
+        while os.clock() < t do end
+        return k
+      end, i)
+      rnd = (rnd * 1103515245 + 12345) % 2147483648
+      if rnd % 2 == 0 then fs[rnd % i + 1]:cancel { running = true } end
+    end
+    local done, cancelled = 0, 0
+    for i = 1, n do
+      local ok, v = pcall(fs[i].result, fs[i], 30)
+      if ok then
+        assert.equal(i, v)
+        done = done + 1
+      else
+        assert.is_true(cf.CancelledError:is(v), tostring(v))
+        cancelled = cancelled + 1
+      end
+    end
+    local st = ex:stats()
+    assert.same({ done, cancelled, 0, 0 }, { st.completed, st.cancelled, st.running, st.pending })
+    assert.equal("ok", ex:submit(function() return "ok" end):result(30))
+  end)
+
   it("breaks when the initializer fails, naming the rank; the ranks serve the next pool", function()
     local ex <close> = Pool { max_workers = 1, initializer = function() error("init boom") end }
     local e = ex:submit(function() return 1 end):exception(30)

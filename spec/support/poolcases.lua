@@ -325,6 +325,48 @@ return function(class, Pool, Broken, caps)
     end)
 
     if caps.limits then
+      it("fails a task past its limit with TimeoutError when it filled its max_memory", function()
+        -- the task holds all the memory its worker may have when its time
+        -- runs out: the TimeoutError cannot be made in the worker's state
+        local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024,
+                                  task_timeout = 0.3 }
+        local f = ex:submit(function()
+          _G.hold = {}
+          pcall(function()
+            for i = 1, 1e8 do _G.hold[i] = ("x"):rep(32) .. i end
+          end)
+          while true do end
+        end)
+        local e = f:exception(30)
+        assert.is_true(cf.TimeoutError:is(e), tostring(e))
+        assert.equal("task exceeded its 0.3 s time limit", e.message)
+      end)
+
+      it("raises a wait's TimeoutError in a task that holds all of its max_memory", function()
+        -- the error is made past the cap: a task at it got "not enough
+        -- memory" from result(0.05) instead
+        local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024 }
+        local r = table.pack(ex:submit(function(g)
+          local m = require "concurrent.futures"
+          -- all made before the task fills its memory
+          local calls = { function() return g:result(0.05) end,
+                          function() return g:exception(0.05) end,
+                          (m.as_completed({ g }, 0.05)) }
+          local got, fill = { false, false, false }, function()
+            for i = 1, 1e8 do _G.hold[i] = ("x"):rep(32) .. i end
+          end
+          _G.hold = {}
+          pcall(fill)
+          for k = 1, 3 do
+            local ok, e = pcall(calls[k])
+            got[k] = not ok and m.TimeoutError:is(e)
+          end
+          _G.hold = nil
+          return got[1], got[2], got[3]
+        end, cf.Future()):result(30))
+        assert.same({ true, true, true, n = 3 }, r)
+      end)
+
       -- A stop raised inside a call of a chunk is not that call's error:
       -- the chunk ends as a stopped task does, with none of its results.
       local core = require "concurrent.core"
