@@ -390,6 +390,64 @@ describe("cf.async and cf.await", function()
   end)
 end)
 
+-- Each link of these chains completes the next from a done-callback:
+-- nested at once, 250 links overflowed Lua's C stack (about 190 deep) and
+-- the result was lost (the error only printed on stderr). Deeper than
+-- lmailbox.c's LCONC_MAXNEST, callbacks run once the outermost returns.
+describe("chains of futures completing each other", function()
+  local LINKS = 250
+
+  local function chain(link)
+    local root = cf.Future()
+    local f = root
+    for i = 1, LINKS do f = link(f, i) end
+    root:set_result(42)
+    assert.is_true(f:done())  -- at once: set_result ran the whole chain
+    return f:result(0)
+  end
+
+  it("of cf.all, cf.any and cf.async give the result", function()
+    local r = chain(function(f) return cf.all { f } end)
+    for _ = 1, LINKS do r = r[1][1] end
+    assert.equal(42, r)
+    assert.equal(42, chain(function(f) return cf.any { f } end))
+    assert.equal(42, chain(function(f)
+      return cf.async(function() return cf.await(f) end)
+    end))
+    assert.equal(42 + LINKS, chain(function(f)
+      return cf.async(function() return cf.await(f) + 1 end)
+    end))
+  end)
+
+  it("of plain done-callbacks give the result, and a failure at the end", function()
+    assert.equal(42 + LINKS, chain(function(f)
+      local nxt = cf.Future()
+      f:add_done_callback(function(d) nxt:set_result(d:result() + 1) end)
+      return nxt
+    end))
+    local ok, err = pcall(chain, function(f, i)
+      local nxt = cf.Future()
+      f:add_done_callback(function(d)
+        if i == LINKS then nxt:set_exception("link " .. i) else nxt:set_result(d:result()) end
+      end)
+      return nxt
+    end)
+    assert.is_false(ok)
+    assert.equal("link " .. LINKS, err)
+  end)
+
+  it("still run a shallow callback's callbacks at once, in order", function()
+    local log, a, b = {}, cf.Future(), cf.Future()
+    b:add_done_callback(function() log[#log + 1] = "b" end)
+    a:add_done_callback(function()
+      b:set_result(1)
+      log[#log + 1] = "after b"
+    end)
+    a:set_result(1)
+    assert.same({ "b", "after b" }, log)
+  end)
+end)
+
 describe("composition over a process pool", function()
   it("maps in completion order and with a buffer", function()
     local ex <close> = cf.ProcessPoolExecutor(2)
