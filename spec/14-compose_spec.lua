@@ -331,6 +331,59 @@ describe("cf.async and cf.await", function()
     assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
   end)
 
+  it("fails at once when its coroutine is resumed or closed by hand", function()
+    -- before, the future stayed pending until the awaited future was
+    -- done, then failed with "cannot resume dead coroutine"
+    local gate = cf.Future()
+    local co
+    local job = cf.async(function() co = coroutine.running() return cf.await(gate) end)
+    local ok, err = coroutine.resume(co, true)
+    assert.is_false(ok)
+    assert.matches("cf.async coroutine resumed by hand", err)
+    assert.is_true(job:done())
+    assert.matches("^cf.async coroutine resumed by hand %(coroutine.resume%) while it awaited a future$",
+      job:exception(0))
+    local co2
+    local job2 = cf.async(function() co2 = coroutine.running() return cf.await(gate) end)
+    assert.is_true(coroutine.close(co2))
+    assert.is_true(job2:done())
+    assert.equal("cf.async coroutine closed by hand (coroutine.close)", job2:exception(0))
+    gate:set_result(1)  -- wakes neither again
+    assert.matches("resumed by hand", job:exception(0))
+    assert.matches("closed by hand", job2:exception(0))
+    -- closing a finished coroutine changes nothing
+    local co3
+    local job3 = cf.async(function() co3 = coroutine.running() return 3 end)
+    assert.is_true(coroutine.close(co3))
+    assert.equal(3, job3:result(0))
+  end)
+
+  it("closes the to-be-closed variables of a function that fails", function()
+    local closed, gate = {}, cf.Future()
+    local function tbc(name)
+      return setmetatable({}, { __close = function(_, e) closed[#closed + 1] = { name, e } end })
+    end
+    local job = cf.async(function()
+      local _ <close> = tbc("a")
+      cf.await(gate)
+      error("boom", 0)
+    end)
+    gate:set_result(1)
+    assert.same({ { "a", "boom" } }, closed)
+    assert.equal("boom", job:exception(0))
+    -- a __close that raises replaces the error, as in Lua
+    local job2 = cf.async(function()
+      local _ <close> = setmetatable({}, { __close = function() error("in close", 0) end })
+      error("first", 0)
+    end)
+    assert.equal("in close", job2:exception(0))
+    -- and those of one that yields outside cf.await
+    closed = {}
+    local job3 = cf.async(function() local _ <close> = tbc("y") coroutine.yield() end)
+    assert.matches("outside cf.await", job3:exception(0))
+    assert.same({ { "y" } }, closed)
+  end)
+
   it("raises TimeoutError inside the coroutine when await's timeout passes", function()
     local never = cf.Future()
     local job = cf.async(function()

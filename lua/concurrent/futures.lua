@@ -613,7 +613,11 @@ function M.any(fs)
 end
 
 local AWAIT = {}  -- what cf.await yields to the driver of its coroutine
-local asyncs = setmetatable({}, { __mode = "k" })  -- coroutines of cf.async
+local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
+-- coroutine of cf.async -> its run: { out = its future, co = it, ended = }
+-- ('ended' once the run may end no other way: its future is or will be
+-- completed by whoever set it)
+local asyncs = setmetatable({}, { __mode = "k" })
 
 -- The message a traceback starts with, for any error value.
 local function errmsg(err)
@@ -623,24 +627,61 @@ local function errmsg(err)
   return ("(error object is a %s value)"):format(type(err))
 end
 
--- Resume the coroutine of the async future 'out' with ...; it runs up to
--- its next cf.await on a pending future, whose done-callback (or its
--- timer's) resumes it at one of the state's safe points.
-local function advance(co, out, ...)
+-- End the run 'run' of a cf.async coroutine that its driver no longer
+-- resumes: fail its future with 'msg' (and 'tb').
+local function abandon(run, msg, tb)
+  run.ended = true
+  asyncs[run.co] = nil
+  core._fail(run.out, msg, tb or debug.traceback(msg, 2))
+end
+
+-- A to-be-closed variable of every cf.async coroutine, closed when its
+-- function returns (the run ended) or by coroutine.close: by the driver
+-- after an error (ended), else by hand, which must not leave the future
+-- pending for ever.
+local RUN = {
+  __close = function(run)
+    if not run.ended then
+      abandon(run, "cf.async coroutine closed by hand (coroutine.close)")
+    end
+  end,
+}
+
+-- The function of a cf.async coroutine: 'fn(...)' inside its run.
+local function body(run, fn, ...)
+  local _ <close> = run
+  local r = pack(fn(...))
+  run.ended = true
+  return unpack(r, 1, r.n)
+end
+
+-- Resume the coroutine of the run 'run' with ...; it runs up to its next
+-- cf.await on a pending future, whose done-callback (or its timer's)
+-- resumes it at one of the state's safe points.
+local function advance(run, ...)
+  local co, out = run.co, run.out
+  if run.ended then return end  -- closed or resumed by hand meanwhile
   local r = pack(coroutine.resume(co, ...))
   if coroutine.status(co) == "dead" then
     asyncs[co] = nil
     if r[1] then
       out:set_result(unpack(r, 2, r.n))
-    else
-      core._fail(out, r[2], debug.traceback(co, errmsg(r[2])))
+    elseif not run.ended then
+      -- its to-be-closed variables close as the error leaves it (as
+      -- coroutine.wrap does), before the future fails; one that raises
+      -- replaces the error (close returns the error it ends with)
+      local err, tb = r[2], debug.traceback(co, errmsg(r[2]))
+      run.ended = true
+      local _, cerr = coroutine.close(co)
+      if not rawequal(cerr, err) then err, tb = cerr, errmsg(cerr) end
+      core._fail(out, err, tb)
     end
     return
   end
   if r[2] ~= AWAIT then
-    asyncs[co] = nil
     local msg = "attempt to yield from a cf.async function outside cf.await"
-    core._fail(out, msg, debug.traceback(co, msg))
+    abandon(run, msg, debug.traceback(co, msg))
+    coroutine.close(co)  -- it is never resumed: close its variables now
     return
   end
   local f, timeout = r[3], r[4]
@@ -652,7 +693,7 @@ local function advance(co, out, ...)
       core._untimer(timer)
       timer:cancel()
     end
-    advance(co, out, timedout)
+    advance(run, WAKE, timedout)
   end
   if timeout then
     timer = core.Future()
@@ -683,12 +724,12 @@ function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
   end
-  local co = coroutine.create(type(fn) == "function" and fn
-                              or function(...) return fn(...) end)
-  asyncs[co] = true
   local out = core.Future()
+  local co = coroutine.create(body)
+  local run = setmetatable({ out = out, co = co, ended = false }, RUN)
+  asyncs[co] = run
   out:set_running_or_notify_cancel()
-  advance(co, out, ...)
+  advance(run, run, fn, ...)
   return out
 end
 
@@ -715,9 +756,16 @@ function M.await(f, timeout)
   local co = coroutine.running()
   if not asyncs[co] then return f:result(timeout) end
   if not f:done() then
-    if timeout == 0 or coroutine.yield(AWAIT, f, timeout) then
-      error(core.TimeoutError("await timed out"))
+    if timeout == 0 then error(core.TimeoutError("await timed out")) end
+    local by, timedout = coroutine.yield(AWAIT, f, timeout)
+    if by ~= WAKE then
+      local msg = "cf.async coroutine resumed by hand (coroutine.resume) " ..
+                  "while it awaited a future"
+      local run = asyncs[co]
+      if run then abandon(run, msg) end
+      error(msg, 2)
     end
+    if timedout then error(core.TimeoutError("await timed out")) end
   end
   return f:result(0)
 end
