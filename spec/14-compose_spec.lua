@@ -49,6 +49,25 @@ describe("ThreadPoolExecutor:map", function()
       { function() local it = ex.map(nil, print, { 1 }) return it end,
         "calling 'map' on bad self" },
     }
+    -- an array whose __len does not return an integer (before: 2.5 mapped
+    -- 3 items, math.huge submitted for ever, "x" and nil failed inside
+    -- futures.lua comparing a string or nil with a number)
+    local function len(v) return setmetatable({ 1, 2, 3 }, { __len = function() return v end }) end
+    for _, bad in ipairs { { 2.5, "2%.5" }, { "x", "string" }, { "2", "string" },
+                           { math.huge, "inf" }, { 0 / 0, "%-?nan" }, { true, "boolean" } } do
+      cases[#cases + 1] = { function() local it = ex:map(print, len(bad[1])) return it end,
+        "bad argument #2 to 'map' %(integer length expected, got " .. bad[2] .. "%)" }
+    end
+    cases[#cases + 1] = { function() local it = ex:map(print, { 1 }, len(nil)) return it end,
+      "bad argument #3 to 'map' %(integer length expected, got nil%)" }
+    cases[#cases + 1] = { function() local it = ex:map { print, { 1 }, len(1.5) } return it end,
+      "bad argument #1 to 'map' %(integer length expected at index 3, got 1%.5%)" }
+    cases[#cases + 1] = { function()
+        local it = ex:map(setmetatable({ print, { 1 } }, { __len = function() return "x" end }))
+        return it
+      end, "bad argument #1 to 'map' %(integer length expected, got string%)" }
+    cases[#cases + 1] = { function() local it = ex:map { print, { 1 }, colour = 1 } return it end,
+      "bad argument #1 to 'map' %(unknown option 'colour'; known: " }
     for _, c in ipairs(cases) do
       local err = line_of(c[1])
       assert.matches("^[^\n]-" .. here .. ".-" .. c[2], err)
@@ -264,6 +283,8 @@ describe("cf.all and cf.any", function()
         "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
       { function() local f = cf.any {} return f end,
         "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
+      { function() local f = cf.all(setmetatable({}, { __len = function() return "x" end })) return f end,
+        "bad argument #1 to 'all' %(integer length expected, got string%)" },
     } do
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end

@@ -97,6 +97,21 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- The length of the table 't', its __len's too, which must be an integer
+-- (or a float with an integral value, as luaL_len takes). Otherwise an
+-- error at 'level' above the caller of this function: "bad argument #arg
+-- to 'fname' (integer length expected<at>, got 2.5)".
+local function length(t, arg, fname, level, at)
+  local n = #t
+  local i = math.type(n) and math.tointeger(n)
+  if not i then
+    error(("bad argument #%d to '%s' (integer length expected%s, got %s)")
+      :format(arg, fname, at or "", math.type(n) and tostring(n) or type(n)),
+      level + 1)
+  end
+  return i
+end
+
 --- A plain Lua closure (so it can be submitted) that calls `fn` with the
 -- bound arguments first, then its own (Python's `functools.partial`).
 -- @tparam function fn
@@ -134,7 +149,12 @@ local HERE = debug.getinfo(1, "S").short_src .. ":"
 -- 'level' is where an argument error points (the caller of map).
 local function items(xs, pos, tableform, level)
   if type(xs) == "table" then
-    local i, n = 0, #xs
+    local i, n = 0, nil
+    if tableform then
+      n = length(xs, 1, "map", level, (" at index %d"):format(pos + 1))
+    else
+      n = length(xs, pos, "map", level)
+    end
     return function()
       if i >= n then return false end
       i = i + 1
@@ -257,14 +277,16 @@ local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
 local function map_options(fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
     local o = fn
+    -- level 4: map_options <- check_map <- map <- the caller
+    local n = length(o, 1, "map", 4)
     for k in pairs(o) do
-      if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= #o) then
+      if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= n) then
         error(("bad argument #1 to 'map' (unknown option '%s'; known: %s)")
-          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 3)
+          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 4)
       end
     end
-    local its = { n = math.max(#o - 1, 0) }
-    for k = 2, #o do its[k - 1] = o[k] end
+    local its = { n = math.max(n - 1, 0) }
+    for k = 2, n do its[k - 1] = o[k] end
     return o[1], its, o, 1
   end
   return fn, pack(...), {}, 2
@@ -523,7 +545,7 @@ local function futures(fs, name)
       :format(name, typename(fs)), 3)
   end
   local list = {}
-  for i = 1, #fs do
+  for i = 1, length(fs, 1, name, 3) do
     local f = fs[i]
     if getmetatable(f) ~= FUTURE then
       error(("bad argument #1 to '%s' (future expected at index %d, got %s)")
