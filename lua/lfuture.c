@@ -312,13 +312,14 @@ static void pushscalar(lua_State *L, const handle *h) {
 }
 
 /* Keep the 'n' values at the top as the outcome of the handle at 1,
-** and leave it on the stack: the single value, or the table. */
+** and leave it on the stack: the single value, or the table. The handle
+** says it has an outcome only once it is stored: out of memory before
+** leaves it with none (to decode again), not one that reads as nil. */
 static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
-  int i;
+  int i, out = OUT_ONE;
   if (n == 1 && !failed) {
     if (keepscalar(L, h))
       return OUT_ONE;
-    h->out = OUT_ONE;
   } else {
     lua_createtable(L, n, 2);
     lua_insert(L, -n - 1);
@@ -328,14 +329,27 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
     lua_setfield(L, -2, "n");
     lua_pushboolean(L, failed);
     lua_setfield(L, -2, "failed");
-    h->out = OUT_TABLE;
+    out = OUT_TABLE;
   }
   pushoutcomes(L);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  return h->out;
+  h->out = (unsigned char)out;
+  return out;
+}
+
+/* Forget the outcome kept for the handle at 1 (nothing allocates). */
+static void forgetoutcome(lua_State *L, handle *h) {
+  if (h->out == OUT_ONE || h->out == OUT_TABLE) {
+    pushoutcomes(L);  /* there: keepoutcome stored in it */
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  h->out = OUT_NONE;
 }
 
 /* Push the outcome of the FINISHED future of the handle 'h' at 1,
@@ -566,38 +580,67 @@ static int encode_protected(lua_State *L) {
   return 1;
 }
 
-/* Finish the future at 1 with the values 2..top: kept as they are for
+/* (Protected.) keep_protected(handle, failed, values...): keep the
+** values as the outcome of the handle. */
+static int keep_protected(lua_State *L) {
+  int failed = lua_toboolean(L, 2);
+  lua_remove(L, 2);
+  keepoutcome(L, (handle *)lua_touserdata(L, 1), lua_gettop(L) - 1, failed);
+  return 0;
+}
+
+static int raisestate(lua_State *L, conc_future_t *f) {
+  return lconc_raise(L, "InvalidStateError", "future is %s",
+                     statenames[conc_future_state(f)]);
+}
+
+/*
+** Finish the future at 1 with the values 2..top: kept as they are for
 ** this state (so result() returns the very values), encoded for the
-** others (NULL when they cannot cross: those states get an error). */
+** others (NULL when they cannot cross: those states get an error). Both
+** are made before the future finishes, so running out of memory in
+** either raises "not enough memory" and leaves the future as it was
+** (before, an encode out of memory finished it with no values for any
+** other state, and a keep out of memory with none for this one either).
+** The handle is checked again after them: a finalizer their allocations
+** ran may have finalized it by hand (waitdone).
+*/
 static int finish(lua_State *L, int failed) {
   handle *h = (handle *)lua_touserdata(L, 1);  /* checked by the caller */
   int n = lua_gettop(L) - 1, r;
   conc_payload_t *p = NULL;
+  if (conc_future_done(h->f))  /* before keeping: h may have an outcome */
+    return raisestate(L, h->f);
+  luaL_checkstack(L, n + 3, "too many results");
   lua_pushcfunction(L, encode_protected);
-  lua_insert(L, 2);
   lua_pushinteger(L, n);
-  lua_insert(L, 3);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
   for (r = 0; r < n; r++)
-    lua_pushvalue(L, 4 + r);
-  if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
+    lua_pushvalue(L, 2 + r);
+  r = lua_pcall(L, n + 1, 1, 0);
+  if (r == LUA_ERRMEM)
+    return lua_error(L);
+  if (r == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (h->f == NULL) {  /* a finalizer run by the encode's allocations
-                       ** finalized the handle by hand (waitdone) */
+  lua_pushcfunction(L, keep_protected);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, failed);
+  for (r = 0; r < n; r++)
+    lua_pushvalue(L, 2 + r);
+  if (lua_pcall(L, n + 2, 0, 0) != LUA_OK) {
+    conc_payload_free(p);
+    return lua_error(L);
+  }
+  if (h->f == NULL) {
+    forgetoutcome(L, h);
     conc_payload_free(p);
     return finalized(L);
   }
-  /* values reaching h->f (a cycle): for this state only, no leak */
-  r = conc_payload_finish(h->f, p, failed, NULL, NULL);
-  if (r != 0) {
-    return lconc_raise(L, "InvalidStateError", "future is %s",
-                       statenames[conc_future_state(h->f)]);
+  /* (values reaching h->f, a cycle, are kept for this state only) */
+  if (conc_payload_finish(h->f, p, failed, NULL, NULL) != 0) {
+    forgetoutcome(L, h);  /* finished meanwhile (another thread) */
+    return raisestate(L, h->f);
   }
-  lua_remove(L, 2);
-  lua_remove(L, 2);
-  keepoutcome(L, h, n, failed);
   lconc_firecallbacks(L, 1, 1);
   return 0;
 }

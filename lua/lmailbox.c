@@ -185,21 +185,35 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Call fn(handle, args...) from the entry table at 'e'; an error goes to
-** stderr and does not stop the caller. */
-static void callone(lua_State *L, int h, int e) {
-  int n, i, base;
-  lua_getfield(L, e, "n");
+/* (Protected.) Call fn(handle, args...) of the callback entry at 1 with
+** the handle at 2. Unpacking the entry may need memory (a larger stack
+** for many arguments): done here, running out fails this callback like
+** an error of its own, never the loop of its caller, which would leave
+** the owner inside a callback for good (no safe point would run any). */
+static int callentry(lua_State *L) {
+  int n, i;
+  lua_getfield(L, 1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  luaL_checkstack(L, n + 4, "too many callback arguments");
+  luaL_checkstack(L, n + 2, "too many callback arguments");
+  lua_rawgeti(L, 1, 1);
+  lua_pushvalue(L, 2);
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, 1, i + 1);
+  lua_call(L, n + 1, 0);
+  return 0;
+}
+
+/* Call the callback of the entry table at 'e' on the handle at 'h'; an
+** error goes to stderr and does not stop the caller. */
+static void callone(lua_State *L, int h, int e) {
+  int base;
   lua_pushcfunction(L, msgh);
   base = lua_gettop(L);
-  lua_rawgeti(L, e, 1);
+  lua_pushcfunction(L, callentry);
+  lua_pushvalue(L, e);
   lua_pushvalue(L, h);
-  for (i = 1; i <= n; i++)
-    lua_rawgeti(L, e, i + 1);
-  if (lua_pcall(L, n + 1, 0, base) != LUA_OK) {
+  if (lua_pcall(L, 2, 0, base) != LUA_OK) {
     fprintf(stderr, "concurrent: error in done callback: %s\n",
             lua_tostring(L, -1));
     fflush(stderr);
