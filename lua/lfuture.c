@@ -683,6 +683,75 @@ static int fut_fail(lua_State *L) {
   return finish(L, 1);
 }
 
+/* {======================================================================
+** Running cancels of cf.async futures
+** ======================================================================= */
+
+/* A cf.async run's hold on its future 'out' and on 'sig', a future of
+** its own that a running cancel of 'out' cancels (from any thread): a
+** done-callback of 'sig' then stops the run at the state's next safe
+** point. It keeps a reference to each until the run ends, so 'sig'
+** outlives every call of the stopper. */
+typedef struct asynchold {
+  conc_future_t *out, *sig;
+} asynchold;
+
+static const char ASYNCHOLDMT = 'a';
+
+static void asyncstopper(void *sig) {
+  conc_future_cancel((conc_future_t *)sig);
+}
+
+/* End the hold: 1 if a stop was asked (then 'out' is CANCELLED). */
+static int asyncend(asynchold *a) {
+  int stopped = 0;
+  if (a->out != NULL) {
+    stopped = conc_future_stop_end(a->out);
+    conc_future_unref(a->out);
+    conc_future_unref(a->sig);
+    a->out = a->sig = NULL;
+  }
+  return stopped;
+}
+
+static int asynchold_gc(lua_State *L) {
+  asyncend((asynchold *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* core._asyncstoppable(out, sig) -> hold: a running cancel of the
+** RUNNING future 'out' cancels 'sig' (API.md: it stops a running
+** cf.async as it stops a task). */
+static int fut_asyncstoppable(lua_State *L) {
+  conc_future_t *out = lconc_checkfuture(L, 1);
+  conc_future_t *sig = lconc_checkfuture(L, 2);
+  asynchold *a = (asynchold *)lua_newuserdatauv(L, sizeof(*a), 0);
+  a->out = a->sig = NULL;
+  lconc_setgcmeta(L, &ASYNCHOLDMT, asynchold_gc);
+  if (conc_future_set_stopper(out, asyncstopper, sig) != 0)
+    return luaL_error(L, "future is not running");
+  conc_future_ref(out);
+  conc_future_ref(sig);
+  a->out = out;
+  a->sig = sig;
+  return 1;
+}
+
+/* core._asyncend(hold) -> whether a stop was asked: the run ended, no
+** stop can come any more; its future is then CANCELLED, else the run
+** completes it. */
+static int fut_asyncend(lua_State *L) {
+  asynchold *a = (asynchold *)lua_touserdata(L, 1);
+  int ok = a != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ASYNCHOLDMT);
+    ok = lua_rawequal(L, -1, -2);
+  }
+  luaL_argcheck(L, ok, 1, "cf.async hold expected");
+  lua_pushboolean(L, asyncend(a));
+  return 1;
+}
+
 /* }====================================================================== */
 
 static const luaL_Reg methods[] = {
@@ -725,4 +794,8 @@ void lconc_open_future(lua_State *L) {
   lua_setfield(L, -2, "Future");
   lua_pushcfunction(L, fut_fail);
   lua_setfield(L, -2, "_fail");
+  lua_pushcfunction(L, fut_asyncstoppable);
+  lua_setfield(L, -2, "_asyncstoppable");
+  lua_pushcfunction(L, fut_asyncend);
+  lua_setfield(L, -2, "_asyncend");
 }

@@ -379,6 +379,55 @@ describe("cf.async and cf.await", function()
     assert.equal(3, job3:result(0))
   end)
 
+  it("is stopped by cancel{running = true}, which ends it CANCELLED (API.md)", function()
+    -- before: cancel{running = true} returned false and the coroutine
+    -- ran on to its end
+    local gate, closed, after = cf.Future(), 0, false
+    local calls = 0
+    local job = cf.async(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+      cf.await(gate)
+      after = true
+    end)
+    job:add_done_callback(function() calls = calls + 1 end)
+    assert.is_false(job:cancel())  -- plain cancel: it is running
+    assert.is_true(job:cancel { running = true })
+    assert.is_true(job:cancel { running = true })  -- asked again: still true
+    local ok, err = pcall(job.result, job, 10)  -- a safe point: it stops there
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err))
+    assert.is_true(job:cancelled())
+    assert.equal(1, closed)
+    assert.equal(1, calls)
+    gate:set_result(1)
+    assert.is_false(after)
+    assert.is_true(job:cancel { running = true })  -- already cancelled
+    assert.is_false(cf.async(function() return 1 end):cancel { running = true })  -- finished
+    -- asked from a worker thread (another state)
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local gate2 = cf.Future()
+    local job2 = cf.async(function() return cf.await(gate2) end)
+    assert.is_true(ex:submit(function(j) return j:cancel { running = true } end, job2):result(10))
+    assert.is_true(cf.CancelledError:is(select(2, pcall(job2.result, job2, 10))))
+    -- a stop asked while the coroutine runs ends it at its next await
+    local gate3, job3 = cf.Future(), nil
+    job3 = cf.async(function()
+      cf.await(gate3)
+      assert(job3:cancel { running = true })
+      cf.await(cf.Future())  -- never done: it is stopped here
+      after = true
+    end)
+    gate3:set_result(1)
+    assert.is_true(cf.CancelledError:is(select(2, pcall(job3.result, job3, 10))))
+    assert.is_false(after)
+    -- one that finishes before the stop is seen still ends CANCELLED
+    local gate4 = cf.Future()
+    local job4 = cf.async(function() return cf.await(gate4) end)
+    assert.is_true(job4:cancel { running = true })
+    gate4:set_result(4)  -- resumes it at once: it returns
+    assert.is_true(job4:cancelled())
+  end)
+
   it("closes the to-be-closed variables of a function that fails", function()
     local closed, gate = {}, cf.Future()
     local function tbc(name)

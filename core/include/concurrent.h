@@ -96,6 +96,19 @@ int conc_future_cancel(conc_future_t *f);
 ** 0 when it is done, or running where nothing can stop it. */
 int conc_future_cancel_running(conc_future_t *f);
 
+/* The same for a RUNNING future whose work is not a task of an executor
+** of this core (a host's own, cf.async's coroutine): from now on
+** conc_future_cancel_running calls 'stopper(arg)' (at most once, in the
+** cancelling thread, under the future's lock: it must not call into
+** this future) and returns 1. The work must then end with
+** conc_future_stop_end before it completes the future, so that 'arg'
+** outlives every call of 'stopper'. CONC_ESTATE unless RUNNING. */
+int conc_future_set_stopper(conc_future_t *f, void (*stopper)(void *arg),
+                            void *arg);
+/* No stopper runs from now on: 1 if a stop was asked (the future is now
+** CANCELLED), else 0 (complete it as usual). Idempotent. */
+int conc_future_stop_end(conc_future_t *f);
+
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
 ** future has returned. */

@@ -636,9 +636,11 @@ end
 
 local AWAIT = {}  -- what cf.await yields to the driver of its coroutine
 local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
--- coroutine of cf.async -> its run: { out = its future, co = it, ended = }
--- ('ended' once the run may end no other way: its future is or will be
--- completed by whoever set it)
+-- coroutine of cf.async -> its run: { out = its future, co = it, hold =
+-- core._asyncstoppable's, sig = the future a running cancel of 'out'
+-- cancels, done = its end was settled (endrun), quiet = its coroutine
+-- ends or closes as the driver knows (not by hand), stop = a running
+-- cancel came while the coroutine ran }
 local asyncs = setmetatable({}, { __mode = "k" })
 
 -- The message a traceback starts with, for any error value.
@@ -649,21 +651,49 @@ local function errmsg(err)
   return ("(error object is a %s value)"):format(type(err))
 end
 
--- End the run 'run' of a cf.async coroutine that its driver no longer
--- resumes: fail its future with 'msg' (and 'tb').
-local function abandon(run, msg, tb)
-  run.ended = true
+-- The run has ended: no running cancel can come any more. True if one
+-- came: its future is then CANCELLED (and this state's callbacks of it
+-- have run); else the caller completes it.
+local function endrun(run)
+  run.done, run.quiet = true, true
   asyncs[run.co] = nil
-  core._fail(run.out, msg, tb or debug.traceback(msg, 2))
+  run.sig:cancel()  -- lets go of its callback (and of 'run')
+  if core._asyncend(run.hold) then
+    run.out:cancel()  -- (cancelled already: runs the callbacks now)
+    return true
+  end
+  return false
 end
 
--- A to-be-closed variable of every cf.async coroutine, closed when its
--- function returns (the run ended) or by coroutine.close: by the driver
--- after an error (ended), else by hand, which must not leave the future
--- pending for ever.
+-- End the run 'run', which its driver no longer resumes, failing its
+-- future with 'msg' (and 'tb').
+local function abandon(run, msg, tb)
+  if run.done then return end
+  if not endrun(run) then
+    core._fail(run.out, msg, tb or debug.traceback(msg, 2))
+  end
+end
+
+-- A running cancel of the future (its 'sig' cancelled): stop the run,
+-- closing its coroutine, once it is suspended in cf.await; one that runs
+-- (a safe point inside it ran this) stops at its next await or its end.
+local function stoprun(run)
+  if run.done then return end
+  if coroutine.status(run.co) ~= "suspended" then
+    run.stop = true
+    return
+  end
+  run.quiet = true
+  coroutine.close(run.co)  -- its to-be-closed variables close
+  endrun(run)
+end
+
+-- A to-be-closed variable of every cf.async coroutine: closed when its
+-- function returns, or by coroutine.close: by the driver (quiet), else
+-- by hand, which must not leave the future pending for ever.
 local RUN = {
   __close = function(run)
-    if not run.ended then
+    if not run.quiet then
       abandon(run, "cf.async coroutine closed by hand (coroutine.close)")
     end
   end,
@@ -673,7 +703,7 @@ local RUN = {
 local function body(run, fn, ...)
   local _ <close> = run
   local r = pack(fn(...))
-  run.ended = true
+  run.quiet = true
   return unpack(r, 1, r.n)
 end
 
@@ -682,30 +712,33 @@ end
 -- resumes it at one of the state's safe points.
 local function advance(run, ...)
   local co, out = run.co, run.out
-  if run.ended then return end  -- closed or resumed by hand meanwhile
+  if run.done then return end  -- stopped, closed or resumed by hand
   local r = pack(coroutine.resume(co, ...))
+  if run.done then return end
   if coroutine.status(co) == "dead" then
-    asyncs[co] = nil
     if r[1] then
-      out:set_result(unpack(r, 2, r.n))
-    elseif not run.ended then
-      -- its to-be-closed variables close as the error leaves it (as
-      -- coroutine.wrap does), before the future fails; one that raises
-      -- replaces the error (close returns the error it ends with)
-      local err, tb = r[2], debug.traceback(co, errmsg(r[2]))
-      run.ended = true
-      local _, cerr = coroutine.close(co)
-      if not rawequal(cerr, err) then err, tb = cerr, errmsg(cerr) end
-      core._fail(out, err, tb)
+      if not endrun(run) then out:set_result(unpack(r, 2, r.n)) end
+      return
     end
+    -- its to-be-closed variables close as the error leaves it (as
+    -- coroutine.wrap does), before the future fails; one that raises
+    -- replaces the error (close returns the error it ends with)
+    local err, tb = r[2], debug.traceback(co, errmsg(r[2]))
+    run.quiet = true
+    local _, cerr = coroutine.close(co)
+    if not rawequal(cerr, err) then err, tb = cerr, errmsg(cerr) end
+    if not endrun(run) then core._fail(out, err, tb) end
     return
   end
   if r[2] ~= AWAIT then
     local msg = "attempt to yield from a cf.async function outside cf.await"
-    abandon(run, msg, debug.traceback(co, msg))
+    local tb = debug.traceback(co, msg)
+    run.quiet = true
     coroutine.close(co)  -- it is never resumed: close its variables now
+    abandon(run, msg, tb)
     return
   end
+  if run.stop then return stoprun(run) end
   local f, timeout = r[3], r[4]
   local resumed, timer = false, nil
   local function wake(_, timedout)
@@ -746,11 +779,13 @@ function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
   end
-  local out = core.Future()
+  local out, sig = core.Future(), core.Future()
   local co = coroutine.create(body)
-  local run = setmetatable({ out = out, co = co, ended = false }, RUN)
-  asyncs[co] = run
   out:set_running_or_notify_cancel()
+  local run = setmetatable({ out = out, co = co, sig = sig,
+                             hold = core._asyncstoppable(out, sig) }, RUN)
+  asyncs[co] = run
+  sig:add_done_callback(function() stoprun(run) end)
   advance(run, run, fn, ...)
   return out
 end
