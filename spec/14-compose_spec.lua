@@ -2,6 +2,7 @@
 -- its errors, cf.all / cf.any, cf.async / cf.await.
 
 local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
 
 -- The line of this file that called the function at level 2 of 'fn'.
 local function line_of(fn)
@@ -426,6 +427,23 @@ describe("cf.async and cf.await", function()
     assert.is_true(job4:cancel { running = true })
     gate4:set_result(4)  -- resumes it at once: it returns
     assert.is_true(job4:cancelled())
+  end)
+
+  it("leaves alone a future completed by hand while its coroutine waits", function()
+    -- before: the coroutine's end set it again, inside a callback:
+    -- "error in done callback: InvalidStateError" on stderr
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local gate = cf.Future()
+      local job = cf.async(function() return cf.await(gate) end)
+      job:set_result("by hand")
+      local job2 = cf.async(function() cf.await(gate) error("late") end)
+      job2:set_exception("by hand too")
+      gate:set_result(1)
+      print(job:result(0), job2:exception(0))
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("by hand\tby hand too\n", out)
   end)
 
   it("closes the to-be-closed variables of a function that fails", function()

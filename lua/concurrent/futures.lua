@@ -651,9 +651,10 @@ local function errmsg(err)
   return ("(error object is a %s value)"):format(type(err))
 end
 
--- The run has ended: no running cancel can come any more. True if one
--- came: its future is then CANCELLED (and this state's callbacks of it
--- have run); else the caller completes it.
+-- The run has ended: no running cancel can come any more. True if its
+-- future needs no completing: a running cancel came (it is then
+-- CANCELLED, and this state's callbacks of it have run), or the user
+-- completed it by hand (set_result on it); else the caller completes it.
 local function endrun(run)
   run.done, run.quiet = true, true
   asyncs[run.co] = nil
@@ -662,7 +663,7 @@ local function endrun(run)
     run.out:cancel()  -- (cancelled already: runs the callbacks now)
     return true
   end
-  return false
+  return run.out:done()
 end
 
 -- End the run 'run', which its driver no longer resumes, failing its
