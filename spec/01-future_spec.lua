@@ -492,6 +492,7 @@ describe("Future out of memory", function()
   it("set_result() raises and leaves the future pending, or finishes it whole", function()
     local warm = cf.Future()  -- the encoder's first use in a state is costlier
     warm:set_result({ 1 })
+    local ex <close> = cf.ThreadPoolExecutor(1)
     local fails = 0
     for n = 0, N do
       local f = cf.Future()
@@ -513,7 +514,6 @@ describe("Future out of memory", function()
         assert.equal(1, fired)
       end
       -- other states get a copy
-      local ex <close> = cf.ThreadPoolExecutor(1)
       assert.same(v, ex:submit(function(g) return (g:result()) end, f):result(10))
     end
     assert.is_true(fails > 0)

@@ -140,23 +140,28 @@ describe("cf.Queue", function()
       show("values", pcall(q.values, q))
       show("len", pcall(function() return #q end))
       show("tostring", pcall(tostring, q))
-      -- finalized by a callback while get (empty) or put (full) waits
+      -- finalized by a callback while get (empty) or put (full) waits:
+      -- the wait ends then (before, it lasted its whole timeout, or for
+      -- ever without one: freeing the queue did not wake its waiters)
       local ex <close> = cf.ThreadPoolExecutor(1)
       local empty = cf.Queue()
+      local t0 = os.time()
       ex:submit(function() return 1 end)
         :add_done_callback(function() getmetatable(empty).__gc(empty) end)
-      show("waitget", pcall(empty.get, empty, 10))
+      show("waitget", pcall(empty.get, empty, 30))
       local full = cf.Queue(1)
       full:put(1)
       ex:submit(function() return 1 end)
         :add_done_callback(function() getmetatable(full).__gc(full) end)
-      show("waitput", pcall(full.put, full, 2, 10))
+      show("waitput", pcall(full.put, full, 2, 30))
+      print("waited", os.time() - t0 < 10)
       print("survived")
     ]])
     assert.is_true(ok, out)
     for _, what in ipairs { "put", "get", "close", "values", "len", "tostring", "waitget", "waitput" } do
       assert.matches(what .. "\tfalse\t[^\n]*queue handle already finalized", out)
     end
+    assert.matches("waited\ttrue", out)
     assert.matches("survived", out)
   end)
 

@@ -441,7 +441,8 @@ void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
 
 conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
 void conc_chanq_ref(conc_chanq_t *q);
-/* the last reference frees the items left with their free functions */
+/* the last reference frees the items left with their free functions and
+** cancels the wakes still registered (below): the queue is gone */
 void conc_chanq_unref(conc_chanq_t *q);
 
 /* Block until there is room, or 'deadline' passes: 0 (the queue owns
@@ -456,7 +457,8 @@ int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline);
 /* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
 ** 'wake' (if not NULL) is cancelled at the next get (tryput) or put
-** (tryget), or at close: for a waiter that also watches its mailbox. */
+** (tryget), at close, or when the queue is freed: for a waiter that
+** also watches its mailbox. */
 int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
                       conc_free_fn freefn, conc_future_t *wake);
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
