@@ -65,10 +65,16 @@ void conc_chanq_ref(conc_chanq_t *q) {
   __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* The queue is freed: each waiter still registered is woken (its wake
+** cancelled, as for a change), or it would wait out its timeout, or
+** for ever, for a queue that is gone (its owner's handle was finalized
+** by hand while it waited: lua/lqueue.c then raises). */
 static void dropwakes(wakelist *w) {
   size_t i;
-  for (i = 0; i < w->n; i++)
+  for (i = 0; i < w->n; i++) {
+    conc_future_cancel(w->v[i]);
     conc_future_unref(w->v[i]);
+  }
   free(w->v);
 }
 

@@ -704,6 +704,27 @@ int conc_future_cancel_running(conc_future_t *f) {
   return conc_future_cancel(f);
 }
 
+int conc_future_set_stopper(conc_future_t *f, void (*stopper)(void *arg),
+                            void *arg) {
+  lock(&f->mu);
+  if (f->state != CONC_RUNNING || f->ended) {
+    unlock(&f->mu);
+    return CONC_ESTATE;
+  }
+  f->stoppable = 1;
+  f->u.run.stopper = stopper;
+  f->u.run.stopperarg = arg;
+  unlock(&f->mu);
+  return 0;
+}
+
+int conc_future_stop_end(conc_future_t *f) {
+  if (!conc__future_end(f))
+    return 0;
+  conc__future_stopped(f);
+  return 1;
+}
+
 void conc__future_stoppable(conc_future_t *f) {
   lock(&f->mu);
   f->stoppable = 1;

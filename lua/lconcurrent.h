@@ -54,6 +54,7 @@ typedef struct lconc_closer {
 struct lconc_owner {
   conc_mailbox_t *mb;
   int in_callback;   /* > 0 while a callback runs: no safe points */
+  lua_Integer dfirst, dlast;  /* the deferred FIFO's ends (lmailbox.c) */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
   const void *futmt;    /* the Future metatable (lfuture.c), as the

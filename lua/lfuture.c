@@ -312,13 +312,14 @@ static void pushscalar(lua_State *L, const handle *h) {
 }
 
 /* Keep the 'n' values at the top as the outcome of the handle at 1,
-** and leave it on the stack: the single value, or the table. */
+** and leave it on the stack: the single value, or the table. The handle
+** says it has an outcome only once it is stored: out of memory before
+** leaves it with none (to decode again), not one that reads as nil. */
 static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
-  int i;
+  int i, out = OUT_ONE;
   if (n == 1 && !failed) {
     if (keepscalar(L, h))
       return OUT_ONE;
-    h->out = OUT_ONE;
   } else {
     lua_createtable(L, n, 2);
     lua_insert(L, -n - 1);
@@ -328,14 +329,27 @@ static int keepoutcome(lua_State *L, handle *h, int n, int failed) {
     lua_setfield(L, -2, "n");
     lua_pushboolean(L, failed);
     lua_setfield(L, -2, "failed");
-    h->out = OUT_TABLE;
+    out = OUT_TABLE;
   }
   pushoutcomes(L);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  return h->out;
+  h->out = (unsigned char)out;
+  return out;
+}
+
+/* Forget the outcome kept for the handle at 1 (nothing allocates). */
+static void forgetoutcome(lua_State *L, handle *h) {
+  if (h->out == OUT_ONE || h->out == OUT_TABLE) {
+    pushoutcomes(L);  /* there: keepoutcome stored in it */
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  h->out = OUT_NONE;
 }
 
 /* Push the outcome of the FINISHED future of the handle 'h' at 1,
@@ -566,38 +580,67 @@ static int encode_protected(lua_State *L) {
   return 1;
 }
 
-/* Finish the future at 1 with the values 2..top: kept as they are for
+/* (Protected.) keep_protected(handle, failed, values...): keep the
+** values as the outcome of the handle. */
+static int keep_protected(lua_State *L) {
+  int failed = lua_toboolean(L, 2);
+  lua_remove(L, 2);
+  keepoutcome(L, (handle *)lua_touserdata(L, 1), lua_gettop(L) - 1, failed);
+  return 0;
+}
+
+static int raisestate(lua_State *L, conc_future_t *f) {
+  return lconc_raise(L, "InvalidStateError", "future is %s",
+                     statenames[conc_future_state(f)]);
+}
+
+/*
+** Finish the future at 1 with the values 2..top: kept as they are for
 ** this state (so result() returns the very values), encoded for the
-** others (NULL when they cannot cross: those states get an error). */
+** others (NULL when they cannot cross: those states get an error). Both
+** are made before the future finishes, so running out of memory in
+** either raises "not enough memory" and leaves the future as it was
+** (before, an encode out of memory finished it with no values for any
+** other state, and a keep out of memory with none for this one either).
+** The handle is checked again after them: a finalizer their allocations
+** ran may have finalized it by hand (waitdone).
+*/
 static int finish(lua_State *L, int failed) {
   handle *h = (handle *)lua_touserdata(L, 1);  /* checked by the caller */
   int n = lua_gettop(L) - 1, r;
   conc_payload_t *p = NULL;
+  if (conc_future_done(h->f))  /* before keeping: h may have an outcome */
+    return raisestate(L, h->f);
+  luaL_checkstack(L, n + 3, "too many results");
   lua_pushcfunction(L, encode_protected);
-  lua_insert(L, 2);
   lua_pushinteger(L, n);
-  lua_insert(L, 3);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
   for (r = 0; r < n; r++)
-    lua_pushvalue(L, 4 + r);
-  if (lua_pcall(L, n + 1, 1, 0) == LUA_OK)
+    lua_pushvalue(L, 2 + r);
+  r = lua_pcall(L, n + 1, 1, 0);
+  if (r == LUA_ERRMEM)
+    return lua_error(L);
+  if (r == LUA_OK)
     p = (conc_payload_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (h->f == NULL) {  /* a finalizer run by the encode's allocations
-                       ** finalized the handle by hand (waitdone) */
+  lua_pushcfunction(L, keep_protected);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, failed);
+  for (r = 0; r < n; r++)
+    lua_pushvalue(L, 2 + r);
+  if (lua_pcall(L, n + 2, 0, 0) != LUA_OK) {
+    conc_payload_free(p);
+    return lua_error(L);
+  }
+  if (h->f == NULL) {
+    forgetoutcome(L, h);
     conc_payload_free(p);
     return finalized(L);
   }
-  /* values reaching h->f (a cycle): for this state only, no leak */
-  r = conc_payload_finish(h->f, p, failed, NULL, NULL);
-  if (r != 0) {
-    return lconc_raise(L, "InvalidStateError", "future is %s",
-                       statenames[conc_future_state(h->f)]);
+  /* (values reaching h->f, a cycle, are kept for this state only) */
+  if (conc_payload_finish(h->f, p, failed, NULL, NULL) != 0) {
+    forgetoutcome(L, h);  /* finished meanwhile (another thread) */
+    return raisestate(L, h->f);
   }
-  lua_remove(L, 2);
-  lua_remove(L, 2);
-  keepoutcome(L, h, n, failed);
   lconc_firecallbacks(L, 1, 1);
   return 0;
 }
@@ -638,6 +681,75 @@ static int fut_fail(lua_State *L) {
   if (lua_isnil(L, 2))
     lua_pushliteral(L, "(error object is a nil value)"), lua_replace(L, 2);
   return finish(L, 1);
+}
+
+/* {======================================================================
+** Running cancels of cf.async futures
+** ======================================================================= */
+
+/* A cf.async run's hold on its future 'out' and on 'sig', a future of
+** its own that a running cancel of 'out' cancels (from any thread): a
+** done-callback of 'sig' then stops the run at the state's next safe
+** point. It keeps a reference to each until the run ends, so 'sig'
+** outlives every call of the stopper. */
+typedef struct asynchold {
+  conc_future_t *out, *sig;
+} asynchold;
+
+static const char ASYNCHOLDMT = 'a';
+
+static void asyncstopper(void *sig) {
+  conc_future_cancel((conc_future_t *)sig);
+}
+
+/* End the hold: 1 if a stop was asked (then 'out' is CANCELLED). */
+static int asyncend(asynchold *a) {
+  int stopped = 0;
+  if (a->out != NULL) {
+    stopped = conc_future_stop_end(a->out);
+    conc_future_unref(a->out);
+    conc_future_unref(a->sig);
+    a->out = a->sig = NULL;
+  }
+  return stopped;
+}
+
+static int asynchold_gc(lua_State *L) {
+  asyncend((asynchold *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* core._asyncstoppable(out, sig) -> hold: a running cancel of the
+** RUNNING future 'out' cancels 'sig' (API.md: it stops a running
+** cf.async as it stops a task). */
+static int fut_asyncstoppable(lua_State *L) {
+  conc_future_t *out = lconc_checkfuture(L, 1);
+  conc_future_t *sig = lconc_checkfuture(L, 2);
+  asynchold *a = (asynchold *)lua_newuserdatauv(L, sizeof(*a), 0);
+  a->out = a->sig = NULL;
+  lconc_setgcmeta(L, &ASYNCHOLDMT, asynchold_gc);
+  if (conc_future_set_stopper(out, asyncstopper, sig) != 0)
+    return luaL_error(L, "future is not running");
+  conc_future_ref(out);
+  conc_future_ref(sig);
+  a->out = out;
+  a->sig = sig;
+  return 1;
+}
+
+/* core._asyncend(hold) -> whether a stop was asked: the run ended, no
+** stop can come any more; its future is then CANCELLED, else the run
+** completes it. */
+static int fut_asyncend(lua_State *L) {
+  asynchold *a = (asynchold *)lua_touserdata(L, 1);
+  int ok = a != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ASYNCHOLDMT);
+    ok = lua_rawequal(L, -1, -2);
+  }
+  luaL_argcheck(L, ok, 1, "cf.async hold expected");
+  lua_pushboolean(L, asyncend(a));
+  return 1;
 }
 
 /* }====================================================================== */
@@ -682,4 +794,8 @@ void lconc_open_future(lua_State *L) {
   lua_setfield(L, -2, "Future");
   lua_pushcfunction(L, fut_fail);
   lua_setfield(L, -2, "_fail");
+  lua_pushcfunction(L, fut_asyncstoppable);
+  lua_setfield(L, -2, "_asyncstoppable");
+  lua_pushcfunction(L, fut_asyncend);
+  lua_setfield(L, -2, "_asyncend");
 }

@@ -21,6 +21,21 @@ static const char owner_key = 'o';  /* registry: the owner userdata */
 /* Owner userdata uservalues: */
 #define UV_HANDLES 1    /* weak: light userdata(future) -> handle */
 #define UV_CALLBACKS 2  /* handle -> { {fn, n, args...}, ... } */
+#define UV_DEFERRED 3   /* FIFO of handles whose callbacks wait: [first..last] */
+
+/*
+** How deep callbacks nest: a callback that completes a future (or adds
+** a callback to a done one) runs its callbacks at once, inside itself,
+** up to this depth. Deeper, they wait in the owner's FIFO of deferred
+** handles until the outermost callback returns, which runs them there:
+** so a chain of callbacks each completing the next (cf.all, cf.any,
+** cf.async over each other) takes a bounded C stack however long it is,
+** instead of failing with "C stack overflow" near Lua's limit of 200
+** nested C calls (LUAI_MAXCCALLS); a level takes about one.
+*/
+#if !defined(LCONC_MAXNEST)
+#define LCONC_MAXNEST 32
+#endif
 
 static int owner_gc(lua_State *L) {
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, 1);
@@ -115,9 +130,11 @@ void lconc_open_owner(lua_State *L) {
     return;
   }
   lua_pop(L, 1);
-  o = (lconc_owner *)lua_newuserdatauv(L, sizeof(*o), 2);
+  o = (lconc_owner *)lua_newuserdatauv(L, sizeof(*o), 3);
   o->mb = NULL;
   o->in_callback = 0;
+  o->dfirst = 1;
+  o->dlast = 0;
   o->closers = NULL;
   o->ctl = NULL;
   o->futmt = NULL;  /* (lconc_open_future) */
@@ -136,6 +153,8 @@ void lconc_open_owner(lua_State *L) {
   lua_setiuservalue(L, -2, UV_HANDLES);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_CALLBACKS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, UV_DEFERRED);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &owner_key);
 }
 
@@ -166,27 +185,69 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Call fn(handle, args...) from the entry table at 'e'; an error goes to
-** stderr and does not stop the caller. */
-static void callone(lua_State *L, int h, int e) {
-  int n, i, base;
-  lua_getfield(L, e, "n");
+/* (Protected.) Call fn(handle, args...) of the callback entry at 1 with
+** the handle at 2. Unpacking the entry may need memory (a larger stack
+** for many arguments): done here, running out fails this callback like
+** an error of its own, never the loop of its caller, which would leave
+** the owner inside a callback for good (no safe point would run any). */
+static int callentry(lua_State *L) {
+  int n, i;
+  lua_getfield(L, 1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  luaL_checkstack(L, n + 4, "too many callback arguments");
+  luaL_checkstack(L, n + 2, "too many callback arguments");
+  lua_rawgeti(L, 1, 1);
+  lua_pushvalue(L, 2);
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, 1, i + 1);
+  lua_call(L, n + 1, 0);
+  return 0;
+}
+
+/* Call the callback of the entry table at 'e' on the handle at 'h'; an
+** error goes to stderr and does not stop the caller. */
+static void callone(lua_State *L, int h, int e) {
+  int base;
   lua_pushcfunction(L, msgh);
   base = lua_gettop(L);
-  lua_rawgeti(L, e, 1);
+  lua_pushcfunction(L, callentry);
+  lua_pushvalue(L, e);
   lua_pushvalue(L, h);
-  for (i = 1; i <= n; i++)
-    lua_rawgeti(L, e, i + 1);
-  if (lua_pcall(L, n + 1, 0, base) != LUA_OK) {
+  if (lua_pcall(L, 2, 0, base) != LUA_OK) {
     fprintf(stderr, "concurrent: error in done callback: %s\n",
             lua_tostring(L, -1));
     fflush(stderr);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);  /* msgh */
+}
+
+/* Put the handle at 'h' at the end of the owner's deferred FIFO. Its
+** callbacks stay in the callback table until they run: if this fails
+** (out of memory), the mailbox, which the handle's future completing
+** was posted to, still runs them at the next safe point. */
+static void defer(lua_State *L, lconc_owner *o, int h) {
+  pushownertable(L, UV_DEFERRED);
+  lua_pushvalue(L, h);
+  lua_rawseti(L, -2, o->dlast + 1);
+  o->dlast++;
+  lua_pop(L, 1);
+}
+
+/* (The outermost callback has returned.) Run the callbacks of the
+** deferred handles, oldest first; those may defer more. */
+static void rundeferred(lua_State *L, lconc_owner *o) {
+  while (o->dfirst <= o->dlast) {
+    pushownertable(L, UV_DEFERRED);
+    lua_rawgeti(L, -1, o->dfirst);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, o->dfirst);
+    o->dfirst++;
+    lconc_firecallbacks(L, -1, 1);
+    lua_pop(L, 2);
+  }
+  o->dfirst = 1;
+  o->dlast = 0;
 }
 
 static int runlist(lua_State *L, int h, int list) {
@@ -199,16 +260,25 @@ static int runlist(lua_State *L, int h, int list) {
     lua_pop(L, 1);
   }
   o->in_callback--;
+  if (o->in_callback == 0)
+    rundeferred(L, o);
   return (int)n;
 }
 
 int lconc_firecallbacks(lua_State *L, int h, int always) {
+  lconc_owner *o;
   int n = 0;
   lconc_stackcheck_begin(L);
   h = lua_absindex(L, h);
-  if (!lconc_hascallbacks(L, h)
-      || (!always && lconc_getowner(L)->in_callback))
+  if (!lconc_hascallbacks(L, h))
     return 0;
+  o = lconc_getowner(L);
+  if (!always && o->in_callback)
+    return 0;
+  if (o->in_callback >= LCONC_MAXNEST) {
+    defer(L, o, h);
+    return 0;
+  }
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TTABLE) {

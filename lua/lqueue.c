@@ -44,8 +44,22 @@ conc_chanq_t *lconc_testqueue(lua_State *L, int idx) {
   return h != NULL ? h->q : NULL;
 }
 
+static qhandle *checkhandle(lua_State *L) {
+  return (qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT);
+}
+
+/* The queue of the handle 'h', which a hand-called __gc
+** (getmetatable(q).__gc(q)) may have let go of, also during a method's
+** safe point or an allocation's finalizer: each method checks again
+** after such a step. */
+static conc_chanq_t *liveq(lua_State *L, const qhandle *h) {
+  if (h->q == NULL)
+    luaL_error(L, "queue handle already finalized");
+  return h->q;
+}
+
 static conc_chanq_t *checkqueue(lua_State *L) {
-  return ((qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT))->q;
+  return liveq(L, checkhandle(L));
 }
 
 /* Push this state's handle of 'q' (taking a reference on first sight). */
@@ -67,9 +81,19 @@ void lconc_pushqueue(lua_State *L, conc_chanq_t *q) {
   lua_remove(L, -2);
 }
 
+/* Called by hand, the handle is still this state's handle of its
+** queue: it leaves the handle table first, or a queue made later at the
+** same address would be given this dead handle. */
 static int q_gc(lua_State *L) {
-  qhandle *h = (qhandle *)luaL_checkudata(L, 1, LCONC_QUEUE_MT);
+  qhandle *h = checkhandle(L);
   if (h->q != NULL) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handles_key) == LUA_TTABLE
+        && lua_rawgetp(L, -1, h->q) == LUA_TUSERDATA
+        && lua_touserdata(L, -1) == (void *)h) {
+      lua_pushnil(L);
+      lua_rawsetp(L, -3, h->q);
+    }
+    lua_settop(L, 1);
     conc_chanq_unref(h->q);
     h->q = NULL;
   }
@@ -170,7 +194,7 @@ static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
 /* The queue was full: box the payload (an error while waiting must not
 ** leak it) and wait for room. 0 once the queue took it; otherwise the
 ** payload is freed and the code returned. */
-static int putslow(lua_State *L, conc_chanq_t *q, conc_payload_t *p,
+static int putslow(lua_State *L, const qhandle *h, conc_payload_t *p,
                    double deadline) {
   conc_payload_t **b;
   size_t size = conc_payload_sizeof(p);
@@ -184,9 +208,9 @@ static int putslow(lua_State *L, conc_chanq_t *q, conc_payload_t *p,
   *b = p;
   while (r == CONC_ETIMEDOUT) {
     conc_future_t *wake = newwake(L);
-    r = conc_chanq_tryput(q, p, size, conc_payload_free, wake);
+    r = conc_chanq_tryput(liveq(L, h), p, size, conc_payload_free, wake);
     if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
-      r = conc_chanq_tryput(q, p, size, conc_payload_free, NULL);
+      r = conc_chanq_tryput(liveq(L, h), p, size, conc_payload_free, NULL);
       if (r == CONC_ETIMEDOUT)
         break;
     }
@@ -232,14 +256,20 @@ static int queueerror(lua_State *L, int r, const char *what) {
  * made in a worker process, cannot leave it"
  */
 static int q_put(lua_State *L) {
-  conc_chanq_t *q = checkqueue(L);
+  qhandle *h = checkhandle(L);
   double deadline = lconc_optdeadline(L, 3);
+  conc_chanq_t *q;
   conc_payload_t *p;
   int r;
+  liveq(L, h);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   lconc_safepoint(L);
   p = lconc_encode(L, 2, 1, "argument", 1);
+  if ((q = h->q) == NULL) {  /* finalized by the safe point or the encode */
+    conc_payload_free(p);
+    return liveq(L, h), 0;
+  }
   if (holds(p, q)) {
     conc_payload_free(p);
     return luaL_error(L, "cannot put a queue into itself");
@@ -247,7 +277,7 @@ static int q_put(lua_State *L) {
   r = conc_chanq_tryput(q, p, conc_payload_sizeof(p), conc_payload_free,
                         NULL);
   if (r == CONC_ETIMEDOUT)
-    r = putslow(L, q, p, deadline);
+    r = putslow(L, h, p, deadline);
   else if (r != 0)
     conc_payload_free(p);
   return r == 0 ? 0 : queueerror(L, r, "put");
@@ -280,18 +310,18 @@ static int pushitem(lua_State *L, void *data, conc_free_fn freefn) {
 }
 
 /* The next value (and true), or nil, false once closed and drained. */
-static int getvalue(lua_State *L, conc_chanq_t *q, double deadline) {
+static int getvalue(lua_State *L, const qhandle *h, double deadline) {
   void *data;
   size_t len;
   conc_free_fn freefn;
   int r;
   lconc_safepoint(L);
-  r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+  r = conc_chanq_tryget(liveq(L, h), &data, &len, &freefn, NULL);
   while (r == CONC_ETIMEDOUT) {
     conc_future_t *wake = newwake(L);
-    r = conc_chanq_tryget(q, &data, &len, &freefn, wake);
+    r = conc_chanq_tryget(liveq(L, h), &data, &len, &freefn, wake);
     if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
-      r = conc_chanq_tryget(q, &data, &len, &freefn, NULL);
+      r = conc_chanq_tryget(liveq(L, h), &data, &len, &freefn, NULL);
       if (r == CONC_ETIMEDOUT)
         return queueerror(L, r, "get");
     }
@@ -319,16 +349,18 @@ static int getvalue(lua_State *L, conc_chanq_t *q, double deadline) {
  * @raise `TimeoutError` on timeout
  */
 static int q_get(lua_State *L) {
-  conc_chanq_t *q = checkqueue(L);
+  qhandle *h = checkhandle(L);
   double deadline = lconc_optdeadline(L, 2);
-  return getvalue(L, q, deadline);
+  liveq(L, h);
+  return getvalue(L, h, deadline);
 }
 
 static int q_valuesstep(lua_State *L) {
-  conc_chanq_t *q = checkqueue(L);
+  qhandle *h = checkhandle(L);
   int n;
+  liveq(L, h);
   lua_settop(L, 1);
-  n = getvalue(L, q, CONC_FOREVER);
+  n = getvalue(L, h, CONC_FOREVER);
   if (!lua_toboolean(L, -1))
     return 0;  /* closed and drained: the loop ends */
   lua_pop(L, 1);

@@ -474,6 +474,99 @@ describe("Future", function()
   end)
 end)
 
+-- Out of memory in the owner state while a future's values are kept
+-- there (testhelper's failalloc(n, fn, ...): the state's allocator grants
+-- n allocations during fn, then fails). Each run must end with "not
+-- enough memory" or as it would have without the failure, and leave the
+-- future and the state as they were.
+describe("Future out of memory", function()
+  local N = 40
+
+  it("result() decodes again after running out, never loses the values", function()
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local fails = 0
+    for n = 0, N do
+      local f = ex:submit(function() return { 1, { 2 } }, "two" end)
+      local g = ex:submit(function() return { a = 1 } end)
+      cf.wait({ f, g }, 10)
+      local _, ok, a, b = th.failalloc(n, f.result, f)
+      local _, ok2, c = th.failalloc(n, g.result, g)
+      if not ok then assert.equal("not enough memory", a) fails = fails + 1 end
+      if not ok2 then assert.equal("not enough memory", c) end
+      -- before: a single table result read as nil after a failed keep
+      local x, y = f:result(0)
+      local z = g:result(0)
+      assert.same({ { 1, { 2 } }, "two" }, { x, y })
+      assert.same({ a = 1 }, z)
+      if ok then assert.equal(a, x) assert.equal("two", b) end
+      if ok2 then assert.equal(c, z) end
+    end
+    assert.is_true(fails > 0)
+  end)
+
+  it("set_result() raises and leaves the future pending, or finishes it whole", function()
+    local warm = cf.Future()  -- the encoder's first use in a state is costlier
+    warm:set_result({ 1 })
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local fails = 0
+    for n = 0, N do
+      local f = cf.Future()
+      local fired = 0
+      f:add_done_callback(function() fired = fired + 1 end)
+      local v = { n, { 2 } }
+      local _, ok, err = th.failalloc(n, f.set_result, f, v, "s")
+      if ok then
+        -- the very values, for this state
+        assert.same({ true, v, "s" }, { pcall(f.result, f, 0) })
+        assert.equal(1, fired)
+      else
+        -- before: finished with no values ("could not be transferred")
+        assert.equal("not enough memory", err)
+        assert.is_false(f:done())
+        fails = fails + 1
+        f:set_result(v, "s")
+        assert.equal(v, f:result(0))
+        assert.equal(1, fired)
+      end
+      -- other states get a copy
+      assert.same(v, ex:submit(function(g) return (g:result()) end, f):result(10))
+    end
+    assert.is_true(fails > 0)
+  end)
+
+  it("callbacks still run at safe points after a callback ran out", function()
+    -- before: out of memory unpacking a callback's arguments escaped the
+    -- loop running them, which left the state "inside a callback" for
+    -- good: no safe point ran any callback again. Now that callback fails
+    -- alone, reported on stderr as a callback's own error.
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local th = require "testhelper"
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      local args = {}
+      for i = 1, 5000 do args[i] = i end  -- a larger stack to unpack them
+      local missed, stuck = 0, 0
+      for n = 0, 40 do
+        local f, called = cf.Future(), false
+        f:add_done_callback(function() called = true end, table.unpack(args))
+        collectgarbage()  -- (shrinks the stack)
+        th.failalloc(n, f.set_result, f, 1)
+        if not f:done() then f:set_result(1) end
+        if not called then missed = missed + 1 end
+        local ran = false
+        local t = ex:submit(function() return 1 end)
+        t:add_done_callback(function() ran = true end)
+        t:result(10)
+        if not ran then stuck = stuck + 1 end
+      end
+      print("missed", missed > 0, "stuck", stuck)
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("missed\ttrue\tstuck\t0\n", out)
+    assert.matches("concurrent: error in done callback: not enough memory", out)
+  end)
+end)
+
 describe("error classes", function()
   it("are classes with is(), inheritance and a message", function()
     local e = cf.BrokenThreadPool("initializer failed")

@@ -2,6 +2,7 @@
 -- its errors, cf.all / cf.any, cf.async / cf.await.
 
 local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
 
 -- The line of this file that called the function at level 2 of 'fn'.
 local function line_of(fn)
@@ -49,6 +50,25 @@ describe("ThreadPoolExecutor:map", function()
       { function() local it = ex.map(nil, print, { 1 }) return it end,
         "calling 'map' on bad self" },
     }
+    -- an array whose __len does not return an integer (before: 2.5 mapped
+    -- 3 items, math.huge submitted for ever, "x" and nil failed inside
+    -- futures.lua comparing a string or nil with a number)
+    local function len(v) return setmetatable({ 1, 2, 3 }, { __len = function() return v end }) end
+    for _, bad in ipairs { { 2.5, "2%.5" }, { "x", "string" }, { "2", "string" },
+                           { math.huge, "inf" }, { 0 / 0, "%-?nan" }, { true, "boolean" } } do
+      cases[#cases + 1] = { function() local it = ex:map(print, len(bad[1])) return it end,
+        "bad argument #2 to 'map' %(integer length expected, got " .. bad[2] .. "%)" }
+    end
+    cases[#cases + 1] = { function() local it = ex:map(print, { 1 }, len(nil)) return it end,
+      "bad argument #3 to 'map' %(integer length expected, got nil%)" }
+    cases[#cases + 1] = { function() local it = ex:map { print, { 1 }, len(1.5) } return it end,
+      "bad argument #1 to 'map' %(integer length expected at index 3, got 1%.5%)" }
+    cases[#cases + 1] = { function()
+        local it = ex:map(setmetatable({ print, { 1 } }, { __len = function() return "x" end }))
+        return it
+      end, "bad argument #1 to 'map' %(integer length expected, got string%)" }
+    cases[#cases + 1] = { function() local it = ex:map { print, { 1 }, colour = 1 } return it end,
+      "bad argument #1 to 'map' %(unknown option 'colour'; known: " }
     for _, c in ipairs(cases) do
       local err = line_of(c[1])
       assert.matches("^[^\n]-" .. here .. ".-" .. c[2], err)
@@ -264,6 +284,8 @@ describe("cf.all and cf.any", function()
         "bad argument #1 to 'any' %(table of futures expected, got nil%)" },
       { function() local f = cf.any {} return f end,
         "bad argument #1 to 'any' %(non%-empty table of futures expected%)" },
+      { function() local f = cf.all(setmetatable({}, { __len = function() return "x" end })) return f end,
+        "bad argument #1 to 'all' %(integer length expected, got string%)" },
     } do
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end
@@ -331,6 +353,125 @@ describe("cf.async and cf.await", function()
     assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
   end)
 
+  it("fails at once when its coroutine is resumed or closed by hand", function()
+    -- before, the future stayed pending until the awaited future was
+    -- done, then failed with "cannot resume dead coroutine"
+    local gate = cf.Future()
+    local co
+    local job = cf.async(function() co = coroutine.running() return cf.await(gate) end)
+    local ok, err = coroutine.resume(co, true)
+    assert.is_false(ok)
+    assert.matches("cf.async coroutine resumed by hand", err)
+    assert.is_true(job:done())
+    assert.matches("^cf.async coroutine resumed by hand %(coroutine.resume%) while it awaited a future$",
+      job:exception(0))
+    local co2
+    local job2 = cf.async(function() co2 = coroutine.running() return cf.await(gate) end)
+    assert.is_true(coroutine.close(co2))
+    assert.is_true(job2:done())
+    assert.equal("cf.async coroutine closed by hand (coroutine.close)", job2:exception(0))
+    gate:set_result(1)  -- wakes neither again
+    assert.matches("resumed by hand", job:exception(0))
+    assert.matches("closed by hand", job2:exception(0))
+    -- closing a finished coroutine changes nothing
+    local co3
+    local job3 = cf.async(function() co3 = coroutine.running() return 3 end)
+    assert.is_true(coroutine.close(co3))
+    assert.equal(3, job3:result(0))
+  end)
+
+  it("is stopped by cancel{running = true}, which ends it CANCELLED (API.md)", function()
+    -- before: cancel{running = true} returned false and the coroutine
+    -- ran on to its end
+    local gate, closed, after = cf.Future(), 0, false
+    local calls = 0
+    local job = cf.async(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+      cf.await(gate)
+      after = true
+    end)
+    job:add_done_callback(function() calls = calls + 1 end)
+    assert.is_false(job:cancel())  -- plain cancel: it is running
+    assert.is_true(job:cancel { running = true })
+    assert.is_true(job:cancel { running = true })  -- asked again: still true
+    local ok, err = pcall(job.result, job, 10)  -- a safe point: it stops there
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err))
+    assert.is_true(job:cancelled())
+    assert.equal(1, closed)
+    assert.equal(1, calls)
+    gate:set_result(1)
+    assert.is_false(after)
+    assert.is_true(job:cancel { running = true })  -- already cancelled
+    assert.is_false(cf.async(function() return 1 end):cancel { running = true })  -- finished
+    -- asked from a worker thread (another state)
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    local gate2 = cf.Future()
+    local job2 = cf.async(function() return cf.await(gate2) end)
+    assert.is_true(ex:submit(function(j) return j:cancel { running = true } end, job2):result(10))
+    assert.is_true(cf.CancelledError:is(select(2, pcall(job2.result, job2, 10))))
+    -- a stop asked while the coroutine runs ends it at its next await
+    local gate3, job3 = cf.Future(), nil
+    job3 = cf.async(function()
+      cf.await(gate3)
+      assert(job3:cancel { running = true })
+      cf.await(cf.Future())  -- never done: it is stopped here
+      after = true
+    end)
+    gate3:set_result(1)
+    assert.is_true(cf.CancelledError:is(select(2, pcall(job3.result, job3, 10))))
+    assert.is_false(after)
+    -- one that finishes before the stop is seen still ends CANCELLED
+    local gate4 = cf.Future()
+    local job4 = cf.async(function() return cf.await(gate4) end)
+    assert.is_true(job4:cancel { running = true })
+    gate4:set_result(4)  -- resumes it at once: it returns
+    assert.is_true(job4:cancelled())
+  end)
+
+  it("leaves alone a future completed by hand while its coroutine waits", function()
+    -- before: the coroutine's end set it again, inside a callback:
+    -- "error in done callback: InvalidStateError" on stderr
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local gate = cf.Future()
+      local job = cf.async(function() return cf.await(gate) end)
+      job:set_result("by hand")
+      local job2 = cf.async(function() cf.await(gate) error("late") end)
+      job2:set_exception("by hand too")
+      gate:set_result(1)
+      print(job:result(0), job2:exception(0))
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("by hand\tby hand too\n", out)
+  end)
+
+  it("closes the to-be-closed variables of a function that fails", function()
+    local closed, gate = {}, cf.Future()
+    local function tbc(name)
+      return setmetatable({}, { __close = function(_, e) closed[#closed + 1] = { name, e } end })
+    end
+    local job = cf.async(function()
+      local _ <close> = tbc("a")
+      cf.await(gate)
+      error("boom", 0)
+    end)
+    gate:set_result(1)
+    assert.same({ { "a", "boom" } }, closed)
+    assert.equal("boom", job:exception(0))
+    -- a __close that raises replaces the error, as in Lua
+    local job2 = cf.async(function()
+      local _ <close> = setmetatable({}, { __close = function() error("in close", 0) end })
+      error("first", 0)
+    end)
+    assert.equal("in close", job2:exception(0))
+    -- and those of one that yields outside cf.await
+    closed = {}
+    local job3 = cf.async(function() local _ <close> = tbc("y") coroutine.yield() end)
+    assert.matches("outside cf.await", job3:exception(0))
+    assert.same({ { "y" } }, closed)
+  end)
+
   it("raises TimeoutError inside the coroutine when await's timeout passes", function()
     local never = cf.Future()
     local job = cf.async(function()
@@ -387,6 +528,64 @@ describe("cf.async and cf.await", function()
     } do
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end
+  end)
+end)
+
+-- Each link of these chains completes the next from a done-callback:
+-- nested at once, 250 links overflowed Lua's C stack (about 190 deep) and
+-- the result was lost (the error only printed on stderr). Deeper than
+-- lmailbox.c's LCONC_MAXNEST, callbacks run once the outermost returns.
+describe("chains of futures completing each other", function()
+  local LINKS = 250
+
+  local function chain(link)
+    local root = cf.Future()
+    local f = root
+    for i = 1, LINKS do f = link(f, i) end
+    root:set_result(42)
+    assert.is_true(f:done())  -- at once: set_result ran the whole chain
+    return f:result(0)
+  end
+
+  it("of cf.all, cf.any and cf.async give the result", function()
+    local r = chain(function(f) return cf.all { f } end)
+    for _ = 1, LINKS do r = r[1][1] end
+    assert.equal(42, r)
+    assert.equal(42, chain(function(f) return cf.any { f } end))
+    assert.equal(42, chain(function(f)
+      return cf.async(function() return cf.await(f) end)
+    end))
+    assert.equal(42 + LINKS, chain(function(f)
+      return cf.async(function() return cf.await(f) + 1 end)
+    end))
+  end)
+
+  it("of plain done-callbacks give the result, and a failure at the end", function()
+    assert.equal(42 + LINKS, chain(function(f)
+      local nxt = cf.Future()
+      f:add_done_callback(function(d) nxt:set_result(d:result() + 1) end)
+      return nxt
+    end))
+    local ok, err = pcall(chain, function(f, i)
+      local nxt = cf.Future()
+      f:add_done_callback(function(d)
+        if i == LINKS then nxt:set_exception("link " .. i) else nxt:set_result(d:result()) end
+      end)
+      return nxt
+    end)
+    assert.is_false(ok)
+    assert.equal("link " .. LINKS, err)
+  end)
+
+  it("still run a shallow callback's callbacks at once, in order", function()
+    local log, a, b = {}, cf.Future(), cf.Future()
+    b:add_done_callback(function() log[#log + 1] = "b" end)
+    a:add_done_callback(function()
+      b:set_result(1)
+      log[#log + 1] = "after b"
+    end)
+    a:set_result(1)
+    assert.same({ "b", "after b" }, log)
   end)
 end)
 

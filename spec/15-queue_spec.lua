@@ -2,6 +2,7 @@
 -- bounded or not, with timeouts and close; its waits are safe points.
 
 local cf = require "concurrent.futures"
+local helpers = require "spec.helpers"
 
 describe("cf.Queue", function()
   it("is a FIFO of copies, with #q its length", function()
@@ -121,6 +122,47 @@ describe("cf.Queue", function()
       err(function() q:get("x") end))
     assert.matches("bad argument #1 to 'get'", err(function() q:get(0 / 0) end))
     assert.matches("concurrent.Queue expected, got table", err(function() q.get({}) end))
+  end)
+
+  it("raises, and does not crash, once its __gc was called by hand", function()
+    -- a fresh process: before the fix, each of these used the queue the
+    -- handle had let go of (a NULL or freed pointer)
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local function show(what, ok, err) print(what, ok, err) end
+      local q = cf.Queue()
+      q:put(1)
+      getmetatable(q).__gc(q)
+      getmetatable(q).__gc(q)  -- idempotent
+      show("put", pcall(q.put, q, 2))
+      show("get", pcall(q.get, q, 0))
+      show("close", pcall(q.close, q))
+      show("values", pcall(q.values, q))
+      show("len", pcall(function() return #q end))
+      show("tostring", pcall(tostring, q))
+      -- finalized by a callback while get (empty) or put (full) waits:
+      -- the wait ends then (before, it lasted its whole timeout, or for
+      -- ever without one: freeing the queue did not wake its waiters)
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      local empty = cf.Queue()
+      local t0 = os.time()
+      ex:submit(function() return 1 end)
+        :add_done_callback(function() getmetatable(empty).__gc(empty) end)
+      show("waitget", pcall(empty.get, empty, 30))
+      local full = cf.Queue(1)
+      full:put(1)
+      ex:submit(function() return 1 end)
+        :add_done_callback(function() getmetatable(full).__gc(full) end)
+      show("waitput", pcall(full.put, full, 2, 30))
+      print("waited", os.time() - t0 < 10)
+      print("survived")
+    ]])
+    assert.is_true(ok, out)
+    for _, what in ipairs { "put", "get", "close", "values", "len", "tostring", "waitget", "waitput" } do
+      assert.matches(what .. "\tfalse\t[^\n]*queue handle already finalized", out)
+    end
+    assert.matches("waited\ttrue", out)
+    assert.matches("survived", out)
   end)
 
 end)

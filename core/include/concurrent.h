@@ -98,6 +98,19 @@ int conc_future_cancel(conc_future_t *f);
 ** 0 when it is done, or running where nothing can stop it. */
 int conc_future_cancel_running(conc_future_t *f);
 
+/* The same for a RUNNING future whose work is not a task of an executor
+** of this core (a host's own, cf.async's coroutine): from now on
+** conc_future_cancel_running calls 'stopper(arg)' (at most once, in the
+** cancelling thread, under the future's lock: it must not call into
+** this future) and returns 1. The work must then end with
+** conc_future_stop_end before it completes the future, so that 'arg'
+** outlives every call of 'stopper'. CONC_ESTATE unless RUNNING. */
+int conc_future_set_stopper(conc_future_t *f, void (*stopper)(void *arg),
+                            void *arg);
+/* No stopper runs from now on: 1 if a stop was asked (the future is now
+** CANCELLED), else 0 (complete it as usual). Idempotent. */
+int conc_future_stop_end(conc_future_t *f);
+
 /* Block until the future is done or 'deadline' (absolute, conc_deadline)
 ** passes: 0 or CONC_ETIMEDOUT. When it returns 0, every C callback of the
 ** future has returned, but in one case: called from one of the future's
@@ -446,7 +459,8 @@ void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
 
 conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
 void conc_chanq_ref(conc_chanq_t *q);
-/* the last reference frees the items left with their free functions */
+/* the last reference frees the items left with their free functions and
+** cancels the wakes still registered (below): the queue is gone */
 void conc_chanq_unref(conc_chanq_t *q);
 
 /* Block until there is room, or 'deadline' passes: 0 (the queue owns
@@ -461,7 +475,8 @@ int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline);
 /* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
 ** 'wake' (if not NULL) is cancelled at the next get (tryput) or put
-** (tryget), or at close: for a waiter that also watches its mailbox. */
+** (tryget), at close, or when the queue is freed: for a waiter that
+** also watches its mailbox. */
 int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
                       conc_free_fn freefn, conc_future_t *wake);
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,

@@ -97,6 +97,21 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- The length of the table 't', its __len's too, which must be an integer
+-- (or a float with an integral value, as luaL_len takes). Otherwise an
+-- error at 'level' above the caller of this function: "bad argument #arg
+-- to 'fname' (integer length expected<at>, got 2.5)".
+local function length(t, arg, fname, level, at)
+  local n = #t
+  local i = math.type(n) and math.tointeger(n)
+  if not i then
+    error(("bad argument #%d to '%s' (integer length expected%s, got %s)")
+      :format(arg, fname, at or "", math.type(n) and tostring(n) or type(n)),
+      level + 1)
+  end
+  return i
+end
+
 --- A plain Lua closure (so it can be submitted) that calls `fn` with the
 -- bound arguments first, then its own (Python's `functools.partial`).
 -- @tparam function fn
@@ -134,7 +149,12 @@ local HERE = debug.getinfo(1, "S").short_src .. ":"
 -- 'level' is where an argument error points (the caller of map).
 local function items(xs, pos, tableform, level)
   if type(xs) == "table" then
-    local i, n = 0, #xs
+    local i, n = 0, nil
+    if tableform then
+      n = length(xs, 1, "map", level, (" at index %d"):format(pos + 1))
+    else
+      n = length(xs, pos, "map", level)
+    end
     return function()
       if i >= n then return false end
       i = i + 1
@@ -257,14 +277,16 @@ local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
 local function map_options(fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
     local o = fn
+    -- level 4: map_options <- check_map <- map <- the caller
+    local n = length(o, 1, "map", 4)
     for k in pairs(o) do
-      if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= #o) then
+      if not (MAP_OPTIONS[k] or math.type(k) == "integer" and k >= 1 and k <= n) then
         error(("bad argument #1 to 'map' (unknown option '%s'; known: %s)")
-          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 3)
+          :format(tostring(k), "buffersize, chunksize, ordered, task_timeout, timeout"), 4)
       end
     end
-    local its = { n = math.max(#o - 1, 0) }
-    for k = 2, #o do its[k - 1] = o[k] end
+    local its = { n = math.max(n - 1, 0) }
+    for k = 2, n do its[k - 1] = o[k] end
     return o[1], its, o, 1
   end
   return fn, pack(...), {}, 2
@@ -523,7 +545,7 @@ local function futures(fs, name)
       :format(name, typename(fs)), 3)
   end
   local list = {}
-  for i = 1, #fs do
+  for i = 1, length(fs, 1, name, 3) do
     local f = fs[i]
     if getmetatable(f) ~= FUTURE then
       error(("bad argument #1 to '%s' (future expected at index %d, got %s)")
@@ -613,7 +635,13 @@ function M.any(fs)
 end
 
 local AWAIT = {}  -- what cf.await yields to the driver of its coroutine
-local asyncs = setmetatable({}, { __mode = "k" })  -- coroutines of cf.async
+local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
+-- coroutine of cf.async -> its run: { out = its future, co = it, hold =
+-- core._asyncstoppable's, sig = the future a running cancel of 'out'
+-- cancels, done = its end was settled (endrun), quiet = its coroutine
+-- ends or closes as the driver knows (not by hand), stop = a running
+-- cancel came while the coroutine ran }
+local asyncs = setmetatable({}, { __mode = "k" })
 
 -- The message a traceback starts with, for any error value.
 local function errmsg(err)
@@ -623,26 +651,95 @@ local function errmsg(err)
   return ("(error object is a %s value)"):format(type(err))
 end
 
--- Resume the coroutine of the async future 'out' with ...; it runs up to
--- its next cf.await on a pending future, whose done-callback (or its
--- timer's) resumes it at one of the state's safe points.
-local function advance(co, out, ...)
-  local r = pack(coroutine.resume(co, ...))
-  if coroutine.status(co) == "dead" then
-    asyncs[co] = nil
-    if r[1] then
-      out:set_result(unpack(r, 2, r.n))
-    else
-      core._fail(out, r[2], debug.traceback(co, errmsg(r[2])))
+-- The run has ended: no running cancel can come any more. True if its
+-- future needs no completing: a running cancel came (it is then
+-- CANCELLED, and this state's callbacks of it have run), or the user
+-- completed it by hand (set_result on it); else the caller completes it.
+local function endrun(run)
+  run.done, run.quiet = true, true
+  asyncs[run.co] = nil
+  run.sig:cancel()  -- lets go of its callback (and of 'run')
+  if core._asyncend(run.hold) then
+    run.out:cancel()  -- (cancelled already: runs the callbacks now)
+    return true
+  end
+  return run.out:done()
+end
+
+-- End the run 'run', which its driver no longer resumes, failing its
+-- future with 'msg' (and 'tb').
+local function abandon(run, msg, tb)
+  if run.done then return end
+  if not endrun(run) then
+    core._fail(run.out, msg, tb or debug.traceback(msg, 2))
+  end
+end
+
+-- A running cancel of the future (its 'sig' cancelled): stop the run,
+-- closing its coroutine, once it is suspended in cf.await; one that runs
+-- (a safe point inside it ran this) stops at its next await or its end.
+local function stoprun(run)
+  if run.done then return end
+  if coroutine.status(run.co) ~= "suspended" then
+    run.stop = true
+    return
+  end
+  run.quiet = true
+  coroutine.close(run.co)  -- its to-be-closed variables close
+  endrun(run)
+end
+
+-- A to-be-closed variable of every cf.async coroutine: closed when its
+-- function returns, or by coroutine.close: by the driver (quiet), else
+-- by hand, which must not leave the future pending for ever.
+local RUN = {
+  __close = function(run)
+    if not run.quiet then
+      abandon(run, "cf.async coroutine closed by hand (coroutine.close)")
     end
+  end,
+}
+
+-- The function of a cf.async coroutine: 'fn(...)' inside its run.
+local function body(run, fn, ...)
+  local _ <close> = run
+  local r = pack(fn(...))
+  run.quiet = true
+  return unpack(r, 1, r.n)
+end
+
+-- Resume the coroutine of the run 'run' with ...; it runs up to its next
+-- cf.await on a pending future, whose done-callback (or its timer's)
+-- resumes it at one of the state's safe points.
+local function advance(run, ...)
+  local co, out = run.co, run.out
+  if run.done then return end  -- stopped, closed or resumed by hand
+  local r = pack(coroutine.resume(co, ...))
+  if run.done then return end
+  if coroutine.status(co) == "dead" then
+    if r[1] then
+      if not endrun(run) then out:set_result(unpack(r, 2, r.n)) end
+      return
+    end
+    -- its to-be-closed variables close as the error leaves it (as
+    -- coroutine.wrap does), before the future fails; one that raises
+    -- replaces the error (close returns the error it ends with)
+    local err, tb = r[2], debug.traceback(co, errmsg(r[2]))
+    run.quiet = true
+    local _, cerr = coroutine.close(co)
+    if not rawequal(cerr, err) then err, tb = cerr, errmsg(cerr) end
+    if not endrun(run) then core._fail(out, err, tb) end
     return
   end
   if r[2] ~= AWAIT then
-    asyncs[co] = nil
     local msg = "attempt to yield from a cf.async function outside cf.await"
-    core._fail(out, msg, debug.traceback(co, msg))
+    local tb = debug.traceback(co, msg)
+    run.quiet = true
+    coroutine.close(co)  -- it is never resumed: close its variables now
+    abandon(run, msg, tb)
     return
   end
+  if run.stop then return stoprun(run) end
   local f, timeout = r[3], r[4]
   local resumed, timer = false, nil
   local function wake(_, timedout)
@@ -652,7 +749,7 @@ local function advance(co, out, ...)
       core._untimer(timer)
       timer:cancel()
     end
-    advance(co, out, timedout)
+    advance(run, WAKE, timedout)
   end
   if timeout then
     timer = core.Future()
@@ -683,12 +780,14 @@ function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
   end
-  local co = coroutine.create(type(fn) == "function" and fn
-                              or function(...) return fn(...) end)
-  asyncs[co] = true
-  local out = core.Future()
+  local out, sig = core.Future(), core.Future()
+  local co = coroutine.create(body)
   out:set_running_or_notify_cancel()
-  advance(co, out, ...)
+  local run = setmetatable({ out = out, co = co, sig = sig,
+                             hold = core._asyncstoppable(out, sig) }, RUN)
+  asyncs[co] = run
+  sig:add_done_callback(function() stoprun(run) end)
+  advance(run, run, fn, ...)
   return out
 end
 
@@ -715,9 +814,16 @@ function M.await(f, timeout)
   local co = coroutine.running()
   if not asyncs[co] then return f:result(timeout) end
   if not f:done() then
-    if timeout == 0 or coroutine.yield(AWAIT, f, timeout) then
-      error(core.TimeoutError("await timed out"))
+    if timeout == 0 then error(core.TimeoutError("await timed out")) end
+    local by, timedout = coroutine.yield(AWAIT, f, timeout)
+    if by ~= WAKE then
+      local msg = "cf.async coroutine resumed by hand (coroutine.resume) " ..
+                  "while it awaited a future"
+      local run = asyncs[co]
+      if run then abandon(run, msg) end
+      error(msg, 2)
     end
+    if timedout then error(core.TimeoutError("await timed out")) end
   end
   return f:result(0)
 end

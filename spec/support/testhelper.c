@@ -209,6 +209,94 @@ static int th_set_raw(lua_State *L) {
   return 1;
 }
 
+
+/* {======================================================================
+** failalloc: a state's Lua allocator that fails on cue
+** ======================================================================= */
+
+/* The allocator it replaced, and how many more allocations (new blocks
+** or growths) it grants; past them, every one fails until failalloc()
+** puts the old allocator back. Frees and shrinks never fail: Lua takes
+** them as infallible. Its code must stay mapped while any state uses it,
+** even after a state has dlclose'd this library: it is linked with
+** -z nodelete (Makefile), so dlclose leaves it loaded. */
+typedef struct failer {
+  lua_Alloc f;
+  void *ud;
+  long left;
+} failer;
+
+static void *failing(void *ud, void *ptr, size_t osize, size_t nsize) {
+  failer *fl = (failer *)ud;
+  int grows = nsize > 0 && (ptr == NULL || nsize > osize);
+  if (grows) {
+    if (fl->left <= 0)
+      return NULL;
+    fl->left--;
+  }
+  return fl->f(fl->ud, ptr, osize, nsize);
+}
+
+/* Put back the allocator 'fl' replaced, if it is in place. */
+static void restorealloc(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) == failing) {
+    failer *fl = (failer *)ud;
+    lua_setallocf(L, fl->f, fl->ud);
+    free(fl);
+  }
+}
+
+/*
+** th.failalloc(n): the calling state's allocator grants 'n' more
+** allocations, then fails each until th.failalloc() (no argument) puts
+** the old one back. Lua code between the two must not need memory of
+** its own (a closure, a larger stack for the next call), or its error
+** is raised outside any pcall: th.failalloc(n, fn, ...) instead arms it,
+** calls fn(...) in protected mode and disarms it, returning what pcall
+** would, after how many of the 'n' grants were left unused. Disarming
+** returns that count (nil when none was armed).
+*/
+static int th_failalloc(lua_State *L) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  long n = lua_isnoneornil(L, 1) ? 0 : (long)luaL_checkinteger(L, 1);
+  failer *fl;
+  int top, st;
+  if (lua_isnoneornil(L, 1)) {
+    if (f == failing)
+      lua_pushinteger(L, ((failer *)ud)->left);
+    else
+      lua_pushnil(L);
+    restorealloc(L);
+    return 1;
+  }
+  if (f == failing)
+    fl = (failer *)ud;
+  else {
+    if ((fl = (failer *)malloc(sizeof(*fl))) == NULL)
+      return luaL_error(L, "not enough memory");
+    fl->f = f;
+    fl->ud = ud;
+  }
+  luaL_checkstack(L, 4, NULL);
+  fl->left = n;
+  lua_setallocf(L, failing, fl);
+  if (lua_isnone(L, 2))
+    return 0;
+  top = lua_gettop(L);
+  st = lua_pcall(L, top - 2, LUA_MULTRET, 0);
+  n = fl->left;
+  restorealloc(L);
+  lua_pushinteger(L, n);
+  lua_replace(L, 1);
+  lua_pushboolean(L, st == LUA_OK);
+  lua_insert(L, 2);
+  return lua_gettop(L);
+}
+
+/* }====================================================================== */
+
 int luaopen_testhelper(lua_State *L);
 
 __attribute__((visibility("default")))
@@ -218,6 +306,7 @@ int luaopen_testhelper(lua_State *L) {
     {"c_callback", th_c_callback},
     {"wait_c", th_wait_c},
     {"set_raw", th_set_raw},
+    {"failalloc", th_failalloc},
     {NULL, NULL}
   };
   if (luaL_newmetatable(L, JOB_MT)) {
