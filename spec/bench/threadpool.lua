@@ -79,6 +79,7 @@ local workloads = {
   { "w3free", { "ours" } },
   { "w4", { "ours", "luv", "python" } },
   { "w4drop", { "ours", "luv", "python" } },
+  { "pagetouch", { "ours" } },
   { "w1", { "ours4", "luv4", "python4" } },
   { "w2", { "ours4", "luv4", "python4" } },
   { "w3", { "ours4" } },
@@ -175,6 +176,9 @@ print(ONE:format("w3 CPU time over 1 state's", cpuratio("ours")))
 print(ONE:format("w3 cores it had (CPU / wall)", cores("ours")))
 -- what two separate interpreters reach on this machine: w3's ceiling
 print(ONE:format("w3 ceiling: 2 separate processes", speedups("ours", "w3free")))
+-- the phase of the VM the run met (ours.lua pagetouch says why)
+print(ONE:format("first touch of a 4 KiB page, us",
+  fmt(get("ours", "pagetouch", "us_per_page"), "%.2f")))
 print(ROW:format("bytes RSS per pending future",
   fmt(get("ours", "mem", "bytes_per_pending_future"), "%.0f"), "-",
   fmt(get("python", "mem", "bytes_per_pending_future"), "%.0f"), "-",

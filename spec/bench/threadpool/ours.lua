@@ -1,5 +1,5 @@
 -- One workload of the pool benchmark, for concurrent.futures.
--- usage: lua5.4 ours.lua w1|w2|w3|w3free|w4|w4drop|mem [process] ; prints "key
+-- usage: lua5.4 ours.lua w1|w2|w3|w3free|w4|w4drop|mem|pagetouch [process] ; prints "key
 -- value" lines. With "process" the pool is a ProcessPoolExecutor.
 -- BENCH_WORKERS sets the number of workers (default 2). cpu_us_per_task
 -- (thread pools) is the CPU time of the whole process, every thread,
@@ -133,6 +133,18 @@ elseif which == "w4" or which == "w4drop" then
   cpu(c0, N)
   print("faults_per_task", (minflt() - f0) / N)
   print("mb_per_s", N * M * 8 * 2 / dt / 1e6)  -- floats in and out
+elseif which == "pagetouch" then
+  -- What the kernel takes to give this process a page at its first
+  -- touch, now: w4 keeps 32 MB of result tables, so its rate follows
+  -- this cost, which moves by a factor of ten with the VM's phase.
+  -- string.rep of 64 MiB writes two fresh mappings of that size once
+  -- each (its buffer, then the string copied from it); at 4 KiB a copy
+  -- their writing costs a few ms of the total.
+  local n, page = 64 * 1024 * 1024, ("x"):rep(4096)
+  local t0 = now()
+  local s = page:rep(n // 4096)
+  print("us_per_page", (now() - t0) / (2 * n / 4096) * 1e6)
+  assert(#s == n)
 elseif which == "mem" then
   local N = 1000000  -- queued behind both workers, held on a gate
   local ex = cf.ThreadPoolExecutor(2)
