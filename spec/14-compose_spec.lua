@@ -589,6 +589,66 @@ describe("chains of futures completing each other", function()
   end)
 end)
 
+-- map's chunks wrap each call's arguments two tables deep (run_chunk):
+-- that wrapping must not show, neither in how deep an argument may be
+-- nor in the path a refusal names.
+describe("map's chunks take the arguments a task takes", function()
+  local function nest(n)
+    local t = {}
+    for _ = 2, n do t = { t } end
+    return t
+  end
+  local function depth(t)
+    local d = 0
+    while type(t) == "table" do d, t = d + 1, t[1] end
+    return d
+  end
+  local h = io.stdout
+  for _, pool in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+    it("as deep as submit's, over a " .. pool, function()
+      local ex <close> = cf[pool](2)
+      local id = function(x) return x end
+      for _, chunksize in ipairs { 1, 2 } do
+        local got = {}
+        for i, v in ex:map { id, { nest(200), nest(200), nest(200) },
+                             chunksize = chunksize } do
+          got[i] = depth(v)
+        end
+        assert.same({ 200, 200, 200 }, got)
+        local ok, err = pcall(function()
+          for _ in ex:map { id, { 1, nest(201) }, chunksize = chunksize } do end
+        end)
+        assert.is_false(ok)
+        assert.matches("cannot transfer argument #2" .. ("%[1%]"):rep(200)
+                       .. " %(nesting deeper than 200%)", err)
+      end
+    end)
+
+    it("refused with the path submit names, over a " .. pool, function()
+      local ex <close> = cf[pool](1)
+      local cases = {
+        { function(x) return x end, { { 1, { a = h } } },
+          "cannot transfer argument #2.a (userdata)" },
+        { function() return h end, { { 1, 2 } },
+          "cannot transfer argument #1(upvalue 'h') (userdata)" },
+        { function(x, y) return x, y end, { { 1, 2 }, { 3, h } },
+          "cannot transfer argument #3 (userdata)" },
+        { function(x, y) return x, y end, { { 1, 2 }, { 3, { [5] = { h } } } },
+          "cannot transfer argument #3[5][1] (userdata)" },
+      }
+      for _, c in ipairs(cases) do
+        for _, chunksize in ipairs { 1, 3 } do
+          local ok, err = pcall(function()
+            for _ in ex:map { c[1], c[2][1], c[2][2], chunksize = chunksize } do end
+          end)
+          assert.is_false(ok)
+          assert.matches("14%-compose_spec%.lua:%d+: " .. c[3]:gsub("%p", "%%%0"), err)
+        end
+      end
+    end)
+  end
+end)
+
 describe("composition over a process pool", function()
   it("maps in completion order and with a buffer", function()
     local ex <close> = cf.ProcessPoolExecutor(2)

@@ -271,6 +271,28 @@ local function submit(ex, level, ...)
   error(f, level + 1)
 end
 
+-- The path of a refusal in a chunk's submit (run_chunk #1, fn #2,
+-- chunk[j][k] the k-th argument of call j) as submit(fn, ...) names it:
+-- fn is argument #1, call j's k-th argument #k + 1.
+local function chunkpath(msg)
+  local k, rest = msg:match("^cannot transfer argument #3%[%d+%]%[(%d+)%](.*)$")
+  if k then return ("cannot transfer argument #%d%s"):format(k + 1, rest) end
+  rest = msg:match("^cannot transfer argument #2(%D.*)$")
+  if rest then return "cannot transfer argument #1" .. rest end
+  return msg
+end
+
+-- submit(ex, level, run_chunk, fn, chunk) (or its table form) for a
+-- chunk of map's calls: core._submitchunk, so that the chunk's two
+-- tables of wrapping count neither toward the nesting limit nor in the
+-- path of a refusal, which reads as submit's for one call.
+local function submitchunk(ex, level, ...)
+  local ok, f = pcall(core._submitchunk, ex, ...)
+  if ok then return f end
+  if type(f) == "string" then f = chunkpath(f) end
+  error(f, level + 1)
+end
+
 local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
                       buffersize = true, task_timeout = true }
 
@@ -376,7 +398,7 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
         if chunk[j] == nil then T.over = true break end
       end
       if #chunk == 0 then return false end
-      f, n = submit(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
+      f, n = submitchunk(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
     end
     T.nt, T.live = T.nt + 1, T.live + 1
     T.fs[T.nt], T.first[T.nt], T.index[f] = f, T.inputs + 1, T.nt
