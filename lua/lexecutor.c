@@ -236,6 +236,7 @@ static int submitx(lua_State *L, int flags) {
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
+  size_t size;
   int r;
   if (lua_type(L, 2) != LUA_TFUNCTION) {  /* (else the common case) */
     lua_settop(L, top);
@@ -254,10 +255,14 @@ static int submitx(lua_State *L, int flags) {
     conc_payload_free(p);
     checkopen(L, ex);
   }
+  size = p->size;
   r = ex->core->ops->submit(ex->core, f, p, timeout);
   if (r != 0) {
     conc_payload_free(p);
     checkbroken(L, ex);
+    if (r == CONC_E2BIG)
+      return luaL_error(L, "cannot transfer arguments (%I bytes: %s)",
+                        (lua_Integer)size, conc_strerror(r));
     lconc_coreerror(L, r, "submit");
   }
   return 1;  /* the handle, at the top */

@@ -27,6 +27,7 @@ extern "C" {
 #define CONC_EBROKEN    (-6)  /* pool is broken */
 #define CONC_ESYS       (-7)  /* a system call failed; see errno */
 #define CONC_ECLOSED    (-8)  /* mailbox closed */
+#define CONC_E2BIG      (-9)  /* a payload too large for a worker process */
 
 /* A readable, static description of an error code. */
 const char *conc_strerror(int code);
@@ -551,7 +552,8 @@ typedef struct conc_executor_ops {
   ** one reference to 'f'; or a negative code and both stay the caller's
   ** (CONC_EINVAL for a NULL 'f' or 'task', CONC_ESTATE when 'f' is a
   ** thread pool's task's already, CONC_ESHUTDOWN, CONC_EBROKEN,
-  ** CONC_ENOMEM, CONC_ESYS). After any failure but CONC_EINVAL and
+  ** CONC_ENOMEM, CONC_ESYS, CONC_E2BIG for a process pool's task whose
+  ** frame would pass CONC_FRAME_MAX). After any failure but CONC_EINVAL and
   ** CONC_ESTATE, 'f' is cancelled (its callbacks run in the call,
   ** unless it was started or completed by someone else): nothing
   ** else would ever complete it. */
