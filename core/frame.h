@@ -71,6 +71,10 @@ enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
 ** type and the fields before it (the table above). */
 #define CONC__TASKHEAD (1 + 8 + 8)
 #define CONC__RESULTHEAD (1 + 8 + 1 + 8)
+/* ... and of an F_FUTURE, an F_QPUT and an F_QREPLY. */
+#define CONC__FUTUREHEAD (1 + 8 + 1 + 1)
+#define CONC__QPUTHEAD (1 + 8 + 8 + 1)
+#define CONC__QREPLYHEAD (1 + 8 + 4)
 
 /* Whether the payload 'p' fits in a frame whose body has 'head' bytes
 ** before the payload's own (its kind, list and bytes): frame_end takes

@@ -466,12 +466,14 @@ void conc_chanq_unref(conc_chanq_t *q);
 
 /* Block until there is room, or 'deadline' passes: 0 (the queue owns
 ** 'data' now), CONC_ETIMEDOUT, CONC_ECLOSED or CONC_ENOMEM (on failure
-** the caller still owns 'data'). */
+** the caller still owns 'data'); in a process pool's worker, CONC_E2BIG
+** for a value past what a frame to the parent carries. */
 int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
                    conc_free_fn freefn, double deadline);
 /* Block until an item is there: 0 and the item (the caller owns it and
 ** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
-** and drained. */
+** and drained; in a process pool's worker, CONC_E2BIG when the item
+** taken was past what a frame from the parent carries (it is dropped). */
 int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline);
 /* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
