@@ -353,6 +353,31 @@ describe("cf.async and cf.await", function()
     assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
   end)
 
+  -- The traceback's first line came from tostring(err), unprotected:
+  -- an error whose __tostring raised (or returned no string) left the
+  -- future pending for ever, its <close> variables open.
+  it("fails with an error whose __tostring raises or returns no string", function()
+    for _, ts in ipairs { function() error("tostring boom") end, function() return {} end } do
+      local bad = setmetatable({}, { __tostring = ts })
+      local gate, closed = cf.Future(), 0
+      local waited = cf.async(function()
+        local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        cf.await(gate)
+        error(bad)
+      end)
+      gate:set_result(true)
+      assert.equal(bad, waited:exception(0))
+      assert.equal(1, closed)
+      assert.matches("^%(error object is a table value%)\nstack traceback:", waited:traceback())
+      local plain = cf.async(function()
+        local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        error(bad)
+      end)
+      assert.equal(bad, plain:exception(0))
+      assert.equal(2, closed)
+    end
+  end)
+
   it("fails at once when its coroutine is resumed or closed by hand", function()
     -- before, the future stayed pending until the awaited future was
     -- done, then failed with "cannot resume dead coroutine"

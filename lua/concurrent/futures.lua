@@ -665,11 +665,16 @@ local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
 -- cancel came while the coroutine ran }
 local asyncs = setmetatable({}, { __mode = "k" })
 
--- The message a traceback starts with, for any error value.
+-- The message a traceback starts with, for any error value, as lua.c
+-- makes it: its __tostring's string, else what type it is. Never
+-- raises: the run would stay unfinished, its future pending for ever.
 local function errmsg(err)
   if type(err) == "string" or math.type(err) then return tostring(err) end
-  local mt = getmetatable(err)
-  if type(mt) == "table" and mt.__tostring then return tostring(err) end
+  local mt = debug.getmetatable(err)
+  if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+    local ok, s = pcall(tostring, err)
+    if ok and type(s) == "string" then return s end
+  end
   return ("(error object is a %s value)"):format(type(err))
 end
 
