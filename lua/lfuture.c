@@ -467,8 +467,10 @@ static int fut_traceback(lua_State *L) {
   const void *data;
   size_t len;
   int failed;
-  if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed)
-    return 0;
+  if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed) {
+    lua_pushnil(L);  /* one value, as for a failure without one */
+    return 1;
+  }
   pushoutcome(L, h);  /* a table (failed), at 2 */
   lua_rawgeti(L, 2, 2);
   return 1;
