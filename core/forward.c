@@ -6,6 +6,7 @@
 ** pushes the entry on a lock-free stack and wakes the back-end's thread,
 ** which sends the news to every peer told of it and frees the entry.
 */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "forward.h"
@@ -141,6 +142,16 @@ void conc__fwd_clear(conc__fwdtab *t) {
   t->fired = NULL;  /* those were in the list too: freed */
 }
 
+/* The error that goes to the child in place of a future's outcome 'pl'
+** too large for a frame (else it could not be told at all), or NULL. */
+static conc_payload_t *toolarge(const conc_payload_t *pl) {
+  char msg[160];
+  snprintf(msg, sizeof(msg), "cannot transfer the future's %s (%zu "
+           "bytes: %s)", pl->kind == CONC_PAYLOAD_VALUES ? "results"
+           : "error", pl->size, conc_strerror(CONC_E2BIG));
+  return conc_payload_error("", msg);
+}
+
 void conc__fwd_putnews(conc__wbuf *w, const conc__fwd *x,
                        conc__fwd_ids ids, void *ud) {
   const void *data;
@@ -148,10 +159,15 @@ void conc__fwd_putnews(conc__wbuf *w, const conc__fwd *x,
   int failed = 0, ok = 1;
   conc_state_t s = conc_future_state(x->f);
   const conc_payload_t *pl = NULL;
+  conc_payload_t *err = NULL;
   uint64_t *pids = NULL;
   if (s == CONC_FINISHED && conc_future_payload(x->f, &data, &len,
                                                 &failed) == 0)
     pl = (const conc_payload_t *)data;
+  if (pl != NULL && !conc__payload_fits(pl, CONC__FUTUREHEAD)) {
+    pl = err = toolarge(pl);  /* NULL (no memory): no values */
+    failed = 1;
+  }
   if (pl != NULL)
     pids = ids(ud, pl, &ok);
   conc__put64(w, x->id);
@@ -161,4 +177,5 @@ void conc__fwd_putnews(conc__wbuf *w, const conc__fwd *x,
   if (s != CONC_CANCELLED && pl != NULL && ok)
     conc__putpayload(w, pl, pids);
   free(pids);
+  conc_payload_free(err);
 }

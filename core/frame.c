@@ -111,6 +111,15 @@ void conc__putpayloadhead(conc__wbuf *w, const conc_payload_t *p,
     conc__put64(w, ids[i]);
 }
 
+int conc__payload_fits(const conc_payload_t *p, size_t head) {
+  size_t list = 1 + 4;  /* kind, count, then an id per entry */
+  if (p->nfutures > (CONC_FRAME_MAX - list) / 8)
+    return 0;
+  list += 8 * p->nfutures;
+  return head + list <= CONC_FRAME_MAX
+         && p->size <= CONC_FRAME_MAX - head - list;
+}
+
 void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,
                       const uint64_t *ids) {
   conc__putpayloadhead(w, p, ids);

@@ -62,6 +62,25 @@ enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
 #define CONC_FRAME_MAX ((size_t)1 << 30)
 #endif
 
+/* CONC_FRAME_MAX as messages give it. */
+#if !defined(CONC__FRAME_MAXTEXT)
+#define CONC__FRAME_MAXTEXT "1 GiB"
+#endif
+
+/* Body bytes of an F_TASK and an F_RESULT before their payload: the
+** type and the fields before it (the table above). */
+#define CONC__TASKHEAD (1 + 8 + 8)
+#define CONC__RESULTHEAD (1 + 8 + 1 + 8)
+/* ... and of an F_FUTURE, an F_QPUT and an F_QREPLY. */
+#define CONC__FUTUREHEAD (1 + 8 + 1 + 1)
+#define CONC__QPUTHEAD (1 + 8 + 8 + 1)
+#define CONC__QREPLYHEAD (1 + 8 + 4)
+
+/* Whether the payload 'p' fits in a frame whose body has 'head' bytes
+** before the payload's own (its kind, list and bytes): frame_end takes
+** a frame past CONC_FRAME_MAX back whole. */
+CONC__FUNC int conc__payload_fits(const conc_payload_t *p, size_t head);
+
 /* Bytes to write: frames appended at 'n', written from 'off'. */
 typedef struct conc__wbuf {
   char *b;

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "frame.h"  /* CONC__FRAME_MAXTEXT */
 #include "internal.h"
 
 /* A C callback: a watcher whose 'fire' is NULL, run outside the lock
@@ -131,6 +132,8 @@ const char *conc_strerror(int code) {
     case CONC_EBROKEN: return "the pool is broken";
     case CONC_ESYS: return "system call failed";
     case CONC_ECLOSED: return "mailbox closed";
+    case CONC_E2BIG:
+      return "too large for a worker process, " CONC__FRAME_MAXTEXT " at most";
     default: return "unknown error";
   }
 }

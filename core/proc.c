@@ -1040,6 +1040,8 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
     return CONC_EINVAL;
   if (forked(p))
     return refuse(f, CONC_EBROKEN);
+  if (!conc__payload_fits(task, CONC__TASKHEAD))  /* sendtask could not */
+    return refuse(f, CONC_E2BIG);
   if ((t = (ptask *)calloc(1, sizeof(*t))) == NULL)
     return refuse(f, CONC_ENOMEM);
   conc__future_stoppable(f);  /* not under 'mu': a stopper takes it */

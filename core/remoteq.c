@@ -347,6 +347,10 @@ static int putvalue(conc__qpeer *peer, uint64_t req, void *data,
   uint64_t *ids = NULL;
   int ok = 1;
   size_t at;
+  if (freefn == conc_payload_free
+      ? !conc__payload_fits(pl, CONC__QREPLYHEAD)
+      : len > CONC_FRAME_MAX - CONC__QREPLYHEAD - 5)
+    return CONC_E2BIG;  /* its frame would be taken back, the peer lost */
   if (freefn == conc_payload_free)
     ids = conc__qhost_ids(peer, pl, &ok);
   if (!ok)
@@ -609,8 +613,9 @@ static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
   conc__qreq rq;
   conc__wbuf *b;
   size_t at;
-  int r = freefn == conc_payload_free ? conc__qproxies_outids(p, &ids)
-                                      : CONC_EINVAL;
+  int r = freefn != conc_payload_free ? CONC_EINVAL
+          : !conc__payload_fits(p, CONC__QPUTHEAD) ? CONC_E2BIG
+          : conc__qproxies_outids(p, &ids);
   (void)len;
   if (r != 0)
     return r;

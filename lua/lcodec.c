@@ -303,6 +303,23 @@ static Buffer *getbuffer(lua_State *L, const char *frame) {
   return B;
 }
 
+/* Push ".key" for the string key 'k' ('len' bytes), a NUL as \0: the
+** message is a C string on its way (luaL_error's %s), which would end
+** at the first one. */
+static void pushkeyseg(lua_State *L, const char *k, size_t len) {
+  const char *nul;
+  lua_pushliteral(L, ".");
+  while ((nul = (const char *)memchr(k, '\0', len)) != NULL) {
+    lua_pushlstring(L, k, (size_t)(nul - k));
+    lua_pushliteral(L, "\\0");
+    lua_concat(L, 3);
+    len -= (size_t)(nul - k) + 1;
+    k = nul + 1;
+  }
+  lua_pushlstring(L, k, len);
+  lua_concat(L, 2);
+}
+
 /* Push the path of the value being encoded: argument #2.config.handle;
 ** outside any value (the header, the final copy) the values as a whole:
 ** "arguments". */
@@ -325,7 +342,12 @@ static void pushpath(Enc *E) {
       case SEG_META: lua_pushliteral(L, "(metatable)"); break;
       default:  /* SEG_KEY */
         switch (lua_type(L, s->key)) {
-          case LUA_TSTRING: lua_pushfstring(L, ".%s", lua_tostring(L, s->key)); break;
+          case LUA_TSTRING: {
+            size_t len;
+            const char *k = lua_tolstring(L, s->key, &len);
+            pushkeyseg(L, k, len);
+            break;
+          }
           case LUA_TNUMBER:
             if (lua_isinteger(L, s->key))
               lua_pushfstring(L, "[%I]", lua_tointeger(L, s->key));

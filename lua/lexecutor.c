@@ -198,11 +198,11 @@ static conc_payload_t *allocblock(void *ud, size_t len, size_t nfutures) {
 ** block, the handle comes first, without a future, so that nothing can
 ** raise between the block's allocation and its owner. */
 static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
-                                conc_future_t **f) {
+                                int flags, conc_future_t **f) {
   taskalloc a;
   conc_payload_t *p;
   conc_future_t **slot;
-  int flags = ex->local ? LCONC_ENC_LOCAL : 0;
+  flags |= ex->local ? LCONC_ENC_LOCAL : 0;
   if (ex->core->ops->newtask == NULL) {
     if ((*f = conc_future_new()) == NULL)
       luaL_error(L, "not enough memory");
@@ -214,8 +214,8 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
   slot = lconc_newfuturemt(L, NULL, UP_FUTUREMT);
   a.ex = ex;
   a.f = NULL;
-  p = ex->local ? lconc_encodeplain(L, 2, n, allocblock, &a, UP_BUFFER)
-                : NULL;
+  p = ex->local && !(flags & LCONC_ENC_WRAP)
+      ? lconc_encodeplain(L, 2, n, allocblock, &a, UP_BUFFER) : NULL;
   if (p == NULL)
     p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
                       UP_BUFFER);
@@ -228,13 +228,15 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
 }
 
 /* ex:submit(fn, ...) or ex:submit{fn, ..., n =, timeout =} -> Future.
-** 'fn' is argument #1 of the transfer. */
-static int ex_submit(lua_State *L) {
+** 'fn' is argument #1 of the transfer; 'flags' are the encoder's
+** (LCONC_ENC_WRAP for a chunk of map's calls). */
+static int submitx(lua_State *L, int flags) {
   int top = lua_gettop(L);
   executor *ex = toexecutor(L);  /* (its metatable at top + 1) */
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
+  size_t size;
   int r;
   if (lua_type(L, 2) != LUA_TFUNCTION) {  /* (else the common case) */
     lua_settop(L, top);
@@ -248,18 +250,36 @@ static int ex_submit(lua_State *L) {
   checkopen(L, ex);
   if (lconc_ownerclosing(L, ex->closer.owner))
     return luaL_error(L, "the Lua state is closing");
-  p = maketask(L, ex, top - 1, &f);  /* fn and its arguments, at 2.. */
+  p = maketask(L, ex, top - 1, flags, &f);  /* fn and its args, at 2.. */
   if (ex->shutdown || ex->core == NULL) {  /* closed by a finalizer */
     conc_payload_free(p);
     checkopen(L, ex);
   }
+  size = p->size;
   r = ex->core->ops->submit(ex->core, f, p, timeout);
   if (r != 0) {
     conc_payload_free(p);
     checkbroken(L, ex);
+    if (r == CONC_E2BIG)
+      return luaL_error(L, "cannot transfer arguments (%I bytes: %s)",
+                        (lua_Integer)size, conc_strerror(r));
     lconc_coreerror(L, r, "submit");
   }
   return 1;  /* the handle, at the top */
+}
+
+static int ex_submit(lua_State *L) {
+  return submitx(L, 0);
+}
+
+/* core._submitchunk(ex, run_chunk, fn, chunk), or its table form: the
+** submit of a chunk of map's calls (futures.lua), whose arguments lie
+** two tables deep in 'chunk'. Those two levels do not count toward the
+** codec's nesting limit, so an argument as deep as a task's may be
+** crosses in a chunk too (the worker's decode allows them by the
+** transfer's flag). */
+static int cf_submitchunk(lua_State *L) {
+  return submitx(L, LCONC_ENC_WRAP);
 }
 
 /* Whether 'ex' still has tasks queued or running. */
@@ -636,6 +656,10 @@ void lconc_newexecclass(lua_State *L, const char *mt) {
   lua_settop(L, base - 2);
 }
 
+/* Registry key of core._submitchunk, made with the classes (it takes
+** the methods' upvalues) and kept for a reopened module. */
+static const char SUBMITCHUNK = 's';
+
 /* Adds both executor classes to the module table at the top, and
 ** 'executor_methods' (the methods table, where futures.lua adds map).
 ** Reopening the module keeps the classes' methods table. */
@@ -652,6 +676,9 @@ void lconc_open_executor(lua_State *L) {
     luaL_setfuncs(L, methods, NUPS);
     setclass(L, base, base);
     setclass(L, base, base + 1);
+    pushups(L, base);
+    lua_pushcclosure(L, cf_submitchunk, NUPS);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SUBMITCHUNK);
     lua_replace(L, base);
     lua_settop(L, base);
   } else {
@@ -659,6 +686,8 @@ void lconc_open_executor(lua_State *L) {
     lua_remove(L, -2);
   }
   lua_setfield(L, -2, "executor_methods");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SUBMITCHUNK);
+  lua_setfield(L, -2, "_submitchunk");
   lua_pushcfunction(L, cf_ThreadPoolExecutor);
   lua_setfield(L, -2, "ThreadPoolExecutor");
   lua_pushcfunction(L, cf_ProcessPoolExecutor);

@@ -441,18 +441,19 @@ static int fut_result(lua_State *L) {
 }
 
 /***
- * The task's error value, or nothing if it succeeded. Waits as `result`.
+ * The task's error value, or `nil` if it succeeded (API.md). Waits as
+ * `result`.
  * @function Future:exception
  * @tparam[opt] number timeout seconds
- * @return the error value, or nothing
+ * @return the error value, or `nil`
  * @raise `TimeoutError`, `CancelledError`
  */
 static int fut_exception(lua_State *L) {
-  if (outcome(L, "exception") == OUT_ONE)
-    return 0;
-  lua_getfield(L, 2, "failed");
-  if (!lua_toboolean(L, -1))
-    return 0;
+  if (outcome(L, "exception") == OUT_ONE
+      || (lua_getfield(L, 2, "failed"), !lua_toboolean(L, -1))) {
+    lua_pushnil(L);  /* one value: type(f:exception()) works */
+    return 1;
+  }
   lua_rawgeti(L, 2, 1);
   return 1;
 }
@@ -467,8 +468,10 @@ static int fut_traceback(lua_State *L) {
   const void *data;
   size_t len;
   int failed;
-  if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed)
-    return 0;
+  if (conc_future_payload(h->f, &data, &len, &failed) != 0 || !failed) {
+    lua_pushnil(L);  /* one value, as for a failure without one */
+    return 1;
+  }
   pushoutcome(L, h);  /* a table (failed), at 2 */
   lua_rawgeti(L, 2, 2);
   return 1;

@@ -48,6 +48,27 @@ describe("Future", function()
     assert.is_nil(f:traceback())
   end)
 
+  -- API.md: "the worker-side traceback string of a failed task, or nil";
+  -- it gave no value at all for a pending or successful future, so that
+  -- type(f:traceback()) raised "value expected".
+  it("gives one value from traceback(), nil where there is none", function()
+    local f = cf.Future()
+    assert.equal(1, select("#", f:traceback()))
+    assert.equal("nil", type(f:traceback()))
+    f:set_result(1)
+    assert.equal(1, select("#", f:traceback()))
+    -- so does exception() for a success ("or nil if it succeeded")
+    assert.equal(1, select("#", f:exception()))
+    local ex <close> = cf.ThreadPoolExecutor(1)
+    assert.equal(1, select("#", ex:submit(function() return 1, 2 end):exception(10)))
+    local g = cf.Future()
+    g:set_exception("e")
+    assert.equal(1, select("#", g:traceback()))
+    local h = cf.Future()
+    h:cancel()
+    assert.equal(1, select("#", h:traceback()))
+  end)
+
   it("turns a nil exception into lua.c's message and keeps false", function()
     local f = cf.Future()
     f:set_exception(nil)

@@ -414,6 +414,11 @@ describe("transfer", function()
               debug.getregistry()["concurrent.capi"])
     end)
 
+    it("names a string key with NUL bytes whole", function()
+      -- the key was cut at its first NUL: ".a" for "a\0b"
+      refused("value #1.a\\0b.c\\0 (userdata)", { ["a\0b"] = { ["c\0"] = io.stdout } })
+    end)
+
     it("refuses C functions with upvalues or without a name", function()
       refused("value #1 (C function with upvalues)",
               coroutine.wrap(function() end))

@@ -830,6 +830,71 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     end
   end)
 
+  -- A frame between the processes carries at most 1 GiB (CONC_FRAME_MAX,
+  -- core/frame.h). Arguments past it were refused only once the
+  -- supervisor sent them, with a message about the way back ("could not
+  -- be transferred to this state"); results past it ended the worker and
+  -- broke the pool.
+  it("refuses arguments and results too large for a frame, and serves on", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    -- 1 GiB and a bit of encoding from 64 KiB of strings: a string
+    -- crosses by value each time it is met
+    local function big()
+      local s, t = ("x"):rep(1 << 16), {}
+      for i = 1, (1 << 14) + 1 do t[i] = s end
+      return t
+    end
+    local ok, err = pcall(ex.submit, ex, function(t) return #t end, big())
+    assert.is_false(ok)
+    assert.matches("cannot transfer arguments %(%d+ bytes: too large for a "
+                   .. "worker process, 1 GiB at most%)", err)
+    collectgarbage()
+    err = ex:submit(big):exception(120)
+    assert.matches("^cannot transfer results %(%d+ bytes: too large for a "
+                   .. "worker process, 1 GiB at most%)$", err)
+    assert.equal(7, ex:submit(function() return 7 end):result(60))
+    assert.equal(1, ex:stats().failed)
+  end)
+
+  -- The other frames past 1 GiB: a future a task waits on ended the
+  -- worker, killed for a frame it could not be sent (the pool broke); so
+  -- did a queue's value got in a worker; a put there read "not enough
+  -- memory".
+  it("fails futures and queue values too large for a frame in the worker, "
+     .. "and serves on", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local function big()
+      local s, t = ("x"):rep(1 << 16), {}
+      for i = 1, (1 << 14) + 1 do t[i] = s end
+      return t
+    end
+    local function try(fn, ...)
+      return ex:submit(function(...)
+        local ok, e = pcall(fn, ...)
+        return ok, tostring(e)
+      end, ...):result(120)
+    end
+    local q = cf.Queue()
+    local ok, err = try(function(q, big) q:put(big()) end, q, big)
+    assert.is_false(ok)
+    assert.matches(": put: too large for a worker process, 1 GiB at most$", err)
+    assert.equal(0, #q)
+    local f = cf.Future()
+    local waits = ex:submit(function(f) return pcall(f.result, f, 60) end, f)
+    f:set_result(big())
+    ok, err = waits:result(120)
+    assert.is_false(ok)
+    assert.matches("^cannot transfer the future's results %(%d+ bytes: too large "
+                   .. "for a worker process, 1 GiB at most%)$", err)
+    f = nil
+    q:put(big())
+    collectgarbage()
+    ok, err = try(function(q) return q:get(30) end, q)
+    assert.is_false(ok)
+    assert.matches(": get: too large for a worker process, 1 GiB at most$", err)
+    assert.equal(7, ex:submit(function() return 7 end):result(60))
+  end)
+
   it("maps with chunks smaller than, larger than and as large as the input "
      .. "(test_map_chunksize)", function()
     local ex <close> = cf.ProcessPoolExecutor(2)

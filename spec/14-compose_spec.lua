@@ -353,6 +353,31 @@ describe("cf.async and cf.await", function()
     assert.matches("yield from a cf.async function outside cf.await", yielding:exception(0))
   end)
 
+  -- The traceback's first line came from tostring(err), unprotected:
+  -- an error whose __tostring raised (or returned no string) left the
+  -- future pending for ever, its <close> variables open.
+  it("fails with an error whose __tostring raises or returns no string", function()
+    for _, ts in ipairs { function() error("tostring boom") end, function() return {} end } do
+      local bad = setmetatable({}, { __tostring = ts })
+      local gate, closed = cf.Future(), 0
+      local waited = cf.async(function()
+        local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        cf.await(gate)
+        error(bad)
+      end)
+      gate:set_result(true)
+      assert.equal(bad, waited:exception(0))
+      assert.equal(1, closed)
+      assert.matches("^%(error object is a table value%)\nstack traceback:", waited:traceback())
+      local plain = cf.async(function()
+        local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        error(bad)
+      end)
+      assert.equal(bad, plain:exception(0))
+      assert.equal(2, closed)
+    end
+  end)
+
   it("fails at once when its coroutine is resumed or closed by hand", function()
     -- before, the future stayed pending until the awaited future was
     -- done, then failed with "cannot resume dead coroutine"
@@ -587,6 +612,66 @@ describe("chains of futures completing each other", function()
     a:set_result(1)
     assert.same({ "b", "after b" }, log)
   end)
+end)
+
+-- map's chunks wrap each call's arguments two tables deep (run_chunk):
+-- that wrapping must not show, neither in how deep an argument may be
+-- nor in the path a refusal names.
+describe("map's chunks take the arguments a task takes", function()
+  local function nest(n)
+    local t = {}
+    for _ = 2, n do t = { t } end
+    return t
+  end
+  local function depth(t)
+    local d = 0
+    while type(t) == "table" do d, t = d + 1, t[1] end
+    return d
+  end
+  local h = io.stdout
+  for _, pool in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
+    it("as deep as submit's, over a " .. pool, function()
+      local ex <close> = cf[pool](2)
+      local id = function(x) return x end
+      for _, chunksize in ipairs { 1, 2 } do
+        local got = {}
+        for i, v in ex:map { id, { nest(200), nest(200), nest(200) },
+                             chunksize = chunksize } do
+          got[i] = depth(v)
+        end
+        assert.same({ 200, 200, 200 }, got)
+        local ok, err = pcall(function()
+          for _ in ex:map { id, { 1, nest(201) }, chunksize = chunksize } do end
+        end)
+        assert.is_false(ok)
+        assert.matches("cannot transfer argument #2" .. ("%[1%]"):rep(200)
+                       .. " %(nesting deeper than 200%)", err)
+      end
+    end)
+
+    it("refused with the path submit names, over a " .. pool, function()
+      local ex <close> = cf[pool](1)
+      local cases = {
+        { function(x) return x end, { { 1, { a = h } } },
+          "cannot transfer argument #2.a (userdata)" },
+        { function() return h end, { { 1, 2 } },
+          "cannot transfer argument #1(upvalue 'h') (userdata)" },
+        { function(x, y) return x, y end, { { 1, 2 }, { 3, h } },
+          "cannot transfer argument #3 (userdata)" },
+        { function(x, y) return x, y end, { { 1, 2 }, { 3, { [5] = { h } } } },
+          "cannot transfer argument #3[5][1] (userdata)" },
+      }
+      for _, c in ipairs(cases) do
+        for _, chunksize in ipairs { 1, 3 } do
+          local ok, err = pcall(function()
+            for _ in ex:map { c[1], c[2][1], c[2][2], chunksize = chunksize } do end
+          end)
+          assert.is_false(ok)
+          assert.matches("14%-compose_spec%.lua:%d+: " .. c[3]:gsub("%p", "%%%0"), err)
+        end
+      end
+    end)
+  end
 end)
 
 describe("composition over a process pool", function()

@@ -27,6 +27,7 @@ extern "C" {
 #define CONC_EBROKEN    (-6)  /* pool is broken */
 #define CONC_ESYS       (-7)  /* a system call failed; see errno */
 #define CONC_ECLOSED    (-8)  /* mailbox closed */
+#define CONC_E2BIG      (-9)  /* a payload too large for a worker process */
 
 /* A readable, static description of an error code. */
 const char *conc_strerror(int code);
@@ -465,12 +466,14 @@ void conc_chanq_unref(conc_chanq_t *q);
 
 /* Block until there is room, or 'deadline' passes: 0 (the queue owns
 ** 'data' now), CONC_ETIMEDOUT, CONC_ECLOSED or CONC_ENOMEM (on failure
-** the caller still owns 'data'). */
+** the caller still owns 'data'); in a process pool's worker, CONC_E2BIG
+** for a value past what a frame to the parent carries. */
 int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
                    conc_free_fn freefn, double deadline);
 /* Block until an item is there: 0 and the item (the caller owns it and
 ** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
-** and drained. */
+** and drained; in a process pool's worker, CONC_E2BIG when the item
+** taken was past what a frame from the parent carries (it is dropped). */
 int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline);
 /* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
@@ -551,7 +554,8 @@ typedef struct conc_executor_ops {
   ** one reference to 'f'; or a negative code and both stay the caller's
   ** (CONC_EINVAL for a NULL 'f' or 'task', CONC_ESTATE when 'f' is a
   ** thread pool's task's already, CONC_ESHUTDOWN, CONC_EBROKEN,
-  ** CONC_ENOMEM, CONC_ESYS). After any failure but CONC_EINVAL and
+  ** CONC_ENOMEM, CONC_ESYS, CONC_E2BIG for a process pool's task whose
+  ** frame would pass CONC_FRAME_MAX). After any failure but CONC_EINVAL and
   ** CONC_ESTATE, 'f' is cancelled (its callbacks run in the call,
   ** unless it was started or completed by someone else): nothing
   ** else would ever complete it. */

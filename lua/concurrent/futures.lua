@@ -271,6 +271,28 @@ local function submit(ex, level, ...)
   error(f, level + 1)
 end
 
+-- The path of a refusal in a chunk's submit (run_chunk #1, fn #2,
+-- chunk[j][k] the k-th argument of call j) as submit(fn, ...) names it:
+-- fn is argument #1, call j's k-th argument #k + 1.
+local function chunkpath(msg)
+  local k, rest = msg:match("^cannot transfer argument #3%[%d+%]%[(%d+)%](.*)$")
+  if k then return ("cannot transfer argument #%d%s"):format(k + 1, rest) end
+  rest = msg:match("^cannot transfer argument #2(%D.*)$")
+  if rest then return "cannot transfer argument #1" .. rest end
+  return msg
+end
+
+-- submit(ex, level, run_chunk, fn, chunk) (or its table form) for a
+-- chunk of map's calls: core._submitchunk, so that the chunk's two
+-- tables of wrapping count neither toward the nesting limit nor in the
+-- path of a refusal, which reads as submit's for one call.
+local function submitchunk(ex, level, ...)
+  local ok, f = pcall(core._submitchunk, ex, ...)
+  if ok then return f end
+  if type(f) == "string" then f = chunkpath(f) end
+  error(f, level + 1)
+end
+
 local MAP_OPTIONS = { timeout = true, chunksize = true, ordered = true,
                       buffersize = true, task_timeout = true }
 
@@ -376,7 +398,7 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
         if chunk[j] == nil then T.over = true break end
       end
       if #chunk == 0 then return false end
-      f, n = submit(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
+      f, n = submitchunk(ex, up + 1, call(run_chunk, fn, chunk)), #chunk
     end
     T.nt, T.live = T.nt + 1, T.live + 1
     T.fs[T.nt], T.first[T.nt], T.index[f] = f, T.inputs + 1, T.nt
@@ -643,11 +665,16 @@ local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
 -- cancel came while the coroutine ran }
 local asyncs = setmetatable({}, { __mode = "k" })
 
--- The message a traceback starts with, for any error value.
+-- The message a traceback starts with, for any error value, as lua.c
+-- makes it: its __tostring's string, else what type it is. Never
+-- raises: the run would stay unfinished, its future pending for ever.
 local function errmsg(err)
   if type(err) == "string" or math.type(err) then return tostring(err) end
-  local mt = getmetatable(err)
-  if type(mt) == "table" and mt.__tostring then return tostring(err) end
+  local mt = debug.getmetatable(err)
+  if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+    local ok, s = pcall(tostring, err)
+    if ok and type(s) == "string" then return s end
+  end
   return ("(error object is a %s value)"):format(type(err))
 end
 

@@ -372,8 +372,8 @@ return function(class, Pool, Broken, caps)
       local core = require "concurrent.core"
       local function chunk_stopped(ex, opts, stop)
         local gate, q = cf.Future(), cf.Queue()
-        local fs, submit = {}, core.executor_methods.submit
-        core.executor_methods.submit = function(...)
+        local fs, submit = {}, core._submitchunk  -- how map submits a chunk
+        core._submitchunk = function(...)
           local f = submit(...)
           fs[#fs + 1] = f
           return f
@@ -382,7 +382,7 @@ return function(class, Pool, Broken, caps)
           function(g, x, sq) if x == 2 then sq:put(x) g:result(60) end return x end,
           { gate, gate, gate }, { 1, 2, 3 }, { q, q, q },
           chunksize = 3, ordered = opts.ordered, task_timeout = opts.task_timeout })
-        core.executor_methods.submit = submit
+        core._submitchunk = submit
         assert.is_true(ok, it)
         assert.equal(1, #fs)
         assert.equal(2, q:get(30))  -- the chunk's second call waits on 'gate'
