@@ -608,6 +608,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   ctask *t;
   char name[16];
   int r, done = 0;
+  pid_t self = getpid();
   memset(&c, 0, sizeof(c));
   memset(&w, 0, sizeof(w));
   c.sock = sock;
@@ -653,7 +654,18 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   while ((maxtasks == 0 || done < maxtasks) && (t = nexttask(&c)) != NULL) {
     int failed = 1;
     uint64_t *ids;
-    conc_payload_t *out = fitting(runtask(&c, t, &failed), &failed);
+    conc_payload_t *out = runtask(&c, t, &failed);
+    if (getpid() != self) {
+      /* The task forked and this is its copy, returning (or raising)
+      ** into the loop: it has no reader thread, and its frames on the
+      ** socket it shares with this worker would answer a task twice
+      ** and leave the worker waiting for what the copy read. It ends
+      ** here, as a C child that returns from its task's function should
+      ** have exited: 0 when the task returned, 1 when it raised. */
+      fflush(stdout);
+      leave(failed ? 1 : 0);
+    }
+    out = fitting(out, &failed);
     out = backable(out, &failed, &ids);
     fflush(stdout);  /* the task's own output, before its result */
     send_result(&c, &w, t->id, out, failed, ids);

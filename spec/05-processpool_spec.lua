@@ -1238,3 +1238,30 @@ describe("ProcessPoolExecutor in a hostile host", function()
     assert.matches("death\ttrue\tBrokenProcessPool: .*exit status 3", out)
   end)
 end)
+
+describe("ProcessPoolExecutor with hostile tasks", function()
+  it("ends a task's forked copy that returns or raises into its worker, "
+     .. "and serves on", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ProcessPoolExecutor(1)
+      for _, how in ipairs { "return", "raise" } do
+        local f = ex:submit(function(h)
+          local ph = require "prochelper"
+          local pid = ph.fork()
+          if pid == 0 then  -- the copy leaves the task as the worker would
+            if h == "raise" then error("in the copy") end
+            return "copy"
+          end
+          return "worker", ph.waitpid(pid)
+        end, how)
+        print(how, f:result(30))
+        print("next", ex:submit(function() return "served" end):result(30))
+      end
+      ex:shutdown(true)
+      print("done")
+    ]], "timeout 60")
+    assert.is_true(ok, out)
+    assert.equal("return\tworker\t0\nnext\tserved\nraise\tworker\t1\nnext\tserved\ndone\n", out)
+  end)
+end)
