@@ -491,6 +491,15 @@ static int sendtask(child *c, ptask *t) {
   return 0;
 }
 
+/* The error of a task 'sendtask' could not write: past the size check
+** at submit, only memory for its frame can be missing. */
+static conc_payload_t *unsent(const ptask *t) {
+  char msg[128];
+  snprintf(msg, sizeof(msg), "not enough memory to send a task of %zu "
+           "bytes to a worker process", t->payload->size);
+  return conc_payload_error("", msg);
+}
+
 /* Whether 'c' may take another task now. */
 static int takes(proc *p, child *c, int ahead) {
   return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
@@ -558,7 +567,7 @@ static void assign(proc *p) {
     if (r != 1)
       freetask(t);
     else if (sendtask(c, t) != 0)
-      endtask(p, t, NULL, 1, 1);  /* no memory for the frame */
+      endtask(p, t, unsent(t), 1, 1);
   }
 }
 
