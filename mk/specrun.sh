@@ -14,7 +14,7 @@
 SPEC_PROGRESS=$(mktemp "${TMPDIR:-/tmp}/concurrent-spec.XXXXXX") || exit 1
 export SPEC_PROGRESS
 why=$SPEC_PROGRESS.why
-trap 'rm -f "$SPEC_PROGRESS" "$why"' EXIT
+trap 'rm -f "$SPEC_PROGRESS" "$SPEC_PROGRESS".running "$SPEC_PROGRESS".failed "$why"' EXIT
 
 # Kill process $1 once it has run SPEC_TIMEOUT seconds or grown past
 # SPEC_RSS_MB, leaving the reason in $why.
@@ -79,6 +79,14 @@ if [ "$done" = end ]; then
   echo "the spec run $how after its summary (see the report above)"
 else
   echo "the spec run $how before the end of the suite"
+  # busted's report never came: say what was running and what had failed
+  if [ -s "$SPEC_PROGRESS.running" ]; then
+    echo "running then: $(cat "$SPEC_PROGRESS.running")"
+  fi
+  if [ -s "$SPEC_PROGRESS.failed" ]; then
+    echo "failed before then:"
+    cat "$SPEC_PROGRESS.failed"
+  fi
 fi
 echo "$passed passed, $((failed + 1)) failed"
 [ "$status" = 0 ] && exit 1

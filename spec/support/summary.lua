@@ -1,7 +1,10 @@
 -- busted output handler: busted's own terminal output, then one last line
 -- "N passed, M failed" (errors count as failed) for make and the CI log.
 -- If SPEC_PROGRESS names a file, the running counts are kept there so that
--- mk/specrun.sh can still end the output with that line if the process dies.
+-- mk/specrun.sh can still end the output with that line if the process dies;
+-- beside it, SPEC_PROGRESS.running names the test in progress and
+-- SPEC_PROGRESS.failed lists each failure as it happens, since busted
+-- prints its failures only at the end, which a killed run never reaches.
 
 local progress_file = os.getenv("SPEC_PROGRESS")
 
@@ -31,6 +34,37 @@ return function(options)
     return nil, true
   end
 
+  local function full_name(element)
+    return handler.getFullName and handler.getFullName(element)
+      or element.name or "?"
+  end
+
+  local function on_test_start(element)
+    if progress_file then
+      local f = io.open(progress_file .. ".running", "w")
+      if f then
+        local trace = element.trace or {}
+        f:write(full_name(element), " (", trace.short_src or "?", ":",
+                trace.currentline or "?", ")\n")
+        f:close()
+      end
+    end
+    return nil, true
+  end
+
+  local function on_failure(element, _, message)
+    save(false)
+    if progress_file then
+      local f = io.open(progress_file .. ".failed", "a")
+      if f then
+        f:write("- ", full_name(element), "\n  ",
+                tostring(message):gsub("\n", "\n  "), "\n")
+        f:close()
+      end
+    end
+    return nil, true
+  end
+
   -- Subscribed after the terminal handler, so the line comes after its
   -- report; the base handler's counters run first (priority 1).
   local function on_suite_end()
@@ -41,9 +75,10 @@ return function(options)
     return nil, true
   end
 
+  busted.subscribe({ "test", "start" }, on_test_start)
   busted.subscribe({ "test", "end" }, on_event)
-  busted.subscribe({ "error" }, on_event)
-  busted.subscribe({ "failure" }, on_event)
+  busted.subscribe({ "error" }, on_failure)
+  busted.subscribe({ "failure" }, on_failure)
   busted.subscribe({ "suite", "end" }, on_suite_end)
   return handler
 end
