@@ -9,12 +9,32 @@
 # A watchdog bounds the run: SPEC_TIMEOUT seconds and SPEC_RSS_MB megabytes
 # of resident memory (unset or 0: no bound).  A hung or runaway spec then
 # fails the build instead of stalling it or waking the OOM killer, which
-# TSan's own limits do not prevent.
+# TSan's own limits do not prevent.  A run it kills has no report from
+# busted: it says instead which test was running, what had failed, and
+# (on a timeout, with gdb) where every thread of the run's processes was.
 
 SPEC_PROGRESS=$(mktemp "${TMPDIR:-/tmp}/concurrent-spec.XXXXXX") || exit 1
 export SPEC_PROGRESS
 why=$SPEC_PROGRESS.why
-trap 'rm -f "$SPEC_PROGRESS" "$SPEC_PROGRESS".running "$SPEC_PROGRESS".failed "$why"' EXIT
+trap 'rm -f "$SPEC_PROGRESS" "$SPEC_PROGRESS".running "$SPEC_PROGRESS".failed "$why" "$why.stacks"' EXIT
+
+# The threads' stacks of process $1 and of its descendants (a worker
+# process may be what hangs), when gdb is there: what a hang report needs.
+stacks() {
+  command -v gdb >/dev/null || return 0
+  for pid in "$1" $(descendants "$1"); do
+    echo "-- process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+    timeout 60 gdb -p "$pid" -batch -nx -ex "thread apply all bt 30" 2>/dev/null \
+      | grep -E '^(Thread|#)' | head -60
+  done
+}
+
+descendants() {
+  for kid in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    echo "$kid"
+    descendants "$kid"
+  done
+}
 
 # Kill process $1 once it has run SPEC_TIMEOUT seconds or grown past
 # SPEC_RSS_MB, leaving the reason in $why.
@@ -29,6 +49,7 @@ watchdog() {
     fi
     if [ "$limit" -gt 0 ] && [ "$t" -ge "$limit" ]; then
       echo "timed out after ${SPEC_TIMEOUT}s (SPEC_TIMEOUT)" >"$why"
+      stacks "$1" >"$why.stacks" 2>&1
       kill -TERM "$1"
       for _ in 1 2 3 4 5 6 7 8 9 10; do
         sleep 1; kill -0 "$1" 2>/dev/null || return
@@ -79,13 +100,18 @@ if [ "$done" = end ]; then
   echo "the spec run $how after its summary (see the report above)"
 else
   echo "the spec run $how before the end of the suite"
-  # busted's report never came: say what was running and what had failed
-  if [ -s "$SPEC_PROGRESS.running" ]; then
-    echo "running then: $(cat "$SPEC_PROGRESS.running")"
+  # busted's report never came: say what was running and what had
+  # failed, last, nearest the summary line
+  if [ -s "$why.stacks" ]; then
+    echo "the stacks then:"
+    cat "$why.stacks"
   fi
   if [ -s "$SPEC_PROGRESS.failed" ]; then
     echo "failed before then:"
     cat "$SPEC_PROGRESS.failed"
+  fi
+  if [ -s "$SPEC_PROGRESS.running" ]; then
+    echo "running then: $(cat "$SPEC_PROGRESS.running")"
   fi
 fi
 echo "$passed passed, $((failed + 1)) failed"
