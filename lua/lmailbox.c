@@ -502,7 +502,9 @@ double lconc_optdeadline(lua_State *L, int arg) {
   lua_Number t;
   if (lua_isnoneornil(L, arg))
     return CONC_FOREVER;
-  t = luaL_checknumber(L, arg);
+  /* a number only, not a numeric string: as map's and await's timeouts */
+  luaL_checktype(L, arg, LUA_TNUMBER);
+  t = lua_tonumber(L, arg);
   luaL_argcheck(L, !isnan(t), arg, "timeout is not a number (NaN)");
   luaL_argcheck(L, t >= 0, arg, "timeout must be non-negative");
   return conc_deadline(t);  /* inf, math.maxinteger: forever */

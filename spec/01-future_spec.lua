@@ -204,6 +204,17 @@ describe("Future", function()
       ok, err = pcall(f.result, f, 0 / 0)
       assert.is_false(ok)
       assert.matches("bad argument #%d to '%?' %(timeout is not a number %(NaN%)%)", err)
+      -- a numeric string is no number either, as for map and await (it
+      -- was converted here only)
+      ok, err = pcall(function() return f:result("1") end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'result' %(number expected, got string%)", err)
+      ok, err = pcall(function() return cf.wait({ f }, "1") end)
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'wait' %(number expected, got string%)", err)
+      ok, err = pcall(cf.dispatch, "0")
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to '[%w.]*dispatch' %(number expected, got string%)", err)
     end)
 
     -- issue 9, item 9: now + 2^63 s overflowed time_t and expired at once
