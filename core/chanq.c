@@ -276,11 +276,23 @@ int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
 
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
                       conc_free_fn *freefn, conc_future_t *wake) {
+  return conc__chanq_trygetif(q, NULL, data, len, freefn, wake);
+}
+
+int conc__chanq_trygetif(conc_chanq_t *q, int (*takes)(
+    const void *data, size_t len, conc_free_fn freefn), void **data,
+    size_t *len, conc_free_fn *freefn, conc_future_t *wake) {
   int r;
-  if (q->remote != NULL)
+  if (q->remote != NULL)  /* its values are not here to look at first */
     return q->remote->tryget(q, data, len, freefn, wake);
   pthread_mutex_lock(&q->mu);
   if (q->count > 0) {
+    const item *first = &q->ring[q->head];
+    if (takes != NULL
+        && (r = takes(first->data, first->len, first->freefn)) != 0) {
+      pthread_mutex_unlock(&q->mu);
+      return r;
+    }
     pop(q, data, len, freefn);
     changed(q, &q->putters);
     return 0;

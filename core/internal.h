@@ -304,6 +304,12 @@ CONC__FUNC void conc__chanq_free(conc_chanq_t *q);
 CONC__FUNC int conc__chanq_addwake(conc_chanq_t *q, int getters,
                                    conc_future_t *wake);
 CONC__FUNC void conc__chanq_wakeup(conc_chanq_t *q, int getters);
+/* conc_chanq_tryget that takes the first item only if 'takes' accepts
+** it (0); else that code, and the item stays first. A proxy's item is
+** taken unseen (it came in a frame: it fits in another of its kind). */
+CONC__FUNC int conc__chanq_trygetif(conc_chanq_t *q, int (*takes)(
+    const void *data, size_t len, conc_free_fn freefn), void **data,
+    size_t *len, conc_free_fn *freefn, conc_future_t *wake);
 
 /* A node in a future's watcher list. 'fire' runs once the future is
 ** settled, with the future's lock held (lock order: future, then

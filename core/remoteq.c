@@ -339,6 +339,17 @@ static void reply(conc__qpeer *peer, uint64_t req, int code) {
   endframe(peer, beginreply(peer, req, code));
 }
 
+/* Whether a queue's value fits in a reply to a peer: one past a frame's
+** limit stays in the queue (its frame would be taken back whole, and
+** the value lost), and the peer's get fails. */
+static int replyable(const void *data, size_t len, conc_free_fn freefn) {
+  if (freefn == conc_payload_free
+      ? !conc__payload_fits((const conc_payload_t *)data, CONC__QREPLYHEAD)
+      : len > CONC_FRAME_MAX - CONC__QREPLYHEAD - 5)
+    return CONC_E2BIG;
+  return 0;
+}
+
 /* A value got for 'peer' ('freefn' frees it): a payload, its futures and
 ** queues forwarded; raw bytes of a C host, as a payload of them. */
 static int putvalue(conc__qpeer *peer, uint64_t req, void *data,
@@ -347,10 +358,9 @@ static int putvalue(conc__qpeer *peer, uint64_t req, void *data,
   uint64_t *ids = NULL;
   int ok = 1;
   size_t at;
-  if (freefn == conc_payload_free
-      ? !conc__payload_fits(pl, CONC__QREPLYHEAD)
-      : len > CONC_FRAME_MAX - CONC__QREPLYHEAD - 5)
-    return CONC_E2BIG;  /* its frame would be taken back, the peer lost */
+  int r = replyable(data, len, freefn);  /* a proxy's, taken unseen */
+  if (r != 0)
+    return r;
   if (freefn == conc_payload_free)
     ids = conc__qhost_ids(peer, pl, &ok);
   if (!ok)
@@ -419,8 +429,8 @@ static int onqget(conc__qpeer *peer, conc__rd *r) {
     return -1;
   if ((code = newwatch(l, 1, wake, &w)) == 0) {
     code = due(l, 1) ? holdback(l, 1, w)
-           : conc_chanq_tryget(l->q, &data, &len, &freefn,
-                               w != NULL ? w->f : NULL);
+           : conc__chanq_trygetif(l->q, replyable, &data, &len, &freefn,
+                                  w != NULL ? w->f : NULL);
     arm(w, code);
   }
   if (code == 0) {

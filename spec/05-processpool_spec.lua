@@ -858,8 +858,8 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
 
   -- The other frames past 1 GiB: a future a task waits on ended the
   -- worker, killed for a frame it could not be sent (the pool broke); so
-  -- did a queue's value got in a worker; a put there read "not enough
-  -- memory".
+  -- did a queue's value got in a worker (then it was dropped); a put there
+  -- read "not enough memory".
   it("fails futures and queue values too large for a frame in the worker, "
      .. "and serves on", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
@@ -892,6 +892,12 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     ok, err = try(function(q) return q:get(30) end, q)
     assert.is_false(ok)
     assert.matches(": get: too large for a worker process, 1 GiB at most$", err)
+    -- the value stays first in the queue (it was taken and dropped)
+    assert.equal(1, #q)
+    ok, err = try(function(q) return q:get(30) end, q)
+    assert.is_false(ok)
+    assert.matches(": get: too large for a worker process, 1 GiB at most$", err)
+    assert.equal(1, #q)
     assert.equal(7, ex:submit(function() return 7 end):result(60))
   end)
 

@@ -472,8 +472,8 @@ int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
                    conc_free_fn freefn, double deadline);
 /* Block until an item is there: 0 and the item (the caller owns it and
 ** frees it with '*freefn'), CONC_ETIMEDOUT, or CONC_ECLOSED once closed
-** and drained; in a process pool's worker, CONC_E2BIG when the item
-** taken was past what a frame from the parent carries (it is dropped). */
+** and drained; in a process pool's worker, CONC_E2BIG when the first
+** item is past what a frame from the parent carries (it stays first). */
 int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline);
 /* Without blocking, as above; CONC_ETIMEDOUT when it would block. Then
