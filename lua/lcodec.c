@@ -338,7 +338,12 @@ static void pushpath(Enc *E) {
         lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
         break;
       case SEG_INDEX: lua_pushfstring(L, "[%I]", s->i); break;
-      case SEG_UPVAL: lua_pushfstring(L, "(upvalue '%s')", s->name); break;
+      case SEG_UPVAL:  /* a stripped function's has no name ("(no name)") */
+        if (strcmp(s->name, "(no name)") == 0 || s->name[0] == '\0')
+          lua_pushfstring(L, "(upvalue #%I)", s->i);
+        else
+          lua_pushfstring(L, "(upvalue '%s')", s->name);
+        break;
       case SEG_META: lua_pushliteral(L, "(metatable)"); break;
       default:  /* SEG_KEY */
         switch (lua_type(L, s->key)) {
@@ -956,7 +961,7 @@ static void encupvalue(Enc *E, int f, lua_Integer id, int i) {
     putbyte(E, UV_ENV);
   else {
     putbyte(E, UV_VAL);
-    setseg(E, SEG_UPVAL, 0, 0, name);
+    setseg(E, SEG_UPVAL, 0, i, name);
     encode(E, lua_gettop(L));
   }
   lua_pop(L, 1);

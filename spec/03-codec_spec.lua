@@ -414,6 +414,14 @@ describe("transfer", function()
               debug.getregistry()["concurrent.capi"])
     end)
 
+    it("names an upvalue of a stripped function by its number", function()
+      -- its name was Lua's "(no name)": "(upvalue '(no name)')"
+      local co = coroutine.create(print)
+      local stripped = load(string.dump(function() return 1, co end, true))
+      debug.setupvalue(stripped, 1, co)
+      refused("value #1(upvalue #1) (thread)", stripped)
+    end)
+
     it("names a string key with NUL bytes whole", function()
       -- the key was cut at its first NUL: ".a" for "a\0b"
       refused("value #1.a\\0b.c\\0 (userdata)", { ["a\0b"] = { ["c\0"] = io.stdout } })
