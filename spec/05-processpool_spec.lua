@@ -830,6 +830,14 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     end
   end)
 
+  -- 1 GiB and a bit of encoding from 64 KiB of strings: a string crosses
+  -- by value each time it is met
+  local function big()
+    local s, t = ("x"):rep(1 << 16), {}
+    for i = 1, (1 << 14) + 1 do t[i] = s end
+    return t
+  end
+
   -- A frame between the processes carries at most 1 GiB (CONC_FRAME_MAX,
   -- core/frame.h). Arguments past it were refused only once the
   -- supervisor sent them, with a message about the way back ("could not
@@ -837,13 +845,6 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
   -- broke the pool.
   it("refuses arguments and results too large for a frame, and serves on", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
-    -- 1 GiB and a bit of encoding from 64 KiB of strings: a string
-    -- crosses by value each time it is met
-    local function big()
-      local s, t = ("x"):rep(1 << 16), {}
-      for i = 1, (1 << 14) + 1 do t[i] = s end
-      return t
-    end
     local ok, err = pcall(ex.submit, ex, function(t) return #t end, big())
     assert.is_false(ok)
     assert.matches("cannot transfer arguments %(%d+ bytes: too large for a "
@@ -863,11 +864,6 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
   it("fails futures and queue values too large for a frame in the worker, "
      .. "and serves on", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
-    local function big()
-      local s, t = ("x"):rep(1 << 16), {}
-      for i = 1, (1 << 14) + 1 do t[i] = s end
-      return t
-    end
     local function try(fn, ...)
       return ex:submit(function(...)
         local ok, e = pcall(fn, ...)
