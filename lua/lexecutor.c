@@ -275,7 +275,7 @@ static int ex_submit(lua_State *L) {
 /* core._submitchunk(ex, run_chunk, fn, chunk), or its table form: the
 ** submit of a chunk of map's calls (futures.lua), whose arguments lie
 ** two tables deep in 'chunk'. Those two levels do not count toward the
-** codec's nesting limit, so an argument as deep as a task's may be
+** codec's nesting limit: an argument as deep as one a task takes
 ** crosses in a chunk too (the worker's decode allows them by the
 ** transfer's flag). */
 static int cf_submitchunk(lua_State *L) {
