@@ -1359,6 +1359,11 @@ conc_payload_t *lconc_encodetext(const char *msg) {
   return pl;
 }
 
+conc_payload_t *lconc_encodenone(void) {
+  const char head[3] = { VERSION, 0, 0 };  /* no flags, a count of 0 */
+  return conc_payload_new(head, sizeof(head), 0);
+}
+
 /* }====================================================================== */
 
 

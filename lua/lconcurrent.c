@@ -81,10 +81,30 @@ static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
              && len == conc_payload_sizeof((const conc_payload_t *)data));
 }
 
+/* A host's NULL, no values, as a payload: a future finished with none
+** is one whose values were lost on the way (no memory to send them),
+** which result() reports. A failure gets an error that says so. */
+static int capi_setnone(conc_future_t *f, int failed) {
+  conc_payload_t *p = failed ? lconc_encodetext(
+      "the future failed without an error value") : lconc_encodenone();
+  int r;
+  if (p == NULL)
+    return CONC_ENOMEM;
+  r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
+                                         conc_payload_free)
+             : conc_future_set_result(f, p, conc_payload_sizeof(p),
+                                      conc_payload_free);
+  if (r != 0)
+    conc_payload_free(p);
+  return r;
+}
+
 static int capi_set_result(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn) {
   if (!capi_isvalues(data, len, freefn))
     return CONC_EINVAL;
+  if (data == NULL)
+    return capi_setnone(f, 0);
   return conc_future_set_result(f, data, len, freefn);
 }
 
@@ -92,6 +112,8 @@ static int capi_set_exception(conc_future_t *f, void *data, size_t len,
                               conc_free_fn freefn) {
   if (!capi_isvalues(data, len, freefn))
     return CONC_EINVAL;
+  if (data == NULL)
+    return capi_setnone(f, 1);
   return conc_future_set_exception(f, data, len, freefn);
 }
 

@@ -218,6 +218,8 @@ LCONC_FUNC conc_payload_t *lconc_encodescalars(lua_State *L, int first,
 /* A payload of the one string 'msg' (nil for NULL) made without a
 ** state (one of out of memory can still report it), or NULL. */
 LCONC_FUNC conc_payload_t *lconc_encodetext(const char *msg);
+/* A payload of no values made without a state, or NULL. */
+LCONC_FUNC conc_payload_t *lconc_encodenone(void);
 /* Push the state's encoding buffer, made on first use. */
 LCONC_FUNC void lconc_pushencbuffer(lua_State *L);
 /* Decode a payload's values onto the stack (of a possibly different state

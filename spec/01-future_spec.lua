@@ -477,6 +477,27 @@ describe("Future", function()
       end
     end)
 
+    -- NULL is "no values" in the C API (conc_lua_api_t); result() raised
+    -- "the future's values could not be transferred to this state"
+    it("gives no values for a host's result of NULL, and an error saying "
+       .. "so for its exception of NULL", function()
+      local f = cf.Future()
+      assert.equal(0, th.set_raw(f, nil))
+      assert.equal(0, select("#", f:result()))
+      assert.is_nil(f:exception())
+      local g = cf.Future()
+      assert.equal(0, th.set_raw(g, nil, "exception"))
+      local ok, err = pcall(g.result, g)
+      assert.is_false(ok)
+      assert.equal("the future failed without an error value", err)
+      assert.equal(err, g:exception())
+      assert.is_nil(g:traceback())
+      -- a worker gets them the same way
+      local ex <close> = cf.ThreadPoolExecutor(1)
+      assert.same({ n = 0 }, ex:submit(function(f) return table.pack(f:result()) end, f):result())
+      assert.equal(err, ex:submit(function(g) return g:exception() end, g):result())
+    end)
+
     it("runs C callbacks exactly once, on completion", function()
       local f = cf.Future()
       local c1 = th.c_callback(f)

@@ -645,10 +645,12 @@ typedef struct conc_lua_api {
   void (*future_unref)(conc_future_t *f);
   conc_state_t (*future_state)(conc_future_t *f);
   int (*future_set_running_or_notify_cancel)(conc_future_t *f);
-  /* 'data' must be NULL (no values) or a payload of 'encode' with its
-  ** 'len' and 'freepayload' as 'freefn': anything else (raw bytes a
-  ** state would misread as a transfer) is refused with CONC_EINVAL, and
-  ** 'data' stays the caller's. */
+  /* 'data' must be NULL (no values; for an exception, the error "the
+  ** future failed without an error value"; CONC_ENOMEM when no memory
+  ** is left to make them) or a payload of 'encode' with its 'len' and
+  ** 'freepayload' as 'freefn': anything else (raw bytes a state would
+  ** misread as a transfer) is refused with CONC_EINVAL, and 'data'
+  ** stays the caller's. */
   int (*future_set_result)(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn);
   int (*future_set_exception)(conc_future_t *f, void *data, size_t len,
@@ -668,8 +670,9 @@ typedef struct conc_lua_api {
   /* Push the values of a FINISHED future in L and return how many: its
   ** results, or (with '*failed' set to 1) its error value, followed by
   ** the worker's traceback for a task's error. CONC_ESTATE when it is not
-  ** finished (pending, running or cancelled), CONC_EINVAL when it has no
-  ** values; nothing is pushed then. Decoding may raise a Lua error (out
+  ** finished (pending, running or cancelled), CONC_EINVAL when its
+  ** values were lost on their way to this process (no memory to send
+  ** them); nothing is pushed then. Decoding may raise a Lua error (out
   ** of memory, a module the state cannot require). */
   int (*pushvalues)(struct lua_State *L, conc_future_t *f, int *failed);
   /* conc_strerror: a readable description of a CONC_E* code. */

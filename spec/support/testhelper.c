@@ -188,17 +188,25 @@ static int th_wait_c(lua_State *L) {
 
 /* th.set_raw(f, bytes[, "exception"]) -> the code: a host completing
 ** 'f' with raw bytes (a malloc'd copy freed with free), not a payload
-** of 'encode'. A refused block stays the host's: freed here. */
+** of 'encode'. A refused block stays the host's: freed here. With nil
+** for 'bytes', NULL: no values, which the API allows. */
 static int th_set_raw(lua_State *L) {
   const conc_lua_api_t *api = getapi(L);
   conc_future_t *f = api->tofuture(L, 1);
   size_t len;
-  const char *b = luaL_checklstring(L, 2, &len);
+  const char *b;
   int exc = lua_toboolean(L, 3);
-  void *copy = malloc(len + 1);
+  void *copy;
   int r;
   luaL_argcheck(L, f != NULL, 1, "future expected");
-  if (copy == NULL)
+  if (lua_isnil(L, 2)) {
+    r = exc ? api->future_set_exception(f, NULL, 0, NULL)
+            : api->future_set_result(f, NULL, 0, NULL);
+    lua_pushinteger(L, r);
+    return 1;
+  }
+  b = luaL_checklstring(L, 2, &len);
+  if ((copy = malloc(len + 1)) == NULL)
     return luaL_error(L, "not enough memory");
   memcpy(copy, b, len + 1);
   r = exc ? api->future_set_exception(f, copy, len, free)
