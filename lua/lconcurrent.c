@@ -82,8 +82,9 @@ static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
 }
 
 /* A host's NULL, no values, as a payload: a future finished with none
-** is one whose values were lost on the way (no memory to send them),
-** which result() reports. A failure gets an error that says so. */
+** is one whose values cannot reach other states (kept by the state
+** that set them, or no memory was left to send them), which result()
+** reports. A failure gets an error that says so. */
 static int capi_setnone(conc_future_t *f, int failed) {
   conc_payload_t *p = failed ? lconc_encodetext(
       "the future failed without an error value") : lconc_encodenone();

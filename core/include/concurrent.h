@@ -671,8 +671,9 @@ typedef struct conc_lua_api {
   ** results, or (with '*failed' set to 1) its error value, followed by
   ** the worker's traceback for a task's error. CONC_ESTATE when it is not
   ** finished (pending, running or cancelled), CONC_EINVAL when its
-  ** values were lost on their way to this process (no memory to send
-  ** them); nothing is pushed then. Decoding may raise a Lua error (out
+  ** values cannot reach this state (the state that set them keeps what
+  ** cannot cross, a coroutine say; or no memory was left to send them);
+  ** nothing is pushed then. Decoding may raise a Lua error (out
   ** of memory, a module the state cannot require). */
   int (*pushvalues)(struct lua_State *L, conc_future_t *f, int *failed);
   /* conc_strerror: a readable description of a CONC_E* code. */
