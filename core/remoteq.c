@@ -357,10 +357,8 @@ static int putvalue(conc__qpeer *peer, uint64_t req, void *data,
   const conc_payload_t *pl = (const conc_payload_t *)data;
   uint64_t *ids = NULL;
   int ok = 1;
-  size_t at;
-  int r = replyable(data, len, freefn);  /* a proxy's, taken unseen */
-  if (r != 0)
-    return r;
+  size_t at;  /* it fits: onqget's 'replyable' let it be taken, or a
+              ** proxy's value came in a frame of this very kind */
   if (freefn == conc_payload_free)
     ids = conc__qhost_ids(peer, pl, &ok);
   if (!ok)

@@ -88,16 +88,9 @@ static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
 static int capi_setnone(conc_future_t *f, int failed) {
   conc_payload_t *p = failed ? lconc_encodetext(
       "the future failed without an error value") : lconc_encodenone();
-  int r;
   if (p == NULL)
     return CONC_ENOMEM;
-  r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
-                                         conc_payload_free)
-             : conc_future_set_result(f, p, conc_payload_sizeof(p),
-                                      conc_payload_free);
-  if (r != 0)
-    conc_payload_free(p);
-  return r;
+  return conc_payload_finish(f, p, failed, NULL, NULL);  /* frees a refused p */
 }
 
 static int capi_set_result(conc_future_t *f, void *data, size_t len,

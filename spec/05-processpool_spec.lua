@@ -888,7 +888,7 @@ describe("ProcessPoolExecutor (CPython test_process_pool, test_deadlock)", funct
     ok, err = try(function(q) return q:get(30) end, q)
     assert.is_false(ok)
     assert.matches(": get: too large for a worker process, 1 GiB at most$", err)
-    -- the value stays first in the queue (it was taken and dropped)
+    -- the value stays first in the queue (before: taken and dropped)
     assert.equal(1, #q)
     ok, err = try(function(q) return q:get(30) end, q)
     assert.is_false(ok)

@@ -34,18 +34,13 @@ return function(options)
     return nil, true
   end
 
-  local function full_name(element)
-    return handler.getFullName and handler.getFullName(element)
-      or element.name or "?"
-  end
-
   local function on_test_start(element)
     if progress_file then
       local f = io.open(progress_file .. ".running", "w")
       if f then
         local trace = element.trace or {}
-        f:write(full_name(element), " (", trace.short_src or "?", ":",
-                trace.currentline or "?", ")\n")
+        f:write(handler.getFullName(element), " (", trace.short_src or "?",
+                ":", trace.currentline or "?", ")\n")
         f:close()
       end
     end
@@ -57,7 +52,7 @@ return function(options)
     if progress_file then
       local f = io.open(progress_file .. ".failed", "a")
       if f then
-        f:write("- ", full_name(element), "\n  ",
+        f:write("- ", handler.getFullName(element), "\n  ",
                 tostring(message):gsub("\n", "\n  "), "\n")
         f:close()
       end
