@@ -548,25 +548,28 @@ static void assign(proc *p) {
     pthread_mutex_unlock(&p->mu);
     if (!any || (c = pick(p)) == NULL)
       return;
-    pthread_mutex_lock(&p->mu);  /* a shutdown may have taken them all */
+    /* From pending to running in one step, as stats see it: a task in
+    ** neither would look ended, and shutdown(true) would stop running
+    ** the callbacks it may wait for. A shutdown may have taken them all. */
+    pthread_mutex_lock(&p->mu);
     if (!conc__queue_empty(&p->pending)) {
       t = qtask(conc__queue_head(&p->pending));
       conc__queue_remove(&t->q);
       p->npending--;
+      p->running++;
     }
     pthread_mutex_unlock(&p->mu);
     if (t == NULL)
       return;
     r = conc_future_set_running_or_notify_cancel(t->f);
-    pthread_mutex_lock(&p->mu);
-    if (r == 1)
-      p->running++;
-    else if (r == 0)
-      p->cancelled++;
-    pthread_mutex_unlock(&p->mu);
-    if (r != 1)
+    if (r != 1) {  /* cancelled while it was pending */
+      pthread_mutex_lock(&p->mu);
+      p->running--;
+      if (r == 0)
+        p->cancelled++;
+      pthread_mutex_unlock(&p->mu);
       freetask(t);
-    else if (sendtask(c, t) != 0)
+    } else if (sendtask(c, t) != 0)
       endtask(p, t, unsent(t), 1, 1);
   }
 }

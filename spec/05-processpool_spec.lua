@@ -126,6 +126,26 @@ describe("ProcessPoolExecutor", function()
     assert.equal(6, ex:stats().completed)
   end)
 
+  -- The supervisor took a task off the pending count, then (under the
+  -- lock once more) counted it running: stats read in between showed it
+  -- in neither, so shutdown(true) took the pool for idle and stopped
+  -- running callbacks, one of which the task waited for.
+  it("counts a task pending or running at every moment until it ends", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local function id(x) return x end
+    for i = 1, 300 do
+      local f = ex:submit(id, i)
+      repeat
+        local st = ex:stats()
+        local seen = st.pending + st.running + st.completed + st.failed + st.cancelled
+        if seen ~= i then
+          error(("task %d: stats account for %d tasks (pending %d, running %d, completed %d)")
+                :format(i, seen, st.pending, st.running, st.completed))
+        end
+      until f:done()
+    end
+  end)
+
   it("leaves no zombie and no descriptor behind", function()
     local before_fds, before_children
     repeat  -- what earlier specs left goes first
