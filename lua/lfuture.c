@@ -755,6 +755,15 @@ static int fut_asyncend(lua_State *L) {
   return 1;
 }
 
+/* core._closing() -> whether the state is closing (lua_close runs its
+** finalizers, and the callbacks an executor's finalizer runs). The
+** handles of cf.async's run may be finalized by then: its driver
+** leaves the run alone, as Lua leaves a suspended coroutine. */
+static int fut_closing(lua_State *L) {
+  lua_pushboolean(L, lconc_closing(L));
+  return 1;
+}
+
 /* }====================================================================== */
 
 static const luaL_Reg methods[] = {
@@ -801,4 +810,6 @@ void lconc_open_future(lua_State *L) {
   lua_setfield(L, -2, "_asyncstoppable");
   lua_pushcfunction(L, fut_asyncend);
   lua_setfield(L, -2, "_asyncend");
+  lua_pushcfunction(L, fut_closing);
+  lua_setfield(L, -2, "_closing");
 }

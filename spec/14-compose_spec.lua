@@ -471,6 +471,28 @@ describe("cf.async and cf.await", function()
     assert.equal("by hand\tby hand too\n", out)
   end)
 
+  it("leaves its runs alone when they wake while the state closes", function()
+    -- before: the executor's finalizer ran the wake-ups (a task ended,
+    -- an await's timeout fired) after the runs' handles were finalized:
+    -- "error in done callback: future handle already finalized" on
+    -- stderr, once per run; os.exit(true, true) the same
+    for _, ending in ipairs { "", "os.exit(true, true)" } do
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(2)
+        local never = cf.Future()
+        for i = 1, 200 do
+          cf.async(function() cf.await(never, 0.001 * (i % 20)) end)
+          cf.async(function() return cf.await(ex:submit(function() return 1 end)) end)
+        end
+        -- holds the executor's finalizer while the timeouts fire
+        ex:submit(function() local t = os.clock() while os.clock() - t < 0.3 do end end)
+      ]] .. ending)
+      assert.is_true(ok, out)
+      assert.equal("", out)
+    end
+  end)
+
   it("closes the to-be-closed variables of a function that fails", function()
     local closed, gate = {}, cf.Future()
     local function tbc(name)

@@ -772,6 +772,11 @@ local function advance(run, ...)
   local function wake(_, timedout)
     if resumed then return end
     resumed = true
+    -- a wake-up while the state closes (a callback an executor's
+    -- finalizer runs, a timeout firing then) finds the run's handles
+    -- finalized, or about to be: the run is left suspended, as Lua
+    -- leaves a coroutine at lua_close
+    if core._closing() then return end
     if timer then
       core._untimer(timer)
       timer:cancel()
@@ -813,7 +818,9 @@ function M.async(fn, ...)
   local run = setmetatable({ out = out, co = co, sig = sig,
                              hold = core._asyncstoppable(out, sig) }, RUN)
   asyncs[co] = run
-  sig:add_done_callback(function() stoprun(run) end)
+  sig:add_done_callback(function()
+    if not core._closing() then stoprun(run) end  -- (as wake)
+  end)
   advance(run, run, fn, ...)
   return out
 end
