@@ -537,6 +537,32 @@ describe("cf.async and cf.await", function()
     assert.equal("in time", job2:result(0))
   end)
 
+  -- before: the run's callback stayed on the awaited future until it
+  -- was done (for ever for one never done), with the run, its
+  -- coroutine and its future: about 2 KB per timed-out await; and a
+  -- timeout that fired inside the timer's add_done_callback woke the
+  -- run before its callback on the future was added, which then stayed
+  it("lets go of a run whose await timed out", function()
+    local stop = cf.Future()  -- lives on, never done: a heartbeat loop's
+    local jobs, ended = setmetatable({}, { __mode = "k" }), 0
+    for i = 1, 2000 do
+      local never = cf.Future()
+      for _, f in ipairs { never, stop } do
+        jobs[cf.async(function()
+          assert(not pcall(cf.await, f, 1e-4 * (i % 5)))
+          ended = ended + 1
+        end)] = true
+      end
+    end
+    local deadline = os.time() + 30
+    while ended < 4000 and os.time() < deadline do cf.dispatch(0.05) end
+    assert.equal(4000, ended)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(jobs))
+    assert.is_false(stop:done())
+  end)
+
   it("is f:result() outside an async coroutine", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     assert.equal(3, cf.await(ex:submit(function() return 3 end)))

@@ -777,6 +777,9 @@ local function advance(run, ...)
     -- finalized, or about to be: the run is left suspended, as Lua
     -- leaves a coroutine at lua_close
     if core._closing() then return end
+    -- its callback on 'f' goes, with the run it holds ('f' may never
+    -- be done)
+    if timedout then core._uncallback(f, wake) end
     if timer then
       core._untimer(timer)
       timer:cancel()
@@ -791,7 +794,9 @@ local function advance(run, ...)
       timer = nil  -- forever
     end
   end
-  f:add_done_callback(wake, false)
+  -- a timeout short enough has woken it already, inside
+  -- add_done_callback: then 'f' needs no callback (it would stay)
+  if not resumed then f:add_done_callback(wake, false) end
 end
 
 --- Run `fn(...)` as a coroutine of this state, at once up to its first
