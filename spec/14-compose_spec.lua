@@ -563,6 +563,42 @@ describe("cf.async and cf.await", function()
     assert.is_false(stop:done())
   end)
 
+  -- before: the run's callbacks on the future it awaited and on its
+  -- timer stayed when it was stopped there, holding it until that
+  -- future was done (for ever for one never done) or the timeout passed
+  it("lets go of a run stopped while it awaits", function()
+    local stop = cf.Future()
+    local jobs, n, ended = setmetatable({}, { __mode = "k" }), 0, 0
+    local function add(job)
+      jobs[job], n = true, n + 1
+      job:add_done_callback(function() ended = ended + 1 end)
+      return job
+    end
+    for i = 1, 500 do
+      for _, timeout in ipairs { false, 3600 } do
+        local never = cf.Future()
+        for _, f in ipairs { never, stop } do
+          local job = add(cf.async(function() cf.await(f, timeout or nil) end))
+          assert.is_true(job:cancel { running = true })
+        end
+      end
+    end
+    -- closed and resumed by hand while it awaits (the run fails)
+    local co
+    add(cf.async(function() co = coroutine.running() cf.await(stop, 3600) end))
+    coroutine.close(co)
+    add(cf.async(function() co = coroutine.running() cf.await(stop) end))
+    coroutine.resume(co)
+    co = nil  -- (a coroutine dead by an error keeps its stack)
+    cf.dispatch(0)  -- the stops run at a safe point
+    assert.equal(2002, n)
+    assert.equal(n, ended)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(jobs))
+    assert.is_false(stop:done())
+  end)
+
   it("is f:result() outside an async coroutine", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     assert.equal(3, cf.await(ex:submit(function() return 3 end)))

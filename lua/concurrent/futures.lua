@@ -662,7 +662,8 @@ local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
 -- core._asyncstoppable's, sig = the future a running cancel of 'out'
 -- cancels, done = its end was settled (endrun), quiet = its coroutine
 -- ends or closes as the driver knows (not by hand), stop = a running
--- cancel came while the coroutine ran }
+-- cancel came while the coroutine ran, unwait = what lets go of the
+-- await it is suspended in }
 local asyncs = setmetatable({}, { __mode = "k" })
 
 -- The message a traceback starts with, for any error value, as lua.c
@@ -685,6 +686,7 @@ end
 local function endrun(run)
   run.done, run.quiet = true, true
   asyncs[run.co] = nil
+  if run.unwait then run.unwait() end  -- it ends while it awaits
   run.sig:cancel()  -- lets go of its callback (and of 'run')
   if core._asyncend(run.hold) then
     run.out:cancel()  -- (cancelled already: runs the callbacks now)
@@ -768,24 +770,33 @@ local function advance(run, ...)
   end
   if run.stop then return stoprun(run) end
   local f, timeout = r[3], r[4]
-  local resumed, timer = false, nil
-  local function wake(_, timedout)
-    if resumed then return end
-    resumed = true
-    -- a wake-up while the state closes (a callback an executor's
-    -- finalizer runs, a timeout firing then) finds the run's handles
-    -- finalized, or about to be: the run is left suspended, as Lua
-    -- leaves a coroutine at lua_close
-    if core._closing() then return end
-    -- its callback on 'f' goes, with the run it holds ('f' may never
-    -- be done)
-    if timedout then core._uncallback(f, wake) end
+  local resumed, timer, wake = false, nil, nil
+  -- The await is over: let go of its callbacks on 'f' and on its timer,
+  -- which hold the run ('f' may never be done, the timer be far off).
+  -- When it timed out, when 'f' is done, and when the run ends while it
+  -- waits (a running cancel, a resume or close by hand: endrun).
+  local function unwait()
+    resumed, run.unwait = true, nil
+    core._uncallback(f, wake)
     if timer then
       core._untimer(timer)
       timer:cancel()
     end
+  end
+  function wake(_, timedout)
+    if resumed then return end
+    -- a wake-up while the state closes (a callback an executor's
+    -- finalizer runs, a timeout firing then) finds the run's handles
+    -- finalized, or about to be: the run is left suspended, as Lua
+    -- leaves a coroutine at lua_close
+    if core._closing() then
+      resumed = true
+      return
+    end
+    unwait()
     advance(run, WAKE, timedout)
   end
+  run.unwait = unwait
   if timeout then
     timer = core.Future()
     if core._timer(timer, timeout) then
