@@ -631,7 +631,7 @@ describe("cf.async and cf.await", function()
       { function() local v = cf.await(cf.Future(), -1) return v end,
         "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
       { function() local v = cf.await(cf.Future(), 0 / 0) return v end,
-        "bad argument #2 to 'await' %(timeout is not a number%)" },
+        "bad argument #2 to 'await' %(timeout is not a number %(NaN%)%)" },
       { function() local v = cf.async(5) return v end,
         "bad argument #1 to 'async' %(function expected, got number%)" },
     } do

@@ -856,7 +856,7 @@ function M.await(f, timeout)
     if type(timeout) ~= "number" then
       error(("bad argument #2 to 'await' (number expected, got %s)"):format(typename(timeout)), 2)
     elseif timeout ~= timeout then
-      error("bad argument #2 to 'await' (timeout is not a number)", 2)
+      error("bad argument #2 to 'await' (timeout is not a number (NaN))", 2)
     elseif timeout < 0 then
       error("bad argument #2 to 'await' (timeout must be non-negative)", 2)
     end
