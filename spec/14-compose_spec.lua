@@ -290,6 +290,25 @@ describe("cf.all and cf.any", function()
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end
   end)
+
+  -- before: its callback stayed on the futures not done when it was
+  -- decided, holding it (and its list) while they lived: a task raced
+  -- against a long-lived stop signal kept every race's future
+  it("any: lets go of the futures still pending once decided", function()
+    local stop = cf.Future()
+    local races = setmetatable({}, { __mode = "k" })
+    for i = 1, 1000 do
+      local f = cf.Future()
+      local race = cf.any { f, stop }
+      races[race] = true
+      f:set_result(i)
+      assert.equal(i, race:result(0))
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(races))
+    assert.is_false(stop:done())
+  end)
 end)
 
 describe("cf.async and cf.await", function()

@@ -590,9 +590,13 @@ local function fail_like(out, f, err)
   if tb then core._fail(out, err, tb) else out:set_exception(err) end
 end
 
--- Cancelling the combined future cancels the futures it waits on.
-local function cancels(out, list)
+-- Once the combined future 'out' is done, its callback 'ondone' on the
+-- futures of 'list' goes: one of them never done (a stop signal raced
+-- by cf.any) kept it, with 'out', for ever. Cancelling 'out' cancels the
+-- futures it waits on.
+local function settles(out, list, ondone)
   out:add_done_callback(function()
+    for _, f in ipairs(list) do core._uncallback(f, ondone) end
     if out:cancelled() then
       for _, f in ipairs(list) do f:cancel() end
     end
@@ -612,7 +616,6 @@ function M.all(fs)
   local list = futures(fs, "all")
   local out, results, left = core.Future(), {}, #list
   if left == 0 then out:set_result(results) return out end
-  cancels(out, list)
   local function ondone(f, i)
     if out:done() then return end
     local r = outcome(f)
@@ -625,6 +628,7 @@ function M.all(fs)
       for _, g in ipairs(list) do g:cancel() end
     end
   end
+  settles(out, list, ondone)
   for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
   return out
 end
@@ -641,7 +645,6 @@ function M.any(fs)
     error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
   end
   local out, left = core.Future(), #list
-  cancels(out, list)
   local function ondone(f)
     if out:done() then return end
     local r = outcome(f)
@@ -652,6 +655,7 @@ function M.any(fs)
       fail_like(out, f, r[2])
     end
   end
+  settles(out, list, ondone)
   for _, f in ipairs(list) do f:add_done_callback(ondone) end
   return out
 end
