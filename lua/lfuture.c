@@ -761,9 +761,10 @@ static int fut_asyncend(lua_State *L) {
 }
 
 /* core._uncallback(f, fn): drop the callbacks 'fn' of 'f' that have not
-** run. cf.await's driver, when the timeout wins: its callback on the
-** awaited future would stay (with the run it holds) until that future
-** is done, for ever for one never done, once per timed-out await. */
+** run. For cf.await's driver once the await is over (timed out, or the
+** run stopped), and cf.all and cf.any once decided: their callback
+** would stay (with what it holds) until 'f' is done, for ever for a
+** future never done. */
 static int fut_uncallback(lua_State *L) {
   checkhandle(L, 1);
   luaL_checkany(L, 2);
