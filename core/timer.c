@@ -6,6 +6,7 @@
 ** (conc__tasktimer_*); conc_timer_t, for cf.await's timeouts, is a heap
 ** whose nodes cancel futures.
 */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -289,12 +290,27 @@ void conc__tasktimer_free(conc__tasktimer *t) {
 
 typedef struct entry {
   conc__tnode node;
-  conc_future_t *f;   /* a reference */
+  conc_future_t *f;     /* a reference */
+  struct entry *next;   /* in its bucket of the timer's index */
+  conc_timer_t *timer;
 } entry;
 
+/* The entries are also found by future, in a hash index (buckets of
+** chained entries, as many buckets as entries or more): remove runs once
+** per await that did not time out, and a scan of the heap made 100,000
+** awaits pending at once take minutes. Done futures' entries are dropped
+** in passing, once the heap has doubled since the last such purge, so
+** that an add costs O(log n) amortized. Both under the heap's lock. */
 struct conc_timer {
   conc__tasktimer heap;
+  entry **index;
+  size_t nbuckets;      /* a power of 2, or 0 */
+  size_t nindexed;
+  int purgeat;          /* purge once the heap holds this many */
 };
+
+/* Below this many entries a purge is cheap whenever. */
+#define PURGE_MIN 64
 
 conc_timer_t *conc_timer_new(void) {
   conc_timer_t *t = (conc_timer_t *)malloc(sizeof(*t));
@@ -302,7 +318,65 @@ conc_timer_t *conc_timer_new(void) {
     free(t);
     t = NULL;
   }
+  if (t != NULL) {
+    t->index = NULL;
+    t->nbuckets = t->nindexed = 0;
+    t->purgeat = PURGE_MIN;
+  }
   return t;
+}
+
+/* The bucket of 'f' among 'nb' (a power of 2). */
+static size_t hashf(const conc_future_t *f, size_t nb) {
+  uint64_t h = (uint64_t)(uintptr_t)f * UINT64_C(0x9E3779B97F4A7C15);
+  return (size_t)(h >> 32) & (nb - 1);
+}
+
+static size_t bucket(const conc_timer_t *t, const conc_future_t *f) {
+  return hashf(f, t->nbuckets);
+}
+
+/* Lock held: room in the index for one more entry. */
+static int index_reserve(conc_timer_t *t) {
+  size_t nb, i;
+  entry **b;
+  if (t->nindexed < t->nbuckets)
+    return 0;
+  nb = t->nbuckets ? 2 * t->nbuckets : 16;
+  b = (entry **)calloc(nb, sizeof(*b));
+  if (b == NULL)
+    return CONC_ENOMEM;
+  for (i = 0; i < t->nbuckets; i++) {
+    entry *e = t->index[i];
+    while (e != NULL) {
+      entry *next = e->next;
+      size_t k = hashf(e->f, nb);
+      e->next = b[k];
+      b[k] = e;
+      e = next;
+    }
+  }
+  free(t->index);
+  t->index = b;
+  t->nbuckets = nb;
+  return 0;
+}
+
+/* Lock held, after index_reserve. */
+static void index_add(conc_timer_t *t, entry *e) {
+  size_t k = bucket(t, e->f);
+  e->next = t->index[k];
+  t->index[k] = e;
+  t->nindexed++;
+}
+
+/* Lock held: 'e' out of the index. */
+static void index_del(conc_timer_t *t, entry *e) {
+  entry **p = &t->index[bucket(t, e->f)];
+  while (*p != e)
+    p = &(*p)->next;
+  *p = e->next;
+  t->nindexed--;
 }
 
 static void drop(entry *e) {
@@ -310,9 +384,13 @@ static void drop(entry *e) {
   free(e);
 }
 
-/* On the timer's thread, the entry out of the heap: it is ours. */
+/* On the timer's thread, the entry out of the heap (its removal waits
+** for this, or finds it no more): it is ours once out of the index. */
 static void entry_fire(conc__tnode *n) {
   entry *e = conc__container_of(n, entry, node);
+  pthread_mutex_lock(&e->timer->heap.mu);
+  index_del(e->timer, e);
+  pthread_mutex_unlock(&e->timer->heap.mu);
   conc_future_cancel(e->f);
   drop(e);
 }
@@ -321,21 +399,24 @@ static entry *entry_at(conc_timer_t *t, int i) {
   return conc__container_of(t->heap.heap[i], entry, node);
 }
 
-/* Lock held: drop the entries whose futures are done already (an await
-** that did not time out), so they do not pile up; the rest is made a
-** heap again. */
+/* Lock held: drop the entries whose futures are done already (a C
+** host's wait that ended without conc_timer_remove), so they do not
+** pile up; the rest is made a heap again. */
 static void purge(conc_timer_t *t) {
   int i, k = 0;
   for (i = 0; i < t->heap.n; i++) {
     entry *e = entry_at(t, i);
-    if (conc_future_done(e->f))
+    if (conc_future_done(e->f)) {
+      index_del(t, e);
       drop(e);
-    else
+    } else {
       place(&t->heap, &e->node, k++);
+    }
   }
   t->heap.n = k;
   for (i = k / 2 - 1; i >= 0; i--)
     siftdown(&t->heap, i);
+  t->purgeat = k < PURGE_MIN / 2 ? PURGE_MIN : 2 * k;
 }
 
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
@@ -345,13 +426,19 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
   if (e == NULL)
     return CONC_ENOMEM;
   e->f = f;
+  e->timer = t;
   e->node.fire = entry_fire;
   e->node.at = -1;
   pthread_mutex_lock(&t->heap.mu);
-  purge(t);
-  r = add(&t->heap, &e->node, deadline, 0);
+  if (t->heap.n >= t->purgeat)
+    purge(t);
+  r = index_reserve(t);
   if (r == 0)
+    r = add(&t->heap, &e->node, deadline, 0);
+  if (r == 0) {
     conc_future_ref(f);
+    index_add(t, e);
+  }
   pthread_mutex_unlock(&t->heap.mu);
   if (r != 0)
     free(e);
@@ -360,12 +447,15 @@ int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
 
 void conc_timer_remove(conc_timer_t *t, conc_future_t *f) {
   entry *e = NULL;
-  int i;
   pthread_mutex_lock(&t->heap.mu);
-  for (i = 0; i < t->heap.n && e == NULL; i++)
-    if (entry_at(t, i)->f == f)
-      e = entry_at(t, i);
+  if (t->nbuckets > 0) {
+    /* one in the heap: an entry that fires now is the timer's */
+    for (e = t->index[bucket(t, f)]; e != NULL; e = e->next)
+      if (e->f == f && e->node.at >= 0)
+        break;
+  }
   if (e != NULL) {
+    index_del(t, e);
     unlink_at(&t->heap, e->node.at);
     if (t->heap.n == 0)
       pthread_cond_signal(&t->heap.cv);  /* nothing left: it lingers */
@@ -381,6 +471,7 @@ void conc_timer_free(conc_timer_t *t) {
   for (i = 0; i < t->heap.n; i++)
     drop(entry_at(t, i));
   conc__tasktimer_free(&t->heap);
+  free(t->index);
   free(t);
 }
 

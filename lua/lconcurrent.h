@@ -90,6 +90,9 @@ LCONC_FUNC int lconc_dispatch(lua_State *L, double deadline);
 LCONC_FUNC int lconc_firecallbacks(lua_State *L, int idx, int always);
 /* register fn and its bound arguments (stack idx..top) for handle 'h' */
 LCONC_FUNC void lconc_addcallback(lua_State *L, int h, int fn);
+/* drop the callbacks of the handle at 'h' whose function is the value
+** at 'fn' (not run yet); the handle is no longer anchored by them */
+LCONC_FUNC void lconc_removecallback(lua_State *L, int h, int fn);
 /* a new watch set on the state's mailbox (the caller frees it) */
 LCONC_FUNC conc_watch_t *lconc_watchnew(lua_State *L);
 /* push a new watch set anchored in a userdata (closed by __gc/__close) */
@@ -154,6 +157,10 @@ LCONC_FUNC conc_future_t **lconc_newfuturemt(lua_State *L,
 LCONC_FUNC void lconc_sharefuture(lua_State *L, int idx);
 /* whether the handle at 'idx' may have callbacks registered */
 LCONC_FUNC int lconc_hascallbacks(lua_State *L, int idx);
+/* the handle's flag: the state's mailbox is subscribed to its future
+** (once: it posts when the future is done, whatever callbacks are
+** added and removed meanwhile) */
+LCONC_FUNC unsigned char *lconc_subscribed(lua_State *L, int idx);
 LCONC_FUNC void lconc_open_future(lua_State *L);
 
 /* lerror.c: raise an error of one of the module's classes

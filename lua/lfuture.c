@@ -27,6 +27,7 @@ typedef struct handle {
   unsigned char out;        /* OUT_* */
   unsigned char shared;     /* in the state's handle table */
   unsigned char callbacks;  /* add_done_callback was called on it */
+  unsigned char subscribed; /* the state's mailbox is told of its end */
   unsigned char vtype;      /* OUT_SCALAR: LUA_TNIL, _TBOOLEAN, _TNUMBER */
   unsigned char isint;      /* OUT_SCALAR number: an integer */
   union { lua_Integer i; lua_Number n; } v;  /* OUT_SCALAR number or
@@ -172,6 +173,10 @@ void lconc_sharefuture(lua_State *L, int idx) {
 
 int lconc_hascallbacks(lua_State *L, int idx) {
   return ((handle *)lua_touserdata(L, idx))->callbacks;
+}
+
+unsigned char *lconc_subscribed(lua_State *L, int idx) {
+  return &((handle *)lua_touserdata(L, idx))->subscribed;
 }
 
 /* Push the state's handle of a future that came from elsewhere (a
@@ -755,6 +760,27 @@ static int fut_asyncend(lua_State *L) {
   return 1;
 }
 
+/* core._uncallback(f, fn): drop the callbacks 'fn' of 'f' that have not
+** run. For cf.await's driver once the await is over (timed out, or the
+** run stopped), and cf.all and cf.any once decided: their callback
+** would stay (with what it holds) until 'f' is done, for ever for a
+** future never done. */
+static int fut_uncallback(lua_State *L) {
+  checkhandle(L, 1);
+  luaL_checkany(L, 2);
+  lconc_removecallback(L, 1, 2);
+  return 0;
+}
+
+/* core._closing() -> whether the state is closing (lua_close runs its
+** finalizers, and the callbacks an executor's finalizer runs). The
+** handles of cf.async's run may be finalized by then: its driver
+** leaves the run alone, as Lua leaves a suspended coroutine. */
+static int fut_closing(lua_State *L) {
+  lua_pushboolean(L, lconc_closing(L));
+  return 1;
+}
+
 /* }====================================================================== */
 
 static const luaL_Reg methods[] = {
@@ -801,4 +827,8 @@ void lconc_open_future(lua_State *L) {
   lua_setfield(L, -2, "_asyncstoppable");
   lua_pushcfunction(L, fut_asyncend);
   lua_setfield(L, -2, "_asyncend");
+  lua_pushcfunction(L, fut_closing);
+  lua_setfield(L, -2, "_closing");
+  lua_pushcfunction(L, fut_uncallback);
+  lua_setfield(L, -2, "_uncallback");
 }

@@ -293,7 +293,9 @@ int lconc_firecallbacks(lua_State *L, int h, int always) {
 }
 
 /* The first callback of a handle subscribes the state's mailbox to its
-** future; the handle stays anchored (as a key) until they have run.
+** future (once: a list emptied by lconc_removecallback and made again
+** needs no second subscription, which would pile up on a future never
+** done); the handle stays anchored (as a key) until they have run.
 ** The entry is made first: an allocation may run a finalizer, and an
 ** executor's (shutdown) is a safe point that may fire the handle's list.
 ** Between fetching the list and appending to it nothing allocates, so
@@ -314,10 +316,14 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TNIL) {
-    int r = conc_mailbox_subscribe(getmailbox(L),
-                                   lconc_checkfuture(L, h), 0);
-    if (r != 0)
-      lconc_coreerror(L, r, "add_done_callback");
+    unsigned char *subscribed = lconc_subscribed(L, h);
+    if (!*subscribed) {
+      int r = conc_mailbox_subscribe(getmailbox(L),
+                                     lconc_checkfuture(L, h), 0);
+      if (r != 0)
+        lconc_coreerror(L, r, "add_done_callback");
+      *subscribed = 1;
+    }
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, h);
@@ -327,6 +333,39 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   lua_pushvalue(L, -3);  /* the entry */
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lua_pop(L, 3);
+  lconc_stackcheck_end(L, 0);
+}
+
+void lconc_removecallback(lua_State *L, int h, int fn) {
+  lua_Integer i, j = 0, n;
+  lconc_stackcheck_begin(L);
+  h = lua_absindex(L, h);
+  fn = lua_absindex(L, fn);
+  pushownertable(L, UV_CALLBACKS);
+  lua_pushvalue(L, h);
+  if (lua_rawget(L, -2) == LUA_TTABLE) {  /* its list: compacted in place */
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_rawgeti(L, -1, 1);
+      if (lua_rawequal(L, -1, fn)) {
+        lua_pop(L, 2);
+        continue;
+      }
+      lua_pop(L, 1);
+      lua_rawseti(L, -2, ++j);
+    }
+    for (i = j + 1; i <= n; i++) {
+      lua_pushnil(L);
+      lua_rawseti(L, -2, i);
+    }
+    if (j == 0) {  /* none left: the handle is anchored no more */
+      lua_pushvalue(L, h);
+      lua_pushnil(L);
+      lua_rawset(L, -4);
+    }
+  }
+  lua_pop(L, 2);
   lconc_stackcheck_end(L, 0);
 }
 

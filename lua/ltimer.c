@@ -53,7 +53,7 @@ static int cf_timer(lua_State *L) {
   conc_future_t *f = lconc_checkfuture(L, 1);
   lua_Number t = luaL_checknumber(L, 2);
   int r;
-  luaL_argcheck(L, t == t, 2, "timeout is not a number");
+  luaL_argcheck(L, t == t, 2, "timeout is not a number (NaN)");
   luaL_argcheck(L, t >= 0, 2, "timeout must be non-negative");
   if (t > MAXTIMEOUT) {
     lua_pushboolean(L, 0);

@@ -32,8 +32,11 @@ static int waiter_close(lua_State *L) {
 
 /* Check the array of futures at 1 and push a waiter
 ** over its distinct futures (its uservalue: them, in input order).
-** Tables are sized by what the array really holds, not by '#fs' (a
-** __len may claim a billion): the first missing entry is an error. */
+** The array is read as cf.all and cf.any read theirs, through __len and
+** __index (a proxy's length was taken and its entries read raw: "future
+** expected at index 1, got nil" for an entry that is there). Tables are
+** sized by what the array really holds, not by '#fs' (a __len may
+** claim a billion): the first missing entry is an error. */
 static waiter *newwaiter(lua_State *L) {
   lua_Integer i, n;
   int hint;
@@ -51,7 +54,7 @@ static waiter *newwaiter(lua_State *L) {
   w->set = lconc_watchnew(L);
   for (i = 1; i <= n; i++) {
     conc_future_t *f;
-    lua_rawgeti(L, 1, i);
+    lua_geti(L, 1, i);
     f = lconc_testfuture(L, -1);
     if (f == NULL)
       return luaL_argerror(L, 1, lua_pushfstring(L,

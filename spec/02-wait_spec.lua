@@ -210,6 +210,26 @@ describe("cf.wait", function()
     local done = cf.wait(setmetatable({ fs[1] }, { __len = function() return 1 end }))
     assert.equal(fs[1], done[1])
   end)
+
+  -- before: the length came through __len and the entries were read
+  -- raw, "future expected at index 1, got nil", while cf.all, cf.any
+  -- and map read the same proxy through its __index
+  it("reads a proxy array through __index, as cf.all and cf.any do", function()
+    local fs = { cf.Future(), cf.Future() }
+    fs[1]:set_result(1)
+    local proxy = setmetatable({}, { __index = fs, __len = function() return #fs end })
+    local done, not_done = cf.wait(proxy, 0)
+    assert.same({ fs[1] }, done)
+    assert.same({ fs[2] }, not_done)
+    fs[2]:set_result(2)
+    local seen = {}
+    for f in cf.as_completed(proxy, 10) do seen[#seen + 1] = f end
+    assert.same(fs, seen)
+    -- an __index that raises: its error, not a made-up one
+    local bad = setmetatable({}, { __index = function() error("no entries here", 0) end,
+                                   __len = function() return 1 end })
+    assert.equal("no entries here", select(2, pcall(cf.wait, bad, 0)))
+  end)
 end)
 
 describe("#stress host threads completing futures", function()

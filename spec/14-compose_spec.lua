@@ -290,6 +290,25 @@ describe("cf.all and cf.any", function()
       assert.matches("^[^\n]-" .. here .. c[2], line_of(c[1]))
     end
   end)
+
+  -- before: its callback stayed on the futures not done when it was
+  -- decided, holding it (and its list) while they lived: a task raced
+  -- against a long-lived stop signal kept every race's future
+  it("any: lets go of the futures still pending once decided", function()
+    local stop = cf.Future()
+    local races = setmetatable({}, { __mode = "k" })
+    for i = 1, 1000 do
+      local f = cf.Future()
+      local race = cf.any { f, stop }
+      races[race] = true
+      f:set_result(i)
+      assert.equal(i, race:result(0))
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(races))
+    assert.is_false(stop:done())
+  end)
 end)
 
 describe("cf.async and cf.await", function()
@@ -471,6 +490,28 @@ describe("cf.async and cf.await", function()
     assert.equal("by hand\tby hand too\n", out)
   end)
 
+  it("leaves its runs alone when they wake while the state closes", function()
+    -- before: the executor's finalizer ran the wake-ups (a task ended,
+    -- an await's timeout fired) after the runs' handles were finalized:
+    -- "error in done callback: future handle already finalized" on
+    -- stderr, once per run; os.exit(true, true) the same
+    for _, ending in ipairs { "", "os.exit(true, true)" } do
+      local out, ok = helpers.run_lua([[
+        local cf = require "concurrent.futures"
+        local ex = cf.ThreadPoolExecutor(2)
+        local never = cf.Future()
+        for i = 1, 200 do
+          cf.async(function() cf.await(never, 0.001 * (i % 20)) end)
+          cf.async(function() return cf.await(ex:submit(function() return 1 end)) end)
+        end
+        -- holds the executor's finalizer while the timeouts fire
+        ex:submit(function() local t = os.clock() while os.clock() - t < 0.3 do end end)
+      ]] .. ending)
+      assert.is_true(ok, out)
+      assert.equal("", out)
+    end
+  end)
+
   it("closes the to-be-closed variables of a function that fails", function()
     local closed, gate = {}, cf.Future()
     local function tbc(name)
@@ -515,6 +556,68 @@ describe("cf.async and cf.await", function()
     assert.equal("in time", job2:result(0))
   end)
 
+  -- before: the run's callback stayed on the awaited future until it
+  -- was done (for ever for one never done), with the run, its
+  -- coroutine and its future: about 2 KB per timed-out await; and a
+  -- timeout that fired inside the timer's add_done_callback woke the
+  -- run before its callback on the future was added, which then stayed
+  it("lets go of a run whose await timed out", function()
+    local stop = cf.Future()  -- lives on, never done: a heartbeat loop's
+    local jobs, ended = setmetatable({}, { __mode = "k" }), 0
+    for i = 1, 2000 do
+      local never = cf.Future()
+      for _, f in ipairs { never, stop } do
+        jobs[cf.async(function()
+          assert(not pcall(cf.await, f, 1e-4 * (i % 5)))
+          ended = ended + 1
+        end)] = true
+      end
+    end
+    local deadline = os.time() + 30
+    while ended < 4000 and os.time() < deadline do cf.dispatch(0.05) end
+    assert.equal(4000, ended)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(jobs))
+    assert.is_false(stop:done())
+  end)
+
+  -- before: the run's callbacks on the future it awaited and on its
+  -- timer stayed when it was stopped there, holding it until that
+  -- future was done (for ever for one never done) or the timeout passed
+  it("lets go of a run stopped while it awaits", function()
+    local stop = cf.Future()
+    local jobs, n, ended = setmetatable({}, { __mode = "k" }), 0, 0
+    local function add(job)
+      jobs[job], n = true, n + 1
+      job:add_done_callback(function() ended = ended + 1 end)
+      return job
+    end
+    for i = 1, 500 do
+      for _, timeout in ipairs { false, 3600 } do
+        local never = cf.Future()
+        for _, f in ipairs { never, stop } do
+          local job = add(cf.async(function() cf.await(f, timeout or nil) end))
+          assert.is_true(job:cancel { running = true })
+        end
+      end
+    end
+    -- closed and resumed by hand while it awaits (the run fails)
+    local co
+    add(cf.async(function() co = coroutine.running() cf.await(stop, 3600) end))
+    coroutine.close(co)
+    add(cf.async(function() co = coroutine.running() cf.await(stop) end))
+    coroutine.resume(co)
+    co = nil  -- (a coroutine dead by an error keeps its stack)
+    cf.dispatch(0)  -- the stops run at a safe point
+    assert.equal(2002, n)
+    assert.equal(n, ended)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(jobs))
+    assert.is_false(stop:done())
+  end)
+
   it("is f:result() outside an async coroutine", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     assert.equal(3, cf.await(ex:submit(function() return 3 end)))
@@ -547,7 +650,7 @@ describe("cf.async and cf.await", function()
       { function() local v = cf.await(cf.Future(), -1) return v end,
         "bad argument #2 to 'await' %(timeout must be non%-negative%)" },
       { function() local v = cf.await(cf.Future(), 0 / 0) return v end,
-        "bad argument #2 to 'await' %(timeout is not a number%)" },
+        "bad argument #2 to 'await' %(timeout is not a number %(NaN%)%)" },
       { function() local v = cf.async(5) return v end,
         "bad argument #1 to 'async' %(function expected, got number%)" },
     } do

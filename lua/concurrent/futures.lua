@@ -590,9 +590,13 @@ local function fail_like(out, f, err)
   if tb then core._fail(out, err, tb) else out:set_exception(err) end
 end
 
--- Cancelling the combined future cancels the futures it waits on.
-local function cancels(out, list)
+-- Once the combined future 'out' is done, its callback 'ondone' on the
+-- futures of 'list' goes: one of them never done (a stop signal raced
+-- by cf.any) kept it, with 'out', for ever. Cancelling 'out' cancels the
+-- futures it waits on.
+local function settles(out, list, ondone)
   out:add_done_callback(function()
+    for _, f in ipairs(list) do core._uncallback(f, ondone) end
     if out:cancelled() then
       for _, f in ipairs(list) do f:cancel() end
     end
@@ -612,7 +616,6 @@ function M.all(fs)
   local list = futures(fs, "all")
   local out, results, left = core.Future(), {}, #list
   if left == 0 then out:set_result(results) return out end
-  cancels(out, list)
   local function ondone(f, i)
     if out:done() then return end
     local r = outcome(f)
@@ -625,6 +628,7 @@ function M.all(fs)
       for _, g in ipairs(list) do g:cancel() end
     end
   end
+  settles(out, list, ondone)
   for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
   return out
 end
@@ -641,7 +645,6 @@ function M.any(fs)
     error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
   end
   local out, left = core.Future(), #list
-  cancels(out, list)
   local function ondone(f)
     if out:done() then return end
     local r = outcome(f)
@@ -652,6 +655,7 @@ function M.any(fs)
       fail_like(out, f, r[2])
     end
   end
+  settles(out, list, ondone)
   for _, f in ipairs(list) do f:add_done_callback(ondone) end
   return out
 end
@@ -662,7 +666,8 @@ local WAKE = {}   -- what the driver resumes it with: a resume by hand lacks it
 -- core._asyncstoppable's, sig = the future a running cancel of 'out'
 -- cancels, done = its end was settled (endrun), quiet = its coroutine
 -- ends or closes as the driver knows (not by hand), stop = a running
--- cancel came while the coroutine ran }
+-- cancel came while the coroutine ran, unwait = what lets go of the
+-- await it is suspended in }
 local asyncs = setmetatable({}, { __mode = "k" })
 
 -- The message a traceback starts with, for any error value, as lua.c
@@ -685,6 +690,7 @@ end
 local function endrun(run)
   run.done, run.quiet = true, true
   asyncs[run.co] = nil
+  if run.unwait then run.unwait() end  -- it ends while it awaits
   run.sig:cancel()  -- lets go of its callback (and of 'run')
   if core._asyncend(run.hold) then
     run.out:cancel()  -- (cancelled already: runs the callbacks now)
@@ -768,16 +774,33 @@ local function advance(run, ...)
   end
   if run.stop then return stoprun(run) end
   local f, timeout = r[3], r[4]
-  local resumed, timer = false, nil
-  local function wake(_, timedout)
-    if resumed then return end
-    resumed = true
+  local resumed, timer, wake = false, nil, nil
+  -- The await is over: let go of its callbacks on 'f' and on its timer,
+  -- which hold the run ('f' may never be done, the timer be far off).
+  -- When it timed out, when 'f' is done, and when the run ends while it
+  -- waits (a running cancel, a resume or close by hand: endrun).
+  local function unwait()
+    resumed, run.unwait = true, nil
+    core._uncallback(f, wake)
     if timer then
       core._untimer(timer)
       timer:cancel()
     end
+  end
+  function wake(_, timedout)
+    if resumed then return end
+    -- a wake-up while the state closes (a callback an executor's
+    -- finalizer runs, a timeout firing then) finds the run's handles
+    -- finalized, or about to be: the run is left suspended, as Lua
+    -- leaves a coroutine at lua_close
+    if core._closing() then
+      resumed = true
+      return
+    end
+    unwait()
     advance(run, WAKE, timedout)
   end
+  run.unwait = unwait
   if timeout then
     timer = core.Future()
     if core._timer(timer, timeout) then
@@ -786,7 +809,9 @@ local function advance(run, ...)
       timer = nil  -- forever
     end
   end
-  f:add_done_callback(wake, false)
+  -- a timeout short enough has woken it already, inside
+  -- add_done_callback: then 'f' needs no callback (it would stay)
+  if not resumed then f:add_done_callback(wake, false) end
 end
 
 --- Run `fn(...)` as a coroutine of this state, at once up to its first
@@ -813,7 +838,9 @@ function M.async(fn, ...)
   local run = setmetatable({ out = out, co = co, sig = sig,
                              hold = core._asyncstoppable(out, sig) }, RUN)
   asyncs[co] = run
-  sig:add_done_callback(function() stoprun(run) end)
+  sig:add_done_callback(function()
+    if not core._closing() then stoprun(run) end  -- (as wake)
+  end)
   advance(run, run, fn, ...)
   return out
 end
@@ -833,7 +860,7 @@ function M.await(f, timeout)
     if type(timeout) ~= "number" then
       error(("bad argument #2 to 'await' (number expected, got %s)"):format(typename(timeout)), 2)
     elseif timeout ~= timeout then
-      error("bad argument #2 to 'await' (timeout is not a number)", 2)
+      error("bad argument #2 to 'await' (timeout is not a number (NaN))", 2)
     elseif timeout < 0 then
       error("bad argument #2 to 'await' (timeout must be non-negative)", 2)
     end
