@@ -615,6 +615,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 ** core itself never includes lua.h. A host that embeds Lua uses only
 ** this table for futures its states see (examples/embed.c); the plain
 ** conc_ functions are for programs that use the core without the module.
+** The module is never unloaded once loaded: the table, and the futures
+** a host holds, stay usable after its last state is closed.
 ** ======================================================================= */
 
 struct lua_State;
