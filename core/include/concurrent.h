@@ -628,7 +628,9 @@ struct lua_State;
 
 typedef struct conc_lua_api {
   int version;  /* the module's CONC_LUA_API_VERSION */
-  /* push the state's handle of 'f' (one handle per future per state) */
+  /* push the state's handle of 'f' (one handle per future per state);
+  ** raises "the Lua state is closing" in a finalizer run by lua_close,
+  ** where a handle it made would never be released */
   void (*pushfuture)(struct lua_State *L, conc_future_t *f);
   /* the future of the handle at 'idx', or NULL if it is not a future */
   conc_future_t *(*tofuture)(struct lua_State *L, int idx);
