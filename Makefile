@@ -72,15 +72,23 @@ $(BUILD)/%.o: %.c $(wildcard core/*.h core/include/*.h lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The modules stay mapped once loaded (-z nodelete): lua_close dlcloses
+# them, yet a host may hold futures (and conc_lua_api_t, which points into
+# the module) past the close of the last state that loaded one, and go on
+# completing, reading and releasing them from its own threads; a Lua state
+# in another thread may be using them too. Unmapped, each such call was a
+# jump into freed pages (spec/20-embed_spec.lua).
+MODLDFLAGS = -Wl,-z,nodelete
+
 $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) $(MODLDFLAGS) -o $@ $^
 
 # == SPECS, DEMO, SANITIZERS, INSTALL =========================================
 
 # Spec-only C modules: every spec/support/<name>.c except the sanitizer host
 # becomes $(BUILD)/<name>.so; it reaches the module through conc_lua_api_t.
-HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c spec/support/queuetest.c,$(sort $(wildcard spec/support/*.c)))
+HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c spec/support/queuetest.c spec/support/embedtest.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 # Their objects are intermediate to make: keep them, so a rerun relinks nothing.
 .SECONDARY: $(HELPER_SRC:%.c=$(BUILD)/%.o)
@@ -89,6 +97,8 @@ HOST = $(BUILD)/host
 POOLTEST = $(BUILD)/pooltest
 # The core queue and timer from C alone (spec/16-corequeue_spec.lua).
 QUEUETEST = $(BUILD)/queuetest
+# A host of several Lua states in threads of its own (spec/20-embed_spec.lua).
+EMBEDTEST = $(BUILD)/embedtest
 SPECS = $(sort $(wildcard spec/*_spec.lua))
 # Stress specs (bounded in count and time) run with the others.
 SPECS += $(sort $(wildcard spec/stress/*_spec.lua))
@@ -230,10 +240,10 @@ run-bench: $(MODULE) $(HELPERS)
 # $(LUA), or under $(HOST) when SAN is set.  SPEC_LUA names the same
 # interpreter for specs that start a fresh Lua process (spec/helpers.lua).
 # The specs find the Debian package check's settings in LUA and LUA_INC.
-specs: $(MODULE) $(HELPERS) $(POOLTEST) $(QUEUETEST) $(EMBED) $(if $(SAN),$(HOST))
+specs: $(MODULE) $(HELPERS) $(POOLTEST) $(QUEUETEST) $(EMBED) $(EMBEDTEST) $(if $(SAN),$(HOST))
 	@$(if $(SAN),$(SAN_ENV)) $(LUAENV) LUA='$(LUA)' LUA_INC='$(LUA_INC)' \
 	  POOLTEST='$(CURDIR)/$(POOLTEST)' QUEUETEST='$(CURDIR)/$(QUEUETEST)' \
-	  EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' \
+	  EMBED_EXAMPLE='$(CURDIR)/$(EMBED)' EMBEDTEST='$(CURDIR)/$(EMBEDTEST)' \
 	  SPEC_LUA='$(if $(SAN),$(CURDIR)/$(HOST),$(LUA))' \
 	  SPEC_TIMEOUT=$(SPEC_TIMEOUT) SPEC_RSS_MB=$(SPEC_RSS_MB) sh mk/specrun.sh \
 	  $(if $(SAN),$(HOST),$(LUA)) "$$(command -v busted)" $(BUSTED_ARGS)
@@ -256,6 +266,9 @@ $(QUEUETEST): $(BUILD)/spec/support/queuetest.o $(CORE_OBJ)
 	$(CC) $(SANFLAGS) -pthread -o $@ $^ -lm $(MYLDFLAGS)
 
 $(EMBED): $(BUILD)/examples/embed.o
+	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
+
+$(EMBEDTEST): $(BUILD)/spec/support/embedtest.o
 	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
 
 $(HOST): $(BUILD)/spec/support/host.o
@@ -391,7 +404,7 @@ $(MPI_OBJ): $(wildcard core/mpi/*.h)
 
 $(MPI_MODULE): $(CORE_OBJ) $(BIND_OBJ) $(MPI_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
+	$(CC) $(LDFLAGS) $(MODLDFLAGS) -o $@ $^ $(MPI_LIBS) -ldl
 
 # Internal: spec/mpi/mpi_spec.lua under mpiexec, then the corrupt-frame
 # case (a test-only switch makes every worker rank cut its results), the

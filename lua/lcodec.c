@@ -198,6 +198,7 @@ typedef struct Buffer {
                         ** through ltable54.h */
   lconc_dumpmemo memo;  /* the Lua function sent last (lfuncs.h), held
                         ** weakly in the buffer's user value */
+  int unowned;          /* no finalizer will free it (see 'dropunowned') */
 } Buffer;
 
 static const char BUFFER = 'b';    /* registry key of the state's buffer */
@@ -236,8 +237,7 @@ typedef struct Enc {
 static void releaseheld(Buffer *B);
 static void seendrop(Buffer *B);
 
-static int buffer_gc(lua_State *L) {
-  Buffer *B = (Buffer *)lua_touserdata(L, 1);
+static void freebuffer(Buffer *B) {
   releaseheld(B);
   free(B->b);
   free(B->fut);
@@ -246,6 +246,21 @@ static int buffer_gc(lua_State *L) {
   B->fut = NULL;
   B->seen = NULL;
   B->size = B->sizefut = B->sizeseen = 0;
+}
+
+/* A finalizer at lua_close may still encode (set_result, a queue's put)
+** after the buffer's own finalizer ran, or make the state's first
+** buffer then, which Lua never finalizes: what the encode grows in such
+** a buffer is freed when it ends (succeeds or refuses), or it leaked. */
+static void dropunowned(Buffer *B) {
+  if (B->unowned)
+    freebuffer(B);
+}
+
+static int buffer_gc(lua_State *L) {
+  Buffer *B = (Buffer *)lua_touserdata(L, 1);
+  freebuffer(B);
+  B->unowned = 1;
   return 0;
 }
 
@@ -271,6 +286,7 @@ static Buffer *newbuffer(lua_State *L) {
   Buffer *B = (Buffer *)lua_newuserdatauv(L, sizeof(Buffer), 1);
   memset(B, 0, sizeof(*B));
   lconc_setgcmeta(L, &BUFFERMT, buffer_gc);
+  B->unowned = lconc_closing(L);  /* never finalized */
   B->fastarray = lconc_arraycheck(L);
   B->memo.inplace = B->fastarray;
   return B;
@@ -396,6 +412,7 @@ static void refuse(Enc *E, const char *why) {
   const char *h = hint(why);
   E->B->busy = 0;
   seendrop(E->B);
+  dropunowned(E->B);
   lua_checkstack(L, 8);
   pushpath(E);
   luaL_error(L, "cannot transfer %s (%s)%s%s", lua_tostring(L, -1), why,
@@ -983,6 +1000,8 @@ static void enclfunc(Enc *E, int f) {
   id = E->nrefs;
   enter(E);
   dump = lconc_dumpfunc(L, f, &E->B->memo, E->buffer, &len, &nups, &ref);
+  if (dump == NULL)
+    refuse(E, "the Lua state is closing");
   if (E->local) {
     lua_Integer at = addshared(E, ref);  /* alive with its entry */
     ensure(E, 1 + 10 + 10);
@@ -1251,6 +1270,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   p = finish(&E);
   releaseheld(E.B);
   seendrop(E.B);
+  dropunowned(E.B);
   E.B->busy = 0;
   lua_pop(L, 2);
   return p;

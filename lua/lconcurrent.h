@@ -70,6 +70,10 @@ LCONC_FUNC void lconc_addcloser(lua_State *L, lconc_closer *c);
 LCONC_FUNC int lconc_closing(lua_State *L);
 /* the same with the state's owner at hand (cheaper than the registry) */
 LCONC_FUNC int lconc_ownerclosing(lua_State *L, lconc_owner *o);
+/* Raise "the Lua state is closing" if it is: before making a handle
+** (a future's, a queue's) whose finalizer must release a reference,
+** since none would run for one made then. */
+LCONC_FUNC void lconc_checkopen(lua_State *L);
 LCONC_FUNC void lconc_removecloser(lconc_closer *c);
 /* push the state's weak table: light userdata(future) -> handle */
 LCONC_FUNC void lconc_pushhandles(lua_State *L);

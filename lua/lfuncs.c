@@ -160,6 +160,10 @@ static conc_bytes_t **pushentry(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
   lua_rawget(L, -2);
   if (!isentry(L)) {
+    if (lconc_closing(L)) {  /* see lconc_dumpfunc */
+      lua_pop(L, 2);
+      return NULL;
+    }
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     w.init = 0;
@@ -292,13 +296,14 @@ const char *lconc_dumpfunc(lua_State *L, int idx, lconc_dumpmemo *m,
   else {
     idx = lua_absindex(L, idx);
     entry = pushentry(L, idx);
+    if (entry == NULL)
+      return NULL;
     if (m != NULL)
       memoset(L, m, holder, idx, fn);
     lua_pop(L, 1);  /* the entry: alive as long as its function */
   }
   if ((e = *entry) == NULL)  /* finalized while the state closes */
-    luaL_error(L, "cannot transfer a function while the Lua state is "
-               "closing");
+    return NULL;
   d = conc_bytes_data(e, len);
   *len -= 5;
   *nups = (unsigned char)d[*len + 4];

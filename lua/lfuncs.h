@@ -38,7 +38,9 @@ typedef struct lconc_dumpmemo {
 ** upvalues ('*nups', as lconc_nupvalues). With 'ref', '*ref' is the
 ** shared bytes of the entry: the dump, its check and one more byte,
 ** which a payload may name instead of a copy (a reference is the
-** taker's to add). */
+** taker's to add). NULL in a finalizer at lua_close when the function
+** has no entry, or its entry was finalized: Lua would never finalize
+** one made then, and its bytes would leak. */
 LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx,
                                       lconc_dumpmemo *m, int holder,
                                       size_t *len, int *nups,

@@ -186,6 +186,7 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
   lconc_pushhandles(L);
   if (lua_rawgetp(L, -1, f) == LUA_TNIL) {
     lua_pop(L, 1);
+    lconc_checkopen(L);
     newhandle(L, f)->shared = 1;
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, f);
@@ -224,7 +225,9 @@ static int fut_tostring(lua_State *L) {
  * @treturn Future a pending future
  */
 static int fut_new(lua_State *L) {
-  conc_future_t *f = conc_future_new();
+  conc_future_t *f;
+  lconc_checkopen(L);
+  f = conc_future_new();
   if (f == NULL)
     return luaL_error(L, "not enough memory");
   lconc_newfuture(L, f);

@@ -99,6 +99,11 @@ int lconc_ownerclosing(lua_State *L, lconc_owner *o) {
          && ar.name != NULL && strcmp(ar.name, "__gc") == 0;
 }
 
+void lconc_checkopen(lua_State *L) {
+  if (lconc_closing(L))
+    luaL_error(L, "the Lua state is closing");
+}
+
 void lconc_addcloser(lua_State *L, lconc_closer *c) {
   lconc_owner *o = lconc_getowner(L);
   c->owner = o;

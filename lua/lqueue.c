@@ -71,6 +71,7 @@ void lconc_pushqueue(lua_State *L, conc_chanq_t *q) {
     return;
   }
   lua_pop(L, 1);
+  lconc_checkopen(L);
   h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
   h->q = NULL;
   luaL_setmetatable(L, LCONC_QUEUE_MT);
@@ -124,6 +125,7 @@ static int q_new(lua_State *L) {
     luaL_argcheck(L, isint && max >= 0, 1,
                   "maxsize must be a non-negative integer");
   }
+  lconc_checkopen(L);
   h = (qhandle *)lua_newuserdatauv(L, sizeof(*h), 0);
   h->q = NULL;
   luaL_setmetatable(L, LCONC_QUEUE_MT);
@@ -153,15 +155,22 @@ static int wake_gc(lua_State *L) {
 }
 
 /* Push a new future for the queue to cancel when it changes, anchored
-** in a userdata made first (an allocation error then leaks nothing). */
+** in a userdata made first (an allocation error then leaks nothing).
+** The slot is to-be-closed: popping it (or an error, or the return of
+** the C function) releases the future at once. Left to the collector, a
+** wake made in a finalizer while the state closes was never released
+** (Lua runs no finalizer of what is made then). */
 static conc_future_t *newwake(lua_State *L) {
   conc_future_t **w = (conc_future_t **)lua_newuserdatauv(L, sizeof(*w), 0);
   *w = NULL;
   if (luaL_newmetatable(L, WAKE_MT)) {
     lua_pushcfunction(L, wake_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, wake_gc);
+    lua_setfield(L, -2, "__close");
   }
   lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
   if ((*w = conc_future_new()) == NULL)
     luaL_error(L, "not enough memory");
   return *w;

@@ -815,3 +815,48 @@ describe("Future (CPython test_future)", function()
     assert.equal(e, f:exception())
   end)
 end)
+
+describe("futures made while the state closes", function()
+  it("are refused: a finalizer at lua_close gets an error, not a leak", function()
+    -- Lua runs no finalizer of what is made while it closes: a handle
+    -- made then kept its reference for good (a leak LeakSanitizer saw),
+    -- whether made by cf.Future (so cf.all and cf.async) or by decoding
+    -- values that hold a future
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local holds = ex:submit(function()
+        local f = require("concurrent.futures").Future()
+        f:set_result(1)
+        return f
+      end)
+      while not holds:done() do end  -- (not read: decoded at close)
+      ex:shutdown()
+      local done = cf.Future()
+      done:set_result(1)
+      local function try(what, fn, ...)
+        local ok, err = pcall(fn, ...)
+        io.write(what, " ", tostring(ok), " ",
+          tostring(err):match("the Lua state is closing") or tostring(err), "; ")
+      end
+      do  -- a finalizer of a normal collection may still make them
+        setmetatable({}, { __gc = function()
+          try("gc", function() return cf.Future():done() end)
+        end })
+      end
+      collectgarbage()
+      keep = setmetatable({}, { __gc = function()
+        try("Future", cf.Future)
+        try("decode", holds.result, holds)
+        try("all", cf.all, { done })
+        try("async", cf.async, function() return 1 end)
+        try("set", done.set_result, done, 2)  -- no handle made
+      end })
+    ]])
+    assert.is_true(ok, out)
+    local closing = " false the Lua state is closing; "
+    assert.equal("gc true false; Future" .. closing .. "decode" .. closing
+      .. "all" .. closing .. "async" .. closing, out:match("^(.-)set "))
+    assert.matches("set false [^;]*InvalidStateError", out)
+  end)
+end)

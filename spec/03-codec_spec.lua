@@ -23,6 +23,7 @@ local function corpusfiles()
 end
 
 local readfile = require("spec.helpers").readfile
+local helpers = require "spec.helpers"
 
 -- A transfer by hand: version 1, flags, count, then the value bytes.
 local function raw(flags, count, body)
@@ -646,5 +647,35 @@ describe("transfer", function()
         assert(same(v, a) and same(w, b), "case " .. case)
       end
     end)
+  end)
+end)
+
+describe("encoding in a finalizer at lua_close", function()
+  it("leaks nothing, and refuses a function first sent then", function()
+    -- Lua never finalizes what is made while it closes: the state's
+    -- encode buffer made then (or used again after its own finalizer
+    -- ran) kept what the encode grew, and a function's dump cached then
+    -- was never released (leaks that LeakSanitizer saw, make asan)
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local q = cf.Queue()
+      local function fn() return 1 end
+      local function try(what, f, ...)
+        local ok, err = pcall(f, ...)
+        io.write(what, " ", tostring(ok), " ", tostring(err), "; ")
+      end
+      keep = setmetatable({}, { __gc = function()
+        local big = {}
+        for i = 1, 1000 do big[i] = { i, tostring(i) } end
+        try("big", q.put, q, big)  -- the state's first encode
+        try("refused", q.put, q, { a = { 1, io.stdout } })
+        try("fn", q.put, q, { 1, fn })
+      end })
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("big true nil; refused false cannot transfer argument "
+      .. "#1.a[2] (userdata): create it inside the task or pass what it is "
+      .. "made from; fn false cannot transfer argument #1[2] (the Lua state "
+      .. "is closing); ", out)
   end)
 end)

@@ -330,3 +330,40 @@ end)
 -- The thread pool's tasks linked by a queue or blocked on one (the
 -- process pool's are in the queuecases above).
 queuecases("ThreadPoolExecutor", cf.ThreadPoolExecutor)
+
+describe("queues while the state closes", function()
+  it("refuses new handles and waits without a leak in a finalizer at lua_close", function()
+    -- Lua runs no finalizer of what is made while it closes: a queue's
+    -- handle made then (cf.Queue, or decoding a value that holds a queue)
+    -- kept its reference for good, and so did the wake future a waiting
+    -- get or put made (leaks that LeakSanitizer saw, make asan)
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local holds = ex:submit(function()
+        return require("concurrent.futures").Queue()
+      end)
+      while not holds:done() do end  -- (not read: decoded at close)
+      ex:shutdown()
+      local full = cf.Queue(1)
+      full:put(0)
+      local function try(what, fn, ...)
+        local ok, err = pcall(fn, ...)
+        io.write(what, " ", tostring(ok), " ",
+          tostring(err):match("the Lua state is closing")
+          or tostring(err):match("TimeoutError") or tostring(err), "; ")
+      end
+      keep = setmetatable({}, { __gc = function()
+        try("Queue", cf.Queue)
+        try("decode", holds.result, holds)
+        try("put", full.put, full, 1, 0.01)  -- waits: full
+        full:get(0)
+        try("get", full.get, full, 0.01)  -- waits: empty
+      end })
+    ]])
+    assert.is_true(ok, out)
+    local closing = " false the Lua state is closing; "
+    assert.equal("Queue" .. closing .. "decode" .. closing
+      .. "put false TimeoutError; get false TimeoutError; ", out)
+  end)
+end)

@@ -617,6 +617,8 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o);
 ** core itself never includes lua.h. A host that embeds Lua uses only
 ** this table for futures its states see (examples/embed.c); the plain
 ** conc_ functions are for programs that use the core without the module.
+** The module is never unloaded once loaded: the table, and the futures
+** a host holds, stay usable after its last state is closed.
 ** ======================================================================= */
 
 struct lua_State;
@@ -628,7 +630,9 @@ struct lua_State;
 
 typedef struct conc_lua_api {
   int version;  /* the module's CONC_LUA_API_VERSION */
-  /* push the state's handle of 'f' (one handle per future per state) */
+  /* push the state's handle of 'f' (one handle per future per state);
+  ** raises "the Lua state is closing" in a finalizer run by lua_close,
+  ** where a handle it made would never be released */
   void (*pushfuture)(struct lua_State *L, conc_future_t *f);
   /* the future of the handle at 'idx', or NULL if it is not a future */
   conc_future_t *(*tofuture)(struct lua_State *L, int idx);
