@@ -521,6 +521,26 @@ static void readpaths(lua_State *L, lconc_shared *sh) {
   lua_pop(L, 3);
 }
 
+/*
+** What an executor holds outside the Lua heap, as the collector should
+** count it: its workers' threads (or processes) and their Lua states,
+** about this many KiB each while they live. The collector sees only the
+** userdata; a program that drops executors in a loop (their finalizer
+** joins the workers) made so little Lua garbage that hundreds of them,
+** with their threads, could wait for a cycle.
+*/
+#if !defined(LCONC_WORKER_KB)
+#define LCONC_WORKER_KB 64
+#endif
+/* The charge stops growing here: beyond, a pool's workers start as
+** tasks come, and a bigger bound says nothing about how many will. */
+#define CHARGED_WORKERS 16
+
+static void chargecollector(lua_State *L, int max_workers) {
+  int n = max_workers < CHARGED_WORKERS ? max_workers : CHARGED_WORKERS;
+  lua_gc(L, LUA_GCSTEP, n * LCONC_WORKER_KB);
+}
+
 /* cf.XPoolExecutor([max_workers] or {opts}) */
 int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   conc_executor_opts_t o;
@@ -565,6 +585,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
                       ex->name);
   ex->broken_class = ex->core->ops->broken_class;
   ex->shutdown = 0;
+  chargecollector(L, o.max_workers);
   return 1;
 }
 
