@@ -88,7 +88,7 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 
 # Spec-only C modules: every spec/support/<name>.c except the sanitizer host
 # becomes $(BUILD)/<name>.so; it reaches the module through conc_lua_api_t.
-HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c spec/support/queuetest.c spec/support/embedtest.c,$(sort $(wildcard spec/support/*.c)))
+HELPER_SRC = $(filter-out spec/support/host.c spec/support/pooltest.c spec/support/queuetest.c spec/support/embedtest.c spec/support/tsanjmp.c,$(sort $(wildcard spec/support/*.c)))
 HELPERS = $(HELPER_SRC:spec/support/%.c=$(BUILD)/%.so)
 # Their objects are intermediate to make: keep them, so a rerun relinks nothing.
 .SECONDARY: $(HELPER_SRC:%.c=$(BUILD)/%.o)
@@ -268,11 +268,15 @@ $(QUEUETEST): $(BUILD)/spec/support/queuetest.o $(CORE_OBJ)
 $(EMBED): $(BUILD)/examples/embed.o
 	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
 
-$(EMBEDTEST): $(BUILD)/spec/support/embedtest.o
+# Under TSan, the executables that run Lua take Lua's longjmp through
+# TSan's interceptor (spec/support/tsanjmp.c says why).
+TSANJMP = $(if $(findstring thread,$(SAN)),$(BUILD)/spec/support/tsanjmp.o)
+
+$(EMBEDTEST): $(BUILD)/spec/support/embedtest.o $(TSANJMP)
 	$(CC) $(SANFLAGS) -pthread -rdynamic -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
 
-$(HOST): $(BUILD)/spec/support/host.o
-	$(CC) $(SANFLAGS) -pthread -o $@ $< -llua5.4 -lm -ldl $(MYLDFLAGS)
+$(HOST): $(BUILD)/spec/support/host.o $(TSANJMP)
+	$(CC) $(SANFLAGS) -pthread -o $@ $^ -llua5.4 -lm -ldl $(MYLDFLAGS)
 
 # The decoder's fuzz target (libFuzzer, from the sanitizer builds' clang):
 # every source linked into one binary, run for FUZZ_TIME seconds on the

@@ -651,7 +651,7 @@ describe("error classes", function()
   end)
 
   -- Under TSan, each error raised out of the module's C functions once
-  -- left their frames on TSan's shadow stack (spec/support/host.c says
+  -- left their frames on TSan's shadow stack (spec/support/tsanjmp.c says
   -- why): some 100,000 of them overran it, in the main state as in a
   -- worker's, and the process died at a garbage address.
   it("raised by the hundred thousand leave the state working", function()

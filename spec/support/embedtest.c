@@ -27,27 +27,6 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
-/* Under ThreadSanitizer, Lua's errors must unwind its shadow stack:
-** Debian's liblua throws with __longjmp_chk, which TSan does not
-** intercept (see spec/support/host.c, whose fix this is). */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EMBEDTEST_TSAN
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) && !defined(EMBEDTEST_TSAN)
-#define EMBEDTEST_TSAN
-#endif
-
-#if defined(EMBEDTEST_TSAN)
-#include <setjmp.h>
-__attribute__((visibility("default")))
-void __longjmp_chk(jmp_buf env, int val);
-void __longjmp_chk(jmp_buf env, int val) {
-  longjmp(env, val);
-}
-#endif
-
 static void fail(const char *what, const char *why) {
   fprintf(stderr, "embedtest: %s: %s\n", what, why);
   exit(1);
