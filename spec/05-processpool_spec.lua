@@ -1186,11 +1186,14 @@ describe("ProcessPoolExecutor in a hostile host", function()
           ex:shutdown(true)
           print("workers", ex:stats().workers)
         ]]):format(class, how),
-          -- (under ASan) the thread pool's task in flight at the fork is
-          -- held by the parent's worker thread, whose stack the child has
-          -- not: a child that exits through exit() would count it leaked
-          (class == "ThreadPoolExecutor" and how == "close"
-           and 'ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ' or "") .. "timeout 60")
+          -- (under ASan) the task in flight at the fork may be held by a
+          -- thread of the parent alone, whose stack the child has not: the
+          -- thread pool's worker; the process pool's supervisor, which
+          -- marks a task running before it files it among its child's
+          -- (seen in about one run in five). A child that exits through
+          -- exit() would count it leaked
+          (how == "close" and 'ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" '
+           or "") .. "timeout 60")
         local what = class .. ", " .. how .. ": " .. out
         assert.is_true(ok, what)
         assert.matches("child exit\t0\ngate\t1\nworkers\t0\n$", out, 1, false, what)
