@@ -66,6 +66,26 @@ local scenarios = {
     end)
     try(ex.shutdown, ex)
   ]],
+  -- cf.await's timer (its heap and index grow past 16 and 32 entries,
+  -- its thread starts), timeouts that win, lose and are cut short by a
+  -- running cancel, and cf.any letting go of what is still pending.
+  -- (Named to sort after the older scenarios, which the time budget
+  -- reaches first; FAULTS_SCENARIO=timers runs it alone.)
+  timers = [[
+    local never, soon = cf.Future(), cf.Future()
+    local jobs = {}
+    for i = 1, 40 do
+      try(function()
+        jobs[#jobs + 1] = cf.async(function()
+          return cf.await(i % 2 == 0 and never or soon, 0.001 * (i % 4) + 0.01)
+        end)
+      end)
+    end
+    try(soon.set_result, soon, "soon")
+    try(function() jobs[1]:cancel { running = true } end)
+    try(function() cf.any { soon, never }:result(0) end)
+    for _, job in ipairs(jobs) do try(job.result, job, 10) end
+  ]],
   wait = [[
     local ex = cf.ThreadPoolExecutor(2)
     local fs = {}
