@@ -536,9 +536,12 @@ static void readpaths(lua_State *L, lconc_shared *sh) {
 ** tasks come, and a bigger bound says nothing about how many will. */
 #define CHARGED_WORKERS 16
 
+/* (A collector the program stopped stays stopped: LUA_GCSTEP would run
+** it regardless.) */
 static void chargecollector(lua_State *L, int max_workers) {
   int n = max_workers < CHARGED_WORKERS ? max_workers : CHARGED_WORKERS;
-  lua_gc(L, LUA_GCSTEP, n * LCONC_WORKER_KB);
+  if (lua_gc(L, LUA_GCISRUNNING) == 1)
+    lua_gc(L, LUA_GCSTEP, n * LCONC_WORKER_KB);
 }
 
 /* cf.XPoolExecutor([max_workers] or {opts}) */

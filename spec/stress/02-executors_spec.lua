@@ -90,4 +90,15 @@ describe("#stress executors dropped in a loop", function()
     for _ in pairs(alive) do n = n + 1 end
     assert.is_true(n <= 20, n .. " of 300 dropped executors not yet finalized")
   end)
+
+  it("leave a collector the program stopped stopped", function()
+    collectgarbage("stop")
+    local weak = setmetatable({}, { __mode = "v" })
+    weak[1] = {}
+    for _ = 1, 20 do cf.ThreadPoolExecutor(16):shutdown() end
+    local kept, running = weak[1] ~= nil, collectgarbage("isrunning")
+    collectgarbage("restart")
+    assert.is_false(running)
+    assert.is_true(kept, "the executors' charge ran the stopped collector")
+  end)
 end)
