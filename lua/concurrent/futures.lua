@@ -367,6 +367,19 @@ local function remaining(opts)
   return opts.deadline and math.max(opts.deadline - core.now(), 0)
 end
 
+-- The finalizer of a map's guard (T.guard): not while the state closes,
+-- where the executor finishes its submitted work and the handles may be
+-- finalized already.
+local MAP_GUARD = { __gc = function(g)
+  local T = g.T
+  if T == nil or core._closing() then return end
+  for t = T.lo, T.nt do
+    local f = T.fs[t]
+    if f then pcall(f.cancel, f) end  -- one error must not spare the rest
+  end
+  if T.waiter then pcall(getmetatable(T.waiter).__close, T.waiter) end
+end }
+
 -- The tasks of one map: 'fs[t]' is task t's future until its results
 -- are taken, 'first[t]' the index of its first input, 'index[f]' is t;
 -- tasks lo..nt are submitted and 'live' of them not taken yet (in
@@ -407,7 +420,19 @@ local function tasks(ex, fn, nextargs, chunksize, limit)
   end
   -- Keep 'k' tasks submitted and not taken (k = nil: every task).
   function T.fill(k, up)
+    local nt = T.nt
     while (k == nil or T.live < k) and T.submit(up + 1) do end
+    if T.nt ~= nt then T.guard() end
+  end
+  -- A map left unfinished without its <close> (its iterator called by
+  -- hand and dropped, or its loop in a coroutine never resumed) cancels
+  -- what has not started once the iterator is collected, as Python's map
+  -- does when its generator is. Lua finalizes the newest objects first,
+  -- so a new guard follows each fill that submitted: it is finalized
+  -- before the handles of the futures it cancels.
+  function T.guard()
+    if T.guarded then T.guarded.T = nil end
+    T.guarded = setmetatable({ T = T }, MAP_GUARD)
   end
   function T.cancel()
     for t = T.lo, T.nt do
@@ -495,8 +520,9 @@ end
 -- after the results of the calls before it, and as it would be without
 -- chunks when the error or the results cannot cross); the remaining
 -- tasks are then cancelled, as when the timeout passes (the task waited on
--- included) or the loop is left early. A chunk stopped by its time
--- limit raises at its first index.
+-- included), the loop is left early, or the iterator is collected
+-- unfinished (called by hand, or in a coroutine never resumed). A chunk
+-- stopped by its time limit raises at its first index.
 -- @function Executor:map
 -- @tparam function fn
 -- @param xs an array or an iterator function; more may follow
