@@ -146,6 +146,27 @@ describe("ProcessPoolExecutor", function()
     end
   end)
 
+  -- A cancelled task stayed in the pending queue until a child was free
+  -- to take it, and stats counted it pending all that time: after the
+  -- cancel, and after a wait on its future, while its worker was busy.
+  it("counts a task cancelled while pending as cancelled, not pending", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local gate = cf.Future()
+    finally(function() pcall(gate.set_result, gate, "open") end)
+    local busy = ex:submit(function(g) return g:result(60) end, gate)
+    while not busy:running() do cf.dispatch(0.001) end
+    local fs = {}
+    for i = 1, 5 do fs[i] = ex:submit(function() return i end) end
+    for i = 1, 5 do assert.is_true(fs[i]:cancel()) end
+    cf.wait(fs, 0)
+    local st = ex:stats()
+    assert.same({ 0, 5, 1 }, { st.pending, st.cancelled, st.running })
+    gate:set_result("open")
+    assert.equal("open", busy:result(60))
+    st = ex:stats()
+    assert.same({ 0, 0, 5, 1 }, { st.pending, st.running, st.cancelled, st.completed })
+  end)
+
   it("leaves no zombie and no descriptor behind", function()
     local before_fds, before_children
     repeat  -- what earlier specs left goes first
