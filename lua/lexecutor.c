@@ -145,6 +145,19 @@ static double unpacktask(lua_State *L, executor *ex) {
   int isint;
   if (lua_gettop(L) > 2)
     luaL_argerror(L, 3, "no value expected after a task table");
+  /* a misspelt key would drop its setting unnoticed (a time limit) */
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1)
+        || (lua_type(L, -1) == LUA_TSTRING
+            && (strcmp(lua_tostring(L, -1), "n") == 0
+                || strcmp(lua_tostring(L, -1), "timeout") == 0)))
+      continue;
+    luaL_argerror(L, 2, lua_pushfstring(L, "unknown field '%s' in the task "
+                  "table (known: n, timeout, and the function and its "
+                  "arguments at 1, 2, ...)", luaL_tolstring(L, -1, NULL)));
+  }
   if (lua_getfield(L, 2, "n") == LUA_TNIL)
     n = luaL_len(L, 2) - 1;
   else {
