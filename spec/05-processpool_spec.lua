@@ -157,14 +157,17 @@ describe("ProcessPoolExecutor", function()
     while not busy:running() do cf.dispatch(0.001) end
     local fs = {}
     for i = 1, 5 do fs[i] = ex:submit(function() return i end) end
-    for i = 1, 5 do assert.is_true(fs[i]:cancel()) end
-    cf.wait(fs, 0)
+    -- (one may have gone ahead to the busy child: running, not cancelled)
+    local n = 0
+    for i = 1, 5 do n = n + (fs[i]:cancel() and 1 or 0) end
+    assert.is_true(n >= 4)
     local st = ex:stats()
-    assert.same({ 0, 5, 1 }, { st.pending, st.cancelled, st.running })
+    assert.same({ 0, n, 1 + 5 - n }, { st.pending, st.cancelled, st.running })
     gate:set_result("open")
     assert.equal("open", busy:result(60))
+    cf.wait(fs, 60)
     st = ex:stats()
-    assert.same({ 0, 0, 5, 1 }, { st.pending, st.running, st.cancelled, st.completed })
+    assert.same({ 0, 0, n, 1 + 5 - n }, { st.pending, st.running, st.cancelled, st.completed })
   end)
 
   it("leaves no zombie and no descriptor behind", function()
