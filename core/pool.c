@@ -109,8 +109,15 @@ struct conc_pool {
   pthread_t *tids;
   long tasks;              /* accepted and not yet run or dropped */
   long pending;            /* queued tasks; written atomically for 'spin' */
-  /* counted atomically, some by 'conc__pool_done' without the lock */
-  long running, completed, failed, cancelled;
+  long accepted;           /* tasks ever queued (or dropped at submit) */
+  /*
+  ** Outcomes, counted atomically, some by 'conc__pool_done' without the
+  ** lock. Each end is one step, and 'running' is what 'accepted' leaves
+  ** beside 'pending' and them: a counter of its own, moved down and the
+  ** outcome up in two steps outside the lock, let stats read in between
+  ** miss the task.
+  */
+  long completed, failed, cancelled;
   size_t stack;
   char prefix[NAMELEN + 1];
   conc_pool_opts_t opts;
@@ -144,7 +151,6 @@ static __thread current *cur __attribute__((tls_model("initial-exec")));
 
 /* A task ran: count its outcome ('failed' tells an exception). */
 static void count_ran(conc_pool_t *p, int failed) {
-  bump(p, running, -1);
   if (failed)
     bump(p, failed, 1);
   else
@@ -223,7 +229,6 @@ void conc__pool_done(conc_future_t *f, void *arg) {
     return;
   }
   if (cur != NULL && cur->f == f) {  /* its worker stopped it running */
-    bump(cur->p, running, -1);
     bump(cur->p, cancelled, 1);
     cur->counted = 1;
     return;
@@ -397,7 +402,6 @@ static conc_task_t *next_task(conc_pool_t *p) {
   conc__queue_remove(taskq(t));
   tset(t, T_TAKEN);
   addpending(p, -1);
-  bump(p, running, 1);
   return t;
 }
 
@@ -410,7 +414,6 @@ static int perform(conc_pool_t *p, conc_task_t *t, void *ctx) {
   int failed;
   int r = conc_future_set_running_or_notify_cancel(f);
   if (r != 1) {
-    bump(p, running, -1);
     unrun(p, t, r);
     return 0;
   }
@@ -608,6 +611,7 @@ static void enqueue(conc_pool_t *p, conc_task_t *t) {
   tset(t, T_QUEUED);
   addpending(p, 1);
   p->tasks++;
+  p->accepted++;
   if (p->nidle > p->nwake && p->pending > p->nspin) {
     p->nwake++;
     pthread_cond_signal(&p->cv);
@@ -645,6 +649,7 @@ static int submit(conc_pool_t *p, conc_task_t *t, int fresh) {
   r = closed(p);
   if (r == 0 && tstate(t) == T_SEEN) {  /* cancelled before it was queued */
     p->tasks++;
+    p->accepted++;
     pthread_mutex_unlock(&p->mu);
     drop_task(p, t, 0);
     return 0;
@@ -729,10 +734,13 @@ void conc_pool_stats(conc_pool_t *p, conc_pool_stats_t *s) {
   s->workers = p->workers;
   s->idle = p->nidle - p->nwake + p->nspin;
   s->pending = p->pending;
-  s->running = peek(p, running);
   s->completed = peek(p, completed);
   s->failed = peek(p, failed);
   s->cancelled = peek(p, cancelled);
+  /* the tasks taken and not yet counted ended (some being dropped): a
+  ** task leaves 'pending' under this lock before its end is counted */
+  s->running = p->accepted - s->pending - s->completed - s->failed
+               - s->cancelled;
   s->broken = p->broken;
   pthread_mutex_unlock(&p->mu);
 }

@@ -1135,6 +1135,8 @@ static int px_shutdown(conc_executor_t *b, int wait, int cancel) {
 
 static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   proc *p = (proc *)b;
+  conc__queue *q;
+  long gone = 0;
   if (forked(p)) {
     memset(s, 0, sizeof(*s));
     s->broken = 1;
@@ -1144,11 +1146,19 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   s->workers = p->nworkers;
   s->idle = p->nidle;
   s->broken = p->broken;
-  s->pending = p->npending;
+  /* A pending task cancelled stays queued until the supervisor takes it
+  ** (when a child is free), which then counts it cancelled: it is
+  ** counted so from its cancel on, so that stats read after a wait on
+  ** its future say it ended. The state is read without its lock, which
+  ** would nest in ours (stoptask takes ours under it). */
+  for (q = conc__queue_head(&p->pending); q != &p->pending; q = q->next)
+    if (conc_future_state(qtask(q)->f) == CONC_CANCELLED)
+      gone++;
+  s->pending = p->npending - gone;
   s->running = p->running;
   s->completed = p->completed;
   s->failed = p->failed;
-  s->cancelled = p->cancelled;
+  s->cancelled = p->cancelled + gone;
   s->memory = p->memory;
   pthread_mutex_unlock(&p->mu);
 }

@@ -145,6 +145,19 @@ static double unpacktask(lua_State *L, executor *ex) {
   int isint;
   if (lua_gettop(L) > 2)
     luaL_argerror(L, 3, "no value expected after a task table");
+  /* a misspelt key would drop its setting unnoticed (a time limit) */
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1)
+        || (lua_type(L, -1) == LUA_TSTRING
+            && (strcmp(lua_tostring(L, -1), "n") == 0
+                || strcmp(lua_tostring(L, -1), "timeout") == 0)))
+      continue;
+    luaL_argerror(L, 2, lua_pushfstring(L, "unknown field '%s' in the task "
+                  "table (known: n, timeout, and the function and its "
+                  "arguments at 1, 2, ...)", luaL_tolstring(L, -1, NULL)));
+  }
   if (lua_getfield(L, 2, "n") == LUA_TNIL)
     n = luaL_len(L, 2) - 1;
   else {
@@ -372,13 +385,13 @@ static char *copystring(lua_State *L, int idx) {
   return c;
 }
 
-/* A positive integer option at 'idx', at most 'max' ("4.0" is an integer
-** to Lua). */
+/* A positive integer option at 'idx', at most 'max' (4.0 is an integer
+** to Lua; a numeric string is no number here, as for the time limits). */
 static int checkcount(lua_State *L, int idx, const char *what,
                       lua_Integer max) {
   int isint;
   lua_Integer m = lua_tointegerx(L, idx, &isint);
-  if (!isint || m <= 0)
+  if (!isint || lua_type(L, idx) != LUA_TNUMBER || m <= 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a positive integer",
                                         what));
   if (m > max)
@@ -388,7 +401,8 @@ static int checkcount(lua_State *L, int idx, const char *what,
 }
 
 /* The number of initargs, as table.unpack(initargs, 1, initargs.n or
-** #initargs) would take them: 'n' must then be an integer. */
+** #initargs) would take them: 'n' must then be an integer, and one
+** below 1 gives none. */
 static int initcount(lua_State *L, int t) {
   lua_Integer n;
   int isint;
@@ -401,8 +415,10 @@ static int initcount(lua_State *L, int t) {
       luaL_argerror(L, 1, "initargs.n must be an integer");
     lua_pop(L, 1);
   }
-  if (n < 0 || n > 250)
-    luaL_argerror(L, 1, "initargs has too many values");
+  if (n < 0)
+    n = 0;
+  if (n > 250)
+    luaL_argerror(L, 1, "initargs has too many values (at most 250)");
   return (int)n;
 }
 
@@ -418,7 +434,11 @@ static void readinit(lua_State *L, lconc_shared *sh) {
     return;
   }
   base = lua_gettop(L);
-  lconc_checkcallable(L, base);
+  /* lconc_checkcallable would name the stack slot, not argument #1 */
+  if (!lua_isfunction(L, base) && !luaL_getmetafield(L, base, "__call"))
+    luaL_argerror(L, 1, lua_pushfstring(L, "initializer must be a function "
+                  "or callable, got %s", luaL_typename(L, base)));
+  lua_settop(L, base);
   if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
     if (!lua_istable(L, -1))
       luaL_argerror(L, 1, lua_pushfstring(L, "initargs must be a table, "
@@ -554,7 +574,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
   if (lua_istable(L, 1))
     readoptions(L, k, &o);
   else if (!lua_isnoneornil(L, 1)) {
-    if (!lua_isnumber(L, 1))
+    if (lua_type(L, 1) != LUA_TNUMBER)
       return luaL_typeerror(L, 1, "integer or table");
     o.max_workers = checkcount(L, 1, "max_workers", CONC_MAX_WORKERS);
   }

@@ -146,6 +146,30 @@ describe("ProcessPoolExecutor", function()
     end
   end)
 
+  -- A cancelled task stayed in the pending queue until a child was free
+  -- to take it, and stats counted it pending all that time: after the
+  -- cancel, and after a wait on its future, while its worker was busy.
+  it("counts a task cancelled while pending as cancelled, not pending", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local gate = cf.Future()
+    finally(function() pcall(gate.set_result, gate, "open") end)
+    local busy = ex:submit(function(g) return g:result(60) end, gate)
+    while not busy:running() do cf.dispatch(0.001) end
+    local fs = {}
+    for i = 1, 5 do fs[i] = ex:submit(function() return i end) end
+    -- (one may have gone ahead to the busy child: running, not cancelled)
+    local n = 0
+    for i = 1, 5 do n = n + (fs[i]:cancel() and 1 or 0) end
+    assert.is_true(n >= 4)
+    local st = ex:stats()
+    assert.same({ 0, n, 1 + 5 - n }, { st.pending, st.cancelled, st.running })
+    gate:set_result("open")
+    assert.equal("open", busy:result(60))
+    cf.wait(fs, 60)
+    st = ex:stats()
+    assert.same({ 0, 0, n, 1 + 5 - n }, { st.pending, st.running, st.cancelled, st.completed })
+  end)
+
   it("leaves no zombie and no descriptor behind", function()
     local before_fds, before_children
     repeat  -- what earlier specs left goes first

@@ -484,6 +484,17 @@ for _, class in ipairs { "ThreadPoolExecutor", "ProcessPoolExecutor" } do
         assert.matches("function expected, got nil", err(function() return ex:submit {} end))
         assert.matches("bad argument #1 to 'cancel' %(table expected",
           err(function() return cf.Future():cancel(true) end))
+        -- a misspelt field was ignored: a plain cancel, a task without its limit
+        assert.matches("bad argument #1 to 'cancel' %(unknown option 'runing' %(known: running%)%)",
+          err(function() return cf.Future():cancel { runing = true } end))
+        assert.matches("bad argument #1 to 'cancel' %(running must be a boolean, got string%)",
+          err(function() return cf.Future():cancel { running = "yes" } end))
+        assert.is_true(cf.Future():cancel { running = false })
+        assert.matches("bad argument #1 to 'submit' %(unknown field 'tiemout' in the task table "
+          .. "%(known: n, timeout, and the function and its arguments at 1, 2, ...%)%)",
+          err(function() return ex:submit { print, 1, tiemout = 1 } end))
+        assert.matches("unknown field '1.5' in the task table",
+          err(function() return ex:submit { print, [1.5] = 1 } end))
         assert.matches("task_timeout must be a positive number",
           err(function() return ex:map { print, { 1 }, task_timeout = 0 } end))
         if class == "ThreadPoolExecutor" then

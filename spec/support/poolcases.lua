@@ -675,6 +675,33 @@ return function(class, Pool, Broken, caps)
         end)
       end
 
+      it("names the initializer that is not callable, and takes no numeric strings", function()
+        local ok, err = pcall(Pool, { initializer = 5 })
+        assert.is_false(ok)
+        assert.matches("^bad argument #1 to '[%w.]*" .. class
+          .. "' %(initializer must be a function or callable, got number%)", err)
+        ok, err = pcall(Pool, { initializer = setmetatable({}, { __call = 5 }), initargs = {} })
+        assert.is_true(ok)  -- a __call field makes it callable, as for submit
+        err:shutdown()
+        -- as the time limits and max_memory (45c59b8): numbers only
+        ok, err = pcall(Pool, "2")
+        assert.matches("^bad argument #1 to '[%w.]*" .. class
+          .. "' %(integer or table expected, got string%)", err)
+        for _, opt in ipairs { "max_workers", caps.options:find("max_tasks_per_child", 1, true) and "max_tasks_per_child" or nil } do
+          ok, err = pcall(Pool, { [opt] = "2" })
+          assert.is_false(ok)
+          assert.matches("%(" .. opt .. " must be a positive integer%)", err)
+        end
+      end)
+
+      it("unpacks initargs as table.unpack does, a negative n giving none", function()
+        for _, initargs in ipairs { { 1, 2, n = -1 }, setmetatable({}, { __len = function() return -5 end }) } do
+          local ex <close> = Pool { max_workers = 1, initializer = function(...) N = select("#", ...) end,
+            initargs = initargs }
+          assert.equal(0, ex:submit(function() return N end):result(30))
+        end
+      end)
+
       it("refuses initargs.n that table.unpack would refuse", function()
         for _, n in ipairs { 2.5, "3" } do
           local ok, err = pcall(Pool, { initializer = print, initargs = { 1, 2, n = n } })
