@@ -8,6 +8,7 @@
  * Functions.
  * @submodule concurrent.futures
  */
+#include <string.h>
 #include <unistd.h>
 
 #include "lconcurrent.h"
@@ -28,6 +29,43 @@ void lconc_checkcallable(lua_State *L, int arg) {
   if (!luaL_getmetafield(L, arg, "__call"))
     luaL_typeerror(L, arg, "function");
   lua_pop(L, 1);
+}
+
+int lconc_isname(lua_State *L, const char *const *names) {
+  if (lua_type(L, -1) != LUA_TSTRING)
+    return 0;
+  for (; *names != NULL; names++)
+    if (strcmp(lua_tostring(L, -1), *names) == 0)
+      return 1;
+  return 0;
+}
+
+const char *lconc_unknownkey(lua_State *L, int t, const char *const *names,
+                             int integers) {
+  t = lua_absindex(L, t);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    if (!(integers && lua_isinteger(L, -1)) && !lconc_isname(L, names))
+      return luaL_tolstring(L, -1, NULL);
+  }
+  return NULL;
+}
+
+void lconc_checkoptions(lua_State *L, int arg, const char *const *names) {
+  const char *key = lconc_unknownkey(L, arg, names, 0);
+  if (key != NULL) {
+    const char *const *o;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (o = names; *o != NULL; o++) {
+      luaL_addstring(&b, o == names ? "" : ", ");
+      luaL_addstring(&b, *o);
+    }
+    luaL_pushresult(&b);
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s' (known: "
+                  "%s)", key, lua_tostring(L, -1)));
+  }
 }
 
 /* Monotonic seconds, for deadlines computed in Lua (map's timeout). */

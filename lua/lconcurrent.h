@@ -35,6 +35,20 @@ LUAMOD_API int luaopen_concurrent_core(lua_State *L);
 
 /* lconcurrent.c: a function, or a value with __call, at 'arg' */
 LCONC_FUNC void lconc_checkcallable(lua_State *L, int arg);
+/* lconcurrent.c: whether the value on top is the string of one of
+** 'names' (NULL-ended) */
+LCONC_FUNC int lconc_isname(lua_State *L, const char *const *names);
+/* lconcurrent.c: the first key of the table at 't' that is none of
+** 'names' (nor an integer, with 'integers'), pushed as a string; NULL
+** when every key is known. A misspelt key would drop its setting
+** unnoticed: the caller raises. */
+LCONC_FUNC const char *lconc_unknownkey(lua_State *L, int t,
+                                        const char *const *names,
+                                        int integers);
+/* lconcurrent.c: the option table at argument 'arg' has only keys of
+** 'names', else "unknown option 'k' (known: a, b)" */
+LCONC_FUNC void lconc_checkoptions(lua_State *L, int arg,
+                                   const char *const *names);
 /* lconcurrent.c: give the userdata on top the metatable registered
 ** under the address 'key', made on first use with 'gc' as its __gc (a
 ** light key: cheaper than luaL_newmetatable's lookup by name) */

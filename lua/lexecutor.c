@@ -140,24 +140,18 @@ static double checklimit(lua_State *L, int idx, int arg, const char *what,
 /* The table form at 2, {fn, args..., n =, timeout =}: leaves fn and
 ** its arguments at 2.. instead; returns the task's time limit. */
 static double unpacktask(lua_State *L, executor *ex) {
+  static const char *const taskfields[] = { "n", "timeout", NULL };
+  const char *key;
   lua_Integer n, i;
   double timeout;
   int isint;
   if (lua_gettop(L) > 2)
     luaL_argerror(L, 3, "no value expected after a task table");
-  /* a misspelt key would drop its setting unnoticed (a time limit) */
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    lua_pop(L, 1);
-    if (lua_isinteger(L, -1)
-        || (lua_type(L, -1) == LUA_TSTRING
-            && (strcmp(lua_tostring(L, -1), "n") == 0
-                || strcmp(lua_tostring(L, -1), "timeout") == 0)))
-      continue;
+  key = lconc_unknownkey(L, 2, taskfields, 1);
+  if (key != NULL)
     luaL_argerror(L, 2, lua_pushfstring(L, "unknown field '%s' in the task "
                   "table (known: n, timeout, and the function and its "
-                  "arguments at 1, 2, ...)", luaL_tolstring(L, -1, NULL)));
-  }
+                  "arguments at 1, 2, ...)", key));
   if (lua_getfield(L, 2, "n") == LUA_TNIL)
     n = luaL_len(L, 2) - 1;
   else {
@@ -453,37 +447,6 @@ static void readinit(lua_State *L, lconc_shared *sh) {
   lua_settop(L, base - 1);
 }
 
-/* Whether 'k' knows the option at the top (a key of any type). */
-static int knows(lua_State *L, const lconc_execkind *k) {
-  const char *const *o;
-  for (o = k->options; *o != NULL; o++)
-    if (lua_type(L, -1) == LUA_TSTRING
-        && strcmp(lua_tostring(L, -1), *o) == 0)
-      return 1;
-  return 0;
-}
-
-/* Every key of the option table at 1 must be one 'k' knows. */
-static void checkoptionnames(lua_State *L, const lconc_execkind *k) {
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    if (!knows(L, k)) {
-      const char *const *o;
-      const char *key = luaL_tolstring(L, -1, NULL);
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      for (o = k->options; *o != NULL; o++) {
-        luaL_addstring(&b, o == k->options ? "" : ", ");
-        luaL_addstring(&b, *o);
-      }
-      luaL_pushresult(&b);
-      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s' (known: "
-                    "%s)", key, lua_tostring(L, -1)));
-    }
-  }
-}
-
 /* A byte count option at 'idx': a positive integer. */
 static size_t checkbytes(lua_State *L, int idx, const char *what) {
   int isint;
@@ -513,9 +476,10 @@ static void readlimits(lua_State *L, executor *ex,
 static void readoptions(lua_State *L, const lconc_execkind *k,
                         conc_executor_opts_t *o) {
   lua_pushliteral(L, "respawn");
-  if (!knows(L, k) && lua_getfield(L, 1, "respawn") != LUA_TNIL)
+  if (!lconc_isname(L, k->options)
+      && lua_getfield(L, 1, "respawn") != LUA_TNIL)
     luaL_argerror(L, 1, "respawn is an option of ProcessPoolExecutor only");
-  checkoptionnames(L, k);
+  lconc_checkoptions(L, 1, k->options);
   if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
     o->max_workers = checkcount(L, -1, "max_workers", CONC_MAX_WORKERS);
   if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL

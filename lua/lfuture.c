@@ -503,19 +503,12 @@ static int fut_traceback(lua_State *L) {
  * `false` if it is done (or, without `running`, running)
  */
 static int fut_cancel(lua_State *L) {
+  static const char *const canceloptions[] = { "running", NULL };
   conc_future_t *f = checkselffuture(L);
   int running = 0, r;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    /* a misspelt key would leave a running task running, unnoticed */
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING
-          || strcmp(lua_tostring(L, -1), "running") != 0)
-        luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' "
-                      "(known: running)", luaL_tolstring(L, -1, NULL)));
-    }
+    lconc_checkoptions(L, 2, canceloptions);
     if (lua_getfield(L, 2, "running") != LUA_TNIL && !lua_isboolean(L, -1))
       luaL_argerror(L, 2, lua_pushfstring(L, "running must be a boolean, "
                     "got %s", luaL_typename(L, -1)));
