@@ -542,8 +542,7 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
       return luaL_typeerror(L, 1, "integer or table");
     o.max_workers = checkcount(L, 1, "max_workers", CONC_MAX_WORKERS);
   }
-  if (lconc_closing(L))  /* before anything that a finalizer must free */
-    return luaL_error(L, "the Lua state is closing");
+  lconc_checkopen(L);  /* before anything that a finalizer must free */
   ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 0);
   memset(ex, 0, sizeof(*ex));
   luaL_setmetatable(L, k->mt);
