@@ -574,14 +574,12 @@ static int settled_here(conc_future_t *f) {
 /*
 ** Completion, in three steps so that waiters never see a half-done
 ** future: (1) under the lock, the state and payload change and the
-** callbacks are taken off the list; (2) the pool's hook ('hookarg', read
-** before the payload took its room) and the C callbacks run outside the
-** lock, so they may call back into this future; (3) under the lock
-** again, the future is 'settled' and its watchers fire (waking its
-** waiters). Lock order: future, then whatever a watcher takes (a
-** mailbox's lock). A task's usual end has no C callback, and the hook
-** of a FINISHED future only counts it (no lock, no call back here): it
-** then runs under the lock, which is held once instead of twice.
+** callbacks are taken off the list; (2) the pool's hook of a cancelled
+** future ('hookarg') and the C callbacks run outside the lock, so they
+** may call back into this future; (3) under the lock again, the future
+** is 'settled' and its watchers fire (waking its waiters). Lock order:
+** future, then whatever a watcher takes (a mailbox's lock). A task's
+** usual end has neither, so the lock is held once instead of twice.
 ** While the hook and the callbacks run, settle holds a reference of its
 ** own: a callback may release the last one its caller had (its owner
 ** letting go of the future once it is done), and step (3) still needs
@@ -602,11 +600,9 @@ static void settle(conc_future_t *f, void *hookarg) {
     }
     n = next;
   }
-  if (conc__queue_empty(&cbs) && (hookarg == NULL
-                                   || f->state == CONC_FINISHED)) {
-    if (hookarg != NULL)  /* takes no lock for a finished future */
-      conc__pool_done(f, hookarg);
-  } else {
+  if (hookarg != NULL && f->state == CONC_FINISHED)
+    hookarg = NULL;  /* its task ran: nothing for the pool to drop */
+  if (!conc__queue_empty(&cbs) || hookarg != NULL) {
     held = 1;
     conc_future_ref(f);
     unlock(&f->mu);
@@ -633,21 +629,27 @@ static void settle(conc_future_t *f, void *hookarg) {
     conc_future_unref(f);
 }
 
-/* Set the payload (lock held, RUNNING or PENDING): its room was the
-** running future's, so the hook is read first; then settle. */
+/* Set the payload (lock held, RUNNING or PENDING), in the room that
+** was the running future's: a pool's task is counted first, while its
+** hook is still there to tell (conc__pool_ended), and the hook has
+** nothing left to do for a task that ran. Then settle. */
 static void complete(conc_future_t *f, void *data, size_t len,
                      conc_free_fn freefn, int failed) {
-  void *hookarg = f->u.run.hookarg;
+  if (f->u.run.hookarg != NULL)
+    conc__pool_ended(f, CONC_FINISHED, failed);
   f->failed = (unsigned char)(failed != 0);
   f->u.out.data = data;
   f->u.out.len = len;
   f->u.out.freefn = freefn;
   set_state(f, CONC_FINISHED);
-  settle(f, hookarg);  /* unlocks */
+  settle(f, NULL);  /* unlocks */
 }
 
-/* Cancel (lock held, RUNNING or PENDING), then settle. */
+/* Cancel (lock held, RUNNING or PENDING), then settle: a running
+** task's worker stopped it, and counts it first (conc__pool_ended). */
 static void cancel_now(conc_future_t *f) {
+  if (f->state == CONC_RUNNING && f->u.run.hookarg != NULL)
+    conc__pool_ended(f, CONC_CANCELLED, 0);
   set_state(f, CONC_CANCELLED);
   settle(f, f->u.run.hookarg);  /* unlocks */
 }

@@ -128,6 +128,11 @@ CONC__FUNC int conc__future_hook(conc_future_t *f, void *task);
 CONC__FUNC void conc__future_hooknew(conc_future_t *f, void *task);
 CONC__FUNC int conc__pool_submitnew(conc_pool_t *p, conc_task_t *t);
 CONC__FUNC void conc__pool_done(conc_future_t *f, void *task);
+/* ... and, with the future's lock held, as a future ends (FINISHED,
+** or CANCELLED while RUNNING) before it is seen done: the pool counts
+** the outcome of the task the calling worker runs. */
+CONC__FUNC void conc__pool_ended(conc_future_t *f, conc_state_t s,
+                                 int failed);
 
 /*
 ** future.c: running cancels. An executor marks a future it can stop at

@@ -111,7 +111,7 @@ struct conc_pool {
   long pending;            /* queued tasks; written atomically for 'spin' */
   long accepted;           /* tasks ever queued (or dropped at submit) */
   /*
-  ** Outcomes, counted atomically, some by 'conc__pool_done' without the
+  ** Outcomes, counted atomically, some by 'conc__pool_ended' without the
   ** lock. Each end is one step, and 'running' is what 'accepted' leaves
   ** beside 'pending' and them: a counter of its own, moved down and the
   ** outcome up in two steps outside the lock, let stats read in between
@@ -131,9 +131,9 @@ struct conc_pool {
 #define peek(p, field) __atomic_load_n(&(p)->field, __ATOMIC_RELAXED)
 
 /*
-** The task a worker thread is running, so that 'conc__pool_done' counts its
-** outcome while the future completes, before the future's waiters wake:
-** stats read after a wait include the task. It is found through the
+** The task a worker thread is running, so that 'conc__pool_ended' counts
+** its outcome while the future completes, before the future is seen
+** done: stats read after f:done() or a wait include the task. It is found through the
 ** thread (not the task, which 'run' may have freed already), and set
 ** only on a pool's own workers: a future completed on any other thread
 ** is counted by its worker once 'run' returned.
@@ -141,7 +141,7 @@ struct conc_pool {
 typedef struct current {
   conc_pool_t *p;
   conc_future_t *f;   /* the future of the running task, or NULL */
-  int counted;        /* 'conc__pool_done' counted its outcome */
+  int counted;        /* 'conc__pool_ended' counted its outcome */
 } current;
 
 /* initial-exec: glibc then reserves it when the module loads, instead
@@ -170,14 +170,11 @@ static void task_end(conc_pool_t *p) {
 }
 
 /* Hand 't' to its 'drop' (without the lock), then release the pool's
-** future reference. 'why' is 0 (cancelled) or CONC_EBROKEN: counted
-** first, so that a broken task is in the stats once its future fails. */
+** future reference. 'why' is 0 (cancelled) or CONC_EBROKEN; the caller
+** counted the task's end first, so that a broken task is in the stats
+** once its future fails. */
 static void drop_task(conc_pool_t *p, conc_task_t *t, int why) {
   conc_future_t *f = t->future;
-  if (why == 0)
-    bump(p, cancelled, 1);
-  else
-    bump(p, failed, 1);
   t->drop(t, why);  /* frees 't' */
   conc_future_unref(f);
   pthread_mutex_lock(&p->mu);
@@ -188,8 +185,9 @@ static void drop_task(conc_pool_t *p, conc_task_t *t, int why) {
 /*
 ** The taker of 't' asked its future to start (or to cancel) and got 'r':
 ** 0 means it is cancelled, and whichever of the taker and 'conc__pool_done'
-** looks second drops it; CONC_ESTATE means someone else completed it, so
-** the task will never run and is dropped at once.
+** looks second drops it ('conc__pool_done' counted it either way);
+** CONC_ESTATE means someone else completed it, so the task will never
+** run and is dropped at once.
 */
 static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
   int mine = 1;
@@ -200,51 +198,69 @@ static void unrun(conc_pool_t *p, conc_task_t *t, int r) {
       tset(t, T_LEFT);
     pthread_mutex_unlock(&p->mu);
   }
+  if (r != 0)
+    bump(p, cancelled, 1);
   if (mine)
     drop_task(p, t, 0);
+}
+
+/*
+** The future of the task this thread runs ends, with the future's lock
+** held and before its new state is published: count the outcome now,
+** so that a thread that sees the future done (even by a lock-free
+** f:done()) reads stats that include it. A future completed on any
+** other thread is counted by its worker once 'run' returned.
+*/
+void conc__pool_ended(conc_future_t *f, conc_state_t s, int failed) {
+  if (cur == NULL || cur->f != f)
+    return;
+  if (s == CONC_CANCELLED)
+    bump(cur->p, cancelled, 1);
+  else
+    count_ran(cur->p, failed);
+  cur->counted = 1;
 }
 
 /*
 ** The C callback of every accepted task's future, its hook
 ** (conc__future_hook). When the future was cancelled the task never
 ** ran, so 't' is alive until this callback and its taker agree who
-** drops it. A finished future means the task ran or was dropped by the
-** pool, and 't' may be gone: it is not touched.
+** drops it; the cancel is counted here, under the lock that moves the
+** task out of 'pending', so that the task is cancelled in the stats by
+** the time the cancel returns (a worker may not look at a task it took
+** for a while). A cancel before the task was queued is counted by
+** 'submit', which has not counted the task accepted yet. A finished
+** future means the task ran or was dropped by the pool (its outcome
+** counted already, 'conc__pool_ended'), and 't' may be gone: it is not
+** touched.
 ** It may run on any thread, inside conc_future_cancel, with no future
-** lock held: the lock order is never future -> pool. For a FINISHED
-** future it takes no lock and calls no future function, so the future
-** may run it under its own lock (settle).
+** lock held: the lock order is never future -> pool.
 */
 void conc__pool_done(conc_future_t *f, void *arg) {
   conc_task_t *t = (conc_task_t *)arg;
   conc_pool_t *p;
-  const void *data;
-  size_t len;
-  int failed, mine = 0;
-  if (conc_future_payload(f, &data, &len, &failed) == 0) {  /* finished */
-    if (cur != NULL && cur->f == f) {
-      count_ran(cur->p, failed);
-      cur->counted = 1;
-    }
+  int mine = 0;
+  if (conc_future_state(f) == CONC_FINISHED
+      || (cur != NULL && cur->f == f))  /* its worker stopped it running */
     return;
-  }
-  if (cur != NULL && cur->f == f) {  /* its worker stopped it running */
-    bump(cur->p, cancelled, 1);
-    cur->counted = 1;
-    return;
-  }
   p = tpool(t);  /* not finished but done: cancelled */
   pthread_mutex_lock(&p->mu);
   switch (tstate(t)) {
     case T_QUEUED:
       conc__queue_remove(taskq(t));
       addpending(p, -1);
+      bump(p, cancelled, 1);
       mine = 1;
       break;
     case T_LEFT:
+      bump(p, cancelled, 1);
       mine = 1;
       break;
-    case T_SUBMITTING: case T_TAKEN:
+    case T_TAKEN:
+      bump(p, cancelled, 1);
+      tset(t, T_SEEN);
+      break;
+    case T_SUBMITTING:
       tset(t, T_SEEN);
       break;
     default:  /* T_REFUSED: the caller's task */
@@ -278,8 +294,11 @@ static void end_taken(conc_pool_t *p, conc__queue *taken, int broken) {
     conc__queue_remove(q);
     if (!broken)
       unrun(p, t, conc_future_cancel(t->future) == 1 ? 0 : CONC_ESTATE);
-    else if ((r = conc_future_set_running_or_notify_cancel(t->future)) == 1)
+    else if ((r = conc_future_set_running_or_notify_cancel(t->future))
+             == 1) {
+      bump(p, failed, 1);
       drop_task(p, t, CONC_EBROKEN);
+    }
     else
       unrun(p, t, r);
   }
@@ -650,6 +669,7 @@ static int submit(conc_pool_t *p, conc_task_t *t, int fresh) {
   if (r == 0 && tstate(t) == T_SEEN) {  /* cancelled before it was queued */
     p->tasks++;
     p->accepted++;
+    bump(p, cancelled, 1);
     pthread_mutex_unlock(&p->mu);
     drop_task(p, t, 0);
     return 0;

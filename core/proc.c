@@ -96,6 +96,8 @@ struct proc {
   pthread_t sup;
   int nworkers, nidle;      /* the supervisor's view, for stats */
   long running, completed, failed, cancelled;
+  ptask *starting;          /* counted running, not yet started: stats
+                            ** count it cancelled once its future is */
   /* the supervisor's own */
   child *children;
   int nchildren;
@@ -557,19 +559,23 @@ static void assign(proc *p) {
       conc__queue_remove(&t->q);
       p->npending--;
       p->running++;
+      p->starting = t;
     }
     pthread_mutex_unlock(&p->mu);
     if (t == NULL)
       return;
     r = conc_future_set_running_or_notify_cancel(t->f);
+    pthread_mutex_lock(&p->mu);
+    p->starting = NULL;
     if (r != 1) {  /* cancelled while it was pending */
-      pthread_mutex_lock(&p->mu);
       p->running--;
       if (r == 0)
         p->cancelled++;
-      pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (r != 1)
       freetask(t);
-    } else if (sendtask(c, t) != 0)
+    else if (sendtask(c, t) != 0)
       endtask(p, t, unsent(t), 1, 1);
   }
 }
@@ -1156,9 +1162,14 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
       gone++;
   s->pending = p->npending - gone;
   s->running = p->running;
+  s->cancelled = p->cancelled + gone;
+  if (p->starting != NULL
+      && conc_future_state(p->starting->f) == CONC_CANCELLED) {
+    s->running--;  /* cancelled as the supervisor took it */
+    s->cancelled++;
+  }
   s->completed = p->completed;
   s->failed = p->failed;
-  s->cancelled = p->cancelled + gone;
   s->memory = p->memory;
   pthread_mutex_unlock(&p->mu);
 }
