@@ -600,8 +600,6 @@ static void settle(conc_future_t *f, void *hookarg) {
     }
     n = next;
   }
-  if (hookarg != NULL && f->state == CONC_FINISHED)
-    hookarg = NULL;  /* its task ran: nothing for the pool to drop */
   if (!conc__queue_empty(&cbs) || hookarg != NULL) {
     held = 1;
     conc_future_ref(f);

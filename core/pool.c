@@ -133,10 +133,10 @@ struct conc_pool {
 /*
 ** The task a worker thread is running, so that 'conc__pool_ended' counts
 ** its outcome while the future completes, before the future is seen
-** done: stats read after f:done() or a wait include the task. It is found through the
-** thread (not the task, which 'run' may have freed already), and set
-** only on a pool's own workers: a future completed on any other thread
-** is counted by its worker once 'run' returned.
+** done: stats read after f:done() or a wait include the task. It is
+** found through the thread (not the task, which 'run' may have freed
+** already), and set only on a pool's own workers: a future completed on
+** any other thread is counted by its worker once 'run' returned.
 */
 typedef struct current {
   conc_pool_t *p;
