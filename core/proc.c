@@ -883,7 +883,9 @@ static void stopidle(proc *p) {
     }
 }
 
-/* Publish the supervisor's view for stats. */
+/* Publish the supervisor's view for stats: before the turn's futures
+** complete (completedone), as their counts are (count), so that stats
+** read once a result is out count its child idle. */
 static void publish(proc *p) {
   child *c;
   int idle = 0;
@@ -984,12 +986,12 @@ static void *supervise(void *arg) {
       stopidle(p);
     }
     flushall(p);
-    completedone(p);
     publish(p);
+    completedone(p);
     poll_once(p);
   }
-  completedone(p);
   publish(p);
+  completedone(p);
   free(p->fds);
   p->fds = NULL;
   return NULL;

@@ -152,6 +152,22 @@ describe("ProcessPoolExecutor", function()
     end
   end)
 
+  -- The supervisor completed a task's future before it published its
+  -- child idle: stats read right after the result still showed the
+  -- child busy for a moment.
+  it("counts a child idle once its task's result can be read", function()
+    local ex <close> = cf.ProcessPoolExecutor(2)
+    local function id(x) return x end
+    for i = 1, 5000 do
+      assert.equal(i, ex:submit(id, i):result(30))
+      local st = ex:stats()
+      if st.idle ~= st.workers or st.running ~= 0 then
+        error(("task %d: %d of %d workers idle, %d running after its result")
+              :format(i, st.idle, st.workers, st.running))
+      end
+    end
+  end)
+
   -- A cancelled task stayed in the pending queue until a child was free
   -- to take it, and stats counted it pending all that time: after the
   -- cancel, and after a wait on its future, while its worker was busy.
