@@ -234,6 +234,31 @@ describe("concurrent.futures.mpi", function()
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+    -- 1 GiB and a bit of encoding from 64 KiB of strings (as spec/05's)
+    local function big()
+      local s, t = ("x"):rep(1 << 16), {}
+      for i = 1, (1 << 14) + 1 do t[i] = s end
+      return t
+    end
+
+    -- A message carries at most 1 GiB (CONC_FRAME_MAX), as a process
+    -- pool's frame: arguments past it were taken by submit and their
+    -- future failed with "could not be transferred to this state"; results
+    -- (or an error) past it ended the worker rank ("out of memory"), and
+    -- with it the whole job.
+    it("refuses arguments and results too large for a message, and serves on", function()
+      local ex <close> = Pool(1)
+      local ok, err = pcall(ex.submit, ex, function(t) return #t end, big())
+      assert.is_false(ok)
+      assert.matches("cannot transfer arguments %(%d+ bytes: too large for a "
+                     .. "worker process, 1 GiB at most%)", err)
+      collectgarbage()
+      err = ex:submit(big):exception(120)
+      assert.matches("^cannot transfer results %(%d+ bytes: too large for a "
+                     .. "worker process, 1 GiB at most%)$", err)
+      assert.equal(7, ex:submit(function() return 7 end):result(60))
+      assert.equal(1, ex:stats().failed)
+    end)
   end)
 end)
 
