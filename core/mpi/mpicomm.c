@@ -65,6 +65,8 @@ enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
 ** and the fields before it (the table above). */
 #define MTASKHEAD (1 + 4 + 8 + 8)
 #define MRESULTHEAD (1 + 4 + 8 + 1 + 8)
+/* ... and of an M_OPEN, before its setup's bytes. */
+#define MOPENHEAD (1 + 4 + 4 + 4)
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
 #define AHEAD 2
 /* Probing: back to back for SPIN seconds after the last message in or
@@ -1207,6 +1209,12 @@ static const conc_executor_ops_t ops = {
   "MPIPoolExecutor", "BrokenMPIPool",
   mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free, NULL
 };
+
+int conc_mpi_setupfits(size_t len, const conc_payload_t *init) {
+  if (len > CONC_FRAME_MAX - MOPENHEAD - 1)
+    return 0;
+  return init == NULL || conc__payload_fits(init, MOPENHEAD + len + 1);
+}
 
 conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
                                   const void *setup, size_t len,

@@ -153,11 +153,17 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
   if (o->respawn)
     luaL_argerror(L, 1, "respawn is not possible in an MPIPoolExecutor (a "
                   "worker rank that dies ends the whole MPI job)");
-  if (size_ < 2)
-    spawnworkers(L, o->max_workers, sh);
   setup = lua_pushfstring(L, "%s%c%s%c%I", sh->path, 0, sh->cpath, 0,
                           (lua_Integer)sh->max_memory);
   len = lua_rawlen(L, -1);
+  /* else every rank would fail to open the pool ("not enough memory") */
+  if (!conc_mpi_setupfits(len, sh->init))
+    luaL_error(L, "cannot transfer the initializer and its initargs (%I "
+               "bytes: %s)", (lua_Integer)len
+               + (lua_Integer)(sh->init != NULL ? sh->init->size : 0),
+               conc_strerror(CONC_E2BIG));
+  if (size_ < 2)
+    spawnworkers(L, o->max_workers, sh);
   init = sh->init;  /* the back-end takes it */
   sh->init = NULL;
   core = conc_mpiexec_new(o->max_workers > 0 ? o->max_workers : size_ - 1,

@@ -259,6 +259,19 @@ describe("concurrent.futures.mpi", function()
       assert.equal(7, ex:submit(function() return 7 end):result(60))
       assert.equal(1, ex:stats().failed)
     end)
+
+    -- the initializer goes to each rank in the message that opens the
+    -- pool there: past 1 GiB the pool was made, and broke at its first
+    -- task with "cannot start worker rank 1 (not enough memory)"
+    it("refuses an initializer with initargs too large for a message", function()
+      local ok, err = pcall(Pool, { initializer = print, initargs = { big() } })
+      assert.is_false(ok)
+      assert.matches("cannot transfer the initializer and its initargs %(%d+ bytes: "
+                     .. "too large for a worker process, 1 GiB at most%)", err)
+      collectgarbage()
+      local ex <close> = Pool(1)
+      assert.equal(7, ex:submit(function() return 7 end):result(60))
+    end)
   end)
 end)
 
