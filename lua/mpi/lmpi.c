@@ -31,6 +31,17 @@
 #define MODNAME "concurrent.futures.mpi"
 
 static int rank_, size_;
+static pid_t mpipid;  /* the process that started MPI (atomic) */
+
+/* Whether this is a forked copy of the process that started MPI (a
+** process pool's worker on rank 0): it has MPI's state without the
+** communication thread, and may make no MPI call. A pool made there
+** waited for that thread for ever (its first result, its shutdown),
+** and the process pool that forked it, at its own shutdown, for it. */
+static int forkedcopy(void) {
+  pid_t pid = __atomic_load_n(&mpipid, __ATOMIC_ACQUIRE);
+  return pid != 0 && pid != getpid();
+}
 
 
 /* {======================================================================
@@ -203,6 +214,11 @@ static const lconc_execkind mpikind = {
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */
 static int mpi_MPIPoolExecutor(lua_State *L) {
+  if (forkedcopy())
+    return luaL_error(L, "MPIPoolExecutor cannot be made in a forked "
+                      "process (a process pool's worker): only process %d, "
+                      "which started MPI, can use it",
+                      (int)__atomic_load_n(&mpipid, __ATOMIC_ACQUIRE));
   return lconc_newexecutor(L, &mpikind);
 }
 
@@ -348,9 +364,15 @@ LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L) {
     pushmodule(L, mpi_noexecutor);
     return 1;
   }
+  if (forkedcopy()) {  /* rank and size as the copy has them; no start */
+    luaL_requiref(L, "concurrent.core", luaopen_concurrent_core, 0);
+    pushmodule(L, mpi_MPIPoolExecutor);
+    return 1;
+  }
   globalmpi();
   if (conc_mpi_start(&rank_, &size_, &why) != 0)
     return luaL_error(L, "cannot start MPI (%s)", why);
+  __atomic_store_n(&mpipid, getpid(), __ATOMIC_RELEASE);
   if (rank_ > 0) {  /* a worker: serve until rank 0 is done, then leave */
     serving = 1;
     fflush(stdout);

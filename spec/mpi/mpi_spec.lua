@@ -234,6 +234,24 @@ describe("concurrent.futures.mpi", function()
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+    -- a process pool's worker on rank 0 is a forked copy of it: MPI's
+    -- state without the communication thread. A pool made there waited
+    -- for that thread for ever, and the process pool's shutdown for it.
+    it("refuses a pool in a forked copy of rank 0, saying why", function()
+      local pp <close> = cf.ProcessPoolExecutor(1)
+      local ok, err = pp:submit(function()
+        local m = require "concurrent.futures.mpi"
+        local ok, e = pcall(m.MPIPoolExecutor, 1)
+        return ok, tostring(e), m.rank()
+      end):result(30)
+      assert.is_false(ok)
+      assert.matches("MPIPoolExecutor cannot be made in a forked process %(a process "
+                     .. "pool's worker%): only process %d+, which started MPI, can use it", err)
+      pp:shutdown()
+      local ex <close> = Pool(1)
+      assert.equal(7, ex:submit(function() return 7 end):result(30))
+    end)
+
     -- 1 GiB and a bit of encoding from 64 KiB of strings (as spec/05's)
     local function big()
       local s, t = ("x"):rep(1 << 16), {}
