@@ -505,20 +505,6 @@ static conc_payload_t *backable(conc_payload_t *out, int *failed,
                             "made in a worker process, cannot leave it");
 }
 
-/* An outcome too large for a frame fails its task, saying so: sent as
-** it is, its frame would be taken back and this process would end. */
-static conc_payload_t *fitting(conc_payload_t *out, int *failed) {
-  char msg[160];
-  if (out == NULL || conc__payload_fits(out, CONC__RESULTHEAD))
-    return out;
-  snprintf(msg, sizeof(msg), "cannot transfer %s (%zu bytes: %s)",
-           *failed ? "error" : "results", out->size,
-           conc_strerror(CONC_E2BIG));
-  conc_payload_free(out);
-  *failed = 1;
-  return conc_payload_error("", msg);
-}
-
 /* The result's bytes go out from the payload itself, after the head. */
 static void send_result(child *c, conc__wbuf *w, uint64_t id,
                         conc_payload_t *out, int failed,
@@ -665,7 +651,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
       fflush(stdout);
       leave(failed ? 1 : 0);
     }
-    out = fitting(out, &failed);
+    out = conc__payload_fitting(out, CONC__RESULTHEAD, &failed);
     out = backable(out, &failed, &ids);
     fflush(stdout);  /* the task's own output, before its result */
     send_result(&c, &w, t->id, out, failed, ids);

@@ -4,6 +4,7 @@
 ** and its owner drops the frame.
 */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -118,6 +119,19 @@ int conc__payload_fits(const conc_payload_t *p, size_t head) {
   list += 8 * p->nfutures;
   return head + list <= CONC_FRAME_MAX
          && p->size <= CONC_FRAME_MAX - head - list;
+}
+
+conc_payload_t *conc__payload_fitting(conc_payload_t *out, size_t head,
+                                      int *failed) {
+  char msg[160];
+  if (out == NULL || conc__payload_fits(out, head))
+    return out;
+  snprintf(msg, sizeof(msg), "cannot transfer %s (%zu bytes: %s)",
+           *failed ? "error" : "results", out->size,
+           conc_strerror(CONC_E2BIG));
+  conc_payload_free(out);
+  *failed = 1;
+  return conc_payload_error("", msg);
 }
 
 void conc__putpayload(conc__wbuf *w, const conc_payload_t *p,

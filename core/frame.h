@@ -80,6 +80,13 @@ enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
 ** before the payload's own (its kind, list and bytes): frame_end takes
 ** a frame past CONC_FRAME_MAX back whole. */
 CONC__FUNC int conc__payload_fits(const conc_payload_t *p, size_t head);
+/* A task's outcome 'out' (taken; 'failed' its kind), or, when it does
+** not fit after 'head' bytes, an error saying so in its place (and
+** '*failed' set); NULL when 'out' is, or no memory is left for the
+** error. Sent as it is, such an outcome's frame would be taken back, and
+** the worker could not answer for its task. */
+CONC__FUNC conc_payload_t *conc__payload_fitting(conc_payload_t *out,
+                                                 size_t head, int *failed);
 
 /* Bytes to write: frames appended at 'n', written from 'off'. */
 typedef struct conc__wbuf {

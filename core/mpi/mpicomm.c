@@ -61,6 +61,12 @@ enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
        M_EXIT, M_FDROP };
 
 #define TAG 1071
+/* Body bytes of an M_TASK and an M_RESULT before their payload: the type
+** and the fields before it (the table above). */
+#define MTASKHEAD (1 + 4 + 8 + 8)
+#define MRESULTHEAD (1 + 4 + 8 + 1 + 8)
+/* ... and of an M_OPEN, before its setup's bytes. */
+#define MOPENHEAD (1 + 4 + 4 + 4)
 /* Tasks a rank holds at once per pool: the running one and one ahead. */
 #define AHEAD 2
 /* Probing: back to back for SPIN seconds after the last message in or
@@ -1066,13 +1072,27 @@ static void master(void) {
 ** Rank 0: the executor
 ** ======================================================================= */
 
+/* A submit refused: 'f' is cancelled, as the executor contract says
+** (nothing else would complete it), without G.mu: its callbacks run
+** here, and may submit. */
+static int refuse(conc_future_t *f, int r) {
+  conc_future_cancel(f);
+  return r;
+}
+
 static int mx_submit(conc_executor_t *b, conc_future_t *f,
                      conc_payload_t *task, double timeout) {
   mpool *p = (mpool *)b;
-  mtask *t = (mtask *)calloc(1, sizeof(*t));
+  mtask *t;
   int r = 0;
-  if (t == NULL)
-    return CONC_ENOMEM;
+  if (f == NULL || task == NULL)
+    return CONC_EINVAL;
+  /* refused here, not once the comm thread failed to make its frame:
+  ** the caller's submit raises, as a process pool's does */
+  if (!conc__payload_fits(task, MTASKHEAD))
+    return refuse(f, CONC_E2BIG);
+  if ((t = (mtask *)calloc(1, sizeof(*t))) == NULL)
+    return refuse(f, CONC_ENOMEM);
   conc__future_stoppable(f);  /* not under G.mu: a stopper may run */
   pthread_mutex_lock(&G.mu);
   if (p->broken)
@@ -1082,7 +1102,7 @@ static int mx_submit(conc_executor_t *b, conc_future_t *f,
   if (r != 0) {
     pthread_mutex_unlock(&G.mu);
     free(t);
-    return r;
+    return refuse(f, r);
   }
   t->f = f;
   t->payload = task;
@@ -1189,6 +1209,12 @@ static const conc_executor_ops_t ops = {
   "MPIPoolExecutor", "BrokenMPIPool",
   mx_submit, mx_shutdown, mx_stats, mx_broken, mx_free, NULL
 };
+
+int conc_mpi_setupfits(size_t len, const conc_payload_t *init) {
+  if (len > CONC_FRAME_MAX - MOPENHEAD - 1)
+    return 0;
+  return init == NULL || conc__payload_fits(init, MOPENHEAD + len + 1);
+}
 
 conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
                                   const void *setup, size_t len,
@@ -1753,6 +1779,7 @@ static void sendresult(job *j, conc_payload_t *res, int failed,
   uint64_t *ids = NULL;
   int r;
   out *o;
+  res = conc__payload_fitting(res, MRESULTHEAD, &failed);
   if (res != NULL && (r = conc__qproxies_outids(res, &ids)) != 0) {
     /* only rank 0's own queues cross back: it could not tell others
     ** from its own */

@@ -40,6 +40,11 @@ CONC__FUNC conc_executor_t *conc_mpiexec_new(int max_workers, int max_tasks,
                                              const void *setup, size_t len,
                                              conc_payload_t *init);
 
+/* Whether a pool's setup of 'len' bytes and its initializer 'init' (NULL
+** when none) fit in the message that opens the pool on a rank: a pool
+** whose do not could start on none. */
+CONC__FUNC int conc_mpi_setupfits(size_t len, const conc_payload_t *init);
+
 /* Rank 0 of a job of one rank (a plain `lua5.4 script.lua`): start 'n'
 ** processes running 'cmd' with 'argv' (MPI_Comm_spawn) that join as
 ** ranks 1..n. Once per process: 0 and the new number of ranks in

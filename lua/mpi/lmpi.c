@@ -31,6 +31,17 @@
 #define MODNAME "concurrent.futures.mpi"
 
 static int rank_, size_;
+static pid_t mpipid;  /* the process that started MPI (atomic) */
+
+/* Whether this is a forked copy of the process that started MPI (a
+** process pool's worker on rank 0): it has MPI's state without the
+** communication thread, and may make no MPI call. A pool made there
+** waited for that thread for ever (its first result, its shutdown),
+** and the process pool that forked it, at its own shutdown, for it. */
+static int forkedcopy(void) {
+  pid_t pid = __atomic_load_n(&mpipid, __ATOMIC_ACQUIRE);
+  return pid != 0 && pid != getpid();
+}
 
 
 /* {======================================================================
@@ -81,14 +92,39 @@ static const conc_mpi_worker worker = { w_open, w_close };
 /* }====================================================================== */
 
 
+/* 's' as a Lua string literal: Lua's %q, without the script's string
+** library, which it may have changed. */
+static void addquoted(luaL_Buffer *b, const char *s) {
+  luaL_addchar(b, '"');
+  for (; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      luaL_addchar(b, '\\');
+      luaL_addchar(b, (char)c);
+    } else if (c < 32 || c == 127) {
+      char esc[8];
+      snprintf(esc, sizeof(esc), "\\%03u", (unsigned)c);
+      luaL_addstring(b, esc);
+    } else {
+      luaL_addchar(b, (char)c);
+    }
+  }
+  luaL_addchar(b, '"');
+}
+
 /* A job of one rank (the script started without mpiexec): spawn 'n'
 ** workers (0: cpu_count()),
 ** each "<this interpreter> -e <rank 0's paths> -l concurrent.futures.mpi",
-** as mpi4py.futures does without its launch line. */
-static void spawnworkers(lua_State *L, int n) {
+** as mpi4py.futures does without its launch line. The paths are the
+** pool's ('sh', read as every pool reads them): built with the script's
+** globals (string.format, package), a script that had changed them got
+** an error that named none of this, or spawned workers with no -e
+** argument (NULL), whose failure aborted the whole job. */
+static void spawnworkers(lua_State *L, int n, const lconc_shared *sh) {
   char exe[4096];
   char *argv[5];
   const char *why;
+  luaL_Buffer b;
   ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   int top = lua_gettop(L);
   if (n <= 0) {
@@ -98,14 +134,12 @@ static void spawnworkers(lua_State *L, int n) {
   if (k <= 0)
     luaL_error(L, "no worker ranks, and no interpreter to spawn them");
   exe[k] = '\0';
-  lua_getglobal(L, "string");
-  lua_getfield(L, -1, "format");
-  lua_pushliteral(L, "package.path = %q package.cpath = %q");
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_getfield(L, -2, "cpath");
-  lua_remove(L, -3);
-  lua_call(L, 3, 1);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "package.path = ");
+  addquoted(&b, sh->path);
+  luaL_addstring(&b, " package.cpath = ");
+  addquoted(&b, sh->cpath);
+  luaL_pushresult(&b);
   argv[0] = (char *)"-e";
   argv[1] = (char *)lua_tostring(L, -1);
   argv[2] = (char *)"-l";
@@ -130,11 +164,17 @@ static conc_executor_t *makempi(lua_State *L, const conc_executor_opts_t *o,
   if (o->respawn)
     luaL_argerror(L, 1, "respawn is not possible in an MPIPoolExecutor (a "
                   "worker rank that dies ends the whole MPI job)");
-  if (size_ < 2)
-    spawnworkers(L, o->max_workers);
   setup = lua_pushfstring(L, "%s%c%s%c%I", sh->path, 0, sh->cpath, 0,
                           (lua_Integer)sh->max_memory);
   len = lua_rawlen(L, -1);
+  /* else every rank would fail to open the pool ("not enough memory") */
+  if (!conc_mpi_setupfits(len, sh->init))
+    luaL_error(L, "cannot transfer the initializer and its initargs (%I "
+               "bytes: %s)", (lua_Integer)len
+               + (lua_Integer)(sh->init != NULL ? sh->init->size : 0),
+               conc_strerror(CONC_E2BIG));
+  if (size_ < 2)
+    spawnworkers(L, o->max_workers, sh);
   init = sh->init;  /* the back-end takes it */
   sh->init = NULL;
   core = conc_mpiexec_new(o->max_workers > 0 ? o->max_workers : size_ - 1,
@@ -174,6 +214,11 @@ static const lconc_execkind mpikind = {
  * @usage local ex <close> = mpi.MPIPoolExecutor()
  */
 static int mpi_MPIPoolExecutor(lua_State *L) {
+  if (forkedcopy())
+    return luaL_error(L, "MPIPoolExecutor cannot be made in a forked "
+                      "process (a process pool's worker): only process %d, "
+                      "which started MPI, can use it",
+                      (int)__atomic_load_n(&mpipid, __ATOMIC_ACQUIRE));
   return lconc_newexecutor(L, &mpikind);
 }
 
@@ -319,9 +364,15 @@ LUAMOD_API int luaopen_concurrent_futures_mpi(lua_State *L) {
     pushmodule(L, mpi_noexecutor);
     return 1;
   }
+  if (forkedcopy()) {  /* rank and size as the copy has them; no start */
+    luaL_requiref(L, "concurrent.core", luaopen_concurrent_core, 0);
+    pushmodule(L, mpi_MPIPoolExecutor);
+    return 1;
+  }
   globalmpi();
   if (conc_mpi_start(&rank_, &size_, &why) != 0)
     return luaL_error(L, "cannot start MPI (%s)", why);
+  __atomic_store_n(&mpipid, getpid(), __ATOMIC_RELEASE);
   if (rank_ > 0) {  /* a worker: serve until rank 0 is done, then leave */
     serving = 1;
     fflush(stdout);

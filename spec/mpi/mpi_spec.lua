@@ -234,6 +234,62 @@ describe("concurrent.futures.mpi", function()
       assert.equal(1, ex:submit(function() return 1 end):result(30))
     end)
 
+    -- a process pool's worker on rank 0 is a forked copy of it: MPI's
+    -- state without the communication thread. A pool made there waited
+    -- for that thread for ever, and the process pool's shutdown for it.
+    it("refuses a pool in a forked copy of rank 0, saying why", function()
+      local pp <close> = cf.ProcessPoolExecutor(1)
+      local ok, err = pp:submit(function()
+        local m = require "concurrent.futures.mpi"
+        local ok, e = pcall(m.MPIPoolExecutor, 1)
+        return ok, tostring(e), m.rank()
+      end):result(30)
+      assert.is_false(ok)
+      assert.matches("MPIPoolExecutor cannot be made in a forked process %(a process "
+                     .. "pool's worker%): only process %d+, which started MPI, can use it", err)
+      pp:shutdown()
+      local ex <close> = Pool(1)
+      assert.equal(7, ex:submit(function() return 7 end):result(30))
+    end)
+
+    -- 1 GiB and a bit of encoding from 64 KiB of strings (as spec/05's)
+    local function big()
+      local s, t = ("x"):rep(1 << 16), {}
+      for i = 1, (1 << 14) + 1 do t[i] = s end
+      return t
+    end
+
+    -- A message carries at most 1 GiB (CONC_FRAME_MAX), as a process
+    -- pool's frame: arguments past it were taken by submit and their
+    -- future failed with "could not be transferred to this state"; results
+    -- (or an error) past it ended the worker rank ("out of memory"), and
+    -- with it the whole job.
+    it("refuses arguments and results too large for a message, and serves on", function()
+      local ex <close> = Pool(1)
+      local ok, err = pcall(ex.submit, ex, function(t) return #t end, big())
+      assert.is_false(ok)
+      assert.matches("cannot transfer arguments %(%d+ bytes: too large for a "
+                     .. "worker process, 1 GiB at most%)", err)
+      collectgarbage()
+      err = ex:submit(big):exception(120)
+      assert.matches("^cannot transfer results %(%d+ bytes: too large for a "
+                     .. "worker process, 1 GiB at most%)$", err)
+      assert.equal(7, ex:submit(function() return 7 end):result(60))
+      assert.equal(1, ex:stats().failed)
+    end)
+
+    -- the initializer goes to each rank in the message that opens the
+    -- pool there: past 1 GiB the pool was made, and broke at its first
+    -- task with "cannot start worker rank 1 (not enough memory)"
+    it("refuses an initializer with initargs too large for a message", function()
+      local ok, err = pcall(Pool, { initializer = print, initargs = { big() } })
+      assert.is_false(ok)
+      assert.matches("cannot transfer the initializer and its initargs %(%d+ bytes: "
+                     .. "too large for a worker process, 1 GiB at most%)", err)
+      collectgarbage()
+      local ex <close> = Pool(1)
+      assert.equal(7, ex:submit(function() return 7 end):result(60))
+    end)
   end)
 end)
 

@@ -9,7 +9,19 @@ describe("concurrent.futures.mpi started without mpiexec", function()
   it("is rank 0 of 1, and spawns the workers of its first pool", function()
     assert.equal(0, mpi.rank())
     assert.equal(1, mpi.size())
-    local ex <close> = mpi.MPIPoolExecutor(2)
+    -- the workers' command line is the module's own: neither the script's
+    -- string.format (here one of another meaning, whose table made a
+    -- worker's -e argument NULL and aborted the job) nor quotes, newlines
+    -- and backslashes in its package.path change it
+    local format, path = string.format, package.path
+    package.path = path .. ';/no/such/"dir\\\n/?.lua'
+    string.format = function() return {} end
+    local ok, ex = pcall(mpi.MPIPoolExecutor, 2)
+    string.format = format
+    assert.is_true(ok, tostring(ex))
+    local _ <close> = ex
+    assert.equal(package.path, ex:submit(function() return package.path end):result(30))
+    package.path = path
     assert.equal(3, mpi.size())
     local gate = cf.Future()
     local function rank(g)
