@@ -20,6 +20,8 @@ struct job {
   void *payload;
   size_t len;
   conc_free_fn freefn;
+  pthread_t thread;
+  int started;
 };
 
 /* The host's own thread: some work, then the result for Lua. */
@@ -32,11 +34,24 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* The script's 'start': the host's thread starts its work once Lua
+** holds the future (so Lua sees it pending, however slow its start). */
+static int start(lua_State *L) {
+  struct job *j = (struct job *)lua_touserdata(L, lua_upvalueindex(1));
+  if (j->started)
+    return luaL_error(L, "the host's work has started already");
+  if (pthread_create(&j->thread, NULL, worker, j) != 0)
+    return luaL_error(L, "cannot start the host thread");
+  j->started = 1;
+  return 0;
+}
+
 static const char script[] =
   "local cf = require 'concurrent.futures'\n"
-  "local f = ...\n"
+  "local f, start = ...\n"
   "f:add_done_callback(function(fut) print('callback saw', fut:result()) end)\n"
   "print('lua waits on', f)\n"
+  "start()\n"
   "print('result from the host thread:', f:result(10))\n"
   "local ex <close> = cf.ThreadPoolExecutor(1)\n"
   "return ex:submit(function(a, b) return a .. b, #a end, 'con', 'current'),\n"
@@ -85,7 +100,6 @@ int main(void) {
   lua_State *L = luaL_newstate();
   const conc_lua_api_t *api;
   struct job j;
-  pthread_t t;
   int status;
   luaL_openlibs(L);
   /* the module is found as any Lua finds it: LUA_PATH and LUA_CPATH
@@ -108,9 +122,10 @@ int main(void) {
   j.freefn = api->freepayload;
   lua_pop(L, 2);
   j.api = api;
+  j.started = 0;
   j.f = api->future_new();
-  if (j.f == NULL || pthread_create(&t, NULL, worker, &j) != 0) {
-    fprintf(stderr, "embed: cannot start the host thread\n");
+  if (j.f == NULL) {
+    fprintf(stderr, "embed: no memory for a future\n");
     return 1;
   }
   if (luaL_loadstring(L, script) != LUA_OK) {  /* a bug in 'script' */
@@ -118,12 +133,17 @@ int main(void) {
     return 1;
   }
   api->pushfuture(L, j.f);
-  status = lua_pcall(L, 1, 2, 0);
+  lua_pushlightuserdata(L, &j);
+  lua_pushcclosure(L, start, 1);
+  status = lua_pcall(L, 2, 2, 0);
   if (status != LUA_OK)
     fprintf(stderr, "embed: %s\n", lua_tostring(L, -1));
   else
     readback(L, api);
-  pthread_join(t, NULL);
+  if (j.started)
+    pthread_join(j.thread, NULL);
+  else  /* the host's result was never handed over */
+    j.freefn(j.payload);
   api->future_unref(j.f);
   lua_close(L);
   return status == LUA_OK ? 0 : 1;
