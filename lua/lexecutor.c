@@ -416,13 +416,22 @@ static int initcount(lua_State *L, int t) {
   return (int)n;
 }
 
+/* Push the option 'name' of the option table at 1: read raw, as its
+** keys are checked (lconc_checkoptions), so that the table's __index is
+** never asked for an option it does not hold (a process pool asked
+** for thread_name_prefix reported an option it has not). */
+static int option(lua_State *L, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, 1);
+}
+
 /* The initializer and initargs of the option table at 1, encoded as one
 ** transfer: in errors the initializer is "initializer #0" and its
 ** arguments "initializer #1" onwards. */
 static void readinit(lua_State *L, lconc_shared *sh) {
   int base, i, n = 0;
-  if (lua_getfield(L, 1, "initializer") == LUA_TNIL) {
-    if (lua_getfield(L, 1, "initargs") != LUA_TNIL)
+  if (option(L, "initializer") == LUA_TNIL) {
+    if (option(L, "initargs") != LUA_TNIL)
       luaL_argerror(L, 1, "initargs given without an initializer");
     lua_pop(L, 2);
     return;
@@ -433,7 +442,7 @@ static void readinit(lua_State *L, lconc_shared *sh) {
     luaL_argerror(L, 1, lua_pushfstring(L, "initializer must be a function "
                   "or callable, got %s", luaL_typename(L, base)));
   lua_settop(L, base);
-  if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
+  if (option(L, "initargs") != LUA_TNIL) {
     if (!lua_istable(L, -1))
       luaL_argerror(L, 1, lua_pushfstring(L, "initargs must be a table, "
                     "got %s", luaL_typename(L, -1)));
@@ -460,14 +469,14 @@ static size_t checkbytes(lua_State *L, int idx, const char *what) {
 /* The running-work options of the table at 1 (API.md, "Running work"). */
 static void readlimits(lua_State *L, executor *ex,
                        conc_executor_opts_t *o) {
-  if (lua_getfield(L, 1, "respawn") != LUA_TNIL) {
+  if (option(L, "respawn") != LUA_TNIL) {
     if (!lua_isboolean(L, -1))
       luaL_argerror(L, 1, "respawn must be a boolean");
     o->respawn = lua_toboolean(L, -1);
   }
-  lua_getfield(L, 1, "task_timeout");
+  option(L, "task_timeout");
   ex->task_timeout = checklimit(L, -1, 1, "task_timeout", 0);
-  if (lua_getfield(L, 1, "max_memory") != LUA_TNIL)
+  if (option(L, "max_memory") != LUA_TNIL)
     ex->sh->max_memory = checkbytes(L, -1, "max_memory");
   lua_pop(L, 3);
 }
@@ -477,16 +486,16 @@ static void readoptions(lua_State *L, const lconc_execkind *k,
                         conc_executor_opts_t *o) {
   lua_pushliteral(L, "respawn");
   if (!lconc_isname(L, k->options)
-      && lua_getfield(L, 1, "respawn") != LUA_TNIL)
+      && option(L, "respawn") != LUA_TNIL)
     luaL_argerror(L, 1, "respawn is an option of ProcessPoolExecutor only");
   lconc_checkoptions(L, 1, k->options);
-  if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
+  if (option(L, "max_workers") != LUA_TNIL)
     o->max_workers = checkcount(L, -1, "max_workers", CONC_MAX_WORKERS);
-  if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL
+  if (option(L, "thread_name_prefix") != LUA_TNIL
       && lua_type(L, -1) != LUA_TSTRING)
     luaL_argerror(L, 1, "thread_name_prefix must be a string");
   o->name_prefix = lua_tostring(L, -1);
-  if (lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL)
+  if (option(L, "max_tasks_per_child") != LUA_TNIL)
     o->max_tasks_per_child = checkcount(L, -1, "max_tasks_per_child",
                                          INT_MAX);
 }

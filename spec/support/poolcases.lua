@@ -656,6 +656,19 @@ return function(class, Pool, Broken, caps)
         assert.has_error(function() Pool { max_workers = -1 } end)
       end)
 
+      -- Options were read through the table's __index, which the check
+      -- of its keys never saw: a thread pool asked it for respawn (and
+      -- refused the 5 it got as a process-pool option), a process pool
+      -- for thread_name_prefix.
+      it("reads only the options its table holds, never its __index", function()
+        local asked = {}
+        local opts = setmetatable({ max_workers = 1 }, {
+          __index = function(_, k) asked[#asked + 1] = k return 5 end })
+        local ex <close> = Pool(opts)
+        assert.equal(1, ex:submit(function() return 1 end):result(30))
+        assert.same({}, asked)
+      end)
+
       -- as for result() (issue 9 bad input): NaN is not a number, not a
       -- negative or zero one
       if caps.limits then
