@@ -37,6 +37,12 @@ static const char owner_key = 'o';  /* registry: the owner userdata */
 #define LCONC_MAXNEST 32
 #endif
 
+/* The state closes: close what is still open, then let go of the
+** futures that handles kept past their finalizer, for callbacks that an
+** older executor's finalizer would run (see fut_gc). Such a handle has
+** callbacks, so it is in the handle table; every handle there has been
+** finalized by now (the owner is older than them all), or was made
+** while the state closes and never will be. */
 static int owner_gc(lua_State *L) {
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, 1);
   while (o->closers != NULL) {
@@ -44,6 +50,13 @@ static int owner_gc(lua_State *L) {
     lconc_removecloser(c);
     c->close(c);
   }
+  lua_getiuservalue(L, 1, UV_HANDLES);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lconc_releasefuture(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   if (o->mb != NULL) {
     conc_mailbox_close(o->mb);
     conc_mailbox_unref(o->mb);
@@ -339,6 +352,16 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lua_pop(L, 3);
   lconc_stackcheck_end(L, 0);
+}
+
+int lconc_haspending(lua_State *L, int h) {
+  int t;
+  h = lua_absindex(L, h);
+  pushownertable(L, UV_CALLBACKS);
+  lua_pushvalue(L, h);
+  t = lua_rawget(L, -2);
+  lua_pop(L, 2);
+  return t != LUA_TNIL;
 }
 
 void lconc_removecallback(lua_State *L, int h, int fn) {
