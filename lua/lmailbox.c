@@ -93,7 +93,15 @@ static conc_mailbox_t *getmailbox(lua_State *L) {
 ** an executor or a future handle made there would never be released).
 ** A finalizer is the only code for which lua_gc answers -1; a host's own
 ** lua_gc called from C at the top level looks the same, and is refused
-** too.
+** too (README, "From C"). Lua 5.4 (lstate.c, lgc.c) shows no exact
+** sign of lua_close: the flag it sets (GCSTPCLS) is read only inside
+** the collector; it resets the main thread's CallInfo, as a top-level
+** call has it; a sentinel finalized only there (as the owner, anchored)
+** runs after the finalizers of every newer object, so it speaks only
+** for older ones; and a weak value, cleared before a normal collection's
+** finalizers but kept at lua_close, says nothing once a collection has
+** cleared it and no call outside a finalizer has set it again (a
+** script's last collectgarbage(), then its end).
 */
 int lconc_closing(lua_State *L) {
   return lconc_ownerclosing(L, lconc_getowner(L));
