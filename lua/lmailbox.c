@@ -50,11 +50,13 @@ static int owner_gc(lua_State *L) {
     lconc_removecloser(c);
     c->close(c);
   }
-  lua_getiuservalue(L, 1, UV_HANDLES);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lconc_releasefuture(L, -1);
-    lua_pop(L, 1);
+  /* (no table: the owner's making failed, before its uservalues) */
+  if (lua_getiuservalue(L, 1, UV_HANDLES) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lconc_releasefuture(L, -1);
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 1);
   if (o->mb != NULL) {
