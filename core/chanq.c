@@ -218,9 +218,8 @@ static void changed(conc_chanq_t *q, wakelist *kind) {
 /* }====================================================================== */
 
 
-/* With the lock held: append, growing the ring. */
-static int push(conc_chanq_t *q, void *data, size_t len, conc_free_fn fn) {
-  item *it;
+/* With the lock held: room for one more item, growing the ring. */
+static int room(conc_chanq_t *q) {
   if (q->count == q->cap) {
     size_t cap = q->cap ? 2 * q->cap : CHANQ_MINCAP, i;
     item *ring = (item *)malloc(cap * sizeof(*ring));
@@ -233,10 +232,20 @@ static int push(conc_chanq_t *q, void *data, size_t len, conc_free_fn fn) {
     q->head = 0;
     q->cap = cap;
   }
-  it = &q->ring[(q->head + q->count) % q->cap];
+  return 0;
+}
+
+static void setitem(item *it, void *data, size_t len, conc_free_fn fn) {
   it->data = data;
   it->len = len;
   it->freefn = fn;
+}
+
+/* With the lock held: append, growing the ring. */
+static int push(conc_chanq_t *q, void *data, size_t len, conc_free_fn fn) {
+  if (room(q) != 0)
+    return CONC_ENOMEM;
+  setitem(&q->ring[(q->head + q->count) % q->cap], data, len, fn);
   q->count++;
   return 0;
 }
@@ -304,6 +313,25 @@ int conc__chanq_trygetif(conc_chanq_t *q, int (*takes)(
                                                        : CONC_ETIMEDOUT;
   pthread_mutex_unlock(&q->mu);
   return r;
+}
+
+/* The item goes back first; past 'maxsize' and after close too: it was
+** in the queue already (a put admitted meanwhile took the room it left),
+** and get drains a closed queue. A getter that waits may take it. */
+int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
+                     conc_free_fn freefn) {
+  if (q->remote != NULL)  /* its values are not here */
+    return CONC_EINVAL;
+  pthread_mutex_lock(&q->mu);
+  if (room(q) != 0) {
+    pthread_mutex_unlock(&q->mu);
+    return CONC_ENOMEM;
+  }
+  q->head = (q->head + q->cap - 1) % q->cap;
+  setitem(&q->ring[q->head], data, len, freefn);
+  q->count++;
+  changed(q, &q->getters);
+  return 0;
 }
 
 /* With the lock held: wait on the queue's own condition variable. */

@@ -111,6 +111,9 @@ LCONC_FUNC void lconc_addcallback(lua_State *L, int h, int fn);
 /* drop the callbacks of the handle at 'h' whose function is the value
 ** at 'fn' (not run yet); the handle is no longer anchored by them */
 LCONC_FUNC void lconc_removecallback(lua_State *L, int h, int fn);
+/* whether the handle at 'h' has callbacks that have not run (so the
+** state's owner anchors it) */
+LCONC_FUNC int lconc_haspending(lua_State *L, int h);
 /* a new watch set on the state's mailbox (the caller frees it) */
 LCONC_FUNC conc_watch_t *lconc_watchnew(lua_State *L);
 /* push a new watch set anchored in a userdata (closed by __gc/__close) */
@@ -179,6 +182,9 @@ LCONC_FUNC int lconc_hascallbacks(lua_State *L, int idx);
 ** (once: it posts when the future is done, whatever callbacks are
 ** added and removed meanwhile) */
 LCONC_FUNC unsigned char *lconc_subscribed(lua_State *L, int idx);
+/* let go of the future of the handle at 'idx' (the state's owner, as
+** the state closes, for handles that kept it for callbacks: fut_gc) */
+LCONC_FUNC void lconc_releasefuture(lua_State *L, int idx);
 LCONC_FUNC void lconc_open_future(lua_State *L);
 
 /* lerror.c: raise an error of one of the module's classes

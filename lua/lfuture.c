@@ -195,14 +195,29 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
   lconc_stackcheck_end(L, 1);
 }
 
-static int fut_gc(lua_State *L) {
-  handle *h = testself(L);
-  if (h == NULL)
-    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
+void lconc_releasefuture(lua_State *L, int idx) {
+  handle *h = (handle *)lua_touserdata(L, idx);
   if (h->f != NULL) {
     conc_future_unref(h->f);
     h->f = NULL;
   }
+}
+
+/* A handle whose callbacks have not run yet is anchored by the state's
+** owner (a key of its callback table): it is collected only when the
+** state closes. Lua finalizes the newest objects first then, so an
+** executor made before the handle is finalized after it, and ends the
+** handle's task there: its callbacks run and read the handle. So such
+** a handle keeps its future; the owner, made before any handle and so
+** finalized after them all, lets go of it (owner_gc). A callback that
+** calls __gc by hand on its own handle finds its list taken already:
+** that handle lets go at once, as any other. */
+static int fut_gc(lua_State *L) {
+  handle *h = testself(L);
+  if (h == NULL)
+    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
+  if (!(h->callbacks && lconc_haspending(L, 1)))
+    lconc_releasefuture(L, 1);
   return 0;
 }
 

@@ -37,6 +37,12 @@ static const char owner_key = 'o';  /* registry: the owner userdata */
 #define LCONC_MAXNEST 32
 #endif
 
+/* The state closes: close what is still open, then let go of the
+** futures that handles kept past their finalizer, for callbacks that an
+** older executor's finalizer would run (see fut_gc). Such a handle has
+** callbacks, so it is in the handle table; every handle there has been
+** finalized by now (the owner is older than them all), or was made
+** while the state closes and never will be. */
 static int owner_gc(lua_State *L) {
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, 1);
   while (o->closers != NULL) {
@@ -44,6 +50,15 @@ static int owner_gc(lua_State *L) {
     lconc_removecloser(c);
     c->close(c);
   }
+  /* (no table: the owner's making failed, before its uservalues) */
+  if (lua_getiuservalue(L, 1, UV_HANDLES) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lconc_releasefuture(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
   if (o->mb != NULL) {
     conc_mailbox_close(o->mb);
     conc_mailbox_unref(o->mb);
@@ -80,7 +95,15 @@ static conc_mailbox_t *getmailbox(lua_State *L) {
 ** an executor or a future handle made there would never be released).
 ** A finalizer is the only code for which lua_gc answers -1; a host's own
 ** lua_gc called from C at the top level looks the same, and is refused
-** too.
+** too (README, "From C"). Lua 5.4 (lstate.c, lgc.c) shows no exact
+** sign of lua_close: the flag it sets (GCSTPCLS) is read only inside
+** the collector; it resets the main thread's CallInfo, as a top-level
+** call has it; a sentinel finalized only there (as the owner, anchored)
+** runs after the finalizers of every newer object, so it speaks only
+** for older ones; and a weak value, cleared before a normal collection's
+** finalizers but kept at lua_close, says nothing once a collection has
+** cleared it and no call outside a finalizer has set it again (a
+** script's last collectgarbage(), then its end).
 */
 int lconc_closing(lua_State *L) {
   return lconc_ownerclosing(L, lconc_getowner(L));
@@ -339,6 +362,16 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   lua_pop(L, 3);
   lconc_stackcheck_end(L, 0);
+}
+
+int lconc_haspending(lua_State *L, int h) {
+  int t;
+  h = lua_absindex(L, h);
+  pushownertable(L, UV_CALLBACKS);
+  lua_pushvalue(L, h);
+  t = lua_rawget(L, -2);
+  lua_pop(L, 2);
+  return t != LUA_TNIL;
 }
 
 void lconc_removecallback(lua_State *L, int h, int fn) {

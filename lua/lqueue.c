@@ -305,21 +305,51 @@ static int decode_protected(lua_State *L) {
   return lconc_decode(L, p);
 }
 
-/* Push the value of a taken item, freeing it even if decoding fails. */
-static int pushitem(lua_State *L, void *data, conc_free_fn freefn) {
+/* (Protected.) The message of error 1, saying that the value is lost. */
+static int lostmsg(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  lua_pushliteral(L, " (the value taken from the queue is lost)");
+  lua_concat(L, 2);
+  return 1;
+}
+
+/* Push the value of an item taken from 'q'. A decode that fails (a
+** worker's max_memory, a state that closes) gives the item back at the
+** front of 'q', where the next get finds it again, and raises its error:
+** the value is not lost for a failure of this taker. Where it cannot go
+** back (a process pool's worker, whose queue is its parent's), the
+** error says that the value is lost. The caller gave a reference to
+** 'q', released here: a finalizer that the decode runs may let go of
+** the handle's. */
+static int pushitem(lua_State *L, conc_chanq_t *q, void *data, size_t len,
+                    conc_free_fn freefn) {
   int top = lua_gettop(L), r;
   lua_pushcfunction(L, decode_protected);
   lua_pushlightuserdata(L, data);
   r = lua_pcall(L, 1, LUA_MULTRET, 0);
-  if (freefn != NULL)
-    freefn(data);
-  if (r != LUA_OK)
-    return lua_error(L);
-  return lua_gettop(L) - top;
+  if (r == LUA_OK) {
+    conc_chanq_unref(q);
+    if (freefn != NULL)
+      freefn(data);
+    return lua_gettop(L) - top;
+  }
+  r = conc_chanq_unget(q, data, len, freefn);
+  conc_chanq_unref(q);
+  if (r != 0) {
+    if (freefn != NULL)
+      freefn(data);
+    lua_pushcfunction(L, lostmsg);
+    lua_insert(L, -2);
+    lconc_liftcap(L, 1);  /* (as the module's errors: past the cap) */
+    lua_pcall(L, 1, 1, 0);  /* (its own error, if it fails all the same) */
+    lconc_liftcap(L, 0);
+  }
+  return lua_error(L);
 }
 
 /* The next value (and true), or nil, false once closed and drained. */
 static int getvalue(lua_State *L, const qhandle *h, double deadline) {
+  conc_chanq_t *q;
   void *data;
   size_t len;
   conc_free_fn freefn;
@@ -343,7 +373,9 @@ static int getvalue(lua_State *L, const qhandle *h, double deadline) {
   }
   if (r != 0)
     return queueerror(L, r, "get");
-  r = pushitem(L, data, freefn);
+  q = h->q;  /* (live: nothing ran since the get) */
+  conc_chanq_ref(q);
+  r = pushitem(L, q, data, len, freefn);
   lua_pushboolean(L, 1);
   return r + 1;
 }
@@ -355,7 +387,8 @@ static int getvalue(lua_State *L, const qhandle *h, double deadline) {
  * @function Queue:get
  * @tparam[opt] number timeout seconds; `nil` waits forever, `0` does not block
  * @return the value and `true`; or `nil, false` when closed and drained
- * @raise `TimeoutError` on timeout
+ * @raise `TimeoutError` on timeout; the error of a value that cannot be
+ * made here (a task's `max_memory`): that value stays first in the queue
  */
 static int q_get(lua_State *L) {
   qhandle *h = checkhandle(L);

@@ -16,6 +16,7 @@ local CASES = {
   { "threads", "carries 100,000 items between threads through 16 slots" },
   { "close", "wakes a blocked get and put at close; drains, then refuses" },
   { "wake", "cancels a waiter's future at the next put, get or close" },
+  { "unget", "takes an item back first, past maxsize and after close, waking a getter" },
   { "unref", "frees the items left with the last reference" },
   { "timer", "cancels futures at their deadlines and joins at free" },
   { "timeridle", "keeps a thread only while something is due" },

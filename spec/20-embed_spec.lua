@@ -19,6 +19,18 @@ describe("a C host embedding Lua", function()
     assert.matches("ok\n$", out)
   end)
 
+  it("lets a finalizer use the module in a collection the host calls through a function", function()
+    -- a finalizer that lua_close runs and one that the host's own
+    -- lua_gc runs at the top level (no function called below it) look
+    -- the same: the second is refused as the first must be (README,
+    -- "From C"); through a lua_pcall, it runs as any finalizer
+    local out, ok = embedtest("hostgc")
+    assert.is_true(ok, out)
+    assert.equal("through a call: Future<pending>; 1\n"
+      .. "at the top level: the Lua state is closing; the Lua state is closing\n"
+      .. "ok\n", out)
+  end)
+
   it("runs states in threads of its own, closing them while they share futures", function()
     local out, ok = embedtest("states")
     assert.is_true(ok, out)

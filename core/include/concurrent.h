@@ -486,6 +486,14 @@ int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
                       conc_free_fn freefn, conc_future_t *wake);
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
                       conc_free_fn *freefn, conc_future_t *wake);
+/* Give back an item that get took ('data', 'len' and 'freefn' as get
+** gave them) when the taker cannot use it (its decode failed): it is
+** first again, even if that passes 'maxsize' or the queue is closed. 0
+** (the queue owns 'data' again), CONC_ENOMEM, or CONC_EINVAL in a
+** process pool's worker (the value is not there); on failure the caller
+** still owns 'data'. */
+int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
+                     conc_free_fn freefn);
 void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
 size_t conc_chanq_len(conc_chanq_t *q);
 size_t conc_chanq_maxsize(conc_chanq_t *q);

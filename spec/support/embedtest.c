@@ -13,6 +13,11 @@
 **               thread completes them while the states close, in any
 **               order, with their pools still busy; the host releases
 **               its references after the last state has closed
+**   hostgc      a finalizer that makes a future and submits a task, run
+**               by the host's own full collection: called through a
+**               function (lua_pcall) it may; called at the top level it
+**               is refused as if the state were closing (README, "From
+**               C": the two cannot be told apart); prints what each got
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
@@ -229,14 +234,57 @@ static int case_states(void) {
 /* }====================================================================== */
 
 
+/* {======================================================================
+** hostgc
+** ======================================================================= */
+
+/* Garbage whose finalizer makes a future and submits a task, and prints
+** what each gave ('how' names the collection). */
+static const char gcprog[] =
+  "local how = ...\n"
+  "local cf = require 'concurrent.futures'\n"
+  "_G.ex = _G.ex or cf.ThreadPoolExecutor(1)\n"
+  "setmetatable({}, { __gc = function()\n"
+  "  local _, f = pcall(cf.Future)\n"
+  "  local ok2, g = pcall(_G.ex.submit, _G.ex, function() return 1 end)\n"
+  "  io.write(how, ': ', tostring(f), '; ',\n"
+  "    ok2 and tostring(g:result(30)) or tostring(g), '\\n')\n"
+  "end })\n";
+
+static int collect(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  return 0;
+}
+
+static int case_hostgc(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  lua_pushliteral(L, "through a call");
+  run(L, gcprog, 1, 0);
+  lua_pushcfunction(L, collect);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+    fail("hostgc", lua_tostring(L, -1));
+  lua_pushliteral(L, "at the top level");
+  run(L, gcprog, 1, 0);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  fflush(stdout);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
 int main(int argc, char **argv) {
   int r;
   if (argc != 2)
-    fail("usage", "embedtest afterclose|states");
+    fail("usage", "embedtest afterclose|states|hostgc");
   if (strcmp(argv[1], "afterclose") == 0)
     r = case_afterclose();
   else if (strcmp(argv[1], "states") == 0)
     r = case_states();
+  else if (strcmp(argv[1], "hostgc") == 0)
+    r = case_hostgc();
   else {
     fail("unknown case", argv[1]);
     return 1;

@@ -544,6 +544,28 @@ return function(class, Pool, Broken, caps)
         assert.matches("inner %w+<shutdown> 2", out)
       end)
 
+      it("runs the done-callbacks of the tasks it ends at exit on their live futures", function()
+        -- before: the handles (newer than the executor) were finalized
+        -- first: "future handle already finalized" on stderr
+        local out, ok = helpers.run_lua(([[
+          local cf = require "concurrent.futures"
+          local ex = cf.%s(1)
+          local function slow(v)
+            local t = os.clock() + 0.1 while os.clock() < t do end return v
+          end
+          for _, v in ipairs { 1, 2 } do
+            ex:submit(slow, v):add_done_callback(function(f, w)
+              io.write(w, " ", tostring(f:result(0)), " ", tostring(f), "; ")
+            end, v)
+          end
+          local fails = ex:submit(error, "boom", 0)
+          fails:add_done_callback(function(f) io.write(f:exception(0), "; ") end)
+          -- (no shutdown: lua.c closes the state at exit)
+        ]]):format(class))
+        assert.is_true(ok, out)
+        assert.equal("1 1 Future<finished>; 2 2 Future<finished>; boom; ", out)
+      end)
+
       it("refuses an executor or a submit from a finalizer while the state closes", function()
         -- Lua runs no finalizer of what is made then: a worker would outlive
         -- the module's code (a crash at exit), a handle would leak

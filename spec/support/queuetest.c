@@ -161,6 +161,41 @@ static void case_close(void) {
   conc_chanq_unref(full);
 }
 
+/* An item given back is first again, past maxsize and after close too,
+** and wakes a waiting getter; the ring grows for it when full. */
+static void case_unget(void) {
+  conc_chanq_t *q = conc_chanq_new(2);
+  conc_future_t *w = conc_future_new();
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  int i;
+  CHECK(conc_chanq_tryget(q, &data, &len, &fn, w) == CONC_ETIMEDOUT);
+  CHECK(conc_chanq_unget(q, newint(0), sizeof(int), freeint) == 0);
+  CHECK(conc_future_state(w) == CONC_CANCELLED);
+  CHECK(conc_chanq_put(q, newint(1), sizeof(int), freeint, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_get(q, &data, &len, &fn, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_put(q, newint(2), sizeof(int), freeint, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_unget(q, data, len, fn) == 0);  /* full: 3 of 2 */
+  CHECK(conc_chanq_len(q) == 3);
+  CHECK(conc_chanq_tryput(q, data = newint(9), sizeof(int), freeint, NULL)
+        == CONC_ETIMEDOUT);
+  free(data);
+  for (i = 10; i < 20; i++)  /* past the ring's first 8 slots */
+    CHECK(conc_chanq_unget(q, newint(i), sizeof(int), freeint) == 0);
+  for (i = 19; i >= 10; i--)
+    getint(q, i, CONC_FOREVER);
+  conc_chanq_close(q);
+  CHECK(conc_chanq_get(q, &data, &len, &fn, CONC_FOREVER) == 0);
+  CHECK(conc_chanq_unget(q, data, len, fn) == 0);  /* closed */
+  getint(q, 0, CONC_FOREVER);
+  getint(q, 1, CONC_FOREVER);
+  getint(q, 2, CONC_FOREVER);
+  CHECK(conc_chanq_get(q, NULL, NULL, NULL, CONC_FOREVER) == CONC_ECLOSED);
+  conc_future_unref(w);
+  conc_chanq_unref(q);
+}
+
 /* A waiter that cannot block on the queue's condition variable passes a
 ** future: a put, a get or close cancels it. */
 static void case_wake(void) {
@@ -617,6 +652,7 @@ static const ctest_case cases[] = {
   {"threads", case_threads},
   {"close", case_close},
   {"wake", case_wake},
+  {"unget", case_unget},
   {"unref", case_unref},
   {"timer", case_timer},
   {"timeridle", case_timeridle},
