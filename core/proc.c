@@ -34,6 +34,21 @@
 /* Bytes read from a child per read call. */
 #define READCHUNK (64 * 1024)
 
+/*
+** Seconds a task asked to stop (a running cancel, its time limit) may
+** take to end before the supervisor kills its child. A stopped task's
+** Lua code raises at every instruction until it unwound, and the stop
+** is asked again every CONC__STOP_AGAIN, so a task unwinding normally
+** (its pcalls, its __close handlers) ends within milliseconds, even on
+** a loaded machine or under a sanitizer. What outlasts a second runs
+** where no stop reaches it: code with Lua's hooks off (an xpcall message
+** handler, which Lua calls from within the stop's own error), or a
+** foreign C call that does not return. Its worker would be lost for
+** good; a child can be ended, and is (API.md: its future ends as a
+** stopped task's does, the pool replaces the child and stays usable).
+*/
+#define GRACE 1.0
+
 typedef struct proc proc;
 typedef struct child child;
 
@@ -42,10 +57,12 @@ typedef struct child child;
 typedef struct ptask {
   conc__queue q;
   conc_future_t *f;
-  conc_payload_t *payload;  /* freed once written; then its outcome */
+  conc_payload_t *payload;  /* freed once it starts (see 'sendtask');
+                            ** then its outcome */
   int failed;               /* of that outcome */
   uint64_t id;
   double timeout;           /* seconds from its start in the child, or 0 */
+  double stopat;            /* when a running cancel was sent for it */
   proc *p;
   child *c;                 /* its child, from written to done */
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
@@ -62,6 +79,9 @@ struct child {
   int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
   int ninflight;
+  uint64_t headid;          /* the task it runs, as 'overdue' last saw */
+  double since;             /* when 'overdue' saw it start */
+  int killed;               /* it did not stop: the pool killed 'c' */
   long sent;                /* tasks written, for max_tasks_per_child */
   size_t memory;            /* bytes its state held after its last task */
   conc__wbuf out;
@@ -102,6 +122,8 @@ struct proc {
   child *children;
   int nchildren;
   conc__queue done;         /* ptasks whose outcome came, to complete */
+  conc__queue resend;       /* ptasks a killed child held ahead, never
+                            ** started: written again before 'pending' */
   char *scratch;            /* READCHUNK bytes */
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
@@ -140,12 +162,15 @@ static void freetask(ptask *t) {
 }
 
 /* A running cancel (under the future's lock, any thread): the
-** supervisor tells the task's child. */
+** supervisor tells the task's child. A task written again (to the
+** successor of a killed child) runs this once more as it is written,
+** and may still be listed from the first time. */
 static void stoptask(void *arg) {
   ptask *t = (ptask *)arg;
   proc *p = t->p;
   pthread_mutex_lock(&p->mu);
-  conc__queue_insert_tail(&p->cancels, &t->cq);
+  if (!t->incq)
+    conc__queue_insert_tail(&p->cancels, &t->cq);
   t->incq = 1;
   pthread_mutex_unlock(&p->mu);
   wake(p);
@@ -178,7 +203,9 @@ static void failtask(proc *p, ptask *t, const char *msg, int running) {
 }
 
 /* Tell each child to stop the tasks a running cancel asked for: those
-** still in flight (a task that ended left the list). */
+** still in flight (a task that ended left the list; one waiting in
+** 'resend' is told when it is written again). From then on its child
+** has GRACE seconds to end it (see 'overdue'). */
 static void sendcancels(proc *p) {
   conc__queue cq;
   conc__queue_init(&cq);
@@ -191,6 +218,8 @@ static void sendcancels(proc *p) {
     t->incq = 0;
     if (t->c == NULL)  /* its outcome came: past stopping */
       continue;
+    if (t->stopat == 0)
+      t->stopat = conc_now();
     at = conc__frame_begin(&t->c->out, F_CANCEL);
     conc__put64(&t->c->out, t->id);
     conc__frame_end(&t->c->out, at);
@@ -439,6 +468,11 @@ static void breakpool(proc *p, const char *msg) {
       freetask(t);
     }
   }
+  while (!conc__queue_empty(&p->resend)) {  /* the supervisor's own */
+    ptask *t = qtask(conc__queue_head(&p->resend));
+    conc__queue_remove(&t->q);
+    failtask(p, t, msg, 1);
+  }
   while (p->children != NULL) {
     child *c = p->children;
     int status;
@@ -468,7 +502,9 @@ static void breakf(proc *p, const char *fmt, pid_t pid) {
 ** ======================================================================= */
 
 /* Write 't' to 'c'; 0, or -1 when out of memory (then 't' is still the
-** caller's, and RUNNING). */
+** caller's, and RUNNING). A task that goes ahead of another keeps its
+** payload until it starts (see 'overdue'): should its child be killed
+** first, it is written again to another. */
 static int sendtask(child *c, ptask *t) {
   int ok;
   uint64_t *ids = conc__qhost_ids(&c->qp, t->payload, &ok);
@@ -483,8 +519,10 @@ static int sendtask(child *c, ptask *t) {
   free(ids);
   if (c->out.failed)
     return -1;
-  conc_payload_free(t->payload);
-  t->payload = NULL;
+  if (c->ninflight == 0) {
+    conc_payload_free(t->payload);
+    t->payload = NULL;
+  }
   conc__queue_insert_tail(&c->inflight, &t->q);
   setinflight(c, c->ninflight + 1);
   c->sent++;
@@ -539,8 +577,25 @@ static child *pick(proc *p) {
   return NULL;
 }
 
+/* Write again the tasks a killed child held ahead (RUNNING, and
+** counted so all along), first: they were submitted before the pending
+** ones. */
+static void sendagain(proc *p) {
+  child *c;
+  while (!conc__queue_empty(&p->resend) && !p->broken
+         && (c = pick(p)) != NULL) {
+    ptask *t = qtask(conc__queue_head(&p->resend));
+    conc__queue_remove(&t->q);
+    if (sendtask(c, t) != 0)
+      endtask(p, t, unsent(t), 1, 1);
+  }
+}
+
 /* Hand pending tasks to children while some can take one. */
 static void assign(proc *p) {
+  sendagain(p);
+  if (!conc__queue_empty(&p->resend))
+    return;  /* no child for them: none for later ones either */
   for (;;) {
     child *c;
     ptask *t = NULL;
@@ -624,6 +679,7 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
+  conc_payload_free(t->payload);  /* kept while it was ahead */
   t->payload = out;
   t->failed = (int)failed;
   t->c = NULL;
@@ -808,6 +864,92 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
+/* The error of a task whose child was killed: as its stop would have
+** ended it (a running cancel wins in 'endtask', as it does there). */
+static conc_payload_t *overstayed(const ptask *t) {
+  char msg[64];
+  if (t->timeout <= 0)
+    return conc_payload_error("CancelledError", "the task was cancelled");
+  snprintf(msg, sizeof(msg), "task exceeded its %g s time limit",
+           t->timeout);
+  return conc_payload_error("TimeoutError", msg);
+}
+
+/* 'c' was killed (see 'overdue') and is reaped, what it wrote before
+** read: its task that would not stop ends as stopped; the tasks it held
+** ahead never started, and are written again to another child. Unless
+** that task's result came just before the kill: then the next one had
+** started, and fails as the task of a worker that died. The pool chose
+** to end 'c': it is replaced, and the pool does not break. */
+static void endkilled(proc *p, child *c) {
+  int first = 1;
+  while (!conc__queue_empty(&c->inflight)) {
+    ptask *t = qtask(conc__queue_head(&c->inflight));
+    conc__queue_remove(&t->q);
+    t->c = NULL;
+    if (first && t->id == c->headid) {
+      endtask(p, t, overstayed(t), 1, 1);
+    } else if (first) {
+      char msg[160];
+      snprintf(msg, sizeof(msg), "a worker process was killed while it "
+               "ran this task (pid %d): the task before it did not stop "
+               "when asked", (int)c->pid);
+      failtask(p, t, msg, 1);
+    } else {
+      conc__queue_insert_tail(&p->resend, &t->q);
+    }
+    first = 0;
+  }
+  freechild(p, c);  /* 'assign' starts another when work comes */
+}
+
+/*
+** Watch the tasks asked to stop: the head task of each started child
+** (the one it runs, as near as the supervisor can tell: from when it
+** was written to an idle child, the child started, or the task before
+** it ended) has GRACE seconds past its time limit, or past the running
+** cancel sent for it, to end; else its child is killed, and 'onexit'
+** ends the task once the child is reaped. A task that reaches the head
+** has started: its payload, kept while it was ahead, is let go. The
+** milliseconds until the next such deadline (for poll), or -1.
+*/
+static int overdue(proc *p) {
+  double now = conc_now(), next = -1;
+  child *c;
+  for (c = p->children; c != NULL; c = c->next) {
+    ptask *t;
+    double at = -1;
+    if (!c->started || c->killed || conc__queue_empty(&c->inflight))
+      continue;
+    t = qtask(conc__queue_head(&c->inflight));
+    if (t->id != c->headid) {  /* ids are never reused; addresses are */
+      c->headid = t->id;
+      c->since = now;
+      conc_payload_free(t->payload);
+      t->payload = NULL;
+    }
+    if (t->timeout > 0)
+      at = c->since + t->timeout + GRACE;
+    if (t->stopat > 0) {
+      double asked = (t->stopat > c->since ? t->stopat : c->since) + GRACE;
+      if (at < 0 || asked < at)
+        at = asked;
+    }
+    if (at < 0)
+      continue;
+    if (now >= at) {
+      c->killed = 1;
+      killchild(c);
+    } else if (next < 0 || at < next) {
+      next = at;
+    }
+  }
+  if (next < 0)
+    return -1;
+  next = (next - now) * 1000 + 1;  /* not woken a moment too soon */
+  return next < 3600000 ? (int)next : 3600000;
+}
+
 /* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
 ** when it was told to stop, or when it ran its last task
 ** (max_tasks_per_child) and answered all; anything else breaks the
@@ -820,6 +962,10 @@ static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
+  if (c->killed) {
+    endkilled(p, c);
+    return;
+  }
   if (c->ninflight == 0 && (c->stopping || retired)
       && (status == UNKNOWN
           || (WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
@@ -930,8 +1076,9 @@ static int pollset(proc *p) {
 }
 
 /* Wait for the next event and handle it: the wake-up fd, each child's
-** socket (results, end of file) and pidfd (exit). */
-static void poll_once(proc *p) {
+** socket (results, end of file) and pidfd (exit); or 'ms' milliseconds
+** (-1: no limit). */
+static void poll_once(proc *p, int ms) {
   struct pollfd *fds;
   child *c, *next;
   int i;
@@ -941,7 +1088,7 @@ static void poll_once(proc *p) {
     return;
   }
   fds = p->fds;
-  while (poll(fds, (nfds_t)p->nfds, -1) < 0 && errno == EINTR)
+  while (poll(fds, (nfds_t)p->nfds, ms) < 0 && errno == EINTR)
     ;
   if (fds[0].revents & POLLIN)
     while (read(p->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
@@ -988,7 +1135,7 @@ static void *supervise(void *arg) {
     flushall(p);
     publish(p);
     completedone(p);
-    poll_once(p);
+    poll_once(p, overdue(p));
   }
   publish(p);
   completedone(p);
@@ -1251,6 +1398,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
   conc__queue_init(&p->done);
+  conc__queue_init(&p->resend);
   return &p->base;
 }
 

@@ -549,3 +549,67 @@ describe("ProcessPoolExecutor respawn", function()
     assert.equal("after", ex:submit(function() return "after" end):result(30))
   end)
 end)
+
+-- Code that runs with Lua's hooks off cannot be interrupted: here an
+-- xpcall message handler, which Lua calls from within the stop hook's
+-- own error. A process pool kills the child of such a task once a stop
+-- asked of it has not ended it within a grace period, and replaces it.
+describe("ProcessPoolExecutor task that ignores its stop", function()
+  local function stuck(path)
+    io.open(path, "w"):close()
+    xpcall(error, function() while true do end end)
+  end
+
+  local function pid() return require("concurrent.futures").worker().pid end
+
+  it("is ended by a running cancel; the pool runs on", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    local f = ex:submit(stuck, mark)
+    -- held ahead by the same child: never started, so it runs elsewhere
+    local ahead = ex:submit(function() return "ahead ran" end)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    local ok, err = pcall(f.result, f, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.is_true(f:cancelled())
+    assert.equal("ahead ran", ahead:result(30))
+    local second = ex:submit(pid):result(30)
+    assert.are_not.equal(first, second)  -- a new child
+    local st = ex:stats()
+    assert.same({ 1, 0, 3, 0, 0, 1, 1 },
+                { st.workers, st.pending, st.completed, st.failed, st.running,
+                  st.cancelled, st.idle })
+  end)
+
+  it("keeps the child of a task that ends soon after its stop", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    -- a foreign call that returns well within the grace period
+    local f = ex:submit(function(path)
+      io.open(path, "w"):close()
+      os.execute("sleep 0.3")
+      return "not stopped"
+    end, mark)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    assert.is_true(cf.CancelledError:is(select(2, pcall(f.result, f, 30))))
+    assert.equal(first, ex:submit(pid):result(30))
+  end)
+
+  it("is ended by task_timeout with TimeoutError; the pool runs on", function()
+    local ex <close> = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.3 }
+    local f = ex:submit(stuck, newmark())
+    local e = f:exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.3 s time limit", e.message)
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+    local st = ex:stats()
+    assert.same({ 1, 0, 1, 1, 0, 0, 1 },
+                { st.workers, st.pending, st.completed, st.failed, st.running,
+                  st.cancelled, st.idle })
+  end)
+end)
