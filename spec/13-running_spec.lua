@@ -555,9 +555,13 @@ end)
 -- own error. A process pool kills the child of such a task once a stop
 -- asked of it has not ended it within a grace period, and replaces it.
 describe("ProcessPoolExecutor task that ignores its stop", function()
+  -- The handler runs first with hooks on (called by error), marks the
+  -- file, and loops; the stop's error calls it again, hooks off.
   local function stuck(path)
-    io.open(path, "w"):close()
-    xpcall(error, function() while true do end end)
+    xpcall(error, function()
+      if path then io.open(path, "w"):close() path = nil end
+      while true do end
+    end)
   end
 
   local function pid() return require("concurrent.futures").worker().pid end
@@ -611,5 +615,30 @@ describe("ProcessPoolExecutor task that ignores its stop", function()
     assert.same({ 1, 0, 1, 1, 0, 0, 1 },
                 { st.workers, st.pending, st.completed, st.failed, st.running,
                   st.cancelled, st.idle })
+  end)
+end)
+
+describe("ThreadPoolExecutor task that ignores its stop", function()
+  -- README, "What no stop reaches": nothing can end the thread; the
+  -- worker is lost, shutdown(false) returns, os.exit still leaves.
+  it("keeps its worker; the others serve, shutdown(false) returns", function()
+    local out, ok = helpers.run_lua(([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor { max_workers = 2, task_timeout = 0.2 }
+      local f = ex:submit(function()
+        xpcall(error, function() while true do end end)
+      end)
+      assert(not pcall(f.result, f, 1.5))  -- waits in vain
+      assert(f:running())
+      assert(f:cancel { running = true })
+      assert(ex:submit(function() return 7 end):result(30) == 7)
+      local st = ex:stats()
+      assert(st.running == 1 and st.completed == 1 and st.workers == 2)
+      ex:shutdown(false)
+      print("shutdown returned")
+      os.exit(0)
+    ]]), "ASAN_OPTIONS=detect_leaks=0")
+    assert.is_true(ok, out)
+    assert.matches("shutdown returned", out)
   end)
 end)
