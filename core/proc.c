@@ -540,9 +540,10 @@ static conc_payload_t *unsent(const ptask *t) {
   return conc_payload_error("", msg);
 }
 
-/* Whether 'c' may take another task now. */
+/* Whether 'c' may take another task now (not once it is being killed:
+** what it would hold ahead would only be written again). */
 static int takes(proc *p, child *c, int ahead) {
-  return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
+  return !c->stopping && !c->killed && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
 }
@@ -1020,7 +1021,7 @@ static int draining(proc *p) {
 static void stopidle(proc *p) {
   child *c;
   for (c = p->children; c != NULL; c = c->next)
-    if (!c->stopping && c->ninflight == 0) {
+    if (!c->stopping && !c->killed && c->ninflight == 0) {
       size_t at = conc__frame_begin(&c->out, F_STOP);
       conc__frame_end(&c->out, at);
       c->stopping = 1;
@@ -1037,7 +1038,7 @@ static void publish(proc *p) {
   int idle = 0;
   size_t memory = 0;
   for (c = p->children; c != NULL; c = c->next) {
-    idle += c->started && c->ninflight == 0 && !c->stopping;
+    idle += c->started && c->ninflight == 0 && !c->stopping && !c->killed;
     memory += c->memory;
   }
   pthread_mutex_lock(&p->mu);
