@@ -584,6 +584,18 @@ static void expired(conc__tnode *n) {
   stoprunning(conc__container_of(n, child, limit), CONC_STOP_TIMEOUT);
 }
 
+/* The running task is asked to stop (on the timer's thread, every
+** CONC__STOP_AGAIN): one the runtime raised its stop into where no stop
+** reaches, and that has stayed there CONC__CHILD_GRACE seconds, ends
+** with this process (proc.h). One in a foreign C call was not raised
+** into: it stops when the call returns. */
+static void watchstuck(conc__taskstop *s) {
+  double raised;
+  __atomic_load(&s->ctl.raised, &raised, __ATOMIC_ACQUIRE);
+  if (raised > 0 && conc_now() - raised >= CONC__CHILD_GRACE)
+    leave(CONC__CHILD_STUCK);
+}
+
 /* Run 't' (made running, its controls armed, by 'nexttask'): the reader
 ** may stop it meanwhile. */
 static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
@@ -633,6 +645,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.qpx.asked = qpx_asked;
   c.qpx.readpayload = qpx_readpayload;
   conc__taskstop_init(&c.tstop, &c.timer, rt->interrupt, ctx);
+  c.tstop.watch = watchstuck;
   if ((c.rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0

@@ -34,21 +34,6 @@
 /* Bytes read from a child per read call. */
 #define READCHUNK (64 * 1024)
 
-/*
-** Seconds a task asked to stop (a running cancel, its time limit) may
-** take to end before the supervisor kills its child. A stopped task's
-** Lua code raises at every instruction until it unwound, and the stop
-** is asked again every CONC__STOP_AGAIN, so a task unwinding normally
-** (its pcalls, its __close handlers) ends within milliseconds, even on
-** a loaded machine or under a sanitizer. What outlasts a second runs
-** where no stop reaches it: code with Lua's hooks off (an xpcall message
-** handler, which Lua calls from within the stop's own error), or a
-** foreign C call that does not return. Its worker would be lost for
-** good; a child can be ended, and is (API.md: its future ends as a
-** stopped task's does, the pool replaces the child and stays usable).
-*/
-#define GRACE 1.0
-
 typedef struct proc proc;
 typedef struct child child;
 
@@ -62,7 +47,7 @@ typedef struct ptask {
   int failed;               /* of that outcome */
   uint64_t id;
   double timeout;           /* seconds from its start in the child, or 0 */
-  double stopat;            /* when a running cancel was sent for it */
+  int stopsent;             /* a running cancel was sent for it */
   proc *p;
   child *c;                 /* its child, from written to done */
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
@@ -79,9 +64,6 @@ struct child {
   int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
   int ninflight;
-  uint64_t headid;          /* the task it runs, as 'overdue' last saw */
-  double since;             /* when 'overdue' saw it start */
-  int killed;               /* it did not stop: the pool killed 'c' */
   long sent;                /* tasks written, for max_tasks_per_child */
   size_t memory;            /* bytes its state held after its last task */
   conc__wbuf out;
@@ -122,8 +104,9 @@ struct proc {
   child *children;
   int nchildren;
   conc__queue done;         /* ptasks whose outcome came, to complete */
-  conc__queue resend;       /* ptasks a killed child held ahead, never
-                            ** started: written again before 'pending' */
+  conc__queue resend;       /* ptasks held ahead by a child that ended a
+                            ** stuck task, never started: written again
+                            ** before 'pending' */
   char *scratch;            /* READCHUNK bytes */
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
@@ -162,9 +145,9 @@ static void freetask(ptask *t) {
 }
 
 /* A running cancel (under the future's lock, any thread): the
-** supervisor tells the task's child. A task written again (to the
-** successor of a killed child) runs this once more as it is written,
-** and may still be listed from the first time. */
+** supervisor tells the task's child. A task written again (see
+** 'endstuck') runs this once more as it is written, and may still be
+** listed from the first time. */
 static void stoptask(void *arg) {
   ptask *t = (ptask *)arg;
   proc *p = t->p;
@@ -204,8 +187,7 @@ static void failtask(proc *p, ptask *t, const char *msg, int running) {
 
 /* Tell each child to stop the tasks a running cancel asked for: those
 ** still in flight (a task that ended left the list; one waiting in
-** 'resend' is told when it is written again). From then on its child
-** has GRACE seconds to end it (see 'overdue'). */
+** 'resend' is told when it is written again). */
 static void sendcancels(proc *p) {
   conc__queue cq;
   conc__queue_init(&cq);
@@ -218,8 +200,7 @@ static void sendcancels(proc *p) {
     t->incq = 0;
     if (t->c == NULL)  /* its outcome came: past stopping */
       continue;
-    if (t->stopat == 0)
-      t->stopat = conc_now();
+    t->stopsent = 1;
     at = conc__frame_begin(&t->c->out, F_CANCEL);
     conc__put64(&t->c->out, t->id);
     conc__frame_end(&t->c->out, at);
@@ -503,8 +484,8 @@ static void breakf(proc *p, const char *fmt, pid_t pid) {
 
 /* Write 't' to 'c'; 0, or -1 when out of memory (then 't' is still the
 ** caller's, and RUNNING). A task that goes ahead of another keeps its
-** payload until it starts (see 'overdue'): should its child be killed
-** first, it is written again to another. */
+** payload until it starts (see 'onresult'): should its child end a
+** stuck task first, it is written again to another. */
 static int sendtask(child *c, ptask *t) {
   int ok;
   uint64_t *ids = conc__qhost_ids(&c->qp, t->payload, &ok);
@@ -540,10 +521,9 @@ static conc_payload_t *unsent(const ptask *t) {
   return conc_payload_error("", msg);
 }
 
-/* Whether 'c' may take another task now (not once it is being killed:
-** what it would hold ahead would only be written again). */
+/* Whether 'c' may take another task now. */
 static int takes(proc *p, child *c, int ahead) {
-  return !c->stopping && !c->killed && c->ninflight < (ahead ? AHEAD : 1)
+  return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
 }
@@ -578,7 +558,7 @@ static child *pick(proc *p) {
   return NULL;
 }
 
-/* Write again the tasks a killed child held ahead (RUNNING, and
+/* Write again the tasks held ahead by a child that ended (RUNNING, and
 ** counted so all along), first: they were submitted before the pending
 ** ones. */
 static void sendagain(proc *p) {
@@ -680,8 +660,12 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   c->memory = (size_t)memory;
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
-  conc_payload_free(t->payload);  /* kept while it was ahead */
   t->payload = out;
+  if (!conc__queue_empty(&c->inflight)) {  /* the next one starts */
+    ptask *next = qtask(conc__queue_head(&c->inflight));
+    conc_payload_free(next->payload);
+    next->payload = NULL;
+  }
   t->failed = (int)failed;
   t->c = NULL;
   conc__queue_insert_tail(&p->done, &t->q);
@@ -865,8 +849,8 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
-/* The error of a task whose child was killed: as its stop would have
-** ended it (a running cancel wins in 'endtask', as it does there). */
+/* The error of a task that its child ended stuck: as its stop would
+** have ended it (a running cancel wins in 'endtask', as it does there). */
 static conc_payload_t *overstayed(const ptask *t) {
   char msg[64];
   if (t->timeout <= 0)
@@ -876,79 +860,35 @@ static conc_payload_t *overstayed(const ptask *t) {
   return conc_payload_error("TimeoutError", msg);
 }
 
-/* 'c' was killed (see 'overdue') and is reaped, what it wrote before
-** read: its task that would not stop ends as stopped; the tasks it held
-** ahead never started, and are written again to another child. Unless
-** that task's result came just before the kill: then the next one had
-** started, and fails as the task of a worker that died. The pool chose
-** to end 'c': it is replaced, and the pool does not break. */
-static void endkilled(proc *p, child *c) {
-  int first = 1;
-  while (!conc__queue_empty(&c->inflight)) {
-    ptask *t = qtask(conc__queue_head(&c->inflight));
-    conc__queue_remove(&t->q);
-    t->c = NULL;
-    if (first && t->id == c->headid) {
-      endtask(p, t, overstayed(t), 1, 1);
-    } else if (first) {
-      char msg[160];
-      snprintf(msg, sizeof(msg), "a worker process was killed while it "
-               "ran this task (pid %d): the task before it did not stop "
-               "when asked", (int)c->pid);
-      failtask(p, t, msg, 1);
-    } else {
-      conc__queue_insert_tail(&p->resend, &t->q);
-    }
-    first = 0;
-  }
-  freechild(p, c);  /* 'assign' starts another when work comes */
+/* Whether 'c' ended (with 'status') a task that did not stop where no
+** stop reaches (CONC__CHILD_STUCK): its running task, the head of its
+** tasks once what it wrote is read, which was asked to stop. */
+static int stuck(child *c, int status) {
+  ptask *t;
+  if (status == UNKNOWN || !WIFEXITED(status)
+      || WEXITSTATUS(status) != CONC__CHILD_STUCK
+      || conc__queue_empty(&c->inflight))
+    return 0;
+  t = qtask(conc__queue_head(&c->inflight));
+  return t->stopsent || t->timeout > 0;
 }
 
-/*
-** Watch the tasks asked to stop: the head task of each started child
-** (the one it runs, as near as the supervisor can tell: from when it
-** was written to an idle child, the child started, or the task before
-** it ended) has GRACE seconds past its time limit, or past the running
-** cancel sent for it, to end; else its child is killed, and 'onexit'
-** ends the task once the child is reaped. A task that reaches the head
-** has started: its payload, kept while it was ahead, is let go. The
-** milliseconds until the next such deadline (for poll), or -1.
-*/
-static int overdue(proc *p) {
-  double now = conc_now(), next = -1;
-  child *c;
-  for (c = p->children; c != NULL; c = c->next) {
-    ptask *t;
-    double at = -1;
-    if (!c->started || c->killed || conc__queue_empty(&c->inflight))
-      continue;
+/* 'c' ended its stuck task (see 'stuck'), and is reaped: that task ends
+** as stopped; the tasks it held ahead never started, and are written
+** again to another child. The pool asked for the stop: 'c' is replaced,
+** and the pool does not break. */
+static void endstuck(proc *p, child *c) {
+  ptask *t = qtask(conc__queue_head(&c->inflight));
+  conc__queue_remove(&t->q);
+  t->c = NULL;
+  endtask(p, t, overstayed(t), 1, 1);
+  while (!conc__queue_empty(&c->inflight)) {
     t = qtask(conc__queue_head(&c->inflight));
-    if (t->id != c->headid) {  /* ids are never reused; addresses are */
-      c->headid = t->id;
-      c->since = now;
-      conc_payload_free(t->payload);
-      t->payload = NULL;
-    }
-    if (t->timeout > 0)
-      at = c->since + t->timeout + GRACE;
-    if (t->stopat > 0) {
-      double asked = (t->stopat > c->since ? t->stopat : c->since) + GRACE;
-      if (at < 0 || asked < at)
-        at = asked;
-    }
-    if (at < 0)
-      continue;
-    if (now >= at) {
-      c->killed = 1;
-      killchild(c);
-    } else if (next < 0 || at < next) {
-      next = at;
-    }
+    conc__queue_remove(&t->q);
+    t->c = NULL;
+    conc__queue_insert_tail(&p->resend, &t->q);
   }
-  if (next < 0)
-    return -1;
-  next = (next - now) * 1000 + 1;  /* not woken a moment too soon */
-  return next < 3600000 ? (int)next : 3600000;
+  freechild(p, c);  /* 'assign' starts another when work comes */
 }
 
 /* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
@@ -963,8 +903,8 @@ static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
-  if (c->killed) {
-    endkilled(p, c);
+  if (stuck(c, status)) {
+    endstuck(p, c);
     return;
   }
   if (c->ninflight == 0 && (c->stopping || retired)
@@ -1021,7 +961,7 @@ static int draining(proc *p) {
 static void stopidle(proc *p) {
   child *c;
   for (c = p->children; c != NULL; c = c->next)
-    if (!c->stopping && !c->killed && c->ninflight == 0) {
+    if (!c->stopping && c->ninflight == 0) {
       size_t at = conc__frame_begin(&c->out, F_STOP);
       conc__frame_end(&c->out, at);
       c->stopping = 1;
@@ -1038,7 +978,7 @@ static void publish(proc *p) {
   int idle = 0;
   size_t memory = 0;
   for (c = p->children; c != NULL; c = c->next) {
-    idle += c->started && c->ninflight == 0 && !c->stopping && !c->killed;
+    idle += c->started && c->ninflight == 0 && !c->stopping;
     memory += c->memory;
   }
   pthread_mutex_lock(&p->mu);
@@ -1077,9 +1017,8 @@ static int pollset(proc *p) {
 }
 
 /* Wait for the next event and handle it: the wake-up fd, each child's
-** socket (results, end of file) and pidfd (exit); or 'ms' milliseconds
-** (-1: no limit). */
-static void poll_once(proc *p, int ms) {
+** socket (results, end of file) and pidfd (exit). */
+static void poll_once(proc *p) {
   struct pollfd *fds;
   child *c, *next;
   int i;
@@ -1089,7 +1028,7 @@ static void poll_once(proc *p, int ms) {
     return;
   }
   fds = p->fds;
-  while (poll(fds, (nfds_t)p->nfds, ms) < 0 && errno == EINTR)
+  while (poll(fds, (nfds_t)p->nfds, -1) < 0 && errno == EINTR)
     ;
   if (fds[0].revents & POLLIN)
     while (read(p->wakefd, &v, sizeof(v)) < 0 && errno == EINTR)
@@ -1136,7 +1075,7 @@ static void *supervise(void *arg) {
     flushall(p);
     publish(p);
     completedone(p);
-    poll_once(p, overdue(p));
+    poll_once(p);
   }
   publish(p);
   completedone(p);

@@ -618,6 +618,51 @@ describe("ProcessPoolExecutor task that ignores its stop", function()
   end)
 end)
 
+-- API.md: a task blocked in a foreign C call is stopped when the call
+-- returns, and its worker takes the next task. Its stop never reached
+-- Lua code (no stop error was raised), so the pool does not kill its
+-- child however long the call lasts.
+describe("ProcessPoolExecutor task in a long foreign C call", function()
+  local function pid() return require("concurrent.futures").worker().pid end
+
+  -- marks the file, then blocks in C past the grace period
+  local function sleeper(path)
+    io.open(path, "w"):close()
+    os.execute("sleep 2")
+    return "not stopped"
+  end
+
+  it("stops once the call returns after a running cancel", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    local f = ex:submit(sleeper, mark)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    local ok, err = pcall(f.result, f, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.equal(first, ex:submit(pid):result(30))  -- the same child
+    local st = ex:stats()
+    assert.same({ 1, 2, 0, 1, 1 },
+                { st.workers, st.completed, st.failed, st.cancelled,
+                  st.idle })
+  end)
+
+  it("stops once the call returns after its task_timeout", function()
+    local ex <close> = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.2 }
+    local first = ex:submit(pid):result(30)
+    local e = ex:submit(sleeper, newmark()):exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.2 s time limit", e.message)
+    assert.equal(first, ex:submit(pid):result(30))  -- the same child
+    local st = ex:stats()
+    assert.same({ 1, 2, 1, 0, 1 },
+                { st.workers, st.completed, st.failed, st.cancelled,
+                  st.idle })
+  end)
+end)
+
 describe("ThreadPoolExecutor task that ignores its stop", function()
   -- README, "What no stop reaches": nothing can end the thread; the
   -- worker is lost, shutdown(false) returns, os.exit still leaves.
