@@ -552,8 +552,8 @@ end)
 
 -- Code that runs with Lua's hooks off cannot be interrupted: here an
 -- xpcall message handler, which Lua calls from within the stop hook's
--- own error. A process pool kills the child of such a task once a stop
--- asked of it has not ended it within a grace period, and replaces it.
+-- own error. A process pool's child ends itself when its task has been
+-- there a grace period after the stop was raised, and is replaced.
 describe("ProcessPoolExecutor task that ignores its stop", function()
   -- The handler runs first with hooks on (called by error), marks the
   -- file, and loops; the stop's error calls it again, hooks off.
@@ -592,7 +592,7 @@ describe("ProcessPoolExecutor task that ignores its stop", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local first = ex:submit(pid):result(30)
     local mark = newmark()
-    -- a foreign call that returns well within the grace period
+    -- a short foreign call: the stop raised nothing in it
     local f = ex:submit(function(path)
       io.open(path, "w"):close()
       os.execute("sleep 0.3")
