@@ -60,6 +60,7 @@ struct child {
   pid_t pid;
   int sock, pidfd;          /* pidfd -1: the kernel has none */
   int started;              /* F_START came */
+  int stuck;                /* F_STUCK came: it exits (see 'endstuck') */
   int stopping;             /* F_STOP sent */
   int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
@@ -521,9 +522,10 @@ static conc_payload_t *unsent(const ptask *t) {
   return conc_payload_error("", msg);
 }
 
-/* Whether 'c' may take another task now. */
+/* Whether 'c' may take another task now (not once it said it exits
+** stuck: what it would hold ahead would only be written again). */
 static int takes(proc *p, child *c, int ahead) {
-  return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
+  return !c->stopping && !c->stuck && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
 }
@@ -704,6 +706,21 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   breakpool(p, msg);
 }
 
+/* 'c' said its running task is stuck where no stop reaches (CONC__CHILD_
+** GRACE), and exits: that task is the head of its tasks (what it wrote
+** before is read), and was asked to stop. */
+static void onstuck(proc *p, child *c, conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  ptask *t;
+  if (r->bad || conc__queue_empty(&c->inflight)
+      || (t = qtask(conc__queue_head(&c->inflight)))->id != id
+      || (!t->stopsent && t->timeout <= 0)) {
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+    return;
+  }
+  c->stuck = 1;
+}
+
 /* One whole frame body of 'len' bytes came from 'c' at 'body' (only
 ** its head when 'c->toobig'): 0, or nonzero when it broke the pool
 ** (then 'c' is gone). */
@@ -716,6 +733,8 @@ static int onframe(proc *p, child *c, const void *body, size_t len) {
   type = conc__get8(&r);
   if (type == F_RESULT)
     onresult(p, c, &r);
+  else if (type == F_STUCK && !c->stuck && !c->toobig)
+    onstuck(p, c, &r);
   else if (type == F_START && !c->started && !c->toobig)
     onstart(p, c, &r);
   else if (!conc__qhost_isrequest(type)
@@ -860,23 +879,12 @@ static conc_payload_t *overstayed(const ptask *t) {
   return conc_payload_error("TimeoutError", msg);
 }
 
-/* Whether 'c' ended (with 'status') a task that did not stop where no
-** stop reaches (CONC__CHILD_STUCK): its running task, the head of its
-** tasks once what it wrote is read, which was asked to stop. */
-static int stuck(child *c, int status) {
-  ptask *t;
-  if (status == UNKNOWN || !WIFEXITED(status)
-      || WEXITSTATUS(status) != CONC__CHILD_STUCK
-      || conc__queue_empty(&c->inflight))
-    return 0;
-  t = qtask(conc__queue_head(&c->inflight));
-  return t->stopsent || t->timeout > 0;
-}
-
-/* 'c' ended its stuck task (see 'stuck'), and is reaped: that task ends
-** as stopped; the tasks it held ahead never started, and are written
-** again to another child. The pool asked for the stop: 'c' is replaced,
-** and the pool does not break. */
+/* 'c' said (F_STUCK) that its task, asked to stop, is stuck where no
+** stop reaches, exited, and is reaped: that task ends as stopped; the
+** tasks it held ahead never started, and are written again to another
+** child. The pool asked for the stop: 'c' is replaced, and the pool
+** does not break, whatever its exit status (a host that reaps its
+** children itself leaves none). */
 static void endstuck(proc *p, child *c) {
   ptask *t = qtask(conc__queue_head(&c->inflight));
   conc__queue_remove(&t->q);
@@ -903,7 +911,7 @@ static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
-  if (stuck(c, status)) {
+  if (c->stuck) {
     endstuck(p, c);
     return;
   }

@@ -622,6 +622,29 @@ end)
 -- returns, and its worker takes the next task. Its stop never reached
 -- Lua code (no stop error was raised), so the pool does not kill its
 -- child however long the call lasts.
+describe("ProcessPoolExecutor task that ignores its stop, in a host that "
+         .. "reaps its children itself", function()
+  -- the pool cannot see the child's exit status: the child tells it
+  it("is ended by task_timeout; the pool does not break", function()
+    for _, mode in ipairs { "ignore", "reap" } do
+      local out, ok = helpers.run_lua(([[
+        local cf = require "concurrent.futures"
+        assert(require("prochelper").sigchld(%q))
+        local ex = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.2 }
+        local e = ex:submit(function()
+          xpcall(error, function() while true do end end)
+        end):exception(30)
+        print(cf.TimeoutError:is(e), e)
+        print(ex:submit(function() return 7 end):result(30))
+        ex:shutdown(true)
+      ]]):format(mode), "timeout 60")
+      assert.is_true(ok, out)
+      assert.equal("true\tTimeoutError: task exceeded its 0.2 s time limit\n7\n",
+                   out, mode)
+    end
+  end)
+end)
+
 describe("ProcessPoolExecutor task in a long foreign C call", function()
   local function pid() return require("concurrent.futures").worker().pid end
 

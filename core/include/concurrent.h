@@ -522,7 +522,7 @@ typedef struct conc_taskctl {
   ** the task until its code catches the error (Lua runs a message
   ** handler for an error raised in a debug hook with the hooks off);
   ** 0 once the task runs interruptible code again, or ended. A process
-  ** pool's child ends a task stuck there (see CONC__CHILD_GRACE). */
+  ** pool's child ends a task stuck there for a second. */
   double raised;
 } conc_taskctl_t;
 
