@@ -570,6 +570,39 @@ static void expired(conc__tnode *n) {
   stoprunning(conc__container_of(n, child, limit), CONC_STOP_TIMEOUT);
 }
 
+/* The running task is asked to stop (on the timer's thread, every
+** CONC__STOP_AGAIN): one the runtime raised its stop into where no stop
+** reaches, and that has stayed there CONC__CHILD_GRACE seconds, ends
+** with this process (proc.h). One in a foreign C call was not raised
+** into: it stops when the call returns. */
+static void watchstuck(conc__taskstop *s) {
+  child *c = conc__container_of(s, child, tstop);
+  conc__wbuf w;
+  size_t at;
+  uint64_t id;
+  double raised;
+  __atomic_load(&s->ctl.raised, &raised, __ATOMIC_ACQUIRE);
+  if (raised == 0 || conc_now() - raised < CONC__CHILD_GRACE)
+    return;
+  pthread_mutex_lock(&c->mu);
+  id = c->running;
+  pthread_mutex_unlock(&c->mu);
+  __atomic_load(&s->ctl.raised, &raised, __ATOMIC_ACQUIRE);
+  if (id == 0 || raised == 0)
+    return;  /* it unwound meanwhile */
+  /* the parent learns it from the frame, not from an exit status that a
+  ** host reaping its children itself would never show it; no Lua code
+  ** runs while the main thread holds 'wmu', so it is let go soon */
+  memset(&w, 0, sizeof(w));
+  at = conc__frame_begin(&w, F_STUCK);
+  conc__put64(&w, id);
+  conc__frame_end(&w, at);
+  pthread_mutex_lock(&c->wmu);
+  if (!w.failed)
+    conc__wbuf_flushall(c->sock, &w);
+  leave(CONC__CHILD_STUCK);
+}
+
 /* Run 't' (made running, its controls armed, by 'nexttask'): the reader
 ** may stop it meanwhile. */
 static conc_payload_t *runtask(child *c, ctask *t, int *failed) {
@@ -619,6 +652,7 @@ void conc__child_main(int sock, const conc_runtime_t *rt, int maxtasks,
   c.qpx.asked = qpx_asked;
   c.qpx.readpayload = qpx_readpayload;
   conc__taskstop_init(&c.tstop, &c.timer, rt->interrupt, ctx);
+  c.tstop.watch = watchstuck;
   if ((c.rb.b = (unsigned char *)malloc(RDCHUNK)) == NULL
       || pthread_mutex_init(&c.mu, NULL) != 0
       || pthread_mutex_init(&c.wmu, NULL) != 0

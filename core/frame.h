@@ -25,6 +25,8 @@
 **                                               a forwarded future is done
 **   F_STOP   (parent)                           finish and exit
 **   F_CANCEL (parent)  u64 task                 stop it (running or queued)
+**   F_STUCK  (child)   u64 task                 it is stuck where no stop
+**                                               reaches: the child exits
 ** A child works on the parent's queues by requests, each answered by
 ** one F_QREPLY; 'wake' asks, when the queue is full (put) or empty
 ** (get), for an F_QCHANGED at its next change of that kind.
@@ -51,7 +53,8 @@
 ** message := bytes to the end of the body
 */
 enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
-       F_QPUT, F_QGET, F_QCLOSE, F_QLEN, F_QREPLY, F_QCHANGED, F_QDROP };
+       F_QPUT, F_QGET, F_QCLOSE, F_QLEN, F_QREPLY, F_QCHANGED, F_QDROP,
+       F_STUCK };
 
 /* The bit of an id that names a queue, not a future. */
 #define CONC__QID ((uint64_t)1 << 63)

@@ -193,13 +193,16 @@ CONC__FUNC int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
 ** (threadexec.c, child.c). Whichever of a running cancel and the task's
 ** time limit comes first sets 'ctl.stop' and interrupts the runtime;
 ** 'again', on 'timer', then asks again every CONC__STOP_AGAIN until
-** conc__taskstop_end. */
+** conc__taskstop_end. Init leaves 'watch' NULL. */
 typedef struct conc__taskstop {
   conc_taskctl_t ctl;                /* the running task's controls */
   conc__tasktimer *timer;
   conc__tnode again;                 /* in 'timer' once a stop was asked */
   void (*interrupt)(void *ctx);      /* the runtime's */
   void *ctx;
+  /* NULL, or the back-end's look at the stopped task before each
+  ** 'again' (on the timer's thread): child.c's ends a stuck one. */
+  void (*watch)(struct conc__taskstop *s);
 } conc__taskstop;
 CONC__FUNC void conc__taskstop_init(conc__taskstop *s, conc__tasktimer *t,
                                     void (*interrupt)(void *ctx),

@@ -42,10 +42,12 @@ typedef struct child child;
 typedef struct ptask {
   conc__queue q;
   conc_future_t *f;
-  conc_payload_t *payload;  /* freed once written; then its outcome */
+  conc_payload_t *payload;  /* freed once it starts (see 'sendtask');
+                            ** then its outcome */
   int failed;               /* of that outcome */
   uint64_t id;
   double timeout;           /* seconds from its start in the child, or 0 */
+  int stopsent;             /* a running cancel was sent for it */
   proc *p;
   child *c;                 /* its child, from written to done */
   conc__queue cq;           /* in 'p->cancels' while 'incq' */
@@ -58,6 +60,7 @@ struct child {
   pid_t pid;
   int sock, pidfd;          /* pidfd -1: the kernel has none */
   int started;              /* F_START came */
+  int stuck;                /* F_STUCK came: it exits (see 'endstuck') */
   int stopping;             /* F_STOP sent */
   int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
@@ -102,6 +105,9 @@ struct proc {
   child *children;
   int nchildren;
   conc__queue done;         /* ptasks whose outcome came, to complete */
+  conc__queue resend;       /* ptasks held ahead by a child that ended a
+                            ** stuck task, never started: written again
+                            ** before 'pending' */
   char *scratch;            /* READCHUNK bytes */
   struct pollfd *fds;       /* the wake-up fd, then each child's socket
                             ** and pidfd, in the order of 'children' */
@@ -140,12 +146,15 @@ static void freetask(ptask *t) {
 }
 
 /* A running cancel (under the future's lock, any thread): the
-** supervisor tells the task's child. */
+** supervisor tells the task's child. A task written again (see
+** 'endstuck') runs this once more as it is written, and may still be
+** listed from the first time. */
 static void stoptask(void *arg) {
   ptask *t = (ptask *)arg;
   proc *p = t->p;
   pthread_mutex_lock(&p->mu);
-  conc__queue_insert_tail(&p->cancels, &t->cq);
+  if (!t->incq)
+    conc__queue_insert_tail(&p->cancels, &t->cq);
   t->incq = 1;
   pthread_mutex_unlock(&p->mu);
   wake(p);
@@ -178,7 +187,8 @@ static void failtask(proc *p, ptask *t, const char *msg, int running) {
 }
 
 /* Tell each child to stop the tasks a running cancel asked for: those
-** still in flight (a task that ended left the list). */
+** still in flight (a task that ended left the list; one waiting in
+** 'resend' is told when it is written again). */
 static void sendcancels(proc *p) {
   conc__queue cq;
   conc__queue_init(&cq);
@@ -191,6 +201,7 @@ static void sendcancels(proc *p) {
     t->incq = 0;
     if (t->c == NULL)  /* its outcome came: past stopping */
       continue;
+    t->stopsent = 1;
     at = conc__frame_begin(&t->c->out, F_CANCEL);
     conc__put64(&t->c->out, t->id);
     conc__frame_end(&t->c->out, at);
@@ -439,6 +450,11 @@ static void breakpool(proc *p, const char *msg) {
       freetask(t);
     }
   }
+  while (!conc__queue_empty(&p->resend)) {  /* the supervisor's own */
+    ptask *t = qtask(conc__queue_head(&p->resend));
+    conc__queue_remove(&t->q);
+    failtask(p, t, msg, 1);
+  }
   while (p->children != NULL) {
     child *c = p->children;
     int status;
@@ -468,7 +484,9 @@ static void breakf(proc *p, const char *fmt, pid_t pid) {
 ** ======================================================================= */
 
 /* Write 't' to 'c'; 0, or -1 when out of memory (then 't' is still the
-** caller's, and RUNNING). */
+** caller's, and RUNNING). A task that goes ahead of another keeps its
+** payload until it starts (see 'onresult'): should its child end a
+** stuck task first, it is written again to another. */
 static int sendtask(child *c, ptask *t) {
   int ok;
   uint64_t *ids = conc__qhost_ids(&c->qp, t->payload, &ok);
@@ -483,8 +501,10 @@ static int sendtask(child *c, ptask *t) {
   free(ids);
   if (c->out.failed)
     return -1;
-  conc_payload_free(t->payload);
-  t->payload = NULL;
+  if (c->ninflight == 0) {
+    conc_payload_free(t->payload);
+    t->payload = NULL;
+  }
   conc__queue_insert_tail(&c->inflight, &t->q);
   setinflight(c, c->ninflight + 1);
   c->sent++;
@@ -502,9 +522,10 @@ static conc_payload_t *unsent(const ptask *t) {
   return conc_payload_error("", msg);
 }
 
-/* Whether 'c' may take another task now. */
+/* Whether 'c' may take another task now (not once it said it exits
+** stuck: what it would hold ahead would only be written again). */
 static int takes(proc *p, child *c, int ahead) {
-  return !c->stopping && c->ninflight < (ahead ? AHEAD : 1)
+  return !c->stopping && !c->stuck && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
 }
@@ -539,8 +560,25 @@ static child *pick(proc *p) {
   return NULL;
 }
 
+/* Write again the tasks held ahead by a child that ended (RUNNING, and
+** counted so all along), first: they were submitted before the pending
+** ones. */
+static void sendagain(proc *p) {
+  child *c;
+  while (!conc__queue_empty(&p->resend) && !p->broken
+         && (c = pick(p)) != NULL) {
+    ptask *t = qtask(conc__queue_head(&p->resend));
+    conc__queue_remove(&t->q);
+    if (sendtask(c, t) != 0)
+      endtask(p, t, unsent(t), 1, 1);
+  }
+}
+
 /* Hand pending tasks to children while some can take one. */
 static void assign(proc *p) {
+  sendagain(p);
+  if (!conc__queue_empty(&p->resend))
+    return;  /* no child for them: none for later ones either */
   for (;;) {
     child *c;
     ptask *t = NULL;
@@ -625,6 +663,11 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
   t->payload = out;
+  if (!conc__queue_empty(&c->inflight)) {  /* the next one starts */
+    ptask *next = qtask(conc__queue_head(&c->inflight));
+    conc_payload_free(next->payload);
+    next->payload = NULL;
+  }
   t->failed = (int)failed;
   t->c = NULL;
   conc__queue_insert_tail(&p->done, &t->q);
@@ -663,6 +706,21 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   breakpool(p, msg);
 }
 
+/* 'c' said its running task is stuck where no stop reaches (CONC__CHILD_
+** GRACE), and exits: that task is the head of its tasks (what it wrote
+** before is read), and was asked to stop. */
+static void onstuck(proc *p, child *c, conc__rd *r) {
+  uint64_t id = conc__get64(r);
+  ptask *t;
+  if (r->bad || conc__queue_empty(&c->inflight)
+      || (t = qtask(conc__queue_head(&c->inflight)))->id != id
+      || (!t->stopsent && t->timeout <= 0)) {
+    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
+    return;
+  }
+  c->stuck = 1;
+}
+
 /* One whole frame body of 'len' bytes came from 'c' at 'body' (only
 ** its head when 'c->toobig'): 0, or nonzero when it broke the pool
 ** (then 'c' is gone). */
@@ -675,6 +733,8 @@ static int onframe(proc *p, child *c, const void *body, size_t len) {
   type = conc__get8(&r);
   if (type == F_RESULT)
     onresult(p, c, &r);
+  else if (type == F_STUCK && !c->stuck && !c->toobig)
+    onstuck(p, c, &r);
   else if (type == F_START && !c->started && !c->toobig)
     onstart(p, c, &r);
   else if (!conc__qhost_isrequest(type)
@@ -808,6 +868,37 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
+/* The error of a task that its child ended stuck: as its stop would
+** have ended it (a running cancel wins in 'endtask', as it does there). */
+static conc_payload_t *overstayed(const ptask *t) {
+  char msg[64];
+  if (t->timeout <= 0)
+    return conc_payload_error("CancelledError", "the task was cancelled");
+  snprintf(msg, sizeof(msg), "task exceeded its %g s time limit",
+           t->timeout);
+  return conc_payload_error("TimeoutError", msg);
+}
+
+/* 'c' said (F_STUCK) that its task, asked to stop, is stuck where no
+** stop reaches, exited, and is reaped: that task ends as stopped; the
+** tasks it held ahead never started, and are written again to another
+** child. The pool asked for the stop: 'c' is replaced, and the pool
+** does not break, whatever its exit status (a host that reaps its
+** children itself leaves none). */
+static void endstuck(proc *p, child *c) {
+  ptask *t = qtask(conc__queue_head(&c->inflight));
+  conc__queue_remove(&t->q);
+  t->c = NULL;
+  endtask(p, t, overstayed(t), 1, 1);
+  while (!conc__queue_empty(&c->inflight)) {
+    t = qtask(conc__queue_head(&c->inflight));
+    conc__queue_remove(&t->q);
+    t->c = NULL;
+    conc__queue_insert_tail(&p->resend, &t->q);
+  }
+  freechild(p, c);  /* 'assign' starts another when work comes */
+}
+
 /* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
 ** when it was told to stop, or when it ran its last task
 ** (max_tasks_per_child) and answered all; anything else breaks the
@@ -820,6 +911,10 @@ static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
+  if (c->stuck) {
+    endstuck(p, c);
+    return;
+  }
   if (c->ninflight == 0 && (c->stopping || retired)
       && (status == UNKNOWN
           || (WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
@@ -1251,6 +1346,7 @@ conc_executor_t *conc_procexec_new(const conc_executor_opts_t *o) {
   conc__queue_init(&p->pending);
   conc__queue_init(&p->cancels);
   conc__queue_init(&p->done);
+  conc__queue_init(&p->resend);
   return &p->base;
 }
 

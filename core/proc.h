@@ -18,6 +18,27 @@
 /* Exit statuses of a child that gives up (the parent reports them). */
 #define CONC__CHILD_ENOMEM 70   /* out of memory outside any task */
 #define CONC__CHILD_EPROTO 71   /* the parent is gone or spoke nonsense */
+/* The running task, asked to stop, was stuck CONC__CHILD_GRACE seconds
+** where no stop reaches (see 'ctl.raised'): the child said so (F_STUCK)
+** and exits; the parent ends the task as the stop would have, and
+** replaces the child. */
+#define CONC__CHILD_STUCK 72
+
+/*
+** Seconds a task may stay where no stop reaches it after the runtime
+** raised its stop (a running cancel, its time limit) there. The stop
+** reaches Lua code through a debug hook, whose error Lua hands to an
+** xpcall message handler with the hooks still off: a handler that does
+** not return (or C code it calls) cannot be stopped, and its worker
+** would be lost for good. Once the error is caught the hook runs again,
+** and raises again, at the next Lua instruction, so a task unwinding
+** normally (its pcalls, its __close handlers) leaves that state within
+** microseconds, even on a loaded machine or under a sanitizer. A task
+** in a foreign C call was never raised into (the hook runs only
+** between Lua instructions) and is not ended however long the call
+** lasts: it stops when the call returns (API.md).
+*/
+#define CONC__CHILD_GRACE 1.0
 
 /* A forwarded id with this bit names the future of the pool's own task
 ** whose id is in the low bits, so that the task, waiting on the proxy

@@ -201,6 +201,8 @@ int conc__tasktimer_every(conc__tasktimer *t, conc__tnode *n,
 
 static void stop_again(conc__tnode *n) {
   conc__taskstop *s = conc__container_of(n, conc__taskstop, again);
+  if (s->watch != NULL)
+    s->watch(s);
   s->interrupt(s->ctx);
 }
 
@@ -209,11 +211,13 @@ void conc__taskstop_init(conc__taskstop *s, conc__tasktimer *t,
   s->ctl.stop = CONC_STOP_NONE;
   s->ctl.timeout = 0;
   s->ctl.place = NULL;
+  s->ctl.raised = 0;
   s->timer = t;
   s->again.fire = stop_again;
   s->again.at = -1;
   s->interrupt = interrupt;
   s->ctx = ctx;
+  s->watch = NULL;
 }
 
 void conc__taskstop_ask(conc__taskstop *s, int why) {

@@ -208,13 +208,22 @@ static int unhook(lua_State *L, worker *w) {
 ** task that is not stopped runs without a hook. It raises at every
 ** instruction until the task unwound, so a 'pcall' in the task cannot
 ** keep it alive. Found stale (the task ended), it removes itself.
+** Its error leaves with the hooks off until a pcall catches it: an
+** xpcall's message handler runs so, out of any stop's reach. So it
+** stamps 'ctl->raised' first; it runs again, and stamps again, at the
+** first Lua instruction after the catch, and rt_run clears the stamp
+** once the task unwound: a stamp that grows old tells the back-end the
+** task is stuck where no stop reaches (a process pool ends it).
 */
 static void stophook(lua_State *L, lua_Debug *ar) {
   worker *w = *(worker **)lua_getextraspace(L);
+  double now;
   (void)ar;
   if (!stopasked(w) && !unhook(L, w))
     return;
   lua_sethook(L, stophook, LUA_MASKCOUNT, 1);
+  now = conc_now();
+  __atomic_store(&w->ctl->raised, &now, __ATOMIC_RELEASE);
   lconc_checkstop(L);
 }
 
@@ -617,12 +626,14 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   worker *wk = (worker *)ctx;
   lua_State *W = wk->W;
   conc_payload_t *out;
+  double unwound = 0;  /* no stop error in flight (see stophook) */
   int status;
   arm(wk, ctl);
   wk->task = task;
   wk->phase = RUN_DECODE;
   lua_pushcfunction(W, run_task);
   status = lua_pcall(W, 0, 0, 1);  /* leaves msgh alone, if OK */
+  __atomic_store(&ctl->raised, &unwound, __ATOMIC_RELEASE);
   *failed = status != LUA_OK;
   if (status == LUA_OK)
     out = wk->out;

@@ -549,3 +549,166 @@ describe("ProcessPoolExecutor respawn", function()
     assert.equal("after", ex:submit(function() return "after" end):result(30))
   end)
 end)
+
+-- Code that runs with Lua's hooks off cannot be interrupted: here an
+-- xpcall message handler, which Lua calls from within the stop hook's
+-- own error. A process pool's child ends itself when its task has been
+-- there a grace period after the stop was raised, and is replaced.
+describe("ProcessPoolExecutor task that ignores its stop", function()
+  -- The handler runs first with hooks on (called by error), marks the
+  -- file, and loops; the stop's error calls it again, hooks off.
+  local function stuck(path)
+    xpcall(error, function()
+      if path then io.open(path, "w"):close() path = nil end
+      while true do end
+    end)
+  end
+
+  local function pid() return require("concurrent.futures").worker().pid end
+
+  it("is ended by a running cancel; the pool runs on", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    local f = ex:submit(stuck, mark)
+    -- held ahead by the same child: never started, so it runs elsewhere
+    local ahead = ex:submit(function() return "ahead ran" end)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    local ok, err = pcall(f.result, f, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.is_true(f:cancelled())
+    assert.equal("ahead ran", ahead:result(30))
+    local second = ex:submit(pid):result(30)
+    assert.are_not.equal(first, second)  -- a new child
+    local st = ex:stats()
+    assert.same({ 1, 0, 3, 0, 0, 1, 1 },
+                { st.workers, st.pending, st.completed, st.failed, st.running,
+                  st.cancelled, st.idle })
+  end)
+
+  it("keeps the child of a task that ends soon after its stop", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    -- a short foreign call: the stop raised nothing in it
+    local f = ex:submit(function(path)
+      io.open(path, "w"):close()
+      os.execute("sleep 0.3")
+      return "not stopped"
+    end, mark)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    assert.is_true(cf.CancelledError:is(select(2, pcall(f.result, f, 30))))
+    assert.equal(first, ex:submit(pid):result(30))
+  end)
+
+  it("is ended by task_timeout with TimeoutError; the pool runs on", function()
+    local ex <close> = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.3 }
+    local f = ex:submit(stuck, newmark())
+    local e = f:exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.3 s time limit", e.message)
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+    local st = ex:stats()
+    assert.same({ 1, 0, 1, 1, 0, 0, 1 },
+                { st.workers, st.pending, st.completed, st.failed, st.running,
+                  st.cancelled, st.idle })
+  end)
+end)
+
+-- API.md: a task blocked in a foreign C call is stopped when the call
+-- returns, and its worker takes the next task. Its stop never reached
+-- Lua code (no stop error was raised), so the pool does not kill its
+-- child however long the call lasts.
+describe("ProcessPoolExecutor task that ignores its stop, in a host that "
+         .. "reaps its children itself", function()
+  -- the pool cannot see the child's exit status: the child tells it
+  it("is ended by task_timeout; the pool does not break", function()
+    for _, mode in ipairs { "ignore", "reap" } do
+      local out, ok = helpers.run_lua(([[
+        local cf = require "concurrent.futures"
+        assert(require("prochelper").sigchld(%q))
+        local ex = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.2 }
+        local e = ex:submit(function()
+          xpcall(error, function() while true do end end)
+        end):exception(30)
+        print(cf.TimeoutError:is(e), e)
+        print(ex:submit(function() return 7 end):result(30))
+        ex:shutdown(true)
+      ]]):format(mode), "timeout 60")
+      assert.is_true(ok, out)
+      assert.equal("true\tTimeoutError: task exceeded its 0.2 s time limit\n7\n",
+                   out, mode)
+    end
+  end)
+end)
+
+describe("ProcessPoolExecutor task in a long foreign C call", function()
+  local function pid() return require("concurrent.futures").worker().pid end
+
+  -- marks the file, then blocks in C past the grace period
+  local function sleeper(path)
+    io.open(path, "w"):close()
+    os.execute("sleep 2")
+    return "not stopped"
+  end
+
+  it("stops once the call returns after a running cancel", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local first = ex:submit(pid):result(30)
+    local mark = newmark()
+    local f = ex:submit(sleeper, mark)
+    until_marked(mark)
+    assert.is_true(f:cancel { running = true })
+    local ok, err = pcall(f.result, f, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.equal(first, ex:submit(pid):result(30))  -- the same child
+    local st = ex:stats()
+    assert.same({ 1, 2, 0, 1, 1 },
+                { st.workers, st.completed, st.failed, st.cancelled,
+                  st.idle })
+  end)
+
+  it("stops once the call returns after its task_timeout", function()
+    local ex <close> = cf.ProcessPoolExecutor { max_workers = 1, task_timeout = 0.2 }
+    local first = ex:submit(pid):result(30)
+    local e = ex:submit(sleeper, newmark()):exception(30)
+    assert.is_true(cf.TimeoutError:is(e), tostring(e))
+    assert.equal("task exceeded its 0.2 s time limit", e.message)
+    assert.equal(first, ex:submit(pid):result(30))  -- the same child
+    local st = ex:stats()
+    assert.same({ 1, 2, 1, 0, 1 },
+                { st.workers, st.completed, st.failed, st.cancelled,
+                  st.idle })
+  end)
+end)
+
+describe("ThreadPoolExecutor task that ignores its stop", function()
+  -- README, "What no stop reaches": nothing can end the thread; the
+  -- worker is lost, shutdown(false) returns, os.exit still leaves.
+  it("keeps its worker; the others serve, shutdown(false) returns", function()
+    local out, ok = helpers.run_lua(([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor { max_workers = 2, task_timeout = 0.2 }
+      local f = ex:submit(function()
+        xpcall(error, function() while true do end end)
+      end)
+      assert(not pcall(f.result, f, 1.5))  -- waits in vain
+      assert(f:running())
+      assert(f:cancel { running = true })
+      assert(ex:submit(function() return 7 end):result(30) == 7)
+      local st = ex:stats()
+      assert(st.running == 1 and st.completed == 1 and st.workers == 2)
+      ex:shutdown(false)
+      print("shutdown returned")
+      os.exit(0)
+    ]]), -- it leaves with its state and threads alive, on purpose
+      'ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" '
+      .. 'TSAN_OPTIONS="$TSAN_OPTIONS:report_thread_leaks=0"')
+    assert.is_true(ok, out)
+    assert.matches("shutdown returned", out)
+  end)
+end)

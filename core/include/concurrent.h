@@ -524,6 +524,14 @@ typedef struct conc_taskctl {
   ** more (its references are given back then). */
   conc_payload_t *(*place)(struct conc_taskctl *ctl, size_t len,
                            size_t nfutures);
+  /* The runtime's (0 from the back-end; written and read with
+  ** __atomic_store/__atomic_load): when, by conc_now, the runtime last
+  ** raised the stop inside the task from where nothing can interrupt
+  ** the task until its code catches the error (Lua runs a message
+  ** handler for an error raised in a debug hook with the hooks off);
+  ** 0 once the task runs interruptible code again, or ended. A process
+  ** pool's child ends a task stuck there for a second. */
+  double raised;
 } conc_taskctl_t;
 
 /* What a worker runs: the same for a thread and a forked child. Only
