@@ -522,27 +522,57 @@ static conc_payload_t *unsent(const ptask *t) {
   return conc_payload_error("", msg);
 }
 
-/* Whether 'c' may take another task now (not once it said it exits
-** stuck: what it would hold ahead would only be written again). */
+/*
+** Whether 'c' may take another task now: once it started, that is once
+** its initializer returned (F_START). A task written to a child still
+** in its initializer would count as running while nothing runs it: a
+** running cancel or a time limit could not reach it, and an
+** initializer that never returns held it for ever. Not once the child
+** said it exits stuck either: what it would hold ahead would only be
+** written again.
+*/
 static int takes(proc *p, child *c, int ahead) {
-  return !c->stopping && !c->stuck && c->ninflight < (ahead ? AHEAD : 1)
+  return c->started && !c->stopping && !c->stuck
+         && c->ninflight < (ahead ? AHEAD : 1)
          && (p->o.max_tasks_per_child == 0
              || c->sent < p->o.max_tasks_per_child);
 }
 
-/* The child for the next task: an idle one; else a new one while below
-** the maximum; else a busy one with room for a task ahead. NULL when
-** none (or, with no child at all, when none could start: broken). */
+/* Tasks waiting for a child: pending ones and those to write again. */
+static long waiting(proc *p) {
+  conc__queue *q;
+  long n;
+  pthread_mutex_lock(&p->mu);
+  n = p->npending;
+  pthread_mutex_unlock(&p->mu);
+  for (q = conc__queue_head(&p->resend); q != &p->resend; q = q->next)
+    n++;
+  return n;
+}
+
+/* The child for the next task: an idle one; else, below the maximum,
+** new ones (one per waiting task beyond those starting), whose start
+** the task waits for, as it does for any child starting; else a busy
+** one with room for a task ahead. NULL when none (or, with no child at
+** all, when none could start: broken). */
 static child *pick(proc *p) {
   child *c;
-  for (c = p->children; c != NULL; c = c->next)
+  long starting = 0;
+  for (c = p->children; c != NULL; c = c->next) {
     if (takes(p, c, 0))
       return c;
+    starting += !c->started && !c->stopping;
+  }
   if (p->nchildren < p->o.max_workers) {
-    const char *what;
-    if ((c = spawn(p, &what)) != NULL)
-      return c;
-    if (p->nchildren == 0) {
+    const char *what = NULL;
+    long n;
+    int failed = 0;
+    for (n = waiting(p) - starting; n > 0 && !failed
+         && p->nchildren < p->o.max_workers; n--) {
+      failed = spawn(p, &what) == NULL;
+      starting += !failed;
+    }
+    if (failed && p->nchildren == 0) {
       char msg[160];
       if (what == NULL)
         snprintf(msg, sizeof(msg), "cannot start a worker process: not "
@@ -554,6 +584,8 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
+  if (starting > 0)  /* not ahead of a busy child's task */
+    return NULL;
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
       return c;

@@ -712,3 +712,28 @@ describe("ThreadPoolExecutor task that ignores its stop", function()
     assert.matches("shutdown returned", out)
   end)
 end)
+
+-- A task was written to a child still in its initializer and counted as
+-- running: a running cancel returned true, yet the task stayed running
+-- until the initializer returned (for ever, for one that never does).
+-- A task now waits as pending until a child has started.
+describe("ProcessPoolExecutor task waiting for a worker's initializer", function()
+  it("is pending, and a running cancel ends it at once", function()
+    local ex <close> = cf.ProcessPoolExecutor {
+      max_workers = 1,
+      initializer = function()
+        local t = os.clock() + 1.5
+        while os.clock() < t do end
+      end,
+    }
+    local f = ex:submit(function() return 1 end)
+    cf.dispatch(0.3)  -- the child is in its initializer
+    assert.is_false(f:running())
+    assert.equal(1, ex:stats().pending)
+    assert.is_true(f:cancel { running = true })
+    assert.is_true(f:cancelled())
+    assert.equal(2, ex:submit(function() return 2 end):result(30))
+    local st = ex:stats()
+    assert.same({ 0, 0, 1, 1 }, { st.running, st.pending, st.cancelled, st.completed })
+  end)
+end)
