@@ -230,6 +230,7 @@ typedef struct Enc {
   int maxdepth;       /* CONC_MAXDEPTH, or more with LCONC_ENC_WRAP */
   const char *label;
   int labelbase;
+  int init;           /* LCONC_ENC_INIT: an initializer and its initargs */
   lconc_names names;  /* C functions and modules by name (lnames.c) */
   Seg path[CONC_MAXDEPTH + WRAPDEPTH + 1];
 } Enc;
@@ -349,9 +350,19 @@ static void pushpath(Enc *E) {
     if (s->kind == SEG_NONE)
       continue;
     switch (s->kind) {
-      case SEG_ALL: lua_pushfstring(L, "%ss", E->label); break;
-      case SEG_TOP:
-        lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
+      case SEG_ALL:
+        if (E->init)
+          lua_pushliteral(L, "the initializer and its initargs");
+        else
+          lua_pushfstring(L, "%ss", E->label);
+        break;
+      case SEG_TOP:  /* an initializer's values by the options that hold them */
+        if (E->init && s->i == 0)
+          lua_pushliteral(L, "initializer");
+        else if (E->init)
+          lua_pushfstring(L, "initargs[%I]", s->i);
+        else
+          lua_pushfstring(L, "%s #%I", E->label, s->i + E->labelbase);
         break;
       case SEG_INDEX: lua_pushfstring(L, "[%I]", s->i); break;
       case SEG_UPVAL:  /* a stripped function's has no name ("(no name)") */
@@ -1243,6 +1254,7 @@ conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
   E.maxdepth = CONC_MAXDEPTH + ((flags & LCONC_ENC_WRAP) ? WRAPDEPTH : 0);
   E.label = label;
   E.labelbase = labelbase;
+  E.init = (flags & LCONC_ENC_INIT) != 0;
   E.names.checked = 0;
   E.B = buffer != 0 ? (Buffer *)lua_touserdata(L, buffer) : NULL;
   if (E.B != NULL && !taken(E.B, frame))

@@ -220,6 +220,9 @@ LCONC_FUNC conc_payload_t *lconc_encode(lua_State *L, int first, int n,
 ** (run_chunk in futures.lua), whose results lie two tables deep; those
 ** two levels do not count toward the nesting limit (lcodec.c). */
 #define LCONC_ENC_WRAP 2
+/* 'flags' LCONC_ENC_INIT: the first value is an executor's initializer,
+** the rest its initargs; paths read "initializer", "initargs[2].x". */
+#define LCONC_ENC_INIT 4
 typedef conc_payload_t *(*lconc_payalloc)(void *ud, size_t len,
                                           size_t nfutures);
 /* 'buffer' is the index of the state's encoding buffer (as

@@ -426,8 +426,7 @@ static int option(lua_State *L, const char *name) {
 }
 
 /* The initializer and initargs of the option table at 1, encoded as one
-** transfer: in errors the initializer is "initializer #0" and its
-** arguments "initializer #1" onwards. */
+** transfer (LCONC_ENC_INIT names them in errors). */
 static void readinit(lua_State *L, lconc_shared *sh) {
   int base, i, n = 0;
   if (option(L, "initializer") == LUA_TNIL) {
@@ -452,7 +451,8 @@ static void readinit(lua_State *L, lconc_shared *sh) {
       lua_geti(L, base + 1, i);
   }
   lua_remove(L, base + 1);
-  sh->init = lconc_encode(L, base, n + 1, "initializer", 0);
+  sh->init = lconc_encodex(L, base, n + 1, "initializer", 0, LCONC_ENC_INIT,
+                           NULL, NULL, 0);
   lua_settop(L, base - 1);
 }
 

@@ -563,8 +563,17 @@ describe("ThreadPoolExecutor", function()
       assert.matches("initargs must be a table, got number", err)
       ok, err = pcall(cf.ThreadPoolExecutor, { initializer = 5 })
       assert.matches("initializer must be a function or callable, got number", err)
-      ok, err = pcall(cf.ThreadPoolExecutor, { initializer = print, initargs = { io.stdout } })
-      assert.matches("cannot transfer initializer #1 %(userdata%)", err)
+      -- paths name the options the values sit in
+      for _, Pool in ipairs { cf.ThreadPoolExecutor, cf.ProcessPoolExecutor } do
+        ok, err = pcall(Pool, { initializer = print, initargs = { io.stdout } })
+        assert.matches("cannot transfer initargs%[1%] %(userdata%)", err)
+        ok, err = pcall(Pool, { initializer = print,
+                                initargs = { 1, { x = coroutine.create(print) } } })
+        assert.matches("cannot transfer initargs%[2%]%.x %(thread%)", err)
+        local out = io.stdout
+        ok, err = pcall(Pool, { initializer = function() return out end })
+        assert.matches("cannot transfer initializer%(upvalue 'out'%) %(userdata%)", err)
+      end
     end)
 
     it("refuses submit after shutdown", function()
