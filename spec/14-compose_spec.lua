@@ -291,14 +291,11 @@ describe("cf.all and cf.any", function()
     end
   end)
 
-  -- before: its callback stayed on the futures not done when it was
-  -- decided, holding it (and its list) while they lived: a task raced
-  -- against a long-lived stop signal kept every race's future
   -- before: their callback on a future the executor's finalizer ended
   -- completed a combined future whose handle the state had finalized
   -- already: "error in done callback: future handle already finalized"
   -- on stderr (cf.async's runs: "leaves its runs alone" below)
-  it("are left alone when their futures end while the state closes", function()
+  it("complete without an error when their futures end while the state closes", function()
     for _, ending in ipairs { "", "os.exit(true, true)" } do
       local out, ok = helpers.run_lua([[
         local cf = require "concurrent.futures"
@@ -317,6 +314,31 @@ describe("cf.all and cf.any", function()
     end
   end)
 
+  -- before: they stayed pending at exit, so their callbacks never ran,
+  -- while the callbacks of the futures they combine did
+  it("run their callbacks when their futures end while the state closes", function()
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local function slow(x) local t = os.clock() while os.clock() - t < 0.05 do end return x end
+      local f, g = ex:submit(slow, 1), ex:submit(slow, 2)
+      local h = ex:submit(error, "failed")
+      f:add_done_callback(function() print("f", f:result()) end)
+      cf.all { f, g }:add_done_callback(function(all)
+        print("all", all:result()[1][1], all:result()[2][1])
+      end)
+      cf.any { h, g }:add_done_callback(function(any) print("any", any:result()) end)
+      cf.all { f, h }:add_done_callback(function(all)
+        print("all failed", select(2, pcall(all.result, all)))
+      end)
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("f\t1\nall\t1\t2\nany\t2\nall failed\tfailed\n", out)
+  end)
+
+  -- before: its callback stayed on the futures not done when it was
+  -- decided, holding it (and its list) while they lived: a task raced
+  -- against a long-lived stop signal kept every race's future
   it("any: lets go of the futures still pending once decided", function()
     local stop = cf.Future()
     local races = setmetatable({}, { __mode = "k" })

@@ -619,9 +619,10 @@ end
 -- Once the combined future 'out' is done, its callback 'ondone' on the
 -- futures of 'list' goes: one of them never done (a stop signal raced
 -- by cf.any) kept it, with 'out', for ever. Cancelling 'out' cancels the
--- futures it waits on. While the state closes (an executor's finalizer
--- ending their futures) the callbacks do nothing: 'out', newer than
--- those futures, was finalized first, and no one here can see it again.
+-- futures it waits on. This callback also keeps 'out' usable while the
+-- state closes (a handle with callbacks pending keeps its future until
+-- the state's owner goes, lfuture.c): an executor's finalizer that ends
+-- the futures of 'list' then still completes 'out', and its callbacks run.
 local function settles(out, list, ondone)
   out:add_done_callback(function()
     for _, f in ipairs(list) do core._uncallback(f, ondone) end
@@ -645,7 +646,7 @@ function M.all(fs)
   local out, results, left = core.Future(), {}, #list
   if left == 0 then out:set_result(results) return out end
   local function ondone(f, i)
-    if core._closing() or out:done() then return end  -- (settles says why)
+    if out:done() then return end
     local r = outcome(f)
     if r[1] then
       results[i] = pack(unpack(r, 2, r.n))
@@ -674,7 +675,7 @@ function M.any(fs)
   end
   local out, left = core.Future(), #list
   local function ondone(f)
-    if core._closing() or out:done() then return end  -- (settles says why)
+    if out:done() then return end
     local r = outcome(f)
     left = left - 1
     if r[1] then
