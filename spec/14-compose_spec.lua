@@ -334,6 +334,20 @@ describe("cf.all and cf.any", function()
     ]])
     assert.is_true(ok, out)
     assert.equal("f\t1\nall\t1\t2\nany\t2\nall failed\tfailed\n", out)
+    -- a future done before the script's end, and finalized at its end
+    -- once its callbacks ran, when one it was combined with fails then
+    -- (before: "future handle already finalized" from cancelling it)
+    out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local ex = cf.ThreadPoolExecutor(1)
+      local f = ex:submit(function() return 1 end)
+      f:result()
+      cf.dispatch()
+      local h = ex:submit(function() local t = os.clock() while os.clock() - t < 0.05 do end error("late", 0) end)
+      cf.all { f, h }:add_done_callback(function(all) print(pcall(all.result, all)) end)
+    ]])
+    assert.is_true(ok, out)
+    assert.equal("false\tlate\n", out)
   end)
 
   -- before: its callback stayed on the futures not done when it was

@@ -616,6 +616,16 @@ local function fail_like(out, f, err)
   if tb then core._fail(out, err, tb) else out:set_exception(err) end
 end
 
+-- Cancel the futures of 'list'. While the state closes, one whose
+-- callbacks have all run may be finalized already: it is done, and
+-- there is nothing to cancel.
+local function cancel_all(list)
+  for _, f in ipairs(list) do
+    local ok, err = pcall(f.cancel, f)
+    if not ok and not core._closing() then error(err, 0) end
+  end
+end
+
 -- Once the combined future 'out' is done, its callback 'ondone' on the
 -- futures of 'list' goes: one of them never done (a stop signal raced
 -- by cf.any) kept it, with 'out', for ever. Cancelling 'out' cancels the
@@ -626,9 +636,7 @@ end
 local function settles(out, list, ondone)
   out:add_done_callback(function()
     for _, f in ipairs(list) do core._uncallback(f, ondone) end
-    if out:cancelled() then
-      for _, f in ipairs(list) do f:cancel() end
-    end
+    if out:cancelled() then cancel_all(list) end
   end)
 end
 
@@ -654,7 +662,7 @@ function M.all(fs)
       if left == 0 then out:set_result(results) end
     else
       fail_like(out, f, r[2])
-      for _, g in ipairs(list) do g:cancel() end
+      cancel_all(list)
     end
   end
   settles(out, list, ondone)
