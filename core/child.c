@@ -431,10 +431,13 @@ static ctask *taketask(child *c, int *reads, int *stop) {
     c->tail = &c->head;
   if (t != NULL) {  /* running from here: a cancel now finds it so */
     c->running = t->id;
-    __atomic_store_n(&c->tstop.ctl.stop, t->cancelled ? CONC_STOP_CANCEL
-                                                     : CONC_STOP_NONE,
-                     __ATOMIC_SEQ_CST);
+    __atomic_store_n(&c->tstop.ctl.stop, CONC_STOP_NONE, __ATOMIC_SEQ_CST);
     c->tstop.ctl.timeout = t->timeout;
+    /* a cancel that came before it started is asked as one that comes
+    ** now: setting the flag alone left it unwatched ('watchstuck'), and
+    ** stuck for ever if it got stuck where no stop reaches */
+    if (t->cancelled)
+      stoprunning(c, CONC_STOP_CANCEL);
     c->runs++;
     wake = c->fasleep && c->mainreads;
   }
