@@ -25,8 +25,11 @@
 **                                               a forwarded future is done
 **   F_STOP   (parent)                           finish and exit
 **   F_CANCEL (parent)  u64 task                 stop it (running or queued)
-**   F_STUCK  (child)   u64 task                 it is stuck where no stop
-**                                               reaches: the child exits
+**   F_STUCK  (child)   u64 task, u8 failed, u64 memory, payload
+**                                               as F_RESULT, for a task
+**                                               stuck where no stop
+**                                               reaches: its outcome as
+**                                               stopped; the child exits
 ** A child works on the parent's queues by requests, each answered by
 ** one F_QREPLY; 'wake' asks, when the queue is full (put) or empty
 ** (get), for an F_QCHANGED at its next change of that kind.

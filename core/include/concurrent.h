@@ -530,7 +530,8 @@ typedef struct conc_taskctl {
   ** the task until its code catches the error (Lua runs a message
   ** handler for an error raised in a debug hook with the hooks off);
   ** 0 once the task runs interruptible code again, or ended. A process
-  ** pool's child ends a task stuck there for a second. */
+  ** pool's child ends a task stuck there for a second, with the
+  ** runtime's 'stopped' outcome. */
   double raised;
 } conc_taskctl_t;
 
@@ -538,7 +539,7 @@ typedef struct conc_taskctl {
 ** 'run' is required; a hook left NULL means: 'start', no context (NULL);
 ** 'stop', nothing to release; 'interrupt', a task notices 'ctl->stop'
 ** only at its own checks (a cancel or a time limit waits for them);
-** 'memory', 0 bytes. */
+** 'memory', 0 bytes; 'stopped', NULL (no outcome). */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
   ** process); 'id' numbers the workers of an executor from 1. 0; or
@@ -559,6 +560,13 @@ typedef struct conc_runtime {
   void (*interrupt)(void *ctx);
   /* From any thread, between 'start' and 'stop': bytes 'ctx' holds. */
   size_t (*memory)(void *ctx);
+  /* From any thread, between 'start' and 'stop': the outcome (an
+  ** error) of a task that 'ctl->stop' stopped, as 'run' would end it,
+  ** or NULL (a cancel's: its future ends CANCELLED; or no memory).
+  ** Called without the task's unwinding: a process pool's child sends
+  ** it for a task stuck where no stop reaches ('ctl->raised'), and
+  ** exits. */
+  conc_payload_t *(*stopped)(void *ctx, const conc_taskctl_t *ctl);
   void *ud;
 } conc_runtime_t;
 
