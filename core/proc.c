@@ -99,8 +99,9 @@ struct proc {
   pthread_t sup;
   int nworkers, nidle;      /* the supervisor's view, for stats */
   long running, completed, failed, cancelled;
-  ptask *starting;          /* counted running, not yet started: stats
-                            ** count it cancelled once its future is */
+  ptask *moving;            /* from pending to running: counted running
+                            ** before its future is, so stats count it
+                            ** cancelled once its future is */
   /* the supervisor's own */
   child *children;
   int nchildren;
@@ -551,26 +552,26 @@ static long waiting(proc *p) {
 }
 
 /* The child for the next task: an idle one; else, below the maximum,
-** new ones (one per waiting task beyond those starting), whose start
-** the task waits for, as it does for any child starting; else a busy
-** one with room for a task ahead. NULL when none (or, with no child at
-** all, when none could start: broken). */
+** new ones (one per waiting task beyond the children not started yet),
+** whose start the task waits for, as it does for any such child; else
+** a busy one with room for a task ahead. NULL when none (or, with no
+** child at all, when none could start: broken). */
 static child *pick(proc *p) {
   child *c;
-  long starting = 0;
+  long unstarted = 0;  /* children not started yet */
   for (c = p->children; c != NULL; c = c->next) {
     if (takes(p, c, 0))
       return c;
-    starting += !c->started && !c->stopping;
+    unstarted += !c->started && !c->stopping;
   }
   if (p->nchildren < p->o.max_workers) {
     const char *what = NULL;
     long n;
     int failed = 0;
-    for (n = waiting(p) - starting; n > 0 && !failed
+    for (n = waiting(p) - unstarted; n > 0 && !failed
          && p->nchildren < p->o.max_workers; n--) {
       failed = spawn(p, &what) == NULL;
-      starting += !failed;
+      unstarted += !failed;
     }
     if (failed && p->nchildren == 0) {
       char msg[160];
@@ -584,7 +585,7 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
-  if (starting > 0)  /* not ahead of a busy child's task */
+  if (unstarted > 0)  /* not ahead of a busy child's task */
     return NULL;
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
@@ -629,14 +630,14 @@ static void assign(proc *p) {
       conc__queue_remove(&t->q);
       p->npending--;
       p->running++;
-      p->starting = t;
+      p->moving = t;
     }
     pthread_mutex_unlock(&p->mu);
     if (t == NULL)
       return;
     r = conc_future_set_running_or_notify_cancel(t->f);
     pthread_mutex_lock(&p->mu);
-    p->starting = NULL;
+    p->moving = NULL;
     if (r != 1) {  /* cancelled while it was pending */
       p->running--;
       if (r == 0)
@@ -1276,8 +1277,8 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   s->pending = p->npending - gone;
   s->running = p->running;
   s->cancelled = p->cancelled + gone;
-  if (p->starting != NULL
-      && conc_future_state(p->starting->f) == CONC_CANCELLED) {
+  if (p->moving != NULL
+      && conc_future_state(p->moving->f) == CONC_CANCELLED) {
     s->running--;  /* cancelled as the supervisor took it */
     s->cancelled++;
   }
