@@ -489,9 +489,11 @@ int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
 /* Give back an item that get took ('data', 'len' and 'freefn' as get
 ** gave them) when the taker cannot use it (its decode failed): it is
 ** first again, even if that passes 'maxsize' or the queue is closed. 0
-** (the queue owns 'data' again), CONC_ENOMEM, or CONC_EINVAL in a
-** process pool's worker (the value is not there); on failure the caller
-** still owns 'data'. */
+** (the queue owns 'data' again), or CONC_ENOMEM; on failure the caller
+** still owns 'data'. In a process pool's worker the item goes back to
+** the parent's queue: there also CONC_EBROKEN (the parent is gone),
+** CONC_EINVAL (it holds a future, which cannot go back) and CONC_E2BIG
+** (it no longer fits in a frame). */
 int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
                      conc_free_fn freefn);
 void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
