@@ -320,8 +320,8 @@ int conc__chanq_trygetif(conc_chanq_t *q, int (*takes)(
 ** and get drains a closed queue. A getter that waits may take it. */
 int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
                      conc_free_fn freefn) {
-  if (q->remote != NULL)  /* its values are not here */
-    return CONC_EINVAL;
+  if (q->remote != NULL)  /* its values are the host's: back there */
+    return q->remote->unget(q, data, len, freefn);
   pthread_mutex_lock(&q->mu);
   if (room(q) != 0) {
     pthread_mutex_unlock(&q->mu);

@@ -431,10 +431,13 @@ static ctask *taketask(child *c, int *reads, int *stop) {
     c->tail = &c->head;
   if (t != NULL) {  /* running from here: a cancel now finds it so */
     c->running = t->id;
-    __atomic_store_n(&c->tstop.ctl.stop, t->cancelled ? CONC_STOP_CANCEL
-                                                     : CONC_STOP_NONE,
-                     __ATOMIC_SEQ_CST);
+    __atomic_store_n(&c->tstop.ctl.stop, CONC_STOP_NONE, __ATOMIC_SEQ_CST);
     c->tstop.ctl.timeout = t->timeout;
+    /* a cancel that came before it started is asked as one that comes
+    ** now: setting the flag alone left it unwatched ('watchstuck'), and
+    ** stuck for ever if it got stuck where no stop reaches */
+    if (t->cancelled)
+      stoprunning(c, CONC_STOP_CANCEL);
     c->runs++;
     wake = c->fasleep && c->mainreads;
   }
@@ -505,11 +508,13 @@ static conc_payload_t *backable(conc_payload_t *out, int *failed,
                             "made in a worker process, cannot leave it");
 }
 
-/* The result's bytes go out from the payload itself, after the head. */
-static void send_result(child *c, conc__wbuf *w, uint64_t id,
-                        conc_payload_t *out, int failed,
-                        const uint64_t *ids) {
-  size_t at = conc__frame_begin(w, F_RESULT);
+/* Send task 'id's outcome in a frame of 'type' (F_RESULT or F_STUCK),
+** 'wmu' held: its bytes go out from the payload itself, after the
+** head. */
+static void send_outcome(child *c, conc__wbuf *w, int type, uint64_t id,
+                         conc_payload_t *out, int failed,
+                         const uint64_t *ids) {
+  size_t at = conc__frame_begin(w, type);
   size_t n = out != NULL ? out->size : 0;
   conc__put64(w, id);
   conc__put8(w, out != NULL ? (unsigned)failed : CONC__FWD_NOVALUES);
@@ -517,8 +522,14 @@ static void send_result(child *c, conc__wbuf *w, uint64_t id,
   if (out != NULL)
     conc__putpayloadhead(w, out, ids);
   conc__frame_endtail(w, at, n);
-  pthread_mutex_lock(&c->wmu);
   send_frame(c, w, n > 0 ? conc_payload_data(out) : NULL, n);
+}
+
+static void send_result(child *c, conc__wbuf *w, uint64_t id,
+                        conc_payload_t *out, int failed,
+                        const uint64_t *ids) {
+  pthread_mutex_lock(&c->wmu);
+  send_outcome(c, w, F_RESULT, id, out, failed, ids);
   pthread_mutex_unlock(&c->wmu);
 }
 
@@ -578,7 +589,6 @@ static void expired(conc__tnode *n) {
 static void watchstuck(conc__taskstop *s) {
   child *c = conc__container_of(s, child, tstop);
   conc__wbuf w;
-  size_t at;
   uint64_t id;
   double raised;
   __atomic_load(&s->ctl.raised, &raised, __ATOMIC_ACQUIRE);
@@ -590,16 +600,18 @@ static void watchstuck(conc__taskstop *s) {
   __atomic_load(&s->ctl.raised, &raised, __ATOMIC_ACQUIRE);
   if (id == 0 || raised == 0)
     return;  /* it unwound meanwhile */
-  /* the parent learns it from the frame, not from an exit status that a
-  ** host reaping its children itself would never show it; no Lua code
-  ** runs while the main thread holds 'wmu', so it is let go soon */
+  /* The task ends with the outcome the runtime gives a stopped task,
+  ** sent as its unwinding would have sent it, but in an F_STUCK: the
+  ** parent learns from the frame that this process exits, not from an
+  ** exit status that a host reaping its children itself would never
+  ** show it. 'wmu' is kept to the end, so F_STUCK is the last frame; no
+  ** Lua code runs while the main thread holds it, so it is let go
+  ** soon. A frame that cannot be made or sent ends this process with
+  ** the reason's status (send_frame): a worker that died. */
   memset(&w, 0, sizeof(w));
-  at = conc__frame_begin(&w, F_STUCK);
-  conc__put64(&w, id);
-  conc__frame_end(&w, at);
   pthread_mutex_lock(&c->wmu);
-  if (!w.failed)
-    conc__wbuf_flushall(c->sock, &w);
+  send_outcome(c, &w, F_STUCK, id, c->rt->stopped(c->ctx, &s->ctl), 1,
+               NULL);
   leave(CONC__CHILD_STUCK);
 }
 

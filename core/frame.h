@@ -25,8 +25,11 @@
 **                                               a forwarded future is done
 **   F_STOP   (parent)                           finish and exit
 **   F_CANCEL (parent)  u64 task                 stop it (running or queued)
-**   F_STUCK  (child)   u64 task                 it is stuck where no stop
-**                                               reaches: the child exits
+**   F_STUCK  (child)   u64 task, u8 failed, u64 memory, payload
+**                                               as F_RESULT, for a task
+**                                               stuck where no stop
+**                                               reaches: its outcome as
+**                                               stopped; the child exits
 ** A child works on the parent's queues by requests, each answered by
 ** one F_QREPLY; 'wake' asks, when the queue is full (put) or empty
 ** (get), for an F_QCHANGED at its next change of that kind.
@@ -34,6 +37,10 @@
 **   F_QGET   (child)   u64 req, u64 queue, u8 wake
 **   F_QCLOSE (child)   u64 req, u64 queue
 **   F_QLEN   (child)   u64 req, u64 queue
+**   F_QUNGET (child)   u64 req, u64 queue, payload
+**                                               a value an F_QGET took,
+**                                               which its taker could not
+**                                               use: first again
 **   F_QREPLY (parent)  u64 req, i32 code        0 or a CONC_E* code; then
 **                                               a got value's payload
 **                                               (F_QGET), or u64 length,
@@ -54,7 +61,7 @@
 */
 enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
        F_QPUT, F_QGET, F_QCLOSE, F_QLEN, F_QREPLY, F_QCHANGED, F_QDROP,
-       F_STUCK };
+       F_STUCK, F_QUNGET };
 
 /* The bit of an id that names a queue, not a future. */
 #define CONC__QID ((uint64_t)1 << 63)
@@ -74,9 +81,10 @@ enum { F_START = 1, F_TASK, F_RESULT, F_FUTURE, F_STOP, F_CANCEL,
 ** type and the fields before it (the table above). */
 #define CONC__TASKHEAD (1 + 8 + 8)
 #define CONC__RESULTHEAD (1 + 8 + 1 + 8)
-/* ... and of an F_FUTURE, an F_QPUT and an F_QREPLY. */
+/* ... and of an F_FUTURE, an F_QPUT, an F_QUNGET and an F_QREPLY. */
 #define CONC__FUTUREHEAD (1 + 8 + 1 + 1)
 #define CONC__QPUTHEAD (1 + 8 + 8 + 1)
+#define CONC__QUNGETHEAD (1 + 8 + 8)
 #define CONC__QREPLYHEAD (1 + 8 + 4)
 
 /* Whether the payload 'p' fits in a frame whose body has 'head' bytes

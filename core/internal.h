@@ -296,6 +296,8 @@ typedef struct conc__qremote {
                 conc_free_fn freefn, conc_future_t *wake);
   int (*tryget)(conc_chanq_t *q, void **data, size_t *len,
                 conc_free_fn *freefn, conc_future_t *wake);
+  int (*unget)(conc_chanq_t *q, void *data, size_t len,
+               conc_free_fn freefn);
   void (*close)(conc_chanq_t *q);
   /* its length, maxsize (when 'max' is not NULL) and closed flag: 0 or
   ** a negative code */

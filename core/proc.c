@@ -60,7 +60,7 @@ struct child {
   pid_t pid;
   int sock, pidfd;          /* pidfd -1: the kernel has none */
   int started;              /* F_START came */
-  int stuck;                /* F_STUCK came: it exits (see 'endstuck') */
+  int stuck;                /* F_STUCK came: it exits (see 'onresult') */
   int stopping;             /* F_STOP sent */
   int eof;                  /* its socket ended: no more polling of it */
   conc__queue inflight;     /* ptasks written, results awaited in order */
@@ -99,8 +99,9 @@ struct proc {
   pthread_t sup;
   int nworkers, nidle;      /* the supervisor's view, for stats */
   long running, completed, failed, cancelled;
-  ptask *starting;          /* counted running, not yet started: stats
-                            ** count it cancelled once its future is */
+  ptask *moving;            /* from pending to running: counted running
+                            ** before its future is, so stats count it
+                            ** cancelled once its future is */
   /* the supervisor's own */
   child *children;
   int nchildren;
@@ -147,7 +148,7 @@ static void freetask(ptask *t) {
 
 /* A running cancel (under the future's lock, any thread): the
 ** supervisor tells the task's child. A task written again (see
-** 'endstuck') runs this once more as it is written, and may still be
+** 'resendahead') runs this once more as it is written, and may still be
 ** listed from the first time. */
 static void stoptask(void *arg) {
   ptask *t = (ptask *)arg;
@@ -551,26 +552,26 @@ static long waiting(proc *p) {
 }
 
 /* The child for the next task: an idle one; else, below the maximum,
-** new ones (one per waiting task beyond those starting), whose start
-** the task waits for, as it does for any child starting; else a busy
-** one with room for a task ahead. NULL when none (or, with no child at
-** all, when none could start: broken). */
+** new ones (one per waiting task beyond the children not started yet),
+** whose start the task waits for, as it does for any such child; else
+** a busy one with room for a task ahead. NULL when none (or, with no
+** child at all, when none could start: broken). */
 static child *pick(proc *p) {
   child *c;
-  long starting = 0;
+  long unstarted = 0;  /* children not started yet */
   for (c = p->children; c != NULL; c = c->next) {
     if (takes(p, c, 0))
       return c;
-    starting += !c->started && !c->stopping;
+    unstarted += !c->started && !c->stopping;
   }
   if (p->nchildren < p->o.max_workers) {
     const char *what = NULL;
     long n;
     int failed = 0;
-    for (n = waiting(p) - starting; n > 0 && !failed
+    for (n = waiting(p) - unstarted; n > 0 && !failed
          && p->nchildren < p->o.max_workers; n--) {
       failed = spawn(p, &what) == NULL;
-      starting += !failed;
+      unstarted += !failed;
     }
     if (failed && p->nchildren == 0) {
       char msg[160];
@@ -584,7 +585,7 @@ static child *pick(proc *p) {
       return NULL;
     }
   }
-  if (starting > 0)  /* not ahead of a busy child's task */
+  if (unstarted > 0)  /* not ahead of a busy child's task */
     return NULL;
   for (c = p->children; c != NULL; c = c->next)
     if (takes(p, c, 1))
@@ -629,14 +630,14 @@ static void assign(proc *p) {
       conc__queue_remove(&t->q);
       p->npending--;
       p->running++;
-      p->starting = t;
+      p->moving = t;
     }
     pthread_mutex_unlock(&p->mu);
     if (t == NULL)
       return;
     r = conc_future_set_running_or_notify_cancel(t->f);
     pthread_mutex_lock(&p->mu);
-    p->starting = NULL;
+    p->moving = NULL;
     if (r != 1) {  /* cancelled while it was pending */
       p->running--;
       if (r == 0)
@@ -657,8 +658,30 @@ static void assign(proc *p) {
 ** Reading results
 ** ======================================================================= */
 
-/* A result: the head task of 'c' ends with it. */
-static void onresult(proc *p, child *c, conc__rd *r) {
+/* Whether a child may say that its task 't' is stuck: the pool asked
+** it to stop (a running cancel, or its time limit). */
+static int stoppable(const ptask *t) {
+  return t->stopsent || t->timeout > 0;
+}
+
+/* The tasks 'c' held ahead of its stuck one never started: they are
+** written again to another child (their payloads were kept, see
+** 'sendtask'). */
+static void resendahead(proc *p, child *c) {
+  while (!conc__queue_empty(&c->inflight)) {
+    ptask *t = qtask(conc__queue_head(&c->inflight));
+    conc__queue_remove(&t->q);
+    t->c = NULL;
+    conc__queue_insert_tail(&p->resend, &t->q);
+  }
+  setinflight(c, 0);
+}
+
+/* An outcome, of an F_RESULT or ('stuck') of an F_STUCK: the head task
+** of 'c' ends with it. After an F_STUCK, 'c' exits: its task was stuck
+** where no stop reaches (CONC__CHILD_GRACE), and what it held ahead
+** goes to another child. */
+static void onresult(proc *p, child *c, conc__rd *r, int stuck) {
   uint64_t id = conc__get64(r);
   unsigned failed = c->toobig ? 1 : conc__get8(r);
   uint64_t memory = c->toobig ? c->memory : conc__get64(r);
@@ -676,6 +699,7 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   }
   if (r->bad || conc__queue_empty(&c->inflight)
       || qtask(conc__queue_head(&c->inflight))->id != id
+      || (stuck && !stoppable(qtask(conc__queue_head(&c->inflight))))
       || failed > CONC__FWD_NOVALUES
       || (out == NULL && !nomem && failed != CONC__FWD_NOVALUES)
       || (ids != NULL && conc__qhost_bind(&c->qp, out, ids) != 0)) {
@@ -695,7 +719,10 @@ static void onresult(proc *p, child *c, conc__rd *r) {
   if (out == NULL || failed == CONC__FWD_NOVALUES)
     failed = 1;
   t->payload = out;
-  if (!conc__queue_empty(&c->inflight)) {  /* the next one starts */
+  if (stuck) {
+    c->stuck = 1;
+    resendahead(p, c);
+  } else if (!conc__queue_empty(&c->inflight)) {  /* the next one starts */
     ptask *next = qtask(conc__queue_head(&c->inflight));
     conc_payload_free(next->payload);
     next->payload = NULL;
@@ -738,21 +765,6 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   breakpool(p, msg);
 }
 
-/* 'c' said its running task is stuck where no stop reaches (CONC__CHILD_
-** GRACE), and exits: that task is the head of its tasks (what it wrote
-** before is read), and was asked to stop. */
-static void onstuck(proc *p, child *c, conc__rd *r) {
-  uint64_t id = conc__get64(r);
-  ptask *t;
-  if (r->bad || conc__queue_empty(&c->inflight)
-      || (t = qtask(conc__queue_head(&c->inflight)))->id != id
-      || (!t->stopsent && t->timeout <= 0)) {
-    breakf(p, "a worker process sent a corrupt frame (pid %d)", c->pid);
-    return;
-  }
-  c->stuck = 1;
-}
-
 /* One whole frame body of 'len' bytes came from 'c' at 'body' (only
 ** its head when 'c->toobig'): 0, or nonzero when it broke the pool
 ** (then 'c' is gone). */
@@ -763,10 +775,8 @@ static int onframe(proc *p, child *c, const void *body, size_t len) {
   r.end = r.p + (c->toobig && len > HEADKEPT ? HEADKEPT : len);
   r.bad = 0;
   type = conc__get8(&r);
-  if (type == F_RESULT)
-    onresult(p, c, &r);
-  else if (type == F_STUCK && !c->stuck && !c->toobig)
-    onstuck(p, c, &r);
+  if (type == F_RESULT || type == F_STUCK)
+    onresult(p, c, &r, type == F_STUCK);
   else if (type == F_START && !c->started && !c->toobig)
     onstart(p, c, &r);
   else if (!conc__qhost_isrequest(type)
@@ -900,51 +910,26 @@ static int readchild(proc *p, child *c, int drain) {
 ** The supervisor
 ** ======================================================================= */
 
-/* The error of a task that its child ended stuck: as its stop would
-** have ended it (a running cancel wins in 'endtask', as it does there). */
-static conc_payload_t *overstayed(const ptask *t) {
-  char msg[64];
-  if (t->timeout <= 0)
-    return conc_payload_error("CancelledError", "the task was cancelled");
-  snprintf(msg, sizeof(msg), "task exceeded its %g s time limit",
-           t->timeout);
-  return conc_payload_error("TimeoutError", msg);
-}
-
-/* 'c' said (F_STUCK) that its task, asked to stop, is stuck where no
-** stop reaches, exited, and is reaped: that task ends as stopped; the
-** tasks it held ahead never started, and are written again to another
-** child. The pool asked for the stop: 'c' is replaced, and the pool
-** does not break, whatever its exit status (a host that reaps its
-** children itself leaves none). */
-static void endstuck(proc *p, child *c) {
-  ptask *t = qtask(conc__queue_head(&c->inflight));
-  conc__queue_remove(&t->q);
-  t->c = NULL;
-  endtask(p, t, overstayed(t), 1, 1);
-  while (!conc__queue_empty(&c->inflight)) {
-    t = qtask(conc__queue_head(&c->inflight));
-    conc__queue_remove(&t->q);
-    t->c = NULL;
-    conc__queue_insert_tail(&p->resend, &t->q);
-  }
-  freechild(p, c);  /* 'assign' starts another when work comes */
-}
-
 /* 'c' exited with 'status' (UNKNOWN: reaped by someone else): expected
-** when it was told to stop, or when it ran its last task
-** (max_tasks_per_child) and answered all; anything else breaks the
-** pool. With 'respawn' a worker that dies is replaced, but not one that
-** died while starting (its initializer, or loading the module, ended
-** it): its successor would most likely die the same way, and one per
-** task would be forked for ever. That breaks the pool, as an
-** initializer that raises does. */
+** when it was told to stop, when it ran its last task
+** (max_tasks_per_child) and answered all, or when it said its task was
+** stuck (F_STUCK, which ended that task and sent the rest elsewhere:
+** the pool asked for the stop, so it does not break, whatever the exit
+** status, and a host that reaps its children itself leaves none); 'c'
+** is replaced when work comes. Anything else breaks the pool, a child
+** that died before its F_STUCK came too (it could not make or send
+** it): nothing said it would exit, and the supervisor makes no outcome
+** of its own for a task. With 'respawn' a worker that dies is
+** replaced, but not one that died while starting (its initializer, or
+** loading the module, ended it): its successor would most likely die
+** the same way, and one per task would be forked for ever. That breaks
+** the pool, as an initializer that raises does. */
 static void onexit(proc *p, child *c, int status) {
   int retired = p->o.max_tasks_per_child > 0
                 && c->sent >= p->o.max_tasks_per_child;
   char msg[160];
   if (c->stuck) {
-    endstuck(p, c);
+    freechild(p, c);
     return;
   }
   if (c->ninflight == 0 && (c->stopping || retired)
@@ -1001,7 +986,7 @@ static int draining(proc *p) {
 static void stopidle(proc *p) {
   child *c;
   for (c = p->children; c != NULL; c = c->next)
-    if (!c->stopping && c->ninflight == 0) {
+    if (!c->stopping && !c->stuck && c->ninflight == 0) {
       size_t at = conc__frame_begin(&c->out, F_STOP);
       conc__frame_end(&c->out, at);
       c->stopping = 1;
@@ -1018,7 +1003,7 @@ static void publish(proc *p) {
   int idle = 0;
   size_t memory = 0;
   for (c = p->children; c != NULL; c = c->next) {
-    idle += c->started && c->ninflight == 0 && !c->stopping;
+    idle += c->started && c->ninflight == 0 && !c->stopping && !c->stuck;
     memory += c->memory;
   }
   pthread_mutex_lock(&p->mu);
@@ -1292,8 +1277,8 @@ static void px_stats(conc_executor_t *b, conc_pool_stats_t *s) {
   s->pending = p->npending - gone;
   s->running = p->running;
   s->cancelled = p->cancelled + gone;
-  if (p->starting != NULL
-      && conc_future_state(p->starting->f) == CONC_CANCELLED) {
+  if (p->moving != NULL
+      && conc_future_state(p->moving->f) == CONC_CANCELLED) {
     s->running--;  /* cancelled as the supervisor took it */
     s->cancelled++;
   }

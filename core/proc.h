@@ -19,9 +19,9 @@
 #define CONC__CHILD_ENOMEM 70   /* out of memory outside any task */
 #define CONC__CHILD_EPROTO 71   /* the parent is gone or spoke nonsense */
 /* The running task, asked to stop, was stuck CONC__CHILD_GRACE seconds
-** where no stop reaches (see 'ctl.raised'): the child said so (F_STUCK)
-** and exits; the parent ends the task as the stop would have, and
-** replaces the child. */
+** where no stop reaches (see 'ctl.raised'): the child sent its outcome
+** as stopped (the runtime's 'stopped') in an F_STUCK and exits; the
+** parent ends the task with it, and replaces the child. */
 #define CONC__CHILD_STUCK 72
 
 /*

@@ -376,11 +376,30 @@ static int putvalue(conc__qpeer *peer, uint64_t req, void *data,
   return 0;
 }
 
+/* The value at 'r' that 'peer' sent for the queue of 'l', its queues
+** bound, in '*pl' (NULL when out of memory): 0, or -1 when the frame is
+** corrupt ('l' NULL: an unknown queue). */
+static int readvalue(conc__qpeer *peer, conc__rd *r, conc__qlink *l,
+                     conc_payload_t **pl) {
+  uint64_t *ids = NULL;
+  int nomem = 0;
+  *pl = conc__getpayload(r, &ids, &nomem);
+  if (l == NULL || (*pl == NULL && !nomem)
+      || (*pl != NULL && ids != NULL
+          && conc__qhost_bind(peer, *pl, ids) != 0)) {
+    conc_payload_free(*pl);
+    free(ids);
+    return -1;
+  }
+  free(ids);
+  return 0;
+}
+
 /* F_QPUT; a value too big for memory ('toobig') is refused. */
 static int onqput(conc__qpeer *peer, conc__rd *r, int toobig) {
-  uint64_t req = conc__get64(r), *ids = NULL;
+  uint64_t req = conc__get64(r);
   conc__qlink *l;
-  int wake, nomem = 0, code;
+  int wake, code;
   conc_payload_t *pl;
   conc__qwatch *w;
   if (toobig) {  /* only its head was kept */
@@ -389,14 +408,8 @@ static int onqput(conc__qpeer *peer, conc__rd *r, int toobig) {
   }
   l = linkbyid(peer, conc__get64(r));
   wake = (int)conc__get8(r);
-  pl = conc__getpayload(r, &ids, &nomem);
-  if (l == NULL || (pl == NULL && !nomem)
-      || (pl != NULL && ids != NULL && conc__qhost_bind(peer, pl, ids) != 0)) {
-    conc_payload_free(pl);
-    free(ids);
+  if (readvalue(peer, r, l, &pl) != 0)
     return -1;
-  }
-  free(ids);
   if (pl == NULL) {
     reply(peer, req, CONC_ENOMEM);
     return 0;
@@ -442,6 +455,32 @@ static int onqget(conc__qpeer *peer, conc__rd *r) {
   return 0;
 }
 
+/* F_QUNGET: a value that 'peer' got, and whose taker could not use it
+** (its decode failed), goes back first in the queue, as
+** conc_chanq_unget puts a thread's back. The raw bytes of a C host's
+** value come back as the payload that carried them. Refused when it
+** does not fit in memory ('toobig'), and then lost. */
+static int onqunget(conc__qpeer *peer, conc__rd *r, int toobig) {
+  uint64_t req = conc__get64(r);
+  conc__qlink *l;
+  conc_payload_t *pl;
+  int code;
+  if (toobig) {  /* only its head was kept */
+    reply(peer, req, CONC_ENOMEM);
+    return 0;
+  }
+  l = linkbyid(peer, conc__get64(r));
+  if (readvalue(peer, r, l, &pl) != 0)
+    return -1;
+  code = pl == NULL ? CONC_ENOMEM
+         : conc_chanq_unget(l->q, pl, conc_payload_sizeof(pl),
+                            conc_payload_free);
+  if (code != 0)
+    conc_payload_free(pl);
+  reply(peer, req, code);
+  return 0;
+}
+
 static int onqlen(conc__qpeer *peer, conc__rd *r) {
   uint64_t req = conc__get64(r);
   conc__qlink *l = linkbyid(peer, conc__get64(r));
@@ -484,16 +523,17 @@ static int onqdrop(conc__qpeer *peer, conc__rd *r) {
 
 int conc__qhost_isrequest(unsigned type) {
   return type == F_QPUT || type == F_QGET || type == F_QLEN
-         || type == F_QCLOSE || type == F_QDROP;
+         || type == F_QCLOSE || type == F_QDROP || type == F_QUNGET;
 }
 
 int conc__qhost_request(conc__qpeer *peer, conc__rd *r, unsigned type,
                         int toobig) {
   int bad;
-  if (toobig && type != F_QPUT)
+  if (toobig && type != F_QPUT && type != F_QUNGET)
     return -1;
   switch (type) {
     case F_QPUT: bad = onqput(peer, r, toobig); break;
+    case F_QUNGET: bad = onqunget(peer, r, toobig); break;
     case F_QGET: bad = onqget(peer, r); break;
     case F_QLEN: bad = onqlen(peer, r); break;
     case F_QCLOSE: bad = onqclose(peer, r); break;
@@ -613,8 +653,12 @@ int conc__qproxies_outids(const conc_payload_t *p, uint64_t **ids) {
   return 0;
 }
 
-static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
-                     conc_free_fn freefn, conc_future_t *wake) {
+/* Send the value 'data' to the host's queue of 'q' in an F_QPUT (with
+** 'wake') or an F_QUNGET ('head': its bytes before the payload): the
+** reply's code; on 0 the host's queue holds its copy, and this one is
+** freed. */
+static int askvalue(conc_chanq_t *q, int type, size_t head, void *data,
+                    conc_free_fn freefn, conc_future_t *wake) {
   conc__qproxy *x = (conc__qproxy *)conc__chanq_remotectx(q);
   conc_payload_t *p = (conc_payload_t *)data;
   uint64_t *ids;
@@ -622,19 +666,34 @@ static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
   conc__wbuf *b;
   size_t at;
   int r = freefn != conc_payload_free ? CONC_EINVAL
-          : !conc__payload_fits(p, CONC__QPUTHEAD) ? CONC_E2BIG
+          : !conc__payload_fits(p, head) ? CONC_E2BIG
           : conc__qproxies_outids(p, &ids);
-  (void)len;
   if (r != 0)
     return r;
-  b = beginask(x, &rq, F_QPUT, wake, &at);
-  conc__put8(b, wake != NULL);
+  b = beginask(x, &rq, type, wake, &at);
+  if (type == F_QPUT)
+    conc__put8(b, wake != NULL);
   conc__putpayload(b, p, ids);
   free(ids);
   r = ask(x->t, &rq, b, at);
   if (r == 0)
-    conc_payload_free(p);  /* the host's queue holds its copy */
+    conc_payload_free(p);
   return r;
+}
+
+static int qp_tryput(conc_chanq_t *q, void *data, size_t len,
+                     conc_free_fn freefn, conc_future_t *wake) {
+  (void)len;
+  return askvalue(q, F_QPUT, CONC__QPUTHEAD, data, freefn, wake);
+}
+
+/* A value that a get here took from the host's queue goes back there
+** first. Only the host's queues can go back in it (conc__qproxies_
+** outids): one that holds a future cannot (CONC_EINVAL). */
+static int qp_unget(conc_chanq_t *q, void *data, size_t len,
+                    conc_free_fn freefn) {
+  (void)len;
+  return askvalue(q, F_QUNGET, CONC__QUNGETHEAD, data, freefn, NULL);
 }
 
 static int qp_tryget(conc_chanq_t *q, void **data, size_t *len,
@@ -704,7 +763,7 @@ static void qp_release(conc_chanq_t *q) {
 }
 
 static const conc__qremote qremote = {
-  qp_tryput, qp_tryget, qp_close, qp_info, qp_release
+  qp_tryput, qp_tryget, qp_unget, qp_close, qp_info, qp_release
 };
 
 /* With 'qmu' held: the proxy of queue 'id' with a new reference, or

@@ -62,6 +62,11 @@ static size_t nomemory(void *ctx) {
   return 0;
 }
 
+static conc_payload_t *nooutcome(void *ctx, const conc_taskctl_t *ctl) {
+  (void)ctx; (void)ctl;
+  return NULL;
+}
+
 int conc__execopts(const conc_executor_opts_t *o, conc_runtime_t *rt) {
   if (o == NULL || o->max_workers <= 0 || o->max_workers > CONC_MAX_WORKERS
       || o->runtime.run == NULL) {
@@ -77,6 +82,8 @@ int conc__execopts(const conc_executor_opts_t *o, conc_runtime_t *rt) {
     rt->interrupt = nointerrupt;
   if (rt->memory == NULL)
     rt->memory = nomemory;
+  if (rt->stopped == NULL)
+    rt->stopped = nooutcome;
   return 1;
 }
 

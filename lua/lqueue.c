@@ -316,9 +316,10 @@ static int lostmsg(lua_State *L) {
 /* Push the value of an item taken from 'q'. A decode that fails (a
 ** worker's max_memory, a state that closes) gives the item back at the
 ** front of 'q', where the next get finds it again, and raises its error:
-** the value is not lost for a failure of this taker. Where it cannot go
-** back (a process pool's worker, whose queue is its parent's), the
-** error says that the value is lost. The caller gave a reference to
+** the value is not lost for a failure of this taker (a process pool's
+** worker sends it back to its parent's queue). Where it cannot go back
+** (no memory, a parent gone, a value that holds a future), the error
+** says that the value is lost. The caller gave a reference to
 ** 'q', released here: a finalizer that the decode runs may let go of
 ** the handle's. */
 static int pushitem(lua_State *L, conc_chanq_t *q, void *data, size_t len,

@@ -596,7 +596,7 @@ static conc_payload_t *failure(worker *w, int *status) {
 ** its TimeoutError: built here in the worker's state, it needed room the
 ** task may have used up (max_memory), and the future then failed with
 ** an encode error in place of the TimeoutError. */
-static conc_payload_t *stopped(conc_taskctl_t *ctl) {
+static conc_payload_t *stopped(const conc_taskctl_t *ctl) {
   char msg[LCONC_STOPMSG_SIZE];
   if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
     return NULL;
@@ -654,6 +654,13 @@ static conc_payload_t *rt_run(void *ctx, const conc_payload_t *task,
   if (status == LUA_ERRMEM || out == NULL)
     lua_gc(W, LUA_GCCOLLECT);
   return out;
+}
+
+/* Any thread: the outcome of a task stopped where it does not unwind
+** (a process pool's child ends it stuck): the one 'rt_run' gives. */
+static conc_payload_t *rt_stopped(void *ctx, const conc_taskctl_t *ctl) {
+  (void)ctx;
+  return stopped(ctl);
 }
 
 /* os.exit([code [, close]]) in a forked worker: as Lua's, but the
@@ -792,6 +799,7 @@ conc_runtime_t lconc_runtime(lconc_shared *sh) {
   rt.run = rt_run;
   rt.interrupt = rt_interrupt;
   rt.memory = rt_memory;
+  rt.stopped = rt_stopped;
   rt.ud = sh;
   return rt;
 }

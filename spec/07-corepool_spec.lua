@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks", "startwhy", "misuse",
+  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "misuse",
   "refused",
 }
 
@@ -43,6 +43,8 @@ local DESCRIPTIONS = {
   shutdownself = "refuses shutdown(wait) from the pool's own threads with CONC_EINVAL",
   maxbound = "refuses max_workers past CONC_MAX_WORKERS with EINVAL",
   nullhooks = "runs an executor whose runtime leaves its optional hooks NULL",
+  stuck = "ends a process pool's task stuck where no stop reaches with its "
+    .. "runtime's outcome of a stopped task",
   startwhy = "says what failed when a runtime's start fails without a reason",
   misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
   refused = "cancels the future of a submit either executor refuses (shut "

@@ -616,6 +616,29 @@ describe("ProcessPoolExecutor task that ignores its stop", function()
                 { st.workers, st.pending, st.completed, st.failed, st.running,
                   st.cancelled, st.idle })
   end)
+
+  -- A running cancel that reached the child while the task was held
+  -- ahead there only set its flag: the child never watched the task,
+  -- and one stuck once it started (a C function as the task calls the
+  -- handler before any Lua instruction of it could raise the stop) held
+  -- its child for ever.
+  it("is ended by a running cancel that came before it started", function()
+    local ex <close> = cf.ProcessPoolExecutor(1)
+    local mark = newmark()
+    local f = ex:submit(function(path)
+      io.open(path, "w"):close()
+      os.execute("sleep 0.3")
+      return "first"
+    end, mark)
+    local g = ex:submit(xpcall, error, function() while true do end end)
+    until_marked(mark)
+    assert.is_true(g:cancel { running = true })
+    assert.equal("first", f:result(30))
+    local ok, err = pcall(g.result, g, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+  end)
 end)
 
 -- API.md: a task blocked in a foreign C call is stopped when the call

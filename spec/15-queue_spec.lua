@@ -265,21 +265,6 @@ local queuecases = assert(loadfile("spec/support/queuecases.lua", "t", _ENV))()
 queuecases("ProcessPoolExecutor", cf.ProcessPoolExecutor, "worker process")
 
 describe("cf.Queue across a process pool", function()
-  it("says that a value is lost when a task's max_memory stops its get", function()
-    -- the value came over the worker's socket, and the parent's queue
-    -- cannot take it back: before, the error did not say it was gone
-    local ex <close> = cf.ProcessPoolExecutor { max_workers = 1, max_memory = 4 * 1024 * 1024 }
-    local q = cf.Queue()
-    local big = {}
-    for i = 1, 1000000 do big[i] = i end  -- 16 MiB decoded: past the cap
-    q:put(big)
-    q:put("small")
-    local ok, err = ex:submit(function(inq) return pcall(inq.get, inq, 0) end, q):result(30)
-    assert.is_false(ok)
-    assert.equal("not enough memory (the value taken from the queue is lost)", err)
-    assert.equal("small", q:get(0))
-  end)
-
   it("serves a thread pool inside the child", function()
     local ex <close> = cf.ProcessPoolExecutor(1)
     local q = cf.Queue(3)

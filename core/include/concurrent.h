@@ -489,9 +489,11 @@ int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
 /* Give back an item that get took ('data', 'len' and 'freefn' as get
 ** gave them) when the taker cannot use it (its decode failed): it is
 ** first again, even if that passes 'maxsize' or the queue is closed. 0
-** (the queue owns 'data' again), CONC_ENOMEM, or CONC_EINVAL in a
-** process pool's worker (the value is not there); on failure the caller
-** still owns 'data'. */
+** (the queue owns 'data' again), or CONC_ENOMEM; on failure the caller
+** still owns 'data'. In a process pool's worker the item goes back to
+** the parent's queue: there also CONC_EBROKEN (the parent is gone),
+** CONC_EINVAL (it holds a future, which cannot go back) and CONC_E2BIG
+** (it no longer fits in a frame). */
 int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
                      conc_free_fn freefn);
 void conc_chanq_close(conc_chanq_t *q);  /* wakes every waiter */
@@ -530,7 +532,8 @@ typedef struct conc_taskctl {
   ** the task until its code catches the error (Lua runs a message
   ** handler for an error raised in a debug hook with the hooks off);
   ** 0 once the task runs interruptible code again, or ended. A process
-  ** pool's child ends a task stuck there for a second. */
+  ** pool's child ends a task stuck there for a second, with the
+  ** runtime's 'stopped' outcome. */
   double raised;
 } conc_taskctl_t;
 
@@ -538,7 +541,7 @@ typedef struct conc_taskctl {
 ** 'run' is required; a hook left NULL means: 'start', no context (NULL);
 ** 'stop', nothing to release; 'interrupt', a task notices 'ctl->stop'
 ** only at its own checks (a cancel or a time limit waits for them);
-** 'memory', 0 bytes. */
+** 'memory', 0 bytes; 'stopped', NULL (no outcome). */
 typedef struct conc_runtime {
   /* Make a worker's context on the worker (its thread, or the child
   ** process); 'id' numbers the workers of an executor from 1. 0; or
@@ -559,6 +562,13 @@ typedef struct conc_runtime {
   void (*interrupt)(void *ctx);
   /* From any thread, between 'start' and 'stop': bytes 'ctx' holds. */
   size_t (*memory)(void *ctx);
+  /* From any thread, between 'start' and 'stop': the outcome (an
+  ** error) of a task that 'ctl->stop' stopped, as 'run' would end it,
+  ** or NULL (a cancel's: its future ends CANCELLED; or no memory).
+  ** Called without the task's unwinding: a process pool's child sends
+  ** it for a task stuck where no stop reaches ('ctl->raised'), and
+  ** exits. */
+  conc_payload_t *(*stopped)(void *ctx, const conc_taskctl_t *ctl);
   void *ud;
 } conc_runtime_t;
 

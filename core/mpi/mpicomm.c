@@ -54,8 +54,8 @@
 **                                                    mentions of it
 ** payload and the state/failed bytes: as frame.h and forward.h say.
 ** Queues: a rank's requests and rank 0's replies and news are frame.h's
-** F_QPUT ... F_QDROP frames (ids as there), whose types the M_ types
-** stay apart from.
+** F_Q* frames (ids as there), whose types the M_ types stay apart
+** from.
 */
 enum { M_OPEN = 64, M_START, M_TASK, M_RESULT, M_FUTURE, M_CANCEL, M_CLOSE,
        M_EXIT, M_FDROP };

@@ -182,6 +182,20 @@ local scenarios = {
     for i = 1, 3 do try(function() re:submit(math.abs, -i):result(15) end) end
     try(re.shutdown, re)
   ]],
+  -- a process child's get whose value cannot be made there (its
+  -- max_memory): the value goes back first in the parent's queue
+  -- (F_QUNGET), or is lost with an error that says so. (Named to sort
+  -- after the older scenarios; FAULTS_SCENARIO=unget runs it alone.)
+  unget = [[
+    local px = cf.ProcessPoolExecutor { max_workers = 1, max_memory = 1024 * 1024 }
+    local q = cf.Queue()
+    local big = {}
+    for i = 1, 100000 do big[i] = i end
+    try(q.put, q, big)
+    try(function() px:submit(function(inq) return pcall(inq.get, inq, 0) end, q):result(15) end)
+    try(q.get, q, 0)
+    try(px.shutdown, px)
+  ]],
   -- a task's one block (future, task and arguments of at most 256
   -- bytes; an outcome moved into the arguments' room), the shared bytes
   -- of function dumps (several functions, one met only through a weak

@@ -1226,6 +1226,75 @@ static void case_startwhy(void) {
   }
 }
 
+/* A task of one byte is stuck where its stop was raised and no stop
+** reaches: once asked to stop it stamps 'ctl->raised', as the Lua
+** runtime's hook does, and never returns. Others return at once. */
+static conc_payload_t *x_runstuck(void *ctx, const conc_payload_t *task,
+                                  conc_taskctl_t *ctl, int *failed) {
+  double now;
+  (void)ctx;
+  *failed = 0;
+  if (task->size == 0)
+    return conc_payload_new(NULL, 0, 0);
+  while (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) == CONC_STOP_NONE)
+    sleep_ms(1);
+  now = conc_now();
+  __atomic_store(&ctl->raised, &now, __ATOMIC_RELEASE);
+  for (;;)
+    sleep_ms(100);
+}
+
+/* The runtime's outcome of a stopped task: its own message. */
+static conc_payload_t *x_stopped(void *ctx, const conc_taskctl_t *ctl) {
+  char msg[64];
+  (void)ctx;
+  if (__atomic_load_n(&ctl->stop, __ATOMIC_ACQUIRE) != CONC_STOP_TIMEOUT)
+    return NULL;
+  snprintf(msg, sizeof(msg), "runtime's stop after %g s", ctl->timeout);
+  return conc_payload_error("TimeoutError", msg);
+}
+
+/* A process pool's child ends a task stuck where no stop reaches with
+** the runtime's outcome of a stopped task ('stopped'): the supervisor
+** made a message of its own. A task held ahead runs on another child,
+** a running cancel still cancels, and the pool does not break. */
+static void case_stuck(void) {
+  conc_executor_opts_t o;
+  conc_executor_t *ex;
+  conc_pool_stats_t s;
+  conc_future_t *f, *g, *h;
+  char msg[64];
+  xslot x;
+  alarm(60);
+  x_options(&o, 1, &x, x_runstuck);
+  o.runtime.stopped = x_stopped;
+  CHECK((ex = conc_procexec_new(&o)) != NULL);
+  CHECK((f = conc_future_new()) != NULL && (g = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, f, conc_payload_new("s", 1, 0), 0.05) == 0);
+  CHECK(ex->ops->submit(ex, g, conc_payload_new(NULL, 0, 0), 0) == 0);
+  if (strcmp(errmsg(f, msg, sizeof(msg)), "runtime's stop after 0.05 s")) {
+    fprintf(stderr, "got '%s'\n", msg);
+    CHECK(0);
+  }
+  CHECK(conc_future_wait(g, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(g) == CONC_FINISHED);
+  CHECK((h = conc_future_new()) != NULL);
+  CHECK(ex->ops->submit(ex, h, conc_payload_new("s", 1, 0), 0) == 0);
+  while (conc_future_state(h) != CONC_RUNNING)
+    sleep_ms(1);
+  CHECK(conc_future_cancel_running(h) == 1);
+  CHECK(conc_future_wait(h, conc_deadline(30)) == 0);
+  CHECK(conc_future_state(h) == CONC_CANCELLED);
+  CHECK(ex->ops->broken(ex) == NULL);
+  ex->ops->stats(ex, &s);
+  CHECK(s.completed == 1 && s.failed == 1 && s.cancelled == 1
+        && s.running == 0);
+  ex->ops->free(ex);
+  conc_future_unref(f);
+  conc_future_unref(g);
+  conc_future_unref(h);
+}
+
 /* A callback that submits a task to its executor, shut down by then:
 ** refused, the task still the callback's. */
 typedef struct latesub {
@@ -1466,6 +1535,7 @@ static const ctest_case cases[] = {
   {"shutdownself", case_shutdownself},
   {"maxbound", case_maxbound},
   {"nullhooks", case_nullhooks},
+  {"stuck", case_stuck},
   {"startwhy", case_startwhy},
   {"misuse", case_misuse},
   {"refused", case_refused},

@@ -203,6 +203,42 @@ local function remote(class, Pool, where)
       assert.matches("queue is closed", putter:exception(30))
       assert.equal("full", full:get(0))
     end)
+
+    it("keeps a value first in the queue when a task's max_memory stops its get", function()
+      -- the value came from the pool's owner; before, the owner's queue
+      -- could not take it back, and it was lost with the error
+      local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024 }
+      local q = cf.Queue(2)
+      local big = {}
+      for i = 1, 1000000 do big[i] = i end  -- 16 MiB decoded: past the cap
+      q:put(big)
+      q:put("small")
+      local ok, err, n = ex:submit(function(inq)
+        local ok, err = pcall(inq.get, inq, 0)
+        return ok, err, #inq
+      end, q):result(30)
+      assert.is_false(ok)
+      assert.equal("not enough memory", err)
+      assert.equal(2, n)
+      local first = q:get(0)
+      assert.equal(1000000, #first)
+      assert.equal(1000000, first[1000000])
+      assert.equal("small", q:get(0))
+    end)
+
+    it("says that a value holding a future is lost when max_memory stops its get", function()
+      -- only the owner's queues go back from a worker, not a future
+      local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024 }
+      local q = cf.Queue()
+      local big = {}
+      for i = 1, 1000000 do big[i] = i end
+      q:put({ cf.Future(), big })
+      q:put("small")
+      local ok, err = ex:submit(function(inq) return pcall(inq.get, inq, 0) end, q):result(30)
+      assert.is_false(ok)
+      assert.equal("not enough memory (the value taken from the queue is lost)", err)
+      assert.equal("small", q:get(0))
+    end)
   end)
 end
 
