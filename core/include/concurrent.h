@@ -562,14 +562,15 @@ typedef struct conc_runtime {
   void (*interrupt)(void *ctx);
   /* From any thread, between 'start' and 'stop': bytes 'ctx' holds. */
   size_t (*memory)(void *ctx);
+  void *ud;
   /* From any thread, between 'start' and 'stop': the outcome (an
   ** error) of a task that 'ctl->stop' stopped, as 'run' would end it,
   ** or NULL (a cancel's: its future ends CANCELLED; or no memory).
   ** Called without the task's unwinding: a process pool's child sends
   ** it for a task stuck where no stop reaches ('ctl->raised'), and
-  ** exits. */
+  ** exits. Last, after 'ud': a runtime written for the header before
+  ** it, with positional initializers, leaves it NULL. */
   conc_payload_t *(*stopped)(void *ctx, const conc_taskctl_t *ctl);
-  void *ud;
 } conc_runtime_t;
 
 typedef struct conc_executor conc_executor_t;
