@@ -71,8 +71,6 @@ struct lconc_owner {
   lua_Integer dfirst, dlast;  /* the deferred FIFO's ends (lmailbox.c) */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
-  const void *futmt;    /* the Future metatable (lfuture.c), as the
-                        ** registry holds it all the state's life */
 };
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
@@ -181,7 +179,8 @@ LCONC_FUNC int lconc_hascallbacks(lua_State *L, int idx);
 /* the handle's flag: the state's mailbox is subscribed to its future
 ** (once: it posts when the future is done, whatever callbacks are
 ** added and removed meanwhile) */
-LCONC_FUNC unsigned char *lconc_subscribed(lua_State *L, int idx);
+LCONC_FUNC int lconc_subscribed(lua_State *L, int idx);
+LCONC_FUNC void lconc_setsubscribed(lua_State *L, int idx);
 /* let go of the future of the handle at 'idx' (the state's owner, as
 ** the state closes, for handles that kept it for callbacks: fut_gc) */
 LCONC_FUNC void lconc_releasefuture(lua_State *L, int idx);

@@ -165,7 +165,6 @@ void lconc_open_owner(lua_State *L) {
   o->dlast = 0;
   o->closers = NULL;
   o->ctl = NULL;
-  o->futmt = NULL;  /* (lconc_open_future) */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, owner_gc);
   lua_setfield(L, -2, "__gc");
@@ -344,13 +343,12 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TNIL) {
-    unsigned char *subscribed = lconc_subscribed(L, h);
-    if (!*subscribed) {
+    if (!lconc_subscribed(L, h)) {
       int r = conc_mailbox_subscribe(getmailbox(L),
                                      lconc_checkfuture(L, h), 0);
       if (r != 0)
         lconc_coreerror(L, r, "add_done_callback");
-      *subscribed = 1;
+      lconc_setsubscribed(L, h);
     }
     lua_pop(L, 1);
     lua_newtable(L);
