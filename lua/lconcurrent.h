@@ -229,15 +229,16 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          int flags, lconc_payalloc alloc,
                                          void *ud, int buffer);
 /* As lconc_encodex with LCONC_ENC_LOCAL when the value at 'first'
-** (> 0) is the Lua function that the state's encoding buffer at
-** 'buffer' sent last, its upvalues all '_ENV', and the 'n' - 1 values
+** (> 0) is the Lua function that the state's encoding buffer 'buffer'
+** (the userdata lconc_pushencbuffer pushes, which the caller keeps
+** alive) sent last, its upvalues all '_ENV', and the 'n' - 1 values
 ** after it are nil, booleans or numbers (the same bytes; 'alloc' as
 ** there); NULL for anything else, and when 'alloc' gives no block:
 ** lconc_encodex then does it, or says why not. Raises nothing, runs no
 ** Lua. */
 LCONC_FUNC conc_payload_t *lconc_encodeplain(lua_State *L, int first,
                                              int n, lconc_payalloc alloc,
-                                             void *ud, int buffer);
+                                             void *ud, void *buffer);
 /* As lconc_encodex when the 'n' values are all nil, booleans, numbers
 ** or strings (the same bytes; 'alloc' as there); NULL for any other
 ** value, and when out of memory: lconc_encode then does it, or says why

@@ -22,6 +22,7 @@
 
 typedef struct executor {
   const char *tag;         /* &exectag: what makes it an executor */
+  void *buffer;            /* the codec's buffer, its user value */
   conc_executor_t *core;   /* NULL once shut down and freed */
   lconc_shared *sh;        /* the runtime's data, freed after 'core' */
   const char *name;        /* "ThreadPoolExecutor" */
@@ -207,7 +208,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
   a.ex = ex;
   a.f = NULL;
   p = ex->local && !(flags & LCONC_ENC_WRAP)
-      ? lconc_encodeplain(L, 2, n, allocblock, &a, UP_BUFFER) : NULL;
+      ? lconc_encodeplain(L, 2, n, allocblock, &a, ex->buffer) : NULL;
   if (p == NULL)
     p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
                       UP_BUFFER);
@@ -537,10 +538,15 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
     o.max_workers = checkcount(L, 1, "max_workers", CONC_MAX_WORKERS);
   }
   lconc_checkopen(L);  /* before anything that a finalizer must free */
-  ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 0);
+  ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 1);
   memset(ex, 0, sizeof(*ex));
   ex->tag = &exectag;
   luaL_setmetatable(L, k->mt);
+  /* the buffer at hand for submit's plain form (reading it from the
+  ** method's upvalue cost some 40 instructions a task) */
+  lconc_pushencbuffer(L);
+  ex->buffer = lua_touserdata(L, -1);
+  lua_setiuservalue(L, -2, 1);
   ex->name = k->mt + sizeof("concurrent.") - 1;
   ex->local = k->sharedinit;
   ex->shutdown = 1;  /* until it has a back-end */
