@@ -53,12 +53,16 @@ typedef struct executor {
 ** (the MPI module's), which this copy of the module made. */
 static const char exectag = 'x';
 
-static executor *toexecutor(lua_State *L) {
+static void __attribute__((noinline, cold)) notexecutor(lua_State *L) {
+  luaL_typeerror(L, 1, "executor");
+}
+
+static inline executor *toexecutor(lua_State *L) {
   executor *ex = NULL;
   if (lua_rawlen(L, 1) == sizeof(executor))
     ex = (executor *)lua_touserdata(L, 1);  /* NULL for a table */
   if (ex == NULL || ex->tag != &exectag)
-    luaL_typeerror(L, 1, "executor");
+    notexecutor(L);
   return ex;
 }
 

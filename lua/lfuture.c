@@ -71,17 +71,24 @@ static const char *const statenames[] = {
 };
 
 /* The handle at 'idx', or NULL if it is not one. */
-static handle *testhandle(lua_State *L, int idx) {
+static inline handle *testhandle(lua_State *L, int idx) {
   handle *h = NULL;
   if (lua_rawlen(L, idx) == sizeof(handle))
     h = (handle *)lua_touserdata(L, idx);  /* NULL for a table, string */
   return h != NULL && h->taglo == TAGLO && h->taghi == TAGHI ? h : NULL;
 }
 
-static handle *checkhandle(lua_State *L, int idx) {
+/* (Out of line: the check inlined in result() and the finalizer is
+** then only its two API calls and the compare.) */
+static void __attribute__((noinline, cold)) notfuture(lua_State *L,
+                                                      int idx) {
+  luaL_typeerror(L, idx, LCONC_FUTURE_MT);
+}
+
+static inline handle *checkhandle(lua_State *L, int idx) {
   handle *h = testhandle(L, idx);
   if (h == NULL)
-    luaL_typeerror(L, idx, LCONC_FUTURE_MT);
+    notfuture(L, idx);
   return h;
 }
 
