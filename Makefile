@@ -42,10 +42,19 @@ BUILD = build
 
 SANFLAGS = $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer \
            -fno-sanitize-recover=all)
-CFLAGS = -std=c99 -D_GNU_SOURCE $(CWARNS) $(COPT) $(SANFLAGS) -fPIC \
-         -pthread -fvisibility=hidden -Icore/include -Icore -Ilua \
+# Link-time optimization, with gcc outside the sanitizer builds: the
+# module's files call each other's small functions on every task
+# (future state, payload data, slab blocks, the codec's scalar reads),
+# and inlined across files a w1 task costs the owner thread some 250
+# instructions less (make callgrind). Fat objects: the core's objects
+# also make libconcurrent.a and the test programs, linked without LTO.
+# Not with clang, whose LTO needs a linker plugin of its own. The link
+# optimizes, so it takes COPT too.
+LTO = $(if $(SAN),,$(if $(findstring gcc,$(notdir $(CC))),-flto=auto -ffat-lto-objects))
+CFLAGS = -std=c99 -D_GNU_SOURCE $(CWARNS) $(COPT) $(LTO) $(SANFLAGS) \
+         -fPIC -pthread -fvisibility=hidden -Icore/include -Icore -Ilua \
          -I$(LUA_INC) $(MYCFLAGS)
-LDFLAGS = -shared -pthread $(SANFLAGS) $(MYLDFLAGS)
+LDFLAGS = -shared -pthread $(if $(LTO),$(LTO) $(COPT)) $(SANFLAGS) $(MYLDFLAGS)
 
 CORE_SRC = $(sort $(wildcard core/*.c))
 BIND_SRC = $(sort $(wildcard lua/*.c))

@@ -1198,15 +1198,14 @@ static char *storescalar(lua_State *L, int idx, char *p) {
 */
 conc_payload_t *lconc_encodeplain(lua_State *L, int first, int n,
                                   lconc_payalloc alloc, void *ud,
-                                  int holder) {
+                                  void *buffer) {
   char b[6 + PLAINUPS + (PLAINMAX - 1) * 11], *p = b;
-  Buffer *B;
+  Buffer *B = (Buffer *)buffer;
   conc_bytes_t *dump;
   conc_payload_t *pay;
   int i, nups;
-  if (first < 1 || n < 1 || n > PLAINMAX
-      || (B = (Buffer *)lua_touserdata(L, holder)) == NULL
-      || (dump = lconc_dumpmemoplain(L, first, &B->memo, holder,
+  if (first < 1 || n < 1 || n > PLAINMAX || B == NULL
+      || (dump = lconc_dumpmemoplain(L, first, &B->memo, 0,
                                      &nups)) == NULL
       || nups > PLAINUPS)
     return NULL;

@@ -71,8 +71,6 @@ struct lconc_owner {
   lua_Integer dfirst, dlast;  /* the deferred FIFO's ends (lmailbox.c) */
   lconc_closer *closers;
   conc_taskctl_t *ctl;  /* a worker state's running task, or NULL */
-  const void *futmt;    /* the Future metatable (lfuture.c), as the
-                        ** registry holds it all the state's life */
 };
 LCONC_FUNC lconc_owner *lconc_getowner(lua_State *L);
 /* Link 'c' to the state's owner, whose finalizer closes what is still
@@ -181,7 +179,8 @@ LCONC_FUNC int lconc_hascallbacks(lua_State *L, int idx);
 /* the handle's flag: the state's mailbox is subscribed to its future
 ** (once: it posts when the future is done, whatever callbacks are
 ** added and removed meanwhile) */
-LCONC_FUNC unsigned char *lconc_subscribed(lua_State *L, int idx);
+LCONC_FUNC int lconc_subscribed(lua_State *L, int idx);
+LCONC_FUNC void lconc_setsubscribed(lua_State *L, int idx);
 /* let go of the future of the handle at 'idx' (the state's owner, as
 ** the state closes, for handles that kept it for callbacks: fut_gc) */
 LCONC_FUNC void lconc_releasefuture(lua_State *L, int idx);
@@ -233,15 +232,16 @@ LCONC_FUNC conc_payload_t *lconc_encodex(lua_State *L, int first, int n,
                                          int flags, lconc_payalloc alloc,
                                          void *ud, int buffer);
 /* As lconc_encodex with LCONC_ENC_LOCAL when the value at 'first'
-** (> 0) is the Lua function that the state's encoding buffer at
-** 'buffer' sent last, its upvalues all '_ENV', and the 'n' - 1 values
+** (> 0) is the Lua function that the state's encoding buffer 'buffer'
+** (the userdata lconc_pushencbuffer pushes, which the caller keeps
+** alive) sent last, its upvalues all '_ENV', and the 'n' - 1 values
 ** after it are nil, booleans or numbers (the same bytes; 'alloc' as
 ** there); NULL for anything else, and when 'alloc' gives no block:
 ** lconc_encodex then does it, or says why not. Raises nothing, runs no
 ** Lua. */
 LCONC_FUNC conc_payload_t *lconc_encodeplain(lua_State *L, int first,
                                              int n, lconc_payalloc alloc,
-                                             void *ud, int buffer);
+                                             void *ud, void *buffer);
 /* As lconc_encodex when the 'n' values are all nil, booleans, numbers
 ** or strings (the same bytes; 'alloc' as there); NULL for any other
 ** value, and when out of memory: lconc_encode then does it, or says why

@@ -21,6 +21,8 @@
 #define MAXARGS 250
 
 typedef struct executor {
+  const char *tag;         /* &exectag: what makes it an executor */
+  void *buffer;            /* the codec's buffer, its user value */
   conc_executor_t *core;   /* NULL once shut down and freed */
   lconc_shared *sh;        /* the runtime's data, freed after 'core' */
   const char *name;        /* "ThreadPoolExecutor" */
@@ -33,46 +35,34 @@ typedef struct executor {
   conc_pool_stats_t last;  /* the final counts, once 'core' is freed */
 } executor;
 
-/* Upvalues of every method and metamethod: the two class metatables
-** and the Future's (comparing upvalues is cheaper than luaL_checkudata's
-** lookup by name on every submit), and the codec's buffer (cheaper than
-** its registry lookup). */
-#define UP_THREADMT lua_upvalueindex(1)
-#define UP_PROCESSMT lua_upvalueindex(2)
-#define UP_FUTUREMT lua_upvalueindex(3)
-#define UP_BUFFER lua_upvalueindex(4)  /* the codec's buffer */
-#define NUPS 4
+/* Upvalues of every method and metamethod: the Future's metatable
+** and the codec's buffer (cheaper than their registry lookups on every
+** submit). */
+#define UP_FUTUREMT lua_upvalueindex(1)
+#define UP_BUFFER lua_upvalueindex(2)  /* the codec's buffer */
+#define NUPS 2
 
-static int ex_gc(lua_State *L);
+/* Every executor's 'tag' holds its address: this copy of the module's
+** (the MPI module has its own copy of the binding, whose executors this
+** one cannot run). Checking the userdata's size and then the tag costs
+** a third of a metatable compare through the API, on every submit. A
+** userdata of another type fails the size check or, if it has the size,
+** the tag (only C code that copied this address could forge it), so its
+** bytes are read only within the block; a light userdata has no size.
+** It also accepts an executor of a class added by lconc_newexecclass
+** (the MPI module's), which this copy of the module made. */
+static const char exectag = 'x';
 
-/* Any executor: of the two classes here or of a class added by
-** lconc_newexecclass (the MPI module's), whose __gc is ex_gc. Its
-** metatable is left above the arguments (submit, which does not mind
-** it, saves the pop). */
-static executor *toexecutor(lua_State *L) {
-  executor *ex = (executor *)lua_touserdata(L, 1);
-  int ok = 0;
-  if (ex != NULL && lua_getmetatable(L, 1)) {
-    /* tables are equal when they are the same object: comparing their
-    ** addresses costs a third of lua_rawequal */
-    const void *mt = lua_topointer(L, -1);
-    ok = mt == lua_topointer(L, UP_THREADMT)
-         || mt == lua_topointer(L, UP_PROCESSMT);
-    if (!ok) {
-      lua_pushliteral(L, "__gc");
-      ok = lua_rawget(L, -2) == LUA_TFUNCTION
-           && lua_tocfunction(L, -1) == ex_gc;
-      lua_pop(L, 1);
-    }
-  }
-  if (!ok)
-    luaL_typeerror(L, 1, "executor");
-  return ex;
+static void __attribute__((noinline, cold)) notexecutor(lua_State *L) {
+  luaL_typeerror(L, 1, "executor");
 }
 
-static executor *checkexecutor(lua_State *L) {
-  executor *ex = toexecutor(L);
-  lua_pop(L, 1);
+static inline executor *toexecutor(lua_State *L) {
+  executor *ex = NULL;
+  if (lua_rawlen(L, 1) == sizeof(executor))
+    ex = (executor *)lua_touserdata(L, 1);  /* NULL for a table */
+  if (ex == NULL || ex->tag != &exectag)
+    notexecutor(L);
   return ex;
 }
 
@@ -222,7 +212,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
   a.ex = ex;
   a.f = NULL;
   p = ex->local && !(flags & LCONC_ENC_WRAP)
-      ? lconc_encodeplain(L, 2, n, allocblock, &a, UP_BUFFER) : NULL;
+      ? lconc_encodeplain(L, 2, n, allocblock, &a, ex->buffer) : NULL;
   if (p == NULL)
     p = lconc_encodex(L, 2, n, "argument", 1, flags, allocblock, &a,
                       UP_BUFFER);
@@ -239,7 +229,7 @@ static conc_payload_t *maketask(lua_State *L, executor *ex, int n,
 ** (LCONC_ENC_WRAP for a chunk of map's calls). */
 static int submitx(lua_State *L, int flags) {
   int top = lua_gettop(L);
-  executor *ex = toexecutor(L);  /* (its metatable at top + 1) */
+  executor *ex = toexecutor(L);
   conc_future_t *f;
   conc_payload_t *p;
   double timeout = ex->task_timeout;
@@ -325,7 +315,7 @@ static void shutdown(lua_State *L, executor *ex, int wait, int cancel) {
 
 /* ex:shutdown([wait=true], [cancel_futures=false]) */
 static int ex_shutdown(lua_State *L) {
-  executor *ex = checkexecutor(L);
+  executor *ex = toexecutor(L);
   int wait = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
   shutdown(L, ex, wait, lua_toboolean(L, 3));
   return 0;
@@ -333,7 +323,7 @@ static int ex_shutdown(lua_State *L) {
 
 /* __gc and __close: shutdown(true). */
 static int ex_gc(lua_State *L) {
-  shutdown(L, checkexecutor(L), 1, 0);
+  shutdown(L, toexecutor(L), 1, 0);
   return 0;
 }
 
@@ -343,7 +333,7 @@ static void setintfield(lua_State *L, const char *k, lua_Integer v) {
 }
 
 static int ex_stats(lua_State *L) {
-  executor *ex = checkexecutor(L);
+  executor *ex = toexecutor(L);
   conc_pool_stats_t st = ex->last;
   if (ex->core != NULL)
     ex->core->ops->stats(ex->core, &st);
@@ -360,7 +350,7 @@ static int ex_stats(lua_State *L) {
 }
 
 static int ex_tostring(lua_State *L) {
-  executor *ex = checkexecutor(L);
+  executor *ex = toexecutor(L);
   lua_pushfstring(L, "%s<%s>", ex->name,
                   ex->shutdown ? "shutdown" : "running");
   return 1;
@@ -552,9 +542,15 @@ int lconc_newexecutor(lua_State *L, const lconc_execkind *k) {
     o.max_workers = checkcount(L, 1, "max_workers", CONC_MAX_WORKERS);
   }
   lconc_checkopen(L);  /* before anything that a finalizer must free */
-  ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 0);
+  ex = (executor *)lua_newuserdatauv(L, sizeof(*ex), 1);
   memset(ex, 0, sizeof(*ex));
+  ex->tag = &exectag;
   luaL_setmetatable(L, k->mt);
+  /* the buffer at hand for submit's plain form (reading it from the
+  ** method's upvalue cost some 40 instructions a task) */
+  lconc_pushencbuffer(L);
+  ex->buffer = lua_touserdata(L, -1);
+  lua_setiuservalue(L, -2, 1);
   ex->name = k->mt + sizeof("concurrent.") - 1;
   ex->local = k->sharedinit;
   ex->shutdown = 1;  /* until it has a back-end */
@@ -639,7 +635,7 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
-/* Push the upvalues of the methods: the three metatables and the
+/* Push the upvalues of the methods: the Future's metatable and the
 ** buffer from 'base' on (the methods table follows them). */
 static void pushups(lua_State *L, int base) {
   int i;
@@ -663,8 +659,6 @@ void lconc_newexecclass(lua_State *L, const char *mt) {
   int base;
   luaL_newmetatable(L, mt);
   base = lua_gettop(L) + 1;
-  luaL_getmetatable(L, THREADPOOL_MT);
-  luaL_getmetatable(L, PROCESSPOOL_MT);
   luaL_getmetatable(L, LCONC_FUTURE_MT);
   lconc_pushencbuffer(L);
   lua_pushvalue(L, base - 2);  /* the methods */
@@ -685,14 +679,14 @@ void lconc_open_executor(lua_State *L) {
     lua_pop(L, 1);
     luaL_newmetatable(L, THREADPOOL_MT);
     luaL_newmetatable(L, PROCESSPOOL_MT);
-    luaL_getmetatable(L, LCONC_FUTURE_MT);
+    luaL_getmetatable(L, LCONC_FUTURE_MT);  /* the upvalues, at base + 2 */
     lconc_pushencbuffer(L);
     luaL_newlibtable(L, methods);
-    pushups(L, base);
+    pushups(L, base + 2);
     luaL_setfuncs(L, methods, NUPS);
-    setclass(L, base, base);
-    setclass(L, base, base + 1);
-    pushups(L, base);
+    setclass(L, base + 2, base);
+    setclass(L, base + 2, base + 1);
+    pushups(L, base + 2);
     lua_pushcclosure(L, cf_submitchunk, NUPS);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SUBMITCHUNK);
     lua_replace(L, base);

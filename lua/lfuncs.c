@@ -204,6 +204,8 @@ static int memohit(lua_State *L, const lconc_dumpmemo *m, int holder,
   if (m->uv != NULL)
     return lconc_uvholds(m->uv, 1, fn)
            && lconc_uvholds(m->uv, 2, m->entryobj);
+  if (holder == 0)  /* (lconc_dumpmemoplain) */
+    return 0;
   top = lua_gettop(L);
   if (lua_getiuservalue(L, holder, 1) == LUA_TTABLE)
     hit = lua_rawgeti(L, top + 1, 1) == LUA_TFUNCTION

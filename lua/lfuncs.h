@@ -51,7 +51,9 @@ LCONC_FUNC const char *lconc_dumpfunc(lua_State *L, int idx,
 ** upvalues are all '_ENV', with their number in '*nups'; else NULL
 ** (another value, the function changed, its entry finalized while the
 ** state closes). The common task's fast path: no Lua runs, nothing
-** raises. */
+** raises. With 'holder' 0, only a memo whose weak slots are read in
+** place can hit (the caller keeps the holder alive without it on the
+** stack). */
 LCONC_FUNC conc_bytes_t *lconc_dumpmemoplain(lua_State *L, int idx,
                                              lconc_dumpmemo *m,
                                              int holder, int *nups);

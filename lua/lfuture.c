@@ -7,97 +7,94 @@
  * Futures.
  * @submodule concurrent.futures
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "lconcurrent.h"
 
 /*
 ** The decoded outcome of a handle. Most tasks return one value: a nil,
-** boolean or number is kept in the handle itself (OUT_SCALAR); another
+** boolean or number is kept in the handle itself (OUT_NIL and the
+** rest, OUT_SCALAR and above: 'out' says its type); another
 ** single value is the handle's entry in the state's outcome table
 ** (OUT_ONE); otherwise that entry is a table { n = k, failed = b, ... }
 ** with the results 1..k, or the error value at 1 and its traceback at 2
 ** (OUT_TABLE). So a handle is a userdata without a uservalue: a pending
 ** future costs a third less, and the common outcome no table store.
 */
-enum { OUT_NONE, OUT_SCALAR, OUT_ONE, OUT_TABLE };
+enum { OUT_NONE, OUT_ONE, OUT_TABLE,
+       OUT_NIL, OUT_BOOL, OUT_INT, OUT_FLT };
+#define OUT_SCALAR OUT_NIL
 
+/* A handle's flags ('bits'). */
+#define H_SHARED 1      /* in the state's handle table */
+#define H_CALLBACKS 2   /* add_done_callback was called on it */
+#define H_SUBSCRIBED 4  /* the state's mailbox is told of its end */
+
+/*
+** A handle is known by its size and its tag, 48 bits of the address of
+** 'handletag' (this copy of the binding's: the MPI module's copy has
+** its own, whose futures this one does not take): two API calls, where
+** comparing its metatable took three or four, on each result() and
+** finalizer. A userdata of another type fails the size (a light
+** userdata has none) or, with the size, the tag: only C code that
+** copied this address makes it, so nothing is read past another block,
+** and a userdata given the Future metatable by the debug library is
+** refused. The flags and the tag fill the room the pointers leave: a
+** handle stays 24 bytes.
+*/
 typedef struct handle {
   conc_future_t *f;
+  union { lua_Integer i; lua_Number n; } v;  /* OUT_INT, OUT_FLT, or
+                                             ** OUT_BOOL (as 'i') */
   unsigned char out;        /* OUT_* */
-  unsigned char shared;     /* in the state's handle table */
-  unsigned char callbacks;  /* add_done_callback was called on it */
-  unsigned char subscribed; /* the state's mailbox is told of its end */
-  unsigned char vtype;      /* OUT_SCALAR: LUA_TNIL, _TBOOLEAN, _TNUMBER */
-  unsigned char isint;      /* OUT_SCALAR number: an integer */
-  union { lua_Integer i; lua_Number n; } v;  /* OUT_SCALAR number or
-                                             ** boolean (as 'i') */
+  unsigned char bits;       /* H_* */
+  unsigned short taghi;     /* bits 32-47 of the tag */
+  unsigned int taglo;       /* bits 0-31 */
 } handle;
+
+static const char handletag = 'h';
+#define TAGLO ((unsigned int)(uintptr_t)&handletag)
+#define TAGHI ((unsigned short)((uint64_t)(uintptr_t)&handletag >> 32))
 
 /* Registry keys: the Future metatable (for callers from other files)
 ** and the outcome table (handle -> outcome, weak keys). The methods
-** have the metatable as their upvalue: comparing it is much cheaper
-** than luaL_checkudata's lookup by name, on every call; and the state's
-** owner (a light userdata: it lives as long as the state), cheaper than
-** its registry lookup at the safe point of every result(). */
+** have the state's owner as their upvalue (a light userdata: it lives
+** as long as the state), cheaper than its registry lookup at the safe
+** point of every result(). */
 static const char FUTMT = 'f';
 static const char OUTCOMES = 'o';
-#define UP_MT lua_upvalueindex(1)
-#define UP_OWNER lua_upvalueindex(2)
+#define UP_OWNER lua_upvalueindex(1)
 
 static const char *const statenames[] = {
   "pending", "running", "finished", "cancelled"
 };
 
 /* The handle at 'idx', or NULL if it is not one. */
-static handle *testhandle(lua_State *L, int idx) {
-  handle *h = (handle *)lua_touserdata(L, idx);
-  int ok;
-  if (h == NULL || !lua_getmetatable(L, idx))
-    return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &FUTMT);
-  ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return ok ? h : NULL;
+static inline handle *testhandle(lua_State *L, int idx) {
+  handle *h = NULL;
+  if (lua_rawlen(L, idx) == sizeof(handle))
+    h = (handle *)lua_touserdata(L, idx);  /* NULL for a table, string */
+  return h != NULL && h->taglo == TAGLO && h->taghi == TAGHI ? h : NULL;
 }
 
-static handle *checkhandle(lua_State *L, int idx) {
+/* (Out of line: the check inlined in result() and the finalizer is
+** then only its two API calls and the compare.) */
+static void __attribute__((noinline, cold)) notfuture(lua_State *L,
+                                                      int idx) {
+  luaL_typeerror(L, idx, LCONC_FUTURE_MT);
+}
+
+static inline handle *checkhandle(lua_State *L, int idx) {
   handle *h = testhandle(L, idx);
   if (h == NULL)
-    luaL_typeerror(L, idx, LCONC_FUTURE_MT);
+    notfuture(L, idx);
   return h;
 }
 
-/* In a method: the handle at 1, or NULL, checked against the upvalue
-** (tables are equal when they are the same object: lua_topointer
-** compares them at a third of lua_rawequal's cost). Its metatable, when
-** it has one, is left above the arguments. */
-static handle *testself(lua_State *L) {
-  handle *h = (handle *)lua_touserdata(L, 1);
-  return h != NULL && lua_getmetatable(L, 1)
-         && lua_topointer(L, -1) == lua_topointer(L, UP_MT) ? h : NULL;
-}
-
-/* The same against the metatable's address that the state's owner 'o'
-** keeps: one lua_topointer less, for a caller with 'o' at hand. */
-static handle *testselfowner(lua_State *L, const lconc_owner *o) {
-  handle *h = (handle *)lua_touserdata(L, 1);
-  return h != NULL && lua_getmetatable(L, 1)
-         && lua_topointer(L, -1) == o->futmt ? h : NULL;
-}
-
-/* In a method: the handle at 1, the stack as it was (testself's test,
-** written out). */
+/* In a method: the handle at 1. */
 static handle *checkself(lua_State *L) {
-  handle *h = (handle *)lua_touserdata(L, 1);
-  int ok = h != NULL && lua_getmetatable(L, 1);
-  if (ok) {
-    ok = lua_topointer(L, -1) == lua_topointer(L, UP_MT);
-    lua_pop(L, 1);
-  }
-  if (!ok)
-    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
-  return h;
+  return checkhandle(L, 1);
 }
 
 /* A handle is finalized before the objects made earlier than it while
@@ -135,6 +132,8 @@ conc_future_t *lconc_checkfuture(lua_State *L, int idx) {
 static handle *newhandlemt(lua_State *L, conc_future_t *f, int mt) {
   handle *h = (handle *)lua_newuserdatauv(L, sizeof(*h), 0);
   memset(h, 0, sizeof(*h));
+  h->taglo = TAGLO;
+  h->taghi = TAGHI;
   if (mt != 0)
     lua_pushvalue(L, mt);
   else
@@ -161,22 +160,26 @@ conc_future_t **lconc_newfuturemt(lua_State *L, conc_future_t *f,
 
 void lconc_sharefuture(lua_State *L, int idx) {
   handle *h = checkhandle(L, idx);
-  if (h->shared)
+  if (h->bits & H_SHARED)
     return;
   idx = lua_absindex(L, idx);
   lconc_pushhandles(L);
   lua_pushvalue(L, idx);
   lua_rawsetp(L, -2, h->f);
   lua_pop(L, 1);
-  h->shared = 1;
+  h->bits |= H_SHARED;
 }
 
 int lconc_hascallbacks(lua_State *L, int idx) {
-  return ((handle *)lua_touserdata(L, idx))->callbacks;
+  return (((handle *)lua_touserdata(L, idx))->bits & H_CALLBACKS) != 0;
 }
 
-unsigned char *lconc_subscribed(lua_State *L, int idx) {
-  return &((handle *)lua_touserdata(L, idx))->subscribed;
+int lconc_subscribed(lua_State *L, int idx) {
+  return (((handle *)lua_touserdata(L, idx))->bits & H_SUBSCRIBED) != 0;
+}
+
+void lconc_setsubscribed(lua_State *L, int idx) {
+  ((handle *)lua_touserdata(L, idx))->bits |= H_SUBSCRIBED;
 }
 
 /* Push the state's handle of a future that came from elsewhere (a
@@ -187,7 +190,7 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
   if (lua_rawgetp(L, -1, f) == LUA_TNIL) {
     lua_pop(L, 1);
     lconc_checkopen(L);
-    newhandle(L, f)->shared = 1;
+    newhandle(L, f)->bits |= H_SHARED;
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, f);
   }
@@ -195,12 +198,15 @@ void lconc_pushfuture(lua_State *L, conc_future_t *f) {
   lconc_stackcheck_end(L, 1);
 }
 
-void lconc_releasefuture(lua_State *L, int idx) {
-  handle *h = (handle *)lua_touserdata(L, idx);
+static void release(handle *h) {
   if (h->f != NULL) {
     conc_future_unref(h->f);
     h->f = NULL;
   }
+}
+
+void lconc_releasefuture(lua_State *L, int idx) {
+  release((handle *)lua_touserdata(L, idx));
 }
 
 /* A handle whose callbacks have not run yet is anchored by the state's
@@ -213,11 +219,9 @@ void lconc_releasefuture(lua_State *L, int idx) {
 ** calls __gc by hand on its own handle finds its list taken already:
 ** that handle lets go at once, as any other. */
 static int fut_gc(lua_State *L) {
-  handle *h = testself(L);
-  if (h == NULL)
-    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
-  if (!(h->callbacks && lconc_haspending(L, 1)))
-    lconc_releasefuture(L, 1);
+  handle *h = checkself(L);
+  if (!((h->bits & H_CALLBACKS) && lconc_haspending(L, 1)))
+    release(h);
   return 0;
 }
 
@@ -283,7 +287,7 @@ static int waitdone(lua_State *L, lconc_owner *o, handle *h,
     if (!got)
       return 0;
   }
-  if (h->callbacks)
+  if (h->bits & H_CALLBACKS)
     lconc_firecallbacks(L, 1, 0);
   lconc_stackcheck_end(L, 0);
   return 1;
@@ -306,30 +310,33 @@ static void pushoutcomes(lua_State *L) {
 /* Keep a single nil, boolean or number at the top in the handle: 1, or
 ** 0 for any other value. */
 static int keepscalar(lua_State *L, handle *h) {
-  int t = lua_type(L, -1);
-  if (t == LUA_TNUMBER) {
-    h->isint = (unsigned char)lua_isinteger(L, -1);
-    if (h->isint)
-      h->v.i = lua_tointeger(L, -1);
-    else
-      h->v.n = lua_tonumber(L, -1);
-  } else if (t == LUA_TBOOLEAN)
-    h->v.i = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    return 0;
-  h->vtype = (unsigned char)t;
-  h->out = OUT_SCALAR;
-  return 1;
+  switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, -1)) {
+        h->v.i = lua_tointeger(L, -1);
+        h->out = OUT_INT;
+      } else {
+        h->v.n = lua_tonumber(L, -1);
+        h->out = OUT_FLT;
+      }
+      return 1;
+    case LUA_TBOOLEAN:
+      h->v.i = lua_toboolean(L, -1);
+      h->out = OUT_BOOL;
+      return 1;
+    case LUA_TNIL:
+      h->out = OUT_NIL;
+      return 1;
+    default: return 0;
+  }
 }
 
-/* Push the outcome kept in the handle (OUT_SCALAR). */
+/* Push the outcome kept in the handle (OUT_SCALAR and above). */
 static void pushscalar(lua_State *L, const handle *h) {
-  switch (h->vtype) {
-    case LUA_TNUMBER:
-      if (h->isint) lua_pushinteger(L, h->v.i);
-      else lua_pushnumber(L, h->v.n);
-      break;
-    case LUA_TBOOLEAN: lua_pushboolean(L, (int)h->v.i); break;
+  switch (h->out) {
+    case OUT_INT: lua_pushinteger(L, h->v.i); break;
+    case OUT_FLT: lua_pushnumber(L, h->v.n); break;
+    case OUT_BOOL: lua_pushboolean(L, (int)h->v.i); break;
     default: lua_pushnil(L);
   }
 }
@@ -383,7 +390,7 @@ static int pushoutcome(lua_State *L, handle *h) {
   size_t len;
   int failed;
   lconc_scalar s;
-  if (h->out == OUT_SCALAR) {
+  if (h->out >= OUT_SCALAR) {
     pushscalar(L, h);
     return OUT_ONE;
   }
@@ -400,13 +407,14 @@ static int pushoutcome(lua_State *L, handle *h) {
   if (data == NULL)
     luaL_error(L, "the future's values could not be transferred to this state");
   if (!failed && lconc_peekscalar((const conc_payload_t *)data, &s)) {
-    h->vtype = (unsigned char)s.type;
-    h->isint = (unsigned char)s.isint;
-    if (s.type == LUA_TNUMBER && !s.isint)
+    if (s.type == LUA_TNUMBER && !s.isint) {
       h->v.n = s.v.n;
-    else
+      h->out = OUT_FLT;
+    } else {
       h->v.i = s.v.i;
-    h->out = OUT_SCALAR;
+      h->out = s.type == LUA_TNUMBER ? OUT_INT
+               : s.type == LUA_TBOOLEAN ? OUT_BOOL : OUT_NIL;
+    }
     pushscalar(L, h);
     return OUT_ONE;
   }
@@ -420,10 +428,8 @@ static int pushoutcome(lua_State *L, handle *h) {
 static int outcome(lua_State *L, const char *what) {
   int top = lua_gettop(L);
   lconc_owner *o = (lconc_owner *)lua_touserdata(L, UP_OWNER);
-  handle *h = testselfowner(L, o);  /* (its metatable at top + 1) */
+  handle *h = checkself(L);
   double deadline;
-  if (h == NULL)
-    luaL_typeerror(L, 1, LCONC_FUTURE_MT);
   if (h->f == NULL)
     finalized(L);
   deadline = top < 2 ? CONC_FOREVER : lconc_optdeadline(L, 2);
@@ -578,7 +584,7 @@ static int fut_done(lua_State *L) {
 static int fut_add_done_callback(lua_State *L) {
   conc_future_t *f = checkselffuture(L);
   lconc_checkcallable(L, 2);
-  ((handle *)lua_touserdata(L, 1))->callbacks = 1;
+  ((handle *)lua_touserdata(L, 1))->bits |= H_CALLBACKS;
   lconc_sharefuture(L, 1);  /* the mailbox posts it back by pointer */
   lconc_addcallback(L, 1, 2);
   if (conc_future_done(f))
@@ -830,16 +836,13 @@ static const luaL_Reg metamethods[] = {
 /* Adds Future() to the module table at the top. */
 void lconc_open_future(lua_State *L) {
   if (luaL_newmetatable(L, LCONC_FUTURE_MT)) {
-    lua_pushvalue(L, -1);
     lua_pushlightuserdata(L, lconc_getowner(L));
-    luaL_setfuncs(L, metamethods, 2);
+    luaL_setfuncs(L, metamethods, 1);
     luaL_newlibtable(L, methods);
-    lua_pushvalue(L, -2);
     lua_pushlightuserdata(L, lconc_getowner(L));
-    luaL_setfuncs(L, methods, 2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
   }
-  lconc_getowner(L)->futmt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &FUTMT);
   lua_pushcfunction(L, fut_new);
   lua_setfield(L, -2, "Future");

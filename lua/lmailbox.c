@@ -165,7 +165,6 @@ void lconc_open_owner(lua_State *L) {
   o->dlast = 0;
   o->closers = NULL;
   o->ctl = NULL;
-  o->futmt = NULL;  /* (lconc_open_future) */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, owner_gc);
   lua_setfield(L, -2, "__gc");
@@ -344,13 +343,12 @@ void lconc_addcallback(lua_State *L, int h, int fn) {
   pushownertable(L, UV_CALLBACKS);
   lua_pushvalue(L, h);
   if (lua_rawget(L, -2) == LUA_TNIL) {
-    unsigned char *subscribed = lconc_subscribed(L, h);
-    if (!*subscribed) {
+    if (!lconc_subscribed(L, h)) {
       int r = conc_mailbox_subscribe(getmailbox(L),
                                      lconc_checkfuture(L, h), 0);
       if (r != 0)
         lconc_coreerror(L, r, "add_done_callback");
-      *subscribed = 1;
+      lconc_setsubscribed(L, h);
     }
     lua_pop(L, 1);
     lua_newtable(L);
@@ -411,22 +409,31 @@ int lconc_safepoint(lua_State *L) {
   return lconc_ownersafepoint(L, lconc_getowner(L));
 }
 
-int lconc_ownersafepoint(lua_State *L, lconc_owner *o) {
-  conc_future_t *f;
+/* Run the callbacks of the post 'f' and of every later one. Out of
+** line: a safe point that finds no post (nearly every result()) then
+** sets up no frame for this loop. */
+static int __attribute__((noinline)) runposts(lua_State *L, lconc_owner *o,
+                                              conc_future_t *f) {
   uintptr_t tag;
   int ran = 0;
   lconc_stackcheck_begin(L);
-  if (o->in_callback || o->mb == NULL)
-    return 0;
-  while (conc_mailbox_take(o->mb, &f, &tag)) {
+  do {
     pushownertable(L, UV_HANDLES);
     if (lua_rawgetp(L, -1, f) != LUA_TNIL)
       ran += lconc_firecallbacks(L, -1, 0);
     lua_pop(L, 2);
     conc_future_unref(f);
-  }
+  } while (conc_mailbox_take(o->mb, &f, &tag));
   lconc_stackcheck_end(L, 0);
   return ran;
+}
+
+int lconc_ownersafepoint(lua_State *L, lconc_owner *o) {
+  conc_future_t *f;
+  uintptr_t tag;
+  if (o->in_callback || o->mb == NULL || !conc_mailbox_take(o->mb, &f, &tag))
+    return 0;
+  return runposts(L, o, f);
 }
 
 /* }====================================================================== */

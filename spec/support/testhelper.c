@@ -186,6 +186,22 @@ static int th_wait_c(lua_State *L) {
   return 1;
 }
 
+/* th.userdata(size, byte) -> a full userdata of 'size' bytes, each
+** 'byte', with no metatable: another library's object, for the checks
+** of what a method takes as its self. */
+static int th_userdata(lua_State *L) {
+  size_t size = (size_t)luaL_checkinteger(L, 1);
+  void *u = lua_newuserdatauv(L, size, 0);
+  memset(u, (int)luaL_checkinteger(L, 2), size);
+  return 1;
+}
+
+/* th.lightuserdata(n) -> the light userdata (void *)n. */
+static int th_lightuserdata(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)(size_t)luaL_checkinteger(L, 1));
+  return 1;
+}
+
 /* th.set_raw(f, bytes[, "exception"]) -> the code: a host completing
 ** 'f' with raw bytes (a malloc'd copy freed with free), not a payload
 ** of 'encode'. A refused block stays the host's: freed here. With nil
@@ -315,6 +331,8 @@ int luaopen_testhelper(lua_State *L) {
     {"wait_c", th_wait_c},
     {"set_raw", th_set_raw},
     {"failalloc", th_failalloc},
+    {"userdata", th_userdata},
+    {"lightuserdata", th_lightuserdata},
     {NULL, NULL}
   };
   if (luaL_newmetatable(L, JOB_MT)) {
