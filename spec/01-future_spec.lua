@@ -754,6 +754,26 @@ describe("Future (CPython test_future)", function()
     assert.matches("still here", out)
   end)
 
+  it("reports a callback's error whose __tostring raises or returns no string", function()
+    -- as lua.c does: before, the report had no message at all (a
+    -- __tostring returning a table) or the __tostring's own error
+    local out, ok = helpers.run_lua [[
+      local cf = require "concurrent.futures"
+      local f = cf.Future()
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() return {} end })) end)
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() error("inner") end })) end)
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() return "told" end })) end)
+      f:set_result(1)
+      print("still here")
+    ]]
+    assert.is_true(ok, out)
+    local _, n = out:gsub("error in done callback: %(error object is a table value%)\n", "")
+    assert.equal(2, n, out)
+    assert.matches("error in done callback: told\n", out)
+    assert.not_matches("inner", out)
+    assert.matches("still here", out)
+  end)
+
   it("cancels only a pending future (test_cancel)", function()
     local s = states()
     assert.is_true(s.pending:cancel())
