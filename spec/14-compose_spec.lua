@@ -332,6 +332,28 @@ describe("cf.all and cf.any", function()
     assert.is_nil(next(races))
     assert.is_false(stop:done())
   end)
+
+  it("let go of the futures after one decided them as it was added", function()
+    -- before: a done future early in the array decided the combined
+    -- future, and the futures after it still got its callback, which
+    -- kept it (and every result) for as long as they stayed pending
+    local never = cf.Future()
+    never:set_running_or_notify_cancel()  -- (a cancel cannot end it)
+    local bad, good = cf.Future(), cf.Future()
+    bad:set_exception("bad")
+    good:set_result("good")
+    local kept = setmetatable({}, { __mode = "k" })
+    for _ = 1, 10 do
+      local all, any = cf.all { bad, never }, cf.any { good, never }
+      assert.equal("bad", all:exception(0))
+      assert.equal("good", any:result(0))
+      kept[all], kept[any] = true, true
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(kept))
+    assert.is_false(never:done())
+  end)
 end)
 
 describe("cf.async and cf.await", function()

@@ -631,6 +631,17 @@ local function settles(out, list, ondone)
   end)
 end
 
+-- Add 'ondone' (with its index) to the futures of 'list' until 'out' is
+-- done: a future done already may decide it as its callback is added,
+-- and the callback on those after it would keep 'out' while they are
+-- pending (settles let go of the ones added before).
+local function adduntil(out, list, ondone)
+  for i, f in ipairs(list) do
+    if out:done() then return end
+    f:add_done_callback(ondone, i)
+  end
+end
+
 --- A future that completes when every future of `fs` has: its result is
 -- an array whose i-th entry is the table of `fs[i]`'s results
 -- (`{n =, ...}`). It fails with the first error (and that future's
@@ -657,7 +668,7 @@ function M.all(fs)
     end
   end
   settles(out, list, ondone)
-  for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
+  adduntil(out, list, ondone)
   return out
 end
 
@@ -684,7 +695,7 @@ function M.any(fs)
     end
   end
   settles(out, list, ondone)
-  for _, f in ipairs(list) do f:add_done_callback(ondone) end
+  adduntil(out, list, ondone)
   return out
 end
 
