@@ -663,6 +663,22 @@ describe("cf.async and cf.await", function()
     assert.is_false(stop:done())
   end)
 
+  it("refuses to await its own future, which only its end completes", function()
+    -- before: the coroutine waited for itself, and its future stayed
+    -- pending for ever
+    local gate = cf.Future()
+    local job
+    job = cf.async(function()
+      cf.await(gate)
+      local ok, err = pcall(cf.await, job)
+      return ok, err
+    end)
+    gate:set_result(true)
+    local ok, err = job:result(10)
+    assert.is_false(ok)
+    assert.matches("cannot await its own future", err)
+  end)
+
   it("is f:result() outside an async coroutine", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     assert.equal(3, cf.await(ex:submit(function() return 3 end)))

@@ -905,15 +905,20 @@ function M.await(f, timeout)
     end
   end
   local co = coroutine.running()
-  if not asyncs[co] then return f:result(timeout) end
+  local run = asyncs[co]
+  if not run then return f:result(timeout) end
+  -- its own future pending: it would wait for ever, since only its end
+  -- completes it (asyncio refuses it too: "Task cannot await on itself")
+  if rawequal(f, run.out) and not f:done() then
+    error("bad argument #1 to 'await' (a cf.async coroutine cannot await its own future)", 2)
+  end
   if not f:done() then
     if timeout == 0 then error(core.TimeoutError("await timed out")) end
     local by, timedout = coroutine.yield(AWAIT, f, timeout)
     if by ~= WAKE then
       local msg = "cf.async coroutine resumed by hand (coroutine.resume) " ..
                   "while it awaited a future"
-      local run = asyncs[co]
-      if run then abandon(run, msg) end
+      if asyncs[co] then abandon(run, msg) end
       error(msg, 2)
     end
     if timedout then error(core.TimeoutError("await timed out")) end
