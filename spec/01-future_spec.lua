@@ -879,4 +879,26 @@ describe("futures made while the state closes", function()
       .. "all" .. closing .. "async" .. closing, out:match("^(.-)set "))
     assert.matches("set false [^;]*InvalidStateError", out)
   end)
+
+  it("says where cf.all, cf.any and cf.async were called when the state closes", function()
+    -- before: "lua/concurrent/futures.lua:656: the Lua state is closing"
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local done = cf.Future()
+      done:set_result(1)
+      keep = setmetatable({}, { __gc = function()
+        for _, fn in ipairs { cf.all, cf.any, cf.async } do
+          local ok, err = pcall(function()
+            local f = fn(fn == cf.async and print or { done })  -- line 9 (run_lua adds 2)
+            return f
+          end)
+          io.write(tostring(ok), " ", tostring(err), "\n")
+        end
+      end })
+    ]])
+    assert.is_true(ok, out)
+    local _, n = out:gsub("false [^\n]*:9: the Lua state is closing\n", "")
+    assert.equal(3, n, out)
+    assert.not_matches("futures%.lua", out)
+  end)
 end)

@@ -604,6 +604,16 @@ local function futures(fs, name)
   return list
 end
 
+-- A new future for cf.all, cf.any or cf.async; a refusal ("the Lua state
+-- is closing", in a finalizer run by lua_close) reads as raised at the
+-- line that called them, not in this file (called by pcall, the C
+-- function's error has no position of its own).
+local function newfuture()
+  local ok, f = pcall(core.Future)
+  if ok then return f end
+  error(f, 3)  -- newfuture <- all, any or async <- their caller
+end
+
 -- The outcome of the done future 'f' packed: ok, values... or false,
 -- error (CancelledError for a cancelled one).
 local function outcome(f)
@@ -653,7 +663,7 @@ end
 -- print(r[1][1], r[2][1])
 function M.all(fs)
   local list = futures(fs, "all")
-  local out, results, left = core.Future(), {}, #list
+  local out, results, left = newfuture(), {}, #list
   if left == 0 then out:set_result(results) return out end
   local function ondone(f, i)
     if core._closing() or out:done() then return end  -- (settles says why)
@@ -683,7 +693,7 @@ function M.any(fs)
   if #list == 0 then
     error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
   end
-  local out, left = core.Future(), #list
+  local out, left = newfuture(), #list
   local function ondone(f)
     if core._closing() or out:done() then return end  -- (settles says why)
     local r = outcome(f)
@@ -871,7 +881,7 @@ function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
   end
-  local out, sig = core.Future(), core.Future()
+  local out, sig = newfuture(), newfuture()
   local co = coroutine.create(body)
   out:set_running_or_notify_cancel()
   local run = setmetatable({ out = out, co = co, sig = sig,
