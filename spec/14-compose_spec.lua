@@ -49,6 +49,11 @@ describe("ThreadPoolExecutor:map", function()
         "cannot transfer argument #2 %(userdata%)" },
       { function() local it = ex.map(nil, print, { 1 }) return it end,
         "calling 'map' on bad self" },
+      -- before: "attempt to call a nil value", with no line
+      { function() local it = ex.map(io.stdout, print, { 1 }) return it end,
+        "calling 'map' on bad self %(executor expected, got FILE%*%)" },
+      { function() local it = ex.map(cf.Queue(), print, { 1 }) return it end,
+        "calling 'map' on bad self %(executor expected, got concurrent%.Queue%)" },
     }
     -- an array whose __len does not return an integer (before: 2.5 mapped
     -- 3 items, math.huge submitted for ever, "x" and nil failed inside

@@ -326,9 +326,25 @@ local function intoption(o, name, min)
   return i
 end
 
+-- The name of the type of 'v' for an argument error: its metatable's
+-- __name ("FILE*", "concurrent.Queue"), else its Lua type.
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+-- Whether 'v' is an executor: every executor class (threads, processes,
+-- MPI) has the methods table as its __index.
+local function isexecutor(v)
+  local mt = type(v) == "userdata" and getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__index") == core.executor_methods
+end
+
 local function check_map(ex, ...)
-  if type(ex) ~= "userdata" then
-    error(("calling 'map' on bad self (executor expected, got %s)"):format(type(ex)), 3)
+  -- (any other userdata failed later with "attempt to call a nil value")
+  if not isexecutor(ex) then
+    error(("calling 'map' on bad self (executor expected, got %s)"):format(typename(ex)), 3)
   end
   local fn, iterables, o, first = map_options(...)
   if not callable(fn) then
@@ -578,12 +594,6 @@ core.executor_methods.map = map
 
 -- Every handle of a future shares this metatable.
 local FUTURE = getmetatable(core.Future())
-
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
-  return type(v)
-end
 
 -- The array of futures 'fs' (argument #1 of 'name'), checked; errors at
 -- the caller of the function calling this.
