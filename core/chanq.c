@@ -416,6 +416,23 @@ void conc_chanq_close(conc_chanq_t *q) {
 }
 
 
+int conc__chanq_each(conc_chanq_t *q,
+                     int (*fn)(void *ud, void *data, conc_free_fn freefn),
+                     void *ud) {
+  size_t i;
+  int r = 0;
+  if (q->remote != NULL)  /* its values are not here */
+    return 0;
+  pthread_mutex_lock(&q->mu);
+  for (i = 0; i < q->count && r == 0; i++) {
+    const item *it = &q->ring[(q->head + i) % q->cap];
+    r = fn(ud, it->data, it->freefn);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+
 /* {======================================================================
 ** Proxies: their wake lists, kept here for their remote
 ** ======================================================================= */

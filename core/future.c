@@ -134,6 +134,7 @@ const char *conc_strerror(int code) {
     case CONC_ECLOSED: return "mailbox closed";
     case CONC_E2BIG:
       return "too large for a worker process, " CONC__FRAME_MAXTEXT " at most";
+    case CONC_ECYCLE: return "a value cannot hold the queue it goes into";
     default: return "unknown error";
   }
 }

@@ -263,7 +263,8 @@ CONC__FUNC void *conc__future_room(conc_future_t *f);
 CONC__FUNC void conc__future_blockuse(int delta);
 CONC__FUNC void conc__future_forked(void);
 
-/* payload.c: complete 'f' with 'p' (taken, even when 'f' is done). */
+/* payload.c: complete 'f' with a task's outcome 'p' (taken, even when
+** 'f' is done); an outcome that holds 'f' fails it instead (a cycle). */
 CONC__FUNC void conc__payload_complete(conc_future_t *f, conc_payload_t *p,
                                        int failed);
 
@@ -309,6 +310,13 @@ CONC__FUNC conc_chanq_t *conc__chanq_newremote(const conc__qremote *remote,
 CONC__FUNC void *conc__chanq_remotectx(conc_chanq_t *q);  /* NULL: local */
 CONC__FUNC int conc__chanq_tryref(conc_chanq_t *q);
 CONC__FUNC void conc__chanq_free(conc_chanq_t *q);
+/* Call 'fn(ud, data, freefn)' on each item, first to last, under the
+** queue's lock ('fn' must not call into the queue); stops at a nonzero
+** return of 'fn' and returns it, else 0. A proxy has no items here. */
+CONC__FUNC int conc__chanq_each(conc_chanq_t *q,
+                                int (*fn)(void *ud, void *data,
+                                          conc_free_fn freefn),
+                                void *ud);
 /* Cancel 'wake' at the queue's next change of that kind (0, or
 ** CONC_ENOMEM); fire those of a kind now. */
 CONC__FUNC int conc__chanq_addwake(conc_chanq_t *q, int getters,

@@ -313,24 +313,24 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p) {
 
 /* Complete 'f' with 'p' (taken; NULL when even an error could not be
 ** made: the future then fails without values). Freed if 'f' is done
-** already. */
+** already. An outcome reaching 'f' (a task returned a queue or a future
+** that holds its own future) is a cycle no one breaks: 'f' fails. */
 void conc__payload_complete(conc_future_t *f, conc_payload_t *p, int failed) {
-  int r = failed ? conc_future_set_exception(f, p, conc_payload_sizeof(p),
-                                             conc_payload_free)
-                 : conc_future_set_result(f, p, conc_payload_sizeof(p),
-                                          conc_payload_free);
-  if (r != 0)
-    conc_payload_free(p);
+  conc_payload_finish(f, p, failed, "InvalidStateError",
+                      "a task's outcome cannot hold its own future");
 }
 
 
-/* A set of futures (open addressing, a power-of-two size at most half
-** full) and a stack of payloads to visit: the walk of conc_payload_reaches. */
+/* The walk of conc_payload_reaches: a set of the shared objects met
+** (open addressing, a power-of-two size at most half full), each with a
+** reference of the walk's, so that none is freed, nor its address
+** reused, before the walk ends; a stack of those to visit; the target. */
 typedef struct Walk {
-  conc_future_t **set;
+  void **set;
   size_t nset, sizeset;
-  const conc_payload_t **stack;
+  void **stack;
   size_t nstack, sizestack;
+  const void *target;
 } Walk;
 
 static size_t hashptr(const void *f, size_t size) {
@@ -340,21 +340,21 @@ static size_t hashptr(const void *f, size_t size) {
   return (size_t)(h >> 7) & (size - 1);
 }
 
-/* The slot of 'f' in a set of 'size' slots: where it is, or the empty
+/* The slot of 'obj' in a set of 'size' slots: where it is, or the empty
 ** slot where it goes. */
-static size_t slotof(conc_future_t **set, size_t size, conc_future_t *f) {
-  size_t i = hashptr(f, size);
-  while (set[i] != NULL && set[i] != f)
+static size_t slotof(void **set, size_t size, const void *obj) {
+  size_t i = hashptr(obj, size);
+  while (set[i] != NULL && set[i] != obj)
     i = (i + 1) & (size - 1);
   return i;
 }
 
-/* Add 'f' to the set: 1 if new, 0 if there, -1 out of memory. */
-static int walk_mark(Walk *w, conc_future_t *f) {
+/* Add 'obj' to the set: 1 if new, 0 if there, -1 out of memory. */
+static int walk_mark(Walk *w, void *obj) {
   size_t i;
   if (2 * (w->nset + 1) > w->sizeset) {
     size_t n = w->sizeset ? 2 * w->sizeset : 16, j;
-    conc_future_t **ns = (conc_future_t **)calloc(n, sizeof(*ns));
+    void **ns = (void **)calloc(n, sizeof(*ns));
     if (ns == NULL)
       return -1;
     for (j = 0; j < w->sizeset; j++)
@@ -364,72 +364,111 @@ static int walk_mark(Walk *w, conc_future_t *f) {
     w->set = ns;
     w->sizeset = n;
   }
-  i = slotof(w->set, w->sizeset, f);
-  if (w->set[i] == f)
+  i = slotof(w->set, w->sizeset, obj);
+  if (w->set[i] == obj)
     return 0;
-  w->set[i] = f;
+  w->set[i] = obj;
   w->nset++;
   return 1;
 }
 
-static int walk_push(Walk *w, const conc_payload_t *p) {
+static int walk_push(Walk *w, void *obj) {
   if (w->nstack == w->sizestack) {
     size_t n = w->sizestack ? 2 * w->sizestack : 16;
-    const conc_payload_t **ns = (const conc_payload_t **)realloc(
-        (void *)w->stack, n * sizeof(*ns));
+    void **ns = (void **)realloc(w->stack, n * sizeof(*ns));
     if (ns == NULL)
       return -1;
     w->stack = ns;
     w->sizestack = n;
   }
-  w->stack[w->nstack++] = p;
+  w->stack[w->nstack++] = obj;
   return 0;
 }
 
-/* Depth-first over the finished futures that 'p' carries, theirs, and
-** so on: 1 when 'f' is among them, 0 if not, -1 out of memory. Every
-** payload met stays alive meanwhile: 'p' holds its futures, and a
-** finished future's payload lives (unchanged) as long as the future. */
-static int walk(Walk *w, const conc_payload_t *p, conc_future_t *f) {
-  if (walk_push(w, p) != 0)
-    return -1;
-  while (w->nstack > 0) {
-    const conc_payload_t *q = w->stack[--w->nstack];
-    size_t i;
-    for (i = 0; i < q->nfutures; i++) {
-      conc_future_t *g = conc_payload_future(q, i);
-      const void *data;
-      size_t len;
-      int failed, r;
-      if (g == f)
-        return 1;
-      if ((r = walk_mark(w, g)) <= 0) {
-        if (r < 0) return -1;
-        continue;
-      }
-      if (conc_future_payload(g, &data, &len, &failed) == 0 && data != NULL
-          && walk_push(w, (const conc_payload_t *)data) != 0)
-        return -1;
-    }
+/* Meet the shared object 'obj': 1 when it is the target, else 0 (a new
+** one is referenced and pushed, to visit), -1 out of memory. Shared
+** bytes hold nothing; a proxy of a parent's queue holds nothing here. */
+static int walk_meet(Walk *w, void *obj) {
+  int r;
+  if (obj == w->target)
+    return 1;
+  if (kindof(obj) == CONC_SHARED_BYTES
+      || (kindof(obj) == CONC_SHARED_QUEUE
+          && conc__chanq_remotectx((conc_chanq_t *)obj) != NULL))
+    return 0;
+  if ((r = walk_mark(w, obj)) <= 0)
+    return r;
+  objref(obj, 1);
+  return walk_push(w, obj);
+}
+
+/* Meet every object that payload 'p' holds. */
+static int walk_payload(Walk *w, const conc_payload_t *p) {
+  size_t i;
+  int r;
+  for (i = 0; i < p->nfutures; i++)
+    if (objects(p)[i] != NULL && (r = walk_meet(w, objects(p)[i])) != 0)
+      return r;
+  return 0;
+}
+
+/* (conc__chanq_each, under the queue's lock.) An item of a queue: its
+** objects, if it is a payload (a C program's queue may hold other data,
+** which holds none). The walk's references keep them once the item is
+** taken out and freed. */
+static int walk_item(void *ud, void *data, conc_free_fn freefn) {
+  if (freefn != conc_payload_free || data == NULL)
+    return 0;
+  return walk_payload((Walk *)ud, (const conc_payload_t *)data);
+}
+
+/* Depth-first over the shared objects that 'p' holds, what those hold
+** (a finished future its outcome, a queue its items), and so on: 1 when
+** the target is among them, 0 if not, -1 out of memory. A finished
+** future's payload lives, unchanged, as long as the future, which the
+** walk's reference keeps; a queue's items are read under its lock. */
+static int walk(Walk *w, const conc_payload_t *p) {
+  int r = walk_payload(w, p);
+  while (r == 0 && w->nstack > 0) {
+    void *obj = w->stack[--w->nstack];
+    const void *data;
+    size_t len;
+    int failed;
+    if (kindof(obj) == CONC_SHARED_QUEUE)
+      r = conc__chanq_each((conc_chanq_t *)obj, walk_item, w);
+    else if (conc_future_payload((conc_future_t *)obj, &data, &len,
+                                 &failed) == 0 && data != NULL)
+      r = walk_payload(w, (const conc_payload_t *)data);
   }
-  return 0;
+  return r;
 }
 
-int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f) {
+/* Whether 'p' reaches the future or queue 'target' (1, 0, -1). */
+static int reaches(const conc_payload_t *p, const void *target) {
   Walk w;
+  size_t i;
   int r;
   if (p == NULL || p->nfutures == 0)
     return 0;
   memset(&w, 0, sizeof(w));
-  r = walk(&w, p, f);
+  w.target = target;
+  r = walk(&w, p);
+  for (i = 0; i < w.sizeset; i++)
+    if (w.set[i] != NULL)
+      objref(w.set[i], -1);
   free(w.set);
-  free((void *)w.stack);
+  free(w.stack);
   return r;
 }
 
+int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f) {
+  return reaches(p, f);
+}
+
 /* Held from the cycle check to the completion of every payload that
-** holds futures: only such completions add edges that a cycle needs, so
-** one lock for them all costs the common case (no futures) nothing.
+** holds futures or queues, and to the put of every such payload into a
+** queue: only those add edges that a cycle needs, so one lock for them
+** all costs the common case (no shared objects) nothing.
 ** Recursive: a C callback run by the completion may complete another. */
 static pthread_mutex_t cyclemu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
@@ -462,5 +501,24 @@ int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
     pthread_mutex_unlock(&cyclemu);
   if (r != 0)
     conc_payload_free(p);
+  return r;
+}
+
+int conc_payload_tryput(conc_chanq_t *q, conc_payload_t *p,
+                        conc_future_t *wake) {
+  /* a proxy's put is its parent's to check, where the queue is */
+  int locked = p != NULL && p->nfutures > 0
+               && conc__chanq_remotectx(q) == NULL, r;
+  if (locked) {
+    pthread_mutex_lock(&cyclemu);
+    if ((r = reaches(p, q)) != 0) {
+      pthread_mutex_unlock(&cyclemu);
+      return r < 0 ? CONC_ENOMEM : CONC_ECYCLE;
+    }
+  }
+  r = conc_chanq_tryput(q, p, conc_payload_sizeof(p), conc_payload_free,
+                        wake);
+  if (locked)
+    pthread_mutex_unlock(&cyclemu);
   return r;
 }

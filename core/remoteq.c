@@ -416,8 +416,7 @@ static int onqput(conc__qpeer *peer, conc__rd *r, int toobig) {
   }
   if ((code = newwatch(l, 0, wake, &w)) == 0) {
     code = due(l, 0) ? holdback(l, 0, w)
-           : conc_chanq_tryput(l->q, pl, conc_payload_sizeof(pl),
-                               conc_payload_free, w != NULL ? w->f : NULL);
+           : conc_payload_tryput(l->q, pl, w != NULL ? w->f : NULL);
     arm(w, code);
   }
   if (code != 0)

@@ -122,9 +122,8 @@ static void task_run(conc_task_t *t, void *ctx) {
   if (stopped) {
     conc_payload_free(out);
     conc__future_stopped(f);
-  } else {  /* an outcome reaching 'f' is a cycle no one breaks */
-    conc_payload_finish(f, out, failed, "InvalidStateError",
-                        "a task's outcome cannot hold its own future");
+  } else {
+    conc__payload_complete(f, out, failed);
   }
 }
 

@@ -195,6 +195,10 @@ LCONC_FUNC void lconc_pusherror(lua_State *L, const char *cls,
                                 const char *msg);
 /* add the error classes to the module table at the top */
 LCONC_FUNC void lconc_open_errors(lua_State *L);
+/* push the text of the error value at 'idx' for a traceback, as lua.c's
+** msghandler makes it, and return it; never raises (a __tostring that
+** raises or returns no string gives "(error object is a table value)") */
+LCONC_FUNC const char *lconc_errortext(lua_State *L, int idx);
 /* map a negative core code to a Lua error; 'what' names the operation */
 LCONC_FUNC int lconc_coreerror(lua_State *L, int code, const char *what);
 

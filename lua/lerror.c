@@ -86,6 +86,29 @@ int lconc_raise(lua_State *L, const char *cls, const char *fmt, ...) {
   return lua_error(L);
 }
 
+/* The text of the error value at 'idx' for a traceback, as lua.c's
+** msghandler makes it; pushed on the stack. Its __tostring runs
+** protected: one that raises or yields would replace the error of a task
+** or a callback (in their message handlers) or end a chunk before its
+** earlier calls' results (cf_chunkerror), so it gives the text of a
+** value without one. */
+const char *lconc_errortext(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  idx = lua_absindex(L, idx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);  /* converted on the copy, not in place */
+    return lua_tostring(L, -1);
+  }
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return lua_pushfstring(L, "(error object is a %s value)",
+                         luaL_typename(L, idx));
+}
+
 int lconc_coreerror(lua_State *L, int code, const char *what) {
   switch (code) {
     case CONC_ETIMEDOUT: return lconc_raise(L, "TimeoutError", "%s timed out", what);

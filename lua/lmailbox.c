@@ -201,14 +201,11 @@ void lconc_pushhandles(lua_State *L) {
 ** Callbacks
 ** ======================================================================= */
 
+/* A callback's error and its traceback. The text is the worker's
+** (lconc_errortext): a __tostring that raises or returns no string
+** gave the message of its own error, or no message at all. */
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL && !luaL_callmeta(L, 1, "__tostring"))
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
-  else if (msg == NULL)
-    msg = lua_tostring(L, -1);
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, lconc_errortext(L, 1), 1);
   return 1;
 }
 

@@ -206,7 +206,6 @@ static int waitchange(lua_State *L, conc_future_t *wake, double deadline) {
 static int putslow(lua_State *L, const qhandle *h, conc_payload_t *p,
                    double deadline) {
   conc_payload_t **b;
-  size_t size = conc_payload_sizeof(p);
   int r = CONC_ETIMEDOUT;
   lua_pushcfunction(L, newbox);
   if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory */
@@ -217,9 +216,9 @@ static int putslow(lua_State *L, const qhandle *h, conc_payload_t *p,
   *b = p;
   while (r == CONC_ETIMEDOUT) {
     conc_future_t *wake = newwake(L);
-    r = conc_chanq_tryput(liveq(L, h), p, size, conc_payload_free, wake);
+    r = conc_payload_tryput(liveq(L, h), p, wake);
     if (r == CONC_ETIMEDOUT && !waitchange(L, wake, deadline)) {
-      r = conc_chanq_tryput(liveq(L, h), p, size, conc_payload_free, NULL);
+      r = conc_payload_tryput(liveq(L, h), p, NULL);
       if (r == CONC_ETIMEDOUT)
         break;
     }
@@ -231,16 +230,6 @@ static int putslow(lua_State *L, const qhandle *h, conc_payload_t *p,
   return r;
 }
 
-/* Whether payload 'p' carries queue 'q' (a queue holding itself is a
-** cycle of references that nothing would ever break). */
-static int holds(const conc_payload_t *p, conc_chanq_t *q) {
-  size_t i;
-  for (i = 0; i < p->nfutures; i++)
-    if (conc_payload_queue(p, i) == q)
-      return 1;
-  return 0;
-}
-
 static int queueerror(lua_State *L, int r, const char *what) {
   if (r == CONC_ECLOSED)
     return luaL_error(L, "queue is closed");
@@ -249,6 +238,9 @@ static int queueerror(lua_State *L, int r, const char *what) {
                       "cannot leave it");
   if (r == CONC_ETIMEDOUT)
     return lconc_raise(L, "TimeoutError", "%s timed out", what);
+  if (r == CONC_ECYCLE)  /* a cycle of references that nothing breaks */
+    return luaL_error(L, "cannot put a queue into itself (the value holds "
+                      "it, or a queue or a finished future that does)");
   return lconc_coreerror(L, r, what);
 }
 
@@ -262,7 +254,9 @@ static int queueerror(lua_State *L, int r, const char *what) {
  * while it waits), or "cannot transfer argument #1.x (userdata)" naming
  * a value that cannot cross; in a worker process, putting a future or a
  * queue made there into the parent's queue raises "a future, or a queue
- * made in a worker process, cannot leave it"
+ * made in a worker process, cannot leave it"; "cannot put a queue into
+ * itself" for a value that holds the queue, directly or through the
+ * queues and finished futures it holds (a cycle nothing would free)
  */
 static int q_put(lua_State *L) {
   qhandle *h = checkhandle(L);
@@ -279,12 +273,7 @@ static int q_put(lua_State *L) {
     conc_payload_free(p);
     return liveq(L, h), 0;
   }
-  if (holds(p, q)) {
-    conc_payload_free(p);
-    return luaL_error(L, "cannot put a queue into itself");
-  }
-  r = conc_chanq_tryput(q, p, conc_payload_sizeof(p), conc_payload_free,
-                        NULL);
+  r = conc_payload_tryput(q, p, NULL);
   if (r == CONC_ETIMEDOUT)
     r = putslow(L, h, p, deadline);
   else if (r != 0)

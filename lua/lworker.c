@@ -306,28 +306,6 @@ void lconc_open_worker(lua_State *L) {
 ** Running code in a worker state
 ** ======================================================================= */
 
-/* The text of the error value at 'idx' for a traceback, as lua.c's
-** msghandler makes it; pushed on the stack. Its __tostring runs
-** protected: one that raises or yields would replace the task's error
-** (msgh) or end a chunk before its earlier calls' results (cf_chunkerror),
-** so it gives the text of a value without one. */
-static const char *errortext(lua_State *W, int idx) {
-  int t = lua_type(W, idx);
-  idx = lua_absindex(W, idx);
-  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-    lua_pushvalue(W, idx);  /* converted on the copy, not in place */
-    return lua_tostring(W, -1);
-  }
-  if (luaL_getmetafield(W, idx, "__tostring") != LUA_TNIL) {
-    lua_pushvalue(W, idx);
-    if (lua_pcall(W, 1, 1, 0) == LUA_OK && lua_type(W, -1) == LUA_TSTRING)
-      return lua_tostring(W, -1);
-    lua_pop(W, 1);
-  }
-  return lua_pushfstring(W, "(error object is a %s value)",
-                         luaL_typename(W, idx));
-}
-
 /* Message handler, at 1 on a worker's stack between tasks (see
 ** run_task): for an error of the task itself (RUN_CALL), it keeps the
 ** error value as it is (it crosses back to the owner unchanged) and
@@ -339,7 +317,7 @@ static int msgh(lua_State *W) {
   worker *w = *(worker **)lua_getextraspace(W);
   if (w->phase != RUN_CALL)
     return 1;
-  luaL_traceback(W, W, errortext(W, 1), 1);
+  luaL_traceback(W, W, lconc_errortext(W, 1), 1);
   lua_rawseti(W, lua_upvalueindex(1), 1);
   lua_settop(W, 1);
   if (lua_isnil(W, 1))  /* as lua.c reports error() */
@@ -429,7 +407,7 @@ static int run_task(lua_State *W) {
 ** gets instead: "<text of the error> (<reason>)". */
 static void errorwhy(lua_State *W, int idx) {
   int why = lua_gettop(W);
-  const char *text = errortext(W, idx);
+  const char *text = lconc_errortext(W, idx);
   lua_pushfstring(W, "%s (%s)", text, lua_tostring(W, why));
   lua_replace(W, idx);
   lua_settop(W, why - 1);
@@ -718,7 +696,7 @@ static int pmain(lua_State *W) {
     if ((status = lua_pcall(W, n - 1, 0, 1)) != LUA_OK) {
       if (status == LUA_ERRMEM)  /* room to report it */
         lua_gc(W, LUA_GCCOLLECT);
-      errortext(W, -1);  /* the pool's error is a message: a table's
+      lconc_errortext(W, -1);  /* the pool's error is a message: a table's
                          ** __tostring, or its type, not "not a string" */
       return lua_error(W);
     }

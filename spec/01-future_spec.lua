@@ -794,6 +794,26 @@ describe("Future (CPython test_future)", function()
     assert.matches("still here", out)
   end)
 
+  it("reports a callback's error whose __tostring raises or returns no string", function()
+    -- as lua.c does: before, the report had no message at all (a
+    -- __tostring returning a table) or the __tostring's own error
+    local out, ok = helpers.run_lua [[
+      local cf = require "concurrent.futures"
+      local f = cf.Future()
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() return {} end })) end)
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() error("inner") end })) end)
+      f:add_done_callback(function() error(setmetatable({}, { __tostring = function() return "told" end })) end)
+      f:set_result(1)
+      print("still here")
+    ]]
+    assert.is_true(ok, out)
+    local _, n = out:gsub("error in done callback: %(error object is a table value%)\n", "")
+    assert.equal(2, n, out)
+    assert.matches("error in done callback: told\n", out)
+    assert.not_matches("inner", out)
+    assert.matches("still here", out)
+  end)
+
   it("cancels only a pending future (test_cancel)", function()
     local s = states()
     assert.is_true(s.pending:cancel())
@@ -898,5 +918,27 @@ describe("futures made while the state closes", function()
     assert.equal("gc true false; Future" .. closing .. "decode" .. closing
       .. "all" .. closing .. "async" .. closing, out:match("^(.-)set "))
     assert.matches("set false [^;]*InvalidStateError", out)
+  end)
+
+  it("says where cf.all, cf.any and cf.async were called when the state closes", function()
+    -- before: "lua/concurrent/futures.lua:656: the Lua state is closing"
+    local out, ok = helpers.run_lua([[
+      local cf = require "concurrent.futures"
+      local done = cf.Future()
+      done:set_result(1)
+      keep = setmetatable({}, { __gc = function()
+        for _, fn in ipairs { cf.all, cf.any, cf.async } do
+          local ok, err = pcall(function()
+            local f = fn(fn == cf.async and print or { done })  -- line 9 (run_lua adds 2)
+            return f
+          end)
+          io.write(tostring(ok), " ", tostring(err), "\n")
+        end
+      end })
+    ]])
+    assert.is_true(ok, out)
+    local _, n = out:gsub("false [^\n]*:9: the Lua state is closing\n", "")
+    assert.equal(3, n, out)
+    assert.not_matches("futures%.lua", out)
   end)
 end)

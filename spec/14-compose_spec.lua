@@ -49,6 +49,11 @@ describe("ThreadPoolExecutor:map", function()
         "cannot transfer argument #2 %(userdata%)" },
       { function() local it = ex.map(nil, print, { 1 }) return it end,
         "calling 'map' on bad self" },
+      -- before: "attempt to call a nil value", with no line
+      { function() local it = ex.map(io.stdout, print, { 1 }) return it end,
+        "calling 'map' on bad self %(executor expected, got FILE%*%)" },
+      { function() local it = ex.map(cf.Queue(), print, { 1 }) return it end,
+        "calling 'map' on bad self %(executor expected, got concurrent%.Queue%)" },
     }
     -- an array whose __len does not return an integer (before: 2.5 mapped
     -- 3 items, math.huge submitted for ever, "x" and nil failed inside
@@ -368,6 +373,28 @@ describe("cf.all and cf.any", function()
     assert.is_nil(next(races))
     assert.is_false(stop:done())
   end)
+
+  it("let go of the futures after one decided them as it was added", function()
+    -- before: a done future early in the array decided the combined
+    -- future, and the futures after it still got its callback, which
+    -- kept it (and every result) for as long as they stayed pending
+    local never = cf.Future()
+    never:set_running_or_notify_cancel()  -- (a cancel cannot end it)
+    local bad, good = cf.Future(), cf.Future()
+    bad:set_exception("bad")
+    good:set_result("good")
+    local kept = setmetatable({}, { __mode = "k" })
+    for _ = 1, 10 do
+      local all, any = cf.all { bad, never }, cf.any { good, never }
+      assert.equal("bad", all:exception(0))
+      assert.equal("good", any:result(0))
+      kept[all], kept[any] = true, true
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(kept))
+    assert.is_false(never:done())
+  end)
 end)
 
 describe("cf.async and cf.await", function()
@@ -675,6 +702,22 @@ describe("cf.async and cf.await", function()
     collectgarbage()
     assert.is_nil(next(jobs))
     assert.is_false(stop:done())
+  end)
+
+  it("refuses to await its own future, which only its end completes", function()
+    -- before: the coroutine waited for itself, and its future stayed
+    -- pending for ever
+    local gate = cf.Future()
+    local job
+    job = cf.async(function()
+      cf.await(gate)
+      local ok, err = pcall(cf.await, job)
+      return ok, err
+    end)
+    gate:set_result(true)
+    local ok, err = job:result(10)
+    assert.is_false(ok)
+    assert.matches("cannot await its own future", err)
   end)
 
   it("is f:result() outside an async coroutine", function()

@@ -31,6 +31,37 @@ describe("cf.Queue", function()
     assert.equal(f, q:get().f)
   end)
 
+  it("refuses a put that would hold the queue through other queues or futures", function()
+    -- before: only a value holding the queue itself was refused; q1 in
+    -- q2 and q2 in q1 (or through a finished future) went in, a cycle
+    -- of references that nothing freed once the handles were gone
+    local q1, q2, q3 = cf.Queue(), cf.Queue(), cf.Queue()
+    q1:put({ q2 })
+    q2:put(q3)
+    local ok, err = pcall(q3.put, q3, { a = q1 })
+    assert.is_false(ok)
+    assert.matches("cannot put a queue into itself", err)
+    ok, err = pcall(q2.put, q2, q1)
+    assert.is_false(ok)
+    assert.matches("cannot put a queue into itself", err)
+    local f = cf.Future()
+    f:set_result("x", q1)
+    ok, err = pcall(q3.put, q3, { f })
+    assert.is_false(ok)
+    assert.matches("cannot put a queue into itself", err)
+    assert.equal(0, #q3)
+    -- no cycle: the same queue twice, a future of another queue
+    q1:put(q3)
+    q1:put(q3)
+    local g = cf.Future()
+    g:set_result(q3)
+    q1:put(g)
+    assert.equal(4, #q1)
+    -- once q2 left q1, q1 may go into q2
+    assert.equal(q2, q1:get(0)[1])
+    q2:put(q1)
+  end)
+
   it("raises TimeoutError from put while full and get while empty", function()
     local q = cf.Queue(2)
     q:put(1)

@@ -28,6 +28,7 @@ extern "C" {
 #define CONC_ESYS       (-7)  /* a system call failed; see errno */
 #define CONC_ECLOSED    (-8)  /* mailbox closed */
 #define CONC_E2BIG      (-9)  /* a payload too large for a worker process */
+#define CONC_ECYCLE     (-10) /* a value would hold the queue it goes into */
 
 /* A readable, static description of an error code. */
 const char *conc_strerror(int code);
@@ -208,10 +209,11 @@ void conc_payload_setqueue(conc_payload_t *p, size_t i, conc_chanq_t *q);
 void conc_payload_setshared(conc_payload_t *p, size_t i, void *obj);
 /* A copy; each future gains a reference. NULL when out of memory. */
 conc_payload_t *conc_payload_dup(const conc_payload_t *p);
-/* Whether future 'f' is among the futures 'p' carries or, through the
-** outcomes of finished ones, holds (1), or not (0); -1 out of memory.
-** Completing 'f' with such a payload would make a cycle of references
-** (f -> payload -> ... -> f) that nothing breaks. */
+/* Whether future 'f' is among the shared objects 'p' carries or, through
+** the outcomes of finished futures and the items of queues among them,
+** holds (1), or not (0); -1 out of memory. Completing 'f' with such a
+** payload would make a cycle of references (f -> payload -> ... -> f)
+** that nothing breaks. */
 int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 /* Complete 'f' with 'p' (taken in every case): its result, or its
 ** exception when 'failed'. When 'p' reaches 'f' (or memory runs out to
@@ -221,6 +223,14 @@ int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 ** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
                         const char *cls, const char *msg);
+/* conc_chanq_tryput of 'p' into 'q' (freed with conc_payload_free),
+** unless 'p' reaches 'q' as conc_payload_reaches reaches a future: the
+** queue would then hold itself, a cycle of references that nothing
+** breaks, and CONC_ECYCLE is returned (CONC_ENOMEM when memory runs out
+** to tell). The check and the put are one step, as in
+** conc_payload_finish. On failure 'p' stays the caller's. */
+int conc_payload_tryput(conc_chanq_t *q, conc_payload_t *p,
+                        conc_future_t *wake);
 
 /* }====================================================================== */
 

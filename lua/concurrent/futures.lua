@@ -326,9 +326,25 @@ local function intoption(o, name, min)
   return i
 end
 
+-- The name of the type of 'v' for an argument error: its metatable's
+-- __name ("FILE*", "concurrent.Queue"), else its Lua type.
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+-- Whether 'v' is an executor: every executor class (threads, processes,
+-- MPI) has the methods table as its __index.
+local function isexecutor(v)
+  local mt = type(v) == "userdata" and getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__index") == core.executor_methods
+end
+
 local function check_map(ex, ...)
-  if type(ex) ~= "userdata" then
-    error(("calling 'map' on bad self (executor expected, got %s)"):format(type(ex)), 3)
+  -- (any other userdata failed later with "attempt to call a nil value")
+  if not isexecutor(ex) then
+    error(("calling 'map' on bad self (executor expected, got %s)"):format(typename(ex)), 3)
   end
   local fn, iterables, o, first = map_options(...)
   if not callable(fn) then
@@ -579,12 +595,6 @@ core.executor_methods.map = map
 -- Every handle of a future shares this metatable.
 local FUTURE = getmetatable(core.Future())
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
-  return type(v)
-end
-
 -- The array of futures 'fs' (argument #1 of 'name'), checked; errors at
 -- the caller of the function calling this.
 local function futures(fs, name)
@@ -602,6 +612,16 @@ local function futures(fs, name)
     list[i] = f
   end
   return list
+end
+
+-- A new future for cf.all, cf.any or cf.async; a refusal ("the Lua state
+-- is closing", in a finalizer run by lua_close) reads as raised at the
+-- line that called them, not in this file (called by pcall, the C
+-- function's error has no position of its own).
+local function newfuture()
+  local ok, f = pcall(core.Future)
+  if ok then return f end
+  error(f, 3)  -- newfuture <- all, any or async <- their caller
 end
 
 -- The outcome of the done future 'f' packed: ok, values... or false,
@@ -640,6 +660,17 @@ local function settles(out, list, ondone)
   end)
 end
 
+-- Add 'ondone' (with its index) to the futures of 'list' until 'out' is
+-- done: a future done already may decide it as its callback is added,
+-- and the callback on those after it would keep 'out' while they are
+-- pending (settles let go of the ones added before).
+local function adduntil(out, list, ondone)
+  for i, f in ipairs(list) do
+    if out:done() then return end
+    f:add_done_callback(ondone, i)
+  end
+end
+
 --- A future that completes when every future of `fs` has: its result is
 -- an array whose i-th entry is the table of `fs[i]`'s results
 -- (`{n =, ...}`). It fails with the first error (and that future's
@@ -651,7 +682,7 @@ end
 -- print(r[1][1], r[2][1])
 function M.all(fs)
   local list = futures(fs, "all")
-  local out, results, left = core.Future(), {}, #list
+  local out, results, left = newfuture(), {}, #list
   if left == 0 then out:set_result(results) return out end
   local function ondone(f, i)
     if out:done() then return end
@@ -666,7 +697,7 @@ function M.all(fs)
     end
   end
   settles(out, list, ondone)
-  for i, f in ipairs(list) do f:add_done_callback(ondone, i) end
+  adduntil(out, list, ondone)
   return out
 end
 
@@ -681,7 +712,7 @@ function M.any(fs)
   if #list == 0 then
     error("bad argument #1 to 'any' (non-empty table of futures expected)", 2)
   end
-  local out, left = core.Future(), #list
+  local out, left = newfuture(), #list
   local function ondone(f)
     if out:done() then return end
     local r = outcome(f)
@@ -693,7 +724,7 @@ function M.any(fs)
     end
   end
   settles(out, list, ondone)
-  for _, f in ipairs(list) do f:add_done_callback(ondone) end
+  adduntil(out, list, ondone)
   return out
 end
 
@@ -869,7 +900,7 @@ function M.async(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'async' (function expected, got %s)"):format(typename(fn)), 2)
   end
-  local out, sig = core.Future(), core.Future()
+  local out, sig = newfuture(), newfuture()
   local co = coroutine.create(body)
   out:set_running_or_notify_cancel()
   local run = setmetatable({ out = out, co = co, sig = sig,
@@ -903,15 +934,20 @@ function M.await(f, timeout)
     end
   end
   local co = coroutine.running()
-  if not asyncs[co] then return f:result(timeout) end
+  local run = asyncs[co]
+  if not run then return f:result(timeout) end
+  -- its own future pending: it would wait for ever, since only its end
+  -- completes it (asyncio refuses it too: "Task cannot await on itself")
+  if rawequal(f, run.out) and not f:done() then
+    error("bad argument #1 to 'await' (a cf.async coroutine cannot await its own future)", 2)
+  end
   if not f:done() then
     if timeout == 0 then error(core.TimeoutError("await timed out")) end
     local by, timedout = coroutine.yield(AWAIT, f, timeout)
     if by ~= WAKE then
       local msg = "cf.async coroutine resumed by hand (coroutine.resume) " ..
                   "while it awaited a future"
-      local run = asyncs[co]
-      if run then abandon(run, msg) end
+      if asyncs[co] then abandon(run, msg) end
       error(msg, 2)
     end
     if timedout then error(core.TimeoutError("await timed out")) end

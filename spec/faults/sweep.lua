@@ -86,6 +86,25 @@ local scenarios = {
     try(function() cf.any { soon, never }:result(0) end)
     for _, job in ipairs(jobs) do try(job.result, job, 10) end
   ]],
+  -- Queues holding queues and futures: the cycle walk (its set grows
+  -- past 16 entries) refuses a put that would hold the queue, and a
+  -- task's put and outcome go through it too. (Named to sort after the
+  -- older scenarios, as 'timers'; FAULTS_SCENARIO=walk runs it alone.)
+  walk = [[
+    local ex = cf.ThreadPoolExecutor(1)
+    local qs = {}
+    for _ = 1, 20 do try(function() qs[#qs + 1] = cf.Queue() end) end
+    for i = 2, #qs do try(qs[i].put, qs[i], { qs[i - 1], i }) end
+    local f = cf.Future()
+    try(f.set_result, f, qs[#qs])
+    try(qs[1].put, qs[1], { f })  -- a cycle: refused
+    try(qs[1].put, qs[1], "plain")
+    try(function()
+      return ex:submit(function(a, b) a:put({ b }) return a:get(0) end, qs[1], qs[2]):result(10)
+    end)
+    for _, q in ipairs(qs) do try(q.get, q, 0) end
+    try(ex.shutdown, ex)
+  ]],
   wait = [[
     local ex = cf.ThreadPoolExecutor(2)
     local fs = {}

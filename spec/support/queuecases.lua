@@ -46,6 +46,26 @@ local function linked(class, Pool)
       assert.equal("v", ex:submit(function(inq) return inq:get(30) end, q):result(30))
     end)
 
+    it("fails a task whose outcome holds its own future through a queue", function()
+      -- before, in a process pool: the future held the queue, the queue
+      -- the future, a cycle that nothing freed (a thread pool's check
+      -- saw only futures, not what queues hold)
+      local ex <close> = Pool(1)
+      local q, go = cf.Queue(), cf.Queue()
+      local f = ex:submit(function(qq, g) g:get(30) return { qq } end, q, go)
+      q:put(f)
+      go:put(true)
+      local err = f:exception(30)
+      assert.is_true(cf.InvalidStateError:is(err), tostring(err))
+      assert.matches("a task's outcome cannot hold its own future", tostring(err))
+      -- and a task's put of what would hold the queue is refused
+      local q2 = cf.Queue()
+      q2:put({ q })
+      err = ex:submit(function(a, b) a:put(b) end, q, q2):exception(30)
+      assert.matches("cannot put a queue into itself", err)
+      assert.equal(1, #q)
+    end)
+
     it("is stopped by its time limit", function()
       local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
       local q = cf.Queue()
