@@ -256,28 +256,6 @@ describe("cf.Queue across a thread pool", function()
     assert.equal("full", q:get(0))
   end)
 
-  it("keeps a value first in the queue when a task's max_memory stops its get", function()
-    -- before: the get took the value out, its decode ran out of the
-    -- worker's memory, and the value was gone with the error
-    local ex <close> = cf.ThreadPoolExecutor { max_workers = 1, max_memory = 4 * 1024 * 1024 }
-    local q = cf.Queue(2)
-    local big = {}
-    for i = 1, 1000000 do big[i] = i end  -- 16 MiB decoded: past the cap
-    q:put(big)
-    q:put("small")
-    local ok, err, n = ex:submit(function(inq)
-      local ok, err = pcall(inq.get, inq, 0)
-      return ok, err, #inq
-    end, q):result(30)
-    assert.is_false(ok)
-    assert.equal("not enough memory", err)
-    assert.equal(2, n)
-    local first = q:get(0)
-    assert.equal(1000000, #first)
-    assert.equal(1000000, first[1000000])
-    assert.equal("small", q:get(0))
-  end)
-
   it("refuses at put, in a task, a value that cannot be transferred", function()
     local ex <close> = cf.ThreadPoolExecutor(1)
     local q = cf.Queue()

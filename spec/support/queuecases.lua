@@ -73,6 +73,29 @@ local function linked(class, Pool)
       assert.is_true(cf.TimeoutError:is(err), tostring(err))
       assert.matches("task exceeded its 0.2 s time limit", tostring(err))
     end)
+
+    it("keeps a value first in the queue when a task's max_memory stops its get", function()
+      -- before: the get took the value out, its decode ran out of the
+      -- worker's memory, and the value was gone with the error (a
+      -- process's: the owner's queue could not take it back)
+      local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024 }
+      local q = cf.Queue(2)
+      local big = {}
+      for i = 1, 1000000 do big[i] = i end  -- 16 MiB decoded: past the cap
+      q:put(big)
+      q:put("small")
+      local ok, err, n = ex:submit(function(inq)
+        local ok, err = pcall(inq.get, inq, 0)
+        return ok, err, #inq
+      end, q):result(30)
+      assert.is_false(ok)
+      assert.equal("not enough memory", err)
+      assert.equal(2, n)
+      local first = q:get(0)
+      assert.equal(1000000, #first)
+      assert.equal(1000000, first[1000000])
+      assert.equal("small", q:get(0))
+    end)
   end)
 end
 
@@ -222,28 +245,6 @@ local function remote(class, Pool, where)
       assert.same({ nil, false, n = 2 }, table.pack(getter:result(30)))
       assert.matches("queue is closed", putter:exception(30))
       assert.equal("full", full:get(0))
-    end)
-
-    it("keeps a value first in the queue when a task's max_memory stops its get", function()
-      -- the value came from the pool's owner; before, the owner's queue
-      -- could not take it back, and it was lost with the error
-      local ex <close> = Pool { max_workers = 1, max_memory = 4 * 1024 * 1024 }
-      local q = cf.Queue(2)
-      local big = {}
-      for i = 1, 1000000 do big[i] = i end  -- 16 MiB decoded: past the cap
-      q:put(big)
-      q:put("small")
-      local ok, err, n = ex:submit(function(inq)
-        local ok, err = pcall(inq.get, inq, 0)
-        return ok, err, #inq
-      end, q):result(30)
-      assert.is_false(ok)
-      assert.equal("not enough memory", err)
-      assert.equal(2, n)
-      local first = q:get(0)
-      assert.equal(1000000, #first)
-      assert.equal(1000000, first[1000000])
-      assert.equal("small", q:get(0))
     end)
 
     it("says that a value holding a future is lost when max_memory stops its get", function()
