@@ -540,28 +540,7 @@ describe("Future", function()
       assert.is_false(ok)
       assert.matches("future expected at index 1, got ", err)
     end
-    -- another library's userdata of every size up to 128 bytes, with the
-    -- Future metatable set by the debug library, or none
-    for size = 0, 128 do
-      local u = th.userdata(size, 0xa5)
-      refused(u)
-      debug.setmetatable(u, mt)
-      refused(u)
-    end
-    -- light userdata share one metatable: give them the Future's
-    local lu = th.lightuserdata(1)
-    local old = debug.getmetatable(lu)
-    debug.setmetatable(lu, mt)
-    local ok, err = pcall(refused, lu)
-    debug.setmetatable(lu, old)
-    assert(ok, err)
-    -- tables and strings of every length
-    local t = {}
-    for n = 1, 64 do
-      t[n] = n
-      refused(t)
-      refused(string.rep("x", n))
-    end
+    helpers.each_lookalike(mt, 128, refused)
     f:set_result(4)
     assert.equal(4, f:result())
   end)

@@ -539,7 +539,6 @@ describe("ThreadPoolExecutor", function()
     end)
 
     it("refuses a userdata that has an executor's metatable or looks like one", function()
-      local th = require "testhelper"
       local ex <close> = cf.ThreadPoolExecutor(1)
       local function refused(bad)
         for _, m in ipairs { ex.submit, ex.stats, ex.shutdown,
@@ -549,28 +548,7 @@ describe("ThreadPoolExecutor", function()
           assert.matches("bad argument #1 to '.-' %(executor expected, got ", err)
         end
       end
-      -- another library's userdata of every size up to 512 bytes, with
-      -- the executor's metatable set by the debug library, or none
-      for size = 0, 512 do
-        local u = th.userdata(size, 0xa5)
-        refused(u)
-        debug.setmetatable(u, getmetatable(ex))
-        refused(u)
-      end
-      -- light userdata share one metatable: give them the executor's
-      local lu = th.lightuserdata(1)
-      local old = debug.getmetatable(lu)
-      debug.setmetatable(lu, getmetatable(ex))
-      local ok, err = pcall(refused, lu)
-      debug.setmetatable(lu, old)
-      assert(ok, err)
-      -- tables and strings of every length
-      local t = {}
-      for n = 1, 600 do
-        t[n] = n
-        refused(t)
-        refused(string.rep("x", n))
-      end
+      helpers.each_lookalike(getmetatable(ex), 600, refused)
       assert.equal(7, ex:submit(function(x) return x end, 7):result())
     end)
 

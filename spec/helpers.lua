@@ -27,4 +27,32 @@ function helpers.readfile(name)
   return s
 end
 
+-- Call 'refused' on values that a type check of a userdata whose
+-- metatable is 'mt' must refuse: another library's userdata of every
+-- size up to 'maxsize' bytes, with 'mt' set by the debug library or
+-- none; a light userdata given 'mt'; tables and strings of every length
+-- up to 'maxsize' (a check by size must not read them as userdata).
+function helpers.each_lookalike(mt, maxsize, refused)
+  local th = require "testhelper"
+  for size = 0, maxsize do
+    local u = th.userdata(size, 0xa5)
+    refused(u)
+    debug.setmetatable(u, mt)
+    refused(u)
+  end
+  -- light userdata share one metatable: restored however 'refused' ends
+  local lu = th.lightuserdata(1)
+  local old = debug.getmetatable(lu)
+  debug.setmetatable(lu, mt)
+  local ok, err = pcall(refused, lu)
+  debug.setmetatable(lu, old)
+  assert(ok, err)
+  local t = {}
+  for n = 1, maxsize do
+    t[n] = n
+    refused(t)
+    refused(string.rep("x", n))
+  end
+end
+
 return helpers
