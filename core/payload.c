@@ -443,12 +443,20 @@ void conc__payload_forked(void) {
   conc__future_forked();
 }
 
-int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
-                        const char *cls, const char *msg) {
-  int locked = p != NULL && p->nfutures > 0, r;
+/* The completion of conc_payload_finish and of conc_payload_settle:
+** a payload reaching 'f' is replaced ('refuse' 0: by 'cls: msg', or no
+** values) or refused ('refuse' 1: CONC_EINVAL, or CONC_ENOMEM when
+** memory ran out to tell, and 'p' stays the caller's). */
+static int finishp(conc_future_t *f, conc_payload_t *p, int failed,
+                   const char *cls, const char *msg, int refuse) {
+  int locked = p != NULL && p->nfutures > 0, r = 0;
   if (locked) {
     pthread_mutex_lock(&cyclemu);
-    if (conc_payload_reaches(p, f) != 0) {
+    if ((r = conc_payload_reaches(p, f)) != 0) {
+      if (refuse) {
+        pthread_mutex_unlock(&cyclemu);
+        return r < 0 ? CONC_ENOMEM : CONC_EINVAL;
+      }
       conc_payload_free(p);
       p = msg != NULL ? conc_payload_error(cls, msg) : NULL;
       failed = failed || msg != NULL;
@@ -460,7 +468,16 @@ int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
                                       conc_payload_free);
   if (locked)
     pthread_mutex_unlock(&cyclemu);
-  if (r != 0)
+  if (r != 0 && !refuse)
     conc_payload_free(p);
   return r;
+}
+
+int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
+                        const char *cls, const char *msg) {
+  return finishp(f, p, failed, cls, msg, 0);
+}
+
+int conc_payload_settle(conc_future_t *f, conc_payload_t *p, int failed) {
+  return finishp(f, p, failed, NULL, NULL, 1);
 }

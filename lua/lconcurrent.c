@@ -112,7 +112,9 @@ static int capi_decode(lua_State *L, const void *payload) {
 /* What a host completes a future with is what a state will decode: a
 ** payload of 'encode', freed with 'freepayload' (the only mark a payload
 ** carries), or NULL for no values. Raw bytes would be read as a
-** payload's header and a transfer: refused, and they stay the host's. */
+** payload's header and a transfer: refused, and they stay the host's.
+** Values that reach the future they complete (a cycle) are refused too,
+** by conc_payload_settle. */
 static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
   return data == NULL
          || (freefn == conc_payload_free
@@ -137,7 +139,7 @@ static int capi_set_result(conc_future_t *f, void *data, size_t len,
     return CONC_EINVAL;
   if (data == NULL)
     return capi_setnone(f, 0);
-  return conc_future_set_result(f, data, len, freefn);
+  return conc_payload_settle(f, (conc_payload_t *)data, 0);
 }
 
 static int capi_set_exception(conc_future_t *f, void *data, size_t len,
@@ -146,7 +148,7 @@ static int capi_set_exception(conc_future_t *f, void *data, size_t len,
     return CONC_EINVAL;
   if (data == NULL)
     return capi_setnone(f, 1);
-  return conc_future_set_exception(f, data, len, freefn);
+  return conc_payload_settle(f, (conc_payload_t *)data, 1);
 }
 
 /* The values of a FINISHED future, decoded in L (conc_lua_api_t). */

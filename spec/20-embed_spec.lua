@@ -31,6 +31,14 @@ describe("a C host embedding Lua", function()
       .. "ok\n", out)
   end)
 
+  it("refuses to complete a future with values that reach it", function()
+    -- the host's future_set_result took them (0): a cycle of references
+    -- that nothing freed
+    local out, ok = embedtest("cycle")
+    assert.is_true(ok, out)
+    assert.matches("ok\n$", out)
+  end)
+
   it("runs states in threads of its own, closing them while they share futures", function()
     local out, ok = embedtest("states")
     assert.is_true(ok, out)

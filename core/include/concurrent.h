@@ -221,6 +221,10 @@ int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 ** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
                         const char *cls, const char *msg);
+/* As conc_payload_finish, but a payload that reaches 'f' is refused:
+** CONC_EINVAL (CONC_ENOMEM when memory ran out to tell); then, as on
+** CONC_ESTATE, 'p' is not taken (the caller still owns it). */
+int conc_payload_settle(conc_future_t *f, conc_payload_t *p, int failed);
 
 /* }====================================================================== */
 
@@ -683,7 +687,9 @@ typedef struct conc_lua_api {
   ** is left to make them) or a payload of 'encode' with its 'len' and
   ** 'freepayload' as 'freefn': anything else (raw bytes a state would
   ** misread as a transfer) is refused with CONC_EINVAL, and 'data'
-  ** stays the caller's. */
+  ** stays the caller's. So are values that reach 'f' (its own handle,
+  ** or a finished future's whose values do, as conc_payload_reaches): a
+  ** cycle of references that nothing would ever free. */
   int (*future_set_result)(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn);
   int (*future_set_exception)(conc_future_t *f, void *data, size_t len,

@@ -18,6 +18,9 @@
 **               function (lua_pcall) it may; called at the top level it
 **               is refused as if the state were closing (README, "From
 **               C": the two cannot be told apart); prints what each got
+**   cycle       values that reach the future they would complete (its
+**               own handle, or a finished future holding it) are refused
+**               with CONC_EINVAL and stay the host's
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
@@ -275,16 +278,79 @@ static int case_hostgc(void) {
 /* }====================================================================== */
 
 
+/* {======================================================================
+** cycle
+** ======================================================================= */
+
+/* The values at the top of L, encoded (and popped). */
+static void *encodetop(lua_State *L, const conc_lua_api_t *api,
+                       size_t *len) {
+  void *p = api->encode(L, -1, 1, len);
+  lua_pop(L, 1);
+  return p;
+}
+
+static void expect(const char *what, int got, int want) {
+  char msg[64];
+  if (got != want) {
+    snprintf(msg, sizeof(msg), "returned %d, expected %d", got, want);
+    fail(what, msg);
+  }
+}
+
+/* Completing f with values that hold f made a cycle of references
+** (f -> its payload -> f) that nothing freed: the host's call returned
+** 0 and both leaked. */
+static int case_cycle(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  conc_future_t *f = api->future_new(), *g = api->future_new();
+  void *p;
+  size_t len;
+  int i;
+  if (f == NULL || g == NULL)
+    fail("future_new", "out of memory");
+  for (i = 0; i < 2; i++) {  /* a result, then an error */
+    int (*set)(conc_future_t *, void *, size_t, conc_free_fn) =
+        i == 0 ? api->future_set_result : api->future_set_exception;
+    api->pushfuture(L, f);  /* f's own handle */
+    p = encodetop(L, api, &len);
+    expect("f with f", set(f, p, len, api->freepayload), CONC_EINVAL);
+    api->freepayload(p);  /* still the host's */
+  }
+  api->pushfuture(L, f);  /* g holds f, f would hold g */
+  p = encodetop(L, api, &len);
+  expect("g with f", api->future_set_result(g, p, len, api->freepayload), 0);
+  api->pushfuture(L, g);
+  p = encodetop(L, api, &len);
+  expect("f with g", api->future_set_result(f, p, len, api->freepayload),
+         CONC_EINVAL);
+  expect("f pending", api->future_state(f), CONC_PENDING);
+  api->freepayload(p);
+  lua_pushinteger(L, 42);  /* and values without it are taken */
+  p = encodetop(L, api, &len);
+  expect("f with 42", api->future_set_result(f, p, len, api->freepayload), 0);
+  api->future_unref(g);
+  api->future_unref(f);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
 int main(int argc, char **argv) {
   int r;
   if (argc != 2)
-    fail("usage", "embedtest afterclose|states|hostgc");
+    fail("usage", "embedtest afterclose|states|hostgc|cycle");
   if (strcmp(argv[1], "afterclose") == 0)
     r = case_afterclose();
   else if (strcmp(argv[1], "states") == 0)
     r = case_states();
   else if (strcmp(argv[1], "hostgc") == 0)
     r = case_hostgc();
+  else if (strcmp(argv[1], "cycle") == 0)
+    r = case_cycle();
   else {
     fail("unknown case", argv[1]);
     return 1;
