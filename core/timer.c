@@ -425,9 +425,14 @@ static void purge(conc_timer_t *t) {
 
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline) {
-  entry *e = (entry *)malloc(sizeof(*e));
+  entry *e;
   int r;
-  if (e == NULL)
+  /* A deadline that never comes is no entry: CONC_FOREVER (-1) sorted
+  ** first and cancelled 'f' at once, and a NaN at the heap's top, which
+  ** no comparison moves, held every later entry back for ever. */
+  if (conc__never(deadline))
+    return 0;
+  if ((e = (entry *)malloc(sizeof(*e))) == NULL)
     return CONC_ENOMEM;
   e->f = f;
   e->timer = t;

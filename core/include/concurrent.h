@@ -448,8 +448,10 @@ void conc_timer_free(conc_timer_t *t);
 /* Cancel 'f' (if still pending) once the absolute 'deadline' passed; a
 ** reference is kept until then, until removed, or until 'f' is done (a
 ** later add drops the entries of done futures in passing). Adding and
-** removing cost O(log n) for n entries. 0, CONC_ENOMEM or CONC_ESYS
-** (the thread could not start). */
+** removing cost O(log n) for n entries. A deadline that never comes
+** (CONC_FOREVER, as conc_deadline gives for a negative or infinite
+** timeout; NaN) adds nothing. 0, CONC_ENOMEM or CONC_ESYS (the thread
+** could not start). */
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline);
 /* Forget 'f' (its wait ended otherwise), if it is still there. */

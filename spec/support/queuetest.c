@@ -273,6 +273,31 @@ static void case_timer(void) {
   conc_future_unref(never);
 }
 
+/* Deadlines that never come: CONC_FOREVER (conc_deadline of a negative
+** or infinite timeout) sorted first and cancelled its future at once;
+** a NaN at the heap's top held every later entry back for ever. */
+static void case_timerforever(void) {
+  conc_timer_t *t = conc_timer_new();
+  conc_future_t *inf = conc_future_new(), *nan = conc_future_new(),
+                *soon = conc_future_new();
+  volatile double zero = 0;
+  CHECK(t != NULL);
+  CHECK(conc_timer_cancel_at(t, nan, zero / zero) == 0);
+  CHECK(conc_timer_cancel_at(t, inf, conc_deadline(-1)) == 0);
+  CHECK(conc_timer_cancel_at(t, inf, conc_deadline(1 / zero)) == 0);
+  CHECK(conc_timer_cancel_at(t, soon, conc_deadline(0.02)) == 0);
+  CHECK(conc_future_wait(soon, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(soon) == CONC_CANCELLED);
+  CHECK(conc_future_state(inf) == CONC_PENDING);
+  CHECK(conc_future_state(nan) == CONC_PENDING);
+  conc_timer_remove(t, inf);  /* none there: harmless */
+  conc_timer_free(t);
+  CHECK(conc_future_state(inf) == CONC_PENDING);
+  conc_future_unref(inf);
+  conc_future_unref(nan);
+  conc_future_unref(soon);
+}
+
 /* Many entries at once (cf.await's timeouts of 200,000 coroutines):
 ** adding and removing each stays cheap. Before, every add scanned the
 ** whole heap (for done futures) and every remove searched it: minutes
@@ -655,6 +680,7 @@ static const ctest_case cases[] = {
   {"unget", case_unget},
   {"unref", case_unref},
   {"timer", case_timer},
+  {"timerforever", case_timerforever},
   {"timeridle", case_timeridle},
   {"timermany", case_timermany},
   {"process", case_process},
