@@ -230,9 +230,15 @@ conc_payload_t *conc_payload_adopt(void *block, size_t len,
 }
 
 conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
-  size_t lc = strlen(cls), lm = strlen(msg);
-  conc_payload_t *p = conc_payload_new(NULL, lc + 1 + lm, 0);
-  if (p == NULL)
+  size_t lc, lm;
+  conc_payload_t *p;
+  if (cls == NULL)  /* as an empty class (strlen read address 0) */
+    cls = "";
+  if (msg == NULL)
+    msg = "";
+  lc = strlen(cls);
+  lm = strlen(msg);
+  if ((p = conc_payload_new(NULL, lc + 1 + lm, 0)) == NULL)
     return NULL;
   memcpy(conc_payload_data(p), cls, lc + 1);
   memcpy(conc_payload_data(p) + lc + 1, msg, lm);

@@ -46,7 +46,8 @@ local DESCRIPTIONS = {
   stuck = "ends a process pool's task stuck where no stop reaches with its "
     .. "runtime's outcome of a stopped task",
   startwhy = "says what failed when a runtime's start fails without a reason",
-  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
+  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks; "
+    .. "takes a NULL error class as an empty one",
   refused = "cancels the future of a submit either executor refuses (shut "
     .. "down, broken, a forked copy)",
 }

@@ -189,8 +189,8 @@ conc_payload_t *conc_payload_new(const void *bytes, size_t len,
 ** and then 'block' is still the caller's. */
 conc_payload_t *conc_payload_adopt(void *block, size_t len,
                                    size_t nfutures);
-/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class makes the
-** message itself the error value. */
+/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class (or NULL) makes
+** the message itself the error value; a NULL message is empty. */
 conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 /* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
 void conc_payload_free(void *p);
@@ -215,8 +215,8 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 /* Complete 'f' with 'p' (taken in every case): its result, or its
 ** exception when 'failed'. When 'p' reaches 'f' (or memory runs out to
-** tell), 'f' gets the error 'cls: msg' instead, or no values when 'msg'
-** is NULL. For payloads that hold futures the check and the completion
+** tell), 'f' gets the error 'cls: msg' instead (as conc_payload_error),
+** or no values when 'msg' is NULL. For payloads that hold futures the check and the completion
 ** are one step, so two threads completing 'a' with 'b' and 'b' with 'a'
 ** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,

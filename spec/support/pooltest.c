@@ -1363,8 +1363,25 @@ static void case_misuse(void) {
   gate gt;
   latesub ls;
   xslot x;
+  const void *data;
+  size_t len;
   int k;
   alarm(60);
+  /* an error with a NULL class (strlen read address 0), as an empty one:
+  ** the message alone; made so for a cycle conc_payload_finish refused */
+  CHECK((t = conc_payload_error(NULL, "just this")) != NULL);
+  CHECK(t->kind == CONC_PAYLOAD_ERROR && t->size == 10
+        && memcmp(conc_payload_data(t), "\0just this", 10) == 0);
+  conc_payload_free(t);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK((t = conc_payload_new(NULL, 0, 1)) != NULL);
+  conc_payload_setfuture(t, 0, f);
+  CHECK(conc_payload_finish(f, t, 0, NULL, "a cycle") == 0);
+  CHECK(conc_future_payload(f, &data, &len, &k) == 0 && k == 1);
+  CHECK(len == conc_payload_sizeof((const conc_payload_t *)data)
+        && memcmp(conc_payload_data((const conc_payload_t *)data),
+                  "\0a cycle", 8) == 0);
+  conc_future_unref(f);
   /* a NULL callback (it was called at completion) */
   CHECK((f = conc_future_new()) != NULL);
   CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
