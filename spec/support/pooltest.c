@@ -1226,6 +1226,63 @@ static void case_startwhy(void) {
   }
 }
 
+/* A task that takes a while: every worker is asked for. */
+static conc_payload_t *x_runslow(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  sleep_ms(20);
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+/* Worker 2's start runs out of resources; the others start. */
+static int x_startfail2(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)why;
+  *ctx = NULL;
+  return id == 2 ? CONC_ENOMEM : 0;
+}
+
+/* A worker whose start runs out of resources breaks the pool only when
+** no other worker is left (the runtime's contract): the others take the
+** tasks. A process pool broke at once, failing every task. */
+static void case_startsome(void) {
+  int k, i;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    conc_executor_opts_t o;
+    conc_executor_t *ex;
+    conc_future_t *f[6];
+    const void *data;
+    size_t len;
+    int failed;
+    char *why;
+    xslot x;
+    x_options(&o, 3, &x, x_runslow);
+    o.runtime.start = x_startfail2;
+    CHECK((ex = make(&o)) != NULL);
+    for (i = 0; i < 6; i++) {
+      CHECK((f[i] = conc_future_new()) != NULL);
+      CHECK(ex->ops->submit(ex, f[i], conc_payload_new(NULL, 0, 0), 0) == 0);
+    }
+    for (i = 0; i < 6; i++) {
+      CHECK(conc_future_wait(f[i], conc_deadline(30)) == 0);
+      CHECK(conc_future_payload(f[i], &data, &len, &failed) == 0);
+      if (failed) {
+        char msg[256];
+        fprintf(stderr, "%s: task %d: %s\n", ex->ops->name, i,
+                errmsg(f[i], msg, sizeof(msg)));
+        CHECK(0);
+      }
+      conc_future_unref(f[i]);
+    }
+    why = ex->ops->broken(ex);
+    CHECK(why == NULL);
+    ex->ops->free(ex);
+  }
+}
+
 /* A task of one byte is stuck where its stop was raised and no stop
 ** reaches: once asked to stop it stamps 'ctl->raised', as the Lua
 ** runtime's hook does, and never returns. Others return at once. */
@@ -1554,6 +1611,7 @@ static const ctest_case cases[] = {
   {"nullhooks", case_nullhooks},
   {"stuck", case_stuck},
   {"startwhy", case_startwhy},
+  {"startsome", case_startsome},
   {"misuse", case_misuse},
   {"refused", case_refused},
 };
