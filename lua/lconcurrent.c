@@ -99,9 +99,21 @@ static conc_future_t *capi_tofuture(lua_State *L, int idx) {
   return f;
 }
 
+/* The values must be on the stack: the encoder pushes its own below
+** the top, and read past it, they were encoded (a nil, its memo: "value
+** #4 (userdata)"), as was index 0; a negative count made a transfer
+** that no state could decode. */
 static void *capi_encode(lua_State *L, int first, int n, size_t *len) {
-  conc_payload_t *p = lconc_encode(L, first, n, "value", 1);
-  *len = conc_payload_sizeof(p);
+  conc_payload_t *p;
+  int top = lua_gettop(L), at = first;
+  if (at < 0 && at > LUA_REGISTRYINDEX)
+    at = lua_absindex(L, at);
+  if (at < 1 || n < 0 || (long)at - 1 + n > top)
+    luaL_error(L, "cannot transfer %d values from stack index %d: the "
+               "stack has %d", n, first, top);
+  p = lconc_encode(L, at, n, "value", 1);
+  if (len != NULL)
+    *len = conc_payload_sizeof(p);
   return p;
 }
 

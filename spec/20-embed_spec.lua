@@ -39,6 +39,22 @@ describe("a C host embedding Lua", function()
     assert.matches("ok\n$", out)
   end)
 
+  it("refuses to encode values that are not on the stack, saying so", function()
+    -- past the top the encoder read its own slots (a nil, its memo), at
+    -- index 0 whatever was there, and a negative count made a transfer
+    -- that no state could decode
+    local out, ok = embedtest("encoderange")
+    assert.is_true(ok, out)
+    local function refused(first, n)
+      return ("%d\t%d\tcannot transfer %d values from stack index %d: "
+        .. "the stack has 3\n"):format(first, n, n, first)
+    end
+    assert.equal("1\t3\t1\t3\tx\n" .. "3\t1\tx\n" .. "-2\t2\t2\tx\n"
+      .. "4\t0\n" .. refused(1, 4) .. refused(3, 2) .. refused(0, 1)
+      .. refused(-4, 1) .. refused(1, -1) .. refused(2, 2147483647)
+      .. "ok\n", out)
+  end)
+
   it("runs states in threads of its own, closing them while they share futures", function()
     local out, ok = embedtest("states")
     assert.is_true(ok, out)

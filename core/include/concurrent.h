@@ -670,8 +670,10 @@ typedef struct conc_lua_api {
   /* the future of the handle at 'idx', or NULL if it is not a future */
   conc_future_t *(*tofuture)(struct lua_State *L, int idx);
   /* encode n values from stack index 'first' as one transfer (raises a
-  ** Lua error naming the value's path on refusal); free with 'freepayload'
-  ** or hand it to conc_future_set_result/exception with that free fn */
+  ** Lua error naming the value's path on refusal, or saying that the n
+  ** values from 'first', an index or a negative offset from the top,
+  ** are not all on the stack); free with 'freepayload' or hand it to
+  ** conc_future_set_result/exception with that free fn */
   void *(*encode)(struct lua_State *L, int first, int n, size_t *len);
   /* push the values of an encoded payload; returns their number */
   int (*decode)(struct lua_State *L, const void *payload);

@@ -21,6 +21,8 @@
 **   cycle       values that reach the future they would complete (its
 **               own handle, or a finished future holding it) are refused
 **               with CONC_EINVAL and stay the host's
+**   encoderange encode refuses values that are not on the stack (past
+**               its top, index 0) and negative counts; prints each call
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
@@ -339,10 +341,51 @@ static int case_cycle(void) {
 /* }====================================================================== */
 
 
+/* {======================================================================
+** encoderange
+** ======================================================================= */
+
+/* api->encode(L, first, n) from Lua, through a C function: the values
+** it encoded, decoded (or the error it raised). */
+static int encoderange(lua_State *L) {
+  const conc_lua_api_t *api = conc_lua_api(L);
+  int first = (int)luaL_checkinteger(L, 1), n = (int)luaL_checkinteger(L, 2);
+  size_t len;
+  void *p;
+  lua_settop(L, 3);  /* the values: 1, 2 and 'x' */
+  lua_pushliteral(L, "x");
+  lua_replace(L, 3);
+  p = api->encode(L, first, n, &len);
+  lua_settop(L, 0);
+  n = api->decode(L, p);
+  api->freepayload(p);
+  return n;
+}
+
+/* Values past the top (the encoder's own slots were read there), index
+** 0 and negative counts (a transfer no state could decode) are refused
+** with an error that says so. */
+static int case_encoderange(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  lua_pushcfunction(L, encoderange);
+  lua_setglobal(L, "encoderange");
+  run(L, "for _, a in ipairs { {1, 3}, {3, 1}, {-2, 2}, {4, 0}, {1, 4},\n"
+      "    {3, 2}, {0, 1}, {-4, 1}, {1, -1}, {2, 2147483647} } do\n"
+      "  print(a[1], a[2], select(2, pcall(encoderange, a[1], a[2])))\n"
+      "end", 0, 0);
+  fflush(stdout);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
 int main(int argc, char **argv) {
   int r;
   if (argc != 2)
-    fail("usage", "embedtest afterclose|states|hostgc|cycle");
+    fail("usage", "embedtest afterclose|states|hostgc|cycle|encoderange");
   if (strcmp(argv[1], "afterclose") == 0)
     r = case_afterclose();
   else if (strcmp(argv[1], "states") == 0)
@@ -351,6 +394,8 @@ int main(int argc, char **argv) {
     r = case_hostgc();
   else if (strcmp(argv[1], "cycle") == 0)
     r = case_cycle();
+  else if (strcmp(argv[1], "encoderange") == 0)
+    r = case_encoderange();
   else {
     fail("unknown case", argv[1]);
     return 1;
