@@ -246,6 +246,11 @@ conc_payload_t *conc__taskstop_run(conc__taskstop *s, conc__tnode *limit,
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
     out = rt->run(s->ctx, task, &s->ctl, failed);
+  /* No outcome is one that not even an error could be made for: a
+  ** failure, whatever '*failed' says (a thread pool's future finished
+  ** as a success without values when the runtime left it 0). */
+  if (out == NULL || (timeout > 0 && !timed))
+    *failed = 1;
   if (timed)
     conc__tasktimer_remove(s->timer, limit);
   return out;

@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "startsome", "misuse",
+  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "startsome", "nullrun", "misuse",
   "refused",
 }
 
@@ -48,6 +48,7 @@ local DESCRIPTIONS = {
   startwhy = "says what failed when a runtime's start fails without a reason",
   startsome = "breaks only when no worker is left as a runtime's start runs "
     .. "out of resources (the others take the tasks)",
+  nullrun = "fails a task whose runtime returns no outcome, whatever it said",
   misuse = "refuses NULL callbacks and tasks, and a future given to two tasks; "
     .. "takes a NULL error class as an empty one",
   refused = "cancels the future of a submit either executor refuses (shut "

@@ -1283,6 +1283,44 @@ static void case_startsome(void) {
   }
 }
 
+/* A runtime that cannot make even an error, and says it succeeded. */
+static conc_payload_t *x_runnull(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  *failed = 0;
+  return NULL;
+}
+
+/* A runtime's run that returns NULL (no outcome: not even an error
+** could be made) fails its task, whatever it left in '*failed': a
+** thread pool's future finished as a success without values, a process
+** pool's failed. */
+static void case_nullrun(void) {
+  int k;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_opts_t o;
+    conc_executor_t *ex;
+    conc_future_t *f;
+    const void *data;
+    size_t len;
+    int failed = 0;
+    xslot x;
+    x_options(&o, 1, &x, x_runnull);
+    CHECK((ex = (k == 0 ? conc_threadexec_new : conc_procexec_new)(&o))
+          != NULL);
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+    CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+    CHECK(conc_future_payload(f, &data, &len, &failed) == 0);
+    if (!failed)
+      fprintf(stderr, "%s: a success without values\n", ex->ops->name);
+    CHECK(failed);
+    conc_future_unref(f);
+    ex->ops->free(ex);
+  }
+}
+
 /* A task of one byte is stuck where its stop was raised and no stop
 ** reaches: once asked to stop it stamps 'ctl->raised', as the Lua
 ** runtime's hook does, and never returns. Others return at once. */
@@ -1612,6 +1650,7 @@ static const ctest_case cases[] = {
   {"stuck", case_stuck},
   {"startwhy", case_startwhy},
   {"startsome", case_startsome},
+  {"nullrun", case_nullrun},
   {"misuse", case_misuse},
   {"refused", case_refused},
 };
