@@ -91,6 +91,14 @@ static int cf_now(lua_State *L) {
 ** The C API for hosts
 ** ======================================================================= */
 
+/* A NULL future made a handle that claimed to be finalized, and raised
+** only when used. */
+static void capi_pushfuture(lua_State *L, conc_future_t *f) {
+  if (f == NULL)
+    luaL_error(L, "cannot push a future: NULL");
+  lconc_pushfuture(L, f);
+}
+
 /* The host now holds the pointer and may push it back. */
 static conc_future_t *capi_tofuture(lua_State *L, int idx) {
   conc_future_t *f = lconc_testfuture(L, idx);
@@ -167,9 +175,9 @@ static int capi_set_exception(conc_future_t *f, void *data, size_t len,
 static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
   const void *data;
   size_t len;
-  int fl;
-  if (conc_future_payload(f, &data, &len, &fl) != 0)
-    return CONC_ESTATE;
+  int fl, r;
+  if ((r = conc_future_payload(f, &data, &len, &fl)) != 0)
+    return r;  /* CONC_ESTATE; CONC_EINVAL for no future */
   if (data == NULL)
     return CONC_EINVAL;
   if (failed != NULL)
@@ -179,7 +187,7 @@ static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
 
 static const conc_lua_api_t capi = {
   CONC_LUA_API_VERSION,
-  lconc_pushfuture,
+  capi_pushfuture,
   capi_tofuture,
   capi_encode,
   capi_decode,

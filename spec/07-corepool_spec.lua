@@ -49,7 +49,7 @@ local DESCRIPTIONS = {
   startsome = "breaks only when no worker is left as a runtime's start runs "
     .. "out of resources (the others take the tasks)",
   nullrun = "fails a task whose runtime returns no outcome, whatever it said",
-  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks; "
+  misuse = "refuses NULL futures, callbacks and tasks, and a future given to two tasks; "
     .. "takes a NULL error class as an empty one",
   refused = "cancels the future of a submit either executor refuses (shut "
     .. "down, broken, a forked copy)",

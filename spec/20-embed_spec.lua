@@ -55,6 +55,14 @@ describe("a C host embedding Lua", function()
       .. "ok\n", out)
   end)
 
+  it("refuses a NULL future in every call of its C API", function()
+    -- tofuture's NULL for what is no future, passed on: each call read
+    -- address 0, and pushfuture pushed a handle claiming to be finalized
+    local out, ok = embedtest("nullfuture")
+    assert.is_true(ok, out)
+    assert.equal("cannot push a future: NULL\nok\n", out)
+  end)
+
   it("runs states in threads of its own, closing them while they share futures", function()
     local out, ok = embedtest("states")
     assert.is_true(ok, out)

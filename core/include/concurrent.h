@@ -70,6 +70,11 @@ typedef void (*conc_free_fn)(void *data);
 ** the call and goes once the callbacks returned. */
 typedef void (*conc_callback_fn)(conc_future_t *f, void *arg);
 
+/* A NULL future (a failed conc_future_new, a host's tofuture of what is
+** no future) is refused: conc_future_ref and _unref do nothing with it,
+** and the functions below that return an int return CONC_EINVAL; only
+** conc_future_state and conc_future_done need a future. */
+
 /* A new PENDING future with one reference, or NULL when out of memory. */
 conc_future_t *conc_future_new(void);
 void conc_future_ref(conc_future_t *f);
@@ -120,9 +125,10 @@ int conc_future_stop_end(conc_future_t *f);
 ** waiting for itself. */
 int conc_future_wait(conc_future_t *f, double deadline);
 
-/* The payload of a FINISHED future: 0 and the fields, or CONC_ESTATE if
-** it is not finished (pending, running or cancelled). The data stays
-** owned by the future: keep a reference while using it. */
+/* The payload of a FINISHED future: 0 and the fields (each pointer may
+** be NULL: not wanted), or CONC_ESTATE if it is not finished (pending,
+** running or cancelled). The data stays owned by the future: keep a
+** reference while using it. */
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed);
 
@@ -665,7 +671,8 @@ typedef struct conc_lua_api {
   int version;  /* the module's CONC_LUA_API_VERSION */
   /* push the state's handle of 'f' (one handle per future per state);
   ** raises "the Lua state is closing" in a finalizer run by lua_close,
-  ** where a handle it made would never be released */
+  ** where a handle it made would never be released, and an error for a
+  ** NULL 'f' */
   void (*pushfuture)(struct lua_State *L, conc_future_t *f);
   /* the future of the handle at 'idx', or NULL if it is not a future */
   conc_future_t *(*tofuture)(struct lua_State *L, int idx);

@@ -23,6 +23,7 @@
 **               with CONC_EINVAL and stay the host's
 **   encoderange encode refuses values that are not on the stack (past
 **               its top, index 0) and negative counts; prints each call
+**   nullfuture  a NULL future (tofuture of no future) passed on: refused
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
@@ -382,10 +383,60 @@ static int case_encoderange(void) {
 /* }====================================================================== */
 
 
+/* {======================================================================
+** nullfuture
+** ======================================================================= */
+
+static int pushnull(lua_State *L) {
+  conc_lua_api(L)->pushfuture(L, NULL);
+  return 1;
+}
+
+/* What tofuture gives for what is no future (NULL), passed on as a host
+** may: pushfuture raises (it pushed a handle claiming to be finalized),
+** the rest return CONC_EINVAL (a crash in each). */
+static int case_nullfuture(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  conc_future_t *none;
+  int failed;
+  lua_pushinteger(L, 42);
+  none = api->tofuture(L, -1);
+  lua_pop(L, 1);
+  if (none != NULL)
+    fail("tofuture", "a future from 42");
+  lua_pushcfunction(L, pushnull);
+  if (lua_pcall(L, 0, 1, 0) == LUA_OK)
+    fail("pushfuture", "pushed a handle of NULL");
+  printf("%s\n", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  api->future_ref(none);
+  api->future_unref(none);
+  expect("set_running", api->future_set_running_or_notify_cancel(none),
+         CONC_EINVAL);
+  expect("set_result", api->future_set_result(none, NULL, 0, NULL),
+         CONC_EINVAL);
+  expect("set_exception", api->future_set_exception(none, NULL, 0, NULL),
+         CONC_EINVAL);
+  expect("cancel", api->future_cancel(none), CONC_EINVAL);
+  expect("wait", api->future_wait(none, api->deadline(0)), CONC_EINVAL);
+  expect("add_callback", api->future_add_callback(none, ccallback, NULL),
+         CONC_EINVAL);
+  expect("payload", api->future_payload(none, NULL, NULL, NULL),
+         CONC_EINVAL);
+  expect("pushvalues", api->pushvalues(L, none, &failed), CONC_EINVAL);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
 int main(int argc, char **argv) {
   int r;
   if (argc != 2)
-    fail("usage", "embedtest afterclose|states|hostgc|cycle|encoderange");
+    fail("usage", "embedtest afterclose|states|hostgc|cycle|encoderange|"
+                  "nullfuture");
   if (strcmp(argv[1], "afterclose") == 0)
     r = case_afterclose();
   else if (strcmp(argv[1], "states") == 0)
@@ -396,6 +447,8 @@ int main(int argc, char **argv) {
     r = case_cycle();
   else if (strcmp(argv[1], "encoderange") == 0)
     r = case_encoderange();
+  else if (strcmp(argv[1], "nullfuture") == 0)
+    r = case_nullfuture();
   else {
     fail("unknown case", argv[1]);
     return 1;

@@ -1477,6 +1477,24 @@ static void case_misuse(void) {
         && memcmp(conc_payload_data((const conc_payload_t *)data),
                   "\0a cycle", 8) == 0);
   conc_future_unref(f);
+  /* a NULL future (a failed conc_future_new): refused, never a crash */
+  conc_future_ref(NULL);
+  conc_future_unref(NULL);
+  CHECK(conc_future_set_running_or_notify_cancel(NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_result(NULL, NULL, 0, NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_exception(NULL, NULL, 0, NULL) == CONC_EINVAL);
+  CHECK(conc_future_cancel(NULL) == CONC_EINVAL);
+  CHECK(conc_future_cancel_running(NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_stopper(NULL, NULL, NULL) == CONC_EINVAL);
+  CHECK(conc_future_stop_end(NULL) == CONC_EINVAL);
+  CHECK(conc_future_wait(NULL, conc_deadline(0)) == CONC_EINVAL);
+  CHECK(conc_future_payload(NULL, &data, &len, &k) == CONC_EINVAL);
+  CHECK(conc_future_add_callback(NULL, cb_latesubmit, NULL) == CONC_EINVAL);
+  /* and a payload's fields are each optional */
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(conc_future_payload(f, NULL, NULL, NULL) == 0);
+  conc_future_unref(f);
   /* a NULL callback (it was called at completion) */
   CHECK((f = conc_future_new()) != NULL);
   CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
