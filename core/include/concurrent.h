@@ -472,6 +472,9 @@ void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
 ** then fails with CONC_ECLOSED.
 ** ======================================================================= */
 
+/* A NULL queue (a failed conc_chanq_new) is refused: put, get, their
+** try forms and unget return CONC_EINVAL, ref, unref and close do
+** nothing, len and maxsize are 0 and closed is 1. */
 conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
 void conc_chanq_ref(conc_chanq_t *q);
 /* the last reference frees the items left with their free functions and

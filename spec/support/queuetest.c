@@ -273,6 +273,31 @@ static void case_timer(void) {
   conc_future_unref(never);
 }
 
+/* A NULL queue (a failed conc_chanq_new): refused, never a crash (each
+** call read address 0). */
+static void case_null(void) {
+  conc_chanq_t *q = conc_chanq_new(0);
+  int *v = newint(7);
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  CHECK(q != NULL);
+  CHECK(conc_chanq_put(NULL, v, sizeof(*v), freeint, CONC_FOREVER)
+        == CONC_EINVAL);
+  CHECK(conc_chanq_tryput(NULL, v, sizeof(*v), freeint, NULL) == CONC_EINVAL);
+  CHECK(conc_chanq_unget(NULL, v, sizeof(*v), freeint) == CONC_EINVAL);
+  CHECK(conc_chanq_get(NULL, &data, &len, &fn, CONC_FOREVER) == CONC_EINVAL);
+  CHECK(conc_chanq_tryget(NULL, &data, &len, &fn, NULL) == CONC_EINVAL);
+  conc_chanq_ref(NULL);
+  conc_chanq_close(NULL);
+  conc_chanq_unref(NULL);
+  CHECK(conc_chanq_len(NULL) == 0 && conc_chanq_maxsize(NULL) == 0);
+  CHECK(conc_chanq_closed(NULL) == 1);
+  CHECK(conc_chanq_put(q, v, sizeof(*v), freeint, CONC_FOREVER) == 0);
+  getint(q, 7, CONC_FOREVER);
+  conc_chanq_unref(q);
+}
+
 /* Deadlines that never come: CONC_FOREVER (conc_deadline of a negative
 ** or infinite timeout) sorted first and cancelled its future at once;
 ** a NaN at the heap's top held every later entry back for ever. */
@@ -681,6 +706,7 @@ static const ctest_case cases[] = {
   {"unref", case_unref},
   {"timer", case_timer},
   {"timerforever", case_timerforever},
+  {"null", case_null},
   {"timeridle", case_timeridle},
   {"timermany", case_timermany},
   {"process", case_process},
