@@ -62,7 +62,8 @@ conc_chanq_t *conc_chanq_new(size_t maxsize) {
 }
 
 void conc_chanq_ref(conc_chanq_t *q) {
-  __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED);
+  if (q != NULL)
+    __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED);
 }
 
 /* The queue is freed: each waiter still registered is woken (its wake
@@ -104,7 +105,7 @@ int conc__chanq_tryref(conc_chanq_t *q) {
 }
 
 void conc_chanq_unref(conc_chanq_t *q) {
-  if (__atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0)
+  if (q == NULL || __atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   if (q->remote != NULL)
     q->remote->release(q);  /* it calls conc__chanq_free */
@@ -131,6 +132,8 @@ void conc__chanq_free(conc_chanq_t *q) {
 size_t conc_chanq_len(conc_chanq_t *q) {
   size_t n;
   int closed;
+  if (q == NULL)
+    return 0;
   if (q->remote != NULL)
     return q->remote->info(q, &n, NULL, &closed) == 0 ? n : 0;
   pthread_mutex_lock(&q->mu);
@@ -142,6 +145,8 @@ size_t conc_chanq_len(conc_chanq_t *q) {
 size_t conc_chanq_maxsize(conc_chanq_t *q) {
   size_t n, max;
   int closed;
+  if (q == NULL)
+    return 0;
   if (q->remote != NULL)
     return q->remote->info(q, &n, &max, &closed) == 0 ? max : 0;
   return q->maxsize;
@@ -150,6 +155,8 @@ size_t conc_chanq_maxsize(conc_chanq_t *q) {
 int conc_chanq_closed(conc_chanq_t *q) {
   size_t n;
   int c;
+  if (q == NULL)  /* takes nothing, as a closed one */
+    return 1;
   if (q->remote != NULL)
     return q->remote->info(q, &n, NULL, &c) == 0 ? c : 1;
   pthread_mutex_lock(&q->mu);
@@ -267,6 +274,8 @@ static int full(conc_chanq_t *q) {
 int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
                       conc_free_fn freefn, conc_future_t *wake) {
   int r;
+  if (q == NULL)
+    return CONC_EINVAL;
   if (q->remote != NULL)
     return q->remote->tryput(q, data, len, freefn, wake);
   pthread_mutex_lock(&q->mu);
@@ -285,6 +294,8 @@ int conc_chanq_tryput(conc_chanq_t *q, void *data, size_t len,
 
 int conc_chanq_tryget(conc_chanq_t *q, void **data, size_t *len,
                       conc_free_fn *freefn, conc_future_t *wake) {
+  if (q == NULL)
+    return CONC_EINVAL;
   return conc__chanq_trygetif(q, NULL, data, len, freefn, wake);
 }
 
@@ -320,6 +331,8 @@ int conc__chanq_trygetif(conc_chanq_t *q, int (*takes)(
 ** and get drains a closed queue. A getter that waits may take it. */
 int conc_chanq_unget(conc_chanq_t *q, void *data, size_t len,
                      conc_free_fn freefn) {
+  if (q == NULL)
+    return CONC_EINVAL;
   if (q->remote != NULL)  /* its values are the host's: back there */
     return q->remote->unget(q, data, len, freefn);
   pthread_mutex_lock(&q->mu);
@@ -370,6 +383,8 @@ static int waitremote(conc_chanq_t *q, void *data, size_t len,
 int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
                    conc_free_fn freefn, double deadline) {
   int r = 0;
+  if (q == NULL)
+    return CONC_EINVAL;
   if (q->remote != NULL)
     return waitremote(q, data, len, freefn, NULL, NULL, NULL, deadline);
   pthread_mutex_lock(&q->mu);
@@ -388,6 +403,8 @@ int conc_chanq_put(conc_chanq_t *q, void *data, size_t len,
 int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
                    conc_free_fn *freefn, double deadline) {
   int r = 0;
+  if (q == NULL)
+    return CONC_EINVAL;
   if (q->remote != NULL)
     return waitremote(q, NULL, 0, NULL, data, len, freefn, deadline);
   pthread_mutex_lock(&q->mu);
@@ -404,6 +421,8 @@ int conc_chanq_get(conc_chanq_t *q, void **data, size_t *len,
 
 void conc_chanq_close(conc_chanq_t *q) {
   wakelist g;
+  if (q == NULL)
+    return;
   if (q->remote != NULL) {
     q->remote->close(q);
     return;

@@ -27,6 +27,10 @@ double conc_deadline(double timeout) {
   return conc_now() + timeout;
 }
 
+int conc__never(double deadline) {
+  return deadline == CONC_FOREVER || !(deadline < 2 * CONC_MAXTIMEOUT);
+}
+
 int conc__cond_init(pthread_cond_t *cv) {
   pthread_condattr_t attr;
   int r;
@@ -42,7 +46,7 @@ int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                     double deadline) {
   struct timespec ts;
   double secs;
-  if (deadline == CONC_FOREVER || !(deadline < 2 * CONC_MAXTIMEOUT)) {
+  if (conc__never(deadline)) {
     pthread_cond_wait(cv, mu);
     return 0;
   }

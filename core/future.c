@@ -489,7 +489,10 @@ void *conc__future_room(conc_future_t *f) {
 }
 
 void conc_future_ref(conc_future_t *f) {
-  int r = __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+  int r;
+  if (f == NULL)
+    return;
+  r = __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
   conc_assert(r > 1);  /* a reference is taken only from another one */
   (void)r;
 }
@@ -498,7 +501,10 @@ void conc_future_ref(conc_future_t *f) {
 ** callbacks (never to run) and mailbox posts (dropped). */
 void conc_future_unref(conc_future_t *f) {
   conc__wnode *n;
-  int r = __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
+  int r;
+  if (f == NULL)
+    return;
+  r = __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
   conc_assert(r >= 0);
   if (r != 0)
     return;
@@ -533,6 +539,8 @@ int conc_future_done(conc_future_t *f) {
 
 int conc_future_set_running_or_notify_cancel(conc_future_t *f) {
   int r;
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   switch (f->state) {
     case CONC_PENDING: set_state(f, CONC_RUNNING); r = 1; break;
@@ -655,6 +663,8 @@ static void cancel_now(conc_future_t *f) {
 
 static int finish(conc_future_t *f, void *data, size_t len,
                   conc_free_fn freefn, int failed) {
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED
       || f->foreign) {
@@ -676,6 +686,8 @@ int conc_future_set_exception(conc_future_t *f, void *data, size_t len,
 }
 
 int conc_future_cancel(conc_future_t *f) {
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   switch (f->state) {
     case CONC_PENDING:
@@ -694,6 +706,8 @@ int conc_future_cancel(conc_future_t *f) {
 ** returned no stopper runs or will run: the executor may free what the
 ** stopper touches. Lock order: future, then what the stopper takes. */
 int conc_future_cancel_running(conc_future_t *f) {
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   if (f->state == CONC_RUNNING && f->stoppable && !f->ended) {
     if (!f->stopreq) {
@@ -710,6 +724,8 @@ int conc_future_cancel_running(conc_future_t *f) {
 
 int conc_future_set_stopper(conc_future_t *f, void (*stopper)(void *arg),
                             void *arg) {
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   if (f->state != CONC_RUNNING || f->ended) {
     unlock(&f->mu);
@@ -723,6 +739,8 @@ int conc_future_set_stopper(conc_future_t *f, void (*stopper)(void *arg),
 }
 
 int conc_future_stop_end(conc_future_t *f) {
+  if (f == NULL)
+    return CONC_EINVAL;
   if (!conc__future_end(f))
     return 0;
   conc__future_stopped(f);
@@ -819,6 +837,8 @@ static int sleeper_init(conc_future_t *f, sleeper *s) {
 int conc_future_wait(conc_future_t *f, double deadline) {
   sleeper s;
   int r = 0, fired;
+  if (f == NULL)
+    return CONC_EINVAL;
   lock(&f->mu);
   if (settled_here(f)) {
     unlock(&f->mu);
@@ -844,11 +864,13 @@ int conc_future_wait(conc_future_t *f, double deadline) {
 
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed) {
+  if (f == NULL)
+    return CONC_EINVAL;
   if (conc_future_state(f) != CONC_FINISHED)
     return CONC_ESTATE;
-  *data = f->u.out.data;
-  *len = f->u.out.len;
-  *failed = f->failed;
+  if (data != NULL) *data = f->u.out.data;  /* each one is optional */
+  if (len != NULL) *len = f->u.out.len;
+  if (failed != NULL) *failed = f->failed;
   return 0;
 }
 
@@ -860,7 +882,7 @@ static void callback_drop(conc__wnode *n) {
 int conc_future_add_callback(conc_future_t *f, conc_callback_fn fn,
                              void *arg) {
   callback *cb;
-  if (fn == NULL)  /* settle would call it */
+  if (f == NULL || fn == NULL)  /* settle would call it */
     return CONC_EINVAL;
   lock(&f->mu);
   if (f->state == CONC_FINISHED || f->state == CONC_CANCELLED) {

@@ -87,6 +87,9 @@ CONC__FUNC int conc__cond_init(pthread_cond_t *cv);
 ** 0, or CONC_ETIMEDOUT once the deadline has passed. */
 CONC__FUNC int conc__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
                                double deadline);
+/* Whether 'deadline' never comes: CONC_FOREVER, NaN, or past what
+** conc_deadline makes of any finite timeout. */
+CONC__FUNC int conc__never(double deadline);
 
 /* thread.c: whether 'o' can make an executor (threadexec.c, proc.c):
 ** 1 and its runtime in '*rt', with a no-op for each optional hook left

@@ -230,9 +230,15 @@ conc_payload_t *conc_payload_adopt(void *block, size_t len,
 }
 
 conc_payload_t *conc_payload_error(const char *cls, const char *msg) {
-  size_t lc = strlen(cls), lm = strlen(msg);
-  conc_payload_t *p = conc_payload_new(NULL, lc + 1 + lm, 0);
-  if (p == NULL)
+  size_t lc, lm;
+  conc_payload_t *p;
+  if (cls == NULL)  /* as an empty class (strlen read address 0) */
+    cls = "";
+  if (msg == NULL)
+    msg = "";
+  lc = strlen(cls);
+  lm = strlen(msg);
+  if ((p = conc_payload_new(NULL, lc + 1 + lm, 0)) == NULL)
     return NULL;
   memcpy(conc_payload_data(p), cls, lc + 1);
   memcpy(conc_payload_data(p) + lc + 1, msg, lm);
@@ -319,7 +325,6 @@ void conc__payload_complete(conc_future_t *f, conc_payload_t *p, int failed) {
   conc_payload_finish(f, p, failed, "InvalidStateError",
                       "a task's outcome cannot hold its own future");
 }
-
 
 /* The walk of conc_payload_reaches: a set of the shared objects met
 ** (open addressing, a power-of-two size at most half full), each with a
@@ -482,12 +487,20 @@ void conc__payload_forked(void) {
   conc__future_forked();
 }
 
-int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
-                        const char *cls, const char *msg) {
-  int locked = p != NULL && p->nfutures > 0, r;
+/* The completion of conc_payload_finish and of conc_payload_settle:
+** a payload reaching 'f' is replaced ('refuse' 0: by 'cls: msg', or no
+** values) or refused ('refuse' 1: CONC_EINVAL, or CONC_ENOMEM when
+** memory ran out to tell, and 'p' stays the caller's). */
+static int finishp(conc_future_t *f, conc_payload_t *p, int failed,
+                   const char *cls, const char *msg, int refuse) {
+  int locked = p != NULL && p->nfutures > 0, r = 0;
   if (locked) {
     pthread_mutex_lock(&cyclemu);
-    if (conc_payload_reaches(p, f) != 0) {
+    if ((r = conc_payload_reaches(p, f)) != 0) {
+      if (refuse) {
+        pthread_mutex_unlock(&cyclemu);
+        return r < 0 ? CONC_ENOMEM : CONC_EINVAL;
+      }
       conc_payload_free(p);
       p = msg != NULL ? conc_payload_error(cls, msg) : NULL;
       failed = failed || msg != NULL;
@@ -499,7 +512,7 @@ int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
                                       conc_payload_free);
   if (locked)
     pthread_mutex_unlock(&cyclemu);
-  if (r != 0)
+  if (r != 0 && !refuse)
     conc_payload_free(p);
   return r;
 }
@@ -521,4 +534,13 @@ int conc_payload_tryput(conc_chanq_t *q, conc_payload_t *p,
   if (locked)
     pthread_mutex_unlock(&cyclemu);
   return r;
+}
+
+int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
+                        const char *cls, const char *msg) {
+  return finishp(f, p, failed, cls, msg, 0);
+}
+
+int conc_payload_settle(conc_future_t *f, conc_payload_t *p, int failed) {
+  return finishp(f, p, failed, NULL, NULL, 1);
 }

@@ -745,6 +745,21 @@ static void completedone(proc *p) {
   }
 }
 
+/* Whether a child other than 'c' is there to take the tasks (started,
+** or starting), and not on its way out. */
+static int others(proc *p, child *c) {
+  child *o;
+  for (o = p->children; o != NULL; o = o->next)
+    if (o != c && !o->stopping && !o->stuck)
+      return 1;
+  return 0;
+}
+
+/* A child's start failed: CONC_EBROKEN (the user's setup) breaks the
+** pool; a lack of resources only when no other child is left (the
+** runtime's contract, as a thread pool's worker): then this one just
+** exits (with status 0, as told), and the tasks wait for the others,
+** or for a child started later. */
 static void onstart(proc *p, child *c, conc__rd *r) {
   int code = (int)conc__get32(r);
   char msg[512], none[CONC__STARTWHY];
@@ -752,6 +767,10 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   int len = (int)(r->end - r->p);
   if (code == 0) {
     c->started = 1;
+    return;
+  }
+  if (code != CONC_EBROKEN && others(p, c)) {
+    c->stopping = 1;
     return;
   }
   if (len == 0) {  /* the runtime gave no reason */

@@ -246,6 +246,11 @@ conc_payload_t *conc__taskstop_run(conc__taskstop *s, conc__tnode *limit,
     out = conc_payload_error("", "cannot start the timer of task_timeout");
   else
     out = rt->run(s->ctx, task, &s->ctl, failed);
+  /* No outcome is one that not even an error could be made for: a
+  ** failure, whatever '*failed' says (a thread pool's future finished
+  ** as a success without values when the runtime left it 0). */
+  if (out == NULL || (timeout > 0 && !timed))
+    *failed = 1;
   if (timed)
     conc__tasktimer_remove(s->timer, limit);
   return out;
@@ -425,9 +430,14 @@ static void purge(conc_timer_t *t) {
 
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline) {
-  entry *e = (entry *)malloc(sizeof(*e));
+  entry *e;
   int r;
-  if (e == NULL)
+  /* A deadline that never comes is no entry: CONC_FOREVER (-1) sorted
+  ** first and cancelled 'f' at once, and a NaN at the heap's top, which
+  ** no comparison moves, held every later entry back for ever. */
+  if (conc__never(deadline))
+    return 0;
+  if ((e = (entry *)malloc(sizeof(*e))) == NULL)
     return CONC_ENOMEM;
   e->f = f;
   e->timer = t;

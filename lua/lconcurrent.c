@@ -91,6 +91,14 @@ static int cf_now(lua_State *L) {
 ** The C API for hosts
 ** ======================================================================= */
 
+/* A NULL future made a handle that claimed to be finalized, and raised
+** only when used. */
+static void capi_pushfuture(lua_State *L, conc_future_t *f) {
+  if (f == NULL)
+    luaL_error(L, "cannot push a future: NULL");
+  lconc_pushfuture(L, f);
+}
+
 /* The host now holds the pointer and may push it back. */
 static conc_future_t *capi_tofuture(lua_State *L, int idx) {
   conc_future_t *f = lconc_testfuture(L, idx);
@@ -99,9 +107,21 @@ static conc_future_t *capi_tofuture(lua_State *L, int idx) {
   return f;
 }
 
+/* The values must be on the stack: the encoder pushes its own below
+** the top, and read past it, they were encoded (a nil, its memo: "value
+** #4 (userdata)"), as was index 0; a negative count made a transfer
+** that no state could decode. */
 static void *capi_encode(lua_State *L, int first, int n, size_t *len) {
-  conc_payload_t *p = lconc_encode(L, first, n, "value", 1);
-  *len = conc_payload_sizeof(p);
+  conc_payload_t *p;
+  int top = lua_gettop(L), at = first;
+  if (at < 0 && at > LUA_REGISTRYINDEX)
+    at = lua_absindex(L, at);
+  if (at < 1 || n < 0 || (long)at - 1 + n > top)
+    luaL_error(L, "cannot transfer %d values from stack index %d: the "
+               "stack has %d", n, first, top);
+  p = lconc_encode(L, at, n, "value", 1);
+  if (len != NULL)
+    *len = conc_payload_sizeof(p);
   return p;
 }
 
@@ -112,7 +132,9 @@ static int capi_decode(lua_State *L, const void *payload) {
 /* What a host completes a future with is what a state will decode: a
 ** payload of 'encode', freed with 'freepayload' (the only mark a payload
 ** carries), or NULL for no values. Raw bytes would be read as a
-** payload's header and a transfer: refused, and they stay the host's. */
+** payload's header and a transfer: refused, and they stay the host's.
+** Values that reach the future they complete (a cycle) are refused too,
+** by conc_payload_settle. */
 static int capi_isvalues(void *data, size_t len, conc_free_fn freefn) {
   return data == NULL
          || (freefn == conc_payload_free
@@ -137,7 +159,7 @@ static int capi_set_result(conc_future_t *f, void *data, size_t len,
     return CONC_EINVAL;
   if (data == NULL)
     return capi_setnone(f, 0);
-  return conc_future_set_result(f, data, len, freefn);
+  return conc_payload_settle(f, (conc_payload_t *)data, 0);
 }
 
 static int capi_set_exception(conc_future_t *f, void *data, size_t len,
@@ -146,16 +168,16 @@ static int capi_set_exception(conc_future_t *f, void *data, size_t len,
     return CONC_EINVAL;
   if (data == NULL)
     return capi_setnone(f, 1);
-  return conc_future_set_exception(f, data, len, freefn);
+  return conc_payload_settle(f, (conc_payload_t *)data, 1);
 }
 
 /* The values of a FINISHED future, decoded in L (conc_lua_api_t). */
 static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
   const void *data;
   size_t len;
-  int fl;
-  if (conc_future_payload(f, &data, &len, &fl) != 0)
-    return CONC_ESTATE;
+  int fl, r;
+  if ((r = conc_future_payload(f, &data, &len, &fl)) != 0)
+    return r;  /* CONC_ESTATE; CONC_EINVAL for no future */
   if (data == NULL)
     return CONC_EINVAL;
   if (failed != NULL)
@@ -165,7 +187,7 @@ static int capi_pushvalues(lua_State *L, conc_future_t *f, int *failed) {
 
 static const conc_lua_api_t capi = {
   CONC_LUA_API_VERSION,
-  lconc_pushfuture,
+  capi_pushfuture,
   capi_tofuture,
   capi_encode,
   capi_decode,

@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "misuse",
+  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "startsome", "nullrun", "misuse",
   "refused",
 }
 
@@ -46,7 +46,11 @@ local DESCRIPTIONS = {
   stuck = "ends a process pool's task stuck where no stop reaches with its "
     .. "runtime's outcome of a stopped task",
   startwhy = "says what failed when a runtime's start fails without a reason",
-  misuse = "refuses NULL callbacks and tasks, and a future given to two tasks",
+  startsome = "breaks only when no worker is left as a runtime's start runs "
+    .. "out of resources (the others take the tasks)",
+  nullrun = "fails a task whose runtime returns no outcome, whatever it said",
+  misuse = "refuses NULL futures, callbacks and tasks, and a future given to two tasks; "
+    .. "takes a NULL error class as an empty one",
   refused = "cancels the future of a submit either executor refuses (shut "
     .. "down, broken, a forked copy)",
 }

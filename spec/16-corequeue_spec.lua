@@ -19,6 +19,8 @@ local CASES = {
   { "unget", "takes an item back first, past maxsize and after close, waking a getter" },
   { "unref", "frees the items left with the last reference" },
   { "timer", "cancels futures at their deadlines and joins at free" },
+  { "timerforever", "never cancels at a deadline that never comes (forever, NaN), nor holds others back" },
+  { "null", "refuses a NULL queue in every call" },
   { "timeridle", "keeps a thread only while something is due" },
   { "timermany", "adds and removes 200,000 entries at once in O(log n) each" },
   { "process", "carries blocking put, get, timeouts and close through a process-pool child" },

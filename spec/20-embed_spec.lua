@@ -31,6 +31,38 @@ describe("a C host embedding Lua", function()
       .. "ok\n", out)
   end)
 
+  it("refuses to complete a future with values that reach it", function()
+    -- the host's future_set_result took them (0): a cycle of references
+    -- that nothing freed
+    local out, ok = embedtest("cycle")
+    assert.is_true(ok, out)
+    assert.matches("ok\n$", out)
+  end)
+
+  it("refuses to encode values that are not on the stack, saying so", function()
+    -- past the top the encoder read its own slots (a nil, its memo), at
+    -- index 0 whatever was there, and a negative count made a transfer
+    -- that no state could decode
+    local out, ok = embedtest("encoderange")
+    assert.is_true(ok, out)
+    local function refused(first, n)
+      return ("%d\t%d\tcannot transfer %d values from stack index %d: "
+        .. "the stack has 3\n"):format(first, n, n, first)
+    end
+    assert.equal("1\t3\t1\t3\tx\n" .. "3\t1\tx\n" .. "-2\t2\t2\tx\n"
+      .. "4\t0\n" .. refused(1, 4) .. refused(3, 2) .. refused(0, 1)
+      .. refused(-4, 1) .. refused(1, -1) .. refused(2, 2147483647)
+      .. "ok\n", out)
+  end)
+
+  it("refuses a NULL future in every call of its C API", function()
+    -- tofuture's NULL for what is no future, passed on: each call read
+    -- address 0, and pushfuture pushed a handle claiming to be finalized
+    local out, ok = embedtest("nullfuture")
+    assert.is_true(ok, out)
+    assert.equal("cannot push a future: NULL\nok\n", out)
+  end)
+
   it("runs states in threads of its own, closing them while they share futures", function()
     local out, ok = embedtest("states")
     assert.is_true(ok, out)

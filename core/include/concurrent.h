@@ -71,6 +71,11 @@ typedef void (*conc_free_fn)(void *data);
 ** the call and goes once the callbacks returned. */
 typedef void (*conc_callback_fn)(conc_future_t *f, void *arg);
 
+/* A NULL future (a failed conc_future_new, a host's tofuture of what is
+** no future) is refused: conc_future_ref and _unref do nothing with it,
+** and the functions below that return an int return CONC_EINVAL; only
+** conc_future_state and conc_future_done need a future. */
+
 /* A new PENDING future with one reference, or NULL when out of memory. */
 conc_future_t *conc_future_new(void);
 void conc_future_ref(conc_future_t *f);
@@ -121,9 +126,10 @@ int conc_future_stop_end(conc_future_t *f);
 ** waiting for itself. */
 int conc_future_wait(conc_future_t *f, double deadline);
 
-/* The payload of a FINISHED future: 0 and the fields, or CONC_ESTATE if
-** it is not finished (pending, running or cancelled). The data stays
-** owned by the future: keep a reference while using it. */
+/* The payload of a FINISHED future: 0 and the fields (each pointer may
+** be NULL: not wanted), or CONC_ESTATE if it is not finished (pending,
+** running or cancelled). The data stays owned by the future: keep a
+** reference while using it. */
 int conc_future_payload(conc_future_t *f, const void **data, size_t *len,
                         int *failed);
 
@@ -190,8 +196,8 @@ conc_payload_t *conc_payload_new(const void *bytes, size_t len,
 ** and then 'block' is still the caller's. */
 conc_payload_t *conc_payload_adopt(void *block, size_t len,
                                    size_t nfutures);
-/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class makes the
-** message itself the error value. */
+/* A CONC_PAYLOAD_ERROR block, or NULL. An empty class (or NULL) makes
+** the message itself the error value; a NULL message is empty. */
 conc_payload_t *conc_payload_error(const char *cls, const char *msg);
 /* Releases the futures and the block; NULL is allowed (a conc_free_fn). */
 void conc_payload_free(void *p);
@@ -217,8 +223,8 @@ conc_payload_t *conc_payload_dup(const conc_payload_t *p);
 int conc_payload_reaches(const conc_payload_t *p, conc_future_t *f);
 /* Complete 'f' with 'p' (taken in every case): its result, or its
 ** exception when 'failed'. When 'p' reaches 'f' (or memory runs out to
-** tell), 'f' gets the error 'cls: msg' instead, or no values when 'msg'
-** is NULL. For payloads that hold futures the check and the completion
+** tell), 'f' gets the error 'cls: msg' instead (as conc_payload_error),
+** or no values when 'msg' is NULL. For payloads that hold futures the check and the completion
 ** are one step, so two threads completing 'a' with 'b' and 'b' with 'a'
 ** at once cannot both pass it. 0, or CONC_ESTATE when 'f' was done. */
 int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
@@ -231,6 +237,10 @@ int conc_payload_finish(conc_future_t *f, conc_payload_t *p, int failed,
 ** conc_payload_finish. On failure 'p' stays the caller's. */
 int conc_payload_tryput(conc_chanq_t *q, conc_payload_t *p,
                         conc_future_t *wake);
+/* As conc_payload_finish, but a payload that reaches 'f' is refused:
+** CONC_EINVAL (CONC_ENOMEM when memory ran out to tell); then, as on
+** CONC_ESTATE, 'p' is not taken (the caller still owns it). */
+int conc_payload_settle(conc_future_t *f, conc_payload_t *p, int failed);
 
 /* }====================================================================== */
 
@@ -454,8 +464,10 @@ void conc_timer_free(conc_timer_t *t);
 /* Cancel 'f' (if still pending) once the absolute 'deadline' passed; a
 ** reference is kept until then, until removed, or until 'f' is done (a
 ** later add drops the entries of done futures in passing). Adding and
-** removing cost O(log n) for n entries. 0, CONC_ENOMEM or CONC_ESYS
-** (the thread could not start). */
+** removing cost O(log n) for n entries. A deadline that never comes
+** (CONC_FOREVER, as conc_deadline gives for a negative or infinite
+** timeout; NaN) adds nothing. 0, CONC_ENOMEM or CONC_ESYS (the thread
+** could not start). */
 int conc_timer_cancel_at(conc_timer_t *t, conc_future_t *f,
                          double deadline);
 /* Forget 'f' (its wait ended otherwise), if it is still there. */
@@ -470,6 +482,9 @@ void conc_timer_remove(conc_timer_t *t, conc_future_t *f);
 ** then fails with CONC_ECLOSED.
 ** ======================================================================= */
 
+/* A NULL queue (a failed conc_chanq_new) is refused: put, get, their
+** try forms and unget return CONC_EINVAL, ref, unref and close do
+** nothing, len and maxsize are 0 and closed is 1. */
 conc_chanq_t *conc_chanq_new(size_t maxsize);  /* one reference, or NULL */
 void conc_chanq_ref(conc_chanq_t *q);
 /* the last reference frees the items left with their free functions and
@@ -669,13 +684,16 @@ typedef struct conc_lua_api {
   int version;  /* the module's CONC_LUA_API_VERSION */
   /* push the state's handle of 'f' (one handle per future per state);
   ** raises "the Lua state is closing" in a finalizer run by lua_close,
-  ** where a handle it made would never be released */
+  ** where a handle it made would never be released, and an error for a
+  ** NULL 'f' */
   void (*pushfuture)(struct lua_State *L, conc_future_t *f);
   /* the future of the handle at 'idx', or NULL if it is not a future */
   conc_future_t *(*tofuture)(struct lua_State *L, int idx);
   /* encode n values from stack index 'first' as one transfer (raises a
-  ** Lua error naming the value's path on refusal); free with 'freepayload'
-  ** or hand it to conc_future_set_result/exception with that free fn */
+  ** Lua error naming the value's path on refusal, or saying that the n
+  ** values from 'first', an index or a negative offset from the top,
+  ** are not all on the stack); free with 'freepayload' or hand it to
+  ** conc_future_set_result/exception with that free fn */
   void *(*encode)(struct lua_State *L, int first, int n, size_t *len);
   /* push the values of an encoded payload; returns their number */
   int (*decode)(struct lua_State *L, const void *payload);
@@ -693,7 +711,9 @@ typedef struct conc_lua_api {
   ** is left to make them) or a payload of 'encode' with its 'len' and
   ** 'freepayload' as 'freefn': anything else (raw bytes a state would
   ** misread as a transfer) is refused with CONC_EINVAL, and 'data'
-  ** stays the caller's. */
+  ** stays the caller's. So are values that reach 'f' (its own handle,
+  ** or a finished future's whose values do, as conc_payload_reaches): a
+  ** cycle of references that nothing would ever free. */
   int (*future_set_result)(conc_future_t *f, void *data, size_t len,
                            conc_free_fn freefn);
   int (*future_set_exception)(conc_future_t *f, void *data, size_t len,

@@ -1671,10 +1671,13 @@ static conc_payload_t *runcurrent(wpool *p, job *j, int *failed) {
   if (p != NULL) {
     pthread_mutex_lock(&G.mu);
     conc__taskstop_init(&G.tstop, &G.timer, p->rt.interrupt, p->ctx);
-    __atomic_store_n(&G.tstop.ctl.stop, j->cancelled ? CONC_STOP_CANCEL
-                                                     : CONC_STOP_NONE,
-                     __ATOMIC_SEQ_CST);
     G.tstop.ctl.timeout = j->timeout;
+    /* a cancel that came before it started is asked as one that comes
+    ** now: the flag alone left the stop unrepeated (the timer's 'again'),
+    ** lost once the task took its first stop hook off (debug.sethook in
+    ** an xpcall handler) and ran on */
+    if (j->cancelled)
+      conc__taskstop_ask(&G.tstop, CONC_STOP_CANCEL);
     j->started = 1;
     pthread_mutex_unlock(&G.mu);
     res = conc__taskstop_run(&G.tstop, &G.limit, &p->rt, j->payload,

@@ -329,6 +329,31 @@ describe("running work on a worker rank", function()
     assert.equal(0, st.running)
   end)
 
+  -- A running cancel that reached the rank while the task was held
+  -- ahead only set its flag: its stop was never repeated, and a task
+  -- that took the stop's hook off (in an xpcall handler, below) ran on
+  -- for ever. As xpcall's function F spins; as its handler, it takes the
+  -- hook off; table.sort calls xpcall(F, F) for each comparison.
+  it("stops a task held ahead for good, though it takes its stop's hook off", function()
+    local function F(e)
+      if e ~= nil then debug.sethook() return e end
+      while true do end
+    end
+    local ex <close> = Pool(1)
+    local started, go = cf.Queue(), cf.Queue()
+    local f = ex:submit(function(s, g) s:put(true) return g:get() end,
+      started, go)
+    local g = ex:submit(table.sort, { F, F, F }, xpcall)  -- held ahead
+    started:get(30)
+    assert.is_true(g:cancel { running = true })
+    go:put("first")
+    assert.equal("first", f:result(30))
+    local ok, err = pcall(g.result, g, 30)
+    assert.is_false(ok)
+    assert.is_true(cf.CancelledError:is(err), tostring(err))
+    assert.equal(7, ex:submit(function() return 7 end):result(30))
+  end)
+
   it("fails a task past its time limit, from the option or the submit", function()
     local ex <close> = Pool { max_workers = 1, task_timeout = 0.2 }
     local e = ex:submit(spin, cf.Queue()):exception(30)

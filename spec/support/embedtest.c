@@ -18,6 +18,12 @@
 **               function (lua_pcall) it may; called at the top level it
 **               is refused as if the state were closing (README, "From
 **               C": the two cannot be told apart); prints what each got
+**   cycle       values that reach the future they would complete (its
+**               own handle, or a finished future holding it) are refused
+**               with CONC_EINVAL and stay the host's
+**   encoderange encode refuses values that are not on the stack (past
+**               its top, index 0) and negative counts; prints each call
+**   nullfuture  a NULL future (tofuture of no future) passed on: refused
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep, with plain -std=c99 */
 #include <pthread.h>
@@ -275,16 +281,174 @@ static int case_hostgc(void) {
 /* }====================================================================== */
 
 
+/* {======================================================================
+** cycle
+** ======================================================================= */
+
+/* The values at the top of L, encoded (and popped). */
+static void *encodetop(lua_State *L, const conc_lua_api_t *api,
+                       size_t *len) {
+  void *p = api->encode(L, -1, 1, len);
+  lua_pop(L, 1);
+  return p;
+}
+
+static void expect(const char *what, int got, int want) {
+  char msg[64];
+  if (got != want) {
+    snprintf(msg, sizeof(msg), "returned %d, expected %d", got, want);
+    fail(what, msg);
+  }
+}
+
+/* Completing f with values that hold f made a cycle of references
+** (f -> its payload -> f) that nothing freed: the host's call returned
+** 0 and both leaked. */
+static int case_cycle(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  conc_future_t *f = api->future_new(), *g = api->future_new();
+  void *p;
+  size_t len;
+  int i;
+  if (f == NULL || g == NULL)
+    fail("future_new", "out of memory");
+  for (i = 0; i < 2; i++) {  /* a result, then an error */
+    int (*set)(conc_future_t *, void *, size_t, conc_free_fn) =
+        i == 0 ? api->future_set_result : api->future_set_exception;
+    api->pushfuture(L, f);  /* f's own handle */
+    p = encodetop(L, api, &len);
+    expect("f with f", set(f, p, len, api->freepayload), CONC_EINVAL);
+    api->freepayload(p);  /* still the host's */
+  }
+  api->pushfuture(L, f);  /* g holds f, f would hold g */
+  p = encodetop(L, api, &len);
+  expect("g with f", api->future_set_result(g, p, len, api->freepayload), 0);
+  api->pushfuture(L, g);
+  p = encodetop(L, api, &len);
+  expect("f with g", api->future_set_result(f, p, len, api->freepayload),
+         CONC_EINVAL);
+  expect("f pending", api->future_state(f), CONC_PENDING);
+  api->freepayload(p);
+  lua_pushinteger(L, 42);  /* and values without it are taken */
+  p = encodetop(L, api, &len);
+  expect("f with 42", api->future_set_result(f, p, len, api->freepayload), 0);
+  api->future_unref(g);
+  api->future_unref(f);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** encoderange
+** ======================================================================= */
+
+/* api->encode(L, first, n) from Lua, through a C function: the values
+** it encoded, decoded (or the error it raised). */
+static int encoderange(lua_State *L) {
+  const conc_lua_api_t *api = conc_lua_api(L);
+  int first = (int)luaL_checkinteger(L, 1), n = (int)luaL_checkinteger(L, 2);
+  size_t len;
+  void *p;
+  lua_settop(L, 3);  /* the values: 1, 2 and 'x' */
+  lua_pushliteral(L, "x");
+  lua_replace(L, 3);
+  p = api->encode(L, first, n, &len);
+  lua_settop(L, 0);
+  n = api->decode(L, p);
+  api->freepayload(p);
+  return n;
+}
+
+/* Values past the top (the encoder's own slots were read there), index
+** 0 and negative counts (a transfer no state could decode) are refused
+** with an error that says so. */
+static int case_encoderange(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  lua_pushcfunction(L, encoderange);
+  lua_setglobal(L, "encoderange");
+  run(L, "for _, a in ipairs { {1, 3}, {3, 1}, {-2, 2}, {4, 0}, {1, 4},\n"
+      "    {3, 2}, {0, 1}, {-4, 1}, {1, -1}, {2, 2147483647} } do\n"
+      "  print(a[1], a[2], select(2, pcall(encoderange, a[1], a[2])))\n"
+      "end", 0, 0);
+  fflush(stdout);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** nullfuture
+** ======================================================================= */
+
+static int pushnull(lua_State *L) {
+  conc_lua_api(L)->pushfuture(L, NULL);
+  return 1;
+}
+
+/* What tofuture gives for what is no future (NULL), passed on as a host
+** may: pushfuture raises (it pushed a handle claiming to be finalized),
+** the rest return CONC_EINVAL (a crash in each). */
+static int case_nullfuture(void) {
+  const conc_lua_api_t *api;
+  lua_State *L = newstate(&api);
+  conc_future_t *none;
+  int failed;
+  lua_pushinteger(L, 42);
+  none = api->tofuture(L, -1);
+  lua_pop(L, 1);
+  if (none != NULL)
+    fail("tofuture", "a future from 42");
+  lua_pushcfunction(L, pushnull);
+  if (lua_pcall(L, 0, 1, 0) == LUA_OK)
+    fail("pushfuture", "pushed a handle of NULL");
+  printf("%s\n", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  api->future_ref(none);
+  api->future_unref(none);
+  expect("set_running", api->future_set_running_or_notify_cancel(none),
+         CONC_EINVAL);
+  expect("set_result", api->future_set_result(none, NULL, 0, NULL),
+         CONC_EINVAL);
+  expect("set_exception", api->future_set_exception(none, NULL, 0, NULL),
+         CONC_EINVAL);
+  expect("cancel", api->future_cancel(none), CONC_EINVAL);
+  expect("wait", api->future_wait(none, api->deadline(0)), CONC_EINVAL);
+  expect("add_callback", api->future_add_callback(none, ccallback, NULL),
+         CONC_EINVAL);
+  expect("payload", api->future_payload(none, NULL, NULL, NULL),
+         CONC_EINVAL);
+  expect("pushvalues", api->pushvalues(L, none, &failed), CONC_EINVAL);
+  lua_close(L);
+  return 0;
+}
+
+/* }====================================================================== */
+
+
 int main(int argc, char **argv) {
   int r;
   if (argc != 2)
-    fail("usage", "embedtest afterclose|states|hostgc");
+    fail("usage", "embedtest afterclose|states|hostgc|cycle|encoderange|"
+                  "nullfuture");
   if (strcmp(argv[1], "afterclose") == 0)
     r = case_afterclose();
   else if (strcmp(argv[1], "states") == 0)
     r = case_states();
   else if (strcmp(argv[1], "hostgc") == 0)
     r = case_hostgc();
+  else if (strcmp(argv[1], "cycle") == 0)
+    r = case_cycle();
+  else if (strcmp(argv[1], "encoderange") == 0)
+    r = case_encoderange();
+  else if (strcmp(argv[1], "nullfuture") == 0)
+    r = case_nullfuture();
   else {
     fail("unknown case", argv[1]);
     return 1;

@@ -1226,6 +1226,101 @@ static void case_startwhy(void) {
   }
 }
 
+/* A task that takes a while: every worker is asked for. */
+static conc_payload_t *x_runslow(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  sleep_ms(20);
+  *failed = 0;
+  return conc_payload_new(NULL, 0, 0);
+}
+
+/* Worker 2's start runs out of resources; the others start. */
+static int x_startfail2(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)why;
+  *ctx = NULL;
+  return id == 2 ? CONC_ENOMEM : 0;
+}
+
+/* A worker whose start runs out of resources breaks the pool only when
+** no other worker is left (the runtime's contract): the others take the
+** tasks. A process pool broke at once, failing every task. */
+static void case_startsome(void) {
+  int k, i;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    conc_executor_opts_t o;
+    conc_executor_t *ex;
+    conc_future_t *f[6];
+    const void *data;
+    size_t len;
+    int failed;
+    char *why;
+    xslot x;
+    x_options(&o, 3, &x, x_runslow);
+    o.runtime.start = x_startfail2;
+    CHECK((ex = make(&o)) != NULL);
+    for (i = 0; i < 6; i++) {
+      CHECK((f[i] = conc_future_new()) != NULL);
+      CHECK(ex->ops->submit(ex, f[i], conc_payload_new(NULL, 0, 0), 0) == 0);
+    }
+    for (i = 0; i < 6; i++) {
+      CHECK(conc_future_wait(f[i], conc_deadline(30)) == 0);
+      CHECK(conc_future_payload(f[i], &data, &len, &failed) == 0);
+      if (failed) {
+        char msg[256];
+        fprintf(stderr, "%s: task %d: %s\n", ex->ops->name, i,
+                errmsg(f[i], msg, sizeof(msg)));
+        CHECK(0);
+      }
+      conc_future_unref(f[i]);
+    }
+    why = ex->ops->broken(ex);
+    CHECK(why == NULL);
+    ex->ops->free(ex);
+  }
+}
+
+/* A runtime that cannot make even an error, and says it succeeded. */
+static conc_payload_t *x_runnull(void *ctx, const conc_payload_t *task,
+                                 conc_taskctl_t *ctl, int *failed) {
+  (void)ctx; (void)task; (void)ctl;
+  *failed = 0;
+  return NULL;
+}
+
+/* A runtime's run that returns NULL (no outcome: not even an error
+** could be made) fails its task, whatever it left in '*failed': a
+** thread pool's future finished as a success without values, a process
+** pool's failed. */
+static void case_nullrun(void) {
+  int k;
+  alarm(60);
+  for (k = 0; k < 2; k++) {
+    conc_executor_opts_t o;
+    conc_executor_t *ex;
+    conc_future_t *f;
+    const void *data;
+    size_t len;
+    int failed = 0;
+    xslot x;
+    x_options(&o, 1, &x, x_runnull);
+    CHECK((ex = (k == 0 ? conc_threadexec_new : conc_procexec_new)(&o))
+          != NULL);
+    CHECK((f = conc_future_new()) != NULL);
+    CHECK(ex->ops->submit(ex, f, conc_payload_new(NULL, 0, 0), 0) == 0);
+    CHECK(conc_future_wait(f, conc_deadline(30)) == 0);
+    CHECK(conc_future_payload(f, &data, &len, &failed) == 0);
+    if (!failed)
+      fprintf(stderr, "%s: a success without values\n", ex->ops->name);
+    CHECK(failed);
+    conc_future_unref(f);
+    ex->ops->free(ex);
+  }
+}
+
 /* A task of one byte is stuck where its stop was raised and no stop
 ** reaches: once asked to stop it stamps 'ctl->raised', as the Lua
 ** runtime's hook does, and never returns. Others return at once. */
@@ -1363,8 +1458,43 @@ static void case_misuse(void) {
   gate gt;
   latesub ls;
   xslot x;
+  const void *data;
+  size_t len;
   int k;
   alarm(60);
+  /* an error with a NULL class (strlen read address 0), as an empty one:
+  ** the message alone; made so for a cycle conc_payload_finish refused */
+  CHECK((t = conc_payload_error(NULL, "just this")) != NULL);
+  CHECK(t->kind == CONC_PAYLOAD_ERROR && t->size == 10
+        && memcmp(conc_payload_data(t), "\0just this", 10) == 0);
+  conc_payload_free(t);
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK((t = conc_payload_new(NULL, 0, 1)) != NULL);
+  conc_payload_setfuture(t, 0, f);
+  CHECK(conc_payload_finish(f, t, 0, NULL, "a cycle") == 0);
+  CHECK(conc_future_payload(f, &data, &len, &k) == 0 && k == 1);
+  CHECK(len == conc_payload_sizeof((const conc_payload_t *)data)
+        && memcmp(conc_payload_data((const conc_payload_t *)data),
+                  "\0a cycle", 8) == 0);
+  conc_future_unref(f);
+  /* a NULL future (a failed conc_future_new): refused, never a crash */
+  conc_future_ref(NULL);
+  conc_future_unref(NULL);
+  CHECK(conc_future_set_running_or_notify_cancel(NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_result(NULL, NULL, 0, NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_exception(NULL, NULL, 0, NULL) == CONC_EINVAL);
+  CHECK(conc_future_cancel(NULL) == CONC_EINVAL);
+  CHECK(conc_future_cancel_running(NULL) == CONC_EINVAL);
+  CHECK(conc_future_set_stopper(NULL, NULL, NULL) == CONC_EINVAL);
+  CHECK(conc_future_stop_end(NULL) == CONC_EINVAL);
+  CHECK(conc_future_wait(NULL, conc_deadline(0)) == CONC_EINVAL);
+  CHECK(conc_future_payload(NULL, &data, &len, &k) == CONC_EINVAL);
+  CHECK(conc_future_add_callback(NULL, cb_latesubmit, NULL) == CONC_EINVAL);
+  /* and a payload's fields are each optional */
+  CHECK((f = conc_future_new()) != NULL);
+  CHECK(conc_future_set_result(f, NULL, 0, NULL) == 0);
+  CHECK(conc_future_payload(f, NULL, NULL, NULL) == 0);
+  conc_future_unref(f);
   /* a NULL callback (it was called at completion) */
   CHECK((f = conc_future_new()) != NULL);
   CHECK(conc_future_add_callback(f, NULL, NULL) == CONC_EINVAL);
@@ -1537,6 +1667,8 @@ static const ctest_case cases[] = {
   {"nullhooks", case_nullhooks},
   {"stuck", case_stuck},
   {"startwhy", case_startwhy},
+  {"startsome", case_startsome},
+  {"nullrun", case_nullrun},
   {"misuse", case_misuse},
   {"refused", case_refused},
 };

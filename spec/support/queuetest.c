@@ -273,6 +273,56 @@ static void case_timer(void) {
   conc_future_unref(never);
 }
 
+/* A NULL queue (a failed conc_chanq_new): refused, never a crash (each
+** call read address 0). */
+static void case_null(void) {
+  conc_chanq_t *q = conc_chanq_new(0);
+  int *v = newint(7);
+  void *data;
+  size_t len;
+  conc_free_fn fn;
+  CHECK(q != NULL);
+  CHECK(conc_chanq_put(NULL, v, sizeof(*v), freeint, CONC_FOREVER)
+        == CONC_EINVAL);
+  CHECK(conc_chanq_tryput(NULL, v, sizeof(*v), freeint, NULL) == CONC_EINVAL);
+  CHECK(conc_chanq_unget(NULL, v, sizeof(*v), freeint) == CONC_EINVAL);
+  CHECK(conc_chanq_get(NULL, &data, &len, &fn, CONC_FOREVER) == CONC_EINVAL);
+  CHECK(conc_chanq_tryget(NULL, &data, &len, &fn, NULL) == CONC_EINVAL);
+  conc_chanq_ref(NULL);
+  conc_chanq_close(NULL);
+  conc_chanq_unref(NULL);
+  CHECK(conc_chanq_len(NULL) == 0 && conc_chanq_maxsize(NULL) == 0);
+  CHECK(conc_chanq_closed(NULL) == 1);
+  CHECK(conc_chanq_put(q, v, sizeof(*v), freeint, CONC_FOREVER) == 0);
+  getint(q, 7, CONC_FOREVER);
+  conc_chanq_unref(q);
+}
+
+/* Deadlines that never come: CONC_FOREVER (conc_deadline of a negative
+** or infinite timeout) sorted first and cancelled its future at once;
+** a NaN at the heap's top held every later entry back for ever. */
+static void case_timerforever(void) {
+  conc_timer_t *t = conc_timer_new();
+  conc_future_t *inf = conc_future_new(), *nan = conc_future_new(),
+                *soon = conc_future_new();
+  volatile double zero = 0;
+  CHECK(t != NULL);
+  CHECK(conc_timer_cancel_at(t, nan, zero / zero) == 0);
+  CHECK(conc_timer_cancel_at(t, inf, conc_deadline(-1)) == 0);
+  CHECK(conc_timer_cancel_at(t, inf, conc_deadline(1 / zero)) == 0);
+  CHECK(conc_timer_cancel_at(t, soon, conc_deadline(0.02)) == 0);
+  CHECK(conc_future_wait(soon, conc_deadline(10)) == 0);
+  CHECK(conc_future_state(soon) == CONC_CANCELLED);
+  CHECK(conc_future_state(inf) == CONC_PENDING);
+  CHECK(conc_future_state(nan) == CONC_PENDING);
+  conc_timer_remove(t, inf);  /* none there: harmless */
+  conc_timer_free(t);
+  CHECK(conc_future_state(inf) == CONC_PENDING);
+  conc_future_unref(inf);
+  conc_future_unref(nan);
+  conc_future_unref(soon);
+}
+
 /* Many entries at once (cf.await's timeouts of 200,000 coroutines):
 ** adding and removing each stays cheap. Before, every add scanned the
 ** whole heap (for done futures) and every remove searched it: minutes
@@ -655,6 +705,8 @@ static const ctest_case cases[] = {
   {"unget", case_unget},
   {"unref", case_unref},
   {"timer", case_timer},
+  {"timerforever", case_timerforever},
+  {"null", case_null},
   {"timeridle", case_timeridle},
   {"timermany", case_timermany},
   {"process", case_process},
