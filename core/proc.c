@@ -94,6 +94,9 @@ struct proc {
   uint64_t nexttask;
   int shutdown;
   int broken;
+  int startfailed;          /* a child's start failed for lack of
+                            ** resources since the last submit: no new
+                            ** child until the next (see 'onstart') */
   char *brokenmsg;
   int supervising, joined;
   pthread_t sup;
@@ -551,6 +554,14 @@ static long waiting(proc *p) {
   return n;
 }
 
+static int startfailed(proc *p) {
+  int r;
+  pthread_mutex_lock(&p->mu);
+  r = p->startfailed;
+  pthread_mutex_unlock(&p->mu);
+  return r;
+}
+
 /* The child for the next task: an idle one; else, below the maximum,
 ** new ones (one per waiting task beyond the children not started yet),
 ** whose start the task waits for, as it does for any such child; else
@@ -564,7 +575,8 @@ static child *pick(proc *p) {
       return c;
     unstarted += !c->started && !c->stopping;
   }
-  if (p->nchildren < p->o.max_workers) {
+  if (p->nchildren < p->o.max_workers
+      && (p->nchildren == 0 || !startfailed(p))) {
     const char *what = NULL;
     long n;
     int failed = 0;
@@ -771,6 +783,12 @@ static void onstart(proc *p, child *c, conc__rd *r) {
   }
   if (code != CONC_EBROKEN && others(p, c)) {
     c->stopping = 1;
+    /* no child in its place until the next submit, as a thread pool
+    ** tries a worker again only then: tasks waiting behind a start that
+    ** keeps failing would fork one child after another */
+    pthread_mutex_lock(&p->mu);
+    p->startfailed = 1;
+    pthread_mutex_unlock(&p->mu);
     return;
   }
   if (len == 0) {  /* the runtime gave no reason */
@@ -1220,6 +1238,7 @@ static int px_submit(conc_executor_t *b, conc_future_t *f,
   first = conc__queue_empty(&p->pending);
   conc__queue_insert_tail(&p->pending, &t->q);
   p->npending++;
+  p->startfailed = 0;  /* a child may start now (see 'onstart') */
   pthread_mutex_unlock(&p->mu);
   if (first)  /* later ones find the supervisor busy with the first */
     wake(p);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1283,6 +1284,55 @@ static void case_startsome(void) {
   }
 }
 
+/* Starts made by x_startfail1, counted across the children of a
+** process pool (a shared mapping made before the pool). */
+static long *startcount;
+
+/* Every worker's start but the first runs out of resources. */
+static int x_startfail1(void *ud, int id, void **ctx, char **why) {
+  (void)ud; (void)why;
+  *ctx = NULL;
+  __atomic_add_fetch(startcount, 1, __ATOMIC_RELAXED);
+  return id >= 2 ? CONC_ENOMEM : 0;
+}
+
+/* Starts that keep failing while one worker serves are not tried again
+** until the next submit, as a thread pool's: a process pool forked one
+** child after another for as long as its tasks waited. */
+static void case_startloop(void) {
+  int k, i;
+  alarm(60);
+  startcount = (long *)mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(startcount != MAP_FAILED);
+  for (k = 0; k < 2; k++) {
+    conc_executor_t *(*make)(const conc_executor_opts_t *) =
+        k == 0 ? conc_threadexec_new : conc_procexec_new;
+    conc_executor_opts_t o;
+    conc_executor_t *ex;
+    conc_future_t *f[6];
+    xslot x;
+    *startcount = 0;
+    x_options(&o, 3, &x, x_runslow);
+    o.runtime.start = x_startfail1;
+    CHECK((ex = make(&o)) != NULL);
+    for (i = 0; i < 6; i++) {
+      CHECK((f[i] = conc_future_new()) != NULL);
+      CHECK(ex->ops->submit(ex, f[i], conc_payload_new(NULL, 0, 0), 0) == 0);
+    }
+    for (i = 0; i < 6; i++) {
+      CHECK(conc_future_wait(f[i], conc_deadline(30)) == 0);
+      conc_future_unref(f[i]);
+    }
+    if (*startcount > 6) {  /* at most 3 workers, each tried once or twice */
+      fprintf(stderr, "%s: %ld starts\n", ex->ops->name, *startcount);
+      CHECK(0);
+    }
+    ex->ops->free(ex);
+  }
+  munmap(startcount, sizeof(long));
+}
+
 /* A runtime that cannot make even an error, and says it succeeded. */
 static conc_payload_t *x_runnull(void *ctx, const conc_payload_t *task,
                                  conc_taskctl_t *ctl, int *failed) {
@@ -1668,6 +1718,7 @@ static const ctest_case cases[] = {
   {"stuck", case_stuck},
   {"startwhy", case_startwhy},
   {"startsome", case_startsome},
+  {"startloop", case_startloop},
   {"nullrun", case_nullrun},
   {"misuse", case_misuse},
   {"refused", case_refused},
