@@ -14,7 +14,7 @@ local CASES = {
   "precancelled", "failed", "shutdownwait", "shutdowncancel",
   "aftershutdown", "broken", "brokenlater", "nowait", "esys", "names",
   "stopctx", "threadattrs", "stress", "cbrelease", "cbwait",
-  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "startsome", "startloop", "nullrun",
+  "shutdownself", "maxbound", "nullhooks", "stuck", "startwhy", "startsome", "nullrun",
   "misuse",
   "refused",
 }
@@ -48,9 +48,8 @@ local DESCRIPTIONS = {
     .. "runtime's outcome of a stopped task",
   startwhy = "says what failed when a runtime's start fails without a reason",
   startsome = "breaks only when no worker is left as a runtime's start runs "
-    .. "out of resources (the others take the tasks)",
-  startloop = "tries a start that ran out of resources again only at the next "
-    .. "submit, while another worker serves",
+    .. "out of resources (the others take the tasks), and tries it again only "
+    .. "at the next submit",
   nullrun = "fails a task whose runtime returns no outcome, whatever it said",
   misuse = "refuses NULL futures, callbacks and tasks, and a future given to two tasks; "
     .. "takes a NULL error class as an empty one",
